@@ -1,0 +1,90 @@
+package node
+
+import (
+	"time"
+)
+
+// Config is everything a node needs to run. Defaults live in DefaultConfig and
+// nowhere else; the command line overlays a YAML file, then environment
+// variables, then flags (see main.go).
+type Config struct {
+	DataDir         string        `yaml:"data-dir"`
+	HTTPAddr        string        `yaml:"http-addr"`
+	NodeID          string        `yaml:"node-id"`
+	RaftAddr        string        `yaml:"raft-addr"`
+	Join            []string      `yaml:"join"`
+	BootstrapExpect int           `yaml:"bootstrap-expect"`
+	ClusterKey      string        `yaml:"cluster-key"`
+	InsecureCluster bool          `yaml:"insecure-cluster"`
+	AdminPassword   string        `yaml:"admin-password"`
+	LogLevel        string        `yaml:"log-level"`
+	LogFormat       string        `yaml:"log-format"` // text or json
+	PublicURL       string        `yaml:"public-url"` // used in nextLink/deltaLink when set
+	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
+
+	Limits  Limits        `yaml:"limits"`
+	Raft    RaftTuning    `yaml:"raft"`
+	WebPush ChannelConfig `yaml:"webPush"`
+	Webhook ChannelConfig `yaml:"webhook"`
+}
+
+// Limits are the rate limits and quotas of API.md §1 and §5.
+type Limits struct {
+	// AppRate is the sustained requests per second of one application; AppBurst
+	// the bucket size. Zero rate disables the limit.
+	AppRate  float64 `yaml:"app-rate"`
+	AppBurst int     `yaml:"app-burst"`
+	// UserRate and UserBurst are the same for one user's requests.
+	UserRate  float64 `yaml:"user-rate"`
+	UserBurst int     `yaml:"user-burst"`
+	// MaxNotificationsPerUser caps a user's active notifications (507 beyond).
+	MaxNotificationsPerUser int `yaml:"max-notifications-per-user"`
+	// MaxSubscriptionsPerUser caps a user's subscriptions (507 beyond).
+	MaxSubscriptionsPerUser int `yaml:"max-subscriptions-per-user"`
+	// ChangeRetention is how long the per-user change log (delta and stream
+	// cursors) is kept; older cursors get 410.
+	ChangeRetention time.Duration `yaml:"change-retention"`
+	// MaxStreamsPerUser caps concurrent live streams of one user.
+	MaxStreamsPerUser int `yaml:"max-streams-per-user"`
+}
+
+// RaftTuning holds the Raft timers; tests shorten them.
+type RaftTuning struct {
+	HeartbeatTimeout  time.Duration `yaml:"heartbeat-timeout"`
+	ElectionTimeout   time.Duration `yaml:"election-timeout"`
+	SnapshotInterval  time.Duration `yaml:"snapshot-interval"`
+	SnapshotThreshold uint64        `yaml:"snapshot-threshold"`
+}
+
+// ChannelConfig is the outbound policy of one delivery channel.
+type ChannelConfig struct {
+	AllowPrivate bool `yaml:"allowPrivate"`
+}
+
+// DefaultConfig returns a config that runs a one-node cluster with no file.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:         "./herald-data",
+		HTTPAddr:        ":8750",
+		RaftAddr:        "127.0.0.1:8751",
+		LogLevel:        "info",
+		LogFormat:       "text",
+		ShutdownTimeout: 15 * time.Second,
+		Limits: Limits{
+			AppRate:                 200,
+			AppBurst:                400,
+			UserRate:                50,
+			UserBurst:               100,
+			MaxNotificationsPerUser: 10000,
+			MaxSubscriptionsPerUser: 100,
+			ChangeRetention:         7 * 24 * time.Hour,
+			MaxStreamsPerUser:       20,
+		},
+		Raft: RaftTuning{
+			HeartbeatTimeout:  1000 * time.Millisecond,
+			ElectionTimeout:   1000 * time.Millisecond,
+			SnapshotInterval:  2 * time.Minute,
+			SnapshotThreshold: 8192,
+		},
+	}
+}

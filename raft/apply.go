@@ -1,0 +1,541 @@
+package raft
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// Result is what one command returns to the proposer: a value or a client
+// error (a *resource.Error).
+type Result struct {
+	Value any
+	Err   error
+}
+
+func ok(v any) Result                 { return Result{Value: v} }
+func fail(err *resource.Error) Result { return Result{Err: err} }
+
+// counters are per-user totals kept for quotas.
+type counters struct {
+	Notifications int `json:"n"`
+	Subscriptions int `json:"s"`
+}
+
+func (t *tx) counters(uid string) counters {
+	var c counters
+	t.getJSON(countersKey(uid), &c)
+	return c
+}
+
+func (t *tx) addCounters(uid string, dn, ds int) {
+	c := t.counters(uid)
+	c.Notifications += dn
+	c.Subscriptions += ds
+	t.setJSON(countersKey(uid), c)
+}
+
+func (t *tx) apply(c *Command) Result {
+	switch c.Op {
+	case OpBootstrapAdmin:
+		if len(t.keys([]byte("u/"), 1)) > 0 {
+			return fail(resource.Errorf(resource.CodeNameExists, "Users exist already."))
+		}
+		return t.createUser(c.User)
+	case OpCreateUser:
+		return t.createUser(c.User)
+	case OpUpdateUser:
+		return t.updateUser(c)
+	case OpDeleteUser:
+		return t.deleteUser(c.UserID)
+	case OpCreateApp:
+		return t.createApp(c.App)
+	case OpUpdateApp:
+		return t.updateApp(c)
+	case OpDeleteApp:
+		return t.deleteApp(c.AppID)
+	case OpAddPassword:
+		return t.addPassword(c)
+	case OpRemovePassword:
+		return t.removePassword(c)
+	case OpIssueTokens:
+		return t.issueTokens(c)
+	case OpRevokeSession:
+		return t.revokeSession(c)
+	case OpCreateSub:
+		return t.createSub(c)
+	case OpUpdateSub:
+		return t.updateSub(c)
+	case OpDeleteSub:
+		return t.deleteSub(c.UserID, c.ID)
+	case OpSend:
+		return t.send(c)
+	case OpPatchNotif:
+		return t.patchNotif(c)
+	case OpDeleteNotif:
+		return t.deleteNotif(c)
+	case OpDeleteNotifsBy:
+		return t.deleteNotifsBy(c)
+	case OpPurge:
+		return t.purge(c)
+	case OpSetVAPID:
+		if !t.exists([]byte(keyVAPID)) {
+			t.set([]byte(keyVAPID), c.VAPID)
+		}
+		v, _ := t.get([]byte(keyVAPID))
+		return ok(v)
+	}
+	return fail(resource.Errorf(resource.CodeInvalidRequest, "unknown command %q", c.Op))
+}
+
+// ---- users
+
+func (t *tx) createUser(u *resource.UserRecord) Result {
+	if t.exists(upnKey(u.UserPrincipalName)) {
+		return fail(&resource.Error{Code: resource.CodeNameExists, Target: "userPrincipalName",
+			Message: "Another user has the userPrincipalName " + u.UserPrincipalName + "."})
+	}
+	t.setJSON(userKey(u.ID), u)
+	t.set(upnKey(u.UserPrincipalName), []byte(u.ID))
+	return ok(u.User)
+}
+
+func (t *tx) updateUser(c *Command) Result {
+	var u resource.UserRecord
+	if !t.getJSON(userKey(c.UserID), &u) {
+		return fail(resource.NotFound("user"))
+	}
+	p := c.UserPatch
+	if p.DisplayName != nil {
+		u.DisplayName = *p.DisplayName
+	}
+	if p.Roles != nil {
+		u.Roles = p.Roles
+	}
+	if p.AccountEnabled != nil {
+		u.AccountEnabled = *p.AccountEnabled
+	}
+	if p.PasswordHash != nil {
+		u.PasswordHash = *p.PasswordHash
+		// A new password ends every session the old one opened.
+		t.deleteTokensOf(u.ID)
+	}
+	if !u.AccountEnabled {
+		t.deleteTokensOf(u.ID)
+	}
+	t.setJSON(userKey(u.ID), u)
+	return ok(u.User)
+}
+
+func (t *tx) deleteUser(uid string) Result {
+	var u resource.UserRecord
+	if !t.getJSON(userKey(uid), &u) {
+		return fail(resource.NotFound("user"))
+	}
+	t.deleteTokensOf(uid)
+	for _, k := range t.keys([]byte("us/"+uid+"/"), 0) {
+		t.deleteSub(uid, string(k[len("us/"+uid+"/"):]))
+	}
+	for _, k := range t.keys(notifPrefix(uid), 0) {
+		var n resource.NotificationRecord
+		if t.getJSON(k, &n) {
+			t.del(expiryKey(n.ExpirationDateTime.UnixMilli(), uid, n.ID))
+			if n.AppNotificationID != "" {
+				t.del(appNotifKey(uid, n.AppID, n.AppNotificationID))
+			}
+		}
+		t.del(k)
+	}
+	for _, k := range t.keys(changePrefix(uid), 0) {
+		t.del(k)
+	}
+	t.del(changeTrimKey(uid))
+	t.del(countersKey(uid))
+	t.del(upnKey(u.UserPrincipalName))
+	t.del(userKey(uid))
+	return ok(nil)
+}
+
+func (t *tx) deleteTokensOf(principal string) {
+	prefix := "pt/" + principal + "/"
+	for _, k := range t.keys([]byte(prefix), 0) {
+		t.del(tokenKey(string(k[len(prefix):])))
+		t.del(k)
+	}
+}
+
+// ---- applications
+
+func (t *tx) createApp(a *resource.ApplicationRecord) Result {
+	if t.exists(hostKey(a.TargetHostName)) {
+		return fail(&resource.Error{Code: resource.CodeNameExists, Target: "targetHostName",
+			Message: "Another application has the targetHostName " + a.TargetHostName + "."})
+	}
+	t.setJSON(appKey(a.ID), a)
+	t.set(appIDKey(a.AppID), []byte(a.ID))
+	t.set(hostKey(a.TargetHostName), []byte(a.ID))
+	return ok(*a)
+}
+
+func (t *tx) updateApp(c *Command) Result {
+	var a resource.ApplicationRecord
+	if !t.getJSON(appKey(c.AppID), &a) {
+		return fail(resource.NotFound("application"))
+	}
+	if c.App.DisplayName != "" {
+		a.DisplayName = c.App.DisplayName
+	}
+	t.setJSON(appKey(a.ID), a)
+	return ok(a)
+}
+
+func (t *tx) deleteApp(aid string) Result {
+	var a resource.ApplicationRecord
+	if !t.getJSON(appKey(aid), &a) {
+		return fail(resource.NotFound("application"))
+	}
+	t.deleteTokensOf(aid)
+	prefix := "as/" + aid + "/"
+	for _, k := range t.keys([]byte(prefix), 0) {
+		var s resource.SubscriptionRecord
+		if t.getJSON(subKey(string(k[len(prefix):])), &s) {
+			t.deleteSub(s.UserID, s.ID)
+		}
+		t.del(k)
+	}
+	t.del(appIDKey(a.AppID))
+	t.del(hostKey(a.TargetHostName))
+	t.del(appKey(aid))
+	return ok(nil)
+}
+
+func (t *tx) addPassword(c *Command) Result {
+	var a resource.ApplicationRecord
+	if !t.getJSON(appKey(c.AppID), &a) {
+		return fail(resource.NotFound("application"))
+	}
+	if len(a.Credentials) >= 20 {
+		return fail(resource.Errorf(resource.CodeQuotaReached, "An application may hold at most 20 secrets."))
+	}
+	a.Credentials = append(a.Credentials, *c.Credential)
+	t.setJSON(appKey(a.ID), a)
+	return ok(c.Credential.PasswordCredential)
+}
+
+func (t *tx) removePassword(c *Command) Result {
+	var a resource.ApplicationRecord
+	if !t.getJSON(appKey(c.AppID), &a) {
+		return fail(resource.NotFound("application"))
+	}
+	for i, cr := range a.Credentials {
+		if cr.KeyID == c.ID {
+			a.Credentials = append(a.Credentials[:i], a.Credentials[i+1:]...)
+			t.setJSON(appKey(a.ID), a)
+			return ok(nil)
+		}
+	}
+	return fail(resource.NotFound("password credential"))
+}
+
+// ---- tokens
+
+func (t *tx) issueTokens(c *Command) Result {
+	if c.ConsumeHash != "" {
+		var old resource.TokenRecord
+		if !t.getJSON(tokenKey(c.ConsumeHash), &old) || old.Kind != resource.TokenRefresh ||
+			!time.Unix(0, c.Now).Before(old.ExpiresAt.Time) {
+			return fail(resource.Errorf("invalid_grant", "The refresh token is invalid, expired or already used."))
+		}
+		t.del(tokenKey(c.ConsumeHash))
+		t.del(ownerTokenKey(old.PrincipalID, c.ConsumeHash))
+	}
+	for _, g := range c.Tokens {
+		switch g.Record.PrincipalType {
+		case resource.PrincipalUser:
+			var u resource.UserRecord
+			if !t.getJSON(userKey(g.Record.PrincipalID), &u) || !u.AccountEnabled {
+				return fail(resource.Errorf("invalid_grant", "The user does not exist or is disabled."))
+			}
+		case resource.PrincipalApp:
+			if !t.exists(appKey(g.Record.PrincipalID)) {
+				return fail(resource.Errorf("invalid_client", "The application does not exist."))
+			}
+		}
+	}
+	for _, g := range c.Tokens {
+		b, err := json.Marshal(g.Record)
+		t.must(err)
+		exp := g.Record.ExpiresAt.Unix() + 1
+		t.setExpiring(tokenKey(g.Hash), b, exp)
+		t.setExpiring(ownerTokenKey(g.Record.PrincipalID, g.Hash), nil, exp)
+	}
+	return ok(nil)
+}
+
+// revokeSession deletes the tokens of one sign-in session of a principal.
+func (t *tx) revokeSession(c *Command) Result {
+	prefix := "pt/" + c.UserID + "/"
+	for _, k := range t.keys([]byte(prefix), 0) {
+		h := string(k[len(prefix):])
+		var r resource.TokenRecord
+		if t.getJSON(tokenKey(h), &r) && r.Session == c.Session {
+			t.del(tokenKey(h))
+			t.del(k)
+		}
+	}
+	return ok(nil)
+}
+
+// ---- subscriptions
+
+func (t *tx) createSub(c *Command) Result {
+	s := c.Sub
+	if !t.exists(userKey(s.UserID)) {
+		return fail(resource.NotFound("user"))
+	}
+	if !t.exists(appKey(s.AppID)) {
+		return fail(resource.Invalid("targetHostName", "No application is registered for %s.", s.TargetHostName))
+	}
+	if c.MaxItems > 0 && t.counters(s.UserID).Subscriptions >= c.MaxItems {
+		return fail(resource.Errorf(resource.CodeQuotaReached, "The user has the most subscriptions allowed (%d).", c.MaxItems))
+	}
+	t.setJSON(subKey(s.ID), s)
+	t.set(userSubKey(s.UserID, s.ID), nil)
+	t.set(appSubKey(s.AppID, s.ID), nil)
+	t.addCounters(s.UserID, 0, 1)
+	return ok(*s)
+}
+
+func (t *tx) updateSub(c *Command) Result {
+	var s resource.SubscriptionRecord
+	if !t.getJSON(subKey(c.ID), &s) || s.UserID != c.UserID {
+		return fail(resource.NotFound("subscription"))
+	}
+	if c.SubPatch.DeviceName != nil {
+		s.DeviceName = *c.SubPatch.DeviceName
+	}
+	if c.SubPatch.ExpirationDateTime != nil {
+		s.ExpirationDateTime = *c.SubPatch.ExpirationDateTime
+		if s.Status == resource.SubExpired {
+			s.Status = resource.SubActive
+			s.StatusReason = nil
+		}
+	}
+	t.setJSON(subKey(s.ID), s)
+	return ok(s)
+}
+
+func (t *tx) deleteSub(uid, sid string) Result {
+	var s resource.SubscriptionRecord
+	if !t.getJSON(subKey(sid), &s) || s.UserID != uid {
+		return fail(resource.NotFound("subscription"))
+	}
+	t.del(subKey(sid))
+	t.del(userSubKey(uid, sid))
+	t.del(appSubKey(s.AppID, sid))
+	t.addCounters(uid, 0, -1)
+	return ok(nil)
+}
+
+// ---- notifications
+
+// record appends a change to the user's log and queues it for the live hub.
+func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) {
+	t.seq++
+	ch := resource.Change{Seq: t.seq, UserID: n.UserID, Type: typ, NotificationID: n.ID,
+		TargetHostName: n.TargetHostName, PlatformTypes: n.TargetPolicy.PlatformTypes}
+	var err error
+	if typ == resource.ChangeCreated || typ == resource.ChangeUpdated {
+		ch.Data, err = json.Marshal(n.Notification)
+	} else {
+		reason := resource.ChangeDeleted
+		if typ == resource.ChangeExpired {
+			reason = resource.ChangeExpired
+		}
+		ch.Data, err = json.Marshal(resource.Removed{ID: n.ID, Removed: resource.RemovedReason{Reason: reason}})
+	}
+	t.must(err)
+	b, err := json.Marshal(ch)
+	t.must(err)
+	key := changeKey(n.UserID, t.seq)
+	t.set(key, b)
+	t.set(changeTimeKey(now/int64(time.Millisecond), n.UserID, t.seq), nil)
+	t.changes = append(t.changes, ch)
+}
+
+func (t *tx) putNotif(n *resource.NotificationRecord) {
+	t.setJSON(notifKey(n.UserID, n.ID), n)
+}
+
+func (t *tx) send(c *Command) Result {
+	n := c.Notif
+	if !t.exists(userKey(n.UserID)) {
+		return fail(resource.NotFound("user"))
+	}
+	if n.AppNotificationID != "" {
+		if id, found := t.get(appNotifKey(n.UserID, n.AppID, n.AppNotificationID)); found {
+			var old resource.NotificationRecord
+			if t.getJSON(notifKey(n.UserID, string(id)), &old) {
+				return t.replace(c, &old)
+			}
+		}
+	}
+	if c.MaxItems > 0 && t.counters(n.UserID).Notifications >= c.MaxItems {
+		return fail(resource.Errorf(resource.CodeQuotaReached,
+			"The user has the most active notifications allowed (%d); delete some or let them expire.", c.MaxItems))
+	}
+	t.putNotif(n)
+	t.set(expiryKey(n.ExpirationDateTime.UnixMilli(), n.UserID, n.ID), nil)
+	if n.AppNotificationID != "" {
+		t.set(appNotifKey(n.UserID, n.AppID, n.AppNotificationID), []byte(n.ID))
+	}
+	t.addCounters(n.UserID, 1, 0)
+	t.record(c.Now, resource.ChangeCreated, n)
+	return ok(SendResult{Notification: n.Notification, Created: true})
+}
+
+// replace gives an earlier notification new content and keeps its id and
+// creation time; the new content is unread again.
+func (t *tx) replace(c *Command, old *resource.NotificationRecord) Result {
+	n := c.Notif
+	t.del(expiryKey(old.ExpirationDateTime.UnixMilli(), old.UserID, old.ID))
+	if old.Status != resource.StatusActive {
+		t.addCounters(n.UserID, 1, 0)
+	}
+	n.ID = old.ID
+	n.CreatedDateTime = old.CreatedDateTime
+	t.putNotif(n)
+	t.set(expiryKey(n.ExpirationDateTime.UnixMilli(), n.UserID, n.ID), nil)
+	t.record(c.Now, resource.ChangeUpdated, n)
+	return ok(SendResult{Notification: n.Notification})
+}
+
+func (t *tx) patchNotif(c *Command) Result {
+	var n resource.NotificationRecord
+	if !t.getJSON(notifKey(c.UserID, c.ID), &n) || n.Status != resource.StatusActive {
+		return fail(resource.NotFound("notification"))
+	}
+	p := c.NotifPatch
+	changed := false
+	if p.ReadState != nil && *p.ReadState != n.ReadState {
+		n.ReadState, changed = *p.ReadState, true
+	}
+	if p.UserActionState != nil && *p.UserActionState != n.UserActionState {
+		n.UserActionState, changed = *p.UserActionState, true
+	}
+	if changed {
+		n.LastModifiedDateTime = resource.At(time.Unix(0, c.Now))
+		t.putNotif(&n)
+		t.record(c.Now, resource.ChangeUpdated, &n)
+	}
+	return ok(n.Notification)
+}
+
+// markDeleted turns a notification into a tombstone that stays until it
+// expires. Deleting a tombstone again changes nothing.
+func (t *tx) markDeleted(now int64, n *resource.NotificationRecord) {
+	if n.Status == resource.StatusDeleted {
+		return
+	}
+	n.Status = resource.StatusDeleted
+	n.LastModifiedDateTime = resource.At(time.Unix(0, now))
+	t.putNotif(n)
+	if n.AppNotificationID != "" {
+		t.del(appNotifKey(n.UserID, n.AppID, n.AppNotificationID))
+	}
+	t.addCounters(n.UserID, -1, 0)
+	t.record(now, resource.ChangeDeleted, n)
+}
+
+func (t *tx) deleteNotif(c *Command) Result {
+	var n resource.NotificationRecord
+	if !t.getJSON(notifKey(c.UserID, c.ID), &n) || (c.AppID != "" && n.AppID != c.AppID) {
+		return fail(resource.NotFound("notification"))
+	}
+	t.markDeleted(c.Now, &n)
+	return ok(nil)
+}
+
+func (t *tx) deleteNotifsBy(c *Command) Result {
+	if c.AppNotifID != "" {
+		if id, found := t.get(appNotifKey(c.UserID, c.AppID, c.AppNotifID)); found {
+			var n resource.NotificationRecord
+			if t.getJSON(notifKey(c.UserID, string(id)), &n) {
+				t.markDeleted(c.Now, &n)
+			}
+		}
+		return ok(nil)
+	}
+	for _, k := range t.keys(notifPrefix(c.UserID), 0) {
+		var n resource.NotificationRecord
+		if t.getJSON(k, &n) && n.AppID == c.AppID && n.GroupName == c.GroupName {
+			t.markDeleted(c.Now, &n)
+		}
+	}
+	return ok(nil)
+}
+
+// purge removes notifications whose expirationDateTime has passed and trims
+// change-log entries older than the retention, at most MaxItems of each.
+// It reads only the time-ordered indexes, so its cost follows what is due.
+func (t *tx) purge(c *Command) Result {
+	nowMs := c.Now / int64(time.Millisecond)
+	purged := 0
+	for _, k := range t.keys([]byte("ne/"), c.MaxItems) {
+		parts := strings.SplitN(string(k), "/", 4) // ne, ms, uid, nid
+		if len(parts) != 4 || hexMs(parts[1]) > nowMs {
+			break
+		}
+		t.del(k)
+		var n resource.NotificationRecord
+		if !t.getJSON(notifKey(parts[2], parts[3]), &n) {
+			continue
+		}
+		if n.Status == resource.StatusActive {
+			t.addCounters(n.UserID, -1, 0)
+			t.record(c.Now, resource.ChangeExpired, &n)
+		}
+		if n.AppNotificationID != "" {
+			t.del(appNotifKey(n.UserID, n.AppID, n.AppNotificationID))
+		}
+		t.del(notifKey(n.UserID, n.ID))
+		purged++
+	}
+	cutoff := nowMs - c.Retention/int64(time.Millisecond)
+	trimmed := 0
+	for _, k := range t.keys([]byte("ce/"), c.MaxItems) {
+		parts := strings.SplitN(string(k), "/", 4) // ce, ms, uid, seq
+		if len(parts) != 4 || hexMs(parts[1]) > cutoff {
+			break
+		}
+		seq := uint64(hexMs(parts[3]))
+		t.del(k)
+		t.del(changeKey(parts[2], seq))
+		if prev, found := t.get(changeTrimKey(parts[2])); !found || getUint64(prev) < seq {
+			t.set(changeTrimKey(parts[2]), putUint64(seq))
+		}
+		trimmed++
+	}
+	return ok(PurgeResult{Notifications: purged, Changes: trimmed})
+}
+
+// PurgeResult says how much a purge removed; a full batch means run again.
+type PurgeResult struct{ Notifications, Changes int }
+
+func hexMs(s string) int64 {
+	var v uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | uint64(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | uint64(c-'a'+10)
+		default:
+			return 0
+		}
+	}
+	return int64(v)
+}

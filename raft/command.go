@@ -1,0 +1,85 @@
+package raft
+
+import (
+	"github.com/herald-notify/herald/resource"
+)
+
+// Op names a command of the replicated state machine.
+type Op string
+
+// The commands. Each carries every id, time and hash it needs, chosen before
+// it enters the log, so that applying it is deterministic on every node.
+const (
+	OpBootstrapAdmin Op = "bootstrapAdmin"
+	OpCreateUser     Op = "createUser"
+	OpUpdateUser     Op = "updateUser"
+	OpDeleteUser     Op = "deleteUser"
+	OpCreateApp      Op = "createApp"
+	OpUpdateApp      Op = "updateApp"
+	OpDeleteApp      Op = "deleteApp"
+	OpAddPassword    Op = "addPassword"
+	OpRemovePassword Op = "removePassword"
+	OpIssueTokens    Op = "issueTokens"
+	OpRevokeSession  Op = "revokeSession"
+	OpCreateSub      Op = "createSub"
+	OpUpdateSub      Op = "updateSub"
+	OpDeleteSub      Op = "deleteSub"
+	OpSend           Op = "send"
+	OpPatchNotif     Op = "patchNotif"
+	OpDeleteNotif    Op = "deleteNotif"
+	OpDeleteNotifsBy Op = "deleteNotifsBy"
+	OpPurge          Op = "purge"
+	OpSetVAPID       Op = "setVAPID"
+)
+
+// Command is one state change. Op says which fields are set.
+type Command struct {
+	Op Op `json:"op"`
+	// Now is the proposer's clock in Unix nanoseconds: the only clock Apply
+	// may read.
+	Now int64 `json:"now"`
+
+	User       *resource.UserRecord         `json:"user,omitempty"`
+	UserPatch  *UserPatch                   `json:"userPatch,omitempty"`
+	App        *resource.ApplicationRecord  `json:"app,omitempty"`
+	Credential *resource.CredentialRecord   `json:"credential,omitempty"`
+	Tokens     []TokenGrant                 `json:"tokens,omitempty"`
+	Sub        *resource.SubscriptionRecord `json:"sub,omitempty"`
+	SubPatch   *resource.SubscriptionPatch  `json:"subPatch,omitempty"`
+	Notif      *resource.NotificationRecord `json:"notif,omitempty"`
+	NotifPatch *resource.NotificationPatch  `json:"notifPatch,omitempty"`
+	VAPID      []byte                       `json:"vapid,omitempty"`
+
+	// Generic references; what they mean depends on Op.
+	UserID      string `json:"userId,omitempty"`
+	AppID       string `json:"appId,omitempty"` // an application's object id
+	ID          string `json:"id,omitempty"`
+	ConsumeHash string `json:"consumeHash,omitempty"` // a refresh token being rotated
+	Session     string `json:"session,omitempty"`
+	GroupName   string `json:"groupName,omitempty"`
+	AppNotifID  string `json:"appNotificationId,omitempty"`
+
+	// Limits in force when the command was proposed.
+	MaxItems  int   `json:"maxItems,omitempty"`
+	Retention int64 `json:"retention,omitempty"` // change-log retention, ns
+}
+
+// UserPatch is an admin's PATCH of a user; nil fields stay.
+type UserPatch struct {
+	DisplayName    *string  `json:"displayName,omitempty"`
+	PasswordHash   *string  `json:"passwordHash,omitempty"`
+	Roles          []string `json:"roles,omitempty"`
+	AccountEnabled *bool    `json:"accountEnabled,omitempty"`
+}
+
+// TokenGrant is a token to store under the hash of its secret.
+type TokenGrant struct {
+	Hash   string               `json:"hash"`
+	Record resource.TokenRecord `json:"record"`
+}
+
+// SendResult is the outcome of OpSend.
+type SendResult struct {
+	Notification resource.Notification
+	Created      bool
+}

@@ -1,0 +1,66 @@
+package raft
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+)
+
+// Badger key layout. Every key starts with a short prefix naming what it
+// holds; ids never contain '/', so a prefix scan of "n/<user>/" reads exactly
+// one user's notifications.
+const (
+	keyApplied = "m/applied" // last applied Raft index, written with the data
+	keySeq     = "m/seq"     // last change-log sequence number
+	keyVAPID   = "m/vapid"   // the server's VAPID key pair
+)
+
+func userKey(id string) []byte     { return []byte("u/" + id) }
+func upnKey(upn string) []byte     { return []byte("upn/" + strings.ToLower(upn)) }
+func appKey(id string) []byte      { return []byte("a/" + id) }
+func appIDKey(appID string) []byte { return []byte("appid/" + appID) }
+func hostKey(host string) []byte   { return []byte("host/" + host) }
+func tokenKey(hash string) []byte  { return []byte("t/" + hash) }
+func ownerTokenKey(principal, hash string) []byte {
+	return []byte("pt/" + principal + "/" + hash)
+}
+func subKey(id string) []byte           { return []byte("s/" + id) }
+func userSubKey(uid, sid string) []byte { return []byte("us/" + uid + "/" + sid) }
+func appSubKey(aid, sid string) []byte  { return []byte("as/" + aid + "/" + sid) }
+func notifKey(uid, nid string) []byte   { return []byte("n/" + uid + "/" + nid) }
+func notifPrefix(uid string) []byte     { return []byte("n/" + uid + "/") }
+func countersKey(uid string) []byte     { return []byte("cnt/" + uid) }
+func changeTrimKey(uid string) []byte   { return []byte("ct/" + uid) }
+func changePrefix(uid string) []byte    { return []byte("c/" + uid + "/") }
+func changeKey(uid string, seq uint64) []byte {
+	return fmt.Appendf(nil, "c/%s/%016x", uid, seq)
+}
+
+// appNotifKey maps (user, application, appNotificationId) to the id that a
+// repeated POST replaces.
+func appNotifKey(uid, aid, appNotifID string) []byte {
+	return []byte("na/" + uid + "/" + aid + "/" + appNotifID)
+}
+
+// expiryKey orders notifications by expiry so the purge reads only what is due.
+func expiryKey(ms int64, uid, nid string) []byte {
+	return fmt.Appendf(nil, "ne/%016x/%s/%s", uint64(ms), uid, nid)
+}
+
+// changeTimeKey orders change-log entries by time for trimming.
+func changeTimeKey(ms int64, uid string, seq uint64) []byte {
+	return fmt.Appendf(nil, "ce/%016x/%s/%016x", uint64(ms), uid, seq)
+}
+
+func putUint64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func getUint64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}

@@ -1,0 +1,241 @@
+package raft
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// Reads come from this node's applied state. On the leader that includes
+// every acknowledged write; a follower may lag by the entries in flight.
+
+func (s *Store) getJSON(key []byte, v any) (bool, error) {
+	var found bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		b, ok, err := getValue(txn, key)
+		if err != nil || !ok {
+			return err
+		}
+		found = true
+		return json.Unmarshal(b, v)
+	})
+	return found, err
+}
+
+func (s *Store) getString(key []byte) (string, bool, error) {
+	var out string
+	var found bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		b, ok, err := getValue(txn, key)
+		out, found = string(b), ok
+		return err
+	})
+	return out, found, err
+}
+
+// Token returns the record stored under a token hash.
+func (s *Store) Token(hash string) (*resource.TokenRecord, bool, error) {
+	var t resource.TokenRecord
+	ok, err := s.getJSON(tokenKey(hash), &t)
+	return &t, ok, err
+}
+
+// User returns a user by id.
+func (s *Store) User(id string) (*resource.UserRecord, bool, error) {
+	var u resource.UserRecord
+	ok, err := s.getJSON(userKey(id), &u)
+	return &u, ok, err
+}
+
+// UserByName returns a user by id or userPrincipalName.
+func (s *Store) UserByName(idOrUPN string) (*resource.UserRecord, bool, error) {
+	if u, ok, err := s.User(idOrUPN); ok || err != nil {
+		return u, ok, err
+	}
+	id, ok, err := s.getString(upnKey(idOrUPN))
+	if !ok || err != nil {
+		return nil, false, err
+	}
+	return s.User(id)
+}
+
+// App returns an application by object id.
+func (s *Store) App(id string) (*resource.ApplicationRecord, bool, error) {
+	var a resource.ApplicationRecord
+	ok, err := s.getJSON(appKey(id), &a)
+	return &a, ok, err
+}
+
+// AppBy returns an application by object id, appId or targetHostName.
+func (s *Store) AppBy(ref string) (*resource.ApplicationRecord, bool, error) {
+	if a, ok, err := s.App(ref); ok || err != nil {
+		return a, ok, err
+	}
+	for _, key := range [][]byte{appIDKey(ref), hostKey(ref)} {
+		id, ok, err := s.getString(key)
+		if err != nil {
+			return nil, false, err
+		}
+		if ok {
+			return s.App(id)
+		}
+	}
+	return nil, false, nil
+}
+
+// Subscription returns a subscription by its UNSID.
+func (s *Store) Subscription(id string) (*resource.SubscriptionRecord, bool, error) {
+	var r resource.SubscriptionRecord
+	ok, err := s.getJSON(subKey(id), &r)
+	return &r, ok, err
+}
+
+// Notification returns one of a user's notifications.
+func (s *Store) Notification(uid, nid string) (*resource.NotificationRecord, bool, error) {
+	var n resource.NotificationRecord
+	ok, err := s.getJSON(notifKey(uid, nid), &n)
+	return &n, ok, err
+}
+
+// VAPID returns the stored VAPID key pair, if made.
+func (s *Store) VAPID() ([]byte, bool, error) {
+	v, ok, err := s.getString([]byte(keyVAPID))
+	return []byte(v), ok, err
+}
+
+// Scan calls fn with each value under prefix in key order (reverse when
+// asked), starting after the key prefix+after when after is set, until fn
+// returns false.
+func (s *Store) scan(prefix []byte, after string, reverse bool, fn func(key, val []byte) (bool, error)) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		opts.Reverse = reverse
+		opts.PrefetchSize = 16
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		start := append([]byte{}, prefix...)
+		switch {
+		case after != "":
+			start = append(start, after...)
+		case reverse:
+			start = append(start, 0xff)
+		}
+		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+			k := it.Item().Key()
+			if after != "" && string(k[len(prefix):]) == after {
+				continue
+			}
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			more, err := fn(k, v)
+			if err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Page is one page of a listing; Next is the key to continue after, empty on
+// the last page.
+type Page[T any] struct {
+	Items []T
+	Next  string
+}
+
+func list[T any](s *Store, prefix []byte, after string, reverse bool, limit int, keep func(*T) bool) (Page[T], error) {
+	var p Page[T]
+	var last string
+	err := s.scan(prefix, after, reverse, func(k, v []byte) (bool, error) {
+		var item T
+		if err := json.Unmarshal(v, &item); err != nil {
+			return false, fmt.Errorf("decode %q: %w", k, err)
+		}
+		if keep != nil && !keep(&item) {
+			return true, nil
+		}
+		if len(p.Items) == limit {
+			p.Next = last // one more exists: continue after the last returned
+			return false, nil
+		}
+		p.Items = append(p.Items, item)
+		last = string(k[len(prefix):])
+		return true, nil
+	})
+	return p, err
+}
+
+// ListUsers pages through users in id order.
+func (s *Store) ListUsers(after string, limit int) (Page[resource.UserRecord], error) {
+	return list[resource.UserRecord](s, []byte("u/"), after, false, limit, nil)
+}
+
+// ListApps pages through applications in id order.
+func (s *Store) ListApps(after string, limit int) (Page[resource.ApplicationRecord], error) {
+	return list[resource.ApplicationRecord](s, []byte("a/"), after, false, limit, nil)
+}
+
+// ListSubscriptions returns all of a user's subscriptions (a quota bounds
+// how many there are).
+func (s *Store) ListSubscriptions(uid string) ([]resource.SubscriptionRecord, error) {
+	var out []resource.SubscriptionRecord
+	prefix := []byte("us/" + uid + "/")
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, k := range scanKeys(txn, prefix, 0) {
+			b, ok, err := getValue(txn, subKey(string(k[len(prefix):])))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			var r resource.SubscriptionRecord
+			if err := json.Unmarshal(b, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ListNotifications pages through a user's notifications newest first,
+// keeping those keep accepts. after is the last id of the previous page.
+func (s *Store) ListNotifications(uid, after string, limit int, keep func(*resource.NotificationRecord) bool) (Page[resource.NotificationRecord], error) {
+	return list(s, notifPrefix(uid), after, true, limit, keep)
+}
+
+// LastSeq is the newest change-log sequence number of the whole state.
+func (s *Store) LastSeq() (uint64, error) {
+	v, _, err := s.getString([]byte(keySeq))
+	return getUint64([]byte(v)), err
+}
+
+// ChangeFloor is the highest sequence number trimmed from a user's change
+// log: a cursor below it has lost changes.
+func (s *Store) ChangeFloor(uid string) (uint64, error) {
+	v, _, err := s.getString(changeTrimKey(uid))
+	return getUint64([]byte(v)), err
+}
+
+// Changes returns up to limit of a user's changes after seq, oldest first.
+func (s *Store) Changes(uid string, after uint64, limit int) ([]resource.Change, error) {
+	var out []resource.Change
+	prefix := changePrefix(uid)
+	err := s.scan(prefix, fmt.Sprintf("%016x", after), false, func(k, v []byte) (bool, error) {
+		var c resource.Change
+		if err := json.Unmarshal(v, &c); err != nil {
+			return false, err
+		}
+		out = append(out, c)
+		return len(out) < limit, nil
+	})
+	return out, err
+}

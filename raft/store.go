@@ -1,0 +1,391 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/go-hclog"
+	hraft "github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// Errors of Store.Propose that are not a command's own result.
+var (
+	// ErrNotLeader: this node cannot commit; the caller forwards or answers 503.
+	ErrNotLeader = errors.New("not the raft leader")
+	// ErrUnknownOutcome: leadership was lost while the entry was in flight; it
+	// may or may not be committed. Commands are idempotent, so retry is safe.
+	ErrUnknownOutcome = errors.New("raft leadership lost; outcome unknown")
+	// ErrClosed: the store is shutting down.
+	ErrClosed = errors.New("store closed")
+)
+
+// Options configure a Store.
+type Options struct {
+	Dir       string // holds badger/, raft.db and snapshots/
+	NodeID    string
+	RaftAddr  string // bind and advertise address of the Raft transport
+	Bootstrap bool   // form a one-node cluster if there is no Raft state yet
+
+	HeartbeatTimeout  time.Duration
+	ElectionTimeout   time.Duration
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+
+	Logger *slog.Logger
+	// OnChange receives each committed batch's notification changes, on the
+	// FSM goroutine: it must not block.
+	OnChange func([]resource.Change)
+	// ObserveBatch is told the size of every group-committed entry and how
+	// long it took to commit and apply.
+	ObserveBatch func(commands int, took time.Duration)
+}
+
+// Store proposes commands through Raft and reads the applied state from
+// Badger.
+type Store struct {
+	opts      Options
+	raft      *hraft.Raft
+	fsm       *FSM
+	db        *badger.DB
+	logStore  *raftboltdb.BoltStore
+	transport *hraft.NetworkTransport
+
+	proposals chan *proposal
+	inflight  chan *inflight
+	closing   chan struct{}
+	stopped   chan struct{} // closed once no proposal will be answered
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+type proposal struct {
+	cmd  *Command
+	done chan Result
+}
+
+type inflight struct {
+	future hraft.ApplyFuture
+	batch  []*proposal
+	start  time.Time
+}
+
+// maxBatch bounds the commands in one entry, keeping entries well under the
+// transport's and Badger's size limits (a command is at most ~70 KiB).
+const maxBatch = 128
+
+// Open opens (or creates) the node's storage and starts Raft.
+func Open(opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	bopts := badger.DefaultOptions(filepath.Join(opts.Dir, "badger")).
+		WithLogger(nil).
+		WithSyncWrites(false). // the Raft log is the durable record; see DESIGN.md
+		WithNumVersionsToKeep(1).
+		WithCompactL0OnClose(true)
+	db, err := badger.Open(bopts)
+	if err != nil {
+		return nil, fmt.Errorf("open badger: %w", err)
+	}
+	s := &Store{opts: opts, db: db,
+		proposals: make(chan *proposal, 4096),
+		inflight:  make(chan *inflight, 64),
+		closing:   make(chan struct{}),
+		stopped:   make(chan struct{})}
+	if err := s.startRaft(); err != nil {
+		db.Close()
+		if s.logStore != nil {
+			s.logStore.Close()
+		}
+		return nil, err
+	}
+	s.wg.Add(2)
+	go s.batchLoop()
+	go s.resultLoop()
+	return s, nil
+}
+
+func (s *Store) startRaft() error {
+	o := s.opts
+	fsm, err := newFSM(s.db, o.OnChange, o.Logger)
+	if err != nil {
+		return err
+	}
+	s.fsm = fsm
+	s.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(o.Dir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("open raft log: %w", err)
+	}
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	snaps, err := hraft.NewFileSnapshotStoreWithLogger(filepath.Join(o.Dir, "snapshots"), 2, hlog)
+	if err != nil {
+		return err
+	}
+	if err := s.catchUpFromSnapshot(snaps); err != nil {
+		return err
+	}
+	s.transport, err = hraft.NewTCPTransportWithLogger(o.RaftAddr, nil, 3, 10*time.Second, hlog)
+	if err != nil {
+		return fmt.Errorf("raft transport on %s: %w", o.RaftAddr, err)
+	}
+	cfg := hraft.DefaultConfig()
+	cfg.LocalID = hraft.ServerID(o.NodeID)
+	cfg.Logger = hlog
+	cfg.NoSnapshotRestoreOnStart = true
+	if o.HeartbeatTimeout > 0 {
+		cfg.HeartbeatTimeout = o.HeartbeatTimeout
+		cfg.LeaderLeaseTimeout = o.HeartbeatTimeout / 2
+	}
+	if o.ElectionTimeout > 0 {
+		cfg.ElectionTimeout = o.ElectionTimeout
+	}
+	if o.SnapshotInterval > 0 {
+		cfg.SnapshotInterval = o.SnapshotInterval
+	}
+	if o.SnapshotThreshold > 0 {
+		cfg.SnapshotThreshold = o.SnapshotThreshold
+	}
+	cfg.MaxAppendEntries = 256
+	if o.Bootstrap {
+		has, err := hraft.HasExistingState(s.logStore, s.logStore, snaps)
+		if err != nil {
+			return err
+		}
+		if !has {
+			conf := hraft.Configuration{Servers: []hraft.Server{{
+				ID: cfg.LocalID, Address: s.transport.LocalAddr(), Suffrage: hraft.Voter}}}
+			if err := hraft.BootstrapCluster(cfg, s.logStore, s.logStore, snaps, s.transport, conf); err != nil {
+				return fmt.Errorf("bootstrap: %w", err)
+			}
+		}
+	}
+	s.raft, err = hraft.NewRaft(cfg, s.fsm, s.logStore, s.logStore, snaps, s.transport)
+	if err != nil {
+		s.transport.Close()
+		return fmt.Errorf("start raft: %w", err)
+	}
+	return nil
+}
+
+// catchUpFromSnapshot restores the newest snapshot when Badger is behind it.
+// Raft skips snapshot restore at start (Badger is the state), but the log
+// before a snapshot is compacted away, so a Badger that lost writes it had
+// acknowledged to a snapshot can only be repaired from that snapshot.
+func (s *Store) catchUpFromSnapshot(snaps hraft.SnapshotStore) error {
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	meta := list[0]
+	if s.fsm.Applied() >= meta.Index {
+		return nil
+	}
+	s.opts.Logger.Warn("storage is behind the newest snapshot; restoring it",
+		"applied", s.fsm.Applied(), "snapshot", meta.Index)
+	_, rc, err := snaps.Open(meta.ID)
+	if err != nil {
+		return err
+	}
+	return s.fsm.Restore(rc)
+}
+
+// DB is the applied state, for reads.
+func (s *Store) DB() *badger.DB { return s.db }
+
+// Raft exposes the Raft instance to cluster management.
+func (s *Store) Raft() *hraft.Raft { return s.raft }
+
+// Applied is the last applied log index.
+func (s *Store) Applied() uint64 { return s.fsm.Applied() }
+
+// IsLeader reports whether this node leads.
+func (s *Store) IsLeader() bool { return s.raft.State() == hraft.Leader }
+
+// WaitLeader blocks until the cluster has a leader and this node has applied
+// everything the leader had committed when asked (on the leader: a Barrier).
+func (s *Store) WaitLeader(ctx context.Context) error {
+	for {
+		if addr, _ := s.raft.LeaderWithID(); addr != "" {
+			if !s.IsLeader() || s.raft.Barrier(5*time.Second).Error() == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.closing:
+			return ErrClosed
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Propose commits cmd and returns its result: the value, or the command's
+// own *resource.Error, or one of the Store errors.
+func (s *Store) Propose(ctx context.Context, cmd *Command) (any, error) {
+	p := &proposal{cmd: cmd, done: make(chan Result, 1)}
+	select {
+	case s.proposals <- p:
+	case <-s.closing:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	// Once queued, wait for the outcome even if ctx ends: the entry may
+	// commit, and the caller's error must not claim otherwise.
+	select {
+	case r := <-p.done:
+		return r.Value, r.Err
+	case <-s.stopped:
+		select {
+		case r := <-p.done:
+			return r.Value, r.Err
+		default:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// batchLoop is the group commit: every proposal that queued while the
+// previous entry was being handed to Raft goes into the next entry.
+func (s *Store) batchLoop() {
+	defer s.wg.Done()
+	defer close(s.inflight)
+	for {
+		var first *proposal
+		select {
+		case first = <-s.proposals:
+		case <-s.closing:
+			s.failQueued()
+			return
+		}
+		batch := []*proposal{first}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case p := <-s.proposals:
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		cmds := make([]*Command, len(batch))
+		for i, p := range batch {
+			cmds[i] = p.cmd
+		}
+		data, err := encodeEntry(cmds)
+		if err != nil {
+			finish(batch, Result{Err: err})
+			continue
+		}
+		start := time.Now()
+		f := s.raft.Apply(data, 10*time.Second)
+		s.inflight <- &inflight{future: f, batch: batch, start: start}
+	}
+}
+
+func (s *Store) failQueued() {
+	for {
+		select {
+		case p := <-s.proposals:
+			p.done <- Result{Err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+// resultLoop hands each entry's results back in commit order, so the batch
+// loop can pipeline the next entry without waiting.
+func (s *Store) resultLoop() {
+	defer s.wg.Done()
+	for in := range s.inflight {
+		err := in.future.Error()
+		if err != nil {
+			finish(in.batch, Result{Err: raftError(err)})
+			continue
+		}
+		if s.opts.ObserveBatch != nil {
+			s.opts.ObserveBatch(len(in.batch), time.Since(in.start))
+		}
+		res, _ := in.future.Response().([]Result)
+		for i, p := range in.batch {
+			if i < len(res) {
+				p.done <- res[i]
+			} else {
+				p.done <- Result{Err: errors.New("raft entry produced no result")}
+			}
+		}
+	}
+}
+
+func finish(batch []*proposal, r Result) {
+	for _, p := range batch {
+		p.done <- r
+	}
+}
+
+func raftError(err error) error {
+	switch {
+	case errors.Is(err, hraft.ErrNotLeader):
+		return ErrNotLeader
+	case errors.Is(err, hraft.ErrLeadershipLost), errors.Is(err, hraft.ErrLeadershipTransferInProgress):
+		return ErrUnknownOutcome
+	case errors.Is(err, hraft.ErrRaftShutdown):
+		return ErrClosed
+	}
+	return err
+}
+
+// Backup streams a consistent copy of the applied state.
+func (s *Store) Backup(w io.Writer) error { return WriteBackup(s.db, w) }
+
+// Close stops proposing, shuts Raft down (finishing what it was applying)
+// and closes the stores. In-flight proposals get their outcome first.
+func (s *Store) Close() error {
+	var errs []error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.wg.Wait()
+		close(s.stopped)
+		if err := s.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, err)
+		}
+		errs = append(errs, s.transport.Close(), s.logStore.Close(), s.db.Close())
+	})
+	return errors.Join(errs...)
+}
+
+// Restore loads a backup into an empty data directory, for `herald restore`:
+// the state is loaded into Badger and the Raft log starts fresh, so the node
+// comes up as a new one-node cluster holding the backup's data.
+func Restore(dir string, r io.Reader) error {
+	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err == nil {
+		return fmt.Errorf("%s already holds a node's data; restore needs an empty directory", dir)
+	}
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "badger")).WithLogger(nil))
+	if err != nil {
+		return err
+	}
+	if _, err := loadSnapshot(db, r); err != nil {
+		db.Close()
+		return err
+	}
+	// A fresh log starts at index 1: the applied index must not skip it.
+	err = db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyApplied), putUint64(0)) })
+	return errors.Join(err, db.Close())
+}

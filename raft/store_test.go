@@ -1,0 +1,186 @@
+package raft
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func openTestStore(t testing.TB, dir string, onChange func([]resource.Change)) *Store {
+	t.Helper()
+	s, err := Open(Options{Dir: dir, NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
+		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
+		OnChange: onChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newUser(upn string) *resource.UserRecord {
+	return &resource.UserRecord{User: resource.User{ID: resource.NewGUID(), UserPrincipalName: upn,
+		Roles: []string{"user"}, AccountEnabled: true, CreatedDateTime: resource.At(time.Now())}}
+}
+
+func TestProposeCommitsAndRejectsDuplicateUPN(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), nil)
+	defer s.Close()
+	ctx := context.Background()
+	u := newUser("alice")
+	if _, err := s.Propose(ctx, &Command{Op: OpCreateUser, Now: time.Now().UnixNano(), User: u}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := s.UserByName("alice")
+	if err != nil || !ok || got.ID != u.ID {
+		t.Fatalf("UserByName = %v %v %v", got, ok, err)
+	}
+	_, err = s.Propose(ctx, &Command{Op: OpCreateUser, Now: time.Now().UnixNano(), User: newUser("ALICE")})
+	var rerr *resource.Error
+	if !errors.As(err, &rerr) || rerr.Code != resource.CodeNameExists {
+		t.Fatalf("duplicate upn: err = %v, want nameAlreadyExists", err)
+	}
+}
+
+func TestConcurrentProposalsShareEntries(t *testing.T) {
+	var mu sync.Mutex
+	var batches []int
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir, NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
+		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
+		ObserveBatch: func(n int, _ time.Duration) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Propose(ctx, &Command{Op: OpCreateUser, Now: time.Now().UnixNano(), User: newUser(fmt.Sprintf("u%d", i))})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, err := s.ListUsers("", 1000)
+	if err != nil || len(page.Items) != n {
+		t.Fatalf("users = %d, %v; want %d", len(page.Items), err, n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for _, b := range batches {
+		total += b
+	}
+	if total != n || len(batches) >= n {
+		t.Fatalf("batches %v: want %d commands in fewer than %d entries", batches, n, n)
+	}
+}
+
+func TestStateSurvivesRestartWithoutDuplicateChanges(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir, nil)
+	ctx := context.Background()
+	u := newUser("bob")
+	app := &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), TargetHostName: "a.example"}
+	for _, c := range []*Command{{Op: OpCreateUser, User: u}, {Op: OpCreateApp, App: app}} {
+		c.Now = time.Now().UnixNano()
+		if _, err := s.Propose(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		now := time.Now()
+		in := resource.NotificationInput{Payload: &resource.Payload{VisualContent: &resource.VisualContent{Title: "hi"}}}
+		if err := in.Validate(now, "a.example"); err != nil {
+			t.Fatal(err)
+		}
+		n := &resource.NotificationRecord{Notification: in.NewNotification(resource.NewNotificationID(now), now), UserID: u.ID, AppID: app.ID}
+		if _, err := s.Propose(ctx, &Command{Op: OpSend, Now: now.UnixNano(), Notif: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	var backup bytes.Buffer
+	if err := s.Backup(&backup); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, dir, nil)
+	defer s.Close()
+	changes, err := s.Changes(u.ID, 0, 100)
+	if err != nil || len(changes) != 5 {
+		t.Fatalf("changes after restart = %d, %v; want 5", len(changes), err)
+	}
+	page, err := s.ListNotifications(u.ID, "", 100, nil)
+	if err != nil || len(page.Items) != 5 {
+		t.Fatalf("notifications after restart = %d, %v", len(page.Items), err)
+	}
+
+	restored := t.TempDir()
+	if err := Restore(restored, &backup); err != nil {
+		t.Fatal(err)
+	}
+	r := openTestStore(t, restored, nil)
+	defer r.Close()
+	page, err = r.ListNotifications(u.ID, "", 100, nil)
+	if err != nil || len(page.Items) != 5 {
+		t.Fatalf("notifications in restored store = %d, %v", len(page.Items), err)
+	}
+}
+
+func TestRestoreRejectsDamagedBackup(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), nil)
+	if _, err := s.Propose(context.Background(), &Command{Op: OpCreateUser, User: newUser("carol")}); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := s.Backup(&b); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	data := b.Bytes()
+	data[len(data)-10] ^= 0xff
+	if err := Restore(t.TempDir(), bytes.NewReader(data)); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("Restore of damaged backup: %v, want ErrBadSnapshot", err)
+	}
+}

@@ -1,0 +1,149 @@
+package raft
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/herald-notify/herald/resource"
+)
+
+// storageFailure is a Badger error inside Apply. A replica that cannot write
+// must stop rather than diverge, so Apply panics with it.
+type storageFailure struct{ err error }
+
+func (s storageFailure) Error() string { return "herald: storage failure in apply: " + s.err.Error() }
+
+// tx is the write transaction of one ApplyBatch. It commits and reopens the
+// Badger transaction when it grows too big, which keeps huge cascades (a
+// user with thousands of notifications) in one command.
+type tx struct {
+	db      *badger.DB
+	txn     *badger.Txn
+	seq     uint64            // last change sequence number handed out
+	changes []resource.Change // to publish once committed
+}
+
+func newTx(db *badger.DB) *tx {
+	t := &tx{db: db, txn: db.NewTransaction(true)}
+	if v, ok := t.get([]byte(keySeq)); ok {
+		t.seq = getUint64(v)
+	}
+	return t
+}
+
+func (t *tx) must(err error) {
+	if err != nil {
+		panic(storageFailure{err})
+	}
+}
+
+func (t *tx) get(key []byte) ([]byte, bool) {
+	v, ok, err := getValue(t.txn, key)
+	t.must(err)
+	return v, ok
+}
+
+func (t *tx) exists(key []byte) bool {
+	_, err := t.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false
+	}
+	t.must(err)
+	return true
+}
+
+func (t *tx) getJSON(key []byte, v any) bool {
+	b, ok := t.get(key)
+	if !ok {
+		return false
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		panic(storageFailure{fmt.Errorf("decode %q: %w", key, err)})
+	}
+	return true
+}
+
+func (t *tx) setEntry(e *badger.Entry) {
+	err := t.txn.SetEntry(e)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		t.flush()
+		err = t.txn.SetEntry(e)
+	}
+	t.must(err)
+}
+
+func (t *tx) set(key, val []byte) { t.setEntry(badger.NewEntry(key, val)) }
+
+// setExpiring stores an entry that Badger drops at unix second exp; exp comes
+// from the command, never from the clock.
+func (t *tx) setExpiring(key, val []byte, exp int64) {
+	e := badger.NewEntry(key, val)
+	if exp > 0 {
+		e.ExpiresAt = uint64(exp)
+	}
+	t.setEntry(e)
+}
+
+func (t *tx) setJSON(key []byte, v any) {
+	b, err := json.Marshal(v)
+	t.must(err)
+	t.set(key, b)
+}
+
+func (t *tx) del(key []byte) {
+	err := t.txn.Delete(key)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		t.flush()
+		err = t.txn.Delete(key)
+	}
+	t.must(err)
+}
+
+// keys returns the keys under prefix (copied), at most limit if limit > 0.
+func (t *tx) keys(prefix []byte, limit int) [][]byte {
+	return scanKeys(t.txn, prefix, limit)
+}
+
+// flush commits what is written so far and continues in a new transaction.
+func (t *tx) flush() {
+	t.txn.Set([]byte(keySeq), putUint64(t.seq))
+	t.must(t.txn.Commit())
+	t.txn = t.db.NewTransaction(true)
+}
+
+// commit writes the applied index with the data, in the same transaction.
+func (t *tx) commit(applied uint64) {
+	t.set([]byte(keySeq), putUint64(t.seq))
+	t.set([]byte(keyApplied), putUint64(applied))
+	t.must(t.txn.Commit())
+}
+
+func getValue(txn *badger.Txn, key []byte) ([]byte, bool, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	v, err := item.ValueCopy(nil)
+	return v, err == nil, err
+}
+
+func scanKeys(txn *badger.Txn, prefix []byte, limit int) [][]byte {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = prefix
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	var out [][]byte
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		out = append(out, it.Item().KeyCopy(nil))
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+	}
+	return out
+}

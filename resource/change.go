@@ -1,0 +1,63 @@
+package resource
+
+import "encoding/json"
+
+// Change types of a user's change log. The log is what delta and the live
+// stream read; its sequence number is their cursor.
+const (
+	ChangeCreated = "created"
+	ChangeUpdated = "updated"
+	ChangeDeleted = "deleted"
+	ChangeExpired = "expired"
+)
+
+// Change is one entry of a user's change log.
+type Change struct {
+	Seq            uint64   `json:"seq"`
+	UserID         string   `json:"userId"`
+	Type           string   `json:"type"`
+	NotificationID string   `json:"notificationId"`
+	TargetHostName string   `json:"targetHostName"`
+	PlatformTypes  []string `json:"platformTypes,omitempty"`
+	// Data is what receivers get, encoded once when the change is applied:
+	// the whole notification for created and updated, and
+	// {"id", "@removed": {"reason"}} for deleted and expired.
+	Data json.RawMessage `json:"data"`
+}
+
+// StreamEvent is the event name of the change on the live stream, where an
+// expiry is a deletion.
+func (c *Change) StreamEvent() string {
+	if c.Type == ChangeExpired {
+		return ChangeDeleted
+	}
+	return c.Type
+}
+
+// Targets reports whether a subscription on platform p receives the change.
+func (c *Change) Targets(host, platform string) bool {
+	if c.TargetHostName != host {
+		return false
+	}
+	if len(c.PlatformTypes) == 0 {
+		return true
+	}
+	for _, t := range c.PlatformTypes {
+		if t == platform {
+			return true
+		}
+	}
+	return false
+}
+
+// Removed is the body of a deleted or expired notification in delta and on
+// the stream.
+type Removed struct {
+	ID      string        `json:"id"`
+	Removed RemovedReason `json:"@removed"`
+}
+
+// RemovedReason says why.
+type RemovedReason struct {
+	Reason string `json:"reason"`
+}

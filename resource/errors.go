@@ -1,0 +1,51 @@
+package resource
+
+import "fmt"
+
+// Error codes of API.md §1; the HTTP layer maps each to its status.
+const (
+	CodeInvalidRequest   = "invalidRequest"
+	CodeUnauthenticated  = "unauthenticated"
+	CodeAccessDenied     = "accessDenied"
+	CodeNotFound         = "itemNotFound"
+	CodeMethodNotAllowed = "methodNotAllowed"
+	CodeNameExists       = "nameAlreadyExists"
+	CodeResyncRequired   = "resyncRequired"
+	CodePayloadTooLarge  = "payloadTooLarge"
+	CodeUnsupportedMedia = "unsupportedMediaType"
+	CodeRateLimited      = "activityLimitReached"
+	CodeUnavailable      = "serviceNotAvailable"
+	CodeQuotaReached     = "quotaLimitReached"
+	CodeGeneralException = "generalException"
+)
+
+// Error is a failure a client caused or must know about. It crosses package
+// boundaries (validation, the replicated state machine, handlers) unchanged,
+// so that the FSM can refuse a command with the same words a handler would.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Target  string `json:"target,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Target != "" {
+		return fmt.Sprintf("%s: %s (%s)", e.Code, e.Message, e.Target)
+	}
+	return e.Code + ": " + e.Message
+}
+
+// Invalid is a 400 about one field.
+func Invalid(target, format string, args ...any) *Error {
+	return &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf(format, args...), Target: target}
+}
+
+// NotFound is a 404 for a kind of item ("user", "notification").
+func NotFound(kind string) *Error {
+	return &Error{Code: CodeNotFound, Message: "The " + kind + " was not found."}
+}
+
+// Errorf builds an Error with any code.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,43 @@
+package resource
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"time"
+)
+
+// sortable is base32hex in lower case: its alphabet sorts like the bytes it
+// encodes, so a time-prefixed id sorts by time as a string.
+var sortable = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
+
+// NewGUID returns a random version-4 UUID, the id shape of Graph users and
+// applications.
+func NewGUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// NewNotificationID returns an id that sorts by creation time (to the
+// nanosecond) followed by 64 random bits, so the feed, newest first, is a
+// reverse scan of the ids.
+func NewNotificationID(now time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixNano()))
+	rand.Read(b[8:])
+	return sortable.EncodeToString(b[:])
+}
+
+// NewSecret returns n random bytes in base64url, for UNSIDs, tokens and
+// client secrets.
+func NewSecret(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

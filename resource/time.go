@@ -1,0 +1,52 @@
+// Package resource holds Herald's resource types (users, applications,
+// subscriptions, notifications), their validation and the ids they carry.
+// It does no I/O so that every other package can share it.
+package resource
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// TimeLayout is the wire format of every time: RFC 3339, UTC, milliseconds.
+const TimeLayout = "2006-01-02T15:04:05.000Z"
+
+// Time is a time.Time that encodes as TimeLayout and accepts any RFC 3339
+// time on input.
+type Time struct{ time.Time }
+
+// At wraps t, truncated to milliseconds so that a stored value compares equal
+// to what a client read back.
+func At(t time.Time) Time { return Time{t.UTC().Truncate(time.Millisecond)} }
+
+func (t Time) String() string { return t.UTC().Format(TimeLayout) }
+
+// MarshalJSON encodes the zero time as null.
+func (t Time) MarshalJSON() ([]byte, error) {
+	if t.IsZero() {
+		return []byte("null"), nil
+	}
+	b := make([]byte, 0, len(TimeLayout)+2)
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, TimeLayout)
+	return append(b, '"'), nil
+}
+
+func (t *Time) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(b, []byte("null")) {
+		*t = Time{}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a time must be an RFC 3339 string")
+	}
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return fmt.Errorf("%q is not an RFC 3339 time", s)
+	}
+	*t = At(v)
+	return nil
+}
