@@ -21,6 +21,10 @@ type Config struct {
 	LogFormat       string        `yaml:"log-format"` // text or json
 	PublicURL       string        `yaml:"public-url"` // used in nextLink/deltaLink when set
 	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
+	// StreamHeartbeat is the interval of keep-alive comments on live streams.
+	StreamHeartbeat time.Duration `yaml:"stream-heartbeat"`
+	// PurgeInterval is how often the leader purges expired notifications.
+	PurgeInterval time.Duration `yaml:"purge-interval"`
 
 	Limits  Limits        `yaml:"limits"`
 	Raft    RaftTuning    `yaml:"raft"`
@@ -70,6 +74,8 @@ func DefaultConfig() Config {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 15 * time.Second,
+		StreamHeartbeat: 25 * time.Second,
+		PurgeInterval:   30 * time.Second,
 		Limits: Limits{
 			AppRate:                 200,
 			AppBurst:                400,

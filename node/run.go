@@ -1,13 +1,245 @@
+// Package node runs one Herald node: it opens the replicated store, starts
+// the live hub and the HTTP API, runs the leader's housekeeping, and shuts
+// everything down in order.
 package node
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/herald-notify/herald/fanout"
+	"github.com/herald-notify/herald/httpapi"
+	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
+	"github.com/herald-notify/herald/ui"
 )
+
+// Node is one running Herald node.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	id       string
+	store    *raft.Store
+	hub      *fanout.Hub
+	api      *httpapi.Server
+	http     *http.Server
+	listener net.Listener
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
 
 // Run starts a node with cfg and blocks until ctx is cancelled, then shuts the
 // node down gracefully.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	return errors.New("not yet built")
+	n, err := Start(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	return n.Close(sctx)
+}
+
+// Start opens the node's storage, waits for a leader, creates the first
+// admin on an empty cluster, and starts serving HTTP.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
+	if len(cfg.Join) > 0 || cfg.BootstrapExpect > 1 {
+		return nil, errors.New("multi-node clusters (--join, --bootstrap-expect) are not available in this version yet; run a single node")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	id, err := nodeID(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: logger, id: id, hub: fanout.NewHub(), stop: make(chan struct{})}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	batch := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_raft_batch_commands",
+		Help: "Commands per group-committed Raft entry.", Buckets: prometheus.ExponentialBuckets(1, 2, 9)})
+	apply := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_raft_apply_seconds",
+		Help:    "Time from handing an entry to Raft until it is committed and applied.",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)})
+	reg.MustRegister(batch, apply)
+
+	n.store, err = raft.Open(raft.Options{
+		Dir: cfg.DataDir, NodeID: id, RaftAddr: cfg.RaftAddr, Bootstrap: true,
+		HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
+		SnapshotInterval: cfg.Raft.SnapshotInterval, SnapshotThreshold: cfg.Raft.SnapshotThreshold,
+		Logger: logger, OnChange: n.hub.Publish,
+		ObserveBatch: func(cmds int, took time.Duration) {
+			batch.Observe(float64(cmds))
+			apply.Observe(took.Seconds())
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_raft_applied_index",
+		Help: "Last Raft index applied to this node's state."}, func() float64 { return float64(n.store.Applied()) }))
+
+	l := cfg.Limits
+	n.api = httpapi.New(httpapi.Options{
+		State: n.store, Hub: n.hub, Ops: n, Logger: logger, Registry: reg, Gatherer: reg,
+		PublicURL: cfg.PublicURL, AppRate: l.AppRate, AppBurst: l.AppBurst, UserRate: l.UserRate, UserBurst: l.UserBurst,
+		MaxNotificationsPerUser: l.MaxNotificationsPerUser, MaxSubscriptionsPerUser: l.MaxSubscriptionsPerUser,
+		MaxStreamsPerUser: l.MaxStreamsPerUser, ChangeRetention: l.ChangeRetention, Heartbeat: cfg.StreamHeartbeat,
+		AllowPrivateWebPush: cfg.WebPush.AllowPrivate, AllowPrivateWebhook: cfg.Webhook.AllowPrivate,
+		UI: ui.Handler(),
+	})
+	n.listener, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	n.http = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.http.Serve(n.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("http server stopped", "error", err)
+		}
+	}()
+
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := n.store.WaitLeader(wctx); err != nil {
+		n.Close(context.Background())
+		return nil, fmt.Errorf("no raft leader: %w", err)
+	}
+	if err := n.bootstrapAdmin(ctx); err != nil {
+		n.Close(context.Background())
+		return nil, err
+	}
+	n.wg.Add(1)
+	go n.housekeeping()
+	logger.Info("herald node serving", "node_id", id, "http", n.listener.Addr().String(), "raft", cfg.RaftAddr,
+		"data_dir", cfg.DataDir)
+	return n, nil
+}
+
+// Addr is the address the HTTP API listens on.
+func (n *Node) Addr() string { return n.listener.Addr().String() }
+
+// Store is the node's replicated store.
+func (n *Node) Store() *raft.Store { return n.store }
+
+// Close shuts down in order: end live streams with a retry hint, stop
+// accepting requests and finish those in flight, then close Raft and Badger.
+func (n *Node) Close(ctx context.Context) error {
+	close(n.stop)
+	n.api.Stop()
+	err := n.http.Shutdown(ctx)
+	if err != nil {
+		n.http.Close()
+	}
+	n.hub.CloseAll()
+	n.wg.Wait()
+	return errors.Join(err, n.store.Close())
+}
+
+// nodeID is the configured id, or the one this data directory was first
+// started with, or a new one saved for next time.
+func nodeID(cfg Config) (string, error) {
+	path := filepath.Join(cfg.DataDir, "node-id")
+	if cfg.NodeID != "" {
+		return cfg.NodeID, nil
+	}
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	id := "node-" + strings.ToLower(resource.NewSecret(6))
+	if host, err := os.Hostname(); err == nil && host != "" {
+		id = host
+	}
+	return id, os.WriteFile(path, []byte(id+"\n"), 0o600)
+}
+
+// bootstrapAdmin creates the user admin on a cluster without users.
+func (n *Node) bootstrapAdmin(ctx context.Context) error {
+	if !n.store.IsLeader() {
+		return nil
+	}
+	page, err := n.store.ListUsers("", 1)
+	if err != nil || len(page.Items) > 0 {
+		return err
+	}
+	pw, generated := n.cfg.AdminPassword, false
+	if pw == "" {
+		pw, generated = resource.NewSecret(15), true
+	}
+	rec, err := httpapi.NewUserRecord("admin", "Administrator", pw, []string{resource.RoleAdmin}, true, time.Now())
+	if err != nil {
+		return fmt.Errorf("admin password: %w", err)
+	}
+	_, err = n.store.Propose(ctx, &raft.Command{Op: raft.OpBootstrapAdmin, Now: time.Now().UnixNano(), User: rec})
+	var re *resource.Error
+	if errors.As(err, &re) && re.Code == resource.CodeNameExists {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create admin: %w", err)
+	}
+	if generated {
+		n.log.Warn("created the first admin; its password is shown only this once", "user", "admin", "password", pw)
+	} else {
+		n.log.Info("created the first admin with HERALD_ADMIN_PASSWORD", "user", "admin")
+	}
+	return nil
+}
+
+// housekeeping runs the leader's periodic work: purging what expired.
+func (n *Node) housekeeping() {
+	defer n.wg.Done()
+	tick := time.NewTicker(n.cfg.PurgeInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-tick.C:
+			if n.store.IsLeader() {
+				n.purge()
+			}
+		}
+	}
+}
+
+const purgeBatch = 1000
+
+func (n *Node) purge() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		v, err := n.store.Propose(ctx, &raft.Command{Op: raft.OpPurge, Now: time.Now().UnixNano(),
+			MaxItems: purgeBatch, Retention: int64(n.cfg.Limits.ChangeRetention)})
+		if err != nil {
+			n.log.Warn("purge failed", "error", err)
+			return
+		}
+		res := v.(raft.PurgeResult)
+		if res.Notifications > 0 || res.Changes > 0 {
+			n.log.Debug("purged", "notifications", res.Notifications, "changes", res.Changes)
+		}
+		if res.Notifications < purgeBatch && res.Changes < purgeBatch {
+			return
+		}
+	}
 }

@@ -1,6 +1,9 @@
 package resource
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strconv"
+)
 
 // Change types of a user's change log. The log is what delta and the live
 // stream read; its sequence number is their cursor.
@@ -60,4 +63,18 @@ type Removed struct {
 // RemovedReason says why.
 type RemovedReason struct {
 	Reason string `json:"reason"`
+}
+
+// FormatCursor encodes a change sequence number as the opaque cursor of the
+// live stream's event ids.
+func FormatCursor(seq uint64) string { return "c" + strconv.FormatUint(seq, 36) }
+
+// ParseCursor decodes a cursor; ok is false for anything FormatCursor did not
+// make.
+func ParseCursor(s string) (seq uint64, ok bool) {
+	if len(s) < 2 || s[0] != 'c' {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(s[1:], 36, 64)
+	return v, err == nil
 }

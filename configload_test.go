@@ -1,0 +1,392 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/node"
+	"github.com/urfave/cli/v2"
+	"go.yaml.in/yaml/v3"
+)
+
+// loadServeConfig runs the serve flags over args, with env as the only
+// HERALD_ variables (those of the test's own environment are hidden), and
+// returns what loadConfig made of them.
+func loadServeConfig(t *testing.T, args []string, env map[string]string) (node.Config, error) {
+	t.Helper()
+	flags := serveConfigFlags()
+	names := []string{"config"}
+	for _, f := range flags {
+		names = append(names, f.flag.Names()[0])
+	}
+	for _, n := range names {
+		t.Setenv(envName(n), "") // restores the variable after the test
+		os.Unsetenv(envName(n))
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+
+	var (
+		cfg     node.Config
+		loadErr error
+	)
+	app := &cli.App{
+		Name:         "herald-test",
+		Writer:       io.Discard,
+		OnUsageError: returnUsageError,
+		Flags:        []cli.Flag{configFileFlag()},
+		Action:       func(c *cli.Context) error { cfg, loadErr = loadConfig(c, flags); return nil },
+	}
+	for _, f := range flags {
+		app.Flags = append(app.Flags, f.flag)
+	}
+	if err := app.Run(append([]string{"herald-test"}, args...)); err != nil {
+		return cfg, err
+	}
+	return cfg, loadErr
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	const file = `
+http-addr: ":1111"
+log-level: debug
+insecure-cluster: true
+join: ["file-a:8750", "file-b:8750"]
+limits:
+  app-rate: 5
+raft:
+  heartbeat-timeout: 250ms
+webPush:
+  allowPrivate: true
+webhook:
+  allowPrivate: true
+`
+	// fromFile is DefaultConfig with the file applied: nested sections are
+	// merged key by key, so limits the file does not name keep defaults.
+	fromFile := func(c *node.Config) {
+		c.HTTPAddr = ":1111"
+		c.LogLevel = "debug"
+		c.InsecureCluster = true
+		c.Join = []string{"file-a:8750", "file-b:8750"}
+		c.Limits.AppRate = 5
+		c.Raft.HeartbeatTimeout = 250 * time.Millisecond
+		c.WebPush.AllowPrivate = true
+		c.Webhook.AllowPrivate = true
+	}
+
+	tests := []struct {
+		name string
+		file string // written to a temp file; "$FILE" in args and env names it
+		args []string
+		env  map[string]string
+		want func(*node.Config) // changes from DefaultConfig
+	}{
+		{
+			name: "defaults when nothing is given",
+			want: func(*node.Config) {},
+		},
+		{
+			name: "file overrides defaults",
+			file: file,
+			args: []string{"--config", "$FILE"},
+			want: fromFile,
+		},
+		{
+			name: "file named by HERALD_CONFIG",
+			file: file,
+			env:  map[string]string{"HERALD_CONFIG": "$FILE"},
+			want: fromFile,
+		},
+		{
+			name: "environment overrides file",
+			file: file,
+			args: []string{"--config", "$FILE"},
+			env: map[string]string{
+				"HERALD_HTTP_ADDR":              ":2222",
+				"HERALD_APP_RATE":               "7.5",
+				"HERALD_JOIN":                   "env-a:8750, env-b:8750,",
+				"HERALD_WEBHOOK_ALLOW_PRIVATE":  "false",
+				"HERALD_RAFT_HEARTBEAT_TIMEOUT": "300ms",
+				"HERALD_CLUSTER_KEY":            "k-env",
+			},
+			want: func(c *node.Config) {
+				fromFile(c)
+				c.HTTPAddr = ":2222"
+				c.Limits.AppRate = 7.5
+				c.Join = []string{"env-a:8750", "env-b:8750"}
+				c.Webhook.AllowPrivate = false
+				c.Raft.HeartbeatTimeout = 300 * time.Millisecond
+				c.ClusterKey = "k-env"
+			},
+		},
+		{
+			name: "flags override environment and file",
+			file: file,
+			args: []string{"--config", "$FILE", "--http-addr", ":3333", "--app-rate", "9", "--join", "flag-a:8750", "--join", "flag-b:8750,flag-c:8750", "--cluster-key", "k-flag"},
+			env:  map[string]string{"HERALD_HTTP_ADDR": ":2222", "HERALD_APP_RATE": "7.5", "HERALD_JOIN": "env-a:8750", "HERALD_CLUSTER_KEY": "k-env"},
+			want: func(c *node.Config) {
+				fromFile(c)
+				c.HTTPAddr = ":3333"
+				c.Limits.AppRate = 9
+				c.Join = []string{"flag-a:8750", "flag-b:8750", "flag-c:8750"}
+				c.ClusterKey = "k-flag"
+			},
+		},
+		{
+			// A flag counts because it was given, not because it differs
+			// from the default.
+			name: "flag equal to the default still overrides file",
+			file: file,
+			args: []string{"--config", "$FILE", "--log-level", "info", "--insecure-cluster=false"},
+			want: func(c *node.Config) {
+				fromFile(c)
+				c.LogLevel = "info"
+				c.InsecureCluster = false
+			},
+		},
+		{
+			name: "empty file changes nothing",
+			file: "# all defaults\n",
+			args: []string{"--config", "$FILE"},
+			want: func(*node.Config) {},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args, env := tt.args, tt.env
+			if tt.file != "" {
+				path := writeFile(t, tt.file)
+				args, env = substitute(args, env, path)
+			}
+			got, err := loadServeConfig(t, args, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := node.DefaultConfig()
+			tt.want(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("config\n got %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+func substitute(args []string, env map[string]string, path string) ([]string, map[string]string) {
+	outArgs := make([]string, len(args))
+	for i, a := range args {
+		outArgs[i] = strings.ReplaceAll(a, "$FILE", path)
+	}
+	outEnv := map[string]string{}
+	for k, v := range env {
+		outEnv[k] = strings.ReplaceAll(v, "$FILE", path)
+	}
+	return outArgs, outEnv
+}
+
+func TestConfigRejects(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		args    []string
+		env     map[string]string
+		wantErr []string // substrings of the error
+	}{
+		{
+			name:    "unknown top-level key",
+			file:    "http-addr: \":1\"\nbogus: 1\n",
+			wantErr: []string{`line 2: unknown key "bogus"`},
+		},
+		{
+			name:    "unknown key in a section",
+			file:    "limits:\n  app-rates: 5\n",
+			wantErr: []string{`unknown key "app-rates"`},
+		},
+		{
+			name:    "section name in the wrong case",
+			file:    "webpush:\n  allowPrivate: true\n",
+			wantErr: []string{`unknown key "webpush"`},
+		},
+		{
+			name:    "all unknown keys are reported",
+			file:    "one: 1\ntwo: 2\n",
+			wantErr: []string{`unknown key "one"`, `unknown key "two"`},
+		},
+		{
+			name:    "duration without a unit",
+			file:    "shutdown-timeout: 15\n",
+			wantErr: []string{"line 1", "`15`", "Duration"},
+		},
+		{
+			name:    "more than one document",
+			file:    "log-level: info\n---\nlog-level: debug\n",
+			wantErr: []string{"one YAML document"},
+		},
+		{
+			name:    "missing file",
+			args:    []string{"--config", "/nonexistent/herald.yaml"},
+			wantErr: []string{"/nonexistent/herald.yaml"},
+		},
+		{
+			name:    "bad log format from the environment",
+			env:     map[string]string{"HERALD_LOG_FORMAT": "xml"},
+			wantErr: []string{`log-format "xml"`},
+		},
+		{
+			name:    "bad log level from a flag",
+			args:    []string{"--log-level", "loud"},
+			wantErr: []string{`log-level "loud"`},
+		},
+		{
+			name:    "unparsable number in the environment",
+			env:     map[string]string{"HERALD_APP_BURST": "lots"},
+			wantErr: []string{"lots", "app-burst"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.file != "" {
+				args = append([]string{"--config", writeFile(t, tt.file)}, args...)
+			}
+			_, err := loadServeConfig(t, args, tt.env)
+			if err == nil {
+				t.Fatal("config accepted")
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "node.") {
+				t.Errorf("error %q names Go types", err)
+			}
+		})
+	}
+}
+
+// TestEveryServeFlagReachesConfig proves the three sources of API.md §9 for
+// each serve flag: its HERALD_ variable and the flag itself set the same
+// field, and that field survives a trip through a YAML config file.
+func TestEveryServeFlagReachesConfig(t *testing.T) {
+	def := node.DefaultConfig()
+	for _, f := range serveConfigFlags() {
+		name := f.flag.Names()[0]
+		t.Run(name, func(t *testing.T) {
+			value := sampleValue(t, f.flag)
+
+			fromEnv, err := loadServeConfig(t, nil, map[string]string{envName(name): value})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reflect.DeepEqual(fromEnv, def) {
+				t.Fatalf("%s=%s left the config at its defaults", envName(name), value)
+			}
+			fromFlag, err := loadServeConfig(t, []string{"--" + name + "=" + value}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(fromFlag, fromEnv) {
+				t.Fatalf("flag and variable disagree\nflag %+v\n env %+v", fromFlag, fromEnv)
+			}
+
+			b, err := yaml.Marshal(fromFlag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fromFile, err := loadServeConfig(t, []string{"--config", writeFile(t, string(b))}, nil)
+			if err != nil {
+				t.Fatalf("%v\nfile:\n%s", err, b)
+			}
+			if !reflect.DeepEqual(fromFile, fromFlag) {
+				t.Fatalf("file and flag disagree\nfile %+v\nflag %+v", fromFile, fromFlag)
+			}
+		})
+	}
+}
+
+// sampleValue returns a valid value for f that differs from its default.
+func sampleValue(t *testing.T, f cli.Flag) string {
+	switch f := f.(type) {
+	case *cli.StringFlag:
+		switch f.Name {
+		case "log-level":
+			return "debug"
+		case "log-format":
+			return "json"
+		}
+		return "sample-" + f.Name
+	case *cli.StringSliceFlag:
+		return "x.example:8750,y.example:8750"
+	case *cli.IntFlag:
+		return fmt.Sprint(f.Value + 7)
+	case *cli.Uint64Flag:
+		return fmt.Sprint(f.Value + 7)
+	case *cli.Float64Flag:
+		return fmt.Sprint(f.Value + 7.5)
+	case *cli.BoolFlag:
+		return fmt.Sprint(!f.Value)
+	case *cli.DurationFlag:
+		return (f.Value + 7*time.Second).String()
+	}
+	t.Fatalf("no sample value for %T", f)
+	return ""
+}
+
+func TestServeFlagsAreNamedForTheirVariables(t *testing.T) {
+	want := map[string]string{
+		"data-dir":              "HERALD_DATA_DIR",
+		"http-addr":             "HERALD_HTTP_ADDR",
+		"cluster-key":           "HERALD_CLUSTER_KEY",
+		"admin-password":        "HERALD_ADMIN_PASSWORD",
+		"webpush-allow-private": "HERALD_WEBPUSH_ALLOW_PRIVATE",
+		"webhook-allow-private": "HERALD_WEBHOOK_ALLOW_PRIVATE",
+	}
+	got := map[string]string{}
+	for _, f := range serveConfigFlags() {
+		name := f.flag.Names()[0]
+		if _, ok := want[name]; ok {
+			env := f.flag.(interface{ GetEnvVars() []string }).GetEnvVars()
+			got[name] = strings.Join(env, ",")
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("variables = %v, want %v", got, want)
+	}
+}
+
+func TestNewLoggerHonoursFormatAndLevel(t *testing.T) {
+	cfg := node.DefaultConfig()
+	cfg.LogFormat, cfg.LogLevel = "json", "warn"
+	var buf bytes.Buffer
+	logger, err := newLogger(cfg, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger.Info("dropped")
+	logger.Warn("kept", "k", "v")
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("want one JSON line, got %q: %v", buf.String(), err)
+	}
+	if line["msg"] != "kept" || line["level"] != "WARN" || line["k"] != "v" {
+		t.Errorf("logged %v", line)
+	}
+}

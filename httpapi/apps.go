@@ -1,0 +1,209 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/herald-notify/herald/credential"
+	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
+)
+
+// SecretTTL is how long a client secret is valid, as Graph's default.
+const SecretTTL = 2 * 365 * 24 * time.Hour
+
+type appInput struct {
+	DisplayName    string `json:"displayName"`
+	TargetHostName string `json:"targetHostName"`
+}
+
+type passwordInput struct {
+	DisplayName string         `json:"displayName"`
+	EndDateTime *resource.Time `json:"endDateTime"`
+}
+
+// newCredential makes a client secret; the caller shows SecretText once.
+func newCredential(name string, end *resource.Time, now time.Time) (*resource.CredentialRecord, error) {
+	if len(name) > 256 {
+		return nil, resource.Invalid("displayName", "displayName must have at most 256 characters.")
+	}
+	exp := resource.At(now.Add(SecretTTL))
+	if end != nil && !end.IsZero() {
+		if !end.After(now) {
+			return nil, resource.Invalid("endDateTime", "endDateTime must be in the future.")
+		}
+		exp = *end
+	}
+	secret := "hs_" + resource.NewSecret(30)
+	return &resource.CredentialRecord{PasswordCredential: resource.PasswordCredential{
+		KeyID: resource.NewGUID(), DisplayName: name, Hint: secret[:6], SecretText: secret,
+		StartDateTime: resource.At(now), EndDateTime: exp}, SecretHash: credential.HashToken(secret)}, nil
+}
+
+func (s *Server) createApp(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var in appInput
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if err := resource.ValidateDisplayName(in.DisplayName, true); err != nil {
+		return err
+	}
+	if err := resource.ValidateHostName("targetHostName", in.TargetHostName); err != nil {
+		return err
+	}
+	now := time.Now()
+	cred, err := newCredential("default", nil, now)
+	if err != nil {
+		return err
+	}
+	secret := cred.SecretText
+	cred.SecretText = ""
+	app := &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), DisplayName: in.DisplayName,
+		TargetHostName: in.TargetHostName, CreatedDateTime: resource.At(now), Credentials: []resource.CredentialRecord{*cred}}
+	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpCreateApp, Now: now.UnixNano(), App: app}); err != nil {
+		return err
+	}
+	view := app.View()
+	view.PasswordCredentials[0].SecretText = secret
+	w.Header().Set("Location", "/v1.0/applications/"+app.ID)
+	writeJSON(w, http.StatusCreated, view)
+	return nil
+}
+
+func (s *Server) lookupApp(r *http.Request) (*resource.ApplicationRecord, error) {
+	a, ok, err := s.state.AppBy(r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, resource.NotFound("application")
+	}
+	return a, nil
+}
+
+func (s *Server) listApps(w http.ResponseWriter, r *http.Request, p *principal) error {
+	n, err := top(r, 100)
+	if err != nil {
+		return err
+	}
+	after, err := skipToken(r)
+	if err != nil {
+		return err
+	}
+	page, err := s.state.ListApps(after, n)
+	if err != nil {
+		return err
+	}
+	out := collection{Value: views(page.Items, (*resource.ApplicationRecord).View)}
+	if page.Next != "" {
+		out.NextLink = s.link(r, "$skiptoken", encodeToken(page.Next))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getApp(w http.ResponseWriter, r *http.Request, p *principal) error {
+	a, err := s.lookupApp(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.View())
+	return nil
+}
+
+type appPatchInput struct {
+	DisplayName    *string `json:"displayName"`
+	TargetHostName *string `json:"targetHostName"`
+}
+
+func (s *Server) patchApp(w http.ResponseWriter, r *http.Request, p *principal) error {
+	a, err := s.lookupApp(r)
+	if err != nil {
+		return err
+	}
+	var in appPatchInput
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if in.TargetHostName != nil && *in.TargetHostName != a.TargetHostName {
+		// Subscriptions and sent notifications are bound to the host name.
+		return resource.Invalid("targetHostName", "targetHostName cannot be changed; register a new application instead.")
+	}
+	patch := &resource.ApplicationRecord{}
+	if in.DisplayName != nil {
+		if err := resource.ValidateDisplayName(*in.DisplayName, true); err != nil {
+			return err
+		}
+		patch.DisplayName = *in.DisplayName
+	}
+	v, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpUpdateApp, Now: time.Now().UnixNano(), AppID: a.ID, App: patch})
+	if err != nil {
+		return err
+	}
+	rec := v.(resource.ApplicationRecord)
+	writeJSON(w, http.StatusOK, rec.View())
+	return nil
+}
+
+func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request, p *principal) error {
+	a, err := s.lookupApp(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpDeleteApp, Now: time.Now().UnixNano(), AppID: a.ID}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) addPassword(w http.ResponseWriter, r *http.Request, p *principal) error {
+	a, err := s.lookupApp(r)
+	if err != nil {
+		return err
+	}
+	var in passwordInput
+	if r.ContentLength != 0 || r.Header.Get("Content-Type") != "" {
+		if err := decodeJSON(r, &in); err != nil {
+			return err
+		}
+	}
+	now := time.Now()
+	cred, err := newCredential(strings.TrimSpace(in.DisplayName), in.EndDateTime, now)
+	if err != nil {
+		return err
+	}
+	secret := cred.SecretText
+	cred.SecretText = ""
+	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpAddPassword, Now: now.UnixNano(), AppID: a.ID, Credential: cred}); err != nil {
+		return err
+	}
+	out := cred.PasswordCredential
+	out.SecretText = secret
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+type removePasswordInput struct {
+	KeyID string `json:"keyId"`
+}
+
+func (s *Server) removePassword(w http.ResponseWriter, r *http.Request, p *principal) error {
+	a, err := s.lookupApp(r)
+	if err != nil {
+		return err
+	}
+	var in removePasswordInput
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if in.KeyID == "" {
+		return resource.Invalid("keyId", "keyId is required.")
+	}
+	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpRemovePassword, Now: time.Now().UnixNano(), AppID: a.ID, ID: in.KeyID}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

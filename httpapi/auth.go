@@ -1,0 +1,287 @@
+package httpapi
+
+import (
+	"crypto/subtle"
+	"errors"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/herald-notify/herald/credential"
+	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
+)
+
+// Token lifetimes.
+const (
+	AccessTokenTTL  = time.Hour
+	RefreshTokenTTL = 14 * 24 * time.Hour
+)
+
+// principal is the authenticated caller.
+type principal struct {
+	user    *resource.UserRecord        // set for users
+	app     *resource.ApplicationRecord // set for applications
+	session string
+}
+
+func (p *principal) isAdmin() bool { return p.user != nil && p.user.IsAdmin() }
+
+// bearer extracts the access token: the Authorization header, or (for
+// streams, whose browser APIs cannot set headers) the access_token query
+// parameter.
+func bearer(r *http.Request, allowQuery bool) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+		if t, ok := strings.CutPrefix(h, "bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+		return ""
+	}
+	if allowQuery {
+		return r.URL.Query().Get("access_token")
+	}
+	return ""
+}
+
+// authenticate resolves the caller and applies its rate limit.
+func (s *Server) authenticate(r *http.Request, allowQuery bool) (*principal, error) {
+	tok := bearer(r, allowQuery)
+	if tok == "" {
+		return nil, unauthenticated("An access token is required: send Authorization: Bearer <token>.")
+	}
+	rec, ok, err := s.state.Token(credential.HashToken(tok))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if !ok || rec.Kind != resource.TokenAccess || !now.Before(rec.ExpiresAt.Time) {
+		return nil, unauthenticated("The access token is unknown or expired.")
+	}
+	p := &principal{session: rec.Session}
+	var key string
+	var rate float64
+	var burst int
+	switch rec.PrincipalType {
+	case resource.PrincipalUser:
+		u, ok, err := s.state.User(rec.PrincipalID)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || !u.AccountEnabled {
+			return nil, unauthenticated("The access token's user no longer exists or is disabled.")
+		}
+		p.user = u
+		key, rate, burst = "u:"+u.ID, s.opts.UserRate, s.opts.UserBurst
+	case resource.PrincipalApp:
+		a, ok, err := s.state.App(rec.PrincipalID)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, unauthenticated("The access token's application no longer exists.")
+		}
+		p.app = a
+		key, rate, burst = "a:"+a.ID, s.opts.AppRate, s.opts.AppBurst
+	default:
+		return nil, unauthenticated("The access token is unknown or expired.")
+	}
+	if allowed, wait := s.limits.allow(key, rate, burst, now); !allowed {
+		return nil, &retryAfter{resource.Errorf(resource.CodeRateLimited,
+			"Too many requests; retry after the time in Retry-After."), wait}
+	}
+	return p, nil
+}
+
+// authed wraps a handler that any authenticated caller may use.
+func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, p *principal) error) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		p, err := s.authenticate(r, false)
+		if err != nil {
+			return err
+		}
+		return h(w, r, p)
+	}
+}
+
+// userOnly wraps a handler for user tokens.
+func (s *Server) userOnly(h func(w http.ResponseWriter, r *http.Request, p *principal) error) handlerFunc {
+	return s.authed(func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		if p.user == nil {
+			return denied("This endpoint needs a user's token, not an application's.")
+		}
+		return h(w, r, p)
+	})
+}
+
+// adminOnly wraps a handler for admins.
+func (s *Server) adminOnly(h func(w http.ResponseWriter, r *http.Request, p *principal) error) handlerFunc {
+	return s.authed(func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		if !p.isAdmin() {
+			return denied("This endpoint needs an admin.")
+		}
+		return h(w, r, p)
+	})
+}
+
+// oauthError is an RFC 6749 §5.2 error.
+type oauthError struct {
+	status int
+	Code   string `json:"error"`
+	Desc   string `json:"error_description"`
+}
+
+func (e *oauthError) Error() string { return e.Code + ": " + e.Desc }
+
+func oauthFail(status int, code, desc string) *oauthError {
+	return &oauthError{status: status, Code: code, Desc: desc}
+}
+
+type tokenResponse struct {
+	TokenType    string `json:"token_type"`
+	AccessToken  string `json:"access_token"`
+	ExpiresIn    int    `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// token is POST /oauth2/v2.0/token.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
+	resp, err := s.grant(r)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	var oe *oauthError
+	if errors.As(err, &oe) {
+		if oe.status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="herald"`)
+		}
+		writeJSON(w, oe.status, oe)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/x-www-form-urlencoded" {
+		return nil, oauthFail(400, "invalid_request", "The token request must be application/x-www-form-urlencoded.")
+	}
+	r.Body = http.MaxBytesReader(nil, r.Body, MaxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		return nil, oauthFail(400, "invalid_request", "The form could not be parsed.")
+	}
+	f := r.PostForm
+	now := time.Now()
+	switch f.Get("grant_type") {
+	case "client_credentials":
+		id, secret, basic := r.BasicAuth()
+		if !basic {
+			id, secret = f.Get("client_id"), f.Get("client_secret")
+		}
+		if id == "" || secret == "" {
+			return nil, oauthFail(400, "invalid_request", "client_id and client_secret are required.")
+		}
+		if ok, wait := s.limits.allow("login:app:"+id, 5, 20, now); !ok {
+			return nil, &retryAfter{resource.Errorf(resource.CodeRateLimited, "Too many token requests."), wait}
+		}
+		a, found, err := s.state.AppBy(id)
+		if err != nil {
+			return nil, err
+		}
+		if !found || a.AppID != id || !secretMatches(a, secret, now) {
+			return nil, oauthFail(401, "invalid_client", "The client id or secret is wrong, or the secret expired.")
+		}
+		return s.issue(r, resource.PrincipalApp, a.ID, "", "", false)
+	case "password":
+		name, pw := f.Get("username"), f.Get("password")
+		if name == "" || pw == "" {
+			return nil, oauthFail(400, "invalid_request", "username and password are required.")
+		}
+		if ok, wait := s.limits.allow("login:user:"+strings.ToLower(name), 2, 10, now); !ok {
+			return nil, &retryAfter{resource.Errorf(resource.CodeRateLimited, "Too many sign-in attempts."), wait}
+		}
+		u, found, err := s.state.UserByName(name)
+		if err != nil {
+			return nil, err
+		}
+		if !found || u.UserPrincipalName != name && !strings.EqualFold(u.UserPrincipalName, name) {
+			credential.CheckPassword(dummyHash, pw) // same cost as a real check
+			return nil, oauthFail(400, "invalid_grant", "The user name or password is wrong.")
+		}
+		if !credential.CheckPassword(u.PasswordHash, pw) {
+			return nil, oauthFail(400, "invalid_grant", "The user name or password is wrong.")
+		}
+		if !u.AccountEnabled {
+			return nil, oauthFail(400, "invalid_grant", "The account is disabled.")
+		}
+		return s.issue(r, resource.PrincipalUser, u.ID, resource.NewSecret(16), "", true)
+	case "refresh_token":
+		rt := f.Get("refresh_token")
+		if rt == "" {
+			return nil, oauthFail(400, "invalid_request", "refresh_token is required.")
+		}
+		hash := credential.HashToken(rt)
+		rec, found, err := s.state.Token(hash)
+		if err != nil {
+			return nil, err
+		}
+		if !found || rec.Kind != resource.TokenRefresh || !now.Before(rec.ExpiresAt.Time) {
+			return nil, oauthFail(400, "invalid_grant", "The refresh token is invalid, expired or already used.")
+		}
+		return s.issue(r, rec.PrincipalType, rec.PrincipalID, rec.Session, hash, true)
+	case "":
+		return nil, oauthFail(400, "invalid_request", "grant_type is required.")
+	default:
+		return nil, oauthFail(400, "unsupported_grant_type", "Use client_credentials, password or refresh_token.")
+	}
+}
+
+// dummyHash makes a sign-in for an unknown user cost what a known one does.
+var dummyHash = credential.HashPassword("herald-timing-equaliser")
+
+func secretMatches(a *resource.ApplicationRecord, secret string, now time.Time) bool {
+	h := credential.HashToken(secret)
+	match := false
+	for _, c := range a.Credentials {
+		if subtle.ConstantTimeCompare([]byte(c.SecretHash), []byte(h)) == 1 && now.Before(c.EndDateTime.Time) {
+			match = true
+		}
+	}
+	return match
+}
+
+// issue stores new tokens through Raft and returns them.
+func (s *Server) issue(r *http.Request, ptype, pid, session, consume string, refresh bool) (*tokenResponse, error) {
+	now := time.Now()
+	access := resource.NewSecret(32)
+	cmd := &raft.Command{Op: raft.OpIssueTokens, Now: now.UnixNano(), ConsumeHash: consume,
+		Tokens: []raft.TokenGrant{{Hash: credential.HashToken(access), Record: resource.TokenRecord{
+			Kind: resource.TokenAccess, PrincipalType: ptype, PrincipalID: pid,
+			ExpiresAt: resource.At(now.Add(AccessTokenTTL)), Session: session}}}}
+	resp := &tokenResponse{TokenType: "Bearer", AccessToken: access, ExpiresIn: int(AccessTokenTTL / time.Second)}
+	if refresh {
+		resp.RefreshToken = resource.NewSecret(32)
+		cmd.Tokens = append(cmd.Tokens, raft.TokenGrant{Hash: credential.HashToken(resp.RefreshToken),
+			Record: resource.TokenRecord{Kind: resource.TokenRefresh, PrincipalType: ptype, PrincipalID: pid,
+				ExpiresAt: resource.At(now.Add(RefreshTokenTTL)), Session: session}})
+	}
+	if _, err := s.state.Propose(r.Context(), cmd); err != nil {
+		var re *resource.Error
+		if errors.As(err, &re) && (re.Code == "invalid_grant" || re.Code == "invalid_client") {
+			status := 400
+			if re.Code == "invalid_client" {
+				status = 401
+			}
+			return nil, oauthFail(status, re.Code, re.Message)
+		}
+		return nil, err
+	}
+	return resp, nil
+}

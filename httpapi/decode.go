@@ -1,0 +1,132 @@
+package httpapi
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// MaxBodyBytes is the largest request body, after decompression (API.md §1).
+const MaxBodyBytes = 64 << 10
+
+// readBody checks the content type and encoding and returns the body,
+// decompressed and at most MaxBodyBytes long.
+func readBody(r *http.Request) ([]byte, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, resource.Errorf(resource.CodeUnsupportedMedia, "The body must be application/json.")
+	}
+	var src io.Reader = r.Body
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(io.LimitReader(r.Body, MaxBodyBytes+1))
+		if err != nil {
+			return nil, resource.Invalid("", "The gzip body is malformed.")
+		}
+		defer zr.Close()
+		src = zr
+	case "deflate":
+		src = flate.NewReader(io.LimitReader(r.Body, MaxBodyBytes+1))
+	default:
+		return nil, resource.Errorf(resource.CodeUnsupportedMedia, "Content-Encoding %q is not supported; use gzip or deflate.", enc)
+	}
+	b, err := io.ReadAll(io.LimitReader(src, MaxBodyBytes+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge()
+		}
+		return nil, resource.Invalid("", "The body could not be read: %v.", err)
+	}
+	if len(b) > MaxBodyBytes {
+		return nil, tooLarge()
+	}
+	return b, nil
+}
+
+func tooLarge() error {
+	return resource.Errorf(resource.CodePayloadTooLarge, "The body is larger than 64 KiB.")
+}
+
+// decodeJSON reads a JSON object into v, rejecting unknown properties,
+// trailing data and anything that is not an object.
+func decodeJSON(r *http.Request, v any) error {
+	b, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return decodeBytes(b, v)
+}
+
+func decodeBytes(b []byte, v any) error {
+	trimmed := bytes.TrimSpace(b)
+	if len(trimmed) == 0 {
+		return resource.Invalid("", "The request body is empty; a JSON object is required.")
+	}
+	if trimmed[0] == '[' {
+		return resource.Invalid("", "The body is a JSON array: multiple notifications is not supported; send one object per request.")
+	}
+	if trimmed[0] != '{' {
+		return resource.Invalid("", "The body must be a JSON object.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return resource.Invalid("", "The body holds data after its JSON object.")
+	}
+	return nil
+}
+
+// jsonError turns encoding/json's errors into the contract's 400s, naming
+// the property where it can.
+func jsonError(err error) error {
+	var re *resource.Error
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &re):
+		return re
+	case errors.As(err, &syn):
+		return resource.Invalid("", "The body is not valid JSON (at byte %d).", syn.Offset)
+	case errors.As(err, &typ):
+		field := typ.Field
+		return resource.Invalid(field, "Property %s has the wrong type: %s is expected.", field, describeType(typ.Type.Kind().String()))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return resource.Invalid("", "The JSON body ends too early.")
+	}
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		name = strings.Trim(name, `"`)
+		return resource.Invalid(name, "Property %s is not known here.", name)
+	}
+	return resource.Invalid("", "The body could not be decoded: %s.", strings.TrimPrefix(msg, "json: "))
+}
+
+func describeType(kind string) string {
+	switch kind {
+	case "struct", "map":
+		return "an object"
+	case "slice", "array":
+		return "an array"
+	case "int", "int64", "float64", "uint64":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "string":
+		return "a string"
+	}
+	return fmt.Sprintf("a %s", kind)
+}

@@ -1,0 +1,110 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
+)
+
+var statusOf = map[string]int{
+	resource.CodeInvalidRequest:   http.StatusBadRequest,
+	resource.CodeUnauthenticated:  http.StatusUnauthorized,
+	resource.CodeAccessDenied:     http.StatusForbidden,
+	resource.CodeNotFound:         http.StatusNotFound,
+	resource.CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+	resource.CodeNameExists:       http.StatusConflict,
+	resource.CodeResyncRequired:   http.StatusGone,
+	resource.CodePayloadTooLarge:  http.StatusRequestEntityTooLarge,
+	resource.CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
+	resource.CodeRateLimited:      http.StatusTooManyRequests,
+	resource.CodeUnavailable:      http.StatusServiceUnavailable,
+	resource.CodeQuotaReached:     http.StatusInsufficientStorage,
+	resource.CodeGeneralException: http.StatusInternalServerError,
+}
+
+// retryAfter marks an error whose response carries Retry-After.
+type retryAfter struct {
+	err   *resource.Error
+	after time.Duration
+}
+
+func (e *retryAfter) Error() string { return e.err.Error() }
+func (e *retryAfter) Unwrap() error { return e.err }
+
+func unavailable(msg string, after time.Duration) error {
+	return &retryAfter{resource.Errorf(resource.CodeUnavailable, "%s", msg), after}
+}
+
+func unauthenticated(msg string) error {
+	return resource.Errorf(resource.CodeUnauthenticated, "%s", msg)
+}
+
+func denied(msg string) error { return resource.Errorf(resource.CodeAccessDenied, "%s", msg) }
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code       string     `json:"code"`
+	Message    string     `json:"message"`
+	Target     string     `json:"target,omitempty"`
+	InnerError innerError `json:"innerError"`
+}
+
+type innerError struct {
+	RequestID string `json:"request-id"`
+	Date      string `json:"date"`
+}
+
+// writeError answers with the contract's error body. Anything that is not a
+// client error is logged and answered as generalException without detail.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var re *resource.Error
+	var ra *retryAfter
+	switch {
+	case errors.As(err, &ra):
+		re = ra.err
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(ra.after.Round(time.Second)/time.Second))))
+	case errors.As(err, &re):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrClosed), errors.Is(err, raft.ErrUnknownOutcome):
+		re = resource.Errorf(resource.CodeUnavailable, "The service cannot take writes right now (%s); retry shortly.", err)
+		w.Header().Set("Retry-After", "1")
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path,
+			"request_id", w.Header().Get("request-id"), "error", err)
+		re = resource.Errorf(resource.CodeGeneralException, "An internal error occurred; the request id identifies it in the server log.")
+	}
+	status, ok := statusOf[re.Code]
+	if !ok {
+		status = http.StatusBadRequest
+	}
+	switch status {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "1")
+		}
+	}
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: re.Code, Message: re.Message, Target: re.Target,
+		InnerError: innerError{RequestID: w.Header().Get("request-id"), Date: resource.At(time.Now()).String()}}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		slog.Error("encode response", "error", err)
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"generalException","message":"The response could not be encoded."}}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(b)
+}

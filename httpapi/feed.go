@@ -1,0 +1,258 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// feedFilter is the query of GET /me/notifications.
+type feedFilter struct {
+	readState, actionState, status, host, group, appID string
+}
+
+func parseFeedFilter(r *http.Request) (*feedFilter, error) {
+	q := r.URL.Query()
+	f := &feedFilter{readState: q.Get("readState"), actionState: q.Get("userActionState"),
+		status: q.Get("status"), host: q.Get("targetHostName"), group: q.Get("groupName")}
+	if f.readState != "" {
+		p := resource.NotificationPatch{ReadState: &f.readState}
+		if err := p.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if f.actionState != "" {
+		p := resource.NotificationPatch{UserActionState: &f.actionState}
+		if err := p.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	switch strings.ToLower(f.status) {
+	case "", "active":
+		f.status = resource.StatusActive
+	case "deleted":
+		f.status = resource.StatusDeleted
+	case "any":
+		f.status = ""
+	default:
+		return nil, resource.Invalid("status", "status must be active, deleted or any.")
+	}
+	return f, nil
+}
+
+func (f *feedFilter) keep(n *resource.NotificationRecord) bool {
+	return (f.readState == "" || n.ReadState == f.readState) &&
+		(f.actionState == "" || n.UserActionState == f.actionState) &&
+		(f.status == "" || n.Status == f.status) &&
+		(f.host == "" || n.TargetHostName == f.host) &&
+		(f.group == "" || n.GroupName == f.group) &&
+		(f.appID == "" || n.AppID == f.appID)
+}
+
+// listNotifications is the user's feed, newest first, or for an
+// application what it sent to the X-UNS-ID's user.
+func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request, p *principal) error {
+	uid, appID, err := s.target(r, p)
+	if err != nil {
+		return err
+	}
+	f, err := parseFeedFilter(r)
+	if err != nil {
+		return err
+	}
+	f.appID = appID
+	n, err := top(r, 100)
+	if err != nil {
+		return err
+	}
+	after, err := skipToken(r)
+	if err != nil {
+		return err
+	}
+	page, err := s.state.ListNotifications(uid, after, n, f.keep)
+	if err != nil {
+		return err
+	}
+	out := collection{Value: views(page.Items, func(n *resource.NotificationRecord) resource.Notification { return n.Notification })}
+	if page.Next != "" {
+		out.NextLink = s.link(r, "$skiptoken", encodeToken(page.Next))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// Delta tokens. A deltaLink carries "d.<seq>": everything after change seq.
+// A nextLink of the first, full enumeration carries "i.<seq>.<lastId>": the
+// seq its deltaLink will carry and the id to continue after. A nextLink of
+// a delta round carries "d.<seq>" too, the last change it consumed.
+type deltaToken struct {
+	initial bool
+	seq     uint64
+	after   string
+}
+
+func (t deltaToken) String() string {
+	if t.initial {
+		return encodeToken("i." + strconv.FormatUint(t.seq, 10) + "." + t.after)
+	}
+	return encodeToken("d." + strconv.FormatUint(t.seq, 10))
+}
+
+func parseDeltaToken(s string) (deltaToken, bool) {
+	b, err := decodeToken(s)
+	if err != nil {
+		return deltaToken{}, false
+	}
+	parts := strings.SplitN(b, ".", 3)
+	seq, err := strconv.ParseUint(safeIndex(parts, 1), 10, 64)
+	if err != nil {
+		return deltaToken{}, false
+	}
+	switch {
+	case parts[0] == "d" && len(parts) == 2:
+		return deltaToken{seq: seq}, true
+	case parts[0] == "i" && len(parts) == 3 && parts[2] != "":
+		return deltaToken{initial: true, seq: seq, after: parts[2]}, true
+	}
+	return deltaToken{}, false
+}
+
+func safeIndex(s []string, i int) string {
+	if i < len(s) {
+		return s[i]
+	}
+	return ""
+}
+
+func resync(msg string) error { return resource.Errorf(resource.CodeResyncRequired, "%s", msg) }
+
+// checkSeq refuses a cursor whose changes were trimmed, or that this state
+// never handed out.
+func (s *Server) checkSeq(uid string, seq uint64) error {
+	floor, err := s.state.ChangeFloor(uid)
+	if err != nil {
+		return err
+	}
+	last, err := s.state.LastSeq()
+	if err != nil {
+		return err
+	}
+	if seq < floor || seq > last {
+		return resync("The token is too old or unknown; start again without one.")
+	}
+	return nil
+}
+
+// delta is GET /me/notifications/delta.
+func (s *Server) delta(w http.ResponseWriter, r *http.Request, p *principal) error {
+	uid := p.user.ID
+	n, err := top(r, 100)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	raw := q.Get("$deltatoken")
+	if raw == "" {
+		raw = q.Get("$skiptoken")
+	}
+	if raw == "" {
+		seq, err := s.state.LastSeq()
+		if err != nil {
+			return err
+		}
+		return s.deltaInitial(w, r, uid, deltaToken{initial: true, seq: seq}, n)
+	}
+	tok, ok := parseDeltaToken(raw)
+	if !ok {
+		return resync("The delta token is not one this server made; start again without one.")
+	}
+	if err := s.checkSeq(uid, tok.seq); err != nil {
+		return err
+	}
+	if tok.initial {
+		return s.deltaInitial(w, r, uid, tok, n)
+	}
+	return s.deltaChanges(w, r, uid, tok.seq, n)
+}
+
+// deltaInitial pages through every active notification. Whatever changes
+// meanwhile has a seq above tok.seq, so the deltaLink round reports it.
+func (s *Server) deltaInitial(w http.ResponseWriter, r *http.Request, uid string, tok deltaToken, n int) error {
+	page, err := s.state.ListNotifications(uid, tok.after, n, func(n *resource.NotificationRecord) bool {
+		return n.Status == resource.StatusActive
+	})
+	if err != nil {
+		return err
+	}
+	out := collection{Value: views(page.Items, func(n *resource.NotificationRecord) resource.Notification { return n.Notification })}
+	if page.Next != "" {
+		out.NextLink = s.link(r, "$skiptoken", deltaToken{initial: true, seq: tok.seq, after: page.Next}.String())
+	} else {
+		out.DeltaLink = s.link(r, "$deltatoken", deltaToken{seq: tok.seq}.String())
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// deltaChanges reports what changed after seq: each changed notification
+// once, as it is now, or as removed.
+func (s *Server) deltaChanges(w http.ResponseWriter, r *http.Request, uid string, seq uint64, n int) error {
+	var items []any
+	seen := map[string]bool{}
+	cursor := seq
+	more := false
+	for !more {
+		changes, err := s.state.Changes(uid, cursor, 500)
+		if err != nil {
+			return err
+		}
+		for _, c := range changes {
+			if !seen[c.NotificationID] {
+				if len(items) == n {
+					more = true
+					break
+				}
+				seen[c.NotificationID] = true
+				item, err := s.deltaItem(uid, &c)
+				if err != nil {
+					return err
+				}
+				items = append(items, item)
+			}
+			cursor = c.Seq
+		}
+		if len(changes) < 500 {
+			break
+		}
+	}
+	if items == nil {
+		items = []any{}
+	}
+	out := collection{Value: items}
+	if more {
+		out.NextLink = s.link(r, "$skiptoken", deltaToken{seq: cursor}.String())
+	} else {
+		out.DeltaLink = s.link(r, "$deltatoken", deltaToken{seq: cursor}.String())
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// deltaItem is a changed notification's current state, or its removal.
+func (s *Server) deltaItem(uid string, c *resource.Change) (any, error) {
+	n, ok, err := s.state.Notification(uid, c.NotificationID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case ok && n.Status == resource.StatusActive:
+		return n.Notification, nil
+	case ok:
+		return resource.Removed{ID: c.NotificationID, Removed: resource.RemovedReason{Reason: "deleted"}}, nil
+	case c.Type == resource.ChangeDeleted:
+		return resource.Removed{ID: c.NotificationID, Removed: resource.RemovedReason{Reason: "deleted"}}, nil
+	}
+	return resource.Removed{ID: c.NotificationID, Removed: resource.RemovedReason{Reason: "expired"}}, nil
+}

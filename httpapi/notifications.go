@@ -1,0 +1,181 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
+)
+
+// appContext resolves an application's X-UNS-ID: the subscription it sends
+// through, which must be an active one of the calling application.
+func (s *Server) appContext(r *http.Request, p *principal) (*resource.SubscriptionRecord, error) {
+	unsid := r.Header.Get("X-UNS-ID")
+	if unsid == "" {
+		return nil, resource.Invalid("X-UNS-ID", "The X-UNS-ID header, the user notification subscription id, is required.")
+	}
+	sub, ok, err := s.state.Subscription(unsid)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || sub.AppID != p.app.ID || !sub.ActiveAt(time.Now()) {
+		return nil, denied("The X-UNS-ID is not an active subscription of this application.")
+	}
+	return sub, nil
+}
+
+func (s *Server) postNotification(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if p.app == nil {
+		return denied("Sending needs an application's token (client_credentials) and X-UNS-ID; admins send at /v1.0/users/{id}/notifications.")
+	}
+	sub, err := s.appContext(r, p)
+	if err != nil {
+		return err
+	}
+	var in resource.NotificationInput
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	return s.send(w, r, &in, sub.UserID, p.app)
+}
+
+func (s *Server) adminSend(w http.ResponseWriter, r *http.Request, p *principal) error {
+	u, err := s.lookupUser(r)
+	if err != nil {
+		return err
+	}
+	var in resource.NotificationInput
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if in.TargetHostName == "" {
+		return resource.Invalid("targetHostName", "targetHostName is required when an admin sends.")
+	}
+	app, ok, err := s.state.AppBy(in.TargetHostName)
+	if err != nil {
+		return err
+	}
+	if !ok || app.TargetHostName != in.TargetHostName {
+		return resource.Invalid("targetHostName", "No application is registered for %s.", in.TargetHostName)
+	}
+	return s.send(w, r, &in, u.ID, app)
+}
+
+func (s *Server) send(w http.ResponseWriter, r *http.Request, in *resource.NotificationInput, uid string, app *resource.ApplicationRecord) error {
+	now := time.Now()
+	if err := in.Validate(now, app.TargetHostName); err != nil {
+		return err
+	}
+	rec := &resource.NotificationRecord{Notification: in.NewNotification(resource.NewNotificationID(now), now),
+		UserID: uid, AppID: app.ID}
+	v, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpSend, Now: now.UnixNano(), Notif: rec,
+		MaxItems: s.opts.MaxNotificationsPerUser})
+	if err != nil {
+		return err
+	}
+	res := v.(raft.SendResult)
+	w.Header().Set("Location", "/v1.0/me/notifications/"+res.Notification.ID)
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+		s.metrics.notifications.WithLabelValues("created").Inc()
+	} else {
+		s.metrics.notifications.WithLabelValues("replaced").Inc()
+	}
+	writeJSON(w, status, res.Notification)
+	return nil
+}
+
+// target is whose notification an id names, and which application's view
+// applies (empty for the user's own).
+func (s *Server) target(r *http.Request, p *principal) (uid, appID string, err error) {
+	if p.user != nil {
+		return p.user.ID, "", nil
+	}
+	sub, err := s.appContext(r, p)
+	if err != nil {
+		return "", "", err
+	}
+	return sub.UserID, p.app.ID, nil
+}
+
+func (s *Server) lookupNotification(r *http.Request, p *principal) (*resource.NotificationRecord, error) {
+	uid, appID, err := s.target(r, p)
+	if err != nil {
+		return nil, err
+	}
+	n, ok, err := s.state.Notification(uid, r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	if !ok || (appID != "" && n.AppID != appID) {
+		return nil, resource.NotFound("notification")
+	}
+	return n, nil
+}
+
+func (s *Server) getNotification(w http.ResponseWriter, r *http.Request, p *principal) error {
+	n, err := s.lookupNotification(r, p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, n.Notification)
+	return nil
+}
+
+func (s *Server) patchNotification(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if p.user == nil {
+		return denied("Only the user changes readState and userActionState.")
+	}
+	var in resource.NotificationPatch
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if err := in.Validate(); err != nil {
+		return err
+	}
+	v, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpPatchNotif, Now: time.Now().UnixNano(),
+		UserID: p.user.ID, ID: r.PathValue("id"), NotifPatch: &in})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Server) deleteNotification(w http.ResponseWriter, r *http.Request, p *principal) error {
+	uid, appID, err := s.target(r, p)
+	if err != nil {
+		return err
+	}
+	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpDeleteNotif, Now: time.Now().UnixNano(),
+		UserID: uid, AppID: appID, ID: r.PathValue("id")}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// deleteNotifications is an application's DELETE of everything in a group,
+// or of one appNotificationId.
+func (s *Server) deleteNotifications(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if p.app == nil {
+		return denied("Deleting by groupName or appNotificationId is for the sending application.")
+	}
+	sub, err := s.appContext(r, p)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	group, anid := q.Get("groupName"), q.Get("appNotificationId")
+	if (group == "") == (anid == "") {
+		return resource.Invalid("groupName", "Give exactly one of groupName and appNotificationId.")
+	}
+	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpDeleteNotifsBy, Now: time.Now().UnixNano(),
+		UserID: sub.UserID, AppID: p.app.ID, GroupName: group, AppNotifID: anid}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,73 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// collection is the Graph collection shape.
+type collection struct {
+	Value     any    `json:"value"`
+	NextLink  string `json:"@odata.nextLink,omitempty"`
+	DeltaLink string `json:"@odata.deltaLink,omitempty"`
+}
+
+// top reads $top: 1 to 1000, default def.
+func top(r *http.Request, def int) (int, error) {
+	v := r.URL.Query().Get("$top")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, resource.Invalid("$top", "$top must be a whole number from 1 to 1000.")
+	}
+	return n, nil
+}
+
+// skipToken decodes the opaque $skiptoken: a base64url key to continue after.
+func skipToken(r *http.Request) (string, error) {
+	v := r.URL.Query().Get("$skiptoken")
+	if v == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil || len(b) == 0 {
+		return "", resource.Invalid("$skiptoken", "$skiptoken is not one this server made.")
+	}
+	return string(b), nil
+}
+
+func encodeToken(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// link builds an absolute URL to this request's path with one query
+// parameter set (and $skiptoken/$deltatoken cleared), for nextLink and
+// deltaLink.
+func (s *Server) link(r *http.Request, key, value string) string {
+	q := r.URL.Query()
+	q.Del("$skiptoken")
+	q.Del("$deltatoken")
+	q.Del("access_token")
+	q.Set(key, value)
+	base := strings.TrimRight(s.opts.PublicURL, "/")
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+	}
+	u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+	// Graph writes $skiptoken and $deltatoken with a literal '$'.
+	return base + strings.ReplaceAll(u.String(), "%24", "$")
+}
+
+func decodeToken(s string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	return string(b), err
+}

@@ -1,0 +1,57 @@
+package httpapi
+
+import "net/http"
+
+// routes registers every endpoint of API.md. Paths under /v1.0 are also
+// served under /beta.
+func (s *Server) routes() {
+	rt := &router{s: s, methods: map[string][]string{}}
+
+	rt.handle("POST", "/oauth2/v2.0/token", s.token)
+	rt.handle("GET", "/healthz", s.healthz)
+	rt.handle("GET", "/readyz", s.readyz)
+	rt.handle("GET", "/metrics", s.metricsHandler())
+
+	rt.handle("GET", "/me", s.userOnly(s.me))
+
+	rt.handle("POST", "/users", s.adminOnly(s.createUser))
+	rt.handle("GET", "/users", s.adminOnly(s.listUsers))
+	rt.handle("GET", "/users/{id}", s.adminOnly(s.getUser))
+	rt.handle("PATCH", "/users/{id}", s.adminOnly(s.patchUser))
+	rt.handle("DELETE", "/users/{id}", s.adminOnly(s.deleteUser))
+	rt.handle("GET", "/users/{id}/notificationSubscriptions", s.adminOnly(s.listUserSubscriptions))
+	rt.handle("POST", "/users/{id}/notifications", s.adminOnly(s.adminSend))
+
+	rt.handle("POST", "/applications", s.adminOnly(s.createApp))
+	rt.handle("GET", "/applications", s.adminOnly(s.listApps))
+	rt.handle("GET", "/applications/{id}", s.adminOnly(s.getApp))
+	rt.handle("PATCH", "/applications/{id}", s.adminOnly(s.patchApp))
+	rt.handle("DELETE", "/applications/{id}", s.adminOnly(s.deleteApp))
+	rt.handle("POST", "/applications/{id}/addPassword", s.adminOnly(s.addPassword))
+	rt.handle("POST", "/applications/{id}/removePassword", s.adminOnly(s.removePassword))
+
+	rt.handle("POST", "/me/notificationSubscriptions", s.userOnly(s.createSubscription))
+	rt.handle("GET", "/me/notificationSubscriptions", s.userOnly(s.listMySubscriptions))
+	rt.handle("GET", "/me/notificationSubscriptions/{id}", s.userOnly(s.getSubscription))
+	rt.handle("PATCH", "/me/notificationSubscriptions/{id}", s.userOnly(s.patchSubscription))
+	rt.handle("DELETE", "/me/notificationSubscriptions/{id}", s.userOnly(s.deleteSubscription))
+
+	rt.handle("POST", "/me/notifications", s.authed(s.postNotification))
+	rt.handle("GET", "/me/notifications", s.authed(s.listNotifications))
+	rt.handle("DELETE", "/me/notifications", s.authed(s.deleteNotifications))
+	rt.handle("GET", "/me/notifications/delta", s.userOnly(s.delta))
+	rt.handle("GET", "/me/notifications/stream", s.stream)
+	rt.handle("GET", "/me/notifications/{id}", s.authed(s.getNotification))
+	rt.handle("PATCH", "/me/notifications/{id}", s.authed(s.patchNotification))
+	rt.handle("DELETE", "/me/notifications/{id}", s.authed(s.deleteNotification))
+
+	rt.handle("GET", "/admin/cluster", s.adminOnly(s.cluster))
+	rt.handle("GET", "/admin/backup", s.adminOnly(s.backup))
+
+	if s.opts.UI != nil {
+		s.mux.Handle("/ui/", s.opts.UI)
+	}
+	rt.finish()
+}
+
+var _ http.Handler = (*Server)(nil)

@@ -1,0 +1,245 @@
+// Package httpapi serves Herald's REST API (API.md): routing, authentication,
+// Graph-shaped errors, paging and delta tokens, and the live stream.
+package httpapi
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-notify/herald/fanout"
+	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
+)
+
+// State is what the handlers need of the replicated store: proposals that
+// commit through Raft, and reads of this node's applied state.
+type State interface {
+	Propose(ctx context.Context, cmd *raft.Command) (any, error)
+	Token(hash string) (*resource.TokenRecord, bool, error)
+	User(id string) (*resource.UserRecord, bool, error)
+	UserByName(idOrUPN string) (*resource.UserRecord, bool, error)
+	ListUsers(after string, limit int) (raft.Page[resource.UserRecord], error)
+	App(id string) (*resource.ApplicationRecord, bool, error)
+	AppBy(ref string) (*resource.ApplicationRecord, bool, error)
+	ListApps(after string, limit int) (raft.Page[resource.ApplicationRecord], error)
+	Subscription(id string) (*resource.SubscriptionRecord, bool, error)
+	ListSubscriptions(uid string) ([]resource.SubscriptionRecord, error)
+	Notification(uid, nid string) (*resource.NotificationRecord, bool, error)
+	ListNotifications(uid, after string, limit int, keep func(*resource.NotificationRecord) bool) (raft.Page[resource.NotificationRecord], error)
+	LastSeq() (uint64, error)
+	ChangeFloor(uid string) (uint64, error)
+	Changes(uid string, after uint64, limit int) ([]resource.Change, error)
+	VAPID() ([]byte, bool, error)
+}
+
+// Ops is what the operational endpoints need of the node.
+type Ops interface {
+	Ready(ctx context.Context) error
+	Cluster() any
+	Backup(w io.Writer) error
+}
+
+// Options configure the API server.
+type Options struct {
+	State  State
+	Hub    *fanout.Hub
+	Ops    Ops
+	Logger *slog.Logger
+	// Registry receives the API's metrics; /metrics serves Gatherer.
+	Registry prometheus.Registerer
+	Gatherer prometheus.Gatherer
+
+	PublicURL               string
+	AppRate, UserRate       float64
+	AppBurst, UserBurst     int
+	MaxNotificationsPerUser int
+	MaxSubscriptionsPerUser int
+	MaxStreamsPerUser       int
+	ChangeRetention         time.Duration
+	// Heartbeat is the interval of the live stream's keep-alive comments.
+	Heartbeat time.Duration
+	// AllowPrivateWebPush and AllowPrivateWebhook permit http:// and
+	// private addresses as destinations (API.md §7).
+	AllowPrivateWebPush bool
+	AllowPrivateWebhook bool
+	// UI serves /ui/; nil leaves it out.
+	UI http.Handler
+}
+
+// Server is the HTTP API of one node.
+type Server struct {
+	opts    Options
+	state   State
+	hub     *fanout.Hub
+	log     *slog.Logger
+	mux     *http.ServeMux
+	metrics *metrics
+	limits  *limiter
+
+	streamsMu sync.Mutex
+	streams   map[string]int // open streams per user
+	stopping  chan struct{}
+	stopOnce  sync.Once
+}
+
+// handlerFunc is a handler that returns its error for the wrapper to write.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// New builds the server and its routes.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = 25 * time.Second
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{opts: opts, state: opts.State, hub: opts.Hub, log: opts.Logger,
+		mux: http.NewServeMux(), metrics: newMetrics(opts.Registry, opts.Hub),
+		limits:  newLimiter(),
+		streams: map[string]int{}, stopping: make(chan struct{})}
+	s.routes()
+	return s
+}
+
+// Stop ends live streams with a retry hint; call it when shutdown begins.
+func (s *Server) Stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
+
+// router registers method patterns and answers other methods on a known
+// path with 405 and Allow, in the contract's error shape.
+type router struct {
+	s       *Server
+	methods map[string][]string
+}
+
+func (rt *router) handle(method, path string, h handlerFunc) {
+	for _, base := range []string{"/v1.0", "/beta"} {
+		p := base + path
+		if strings.HasPrefix(path, "/oauth2") || strings.HasPrefix(path, "/healthz") ||
+			strings.HasPrefix(path, "/readyz") || strings.HasPrefix(path, "/metrics") {
+			if base == "/beta" {
+				continue
+			}
+			p = path
+		}
+		route := method + " " + p
+		rt.s.mux.Handle(route, rt.s.wrap(route, h))
+		rt.methods[p] = append(rt.methods[p], method)
+	}
+}
+
+func (rt *router) finish() {
+	for p, ms := range rt.methods {
+		allow := append([]string{}, ms...)
+		if slices.Contains(ms, http.MethodGet) {
+			allow = append(allow, http.MethodHead)
+		}
+		sort.Strings(allow)
+		header := strings.Join(allow, ", ")
+		h := rt.s.wrap("405", func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Set("Allow", header)
+			return resource.Errorf(resource.CodeMethodNotAllowed, "%s is not allowed here; use %s.", r.Method, header)
+		})
+		// Each other method gets its own pattern: a method-less fallback
+		// would conflict with the wildcard routes beside literal ones.
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+			http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+			if !slices.Contains(allow, m) {
+				rt.s.mux.Handle(m+" "+p, h)
+			}
+		}
+	}
+	rt.s.mux.Handle("/", rt.s.wrap("404", func(w http.ResponseWriter, r *http.Request) error {
+		if r.URL.Path == "/" {
+			http.Redirect(w, r, "/ui/", http.StatusFound)
+			return nil
+		}
+		return resource.Errorf(resource.CodeNotFound, "There is no resource at %s.", r.URL.Path)
+	}))
+}
+
+// ServeHTTP adds the request id headers every response carries.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := resource.NewGUID()
+	w.Header().Set("request-id", id)
+	if c := r.Header.Get("client-request-id"); c != "" && len(c) <= 256 {
+		w.Header().Set("client-request-id", c)
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// wrap turns a handlerFunc into an http.Handler that writes its error,
+// recovers panics as 500s and counts the request by route and status.
+func (s *Server) wrap(route string, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		start := time.Now()
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("handler panic", "route", route, "panic", p)
+				if !sw.wrote {
+					s.writeError(sw, r, errPanic)
+				}
+			}
+			s.metrics.observe(route, sw.status(), time.Since(start))
+		}()
+		r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes*16)
+		if err := h(sw, r); err != nil {
+			if sw.wrote {
+				s.log.Warn("error after response started", "route", route, "error", err)
+				return
+			}
+			s.writeError(sw, r, err)
+		}
+	})
+}
+
+type panicError struct{}
+
+func (panicError) Error() string { return "handler panicked" }
+
+var errPanic = panicError{}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.code, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
