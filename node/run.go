@@ -38,6 +38,9 @@ type Node struct {
 	listener net.Listener
 	stop     chan struct{}
 	wg       sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Run starts a node with cfg and blocks until ctx is cancelled, then shuts the
@@ -143,16 +146,20 @@ func (n *Node) Store() *raft.Store { return n.store }
 
 // Close shuts down in order: end live streams with a retry hint, stop
 // accepting requests and finish those in flight, then close Raft and Badger.
+// Closing again returns the first result.
 func (n *Node) Close(ctx context.Context) error {
-	close(n.stop)
-	n.api.Stop()
-	err := n.http.Shutdown(ctx)
-	if err != nil {
-		n.http.Close()
-	}
-	n.hub.CloseAll()
-	n.wg.Wait()
-	return errors.Join(err, n.store.Close())
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		n.api.Stop()
+		err := n.http.Shutdown(ctx)
+		if err != nil {
+			n.http.Close()
+		}
+		n.hub.CloseAll()
+		n.wg.Wait()
+		n.closeErr = errors.Join(err, n.store.Close())
+	})
+	return n.closeErr
 }
 
 // nodeID is the configured id, or the one this data directory was first
