@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,7 +131,8 @@ func (s *Store) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{o.Logger},
+		DisableTime: true})
 	snaps, err := hraft.NewFileSnapshotStoreWithLogger(filepath.Join(o.Dir, "snapshots"), 2, hlog)
 	if err != nil {
 		return err
@@ -388,4 +390,21 @@ func Restore(dir string, r io.Reader) error {
 	// A fresh log starts at index 1: the applied index must not skip it.
 	err = db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyApplied), putUint64(0)) })
 	return errors.Join(err, db.Close())
+}
+
+// slogWriter sends hashicorp/raft's log lines to the node's slog logger, so
+// they follow its level, format and destination.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelInfo
+	switch {
+	case strings.HasPrefix(line, "[ERROR]"):
+		level = slog.LevelError
+	case strings.HasPrefix(line, "[WARN]"):
+		level = slog.LevelWarn
+	}
+	w.log.Log(context.Background(), level, "raft: "+strings.TrimSpace(line[strings.Index(line, "]")+1:]))
+	return len(p), nil
 }
