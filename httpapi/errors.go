@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/herald-notify/herald/raft"
@@ -73,6 +74,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		re = ra.err
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(ra.after.Round(time.Second)/time.Second))))
 	case errors.As(err, &re):
+	case errors.Is(err, syscall.ENOSPC):
+		re = resource.Errorf(resource.CodeQuotaReached, "The server's disk is full; nothing was stored.")
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrClosed), errors.Is(err, raft.ErrUnknownOutcome):
 		re = resource.Errorf(resource.CodeUnavailable, "The service cannot take writes right now (%s); retry shortly.", err)
 		w.Header().Set("Retry-After", "1")

@@ -400,10 +400,8 @@ func (t *tx) send(c *Command) Result {
 // creation time; the new content is unread again.
 func (t *tx) replace(c *Command, old *resource.NotificationRecord) Result {
 	n := c.Notif
+	// Only active notifications hold the index (markDeleted drops it).
 	t.del(expiryKey(old.ExpirationDateTime.UnixMilli(), old.UserID, old.ID))
-	if old.Status != resource.StatusActive {
-		t.addCounters(n.UserID, 1, 0)
-	}
 	n.ID = old.ID
 	n.CreatedDateTime = old.CreatedDateTime
 	t.putNotif(n)
