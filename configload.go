@@ -84,6 +84,8 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catNode, "public-url", "`URL` that clients reach this server by, used in nextLink and deltaLink", func(c *node.Config) *string { return &c.PublicURL }),
 		bindFlag(catNode, "admin-password", "password of the admin user created on first start (random and logged once if empty)", func(c *node.Config) *string { return &c.AdminPassword }),
 		bindFlag(catNode, "shutdown-timeout", "how long a graceful shutdown may take", func(c *node.Config) *time.Duration { return &c.ShutdownTimeout }),
+		bindFlag(catNode, "stream-heartbeat", "interval of keep-alive comments on live streams", func(c *node.Config) *time.Duration { return &c.StreamHeartbeat }),
+		bindFlag(catNode, "purge-interval", "how often the leader purges expired notifications", func(c *node.Config) *time.Duration { return &c.PurgeInterval }),
 
 		bindFlag(catCluster, "node-id", "this node's `ID` in the cluster (default: chosen by the node)", func(c *node.Config) *string { return &c.NodeID }),
 		bindFlag(catCluster, "raft-addr", "`ADDR` for Raft traffic between nodes", func(c *node.Config) *string { return &c.RaftAddr }),

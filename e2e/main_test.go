@@ -149,6 +149,7 @@ type server struct {
 	RaftAddr string
 	DataDir  string
 	env      []string
+	extra    []string // serve flags beyond the data dir and addresses
 	args     []string
 
 	cmd     *exec.Cmd
@@ -190,7 +191,7 @@ func startServer(t *testing.T, o serverOpts) *server {
 func launch(t *testing.T, o serverOpts) *server {
 	t.Helper()
 	s := &server{HTTPAddr: o.HTTPAddr, RaftAddr: o.RaftAddr, DataDir: o.DataDir, env: o.Env,
-		log: &logBuffer{}, exited: make(chan struct{})}
+		extra: o.Args, log: &logBuffer{}, exited: make(chan struct{})}
 	if s.HTTPAddr == "" {
 		s.HTTPAddr = freeAddr(t)
 	}
@@ -224,7 +225,7 @@ func launch(t *testing.T, o serverOpts) *server {
 func (s *server) restart(t *testing.T) *server {
 	t.Helper()
 	return startServer(t, serverOpts{DataDir: s.DataDir, Env: s.env, HTTPAddr: s.HTTPAddr, RaftAddr: s.RaftAddr,
-		Args: s.args[7:]})
+		Args: s.extra})
 }
 
 func (s *server) waitReady(timeout time.Duration) error {

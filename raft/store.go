@@ -405,6 +405,6 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	case strings.HasPrefix(line, "[WARN]"):
 		level = slog.LevelWarn
 	}
-	w.log.Log(context.Background(), level, "raft: "+strings.TrimSpace(line[strings.Index(line, "]")+1:]))
+	w.log.Log(context.Background(), level, strings.TrimSpace(line[strings.Index(line, "]")+1:]))
 	return len(p), nil
 }
