@@ -68,6 +68,8 @@ func newApp() *cli.App {
 			appsCommand(),
 			clusterCommand(),
 			backupCommand(),
+			restoreCommand(),
+			benchCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",
