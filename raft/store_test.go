@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/herald-notify/herald/resource"
 )
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
@@ -27,7 +31,7 @@ func openTestStore(t testing.TB, dir string, onChange func([]resource.Change)) *
 	t.Helper()
 	s, err := Open(Options{Dir: dir, NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
 		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
-		OnChange: onChange})
+		OnChange: onChange, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +73,7 @@ func TestConcurrentProposalsShareEntries(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(Options{Dir: dir, NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
 		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
-		ObserveBatch: func(n int, _ time.Duration) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
+		Logger: quiet, ObserveBatch: func(n int, _ time.Duration) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,139 @@
+package raft
+
+import (
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+func openFSM(t *testing.T, dir string) (*FSM, *badger.DB) {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "badger")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := newFSM(db, nil, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, db
+}
+
+func entry(t *testing.T, index uint64, cmds ...*Command) *hraft.Log {
+	t.Helper()
+	data, err := encodeEntry(cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &hraft.Log{Index: index, Type: hraft.LogCommand, Data: data}
+}
+
+func sendCmd(uid, aid, appNotifID string, now, expires time.Time) *Command {
+	in := resource.NotificationInput{AppNotificationID: appNotifID,
+		Payload:            &resource.Payload{VisualContent: &resource.VisualContent{Title: "t"}},
+		ExpirationDateTime: &resource.Time{Time: expires}}
+	if err := in.Validate(now, "a.example"); err != nil {
+		panic(err)
+	}
+	n := &resource.NotificationRecord{Notification: in.NewNotification(resource.NewNotificationID(now), now), UserID: uid, AppID: aid}
+	return &Command{Op: OpSend, Now: now.UnixNano(), Notif: n}
+}
+
+// A crash between Raft's commit and Badger's sync replays entries Badger
+// already holds; applying them again must change nothing.
+func TestReplayedEntriesAreSkipped(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	u := newUser("dave")
+	logs := []*hraft.Log{
+		entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u}),
+		entry(t, 2, sendCmd(u.ID, "app", "", now, now.Add(time.Hour))),
+	}
+	f.ApplyBatch(logs)
+	again := f.ApplyBatch(logs)
+	for i, r := range again {
+		if r != nil {
+			t.Fatalf("replayed entry %d was applied again: %v", i+1, r)
+		}
+	}
+	if f.Applied() != 2 {
+		t.Fatalf("applied = %d, want 2", f.Applied())
+	}
+	s := &Store{db: db}
+	if ch, _ := s.Changes(u.ID, 0, 10); len(ch) != 1 {
+		t.Fatalf("changes = %d, want 1", len(ch))
+	}
+}
+
+func TestPurgeExpiresNotificationsAndTrimsChanges(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	s := &Store{db: db}
+	now := time.Now()
+	u := newUser("erin")
+	f.ApplyBatch([]*hraft.Log{
+		entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u}),
+		entry(t, 2, sendCmd(u.ID, "app", "soon", now, now.Add(time.Minute)), sendCmd(u.ID, "app", "later", now, now.Add(time.Hour))),
+	})
+	later := now.Add(2 * time.Minute)
+	res := f.ApplyBatch([]*hraft.Log{entry(t, 3, &Command{Op: OpPurge, Now: later.UnixNano(), MaxItems: 100, Retention: int64(time.Hour)})})
+	pr := res[0].([]Result)[0].Value.(PurgeResult)
+	if pr.Notifications != 1 || pr.Changes != 0 {
+		t.Fatalf("purge = %+v, want 1 notification and no changes", pr)
+	}
+	page, _ := s.ListNotifications(u.ID, "", 10, nil)
+	if len(page.Items) != 1 || page.Items[0].AppNotificationID != "later" {
+		t.Fatalf("after purge the feed holds %+v", page.Items)
+	}
+	ch, _ := s.Changes(u.ID, 0, 10)
+	if len(ch) != 3 || ch[2].Type != resource.ChangeExpired {
+		t.Fatalf("change log = %+v, want created, created, expired", ch)
+	}
+	// Three hours on, "later" expires too, and the retention has passed for
+	// every earlier change.
+	much := now.Add(3 * time.Hour)
+	f.ApplyBatch([]*hraft.Log{entry(t, 4, &Command{Op: OpPurge, Now: much.UnixNano(), MaxItems: 100, Retention: int64(time.Hour)})})
+	if ch, _ := s.Changes(u.ID, 0, 10); len(ch) != 1 || ch[0].Type != resource.ChangeExpired || ch[0].Seq != 4 {
+		t.Fatalf("changes after trimming = %+v, want only the expiry of later (seq 4)", ch)
+	}
+	floor, _ := s.ChangeFloor(u.ID)
+	if floor != 3 {
+		t.Fatalf("change floor = %d, want 3", floor)
+	}
+}
+
+func TestReplaceKeepsIDAndQuotaCountsActiveOnly(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	u := newUser("frank")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	first := sendCmd(u.ID, "app", "build-7", now, now.Add(time.Hour))
+	first.MaxItems = 1
+	r := f.ApplyBatch([]*hraft.Log{entry(t, 2, first)})[0].([]Result)[0]
+	id := r.Value.(SendResult).Notification.ID
+	second := sendCmd(u.ID, "app", "build-7", now, now.Add(time.Hour))
+	second.MaxItems = 1
+	r = f.ApplyBatch([]*hraft.Log{entry(t, 3, second)})[0].([]Result)[0]
+	if got := r.Value.(SendResult); got.Created || got.Notification.ID != id {
+		t.Fatalf("replace = %+v, want the same id %s, not created", got, id)
+	}
+	third := sendCmd(u.ID, "app", "build-8", now, now.Add(time.Hour))
+	third.MaxItems = 1
+	r = f.ApplyBatch([]*hraft.Log{entry(t, 4, third)})[0].([]Result)[0]
+	if e, ok := r.Err.(*resource.Error); !ok || e.Code != resource.CodeQuotaReached {
+		t.Fatalf("over quota: %v, want quotaLimitReached", r.Err)
+	}
+	f.ApplyBatch([]*hraft.Log{entry(t, 5, &Command{Op: OpDeleteNotif, Now: now.UnixNano(), UserID: u.ID, ID: id})})
+	r = f.ApplyBatch([]*hraft.Log{entry(t, 6, third)})[0].([]Result)[0]
+	if r.Err != nil {
+		t.Fatalf("after a delete the quota has room again: %v", r.Err)
+	}
+}
