@@ -80,6 +80,8 @@ func (t *tx) apply(c *Command) Result {
 		return t.deleteNotifsBy(c)
 	case OpPurge:
 		return t.purge(c)
+	case OpDeliveryOutcomes:
+		return t.deliveryOutcomes(c)
 	case OpSetVAPID:
 		if !t.exists([]byte(keyVAPID)) {
 			t.set([]byte(keyVAPID), c.VAPID)
@@ -145,6 +147,7 @@ func (t *tx) deleteUser(uid string) Result {
 			if n.AppNotificationID != "" {
 				t.del(appNotifKey(uid, n.AppID, n.AppNotificationID))
 			}
+			t.deleteDeliveries(uid, n.ID)
 		}
 		t.del(k)
 	}
@@ -363,6 +366,9 @@ func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) {
 	t.set(key, b)
 	t.set(changeTimeKey(now/int64(time.Millisecond), n.UserID, t.seq), nil)
 	t.changes = append(t.changes, ch)
+	if typ != resource.ChangeExpired {
+		t.fanout(now, n, typ)
+	}
 }
 
 func (t *tx) putNotif(n *resource.NotificationRecord) {
@@ -498,6 +504,7 @@ func (t *tx) purge(c *Command) Result {
 		if n.AppNotificationID != "" {
 			t.del(appNotifKey(n.UserID, n.AppID, n.AppNotificationID))
 		}
+		t.deleteDeliveries(n.UserID, n.ID)
 		t.del(notifKey(n.UserID, n.ID))
 		purged++
 	}

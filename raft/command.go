@@ -10,26 +10,27 @@ type Op string
 // The commands. Each carries every id, time and hash it needs, chosen before
 // it enters the log, so that applying it is deterministic on every node.
 const (
-	OpBootstrapAdmin Op = "bootstrapAdmin"
-	OpCreateUser     Op = "createUser"
-	OpUpdateUser     Op = "updateUser"
-	OpDeleteUser     Op = "deleteUser"
-	OpCreateApp      Op = "createApp"
-	OpUpdateApp      Op = "updateApp"
-	OpDeleteApp      Op = "deleteApp"
-	OpAddPassword    Op = "addPassword"
-	OpRemovePassword Op = "removePassword"
-	OpIssueTokens    Op = "issueTokens"
-	OpRevokeSession  Op = "revokeSession"
-	OpCreateSub      Op = "createSub"
-	OpUpdateSub      Op = "updateSub"
-	OpDeleteSub      Op = "deleteSub"
-	OpSend           Op = "send"
-	OpPatchNotif     Op = "patchNotif"
-	OpDeleteNotif    Op = "deleteNotif"
-	OpDeleteNotifsBy Op = "deleteNotifsBy"
-	OpPurge          Op = "purge"
-	OpSetVAPID       Op = "setVAPID"
+	OpBootstrapAdmin   Op = "bootstrapAdmin"
+	OpCreateUser       Op = "createUser"
+	OpUpdateUser       Op = "updateUser"
+	OpDeleteUser       Op = "deleteUser"
+	OpCreateApp        Op = "createApp"
+	OpUpdateApp        Op = "updateApp"
+	OpDeleteApp        Op = "deleteApp"
+	OpAddPassword      Op = "addPassword"
+	OpRemovePassword   Op = "removePassword"
+	OpIssueTokens      Op = "issueTokens"
+	OpRevokeSession    Op = "revokeSession"
+	OpCreateSub        Op = "createSub"
+	OpUpdateSub        Op = "updateSub"
+	OpDeleteSub        Op = "deleteSub"
+	OpSend             Op = "send"
+	OpPatchNotif       Op = "patchNotif"
+	OpDeleteNotif      Op = "deleteNotif"
+	OpDeleteNotifsBy   Op = "deleteNotifsBy"
+	OpPurge            Op = "purge"
+	OpSetVAPID         Op = "setVAPID"
+	OpDeliveryOutcomes Op = "deliveryOutcomes"
 )
 
 // Command is one state change. Op says which fields are set.
@@ -49,6 +50,7 @@ type Command struct {
 	Notif      *resource.NotificationRecord `json:"notif,omitempty"`
 	NotifPatch *resource.NotificationPatch  `json:"notifPatch,omitempty"`
 	VAPID      []byte                       `json:"vapid,omitempty"`
+	Outcomes   []DeliveryOutcome            `json:"outcomes,omitempty"`
 
 	// Generic references; what they mean depends on Op.
 	UserID      string `json:"userId,omitempty"`

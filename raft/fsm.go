@@ -23,7 +23,9 @@ type FSM struct {
 	db       *badger.DB
 	applied  atomic.Uint64
 	onChange func([]resource.Change)
-	log      *slog.Logger
+	// onDeliveries is set before Raft starts, so it needs no lock.
+	onDeliveries func([]resource.DeliveryRef)
+	log          *slog.Logger
 }
 
 func newFSM(db *badger.DB, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
@@ -98,6 +100,9 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	f.applied.Store(last)
 	if len(t.changes) > 0 && f.onChange != nil {
 		f.onChange(t.changes)
+	}
+	if len(t.deliveries) > 0 && f.onDeliveries != nil {
+		f.onDeliveries(t.deliveries)
 	}
 	return out
 }

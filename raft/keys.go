@@ -36,6 +36,12 @@ func changeKey(uid string, seq uint64) []byte {
 	return fmt.Appendf(nil, "c/%s/%016x", uid, seq)
 }
 
+// deliveryKey holds the delivery record of one notification to one
+// subscription; pendingKey indexes those with a message still to send.
+func deliveryKey(uid, nid, sid string) []byte { return []byte("d/" + uid + "/" + nid + "/" + sid) }
+func deliveryPrefix(uid, nid string) []byte   { return []byte("d/" + uid + "/" + nid + "/") }
+func pendingKey(uid, nid, sid string) []byte  { return []byte("dp/" + uid + "/" + nid + "/" + sid) }
+
 // appNotifKey maps (user, application, appNotificationId) to the id that a
 // repeated POST replaces.
 func appNotifKey(uid, aid, appNotifID string) []byte {

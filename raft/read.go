@@ -3,6 +3,7 @@ package raft
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -238,4 +239,45 @@ func (s *Store) Changes(uid string, after uint64, limit int) ([]resource.Change,
 		return len(out) < limit, nil
 	})
 	return out, err
+}
+
+// Deliveries returns the delivery records of one notification.
+func (s *Store) Deliveries(uid, nid string) ([]resource.DeliveryRecord, error) {
+	p, err := list[resource.DeliveryRecord](s, deliveryPrefix(uid, nid), "", false, 1<<20, nil)
+	return p.Items, err
+}
+
+// Delivery returns one delivery record.
+func (s *Store) Delivery(uid, nid, sid string) (*resource.DeliveryRecord, bool, error) {
+	var d resource.DeliveryRecord
+	ok, err := s.getJSON(deliveryKey(uid, nid, sid), &d)
+	return &d, ok, err
+}
+
+// PendingDeliveries calls fn with every delivery that has a message still
+// to send, until fn returns false. The engine resumes from it at start.
+func (s *Store) PendingDeliveries(fn func(*resource.DeliveryRecord) bool) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		for _, k := range scanKeys(txn, []byte("dp/"), 0) {
+			parts := strings.SplitN(string(k), "/", 4)
+			if len(parts) != 4 {
+				continue
+			}
+			b, ok, err := getValue(txn, deliveryKey(parts[1], parts[2], parts[3]))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			var d resource.DeliveryRecord
+			if err := json.Unmarshal(b, &d); err != nil {
+				return err
+			}
+			if !fn(&d) {
+				return nil
+			}
+		}
+		return nil
+	})
 }

@@ -47,6 +47,9 @@ type Options struct {
 	// OnChange receives each committed batch's notification changes, on the
 	// FSM goroutine: it must not block.
 	OnChange func([]resource.Change)
+	// OnDeliveries receives each committed batch's deliveries that have a
+	// new message pending, on the FSM goroutine: it must not block.
+	OnDeliveries func([]resource.DeliveryRef)
 	// ObserveBatch is told the size of every group-committed entry and how
 	// long it took to commit and apply.
 	ObserveBatch func(commands int, took time.Duration)
@@ -123,6 +126,7 @@ func Open(opts Options) (*Store, error) {
 func (s *Store) startRaft() error {
 	o := s.opts
 	fsm, err := newFSM(s.db, o.OnChange, o.Logger)
+	fsm.onDeliveries = o.OnDeliveries
 	if err != nil {
 		return err
 	}

@@ -19,10 +19,11 @@ func (s storageFailure) Error() string { return "herald: storage failure in appl
 // Badger transaction when it grows too big, which keeps huge cascades (a
 // user with thousands of notifications) in one command.
 type tx struct {
-	db      *badger.DB
-	txn     *badger.Txn
-	seq     uint64            // last change sequence number handed out
-	changes []resource.Change // to publish once committed
+	db         *badger.DB
+	txn        *badger.Txn
+	seq        uint64                 // last change sequence number handed out
+	changes    []resource.Change      // to publish once committed
+	deliveries []resource.DeliveryRef // likewise, for the delivery engine
 }
 
 func newTx(db *badger.DB) *tx {

@@ -117,6 +117,19 @@ func (s *SubscriptionRecord) ActiveAt(now time.Time) bool {
 	return s.Status == SubActive && now.Before(s.ExpirationDateTime.Time)
 }
 
+// Host is the destination host of a webPush or webhook subscription, and
+// the channel type for the others.
+func (c *Channel) Host() string {
+	raw := c.URL
+	if c.Type == ChannelWebPush {
+		raw = c.Endpoint
+	}
+	if u, err := url.Parse(raw); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return c.Type
+}
+
 // SubscriptionInput is the body of POST /me/notificationSubscriptions.
 type SubscriptionInput struct {
 	TargetHostName     string   `json:"targetHostName"`

@@ -1,0 +1,507 @@
+package fanout
+
+import (
+	"container/heap"
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
+)
+
+// EngineStore is what the delivery engine needs of the replicated state.
+type EngineStore interface {
+	Propose(ctx context.Context, cmd *raft.Command) (any, error)
+	Subscription(id string) (*resource.SubscriptionRecord, bool, error)
+	Notification(uid, nid string) (*resource.NotificationRecord, bool, error)
+	Delivery(uid, nid, sid string) (*resource.DeliveryRecord, bool, error)
+	PendingDeliveries(fn func(*resource.DeliveryRecord) bool) error
+}
+
+// EngineOptions configure the delivery engine.
+type EngineOptions struct {
+	Store EngineStore
+	// Senders by channel type (resource.ChannelWebPush, ...). A channel
+	// without a sender is left pending, not failed: its credentials may
+	// come with the next restart.
+	Senders map[string]Sender
+	// Owns reports whether this node runs the deliveries of a user (the
+	// owner of the user's slot). Nil: every user.
+	Owns func(userID string) bool
+	// Workers bounds concurrent attempts; PerHost bounds them per
+	// destination host, so one slow host cannot take every worker.
+	Workers, PerHost int
+	// Timeout bounds one attempt.
+	Timeout time.Duration
+	// MinBackoff and MaxBackoff bound the retry delay, which doubles per
+	// attempt, with jitter.
+	MinBackoff, MaxBackoff time.Duration
+	// WebhookDisableAfter disables a webhook subscription whose deliveries
+	// have kept failing this long.
+	WebhookDisableAfter time.Duration
+	Logger              *slog.Logger
+	Registry            prometheus.Registerer
+}
+
+// Engine runs the external deliveries of the users this node owns: it
+// schedules pending deliveries, sends them through bounded workers, retries
+// with backoff, and records outcomes back through Raft in batches.
+type Engine struct {
+	o   EngineOptions
+	log *slog.Logger
+	m   *engineMetrics
+
+	mu       sync.Mutex
+	queue    taskHeap
+	tasks    map[taskKey]*task // queued or in flight
+	hostBusy map[string]int
+	wake     chan struct{}
+
+	work     chan *task
+	outcomes chan raft.DeliveryOutcome
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+
+	failMu       sync.Mutex
+	failingSince map[string]time.Time // webhook subscription → first failure
+}
+
+type taskKey struct{ uid, nid, sid string }
+
+type task struct {
+	key      taskKey
+	channel  string
+	host     string // what PerHost limits: the endpoint's host, or the provider
+	seq      uint64
+	due      time.Time
+	attempts int
+	index    int // in the heap; -1 when not queued
+	running  bool
+	again    bool // a newer message arrived while running
+}
+
+// NewEngine builds an engine; Start runs it.
+func NewEngine(o EngineOptions) *Engine {
+	if o.Workers <= 0 {
+		o.Workers = 32
+	}
+	if o.PerHost <= 0 {
+		o.PerHost = 8
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 15 * time.Second
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Hour
+	}
+	if o.WebhookDisableAfter <= 0 {
+		o.WebhookDisableAfter = 72 * time.Hour
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	return &Engine{o: o, log: o.Logger, m: newEngineMetrics(o.Registry),
+		tasks: map[taskKey]*task{}, hostBusy: map[string]int{}, wake: make(chan struct{}, 1),
+		work: make(chan *task), outcomes: make(chan raft.DeliveryOutcome, 4096),
+		stop: make(chan struct{}), failingSince: map[string]time.Time{}}
+}
+
+// Start loads the pending deliveries of owned users and starts working.
+func (e *Engine) Start() error {
+	err := e.o.Store.PendingDeliveries(func(d *resource.DeliveryRecord) bool {
+		if d.ChannelType != resource.ChannelLive && e.owns(d.UserID) {
+			e.schedule(taskKey{d.UserID, d.NotificationID, d.SubscriptionID}, d.ChannelType, d.Host, d.PendingSeq,
+				d.NextAttempt.Time, d.Attempts)
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	e.wg.Add(2 + e.o.Workers)
+	go e.dispatch()
+	go e.record()
+	for i := 0; i < e.o.Workers; i++ {
+		go e.worker()
+	}
+	return nil
+}
+
+// Stop ends the workers after their current attempts and writes the
+// outcomes they reached. What is still pending stays in the store.
+func (e *Engine) Stop() {
+	e.stopOnce.Do(func() { close(e.stop) })
+	e.wg.Wait()
+}
+
+func (e *Engine) owns(uid string) bool { return e.o.Owns == nil || e.o.Owns(uid) }
+
+// Notify takes newly committed deliveries. It runs on the FSM goroutine, so
+// it only queues.
+func (e *Engine) Notify(refs []resource.DeliveryRef) {
+	now := time.Now()
+	for _, r := range refs {
+		if r.ChannelType == resource.ChannelLive || !e.owns(r.UserID) {
+			continue
+		}
+		e.schedule(taskKey{r.UserID, r.NotificationID, r.SubscriptionID}, r.ChannelType, r.Host, r.Seq, now, -1)
+	}
+}
+
+// schedule queues a delivery at due, or brings a queued one forward to the
+// newer message. attempts < 0 keeps what the task knows.
+func (e *Engine) schedule(k taskKey, channel, host string, seq uint64, due time.Time, attempts int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.tasks[k]
+	if t == nil {
+		if host == "" {
+			host = channel
+		}
+		t = &task{key: k, channel: channel, host: host, seq: seq, due: due, index: -1, attempts: max(attempts, 0)}
+		e.tasks[k] = t
+		heap.Push(&e.queue, t)
+		e.poke()
+		return
+	}
+	if seq > t.seq {
+		t.seq = seq
+		t.attempts = 0 // a new message starts a new schedule
+	}
+	if t.running {
+		t.again = true
+		return
+	}
+	if due.Before(t.due) {
+		t.due = due
+		heap.Fix(&e.queue, t.index)
+		e.poke()
+	}
+}
+
+func (e *Engine) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch hands due tasks to workers, holding back those whose host is at
+// its limit.
+func (e *Engine) dispatch() {
+	defer e.wg.Done()
+	defer close(e.work)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		t, wait := e.next()
+		if t != nil {
+			select {
+			case e.work <- t:
+				continue
+			case <-e.stop:
+				return
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-e.stop:
+			return
+		case <-e.wake:
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// hostBackoff is how long a task waits when its host is at its limit.
+const hostBackoff = 50 * time.Millisecond
+
+// next pops a due task that may run now, or says how long to wait.
+func (e *Engine) next() (*task, time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := time.Now()
+	for e.queue.Len() > 0 {
+		t := e.queue[0]
+		if wait := t.due.Sub(now); wait > 0 {
+			return nil, wait
+		}
+		heap.Pop(&e.queue)
+		if e.hostBusy[t.host] >= e.o.PerHost {
+			t.due = now.Add(hostBackoff)
+			heap.Push(&e.queue, t)
+			continue
+		}
+		e.hostBusy[t.host]++
+		t.running = true
+		return t, 0
+	}
+	return nil, time.Hour
+}
+
+func (e *Engine) worker() {
+	defer e.wg.Done()
+	for t := range e.work {
+		next, ok := e.attempt(t)
+		e.mu.Lock()
+		e.hostBusy[t.host]--
+		t.running = false
+		switch {
+		case t.again:
+			t.again = false
+			t.due = time.Now()
+			heap.Push(&e.queue, t)
+		case ok:
+			t.due = next
+			heap.Push(&e.queue, t)
+		default:
+			delete(e.tasks, t.key)
+		}
+		e.mu.Unlock()
+		e.poke()
+	}
+}
+
+// attempt sends one message and reports its outcome. It returns when to try
+// again and true when the delivery stays pending.
+func (e *Engine) attempt(t *task) (time.Time, bool) {
+	k := t.key
+	d, ok, err := e.o.Store.Delivery(k.uid, k.nid, k.sid)
+	if err != nil {
+		e.log.Error("read delivery", "error", err)
+		return time.Now().Add(e.o.MinBackoff), true
+	}
+	if !ok || d.PendingSeq == 0 {
+		return time.Time{}, false
+	}
+	seq := max(d.PendingSeq, t.seq)
+	out := raft.DeliveryOutcome{UserID: k.uid, NotificationID: k.nid, SubscriptionID: k.sid, Seq: seq}
+	finish := func(outcome, msg string) (time.Time, bool) {
+		out.Outcome, out.Error, out.At = outcome, msg, time.Now().UnixNano()
+		e.report(out)
+		return time.Time{}, false
+	}
+	sub, ok, err := e.o.Store.Subscription(k.sid)
+	now := time.Now()
+	if err != nil {
+		return now.Add(e.o.MinBackoff), true
+	}
+	if !ok || !sub.ActiveAt(now) {
+		return finish(raft.OutcomeSkipped, "the subscription is no longer active")
+	}
+	n, ok, err := e.o.Store.Notification(k.uid, k.nid)
+	if err != nil {
+		return now.Add(e.o.MinBackoff), true
+	}
+	if !ok {
+		return time.Time{}, false // purged: its records are gone too
+	}
+	if !now.Before(n.ExpirationDateTime.Time) {
+		return finish(raft.OutcomeFailed, "the notification expired before it could be delivered")
+	}
+	sender := e.o.Senders[t.channel]
+	if sender == nil {
+		e.m.unconfigured.WithLabelValues(t.channel).Inc()
+		return now.Add(e.o.MaxBackoff), true
+	}
+	msg := &Message{Type: d.PendingType, Notification: n.Notification,
+		DeliveryID: "msg_" + k.nid + "_" + strconv.FormatUint(seq, 36), Sent: now}
+	if msg.Type == resource.ChangeDeleted {
+		msg.Reason = resource.ChangeDeleted
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.o.Timeout)
+	start := time.Now()
+	res := sender.Send(ctx, sub, msg)
+	cancel()
+	end := time.Now()
+	e.m.latency.WithLabelValues(t.channel).Observe(end.Sub(start).Seconds())
+	e.m.attempts.WithLabelValues(t.channel, res.Outcome.String()).Inc()
+	out.Attempted, out.Error, out.At = true, res.Err, end.UnixNano()
+	t.attempts++
+	switch res.Outcome {
+	case Delivered:
+		e.clearFailing(k.sid)
+		out.Outcome = raft.OutcomeDelivered
+	case Disable:
+		out.Outcome = raft.OutcomeDisable
+	case Failed:
+		out.Outcome = raft.OutcomeFailed
+	default:
+		if e.keptFailing(sub, end) {
+			out.Outcome = raft.OutcomeDisable
+			out.Error = "the webhook kept failing for " + e.o.WebhookDisableAfter.String() + ": " + res.Err
+			break
+		}
+		next := end.Add(max(e.backoff(t.attempts), res.RetryAfter))
+		if !next.Before(n.ExpirationDateTime.Time) {
+			out.Outcome = raft.OutcomeFailed
+			out.Error = "gave up at the notification's expiry: " + res.Err
+			break
+		}
+		out.Outcome, out.NextAttempt = raft.OutcomeRetry, next.UnixNano()
+		e.report(out)
+		return next, true
+	}
+	e.report(out)
+	return time.Time{}, false
+}
+
+// backoff doubles from MinBackoff per attempt up to MaxBackoff, with ±20%
+// jitter so that retries of one outage do not arrive together.
+func (e *Engine) backoff(attempts int) time.Duration {
+	d := e.o.MinBackoff
+	for i := 1; i < attempts && d < e.o.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, e.o.MaxBackoff)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+func (e *Engine) keptFailing(sub *resource.SubscriptionRecord, now time.Time) bool {
+	if sub.Channel.Type != resource.ChannelWebhook {
+		return false
+	}
+	e.failMu.Lock()
+	defer e.failMu.Unlock()
+	first, ok := e.failingSince[sub.ID]
+	if !ok {
+		e.failingSince[sub.ID] = now
+		return false
+	}
+	return now.Sub(first) >= e.o.WebhookDisableAfter
+}
+
+func (e *Engine) clearFailing(sid string) {
+	e.failMu.Lock()
+	delete(e.failingSince, sid)
+	e.failMu.Unlock()
+}
+
+func (e *Engine) report(o raft.DeliveryOutcome) {
+	select {
+	case e.outcomes <- o:
+	case <-e.stop:
+		// Shutting down: the record stays pending and is resumed at start.
+	}
+}
+
+// record writes outcomes through Raft in batches: whatever arrived while
+// the previous batch was committing.
+func (e *Engine) record() {
+	defer e.wg.Done()
+	for {
+		var batch []raft.DeliveryOutcome
+		select {
+		case o := <-e.outcomes:
+			batch = append(batch, o)
+		case <-e.stop:
+			e.flushOutcomes()
+			return
+		}
+	drain:
+		for len(batch) < 512 {
+			select {
+			case o := <-e.outcomes:
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		e.propose(batch)
+	}
+}
+
+func (e *Engine) flushOutcomes() {
+	var batch []raft.DeliveryOutcome
+	for {
+		select {
+		case o := <-e.outcomes:
+			batch = append(batch, o)
+		default:
+			if len(batch) > 0 {
+				e.propose(batch)
+			}
+			return
+		}
+	}
+}
+
+func (e *Engine) propose(batch []raft.DeliveryOutcome) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e.m.outcomeBatch.Observe(float64(len(batch)))
+	if _, err := e.o.Store.Propose(ctx, &raft.Command{Op: raft.OpDeliveryOutcomes, Now: time.Now().UnixNano(), Outcomes: batch}); err != nil {
+		// The records stay pending; the next attempt or restart redoes them.
+		e.log.Warn("recording delivery outcomes failed", "outcomes", len(batch), "error", err)
+	}
+}
+
+// Pending is the number of deliveries queued or in flight.
+func (e *Engine) Pending() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.tasks)
+}
+
+type taskHeap []*task
+
+func (h taskHeap) Len() int           { return len(h) }
+func (h taskHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h taskHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *taskHeap) Push(x any) {
+	t := x.(*task)
+	t.index = len(*h)
+	*h = append(*h, t)
+}
+func (h *taskHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	t.index = -1
+	*h = old[:len(old)-1]
+	return t
+}
+
+type engineMetrics struct {
+	attempts     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	outcomeBatch prometheus.Histogram
+	unconfigured *prometheus.CounterVec
+}
+
+func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
+	m := &engineMetrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_delivery_attempts_total",
+			Help: "Delivery attempts by channel and outcome (delivered, retry, disable, failed)."}, []string{"channel", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "herald_delivery_seconds",
+			Help: "Time of one delivery attempt, by channel.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, []string{"channel"}),
+		outcomeBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_delivery_outcome_batch",
+			Help: "Delivery outcomes per Raft command.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		unconfigured: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_delivery_unconfigured_total",
+			Help: "Deliveries held because their channel has no credentials configured."}, []string{"channel"}),
+	}
+	reg.MustRegister(m.attempts, m.latency, m.outcomeBatch, m.unconfigured)
+	return m
+}

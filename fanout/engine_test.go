@@ -1,0 +1,278 @@
+package fanout
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// scriptSender answers each attempt with the next scripted result (the
+// last one repeats) and records the messages it got. It stands in for a
+// channel's sender; the senders' own tests cover the wire protocols.
+type scriptSender struct {
+	mu     sync.Mutex
+	script []Result
+	got    []*Message
+	block  chan struct{} // when set, Send waits for it or for ctx
+}
+
+func (s *scriptSender) Send(ctx context.Context, sub *resource.SubscriptionRecord, m *Message) Result {
+	if s.block != nil {
+		select {
+		case <-s.block:
+		case <-ctx.Done():
+			return Result{Outcome: Retry, Err: "timeout"}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, m)
+	r := s.script[min(len(s.got)-1, len(s.script)-1)]
+	return r
+}
+
+func (s *scriptSender) messages() []*Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Message{}, s.got...)
+}
+
+type fixture struct {
+	t     *testing.T
+	dir   string
+	store *raft.Store
+	user  string
+	app   *resource.ApplicationRecord
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func (f *fixture) open(engine func() *Engine) *Engine {
+	var e *Engine
+	s, err := raft.Open(raft.Options{Dir: f.dir, NodeID: "n1", RaftAddr: freeAddr(f.t), Bootstrap: true,
+		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, Logger: quiet,
+		OnDeliveries: func(refs []resource.DeliveryRef) {
+			if e != nil {
+				e.Notify(refs)
+			}
+		}})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitLeader(ctx); err != nil {
+		f.t.Fatal(err)
+	}
+	f.store = s
+	e = engine()
+	if err := e.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	return e
+}
+
+func newFixture(t *testing.T) *fixture {
+	return &fixture{t: t, dir: t.TempDir()}
+}
+
+func (f *fixture) propose(c *raft.Command) any {
+	f.t.Helper()
+	c.Now = time.Now().UnixNano()
+	v, err := f.store.Propose(context.Background(), c)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return v
+}
+
+func (f *fixture) setup() {
+	u := &resource.UserRecord{User: resource.User{ID: resource.NewGUID(), UserPrincipalName: "u" + resource.NewSecret(4), AccountEnabled: true}}
+	f.user = u.ID
+	f.app = &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), TargetHostName: "a.example"}
+	f.propose(&raft.Command{Op: raft.OpCreateUser, User: u})
+	f.propose(&raft.Command{Op: raft.OpCreateApp, App: f.app})
+}
+
+func (f *fixture) subscribe(url string) string {
+	s := &resource.SubscriptionRecord{Subscription: resource.Subscription{ID: resource.NewSecret(18), UserID: f.user,
+		TargetHostName: "a.example", PlatformType: resource.PlatformWeb, Status: resource.SubActive,
+		Channel:            resource.Channel{Type: resource.ChannelWebhook, URL: url},
+		ExpirationDateTime: resource.At(time.Now().Add(time.Hour))}, AppID: f.app.ID, WebhookSecret: "whsec_x"}
+	f.propose(&raft.Command{Op: raft.OpCreateSub, Sub: s})
+	return s.ID
+}
+
+func (f *fixture) send(title string) string {
+	now := time.Now()
+	in := resource.NotificationInput{Payload: &resource.Payload{VisualContent: &resource.VisualContent{Title: title}}}
+	if err := in.Validate(now, "a.example"); err != nil {
+		f.t.Fatal(err)
+	}
+	n := &resource.NotificationRecord{Notification: in.NewNotification(resource.NewNotificationID(now), now), UserID: f.user, AppID: f.app.ID}
+	return f.propose(&raft.Command{Op: raft.OpSend, Notif: n}).(raft.SendResult).Notification.ID
+}
+
+func (f *fixture) waitDelivery(nid, sid string, ok func(*resource.DeliveryRecord) bool) *resource.DeliveryRecord {
+	f.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, found, err := f.store.Delivery(f.user, nid, sid)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if found && ok(d) {
+			return d
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("delivery %s→%s did not reach the expected state; last %+v", nid, sid, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func engineWith(f *fixture, s Sender) func() *Engine {
+	return func() *Engine {
+		return NewEngine(EngineOptions{Store: f.store, Senders: map[string]Sender{resource.ChannelWebhook: s},
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Logger: quiet})
+	}
+}
+
+func TestEngineRetriesUntilDelivered(t *testing.T) {
+	f := newFixture(t)
+	s := &scriptSender{script: []Result{{Outcome: Retry, Err: "500"}, {Outcome: Retry, Err: "429", RetryAfter: 20 * time.Millisecond}, {Outcome: Delivered}}}
+	e := f.open(engineWith(f, s))
+	defer f.store.Close()
+	defer e.Stop()
+	f.setup()
+	sid := f.subscribe("https://hooks.example/a")
+	nid := f.send("build finished")
+	d := f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryDelivered })
+	if d.Attempts != 3 || d.DeliveredDateTime.IsZero() || d.LastError != nil || d.PendingSeq != 0 {
+		t.Fatalf("delivered record = %+v, want 3 attempts, a delivery time, no error, nothing pending", d)
+	}
+	msgs := s.messages()
+	if len(msgs) != 3 || msgs[0].DeliveryID != msgs[2].DeliveryID || msgs[0].Type != resource.ChangeCreated {
+		t.Fatalf("messages = %+v: want 3 attempts of one created message with one delivery id", msgs)
+	}
+}
+
+func TestEngineDisablesGoneEndpoint(t *testing.T) {
+	f := newFixture(t)
+	s := &scriptSender{script: []Result{{Outcome: Disable, Err: "webhook answered 410 Gone"}}}
+	e := f.open(engineWith(f, s))
+	defer f.store.Close()
+	defer e.Stop()
+	f.setup()
+	sid := f.subscribe("https://hooks.example/a")
+	nid := f.send("hello")
+	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryFailed })
+	sub, _, _ := f.store.Subscription(sid)
+	if sub.Status != resource.SubDisabled || sub.StatusReason == nil || *sub.StatusReason != "webhook answered 410 Gone" {
+		t.Fatalf("subscription = %+v, want disabled with the reason", sub.Subscription)
+	}
+	// A disabled subscription gets no further deliveries.
+	nid2 := f.send("again")
+	if ds, _ := f.store.Deliveries(f.user, nid2); len(ds) != 0 {
+		t.Fatalf("a disabled subscription got a delivery record: %+v", ds)
+	}
+}
+
+func TestEngineSlowHostDoesNotDelayOthers(t *testing.T) {
+	f := newFixture(t)
+	slow := &scriptSender{script: []Result{{Outcome: Delivered}}, block: make(chan struct{})}
+	fast := &scriptSender{script: []Result{{Outcome: Delivered}}}
+	router := senderFunc(func(ctx context.Context, sub *resource.SubscriptionRecord, m *Message) Result {
+		if sub.Channel.URL == "https://slow.example/hook" {
+			return slow.Send(ctx, sub, m)
+		}
+		return fast.Send(ctx, sub, m)
+	})
+	e := f.open(func() *Engine {
+		return NewEngine(EngineOptions{Store: f.store, Senders: map[string]Sender{resource.ChannelWebhook: router},
+			Workers: 4, PerHost: 2, MinBackoff: time.Hour, Timeout: time.Hour, Logger: quiet})
+	})
+	defer f.store.Close()
+	defer e.Stop()
+	defer close(slow.block)
+	f.setup()
+	var slowSubs []string
+	for i := 0; i < 3; i++ {
+		slowSubs = append(slowSubs, f.subscribe("https://slow.example/hook"))
+	}
+	fastSub := f.subscribe("https://fast.example/hook")
+	for i := 0; i < 5; i++ {
+		nid := f.send("n")
+		f.waitDelivery(nid, fastSub, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryDelivered })
+	}
+	if got := len(slow.messages()); got != 0 {
+		t.Fatalf("the slow host finished %d sends while blocked", got)
+	}
+}
+
+type senderFunc func(ctx context.Context, sub *resource.SubscriptionRecord, m *Message) Result
+
+func (f senderFunc) Send(ctx context.Context, sub *resource.SubscriptionRecord, m *Message) Result {
+	return f(ctx, sub, m)
+}
+
+func TestEngineResumesRetryAfterRestartWithSameDeliveryID(t *testing.T) {
+	f := newFixture(t)
+	down := &scriptSender{script: []Result{{Outcome: Retry, Err: "connection refused"}}}
+	e := f.open(engineWith(f, down))
+	f.setup()
+	sid := f.subscribe("https://hooks.example/a")
+	nid := f.send("resume me")
+	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.Attempts >= 2 })
+	e.Stop()
+	if err := f.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	up := &scriptSender{script: []Result{{Outcome: Delivered}}}
+	e = f.open(engineWith(f, up))
+	defer f.store.Close()
+	defer e.Stop()
+	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryDelivered })
+	before, after := down.messages(), up.messages()
+	if len(after) != 1 || after[0].DeliveryID != before[0].DeliveryID {
+		t.Fatalf("after restart: %d messages, id %q; want one with the earlier id %q", len(after), after[0].DeliveryID, before[0].DeliveryID)
+	}
+}
+
+func TestEngineSkipsLiveAndUnownedUsers(t *testing.T) {
+	f := newFixture(t)
+	s := &scriptSender{script: []Result{{Outcome: Delivered}}}
+	e := f.open(func() *Engine {
+		return NewEngine(EngineOptions{Store: f.store, Senders: map[string]Sender{resource.ChannelWebhook: s},
+			Owns: func(string) bool { return false }, Logger: quiet})
+	})
+	defer f.store.Close()
+	defer e.Stop()
+	f.setup()
+	sid := f.subscribe("https://hooks.example/a")
+	nid := f.send("not mine")
+	d, ok, _ := f.store.Delivery(f.user, nid, sid)
+	if !ok || d.State != resource.DeliveryPending {
+		t.Fatalf("record = %+v, want pending (another node owns the user)", d)
+	}
+	if e.Pending() != 0 {
+		t.Fatalf("engine queued %d deliveries of a user it does not own", e.Pending())
+	}
+}

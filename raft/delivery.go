@@ -1,0 +1,123 @@
+package raft
+
+import (
+	"time"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// Delivery outcomes the engine (or a live stream) reports.
+const (
+	OutcomeDelivered = "delivered"
+	OutcomeRetry     = "retry"
+	OutcomeFailed    = "failed"
+	OutcomeSkipped   = "skipped"
+	// OutcomeDisable: the endpoint is gone; the subscription is disabled.
+	OutcomeDisable = "disable"
+)
+
+// DeliveryOutcome is the result of one attempt to send change Seq of a
+// notification to a subscription.
+type DeliveryOutcome struct {
+	UserID         string `json:"userId"`
+	NotificationID string `json:"notificationId"`
+	SubscriptionID string `json:"subscriptionId"`
+	Seq            uint64 `json:"seq"`
+	Outcome        string `json:"outcome"`
+	Error          string `json:"error,omitempty"`
+	// At is when the attempt ended; NextAttempt when a retry is due (Unix ns).
+	At          int64 `json:"at"`
+	NextAttempt int64 `json:"nextAttempt,omitempty"`
+	// Attempted is false for outcomes that made no attempt (a live stream's
+	// receipt, a skip), which do not count as attempts.
+	Attempted bool `json:"attempted,omitempty"`
+}
+
+// fanout records a pending delivery of change typ of n to every active
+// subscription of n's user and application whose platform n targets.
+func (t *tx) fanout(now int64, n *resource.NotificationRecord, typ string) {
+	at := time.Unix(0, now)
+	prefix := "us/" + n.UserID + "/"
+	for _, k := range t.keys([]byte(prefix), 0) {
+		var s resource.SubscriptionRecord
+		if !t.getJSON(subKey(string(k[len(prefix):])), &s) {
+			continue
+		}
+		if s.AppID != n.AppID || !s.ActiveAt(at) || !n.Targets(s.PlatformType) {
+			continue
+		}
+		var d resource.DeliveryRecord
+		if !t.getJSON(deliveryKey(n.UserID, n.ID, s.ID), &d) {
+			d = resource.DeliveryRecord{Delivery: resource.Delivery{SubscriptionID: s.ID,
+				ChannelType: s.Channel.Type, PlatformType: s.PlatformType},
+				UserID: n.UserID, NotificationID: n.ID, Host: s.Channel.Host()}
+		}
+		d.State = resource.DeliveryPending
+		d.PendingSeq, d.PendingType = t.seq, typ
+		d.NextAttempt = resource.At(at)
+		t.setJSON(deliveryKey(n.UserID, n.ID, s.ID), d)
+		t.set(pendingKey(n.UserID, n.ID, s.ID), nil)
+		t.deliveries = append(t.deliveries, resource.DeliveryRef{UserID: n.UserID, NotificationID: n.ID,
+			SubscriptionID: s.ID, ChannelType: s.Channel.Type, Host: d.Host, Seq: t.seq})
+	}
+}
+
+func (t *tx) deleteDeliveries(uid, nid string) {
+	prefix := deliveryPrefix(uid, nid)
+	for _, k := range t.keys(prefix, 0) {
+		t.del(k)
+		t.del(pendingKey(uid, nid, string(k[len(prefix):])))
+	}
+}
+
+// deliveryOutcomes applies a batch of attempt results. An outcome for an
+// older change than the one now pending counts the attempt but leaves the
+// newer message pending.
+func (t *tx) deliveryOutcomes(c *Command) Result {
+	for _, o := range c.Outcomes {
+		var d resource.DeliveryRecord
+		if !t.getJSON(deliveryKey(o.UserID, o.NotificationID, o.SubscriptionID), &d) {
+			continue // purged or deleted meanwhile
+		}
+		at := resource.At(time.Unix(0, o.At))
+		if o.Attempted {
+			d.Attempts++
+			d.LastAttemptDateTime = at
+		}
+		if o.Error != "" {
+			e := o.Error
+			d.LastError = &e
+		}
+		current := d.PendingSeq != 0 && o.Seq >= d.PendingSeq
+		switch {
+		case !current:
+		case o.Outcome == OutcomeDelivered:
+			d.State, d.DeliveredDateTime, d.LastError = resource.DeliveryDelivered, at, nil
+		case o.Outcome == OutcomeRetry:
+			d.NextAttempt = resource.At(time.Unix(0, o.NextAttempt))
+		case o.Outcome == OutcomeSkipped:
+			d.State = resource.DeliverySkipped
+		default: // failed, disable
+			d.State = resource.DeliveryFailed
+		}
+		if current && o.Outcome != OutcomeRetry {
+			d.PendingSeq, d.PendingType = 0, ""
+			t.del(pendingKey(o.UserID, o.NotificationID, o.SubscriptionID))
+		}
+		t.setJSON(deliveryKey(o.UserID, o.NotificationID, o.SubscriptionID), d)
+		if o.Outcome == OutcomeDisable {
+			t.disableSub(o.SubscriptionID, o.Error)
+		}
+	}
+	return ok(nil)
+}
+
+func (t *tx) disableSub(sid, reason string) {
+	var s resource.SubscriptionRecord
+	if !t.getJSON(subKey(sid), &s) || s.Status == resource.SubDisabled {
+		return
+	}
+	s.Status = resource.SubDisabled
+	s.StatusReason = &reason
+	t.setJSON(subKey(sid), s)
+}
