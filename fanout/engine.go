@@ -396,6 +396,9 @@ func (e *Engine) clearFailing(sid string) {
 	e.failMu.Unlock()
 }
 
+// Report queues an outcome to record, such as a live stream's receipt.
+func (e *Engine) Report(o raft.DeliveryOutcome) { e.report(o) }
+
 func (e *Engine) report(o raft.DeliveryOutcome) {
 	select {
 	case e.outcomes <- o:

@@ -42,6 +42,9 @@ func (s *Server) routes() {
 	rt.handle("GET", "/me/notifications/delta", s.userOnly(s.delta))
 	rt.handle("GET", "/me/notifications/stream", s.stream)
 	rt.handle("GET", "/me/notifications/{id}", s.authed(s.getNotification))
+	rt.handle("GET", "/me/notifications/{id}/deliveries", s.authed(s.deliveries))
+	rt.handle("GET", "/users/{id}/notifications/{nid}/deliveries", s.adminOnly(s.userDeliveries))
+	rt.handle("GET", "/webPush/vapidPublicKey", s.vapidPublicKey)
 	rt.handle("PATCH", "/me/notifications/{id}", s.authed(s.patchNotification))
 	rt.handle("DELETE", "/me/notifications/{id}", s.authed(s.deleteNotification))
 

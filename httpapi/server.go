@@ -39,6 +39,7 @@ type State interface {
 	ChangeFloor(uid string) (uint64, error)
 	Changes(uid string, after uint64, limit int) ([]resource.Change, error)
 	VAPID() ([]byte, bool, error)
+	Deliveries(uid, nid string) ([]resource.DeliveryRecord, error)
 }
 
 // Ops is what the operational endpoints need of the node.
@@ -71,6 +72,12 @@ type Options struct {
 	// private addresses as destinations (API.md §7).
 	AllowPrivateWebPush bool
 	AllowPrivateWebhook bool
+	// VAPIDPublicKey returns the Web Push application server key; nil when
+	// Web Push is not set up.
+	VAPIDPublicKey func() (string, error)
+	// ReportDelivery records that a live stream opened for a subscription
+	// passed a change on (the delivery engine batches these through Raft).
+	ReportDelivery func(raft.DeliveryOutcome)
 	// UI serves /ui/; nil leaves it out.
 	UI http.Handler
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/herald-notify/herald/fanout"
+	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -32,7 +33,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	uid := p.user.ID
 	q := r.URL.Query()
 	var filter func(*resource.Change) bool
-	if sid := q.Get("subscriptionId"); sid != "" {
+	sid := q.Get("subscriptionId")
+	if sid != "" {
 		sub, ok, err := s.state.Subscription(sid)
 		if err != nil {
 			return err
@@ -68,7 +70,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	// missed; events the replay already sent are skipped by seq.
 	l := s.hub.Listen(uid, streamBuffer, filter)
 	defer s.hub.Remove(l)
-	c := &streamCursor{s: s, uid: uid, filter: filter, last: from, replay: replay}
+	c := &streamCursor{s: s, uid: uid, filter: filter, last: from, replay: replay, sid: sid}
 	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		return s.streamWebSocket(w, r, l, c)
 	}
@@ -101,6 +103,16 @@ type streamCursor struct {
 	filter func(*resource.Change) bool
 	last   uint64
 	replay bool
+	sid    string // the subscription whose deliveries this stream makes
+}
+
+// delivered records that the stream's subscription received ev.
+func (c *streamCursor) delivered(ev *fanout.Event) {
+	if c.sid == "" || c.s.opts.ReportDelivery == nil || ev.Change.Type == resource.ChangeExpired {
+		return
+	}
+	c.s.opts.ReportDelivery(raft.DeliveryOutcome{UserID: c.uid, NotificationID: ev.Change.NotificationID,
+		SubscriptionID: c.sid, Seq: ev.Change.Seq, Outcome: raft.OutcomeDelivered, At: time.Now().UnixNano()})
 }
 
 func (c *streamCursor) runReplay(send func(*fanout.Event) error) error {
@@ -156,7 +168,14 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, l *fanout.Lis
 	if err := write([]byte("retry: 2000\n: connected\n\n")); err != nil {
 		return nil
 	}
-	if err := c.runReplay(func(ev *fanout.Event) error { return write(ev.SSE()) }); err != nil {
+	emit := func(ev *fanout.Event) error {
+		if err := write(ev.SSE()); err != nil {
+			return err
+		}
+		c.delivered(ev)
+		return nil
+	}
+	if err := c.runReplay(emit); err != nil {
 		return nil // the client went away, or storage failed mid-stream
 	}
 	tick := time.NewTicker(s.opts.Heartbeat)
@@ -170,7 +189,7 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, l *fanout.Lis
 				return nil
 			}
 			if c.live(ev) {
-				if err := write(ev.SSE()); err != nil {
+				if err := emit(ev); err != nil {
 					return nil
 				}
 			}
@@ -202,7 +221,11 @@ func (s *Server) streamWebSocket(w http.ResponseWriter, r *http.Request, l *fano
 	send := func(ev *fanout.Event) error {
 		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 		defer cancel()
-		return conn.Write(wctx, websocket.MessageText, ev.WebSocket())
+		if err := conn.Write(wctx, websocket.MessageText, ev.WebSocket()); err != nil {
+			return err
+		}
+		c.delivered(ev)
+		return nil
 	}
 	if err := c.runReplay(send); err != nil {
 		return nil

@@ -63,6 +63,9 @@ type RaftTuning struct {
 // ChannelConfig is the outbound policy of one delivery channel.
 type ChannelConfig struct {
 	AllowPrivate bool `yaml:"allowPrivate"`
+	// DisableAfter disables a webhook subscription whose deliveries have
+	// kept failing this long (webhooks only).
+	DisableAfter time.Duration `yaml:"disableAfter,omitempty"`
 }
 
 // DefaultConfig returns a config that runs a one-node cluster with no file.
@@ -86,6 +89,7 @@ func DefaultConfig() Config {
 			ChangeRetention:         7 * 24 * time.Hour,
 			MaxStreamsPerUser:       20,
 		},
+		Webhook: ChannelConfig{DisableAfter: 72 * time.Hour},
 		Raft: RaftTuning{
 			HeartbeatTimeout:  1000 * time.Millisecond,
 			ElectionTimeout:   1000 * time.Millisecond,

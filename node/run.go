@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,7 @@ type Node struct {
 	id       string
 	store    *raft.Store
 	hub      *fanout.Hub
+	engine   *fanout.Engine
 	api      *httpapi.Server
 	http     *http.Server
 	listener net.Listener
@@ -80,12 +82,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		Help:    "Time from handing an entry to Raft until it is committed and applied.",
 		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)})
 	reg.MustRegister(batch, apply)
+	// The FSM may apply entries (a replay) before the engine exists; what
+	// it misses then, the engine reads from the pending index at start.
+	var engine atomic.Pointer[fanout.Engine]
 
 	n.store, err = raft.Open(raft.Options{
 		Dir: cfg.DataDir, NodeID: id, RaftAddr: cfg.RaftAddr, Bootstrap: true,
 		HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
 		SnapshotInterval: cfg.Raft.SnapshotInterval, SnapshotThreshold: cfg.Raft.SnapshotThreshold,
 		Logger: logger, OnChange: n.hub.Publish,
+		OnDeliveries: func(refs []resource.DeliveryRef) {
+			if e := engine.Load(); e != nil {
+				e.Notify(refs)
+			}
+		},
 		ObserveBatch: func(cmds int, took time.Duration) {
 			batch.Observe(float64(cmds))
 			apply.Observe(took.Seconds())
@@ -104,7 +114,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		MaxNotificationsPerUser: l.MaxNotificationsPerUser, MaxSubscriptionsPerUser: l.MaxSubscriptionsPerUser,
 		MaxStreamsPerUser: l.MaxStreamsPerUser, ChangeRetention: l.ChangeRetention, Heartbeat: cfg.StreamHeartbeat,
 		AllowPrivateWebPush: cfg.WebPush.AllowPrivate, AllowPrivateWebhook: cfg.Webhook.AllowPrivate,
-		UI: ui.Handler(),
+		UI: ui.Handler(), ReportDelivery: func(o raft.DeliveryOutcome) {
+			if e := engine.Load(); e != nil {
+				e.Report(o)
+			}
+		},
 	})
 	n.listener, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -131,6 +145,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		n.Close(context.Background())
 		return nil, err
 	}
+	n.engine = fanout.NewEngine(fanout.EngineOptions{Store: n.store, Senders: n.senders(),
+		Logger: logger, Registry: reg, WebhookDisableAfter: cfg.Webhook.DisableAfter})
+	engine.Store(n.engine)
+	if err := n.engine.Start(); err != nil {
+		n.Close(context.Background())
+		return nil, fmt.Errorf("delivery engine: %w", err)
+	}
 	n.wg.Add(1)
 	go n.housekeeping()
 	logger.Info("herald node serving", "node_id", id, "http", n.listener.Addr().String(), "raft", cfg.RaftAddr,
@@ -156,6 +177,9 @@ func (n *Node) Close(ctx context.Context) error {
 			n.http.Close()
 		}
 		n.hub.CloseAll()
+		if n.engine != nil {
+			n.engine.Stop()
+		}
 		n.wg.Wait()
 		n.closeErr = errors.Join(err, n.store.Close())
 	})
