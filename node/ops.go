@@ -19,8 +19,13 @@ func (n *Node) Ready(ctx context.Context) error {
 	if addr, _ := r.LeaderWithID(); addr == "" {
 		return errors.New("no leader")
 	}
+	if !n.started.Load() {
+		return errors.New("still starting")
+	}
+	// Raft's own applied index counts the no-op and barrier entries a new
+	// leader commits, which never reach the FSM.
 	commit, _ := strconv.ParseUint(r.Stats()["commit_index"], 10, 64)
-	if n.store.Applied() < commit {
+	if r.AppliedIndex() < commit {
 		return errors.New("still applying the log")
 	}
 	return nil

@@ -41,6 +41,7 @@ type Node struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 
+	started   atomic.Bool // the first admin exists and the engine runs
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -152,6 +153,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		n.Close(context.Background())
 		return nil, fmt.Errorf("delivery engine: %w", err)
 	}
+	n.started.Store(true)
 	n.wg.Add(1)
 	go n.housekeeping()
 	logger.Info("herald node serving", "node_id", id, "http", n.listener.Addr().String(), "raft", cfg.RaftAddr,
