@@ -98,6 +98,8 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catLog, "log-format", "text or json", func(c *node.Config) *string { return &c.LogFormat }),
 
 		bindFlag(catDelivery, "webpush-allow-private", "allow webPush endpoints on private addresses and over http://", func(c *node.Config) *bool { return &c.WebPush.AllowPrivate }),
+		bindFlag(catDelivery, "webpush-subject", "VAPID contact of Web Push, a mailto: or https: URL", func(c *node.Config) *string { return &c.WebPush.Subject }),
+		bindFlag(catDelivery, "webhook-disable-after", "disable a webhook subscription whose deliveries kept failing this long", func(c *node.Config) *time.Duration { return &c.Webhook.DisableAfter }),
 		bindFlag(catDelivery, "webhook-allow-private", "allow webhook URLs on private addresses and over http://", func(c *node.Config) *bool { return &c.Webhook.AllowPrivate }),
 
 		bindFlag(catLimits, "app-rate", "requests per second of one application (0: no limit)", func(c *node.Config) *float64 { return &c.Limits.AppRate }),

@@ -66,6 +66,9 @@ type ChannelConfig struct {
 	// DisableAfter disables a webhook subscription whose deliveries have
 	// kept failing this long (webhooks only).
 	DisableAfter time.Duration `yaml:"disableAfter,omitempty"`
+	// Subject is the VAPID contact of Web Push, a mailto: or https: URL
+	// that push services may use to reach the operator (webPush only).
+	Subject string `yaml:"subject,omitempty"`
 }
 
 // DefaultConfig returns a config that runs a one-node cluster with no file.
@@ -90,6 +93,7 @@ func DefaultConfig() Config {
 			MaxStreamsPerUser:       20,
 		},
 		Webhook: ChannelConfig{DisableAfter: 72 * time.Hour},
+		WebPush: ChannelConfig{Subject: "mailto:admin@herald.invalid"},
 		Raft: RaftTuning{
 			HeartbeatTimeout:  1000 * time.Millisecond,
 			ElectionTimeout:   1000 * time.Millisecond,

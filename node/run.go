@@ -115,7 +115,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		MaxNotificationsPerUser: l.MaxNotificationsPerUser, MaxSubscriptionsPerUser: l.MaxSubscriptionsPerUser,
 		MaxStreamsPerUser: l.MaxStreamsPerUser, ChangeRetention: l.ChangeRetention, Heartbeat: cfg.StreamHeartbeat,
 		AllowPrivateWebPush: cfg.WebPush.AllowPrivate, AllowPrivateWebhook: cfg.Webhook.AllowPrivate,
-		UI: ui.Handler(), ReportDelivery: func(o raft.DeliveryOutcome) {
+		UI: ui.Handler(), VAPIDPublicKey: n.vapidPublicKey, ReportDelivery: func(o raft.DeliveryOutcome) {
 			if e := engine.Load(); e != nil {
 				e.Report(o)
 			}
@@ -146,7 +146,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		n.Close(context.Background())
 		return nil, err
 	}
-	n.engine = fanout.NewEngine(fanout.EngineOptions{Store: n.store, Senders: n.senders(),
+	senders, err := n.senders()
+	if err != nil {
+		n.Close(context.Background())
+		return nil, fmt.Errorf("delivery channels: %w", err)
+	}
+	n.engine = fanout.NewEngine(fanout.EngineOptions{Store: n.store, Senders: senders,
 		Logger: logger, Registry: reg, WebhookDisableAfter: cfg.Webhook.DisableAfter})
 	engine.Store(n.engine)
 	if err := n.engine.Start(); err != nil {

@@ -1,10 +1,76 @@
 package node
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
 	"github.com/herald-notify/herald/fanout"
+	"github.com/herald-notify/herald/fanout/outbound"
+	"github.com/herald-notify/herald/fanout/webpush"
+	"github.com/herald-notify/herald/raft"
 )
 
 // senders builds the delivery channels the config enables.
-func (n *Node) senders() map[string]fanout.Sender {
-	return map[string]fanout.Sender{}
+func (n *Node) senders() (map[string]fanout.Sender, error) {
+	out := map[string]fanout.Sender{}
+	keys, err := n.vapidKeys()
+	if err != nil {
+		return nil, err
+	}
+	wp, err := webpush.New(webpush.Options{Keys: keys, Subject: n.cfg.WebPush.Subject,
+		Client: outbound.NewClient(outbound.Policy{AllowPrivate: n.cfg.WebPush.AllowPrivate})})
+	if err != nil {
+		return nil, fmt.Errorf("webPush: %w", err)
+	}
+	out["webPush"] = wp
+	return out, nil
+}
+
+// vapidKeys returns the cluster's VAPID key pair, made by the leader on the
+// first start and kept in the replicated state so that every node signs
+// with the key browsers subscribed with.
+func (n *Node) vapidKeys() (*webpush.KeyPair, error) {
+	if b, ok, err := n.store.VAPID(); err != nil || ok {
+		if err != nil {
+			return nil, err
+		}
+		return webpush.ParseKeyPair(b)
+	}
+	if !n.store.IsLeader() {
+		return nil, errors.New("no VAPID key yet; the leader makes it")
+	}
+	kp, err := webpush.GenerateKeyPair()
+	if err != nil {
+		return nil, err
+	}
+	b, err := kp.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// If two leaders raced, the first key stored wins and is returned.
+	v, err := n.store.Propose(ctx, &raft.Command{Op: raft.OpSetVAPID, Now: time.Now().UnixNano(), VAPID: b})
+	if err != nil {
+		return nil, err
+	}
+	return webpush.ParseKeyPair(v.([]byte))
+}
+
+// vapidPublicKey is the key browsers pass to PushManager.subscribe.
+func (n *Node) vapidPublicKey() (string, error) {
+	b, ok, err := n.store.VAPID()
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", errors.New("the VAPID key is not made yet")
+	}
+	kp, err := webpush.ParseKeyPair(b)
+	if err != nil {
+		return "", err
+	}
+	return kp.PublicKey(), nil
 }
