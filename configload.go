@@ -100,6 +100,13 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catDelivery, "webpush-allow-private", "allow webPush endpoints on private addresses and over http://", func(c *node.Config) *bool { return &c.WebPush.AllowPrivate }),
 		bindFlag(catDelivery, "webpush-subject", "VAPID contact of Web Push, a mailto: or https: URL", func(c *node.Config) *string { return &c.WebPush.Subject }),
 		bindFlag(catDelivery, "webhook-disable-after", "disable a webhook subscription whose deliveries kept failing this long", func(c *node.Config) *time.Duration { return &c.Webhook.DisableAfter }),
+		bindFlag(catDelivery, "fcm-credentials-file", "Google service-account key `FILE` (JSON) for FCM", func(c *node.Config) *string { return &c.FCM.CredentialsFile }),
+		bindFlag(catDelivery, "fcm-endpoint", "FCM API base `URL` (default Google's)", func(c *node.Config) *string { return &c.FCM.Endpoint }),
+		bindFlag(catDelivery, "fcm-token-url", "OAuth2 token `URL` for FCM (default the key's token_uri)", func(c *node.Config) *string { return &c.FCM.TokenURL }),
+		bindFlag(catDelivery, "apns-key-file", "APNs token-auth key `FILE` (.p8)", func(c *node.Config) *string { return &c.APNs.KeyFile }),
+		bindFlag(catDelivery, "apns-key-id", "APNs key `ID`", func(c *node.Config) *string { return &c.APNs.KeyID }),
+		bindFlag(catDelivery, "apns-team-id", "Apple developer team `ID`", func(c *node.Config) *string { return &c.APNs.TeamID }),
+		bindFlag(catDelivery, "apns-url", "APNs base `URL` for both environments (default Apple's)", func(c *node.Config) *string { return &c.APNs.URL }),
 		bindFlag(catDelivery, "webhook-allow-private", "allow webhook URLs on private addresses and over http://", func(c *node.Config) *bool { return &c.Webhook.AllowPrivate }),
 
 		bindFlag(catLimits, "app-rate", "requests per second of one application (0: no limit)", func(c *node.Config) *float64 { return &c.Limits.AppRate }),

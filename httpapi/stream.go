@@ -42,6 +42,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 		if !ok || sub.UserID != uid {
 			return resource.NotFound("subscription")
 		}
+		if !sub.ActiveAt(time.Now()) {
+			return resource.Invalid("subscriptionId", "The subscription is %s; renew it (PATCH expirationDateTime) or create a new one.", sub.View(time.Now()).Status)
+		}
 		host, platform := sub.TargetHostName, sub.PlatformType
 		filter = func(c *resource.Change) bool { return c.Targets(host, platform) }
 	}
@@ -208,9 +211,10 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, l *fanout.Lis
 
 func (s *Server) streamWebSocket(w http.ResponseWriter, r *http.Request, l *fanout.Listener, c *streamCursor) error {
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		// Authentication is by bearer token, never by ambient cookie here,
-		// so a cross-origin page gains nothing it could not do with the
-		// token itself.
+		// The origin is checked where it matters: a bearer or query token
+		// gives a cross-origin page nothing it did not already hold, and
+		// authenticate refuses the ambient session cookie on cross-site
+		// requests (session.go), this handshake among them.
 		InsecureSkipVerify: true,
 	})
 	if err != nil {

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"net"
 	"net/http"
 	"net/url"
@@ -42,7 +44,11 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request, p *p
 		Status: resource.SubActive, CreatedDateTime: resource.At(now), ExpirationDateTime: *in.ExpirationDateTime,
 	}, AppID: app.ID}
 	if rec.Channel.Type == resource.ChannelWebhook {
-		rec.WebhookSecret = "whsec_" + resource.NewSecret(32)
+		// Standard Webhooks secrets are standard base64; 24 bytes need no
+		// padding, so libraries that split on '=' or '_' read it too.
+		key := make([]byte, 24)
+		rand.Read(key)
+		rec.WebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString(key)
 	}
 	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpCreateSub, Now: now.UnixNano(), Sub: rec,
 		MaxItems: s.opts.MaxSubscriptionsPerUser}); err != nil {

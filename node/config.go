@@ -27,6 +27,8 @@ type Config struct {
 	PurgeInterval time.Duration `yaml:"purge-interval"`
 
 	Limits  Limits        `yaml:"limits"`
+	FCM     FCMConfig     `yaml:"fcm"`
+	APNs    APNsConfig    `yaml:"apns"`
 	Raft    RaftTuning    `yaml:"raft"`
 	WebPush ChannelConfig `yaml:"webPush"`
 	Webhook ChannelConfig `yaml:"webhook"`
@@ -69,6 +71,25 @@ type ChannelConfig struct {
 	// Subject is the VAPID contact of Web Push, a mailto: or https: URL
 	// that push services may use to reach the operator (webPush only).
 	Subject string `yaml:"subject,omitempty"`
+}
+
+// FCMConfig enables delivery to Android (and other FCM) devices.
+type FCMConfig struct {
+	// CredentialsFile is a Google service-account key (JSON) of the
+	// Firebase project. Empty: FCM deliveries wait until it is configured.
+	CredentialsFile string `yaml:"credentialsFile"`
+	// Endpoint and TokenURL override Google's, for tests and proxies.
+	Endpoint string `yaml:"endpoint"`
+	TokenURL string `yaml:"tokenURL"`
+}
+
+// APNsConfig enables delivery to Apple devices with token (.p8) auth.
+type APNsConfig struct {
+	KeyFile string `yaml:"keyFile"` // the .p8 key; empty: APNs deliveries wait
+	KeyID   string `yaml:"keyID"`
+	TeamID  string `yaml:"teamID"`
+	// URL overrides both Apple hosts (production and sandbox), for tests.
+	URL string `yaml:"url"`
 }
 
 // DefaultConfig returns a config that runs a one-node cluster with no file.

@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/herald-notify/herald/fanout"
+	"github.com/herald-notify/herald/fanout/apns"
+	"github.com/herald-notify/herald/fanout/fcm"
 	"github.com/herald-notify/herald/fanout/outbound"
+	"github.com/herald-notify/herald/fanout/webhook"
 	"github.com/herald-notify/herald/fanout/webpush"
 	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
 )
 
 // senders builds the delivery channels the config enables.
@@ -24,7 +29,34 @@ func (n *Node) senders() (map[string]fanout.Sender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webPush: %w", err)
 	}
-	out["webPush"] = wp
+	out[resource.ChannelWebPush] = wp
+	wh, err := webhook.New(webhook.Options{Client: outbound.NewClient(outbound.Policy{AllowPrivate: n.cfg.Webhook.AllowPrivate})})
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	out[resource.ChannelWebhook] = wh
+	if f := n.cfg.FCM; f.CredentialsFile != "" {
+		key, err := os.ReadFile(f.CredentialsFile)
+		if err != nil {
+			return nil, fmt.Errorf("fcm: %w", err)
+		}
+		s, err := fcm.New(fcm.Options{ServiceAccountJSON: key, Endpoint: f.Endpoint, TokenURL: f.TokenURL})
+		if err != nil {
+			return nil, fmt.Errorf("fcm: %w", err)
+		}
+		out[resource.ChannelFCM] = s
+	}
+	if a := n.cfg.APNs; a.KeyFile != "" {
+		key, err := os.ReadFile(a.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("apns: %w", err)
+		}
+		s, err := apns.New(apns.Options{KeyPEM: key, KeyID: a.KeyID, TeamID: a.TeamID, ProductionURL: a.URL, SandboxURL: a.URL})
+		if err != nil {
+			return nil, fmt.Errorf("apns: %w", err)
+		}
+		out[resource.ChannelAPNs] = s
+	}
 	return out, nil
 }
 

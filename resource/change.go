@@ -42,15 +42,7 @@ func (c *Change) Targets(host, platform string) bool {
 	if c.TargetHostName != host {
 		return false
 	}
-	if len(c.PlatformTypes) == 0 {
-		return true
-	}
-	for _, t := range c.PlatformTypes {
-		if t == platform {
-			return true
-		}
-	}
-	return false
+	return policyTargets(c.PlatformTypes, platform)
 }
 
 // Removed is the body of a deleted or expired notification in delta and on
@@ -70,11 +62,15 @@ type RemovedReason struct {
 func FormatCursor(seq uint64) string { return "c" + strconv.FormatUint(seq, 36) }
 
 // ParseCursor decodes a cursor; ok is false for anything FormatCursor did not
-// make.
+// make. strconv also takes upper-case digits and leading zeros, so that
+// several spellings would name one position; only the canonical one counts.
 func ParseCursor(s string) (seq uint64, ok bool) {
 	if len(s) < 2 || s[0] != 'c' {
 		return 0, false
 	}
 	v, err := strconv.ParseUint(s[1:], 36, 64)
-	return v, err == nil
+	if err != nil || FormatCursor(v) != s {
+		return 0, false
+	}
+	return v, true
 }

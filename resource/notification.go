@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Notification limits of API.md §5.
@@ -145,12 +146,25 @@ type NotificationRecord struct {
 }
 
 // Targets reports whether a subscription on platform p receives n.
-func (n *Notification) Targets(p string) bool {
-	if len(n.TargetPolicy.PlatformTypes) == 0 {
+func (n *Notification) Targets(p string) bool { return policyTargets(n.TargetPolicy.PlatformTypes, p) }
+
+// PolicyPlatform is a platform as a targetPolicy names it: subscriptions say
+// "web" where target policies say "webPush" (API.md §4, §5).
+func PolicyPlatform(p string) string {
+	if p == PlatformWeb {
+		return "webPush"
+	}
+	return p
+}
+
+// policyTargets reports whether a subscription platform p is in a target
+// policy's list; an empty list targets every platform.
+func policyTargets(list []string, p string) bool {
+	if len(list) == 0 {
 		return true
 	}
-	for _, t := range n.TargetPolicy.PlatformTypes {
-		if t == p {
+	for _, t := range list {
+		if q, _ := NormalizePlatform(t); q == p {
 			return true
 		}
 	}
@@ -164,10 +178,10 @@ func (in *NotificationInput) Validate(now time.Time, appHost string) *Error {
 		return Invalid("targetHostName", "targetHostName must be the sending application's (%s).", appHost)
 	}
 	in.TargetHostName = appHost
-	if len(in.AppNotificationID) > MaxNameLength {
+	if utf8.RuneCountInString(in.AppNotificationID) > MaxNameLength {
 		return Invalid("appNotificationId", "appNotificationId must have at most %d characters.", MaxNameLength)
 	}
-	if len(in.GroupName) > MaxNameLength {
+	if utf8.RuneCountInString(in.GroupName) > MaxNameLength {
 		return Invalid("groupName", "groupName must have at most %d characters.", MaxNameLength)
 	}
 	if err := in.validatePayload(); err != nil {
@@ -211,12 +225,22 @@ func (in *NotificationInput) validatePayload() *Error {
 	if p.VisualContent != nil && strings.TrimSpace(p.VisualContent.Title) == "" {
 		return Invalid("payload.visualContent.title", "visualContent needs a title.")
 	}
-	b, _ := json.Marshal(p)
-	if len(b) > MaxPayloadBytes {
+	if n := payloadSize(p); n > MaxPayloadBytes {
 		return &Error{Code: CodePayloadTooLarge, Target: "payload",
-			Message: "The serialized payload is " + strconv.Itoa(len(b)) + " bytes; the limit is 4096."}
+			Message: "The serialized payload is " + strconv.Itoa(n) + " bytes; the limit is 4096."}
 	}
 	return nil
+}
+
+// payloadSize is the length of p as compact JSON, as a client would
+// serialize it: without json.Marshal's escaping of <, > and & as \u003c and
+// the like, which would count each of those characters six times.
+func payloadSize(p *Payload) int {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(p)
+	return len(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
 }
 
 func (in *NotificationInput) validateTargetPolicy() *Error {
@@ -232,7 +256,7 @@ func (in *NotificationInput) validateTargetPolicy() *Error {
 		}
 		if !seen[p] {
 			seen[p] = true
-			out = append(out, p)
+			out = append(out, PolicyPlatform(p))
 		}
 	}
 	in.TargetPolicy.PlatformTypes = out

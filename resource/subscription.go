@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Platform types of a subscription.
@@ -149,7 +150,7 @@ func (in *SubscriptionInput) Validate(now time.Time) *Error {
 		return Invalid("platformType", "platformType must be windows, ios, android or web.")
 	}
 	in.PlatformType = p
-	if len(in.DeviceName) > 256 {
+	if utf8.RuneCountInString(in.DeviceName) > 256 {
 		return Invalid("deviceName", "deviceName must have at most 256 characters.")
 	}
 	exp, err := SubscriptionExpiry(in.ExpirationDateTime, now)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -39,13 +40,15 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 		*t = Time{}
 		return nil
 	}
+	// A type error lets encoding/json name the property that holds the bad
+	// time, so the API's 400 can carry it as its target.
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("a time must be an RFC 3339 string")
+		return &json.UnmarshalTypeError{Value: string(b), Type: reflect.TypeFor[Time]()}
 	}
 	v, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return fmt.Errorf("%q is not an RFC 3339 time", s)
+		return &json.UnmarshalTypeError{Value: fmt.Sprintf("%q", s), Type: reflect.TypeFor[Time]()}
 	}
 	*t = At(v)
 	return nil

@@ -1,0 +1,95 @@
+// Package pushcontent decides what a mobile push (FCM, APNs) carries for
+// one message: whether the device shows an alert, and the flat string data
+// the app acts on. Both providers get the same answer, so that an Android
+// and an iOS device of one user behave alike.
+package pushcontent
+
+import (
+	"github.com/herald-notify/herald/fanout"
+	"github.com/herald-notify/herald/resource"
+)
+
+// Event is the message's event: created, updated or deleted. An expiry is
+// delivered as a deletion, as on the live stream.
+func Event(msg *fanout.Message) string {
+	switch msg.Type {
+	case resource.ChangeCreated, resource.ChangeUpdated:
+		return msg.Type
+	}
+	return resource.ChangeDeleted
+}
+
+// Reason is why a deleted notification went: "deleted" or "expired".
+func Reason(msg *fanout.Message) string {
+	if msg.Reason != "" {
+		return msg.Reason
+	}
+	if msg.Type == resource.ChangeExpired {
+		return resource.ChangeExpired
+	}
+	return resource.ChangeDeleted
+}
+
+// StateSync reports whether msg only tells the device that a notification
+// is gone or handled: a deletion, or an update recording that the user has
+// read, dismissed or opened it on some device. Such messages exist so that
+// the app removes what it shows (universal dismiss); alerting again, or
+// waking the device urgently, would do the opposite. An update that only
+// replaced the content (same appNotificationId) is still unread and is not
+// a state sync.
+func StateSync(msg *fanout.Message) bool {
+	n := &msg.Notification
+	switch Event(msg) {
+	case resource.ChangeDeleted:
+		return true
+	case resource.ChangeUpdated:
+		return n.ReadState == resource.ReadRead ||
+			n.UserActionState == resource.ActionDismissed || n.UserActionState == resource.ActionActivated
+	}
+	return false
+}
+
+// Alert is what the device should show, or nil for a silent message: a
+// state sync or a raw-only notification.
+func Alert(msg *fanout.Message) *resource.VisualContent {
+	if StateSync(msg) {
+		return nil
+	}
+	return msg.Notification.Payload.VisualContent
+}
+
+// Urgent reports whether msg should wake the device at once: a High
+// priority notification that is not a state sync. Providers penalise apps
+// whose urgent messages show nothing, so a dismissal never is.
+func Urgent(msg *fanout.Message) bool {
+	return !StateSync(msg) && msg.Notification.Priority == resource.PriorityHigh
+}
+
+// Data is the message as flat strings, the form FCM's data map requires
+// and the custom keys of an APNs payload. "type" and "id" are always
+// there; the rest only when known, so that a deletion stays small.
+func Data(msg *fanout.Message) map[string]string {
+	n := &msg.Notification
+	d := make(map[string]string, 8)
+	d["type"] = Event(msg)
+	d["id"] = n.ID
+	if d["type"] == resource.ChangeDeleted {
+		d["reason"] = Reason(msg)
+	}
+	put := func(k, v string) {
+		if v != "" {
+			d[k] = v
+		}
+	}
+	put("appNotificationId", n.AppNotificationID)
+	put("groupName", n.GroupName)
+	put("readState", n.ReadState)
+	put("userActionState", n.UserActionState)
+	if n.Payload.RawContent != nil {
+		d["rawContent"] = *n.Payload.RawContent
+	}
+	if !n.ExpirationDateTime.IsZero() {
+		d["expirationDateTime"] = n.ExpirationDateTime.String()
+	}
+	return d
+}
