@@ -1,15 +1,18 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"compress/flate"
 	"compress/gzip"
+	"compress/zlib"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/herald-notify/herald/resource"
@@ -36,7 +39,20 @@ func readBody(r *http.Request) ([]byte, error) {
 		defer zr.Close()
 		src = zr
 	case "deflate":
-		src = flate.NewReader(io.LimitReader(r.Body, MaxBodyBytes+1))
+		// HTTP's deflate is the zlib format (RFC 9110 §8.4.1.2), but some
+		// clients send raw DEFLATE under that name; accept both, as
+		// browsers do.
+		br := bufio.NewReader(io.LimitReader(r.Body, MaxBodyBytes+1))
+		if h, err := br.Peek(2); err == nil && h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 {
+			zr, err := zlib.NewReader(br)
+			if err != nil {
+				return nil, resource.Invalid("", "The deflate body is malformed.")
+			}
+			defer zr.Close()
+			src = zr
+		} else {
+			src = flate.NewReader(br)
+		}
 	default:
 		return nil, resource.Errorf(resource.CodeUnsupportedMedia, "Content-Encoding %q is not supported; use gzip or deflate.", enc)
 	}
@@ -84,7 +100,9 @@ func decodeBytes(b []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
+	// Decoder.More reports false before a stray ']' or '}', so look at
+	// what is left instead.
+	if len(bytes.TrimSpace(trimmed[dec.InputOffset():])) > 0 {
 		return resource.Invalid("", "The body holds data after its JSON object.")
 	}
 	return nil
@@ -101,6 +119,8 @@ func jsonError(err error) error {
 		return re
 	case errors.As(err, &syn):
 		return resource.Invalid("", "The body is not valid JSON (at byte %d).", syn.Offset)
+	case errors.As(err, &typ) && typ.Type == reflect.TypeFor[resource.Time]():
+		return resource.Invalid(typ.Field, "Property %s must be an RFC 3339 time such as 2026-11-27T09:30:00.000Z, not %s.", typ.Field, typ.Value)
 	case errors.As(err, &typ):
 		field := typ.Field
 		return resource.Invalid(field, "Property %s has the wrong type: %s is expected.", field, describeType(typ.Type.Kind().String()))
