@@ -26,12 +26,13 @@ type Config struct {
 	// PurgeInterval is how often the leader purges expired notifications.
 	PurgeInterval time.Duration `yaml:"purge-interval"`
 
-	Limits  Limits        `yaml:"limits"`
-	FCM     FCMConfig     `yaml:"fcm"`
-	APNs    APNsConfig    `yaml:"apns"`
-	Raft    RaftTuning    `yaml:"raft"`
-	WebPush ChannelConfig `yaml:"webPush"`
-	Webhook ChannelConfig `yaml:"webhook"`
+	Limits   Limits        `yaml:"limits"`
+	Delivery Delivery      `yaml:"delivery"`
+	FCM      FCMConfig     `yaml:"fcm"`
+	APNs     APNsConfig    `yaml:"apns"`
+	Raft     RaftTuning    `yaml:"raft"`
+	WebPush  ChannelConfig `yaml:"webPush"`
+	Webhook  ChannelConfig `yaml:"webhook"`
 }
 
 // Limits are the rate limits and quotas of API.md §1 and §5.
@@ -71,6 +72,18 @@ type ChannelConfig struct {
 	// Subject is the VAPID contact of Web Push, a mailto: or https: URL
 	// that push services may use to reach the operator (webPush only).
 	Subject string `yaml:"subject,omitempty"`
+}
+
+// Delivery tunes the engine that sends to webPush, webhook, FCM and APNs.
+type Delivery struct {
+	Workers int `yaml:"workers"`  // concurrent attempts
+	PerHost int `yaml:"per-host"` // concurrent attempts per destination host
+	// Timeout bounds one attempt.
+	Timeout time.Duration `yaml:"timeout"`
+	// MinBackoff and MaxBackoff bound the retry delay, which doubles per
+	// attempt (with jitter) until the notification expires.
+	MinBackoff time.Duration `yaml:"min-backoff"`
+	MaxBackoff time.Duration `yaml:"max-backoff"`
 }
 
 // FCMConfig enables delivery to Android (and other FCM) devices.
@@ -114,6 +127,8 @@ func DefaultConfig() Config {
 			MaxStreamsPerUser:       20,
 		},
 		Webhook: ChannelConfig{DisableAfter: 72 * time.Hour},
+		Delivery: Delivery{Workers: 32, PerHost: 8, Timeout: 15 * time.Second,
+			MinBackoff: time.Second, MaxBackoff: time.Hour},
 		WebPush: ChannelConfig{Subject: "mailto:admin@herald.invalid"},
 		Raft: RaftTuning{
 			HeartbeatTimeout:  1000 * time.Millisecond,

@@ -151,7 +151,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		n.Close(context.Background())
 		return nil, fmt.Errorf("delivery channels: %w", err)
 	}
+	d := cfg.Delivery
 	n.engine = fanout.NewEngine(fanout.EngineOptions{Store: n.store, Senders: senders,
+		Workers: d.Workers, PerHost: d.PerHost, Timeout: d.Timeout, MinBackoff: d.MinBackoff, MaxBackoff: d.MaxBackoff,
 		Logger: logger, Registry: reg, WebhookDisableAfter: cfg.Webhook.DisableAfter})
 	engine.Store(n.engine)
 	if err := n.engine.Start(); err != nil {
