@@ -85,6 +85,9 @@ type task struct {
 	index    int // in the heap; -1 when not queued
 	running  bool
 	again    bool // a newer message arrived while running
+	// fallback: the iOS fallback alert is what is due next. The engine
+	// knows before the store does, since outcomes commit asynchronously.
+	fallback bool
 }
 
 // NewEngine builds an engine; Start runs it.
@@ -180,6 +183,7 @@ func (e *Engine) schedule(k taskKey, channel, host string, seq uint64, due time.
 	if seq > t.seq {
 		t.seq = seq
 		t.attempts = 0 // a new message starts a new schedule
+		t.fallback = false
 	}
 	if t.running {
 		t.again = true
@@ -261,8 +265,16 @@ func (e *Engine) next() (*task, time.Duration) {
 func (e *Engine) worker() {
 	defer e.wg.Done()
 	for t := range e.work {
-		next, ok := e.attempt(t)
+		// The attempt works on a copy: schedule may change the task
+		// meanwhile, under the lock.
 		e.mu.Lock()
+		st := *t
+		e.mu.Unlock()
+		next, ok := e.attempt(&st)
+		e.mu.Lock()
+		if st.seq == t.seq {
+			t.attempts, t.fallback = st.attempts, st.fallback
+		}
 		e.hostBusy[t.host]--
 		t.running = false
 		switch {
@@ -282,7 +294,7 @@ func (e *Engine) worker() {
 }
 
 // attempt sends one message and reports its outcome. It returns when to try
-// again and true when the delivery stays pending.
+// again and true when the delivery stays pending. t is the worker's copy.
 func (e *Engine) attempt(t *task) (time.Time, bool) {
 	k := t.key
 	d, ok, err := e.o.Store.Delivery(k.uid, k.nid, k.sid)
@@ -294,6 +306,14 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	seq := max(d.PendingSeq, t.seq)
+	pending := d.PendingType
+	if t.fallback {
+		t.fallback = false
+		// A newer change (read, dismissed, deleted) supersedes the fallback.
+		if d.PendingType == resource.ChangeCreated || d.PendingType == raft.PendingFallback {
+			pending = raft.PendingFallback
+		}
+	}
 	out := raft.DeliveryOutcome{UserID: k.uid, NotificationID: k.nid, SubscriptionID: k.sid, Seq: seq}
 	finish := func(outcome, msg string) (time.Time, bool) {
 		out.Outcome, out.Error, out.At = outcome, msg, time.Now().UnixNano()
@@ -323,10 +343,18 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 		e.m.unconfigured.WithLabelValues(t.channel).Inc()
 		return now.Add(e.o.MaxBackoff), true
 	}
-	msg := &Message{Type: d.PendingType, Notification: n.Notification,
+	msg := &Message{Type: pending, Notification: n.Notification,
 		DeliveryID: "msg_" + k.nid + "_" + strconv.FormatUint(seq, 36), Sent: now}
-	if msg.Type == resource.ChangeDeleted {
+	switch msg.Type {
+	case resource.ChangeDeleted:
 		msg.Reason = resource.ChangeDeleted
+	case raft.PendingFallback:
+		// The raw push went out and the device has not fetched the
+		// notification since: show the fallback content as an alert.
+		ef := n.FallbackPolicy.EndpointFallback
+		msg.Type = resource.ChangeCreated
+		msg.DeliveryID += "_fallback"
+		msg.Notification.Payload = resource.Payload{VisualContent: ef.VisualContent}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.o.Timeout)
 	start := time.Now()
@@ -341,6 +369,13 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 	case Delivered:
 		e.clearFailing(k.sid)
 		out.Outcome = raft.OutcomeDelivered
+		if delay, ok := fallbackDelay(sub, n, pending); ok {
+			due := end.Add(delay)
+			out.FallbackAt = due.UnixNano()
+			t.fallback = true
+			e.report(out)
+			return due, true
+		}
 	case Disable:
 		out.Outcome = raft.OutcomeDisable
 	case Failed:
@@ -363,6 +398,19 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 	}
 	e.report(out)
 	return time.Time{}, false
+}
+
+// fallbackDelay says whether a delivered message needs the iOS fallback of
+// Graph's fallbackPolicy, and after how long: a high-priority raw
+// notification sent to an APNs device as a silent push, which iOS may never
+// hand to the app.
+func fallbackDelay(sub *resource.SubscriptionRecord, n *resource.NotificationRecord, pendingType string) (time.Duration, bool) {
+	if sub.Channel.Type != resource.ChannelAPNs || pendingType != resource.ChangeCreated ||
+		n.FallbackPolicy == nil || n.FallbackPolicy.EndpointFallback == nil ||
+		n.Priority != resource.PriorityHigh || n.Payload.RawContent == nil || n.Payload.VisualContent != nil {
+		return 0, false
+	}
+	return time.Duration(n.FallbackPolicy.EndpointFallback.FallbackDelayInSeconds) * time.Second, true
 }
 
 // backoff doubles from MinBackoff per attempt up to MaxBackoff, with ±20%

@@ -276,3 +276,87 @@ func TestEngineSkipsLiveAndUnownedUsers(t *testing.T) {
 		t.Fatalf("engine queued %d deliveries of a user it does not own", e.Pending())
 	}
 }
+
+func (f *fixture) subscribeAPNs() string {
+	s := &resource.SubscriptionRecord{Subscription: resource.Subscription{ID: resource.NewSecret(18), UserID: f.user,
+		TargetHostName: "a.example", PlatformType: resource.PlatformIOS, Status: resource.SubActive,
+		Channel:            resource.Channel{Type: resource.ChannelAPNs, Token: "00ff", Topic: "com.example.app", Environment: "sandbox"},
+		ExpirationDateTime: resource.At(time.Now().Add(time.Hour))}, AppID: f.app.ID}
+	f.propose(&raft.Command{Op: raft.OpCreateSub, Sub: s})
+	return s.ID
+}
+
+// sendRaw sends a high-priority raw notification with an iOS fallback after
+// delay seconds. It builds the record directly: the API's 60 s minimum delay
+// would make the test slow, and the engine does not depend on it.
+func (f *fixture) sendRaw(delay int) string {
+	now := time.Now()
+	raw := "sync:42"
+	n := &resource.NotificationRecord{Notification: resource.Notification{ID: resource.NewNotificationID(now),
+		TargetHostName: "a.example", Payload: resource.Payload{RawContent: &raw}, Priority: resource.PriorityHigh,
+		FallbackPolicy: &resource.FallbackPolicy{EndpointFallback: &resource.EndpointFallback{
+			PlatformTypes: resource.StringOrList{"iOS"}, FallbackDelayInSeconds: delay,
+			VisualContent: &resource.VisualContent{Title: "You have a new message"}}},
+		ExpirationDateTime: resource.At(now.Add(time.Hour)), CreatedDateTime: resource.At(now),
+		ReadState: resource.ReadUnread, UserActionState: resource.ActionNone, Status: resource.StatusActive},
+		UserID: f.user, AppID: f.app.ID}
+	return f.propose(&raft.Command{Op: raft.OpSend, Notif: n}).(raft.SendResult).Notification.ID
+}
+
+func apnsEngine(f *fixture, s Sender) func() *Engine {
+	return func() *Engine {
+		return NewEngine(EngineOptions{Store: f.store, Senders: map[string]Sender{resource.ChannelAPNs: s},
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: quiet})
+	}
+}
+
+func TestEngineSendsIOSFallbackWhenRawIsNotFetched(t *testing.T) {
+	f := newFixture(t)
+	s := &scriptSender{script: []Result{{Outcome: Delivered}}}
+	e := f.open(apnsEngine(f, s))
+	defer f.store.Close()
+	defer e.Stop()
+	f.setup()
+	sid := f.subscribeAPNs()
+	nid := f.sendRaw(0)
+	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool {
+		return d.State == resource.DeliveryDelivered && d.PendingSeq == 0
+	})
+	msgs := s.messages()
+	if len(msgs) != 2 {
+		t.Fatalf("got %d messages, want the raw push and the fallback alert", len(msgs))
+	}
+	if msgs[0].Notification.Payload.RawContent == nil || msgs[0].Notification.Payload.VisualContent != nil {
+		t.Fatalf("first message %+v is not the raw push", msgs[0].Notification.Payload)
+	}
+	fb := msgs[1].Notification.Payload
+	if fb.VisualContent == nil || fb.VisualContent.Title != "You have a new message" || fb.RawContent != nil {
+		t.Fatalf("second message %+v is not the fallback alert", fb)
+	}
+}
+
+func TestEngineFetchCancelsIOSFallback(t *testing.T) {
+	f := newFixture(t)
+	s := &scriptSender{script: []Result{{Outcome: Delivered}}}
+	e := f.open(apnsEngine(f, s))
+	defer f.store.Close()
+	defer e.Stop()
+	f.setup()
+	sid := f.subscribeAPNs()
+	nid := f.sendRaw(1)
+	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.PendingType == raft.PendingFallback })
+	// The app, woken by the silent push, fetched the notification.
+	e.Report(raft.DeliveryOutcome{UserID: f.user, NotificationID: nid, SubscriptionID: sid,
+		Seq: raft.FetchedSeq, Outcome: raft.OutcomeDelivered, At: time.Now().UnixNano()})
+	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.PendingSeq == 0 })
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Pending() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the fallback task was never dropped")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := len(s.messages()); n != 1 {
+		t.Fatalf("got %d messages; the fetch should have cancelled the fallback", n)
+	}
+}

@@ -120,6 +120,14 @@ func (s *Server) getNotification(w http.ResponseWriter, r *http.Request, p *prin
 	if err != nil {
 		return err
 	}
+	// A device that names its subscription fetched the notification: that
+	// counts as delivered to it, and cancels a pending iOS fallback alert.
+	if sid := r.URL.Query().Get("subscriptionId"); sid != "" && p.user != nil && s.opts.ReportDelivery != nil {
+		if sub, ok, err := s.state.Subscription(sid); err == nil && ok && sub.UserID == p.user.ID {
+			s.opts.ReportDelivery(raft.DeliveryOutcome{UserID: n.UserID, NotificationID: n.ID, SubscriptionID: sid,
+				Seq: raft.FetchedSeq, Outcome: raft.OutcomeDelivered, At: time.Now().UnixNano()})
+		}
+	}
 	writeJSON(w, http.StatusOK, n.Notification)
 	return nil
 }

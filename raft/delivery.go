@@ -31,7 +31,19 @@ type DeliveryOutcome struct {
 	// Attempted is false for outcomes that made no attempt (a live stream's
 	// receipt, a skip), which do not count as attempts.
 	Attempted bool `json:"attempted,omitempty"`
+	// FallbackAt, with a delivered raw APNs push, schedules the iOS
+	// fallback alert (Unix ns): it is sent then unless the device fetched
+	// the notification first.
+	FallbackAt int64 `json:"fallbackAt,omitempty"`
 }
+
+// PendingFallback is the PendingType of a delivery whose iOS fallback
+// alert is scheduled.
+const PendingFallback = "fallback"
+
+// FetchedSeq, as an outcome's Seq, says the device fetched the notification
+// as it is now, which satisfies whatever is pending.
+const FetchedSeq = ^uint64(0)
 
 // fanout records a pending delivery of change typ of n to every active
 // subscription of n's user and application whose platform n targets.
@@ -91,6 +103,12 @@ func (t *tx) deliveryOutcomes(c *Command) Result {
 		current := d.PendingSeq != 0 && o.Seq >= d.PendingSeq
 		switch {
 		case !current:
+		case o.Outcome == OutcomeDelivered && o.FallbackAt != 0:
+			d.State, d.DeliveredDateTime, d.LastError = resource.DeliveryDelivered, at, nil
+			d.PendingType = PendingFallback
+			d.NextAttempt = resource.At(time.Unix(0, o.FallbackAt))
+			t.setJSON(deliveryKey(o.UserID, o.NotificationID, o.SubscriptionID), d)
+			continue
 		case o.Outcome == OutcomeDelivered:
 			d.State, d.DeliveredDateTime, d.LastError = resource.DeliveryDelivered, at, nil
 		case o.Outcome == OutcomeRetry:
