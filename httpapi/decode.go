@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"sort"
 	"strings"
 
 	"github.com/herald-notify/herald/resource"
@@ -98,6 +99,10 @@ func decodeBytes(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			path := unknownPath(trimmed, reflect.TypeOf(v), strings.Trim(name, `"`))
+			return resource.Invalid(path, "Property %s is not known here.", path)
+		}
 		return jsonError(err)
 	}
 	// Decoder.More reports false before a stray ']' or '}', so look at
@@ -149,4 +154,97 @@ func describeType(kind string) string {
 		return "a string"
 	}
 	return fmt.Sprintf("a %s", kind)
+}
+
+// unknownPath finds where the property name, which encoding/json reported as
+// unknown, sits in body, and returns it as a dotted path such as
+// "channel.keys.extra", the shape of the other errors' targets; it falls back
+// to the bare name.
+func unknownPath(body []byte, t reflect.Type, name string) string {
+	var doc any
+	if json.Unmarshal(body, &doc) != nil {
+		return name
+	}
+	if p, ok := findUnknown(doc, t, name, ""); ok {
+		return p
+	}
+	return name
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+func findUnknown(doc any, t reflect.Type, name, prefix string) (string, bool) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return "", false
+	}
+	switch d := doc.(type) {
+	case map[string]any:
+		if t.Kind() != reflect.Struct {
+			return "", false
+		}
+		keys := make([]string, 0, len(d))
+		for k := range d {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			f, fname, ok := jsonField(t, k)
+			if !ok {
+				if k == name {
+					return joinPath(prefix, k), true
+				}
+				continue
+			}
+			if p, ok := findUnknown(d[k], f.Type, name, joinPath(prefix, fname)); ok {
+				return p, true
+			}
+		}
+	case []any:
+		if t.Kind() != reflect.Slice && t.Kind() != reflect.Array {
+			return "", false
+		}
+		for _, v := range d {
+			if p, ok := findUnknown(v, t.Elem(), name, prefix); ok {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
+// jsonField is the field of struct t that encoding/json fills from key: an
+// exact match of its JSON name first, else one without regard to case.
+func jsonField(t reflect.Type, key string) (reflect.StructField, string, bool) {
+	var fold reflect.StructField
+	var foldName string
+	found := false
+	for _, f := range reflect.VisibleFields(t) {
+		if !f.IsExported() || f.Anonymous {
+			continue
+		}
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == "-" {
+			continue
+		}
+		if tag == "" {
+			tag = f.Name
+		}
+		if tag == key {
+			return f, tag, true
+		}
+		if !found && strings.EqualFold(tag, key) {
+			fold, foldName, found = f, tag, true
+		}
+	}
+	return fold, foldName, found
+}
+
+func joinPath(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
 }

@@ -245,14 +245,12 @@ func (t *tx) removePassword(c *Command) Result {
 // ---- tokens
 
 func (t *tx) issueTokens(c *Command) Result {
+	var old resource.TokenRecord
 	if c.ConsumeHash != "" {
-		var old resource.TokenRecord
 		if !t.getJSON(tokenKey(c.ConsumeHash), &old) || old.Kind != resource.TokenRefresh ||
 			!time.Unix(0, c.Now).Before(old.ExpiresAt.Time) {
 			return fail(resource.Errorf("invalid_grant", "The refresh token is invalid, expired or already used."))
 		}
-		t.del(tokenKey(c.ConsumeHash))
-		t.del(ownerTokenKey(old.PrincipalID, c.ConsumeHash))
 	}
 	for _, g := range c.Tokens {
 		switch g.Record.PrincipalType {
@@ -266,6 +264,11 @@ func (t *tx) issueTokens(c *Command) Result {
 				return fail(resource.Errorf("invalid_client", "The application does not exist."))
 			}
 		}
+	}
+	// Every check is done: only now consume the refresh token.
+	if c.ConsumeHash != "" {
+		t.del(tokenKey(c.ConsumeHash))
+		t.del(ownerTokenKey(old.PrincipalID, c.ConsumeHash))
 	}
 	for _, g := range c.Tokens {
 		b, err := json.Marshal(g.Record)

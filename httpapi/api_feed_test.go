@@ -1,0 +1,329 @@
+package httpapi_test
+
+import (
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFeedListsNewestFirstAndFilters(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	t1 := e.sendOK(t, e.tasks, e.aliceTasks, visual("t1", "groupName", "g1"))
+	t2 := e.sendOK(t, e.tasks, e.aliceTasks, visual("t2", "groupName", "g2"))
+	m1 := e.sendOK(t, e.mail, e.aliceMail, visual("m1", "groupName", "g1"))
+	t3 := e.sendOK(t, e.tasks, e.aliceTasks, visual("t3", "groupName", "g1"))
+	e.sendOK(t, e.tasks, e.bobTasks, visual("bob's"))
+
+	feed := e.get(t, e.alice.Token, "/v1.0/me/notifications").expect(t, http.StatusOK).value(t)
+	if got := ids(feed); !slices.Equal(got, []string{t3, m1, t2, t1}) {
+		t.Fatalf("feed %v, want newest first %v", got, []string{t3, m1, t2, t1})
+	}
+	for i := 1; i < len(feed); i++ {
+		if str(feed[i-1], "createdDateTime") < str(feed[i], "createdDateTime") {
+			t.Errorf("feed not newest first by createdDateTime: %v", feed)
+		}
+	}
+
+	e.patch(t, e.alice.Token, "/v1.0/me/notifications/"+t2, map[string]any{"readState": "read"}).expect(t, http.StatusOK)
+	e.patch(t, e.alice.Token, "/v1.0/me/notifications/"+m1, map[string]any{"userActionState": "dismissed"}).expect(t, http.StatusOK)
+	e.del(t, e.alice.Token, "/v1.0/me/notifications/"+t1).expect(t, http.StatusNoContent)
+
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{t3, m1, t2}},
+		{"?readState=read", []string{t2}},
+		{"?readState=unread", []string{t3, m1}},
+		{"?userActionState=dismissed", []string{m1}},
+		{"?userActionState=noInteraction", []string{t3, t2}},
+		{"?targetHostName=mail.contoso.com", []string{m1}},
+		{"?targetHostName=tasks.contoso.com", []string{t3, t2}},
+		{"?groupName=g1", []string{t3, m1}},
+		{"?groupName=g1&targetHostName=tasks.contoso.com", []string{t3}},
+		{"?status=active", []string{t3, m1, t2}},
+		{"?status=deleted", []string{t1}},
+		{"?status=any", []string{t3, m1, t2, t1}},
+		{"?status=any&groupName=g1&readState=unread", []string{t3, m1, t1}},
+		{"?$top=2", []string{t3, m1}},
+	} {
+		got := ids(e.get(t, e.alice.Token, "/v1.0/me/notifications"+c.query).expect(t, http.StatusOK).value(t))
+		if !slices.Equal(got, c.want) {
+			t.Errorf("feed%s = %v, want %v", c.query, got, c.want)
+		}
+	}
+	for _, c := range []struct{ query, target string }{
+		{"readState=maybe", "readState"}, {"userActionState=clicked", "userActionState"}, {"status=gone", "status"},
+		{"$top=0", "$top"}, {"$top=1001", "$top"}, {"$top=ten", "$top"}, {"$skiptoken=!!", "$skiptoken"},
+	} {
+		wantInvalid(t, e.get(t, e.alice.Token, "/v1.0/me/notifications?"+c.query), c.target)
+	}
+	if got := len(e.get(t, e.alice.Token, "/v1.0/me/notifications?$top=1000").expect(t, 200).value(t)); got != 3 {
+		t.Errorf("$top=1000 gave %d items", got)
+	}
+	// The feed is the user's own.
+	if got := ids(e.get(t, e.bob.Token, "/v1.0/me/notifications?status=any").expect(t, 200).value(t)); len(got) != 1 {
+		t.Errorf("bob's feed %v", got)
+	}
+	wantError(t, e.get(t, e.bob.Token, "/v1.0/me/notifications/"+t3), http.StatusNotFound, "itemNotFound")
+	wantError(t, e.get(t, e.alice.Token, "/v1.0/me/notifications/"+"nonexistent"), http.StatusNotFound, "itemNotFound")
+}
+
+func TestFeedPagesThroughNextLinkToTheEnd(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	var want []string
+	for i := range 7 {
+		group := "even"
+		if i%2 == 1 {
+			group = "odd"
+		}
+		want = append([]string{e.sendOK(t, e.tasks, e.aliceTasks, visual("n", "groupName", group))}, want...)
+	}
+	for _, base := range []string{"/v1.0", "/beta"} {
+		items, pages, last := e.collect(t, e.alice.Token, base+"/me/notifications?$top=3")
+		if got := ids(items); pages != 3 || !slices.Equal(got, want) {
+			t.Errorf("%s: %d pages of %v, want 3 pages of %v", base, pages, got, want)
+		}
+		if _, ok := last["@odata.nextLink"]; ok {
+			t.Errorf("%s: the last page has a nextLink", base)
+		}
+	}
+	first := e.get(t, e.alice.Token, "/v1.0/me/notifications?$top=3&groupName=even").expect(t, 200).obj(t)
+	next := str(first, "@odata.nextLink")
+	u, err := url.Parse(next)
+	if err != nil || !u.IsAbs() || u.Path != "/v1.0/me/notifications" || u.Query().Get("$skiptoken") == "" ||
+		u.Query().Get("groupName") != "even" || u.Query().Get("$top") != "3" {
+		t.Fatalf("nextLink %q: want an absolute URL of the same query with a $skiptoken", next)
+	}
+	items, _, _ := e.collect(t, e.alice.Token, next)
+	if len(items) != 1 || items[0]["groupName"] != "even" {
+		t.Errorf("second page of the filtered feed: %v", items)
+	}
+	// Another user cannot read alice's feed with her skiptoken.
+	if got := e.get(t, e.bob.Token, next).expect(t, 200).value(t); len(got) != 0 {
+		t.Errorf("bob read %v through alice's nextLink", ids(got))
+	}
+}
+
+func TestPatchNotificationChangesOnlyReadAndActionState(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	id := e.sendOK(t, e.tasks, e.aliceTasks, visual("patch me"))
+	path := "/v1.0/me/notifications/" + id
+	orig := e.get(t, e.alice.Token, path).expect(t, 200).obj(t)
+
+	p := e.patch(t, e.alice.Token, path, map[string]any{"readState": "read"}).expect(t, http.StatusOK).obj(t)
+	if p["readState"] != "read" || p["userActionState"] != "noInteraction" || p["id"] != id ||
+		str(p, "lastModifiedDateTime") < str(orig, "lastModifiedDateTime") {
+		t.Errorf("PATCH readState answer %v", p)
+	}
+	p = e.patch(t, e.alice.Token, path, map[string]any{"userActionState": "Dismissed", "readState": "unread"}).expect(t, http.StatusOK).obj(t)
+	if p["readState"] != "unread" || p["userActionState"] != "dismissed" {
+		t.Errorf("PATCH both answer %v", p)
+	}
+	for _, s := range []string{"activated", "snoozed", "noInteraction"} {
+		if got := e.patch(t, e.alice.Token, path, map[string]any{"userActionState": s}).expect(t, 200).obj(t); got["userActionState"] != s {
+			t.Errorf("userActionState %v, want %s", got["userActionState"], s)
+		}
+	}
+
+	before := e.snapshot(t, e.alice.Token, path)
+	for _, c := range []struct {
+		body   any
+		target string
+	}{
+		{map[string]any{"readState": "read", "payload": map[string]any{"rawContent": "hacked"}}, "payload"},
+		{map[string]any{"readState": "read", "status": "deleted"}, "status"},
+		{map[string]any{"priority": "Low"}, "priority"},
+		{map[string]any{"readState": "maybe"}, "readState"},
+		{map[string]any{"userActionState": "clicked"}, "userActionState"},
+		{map[string]any{"readState": 1}, "readState"},
+	} {
+		wantInvalid(t, e.patch(t, e.alice.Token, path, c.body), c.target)
+	}
+	wantError(t, e.patch(t, e.alice.Token, path, map[string]any{}), http.StatusBadRequest, "invalidRequest")
+	wantError(t, e.patch(t, e.alice.Token, path, `[{"readState":"read"}]`), http.StatusBadRequest, "invalidRequest")
+	wantError(t, e.patch(t, e.bob.Token, path, map[string]any{"readState": "read"}), http.StatusNotFound, "itemNotFound")
+	wantError(t, e.patch(t, e.alice.Token, "/v1.0/me/notifications/nonexistent", map[string]any{"readState": "read"}), http.StatusNotFound, "itemNotFound")
+	sameSnapshot(t, "notification", before, e.snapshot(t, e.alice.Token, path))
+
+	e.del(t, e.alice.Token, path).expect(t, http.StatusNoContent)
+	wantError(t, e.patch(t, e.alice.Token, path, map[string]any{"readState": "read"}), http.StatusNotFound, "itemNotFound")
+}
+
+func TestDeletedNotificationStaysVisibleAsDeleted(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	keep := e.sendOK(t, e.tasks, e.aliceTasks, visual("keep"))
+	gone := e.sendOK(t, e.tasks, e.aliceTasks, visual("gone"))
+
+	e.del(t, e.alice.Token, "/v1.0/me/notifications/"+gone).expect(t, http.StatusNoContent)
+	if got := ids(e.get(t, e.alice.Token, "/v1.0/me/notifications").expect(t, 200).value(t)); !slices.Equal(got, []string{keep}) {
+		t.Errorf("active feed %v, want [%s]", got, keep)
+	}
+	del := e.get(t, e.alice.Token, "/v1.0/me/notifications?status=deleted").expect(t, 200).value(t)
+	if len(del) != 1 || str(del[0], "id") != gone || del[0]["status"] != "deleted" {
+		t.Errorf("status=deleted %v", del)
+	}
+	if got := ids(e.get(t, e.alice.Token, "/v1.0/me/notifications?status=any").expect(t, 200).value(t)); !slices.Equal(got, []string{gone, keep}) {
+		t.Errorf("status=any %v", got)
+	}
+	// The sending application sees the deletion too.
+	if got := e.get(t, e.tasks.Token, "/v1.0/me/notifications/"+gone, "X-UNS-ID", e.aliceTasks).expect(t, 200).obj(t); got["status"] != "deleted" {
+		t.Errorf("the application's view %v", got)
+	}
+	e.del(t, e.alice.Token, "/v1.0/me/notifications/"+gone).expect(t, http.StatusNoContent)
+	wantError(t, e.del(t, e.alice.Token, "/v1.0/me/notifications/nonexistent"), http.StatusNotFound, "itemNotFound")
+	wantError(t, e.del(t, e.bob.Token, "/v1.0/me/notifications/"+keep), http.StatusNotFound, "itemNotFound")
+	if got := e.get(t, e.alice.Token, "/v1.0/me/notifications/"+keep).expect(t, 200).obj(t); got["status"] != "active" {
+		t.Errorf("bob's delete touched alice's notification: %v", got)
+	}
+}
+
+// deltaRound follows a delta link (or starts one) through its nextLinks and
+// returns every item and the deltaLink that ends it.
+func (n *hnode) deltaRound(t *testing.T, token, path string) ([]map[string]any, string) {
+	t.Helper()
+	items, _, last := n.collect(t, token, path)
+	dl := str(last, "@odata.deltaLink")
+	if dl == "" {
+		t.Fatalf("delta round from %s ended without a deltaLink: %v", path, last)
+	}
+	u, err := url.Parse(dl)
+	if err != nil || !u.IsAbs() || u.Query().Get("$deltatoken") == "" {
+		t.Fatalf("deltaLink %q: want an absolute URL with a $deltatoken", dl)
+	}
+	return items, dl
+}
+
+func byID(items []map[string]any) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for _, m := range items {
+		out[str(m, "id")] = m
+	}
+	return out
+}
+
+func removedReason(m map[string]any) string {
+	r, _ := m["@removed"].(map[string]any)
+	return str(r, "reason")
+}
+
+func TestDeltaEnumeratesThenReportsOnlyChanges(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	var sent []string
+	for range 5 {
+		sent = append(sent, e.sendOK(t, e.tasks, e.aliceTasks, visual("n")))
+	}
+	e.del(t, e.alice.Token, "/v1.0/me/notifications/"+sent[0]).expect(t, http.StatusNoContent)
+	e.sendOK(t, e.tasks, e.bobTasks, visual("bob's"))
+
+	// Initial round, paged by two: every active notification, once.
+	items, pages, _ := e.collect(t, e.alice.Token, "/v1.0/me/notifications/delta?$top=2")
+	_, link := e.deltaRound(t, e.alice.Token, "/v1.0/me/notifications/delta?$top=2")
+	got := ids(items)
+	slices.Sort(got)
+	want := slices.Clone(sent[1:])
+	slices.Sort(want)
+	if pages != 2 || !slices.Equal(got, want) {
+		t.Fatalf("initial delta: %d pages of %v, want 2 pages of %v", pages, got, want)
+	}
+
+	// Nothing changed: an empty round.
+	items, link = e.deltaRound(t, e.alice.Token, link)
+	if len(items) != 0 {
+		t.Fatalf("delta with no changes: %v", items)
+	}
+
+	created := e.sendOK(t, e.tasks, e.aliceTasks, visual("new"))
+	e.patch(t, e.alice.Token, "/v1.0/me/notifications/"+sent[1], map[string]any{"readState": "read"}).expect(t, 200)
+	e.del(t, e.alice.Token, "/v1.0/me/notifications/"+sent[2]).expect(t, http.StatusNoContent)
+	e.sendOK(t, e.tasks, e.bobTasks, visual("bob's again"))
+
+	items, next := e.deltaRound(t, e.alice.Token, link)
+	m := byID(items)
+	if len(items) != 3 || len(m) != 3 {
+		t.Fatalf("delta after three changes: %v", items)
+	}
+	if c := m[created]; c == nil || c["status"] != "active" || c["payload"] == nil {
+		t.Errorf("created notification in delta: %v", c)
+	}
+	if u := m[sent[1]]; u == nil || u["readState"] != "read" {
+		t.Errorf("updated notification in delta: %v", u)
+	}
+	if d := m[sent[2]]; d == nil || removedReason(d) != "deleted" || len(d) != 2 {
+		t.Errorf("deleted notification in delta: %v, want {id, @removed: {reason: deleted}}", d)
+	}
+
+	// The same round again, one item per page, through nextLinks.
+	byOne, _ := url.Parse(link)
+	q := byOne.Query()
+	q.Set("$top", "1")
+	byOne.RawQuery = q.Encode()
+	paged, pages, _ := e.collect(t, e.alice.Token, byOne.String())
+	if pages != 3 || len(byID(paged)) != 3 {
+		t.Errorf("delta by one: %d pages, items %v", pages, ids(paged))
+	}
+	// A link is reusable, and the new one reports nothing new.
+	if again, _ := e.deltaRound(t, e.alice.Token, link); len(again) != 3 {
+		t.Errorf("replaying the deltaLink gave %v", ids(again))
+	}
+	if items, _ := e.deltaRound(t, e.alice.Token, next); len(items) != 0 {
+		t.Errorf("delta after catching up: %v", items)
+	}
+	// Applications use their own list, not the user's delta.
+	wantError(t, e.get(t, e.tasks.Token, "/v1.0/me/notifications/delta", "X-UNS-ID", e.aliceTasks), http.StatusForbidden, "accessDenied")
+}
+
+func TestDeltaReportsExpiredNotificationsAsRemoved(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	soon := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)
+	short := e.sendOK(t, e.tasks, e.aliceTasks, visual("short-lived", "expirationDateTime", soon))
+	long := e.sendOK(t, e.tasks, e.aliceTasks, visual("long-lived"))
+	_, link := e.deltaRound(t, e.alice.Token, "/v1.0/me/notifications/delta")
+
+	var removed map[string]any
+	eventually(t, 15*time.Second, "the expired notification in delta", func() bool {
+		items, _ := e.deltaRound(t, e.alice.Token, link)
+		removed = byID(items)[short]
+		return removed != nil
+	})
+	if removedReason(removed) != "expired" || len(removed) != 2 {
+		t.Errorf("expired notification in delta: %v, want {id, @removed: {reason: expired}}", removed)
+	}
+	if got := ids(e.get(t, e.alice.Token, "/v1.0/me/notifications?status=any").expect(t, 200).value(t)); !slices.Equal(got, []string{long}) {
+		t.Errorf("feed after expiry %v, want [%s]", got, long)
+	}
+	wantError(t, e.get(t, e.alice.Token, "/v1.0/me/notifications/"+short), http.StatusNotFound, "itemNotFound")
+	// A fresh enumeration leaves it out.
+	if items, _ := e.deltaRound(t, e.alice.Token, "/v1.0/me/notifications/delta"); !slices.Equal(ids(items), []string{long}) {
+		t.Errorf("initial delta after expiry: %v", ids(items))
+	}
+}
+
+func TestDeltaWithAnUnknownTokenIs410(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	e.sendOK(t, e.tasks, e.aliceTasks, visual("n"))
+	for _, tok := range []string{
+		"garbage",
+		base64.RawURLEncoding.EncodeToString([]byte("d.999999999")),
+		base64.RawURLEncoding.EncodeToString([]byte("x.1")),
+		base64.RawURLEncoding.EncodeToString([]byte("i.1.")),
+	} {
+		wantError(t, e.get(t, e.alice.Token, "/v1.0/me/notifications/delta?$deltatoken="+url.QueryEscape(tok)), http.StatusGone, "resyncRequired")
+	}
+	wantInvalid(t, e.get(t, e.alice.Token, "/v1.0/me/notifications/delta?$top=0"), "$top")
+	_, link := e.deltaRound(t, e.alice.Token, "/v1.0/me/notifications/delta")
+	if !strings.Contains(link, "/v1.0/me/notifications/delta?") {
+		t.Errorf("deltaLink %q is not a delta URL", link)
+	}
+}

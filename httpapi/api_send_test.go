@@ -1,0 +1,402 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/node"
+)
+
+// sendEnv is a node with two applications, two users, and a live web
+// subscription of each user to each application.
+type sendEnv struct {
+	*hnode
+	tasks, mail          app
+	alice, bob           user
+	aliceTasks, bobTasks string // UNSIDs to tasks.contoso.com
+	aliceMail            string // alice's UNSID to mail.contoso.com
+}
+
+func newSendEnv(t *testing.T, configure func(*node.Config)) *sendEnv {
+	t.Helper()
+	n := start(t, configure)
+	e := &sendEnv{hnode: n, tasks: n.newApp(t, "tasks.contoso.com"), mail: n.newApp(t, "mail.contoso.com"),
+		alice: n.newUser(t, "alice"), bob: n.newUser(t, "bob")}
+	e.aliceTasks = n.subscribe(t, e.alice, e.tasks.Host)
+	e.bobTasks = n.subscribe(t, e.bob, e.tasks.Host)
+	e.aliceMail = n.subscribe(t, e.alice, e.mail.Host)
+	return e
+}
+
+const feedAny = "/v1.0/me/notifications?status=any"
+
+func TestSendNeedsAnActiveUNSIDOfTheCallingApplication(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	before := e.snapshot(t, e.alice.Token, feedAny)
+
+	wantInvalid(t, e.post(t, e.tasks.Token, "/v1.0/me/notifications", visual("no header")), "X-UNS-ID")
+	for name, unsid := range map[string]string{"unknown": "bm90LWEtcmVhbC11bnNpZA", "another application's": e.aliceMail} {
+		t.Run(name, func(t *testing.T) {
+			wantError(t, e.send(t, e.tasks, unsid, visual("x")), http.StatusForbidden, "accessDenied")
+		})
+	}
+	// Users, even admins, do not send through /me/notifications.
+	wantError(t, e.post(t, e.alice.Token, "/v1.0/me/notifications", visual("x"), "X-UNS-ID", e.aliceTasks), http.StatusForbidden, "accessDenied")
+	wantError(t, e.post(t, e.admin, "/v1.0/me/notifications", visual("x"), "X-UNS-ID", e.aliceTasks), http.StatusForbidden, "accessDenied")
+	// The app-side reads and deletes need the header too.
+	wantInvalid(t, e.get(t, e.tasks.Token, "/v1.0/me/notifications"), "X-UNS-ID")
+	wantError(t, e.get(t, e.tasks.Token, "/v1.0/me/notifications", "X-UNS-ID", e.aliceMail), http.StatusForbidden, "accessDenied")
+	wantInvalid(t, e.del(t, e.tasks.Token, "/v1.0/me/notifications?groupName=g"), "X-UNS-ID")
+
+	sameSnapshot(t, "alice's feed", before, e.snapshot(t, e.alice.Token, feedAny))
+	if len(e.get(t, e.alice.Token, feedAny).expect(t, 200).value(t)) != 0 {
+		t.Errorf("a refused send stored a notification")
+	}
+}
+
+func TestSendAcceptsGraphDocumentationExamples(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	exp := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Millisecond)
+	// The bodies of Microsoft Graph's "Create and send a notification"
+	// page, with its PascalCase property names and string TTLs.
+	examples := []struct {
+		name string
+		body string
+		want map[string]any
+	}{
+		{"raw", `{
+			"targetHostName": "tasks.contoso.com",
+			"appNotificationId": "sampleRawNotification",
+			"payload": {"rawContent": "Hello World!"},
+			"targetPolicy": {"platformTypes": ["windows", "ios", "android"]},
+			"priority": "High",
+			"displayTimeToLive": "60"
+		}`, map[string]any{"appNotificationId": "sampleRawNotification", "priority": "High", "displayTimeToLive": 60.0}},
+		{"visual PascalCase", `{
+			"TargetHostName": "tasks.contoso.com",
+			"AppNotificationId": "sampleDirectedNotification",
+			"GroupName": "TestGroup",
+			"ExpirationDateTime": "` + exp.Format(time.RFC3339Nano) + `",
+			"Priority": "High",
+			"DisplayTimeToLive": "60",
+			"Payload": {"VisualContent": {"Title": "Hello World!", "Body": "Notifications Test!"}},
+			"TargetPolicy": {"PlatformTypes": ["windows", "ios", "android", "webPush"]}
+		}`, map[string]any{"appNotificationId": "sampleDirectedNotification", "groupName": "TestGroup", "priority": "High",
+			"displayTimeToLive": 60.0, "expirationDateTime": exp.Format("2006-01-02T15:04:05.000Z")}},
+		{"fallback", `{
+			"targetHostName": "tasks.contoso.com",
+			"appNotificationId": "sampleFallbackNotification",
+			"payload": {"rawContent": "Hello iOS"},
+			"targetPolicy": {"platformTypes": ["iOS"]},
+			"priority": "High",
+			"fallbackPolicy": {"endpointFallback": {"platformTypes": "iOS", "fallbackDelayInSeconds": 60,
+				"visualContent": {"title": "New message", "body": "Open the app to read it"}}}
+		}`, map[string]any{"appNotificationId": "sampleFallbackNotification", "priority": "High"}},
+	}
+	for _, ex := range examples {
+		t.Run(ex.name, func(t *testing.T) {
+			r := e.send(t, e.tasks, e.aliceTasks, ex.body).expect(t, http.StatusCreated)
+			m := r.obj(t)
+			id := str(m, "id")
+			if id == "" || r.Header.Get("Location") != "/v1.0/me/notifications/"+id {
+				t.Errorf("id %q, Location %q", id, r.Header.Get("Location"))
+			}
+			for k, v := range ex.want {
+				if m[k] != v {
+					t.Errorf("%s = %v, want %v", k, m[k], v)
+				}
+			}
+			if m["targetHostName"] != "tasks.contoso.com" || m["readState"] != "unread" || m["userActionState"] != "noInteraction" ||
+				m["status"] != "active" {
+				t.Errorf("stored notification %v", m)
+			}
+			for _, k := range []string{"createdDateTime", "lastModifiedDateTime", "expirationDateTime"} {
+				if !wireTime.MatchString(str(m, k)) {
+					t.Errorf("%s %v is not RFC 3339 UTC with milliseconds", k, m[k])
+				}
+			}
+			got := e.get(t, e.alice.Token, "/v1.0/me/notifications/"+id).expect(t, http.StatusOK).obj(t)
+			if string(mustJSON(got)) != string(mustJSON(m)) {
+				t.Errorf("the feed's copy %v differs from the 201's %v", got, m)
+			}
+		})
+	}
+	vis := e.get(t, e.alice.Token, "/v1.0/me/notifications?groupName=TestGroup").expect(t, 200).value(t)
+	if len(vis) != 1 || str(vis[0]["payload"].(map[string]any)["visualContent"].(map[string]any), "title") != "Hello World!" {
+		t.Errorf("PascalCase payload not stored as visualContent.title: %v", vis)
+	}
+}
+
+func TestSendValidatesEveryPropertyAndStoresNothingOnRejection(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	before := e.snapshot(t, e.alice.Token, feedAny)
+	now := time.Now().UTC()
+	long := strings.Repeat("n", 257)
+	fb := func(kv ...any) map[string]any {
+		ef := map[string]any{"platformTypes": []string{"iOS"}, "fallbackDelayInSeconds": 60,
+			"visualContent": map[string]any{"title": "fallback"}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			ef[kv[i].(string)] = kv[i+1]
+		}
+		return map[string]any{"endpointFallback": ef}
+	}
+	raw := func(n int) map[string]any { return map[string]any{"rawContent": strings.Repeat("a", n)} }
+	cases := []struct {
+		name   string
+		body   any
+		status int
+		target string
+	}{
+		{"other application's host", visual("x", "targetHostName", "mail.contoso.com"), 400, "targetHostName"},
+		{"appNotificationId too long", visual("x", "appNotificationId", long), 400, "appNotificationId"},
+		{"groupName too long", visual("x", "groupName", long), 400, "groupName"},
+		{"no payload", map[string]any{"groupName": "g"}, 400, "payload"},
+		{"empty payload", map[string]any{"payload": map[string]any{}}, 400, "payload"},
+		{"visualContent without title", map[string]any{"payload": map[string]any{"visualContent": map[string]any{"body": "b"}}}, 400, "payload.visualContent.title"},
+		{"rawContent not a string", map[string]any{"payload": map[string]any{"rawContent": map[string]any{"a": 1}}}, 400, "payload.rawContent"},
+		{"payload over 4096 bytes", map[string]any{"payload": raw(4080)}, 413, "payload"},
+		{"unknown platform in targetPolicy", visual("x", "targetPolicy", map[string]any{"platformTypes": []string{"blackberry"}}), 400, "targetPolicy.platformTypes"},
+		{"unknown priority", visual("x", "priority", "Urgent"), 400, "priority"},
+		{"negative displayTimeToLive", visual("x", "displayTimeToLive", -1), 400, "displayTimeToLive"},
+		{"displayTimeToLive over 30 days", visual("x", "displayTimeToLive", 2592001), 400, "displayTimeToLive"},
+		{"displayTimeToLive not numeric", visual("x", "displayTimeToLive", "soon"), 400, "displayTimeToLive"},
+		{"displayTimeToLive fractional", visual("x", "displayTimeToLive", 1.5), 400, "displayTimeToLive"},
+		{"expirationDateTime past", visual("x", "expirationDateTime", now.Add(-time.Minute).Format(time.RFC3339)), 400, "expirationDateTime"},
+		{"expirationDateTime beyond 30 days", visual("x", "expirationDateTime", now.Add(30*24*time.Hour+time.Hour).Format(time.RFC3339)), 400, "expirationDateTime"},
+		{"expirationDateTime not a time", visual("x", "expirationDateTime", "next week"), 400, "expirationDateTime"},
+		{"fallback for android", visual("x", "fallbackPolicy", fb("platformTypes", []string{"android"})), 400, "fallbackPolicy.endpointFallback.platformTypes"},
+		{"fallback for two platforms", visual("x", "fallbackPolicy", fb("platformTypes", []string{"iOS", "iOS"})), 400, "fallbackPolicy.endpointFallback.platformTypes"},
+		{"fallback delay under 60", visual("x", "fallbackPolicy", fb("fallbackDelayInSeconds", 59)), 400, "fallbackPolicy.endpointFallback.fallbackDelayInSeconds"},
+		{"fallback delay over 600", visual("x", "fallbackPolicy", fb("fallbackDelayInSeconds", 601)), 400, "fallbackPolicy.endpointFallback.fallbackDelayInSeconds"},
+		{"fallback without title", visual("x", "fallbackPolicy", fb("visualContent", map[string]any{"body": "b"})), 400, "fallbackPolicy.endpointFallback.visualContent.title"},
+		{"fallback without endpointFallback", visual("x", "fallbackPolicy", map[string]any{}), 400, "fallbackPolicy.endpointFallback"},
+		{"fallback without iOS in targetPolicy", visual("x", "fallbackPolicy", fb(), "targetPolicy", map[string]any{"platformTypes": []string{"windows"}}), 400, "fallbackPolicy"},
+		{"unknown property", visual("x", "importance", "high"), 400, "importance"},
+		{"unknown nested property", map[string]any{"payload": map[string]any{"visualContent": map[string]any{"title": "t", "subtitle": "s"}}},
+			400, "payload.visualContent.subtitle"},
+		{"unknown nested property in PascalCase", `{"Payload": {"VisualContent": {"Title": "t", "Subtitle": "s"}}}`,
+			400, "payload.visualContent.Subtitle"},
+		{"unknown property in fallbackPolicy", visual("x", "fallbackPolicy", fb("retries", 3)), 400, "fallbackPolicy.endpointFallback.retries"},
+		{"read-only property", visual("x", "readState", "read"), 400, "readState"},
+		{"array body", []any{visual("one"), visual("two")}, 400, ""},
+		{"malformed JSON", `{"payload": {"rawContent": "x"}`, 400, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.send(t, e.tasks, e.aliceTasks, c.body)
+			if c.status == 413 {
+				if er := wantError(t, r, 413, "payloadTooLarge"); er.target() != c.target {
+					t.Errorf("413 target %q", er.target())
+				}
+				return
+			}
+			er := wantInvalid(t, r, c.target)
+			if c.name == "array body" && !strings.Contains(er.Message, "multiple notifications is not supported") {
+				t.Errorf("array body message %q", er.Message)
+			}
+		})
+	}
+	sameSnapshot(t, "alice's feed", before, e.snapshot(t, e.alice.Token, feedAny))
+
+	// The accepted edges of the same rules.
+	ok := []struct {
+		name  string
+		body  map[string]any
+		check func(t *testing.T, m map[string]any)
+	}{
+		{"payload of exactly 4096 bytes", map[string]any{"payload": raw(4079)}, nil},
+		{"names of 256 characters", visual("x", "appNotificationId", long[:256], "groupName", long[:256]), nil},
+		{"displayTimeToLive 0", visual("x", "displayTimeToLive", 0), func(t *testing.T, m map[string]any) {
+			if m["displayTimeToLive"] != 0.0 {
+				t.Errorf("displayTimeToLive %v", m["displayTimeToLive"])
+			}
+		}},
+		{"displayTimeToLive 2592000 as a string", visual("x", "displayTimeToLive", "2592000"), func(t *testing.T, m map[string]any) {
+			if m["displayTimeToLive"] != 2592000.0 {
+				t.Errorf("displayTimeToLive %v", m["displayTimeToLive"])
+			}
+		}},
+		{"priority in lower case", visual("x", "priority", "low"), func(t *testing.T, m map[string]any) {
+			if m["priority"] != "Low" {
+				t.Errorf("priority %v, want Low", m["priority"])
+			}
+		}},
+		{"default priority with visualContent", visual("x"), func(t *testing.T, m map[string]any) {
+			if m["priority"] != "High" {
+				t.Errorf("priority %v, want High", m["priority"])
+			}
+		}},
+		{"default priority and expiry of rawContent", map[string]any{"payload": map[string]any{"rawContent": "r"}}, func(t *testing.T, m map[string]any) {
+			if m["priority"] != "None" {
+				t.Errorf("priority %v, want None", m["priority"])
+			}
+			exp, _ := time.Parse(time.RFC3339, str(m, "expirationDateTime"))
+			if d := exp.Sub(now); d < 7*24*time.Hour-time.Minute || d > 7*24*time.Hour+time.Minute {
+				t.Errorf("default expirationDateTime %v, want now + 7 days", m["expirationDateTime"])
+			}
+		}},
+		{"expirationDateTime just inside 30 days", visual("x", "expirationDateTime", now.Add(30*24*time.Hour-time.Minute).Format(time.RFC3339)), nil},
+		{"targetPolicy spellings", visual("x", "targetPolicy", map[string]any{"platformTypes": []string{"WebPush", "web", "IOS", "Windows"}}),
+			func(t *testing.T, m map[string]any) {
+				got := toStrings(m["targetPolicy"].(map[string]any)["platformTypes"])
+				if len(got) != 3 || !slices.Contains(got, "ios") || !slices.Contains(got, "windows") {
+					t.Errorf("targetPolicy.platformTypes %v, want three normalised platforms", got)
+				}
+			}},
+		{"fallback with all platforms", visual("x", "fallbackPolicy", fb("platformTypes", "iOS", "fallbackDelayInSeconds", 600)), nil},
+		{"own targetHostName", visual("x", "targetHostName", "tasks.contoso.com"), nil},
+	}
+	for _, c := range ok {
+		t.Run(c.name, func(t *testing.T) {
+			m := e.send(t, e.tasks, e.aliceTasks, c.body).expect(t, http.StatusCreated).obj(t)
+			if c.check != nil {
+				c.check(t, m)
+			}
+		})
+	}
+}
+
+func TestSendWithTheSameAppNotificationIdReplacesAndKeepsTheId(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	first := e.send(t, e.tasks, e.aliceTasks, visual("v1", "appNotificationId", "task-42", "groupName", "g")).expect(t, http.StatusCreated).obj(t)
+	id := str(first, "id")
+	e.patch(t, e.alice.Token, "/v1.0/me/notifications/"+id, map[string]any{"readState": "read"}).expect(t, http.StatusOK)
+
+	r := e.send(t, e.tasks, e.aliceTasks, visual("v2", "appNotificationId", "task-42", "groupName", "g")).expect(t, http.StatusOK)
+	second := r.obj(t)
+	if str(second, "id") != id || r.Header.Get("Location") != "/v1.0/me/notifications/"+id {
+		t.Fatalf("replace gave id %v, Location %q; want %s", second["id"], r.Header.Get("Location"), id)
+	}
+	if second["createdDateTime"] != first["createdDateTime"] || str(second, "lastModifiedDateTime") < str(first, "lastModifiedDateTime") {
+		t.Errorf("replace times: first %v, second %v", first, second)
+	}
+	feed := e.get(t, e.alice.Token, feedAny).expect(t, http.StatusOK).value(t)
+	if len(feed) != 1 || str(feed[0], "id") != id {
+		t.Fatalf("feed after replace: %v", feed)
+	}
+	if title := feed[0]["payload"].(map[string]any)["visualContent"].(map[string]any)["title"]; title != "v2" {
+		t.Errorf("replaced title %v, want v2", title)
+	}
+
+	// Another user, or another application, with the same id is a new notification.
+	other := e.sendOK(t, e.tasks, e.bobTasks, visual("bob", "appNotificationId", "task-42"))
+	mail := e.sendOK(t, e.mail, e.aliceMail, visual("mail", "appNotificationId", "task-42"))
+	if other == id || mail == id || other == mail {
+		t.Errorf("ids %s %s %s must differ", id, other, mail)
+	}
+	if got := len(e.get(t, e.alice.Token, feedAny).expect(t, 200).value(t)); got != 2 {
+		t.Errorf("alice has %d notifications, want 2", got)
+	}
+
+	// After a delete, the same appNotificationId starts a new notification.
+	e.del(t, e.alice.Token, "/v1.0/me/notifications/"+id).expect(t, http.StatusNoContent)
+	again := e.send(t, e.tasks, e.aliceTasks, visual("v3", "appNotificationId", "task-42")).expect(t, http.StatusCreated).obj(t)
+	if str(again, "id") == id {
+		t.Errorf("a send after delete reused the deleted id")
+	}
+}
+
+func TestApplicationReadsAndDeletesOnlyWhatItSent(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	a1 := e.sendOK(t, e.tasks, e.aliceTasks, visual("a1", "groupName", "g1", "appNotificationId", "n1"))
+	a2 := e.sendOK(t, e.tasks, e.aliceTasks, visual("a2", "groupName", "g1", "appNotificationId", "n2"))
+	a3 := e.sendOK(t, e.tasks, e.aliceTasks, visual("a3", "groupName", "g2", "appNotificationId", "n3"))
+	a4 := e.sendOK(t, e.tasks, e.aliceTasks, visual("a4", "groupName", "g2", "appNotificationId", "n4"))
+	m1 := e.sendOK(t, e.mail, e.aliceMail, visual("m1", "groupName", "g1", "appNotificationId", "n1"))
+	b1 := e.sendOK(t, e.tasks, e.bobTasks, visual("b1", "groupName", "g1", "appNotificationId", "n1"))
+	hdr := []string{"X-UNS-ID", e.aliceTasks}
+
+	list := ids(e.get(t, e.tasks.Token, "/v1.0/me/notifications", hdr...).expect(t, http.StatusOK).value(t))
+	if !slices.Equal(list, []string{a4, a3, a2, a1}) {
+		t.Errorf("the application's list %v, want %v (its own, alice's, newest first)", list, []string{a4, a3, a2, a1})
+	}
+	if got := ids(e.get(t, e.tasks.Token, "/v1.0/me/notifications", "X-UNS-ID", e.bobTasks).expect(t, 200).value(t)); !slices.Equal(got, []string{b1}) {
+		t.Errorf("the application's list for bob %v, want [%s]", got, b1)
+	}
+	e.get(t, e.tasks.Token, "/v1.0/me/notifications/"+a1, hdr...).expect(t, http.StatusOK)
+	for _, foreign := range []string{m1, b1} {
+		wantError(t, e.get(t, e.tasks.Token, "/v1.0/me/notifications/"+foreign, hdr...), http.StatusNotFound, "itemNotFound")
+		wantError(t, e.del(t, e.tasks.Token, "/v1.0/me/notifications/"+foreign, hdr...), http.StatusNotFound, "itemNotFound")
+	}
+	// Applications do not change the user's read state.
+	wantError(t, e.patch(t, e.tasks.Token, "/v1.0/me/notifications/"+a1, map[string]any{"readState": "read"}, hdr...), http.StatusForbidden, "accessDenied")
+
+	beforeBad := e.snapshot(t, e.alice.Token, feedAny)
+	wantError(t, e.del(t, e.tasks.Token, "/v1.0/me/notifications", hdr...), http.StatusBadRequest, "invalidRequest")
+	wantError(t, e.del(t, e.tasks.Token, "/v1.0/me/notifications?groupName=g1&appNotificationId=n1", hdr...), http.StatusBadRequest, "invalidRequest")
+	wantError(t, e.del(t, e.alice.Token, "/v1.0/me/notifications?groupName=g1"), http.StatusForbidden, "accessDenied")
+	sameSnapshot(t, "alice's feed", beforeBad, e.snapshot(t, e.alice.Token, feedAny))
+
+	e.del(t, e.tasks.Token, "/v1.0/me/notifications/"+a4, hdr...).expect(t, http.StatusNoContent)
+	e.del(t, e.tasks.Token, "/v1.0/me/notifications?groupName=g1", hdr...).expect(t, http.StatusNoContent)
+	e.del(t, e.tasks.Token, "/v1.0/me/notifications?appNotificationId=n3", hdr...).expect(t, http.StatusNoContent)
+	// Deleting what is gone is still 204.
+	e.del(t, e.tasks.Token, "/v1.0/me/notifications?appNotificationId=none", hdr...).expect(t, http.StatusNoContent)
+
+	if got := e.get(t, e.tasks.Token, "/v1.0/me/notifications", hdr...).expect(t, 200).value(t); len(got) != 0 {
+		t.Errorf("the application still lists %v", ids(got))
+	}
+	deleted := ids(e.get(t, e.tasks.Token, "/v1.0/me/notifications?status=deleted", hdr...).expect(t, 200).value(t))
+	if !slices.Equal(deleted, []string{a4, a3, a2, a1}) {
+		t.Errorf("deleted %v, want %v", deleted, []string{a4, a3, a2, a1})
+	}
+	// The mail application's and bob's notifications of the same group survive.
+	if got := ids(e.get(t, e.alice.Token, "/v1.0/me/notifications").expect(t, 200).value(t)); !slices.Equal(got, []string{m1}) {
+		t.Errorf("alice's active feed %v, want [%s]", got, m1)
+	}
+	e.get(t, e.bob.Token, "/v1.0/me/notifications/"+b1).expect(t, http.StatusOK)
+	if got := e.get(t, e.bob.Token, "/v1.0/me/notifications/"+b1).obj(t); got["status"] != "active" {
+		t.Errorf("bob's notification %v", got)
+	}
+}
+
+func TestAdminSendsToAnyUser(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	r := e.post(t, e.admin, "/v1.0/users/alice/notifications", visual("from admin", "targetHostName", e.tasks.Host)).expect(t, http.StatusCreated)
+	m := r.obj(t)
+	if m["targetHostName"] != e.tasks.Host || r.Header.Get("Location") != "/v1.0/me/notifications/"+str(m, "id") {
+		t.Errorf("admin send %v, Location %q", m, r.Header.Get("Location"))
+	}
+	e.get(t, e.alice.Token, "/v1.0/me/notifications/"+str(m, "id")).expect(t, http.StatusOK)
+	// The sending application sees it as its own.
+	e.get(t, e.tasks.Token, "/v1.0/me/notifications/"+str(m, "id"), "X-UNS-ID", e.aliceTasks).expect(t, http.StatusOK)
+	e.post(t, e.admin, "/v1.0/users/"+e.bob.ID+"/notifications", visual("by id", "targetHostName", e.tasks.Host)).expect(t, http.StatusCreated)
+
+	before := e.snapshot(t, e.alice.Token, feedAny)
+	wantInvalid(t, e.post(t, e.admin, "/v1.0/users/alice/notifications", visual("no host")), "targetHostName")
+	wantInvalid(t, e.post(t, e.admin, "/v1.0/users/alice/notifications", visual("bad host", "targetHostName", "unknown.example.com")), "targetHostName")
+	wantInvalid(t, e.post(t, e.admin, "/v1.0/users/alice/notifications", map[string]any{"targetHostName": e.tasks.Host}), "payload")
+	wantError(t, e.post(t, e.admin, "/v1.0/users/nobody/notifications", visual("x", "targetHostName", e.tasks.Host)), http.StatusNotFound, "itemNotFound")
+	wantError(t, e.post(t, e.bob.Token, "/v1.0/users/alice/notifications", visual("x", "targetHostName", e.tasks.Host)), http.StatusForbidden, "accessDenied")
+	sameSnapshot(t, "alice's feed", before, e.snapshot(t, e.alice.Token, feedAny))
+}
+
+func TestNotificationQuotaIs507AndStoresNothing(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, func(c *node.Config) { c.Limits.MaxNotificationsPerUser = 2 })
+	first := e.sendOK(t, e.tasks, e.aliceTasks, visual("1", "appNotificationId", "one"))
+	e.sendOK(t, e.tasks, e.aliceTasks, visual("2"))
+	before := e.snapshot(t, e.alice.Token, feedAny)
+
+	wantError(t, e.send(t, e.tasks, e.aliceTasks, visual("3")), http.StatusInsufficientStorage, "quotaLimitReached")
+	wantError(t, e.send(t, e.mail, e.aliceMail, visual("3")), http.StatusInsufficientStorage, "quotaLimitReached")
+	wantError(t, e.post(t, e.admin, "/v1.0/users/alice/notifications", visual("3", "targetHostName", e.tasks.Host)),
+		http.StatusInsufficientStorage, "quotaLimitReached")
+	sameSnapshot(t, "alice's feed", before, e.snapshot(t, e.alice.Token, feedAny))
+
+	// A replace is not a new notification; other users have their own quota;
+	// a delete frees room.
+	e.send(t, e.tasks, e.aliceTasks, visual("1 again", "appNotificationId", "one")).expect(t, http.StatusOK)
+	e.sendOK(t, e.tasks, e.bobTasks, visual("bob"))
+	e.del(t, e.alice.Token, "/v1.0/me/notifications/"+first).expect(t, http.StatusNoContent)
+	e.sendOK(t, e.tasks, e.aliceTasks, visual("3"))
+}
