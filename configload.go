@@ -112,6 +112,7 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catDelivery, "apns-key-id", "APNs key `ID`", func(c *node.Config) *string { return &c.APNs.KeyID }),
 		bindFlag(catDelivery, "apns-team-id", "Apple developer team `ID`", func(c *node.Config) *string { return &c.APNs.TeamID }),
 		bindFlag(catDelivery, "apns-url", "APNs base `URL` for both environments (default Apple's)", func(c *node.Config) *string { return &c.APNs.URL }),
+		bindFlag(catDelivery, "apns-ca-file", "PEM `FILE` of certificates trusted for the APNs hosts instead of the system's", func(c *node.Config) *string { return &c.APNs.CAFile }),
 		bindFlag(catDelivery, "webhook-allow-private", "allow webhook URLs on private addresses and over http://", func(c *node.Config) *bool { return &c.Webhook.AllowPrivate }),
 
 		bindFlag(catLimits, "app-rate", "requests per second of one application (0: no limit)", func(c *node.Config) *float64 { return &c.Limits.AppRate }),

@@ -103,6 +103,9 @@ type APNsConfig struct {
 	TeamID  string `yaml:"teamID"`
 	// URL overrides both Apple hosts (production and sandbox), for tests.
 	URL string `yaml:"url"`
+	// CAFile holds PEM certificates trusted for the APNs hosts instead of
+	// the system's roots: for a TLS-inspecting proxy, or a test stand-in.
+	CAFile string `yaml:"caFile"`
 }
 
 // DefaultConfig returns a config that runs a one-node cluster with no file.

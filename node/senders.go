@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -51,7 +52,19 @@ func (n *Node) senders() (map[string]fanout.Sender, error) {
 		if err != nil {
 			return nil, fmt.Errorf("apns: %w", err)
 		}
-		s, err := apns.New(apns.Options{KeyPEM: key, KeyID: a.KeyID, TeamID: a.TeamID, ProductionURL: a.URL, SandboxURL: a.URL})
+		var roots *x509.CertPool
+		if a.CAFile != "" {
+			pem, err := os.ReadFile(a.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("apns: %w", err)
+			}
+			roots = x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("apns: %s holds no PEM certificate", a.CAFile)
+			}
+		}
+		s, err := apns.New(apns.Options{KeyPEM: key, KeyID: a.KeyID, TeamID: a.TeamID, ProductionURL: a.URL, SandboxURL: a.URL,
+			RootCAs: roots})
 		if err != nil {
 			return nil, fmt.Errorf("apns: %w", err)
 		}

@@ -57,6 +57,10 @@ type Options struct {
 	// hosts are fixed, so the outbound address policy of webhooks does
 	// not apply.
 	Client *http.Client
+	// RootCAs, when set, are trusted for the APNs hosts instead of the
+	// system's roots: for a TLS-inspecting proxy, or a test stand-in. Only
+	// used when Client is nil.
+	RootCAs *x509.CertPool
 	// ProductionURL and SandboxURL are the API base URLs for subscriptions
 	// of each environment; the package constants when empty.
 	ProductionURL string
@@ -101,7 +105,7 @@ func New(o Options) (*Sender, error) {
 	}
 	s := &Sender{client: o.Client, key: key, keyID: o.KeyID, teamID: o.TeamID, timeout: o.Timeout, now: o.Now}
 	if s.client == nil {
-		s.client = defaultClient()
+		s.client = defaultClient(o.RootCAs)
 	}
 	s.client = pushhttp.NoRedirects(s.client)
 	if s.timeout == 0 {
@@ -131,13 +135,14 @@ func New(o Options) (*Sender, error) {
 	return s, nil
 }
 
-// defaultClient speaks HTTP/2 only, which is all APNs speaks.
-func defaultClient() *http.Client {
+// defaultClient speaks HTTP/2 only, which is all APNs speaks. Nil roots
+// are the system's.
+func defaultClient(roots *x509.CertPool) *http.Client {
 	var protos http.Protocols
 	protos.SetHTTP2(true)
 	return &http.Client{Transport: &http.Transport{
 		Protocols:           &protos,
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots},
 		TLSHandshakeTimeout: 10 * time.Second,
 		IdleConnTimeout:     10 * time.Minute, // Apple asks providers to keep connections open
 	}}

@@ -7,212 +7,36 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/herald-notify/herald/fanout"
+	"github.com/herald-notify/herald/fanout/fcm/fcmtest"
 	"github.com/herald-notify/herald/resource"
 )
 
-var (
-	keyOnce sync.Once
-	testKey *rsa.PrivateKey
-)
+func newFake(t testing.TB) *fcmtest.Server { return fcmtest.New(t, fcmtest.Options{}) }
 
-// rsaKey is one 2048-bit key for the whole test binary: generating one
-// takes long enough under -race to matter.
-func rsaKey(t testing.TB) *rsa.PrivateKey {
-	keyOnce.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		testKey = k
-	})
-	return testKey
-}
-
-func keyPEM(t testing.TB) string {
-	der, err := x509.MarshalPKCS8PrivateKey(rsaKey(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-}
-
-// fakeFCM speaks the two Google endpoints a sender uses: the OAuth2 token
-// endpoint, which checks the JWT-bearer assertion with the service
-// account's public key, and FCM v1 messages:send, which checks the access
-// token and the message, then answers by the device token's script.
-type fakeFCM struct {
-	t   testing.TB
-	srv *httptest.Server
-	pub *rsa.PublicKey
-
-	mu        sync.Mutex
-	valid     map[string]bool // access tokens FCM accepts
-	fetches   int
-	sends     []sendRequest
-	expiresIn int
-	tokenFail int                                    // answer this many token requests with 400 invalid_grant
-	onToken   func()                                 // called first in every token request
-	script    map[string]func(w http.ResponseWriter) // by device token
-}
-
-const testEmail = "herald@proj-1.iam.gserviceaccount.com"
-
-func newFake(t testing.TB) *fakeFCM {
-	f := &fakeFCM{t: t, pub: &rsaKey(t).PublicKey, valid: map[string]bool{}, expiresIn: 3599,
-		script: map[string]func(http.ResponseWriter){}}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /token", f.token)
-	mux.HandleFunc("POST /v1/projects/{project}/messages:send", f.send)
-	f.srv = httptest.NewServer(mux)
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeFCM) keyJSON() []byte {
-	b, _ := json.Marshal(map[string]string{
-		"type": "service_account", "project_id": "proj-1", "private_key_id": "kid-1",
-		"private_key": keyPEM(f.t), "client_email": testEmail, "client_id": "1",
-		"token_uri": f.srv.URL + "/token",
-	})
-	return b
-}
-
-func oauthError(w http.ResponseWriter, code int, desc string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	fmt.Fprintf(w, `{"error":"invalid_grant","error_description":%q}`, desc)
-}
-
-func (f *fakeFCM) token(w http.ResponseWriter, r *http.Request) {
-	if f.onToken != nil {
-		f.onToken()
-	}
-	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
-		oauthError(w, 400, "bad grant_type")
-		return
-	}
-	var claims struct {
-		jwt.RegisteredClaims
-		Scope string `json:"scope"`
-	}
-	tok, err := jwt.ParseWithClaims(r.PostForm.Get("assertion"), &claims,
-		func(*jwt.Token) (any, error) { return f.pub, nil },
-		jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(testEmail),
-		jwt.WithAudience(f.srv.URL+"/token"), jwt.WithIssuedAt(), jwt.WithExpirationRequired())
-	if err != nil {
-		oauthError(w, 400, "assertion: "+err.Error())
-		return
-	}
-	if claims.Scope != Scope || tok.Header["kid"] != "kid-1" ||
-		claims.ExpiresAt.Sub(claims.IssuedAt.Time) != time.Hour {
-		oauthError(w, 400, fmt.Sprintf("claims %+v header %v", claims, tok.Header))
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.tokenFail > 0 {
-		f.tokenFail--
-		oauthError(w, 400, "Invalid JWT Signature.")
-		return
-	}
-	f.fetches++
-	at := fmt.Sprintf("ya29.test-%d", f.fetches)
-	f.valid[at] = true
-	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"access_token":%q,"expires_in":%d,"token_type":"Bearer"}`, at, f.expiresIn)
-}
-
-func googleError(code int, status, fcmCode, msg string) func(w http.ResponseWriter) {
-	return func(w http.ResponseWriter) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		details := "[]"
-		if fcmCode != "" {
-			details = fmt.Sprintf(`[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":%q}]`, fcmCode)
-		}
-		fmt.Fprintf(w, `{"error":{"code":%d,"message":%q,"status":%q,"details":%s}}`, code, msg, status, details)
-	}
-}
-
-func (f *fakeFCM) send(w http.ResponseWriter, r *http.Request) {
-	if p := r.PathValue("project"); p != "proj-1" {
-		googleError(403, "PERMISSION_DENIED", "", "wrong project "+p)(w)
-		return
-	}
-	f.mu.Lock()
-	ok := f.valid[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]
-	f.mu.Unlock()
-	if !ok {
-		googleError(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR", "Request had invalid authentication credentials.")(w)
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		googleError(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "content type "+ct)(w)
-		return
-	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields() // the sender must use the v1 field names
-	var req sendRequest
-	if err := dec.Decode(&req); err != nil || req.Message.Token == "" || req.Message.Data["id"] == "" || req.Message.Data["type"] == "" {
-		googleError(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", fmt.Sprintf("bad message: %v", err))(w)
-		return
-	}
-	if p := req.Message.Android.Priority; p != "high" && p != "normal" {
-		googleError(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "priority "+p)(w)
-		return
-	}
-	if ttl := req.Message.Android.TTL; ttl != "" && !strings.HasSuffix(ttl, "s") {
-		googleError(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "ttl "+ttl)(w)
-		return
-	}
-	f.mu.Lock()
-	f.sends = append(f.sends, req)
-	script := f.script[req.Message.Token]
-	f.mu.Unlock()
-	if script != nil {
-		script(w)
-		return
-	}
-	fmt.Fprintf(w, `{"name":"projects/proj-1/messages/0:%d"}`, time.Now().UnixNano())
-}
-
-func (f *fakeFCM) revokeAll() {
-	f.mu.Lock()
-	clear(f.valid)
-	f.mu.Unlock()
-}
-
-func (f *fakeFCM) counts() (fetches, sends int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.fetches, len(f.sends)
-}
-
-func (f *fakeFCM) lastSend() sendRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.sends[len(f.sends)-1]
-}
-
-func (f *fakeFCM) sender(t testing.TB, now func() time.Time) *Sender {
-	s, err := New(Options{ServiceAccountJSON: f.keyJSON(), Endpoint: f.srv.URL, Client: f.srv.Client(), Now: now})
+func newSender(t testing.TB, f *fcmtest.Server, now func() time.Time) *Sender {
+	s, err := New(Options{ServiceAccountJSON: f.ServiceAccountJSON(), Endpoint: f.URL, Client: f.Client(), Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+func lastSend(t testing.TB, f *fcmtest.Server) fcmtest.Send {
+	t.Helper()
+	all := f.Sends("")
+	if len(all) == 0 {
+		t.Fatal("no send reached the fake")
+	}
+	return all[len(all)-1]
 }
 
 func fcmSub(token string) *resource.SubscriptionRecord {
@@ -237,12 +61,12 @@ func visual(now time.Time) *fanout.Message {
 func TestVisualNotificationReachesFCM(t *testing.T) {
 	f := newFake(t)
 	now := time.Now().Truncate(time.Second) // whole seconds, as stored times are whole milliseconds
-	s := f.sender(t, func() time.Time { return now })
+	s := newSender(t, f, func() time.Time { return now })
 	res := s.Send(context.Background(), fcmSub("device-1"), visual(now))
 	if res.Outcome != fanout.Delivered || res.Err != "" {
 		t.Fatalf("result %+v", res)
 	}
-	m := f.lastSend().Message
+	m := lastSend(t, f).Message
 	if m.Token != "device-1" || m.Notification == nil || m.Notification.Title != "Review due" || m.Notification.Body != "Today" {
 		t.Errorf("message %+v", m)
 	}
@@ -259,7 +83,7 @@ func TestVisualNotificationReachesFCM(t *testing.T) {
 func TestDismissAndDeleteAreSilentDataMessages(t *testing.T) {
 	f := newFake(t)
 	now := time.Now().Truncate(time.Second)
-	s := f.sender(t, func() time.Time { return now })
+	s := newSender(t, f, func() time.Time { return now })
 
 	dismissed := visual(now)
 	dismissed.Type = resource.ChangeUpdated
@@ -282,7 +106,7 @@ func TestDismissAndDeleteAreSilentDataMessages(t *testing.T) {
 		if res := s.Send(context.Background(), fcmSub("device-1"), tc.msg); res.Outcome != fanout.Delivered {
 			t.Fatalf("%s: %+v", name, res)
 		}
-		m := f.lastSend().Message
+		m := lastSend(t, f).Message
 		if m.Notification != nil || m.Android.Priority != "normal" || m.Android.TTL != tc.ttl {
 			t.Errorf("%s: notification %+v android %+v, want silent, normal, ttl %q", name, m.Notification, m.Android, tc.ttl)
 		}
@@ -296,24 +120,24 @@ func TestDismissAndDeleteAreSilentDataMessages(t *testing.T) {
 
 func TestFCMErrorsLeadToOutcomes(t *testing.T) {
 	f := newFake(t)
-	f.script["unregistered"] = googleError(404, "NOT_FOUND", "UNREGISTERED", "Requested entity was not found.")
-	f.script["bare404"] = func(w http.ResponseWriter) { w.WriteHeader(404) }
-	f.script["notfound400"] = googleError(400, "NOT_FOUND", "", "gone") // status word decides
-	f.script["invalid"] = googleError(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "Message is too big")
-	f.script["mismatch"] = googleError(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH", "SenderId mismatch")
-	f.script["quota"] = func(w http.ResponseWriter) {
+	f.Script("unregistered", fcmtest.Error(404, "NOT_FOUND", "UNREGISTERED", "Requested entity was not found."))
+	f.Script("bare404", func(w http.ResponseWriter) { w.WriteHeader(404) })
+	f.Script("notfound400", fcmtest.Error(400, "NOT_FOUND", "", "gone")) // status word decides
+	f.Script("invalid", fcmtest.Error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "Message is too big"))
+	f.Script("mismatch", fcmtest.Error(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH", "SenderId mismatch"))
+	f.Script("quota", func(w http.ResponseWriter) {
 		w.Header().Set("Retry-After", "30")
-		googleError(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota exceeded.")(w)
-	}
-	f.script["unavailable"] = func(w http.ResponseWriter) {
+		fcmtest.Error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota exceeded.")(w)
+	})
+	f.Script("unavailable", func(w http.ResponseWriter) {
 		w.Header().Set("Retry-After", "5")
-		googleError(503, "UNAVAILABLE", "UNAVAILABLE", "The service is currently unavailable.")(w)
-	}
-	f.script["internal"] = func(w http.ResponseWriter) { w.WriteHeader(500); io.WriteString(w, "<html>oops</html>") }
-	f.script["redirect"] = func(w http.ResponseWriter) { w.Header().Set("Location", "/x"); w.WriteHeader(302) }
-	f.script["garbage"] = func(w http.ResponseWriter) { w.WriteHeader(418); io.WriteString(w, "\x00\xff not json") }
+		fcmtest.Error(503, "UNAVAILABLE", "UNAVAILABLE", "The service is currently unavailable.")(w)
+	})
+	f.Script("internal", func(w http.ResponseWriter) { w.WriteHeader(500); io.WriteString(w, "<html>oops</html>") })
+	f.Script("redirect", func(w http.ResponseWriter) { w.Header().Set("Location", "/x"); w.WriteHeader(302) })
+	f.Script("garbage", func(w http.ResponseWriter) { w.WriteHeader(418); io.WriteString(w, "\x00\xff not json") })
 
-	s := f.sender(t, nil)
+	s := newSender(t, f, nil)
 	for _, tc := range []struct {
 		token string
 		want  fanout.Outcome
@@ -336,7 +160,7 @@ func TestFCMErrorsLeadToOutcomes(t *testing.T) {
 			t.Errorf("%s: %+v, want %v after %v with %q", tc.token, res, tc.want, tc.retry, tc.words)
 		}
 	}
-	if fetches, _ := f.counts(); fetches != 1 {
+	if fetches, _ := f.Counts(); fetches != 1 {
 		t.Errorf("%d token fetches for one sender, want 1 (cached)", fetches)
 	}
 }
@@ -349,28 +173,28 @@ func TestAccessTokenIsCachedUntilNearExpiry(t *testing.T) {
 	now := time.Now().Add(-57 * time.Minute)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	s := f.sender(t, clock)
+	s := newSender(t, f, clock)
 
 	for i := 0; i < 3; i++ {
 		if res := s.Send(context.Background(), fcmSub("d"), visual(clock())); res.Outcome != fanout.Delivered {
 			t.Fatal(res)
 		}
 	}
-	if fetches, _ := f.counts(); fetches != 1 {
+	if fetches, _ := f.Counts(); fetches != 1 {
 		t.Fatalf("%d fetches, want 1", fetches)
 	}
 	advance(50 * time.Minute) // within the hour, before the 5-minute margin
 	if res := s.Send(context.Background(), fcmSub("d"), visual(clock())); res.Outcome != fanout.Delivered {
 		t.Fatal(res)
 	}
-	if fetches, _ := f.counts(); fetches != 1 {
+	if fetches, _ := f.Counts(); fetches != 1 {
 		t.Fatalf("%d fetches at 50 min, want 1", fetches)
 	}
 	advance(6 * time.Minute) // 56 min: inside the margin
 	if res := s.Send(context.Background(), fcmSub("d"), visual(clock())); res.Outcome != fanout.Delivered {
 		t.Fatal(res)
 	}
-	if fetches, _ := f.counts(); fetches != 2 {
+	if fetches, _ := f.Counts(); fetches != 2 {
 		t.Fatalf("%d fetches at 56 min, want 2", fetches)
 	}
 }
@@ -379,8 +203,8 @@ func TestConcurrentSendsShareOneTokenFetch(t *testing.T) {
 	f := newFake(t)
 	const n = 16
 	arrived, release := make(chan struct{}, n), make(chan struct{})
-	f.onToken = func() { arrived <- struct{}{}; <-release }
-	s := f.sender(t, nil)
+	f.OnToken(func() { arrived <- struct{}{}; <-release })
+	s := newSender(t, f, nil)
 	var started, done sync.WaitGroup
 	var delivered atomic.Int32
 	for i := 0; i < n; i++ {
@@ -398,31 +222,29 @@ func TestConcurrentSendsShareOneTokenFetch(t *testing.T) {
 	<-arrived // one exchange is in flight and held; every sender has started
 	close(release)
 	done.Wait()
-	if fetches, sends := f.counts(); fetches != 1 || sends != n || delivered.Load() != n || len(arrived) != 0 {
+	if fetches, sends := f.Counts(); fetches != 1 || sends != n || delivered.Load() != n || len(arrived) != 0 {
 		t.Fatalf("fetches %d (requests %d) sends %d delivered %d, want 1, %d, %d", fetches, 1+len(arrived), sends, delivered.Load(), n, n)
 	}
 }
 
 func TestUnauthorizedRefreshesTokenOnce(t *testing.T) {
 	f := newFake(t)
-	s := f.sender(t, nil)
+	s := newSender(t, f, nil)
 	if res := s.Send(context.Background(), fcmSub("d"), visual(time.Now())); res.Outcome != fanout.Delivered {
 		t.Fatal(res)
 	}
-	f.revokeAll() // Google stops taking the cached token
+	f.RevokeTokens() // Google stops taking the cached token
 	if res := s.Send(context.Background(), fcmSub("d"), visual(time.Now())); res.Outcome != fanout.Delivered {
 		t.Fatalf("after revocation: %+v, want delivered with a fresh token", res)
 	}
-	if fetches, sends := f.counts(); fetches != 2 || sends != 2 {
+	if fetches, sends := f.Counts(); fetches != 2 || sends != 2 {
 		t.Fatalf("fetches %d sends %d, want 2 and 2", fetches, sends)
 	}
 
 	// A token endpoint that keeps refusing (a deleted key): retry, and
 	// never disable the device's subscription for our credentials.
-	f.revokeAll()
-	f.mu.Lock()
-	f.tokenFail = 1
-	f.mu.Unlock()
+	f.RevokeTokens()
+	f.FailTokenRequests(1)
 	res := s.Send(context.Background(), fcmSub("d"), visual(time.Now()))
 	if res.Outcome != fanout.Retry || !strings.Contains(res.Err, "invalid_grant") {
 		t.Fatalf("refused refresh: %+v", res)
@@ -431,13 +253,13 @@ func TestUnauthorizedRefreshesTokenOnce(t *testing.T) {
 
 func TestPersistent401IsRetried(t *testing.T) {
 	f := newFake(t)
-	f.script["d"] = googleError(401, "UNAUTHENTICATED", "", "no")
-	s := f.sender(t, nil)
+	f.Script("d", fcmtest.Error(401, "UNAUTHENTICATED", "", "no"))
+	s := newSender(t, f, nil)
 	res := s.Send(context.Background(), fcmSub("d"), visual(time.Now()))
 	if res.Outcome != fanout.Retry || !strings.Contains(res.Err, "401") {
 		t.Fatalf("%+v", res)
 	}
-	if fetches, sends := f.counts(); fetches != 2 || sends != 2 {
+	if fetches, sends := f.Counts(); fetches != 2 || sends != 2 {
 		t.Fatalf("fetches %d sends %d, want one refresh and one resend", fetches, sends)
 	}
 }
@@ -446,8 +268,8 @@ func TestHangingFCMTimesOut(t *testing.T) {
 	f := newFake(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	f.script["slow"] = func(w http.ResponseWriter) { <-release }
-	s, err := New(Options{ServiceAccountJSON: f.keyJSON(), Endpoint: f.srv.URL, Timeout: 100 * time.Millisecond})
+	f.Script("slow", func(w http.ResponseWriter) { <-release })
+	s, err := New(Options{ServiceAccountJSON: f.ServiceAccountJSON(), Endpoint: f.URL, Timeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,7 +281,7 @@ func TestHangingFCMTimesOut(t *testing.T) {
 func TestNewRejectsBadKeys(t *testing.T) {
 	f := newFake(t)
 	good := map[string]string{}
-	json.Unmarshal(f.keyJSON(), &good)
+	json.Unmarshal(f.ServiceAccountJSON(), &good)
 	with := func(k, v string) []byte {
 		m := map[string]string{}
 		for a, b := range good {
@@ -502,7 +324,7 @@ func TestNewRejectsBadKeys(t *testing.T) {
 
 func BenchmarkSend(b *testing.B) {
 	f := newFake(b)
-	s := f.sender(b, nil)
+	s := newSender(b, f, nil)
 	sub := fcmSub("device-1")
 	msg := visual(time.Now())
 	b.ReportAllocs()

@@ -195,9 +195,8 @@ func classify(resp *http.Response, body []byte, now time.Time) fanout.Result {
 }
 
 // DecodeSecret returns the HMAC key of a whsec_ secret. Standard Webhooks
-// encodes it in standard base64; Herald issues base64url without padding.
-// Both alphabets, padded or not, are accepted so that a secret copied from
-// another Standard Webhooks sender works too.
+// encodes it in standard base64, as Herald issues it; base64url is
+// accepted too, padded or not, for secrets of earlier Herald versions.
 func DecodeSecret(secret string) ([]byte, error) {
 	s, ok := strings.CutPrefix(secret, SecretPrefix)
 	if !ok {
