@@ -68,9 +68,6 @@ type Engine struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	stopOnce sync.Once
-
-	failMu       sync.Mutex
-	failingSince map[string]time.Time // webhook subscription → first failure
 }
 
 type taskKey struct{ uid, nid, sid string }
@@ -119,7 +116,7 @@ func NewEngine(o EngineOptions) *Engine {
 	return &Engine{o: o, log: o.Logger, m: newEngineMetrics(o.Registry),
 		tasks: map[taskKey]*task{}, hostBusy: map[string]int{}, wake: make(chan struct{}, 1),
 		work: make(chan *task), outcomes: make(chan raft.DeliveryOutcome, 4096),
-		stop: make(chan struct{}), failingSince: map[string]time.Time{}}
+		stop: make(chan struct{})}
 }
 
 // Start loads the pending deliveries of owned users and starts working.
@@ -367,7 +364,6 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 	t.attempts++
 	switch res.Outcome {
 	case Delivered:
-		e.clearFailing(k.sid)
 		out.Outcome = raft.OutcomeDelivered
 		if delay, ok := fallbackDelay(sub, n, pending); ok {
 			due := end.Add(delay)
@@ -424,24 +420,11 @@ func (e *Engine) backoff(attempts int) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
+// keptFailing reports whether a webhook has failed without a success for
+// longer than WebhookDisableAfter, by the replicated failing clock.
 func (e *Engine) keptFailing(sub *resource.SubscriptionRecord, now time.Time) bool {
-	if sub.Channel.Type != resource.ChannelWebhook {
-		return false
-	}
-	e.failMu.Lock()
-	defer e.failMu.Unlock()
-	first, ok := e.failingSince[sub.ID]
-	if !ok {
-		e.failingSince[sub.ID] = now
-		return false
-	}
-	return now.Sub(first) >= e.o.WebhookDisableAfter
-}
-
-func (e *Engine) clearFailing(sid string) {
-	e.failMu.Lock()
-	delete(e.failingSince, sid)
-	e.failMu.Unlock()
+	return sub.Channel.Type == resource.ChannelWebhook && sub.FailingSince != 0 &&
+		now.Sub(time.Unix(0, sub.FailingSince)) >= e.o.WebhookDisableAfter
 }
 
 // Report queues an outcome to record, such as a live stream's receipt.

@@ -125,9 +125,26 @@ func (t *tx) deliveryOutcomes(c *Command) Result {
 		t.setJSON(deliveryKey(o.UserID, o.NotificationID, o.SubscriptionID), d)
 		if o.Outcome == OutcomeDisable {
 			t.disableSub(o.SubscriptionID, o.Error)
+		} else if o.Attempted {
+			t.trackFailing(o.SubscriptionID, o.Outcome == OutcomeDelivered, o.At)
 		}
 	}
 	return ok(nil)
+}
+
+// trackFailing starts a subscription's failing clock at its first failed
+// attempt and stops it at a success; it writes only when that changes.
+func (t *tx) trackFailing(sid string, delivered bool, at int64) {
+	var s resource.SubscriptionRecord
+	if !t.getJSON(subKey(sid), &s) || (s.FailingSince != 0) != delivered {
+		return
+	}
+	if delivered {
+		s.FailingSince = 0
+	} else {
+		s.FailingSince = at
+	}
+	t.setJSON(subKey(sid), s)
 }
 
 func (t *tx) disableSub(sid, reason string) {

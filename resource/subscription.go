@@ -100,6 +100,10 @@ type SubscriptionRecord struct {
 	Subscription
 	AppID         string `json:"appObjectId"`
 	WebhookSecret string `json:"webhookSecret,omitempty"`
+	// FailingSince is when deliveries to this subscription started failing
+	// without a success since (Unix ns; 0: not failing). It is replicated so
+	// that a webhook's disable-after clock survives restarts.
+	FailingSince int64 `json:"failingSince,omitempty"`
 }
 
 // View is the API shape at time now: key material removed, and a lapsed
