@@ -51,6 +51,12 @@ func bearer(r *http.Request, allowQuery bool) string {
 func (s *Server) authenticate(r *http.Request, allowQuery bool) (*principal, error) {
 	tok := bearer(r, allowQuery)
 	if tok == "" {
+		var err error
+		if tok, err = s.sessionToken(r); err != nil { // the web UI's cookie (session.go)
+			return nil, err
+		}
+	}
+	if tok == "" {
 		return nil, unauthenticated("An access token is required: send Authorization: Bearer <token>.")
 	}
 	rec, ok, err := s.state.Token(credential.HashToken(tok))

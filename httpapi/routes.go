@@ -54,6 +54,7 @@ func (s *Server) routes() {
 	if s.opts.UI != nil {
 		s.mux.Handle("/ui/", s.opts.UI)
 	}
+	s.uiRoutes(rt) // session.go
 	rt.finish()
 }
 

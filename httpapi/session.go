@@ -1,0 +1,351 @@
+package httpapi
+
+// Sign-in for the web UI with a session cookie.
+//
+// The UI runs in a browser, where a bearer token kept by script would be
+// readable by any script injected into the page. So the UI signs in here
+// instead: the access token goes into an HttpOnly cookie that script cannot
+// read, and authenticate accepts that cookie wherever it accepts a bearer
+// token (the REST API and the live stream).
+//
+// A cookie is ambient: the browser attaches it to requests that other sites
+// make it send. Three things stop that from being abused:
+//   - SameSite=Strict keeps the cookie off requests that start on another
+//     site.
+//   - A request authenticated by the cookie is refused when the browser says
+//     it came from another origin (Sec-Fetch-Site, or Origin when that header
+//     is missing), which covers WebSocket upgrades too.
+//   - Every state-changing request authenticated by the cookie must carry
+//     X-CSRF-Token. Its value is derived from the sign-in session's id, which
+//     only the server knows, and the page learns it from the JSON answers of
+//     /ui/session. Another origin can neither read those answers nor compute
+//     the value. Because it is tied to the session rather than to one access
+//     token, it stays the same across token refreshes, so several tabs of one
+//     sign-in keep working while one of them refreshes.
+//
+// Requests with an Authorization header never look at the cookie, so API
+// clients need no CSRF token.
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/herald-notify/herald/credential"
+	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
+)
+
+const (
+	// sessionCookie holds the session's access token; sent on every path.
+	sessionCookie = "herald_session"
+	// refreshCookie holds the refresh token; sent only to /ui/session, so
+	// it never travels with ordinary API requests.
+	refreshCookie = "herald_refresh"
+	refreshPath   = "/ui/session"
+	csrfHeader    = "X-CSRF-Token"
+)
+
+// uiRoutes registers the web UI's own endpoints: the session, and the admin
+// read models the console needs beyond the contract (adminviews.go).
+func (s *Server) uiRoutes(rt *router) {
+	s.mux.Handle("GET /ui/session", s.wrap("ui-session", s.getSession))
+	s.mux.Handle("POST /ui/session", s.wrap("ui-session", s.signIn))
+	s.mux.Handle("DELETE /ui/session", s.wrap("ui-session", s.signOut))
+	s.mux.Handle("POST /ui/session/refresh", s.wrap("ui-session-refresh", s.refreshSession))
+	s.adminViewRoutes(rt)
+}
+
+// sessionToken is the access token in the session cookie of a request that
+// has no bearer token, or "" when there is no cookie. It refuses requests
+// from other origins, and state-changing requests without the session's
+// CSRF token. A token it passes on is still checked by authenticate.
+func (s *Server) sessionToken(r *http.Request) (string, error) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return "", nil
+	}
+	if s.crossOrigin(r) {
+		return "", denied("The session cookie is not accepted on requests from another site.")
+	}
+	if safeMethod(r.Method) {
+		return c.Value, nil
+	}
+	rec, ok, err := s.state.Token(credential.HashToken(c.Value))
+	if err != nil {
+		return "", err
+	}
+	// An unknown token falls through to authenticate's 401, which tells the
+	// page to refresh or sign in again; a CSRF error would not.
+	if ok && !validCSRF(r.Header.Get(csrfHeader), rec.Session) {
+		return "", denied("The request lacks the page's X-CSRF-Token; reload the page and try again.")
+	}
+	return c.Value, nil
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// csrfToken is the CSRF token of a sign-in session: a one-way function of
+// the session id, so showing it to the page reveals nothing else.
+func csrfToken(session string) string {
+	sum := sha256.Sum256([]byte("herald-ui-csrf\x00" + session))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func validCSRF(got, session string) bool {
+	if got == "" || session == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(csrfToken(session))) == 1
+}
+
+// crossOrigin reports whether a browser marked the request as started by
+// another origin. Fetch metadata is the browser's own statement; Origin is
+// the fallback for browsers or requests without it.
+func (s *Server) crossOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none": // "none": the user opened the URL directly
+		return false
+	case "cross-site", "same-site":
+		return true
+	}
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return false // not sent on same-origin GETs by older browsers
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" {
+		return true
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return false
+	}
+	if pu, err := url.Parse(s.opts.PublicURL); err == nil && pu.Host != "" && strings.EqualFold(u.Host, pu.Host) {
+		return false
+	}
+	return true
+}
+
+// sessionInfo is the answer of GET, POST /ui/session and of a refresh.
+type sessionInfo struct {
+	User      resource.User `json:"user"`
+	CSRFToken string        `json:"csrfToken"`
+	// ExpiresIn is the access token's lifetime in seconds; the page
+	// refreshes before then.
+	ExpiresIn int `json:"expiresIn"`
+}
+
+type signInInput struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// signIn is POST /ui/session with a user name and password, as JSON or as
+// a form. It sets the session cookies and answers the user and CSRF token.
+func (s *Server) signIn(w http.ResponseWriter, r *http.Request) error {
+	// A sign-in started by another site would sign the victim's browser
+	// into the attacker's account (login CSRF).
+	if s.crossOrigin(r) {
+		return denied("Sign in from Herald's own sign-in page.")
+	}
+	var in signInInput
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "application/x-www-form-urlencoded" {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		if err := r.ParseForm(); err != nil {
+			return resource.Errorf(resource.CodeInvalidRequest, "The sign-in form could not be read.")
+		}
+		in.Username, in.Password = r.PostForm.Get("username"), r.PostForm.Get("password")
+	} else if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if in.Username == "" || in.Password == "" {
+		return resource.Invalid("username", "Enter a user name and a password.")
+	}
+	u, err := s.checkPassword(in.Username, in.Password, time.Now())
+	if err != nil {
+		return err
+	}
+	session := resource.NewSecret(16)
+	tr, err := s.issue(r, resource.PrincipalUser, u.ID, session, "", true)
+	if err != nil {
+		return oauthAsGraph(err)
+	}
+	s.setSessionCookies(w, r, tr)
+	writeJSON(w, http.StatusOK, sessionInfo{User: u.User, CSRFToken: csrfToken(session), ExpiresIn: tr.ExpiresIn})
+	return nil
+}
+
+// checkPassword applies the password grant's rules (rate limit per user
+// name, equal cost for unknown users, disabled accounts refused) with
+// answers in the API's error shape.
+func (s *Server) checkPassword(name, pw string, now time.Time) (*resource.UserRecord, error) {
+	if ok, wait := s.limits.allow("login:user:"+strings.ToLower(name), 2, 10, now); !ok {
+		return nil, &retryAfter{resource.Errorf(resource.CodeRateLimited, "Too many sign-in attempts; wait a moment and try again."), wait}
+	}
+	wrong := unauthenticated("The user name or password is wrong.")
+	u, found, err := s.state.UserByName(name)
+	if err != nil {
+		return nil, err
+	}
+	if !found || !strings.EqualFold(u.UserPrincipalName, name) {
+		credential.CheckPassword(dummyHash, pw)
+		return nil, wrong
+	}
+	if !credential.CheckPassword(u.PasswordHash, pw) {
+		return nil, wrong
+	}
+	if !u.AccountEnabled {
+		return nil, unauthenticated("This account is disabled; ask an admin to enable it.")
+	}
+	return u, nil
+}
+
+// oauthAsGraph turns issue's RFC 6749 errors into the API's error shape.
+func oauthAsGraph(err error) error {
+	var oe *oauthError
+	if errors.As(err, &oe) {
+		return unauthenticated(oe.Desc)
+	}
+	return err
+}
+
+// getSession is GET /ui/session: who the cookie signs in, and the CSRF
+// token, for a page that was reloaded. 401 means: refresh, or sign in.
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
+	if _, err := r.Cookie(sessionCookie); err != nil {
+		return unauthenticated("Not signed in.")
+	}
+	p, err := s.authenticate(r, false)
+	if err != nil {
+		return err
+	}
+	if p.user == nil || p.session == "" {
+		return unauthenticated("Not signed in.")
+	}
+	rec, _, err := s.state.Token(credential.HashToken(mustCookie(r, sessionCookie)))
+	if err != nil {
+		return err
+	}
+	left := AccessTokenTTL
+	if rec != nil {
+		left = time.Until(rec.ExpiresAt.Time)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, sessionInfo{User: p.user.User, CSRFToken: csrfToken(p.session), ExpiresIn: int(left / time.Second)})
+	return nil
+}
+
+func mustCookie(r *http.Request, name string) string {
+	c, err := r.Cookie(name)
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+// refreshSession is POST /ui/session/refresh: it rotates the refresh token
+// in its cookie and sets a new access token. It needs no CSRF token: the
+// refresh cookie goes only to this path, other sites cannot make the
+// browser send it (SameSite, and the origin check), and the new tokens land
+// in cookies the caller cannot read, so a forged refresh gains nothing.
+func (s *Server) refreshSession(w http.ResponseWriter, r *http.Request) error {
+	if s.crossOrigin(r) {
+		return denied("The session cannot be refreshed from another site.")
+	}
+	rt := mustCookie(r, refreshCookie)
+	if rt == "" {
+		return unauthenticated("Not signed in.")
+	}
+	hash := credential.HashToken(rt)
+	rec, ok, err := s.state.Token(hash)
+	if err != nil {
+		return err
+	}
+	if !ok || rec.Kind != resource.TokenRefresh || rec.PrincipalType != resource.PrincipalUser ||
+		!time.Now().Before(rec.ExpiresAt.Time) {
+		s.clearSessionCookies(w, r)
+		return unauthenticated("The session ended; sign in again.")
+	}
+	u, ok, err := s.state.User(rec.PrincipalID)
+	if err != nil {
+		return err
+	}
+	if !ok || !u.AccountEnabled {
+		s.clearSessionCookies(w, r)
+		return unauthenticated("This account no longer exists or is disabled.")
+	}
+	tr, err := s.issue(r, resource.PrincipalUser, u.ID, rec.Session, hash, true)
+	if err != nil {
+		return oauthAsGraph(err)
+	}
+	s.setSessionCookies(w, r, tr)
+	writeJSON(w, http.StatusOK, sessionInfo{User: u.User, CSRFToken: csrfToken(rec.Session), ExpiresIn: tr.ExpiresIn})
+	return nil
+}
+
+// signOut is DELETE /ui/session: it revokes every token of the session (on
+// all nodes, through Raft) and clears the cookies. It needs the CSRF token,
+// so another site cannot sign the user out.
+func (s *Server) signOut(w http.ResponseWriter, r *http.Request) error {
+	if s.crossOrigin(r) {
+		return denied("Sign out from Herald's own pages.")
+	}
+	// The access token may have expired while the refresh token still
+	// works; either one names the session to end.
+	var rec *resource.TokenRecord
+	for _, name := range []string{sessionCookie, refreshCookie} {
+		if v := mustCookie(r, name); v != "" {
+			found, ok, err := s.state.Token(credential.HashToken(v))
+			if err != nil {
+				return err
+			}
+			if ok && found.Session != "" {
+				rec = found
+				break
+			}
+		}
+	}
+	if rec != nil {
+		if !validCSRF(r.Header.Get(csrfHeader), rec.Session) {
+			return denied("The request lacks the page's X-CSRF-Token; reload the page and try again.")
+		}
+		if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpRevokeSession, Now: time.Now().UnixNano(),
+			UserID: rec.PrincipalID, Session: rec.Session}); err != nil {
+			return err
+		}
+	}
+	s.clearSessionCookies(w, r)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// secureCookies: over TLS, or behind a proxy whose public URL is https.
+func (s *Server) secureCookies(r *http.Request) bool {
+	return r.TLS != nil || strings.HasPrefix(strings.ToLower(s.opts.PublicURL), "https://")
+}
+
+func (s *Server) setSessionCookies(w http.ResponseWriter, r *http.Request, tr *tokenResponse) {
+	secure := s.secureCookies(r)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: tr.AccessToken, Path: "/",
+		MaxAge: tr.ExpiresIn, HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: refreshCookie, Value: tr.RefreshToken, Path: refreshPath,
+		MaxAge: int(RefreshTokenTTL / time.Second), HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
+	w.Header().Set("Cache-Control", "no-store")
+}
+
+func (s *Server) clearSessionCookies(w http.ResponseWriter, r *http.Request) {
+	secure := s.secureCookies(r)
+	for _, c := range []struct{ name, path string }{{sessionCookie, "/"}, {refreshCookie, refreshPath}} {
+		http.SetCookie(w, &http.Cookie{Name: c.name, Value: "", Path: c.path, MaxAge: -1,
+			HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
+	}
+}

@@ -1,0 +1,213 @@
+package httpapi_test
+
+// The web UI's cookie session (httpapi/session.go), over real HTTP to a
+// real node.
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/herald-notify/herald/internal/testnode"
+)
+
+// uiSession is a signed-in browser as the server sees it: its cookies and
+// the CSRF token the page keeps.
+type uiSession struct {
+	access, refresh string
+	csrf            string
+	userID          string
+}
+
+func (s uiSession) cookie() string { return "herald_session=" + s.access }
+
+// cookies returns the Set-Cookie headers of r by name.
+func cookies(r *resp) map[string]*http.Cookie {
+	out := map[string]*http.Cookie{}
+	for _, c := range (&http.Response{Header: r.Header}).Cookies() {
+		out[c.Name] = c
+	}
+	return out
+}
+
+func readSession(t *testing.T, r *resp) uiSession {
+	t.Helper()
+	var body struct {
+		User struct {
+			ID string `json:"id"`
+		} `json:"user"`
+		CSRFToken string `json:"csrfToken"`
+		ExpiresIn int    `json:"expiresIn"`
+	}
+	r.into(t, &body)
+	if body.CSRFToken == "" || body.User.ID == "" || body.ExpiresIn <= 0 {
+		t.Fatalf("%s: want user, csrfToken and expiresIn", r)
+	}
+	if strings.Contains(string(r.Body), "access_token") || strings.Contains(string(r.Body), "refresh") {
+		t.Fatalf("%s: tokens must stay in HttpOnly cookies, not in the body", r)
+	}
+	cs := cookies(r)
+	a, f := cs["herald_session"], cs["herald_refresh"]
+	if a == nil || f == nil {
+		t.Fatalf("%s: want herald_session and herald_refresh cookies, got %v", r, r.Header.Values("Set-Cookie"))
+	}
+	return uiSession{access: a.Value, refresh: f.Value, csrf: body.CSRFToken, userID: body.User.ID}
+}
+
+func (n *hnode) signIn(t *testing.T, user, password string) uiSession {
+	t.Helper()
+	return readSession(t, n.post(t, "", "/ui/session", map[string]string{"username": user, "password": password}).expect(t, 200))
+}
+
+func TestUISessionSignInSetsHardenedCookies(t *testing.T) {
+	n := start(t, nil)
+	r := n.post(t, "", "/ui/session", map[string]string{"username": "admin", "password": testnode.AdminPassword}).expect(t, 200)
+	s := readSession(t, r)
+	cs := cookies(r)
+	a, f := cs["herald_session"], cs["herald_refresh"]
+	if !a.HttpOnly || a.SameSite != http.SameSiteStrictMode || a.Path != "/" || a.Secure {
+		t.Errorf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/, not Secure over plain HTTP", a)
+	}
+	if !f.HttpOnly || f.SameSite != http.SameSiteStrictMode || f.Path != "/ui/session" {
+		t.Errorf("refresh cookie %+v: want HttpOnly, SameSite=Strict, Path=/ui/session", f)
+	}
+	if r.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control = %q, want no-store", r.Header.Get("Cache-Control"))
+	}
+	// A reloaded page learns the same CSRF token from GET /ui/session.
+	var info struct {
+		CSRFToken string `json:"csrfToken"`
+		User      struct{ UserPrincipalName string }
+	}
+	n.get(t, "", "/ui/session", "Cookie", s.cookie()).expect(t, 200).into(t, &info)
+	if info.CSRFToken != s.csrf || info.User.UserPrincipalName != "admin" {
+		t.Errorf("GET /ui/session = %+v, want admin and the sign-in's CSRF token", info)
+	}
+	n.get(t, "", "/ui/session").expect(t, 401)
+}
+
+func TestUISessionSignInAcceptsFormAndRefusesWrongPassword(t *testing.T) {
+	n := start(t, nil)
+	form := url.Values{"username": {"admin"}, "password": {testnode.AdminPassword}}.Encode()
+	readSession(t, n.post(t, "", "/ui/session", form, "Content-Type", "application/x-www-form-urlencoded").expect(t, 200))
+
+	r := n.post(t, "", "/ui/session", map[string]string{"username": "admin", "password": "not-the-password"}).expect(t, 401)
+	var e struct{ Error apiError }
+	r.into(t, &e)
+	if e.Error.Code != "unauthenticated" || !strings.Contains(e.Error.Message, "wrong") {
+		t.Errorf("wrong password: %s", r)
+	}
+	if len(cookies(r)) != 0 {
+		t.Errorf("a failed sign-in set cookies: %v", r.Header.Values("Set-Cookie"))
+	}
+	// A sign-in form posted by another site is refused (login CSRF).
+	n.post(t, "", "/ui/session", form, "Content-Type", "application/x-www-form-urlencoded",
+		"Sec-Fetch-Site", "cross-site").expect(t, 403)
+}
+
+func TestUISessionCookieAuthenticatesAPIAndStream(t *testing.T) {
+	e := newStreamEnv(t, nil)
+	n := &hnode{Node: e.node, http: e.client}
+	s := n.signIn(t, "alice", "alice-password")
+
+	var me struct{ UserPrincipalName string }
+	n.get(t, "", "/v1.0/me", "Cookie", s.cookie()).expect(t, 200).into(t, &me)
+	if me.UserPrincipalName != "alice" {
+		t.Fatalf("GET /me with the cookie = %+v", me)
+	}
+	// The live stream, as the inbox's EventSource opens it: only the cookie.
+	stream, status, body := e.openSSE(t, "subscriptionId="+e.webSub, http.Header{"Cookie": {s.cookie()}})
+	if stream == nil {
+		t.Fatalf("stream with the session cookie: %d %s", status, body)
+	}
+	sent := e.sendTitled(t, "over the cookie")
+	if got := stream.next(t).notificationID(t); got != sent.ID {
+		t.Fatalf("stream delivered %s, want %s", got, sent.ID)
+	}
+}
+
+func TestUISessionStateChangesNeedCSRFToken(t *testing.T) {
+	n := start(t, nil)
+	s := n.signIn(t, "admin", testnode.AdminPassword)
+	body := map[string]any{"userPrincipalName": "bob", "displayName": "Bob", "password": "bob-password", "roles": []string{"user"}}
+
+	for _, c := range []struct {
+		name string
+		hdr  []string
+	}{
+		{"no token", []string{"Cookie", s.cookie()}},
+		{"wrong token", []string{"Cookie", s.cookie(), "X-CSRF-Token", "x" + s.csrf}},
+	} {
+		r := n.post(t, "", "/v1.0/users", body, c.hdr...).expect(t, 403)
+		var e struct{ Error apiError }
+		r.into(t, &e)
+		if e.Error.Code != "accessDenied" || !strings.Contains(e.Error.Message, "X-CSRF-Token") {
+			t.Errorf("%s: %s", c.name, r)
+		}
+	}
+	n.get(t, "", "/v1.0/users/bob", "Cookie", s.cookie()).expect(t, 404) // nothing was created
+
+	n.post(t, "", "/v1.0/users", body, "Cookie", s.cookie(), "X-CSRF-Token", s.csrf).expect(t, 201)
+	// Reads need no token.
+	n.get(t, "", "/v1.0/users/bob", "Cookie", s.cookie()).expect(t, 200)
+	// Bearer requests need none either, and ignore a cookie beside them.
+	n.patch(t, n.admin, "/v1.0/users/bob", map[string]string{"displayName": "Robert"}, "Cookie", s.cookie()).expect(t, 200)
+	// A request that a browser marks as coming from another site is refused
+	// even with the token, reads included.
+	n.get(t, "", "/v1.0/me", "Cookie", s.cookie(), "Sec-Fetch-Site", "cross-site").expect(t, 403)
+	n.get(t, "", "/v1.0/me", "Cookie", s.cookie(), "Origin", "https://evil.example").expect(t, 403)
+	n.get(t, "", "/v1.0/me", "Cookie", s.cookie(), "Origin", n.URL).expect(t, 200)
+	// A WebSocket opened by another site's page (browsers attach cookies to
+	// those handshakes) is refused before the upgrade.
+	n.get(t, "", "/v1.0/me/notifications/stream", "Cookie", s.cookie(), "Origin", "https://evil.example",
+		"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13",
+		"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==").expect(t, 403)
+}
+
+func TestUISessionRefreshKeepsCSRFTokenAndRotates(t *testing.T) {
+	n := start(t, nil)
+	s := n.signIn(t, "admin", testnode.AdminPassword)
+	refresh := func(rt string) *resp {
+		return n.post(t, "", "/ui/session/refresh", nil, "Cookie", "herald_refresh="+rt)
+	}
+	s2 := readSession(t, refresh(s.refresh).expect(t, 200))
+	if s2.access == s.access || s2.refresh == s.refresh {
+		t.Fatal("refresh returned the same tokens")
+	}
+	if s2.csrf != s.csrf {
+		t.Error("the CSRF token changed on refresh; other tabs of the session would break")
+	}
+	n.post(t, "", "/v1.0/applications", map[string]string{"displayName": "A", "targetHostName": "a.example"},
+		"Cookie", s2.cookie(), "X-CSRF-Token", s.csrf).expect(t, 201)
+	// A refresh token works once.
+	refresh(s.refresh).expect(t, 401)
+	n.post(t, "", "/ui/session/refresh", nil).expect(t, 401)
+}
+
+func TestUISessionSignOutRevokesTheSession(t *testing.T) {
+	n := start(t, nil)
+	s := n.signIn(t, "admin", testnode.AdminPassword)
+	other := n.signIn(t, "admin", testnode.AdminPassword) // another browser
+	both := fmt.Sprintf("%s; herald_refresh=%s", s.cookie(), s.refresh)
+
+	n.del(t, "", "/ui/session", "Cookie", both).expect(t, 403) // no CSRF token
+	n.get(t, "", "/v1.0/me", "Cookie", s.cookie()).expect(t, 200)
+
+	r := n.del(t, "", "/ui/session", "Cookie", both, "X-CSRF-Token", s.csrf).expect(t, 204)
+	for name, c := range cookies(r) {
+		if c.MaxAge >= 0 || c.Value != "" {
+			t.Errorf("sign-out left cookie %s: %+v", name, c)
+		}
+	}
+	if len(cookies(r)) != 2 {
+		t.Errorf("sign-out cleared %d cookies, want 2", len(cookies(r)))
+	}
+	n.get(t, "", "/v1.0/me", "Cookie", s.cookie()).expect(t, 401)
+	n.post(t, "", "/ui/session/refresh", nil, "Cookie", "herald_refresh="+s.refresh).expect(t, 401)
+	// Only that session ended.
+	n.get(t, "", "/v1.0/me", "Cookie", other.cookie()).expect(t, 200)
+	// Signing out again, or without a session, is harmless.
+	n.del(t, "", "/ui/session").expect(t, 204)
+}

@@ -1,0 +1,100 @@
+// Pieces the console's views share.
+
+import { h, errorBox, busy } from '../dom.js';
+import { all } from '../api.js';
+
+export const users = () => all('/v1.0/users?$top=200', 5000);
+export const apps = () => all('/v1.0/applications?$top=200', 5000);
+
+// pageHead is a view's heading; the router focuses the h1 after a
+// navigation, so keyboard and screen-reader users land on the new view.
+export function pageHead(title, intro, ...actions) {
+  return h('header', { class: 'page-head' },
+    h('div', h('h1', { tabindex: '-1' }, title), intro ? h('p', { class: 'muted' }, intro) : null),
+    actions.length ? h('div', { class: 'actions' }, actions) : null);
+}
+
+const tones = {
+  active: 'ok', delivered: 'ok', enabled: 'ok', leader: 'accent', follower: 'ok', healthy: 'ok', unread: 'accent',
+  pending: 'warn', candidate: 'warn', expired: 'muted', skipped: 'muted', read: 'muted', noInteraction: 'muted',
+  disabled: 'bad', failed: 'bad', unreachable: 'bad', deleted: 'bad', dismissed: 'muted', activated: 'ok', snoozed: 'warn',
+};
+
+export function pill(text, tone) {
+  return h('span', { class: ['pill', 'pill-' + (tone || tones[text] || 'muted')] }, text);
+}
+
+// table renders rows with columns [{label, cell(row), class}]. On a phone
+// each row becomes a card that labels its cells (CSS reads data-label).
+export function table(columns, rows, { empty = 'Nothing to show.', caption, rowAttrs } = {}) {
+  if (!rows.length) return h('p', { class: 'empty-inline muted' }, empty);
+  return h('div', { class: 'table-wrap' },
+    h('table', { class: 'data' },
+      caption ? h('caption', { class: 'sr-only' }, caption) : null,
+      h('thead', h('tr', columns.map((c) => h('th', { scope: 'col', class: c.class }, c.label)))),
+      h('tbody', rows.map((r) => h('tr', rowAttrs ? rowAttrs(r) : null,
+        columns.map((c) => h('td', { class: c.class, 'data-label': c.label }, c.cell(r))))))));
+}
+
+export function loading(what = 'Loading…') {
+  return h('p', { class: 'loading muted', role: 'status' }, what);
+}
+
+// failure shows an API error in words with a way to try again.
+export function failure(err, retry) {
+  return h('div', { class: 'card notice notice-bad', role: 'alert' },
+    h('p', err.message || String(err)),
+    retry ? h('button', { type: 'button', class: 'btn', on: { click: retry } }, 'Try again') : null);
+}
+
+export function select(options, value, attrs = {}) {
+  return h('select', attrs, options.map((o) => {
+    const opt = typeof o === 'string' ? { value: o, label: o } : o;
+    return h('option', { value: opt.value, selected: opt.value === value }, opt.label);
+  }));
+}
+
+export function userOptions(list, placeholder = 'Choose a user…') {
+  return [{ value: '', label: placeholder }, ...list.map((u) => ({
+    value: u.id, label: u.displayName && u.displayName !== u.userPrincipalName ? `${u.displayName} (${u.userPrincipalName})` : u.userPrincipalName,
+  }))];
+}
+
+export function appOptions(list, placeholder = 'Choose an application…') {
+  return [{ value: '', label: placeholder }, ...list.map((a) => ({ value: a.targetHostName, label: `${a.displayName} — ${a.targetHostName}` }))];
+}
+
+// dialog opens a modal form: showModal traps focus inside and Escape
+// closes it. onSubmit returns a promise; an error stays in the dialog.
+export function dialog({ title, body = [], submitLabel = 'Save', danger = false, onSubmit }) {
+  const err = errorBox();
+  const ok = h('button', { type: 'submit', class: ['btn', danger ? 'btn-danger' : 'btn-primary'] }, submitLabel);
+  const cancel = h('button', { type: 'button', class: 'btn', on: { click: () => d.close() } }, 'Cancel');
+  const form = h('form', {
+    method: 'dialog',
+    on: {
+      submit: (e) => {
+        e.preventDefault();
+        err.show(null);
+        busy(ok, async () => {
+          try {
+            await onSubmit(form);
+            d.close();
+          } catch (ex) {
+            err.show(ex);
+          }
+        });
+      },
+    },
+  }, h('h2', title), body, err, h('div', { class: 'actions' }, cancel, ok));
+  const d = h('dialog', { class: 'modal', on: { close: () => d.remove() } }, form);
+  document.body.append(d);
+  d.showModal();
+  const first = form.querySelector('input, select, textarea');
+  (first || ok).focus();
+  return d;
+}
+
+export function userLabel(u) {
+  return u.displayName && u.displayName !== u.userPrincipalName ? `${u.displayName} (${u.userPrincipalName})` : u.userPrincipalName;
+}

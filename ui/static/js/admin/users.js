@@ -1,0 +1,156 @@
+// Users: create, disable or enable, reset a password; and one user's
+// subscriptions with their last delivery.
+
+import { h, replace, errorBox, field, busy, toast, timeEl } from '../dom.js';
+import { api } from '../api.js';
+import { pageHead, pill, table, loading, failure, select, dialog, users as loadUsers, userLabel } from './common.js';
+
+function resetPassword(u) {
+  const pw = h('input', { type: 'password', name: 'password', minlength: 8, required: true, autocomplete: 'new-password' });
+  dialog({
+    title: `Reset the password of ${u.userPrincipalName}`,
+    body: [field('New password', pw, 'At least 8 characters. The user is signed out everywhere.')],
+    submitLabel: 'Reset password',
+    onSubmit: async () => {
+      await api('PATCH', `/v1.0/users/${encodeURIComponent(u.id)}`, { password: pw.value });
+      toast(`The password of ${u.userPrincipalName} was reset.`);
+    },
+  });
+}
+
+async function setEnabled(u, enabled, after) {
+  try {
+    await api('PATCH', `/v1.0/users/${encodeURIComponent(u.id)}`, { accountEnabled: enabled });
+    toast(enabled ? `${u.userPrincipalName} can sign in again.` : `${u.userPrincipalName} is disabled and signed out everywhere.`);
+    after();
+  } catch (e) {
+    toast(e.message, 'error');
+  }
+}
+
+function actions(u, go, after) {
+  const enabled = u.accountEnabled;
+  return h('div', { class: 'row-actions' },
+    h('a', { class: 'btn btn-small', href: `#/users/${encodeURIComponent(u.userPrincipalName)}` }, 'Subscriptions'),
+    h('a', { class: 'btn btn-small', href: `#/compose?user=${encodeURIComponent(u.id)}` }, 'Send'),
+    h('a', { class: 'btn btn-small', href: `#/feed?user=${encodeURIComponent(u.id)}` }, 'Feed'),
+    h('button', {
+      type: 'button', class: ['btn', 'btn-small', enabled ? 'btn-danger-outline' : ''], 'aria-label': `${enabled ? 'Disable' : 'Enable'} ${u.userPrincipalName}`,
+      on: { click: (e) => busy(e.currentTarget, () => setEnabled(u, !enabled, after)) },
+    }, enabled ? 'Disable' : 'Enable'),
+    h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Reset the password of ${u.userPrincipalName}`, on: { click: () => resetPassword(u) } }, 'Reset password'));
+}
+
+function createForm(onCreated) {
+  const upn = h('input', { id: 'new-user-upn', name: 'userPrincipalName', required: true, autocapitalize: 'none', spellcheck: 'false', autocomplete: 'off' });
+  const name = h('input', { id: 'new-user-name', name: 'displayName', autocomplete: 'off' });
+  const pw = h('input', { id: 'new-user-password', name: 'password', type: 'password', minlength: 8, required: true, autocomplete: 'new-password' });
+  const role = select([{ value: 'user', label: 'User' }, { value: 'admin', label: 'Admin' }], 'user', { id: 'new-user-role' });
+  const err = errorBox();
+  const submit = h('button', { type: 'submit', class: 'btn btn-primary', id: 'new-user-submit' }, 'Create user');
+  const form = h('form', {
+    class: 'card form-grid form-cols', 'aria-labelledby': 'new-user-h',
+    on: {
+      submit: (e) => {
+        e.preventDefault();
+        err.show(null);
+        busy(submit, async () => {
+          try {
+            const u = await api('POST', '/v1.0/users', {
+              userPrincipalName: upn.value.trim(), displayName: name.value.trim() || upn.value.trim(),
+              password: pw.value, roles: [role.value],
+            });
+            toast(`${u.userPrincipalName} was created.`);
+            form.reset();
+            onCreated(u);
+          } catch (ex) {
+            err.show(ex);
+          }
+        });
+      },
+    },
+  },
+  h('h2', { id: 'new-user-h' }, 'Add a user'),
+  field('User name', upn, 'What they sign in with, e.g. alice or alice@example.com.'),
+  field('Display name', name),
+  field('Password', pw, 'At least 8 characters.'),
+  field('Role', role),
+  err,
+  h('div', { class: 'actions' }, submit));
+  return form;
+}
+
+export function list({ go }) {
+  const body = h('div', loading());
+  async function load() {
+    try {
+      const list = await loadUsers();
+      replace(body, table([
+        { label: 'User', cell: (u) => h('div', h('strong', u.displayName || u.userPrincipalName), h('div', { class: 'muted small' }, u.userPrincipalName)) },
+        { label: 'Roles', cell: (u) => (u.roles || []).join(', ') },
+        { label: 'Status', cell: (u) => pill(u.accountEnabled ? 'enabled' : 'disabled') },
+        { label: 'Created', cell: (u) => timeEl(u.createdDateTime) },
+        { label: 'Actions', cell: (u) => actions(u, go, load) },
+      ], list, { caption: 'Users', empty: 'No users yet.', rowAttrs: (u) => ({ 'data-upn': u.userPrincipalName }) }));
+    } catch (e) {
+      replace(body, failure(e, load));
+    }
+  }
+  load();
+  return {
+    title: 'Users',
+    el: h('div', { class: 'view' },
+      pageHead('Users', 'People who sign in to Herald and receive notifications.'),
+      createForm(load),
+      h('section', { class: 'card', 'aria-label': 'All users' }, body)),
+  };
+}
+
+function channelText(c) {
+  if (!c) return '—';
+  if (c.type === 'webhook' && c.url) return `webhook → ${c.url}`;
+  if (c.type === 'webPush' && c.endpoint) return `Web Push → ${new URL(c.endpoint).host}`;
+  return c.type;
+}
+
+function lastDeliveryCell(d) {
+  if (!d) return h('span', { class: 'muted' }, 'none yet');
+  return h('div', { class: 'stack' },
+    h('span', pill(d.state), ' ', timeEl(d.deliveredDateTime || d.lastAttemptDateTime)),
+    d.lastError ? h('span', { class: 'small error-text' }, d.lastError) : null,
+    h('a', { class: 'small', href: `#/deliveries?user=${encodeURIComponent(d.userId || '')}&n=${encodeURIComponent(d.notificationId)}` }, 'Delivery log'));
+}
+
+export function detail({ parts }) {
+  const id = parts[1];
+  const head = h('div', pageHead('User', 'Loading…'));
+  const body = h('div', loading());
+  async function load() {
+    try {
+      const u = await api('GET', `/v1.0/users/${encodeURIComponent(id)}`);
+      const [subs, last] = await Promise.all([
+        api('GET', `/v1.0/users/${encodeURIComponent(u.id)}/notificationSubscriptions`),
+        api('GET', `/v1.0/admin/users/${encodeURIComponent(u.id)}/lastDeliveries`),
+      ]);
+      const byID = new Map(last.value.map((d) => [d.subscriptionId, { ...d, userId: u.id }]));
+      replace(head, pageHead(userLabel(u), `${(u.roles || []).join(', ')} · ${u.accountEnabled ? 'enabled' : 'disabled'} · created ${new Date(u.createdDateTime).toLocaleDateString()}`,
+        actions(u, null, load)));
+      replace(body,
+        h('h2', 'Subscriptions'),
+        h('p', { class: 'muted' }, 'Each device or endpoint that registered for this user’s notifications.'),
+        table([
+          { label: 'Device', cell: (s) => h('div', h('strong', s.deviceName || 'Unnamed device'), h('div', { class: 'muted small mono' }, s.id)) },
+          { label: 'Application', cell: (s) => s.targetHostName },
+          { label: 'Channel', cell: (s) => channelText(s.channel) },
+          { label: 'Platform', cell: (s) => s.platformType },
+          { label: 'Status', cell: (s) => h('div', { class: 'stack' }, pill(s.status), s.statusReason ? h('span', { class: 'small muted' }, s.statusReason) : null) },
+          { label: 'Expires', cell: (s) => timeEl(s.expirationDateTime) },
+          { label: 'Last delivery', cell: (s) => lastDeliveryCell(byID.get(s.id)) },
+        ], subs.value, { caption: 'Subscriptions', empty: 'This user has no subscriptions. They get one by opening their inbox, or when an app on their device registers.' }));
+    } catch (e) {
+      replace(body, failure(e, load));
+    }
+  }
+  load();
+  return { title: 'User', el: h('div', { class: 'view' }, head, h('section', { class: 'card' }, body)) };
+}

@@ -1,0 +1,204 @@
+// The API client of both pages. The session lives in HttpOnly cookies that
+// this script cannot read; what it keeps is the CSRF token the server hands
+// out with the session, sent as X-CSRF-Token on every request that changes
+// something. Errors come back as ApiError with a message meant for people.
+
+export const session = { user: null, csrf: null };
+
+const listeners = new Set();
+
+// onSignedOut registers fn to run when the session ends (expired, revoked,
+// signed out in another tab).
+export function onSignedOut(fn) {
+  listeners.add(fn);
+}
+
+export class ApiError extends Error {
+  constructor(status, code, message, extra = {}) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    Object.assign(this, extra);
+  }
+}
+
+// What each error code means, for when the server gave no message.
+const words = {
+  invalidRequest: 'Herald did not accept the request. Check the fields and try again.',
+  unauthenticated: 'You are signed out. Sign in again.',
+  accessDenied: 'You are not allowed to do that.',
+  itemNotFound: 'That item does not exist any more.',
+  methodNotAllowed: 'That action is not possible here.',
+  nameAlreadyExists: 'That name is already taken.',
+  resyncRequired: 'The view is out of date and has to be reloaded.',
+  payloadTooLarge: 'That is too large for Herald to accept.',
+  unsupportedMediaType: 'Herald could not read the request.',
+  activityLimitReached: 'Too many requests in a short time.',
+  serviceNotAvailable: 'Herald cannot take this request right now.',
+  quotaLimitReached: 'A storage limit was reached, so nothing was saved.',
+  generalException: 'Something went wrong on the server.',
+};
+
+async function toError(res) {
+  let body = null;
+  try {
+    body = await res.json();
+  } catch {
+    // Not JSON: a proxy's error page, or a file that is not there.
+  }
+  const e = body && body.error;
+  const retry = Number(res.headers.get('Retry-After')) || 0;
+  if (!e || typeof e.code !== 'string') {
+    if (res.status === 404) return new ApiError(404, 'itemNotFound', words.itemNotFound);
+    return new ApiError(res.status, 'http', `The server answered with an error (HTTP ${res.status}). Try again in a moment.`);
+  }
+  let msg = typeof e.message === 'string' && e.message ? e.message : (words[e.code] || words.invalidRequest);
+  if ((e.code === 'activityLimitReached' || e.code === 'serviceNotAvailable') && retry) {
+    msg += ` Try again in ${retry} second${retry === 1 ? '' : 's'}.`;
+  }
+  if (e.code === 'generalException' && e.innerError && e.innerError['request-id']) {
+    msg = `${words.generalException} If it keeps happening, give your admin this request id: ${e.innerError['request-id']}.`;
+  }
+  return new ApiError(res.status, e.code, msg, { target: e.target, retryAfter: retry });
+}
+
+function networkError() {
+  return new ApiError(0, 'network', 'Herald could not be reached. Check your connection; the page keeps trying.');
+}
+
+async function send(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && method !== 'HEAD' && session.csrf) headers['X-CSRF-Token'] = session.csrf;
+  try {
+    return await fetch(path, {
+      method, headers, credentials: 'same-origin', cache: 'no-store',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw networkError();
+  }
+}
+
+// api calls the REST API. A 401 gets one silent refresh of the session and
+// a retry; if that fails too, the session is over.
+export async function api(method, path, body) {
+  let res = await send(method, path, body);
+  if (res.status === 401 && session.user) {
+    if (await refresh()) res = await send(method, path, body);
+    if (res.status === 401) ended();
+  }
+  // A 403 on a write can mean this tab's CSRF token belongs to a session
+  // that another tab replaced (signed out and in again): pick up the
+  // current one and try once more.
+  if (res.status === 403 && session.user && method !== 'GET' && await resync()) {
+    res = await send(method, path, body);
+  }
+  if (!res.ok) throw await toError(res);
+  if (res.status === 204) return null;
+  const ct = res.headers.get('Content-Type') || '';
+  return ct.includes('json') ? res.json() : res.text();
+}
+
+// all follows @odata.nextLink up to max items.
+export async function all(path, max = 1000) {
+  const out = [];
+  let next = path;
+  while (next && out.length < max) {
+    const page = await api('GET', next);
+    out.push(...page.value);
+    next = page['@odata.nextLink'];
+  }
+  return out;
+}
+
+let refreshing = null;
+let timer = 0;
+
+function adopt(info) {
+  session.user = info.user;
+  session.csrf = info.csrfToken;
+  // Refresh a minute before the access token expires, so that a live
+  // stream that reconnects never finds its cookie gone.
+  clearTimeout(timer);
+  const ms = Math.max(30, (info.expiresIn || 3600) - 60) * 1000;
+  timer = setTimeout(() => refresh(), ms);
+  return info.user;
+}
+
+// refresh rotates the session's tokens; true when the session goes on.
+// Concurrent callers share one request.
+export function refresh() {
+  if (!refreshing) {
+    refreshing = (async () => {
+      try {
+        const res = await fetch('/ui/session/refresh', { method: 'POST', credentials: 'same-origin' });
+        if (!res.ok) return false;
+        adopt(await res.json());
+        return true;
+      } catch {
+        return false;
+      } finally {
+        setTimeout(() => { refreshing = null; }, 0);
+      }
+    })();
+  }
+  return refreshing;
+}
+
+// Other tabs of this browser share the cookies; tell them at once when this
+// one signs out, rather than at their next request.
+const channel = 'BroadcastChannel' in self ? new BroadcastChannel('herald-session') : null;
+if (channel) channel.onmessage = (e) => { if (e.data === 'signed-out') ended(); };
+
+function ended() {
+  const was = session.user;
+  session.user = null;
+  session.csrf = null;
+  clearTimeout(timer);
+  if (was) for (const fn of listeners) fn();
+}
+
+// resync reports whether the session's CSRF token changed under this tab.
+async function resync() {
+  const before = session.csrf;
+  try {
+    const res = await fetch('/ui/session', { credentials: 'same-origin', cache: 'no-store' });
+    if (!res.ok) return false;
+    adopt(await res.json());
+  } catch {
+    return false;
+  }
+  return session.csrf !== before;
+}
+
+// restore picks up an existing sign-in (after a reload); null when there
+// is none.
+export async function restore() {
+  let res;
+  try {
+    res = await fetch('/ui/session', { credentials: 'same-origin', cache: 'no-store' });
+  } catch {
+    throw networkError();
+  }
+  if (res.ok) return adopt(await res.json());
+  if (res.status === 401 && await refresh()) return session.user;
+  if (res.status !== 401) throw await toError(res);
+  return null;
+}
+
+export async function signIn(username, password) {
+  const res = await send('POST', '/ui/session', { username, password });
+  if (!res.ok) throw await toError(res);
+  return adopt(await res.json());
+}
+
+export async function signOut() {
+  try {
+    const res = await send('DELETE', '/ui/session');
+    if (!res.ok && res.status !== 401) throw await toError(res);
+  } finally {
+    ended();
+    if (channel) channel.postMessage('signed-out');
+  }
+}

@@ -1,0 +1,160 @@
+// Small DOM helpers. Every page builds its elements through h(), which sets
+// text with textContent and never parses HTML, so content from the API
+// (titles, names, errors) cannot inject markup.
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+function apply(el, attrs) {
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') el.setAttribute('class', Array.isArray(v) ? v.filter(Boolean).join(' ') : v);
+    else if (k === 'text') el.textContent = v;
+    else if (k === 'on') for (const [ev, fn] of Object.entries(v)) el.addEventListener(ev, fn);
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (k === 'value' || k === 'checked' || k === 'selected' || k === 'disabled' || k === 'hidden') el[k] = v;
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+}
+
+function append(el, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+// h builds an HTML element: h('button', {class: 'btn', on: {click}}, 'Save').
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  if (attrs instanceof Node || typeof attrs !== 'object' || Array.isArray(attrs)) {
+    children.unshift(attrs);
+    attrs = null;
+  }
+  apply(el, attrs);
+  append(el, children);
+  return el;
+}
+
+// s builds an SVG element.
+export function s(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  apply(el, attrs);
+  append(el, children);
+  return el;
+}
+
+export function clear(el) {
+  while (el.firstChild) el.firstChild.remove();
+  return el;
+}
+
+export function replace(el, ...children) {
+  clear(el);
+  append(el, children);
+  return el;
+}
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+
+// ---- times
+
+const absFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+export function fmtTime(iso) {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : absFmt.format(d);
+}
+
+const rel = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+
+export function relTime(iso) {
+  if (!iso) return '';
+  const secs = Math.round((new Date(iso).getTime() - Date.now()) / 1000);
+  const a = Math.abs(secs);
+  if (a < 45) return 'just now';
+  if (a < 3600) return rel.format(Math.round(secs / 60), 'minute');
+  if (a < 86400) return rel.format(Math.round(secs / 3600), 'hour');
+  return rel.format(Math.round(secs / 86400), 'day');
+}
+
+// timeEl is a <time> showing a relative time, with the exact one on hover.
+export function timeEl(iso) {
+  return h('time', { datetime: iso, title: fmtTime(iso) }, relTime(iso) || '—');
+}
+
+// ---- announcements
+
+let region;
+
+// toast shows a short message in a live region, which screen readers read
+// out, and removes it after a while.
+export function toast(message, kind = 'info') {
+  if (!region) {
+    region = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
+    document.body.append(region);
+  }
+  const t = h('div', { class: ['toast', 'toast-' + kind] }, message);
+  region.append(t);
+  setTimeout(() => t.remove(), kind === 'error' ? 9000 : 4000);
+}
+
+// errorBox is an inline, announced error message.
+export function errorBox() {
+  const el = h('p', { class: 'form-error', role: 'alert', hidden: true });
+  el.show = (err) => {
+    el.textContent = err ? (err.message || String(err)) : '';
+    el.hidden = !err;
+  };
+  return el;
+}
+
+// field is a labelled form control.
+export function field(label, control, hint) {
+  const id = control.id || ('f-' + Math.random().toString(36).slice(2, 9));
+  control.id = id;
+  const kids = [h('label', { for: id }, label), control];
+  if (hint) {
+    const hid = id + '-hint';
+    control.setAttribute('aria-describedby', hid);
+    kids.push(h('small', { id: hid, class: 'hint' }, hint));
+  }
+  return h('div', { class: 'field' }, kids);
+}
+
+// busy disables a button while fn runs, so a double click sends once.
+export async function busy(button, fn) {
+  button.disabled = true;
+  button.setAttribute('aria-busy', 'true');
+  try {
+    return await fn();
+  } finally {
+    button.disabled = false;
+    button.removeAttribute('aria-busy');
+  }
+}
+
+// copyButton copies text; where the clipboard API is unavailable (plain
+// HTTP on a non-local host) it selects the text for the user to copy.
+export function copyButton(text, target) {
+  return h('button', {
+    type: 'button', class: 'btn btn-small',
+    on: {
+      click: async () => {
+        try {
+          await navigator.clipboard.writeText(text);
+          toast('Copied.');
+        } catch {
+          if (target) {
+            const r = document.createRange();
+            r.selectNodeContents(target);
+            const sel = getSelection();
+            sel.removeAllRanges();
+            sel.addRange(r);
+          }
+          toast('Press Ctrl+C (or ⌘C) to copy the selected text.');
+        }
+      },
+    },
+  }, 'Copy');
+}
