@@ -21,7 +21,6 @@ func fail(err *resource.Error) Result { return Result{Err: err} }
 // counters are per-user totals kept for quotas.
 type counters struct {
 	Notifications int `json:"n"`
-	Subscriptions int `json:"s"`
 }
 
 func (t *tx) counters(uid string) counters {
@@ -30,14 +29,16 @@ func (t *tx) counters(uid string) counters {
 	return c
 }
 
-func (t *tx) addCounters(uid string, dn, ds int) {
+func (t *tx) addNotifications(uid string, dn int) {
 	c := t.counters(uid)
 	c.Notifications += dn
-	c.Subscriptions += ds
 	t.setJSON(countersKey(uid), c)
 }
 
 func (t *tx) apply(c *Command) Result {
+	if err := c.check(); err != nil {
+		return fail(err)
+	}
 	switch c.Op {
 	case OpBootstrapAdmin:
 		if len(t.keys([]byte("u/"), 1)) > 0 {
@@ -156,6 +157,7 @@ func (t *tx) deleteUser(uid string) Result {
 	}
 	t.del(changeTrimKey(uid))
 	t.del(countersKey(uid))
+	delete(t.subs, uid)
 	t.del(upnKey(u.UserPrincipalName))
 	t.del(userKey(uid))
 	return ok(nil)
@@ -164,8 +166,13 @@ func (t *tx) deleteUser(uid string) Result {
 func (t *tx) deleteTokensOf(principal string) {
 	prefix := "pt/" + principal + "/"
 	for _, k := range t.keys([]byte(prefix), 0) {
-		t.del(tokenKey(string(k[len(prefix):])))
-		t.del(k)
+		h := string(k[len(prefix):])
+		var r resource.TokenRecord
+		if t.getJSON(tokenKey(h), &r) {
+			t.delToken(h, &r)
+		} else {
+			t.del(k)
+		}
 	}
 }
 
@@ -267,17 +274,24 @@ func (t *tx) issueTokens(c *Command) Result {
 	}
 	// Every check is done: only now consume the refresh token.
 	if c.ConsumeHash != "" {
-		t.del(tokenKey(c.ConsumeHash))
-		t.del(ownerTokenKey(old.PrincipalID, c.ConsumeHash))
+		t.delToken(c.ConsumeHash, &old)
 	}
+	// Tokens carry no Badger TTL: Badger would hide them by this node's
+	// clock, and Apply must not depend on a clock. The purge removes them
+	// by the command's time instead.
 	for _, g := range c.Tokens {
-		b, err := json.Marshal(g.Record)
-		t.must(err)
-		exp := g.Record.ExpiresAt.Unix() + 1
-		t.setExpiring(tokenKey(g.Hash), b, exp)
-		t.setExpiring(ownerTokenKey(g.Record.PrincipalID, g.Hash), nil, exp)
+		t.setJSON(tokenKey(g.Hash), g.Record)
+		t.set(ownerTokenKey(g.Record.PrincipalID, g.Hash), nil)
+		t.set(tokenExpiryKey(g.Record.ExpiresAt.UnixMilli(), g.Hash), []byte(g.Record.PrincipalID))
 	}
 	return ok(nil)
+}
+
+// delToken removes a token and its indexes.
+func (t *tx) delToken(hash string, r *resource.TokenRecord) {
+	t.del(tokenKey(hash))
+	t.del(ownerTokenKey(r.PrincipalID, hash))
+	t.del(tokenExpiryKey(r.ExpiresAt.UnixMilli(), hash))
 }
 
 // revokeSession deletes the tokens of one sign-in session of a principal.
@@ -287,8 +301,7 @@ func (t *tx) revokeSession(c *Command) Result {
 		h := string(k[len(prefix):])
 		var r resource.TokenRecord
 		if t.getJSON(tokenKey(h), &r) && r.Session == c.Session {
-			t.del(tokenKey(h))
-			t.del(k)
+			t.delToken(h, &r)
 		}
 	}
 	return ok(nil)
@@ -304,13 +317,22 @@ func (t *tx) createSub(c *Command) Result {
 	if !t.exists(appKey(s.AppID)) {
 		return fail(resource.Invalid("targetHostName", "No application is registered for %s.", s.TargetHostName))
 	}
-	if c.MaxItems > 0 && t.counters(s.UserID).Subscriptions >= c.MaxItems {
-		return fail(resource.Errorf(resource.CodeQuotaReached, "The user has the most subscriptions allowed (%d).", c.MaxItems))
+	if c.MaxItems > 0 {
+		// Only active subscriptions count: a browser that re-subscribes
+		// after its old one expired or was disabled must not hit the quota.
+		active, now := 0, time.Unix(0, c.Now)
+		for _, x := range t.userSubs(s.UserID) {
+			if x.ActiveAt(now) {
+				active++
+			}
+		}
+		if active >= c.MaxItems {
+			return fail(resource.Errorf(resource.CodeQuotaReached, "The user has the most active subscriptions allowed (%d).", c.MaxItems))
+		}
 	}
-	t.setJSON(subKey(s.ID), s)
+	t.putSub(s)
 	t.set(userSubKey(s.UserID, s.ID), nil)
 	t.set(appSubKey(s.AppID, s.ID), nil)
-	t.addCounters(s.UserID, 0, 1)
 	return ok(*s)
 }
 
@@ -329,7 +351,7 @@ func (t *tx) updateSub(c *Command) Result {
 			s.StatusReason = nil
 		}
 	}
-	t.setJSON(subKey(s.ID), s)
+	t.putSub(&s)
 	return ok(s)
 }
 
@@ -341,15 +363,21 @@ func (t *tx) deleteSub(uid, sid string) Result {
 	t.del(subKey(sid))
 	t.del(userSubKey(uid, sid))
 	t.del(appSubKey(s.AppID, sid))
-	t.addCounters(uid, 0, -1)
+	delete(t.subs, uid)
 	return ok(nil)
 }
 
 // ---- notifications
 
 // record appends a change to the user's log and queues it for the live hub.
+// It stores n (unless it expired) with the change's seq, so a device that
+// fetches n can say which change it saw.
 func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) {
 	t.seq++
+	n.Seq = t.seq
+	if typ != resource.ChangeExpired {
+		t.putNotif(n)
+	}
 	ch := resource.Change{Seq: t.seq, UserID: n.UserID, Type: typ, NotificationID: n.ID,
 		TargetHostName: n.TargetHostName, PlatformTypes: n.TargetPolicy.PlatformTypes}
 	var err error
@@ -395,12 +423,11 @@ func (t *tx) send(c *Command) Result {
 		return fail(resource.Errorf(resource.CodeQuotaReached,
 			"The user has the most active notifications allowed (%d); delete some or let them expire.", c.MaxItems))
 	}
-	t.putNotif(n)
 	t.set(expiryKey(n.ExpirationDateTime.UnixMilli(), n.UserID, n.ID), nil)
 	if n.AppNotificationID != "" {
 		t.set(appNotifKey(n.UserID, n.AppID, n.AppNotificationID), []byte(n.ID))
 	}
-	t.addCounters(n.UserID, 1, 0)
+	t.addNotifications(n.UserID, 1)
 	t.record(c.Now, resource.ChangeCreated, n)
 	return ok(SendResult{Notification: n.Notification, Created: true})
 }
@@ -413,7 +440,6 @@ func (t *tx) replace(c *Command, old *resource.NotificationRecord) Result {
 	t.del(expiryKey(old.ExpirationDateTime.UnixMilli(), old.UserID, old.ID))
 	n.ID = old.ID
 	n.CreatedDateTime = old.CreatedDateTime
-	t.putNotif(n)
 	t.set(expiryKey(n.ExpirationDateTime.UnixMilli(), n.UserID, n.ID), nil)
 	t.record(c.Now, resource.ChangeUpdated, n)
 	return ok(SendResult{Notification: n.Notification})
@@ -434,7 +460,6 @@ func (t *tx) patchNotif(c *Command) Result {
 	}
 	if changed {
 		n.LastModifiedDateTime = resource.At(time.Unix(0, c.Now))
-		t.putNotif(&n)
 		t.record(c.Now, resource.ChangeUpdated, &n)
 	}
 	return ok(n.Notification)
@@ -448,11 +473,10 @@ func (t *tx) markDeleted(now int64, n *resource.NotificationRecord) {
 	}
 	n.Status = resource.StatusDeleted
 	n.LastModifiedDateTime = resource.At(time.Unix(0, now))
-	t.putNotif(n)
 	if n.AppNotificationID != "" {
 		t.del(appNotifKey(n.UserID, n.AppID, n.AppNotificationID))
 	}
-	t.addCounters(n.UserID, -1, 0)
+	t.addNotifications(n.UserID, -1)
 	t.record(now, resource.ChangeDeleted, n)
 }
 
@@ -501,7 +525,7 @@ func (t *tx) purge(c *Command) Result {
 			continue
 		}
 		if n.Status == resource.StatusActive {
-			t.addCounters(n.UserID, -1, 0)
+			t.addNotifications(n.UserID, -1)
 			t.record(c.Now, resource.ChangeExpired, &n)
 		}
 		if n.AppNotificationID != "" {
@@ -521,16 +545,31 @@ func (t *tx) purge(c *Command) Result {
 		seq := uint64(hexMs(parts[3]))
 		t.del(k)
 		t.del(changeKey(parts[2], seq))
+		if !t.exists(userKey(parts[2])) {
+			continue // the user was deleted; only its index was left
+		}
 		if prev, found := t.get(changeTrimKey(parts[2])); !found || getUint64(prev) < seq {
 			t.set(changeTrimKey(parts[2]), putUint64(seq))
 		}
 		trimmed++
 	}
-	return ok(PurgeResult{Notifications: purged, Changes: trimmed})
+	tokens := 0
+	for _, k := range t.keys([]byte("te/"), c.MaxItems) {
+		parts := strings.SplitN(string(k), "/", 3) // te, ms, hash
+		if len(parts) != 3 || hexMs(parts[1]) > nowMs {
+			break
+		}
+		owner, _ := t.get(k)
+		t.del(tokenKey(parts[2]))
+		t.del(ownerTokenKey(string(owner), parts[2]))
+		t.del(k)
+		tokens++
+	}
+	return ok(PurgeResult{Notifications: purged, Changes: trimmed, Tokens: tokens})
 }
 
 // PurgeResult says how much a purge removed; a full batch means run again.
-type PurgeResult struct{ Notifications, Changes int }
+type PurgeResult struct{ Notifications, Changes, Tokens int }
 
 func hexMs(s string) int64 {
 	var v uint64

@@ -85,3 +85,31 @@ type SendResult struct {
 	Notification resource.Notification
 	Created      bool
 }
+
+// check refuses a command without the fields its op needs. A malformed
+// entry must fail the same way on every replica, not panic them all.
+func (c *Command) check() *resource.Error {
+	missing := false
+	switch c.Op {
+	case OpBootstrapAdmin, OpCreateUser:
+		missing = c.User == nil
+	case OpUpdateUser:
+		missing = c.UserPatch == nil
+	case OpCreateApp, OpUpdateApp:
+		missing = c.App == nil
+	case OpAddPassword:
+		missing = c.Credential == nil
+	case OpCreateSub:
+		missing = c.Sub == nil
+	case OpUpdateSub:
+		missing = c.SubPatch == nil
+	case OpSend:
+		missing = c.Notif == nil || c.Notif.ExpirationDateTime.IsZero()
+	case OpPatchNotif:
+		missing = c.NotifPatch == nil
+	}
+	if missing {
+		return resource.Errorf(resource.CodeInvalidRequest, "command %s lacks its body", c.Op)
+	}
+	return nil
+}

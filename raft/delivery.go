@@ -49,12 +49,7 @@ const FetchedSeq = ^uint64(0)
 // subscription of n's user and application whose platform n targets.
 func (t *tx) fanout(now int64, n *resource.NotificationRecord, typ string) {
 	at := time.Unix(0, now)
-	prefix := "us/" + n.UserID + "/"
-	for _, k := range t.keys([]byte(prefix), 0) {
-		var s resource.SubscriptionRecord
-		if !t.getJSON(subKey(string(k[len(prefix):])), &s) {
-			continue
-		}
+	for _, s := range t.userSubs(n.UserID) {
 		if s.AppID != n.AppID || !s.ActiveAt(at) || !n.Targets(s.PlatformType) {
 			continue
 		}
@@ -144,7 +139,7 @@ func (t *tx) trackFailing(sid string, delivered bool, at int64) {
 	} else {
 		s.FailingSince = at
 	}
-	t.setJSON(subKey(sid), s)
+	t.putSub(&s)
 }
 
 func (t *tx) disableSub(sid, reason string) {
@@ -154,5 +149,5 @@ func (t *tx) disableSub(sid, reason string) {
 	}
 	s.Status = resource.SubDisabled
 	s.StatusReason = &reason
-	t.setJSON(subKey(sid), s)
+	t.putSub(&s)
 }

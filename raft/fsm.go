@@ -64,19 +64,22 @@ func decodeEntry(data []byte) ([]*Command, error) {
 // Apply applies one entry; hashicorp/raft calls ApplyBatch instead.
 func (f *FSM) Apply(l *hraft.Log) any { return f.ApplyBatch([]*hraft.Log{l})[0] }
 
-// ApplyBatch applies committed entries in one Badger transaction and returns
-// a []Result per entry, one Result per command.
+// ApplyBatch applies committed entries and returns a []Result per entry,
+// one Result per command. Each entry commits in its own Badger transaction
+// with its index as the applied index, so a crash never leaves an entry's
+// effects in Badger without the index that makes its replay a no-op.
 func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	out := make([]any, len(logs))
 	applied := f.applied.Load()
-	last := applied
 	t := newTx(f.db)
+	defer t.txn.Discard()
 	for i, l := range logs {
 		if l.Index <= applied {
 			continue // replay of an entry Badger already holds
 		}
-		last = l.Index
 		if l.Type != hraft.LogCommand {
+			t.commit(l.Index)
+			f.applied.Store(l.Index)
 			continue
 		}
 		cmds, err := decodeEntry(l.Data)
@@ -84,6 +87,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 			// Every node decodes the same bytes the same way, so skipping is
 			// consistent; it can only come from a newer, unknown format.
 			f.log.Error("skipping undecodable raft entry", "index", l.Index, "error", err)
+			t.commit(l.Index)
 			continue
 		}
 		res := make([]Result, len(cmds))
@@ -91,13 +95,9 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 			res[j] = t.apply(c)
 		}
 		out[i] = res
+		t.commit(l.Index)
+		f.applied.Store(l.Index)
 	}
-	if last == applied {
-		t.txn.Discard()
-		return out
-	}
-	t.commit(last)
-	f.applied.Store(last)
 	if len(t.changes) > 0 && f.onChange != nil {
 		f.onChange(t.changes)
 	}

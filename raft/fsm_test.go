@@ -1,8 +1,11 @@
 package raft
 
 import (
+	"context"
 	"log/slog"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,4 +139,84 @@ func TestReplaceKeepsIDAndQuotaCountsActiveOnly(t *testing.T) {
 	if r.Err != nil {
 		t.Fatalf("after a delete the quota has room again: %v", r.Err)
 	}
+}
+
+// Apply may read no clock: a refresh token's validity is judged by the
+// command's time, even when this node's clock says it has expired.
+func TestTokenRotationIgnoresTheLocalClock(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	past := time.Now().Add(-48 * time.Hour)
+	u := newUser("gina")
+	grant := func(hash, kind string) TokenGrant {
+		return TokenGrant{Hash: hash, Record: resource.TokenRecord{Kind: kind, PrincipalType: resource.PrincipalUser,
+			PrincipalID: u.ID, ExpiresAt: resource.At(past.Add(time.Hour))}}
+	}
+	res := f.ApplyBatch([]*hraft.Log{
+		entry(t, 1, &Command{Op: OpCreateUser, Now: past.UnixNano(), User: u}),
+		entry(t, 2, &Command{Op: OpIssueTokens, Now: past.UnixNano(), Tokens: []TokenGrant{grant("r1", resource.TokenRefresh)}}),
+		entry(t, 3, &Command{Op: OpIssueTokens, Now: past.Add(time.Minute).UnixNano(), ConsumeHash: "r1",
+			Tokens: []TokenGrant{grant("a2", resource.TokenAccess), grant("r2", resource.TokenRefresh)}}),
+	})
+	if err := res[2].([]Result)[0].Err; err != nil {
+		t.Fatalf("rotation judged by the local clock: %v", err)
+	}
+	s := &Store{db: db}
+	if _, ok, _ := s.Token("r2"); !ok {
+		t.Fatal("the rotated refresh token was not stored")
+	}
+	// The purge, at a time past the expiry, removes them.
+	f.ApplyBatch([]*hraft.Log{entry(t, 4, &Command{Op: OpPurge, Now: time.Now().UnixNano(), MaxItems: 100, Retention: int64(time.Hour)})})
+	if _, ok, _ := s.Token("r2"); ok {
+		t.Fatal("an expired token survived the purge")
+	}
+}
+
+// A snapshot taken after entries that never reach the FSM (barriers, a
+// leader's no-op) must not make every restart reload it.
+func TestRestartDoesNotReloadACurrentSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir, nil)
+	if _, err := s.Propose(context.Background(), &Command{Op: OpCreateUser, User: newUser("hank")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.raft.Barrier(5 * time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	logs := &syncBuffer{}
+	s2, err := Open(Options{Dir: dir, NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
+		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if strings.Contains(logs.String(), "restoring") {
+		t.Fatalf("the restart reloaded a snapshot Badger already holds:\n%s", logs.String())
+	}
+	if _, ok, _ := s2.UserByName("hank"); !ok {
+		t.Fatal("state lost across the restart")
+	}
+}
+
+// syncBuffer is a log sink that Raft's goroutines may write while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

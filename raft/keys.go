@@ -53,6 +53,12 @@ func expiryKey(ms int64, uid, nid string) []byte {
 	return fmt.Appendf(nil, "ne/%016x/%s/%s", uint64(ms), uid, nid)
 }
 
+// tokenExpiryKey orders tokens by expiry for the purge; its value is the
+// token's principal, to find the owner index.
+func tokenExpiryKey(ms int64, hash string) []byte {
+	return fmt.Appendf(nil, "te/%016x/%s", uint64(ms), hash)
+}
+
 // changeTimeKey orders change-log entries by time for trimming.
 func changeTimeKey(ms int64, uid string, seq uint64) []byte {
 	return fmt.Appendf(nil, "ce/%016x/%s/%016x", uint64(ms), uid, seq)

@@ -8,14 +8,18 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
 )
 
-// The snapshot and backup format: a header line, then for each key
-// uvarint(len key) key uvarint(len value) value uvarint(expiresAt), then a
-// zero key length and the CRC-32C of everything before it. Our own format
-// rather than Badger's keeps restore independent of Badger's version.
+// The snapshot and backup format: a header line, the applied index (8 bytes,
+// big-endian), then for each key uvarint(len key) key uvarint(len value)
+// value uvarint(expiresAt), then a zero key length and the CRC-32C of
+// everything before it. Our own format rather than Badger's keeps restore
+// independent of Badger's version; the applied index up front lets a node
+// compare itself with a snapshot without reading it all.
 const snapshotHeader = "HERALD-SNAPSHOT 1\n"
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -27,6 +31,11 @@ func writeSnapshot(txn *badger.Txn, w io.Writer) error {
 	crc := crc32.New(crcTable)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 256<<10)
 	bw.WriteString(snapshotHeader)
+	applied, _, err := getValue(txn, []byte(keyApplied))
+	if err != nil {
+		return err
+	}
+	bw.Write(putUint64(getUint64(applied)))
 	var num [binary.MaxVarintLen64]byte
 	putUvarint := func(v uint64) { bw.Write(num[:binary.PutUvarint(num[:], v)]) }
 	it := txn.NewIterator(badger.DefaultIteratorOptions)
@@ -55,7 +64,7 @@ func writeSnapshot(txn *badger.Txn, w io.Writer) error {
 	}
 	var sum [4]byte
 	binary.BigEndian.PutUint32(sum[:], crc.Sum32())
-	_, err := w.Write(sum[:])
+	_, err = w.Write(sum[:])
 	return err
 }
 
@@ -67,20 +76,55 @@ func WriteBackup(db *badger.DB, w io.Writer) error {
 	return writeSnapshot(txn, w)
 }
 
-// loadSnapshot replaces everything in db with the snapshot in r and returns
-// the applied index it carries.
-func loadSnapshot(db *badger.DB, r io.Reader) (uint64, error) {
-	br := &crcReader{r: bufio.NewReaderSize(r, 256<<10), h: crc32.New(crcTable)}
-	head := make([]byte, len(snapshotHeader))
-	if _, err := io.ReadFull(br, head); err != nil || string(head) != snapshotHeader {
+// snapshotApplied reads the applied index from a snapshot's header.
+func snapshotApplied(r io.Reader) (uint64, error) {
+	head := make([]byte, len(snapshotHeader)+8)
+	if _, err := io.ReadFull(r, head); err != nil || string(head[:len(snapshotHeader)]) != snapshotHeader {
 		return 0, ErrBadSnapshot
+	}
+	return getUint64(head[len(snapshotHeader):]), nil
+}
+
+// loadSnapshot replaces everything in db with the snapshot in r and returns
+// the applied index it carries. The snapshot is copied to a file and its
+// checksum verified first, so a damaged one leaves the state untouched.
+func loadSnapshot(db *badger.DB, r io.Reader) (uint64, error) {
+	f, err := os.CreateTemp(filepath.Dir(db.Opts().Dir), "restore-*.tmp")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := verifySnapshot(io.TeeReader(r, f)); err != nil {
+		return 0, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, err
 	}
 	if err := db.DropAll(); err != nil {
 		return 0, err
 	}
-	wb := db.NewWriteBatch()
-	defer wb.Cancel()
-	var applied uint64
+	return readSnapshot(f, db)
+}
+
+// verifySnapshot reads a whole snapshot and checks its structure and sum.
+func verifySnapshot(r io.Reader) error {
+	_, err := readSnapshot(r, nil)
+	return err
+}
+
+// readSnapshot parses a snapshot, writing its entries to db when db is set.
+func readSnapshot(r io.Reader, db *badger.DB) (uint64, error) {
+	br := &crcReader{r: bufio.NewReaderSize(r, 256<<10), h: crc32.New(crcTable)}
+	applied, err := snapshotApplied(br)
+	if err != nil {
+		return 0, err
+	}
+	var wb *badger.WriteBatch
+	if db != nil {
+		wb = db.NewWriteBatch()
+		defer wb.Cancel()
+	}
 	for {
 		klen, err := binary.ReadUvarint(br)
 		if err != nil {
@@ -108,19 +152,21 @@ func loadSnapshot(db *badger.DB, r io.Reader) (uint64, error) {
 		if err != nil {
 			return 0, ErrBadSnapshot
 		}
-		if string(k) == keyApplied {
-			applied = getUint64(v)
-		}
-		e := badger.NewEntry(k, v)
-		e.ExpiresAt = exp
-		if err := wb.SetEntry(e); err != nil {
-			return 0, err
+		if wb != nil {
+			e := badger.NewEntry(k, v)
+			e.ExpiresAt = exp
+			if err := wb.SetEntry(e); err != nil {
+				return 0, err
+			}
 		}
 	}
 	want := br.h.Sum32()
 	var sum [4]byte
 	if _, err := io.ReadFull(br.r, sum[:]); err != nil || binary.BigEndian.Uint32(sum[:]) != want {
 		return 0, fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
+	}
+	if wb == nil {
+		return applied, nil
 	}
 	if err := wb.Flush(); err != nil {
 		return 0, err

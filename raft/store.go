@@ -196,14 +196,21 @@ func (s *Store) catchUpFromSnapshot(snaps hraft.SnapshotStore) error {
 	if err != nil || len(list) == 0 {
 		return err
 	}
-	meta := list[0]
-	if s.fsm.Applied() >= meta.Index {
-		return nil
+	// The snapshot's Raft index also counts entries that never reach the
+	// FSM (a new leader's no-op, barriers); compare with the applied index
+	// the snapshot itself holds.
+	_, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		return err
+	}
+	applied, err := snapshotApplied(rc)
+	rc.Close()
+	if err != nil || s.fsm.Applied() >= applied {
+		return err
 	}
 	s.opts.Logger.Warn("storage is behind the newest snapshot; restoring it",
-		"applied", s.fsm.Applied(), "snapshot", meta.Index)
-	_, rc, err := snaps.Open(meta.ID)
-	if err != nil {
+		"applied", s.fsm.Applied(), "snapshot", applied)
+	if _, rc, err = snaps.Open(list[0].ID); err != nil {
 		return err
 	}
 	return s.fsm.Restore(rc)

@@ -24,10 +24,14 @@ type tx struct {
 	seq        uint64                 // last change sequence number handed out
 	changes    []resource.Change      // to publish once committed
 	deliveries []resource.DeliveryRef // likewise, for the delivery engine
+	// subs caches each user's subscriptions for the batch: every send
+	// reads them, and a prefix scan in a write transaction costs a sort of
+	// its pending writes. Writes to a subscription drop its user's entry.
+	subs map[string][]resource.SubscriptionRecord
 }
 
 func newTx(db *badger.DB) *tx {
-	t := &tx{db: db, txn: db.NewTransaction(true)}
+	t := &tx{db: db, txn: db.NewTransaction(true), subs: map[string][]resource.SubscriptionRecord{}}
 	if v, ok := t.get([]byte(keySeq)); ok {
 		t.seq = getUint64(v)
 	}
@@ -77,16 +81,6 @@ func (t *tx) setEntry(e *badger.Entry) {
 
 func (t *tx) set(key, val []byte) { t.setEntry(badger.NewEntry(key, val)) }
 
-// setExpiring stores an entry that Badger drops at unix second exp; exp comes
-// from the command, never from the clock.
-func (t *tx) setExpiring(key, val []byte, exp int64) {
-	e := badger.NewEntry(key, val)
-	if exp > 0 {
-		e.ExpiresAt = uint64(exp)
-	}
-	t.setEntry(e)
-}
-
 func (t *tx) setJSON(key []byte, v any) {
 	b, err := json.Marshal(v)
 	t.must(err)
@@ -107,6 +101,29 @@ func (t *tx) keys(prefix []byte, limit int) [][]byte {
 	return scanKeys(t.txn, prefix, limit)
 }
 
+// userSubs returns a user's subscriptions, from the batch's cache.
+func (t *tx) userSubs(uid string) []resource.SubscriptionRecord {
+	if subs, ok := t.subs[uid]; ok {
+		return subs
+	}
+	prefix := "us/" + uid + "/"
+	var subs []resource.SubscriptionRecord
+	for _, k := range t.keys([]byte(prefix), 0) {
+		var s resource.SubscriptionRecord
+		if t.getJSON(subKey(string(k[len(prefix):])), &s) {
+			subs = append(subs, s)
+		}
+	}
+	t.subs[uid] = subs
+	return subs
+}
+
+// putSub stores a subscription and drops its user's cached list.
+func (t *tx) putSub(s *resource.SubscriptionRecord) {
+	t.setJSON(subKey(s.ID), s)
+	delete(t.subs, s.UserID)
+}
+
 // flush commits what is written so far and continues in a new transaction.
 func (t *tx) flush() {
 	t.txn.Set([]byte(keySeq), putUint64(t.seq))
@@ -114,11 +131,13 @@ func (t *tx) flush() {
 	t.txn = t.db.NewTransaction(true)
 }
 
-// commit writes the applied index with the data, in the same transaction.
+// commit writes the applied index with the data, in the same transaction,
+// and opens the next one.
 func (t *tx) commit(applied uint64) {
 	t.set([]byte(keySeq), putUint64(t.seq))
 	t.set([]byte(keyApplied), putUint64(applied))
 	t.must(t.txn.Commit())
+	t.txn = t.db.NewTransaction(true)
 }
 
 func getValue(txn *badger.Txn, key []byte) ([]byte, bool, error) {

@@ -143,6 +143,8 @@ type NotificationRecord struct {
 	Notification
 	UserID string `json:"userId"`
 	AppID  string `json:"appObjectId"`
+	// Seq is the change-log sequence number of the last change.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Targets reports whether a subscription on platform p receives n.
