@@ -63,11 +63,20 @@ type Engine struct {
 	hostBusy map[string]int
 	wake     chan struct{}
 
-	work     chan *task
-	outcomes chan raft.DeliveryOutcome
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	stopOnce sync.Once
+	// waiting holds due tasks whose host is at its PerHost limit, in
+	// order; one is released each time an attempt on that host ends.
+	waiting map[string][]*task
+
+	work      chan *task
+	outcomes  chan raft.DeliveryOutcome
+	outMu     sync.RWMutex // guards outClosed against sends on a closed channel
+	outClosed bool
+	stop      chan struct{}
+	ctx       context.Context // cancelled at Stop, ending attempts in flight
+	cancel    context.CancelFunc
+	workers   sync.WaitGroup // the dispatcher and the workers
+	recorder  sync.WaitGroup
+	stopOnce  sync.Once
 }
 
 type taskKey struct{ uid, nid, sid string }
@@ -81,6 +90,7 @@ type task struct {
 	attempts int
 	index    int // in the heap; -1 when not queued
 	running  bool
+	waiting  bool // held in Engine.waiting for its host
 	again    bool // a newer message arrived while running
 	// fallback: the iOS fallback alert is what is due next. The engine
 	// knows before the store does, since outcomes commit asynchronously.
@@ -116,7 +126,7 @@ func NewEngine(o EngineOptions) *Engine {
 	return &Engine{o: o, log: o.Logger, m: newEngineMetrics(o.Registry),
 		tasks: map[taskKey]*task{}, hostBusy: map[string]int{}, wake: make(chan struct{}, 1),
 		work: make(chan *task), outcomes: make(chan raft.DeliveryOutcome, 4096),
-		stop: make(chan struct{})}
+		stop: make(chan struct{}), waiting: map[string][]*task{}}
 }
 
 // Start loads the pending deliveries of owned users and starts working.
@@ -131,7 +141,9 @@ func (e *Engine) Start() error {
 	if err != nil {
 		return err
 	}
-	e.wg.Add(2 + e.o.Workers)
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.workers.Add(1 + e.o.Workers)
+	e.recorder.Add(1)
 	go e.dispatch()
 	go e.record()
 	for i := 0; i < e.o.Workers; i++ {
@@ -140,11 +152,22 @@ func (e *Engine) Start() error {
 	return nil
 }
 
-// Stop ends the workers after their current attempts and writes the
-// outcomes they reached. What is still pending stays in the store.
+// Stop ends the workers (attempts in flight are cut short and count as
+// retries), then writes every outcome reached. What is still pending stays
+// in the store and resumes at the next start.
 func (e *Engine) Stop() {
-	e.stopOnce.Do(func() { close(e.stop) })
-	e.wg.Wait()
+	e.stopOnce.Do(func() {
+		close(e.stop)
+		if e.cancel != nil {
+			e.cancel()
+		}
+		e.workers.Wait()
+		e.outMu.Lock()
+		e.outClosed = true
+		close(e.outcomes)
+		e.outMu.Unlock()
+		e.recorder.Wait()
+	})
 }
 
 func (e *Engine) owns(uid string) bool { return e.o.Owns == nil || e.o.Owns(uid) }
@@ -186,6 +209,9 @@ func (e *Engine) schedule(k taskKey, channel, host string, seq uint64, due time.
 		t.again = true
 		return
 	}
+	if t.waiting {
+		return // already due; it runs when its host has room
+	}
 	if due.Before(t.due) {
 		t.due = due
 		heap.Fix(&e.queue, t.index)
@@ -203,7 +229,7 @@ func (e *Engine) poke() {
 // dispatch hands due tasks to workers, holding back those whose host is at
 // its limit.
 func (e *Engine) dispatch() {
-	defer e.wg.Done()
+	defer e.workers.Done()
 	defer close(e.work)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -233,9 +259,6 @@ func (e *Engine) dispatch() {
 	}
 }
 
-// hostBackoff is how long a task waits when its host is at its limit.
-const hostBackoff = 50 * time.Millisecond
-
 // next pops a due task that may run now, or says how long to wait.
 func (e *Engine) next() (*task, time.Duration) {
 	e.mu.Lock()
@@ -248,8 +271,8 @@ func (e *Engine) next() (*task, time.Duration) {
 		}
 		heap.Pop(&e.queue)
 		if e.hostBusy[t.host] >= e.o.PerHost {
-			t.due = now.Add(hostBackoff)
-			heap.Push(&e.queue, t)
+			t.waiting = true
+			e.waiting[t.host] = append(e.waiting[t.host], t)
 			continue
 		}
 		e.hostBusy[t.host]++
@@ -260,7 +283,7 @@ func (e *Engine) next() (*task, time.Duration) {
 }
 
 func (e *Engine) worker() {
-	defer e.wg.Done()
+	defer e.workers.Done()
 	for t := range e.work {
 		// The attempt works on a copy: schedule may change the task
 		// meanwhile, under the lock.
@@ -273,6 +296,17 @@ func (e *Engine) worker() {
 			t.attempts, t.fallback = st.attempts, st.fallback
 		}
 		e.hostBusy[t.host]--
+		if w := e.waiting[t.host]; len(w) > 0 {
+			// A slot on this host is free: the longest-waiting task goes next.
+			next := w[0]
+			w[0] = nil
+			if e.waiting[t.host] = w[1:]; len(w) == 1 {
+				delete(e.waiting, t.host)
+			}
+			next.waiting = false
+			next.due = time.Now()
+			heap.Push(&e.queue, next)
+		}
 		t.running = false
 		switch {
 		case t.again:
@@ -353,7 +387,7 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 		msg.DeliveryID += "_fallback"
 		msg.Notification.Payload = resource.Payload{VisualContent: ef.VisualContent}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), e.o.Timeout)
+	ctx, cancel := context.WithTimeout(e.ctx, e.o.Timeout)
 	start := time.Now()
 	res := sender.Send(ctx, sub, msg)
 	cancel()
@@ -430,52 +464,36 @@ func (e *Engine) keptFailing(sub *resource.SubscriptionRecord, now time.Time) bo
 // Report queues an outcome to record, such as a live stream's receipt.
 func (e *Engine) Report(o raft.DeliveryOutcome) { e.report(o) }
 
+// report hands an outcome to the recorder. After Stop it is dropped: the
+// delivery stays pending and is redone, which at-least-once allows.
 func (e *Engine) report(o raft.DeliveryOutcome) {
-	select {
-	case e.outcomes <- o:
-	case <-e.stop:
-		// Shutting down: the record stays pending and is resumed at start.
+	e.outMu.RLock()
+	defer e.outMu.RUnlock()
+	if !e.outClosed {
+		e.outcomes <- o
 	}
 }
 
 // record writes outcomes through Raft in batches: whatever arrived while
-// the previous batch was committing.
+// the previous batch was committing. It ends when Stop closes the channel,
+// after writing everything that was reported.
 func (e *Engine) record() {
-	defer e.wg.Done()
-	for {
-		var batch []raft.DeliveryOutcome
-		select {
-		case o := <-e.outcomes:
-			batch = append(batch, o)
-		case <-e.stop:
-			e.flushOutcomes()
-			return
-		}
+	defer e.recorder.Done()
+	for o := range e.outcomes {
+		batch := []raft.DeliveryOutcome{o}
 	drain:
 		for len(batch) < 512 {
 			select {
-			case o := <-e.outcomes:
+			case o, ok := <-e.outcomes:
+				if !ok {
+					break drain
+				}
 				batch = append(batch, o)
 			default:
 				break drain
 			}
 		}
 		e.propose(batch)
-	}
-}
-
-func (e *Engine) flushOutcomes() {
-	var batch []raft.DeliveryOutcome
-	for {
-		select {
-		case o := <-e.outcomes:
-			batch = append(batch, o)
-		default:
-			if len(batch) > 0 {
-				e.propose(batch)
-			}
-			return
-		}
 	}
 }
 

@@ -346,8 +346,9 @@ func TestEngineFetchCancelsIOSFallback(t *testing.T) {
 	nid := f.sendRaw(1)
 	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.PendingType == raft.PendingFallback })
 	// The app, woken by the silent push, fetched the notification.
+	n, _, _ := f.store.Notification(f.user, nid)
 	e.Report(raft.DeliveryOutcome{UserID: f.user, NotificationID: nid, SubscriptionID: sid,
-		Seq: raft.FetchedSeq, Outcome: raft.OutcomeDelivered, At: time.Now().UnixNano()})
+		Seq: n.Seq, Outcome: raft.OutcomeDelivered, At: time.Now().UnixNano()})
 	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.PendingSeq == 0 })
 	deadline := time.Now().Add(10 * time.Second)
 	for e.Pending() > 0 {

@@ -24,6 +24,9 @@ type principal struct {
 	user    *resource.UserRecord        // set for users
 	app     *resource.ApplicationRecord // set for applications
 	session string
+	// tokenHash names the access token, so a long-lived stream can check
+	// that it was not revoked since.
+	tokenHash string
 }
 
 func (p *principal) isAdmin() bool { return p.user != nil && p.user.IsAdmin() }
@@ -59,7 +62,8 @@ func (s *Server) authenticate(r *http.Request, allowQuery bool) (*principal, err
 	if tok == "" {
 		return nil, unauthenticated("An access token is required: send Authorization: Bearer <token>.")
 	}
-	rec, ok, err := s.state.Token(credential.HashToken(tok))
+	hash := credential.HashToken(tok)
+	rec, ok, err := s.state.Token(hash)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +71,7 @@ func (s *Server) authenticate(r *http.Request, allowQuery bool) (*principal, err
 	if !ok || rec.Kind != resource.TokenAccess || !now.Before(rec.ExpiresAt.Time) {
 		return nil, unauthenticated("The access token is unknown or expired.")
 	}
-	p := &principal{session: rec.Session}
+	p := &principal{session: rec.Session, tokenHash: hash}
 	var key string
 	var rate float64
 	var burst int
@@ -100,6 +104,17 @@ func (s *Server) authenticate(r *http.Request, allowQuery bool) (*principal, err
 			"Too many requests; retry after the time in Retry-After."), wait}
 	}
 	return p, nil
+}
+
+// stillValid reports whether a stream's token still holds: not revoked
+// (sign-out, password change), not expired, its user still enabled.
+func (s *Server) stillValid(p *principal) bool {
+	rec, ok, err := s.state.Token(p.tokenHash)
+	if err != nil || !ok || !time.Now().Before(rec.ExpiresAt.Time) {
+		return false
+	}
+	u, ok, err := s.state.User(rec.PrincipalID)
+	return err == nil && ok && u.AccountEnabled
 }
 
 // authed wraps a handler that any authenticated caller may use.

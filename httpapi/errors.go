@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -76,7 +77,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &re):
 	case errors.Is(err, syscall.ENOSPC):
 		re = resource.Errorf(resource.CodeQuotaReached, "The server's disk is full; nothing was stored.")
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrClosed), errors.Is(err, raft.ErrUnknownOutcome):
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		re = resource.Errorf(resource.CodeUnavailable, "The request was cancelled or took too long; retry shortly.")
+		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrTimeout), errors.Is(err, raft.ErrClosed), errors.Is(err, raft.ErrUnknownOutcome):
 		re = resource.Errorf(resource.CodeUnavailable, "The service cannot take writes right now (%s); retry shortly.", err)
 		w.Header().Set("Retry-After", "1")
 	default:

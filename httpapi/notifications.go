@@ -120,12 +120,13 @@ func (s *Server) getNotification(w http.ResponseWriter, r *http.Request, p *prin
 	if err != nil {
 		return err
 	}
-	// A device that names its subscription fetched the notification: that
-	// counts as delivered to it, and cancels a pending iOS fallback alert.
+	// A device that names its subscription fetched the notification as of
+	// its last change: that counts as delivered to it, and cancels a pending
+	// iOS fallback alert, but not a newer change queued after this read.
 	if sid := r.URL.Query().Get("subscriptionId"); sid != "" && p.user != nil && s.opts.ReportDelivery != nil {
 		if sub, ok, err := s.state.Subscription(sid); err == nil && ok && sub.UserID == p.user.ID {
 			s.opts.ReportDelivery(raft.DeliveryOutcome{UserID: n.UserID, NotificationID: n.ID, SubscriptionID: sid,
-				Seq: raft.FetchedSeq, Outcome: raft.OutcomeDelivered, At: time.Now().UnixNano()})
+				Seq: n.Seq, Outcome: raft.OutcomeDelivered, At: time.Now().UnixNano()})
 		}
 	}
 	writeJSON(w, http.StatusOK, n.Notification)

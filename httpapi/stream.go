@@ -73,7 +73,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	// missed; events the replay already sent are skipped by seq.
 	l := s.hub.Listen(uid, streamBuffer, filter)
 	defer s.hub.Remove(l)
-	c := &streamCursor{s: s, uid: uid, filter: filter, last: from, replay: replay, sid: sid}
+	c := &streamCursor{s: s, uid: uid, filter: filter, last: from, replay: replay, sid: sid, p: p}
 	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		return s.streamWebSocket(w, r, l, c)
 	}
@@ -107,6 +107,7 @@ type streamCursor struct {
 	last   uint64
 	replay bool
 	sid    string // the subscription whose deliveries this stream makes
+	p      *principal
 }
 
 // delivered records that the stream's subscription received ev.
@@ -197,6 +198,11 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, l *fanout.Lis
 				}
 			}
 		case <-tick.C:
+			// A revoked or expired token ends the stream within a heartbeat;
+			// the client's reconnect then meets 401.
+			if !s.stillValid(c.p) {
+				return nil
+			}
 			if err := write([]byte(": keep-alive\n\n")); err != nil {
 				return nil
 			}
@@ -249,6 +255,10 @@ func (s *Server) streamWebSocket(w http.ResponseWriter, r *http.Request, l *fano
 				}
 			}
 		case <-tick.C:
+			if !s.stillValid(c.p) {
+				conn.Close(websocket.StatusPolicyViolation, "the access token was revoked or expired")
+				return nil
+			}
 			pctx, cancel := context.WithTimeout(ctx, writeTimeout)
 			err := conn.Ping(pctx)
 			cancel()

@@ -41,10 +41,6 @@ type DeliveryOutcome struct {
 // alert is scheduled.
 const PendingFallback = "fallback"
 
-// FetchedSeq, as an outcome's Seq, says the device fetched the notification
-// as it is now, which satisfies whatever is pending.
-const FetchedSeq = ^uint64(0)
-
 // fanout records a pending delivery of change typ of n to every active
 // subscription of n's user and application whose platform n targets.
 func (t *tx) fanout(now int64, n *resource.NotificationRecord, typ string) {

@@ -29,6 +29,9 @@ var (
 	ErrUnknownOutcome = errors.New("raft leadership lost; outcome unknown")
 	// ErrClosed: the store is shutting down.
 	ErrClosed = errors.New("store closed")
+	// ErrTimeout: Raft did not take the entry in time (overloaded); it was
+	// not committed.
+	ErrTimeout = errors.New("raft did not accept the entry in time")
 )
 
 // Options configure a Store.
@@ -360,6 +363,8 @@ func raftError(err error) error {
 		return ErrUnknownOutcome
 	case errors.Is(err, hraft.ErrRaftShutdown):
 		return ErrClosed
+	case errors.Is(err, hraft.ErrEnqueueTimeout):
+		return ErrTimeout
 	}
 	return err
 }

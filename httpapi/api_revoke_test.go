@@ -1,0 +1,43 @@
+package httpapi_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/node"
+)
+
+// A stream authenticates once, when it opens; revoking its token (here by a
+// password reset) must still end it, within a heartbeat.
+func TestRevokedTokenEndsOpenStream(t *testing.T) {
+	n := start(t, func(c *node.Config) { c.StreamHeartbeat = 100 * time.Millisecond })
+	u := n.newUser(t, "rita")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/v1.0/me/notifications/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+u.Token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("open stream: %v %v", res, err)
+	}
+	defer res.Body.Close()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, res.Body)
+		ended <- err
+	}()
+	n.patch(t, n.admin, "/v1.0/users/"+u.ID, map[string]any{"password": "a-brand-new-password"}).expect(t, http.StatusOK)
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatalf("stream ended with %v, want a clean end", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the stream outlived its revoked token")
+	}
+	// Reconnecting with the old token is refused.
+	wantError(t, n.get(t, u.Token, "/v1.0/me/notifications/stream"), http.StatusUnauthorized, "unauthenticated")
+}
