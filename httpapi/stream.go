@@ -172,12 +172,22 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, l *fanout.Lis
 	if err := write([]byte("retry: 2000\n: connected\n\n")); err != nil {
 		return nil
 	}
-	emit := func(ev *fanout.Event) error {
-		if err := write(ev.SSE()); err != nil {
+	// put writes an event into the response buffer; flush sends what is
+	// buffered. Events that are already queued go out in one flush, which
+	// keeps a busy stream to one write per burst rather than per event.
+	put := func(ev *fanout.Event) error {
+		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := w.Write(ev.SSE()); err != nil {
 			return err
 		}
 		c.delivered(ev)
 		return nil
+	}
+	emit := func(ev *fanout.Event) error {
+		if err := put(ev); err != nil {
+			return err
+		}
+		return rc.Flush()
 	}
 	if err := c.runReplay(emit); err != nil {
 		return nil // the client went away, or storage failed mid-stream
@@ -193,9 +203,29 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, l *fanout.Lis
 				return nil
 			}
 			if c.live(ev) {
-				if err := emit(ev); err != nil {
+				if err := put(ev); err != nil {
 					return nil
 				}
+			}
+		drain:
+			for range streamBuffer {
+				select {
+				case ev, ok := <-l.C():
+					if !ok {
+						rc.Flush()
+						return nil
+					}
+					if c.live(ev) {
+						if err := put(ev); err != nil {
+							return nil
+						}
+					}
+				default:
+					break drain
+				}
+			}
+			if err := rc.Flush(); err != nil {
+				return nil
 			}
 		case <-tick.C:
 			// A revoked or expired token ends the stream within a heartbeat;
