@@ -37,7 +37,13 @@ func (s *Server) writeDeliveries(w http.ResponseWriter, uid, nid string) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, collection{Value: views(ds, func(d *resource.DeliveryRecord) resource.Delivery { return d.Delivery })})
+	writeJSON(w, http.StatusOK, collection{Value: views(ds, func(d *resource.DeliveryRecord) resource.Delivery {
+		v := d.Delivery
+		if v.AttemptHistory == nil {
+			v.AttemptHistory = []resource.Attempt{}
+		}
+		return v
+	})})
 	return nil
 }
 

@@ -543,6 +543,13 @@ func TestDeliveryFailuresFollowTheContract(t *testing.T) {
 		}
 	}
 
+	// The attempt history shows each try and its error, oldest first.
+	if h := ds[ids["webPush 500, 503"]].AttemptHistory; len(h) != 3 ||
+		h[0].Outcome != "retry" || !strings.Contains(h[0].Error, "500") ||
+		h[1].Outcome != "retry" || !strings.Contains(h[1].Error, "503") || h[2].Outcome != "delivered" {
+		t.Errorf("attempt history of 500, 503, 202: %+v", h)
+	}
+
 	// Retry-After was honoured: the retry came a second later, not after
 	// the 20 ms backoff.
 	if m := r.push.Messages(throttled); len(m) != 2 || m[1].At.Sub(m[0].At) < 950*time.Millisecond {

@@ -86,6 +86,10 @@ func (t *tx) deliveryOutcomes(c *Command) Result {
 		if o.Attempted {
 			d.Attempts++
 			d.LastAttemptDateTime = at
+			d.AttemptHistory = append(d.AttemptHistory, resource.Attempt{DateTime: at, Outcome: o.Outcome, Error: o.Error})
+			if n := len(d.AttemptHistory); n > resource.MaxAttemptHistory {
+				d.AttemptHistory = append([]resource.Attempt(nil), d.AttemptHistory[n-resource.MaxAttemptHistory:]...)
+			}
 		}
 		if o.Error != "" {
 			e := o.Error

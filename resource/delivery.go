@@ -18,6 +18,19 @@ type Delivery struct {
 	LastAttemptDateTime Time    `json:"lastAttemptDateTime"`
 	LastError           *string `json:"lastError"`
 	DeliveredDateTime   Time    `json:"deliveredDateTime"`
+	// AttemptHistory lists the latest attempts, oldest first, so a delivery
+	// log can show each one and its error (Herald's addition to the shape).
+	AttemptHistory []Attempt `json:"attemptHistory"`
+}
+
+// MaxAttemptHistory bounds Delivery.AttemptHistory.
+const MaxAttemptHistory = 20
+
+// Attempt is one try to deliver.
+type Attempt struct {
+	DateTime Time   `json:"dateTime"`
+	Outcome  string `json:"outcome"`
+	Error    string `json:"error,omitempty"`
 }
 
 // DeliveryRecord is a delivery as stored: what is still to be sent, and

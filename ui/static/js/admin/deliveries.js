@@ -83,6 +83,7 @@ export function view({ params, go }) {
           { label: 'Last attempt', cell: (x) => (x.lastAttemptDateTime ? timeEl(x.lastAttemptDateTime) : '—') },
           { label: 'Delivered', cell: (x) => (x.deliveredDateTime ? timeEl(x.deliveredDateTime) : '—') },
           { label: 'Last error', cell: (x) => (x.lastError ? h('span', { class: 'error-text' }, x.lastError) : '—') },
+          { label: 'Attempts in detail', cell: (x) => history(x.attemptHistory) },
         ], d.value, {
           caption: 'Deliveries',
           empty: 'No deliveries: when it was sent, the user had no active subscription that this notification targets. It is still in their feed.',
@@ -95,6 +96,13 @@ export function view({ params, go }) {
       if (pending && !stopped) timer = setTimeout(refresh, 2000);
     }
     refresh();
+  }
+  // history lists each attempt: when, what came of it, and its error.
+  function history(list) {
+    if (!list || list.length === 0) return '—';
+    return h('details', h('summary', `${list.length} attempt${list.length === 1 ? '' : 's'}`),
+      h('ol', { class: 'attempts small' }, ...list.map((a) => h('li', timeEl(a.dateTime), ' ', pill(a.outcome),
+        a.error ? h('span', { class: 'error-text' }, ' ', a.error) : null))));
   }
   load();
   return {
