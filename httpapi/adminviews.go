@@ -32,24 +32,7 @@ func (s *Server) userFeed(w http.ResponseWriter, r *http.Request, p *principal) 
 	if err != nil {
 		return err
 	}
-	n, err := top(r, 100)
-	if err != nil {
-		return err
-	}
-	after, err := skipToken(r)
-	if err != nil {
-		return err
-	}
-	page, err := s.state.ListNotifications(u.ID, after, n, f.keep)
-	if err != nil {
-		return err
-	}
-	out := collection{Value: views(page.Items, func(n *resource.NotificationRecord) resource.Notification { return n.Notification })}
-	if page.Next != "" {
-		out.NextLink = s.link(r, "$skiptoken", encodeToken(page.Next))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return s.writeFeed(w, r, u.ID, f)
 }
 
 // userNotification is GET /v1.0/users/{id}/notifications/{nid}, deleted

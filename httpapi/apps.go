@@ -83,24 +83,7 @@ func (s *Server) lookupApp(r *http.Request) (*resource.ApplicationRecord, error)
 }
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request, p *principal) error {
-	n, err := top(r, 100)
-	if err != nil {
-		return err
-	}
-	after, err := skipToken(r)
-	if err != nil {
-		return err
-	}
-	page, err := s.state.ListApps(after, n)
-	if err != nil {
-		return err
-	}
-	out := collection{Value: views(page.Items, (*resource.ApplicationRecord).View)}
-	if page.Next != "" {
-		out.NextLink = s.link(r, "$skiptoken", encodeToken(page.Next))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(s, w, r, s.state.ListApps, (*resource.ApplicationRecord).View)
 }
 
 func (s *Server) getApp(w http.ResponseWriter, r *http.Request, p *principal) error {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -63,24 +64,15 @@ func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request, p *pr
 		return err
 	}
 	f.appID = appID
-	n, err := top(r, 100)
-	if err != nil {
-		return err
+	return s.writeFeed(w, r, uid, f)
+}
+
+// writeFeed answers a page of uid's notifications that f keeps.
+func (s *Server) writeFeed(w http.ResponseWriter, r *http.Request, uid string, f *feedFilter) error {
+	list := func(after string, n int) (raft.Page[resource.NotificationRecord], error) {
+		return s.state.ListNotifications(uid, after, n, f.keep)
 	}
-	after, err := skipToken(r)
-	if err != nil {
-		return err
-	}
-	page, err := s.state.ListNotifications(uid, after, n, f.keep)
-	if err != nil {
-		return err
-	}
-	out := collection{Value: views(page.Items, func(n *resource.NotificationRecord) resource.Notification { return n.Notification })}
-	if page.Next != "" {
-		out.NextLink = s.link(r, "$skiptoken", encodeToken(page.Next))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(s, w, r, list, func(n *resource.NotificationRecord) resource.Notification { return n.Notification })
 }
 
 // Delta tokens. A deltaLink carries "d.<seq>": everything after change seq.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -70,4 +71,28 @@ func (s *Server) link(r *http.Request, key, value string) string {
 func decodeToken(s string) (string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	return string(b), err
+}
+
+// writePage answers a paged listing: $top and $skiptoken in, a collection
+// with @odata.nextLink out while more items exist.
+func writePage[T, V any](s *Server, w http.ResponseWriter, r *http.Request,
+	list func(after string, n int) (raft.Page[T], error), view func(*T) V) error {
+	n, err := top(r, 100)
+	if err != nil {
+		return err
+	}
+	after, err := skipToken(r)
+	if err != nil {
+		return err
+	}
+	page, err := list(after, n)
+	if err != nil {
+		return err
+	}
+	out := collection{Value: views(page.Items, view)}
+	if page.Next != "" {
+		out.NextLink = s.link(r, "$skiptoken", encodeToken(page.Next))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }

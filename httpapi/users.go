@@ -73,24 +73,7 @@ func (s *Server) lookupUser(r *http.Request) (*resource.UserRecord, error) {
 }
 
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, p *principal) error {
-	n, err := top(r, 100)
-	if err != nil {
-		return err
-	}
-	after, err := skipToken(r)
-	if err != nil {
-		return err
-	}
-	page, err := s.state.ListUsers(after, n)
-	if err != nil {
-		return err
-	}
-	out := collection{Value: views(page.Items, func(u *resource.UserRecord) resource.User { return u.User })}
-	if page.Next != "" {
-		out.NextLink = s.link(r, "$skiptoken", encodeToken(page.Next))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(s, w, r, s.state.ListUsers, func(u *resource.UserRecord) resource.User { return u.User })
 }
 
 func views[T, V any](items []T, view func(*T) V) []V {
