@@ -275,10 +275,11 @@ func (n *Node) purge() {
 			return
 		}
 		res := v.(raft.PurgeResult)
-		if res.Notifications > 0 || res.Changes > 0 {
-			n.log.Debug("purged", "notifications", res.Notifications, "changes", res.Changes)
+		if res != (raft.PurgeResult{}) {
+			n.log.Debug("purged", "notifications", res.Notifications, "changes", res.Changes,
+				"tokens", res.Tokens, "subscriptions", res.Subscriptions)
 		}
-		if res.Notifications < purgeBatch && res.Changes < purgeBatch {
+		if max(res.Notifications, res.Changes, res.Tokens, res.Subscriptions) < purgeBatch {
 			return
 		}
 	}

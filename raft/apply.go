@@ -331,6 +331,7 @@ func (t *tx) createSub(c *Command) Result {
 		}
 	}
 	t.putSub(s)
+	t.set(subExpiryKey(s.ExpirationDateTime.UnixMilli(), s.ID), nil)
 	t.set(userSubKey(s.UserID, s.ID), nil)
 	t.set(appSubKey(s.AppID, s.ID), nil)
 	return ok(*s)
@@ -345,7 +346,9 @@ func (t *tx) updateSub(c *Command) Result {
 		s.DeviceName = *c.SubPatch.DeviceName
 	}
 	if c.SubPatch.ExpirationDateTime != nil {
+		t.del(subExpiryKey(s.ExpirationDateTime.UnixMilli(), s.ID))
 		s.ExpirationDateTime = *c.SubPatch.ExpirationDateTime
+		t.set(subExpiryKey(s.ExpirationDateTime.UnixMilli(), s.ID), nil)
 		if s.Status == resource.SubExpired {
 			s.Status = resource.SubActive
 			s.StatusReason = nil
@@ -361,6 +364,7 @@ func (t *tx) deleteSub(uid, sid string) Result {
 		return fail(resource.NotFound("subscription"))
 	}
 	t.del(subKey(sid))
+	t.del(subExpiryKey(s.ExpirationDateTime.UnixMilli(), sid))
 	t.del(userSubKey(uid, sid))
 	t.del(appSubKey(s.AppID, sid))
 	delete(t.subs, uid)
@@ -565,11 +569,31 @@ func (t *tx) purge(c *Command) Result {
 		t.del(k)
 		tokens++
 	}
-	return ok(PurgeResult{Notifications: purged, Changes: trimmed, Tokens: tokens})
+	// Subscriptions are kept a while past their expiry, so a device that
+	// was offline can still renew; then they go, disabled ones too.
+	subs := 0
+	subCutoff := nowMs - SubscriptionRetention.Milliseconds()
+	for _, k := range t.keys([]byte("se/"), c.MaxItems) {
+		parts := strings.SplitN(string(k), "/", 3) // se, ms, sid
+		if len(parts) != 3 || hexMs(parts[1]) > subCutoff {
+			break
+		}
+		var s resource.SubscriptionRecord
+		if t.getJSON(subKey(parts[2]), &s) {
+			t.deleteSub(s.UserID, s.ID)
+		}
+		t.del(k)
+		subs++
+	}
+	return ok(PurgeResult{Notifications: purged, Changes: trimmed, Tokens: tokens, Subscriptions: subs})
 }
 
 // PurgeResult says how much a purge removed; a full batch means run again.
-type PurgeResult struct{ Notifications, Changes, Tokens int }
+type PurgeResult struct{ Notifications, Changes, Tokens, Subscriptions int }
+
+// SubscriptionRetention is how long a subscription stays after its
+// expirationDateTime before the purge deletes it.
+const SubscriptionRetention = 30 * 24 * time.Hour
 
 func hexMs(s string) int64 {
 	var v uint64

@@ -220,3 +220,31 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestPurgeRemovesSubscriptionsLongExpired(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	u := newUser("ivy")
+	app := &resource.ApplicationRecord{ID: "app", AppID: "appid", TargetHostName: "a.example"}
+	sub := func(id string, exp time.Time) *resource.SubscriptionRecord {
+		return &resource.SubscriptionRecord{Subscription: resource.Subscription{ID: id, UserID: u.ID,
+			TargetHostName: "a.example", PlatformType: resource.PlatformWeb, Status: resource.SubActive,
+			Channel: resource.Channel{Type: resource.ChannelLive}, ExpirationDateTime: resource.At(exp)}, AppID: app.ID}
+	}
+	f.ApplyBatch([]*hraft.Log{
+		entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u}, &Command{Op: OpCreateApp, Now: now.UnixNano(), App: app}),
+		entry(t, 2, &Command{Op: OpCreateSub, Now: now.UnixNano(), Sub: sub("old", now.Add(time.Hour))},
+			&Command{Op: OpCreateSub, Now: now.UnixNano(), Sub: sub("renewed", now.Add(time.Hour))}),
+		// One is renewed far ahead; the other is left to lapse.
+		entry(t, 3, &Command{Op: OpUpdateSub, Now: now.UnixNano(), UserID: u.ID, ID: "renewed",
+			SubPatch: &resource.SubscriptionPatch{ExpirationDateTime: &resource.Time{Time: now.Add(80 * 24 * time.Hour)}}}),
+	})
+	s := &Store{db: db}
+	later := now.Add(time.Hour + SubscriptionRetention + time.Minute)
+	f.ApplyBatch([]*hraft.Log{entry(t, 4, &Command{Op: OpPurge, Now: later.UnixNano(), MaxItems: 100, Retention: int64(time.Hour)})})
+	subs, _ := s.ListSubscriptions(u.ID)
+	if len(subs) != 1 || subs[0].ID != "renewed" {
+		t.Fatalf("after the purge: %+v, want only the renewed subscription", subs)
+	}
+}

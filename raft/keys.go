@@ -53,6 +53,11 @@ func expiryKey(ms int64, uid, nid string) []byte {
 	return fmt.Appendf(nil, "ne/%016x/%s/%s", uint64(ms), uid, nid)
 }
 
+// subExpiryKey orders subscriptions by expiry, for the purge.
+func subExpiryKey(ms int64, sid string) []byte {
+	return fmt.Appendf(nil, "se/%016x/%s", uint64(ms), sid)
+}
+
 // tokenExpiryKey orders tokens by expiry for the purge; its value is the
 // token's principal, to find the owner index.
 func tokenExpiryKey(ms int64, hash string) []byte {
