@@ -3,6 +3,7 @@ package fanout
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -132,9 +133,9 @@ func NewEngine(o EngineOptions) *Engine {
 // Start loads the pending deliveries of owned users and starts working.
 func (e *Engine) Start() error {
 	err := e.o.Store.PendingDeliveries(func(d *resource.DeliveryRecord) bool {
-		if d.ChannelType != resource.ChannelLive && e.owns(d.UserID) {
+		if e.o.Senders[d.ChannelType] != nil && e.owns(d.UserID) {
 			e.schedule(taskKey{d.UserID, d.NotificationID, d.SubscriptionID}, d.ChannelType, d.Host, d.PendingSeq,
-				d.NextAttempt.Time, d.Attempts)
+				d.NextAttempt.Time, trailingRetries(d.AttemptHistory))
 		}
 		return true
 	})
@@ -177,7 +178,16 @@ func (e *Engine) owns(uid string) bool { return e.o.Owns == nil || e.o.Owns(uid)
 func (e *Engine) Notify(refs []resource.DeliveryRef) {
 	now := time.Now()
 	for _, r := range refs {
-		if r.ChannelType == resource.ChannelLive || !e.owns(r.UserID) {
+		// A channel without a sender (live, or no credentials configured)
+		// keeps its records pending in the store, not in memory; a start
+		// with the credentials picks them up.
+		if !e.owns(r.UserID) {
+			continue
+		}
+		if e.o.Senders[r.ChannelType] == nil {
+			if r.ChannelType != resource.ChannelLive {
+				e.m.unconfigured.WithLabelValues(r.ChannelType).Inc()
+			}
 			continue
 		}
 		e.schedule(taskKey{r.UserID, r.NotificationID, r.SubscriptionID}, r.ChannelType, r.Host, r.Seq, now, -1)
@@ -226,6 +236,16 @@ func (e *Engine) poke() {
 	}
 }
 
+// hostLimit is how many attempts may run at once to t's destination. FCM
+// and APNs are one "host" each but serve any load, so they may use half the
+// workers; an ordinary host gets PerHost.
+func (e *Engine) hostLimit(t *task) int {
+	if t.channel == resource.ChannelFCM || t.channel == resource.ChannelAPNs {
+		return max(e.o.PerHost, e.o.Workers/2)
+	}
+	return e.o.PerHost
+}
+
 // dispatch hands due tasks to workers, holding back those whose host is at
 // its limit.
 func (e *Engine) dispatch() {
@@ -270,7 +290,7 @@ func (e *Engine) next() (*task, time.Duration) {
 			return nil, wait
 		}
 		heap.Pop(&e.queue)
-		if e.hostBusy[t.host] >= e.o.PerHost {
+		if e.hostBusy[t.host] >= e.hostLimit(t) {
 			t.waiting = true
 			e.waiting[t.host] = append(e.waiting[t.host], t)
 			continue
@@ -371,8 +391,7 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 	}
 	sender := e.o.Senders[t.channel]
 	if sender == nil {
-		e.m.unconfigured.WithLabelValues(t.channel).Inc()
-		return now.Add(e.o.MaxBackoff), true
+		return time.Time{}, false // not queued in the first place; see Notify
 	}
 	msg := &Message{Type: pending, Notification: n.Notification,
 		DeliveryID: "msg_" + k.nid + "_" + strconv.FormatUint(seq, 36), Sent: now}
@@ -443,6 +462,17 @@ func fallbackDelay(sub *resource.SubscriptionRecord, n *resource.NotificationRec
 	return time.Duration(n.FallbackPolicy.EndpointFallback.FallbackDelayInSeconds) * time.Second, true
 }
 
+// trailingRetries counts the retries since the last other outcome: the
+// backoff of the message now pending resumes from there, not from every
+// attempt the delivery ever made.
+func trailingRetries(h []resource.Attempt) int {
+	n := 0
+	for i := len(h) - 1; i >= 0 && h[i].Outcome == raft.OutcomeRetry; i-- {
+		n++
+	}
+	return n
+}
+
 // backoff doubles from MinBackoff per attempt up to MaxBackoff, with ±20%
 // jitter so that retries of one outage do not arrive together.
 func (e *Engine) backoff(attempts int) time.Duration {
@@ -498,12 +528,30 @@ func (e *Engine) record() {
 }
 
 func (e *Engine) propose(batch []raft.DeliveryOutcome) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	e.m.outcomeBatch.Observe(float64(len(batch)))
-	if _, err := e.o.Store.Propose(ctx, &raft.Command{Op: raft.OpDeliveryOutcomes, Now: time.Now().UnixNano(), Outcomes: batch}); err != nil {
-		// The records stay pending; the next attempt or restart redoes them.
-		e.log.Warn("recording delivery outcomes failed", "outcomes", len(batch), "error", err)
+	// Outcomes are retried until they commit: a delivered message whose
+	// outcome is lost would be sent again. While Raft cannot commit, the
+	// recorder waits and the outcome queue fills, which holds the workers.
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := e.o.Store.Propose(ctx, &raft.Command{Op: raft.OpDeliveryOutcomes, Now: time.Now().UnixNano(), Outcomes: batch})
+		cancel()
+		var re *resource.Error
+		if err == nil || errors.As(err, &re) || errors.Is(err, raft.ErrClosed) {
+			if err != nil {
+				e.log.Warn("recording delivery outcomes failed", "outcomes", len(batch), "error", err)
+			}
+			return
+		}
+		e.log.Warn("recording delivery outcomes failed; retrying", "outcomes", len(batch), "error", err)
+		select {
+		case <-e.stop:
+			if try >= 2 {
+				return // shutting down: the records stay pending and are redone
+			}
+		default:
+		}
+		time.Sleep(min(5*time.Second, 100*time.Millisecond<<min(try, 6)))
 	}
 }
 

@@ -343,7 +343,7 @@ func TestEngineFetchCancelsIOSFallback(t *testing.T) {
 	defer e.Stop()
 	f.setup()
 	sid := f.subscribeAPNs()
-	nid := f.sendRaw(1)
+	nid := f.sendRaw(2)
 	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.PendingType == raft.PendingFallback })
 	// The app, woken by the silent push, fetched the notification.
 	n, _, _ := f.store.Notification(f.user, nid)
@@ -359,5 +359,31 @@ func TestEngineFetchCancelsIOSFallback(t *testing.T) {
 	}
 	if n := len(s.messages()); n != 1 {
 		t.Fatalf("got %d messages; the fetch should have cancelled the fallback", n)
+	}
+}
+
+// Live subscriptions are the live stream's to deliver: the engine queues
+// nothing for them, and their records stay pending until a stream with
+// their subscriptionId passes the change on.
+func TestEngineLeavesLiveDeliveriesToStreams(t *testing.T) {
+	f := newFixture(t)
+	s := &scriptSender{script: []Result{{Outcome: Delivered}}}
+	e := f.open(engineWith(f, s))
+	defer f.store.Close()
+	defer e.Stop()
+	f.setup()
+	live := &resource.SubscriptionRecord{Subscription: resource.Subscription{ID: resource.NewSecret(18), UserID: f.user,
+		TargetHostName: "a.example", PlatformType: resource.PlatformWeb, Status: resource.SubActive,
+		Channel: resource.Channel{Type: resource.ChannelLive}, ExpirationDateTime: resource.At(time.Now().Add(time.Hour))}, AppID: f.app.ID}
+	f.propose(&raft.Command{Op: raft.OpCreateSub, Sub: live})
+	hook := f.subscribe("https://hooks.example/a")
+	nid := f.send("both")
+	f.waitDelivery(nid, hook, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryDelivered })
+	d, ok, _ := f.store.Delivery(f.user, nid, live.ID)
+	if !ok || d.State != resource.DeliveryPending || d.Attempts != 0 {
+		t.Fatalf("live record = %+v, want pending with no attempts", d)
+	}
+	if len(s.messages()) != 1 || e.Pending() != 0 {
+		t.Fatalf("sender got %d messages, engine holds %d tasks; want 1 and 0", len(s.messages()), e.Pending())
 	}
 }

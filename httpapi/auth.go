@@ -53,6 +53,11 @@ func bearer(r *http.Request, allowQuery bool) string {
 // authenticate resolves the caller and applies its rate limit.
 func (s *Server) authenticate(r *http.Request, allowQuery bool) (*principal, error) {
 	tok := bearer(r, allowQuery)
+	if tok == "" && r.Header.Get("Authorization") != "" {
+		// Some other scheme (Basic, a malformed header): never fall back
+		// to the ambient cookie for a request that named its credentials.
+		return nil, unauthenticated("The Authorization header must be Bearer <token>.")
+	}
 	if tok == "" {
 		var err error
 		if tok, err = s.sessionToken(r); err != nil { // the web UI's cookie (session.go)

@@ -477,7 +477,7 @@ func TestTargetPolicyDecidesWhichSubscriptionsGetADelivery(t *testing.T) {
 }
 
 func TestDeliveryFailuresFollowTheContract(t *testing.T) {
-	r := newDeliveryRig(t, func(c *node.Config) { c.Delivery.Timeout = 500 * time.Millisecond })
+	r := newDeliveryRig(t, func(c *node.Config) { c.Delivery.Timeout = 1500 * time.Millisecond })
 	type expect struct {
 		state    string
 		attempts int

@@ -330,6 +330,19 @@ func (t *tx) createSub(c *Command) Result {
 			return fail(resource.Errorf(resource.CodeQuotaReached, "The user has the most active subscriptions allowed (%d).", c.MaxItems))
 		}
 	}
+	if s.Channel.Type == resource.ChannelWebPush {
+		// A push endpoint belongs to one browser profile. Registered again
+		// (by another user of a shared browser, or after a lost record),
+		// the newest registration wins, so no one else's notifications
+		// keep arriving there.
+		if old, found := t.get(endpointKey(s.Channel.Endpoint)); found {
+			var o resource.SubscriptionRecord
+			if t.getJSON(subKey(string(old)), &o) {
+				t.deleteSub(o.UserID, o.ID)
+			}
+		}
+		t.set(endpointKey(s.Channel.Endpoint), []byte(s.ID))
+	}
 	t.putSub(s)
 	t.set(subExpiryKey(s.ExpirationDateTime.UnixMilli(), s.ID), nil)
 	t.set(userSubKey(s.UserID, s.ID), nil)
@@ -362,6 +375,11 @@ func (t *tx) deleteSub(uid, sid string) Result {
 	var s resource.SubscriptionRecord
 	if !t.getJSON(subKey(sid), &s) || s.UserID != uid {
 		return fail(resource.NotFound("subscription"))
+	}
+	if s.Channel.Type == resource.ChannelWebPush {
+		if cur, found := t.get(endpointKey(s.Channel.Endpoint)); found && string(cur) == sid {
+			t.del(endpointKey(s.Channel.Endpoint))
+		}
 	}
 	t.del(subKey(sid))
 	t.del(subExpiryKey(s.ExpirationDateTime.UnixMilli(), sid))

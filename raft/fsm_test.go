@@ -248,3 +248,30 @@ func TestPurgeRemovesSubscriptionsLongExpired(t *testing.T) {
 		t.Fatalf("after the purge: %+v, want only the renewed subscription", subs)
 	}
 }
+
+func TestPushEndpointBelongsToItsNewestSubscription(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	a, b := newUser("jo"), newUser("kim")
+	app := &resource.ApplicationRecord{ID: "app", AppID: "appid", TargetHostName: "a.example"}
+	push := func(id, uid string) *resource.SubscriptionRecord {
+		return &resource.SubscriptionRecord{Subscription: resource.Subscription{ID: id, UserID: uid,
+			TargetHostName: "a.example", PlatformType: resource.PlatformWeb, Status: resource.SubActive,
+			Channel:            resource.Channel{Type: resource.ChannelWebPush, Endpoint: "https://push.example/shared-browser"},
+			ExpirationDateTime: resource.At(now.Add(time.Hour))}, AppID: app.ID}
+	}
+	f.ApplyBatch([]*hraft.Log{
+		entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: a}, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: b},
+			&Command{Op: OpCreateApp, Now: now.UnixNano(), App: app}),
+		entry(t, 2, &Command{Op: OpCreateSub, Now: now.UnixNano(), Sub: push("first", a.ID)}),
+		entry(t, 3, &Command{Op: OpCreateSub, Now: now.UnixNano(), Sub: push("second", b.ID)}),
+	})
+	s := &Store{db: db}
+	if subs, _ := s.ListSubscriptions(a.ID); len(subs) != 0 {
+		t.Fatalf("the first user still holds the shared endpoint: %+v", subs)
+	}
+	if subs, _ := s.ListSubscriptions(b.ID); len(subs) != 1 || subs[0].ID != "second" {
+		t.Fatalf("the second user's subscriptions: %+v", subs)
+	}
+}

@@ -1,7 +1,9 @@
 package raft
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"strings"
 )
@@ -51,6 +53,12 @@ func appNotifKey(uid, aid, appNotifID string) []byte {
 // expiryKey orders notifications by expiry so the purge reads only what is due.
 func expiryKey(ms int64, uid, nid string) []byte {
 	return fmt.Appendf(nil, "ne/%016x/%s/%s", uint64(ms), uid, nid)
+}
+
+// endpointKey maps a Web Push endpoint to the one subscription that holds it.
+func endpointKey(endpoint string) []byte {
+	sum := sha256.Sum256([]byte(endpoint))
+	return []byte("pe/" + hex.EncodeToString(sum[:]))
 }
 
 // subExpiryKey orders subscriptions by expiry, for the purge.

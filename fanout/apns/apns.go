@@ -251,10 +251,23 @@ type aps struct {
 // wake the app to act on the custom keys. Apple takes background pushes
 // at priority 5 only, and throttles them.
 func Build(msg *fanout.Message) (*Request, error) {
+	r, err := build(msg, false)
+	if err == nil && len(r.Body) > pushcontent.MaxPayload {
+		// A notification may hold 4 KiB of content, which with the rest
+		// does not fit APNs' 4 KiB: send what fits and let the app fetch.
+		return build(pushcontent.Shrink(msg), true)
+	}
+	return r, err
+}
+
+func build(msg *fanout.Message, truncated bool) (*Request, error) {
 	n := &msg.Notification
 	payload := make(map[string]any, 10)
 	for k, v := range pushcontent.Data(msg) {
 		payload[k] = v
+	}
+	if truncated {
+		payload["truncated"] = "true"
 	}
 	r := &Request{PushType: "background", Priority: "5", ID: apnsID(msg.DeliveryID)}
 	a := aps{ContentAvailable: 1}

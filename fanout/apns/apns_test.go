@@ -287,9 +287,15 @@ func TestOversizedPayloadAndLongCollapseID(t *testing.T) {
 	msg := visual(r.clock.Now())
 	big := strings.Repeat("x", 4000)
 	msg.Notification.Payload.RawContent = &big
+	// 4000 bytes of raw content pass the API's limit but not APNs' with
+	// the rest: what fits goes, marked truncated, without the content.
 	res := r.s.Send(context.Background(), apnsSub(goodToken, ""), msg)
-	if res.Outcome != fanout.Failed || !strings.Contains(res.Err, "PayloadTooLarge") {
+	if res.Outcome != fanout.Delivered {
 		t.Fatalf("oversized: %+v", res)
+	}
+	if req, err := Build(msg); err != nil || len(req.Body) > 4096 || !strings.Contains(string(req.Body), `"truncated":"true"`) ||
+		strings.Contains(string(req.Body), big) {
+		t.Fatalf("oversized body (%d bytes) is not the truncated form: %v", len(req.Body), err)
 	}
 
 	msg = visual(r.clock.Now())

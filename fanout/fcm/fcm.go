@@ -223,7 +223,20 @@ type android struct {
 
 // Body encodes the FCM send request of msg to device token at time now.
 func Body(token string, msg *fanout.Message, now time.Time) ([]byte, error) {
+	b, err := body(token, msg, now, false)
+	if err == nil && len(b) > pushcontent.MaxPayload {
+		// FCM takes 4 KiB of message; a notification may hold 4 KiB of
+		// content alone. Send what fits and let the app fetch the rest.
+		return body(token, pushcontent.Shrink(msg), now, true)
+	}
+	return b, err
+}
+
+func body(token string, msg *fanout.Message, now time.Time, truncated bool) ([]byte, error) {
 	m := message{Token: token, Data: pushcontent.Data(msg), Android: android{Priority: "normal"}}
+	if truncated {
+		m.Data["truncated"] = "true"
+	}
 	if a := pushcontent.Alert(msg); a != nil {
 		m.Notification = &notification{Title: a.Title, Body: a.Body}
 	}
@@ -335,9 +348,11 @@ func classify(code int, body []byte) fanout.Result {
 	}
 	out := fanout.Failed
 	switch {
-	case fcmCode == "UNREGISTERED" || e.Error.Status == "NOT_FOUND" || code == http.StatusNotFound:
+	case fcmCode == "UNREGISTERED":
 		// The app was uninstalled or the token expired: the token will
-		// never work again.
+		// never work again. Only FCM's own error code says so: a bare 404
+		// may be a wrong endpoint or a proxy, which must not disable every
+		// device of the server.
 		out = fanout.Disable
 	case code == http.StatusUnauthorized, code == http.StatusTooManyRequests, code >= 500,
 		code >= 300 && code < 400:

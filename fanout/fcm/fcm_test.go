@@ -145,8 +145,8 @@ func TestFCMErrorsLeadToOutcomes(t *testing.T) {
 		words string
 	}{
 		{"unregistered", fanout.Disable, 0, "UNREGISTERED"},
-		{"bare404", fanout.Disable, 0, "404"},
-		{"notfound400", fanout.Disable, 0, "NOT_FOUND"},
+		{"bare404", fanout.Failed, 0, "404"},
+		{"notfound400", fanout.Failed, 0, "NOT_FOUND"},
 		{"invalid", fanout.Failed, 0, "INVALID_ARGUMENT: Message is too big"},
 		{"mismatch", fanout.Failed, 0, "SENDER_ID_MISMATCH"},
 		{"quota", fanout.Retry, 30 * time.Second, "QUOTA_EXCEEDED"},
@@ -336,4 +336,18 @@ func BenchmarkSend(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestOversizedContentIsTruncatedToFit(t *testing.T) {
+	big := strings.Repeat("x", 4000)
+	msg := &fanout.Message{Type: resource.ChangeCreated, DeliveryID: "msg_1", Notification: resource.Notification{
+		ID: "n1", Payload: resource.Payload{RawContent: &big, VisualContent: &resource.VisualContent{Title: "T", Body: "B"}},
+		Priority: resource.PriorityHigh, ExpirationDateTime: resource.At(time.Now().Add(time.Hour))}}
+	b, err := Body("token", msg, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 4096 || strings.Contains(string(b), big) || !strings.Contains(string(b), `"truncated":"true"`) {
+		t.Fatalf("body of %d bytes is not the truncated form", len(b))
+	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/herald-notify/herald/fanout"
 	"github.com/herald-notify/herald/fanout/internal/pushhttp"
+	"github.com/herald-notify/herald/fanout/outbound"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -164,6 +165,12 @@ func (s *Sender) Send(ctx context.Context, sub *resource.SubscriptionRecord, msg
 
 	resp, err := s.client.Do(req)
 	if err != nil {
+		// A destination the outbound policy refuses (a name that resolves
+		// to a private address) will be refused every time: fail it now.
+		var refused *outbound.RefusedError
+		if errors.As(err, &refused) {
+			return fanout.Result{Outcome: fanout.Failed, Err: "webhook URL refused: " + refused.Reason}
+		}
 		return fanout.Result{Outcome: fanout.Retry, Err: pushhttp.TransportError(ctx, err)}
 	}
 	defer resp.Body.Close()

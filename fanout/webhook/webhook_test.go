@@ -20,6 +20,7 @@ import (
 
 	"github.com/herald-notify/herald/fanout"
 	"github.com/herald-notify/herald/fanout/internal/pushhttp"
+	"github.com/herald-notify/herald/fanout/outbound"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -496,4 +497,17 @@ func BenchmarkSend(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A name that resolves to a private address is refused at dial time by the
+// outbound policy; that will not change, so the message fails at once.
+func TestRefusedDestinationFails(t *testing.T) {
+	s, err := New(Options{Client: outbound.NewClient(outbound.Policy{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := s.Send(context.Background(), sub(newSecret(t), "https://localhost:1/hook"), created())
+	if res.Outcome != fanout.Failed || !strings.Contains(res.Err, "refused") {
+		t.Fatalf("result %+v, want failed: refused", res)
+	}
 }

@@ -93,3 +93,18 @@ func Data(msg *fanout.Message) map[string]string {
 	}
 	return d
 }
+
+// MaxPayload is the largest push body FCM and APNs take (4 KiB).
+const MaxPayload = 4096
+
+// Shrink returns msg without the content that may not fit a push: the raw
+// content and the alert's body. A push built from it carries
+// "truncated": "true", and the app fetches the notification by its id.
+func Shrink(msg *fanout.Message) *fanout.Message {
+	m := *msg
+	m.Notification.Payload.RawContent = nil
+	if v := m.Notification.Payload.VisualContent; v != nil {
+		m.Notification.Payload.VisualContent = &resource.VisualContent{Title: v.Title}
+	}
+	return &m
+}

@@ -193,12 +193,14 @@ export async function signIn(username, password) {
   return adopt(await res.json());
 }
 
+// signOut ends the session. A stale CSRF token (another tab refreshed the
+// session) is picked up and the sign-out tried once more; if the server
+// still refuses, the page says so and stays signed in, rather than showing
+// a sign-in form over a session that is still valid.
 export async function signOut() {
-  try {
-    const res = await send('DELETE', '/ui/session');
-    if (!res.ok && res.status !== 401) throw await toError(res);
-  } finally {
-    ended();
-    if (channel) channel.postMessage('signed-out');
-  }
+  let res = await send('DELETE', '/ui/session');
+  if (res.status === 403 && await resync()) res = await send('DELETE', '/ui/session');
+  if (!res.ok && res.status !== 401) throw await toError(res);
+  ended();
+  if (channel) channel.postMessage('signed-out');
 }

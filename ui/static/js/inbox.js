@@ -162,6 +162,35 @@ class Push {
   }
 }
 
+// leave signs out for good on this browser: it removes the subscriptions
+// this browser registered for the user (so a shared browser does not keep
+// showing their notifications), drops the browser's push subscription and
+// what the page remembered, then ends the session. Removing the server's
+// records is best effort: the session ends even if they fail.
+async function leave(uid) {
+  const prefix = `herald.inbox.${uid}.`;
+  const keys = [];
+  try {
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = localStorage.key(i);
+      if (k && k.startsWith(prefix)) keys.push(k);
+    }
+  } catch { /* private mode: nothing remembered */ }
+  for (const k of keys) {
+    const id = store.get(k);
+    if (id && (k.endsWith('.push') || k.endsWith('.live'))) {
+      try { await api('DELETE', `/v1.0/me/notificationSubscriptions/${encodeURIComponent(id)}`); } catch { /* already gone */ }
+    }
+  }
+  try {
+    const reg = await navigator.serviceWorker?.getRegistration('/ui/inbox/');
+    const sub = await reg?.pushManager.getSubscription();
+    if (sub) await sub.unsubscribe();
+  } catch { /* no push in this browser */ }
+  for (const k of keys) store.del(k);
+  await signOut();
+}
+
 // ---- the inbox
 
 class Inbox {
@@ -205,7 +234,7 @@ class Inbox {
         h('div', { class: 'whoami' },
           h('span', { class: 'muted', title: this.user.userPrincipalName }, this.user.displayName || this.user.userPrincipalName),
           admin,
-          h('button', { type: 'button', class: 'btn btn-ghost', id: 'signout', on: { click: () => signOut().catch((e) => toast(e.message, 'error')) } }, 'Sign out'))),
+          h('button', { type: 'button', class: 'btn btn-ghost', id: 'signout', on: { click: () => leave(this.user.id).catch((e) => toast(e.message, 'error')) } }, 'Sign out'))),
       h('main', { id: 'main', tabindex: '-1', class: 'inbox' },
         h('div', { class: 'inbox-head' },
           h('h1', 'Inbox ', this.count),
