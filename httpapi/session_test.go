@@ -117,6 +117,9 @@ func TestUISessionCookieAuthenticatesAPIAndStream(t *testing.T) {
 	if me.UserPrincipalName != "alice" {
 		t.Fatalf("GET /me with the cookie = %+v", me)
 	}
+	// A request that names other credentials never falls back to the cookie.
+	wantError(t, n.get(t, "", "/v1.0/me", "Cookie", s.cookie(), "Authorization", "Basic YWxpY2U6eA=="),
+		http.StatusUnauthorized, "unauthenticated")
 	// The live stream, as the inbox's EventSource opens it: only the cookie.
 	stream, status, body := e.openSSE(t, "subscriptionId="+e.webSub, http.Header{"Cookie": {s.cookie()}})
 	if stream == nil {
