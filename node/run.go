@@ -63,8 +63,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 // Start opens the node's storage, waits for a leader, creates the first
 // admin on an empty cluster, and starts serving HTTP.
 func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
-	if len(cfg.Join) > 0 || cfg.BootstrapExpect > 1 {
-		return nil, errors.New("multi-node clusters (--join, --bootstrap-expect) are not available in this version yet; run a single node")
+	if cfg.BootstrapExpect > 1 {
+		return nil, errors.New("--bootstrap-expect is not available in this version yet; start one node, then --join the others")
+	}
+	if len(cfg.Join) > 0 && cfg.ClusterKey == "" && !cfg.InsecureCluster {
+		return nil, errors.New("several nodes need a shared --cluster-key (HERALD_CLUSTER_KEY), or --insecure-cluster")
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -88,7 +91,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	var engine atomic.Pointer[fanout.Engine]
 
 	n.store, err = raft.Open(raft.Options{
-		Dir: cfg.DataDir, NodeID: id, RaftAddr: cfg.RaftAddr, Bootstrap: true,
+		Dir: cfg.DataDir, NodeID: id, RaftAddr: cfg.RaftAddr, Bootstrap: true, ClusterKey: []byte(cfg.ClusterKey),
 		HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
 		SnapshotInterval: cfg.Raft.SnapshotInterval, SnapshotThreshold: cfg.Raft.SnapshotThreshold,
 		Logger: logger, OnChange: n.hub.Publish,

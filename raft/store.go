@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,10 @@ type Options struct {
 	NodeID    string
 	RaftAddr  string // bind and advertise address of the Raft transport
 	Bootstrap bool   // form a one-node cluster if there is no Raft state yet
+	// ClusterKey, when set, authenticates every Raft connection (auth.go);
+	// without it the transport is plain TCP, fit only for a lone node or an
+	// explicitly insecure cluster.
+	ClusterKey []byte
 
 	HeartbeatTimeout  time.Duration
 	ElectionTimeout   time.Duration
@@ -147,7 +152,17 @@ func (s *Store) startRaft() error {
 	if err := s.catchUpFromSnapshot(snaps); err != nil {
 		return err
 	}
-	s.transport, err = hraft.NewTCPTransportWithLogger(o.RaftAddr, nil, 3, 10*time.Second, hlog)
+	if len(o.ClusterKey) > 0 {
+		var layer *authLayer
+		layer, err = newAuthLayer(o.RaftAddr, o.ClusterKey, func(remote net.Addr, err error) {
+			o.Logger.Warn("refused a raft connection", "remote", remote.String(), "error", err)
+		})
+		if err == nil {
+			s.transport = hraft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, hlog)
+		}
+	} else {
+		s.transport, err = hraft.NewTCPTransportWithLogger(o.RaftAddr, nil, 3, 10*time.Second, hlog)
+	}
 	if err != nil {
 		return fmt.Errorf("raft transport on %s: %w", o.RaftAddr, err)
 	}
