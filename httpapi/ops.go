@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/herald-notify/herald/resource"
 )
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
@@ -39,6 +41,33 @@ func (s *Server) metricsHandler() handlerFunc {
 
 func (s *Server) cluster(w http.ResponseWriter, r *http.Request, p *principal) error {
 	writeJSON(w, http.StatusOK, s.opts.Ops.Cluster())
+	return nil
+}
+
+func (s *Server) addNode(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var body struct {
+		ID       string `json:"id"`
+		RaftAddr string `json:"raftAddr"`
+		HTTPAddr string `json:"httpAddr"`
+	}
+	if err := decodeJSON(r, &body); err != nil {
+		return err
+	}
+	if body.ID == "" || body.RaftAddr == "" || body.HTTPAddr == "" {
+		return resource.Invalid("", "A node needs id, raftAddr and httpAddr.")
+	}
+	if err := s.opts.Ops.AddNode(r.Context(), body.ID, body.RaftAddr, body.HTTPAddr); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, body)
+	return nil
+}
+
+func (s *Server) removeNode(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := s.opts.Ops.RemoveNode(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

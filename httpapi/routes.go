@@ -49,6 +49,8 @@ func (s *Server) routes() {
 	rt.handle("DELETE", "/me/notifications/{id}", s.authed(s.deleteNotification))
 
 	rt.handle("GET", "/admin/cluster", s.adminOnly(s.cluster))
+	rt.handle("POST", "/admin/cluster/nodes", s.adminOnly(s.addNode))
+	rt.handle("DELETE", "/admin/cluster/nodes/{id}", s.adminOnly(s.removeNode))
 	rt.handle("GET", "/admin/backup", s.adminOnly(s.backup))
 
 	if s.opts.UI != nil {

@@ -46,6 +46,10 @@ type State interface {
 type Ops interface {
 	Ready(ctx context.Context) error
 	Cluster() any
+	// AddNode and RemoveNode change the membership (API.md §8); a
+	// follower asks the leader.
+	AddNode(ctx context.Context, id, raftAddr, httpAddr string) error
+	RemoveNode(ctx context.Context, id string) error
 	Backup(w io.Writer) error
 }
 

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"strconv"
+	"sync"
+	"time"
 
 	hraft "github.com/hashicorp/raft"
 )
@@ -56,8 +59,10 @@ type NodeStatus struct {
 	LiveConnections int    `json:"liveConnections"`
 }
 
-// Cluster describes the cluster as this node sees it. With one node it owns
-// every slot.
+// Cluster describes the cluster as this node sees it: the Raft
+// configuration, each member's recorded addresses, and what each member says
+// of itself when asked (state "unreachable" when it does not answer). With
+// one node it owns every slot.
 func (n *Node) Cluster() any {
 	r := n.store.Raft()
 	stats := r.Stats()
@@ -69,21 +74,51 @@ func (n *Node) Cluster() any {
 	if f.Error() != nil {
 		return out
 	}
+	recs, _ := n.store.Nodes()
 	servers := f.Configuration().Servers
-	for _, s := range servers {
-		ns := NodeStatus{ID: string(s.ID), RaftAddr: string(s.Address), Voter: s.Suffrage == hraft.Voter, State: "unreachable"}
+	out.Nodes = make([]NodeStatus, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		ns := NodeStatus{ID: string(s.ID), RaftAddr: string(s.Address), HTTPAddr: recs[string(s.ID)].HTTPAddr,
+			Voter: s.Suffrage == hraft.Voter, State: "unreachable"}
 		if string(s.ID) == n.id {
-			ns.HTTPAddr = n.Addr()
-			ns.State = stateName(r.State())
-			ns.AppliedIndex = n.store.Applied()
-			ns.LiveConnections = n.hub.Open()
-			if len(servers) == 1 {
-				ns.Slots = SlotCount
-			}
+			ns = n.selfStatus()
+			ns.Voter = s.Suffrage == hraft.Voter
+		} else if ns.HTTPAddr != "" {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+				defer cancel()
+				var peer NodeStatus
+				if err := n.callNode(ctx, ns.HTTPAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err == nil {
+					ns.State, ns.AppliedIndex, ns.LiveConnections, ns.LastContactMs =
+						peer.State, peer.AppliedIndex, peer.LiveConnections, peer.LastContactMs
+				}
+				out.Nodes[i] = ns
+			}()
+			continue
 		}
-		out.Nodes = append(out.Nodes, ns)
+		if len(servers) == 1 {
+			ns.Slots = SlotCount
+		}
+		out.Nodes[i] = ns
 	}
+	wg.Wait()
 	return out
+}
+
+// selfStatus is this node as it sees itself.
+func (n *Node) selfStatus() NodeStatus {
+	r := n.store.Raft()
+	ns := NodeStatus{ID: n.id, HTTPAddr: n.httpAdvert, RaftAddr: n.store.RaftAddr(), State: stateName(r.State()),
+		AppliedIndex: n.store.Applied(), LiveConnections: n.hub.Open()}
+	if r.State() != hraft.Leader {
+		if lc := r.LastContact(); !lc.IsZero() {
+			ns.LastContactMs = time.Since(lc).Milliseconds()
+		}
+	}
+	return ns
 }
 
 func stateName(s hraft.RaftState) string {

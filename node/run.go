@@ -29,17 +29,22 @@ import (
 
 // Node is one running Herald node.
 type Node struct {
-	cfg      Config
-	log      *slog.Logger
-	id       string
-	store    *raft.Store
-	hub      *fanout.Hub
-	engine   *fanout.Engine
-	api      *httpapi.Server
-	http     *http.Server
-	listener net.Listener
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	cfg    Config
+	log    *slog.Logger
+	id     string
+	store  *raft.Store
+	hub    *fanout.Hub
+	engine *fanout.Engine
+	api    *httpapi.Server
+	state  forwarder // the API's State: local reads, writes through the leader
+	auth   *clusterAuth
+	client *http.Client // inter-node requests
+	// httpAdvert is the HTTP address other nodes reach this one at.
+	httpAdvert string
+	http       *http.Server
+	listener   net.Listener
+	stop       chan struct{}
+	wg         sync.WaitGroup
 
 	started   atomic.Bool // the first admin exists and the engine runs
 	closeOnce sync.Once
@@ -76,7 +81,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: logger, id: id, hub: fanout.NewHub(), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: logger, id: id, hub: fanout.NewHub(), stop: make(chan struct{}),
+		auth:   &clusterAuth{key: []byte(cfg.ClusterKey), enabled: cfg.ClusterKey != "" || cfg.InsecureCluster, seen: map[string]time.Time{}},
+		client: &http.Client{Timeout: 30 * time.Second}}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -91,7 +98,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	var engine atomic.Pointer[fanout.Engine]
 
 	n.store, err = raft.Open(raft.Options{
-		Dir: cfg.DataDir, NodeID: id, RaftAddr: cfg.RaftAddr, Bootstrap: true, ClusterKey: []byte(cfg.ClusterKey),
+		// A joining node waits to be added; any other forms a one-node
+		// cluster the first time (later starts find their Raft state).
+		Bootstrap: len(cfg.Join) == 0,
+		Dir:       cfg.DataDir, NodeID: id, RaftAddr: cfg.RaftAddr, ClusterKey: []byte(cfg.ClusterKey),
 		HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
 		SnapshotInterval: cfg.Raft.SnapshotInterval, SnapshotThreshold: cfg.Raft.SnapshotThreshold,
 		Logger: logger, OnChange: n.hub.Publish,
@@ -111,9 +121,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_raft_applied_index",
 		Help: "Last Raft index applied to this node's state."}, func() float64 { return float64(n.store.Applied()) }))
 
+	n.state = forwarder{Store: n.store, n: n}
 	l := cfg.Limits
 	n.api = httpapi.New(httpapi.Options{
-		State: n.store, Hub: n.hub, Ops: n, Logger: logger, Registry: reg, Gatherer: reg,
+		State: n.state, Hub: n.hub, Ops: n, Logger: logger, Registry: reg, Gatherer: reg,
 		PublicURL: cfg.PublicURL, AppRate: l.AppRate, AppBurst: l.AppBurst, UserRate: l.UserRate, UserBurst: l.UserBurst,
 		MaxNotificationsPerUser: l.MaxNotificationsPerUser, MaxSubscriptionsPerUser: l.MaxSubscriptionsPerUser,
 		MaxStreamsPerUser: l.MaxStreamsPerUser, ChangeRetention: l.ChangeRetention, Heartbeat: cfg.StreamHeartbeat,
@@ -129,7 +140,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		n.store.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
-	n.http = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	n.httpAdvert = advertiseHTTP(n.listener.Addr(), n.store.RaftAddr())
+	mux := http.NewServeMux()
+	mux.Handle("/internal/cluster/", n.internalHandler())
+	mux.Handle("/", n.api)
+	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	n.wg.Add(1)
 	go func() {
@@ -139,11 +154,19 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		}
 	}()
 
+	if len(cfg.Join) > 0 {
+		n.wg.Add(1)
+		go n.joinLoop()
+	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := n.store.WaitLeader(wctx); err != nil {
 		n.Close(context.Background())
 		return nil, fmt.Errorf("no raft leader: %w", err)
+	}
+	if err := n.announce(wctx); err != nil {
+		// Housekeeping tries again; the node serves meanwhile.
+		logger.Warn("could not record this node's addresses yet", "error", err)
 	}
 	if err := n.bootstrapAdmin(ctx); err != nil {
 		n.Close(context.Background())
@@ -155,7 +178,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		return nil, fmt.Errorf("delivery channels: %w", err)
 	}
 	d := cfg.Delivery
-	n.engine = fanout.NewEngine(fanout.EngineOptions{Store: n.store, Senders: senders,
+	n.engine = fanout.NewEngine(fanout.EngineOptions{Store: n.state, Senders: senders,
+		// Until the slot table exists the leader runs every delivery, so
+		// that a cluster does not deliver each message once per node.
+		Owns:    func(string) bool { return n.store.IsLeader() },
 		Workers: d.Workers, PerHost: d.PerHost, Timeout: d.Timeout, MinBackoff: d.MinBackoff, MaxBackoff: d.MaxBackoff,
 		Logger: logger, Registry: reg, WebhookDisableAfter: cfg.Webhook.DisableAfter})
 	engine.Store(n.engine)
@@ -261,6 +287,11 @@ func (n *Node) housekeeping() {
 			if n.store.IsLeader() {
 				n.purge()
 			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := n.announce(ctx); err != nil {
+				n.log.Warn("could not record this node's addresses", "error", err)
+			}
+			cancel()
 		}
 	}
 }

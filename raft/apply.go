@@ -83,6 +83,15 @@ func (t *tx) apply(c *Command) Result {
 		return t.purge(c)
 	case OpDeliveryOutcomes:
 		return t.deliveryOutcomes(c)
+	case OpSetNode:
+		t.setJSON(nodeKey(c.Node.ID), c.Node)
+		return ok(nil)
+	case OpRemoveNode:
+		if !t.exists(nodeKey(c.ID)) {
+			return fail(resource.NotFound("node"))
+		}
+		t.del(nodeKey(c.ID))
+		return ok(nil)
 	case OpSetVAPID:
 		if !t.exists([]byte(keyVAPID)) {
 			t.set([]byte(keyVAPID), c.VAPID)

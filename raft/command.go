@@ -31,7 +31,19 @@ const (
 	OpPurge            Op = "purge"
 	OpSetVAPID         Op = "setVAPID"
 	OpDeliveryOutcomes Op = "deliveryOutcomes"
+	// OpSetNode records a cluster member's addresses; OpRemoveNode forgets
+	// one. Raft's configuration knows only Raft addresses, and forwarding
+	// needs every node to find the leader's HTTP address in its replica.
+	OpSetNode    Op = "setNode"
+	OpRemoveNode Op = "removeNode"
 )
+
+// NodeRecord is a cluster member as the replicated state knows it.
+type NodeRecord struct {
+	ID       string `json:"id"`
+	HTTPAddr string `json:"httpAddr"`
+	RaftAddr string `json:"raftAddr"`
+}
 
 // Command is one state change. Op says which fields are set.
 type Command struct {
@@ -51,6 +63,7 @@ type Command struct {
 	NotifPatch *resource.NotificationPatch  `json:"notifPatch,omitempty"`
 	VAPID      []byte                       `json:"vapid,omitempty"`
 	Outcomes   []DeliveryOutcome            `json:"outcomes,omitempty"`
+	Node       *NodeRecord                  `json:"node,omitempty"`
 
 	// Generic references; what they mean depends on Op.
 	UserID      string `json:"userId,omitempty"`
@@ -107,6 +120,8 @@ func (c *Command) check() *resource.Error {
 		missing = c.Notif == nil || c.Notif.ExpirationDateTime.IsZero()
 	case OpPatchNotif:
 		missing = c.NotifPatch == nil
+	case OpSetNode:
+		missing = c.Node == nil || c.Node.ID == ""
 	}
 	if missing {
 		return resource.Errorf(resource.CodeInvalidRequest, "command %s lacks its body", c.Op)

@@ -29,11 +29,15 @@ func ownerTokenKey(principal, hash string) []byte {
 func subKey(id string) []byte           { return []byte("s/" + id) }
 func userSubKey(uid, sid string) []byte { return []byte("us/" + uid + "/" + sid) }
 func appSubKey(aid, sid string) []byte  { return []byte("as/" + aid + "/" + sid) }
-func notifKey(uid, nid string) []byte   { return []byte("n/" + uid + "/" + nid) }
-func notifPrefix(uid string) []byte     { return []byte("n/" + uid + "/") }
-func countersKey(uid string) []byte     { return []byte("cnt/" + uid) }
-func changeTrimKey(uid string) []byte   { return []byte("ct/" + uid) }
-func changePrefix(uid string) []byte    { return []byte("c/" + uid + "/") }
+
+// nodeKey holds a cluster member's NodeRecord.
+func nodeKey(id string) []byte { return []byte("cn/" + id) }
+
+func notifKey(uid, nid string) []byte { return []byte("n/" + uid + "/" + nid) }
+func notifPrefix(uid string) []byte   { return []byte("n/" + uid + "/") }
+func countersKey(uid string) []byte   { return []byte("cnt/" + uid) }
+func changeTrimKey(uid string) []byte { return []byte("ct/" + uid) }
+func changePrefix(uid string) []byte  { return []byte("c/" + uid + "/") }
 func changeKey(uid string, seq uint64) []byte {
 	return fmt.Appendf(nil, "c/%s/%016x", uid, seq)
 }

@@ -281,3 +281,21 @@ func (s *Store) PendingDeliveries(fn func(*resource.DeliveryRecord) bool) error 
 		return nil
 	})
 }
+
+// Nodes returns the cluster members' recorded addresses, by id.
+func (s *Store) Nodes() (map[string]NodeRecord, error) {
+	out := map[string]NodeRecord{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("cn/")})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var n NodeRecord
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &n) }); err != nil {
+				return err
+			}
+			out[n.ID] = n
+		}
+		return nil
+	})
+	return out, err
+}

@@ -240,6 +240,9 @@ func (s *Store) DB() *badger.DB { return s.db }
 // Raft exposes the Raft instance to cluster management.
 func (s *Store) Raft() *hraft.Raft { return s.raft }
 
+// RaftAddr is the address other nodes reach this node's Raft transport at.
+func (s *Store) RaftAddr() string { return string(s.transport.LocalAddr()) }
+
 // Applied is the last applied log index.
 func (s *Store) Applied() uint64 { return s.fsm.Applied() }
 

@@ -1,0 +1,238 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/internal/testnode"
+	"github.com/herald-notify/herald/node"
+)
+
+const clusterKey = "test-cluster-key-0123456789"
+
+// clusterConfig is a test node of a keyed cluster. Its HTTP address is fixed
+// up front so that a restarted node comes back where the others recorded it.
+func clusterConfig(t *testing.T, id string, join ...string) node.Config {
+	cfg := testnode.Config(t, t.TempDir())
+	cfg.NodeID = id
+	cfg.HTTPAddr = testnode.FreeAddr(t)
+	cfg.ClusterKey = clusterKey
+	cfg.Join = join
+	cfg.Limits.AppRate, cfg.Limits.UserRate = 0, 0 // the test polls
+	return cfg
+}
+
+// pollUntil polls f until it returns nil or the deadline passes.
+func pollUntil(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func clientFor(t *testing.T, n *testnode.Node, token string) *client.Client {
+	c, err := client.New(n.URL, client.WithToken(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type notifPage struct {
+	Value []client.Notification `json:"value"`
+}
+
+// appNotificationIds lists the user's feed on one node.
+func appNotificationIds(ctx context.Context, c *client.Client) ([]string, error) {
+	var page notifPage
+	if err := c.Do(ctx, http.MethodGet, "/v1.0/me/notifications?$top=100", nil, &page); err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(page.Value))
+	for _, n := range page.Value {
+		ids = append(ids, n.AppNotificationID)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// A three-node cluster formed with --join: writes through a follower are
+// forwarded and readable at once on that follower and soon on every node; the
+// cluster survives losing its leader, and the old leader catches up when it
+// returns, with every acknowledged write present exactly once everywhere.
+func TestThreeNodeCluster(t *testing.T) {
+	ctx := context.Background()
+	cfgs := []node.Config{clusterConfig(t, "n1")}
+	cfgs = append(cfgs, clusterConfig(t, "n2", cfgs[0].HTTPAddr))
+	cfgs = append(cfgs, clusterConfig(t, "n3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr))
+	nodes := make([]*testnode.Node, 3)
+	for i := range cfgs {
+		nodes[i] = testnode.Start(t, &cfgs[i])
+	}
+
+	anon := clientFor(t, nodes[0], "")
+	tok, err := anon.PasswordToken(ctx, "admin", testnode.AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminToken := tok.AccessToken
+	// The token was issued on one node; the others know it once they
+	// have applied that entry.
+	for _, n := range nodes {
+		pollUntil(t, "admin token on "+n.Config.NodeID, func() error {
+			_, err := clientFor(t, n, adminToken).Cluster(ctx)
+			return err
+		})
+	}
+	pollUntil(t, "every node in the cluster table", func() error {
+		st, err := clientFor(t, nodes[0], adminToken).Cluster(ctx)
+		if err != nil {
+			return err
+		}
+		if len(st.Nodes) != 3 {
+			return fmt.Errorf("%d nodes", len(st.Nodes))
+		}
+		for _, n := range st.Nodes {
+			if n.HTTPAddr == "" || !n.Voter || (n.State != "leader" && n.State != "follower") {
+				return fmt.Errorf("node %+v", n)
+			}
+		}
+		return nil
+	})
+
+	leaderOf := func(among []*testnode.Node) (leader *testnode.Node, followers []*testnode.Node) {
+		for _, n := range among {
+			if n.Store().IsLeader() {
+				leader = n
+			} else {
+				followers = append(followers, n)
+			}
+		}
+		return leader, followers
+	}
+	leader, followers := leaderOf(nodes)
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	f := followers[0]
+
+	// Everything below goes through a follower.
+	admin := clientFor(t, f, adminToken)
+	if _, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "bob", Password: "bob-password-1"}); err != nil {
+		t.Fatalf("create user through a follower: %v", err)
+	}
+	app, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: "Tasks", TargetHostName: "tasks.cluster.test"})
+	if err != nil {
+		t.Fatalf("create app through a follower: %v", err)
+	}
+	if app.AppID == "" || len(app.PasswordCredentials) == 0 || app.PasswordCredentials[0].SecretText == "" {
+		t.Fatalf("forwarded create returned %+v", app)
+	}
+	fanon := clientFor(t, f, "")
+	ut, err := fanon.PasswordToken(ctx, "bob", "bob-password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := fanon.ClientCredentialsToken(ctx, app.AppID, app.PasswordCredentials[0].SecretText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sub struct {
+		ID string `json:"id"`
+	}
+	if err := clientFor(t, f, ut.AccessToken).Do(ctx, http.MethodPost, "/v1.0/me/notificationSubscriptions",
+		map[string]any{"targetHostName": "tasks.cluster.test", "platformType": "web", "deviceName": "d",
+			"channel": map[string]any{"type": "live"}}, &sub); err != nil || sub.ID == "" {
+		t.Fatalf("subscribe through a follower: %q, %v", sub.ID, err)
+	}
+
+	var acked []string
+	send := func(via *testnode.Node, appNotifID string) {
+		t.Helper()
+		// A 503 (no leader, outcome unknown) is retried with the same
+		// appNotificationId, which makes the retry idempotent.
+		pollUntil(t, "send "+appNotifID, func() error {
+			n, err := clientFor(t, via, at.AccessToken).Send(ctx, sub.ID, &client.Notification{
+				AppNotificationID: appNotifID, Payload: &client.Payload{RawContent: appNotifID}})
+			if err != nil {
+				var ce *client.Error
+				if errors.As(err, &ce) && ce.Status != http.StatusServiceUnavailable {
+					t.Fatalf("send %s: %v", appNotifID, err)
+				}
+				return err
+			}
+			if n.AppNotificationID != appNotifID || n.ID == "" {
+				t.Fatalf("send %s returned %+v", appNotifID, n)
+			}
+			return nil
+		})
+		acked = append(acked, appNotifID)
+	}
+	send(f, "first")
+
+	// Read-after-write on the follower that took the writes, at once.
+	got, err := appNotificationIds(ctx, clientFor(t, f, ut.AccessToken))
+	if err != nil || !slices.Equal(got, []string{"first"}) {
+		t.Fatalf("feed on the writing follower right after the send: %v, %v", got, err)
+	}
+	sameEverywhere := func(among []*testnode.Node) {
+		t.Helper()
+		want := slices.Clone(acked)
+		slices.Sort(want)
+		for _, n := range among {
+			pollUntil(t, "feed on "+n.Config.NodeID, func() error {
+				if err := clientFor(t, n, adminToken).Do(ctx, http.MethodGet, "/v1.0/users/bob", nil, nil); err != nil {
+					return err
+				}
+				got, err := appNotificationIds(ctx, clientFor(t, n, ut.AccessToken))
+				if err != nil {
+					return err
+				}
+				if !slices.Equal(got, want) {
+					return fmt.Errorf("feed %v, want %v", got, want)
+				}
+				return nil
+			})
+		}
+	}
+	sameEverywhere(nodes)
+
+	// Stop the leader; the survivors elect another and keep taking writes.
+	oldIdx := slices.Index(nodes, leader)
+	if err := leader.Close(ctx); err != nil {
+		t.Fatalf("stop leader: %v", err)
+	}
+	survivors := slices.Delete(slices.Clone(nodes), oldIdx, oldIdx+1)
+	pollUntil(t, "a new leader", func() error {
+		if l, _ := leaderOf(survivors); l == nil {
+			return errors.New("none yet")
+		}
+		return nil
+	})
+	for i := range 3 {
+		for _, n := range survivors {
+			send(n, fmt.Sprintf("after-%s-%d", n.Config.NodeID, i))
+		}
+	}
+	sameEverywhere(survivors)
+
+	// The old leader returns with its data and catches up.
+	nodes[oldIdx] = testnode.Start(t, &cfgs[oldIdx])
+	sameEverywhere(nodes)
+	send(nodes[oldIdx], "through-the-returned-node")
+	sameEverywhere(nodes)
+}
