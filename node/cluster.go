@@ -106,35 +106,38 @@ type forwarder struct {
 // has applied the leader's index, so a client reading from the node it wrote
 // through sees its write.
 func (f forwarder) Propose(ctx context.Context, cmd *raft.Command) (any, error) {
-	if f.Store.IsLeader() {
-		v, err := f.Store.Propose(ctx, cmd)
-		if !errors.Is(err, raft.ErrNotLeader) {
-			return v, err
-		}
-	}
 	// ErrNotLeader means Raft refused the entry: nothing was committed, so
 	// asking the (new) leader is safe. Give an election a moment.
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// The bound applies to finding a leader and forwarding; a local
+	// proposal keeps the caller's context, as on a lone node.
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for {
-		var w raft.WireResult
-		err := f.n.callLeader(ctx, "/internal/cluster/propose", cmd, &w)
-		if err == nil {
-			v, err := w.Decode()
-			if errors.Is(err, raft.ErrNotLeader) {
-				if werr := f.n.waitLeaderChange(ctx); werr != nil {
-					return nil, raft.ErrNotLeader
-				}
-				continue
+		if f.Store.IsLeader() {
+			v, err := f.Store.Propose(ctx, cmd)
+			if !errors.Is(err, raft.ErrNotLeader) {
+				return v, err
 			}
-			if w.Applied > 0 {
-				if werr := f.Store.WaitApplied(ctx, w.Applied); werr != nil {
-					f.n.log.Warn("forwarded write committed but not yet applied here", "index", w.Applied, "error", werr)
+		} else {
+			var w raft.WireResult
+			err := f.n.callLeader(fctx, "/internal/cluster/propose", cmd, &w)
+			if err == nil {
+				var v any
+				if v, err = w.Decode(); !errors.Is(err, raft.ErrNotLeader) {
+					if w.Applied > 0 {
+						if werr := f.Store.WaitApplied(fctx, w.Applied); werr != nil {
+							f.n.log.Warn("forwarded write committed but not yet applied here", "index", w.Applied, "error", werr)
+						}
+					}
+					return v, err
 				}
+			} else if !errors.Is(err, raft.ErrNotLeader) {
+				return nil, err
 			}
-			return v, err
 		}
-		return nil, err
+		if f.n.waitLeaderChange(fctx) != nil {
+			return nil, raft.ErrNotLeader
+		}
 	}
 }
 

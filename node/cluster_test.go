@@ -235,4 +235,42 @@ func TestThreeNodeCluster(t *testing.T) {
 	sameEverywhere(nodes)
 	send(nodes[oldIdx], "through-the-returned-node")
 	sameEverywhere(nodes)
+
+	// Membership through the admin API of whichever node the client
+	// reaches: remove a follower, then add it back with its addresses.
+	leader, followers = leaderOf(nodes)
+	victim, via := followers[0], followers[1]
+	adminVia := clientFor(t, via, adminToken)
+	var ce *client.Error
+	if err := adminVia.Do(ctx, http.MethodDelete, "/v1.0/admin/cluster/nodes/no-such-node", nil, nil); !errors.As(err, &ce) || ce.Status != http.StatusNotFound {
+		t.Fatalf("remove an unknown node: %v", err)
+	}
+	if err := adminVia.Do(ctx, http.MethodDelete, "/v1.0/admin/cluster/nodes/"+victim.Config.NodeID, nil, nil); err != nil {
+		t.Fatalf("remove %s: %v", victim.Config.NodeID, err)
+	}
+	members := func(want int) func() error {
+		return func() error {
+			st, err := clientFor(t, leader, adminToken).Cluster(ctx)
+			if err != nil {
+				return err
+			}
+			if len(st.Nodes) != want {
+				return fmt.Errorf("%d members, want %d", len(st.Nodes), want)
+			}
+			for _, n := range st.Nodes {
+				if n.State != "leader" && n.State != "follower" {
+					return fmt.Errorf("member %+v", n)
+				}
+			}
+			return nil
+		}
+	}
+	pollUntil(t, "two members", members(2))
+	if err := adminVia.Do(ctx, http.MethodPost, "/v1.0/admin/cluster/nodes", map[string]string{"id": victim.Config.NodeID,
+		"raftAddr": victim.Store().RaftAddr(), "httpAddr": victim.Config.HTTPAddr}, nil); err != nil {
+		t.Fatalf("add %s back: %v", victim.Config.NodeID, err)
+	}
+	pollUntil(t, "three members again", members(3))
+	send(victim, "after-readding")
+	sameEverywhere(nodes)
 }
