@@ -171,6 +171,22 @@ func (e *Engine) Stop() {
 	})
 }
 
+// Rescan schedules the pending deliveries of owned users that the engine
+// does not hold yet: after this node gained slots (or leadership), the
+// deliveries it now owns were committed while another node ran them.
+func (e *Engine) Rescan() error {
+	return e.o.Store.PendingDeliveries(func(d *resource.DeliveryRecord) bool {
+		k := taskKey{d.UserID, d.NotificationID, d.SubscriptionID}
+		e.mu.Lock()
+		_, held := e.tasks[k]
+		e.mu.Unlock()
+		if !held && e.o.Senders[d.ChannelType] != nil && e.owns(d.UserID) {
+			e.schedule(k, d.ChannelType, d.Host, d.PendingSeq, d.NextAttempt.Time, trailingRetries(d.AttemptHistory))
+		}
+		return true
+	})
+}
+
 func (e *Engine) owns(uid string) bool { return e.o.Owns == nil || e.o.Owns(uid) }
 
 // Notify takes newly committed deliveries. It runs on the FSM goroutine, so

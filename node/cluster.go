@@ -338,11 +338,27 @@ func (n *Node) addNode(ctx context.Context, rec raft.NodeRecord, forwarded bool)
 		}
 		return resource.Errorf(resource.CodeInvalidRequest, "add %s: %v", rec.ID, err)
 	}
-	if nodes, err := n.store.Nodes(); err == nil && nodes[rec.ID] == rec {
-		return nil
+	if nodes, err := n.store.Nodes(); err != nil || nodes[rec.ID] != rec {
+		if _, err := n.store.Propose(ctx, &raft.Command{Op: raft.OpSetNode, Now: time.Now().UnixNano(), Node: &rec}); err != nil {
+			return err
+		}
 	}
-	_, err := n.store.Propose(ctx, &raft.Command{Op: raft.OpSetNode, Now: time.Now().UnixNano(), Node: &rec})
-	return err
+	n.rebalanceSoon()
+	return nil
+}
+
+// rebalanceSoon gives the new membership its slots without holding up the
+// request that changed it; housekeeping retries if this fails.
+func (n *Node) rebalanceSoon() {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.rebalance(ctx); err != nil {
+			n.log.Warn("could not rebalance the slots", "error", err)
+		}
+	}()
 }
 
 func (n *Node) removeNode(ctx context.Context, id string, forwarded bool) error {
@@ -379,6 +395,7 @@ func (n *Node) removeNode(ctx context.Context, id string, forwarded bool) error 
 			return raft.ErrUnknownOutcome
 		}
 	}
+	n.rebalanceSoon()
 	return nil
 }
 

@@ -103,11 +103,13 @@ func TestThreeNodeCluster(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if len(st.Nodes) != 3 {
-			return fmt.Errorf("%d nodes", len(st.Nodes))
+		if len(st.Nodes) != 3 || st.SlotCount != 1024 {
+			return fmt.Errorf("%d nodes, %d slots", len(st.Nodes), st.SlotCount)
 		}
 		for _, n := range st.Nodes {
-			if n.HTTPAddr == "" || !n.Voter || (n.State != "leader" && n.State != "follower") {
+			// Each voter owns its third of the slot table.
+			if n.HTTPAddr == "" || !n.Voter || (n.State != "leader" && n.State != "follower") ||
+				n.Slots < 341 || n.Slots > 342 {
 				return fmt.Errorf("node %+v", n)
 			}
 		}

@@ -5,15 +5,18 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+
+	"github.com/herald-notify/herald/raft"
 )
 
 // SlotCount is the number of user partitions (DESIGN.md, Partitioning).
-const SlotCount = 1024
+const SlotCount = raft.SlotCount
 
 // Ready reports whether the node has a leader and has applied the log up to
 // the commit index it knows.
@@ -75,15 +78,20 @@ func (n *Node) Cluster() any {
 		return out
 	}
 	recs, _ := n.store.Nodes()
+	table, _ := n.store.Slots()
+	owned := map[string]int{}
+	for _, id := range table {
+		owned[id]++
+	}
 	servers := f.Configuration().Servers
 	out.Nodes = make([]NodeStatus, len(servers))
 	var wg sync.WaitGroup
 	for i, s := range servers {
 		ns := NodeStatus{ID: string(s.ID), RaftAddr: string(s.Address), HTTPAddr: recs[string(s.ID)].HTTPAddr,
-			Voter: s.Suffrage == hraft.Voter, State: "unreachable"}
+			Voter: s.Suffrage == hraft.Voter, State: "unreachable", Slots: owned[string(s.ID)]}
 		if string(s.ID) == n.id {
 			ns = n.selfStatus()
-			ns.Voter = s.Suffrage == hraft.Voter
+			ns.Voter, ns.Slots = s.Suffrage == hraft.Voter, owned[n.id]
 		} else if ns.HTTPAddr != "" {
 			wg.Add(1)
 			go func() {
@@ -99,7 +107,7 @@ func (n *Node) Cluster() any {
 			}()
 			continue
 		}
-		if len(servers) == 1 {
+		if table == nil && len(servers) == 1 {
 			ns.Slots = SlotCount
 		}
 		out.Nodes[i] = ns
@@ -131,4 +139,65 @@ func stateName(s hraft.RaftState) string {
 		return "follower"
 	}
 	return "unreachable"
+}
+
+// Owns reports whether this node runs the deliveries of a user: the owner of
+// the user's slot. Before the leader has written a slot table (a node of an
+// older version, or the first moments of a cluster) the leader runs them
+// all, so that no delivery runs once per node.
+func (n *Node) Owns(userID string) bool {
+	table, err := n.store.Slots()
+	if err != nil || table == nil {
+		return n.store.IsLeader()
+	}
+	return table[raft.SlotOf(userID)] == n.id
+}
+
+// rebalance is the leader's: it gives every voter its share of the slots,
+// moving as few as possible, whenever the voters and the table disagree.
+func (n *Node) rebalance(ctx context.Context) error {
+	r := n.store.Raft()
+	if r.State() != hraft.Leader {
+		return nil
+	}
+	// The table must be read after everything earlier leaders committed:
+	// once per term, since a barrier is itself a log entry.
+	term, _ := strconv.ParseUint(r.Stats()["term"], 10, 64)
+	if n.barrierTerm.Load() != term {
+		if err := r.Barrier(5 * time.Second).Error(); err != nil {
+			return err
+		}
+		n.barrierTerm.Store(term)
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	var voters []string
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == hraft.Voter {
+			voters = append(voters, string(s.ID))
+		}
+	}
+	table, err := n.store.Slots()
+	if err != nil {
+		return err
+	}
+	next := raft.Rebalance(table, voters)
+	if slices.Equal(next, table) {
+		return nil
+	}
+	_, err = n.store.Propose(ctx, &raft.Command{Op: raft.OpSetSlots, Now: time.Now().UnixNano(), Slots: next})
+	return err
+}
+
+// ownershipChanged reports whether the slot table (or, without one, this
+// node's leadership) changed since it was last asked; housekeeping then has
+// the engine pick up the deliveries this node gained.
+func (n *Node) ownershipChanged() bool {
+	table, _ := n.store.Slots()
+	leader := n.store.IsLeader()
+	changed := !slices.Equal(table, n.lastSlots) || (table == nil && leader != n.lastLeader)
+	n.lastSlots, n.lastLeader = table, leader
+	return changed
 }

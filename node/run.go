@@ -46,9 +46,16 @@ type Node struct {
 	stop       chan struct{}
 	wg         sync.WaitGroup
 
-	started   atomic.Bool // the first admin exists and the engine runs
-	closeOnce sync.Once
-	closeErr  error
+	started atomic.Bool // the first admin exists and the engine runs
+	// barrierTerm is the term in which this node, as leader, last issued a
+	// Barrier before reading the slot table.
+	barrierTerm atomic.Uint64
+	// lastSlots and lastLeader are what housekeeping last saw of ownership
+	// (housekeeping goroutine only).
+	lastSlots  []string
+	lastLeader bool
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // Run starts a node with cfg and blocks until ctx is cancelled, then shuts the
@@ -179,8 +186,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	}
 	d := cfg.Delivery
 	n.engine = fanout.NewEngine(fanout.EngineOptions{Store: n.state, Senders: senders,
-		// Until the slot table exists the leader runs every delivery, so
-		// that a cluster does not deliver each message once per node.
+		// Each user's deliveries run on the owner of the user's slot.
 		Owns:    func(string) bool { return n.store.IsLeader() },
 		Workers: d.Workers, PerHost: d.PerHost, Timeout: d.Timeout, MinBackoff: d.MinBackoff, MaxBackoff: d.MaxBackoff,
 		Logger: logger, Registry: reg, WebhookDisableAfter: cfg.Webhook.DisableAfter})
@@ -291,7 +297,15 @@ func (n *Node) housekeeping() {
 			if err := n.announce(ctx); err != nil {
 				n.log.Warn("could not record this node's addresses", "error", err)
 			}
+			if err := n.rebalance(ctx); err != nil {
+				n.log.Warn("could not rebalance the slots", "error", err)
+			}
 			cancel()
+			if n.ownershipChanged() {
+				if err := n.engine.Rescan(); err != nil {
+					n.log.Warn("could not rescan pending deliveries", "error", err)
+				}
+			}
 		}
 	}
 }

@@ -92,6 +92,9 @@ func (t *tx) apply(c *Command) Result {
 		}
 		t.del(nodeKey(c.ID))
 		return ok(nil)
+	case OpSetSlots:
+		t.setJSON([]byte(keySlots), c.Slots)
+		return ok(nil)
 	case OpSetVAPID:
 		if !t.exists([]byte(keyVAPID)) {
 			t.set([]byte(keyVAPID), c.VAPID)

@@ -36,6 +36,9 @@ const (
 	// needs every node to find the leader's HTTP address in its replica.
 	OpSetNode    Op = "setNode"
 	OpRemoveNode Op = "removeNode"
+	// OpSetSlots replaces the slot table (DESIGN.md, Partitioning); the
+	// leader computes it, so applying it is a plain write.
+	OpSetSlots Op = "setSlots"
 )
 
 // NodeRecord is a cluster member as the replicated state knows it.
@@ -64,6 +67,7 @@ type Command struct {
 	VAPID      []byte                       `json:"vapid,omitempty"`
 	Outcomes   []DeliveryOutcome            `json:"outcomes,omitempty"`
 	Node       *NodeRecord                  `json:"node,omitempty"`
+	Slots      []string                     `json:"slots,omitempty"`
 
 	// Generic references; what they mean depends on Op.
 	UserID      string `json:"userId,omitempty"`
@@ -122,6 +126,8 @@ func (c *Command) check() *resource.Error {
 		missing = c.NotifPatch == nil
 	case OpSetNode:
 		missing = c.Node == nil || c.Node.ID == ""
+	case OpSetSlots:
+		missing = len(c.Slots) != SlotCount
 	}
 	if missing {
 		return resource.Errorf(resource.CodeInvalidRequest, "command %s lacks its body", c.Op)

@@ -15,6 +15,7 @@ const (
 	keyApplied = "m/applied" // last applied Raft index, written with the data
 	keySeq     = "m/seq"     // last change-log sequence number
 	keyVAPID   = "m/vapid"   // the server's VAPID key pair
+	keySlots   = "m/slots"   // the slot table: SlotCount node ids
 )
 
 func userKey(id string) []byte     { return []byte("u/" + id) }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -79,6 +80,7 @@ type Store struct {
 	stopped   chan struct{} // closed once no proposal will be answered
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	slots     atomic.Pointer[slotCache]
 }
 
 type proposal struct {
