@@ -364,6 +364,11 @@ func (e *Engine) worker() {
 // again and true when the delivery stays pending. t is the worker's copy.
 func (e *Engine) attempt(t *task) (time.Time, bool) {
 	k := t.key
+	if !e.owns(k.uid) {
+		// The user's slot moved to another node, which picks the delivery
+		// up from the store; sending here too would deliver it twice.
+		return time.Time{}, false
+	}
 	d, ok, err := e.o.Store.Delivery(k.uid, k.nid, k.sid)
 	if err != nil {
 		e.log.Error("read delivery", "error", err)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -385,5 +386,51 @@ func TestEngineLeavesLiveDeliveriesToStreams(t *testing.T) {
 	}
 	if len(s.messages()) != 1 || e.Pending() != 0 {
 		t.Fatalf("sender got %d messages, engine holds %d tasks; want 1 and 0", len(s.messages()), e.Pending())
+	}
+}
+
+// When a user's slot moves here, Rescan picks up the deliveries committed
+// while another node owned it; when it moves away, the engine drops the task
+// at its next attempt instead of sending a second copy.
+func TestEngineFollowsOwnership(t *testing.T) {
+	f := newFixture(t)
+	var owned atomic.Bool
+	s := &scriptSender{script: []Result{{Outcome: Delivered}}}
+	e := f.open(func() *Engine {
+		return NewEngine(EngineOptions{Store: f.store, Senders: map[string]Sender{resource.ChannelWebhook: s},
+			Owns: func(string) bool { return owned.Load() }, Logger: quiet,
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	})
+	defer f.store.Close()
+	defer e.Stop()
+	f.setup()
+	sid := f.subscribe("https://hooks.example/a")
+	nid := f.send("moved here")
+	if e.Pending() != 0 {
+		t.Fatalf("queued %d deliveries before owning the user", e.Pending())
+	}
+	owned.Store(true)
+	if err := e.Rescan(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryDelivered })
+
+	// A destination that keeps failing is retried while owned, and
+	// abandoned here once the slot moves away.
+	s.mu.Lock()
+	s.script = []Result{{Outcome: Retry, Err: "500"}}
+	s.mu.Unlock()
+	nid = f.send("moving away")
+	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.Attempts >= 1 })
+	owned.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Pending() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d tasks after the user moved away", e.Pending())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if d, _, _ := f.store.Delivery(f.user, nid, sid); d.State != resource.DeliveryPending {
+		t.Fatalf("record %+v: the new owner must find it pending", d)
 	}
 }
