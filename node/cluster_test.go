@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"testing"
@@ -276,3 +278,34 @@ func TestThreeNodeCluster(t *testing.T) {
 	send(victim, "after-readding")
 	sameEverywhere(nodes)
 }
+
+// A node whose cluster key differs cannot join: its join request is refused
+// and it never hears from the leader. A node asked to join without any key
+// is refused at start unless --insecure-cluster.
+func TestJoinNeedsTheClusterKey(t *testing.T) {
+	first := clusterConfig(t, "k1")
+	leader := testnode.Start(t, &first)
+
+	stranger := clusterConfig(t, "stranger", first.HTTPAddr)
+	stranger.ClusterKey = "not-the-cluster-key"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, stranger, quietLogger())
+	if err == nil {
+		n.Close(context.Background())
+		t.Fatal("a node with the wrong key joined")
+	}
+	st := leader.Store().Raft().GetConfiguration()
+	if err := st.Error(); err != nil || len(st.Configuration().Servers) != 1 {
+		t.Fatalf("membership after the stranger tried: %+v, %v", st.Configuration().Servers, err)
+	}
+
+	keyless := clusterConfig(t, "keyless", first.HTTPAddr)
+	keyless.ClusterKey = ""
+	if n, err := node.Start(context.Background(), keyless, quietLogger()); err == nil {
+		n.Close(context.Background())
+		t.Fatal("a node joined without a cluster key or --insecure-cluster")
+	}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
