@@ -1,0 +1,108 @@
+package resource
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNotificationDefaultsFollowTheContract(t *testing.T) {
+	now := time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC)
+	var in NotificationInput
+	body := `{"Payload":{"VisualContent":{"Title":"Hi"}},"DisplayTimeToLive":"60","TargetPolicy":{"PlatformTypes":["Web","iOS"]}}`
+	if err := json.Unmarshal([]byte(body), &in); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Validate(now, "tasks.contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	n := in.NewNotification("id", now)
+	if n.Priority != PriorityHigh || n.TargetHostName != "tasks.contoso.com" || *n.DisplayTimeToLive != 60 ||
+		!n.ExpirationDateTime.Equal(now.Add(DefaultNotificationTTL)) || n.ReadState != ReadUnread {
+		t.Fatalf("defaults: %+v", n)
+	}
+	if got := strings.Join(n.TargetPolicy.PlatformTypes, ","); got != "webPush,ios" {
+		t.Fatalf("targetPolicy = %s, want webPush,ios", got)
+	}
+	if !n.Targets(PlatformWeb) || !n.Targets(PlatformIOS) || n.Targets(PlatformAndroid) {
+		t.Fatal("Targets disagrees with the policy")
+	}
+	raw := "r"
+	in = NotificationInput{Payload: &Payload{RawContent: &raw}}
+	if err := in.Validate(now, "h.example"); err != nil || in.Priority != PriorityNone {
+		t.Fatalf("raw notification: priority %q, %v; want None", in.Priority, err)
+	}
+}
+
+func TestNotificationRulesNameTheField(t *testing.T) {
+	now := time.Now()
+	ok := func() *Payload { return &Payload{VisualContent: &VisualContent{Title: "t"}} }
+	big := strings.Repeat("x", 4100)
+	past, far := At(now.Add(-time.Minute)), At(now.Add(31*24*time.Hour))
+	cases := map[string]struct {
+		in     NotificationInput
+		target string
+		code   string
+	}{
+		"no payload":         {NotificationInput{}, "payload", CodeInvalidRequest},
+		"visual, no title":   {NotificationInput{Payload: &Payload{VisualContent: &VisualContent{Body: "b"}}}, "payload.visualContent.title", CodeInvalidRequest},
+		"payload too large":  {NotificationInput{Payload: &Payload{RawContent: &big}}, "payload", CodePayloadTooLarge},
+		"other host":         {NotificationInput{Payload: ok(), TargetHostName: "other.example"}, "targetHostName", CodeInvalidRequest},
+		"bad priority":       {NotificationInput{Payload: ok(), Priority: "urgent"}, "priority", CodeInvalidRequest},
+		"expiry in the past": {NotificationInput{Payload: ok(), ExpirationDateTime: &past}, "expirationDateTime", CodeInvalidRequest},
+		"expiry too far":     {NotificationInput{Payload: ok(), ExpirationDateTime: &far}, "expirationDateTime", CodeInvalidRequest},
+		"bad platform":       {NotificationInput{Payload: ok(), TargetPolicy: &TargetPolicy{PlatformTypes: []string{"xbox"}}}, "targetPolicy.platformTypes", CodeInvalidRequest},
+		"fallback without iOS target": {NotificationInput{Payload: ok(), TargetPolicy: &TargetPolicy{PlatformTypes: []string{"android"}},
+			FallbackPolicy: &FallbackPolicy{EndpointFallback: &EndpointFallback{PlatformTypes: StringOrList{"iOS"}, FallbackDelayInSeconds: 60,
+				VisualContent: &VisualContent{Title: "t"}}}}, "fallbackPolicy", CodeInvalidRequest},
+	}
+	for name, c := range cases {
+		err := c.in.Validate(now, "h.example")
+		if err == nil || err.Target != c.target || err.Code != c.code {
+			t.Errorf("%s: %v, want %s on %s", name, err, c.code, c.target)
+		}
+	}
+}
+
+func TestChannelValidation(t *testing.T) {
+	key := "BOVFfCoBB_Mh2F_Xpxf3ZvUbb9zZ4tX_V3BtDo3aNb4zgx7zgaBbdq4pUZSdCqmRrXqTMJwjyEGdhwANpm2c6ys"
+	good := []Channel{
+		{Type: "LIVE"},
+		{Type: "webPush", Endpoint: "https://push.example/x", Keys: &PushKeys{P256dh: key, Auth: "AAAAAAAAAAAAAAAAAAAAAA"}},
+		{Type: "webhook", URL: "https://hooks.example/h"},
+		{Type: "fcm", Token: "abc"},
+		{Type: "apns", Token: strings.Repeat("ab", 32), Topic: "com.example.app"},
+	}
+	for _, c := range good {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", c.Type, err)
+		}
+	}
+	bad := map[string]Channel{
+		"channel":             {Type: "live", URL: "https://x.example"},
+		"channel.keys.p256dh": {Type: "webPush", Endpoint: "https://push.example/x", Keys: &PushKeys{P256dh: "short", Auth: "AAAAAAAAAAAAAAAAAAAAAA"}},
+		"channel.url":         {Type: "webhook", URL: "ftp://hooks.example/h"},
+		"channel.token":       {Type: "apns", Token: "not hex", Topic: "t"},
+		"channel.environment": {Type: "apns", Token: strings.Repeat("ab", 32), Topic: "t", Environment: "staging"},
+		"channel.type":        {Type: "sms"},
+	}
+	for target, c := range bad {
+		if err := c.Validate(); err == nil || err.Target != target {
+			t.Errorf("%+v: %v, want an error on %s", c, err, target)
+		}
+	}
+}
+
+func TestCursorRoundTripsOnlyItsOwnForm(t *testing.T) {
+	for _, seq := range []uint64{0, 1, 35, 36, 1 << 40} {
+		if got, ok := ParseCursor(FormatCursor(seq)); !ok || got != seq {
+			t.Fatalf("cursor of %d came back as %d, %v", seq, got, ok)
+		}
+	}
+	for _, s := range []string{"", "c", "x1", "c01", "cZ", "c-1"} {
+		if _, ok := ParseCursor(s); ok {
+			t.Errorf("ParseCursor(%q) accepted", s)
+		}
+	}
+}
