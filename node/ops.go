@@ -191,13 +191,64 @@ func (n *Node) rebalance(ctx context.Context) error {
 	return err
 }
 
-// ownershipChanged reports whether the slot table (or, without one, this
-// node's leadership) changed since it was last asked; housekeeping then has
-// the engine pick up the deliveries this node gained.
+// ownershipChanged reports whether the set of slots this node owns, or its
+// leadership, changed since it was last asked. Leadership counts even with a
+// slot table: without one the leader owns every user, and a failover must not
+// wait for a table change to be noticed.
 func (n *Node) ownershipChanged() bool {
 	table, _ := n.store.Slots()
+	owned := make([]bool, SlotCount)
+	for i, id := range table {
+		owned[i] = id == n.id
+	}
+	if table == nil && n.store.IsLeader() {
+		for i := range owned {
+			owned[i] = true
+		}
+	}
 	leader := n.store.IsLeader()
-	changed := !slices.Equal(table, n.lastSlots) || (table == nil && leader != n.lastLeader)
-	n.lastSlots, n.lastLeader = table, leader
+	changed := !slices.Equal(owned, n.lastOwned) || leader != n.lastLeader
+	n.lastOwned, n.lastLeader = owned, leader
 	return changed
+}
+
+// rescanIfOwnershipChanged has the engine schedule the pending deliveries of
+// users this node gained (the engine drops those it lost at their next
+// attempt). Housekeeping goroutine only.
+func (n *Node) rescanIfOwnershipChanged() {
+	if !n.ownershipChanged() {
+		return
+	}
+	if err := n.engine.Rescan(); err != nil {
+		n.log.Warn("could not rescan pending deliveries", "error", err)
+	}
+}
+
+// observeLeader wakes housekeeping on every leader change Raft observes.
+// The channel holds one wake-up: several changes before housekeeping runs
+// need only one look.
+func (n *Node) observeLeader() {
+	ch := make(chan hraft.Observation, 4)
+	obs := hraft.NewObserver(ch, false, func(o *hraft.Observation) bool {
+		_, ok := o.Data.(hraft.LeaderObservation)
+		return ok
+	})
+	r := n.store.Raft()
+	r.RegisterObserver(obs)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer r.DeregisterObserver(obs)
+		for {
+			select {
+			case <-n.stop:
+				return
+			case <-ch:
+				select {
+				case n.leaderChanged <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
 }

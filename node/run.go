@@ -50,12 +50,15 @@ type Node struct {
 	// barrierTerm is the term in which this node, as leader, last issued a
 	// Barrier before reading the slot table.
 	barrierTerm atomic.Uint64
-	// lastSlots and lastLeader are what housekeeping last saw of ownership
+	// lastOwned and lastLeader are what housekeeping last saw of ownership
 	// (housekeeping goroutine only).
-	lastSlots  []string
+	lastOwned  []bool
 	lastLeader bool
-	closeOnce  sync.Once
-	closeErr   error
+	// leaderChanged wakes housekeeping when Raft observes a leader change,
+	// so that a failover rescans deliveries without waiting for a tick.
+	leaderChanged chan struct{}
+	closeOnce     sync.Once
+	closeErr      error
 }
 
 // Run starts a node with cfg and blocks until ctx is cancelled, then shuts the
@@ -89,8 +92,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: logger, id: id, hub: fanout.NewHub(), stop: make(chan struct{}),
-		auth:   &clusterAuth{key: []byte(cfg.ClusterKey), enabled: cfg.ClusterKey != "" || cfg.InsecureCluster, seen: map[string]time.Time{}},
-		client: &http.Client{Timeout: 30 * time.Second}}
+		leaderChanged: make(chan struct{}, 1),
+		auth:          &clusterAuth{key: []byte(cfg.ClusterKey), enabled: cfg.ClusterKey != "" || cfg.InsecureCluster, seen: map[string]time.Time{}},
+		client:        &http.Client{Timeout: 30 * time.Second}}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -186,16 +190,21 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	}
 	d := cfg.Delivery
 	n.engine = fanout.NewEngine(fanout.EngineOptions{Store: n.state, Senders: senders,
-		// Each user's deliveries run on the owner of the user's slot.
-		Owns:    func(string) bool { return n.store.IsLeader() },
+		// Each user's deliveries run on the owner of the user's slot (the
+		// leader, until there is a slot table).
+		Owns:    n.Owns,
 		Workers: d.Workers, PerHost: d.PerHost, Timeout: d.Timeout, MinBackoff: d.MinBackoff, MaxBackoff: d.MaxBackoff,
 		Logger: logger, Registry: reg, WebhookDisableAfter: cfg.Webhook.DisableAfter})
 	engine.Store(n.engine)
+	// What the engine's start scan sees is the baseline; housekeeping
+	// rescans when ownership differs from it.
+	n.ownershipChanged()
 	if err := n.engine.Start(); err != nil {
 		n.Close(context.Background())
 		return nil, fmt.Errorf("delivery engine: %w", err)
 	}
 	n.started.Store(true)
+	n.observeLeader()
 	n.wg.Add(1)
 	go n.housekeeping()
 	logger.Info("herald node serving", "node_id", id, "http", n.listener.Addr().String(), "raft", cfg.RaftAddr,
@@ -289,6 +298,15 @@ func (n *Node) housekeeping() {
 		select {
 		case <-n.stop:
 			return
+		case <-n.leaderChanged:
+			// A new leader (maybe this node) rebalances away from what
+			// the old one left, and every node picks up what it gained.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := n.rebalance(ctx); err != nil {
+				n.log.Warn("could not rebalance the slots", "error", err)
+			}
+			cancel()
+			n.rescanIfOwnershipChanged()
 		case <-tick.C:
 			if n.store.IsLeader() {
 				n.purge()
@@ -301,11 +319,7 @@ func (n *Node) housekeeping() {
 				n.log.Warn("could not rebalance the slots", "error", err)
 			}
 			cancel()
-			if n.ownershipChanged() {
-				if err := n.engine.Rescan(); err != nil {
-					n.log.Warn("could not rescan pending deliveries", "error", err)
-				}
-			}
+			n.rescanIfOwnershipChanged()
 		}
 	}
 }
