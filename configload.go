@@ -92,7 +92,7 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catCluster, "join", "other nodes' HTTP addresses `ADDR,...` (host:port)", func(c *node.Config) *[]string { return &c.Join }),
 		bindFlag(catCluster, "bootstrap-expect", "wait for `N` nodes before the first election", func(c *node.Config) *int { return &c.BootstrapExpect }),
 		bindFlag(catCluster, "cluster-key", "shared secret `KEY` that authenticates the nodes of one cluster", func(c *node.Config) *string { return &c.ClusterKey }),
-		bindFlag(catCluster, "insecure-cluster", "allow several nodes without a cluster key", func(c *node.Config) *bool { return &c.InsecureCluster }),
+		bindFlag(catCluster, "insecure-cluster", "no effect for now: several nodes need --cluster-key", func(c *node.Config) *bool { return &c.InsecureCluster }),
 
 		bindFlag(catLog, "log-level", "debug, info, warn or error", func(c *node.Config) *string { return &c.LogLevel }),
 		bindFlag(catLog, "log-format", "text or json", func(c *node.Config) *string { return &c.LogFormat }),

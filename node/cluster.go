@@ -39,8 +39,10 @@ const (
 )
 
 type clusterAuth struct {
-	key     []byte
-	enabled bool // a key is set, or --insecure-cluster allows none
+	// key is the cluster key. Without one every internal request is
+	// refused: an HMAC keyed by nothing proves nothing, and these routes
+	// share the public listener.
+	key []byte
 
 	mu   sync.Mutex
 	seen map[string]time.Time // nonce → when it may be forgotten
@@ -60,7 +62,7 @@ func (a *clusterAuth) sign(req *http.Request, body []byte) {
 }
 
 func (a *clusterAuth) verify(r *http.Request, body []byte) bool {
-	if !a.enabled {
+	if len(a.key) == 0 {
 		return false
 	}
 	var ts, nonce, mac string
@@ -325,6 +327,11 @@ func (n *Node) RemoveNode(ctx context.Context, id string) error {
 func (n *Node) addNode(ctx context.Context, rec raft.NodeRecord, forwarded bool) error {
 	if rec.ID == "" || !validHostPort(rec.RaftAddr) || !validHostPort(rec.HTTPAddr) {
 		return resource.Errorf(resource.CodeInvalidRequest, "a node needs an id, a raftAddr and an httpAddr (host:port)")
+	}
+	if len(n.auth.key) == 0 {
+		// Without a key the members could not authenticate one another
+		// (see clusterAuth), so a second member is refused.
+		return resource.Errorf(resource.CodeInvalidRequest, "%s", errNeedKey)
 	}
 	if !n.store.IsLeader() {
 		if forwarded {

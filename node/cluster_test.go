@@ -1,13 +1,19 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -304,7 +310,51 @@ func TestJoinNeedsTheClusterKey(t *testing.T) {
 	keyless.ClusterKey = ""
 	if n, err := node.Start(context.Background(), keyless, quietLogger()); err == nil {
 		n.Close(context.Background())
-		t.Fatal("a node joined without a cluster key or --insecure-cluster")
+		t.Fatal("a node joined without a cluster key")
+	}
+	keyless.InsecureCluster = true
+	if n, err := node.Start(context.Background(), keyless, quietLogger()); err == nil || !strings.Contains(err.Error(), "--cluster-key") {
+		if n != nil {
+			n.Close(context.Background())
+		}
+		t.Fatalf("--insecure-cluster --join without a key: %v, want refused naming --cluster-key", err)
+	}
+}
+
+// A node without a cluster key, even with --insecure-cluster, refuses every
+// internal route, including a request signed with the empty key, which anyone
+// reaching the API port could make; and it refuses to add a member.
+func TestKeylessNodeRefusesInternalRoutes(t *testing.T) {
+	cfg := testnode.Config(t, t.TempDir())
+	cfg.InsecureCluster = true
+	n := testnode.Start(t, &cfg)
+	body := []byte(`{"op":"bootstrapAdmin"}`)
+	for _, path := range []string{"/internal/cluster/propose", "/internal/cluster/join", "/internal/cluster/remove", "/internal/cluster/status"} {
+		method := http.MethodPost
+		if strings.HasSuffix(path, "/status") {
+			method = http.MethodGet
+		}
+		ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), "nonce-"+path
+		sum := sha256.Sum256(body)
+		m := hmac.New(sha256.New, nil) // the empty key
+		fmt.Fprintf(m, "herald-internal\n%s\n%s\n%s\n%s\n%x", method, path, ts, nonce, sum)
+		req, _ := http.NewRequest(method, n.URL+path, bytes.NewReader(body))
+		req.Header.Set("Herald-Cluster-Auth", ts+" "+nonce+" "+hex.EncodeToString(m.Sum(nil)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s %s signed with the empty key: %s, want 403", method, path, resp.Status)
+		}
+	}
+	err := n.AddNode(context.Background(), "other", "127.0.0.1:1", "127.0.0.1:2")
+	if err == nil || !strings.Contains(err.Error(), "--cluster-key") {
+		t.Errorf("adding a member to a keyless node: %v, want refused naming --cluster-key", err)
+	}
+	if got := n.Store().Raft().GetConfiguration().Configuration().Servers; len(got) != 1 {
+		t.Errorf("members %+v", got)
 	}
 }
 

@@ -27,6 +27,9 @@ import (
 	"github.com/herald-notify/herald/ui"
 )
 
+// errNeedKey refuses a second member to a node without a cluster key.
+var errNeedKey = errors.New("several nodes need a shared --cluster-key (HERALD_CLUSTER_KEY) for now; --insecure-cluster does not allow them")
+
 // Node is one running Herald node.
 type Node struct {
 	cfg    Config
@@ -81,8 +84,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	if cfg.BootstrapExpect > 1 {
 		return nil, errors.New("--bootstrap-expect is not available in this version yet; start one node, then --join the others")
 	}
-	if len(cfg.Join) > 0 && cfg.ClusterKey == "" && !cfg.InsecureCluster {
-		return nil, errors.New("several nodes need a shared --cluster-key (HERALD_CLUSTER_KEY), or --insecure-cluster")
+	// --insecure-cluster does not lift this: inter-node HTTP shares the
+	// public listener, and without a key nothing tells a member from any
+	// client (raft/DESIGN.md, Several nodes).
+	if len(cfg.Join) > 0 && cfg.ClusterKey == "" {
+		return nil, errNeedKey
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -93,7 +99,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	}
 	n := &Node{cfg: cfg, log: logger, id: id, hub: fanout.NewHub(), stop: make(chan struct{}),
 		leaderChanged: make(chan struct{}, 1),
-		auth:          &clusterAuth{key: []byte(cfg.ClusterKey), enabled: cfg.ClusterKey != "" || cfg.InsecureCluster, seen: map[string]time.Time{}},
+		auth:          &clusterAuth{key: []byte(cfg.ClusterKey), seen: map[string]time.Time{}},
 		client:        &http.Client{Timeout: 30 * time.Second}}
 
 	reg := prometheus.NewRegistry()

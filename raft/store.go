@@ -43,8 +43,8 @@ type Options struct {
 	RaftAddr  string // bind and advertise address of the Raft transport
 	Bootstrap bool   // form a one-node cluster if there is no Raft state yet
 	// ClusterKey, when set, authenticates every Raft connection (auth.go);
-	// without it the transport is plain TCP, fit only for a lone node or an
-	// explicitly insecure cluster.
+	// without it the transport is plain TCP, fit only for a lone node (node
+	// refuses a second member without a key).
 	ClusterKey []byte
 
 	HeartbeatTimeout  time.Duration
