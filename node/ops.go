@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -21,12 +22,21 @@ const SlotCount = raft.SlotCount
 // Ready reports whether the node has a leader and has applied the log up to
 // the commit index it knows.
 func (n *Node) Ready(ctx context.Context) error {
-	r := n.store.Raft()
-	if addr, _ := r.LeaderWithID(); addr == "" {
-		return errors.New("no leader")
+	if err := n.caughtUp(); err != nil {
+		return err
 	}
 	if !n.started.Load() {
 		return errors.New("still starting")
+	}
+	return nil
+}
+
+// caughtUp reports whether there is a leader and this node has applied the
+// log up to the commit index it knows.
+func (n *Node) caughtUp() error {
+	r := n.store.Raft()
+	if addr, _ := r.LeaderWithID(); addr == "" {
+		return errors.New("no leader")
 	}
 	// Raft's own applied index counts the no-op and barrier entries a new
 	// leader commits, which never reach the FSM.
@@ -35,6 +45,35 @@ func (n *Node) Ready(ctx context.Context) error {
 		return errors.New("still applying the log")
 	}
 	return nil
+}
+
+// waitCaughtUp waits, while ctx allows, until this node has applied the log
+// up to the leader's commit index and, unless it leads, holds the VAPID key
+// the leader made: a node that just joined may not have applied it yet, and
+// only a leader makes one.
+func (n *Node) waitCaughtUp(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := n.caughtUp()
+		if err == nil && !n.store.IsLeader() {
+			if _, ok, verr := n.store.VAPID(); verr != nil {
+				return verr
+			} else if !ok {
+				err = errors.New("no VAPID key from the leader yet")
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%v)", ctx.Err(), err)
+		case <-n.stop:
+			return raft.ErrClosed
+		case <-tick.C:
+		}
+	}
 }
 
 // Backup streams a consistent copy of the state.

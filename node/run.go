@@ -189,6 +189,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		n.Close(context.Background())
 		return nil, err
 	}
+	if err := n.waitCaughtUp(wctx); err != nil {
+		n.Close(context.Background())
+		return nil, fmt.Errorf("catching up with the leader: %w", err)
+	}
 	senders, err := n.senders()
 	if err != nil {
 		n.Close(context.Background())
