@@ -126,15 +126,22 @@ func (f forwarder) Propose(ctx context.Context, cmd *raft.Command) (any, error) 
 			if err == nil {
 				var v any
 				if v, err = w.Decode(); !errors.Is(err, raft.ErrNotLeader) {
+					// The wait has the caller's whole context, not what the
+					// round trip left of fctx: the write is done, and only
+					// this replica's catching up remains.
 					if w.Applied > 0 {
-						if werr := f.Store.WaitApplied(fctx, w.Applied); werr != nil {
+						if werr := f.Store.WaitApplied(ctx, w.Applied); werr != nil {
 							f.n.log.Warn("forwarded write committed but not yet applied here", "index", w.Applied, "error", werr)
+							// A 2xx now would break read-after-write on this
+							// node; a 503 that says the write is done does not.
+							return nil, resource.Errorf(resource.CodeUnavailable,
+								"The write was committed, but this node has not caught up with it yet (%v); read it again shortly.", werr)
 						}
 					}
 					return v, err
 				}
 			} else if !errors.Is(err, raft.ErrNotLeader) {
-				return nil, err
+				return nil, forwardError(err)
 			}
 		}
 		if f.n.waitLeaderChange(fctx) != nil {
@@ -228,9 +235,32 @@ func (n *Node) callNode(ctx context.Context, addr, method, path string, body, ou
 	case resp.StatusCode == http.StatusServiceUnavailable:
 		return raft.ErrNotLeader
 	case json.Unmarshal(data, &e) == nil && e.Error != nil:
-		return e.Error
+		return &peerError{status: resp.StatusCode, err: e.Error}
 	}
-	return fmt.Errorf("%s %s: %s", path, addr, resp.Status)
+	return &peerError{status: resp.StatusCode, err: fmt.Errorf("%s %s: %s", path, addr, resp.Status)}
+}
+
+// peerError is a non-200 answer of another node. It unwraps to the error
+// the peer sent, which admin requests (join, remove) pass on as they are.
+type peerError struct {
+	status int
+	err    error
+}
+
+func (e *peerError) Error() string { return fmt.Sprintf("peer answered %d: %v", e.status, e.err) }
+func (e *peerError) Unwrap() error { return e.err }
+
+// forwardError is what a client gets when the leader refused a forwarded
+// proposal outright. Rule-breaking commands come back in a 200 WireResult,
+// so a refusal here (403 for clock skew or a bad signature, 400 for size,
+// 500) is the cluster's fault, never the client's: it must not reach the
+// client as accessDenied or invalidRequest.
+func forwardError(err error) error {
+	var pe *peerError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	return resource.Errorf(resource.CodeUnavailable, "The leader could not take the forwarded write (%d); retry shortly.", pe.status)
 }
 
 // internalHandler serves /internal/cluster/ for the other nodes.
