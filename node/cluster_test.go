@@ -248,7 +248,14 @@ func TestThreeNodeCluster(t *testing.T) {
 
 	// Membership through the admin API of whichever node the client
 	// reaches: remove a follower, then add it back with its addresses.
-	leader, followers = leaderOf(nodes)
+	// The returned node may have started an election: wait for a leader
+	// rather than read one that may be nil for a moment.
+	pollUntil(t, "a leader after the return", func() error {
+		if leader, followers = leaderOf(nodes); leader == nil || len(followers) != 2 {
+			return errors.New("none yet")
+		}
+		return nil
+	})
 	victim, via := followers[0], followers[1]
 	adminVia := clientFor(t, via, adminToken)
 	var ce *client.Error
