@@ -366,3 +366,20 @@ func TestKeylessNodeRefusesInternalRoutes(t *testing.T) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// A fresh node has its slot table as soon as Start returns, not after the
+// first housekeeping tick (here an hour away).
+func TestFreshNodeOwnsItsSlotsAtStart(t *testing.T) {
+	cfg := testnode.Config(t, t.TempDir())
+	cfg.PurgeInterval = time.Hour
+	n := testnode.Start(t, &cfg)
+	table, err := n.Store().Slots()
+	if err != nil || len(table) != node.SlotCount {
+		t.Fatalf("slot table at start: %d slots, %v", len(table), err)
+	}
+	for i, id := range table {
+		if id != cfg.NodeID {
+			t.Fatalf("slot %d owned by %q, want %s", i, id, cfg.NodeID)
+		}
+	}
+}

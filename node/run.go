@@ -185,6 +185,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		// Housekeeping tries again; the node serves meanwhile.
 		logger.Warn("could not record this node's addresses yet", "error", err)
 	}
+	// A leader fills in or repairs the slot table now, so that a fresh or
+	// restored node shows (and its engine starts with) its slots at once
+	// rather than after the first housekeeping tick. Housekeeping retries.
+	if err := n.rebalance(wctx); err != nil {
+		logger.Warn("could not rebalance the slots yet", "error", err)
+	}
 	if err := n.bootstrapAdmin(ctx); err != nil {
 		n.Close(context.Background())
 		return nil, err
