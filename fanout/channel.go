@@ -20,8 +20,6 @@ type Message struct {
 	// DeliveryID is stable across retries of this message to this
 	// subscription (the webhook-id of Standard Webhooks).
 	DeliveryID string
-	// Sent is when the message was first attempted, for webhook-timestamp.
-	Sent time.Time
 }
 
 // Outcome classifies one delivery attempt.

@@ -415,7 +415,7 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 		return time.Time{}, false // not queued in the first place; see Notify
 	}
 	msg := &Message{Type: pending, Notification: n.Notification,
-		DeliveryID: "msg_" + k.nid + "_" + strconv.FormatUint(seq, 36), Sent: now}
+		DeliveryID: "msg_" + k.nid + "_" + strconv.FormatUint(seq, 36)}
 	switch msg.Type {
 	case resource.ChangeDeleted:
 		msg.Reason = resource.ChangeDeleted

@@ -121,7 +121,6 @@ func created() *fanout.Message {
 			TargetPolicy: resource.TargetPolicy{PlatformTypes: []string{}},
 		},
 		DeliveryID: "dlv_2KWPBgLlAfxdpx2AI54pPJ85f4W",
-		Sent:       now,
 	}
 }
 
