@@ -128,6 +128,7 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catRaft, "raft-election-timeout", "Raft election timeout", func(c *node.Config) *time.Duration { return &c.Raft.ElectionTimeout }),
 		bindFlag(catRaft, "raft-snapshot-interval", "how often Raft checks whether to snapshot", func(c *node.Config) *time.Duration { return &c.Raft.SnapshotInterval }),
 		bindFlag(catRaft, "raft-snapshot-threshold", "log entries between snapshots", func(c *node.Config) *uint64 { return &c.Raft.SnapshotThreshold }),
+		bindFlag(catRaft, "raft-peer-down-after", "how long a voter must miss the leader's heartbeats before its slots move to the others", func(c *node.Config) *time.Duration { return &c.Raft.PeerDownAfter }),
 	}
 }
 

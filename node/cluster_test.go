@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/fanout/webhook/webhooktest"
 	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
+	"github.com/herald-notify/herald/raft"
 )
 
 const clusterKey = "test-cluster-key-0123456789"
@@ -381,5 +383,190 @@ func TestFreshNodeOwnsItsSlotsAtStart(t *testing.T) {
 		if id != cfg.NodeID {
 			t.Fatalf("slot %d owned by %q, want %s", i, id, cfg.NodeID)
 		}
+	}
+}
+
+// A follower that stops keeps its Raft membership, yet after the grace
+// period (and not before) the leader moves its slots to the survivors: a
+// pending webhook delivery of one of its users, failing on it so far, is
+// delivered by a survivor with the same webhook-id, exactly once. When the
+// stopped node returns, it gets its third of the slots back.
+func TestUnreachableVoterLosesItsSlotsUntilItReturns(t *testing.T) {
+	ctx := context.Background()
+	const grace = time.Second
+	hooks := webhooktest.NewReceiver(t)
+	edit := func(c node.Config) node.Config {
+		c.Webhook.AllowPrivate = true
+		c.Webhook.DisableAfter = time.Hour
+		c.Delivery.MinBackoff, c.Delivery.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
+		c.Delivery.Timeout = time.Second
+		c.Raft.PeerDownAfter = grace
+		// Housekeeping's tick would also rebalance; an hour away, only
+		// the health observer can make the move this test waits for.
+		c.PurgeInterval = time.Hour
+		return c
+	}
+	cfgs := []node.Config{edit(clusterConfig(t, "h1"))}
+	cfgs = append(cfgs, edit(clusterConfig(t, "h2", cfgs[0].HTTPAddr)))
+	cfgs = append(cfgs, edit(clusterConfig(t, "h3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr)))
+	nodes := make([]*testnode.Node, 3)
+	for i := range cfgs {
+		nodes[i] = testnode.Start(t, &cfgs[i])
+	}
+	tok, err := clientFor(t, nodes[0], "").PasswordToken(ctx, "admin", testnode.AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminToken := tok.AccessToken
+	// evenOverThree checks n's replica of the table: every node holds a
+	// third.
+	evenOverThree := func(n *testnode.Node) func() error {
+		return func() error {
+			table, err := n.Store().Slots()
+			if err != nil || len(table) != raft.SlotCount {
+				return fmt.Errorf("table of %d slots, %v", len(table), err)
+			}
+			c := map[string]int{}
+			for _, id := range table {
+				c[id]++
+			}
+			for _, cfg := range cfgs {
+				if c[cfg.NodeID] < 341 || c[cfg.NodeID] > 342 {
+					return fmt.Errorf("owners %v", c)
+				}
+			}
+			return nil
+		}
+	}
+	pollUntil(t, "three nodes with their slots", evenOverThree(nodes[0]))
+	var leader, victim, heir *testnode.Node
+	for _, n := range nodes {
+		switch {
+		case n.Store().IsLeader():
+			leader = n
+		case victim == nil:
+			victim = n
+		default:
+			heir = n
+		}
+	}
+	if leader == nil || heir == nil {
+		t.Fatal("no leader")
+	}
+	table, _ := leader.Store().Slots()
+	// The health-aware rebalance is a pure function of the table and the
+	// reachable voters, so the test predicts where the victim's slots go,
+	// and picks a user moving to the heir, a follower: a survivor that is
+	// not the leader must take over.
+	next := raft.Rebalance(table, []string{leader.Config.NodeID, heir.Config.NodeID})
+	admin := clientFor(t, leader, adminToken)
+	var upn, uid string
+	for i := 0; upn == ""; i++ {
+		if i == 60 {
+			t.Fatal("no user moving from the victim to the heir")
+		}
+		name := fmt.Sprintf("user%d", i)
+		u, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: name, Password: "user-password-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slot := raft.SlotOf(u.ID); table[slot] == victim.Config.NodeID && next[slot] == heir.Config.NodeID {
+			upn, uid = name, u.ID
+		}
+	}
+	slot := raft.SlotOf(uid)
+	app, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: "Tasks", TargetHostName: "tasks.health.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon := clientFor(t, leader, "")
+	ut, err := anon.PasswordToken(ctx, upn, "user-password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := anon.ClientCredentialsToken(ctx, app.AppID, app.PasswordCredentials[0].SecretText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := hooks.Endpoint()
+	hooks.Script(url, webhooktest.Answer{Status: http.StatusServiceUnavailable})
+	var sub struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+	}
+	if err := clientFor(t, leader, ut.AccessToken).Do(ctx, http.MethodPost, "/v1.0/me/notificationSubscriptions",
+		map[string]any{"targetHostName": "tasks.health.test", "platformType": "windows", "deviceName": "d",
+			"channel": map[string]any{"type": "webhook", "url": url}}, &sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := hooks.SetSecret(url, sub.Secret); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clientFor(t, leader, at.AccessToken).Send(ctx, sub.ID, &client.Notification{
+		AppNotificationID: "keep-going", Payload: &client.Payload{RawContent: "keep-going"}}); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "attempts by the owner", func() error {
+		if k := len(hooks.Requests(url)); k < 2 {
+			return fmt.Errorf("%d attempts", k)
+		}
+		return nil
+	})
+	webhookID := hooks.Requests(url)[0].ID
+
+	if err := victim.Close(ctx); err != nil {
+		t.Fatalf("stop the owner: %v", err)
+	}
+	stopped := time.Now()
+	// The endpoint recovers only now: any 2xx comes from a survivor.
+	hooks.Script(url, webhooktest.Answer{})
+	// Within the grace period nothing moves: the leader's first failed
+	// heartbeat comes after the stop, so this look is well inside it.
+	if got, _ := leader.Store().Slots(); got[slot] != victim.Config.NodeID {
+		t.Fatalf("slot %d moved to %q at once, before the grace period", slot, got[slot])
+	}
+	pollUntil(t, "the slot moved to the heir", func() error {
+		if got, _ := heir.Store().Slots(); got[slot] != heir.Config.NodeID {
+			return fmt.Errorf("slot %d owned by %q", slot, got[slot])
+		}
+		return nil
+	})
+	if took := time.Since(stopped); took < grace {
+		t.Fatalf("the slot moved %v after the stop, before the %v grace period", took, grace)
+	}
+	// The victim is still a voter: nobody removed it.
+	if servers := leader.Store().Raft().GetConfiguration().Configuration().Servers; len(servers) != 3 {
+		t.Fatalf("members %+v, want all three", servers)
+	}
+	if got, _ := leader.Store().Slots(); !slices.Equal(got, next) {
+		t.Fatal("the table after the move is not the predicted rebalance over the two survivors")
+	}
+	pollUntil(t, "delivered by the heir", func() error {
+		ok := hooks.Delivered(url)
+		if len(ok) == 0 {
+			return errors.New("not yet")
+		}
+		if len(ok) > 1 {
+			t.Fatalf("%d deliveries, want 1", len(ok))
+		}
+		return nil
+	})
+	for _, q := range hooks.Requests(url) {
+		if q.ID != webhookID {
+			t.Errorf("an attempt with webhook-id %s, want %s throughout", q.ID, webhookID)
+		}
+	}
+	for _, q := range hooks.Rejected() {
+		t.Errorf("the receiver refused %s: %v", q.URL, q.Err)
+	}
+	if d := webhookAttempts(t, heir, adminToken, "delivered"); d != 1 {
+		t.Errorf("the heir delivered %v times, want 1", d)
+	}
+
+	// The victim returns and gets its share back, on every replica.
+	vi := slices.Index(nodes, victim)
+	nodes[vi] = testnode.Start(t, &cfgs[vi])
+	for _, n := range nodes {
+		pollUntil(t, "the table spread over three again on "+n.Config.NodeID, evenOverThree(n))
 	}
 }

@@ -63,6 +63,11 @@ type RaftTuning struct {
 	ElectionTimeout   time.Duration `yaml:"election-timeout"`
 	SnapshotInterval  time.Duration `yaml:"snapshot-interval"`
 	SnapshotThreshold uint64        `yaml:"snapshot-threshold"`
+	// PeerDownAfter is how long the leader's heartbeats to a voter must
+	// keep failing before its slots move to the other voters (they come
+	// back when it answers again). Long enough that a blip or a restart
+	// moves nothing; zero or less means the default.
+	PeerDownAfter time.Duration `yaml:"peer-down-after"`
 }
 
 // ChannelConfig is the outbound policy of one delivery channel.
@@ -140,6 +145,7 @@ func DefaultConfig() Config {
 			ElectionTimeout:   1000 * time.Millisecond,
 			SnapshotInterval:  2 * time.Minute,
 			SnapshotThreshold: 8192,
+			PeerDownAfter:     10 * time.Second,
 		},
 	}
 }

@@ -21,8 +21,9 @@ import (
 
 // A webhook delivery that keeps failing on the node owning its user's slot
 // is taken over by a surviving node once that owner stops: the dead member
-// is removed (slots stay with a voter until it is removed: rebalancing
-// follows membership, not liveness), the slots are rebalanced, and the new
+// is removed (here before the 10 s default grace after which the leader
+// would move its slots anyway, see TestUnreachableVoterLosesItsSlotsUntilItReturns),
+// the slots are rebalanced, and the new
 // owner — chosen to be a follower, so that a leader-runs-everything engine
 // would fail this test — rescans and delivers with the same webhook-id.
 func TestFailoverMovesPendingDeliveries(t *testing.T) {

@@ -192,8 +192,11 @@ func (n *Node) Owns(userID string) bool {
 	return table[raft.SlotOf(userID)] == n.id
 }
 
-// rebalance is the leader's: it gives every voter its share of the slots,
-// moving as few as possible, whenever the voters and the table disagree.
+// rebalance is the leader's: it gives every reachable voter its share of
+// the slots, moving as few as possible, whenever they and the table
+// disagree. A voter whose heartbeats have failed for the grace period
+// (peerHealth) gets none until it answers again, so its users' deliveries
+// run on the survivors without waiting for an admin to remove it.
 func (n *Node) rebalance(ctx context.Context) error {
 	r := n.store.Raft()
 	if r.State() != hraft.Leader {
@@ -222,7 +225,8 @@ func (n *Node) rebalance(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	next := raft.Rebalance(table, voters)
+	n.health.forget(voters)
+	next := raft.Rebalance(table, raft.Reachable(voters, n.id, n.health.down(time.Now())))
 	if slices.Equal(next, table) {
 		return nil
 	}

@@ -60,6 +60,11 @@ type Node struct {
 	// leaderChanged wakes housekeeping when Raft observes a leader change,
 	// so that a failover rescans deliveries without waiting for a tick.
 	leaderChanged chan struct{}
+	// health is the leader's view of its peers' heartbeats; healthChanged
+	// wakes housekeeping to rebalance when a peer goes down past the
+	// grace period or comes back.
+	health        *peerHealth
+	healthChanged chan struct{}
 	closeOnce     sync.Once
 	closeErr      error
 }
@@ -98,9 +103,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: logger, id: id, hub: fanout.NewHub(), stop: make(chan struct{}),
-		leaderChanged: make(chan struct{}, 1),
-		auth:          &clusterAuth{key: []byte(cfg.ClusterKey), seen: map[string]time.Time{}},
-		client:        &http.Client{Timeout: 30 * time.Second}}
+		leaderChanged: make(chan struct{}, 1), healthChanged: make(chan struct{}, 1),
+		health: &peerHealth{grace: peerDownAfter(cfg.Raft.PeerDownAfter), failing: map[string]time.Time{}},
+		auth:   &clusterAuth{key: []byte(cfg.ClusterKey), seen: map[string]time.Time{}},
+		client: &http.Client{Timeout: 30 * time.Second}}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -221,6 +227,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	}
 	n.started.Store(true)
 	n.observeLeader()
+	n.observeHealth()
 	n.wg.Add(1)
 	go n.housekeeping()
 	logger.Info("herald node serving", "node_id", id, "http", n.listener.Addr().String(), "raft", cfg.RaftAddr,
@@ -310,19 +317,26 @@ func (n *Node) housekeeping() {
 	defer n.wg.Done()
 	tick := time.NewTicker(n.cfg.PurgeInterval)
 	defer tick.Stop()
+	// A follower learns of a new slot table only by applying it, which
+	// nothing signals; looking often (a cached read and a compare) lets a
+	// node that gained slots, say from a peer found down, pick up their
+	// deliveries soon rather than at the next purge tick.
+	owners := time.NewTicker(min(n.cfg.PurgeInterval, ownershipPoll))
+	defer owners.Stop()
 	for {
 		select {
 		case <-n.stop:
 			return
+		case <-owners.C:
+			n.rescanIfOwnershipChanged()
 		case <-n.leaderChanged:
 			// A new leader (maybe this node) rebalances away from what
 			// the old one left, and every node picks up what it gained.
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := n.rebalance(ctx); err != nil {
-				n.log.Warn("could not rebalance the slots", "error", err)
-			}
-			cancel()
-			n.rescanIfOwnershipChanged()
+			n.rebalanceAndRescan()
+		case <-n.healthChanged:
+			// A peer went down past the grace period or came back: the
+			// leader moves slots off it or back to it.
+			n.rebalanceAndRescan()
 		case <-tick.C:
 			if n.store.IsLeader() {
 				n.purge()
@@ -339,6 +353,32 @@ func (n *Node) housekeeping() {
 		}
 	}
 }
+
+// peerDownAfter is the grace period before a silent voter loses its slots:
+// the configured one, or the default when unset (a Config not built from
+// DefaultConfig), never zero, which would move slots on a single missed
+// heartbeat.
+func peerDownAfter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultConfig().Raft.PeerDownAfter
+	}
+	return d
+}
+
+// rebalanceAndRescan has a leader bring the slot table in line with the
+// reachable voters, then has this node pick up what it gained.
+func (n *Node) rebalanceAndRescan() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.rebalance(ctx); err != nil {
+		n.log.Warn("could not rebalance the slots", "error", err)
+	}
+	n.rescanIfOwnershipChanged()
+}
+
+// ownershipPoll bounds how long a node takes to notice it gained or lost
+// slots.
+const ownershipPoll = 500 * time.Millisecond
 
 const purgeBatch = 1000
 

@@ -94,3 +94,23 @@ func Rebalance(table []string, nodes []string) []string {
 	}
 	return out
 }
+
+// Reachable is the set Rebalance should spread the slots over: the voters
+// minus those the leader has found down, so that a stopped node's users are
+// served by the survivors until it returns. The leader is always kept (it is
+// the one deciding, so it is up). If nothing would remain, the voters are
+// returned unchanged rather than an empty set, which Rebalance would ignore
+// anyway. Pure: the leader computes it, the table it leads to goes through
+// Raft.
+func Reachable(voters []string, leader string, down map[string]bool) []string {
+	var out []string
+	for _, id := range voters {
+		if id == leader || !down[id] {
+			out = append(out, id)
+		}
+	}
+	if len(out) == 0 {
+		return voters
+	}
+	return out
+}

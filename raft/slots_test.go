@@ -73,3 +73,40 @@ func TestRebalance(t *testing.T) {
 		t.Error("SlotOf")
 	}
 }
+
+// A voter found down loses exactly its slots, shared evenly by the others,
+// and gets an even share back when it returns, each way with the fewest
+// moves; the leader is never counted down.
+func TestRebalanceOverReachableVoters(t *testing.T) {
+	voters := []string{"a", "b", "c"}
+	all := Rebalance(nil, voters)
+	checkEven(t, all, "a", "b", "c")
+
+	live := Reachable(voters, "a", map[string]bool{"c": true})
+	if fmt.Sprint(live) != "[a b]" {
+		t.Fatalf("reachable %v, want [a b]", live)
+	}
+	without := Rebalance(all, live)
+	checkEven(t, without, "a", "b")
+	if m, had := moved(all, without), counts(all)["c"]; m != had {
+		t.Fatalf("%d slots moved when c went down, want c's %d", m, had)
+	}
+	for i := range all {
+		if all[i] != "c" && without[i] != all[i] {
+			t.Fatalf("slot %d moved from %s, which stayed up", i, all[i])
+		}
+	}
+
+	back := Rebalance(without, Reachable(voters, "a", nil))
+	checkEven(t, back, "a", "b", "c")
+	if m := moved(without, back); m != counts(back)["c"] {
+		t.Fatalf("%d slots moved when c returned, want only c's %d", m, counts(back)["c"])
+	}
+
+	if got := Reachable(voters, "a", map[string]bool{"a": true, "b": true}); fmt.Sprint(got) != "[a c]" {
+		t.Fatalf("the leader counted down: %v", got)
+	}
+	if got := Reachable([]string{"b"}, "a", map[string]bool{"b": true}); fmt.Sprint(got) != "[b]" {
+		t.Fatalf("nothing reachable: %v, want the voters unchanged", got)
+	}
+}

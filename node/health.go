@@ -1,0 +1,107 @@
+package node
+
+import (
+	"sync"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+)
+
+// peerHealth is the leader's view of which voters answer its heartbeats.
+// A voter that stays silent for PeerDownAfter loses its slots to the others
+// (rebalance), so its users' deliveries continue without an admin removing
+// it; the grace period keeps a blip from moving slots back and forth.
+type peerHealth struct {
+	grace time.Duration
+
+	mu sync.Mutex
+	// failing maps a peer to the first failed heartbeat of its current run
+	// of failures; a peer leaves it at its first successful heartbeat.
+	failing map[string]time.Time
+}
+
+// down lists the peers whose heartbeats have failed for at least the grace
+// period.
+func (h *peerHealth) down(now time.Time) map[string]bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]bool{}
+	for id, since := range h.failing {
+		if now.Sub(since) >= h.grace {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+// forget drops what is known of peers no longer voters: a removed peer's
+// replication stops without a "resumed", and a stale entry would count it
+// down at once if it were added back.
+func (h *peerHealth) forget(voters []string) {
+	keep := map[string]bool{}
+	for _, id := range voters {
+		keep[id] = true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id := range h.failing {
+		if !keep[id] {
+			delete(h.failing, id)
+		}
+	}
+}
+
+// observeHealth follows the leader's heartbeats to its peers and wakes
+// housekeeping to rebalance when a peer has been failing for the grace
+// period and when it answers again. Only a leader heartbeats, so only a
+// leader ever sees these; a leader change clears everything, since the new
+// leader's replication starts afresh and reports its own failures.
+func (n *Node) observeHealth() {
+	ch := make(chan hraft.Observation, 16)
+	obs := hraft.NewObserver(ch, false, func(o *hraft.Observation) bool {
+		switch o.Data.(type) {
+		case hraft.FailedHeartbeatObservation, hraft.ResumedHeartbeatObservation, hraft.LeaderObservation:
+			return true
+		}
+		return false
+	})
+	r := n.store.Raft()
+	r.RegisterObserver(obs)
+	wake := func() {
+		select {
+		case n.healthChanged <- struct{}{}:
+		default:
+		}
+	}
+	h := n.health
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer r.DeregisterObserver(obs)
+		for {
+			select {
+			case <-n.stop:
+				return
+			case o := <-ch:
+				h.mu.Lock()
+				switch d := o.Data.(type) {
+				case hraft.FailedHeartbeatObservation:
+					if _, ok := h.failing[string(d.PeerID)]; !ok {
+						h.failing[string(d.PeerID)] = time.Now()
+						// Look again once the grace period is over; a
+						// "resumed" before then makes that look a no-op.
+						time.AfterFunc(h.grace, wake)
+					}
+				case hraft.ResumedHeartbeatObservation:
+					if _, ok := h.failing[string(d.PeerID)]; ok {
+						delete(h.failing, string(d.PeerID))
+						wake()
+					}
+				case hraft.LeaderObservation:
+					clear(h.failing)
+				}
+				h.mu.Unlock()
+			}
+		}
+	}()
+}
