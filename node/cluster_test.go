@@ -35,6 +35,10 @@ func clusterConfig(t *testing.T, id string, join ...string) node.Config {
 	cfg.ClusterKey = clusterKey
 	cfg.Join = join
 	cfg.Limits.AppRate, cfg.Limits.UserRate = 0, 0 // the test polls
+	// Looser than a lone test node's 100 ms: three nodes under -race on a
+	// busy two-core CI machine must not lose their leader to a slow
+	// heartbeat in the middle of a test step.
+	cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout = 500*time.Millisecond, 500*time.Millisecond
 	return cfg
 }
 
@@ -55,7 +59,7 @@ func pollUntil(t *testing.T, what string, f func() error) {
 }
 
 func clientFor(t *testing.T, n *testnode.Node, token string) *client.Client {
-	c, err := client.New(n.URL, client.WithToken(token))
+	c, err := client.New(n.URL, client.WithToken(token), client.WithHTTPClient(&http.Client{Transport: retryUnavailable{}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -569,5 +573,30 @@ func TestUnreachableVoterLosesItsSlotsUntilItReturns(t *testing.T) {
 	nodes[vi] = testnode.Start(t, &cfgs[vi])
 	for _, n := range nodes {
 		pollUntil(t, "the table spread over three again on "+n.Config.NodeID, evenOverThree(n))
+	}
+}
+
+// retryUnavailable retries a request answered 503, as the contract asks of
+// clients (Retry-After): an election can happen during any step of a
+// cluster test, and what the tests prove is that writes go on afterwards.
+type retryUnavailable struct{}
+
+func (retryUnavailable) RoundTrip(req *http.Request) (*http.Response, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil || resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) || req.GetBody == nil && req.Body != nil {
+			return resp, err
+		}
+		resp.Body.Close()
+		time.Sleep(100 * time.Millisecond)
+		if req.GetBody != nil {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			req = req.Clone(req.Context())
+			req.Body = body
+		}
 	}
 }
