@@ -390,3 +390,26 @@ func TestNewLoggerHonoursFormatAndLevel(t *testing.T) {
 		t.Errorf("logged %v", line)
 	}
 }
+
+// The example configs shipped in configs/ must load as they are, with
+// every key known, and say what their comments claim.
+func TestShippedConfigsLoad(t *testing.T) {
+	cfg := node.DefaultConfig()
+	if err := readConfigFile("configs/herald.yaml", &cfg); err != nil {
+		t.Fatalf("configs/herald.yaml: %v", err)
+	}
+	def := node.DefaultConfig()
+	if cfg.Limits != def.Limits || cfg.Delivery != def.Delivery || cfg.Raft.PeerDownAfter != 10*time.Second {
+		t.Errorf("configs/herald.yaml disagrees with the defaults it documents: %+v", cfg)
+	}
+	for i := 1; i <= 3; i++ {
+		c := node.DefaultConfig()
+		path := fmt.Sprintf("configs/cluster/node%d.yaml", i)
+		if err := readConfigFile(path, &c); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if c.NodeID != fmt.Sprintf("n%d", i) || (i > 1) != (len(c.Join) == 1) {
+			t.Errorf("%s: node %q joins %v", path, c.NodeID, c.Join)
+		}
+	}
+}
