@@ -463,60 +463,10 @@ func TestUnreachableVoterLosesItsSlotsUntilItReturns(t *testing.T) {
 	// and picks a user moving to the heir, a follower: a survivor that is
 	// not the leader must take over.
 	next := raft.Rebalance(table, []string{leader.Config.NodeID, heir.Config.NodeID})
-	admin := clientFor(t, leader, adminToken)
-	var upn, uid string
-	for i := 0; upn == ""; i++ {
-		if i == 60 {
-			t.Fatal("no user moving from the victim to the heir")
-		}
-		name := fmt.Sprintf("user%d", i)
-		u, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: name, Password: "user-password-1"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if slot := raft.SlotOf(u.ID); table[slot] == victim.Config.NodeID && next[slot] == heir.Config.NodeID {
-			upn, uid = name, u.ID
-		}
-	}
-	slot := raft.SlotOf(uid)
-	app, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: "Tasks", TargetHostName: "tasks.health.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	anon := clientFor(t, leader, "")
-	ut, err := anon.PasswordToken(ctx, upn, "user-password-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	at, err := anon.ClientCredentialsToken(ctx, app.AppID, app.PasswordCredentials[0].SecretText)
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := hooks.Endpoint()
-	hooks.Script(url, webhooktest.Answer{Status: http.StatusServiceUnavailable})
-	var sub struct {
-		ID     string `json:"id"`
-		Secret string `json:"secret"`
-	}
-	if err := clientFor(t, leader, ut.AccessToken).Do(ctx, http.MethodPost, "/v1.0/me/notificationSubscriptions",
-		map[string]any{"targetHostName": "tasks.health.test", "platformType": "windows", "deviceName": "d",
-			"channel": map[string]any{"type": "webhook", "url": url}}, &sub); err != nil {
-		t.Fatal(err)
-	}
-	if err := hooks.SetSecret(url, sub.Secret); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := clientFor(t, leader, at.AccessToken).Send(ctx, sub.ID, &client.Notification{
-		AppNotificationID: "keep-going", Payload: &client.Payload{RawContent: "keep-going"}}); err != nil {
-		t.Fatal(err)
-	}
-	pollUntil(t, "attempts by the owner", func() error {
-		if k := len(hooks.Requests(url)); k < 2 {
-			return fmt.Errorf("%d attempts", k)
-		}
-		return nil
+	w := startFailingWebhook(t, hooks, leader, adminToken, "tasks.health.test", func(slot int) bool {
+		return table[slot] == victim.Config.NodeID && next[slot] == heir.Config.NodeID
 	})
-	webhookID := hooks.Requests(url)[0].ID
+	slot, url, webhookID := raft.SlotOf(w.uid), w.url, w.webhookID
 
 	// No heartbeat can fail before the stop begins, so the grace period
 	// is measured from here.

@@ -90,60 +90,10 @@ func TestFailoverMovesPendingDeliveries(t *testing.T) {
 		}
 	}
 	next := raft.Rebalance(table, []string{leader.Config.NodeID, heir.Config.NodeID})
-	admin := clientFor(t, leader, adminToken)
-	var upn, uid string
-	for i := 0; upn == ""; i++ {
-		if i == 60 {
-			t.Fatal("no user moving from the victim to the heir")
-		}
-		name := fmt.Sprintf("user%d", i)
-		u, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: name, Password: "user-password-1"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if slot := raft.SlotOf(u.ID); table[slot] == victim.Config.NodeID && next[slot] == heir.Config.NodeID {
-			upn, uid = name, u.ID
-		}
-	}
-	app, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: "Tasks", TargetHostName: "tasks.failover.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	anon := clientFor(t, leader, "")
-	ut, err := anon.PasswordToken(ctx, upn, "user-password-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	at, err := anon.ClientCredentialsToken(ctx, app.AppID, app.PasswordCredentials[0].SecretText)
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := hooks.Endpoint()
-	hooks.Script(url, webhooktest.Answer{Status: http.StatusServiceUnavailable})
-	var sub struct {
-		ID     string `json:"id"`
-		Secret string `json:"secret"`
-	}
-	if err := clientFor(t, leader, ut.AccessToken).Do(ctx, http.MethodPost, "/v1.0/me/notificationSubscriptions",
-		map[string]any{"targetHostName": "tasks.failover.test", "platformType": "windows", "deviceName": "d",
-			"channel": map[string]any{"type": "webhook", "url": url}}, &sub); err != nil {
-		t.Fatal(err)
-	}
-	if err := hooks.SetSecret(url, sub.Secret); err != nil {
-		t.Fatal(err)
-	}
-	sent, err := clientFor(t, leader, at.AccessToken).Send(ctx, sub.ID, &client.Notification{
-		AppNotificationID: "hand-over", Payload: &client.Payload{RawContent: "hand-over"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pollUntil(t, "attempts by the owner", func() error {
-		if k := len(hooks.Requests(url)); k < 2 {
-			return fmt.Errorf("%d attempts", k)
-		}
-		return nil
+	w := startFailingWebhook(t, hooks, leader, adminToken, "tasks.failover.test", func(slot int) bool {
+		return table[slot] == victim.Config.NodeID && next[slot] == heir.Config.NodeID
 	})
-	webhookID := hooks.Requests(url)[0].ID
+	upn, uid, url, webhookID, sent := w.upn, w.uid, w.url, w.webhookID, w.sent
 
 	if err := victim.Close(ctx); err != nil {
 		t.Fatalf("stop the owner: %v", err)
@@ -179,7 +129,7 @@ func TestFailoverMovesPendingDeliveries(t *testing.T) {
 	}
 	pollUntil(t, "the delivery recorded as delivered", func() error {
 		var out struct{ Value []resource.Delivery }
-		if err := clientFor(t, leader, ut.AccessToken).Do(ctx, http.MethodGet,
+		if err := clientFor(t, leader, w.userToken).Do(ctx, http.MethodGet,
 			"/v1.0/me/notifications/"+sent.ID+"/deliveries", nil, &out); err != nil {
 			return err
 		}
@@ -227,4 +177,77 @@ func webhookAttempts(t *testing.T, n *testnode.Node, token, outcome string) floa
 		sum += v
 	}
 	return sum
+}
+
+// failingWebhook is a webhook delivery that its owner keeps retrying: the
+// receiver answers 503 until the test scripts it otherwise.
+type failingWebhook struct {
+	upn, uid, userToken string
+	url, webhookID      string
+	sent                *client.Notification
+}
+
+// startFailingWebhook creates users until one's slot satisfies pick, gives
+// it a webhook subscription of a new application on host, sends it a
+// notification, and returns once the owner has retried it at least once.
+func startFailingWebhook(t *testing.T, hooks *webhooktest.Receiver, leader *testnode.Node, adminToken, host string,
+	pick func(slot int) bool) failingWebhook {
+	t.Helper()
+	ctx := context.Background()
+	admin := clientFor(t, leader, adminToken)
+	var w failingWebhook
+	for i := 0; w.upn == ""; i++ {
+		if i == 60 {
+			t.Fatal("no user in a slot that moves as the test needs")
+		}
+		name := fmt.Sprintf("user%d", i)
+		u, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: name, Password: "user-password-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pick(raft.SlotOf(u.ID)) {
+			w.upn, w.uid = name, u.ID
+		}
+	}
+	app, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: "Tasks", TargetHostName: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon := clientFor(t, leader, "")
+	ut, err := anon.PasswordToken(ctx, w.upn, "user-password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.userToken = ut.AccessToken
+	at, err := anon.ClientCredentialsToken(ctx, app.AppID, app.PasswordCredentials[0].SecretText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.url = hooks.Endpoint()
+	hooks.Script(w.url, webhooktest.Answer{Status: http.StatusServiceUnavailable})
+	var sub struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+	}
+	if err := clientFor(t, leader, w.userToken).Do(ctx, http.MethodPost, "/v1.0/me/notificationSubscriptions",
+		map[string]any{"targetHostName": host, "platformType": "windows", "deviceName": "d",
+			"channel": map[string]any{"type": "webhook", "url": w.url}}, &sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := hooks.SetSecret(w.url, sub.Secret); err != nil {
+		t.Fatal(err)
+	}
+	w.sent, err = clientFor(t, leader, at.AccessToken).Send(ctx, sub.ID, &client.Notification{
+		AppNotificationID: "hand-over", Payload: &client.Payload{RawContent: "hand-over"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "attempts by the owner", func() error {
+		if k := len(hooks.Requests(w.url)); k < 2 {
+			return fmt.Errorf("%d attempts", k)
+		}
+		return nil
+	})
+	w.webhookID = hooks.Requests(w.url)[0].ID
+	return w
 }
