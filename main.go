@@ -164,6 +164,26 @@ func connect(c *cli.Context, passwordFlag string) (*client.Client, error) {
 	return cl.With(client.WithToken(tok.AccessToken)), nil
 }
 
+// clientAction is the action of a client command that asks the server one
+// thing and prints the answer: as the server's JSON with --json, else as
+// text.
+func clientAction[T any](call func(*cli.Context, *client.Client) (T, error), text func(*cli.Context, T) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		cl, err := connect(c, "password")
+		if err != nil {
+			return err
+		}
+		v, err := call(c, cl)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return printJSON(c.App.Writer, v)
+		}
+		return text(c, v)
+	}
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -277,18 +297,9 @@ func usersCommand() *cli.Command {
 				Name:  "list",
 				Usage: "list the users",
 				Flags: append([]cli.Flag{jsonFlag()}, clientFlags("password")...),
-				Action: func(c *cli.Context) error {
-					cl, err := connect(c, "password")
-					if err != nil {
-						return err
-					}
-					users, err := cl.ListUsers(c.Context)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(c.App.Writer, users)
-					}
+				Action: clientAction(func(c *cli.Context, cl *client.Client) ([]client.User, error) {
+					return cl.ListUsers(c.Context)
+				}, func(c *cli.Context, users []client.User) error {
 					tw := newTable(c.App.Writer)
 					fmt.Fprintln(tw, "UPN\tDISPLAY NAME\tROLES\tENABLED\tCREATED\tID")
 					for _, u := range users {
@@ -300,7 +311,7 @@ func usersCommand() *cli.Command {
 							orDash(strings.Join(u.Roles, ",")), u.AccountEnabled, created, u.ID)
 					}
 					return tw.Flush()
-				},
+				}),
 			},
 			{
 				Name:      "remove",
@@ -377,25 +388,16 @@ func appsCommand() *cli.Command {
 				Name:  "list",
 				Usage: "list the applications",
 				Flags: append([]cli.Flag{jsonFlag()}, clientFlags("password")...),
-				Action: func(c *cli.Context) error {
-					cl, err := connect(c, "password")
-					if err != nil {
-						return err
-					}
-					apps, err := cl.ListApplications(c.Context)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(c.App.Writer, apps)
-					}
+				Action: clientAction(func(c *cli.Context, cl *client.Client) ([]client.Application, error) {
+					return cl.ListApplications(c.Context)
+				}, func(c *cli.Context, apps []client.Application) error {
 					tw := newTable(c.App.Writer)
 					fmt.Fprintln(tw, "NAME\tTARGET HOST\tAPP ID\tSECRETS\tID")
 					for _, a := range apps {
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", a.DisplayName, a.TargetHostName, a.AppID, len(a.PasswordCredentials), a.ID)
 					}
 					return tw.Flush()
-				},
+				}),
 			},
 			{
 				Name:      "add-secret",
@@ -444,18 +446,9 @@ func clusterCommand() *cli.Command {
 				Name:  "status",
 				Usage: "show the leader and the state of every node",
 				Flags: append([]cli.Flag{jsonFlag()}, clientFlags("password")...),
-				Action: func(c *cli.Context) error {
-					cl, err := connect(c, "password")
-					if err != nil {
-						return err
-					}
-					st, err := cl.Cluster(c.Context)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(c.App.Writer, st)
-					}
+				Action: clientAction(func(c *cli.Context, cl *client.Client) (*client.ClusterStatus, error) {
+					return cl.Cluster(c.Context)
+				}, func(c *cli.Context, st *client.ClusterStatus) error {
 					fmt.Fprintf(c.App.Writer, "leader: %s  term: %d  commit index: %d  slots: %d\n\n",
 						orDash(st.LeaderID), st.Term, st.CommitIndex, st.SlotCount)
 					tw := newTable(c.App.Writer)
@@ -469,7 +462,7 @@ func clusterCommand() *cli.Command {
 							orDash(n.HTTPAddr), orDash(n.RaftAddr), n.AppliedIndex, n.Slots, n.LiveConnections, contact)
 					}
 					return tw.Flush()
-				},
+				}),
 			},
 		},
 	}
