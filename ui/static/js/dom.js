@@ -134,6 +134,23 @@ export async function busy(button, fn) {
   }
 }
 
+// submitter is a form's submit handler: it keeps the page where it is,
+// clears the form's error, and runs fn with the button busy, showing in
+// err whatever fn throws.
+export function submitter(button, err, fn) {
+  return (e) => {
+    e.preventDefault();
+    err.show(null);
+    busy(button, async () => {
+      try {
+        await fn();
+      } catch (ex) {
+        err.show(ex);
+      }
+    });
+  };
+}
+
 // copyButton copies text; where the clipboard API is unavailable (plain
 // HTTP on a non-local host) it selects the text for the user to copy.
 export function copyButton(text, target) {

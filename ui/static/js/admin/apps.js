@@ -1,7 +1,7 @@
 // Applications: register one, see its secret once, add and remove secrets,
 // and hand users the link to an inbox connected to it.
 
-import { h, replace, errorBox, field, busy, toast, timeEl, copyButton, fmtTime } from '../dom.js';
+import { h, replace, errorBox, field, toast, timeEl, copyButton, fmtTime, submitter } from '../dom.js';
 import { api } from '../api.js';
 import { pageHead, table, loading, failure, dialog, apps as loadApps } from './common.js';
 
@@ -65,19 +65,11 @@ function appCard(app, reload, showSecret) {
     h('form', {
       class: 'inline-form',
       on: {
-        submit: (e) => {
-          e.preventDefault();
-          err.show(null);
-          busy(add, async () => {
-            try {
-              const cred = await api('POST', `/v1.0/applications/${encodeURIComponent(app.id)}/addPassword`, { displayName: name.value.trim() || 'secret' });
-              name.value = '';
-              showSecret(app, cred);
-            } catch (ex) {
-              err.show(ex);
-            }
-          });
-        },
+        submit: submitter(add, err, async () => {
+          const cred = await api('POST', `/v1.0/applications/${encodeURIComponent(app.id)}/addPassword`, { displayName: name.value.trim() || 'secret' });
+          name.value = '';
+          showSecret(app, cred);
+        }),
       },
     }, name, add),
     err);
@@ -111,19 +103,11 @@ export function view() {
   const form = h('form', {
     class: 'card form-grid form-cols', 'aria-labelledby': 'new-app-h',
     on: {
-      submit: (e) => {
-        e.preventDefault();
-        err.show(null);
-        busy(submit, async () => {
-          try {
-            const app = await api('POST', '/v1.0/applications', { displayName: dn.value.trim(), targetHostName: host.value.trim().toLowerCase() });
-            form.reset();
-            showSecret(app, app.passwordCredentials[0]);
-          } catch (ex) {
-            err.show(ex);
-          }
-        });
-      },
+      submit: submitter(submit, err, async () => {
+        const app = await api('POST', '/v1.0/applications', { displayName: dn.value.trim(), targetHostName: host.value.trim().toLowerCase() });
+        form.reset();
+        showSecret(app, app.passwordCredentials[0]);
+      }),
     },
   },
   h('h2', { id: 'new-app-h' }, 'Register an application'),

@@ -1,6 +1,6 @@
 // Pieces the console's views share.
 
-import { h, errorBox, busy } from '../dom.js';
+import { h, errorBox, submitter } from '../dom.js';
 import { all } from '../api.js';
 
 export const users = () => all('/v1.0/users?$top=200', 5000);
@@ -73,18 +73,10 @@ export function dialog({ title, body = [], submitLabel = 'Save', danger = false,
   const form = h('form', {
     method: 'dialog',
     on: {
-      submit: (e) => {
-        e.preventDefault();
-        err.show(null);
-        busy(ok, async () => {
-          try {
-            await onSubmit(form);
-            d.close();
-          } catch (ex) {
-            err.show(ex);
-          }
-        });
-      },
+      submit: submitter(ok, err, async () => {
+        await onSubmit(form);
+        d.close();
+      }),
     },
   }, h('h2', title), body, err, h('div', { class: 'actions' }, cancel, ok));
   const d = h('dialog', { class: 'modal', on: { close: () => d.remove() } }, form);

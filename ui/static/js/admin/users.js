@@ -1,7 +1,7 @@
 // Users: create, disable or enable, reset a password; and one user's
 // subscriptions with their last delivery.
 
-import { h, replace, errorBox, field, busy, toast, timeEl } from '../dom.js';
+import { h, replace, errorBox, field, busy, toast, timeEl, submitter } from '../dom.js';
 import { api } from '../api.js';
 import { pageHead, pill, table, loading, failure, select, dialog, users as loadUsers, userLabel } from './common.js';
 
@@ -51,23 +51,15 @@ function createForm(onCreated) {
   const form = h('form', {
     class: 'card form-grid form-cols', 'aria-labelledby': 'new-user-h',
     on: {
-      submit: (e) => {
-        e.preventDefault();
-        err.show(null);
-        busy(submit, async () => {
-          try {
-            const u = await api('POST', '/v1.0/users', {
-              userPrincipalName: upn.value.trim(), displayName: name.value.trim() || upn.value.trim(),
-              password: pw.value, roles: [role.value],
-            });
-            toast(`${u.userPrincipalName} was created.`);
-            form.reset();
-            onCreated(u);
-          } catch (ex) {
-            err.show(ex);
-          }
+      submit: submitter(submit, err, async () => {
+        const u = await api('POST', '/v1.0/users', {
+          userPrincipalName: upn.value.trim(), displayName: name.value.trim() || upn.value.trim(),
+          password: pw.value, roles: [role.value],
         });
-      },
+        toast(`${u.userPrincipalName} was created.`);
+        form.reset();
+        onCreated(u);
+      }),
     },
   },
   h('h2', { id: 'new-user-h' }, 'Add a user'),
