@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"net"
 	"time"
 )
 
@@ -35,6 +37,11 @@ type Config struct {
 	Raft     RaftTuning    `yaml:"raft"`
 	WebPush  ChannelConfig `yaml:"webPush"`
 	Webhook  ChannelConfig `yaml:"webhook"`
+
+	// Dial, when set, replaces the TCP dial of every connection to another
+	// node (Raft and internal requests): tests route links through a
+	// fault-injecting proxy with it. Not configurable from outside.
+	Dial func(ctx context.Context, addr string) (net.Conn, error) `yaml:"-"`
 }
 
 // Limits are the rate limits and quotas of API.md §1 and §5.

@@ -20,15 +20,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/herald-notify/herald/cluster"
 	"github.com/herald-notify/herald/fanout"
 	"github.com/herald-notify/herald/httpapi"
 	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 	"github.com/herald-notify/herald/ui"
 )
-
-// errNeedKey refuses a second member to a node without a cluster key.
-var errNeedKey = errors.New("several nodes need a shared --cluster-key (HERALD_CLUSTER_KEY) for now; --insecure-cluster does not allow them")
 
 // Node is one running Herald node.
 type Node struct {
@@ -39,34 +37,21 @@ type Node struct {
 	hub    *fanout.Hub
 	engine *fanout.Engine
 	api    *httpapi.Server
-	state  forwarder // the API's State: local reads, writes through the leader
-	auth   *clusterAuth
-	client *http.Client // inter-node requests
-	// httpAdvert is the HTTP address other nodes reach this one at.
-	httpAdvert string
-	http       *http.Server
-	listener   net.Listener
-	stop       chan struct{}
-	wg         sync.WaitGroup
+	// cluster is this node's part in the cluster: membership, forwarding
+	// of writes, peer health, the slot table.
+	cluster  *cluster.Cluster
+	http     *http.Server
+	listener net.Listener
+	stop     chan struct{}
+	wg       sync.WaitGroup
 
 	started atomic.Bool // the first admin exists and the engine runs
-	// barrierTerm is the term in which this node, as leader, last issued a
-	// Barrier before reading the slot table.
-	barrierTerm atomic.Uint64
 	// lastOwned and lastLeader are what housekeeping last saw of ownership
 	// (housekeeping goroutine only).
 	lastOwned  []bool
 	lastLeader bool
-	// leaderChanged wakes housekeeping when Raft observes a leader change,
-	// so that a failover rescans deliveries without waiting for a tick.
-	leaderChanged chan struct{}
-	// health is the leader's view of its peers' heartbeats; healthChanged
-	// wakes housekeeping to rebalance when a peer goes down past the
-	// grace period or comes back.
-	health        *peerHealth
-	healthChanged chan struct{}
-	closeOnce     sync.Once
-	closeErr      error
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // Run starts a node with cfg and blocks until ctx is cancelled, then shuts the
@@ -93,7 +78,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	// public listener, and without a key nothing tells a member from any
 	// client (raft/DESIGN.md, Several nodes).
 	if len(cfg.Join) > 0 && cfg.ClusterKey == "" {
-		return nil, errNeedKey
+		return nil, cluster.ErrNeedKey
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -102,11 +87,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: logger, id: id, hub: fanout.NewHub(), stop: make(chan struct{}),
-		leaderChanged: make(chan struct{}, 1), healthChanged: make(chan struct{}, 1),
-		health: &peerHealth{grace: peerDownAfter(cfg.Raft.PeerDownAfter), failing: map[string]time.Time{}},
-		auth:   &clusterAuth{key: []byte(cfg.ClusterKey), seen: map[string]time.Time{}},
-		client: &http.Client{Timeout: 30 * time.Second}}
+	n := &Node{cfg: cfg, log: logger, id: id, hub: fanout.NewHub(), stop: make(chan struct{})}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -124,7 +105,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		// A joining node waits to be added; any other forms a one-node
 		// cluster the first time (later starts find their Raft state).
 		Bootstrap: len(cfg.Join) == 0,
-		Dir:       cfg.DataDir, NodeID: id, RaftAddr: cfg.RaftAddr, ClusterKey: []byte(cfg.ClusterKey),
+		Dir:       cfg.DataDir, NodeID: id, RaftAddr: cfg.RaftAddr, ClusterKey: []byte(cfg.ClusterKey), Dial: cfg.Dial,
 		HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
 		SnapshotInterval: cfg.Raft.SnapshotInterval, SnapshotThreshold: cfg.Raft.SnapshotThreshold,
 		Logger: logger, OnChange: n.hub.Publish,
@@ -144,10 +125,18 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_raft_applied_index",
 		Help: "Last Raft index applied to this node's state."}, func() float64 { return float64(n.store.Applied()) }))
 
-	n.state = forwarder{Store: n.store, n: n}
+	n.listener, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	n.cluster = cluster.New(cluster.Options{Store: n.store, ID: id,
+		HTTPAdvert: cluster.AdvertiseHTTP(n.listener.Addr(), n.store.RaftAddr()),
+		Join:       cfg.Join, Key: []byte(cfg.ClusterKey), PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
+		Logger: logger, LiveConnections: n.hub.Open, Dial: cfg.Dial})
 	l := cfg.Limits
 	n.api = httpapi.New(httpapi.Options{
-		State: n.state, Hub: n.hub, Ops: n, Logger: logger, Registry: reg, Gatherer: reg,
+		State: n.cluster.State(), Hub: n.hub, Ops: n, Logger: logger, Registry: reg, Gatherer: reg,
 		PublicURL: cfg.PublicURL, AppRate: l.AppRate, AppBurst: l.AppBurst, UserRate: l.UserRate, UserBurst: l.UserBurst,
 		MaxNotificationsPerUser: l.MaxNotificationsPerUser, MaxSubscriptionsPerUser: l.MaxSubscriptionsPerUser,
 		MaxStreamsPerUser: l.MaxStreamsPerUser, ChangeRetention: l.ChangeRetention, Heartbeat: cfg.StreamHeartbeat,
@@ -158,14 +147,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 			}
 		},
 	})
-	n.listener, err = net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		n.store.Close()
-		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
-	}
-	n.httpAdvert = advertiseHTTP(n.listener.Addr(), n.store.RaftAddr())
 	mux := http.NewServeMux()
-	mux.Handle("/internal/cluster/", n.internalHandler())
+	mux.Handle("/internal/cluster/", n.cluster.Handler())
 	mux.Handle("/", n.api)
 	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
@@ -177,31 +160,28 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		}
 	}()
 
-	if len(cfg.Join) > 0 {
-		n.wg.Add(1)
-		go n.joinLoop()
-	}
+	n.cluster.Start()
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := n.store.WaitLeader(wctx); err != nil {
 		n.Close(context.Background())
 		return nil, fmt.Errorf("no raft leader: %w", err)
 	}
-	if err := n.announce(wctx); err != nil {
+	if err := n.cluster.Announce(wctx); err != nil {
 		// Housekeeping tries again; the node serves meanwhile.
 		logger.Warn("could not record this node's addresses yet", "error", err)
 	}
 	// A leader fills in or repairs the slot table now, so that a fresh or
 	// restored node shows (and its engine starts with) its slots at once
 	// rather than after the first housekeeping tick. Housekeeping retries.
-	if err := n.rebalance(wctx); err != nil {
+	if err := n.cluster.Rebalance(wctx); err != nil {
 		logger.Warn("could not rebalance the slots yet", "error", err)
 	}
 	if err := n.bootstrapAdmin(ctx); err != nil {
 		n.Close(context.Background())
 		return nil, err
 	}
-	if err := n.waitCaughtUp(wctx); err != nil {
+	if err := n.cluster.WaitCaughtUp(wctx); err != nil {
 		n.Close(context.Background())
 		return nil, fmt.Errorf("catching up with the leader: %w", err)
 	}
@@ -211,10 +191,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		return nil, fmt.Errorf("delivery channels: %w", err)
 	}
 	d := cfg.Delivery
-	n.engine = fanout.NewEngine(fanout.EngineOptions{Store: n.state, Senders: senders,
+	n.engine = fanout.NewEngine(fanout.EngineOptions{Store: n.cluster.State(), Senders: senders,
 		// Each user's deliveries run on the owner of the user's slot (the
 		// leader, until there is a slot table).
-		Owns:    n.Owns,
+		Owns:    n.cluster.Owns,
 		Workers: d.Workers, PerHost: d.PerHost, Timeout: d.Timeout, MinBackoff: d.MinBackoff, MaxBackoff: d.MaxBackoff,
 		Logger: logger, Registry: reg, WebhookDisableAfter: cfg.Webhook.DisableAfter})
 	engine.Store(n.engine)
@@ -226,8 +206,6 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		return nil, fmt.Errorf("delivery engine: %w", err)
 	}
 	n.started.Store(true)
-	n.observeLeader()
-	n.observeHealth()
 	n.wg.Add(1)
 	go n.housekeeping()
 	logger.Info("herald node serving", "node_id", id, "http", n.listener.Addr().String(), "raft", cfg.RaftAddr,
@@ -255,6 +233,9 @@ func (n *Node) Close(ctx context.Context) error {
 		n.hub.CloseAll()
 		if n.engine != nil {
 			n.engine.Stop()
+		}
+		if n.cluster != nil {
+			n.cluster.Close()
 		}
 		n.wg.Wait()
 		n.closeErr = errors.Join(err, n.store.Close())
@@ -329,23 +310,20 @@ func (n *Node) housekeeping() {
 			return
 		case <-owners.C:
 			n.rescanIfOwnershipChanged()
-		case <-n.leaderChanged:
+		case <-n.cluster.Changes():
 			// A new leader (maybe this node) rebalances away from what
-			// the old one left, and every node picks up what it gained.
-			n.rebalanceAndRescan()
-		case <-n.healthChanged:
-			// A peer went down past the grace period or came back: the
-			// leader moves slots off it or back to it.
+			// the old one left, or a peer went down past the grace period
+			// or came back; every node picks up what it gained.
 			n.rebalanceAndRescan()
 		case <-tick.C:
 			if n.store.IsLeader() {
 				n.purge()
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := n.announce(ctx); err != nil {
+			if err := n.cluster.Announce(ctx); err != nil {
 				n.log.Warn("could not record this node's addresses", "error", err)
 			}
-			if err := n.rebalance(ctx); err != nil {
+			if err := n.cluster.Rebalance(ctx); err != nil {
 				n.log.Warn("could not rebalance the slots", "error", err)
 			}
 			cancel()
@@ -370,7 +348,7 @@ func peerDownAfter(d time.Duration) time.Duration {
 func (n *Node) rebalanceAndRescan() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := n.rebalance(ctx); err != nil {
+	if err := n.cluster.Rebalance(ctx); err != nil {
 		n.log.Warn("could not rebalance the slots", "error", err)
 	}
 	n.rescanIfOwnershipChanged()

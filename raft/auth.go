@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -115,11 +116,12 @@ type authLayer struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	rejected  func(remote net.Addr, err error)
+	dial      func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // newAuthLayer listens on bind. Handshakes of accepted connections run on
 // their own goroutines, so one slow or hostile peer cannot stall Accept.
-func newAuthLayer(bind string, key []byte, rejected func(net.Addr, error)) (*authLayer, error) {
+func newAuthLayer(bind string, key []byte, dial func(context.Context, string) (net.Conn, error), rejected func(net.Addr, error)) (*authLayer, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, err
@@ -130,7 +132,7 @@ func newAuthLayer(bind string, key []byte, rejected func(net.Addr, error)) (*aut
 		return nil, errors.New("raft address must name a host other peers can reach, not " + bind)
 	}
 	l := &authLayer{ln: ln, key: key, advertise: addr, conns: make(chan net.Conn),
-		closed: make(chan struct{}), rejected: rejected}
+		closed: make(chan struct{}), rejected: rejected, dial: dial}
 	go l.acceptLoop()
 	return l, nil
 }
@@ -191,7 +193,15 @@ func (l *authLayer) Close() error {
 func (l *authLayer) Addr() net.Addr { return l.advertise }
 
 func (l *authLayer) Dial(address hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", string(address), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var c net.Conn
+	var err error
+	if l.dial != nil {
+		c, err = l.dial(ctx, string(address))
+	} else {
+		c, err = (&net.Dialer{}).DialContext(ctx, "tcp", string(address))
+	}
 	if err != nil {
 		return nil, err
 	}

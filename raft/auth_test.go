@@ -13,7 +13,7 @@ import (
 func testLayer(t *testing.T, key string) (*authLayer, chan error) {
 	t.Helper()
 	rejected := make(chan error, 8)
-	l, err := newAuthLayer("127.0.0.1:0", []byte(key), func(_ net.Addr, err error) { rejected <- err })
+	l, err := newAuthLayer("127.0.0.1:0", []byte(key), nil, func(_ net.Addr, err error) { rejected <- err })
 	if err != nil {
 		t.Fatal(err)
 	}

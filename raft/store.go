@@ -46,6 +46,8 @@ type Options struct {
 	// without it the transport is plain TCP, fit only for a lone node (node
 	// refuses a second member without a key).
 	ClusterKey []byte
+	// Dial, when set, replaces the TCP dial of Raft connections to peers.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	HeartbeatTimeout  time.Duration
 	ElectionTimeout   time.Duration
@@ -156,7 +158,7 @@ func (s *Store) startRaft() error {
 	}
 	if len(o.ClusterKey) > 0 {
 		var layer *authLayer
-		layer, err = newAuthLayer(o.RaftAddr, o.ClusterKey, func(remote net.Addr, err error) {
+		layer, err = newAuthLayer(o.RaftAddr, o.ClusterKey, o.Dial, func(remote net.Addr, err error) {
 			o.Logger.Warn("refused a raft connection", "remote", remote.String(), "error", err)
 		})
 		if err == nil {

@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"bytes"
@@ -71,7 +71,7 @@ func TestForwardErrorIsUnavailable(t *testing.T) {
 			w.WriteHeader(tc.status)
 			json.NewEncoder(w).Encode(map[string]any{"error": resource.Errorf(tc.code, "refused")})
 		}))
-		n := &Node{client: srv.Client(), auth: &clusterAuth{key: []byte("k"), seen: map[string]time.Time{}}}
+		n := &Cluster{client: srv.Client(), auth: &clusterAuth{key: []byte("k"), seen: map[string]time.Time{}}}
 		err := n.callNode(context.Background(), strings.TrimPrefix(srv.URL, "http://"), http.MethodPost,
 			"/internal/cluster/propose", struct{}{}, nil, true)
 		srv.Close()

@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"sync"
@@ -51,12 +51,12 @@ func (h *peerHealth) forget(voters []string) {
 	}
 }
 
-// observeHealth follows the leader's heartbeats to its peers and wakes
-// housekeeping to rebalance when a peer has been failing for the grace
-// period and when it answers again. Only a leader heartbeats, so only a
-// leader ever sees these; a leader change clears everything, since the new
-// leader's replication starts afresh and reports its own failures.
-func (n *Node) observeHealth() {
+// observe follows leader changes and the leader's heartbeats to its peers,
+// and wakes the node (Changes) on every leader change, when a peer has been
+// failing for the grace period, and when it answers again. Only a leader
+// heartbeats, so only a leader sees heartbeat failures; a leader change
+// clears them, since the new leader's replication reports afresh.
+func (c *Cluster) observe() {
 	ch := make(chan hraft.Observation, 16)
 	obs := hraft.NewObserver(ch, false, func(o *hraft.Observation) bool {
 		switch o.Data.(type) {
@@ -65,22 +65,16 @@ func (n *Node) observeHealth() {
 		}
 		return false
 	})
-	r := n.store.Raft()
+	r := c.store.Raft()
 	r.RegisterObserver(obs)
-	wake := func() {
-		select {
-		case n.healthChanged <- struct{}{}:
-		default:
-		}
-	}
-	h := n.health
-	n.wg.Add(1)
+	h := c.health
+	c.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
+		defer c.wg.Done()
 		defer r.DeregisterObserver(obs)
 		for {
 			select {
-			case <-n.stop:
+			case <-c.stop:
 				return
 			case o := <-ch:
 				h.mu.Lock()
@@ -90,15 +84,16 @@ func (n *Node) observeHealth() {
 						h.failing[string(d.PeerID)] = time.Now()
 						// Look again once the grace period is over; a
 						// "resumed" before then makes that look a no-op.
-						time.AfterFunc(h.grace, wake)
+						time.AfterFunc(h.grace, c.wake)
 					}
 				case hraft.ResumedHeartbeatObservation:
 					if _, ok := h.failing[string(d.PeerID)]; ok {
 						delete(h.failing, string(d.PeerID))
-						wake()
+						c.wake()
 					}
 				case hraft.LeaderObservation:
 					clear(h.failing)
+					c.wake()
 				}
 				h.mu.Unlock()
 			}

@@ -1,0 +1,195 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
+)
+
+// leaderRecord finds the leader's addresses, waiting for an election while
+// ctx allows. With no leader it returns raft.ErrNotLeader (a 503).
+func (c *Cluster) leaderRecord(ctx context.Context) (raft.NodeRecord, error) {
+	for {
+		if _, id := c.store.Raft().LeaderWithID(); id != "" {
+			nodes, err := c.store.Nodes()
+			if err != nil {
+				return raft.NodeRecord{}, err
+			}
+			if rec, ok := nodes[string(id)]; ok && rec.HTTPAddr != "" {
+				return rec, nil
+			}
+		}
+		if err := c.waitLeaderChange(ctx); err != nil {
+			return raft.NodeRecord{}, raft.ErrNotLeader
+		}
+	}
+}
+
+// callLeader POSTs body to path on the leader and decodes a 200 answer into
+// out. Other answers become errors the API maps to the right status.
+func (c *Cluster) callLeader(ctx context.Context, path string, body, out any) error {
+	rec, err := c.leaderRecord(ctx)
+	if err != nil {
+		return err
+	}
+	if rec.ID == c.id {
+		// This node just became leader; the caller retries locally.
+		return raft.ErrNotLeader
+	}
+	return c.callNode(ctx, rec.HTTPAddr, http.MethodPost, path, body, out, true)
+}
+
+func (c *Cluster) callNode(ctx context.Context, addr, method, path string, body, out any, toLeader bool) error {
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if toLeader {
+		req.Header.Set(forwardedHeader, "1")
+	}
+	c.auth.sign(req, b)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		// The request may have reached the leader and committed.
+		return fmt.Errorf("%w: %v", raft.ErrUnknownOutcome, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%w: %v", raft.ErrUnknownOutcome, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		if out == nil {
+			return nil
+		}
+		return json.Unmarshal(data, out)
+	}
+	var e struct {
+		Error *resource.Error `json:"error"`
+	}
+	switch {
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		return raft.ErrNotLeader
+	case json.Unmarshal(data, &e) == nil && e.Error != nil:
+		return &peerError{status: resp.StatusCode, err: e.Error}
+	}
+	return &peerError{status: resp.StatusCode, err: fmt.Errorf("%s %s: %s", path, addr, resp.Status)}
+}
+
+// peerError is a non-200 answer of another node. It unwraps to the error
+// the peer sent, which admin requests (join, remove) pass on as they are.
+type peerError struct {
+	status int
+	err    error
+}
+
+func (e *peerError) Error() string { return fmt.Sprintf("peer answered %d: %v", e.status, e.err) }
+func (e *peerError) Unwrap() error { return e.err }
+
+// forwardError is what a client gets when the leader refused a forwarded
+// proposal outright. Rule-breaking commands come back in a 200 WireResult,
+// so a refusal here (403 for clock skew or a bad signature, 400 for size,
+// 500) is the cluster's fault, never the client's: it must not reach the
+// client as accessDenied or invalidRequest.
+func forwardError(err error) error {
+	var pe *peerError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	return resource.Errorf(resource.CodeUnavailable, "The leader could not take the forwarded write (%d); retry shortly.", pe.status)
+}
+
+// Handler serves /internal/cluster/ for the other nodes.
+func (c *Cluster) Handler() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern string, h func(ctx context.Context, r *http.Request, body []byte) (any, error)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInternalBody))
+			if err != nil {
+				internalError(w, resource.Errorf(resource.CodeInvalidRequest, "body: %v", err))
+				return
+			}
+			if !c.auth.verify(r, body) {
+				// Say nothing about why: an unauthenticated peer learns
+				// only that it is refused.
+				internalError(w, resource.Errorf(resource.CodeAccessDenied, "forbidden"))
+				return
+			}
+			v, err := h(r.Context(), r, body)
+			if err != nil {
+				internalError(w, err)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(v)
+		})
+	}
+	handle("POST /internal/cluster/propose", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
+		var cmd raft.Command
+		if err := json.Unmarshal(body, &cmd); err != nil {
+			return nil, resource.Errorf(resource.CodeInvalidRequest, "command: %v", err)
+		}
+		// Only the leader proposes for others: a forwarded write is never
+		// forwarded again.
+		v, err := c.store.Propose(ctx, &cmd)
+		return raft.EncodeResult(v, err, c.store.Applied())
+	})
+	handle("POST /internal/cluster/join", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
+		var rec raft.NodeRecord
+		if err := json.Unmarshal(body, &rec); err != nil {
+			return nil, resource.Errorf(resource.CodeInvalidRequest, "node: %v", err)
+		}
+		return struct{}{}, c.addNode(ctx, rec, r.Header.Get(forwardedHeader) != "")
+	})
+	handle("POST /internal/cluster/remove", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
+		var rec raft.NodeRecord
+		if err := json.Unmarshal(body, &rec); err != nil {
+			return nil, resource.Errorf(resource.CodeInvalidRequest, "node: %v", err)
+		}
+		return struct{}{}, c.removeNode(ctx, rec.ID, r.Header.Get(forwardedHeader) != "")
+	})
+	handle("GET /internal/cluster/status", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
+		return c.selfStatus(), nil
+	})
+	return mux
+}
+
+func internalError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	var re *resource.Error
+	switch {
+	case errors.As(err, &re):
+		switch re.Code {
+		case resource.CodeNotFound:
+			status = http.StatusNotFound
+		case resource.CodeAccessDenied:
+			status = http.StatusForbidden
+		default:
+			status = http.StatusBadRequest
+		}
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrUnknownOutcome), errors.Is(err, raft.ErrClosed),
+		errors.Is(err, raft.ErrTimeout):
+		status = http.StatusServiceUnavailable
+		re = resource.Errorf(resource.CodeUnavailable, "%v", err)
+	default:
+		re = resource.Errorf(resource.CodeGeneralException, "%v", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"error": re})
+}

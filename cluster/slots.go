@@ -1,0 +1,66 @@
+package cluster
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/herald-notify/herald/raft"
+)
+
+// Owns reports whether this node runs the deliveries of a user: the owner of
+// the user's slot. Before the leader has written a slot table (a node of an
+// older version, or the first moments of a cluster) the leader runs them
+// all, so that no delivery runs once per node.
+func (c *Cluster) Owns(userID string) bool {
+	table, err := c.store.Slots()
+	if err != nil || table == nil {
+		return c.store.IsLeader()
+	}
+	return table[raft.SlotOf(userID)] == c.id
+}
+
+// Rebalance is the leader's: it gives every reachable voter its share of
+// the slots, moving as few as possible, whenever they and the table
+// disagree. A voter whose heartbeats have failed for the grace period
+// (peerHealth) gets none until it answers again, so its users' deliveries
+// run on the survivors without waiting for an admin to remove it.
+func (c *Cluster) Rebalance(ctx context.Context) error {
+	r := c.store.Raft()
+	if r.State() != hraft.Leader {
+		return nil
+	}
+	// The table must be read after everything earlier leaders committed:
+	// once per term, since a barrier is itself a log entry.
+	term, _ := strconv.ParseUint(r.Stats()["term"], 10, 64)
+	if c.barrierTerm.Load() != term {
+		if err := r.Barrier(5 * time.Second).Error(); err != nil {
+			return err
+		}
+		c.barrierTerm.Store(term)
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	var voters []string
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == hraft.Voter {
+			voters = append(voters, string(s.ID))
+		}
+	}
+	table, err := c.store.Slots()
+	if err != nil {
+		return err
+	}
+	c.health.forget(voters)
+	next := raft.Rebalance(table, raft.Reachable(voters, c.id, c.health.down(time.Now())))
+	if slices.Equal(next, table) {
+		return nil
+	}
+	_, err = c.store.Propose(ctx, &raft.Command{Op: raft.OpSetSlots, Now: time.Now().UnixNano(), Slots: next})
+	return err
+}

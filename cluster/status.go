@@ -1,0 +1,173 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/herald-notify/herald/raft"
+)
+
+// SlotCount is the number of user partitions (DESIGN.md, Partitioning).
+const SlotCount = raft.SlotCount
+
+// Ready reports whether the node has a leader and has applied the log up to
+// the commit index it knows.
+func (c *Cluster) Ready(ctx context.Context) error {
+	if err := c.caughtUp(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// caughtUp reports whether there is a leader and this node has applied the
+// log up to the commit index it knows.
+func (c *Cluster) caughtUp() error {
+	r := c.store.Raft()
+	if addr, _ := r.LeaderWithID(); addr == "" {
+		return errors.New("no leader")
+	}
+	// Raft's own applied index counts the no-op and barrier entries a new
+	// leader commits, which never reach the FSM.
+	commit, _ := strconv.ParseUint(r.Stats()["commit_index"], 10, 64)
+	if r.AppliedIndex() < commit {
+		return errors.New("still applying the log")
+	}
+	return nil
+}
+
+// WaitCaughtUp waits, while ctx allows, until this node has applied the log
+// up to the leader's commit index and, unless it leads, holds the VAPID key
+// the leader made: a node that just joined may not have applied it yet, and
+// only a leader makes one.
+func (c *Cluster) WaitCaughtUp(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := c.caughtUp()
+		if err == nil && !c.store.IsLeader() {
+			if _, ok, verr := c.store.VAPID(); verr != nil {
+				return verr
+			} else if !ok {
+				err = errors.New("no VAPID key from the leader yet")
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%v)", ctx.Err(), err)
+		case <-c.stop:
+			return raft.ErrClosed
+		case <-tick.C:
+		}
+	}
+}
+
+// ClusterStatus is GET /v1.0/admin/cluster.
+type ClusterStatus struct {
+	LeaderID    string       `json:"leaderId"`
+	Term        uint64       `json:"term"`
+	CommitIndex uint64       `json:"commitIndex"`
+	Nodes       []NodeStatus `json:"nodes"`
+	SlotCount   int          `json:"slotCount"`
+}
+
+// NodeStatus is one member of the cluster.
+type NodeStatus struct {
+	ID              string `json:"id"`
+	HTTPAddr        string `json:"httpAddr"`
+	RaftAddr        string `json:"raftAddr"`
+	State           string `json:"state"`
+	Voter           bool   `json:"voter"`
+	LastContactMs   int64  `json:"lastContactMs"`
+	AppliedIndex    uint64 `json:"appliedIndex"`
+	Slots           int    `json:"slots"`
+	LiveConnections int    `json:"liveConnections"`
+}
+
+// Status describes the cluster as this node sees it: the Raft
+// configuration, each member's recorded addresses, and what each member says
+// of itself when asked (state "unreachable" when it does not answer). With
+// one node it owns every slot.
+func (c *Cluster) Status() ClusterStatus {
+	r := c.store.Raft()
+	stats := r.Stats()
+	term, _ := strconv.ParseUint(stats["term"], 10, 64)
+	commit, _ := strconv.ParseUint(stats["commit_index"], 10, 64)
+	_, leader := r.LeaderWithID()
+	out := ClusterStatus{LeaderID: string(leader), Term: term, CommitIndex: commit, SlotCount: SlotCount, Nodes: []NodeStatus{}}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return out
+	}
+	recs, _ := c.store.Nodes()
+	table, _ := c.store.Slots()
+	owned := map[string]int{}
+	for _, id := range table {
+		owned[id]++
+	}
+	servers := f.Configuration().Servers
+	out.Nodes = make([]NodeStatus, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		ns := NodeStatus{ID: string(s.ID), RaftAddr: string(s.Address), HTTPAddr: recs[string(s.ID)].HTTPAddr,
+			Voter: s.Suffrage == hraft.Voter, State: "unreachable", Slots: owned[string(s.ID)]}
+		if string(s.ID) == c.id {
+			ns = c.selfStatus()
+			ns.Voter, ns.Slots = s.Suffrage == hraft.Voter, owned[c.id]
+		} else if ns.HTTPAddr != "" {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+				defer cancel()
+				var peer NodeStatus
+				if err := c.callNode(ctx, ns.HTTPAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err == nil {
+					ns.State, ns.AppliedIndex, ns.LiveConnections, ns.LastContactMs =
+						peer.State, peer.AppliedIndex, peer.LiveConnections, peer.LastContactMs
+				}
+				out.Nodes[i] = ns
+			}()
+			continue
+		}
+		if table == nil && len(servers) == 1 {
+			ns.Slots = SlotCount
+		}
+		out.Nodes[i] = ns
+	}
+	wg.Wait()
+	return out
+}
+
+// selfStatus is this node as it sees itself.
+func (c *Cluster) selfStatus() NodeStatus {
+	r := c.store.Raft()
+	ns := NodeStatus{ID: c.id, HTTPAddr: c.opts.HTTPAdvert, RaftAddr: c.store.RaftAddr(), State: stateName(r.State()),
+		AppliedIndex: c.store.Applied(), LiveConnections: c.opts.LiveConnections()}
+	if r.State() != hraft.Leader {
+		if lc := r.LastContact(); !lc.IsZero() {
+			ns.LastContactMs = time.Since(lc).Milliseconds()
+		}
+	}
+	return ns
+}
+
+func stateName(s hraft.RaftState) string {
+	switch s {
+	case hraft.Leader:
+		return "leader"
+	case hraft.Candidate:
+		return "candidate"
+	case hraft.Follower:
+		return "follower"
+	}
+	return "unreachable"
+}
