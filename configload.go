@@ -91,8 +91,11 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catCluster, "raft-addr", "`ADDR` for Raft traffic between nodes", func(c *node.Config) *string { return &c.RaftAddr }),
 		bindFlag(catCluster, "join", "other nodes' HTTP addresses `ADDR,...` (host:port)", func(c *node.Config) *[]string { return &c.Join }),
 		bindFlag(catCluster, "bootstrap-expect", "wait for `N` nodes before the first election", func(c *node.Config) *int { return &c.BootstrapExpect }),
-		bindFlag(catCluster, "cluster-key", "shared secret `KEY` that authenticates the nodes of one cluster", func(c *node.Config) *string { return &c.ClusterKey }),
-		bindFlag(catCluster, "insecure-cluster", "no effect for now: several nodes need --cluster-key", func(c *node.Config) *bool { return &c.InsecureCluster }),
+		bindFlag(catCluster, "cluster-key", "shared secret `KEY` that authenticates the nodes of one cluster (32 characters or more; \"herald cluster key\" makes one)", func(c *node.Config) *string { return &c.ClusterKey }),
+		bindFlag(catCluster, "cluster-tls-cert", "PEM `FILE` of this node's certificate for traffic between nodes (with --cluster-tls-key and --cluster-tls-ca)", func(c *node.Config) *string { return &c.ClusterTLSCert }),
+		bindFlag(catCluster, "cluster-tls-key", "PEM `FILE` of the private key of --cluster-tls-cert", func(c *node.Config) *string { return &c.ClusterTLSKey }),
+		bindFlag(catCluster, "cluster-tls-ca", "PEM `FILE` of the CA that signs every node's --cluster-tls-cert", func(c *node.Config) *string { return &c.ClusterTLSCA }),
+		bindFlag(catCluster, "insecure-cluster", "no effect for now: several nodes need --cluster-key or --cluster-tls-*", func(c *node.Config) *bool { return &c.InsecureCluster }),
 
 		bindFlag(catLog, "log-level", "debug, info, warn or error", func(c *node.Config) *string { return &c.LogLevel }),
 		bindFlag(catLog, "log-format", "text or json", func(c *node.Config) *string { return &c.LogFormat }),

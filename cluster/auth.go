@@ -1,89 +1,40 @@
 package cluster
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
+	"encoding/json"
 	"net/http"
-	"strconv"
-	"sync"
-	"time"
 
 	"github.com/herald-notify/herald/resource"
 )
 
-// Inter-node HTTP (joining, forwarded writes, status probes) lives under
-// /internal/cluster/ and is authenticated by an HMAC of the request keyed by
-// the cluster key, never by user tokens: a request must be fresh (its time
-// within clockSkew) and its nonce unseen, so a captured request cannot be
-// replayed.
+// Inter-node HTTP (joining, forwarded writes, status probes) reaches a node
+// only over its Transport: every connection is TLS and authenticated before
+// a request is read (transport.go), so a request needs no signature of its
+// own, and a recorded one cannot be replayed (its TLS session is gone).
+// Each request also names the node it is meant for (targetHeader), which
+// the receiver checks: someone who can steer connections between nodes
+// cannot pass a live request meant for one node to another.
 
 const (
-	clusterAuthHeader = "Herald-Cluster-Auth"
+	// targetHeader names the node id a request is meant for.
+	targetHeader = "Herald-Node"
 	// forwardedHeader marks a request one node passed on to the leader, so
 	// that a node that lost leadership meanwhile answers 503 instead of
 	// forwarding again (no loops).
 	forwardedHeader = "Herald-Forwarded"
-	clockSkew       = time.Minute
 	maxInternalBody = 1 << 20
 )
 
-type clusterAuth struct {
-	// key is the cluster key. Without one every internal request is
-	// refused: an HMAC keyed by nothing proves nothing, and these routes
-	// share the public listener.
-	key []byte
-
-	mu   sync.Mutex
-	seen map[string]time.Time // nonce → when it may be forgotten
-}
-
-func (a *clusterAuth) mac(method, path, ts, nonce string, body []byte) string {
-	sum := sha256.Sum256(body)
-	m := hmac.New(sha256.New, a.key)
-	fmt.Fprintf(m, "herald-internal\n%s\n%s\n%s\n%s\n%x", method, path, ts, nonce, sum)
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-func (a *clusterAuth) sign(req *http.Request, body []byte) {
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	nonce := resource.NewSecret(16)
-	req.Header.Set(clusterAuthHeader, ts+" "+nonce+" "+a.mac(req.Method, req.URL.Path, ts, nonce, body))
-}
-
-func (a *clusterAuth) verify(r *http.Request, body []byte) bool {
-	if len(a.key) == 0 {
-		return false
-	}
-	var ts, nonce, mac string
-	if n, _ := fmt.Sscanf(r.Header.Get(clusterAuthHeader), "%s %s %s", &ts, &nonce, &mac); n != 3 {
-		return false
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return false
-	}
-	when := time.Unix(sec, 0)
-	if time.Since(when).Abs() > clockSkew {
-		return false
-	}
-	if !hmac.Equal([]byte(mac), []byte(a.mac(r.Method, r.URL.Path, ts, nonce, body))) {
-		return false
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := time.Now()
-	if len(a.seen) > 10000 {
-		for k, exp := range a.seen {
-			if now.After(exp) {
-				delete(a.seen, k)
-			}
+// bindTarget refuses every request not meant for node id.
+func bindTarget(id string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if got := r.Header.Get(targetHeader); got != id {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusMisdirectedRequest)
+			json.NewEncoder(w).Encode(map[string]any{"error": resource.Errorf(resource.CodeAccessDenied,
+				"this request is meant for node %q, not %q", got, id)})
+			return
 		}
-	}
-	if _, dup := a.seen[nonce]; dup {
-		return false
-	}
-	a.seen[nonce] = when.Add(2 * clockSkew)
-	return true
+		next.ServeHTTP(w, r)
+	})
 }

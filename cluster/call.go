@@ -13,18 +13,13 @@ import (
 	"github.com/herald-notify/herald/resource"
 )
 
-// leaderRecord finds the leader's addresses, waiting for an election while
-// ctx allows. With no leader it returns raft.ErrNotLeader (a 503).
+// leaderRecord finds the leader's id and Raft address (where its
+// inter-node port is), waiting for an election while ctx allows. With no
+// leader it returns raft.ErrNotLeader (a 503).
 func (c *Cluster) leaderRecord(ctx context.Context) (raft.NodeRecord, error) {
 	for {
-		if _, id := c.store.Raft().LeaderWithID(); id != "" {
-			nodes, err := c.store.Nodes()
-			if err != nil {
-				return raft.NodeRecord{}, err
-			}
-			if rec, ok := nodes[string(id)]; ok && rec.HTTPAddr != "" {
-				return rec, nil
-			}
+		if addr, id := c.store.Raft().LeaderWithID(); id != "" && addr != "" {
+			return raft.NodeRecord{ID: string(id), RaftAddr: string(addr)}, nil
 		}
 		if err := c.waitLeaderChange(ctx); err != nil {
 			return raft.NodeRecord{}, raft.ErrNotLeader
@@ -43,10 +38,12 @@ func (c *Cluster) callLeader(ctx context.Context, path string, body, out any) er
 		// This node just became leader; the caller retries locally.
 		return raft.ErrNotLeader
 	}
-	return c.callNode(ctx, rec.HTTPAddr, http.MethodPost, path, body, out, true)
+	return c.callNode(ctx, rec.ID, rec.RaftAddr, http.MethodPost, path, body, out, true)
 }
 
-func (c *Cluster) callNode(ctx context.Context, addr, method, path string, body, out any, toLeader bool) error {
+// callNode makes an internal request to node id over the inter-node
+// transport at raftAddr.
+func (c *Cluster) callNode(ctx context.Context, id, raftAddr, method, path string, body, out any, toLeader bool) error {
 	var b []byte
 	if body != nil {
 		var err error
@@ -54,17 +51,23 @@ func (c *Cluster) callNode(ctx context.Context, addr, method, path string, body,
 			return err
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(b))
+	// Plain http: the transport underneath is TLS (transport.go).
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+raftAddr+path, bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(targetHeader, id)
 	if toLeader {
 		req.Header.Set(forwardedHeader, "1")
 	}
-	c.auth.sign(req, b)
 	resp, err := c.client.Do(req)
 	if err != nil {
+		if errors.Is(err, ErrWrongKey) || errors.Is(err, ErrUntrustedPeer) || errors.Is(err, ErrUnreachable) ||
+			errors.Is(err, ErrNeedKey) {
+			// No connection was made, so nothing was sent.
+			return fmt.Errorf("%w: %w", raft.ErrNotLeader, err)
+		}
 		// The request may have reached the leader and committed.
 		return fmt.Errorf("%w: %v", raft.ErrUnknownOutcome, err)
 	}
@@ -88,7 +91,7 @@ func (c *Cluster) callNode(ctx context.Context, addr, method, path string, body,
 	case json.Unmarshal(data, &e) == nil && e.Error != nil:
 		return &peerError{status: resp.StatusCode, err: e.Error}
 	}
-	return &peerError{status: resp.StatusCode, err: fmt.Errorf("%s %s: %s", path, addr, resp.Status)}
+	return &peerError{status: resp.StatusCode, err: fmt.Errorf("%s on node %s: %s", path, id, resp.Status)}
 }
 
 // peerError is a non-200 answer of another node. It unwraps to the error
@@ -114,20 +117,33 @@ func forwardError(err error) error {
 	return resource.Errorf(resource.CodeUnavailable, "The leader could not take the forwarded write (%d); retry shortly.", pe.status)
 }
 
-// Handler serves /internal/cluster/ for the other nodes.
-func (c *Cluster) Handler() http.Handler {
+// PublicHandler serves the one inter-node route of the public listener:
+// GET /internal/cluster/peer, which tells a joining node this node's id and
+// the inter-node address to reach it at. Nothing in it is secret.
+func (c *Cluster) PublicHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /internal/cluster/peer", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(peerInfo{ID: c.id, RaftAddr: c.store.RaftAddr()})
+	})
+	return mux
+}
+
+// peerInfo is the answer of GET /internal/cluster/peer.
+type peerInfo struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raftAddr"`
+}
+
+// handler serves /internal/cluster/ to the other nodes, over the
+// transport only (every connection authenticated; see auth.go).
+func (c *Cluster) handler() http.Handler {
 	mux := http.NewServeMux()
 	handle := func(pattern string, h func(ctx context.Context, r *http.Request, body []byte) (any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInternalBody))
 			if err != nil {
 				internalError(w, resource.Errorf(resource.CodeInvalidRequest, "body: %v", err))
-				return
-			}
-			if !c.auth.verify(r, body) {
-				// Say nothing about why: an unauthenticated peer learns
-				// only that it is refused.
-				internalError(w, resource.Errorf(resource.CodeAccessDenied, "forbidden"))
 				return
 			}
 			v, err := h(r.Context(), r, body)
@@ -166,7 +182,7 @@ func (c *Cluster) Handler() http.Handler {
 	handle("GET /internal/cluster/status", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
 		return c.selfStatus(), nil
 	})
-	return mux
+	return bindTarget(c.id, mux)
 }
 
 func internalError(w http.ResponseWriter, err error) {

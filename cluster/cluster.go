@@ -27,9 +27,10 @@ type Options struct {
 	HTTPAdvert string
 	// Join lists other nodes' HTTP addresses to ask for membership.
 	Join []string
-	// Key is the cluster key. Without one every internal request is
-	// refused and a second member cannot be added.
-	Key []byte
+	// Transport is the inter-node port (transport.go), shared with Raft.
+	// Without one (no cluster key, no cluster certificates) a second
+	// member cannot be added.
+	Transport *Transport
 	// PeerDownAfter is how long a voter's heartbeats must fail before its
 	// slots move to the others.
 	PeerDownAfter time.Duration
@@ -38,18 +39,24 @@ type Options struct {
 	LiveConnections func() int
 	// Dial, when set, replaces the TCP dial of every inter-node
 	// connection: tests put a fault-injecting proxy in the path with it.
+	// The Transport has its own (TransportOptions.Dial); this one serves
+	// the plain-HTTP lookup of a peer's inter-node address.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Cluster is this node's part in the cluster.
 type Cluster struct {
-	opts   Options
-	log    *slog.Logger
-	id     string
-	store  *raft.Store
-	auth   *clusterAuth
-	client *http.Client
-	health *peerHealth
+	opts  Options
+	log   *slog.Logger
+	id    string
+	store *raft.Store
+	tr    *Transport
+	// client makes internal requests over tr; lookup asks a node's public
+	// listener for its inter-node address (GET /internal/cluster/peer).
+	client   *http.Client
+	lookup   *http.Client
+	internal *http.Server
+	health   *peerHealth
 	// barrierTerm is the term in which this node, as leader, last issued a
 	// Barrier before reading the slot table.
 	barrierTerm atomic.Uint64
@@ -69,21 +76,42 @@ func New(opts Options) *Cluster {
 	if opts.LiveConnections == nil {
 		opts.LiveConnections = func() int { return 0 }
 	}
-	tr := &http.Transport{}
+	lookup := &http.Transport{}
 	if opts.Dial != nil {
-		tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return opts.Dial(ctx, addr) }
+		lookup.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return opts.Dial(ctx, addr) }
 	}
-	return &Cluster{opts: opts, log: opts.Logger, id: opts.ID, store: opts.Store,
-		auth:    &clusterAuth{key: opts.Key, seen: map[string]time.Time{}},
-		client:  &http.Client{Timeout: 30 * time.Second, Transport: tr},
+	c := &Cluster{opts: opts, log: opts.Logger, id: opts.ID, store: opts.Store, tr: opts.Transport,
+		lookup:  &http.Client{Timeout: 10 * time.Second, Transport: lookup},
 		health:  &peerHealth{grace: opts.PeerDownAfter, failing: map[string]time.Time{}},
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{})}
+	// Keep-alive connections to the leader carry the forwarded writes, so
+	// a follower holds a long-lived connection to it.
+	c.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: 64, IdleConnTimeout: 2 * time.Minute,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			if c.tr == nil {
+				return nil, ErrNeedKey
+			}
+			return c.tr.Dial(ctx, addr, protoHTTP)
+		}}}
+	return c
 }
 
 // Start asks to join (with Join set) and follows leader changes and peer
 // health.
 func (c *Cluster) Start() {
+	if c.tr != nil {
+		c.internal = &http.Server{Handler: c.handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
+			ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn)}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if err := c.internal.Serve(c.tr.http); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				c.log.Error("inter-node HTTP stopped", "error", err)
+			}
+		}()
+	}
 	if len(c.opts.Join) > 0 {
 		c.wg.Add(1)
 		go c.joinLoop()
@@ -91,9 +119,20 @@ func (c *Cluster) Start() {
 	c.observe()
 }
 
-// Close stops the background work.
+// Close stops the background work and the inter-node HTTP server, letting
+// requests in flight finish for a moment. The Transport is the caller's.
 func (c *Cluster) Close() {
-	c.once.Do(func() { close(c.stop) })
+	c.once.Do(func() {
+		close(c.stop)
+		if c.internal != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if c.internal.Shutdown(ctx) != nil {
+				c.internal.Close()
+			}
+			cancel()
+		}
+		c.client.CloseIdleConnections()
+	})
 	c.wg.Wait()
 }
 
@@ -110,7 +149,7 @@ func (c *Cluster) wake() {
 }
 
 // ErrNeedKey refuses a second member to a node without a cluster key.
-var ErrNeedKey = errors.New("several nodes need a shared --cluster-key (HERALD_CLUSTER_KEY) for now; --insecure-cluster does not allow them")
+var ErrNeedKey = errors.New("several nodes need a shared --cluster-key (HERALD_CLUSTER_KEY; make one with `herald cluster key`) or --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca; --insecure-cluster does not allow them")
 
 // State is what the API uses: reads from the local replica, writes proposed
 // on the leader (forwarded to it from a follower).
@@ -122,6 +161,7 @@ func (c *Cluster) ID() string { return c.id }
 // HTTPAdvert is the HTTP address other nodes reach this one at.
 func (c *Cluster) HTTPAdvert() string { return c.opts.HTTPAdvert }
 
-// HasKey reports whether the cluster has a key, without which no second
-// member can be added.
-func (c *Cluster) HasKey() bool { return len(c.auth.key) > 0 }
+// HasKey reports whether the nodes can authenticate one another (a cluster
+// key or cluster certificates), without which no second member can be
+// added.
+func (c *Cluster) HasKey() bool { return c.tr != nil }

@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -28,9 +31,9 @@ func (c *Cluster) addNode(ctx context.Context, rec raft.NodeRecord, forwarded bo
 	if rec.ID == "" || !validHostPort(rec.RaftAddr) || !validHostPort(rec.HTTPAddr) {
 		return resource.Errorf(resource.CodeInvalidRequest, "a node needs an id, a raftAddr and an httpAddr (host:port)")
 	}
-	if len(c.auth.key) == 0 {
-		// Without a key the members could not authenticate one another
-		// (see clusterAuth), so a second member is refused.
+	if c.tr == nil {
+		// Without a key or certificates the members could not
+		// authenticate one another, so a second member is refused.
 		return resource.Errorf(resource.CodeInvalidRequest, "%s", ErrNeedKey)
 	}
 	if !c.store.IsLeader() {
@@ -113,10 +116,13 @@ func validHostPort(s string) bool {
 
 // joinLoop asks the listed nodes to add this one until one of them has, or
 // the node stops. A restarted member asks again, which refreshes its
-// recorded addresses and is otherwise a no-op.
+// recorded addresses and is otherwise a no-op. Failures are logged the
+// first time and then once a minute with a count; a wrong cluster key is
+// said to be one.
 func (c *Cluster) joinLoop() {
 	defer c.wg.Done()
 	rec := raft.NodeRecord{ID: c.id, HTTPAddr: c.opts.HTTPAdvert, RaftAddr: c.store.RaftAddr()}
+	failures := newThrottle(time.Minute)
 	for {
 		for _, addr := range c.opts.Join {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -127,13 +133,21 @@ func (c *Cluster) joinLoop() {
 				case <-ctx.Done():
 				}
 			}()
-			err := c.callNode(ctx, addr, http.MethodPost, "/internal/cluster/join", rec, nil, false)
+			err := c.join(ctx, addr, rec)
 			cancel()
 			if err == nil {
 				c.log.Info("joined the cluster", "via", addr)
 				return
 			}
-			c.log.Warn("join failed; retrying", "via", addr, "error", err)
+			if errors.Is(err, ErrWrongKey) {
+				failures.do("key "+addr, func(n int) {
+					c.log.Error("cannot join: wrong cluster key; give this node the cluster's --cluster-key", "via", addr, "times", n)
+				})
+				continue
+			}
+			failures.do("join "+addr, func(n int) {
+				c.log.Warn("join failed; retrying", "via", addr, "error", err, "times", n)
+			})
 		}
 		select {
 		case <-c.stop:
@@ -141,6 +155,26 @@ func (c *Cluster) joinLoop() {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// join asks the node whose HTTP address is addr to add rec: its public
+// listener says where its inter-node port is, and the request goes there.
+func (c *Cluster) join(ctx context.Context, addr string, rec raft.NodeRecord) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/internal/cluster/peer", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.lookup.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var peer peerInfo
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&peer); err != nil || resp.StatusCode != http.StatusOK ||
+		peer.ID == "" || !validHostPort(peer.RaftAddr) {
+		return fmt.Errorf("%s did not say where its inter-node port is (%s, %v)", addr, resp.Status, err)
+	}
+	return c.callNode(ctx, peer.ID, peer.RaftAddr, http.MethodPost, "/internal/cluster/join", rec, nil, false)
 }
 
 // Announce records this node's own addresses when the replica lacks them

@@ -123,14 +123,14 @@ func (c *Cluster) Status() ClusterStatus {
 		if string(s.ID) == c.id {
 			ns = c.selfStatus()
 			ns.Voter, ns.Slots = s.Suffrage == hraft.Voter, owned[c.id]
-		} else if ns.HTTPAddr != "" {
+		} else if ns.RaftAddr != "" {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 				defer cancel()
 				var peer NodeStatus
-				if err := c.callNode(ctx, ns.HTTPAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err == nil {
+				if err := c.callNode(ctx, ns.ID, ns.RaftAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err == nil {
 					ns.State, ns.AppliedIndex, ns.LiveConnections, ns.LastContactMs =
 						peer.State, peer.AppliedIndex, peer.LiveConnections, peer.LastContactMs
 				}

@@ -3,16 +3,13 @@ package node_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +21,7 @@ import (
 	"github.com/herald-notify/herald/raft"
 )
 
-const clusterKey = "test-cluster-key-0123456789"
+const clusterKey = "test-cluster-key-0123456789abcdefghij"
 
 // clusterConfig is a test node of a keyed cluster. Its HTTP address is fixed
 // up front so that a restarted node comes back where the others recorded it.
@@ -306,7 +303,7 @@ func TestJoinNeedsTheClusterKey(t *testing.T) {
 	leader := testnode.Start(t, &first)
 
 	stranger := clusterConfig(t, "stranger", first.HTTPAddr)
-	stranger.ClusterKey = "not-the-cluster-key"
+	stranger.ClusterKey = "not-the-cluster-key-but-just-as-long"
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	n, err := node.Start(ctx, stranger, quietLogger())
@@ -334,9 +331,10 @@ func TestJoinNeedsTheClusterKey(t *testing.T) {
 	}
 }
 
-// A node without a cluster key, even with --insecure-cluster, refuses every
-// internal route, including a request signed with the empty key, which anyone
-// reaching the API port could make; and it refuses to add a member.
+// A node without a cluster key, even with --insecure-cluster, serves none of
+// the inter-node routes that act on its public listener (they live on the
+// authenticated inter-node port, which a keyless node does not open), and it
+// refuses to add a member.
 func TestKeylessNodeRefusesInternalRoutes(t *testing.T) {
 	cfg := testnode.Config(t, t.TempDir())
 	cfg.InsecureCluster = true
@@ -347,22 +345,28 @@ func TestKeylessNodeRefusesInternalRoutes(t *testing.T) {
 		if strings.HasSuffix(path, "/status") {
 			method = http.MethodGet
 		}
-		ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), "nonce-"+path
-		sum := sha256.Sum256(body)
-		m := hmac.New(sha256.New, nil) // the empty key
-		fmt.Fprintf(m, "herald-internal\n%s\n%s\n%s\n%s\n%x", method, path, ts, nonce, sum)
 		req, _ := http.NewRequest(method, n.URL+path, bytes.NewReader(body))
-		req.Header.Set("Herald-Cluster-Auth", ts+" "+nonce+" "+hex.EncodeToString(m.Sum(nil)))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden {
-			t.Errorf("%s %s signed with the empty key: %s, want 403", method, path, resp.Status)
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s on the public listener: %s, want 404", method, path, resp.Status)
 		}
 	}
-	err := n.AddNode(context.Background(), "other", "127.0.0.1:1", "127.0.0.1:2")
+	// The one public route says where the inter-node port is, nothing more.
+	var peer struct{ ID, RaftAddr string }
+	resp, err := http.Get(n.URL + "/internal/cluster/peer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&peer)
+	resp.Body.Close()
+	if err != nil || peer.ID != cfg.NodeID || peer.RaftAddr != n.Store().RaftAddr() {
+		t.Errorf("GET /internal/cluster/peer: %+v, %v", peer, err)
+	}
+	err = n.AddNode(context.Background(), "other", "127.0.0.1:1", "127.0.0.1:2")
 	if err == nil || !strings.Contains(err.Error(), "--cluster-key") {
 		t.Errorf("adding a member to a keyless node: %v, want refused naming --cluster-key", err)
 	}

@@ -17,8 +17,16 @@ type Config struct {
 	Join            []string `yaml:"join"`
 	BootstrapExpect int      `yaml:"bootstrap-expect"`
 	ClusterKey      string   `yaml:"cluster-key"`
+	// ClusterTLSCert, ClusterTLSKey and ClusterTLSCA are the operator's
+	// certificates for inter-node TLS (PEM files): each node presents its
+	// certificate and trusts the nodes whose certificates chain to the CA.
+	// Without them the nodes use throwaway certificates and prove the
+	// cluster key bound to each TLS session (cluster/DESIGN.md).
+	ClusterTLSCert string `yaml:"cluster-tls-cert"`
+	ClusterTLSKey  string `yaml:"cluster-tls-key"`
+	ClusterTLSCA   string `yaml:"cluster-tls-ca"`
 	// InsecureCluster is accepted but allows nothing yet: several nodes
-	// need ClusterKey (raft/DESIGN.md, Several nodes).
+	// need ClusterKey or the cluster certificates (cluster/DESIGN.md).
 	InsecureCluster bool          `yaml:"insecure-cluster"`
 	AdminPassword   string        `yaml:"admin-password"`
 	LogLevel        string        `yaml:"log-level"`

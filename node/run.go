@@ -39,11 +39,14 @@ type Node struct {
 	api    *httpapi.Server
 	// cluster is this node's part in the cluster: membership, forwarding
 	// of writes, peer health, the slot table.
-	cluster  *cluster.Cluster
-	http     *http.Server
-	listener net.Listener
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	cluster *cluster.Cluster
+	// transport is the inter-node port (nil on a node without a cluster
+	// key or certificates, whose Raft runs over plain TCP alone).
+	transport *cluster.Transport
+	http      *http.Server
+	listener  net.Listener
+	stop      chan struct{}
+	wg        sync.WaitGroup
 
 	started atomic.Bool // the first admin exists and the engine runs
 	// lastOwned and lastLeader are what housekeeping last saw of ownership
@@ -74,10 +77,14 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	if cfg.BootstrapExpect > 1 {
 		return nil, errors.New("--bootstrap-expect is not available in this version yet; start one node, then --join the others")
 	}
-	// --insecure-cluster does not lift this: inter-node HTTP shares the
-	// public listener, and without a key nothing tells a member from any
-	// client (raft/DESIGN.md, Several nodes).
-	if len(cfg.Join) > 0 && cfg.ClusterKey == "" {
+	if err := cluster.CheckKey(cfg.ClusterKey); err != nil {
+		return nil, err
+	}
+	tlsFiles := cluster.TLSFiles{Cert: cfg.ClusterTLSCert, Key: cfg.ClusterTLSKey, CA: cfg.ClusterTLSCA}
+	secured := cfg.ClusterKey != "" || tlsFiles != (cluster.TLSFiles{})
+	// --insecure-cluster does not lift this: without a key or certificates
+	// nothing tells a member from anyone who reaches the Raft port.
+	if len(cfg.Join) > 0 && !secured {
 		return nil, cluster.ErrNeedKey
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -101,11 +108,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	// it misses then, the engine reads from the pending index at start.
 	var engine atomic.Pointer[fanout.Engine]
 
-	n.store, err = raft.Open(raft.Options{
+	if secured {
+		// One inter-node port, the Raft address, carries Raft and the
+		// internal requests over TLS (cluster/transport.go).
+		n.transport, err = cluster.NewTransport(cluster.TransportOptions{Bind: cfg.RaftAddr,
+			Key: []byte(cfg.ClusterKey), TLS: tlsFiles, Dial: cfg.Dial, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+	}
+	ropts := raft.Options{
 		// A joining node waits to be added; any other forms a one-node
 		// cluster the first time (later starts find their Raft state).
 		Bootstrap: len(cfg.Join) == 0,
-		Dir:       cfg.DataDir, NodeID: id, RaftAddr: cfg.RaftAddr, ClusterKey: []byte(cfg.ClusterKey), Dial: cfg.Dial,
+		Dir:       cfg.DataDir, NodeID: id, RaftAddr: cfg.RaftAddr,
 		HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
 		SnapshotInterval: cfg.Raft.SnapshotInterval, SnapshotThreshold: cfg.Raft.SnapshotThreshold,
 		Logger: logger, OnChange: n.hub.Publish,
@@ -118,8 +134,15 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 			batch.Observe(float64(cmds))
 			apply.Observe(took.Seconds())
 		},
-	})
+	}
+	if n.transport != nil {
+		ropts.Layer = n.transport.RaftLayer()
+	}
+	n.store, err = raft.Open(ropts)
 	if err != nil {
+		if n.transport != nil {
+			n.transport.Close()
+		}
 		return nil, err
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_raft_applied_index",
@@ -128,11 +151,14 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	n.listener, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		n.store.Close()
+		if n.transport != nil {
+			n.transport.Close()
+		}
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	n.cluster = cluster.New(cluster.Options{Store: n.store, ID: id,
 		HTTPAdvert: cluster.AdvertiseHTTP(n.listener.Addr(), n.store.RaftAddr()),
-		Join:       cfg.Join, Key: []byte(cfg.ClusterKey), PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
+		Join:       cfg.Join, Transport: n.transport, PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
 		Logger: logger, LiveConnections: n.hub.Open, Dial: cfg.Dial})
 	l := cfg.Limits
 	n.api = httpapi.New(httpapi.Options{
@@ -148,7 +174,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		},
 	})
 	mux := http.NewServeMux()
-	mux.Handle("/internal/cluster/", n.cluster.Handler())
+	// Of the inter-node routes only the lookup of a node's inter-node
+	// address is public; the others are served over the transport.
+	mux.Handle("/internal/cluster/", n.cluster.PublicHandler())
 	mux.Handle("/", n.api)
 	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
@@ -239,6 +267,9 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 		n.wg.Wait()
 		n.closeErr = errors.Join(err, n.store.Close())
+		if n.transport != nil {
+			n.transport.Close()
+		}
 	})
 	return n.closeErr
 }

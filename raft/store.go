@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,12 +41,11 @@ type Options struct {
 	NodeID    string
 	RaftAddr  string // bind and advertise address of the Raft transport
 	Bootstrap bool   // form a one-node cluster if there is no Raft state yet
-	// ClusterKey, when set, authenticates every Raft connection (auth.go);
-	// without it the transport is plain TCP, fit only for a lone node (node
-	// refuses a second member without a key).
-	ClusterKey []byte
-	// Dial, when set, replaces the TCP dial of Raft connections to peers.
-	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Layer carries Raft between nodes (the caller's encrypted,
+	// authenticated transport, listening on RaftAddr). Nil: plain TCP on
+	// RaftAddr, fit only for a lone node (node refuses a second member
+	// without a cluster key or certificates).
+	Layer hraft.StreamLayer
 
 	HeartbeatTimeout  time.Duration
 	ElectionTimeout   time.Duration
@@ -156,14 +154,8 @@ func (s *Store) startRaft() error {
 	if err := s.catchUpFromSnapshot(snaps); err != nil {
 		return err
 	}
-	if len(o.ClusterKey) > 0 {
-		var layer *authLayer
-		layer, err = newAuthLayer(o.RaftAddr, o.ClusterKey, o.Dial, func(remote net.Addr, err error) {
-			o.Logger.Warn("refused a raft connection", "remote", remote.String(), "error", err)
-		})
-		if err == nil {
-			s.transport = hraft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, hlog)
-		}
+	if o.Layer != nil {
+		s.transport = hraft.NewNetworkTransportWithLogger(o.Layer, 3, 10*time.Second, hlog)
 	} else {
 		s.transport, err = hraft.NewTCPTransportWithLogger(o.RaftAddr, nil, 3, 10*time.Second, hlog)
 	}
