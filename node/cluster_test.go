@@ -306,7 +306,8 @@ func TestJoinNeedsTheClusterKey(t *testing.T) {
 	stranger.ClusterKey = "not-the-cluster-key-but-just-as-long"
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	n, err := node.Start(ctx, stranger, quietLogger())
+	logs := &lockedBuffer{}
+	n, err := node.Start(ctx, stranger, slog.New(slog.NewTextHandler(logs, nil)))
 	if err == nil {
 		n.Close(context.Background())
 		t.Fatal("a node with the wrong key joined")
@@ -314,6 +315,20 @@ func TestJoinNeedsTheClusterKey(t *testing.T) {
 	st := leader.Store().Raft().GetConfiguration()
 	if err := st.Error(); err != nil || len(st.Configuration().Servers) != 1 {
 		t.Fatalf("membership after the stranger tried: %+v, %v", st.Configuration().Servers, err)
+	}
+	// The stranger is told its key is wrong, once, not that the leader is
+	// slow or down.
+	if got := strings.Count(logs.String(), "wrong cluster key"); got != 1 {
+		t.Errorf("the stranger logged \"wrong cluster key\" %d times, want once:\n%s", got, logs)
+	}
+
+	short := clusterConfig(t, "short", first.HTTPAddr)
+	short.ClusterKey = "k"
+	if n, err := node.Start(context.Background(), short, quietLogger()); err == nil || !strings.Contains(err.Error(), "herald cluster key") {
+		if n != nil {
+			n.Close(context.Background())
+		}
+		t.Fatalf("a one-letter key: %v, want refused naming herald cluster key", err)
 	}
 
 	keyless := clusterConfig(t, "keyless", first.HTTPAddr)
