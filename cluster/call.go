@@ -166,6 +166,9 @@ func (c *Cluster) Handler() http.Handler {
 	handle("GET /internal/cluster/status", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
 		return c.selfStatus(), nil
 	})
+	handle("GET /internal/cluster/hello", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
+		return c.hello(), nil
+	})
 	return mux
 }
 

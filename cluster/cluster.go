@@ -27,6 +27,9 @@ type Options struct {
 	HTTPAdvert string
 	// Join lists other nodes' HTTP addresses to ask for membership.
 	Join []string
+	// BootstrapExpect, above 1, has a node without Raft state form a new
+	// cluster with the nodes of Join once that many agree (join.go).
+	BootstrapExpect int
 	// Key is the cluster key. Without one every internal request is
 	// refused and a second member cannot be added.
 	Key []byte
@@ -50,6 +53,7 @@ type Cluster struct {
 	auth   *clusterAuth
 	client *http.Client
 	health *peerHealth
+	join   *joinState
 	// barrierTerm is the term in which this node, as leader, last issued a
 	// Barrier before reading the slot table.
 	barrierTerm atomic.Uint64
@@ -77,17 +81,15 @@ func New(opts Options) *Cluster {
 		auth:    &clusterAuth{key: opts.Key, seen: map[string]time.Time{}},
 		client:  &http.Client{Timeout: 30 * time.Second, Transport: tr},
 		health:  &peerHealth{grace: opts.PeerDownAfter, failing: map[string]time.Time{}},
+		join:    &joinState{failed: make(chan struct{})},
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{})}
 }
 
-// Start asks to join (with Join set) and follows leader changes and peer
+// Start joins or forms the cluster (with Join set) and follows leader changes and peer
 // health.
 func (c *Cluster) Start() {
-	if len(c.opts.Join) > 0 {
-		c.wg.Add(1)
-		go c.joinLoop()
-	}
+	c.startJoin()
 	c.observe()
 }
 

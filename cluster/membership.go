@@ -39,11 +39,18 @@ func (c *Cluster) addNode(ctx context.Context, rec raft.NodeRecord, forwarded bo
 		}
 		return c.callLeader(ctx, "/internal/cluster/join", rec, nil)
 	}
-	if err := c.store.Raft().AddVoter(hraft.ServerID(rec.ID), hraft.ServerAddress(rec.RaftAddr), 0, 10*time.Second).Error(); err != nil {
-		if errors.Is(err, hraft.ErrNotLeader) || errors.Is(err, hraft.ErrLeadershipLost) {
-			return raft.ErrNotLeader
+	member, err := c.checkJoin(ctx, rec)
+	if err != nil {
+		return err
+	}
+	// A member that restarted where it was asks again; its entry stands.
+	if !member {
+		if err := c.store.Raft().AddVoter(hraft.ServerID(rec.ID), hraft.ServerAddress(rec.RaftAddr), 0, 10*time.Second).Error(); err != nil {
+			if errors.Is(err, hraft.ErrNotLeader) || errors.Is(err, hraft.ErrLeadershipLost) {
+				return raft.ErrNotLeader
+			}
+			return resource.Errorf(resource.CodeInvalidRequest, "add %s: %v", rec.ID, err)
 		}
-		return resource.Errorf(resource.CodeInvalidRequest, "add %s: %v", rec.ID, err)
 	}
 	if nodes, err := c.store.Nodes(); err != nil || nodes[rec.ID] != rec {
 		if _, err := c.store.Propose(ctx, &raft.Command{Op: raft.OpSetNode, Now: time.Now().UnixNano(), Node: &rec}); err != nil {
@@ -52,6 +59,68 @@ func (c *Cluster) addNode(ctx context.Context, rec raft.NodeRecord, forwarded bo
 	}
 	c.rebalanceSoon()
 	return nil
+}
+
+// checkJoin vets a join on the leader against the configuration. It
+// reports whether rec is already a voter at its Raft address. A node id is
+// one member: a node that comes back at a new address replaces its old entry
+// (Raft address here, HTTP address in the node table), but only when nothing
+// answers as that member at the old one; otherwise two nodes were given the
+// same id, and the second is refused. A Raft address that belongs to another
+// member is refused too.
+func (c *Cluster) checkJoin(ctx context.Context, rec raft.NodeRecord) (member bool, err error) {
+	conf, err := c.store.Configuration()
+	if err != nil {
+		return false, err
+	}
+	nodes, err := c.store.Nodes()
+	if err != nil {
+		return false, err
+	}
+	for _, s := range conf {
+		switch {
+		case s.ID == rec.ID && s.RaftAddr == rec.RaftAddr:
+			member = true
+		case s.ID == rec.ID:
+			if c.answersAs(ctx, s, nodes[s.ID].HTTPAddr) {
+				return false, resource.Errorf(resource.CodeNameExists,
+					"node id %q is taken by a live member (raft %s, http %s): give the new node another --node-id "+
+						"(the default is the host name, which nodes on one machine share)",
+					rec.ID, s.RaftAddr, orNone(nodes[s.ID].HTTPAddr))
+			}
+			c.log.Info("a member came back at a new address; replacing its entry", "node_id", rec.ID,
+				"old_raft", s.RaftAddr, "raft", rec.RaftAddr, "http", rec.HTTPAddr)
+		case s.RaftAddr == rec.RaftAddr:
+			return false, resource.Errorf(resource.CodeNameExists,
+				"raft address %s belongs to member %q: give the new node another --raft-addr, or remove %q first (herald cluster remove %s)",
+				rec.RaftAddr, s.ID, s.ID, s.ID)
+		}
+	}
+	return member, nil
+}
+
+// answersAs reports whether the member s still answers at its recorded HTTP
+// address as itself: the same id and the same Raft address. The leader is
+// this very process.
+func (c *Cluster) answersAs(ctx context.Context, s raft.NodeRecord, httpAddr string) bool {
+	if s.ID == c.id {
+		return true
+	}
+	if httpAddr == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var h hello
+	err := c.callNode(ctx, httpAddr, http.MethodGet, "/internal/cluster/hello", nil, &h, false)
+	return err == nil && h.ID == s.ID && h.RaftAddr == s.RaftAddr
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "not recorded"
+	}
+	return s
 }
 
 // rebalanceSoon gives the new membership its slots without holding up the
@@ -109,38 +178,6 @@ func (c *Cluster) removeNode(ctx context.Context, id string, forwarded bool) err
 func validHostPort(s string) bool {
 	h, p, err := net.SplitHostPort(s)
 	return err == nil && h != "" && p != ""
-}
-
-// joinLoop asks the listed nodes to add this one until one of them has, or
-// the node stops. A restarted member asks again, which refreshes its
-// recorded addresses and is otherwise a no-op.
-func (c *Cluster) joinLoop() {
-	defer c.wg.Done()
-	rec := raft.NodeRecord{ID: c.id, HTTPAddr: c.opts.HTTPAdvert, RaftAddr: c.store.RaftAddr()}
-	for {
-		for _, addr := range c.opts.Join {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			go func() {
-				select {
-				case <-c.stop:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			err := c.callNode(ctx, addr, http.MethodPost, "/internal/cluster/join", rec, nil, false)
-			cancel()
-			if err == nil {
-				c.log.Info("joined the cluster", "via", addr)
-				return
-			}
-			c.log.Warn("join failed; retrying", "via", addr, "error", err)
-		}
-		select {
-		case <-c.stop:
-			return
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
 }
 
 // Announce records this node's own addresses when the replica lacks them

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,8 +72,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 // Start opens the node's storage, waits for a leader, creates the first
 // admin on an empty cluster, and starts serving HTTP.
 func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
-	if cfg.BootstrapExpect > 1 {
-		return nil, errors.New("--bootstrap-expect is not available in this version yet; start one node, then --join the others")
+	if err := checkBootstrapExpect(cfg); err != nil {
+		return nil, err
 	}
 	// --insecure-cluster does not lift this: inter-node HTTP shares the
 	// public listener, and without a key nothing tells a member from any
@@ -132,7 +133,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	}
 	n.cluster = cluster.New(cluster.Options{Store: n.store, ID: id,
 		HTTPAdvert: cluster.AdvertiseHTTP(n.listener.Addr(), n.store.RaftAddr()),
-		Join:       cfg.Join, Key: []byte(cfg.ClusterKey), PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
+		Join:       cfg.Join, BootstrapExpect: cfg.BootstrapExpect,
+		Key: []byte(cfg.ClusterKey), PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
 		Logger: logger, LiveConnections: n.hub.Open, Dial: cfg.Dial})
 	l := cfg.Limits
 	n.api = httpapi.New(httpapi.Options{
@@ -161,6 +163,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	}()
 
 	n.cluster.Start()
+	if err := n.waitMember(ctx); err != nil {
+		n.Close(context.Background())
+		return nil, err
+	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := n.store.WaitLeader(wctx); err != nil {
@@ -241,6 +247,37 @@ func (n *Node) Close(ctx context.Context) error {
 		n.closeErr = errors.Join(err, n.store.Close())
 	})
 	return n.closeErr
+}
+
+// checkBootstrapExpect refuses a --bootstrap-expect that cannot form a
+// cluster, saying what is missing.
+func checkBootstrapExpect(cfg Config) error {
+	switch {
+	case cfg.BootstrapExpect < 0:
+		return fmt.Errorf("--bootstrap-expect %d: give the number of nodes of the new cluster, or 0", cfg.BootstrapExpect)
+	case cfg.BootstrapExpect <= 1:
+		return nil
+	case !slices.ContainsFunc(cfg.Join, func(a string) bool { return a != cfg.HTTPAddr }):
+		return fmt.Errorf("--bootstrap-expect %d needs --join with the HTTP addresses (host:port) of the other nodes, "+
+			"the same list on every node (it may include this node's own)", cfg.BootstrapExpect)
+	case cfg.ClusterKey == "":
+		return fmt.Errorf("--bootstrap-expect %d needs --cluster-key (HERALD_CLUSTER_KEY), the same on every node; "+
+			"herald cluster key prints a new one", cfg.BootstrapExpect)
+	}
+	return nil
+}
+
+// waitMember waits until this node belongs to a cluster. A node of a new
+// cluster (--bootstrap-expect) waits as long as it takes, since an operator
+// starts the nodes one after the other; a node that joins an existing one
+// gives up after a minute.
+func (n *Node) waitMember(ctx context.Context) error {
+	if n.cfg.BootstrapExpect <= 1 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+	}
+	return n.cluster.WaitMember(ctx)
 }
 
 // nodeID is the configured id, or the one this data directory was first
@@ -350,6 +387,11 @@ func (n *Node) rebalanceAndRescan() {
 	defer cancel()
 	if err := n.cluster.Rebalance(ctx); err != nil {
 		n.log.Warn("could not rebalance the slots", "error", err)
+	}
+	// In a new cluster the first leader may lose its leadership before it
+	// created the first admin; whoever leads next does it.
+	if err := n.bootstrapAdmin(ctx); err != nil {
+		n.log.Warn("could not create the first admin", "error", err)
 	}
 	n.rescanIfOwnershipChanged()
 }
