@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -499,6 +500,9 @@ func clusterCommand() *cli.Command {
 					"keeps its place, and its users' deliveries move to the others meanwhile.",
 				Flags: clientFlags("password"),
 				Action: func(c *cli.Context) error {
+					if c.NArg() > 1 && slices.ContainsFunc(c.Args().Tail(), func(a string) bool { return strings.HasPrefix(a, "-") }) {
+						return errors.New("cluster remove: put the flags before the id: herald cluster remove [--server URL] ID")
+					}
 					if c.NArg() != 1 {
 						return errors.New("cluster remove: name one node by its id (herald cluster status lists them)")
 					}

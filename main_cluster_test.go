@@ -72,6 +72,9 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	if code, _, errOut := runCLI(t, env, "cluster", "remove"); code != 1 || !strings.Contains(errOut, "one node") {
 		t.Errorf("cluster remove without an id: exit %d, %q", code, errOut)
 	}
+	if code, _, errOut := runCLI(t, env, "cluster", "remove", "n2", "--server", "http://elsewhere"); code != 1 || !strings.Contains(errOut, "before the id") {
+		t.Errorf("cluster remove with a flag after the id: exit %d, %q", code, errOut)
+	}
 	if strings.Join(removed, ",") != "n3,ghost" {
 		t.Errorf("removed %v", removed)
 	}

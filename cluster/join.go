@@ -307,7 +307,7 @@ func decide(self raft.NodeRecord, expect int, peers []hello, mine []raft.NodeRec
 				// It bootstrapped what this node proposed: do the same.
 				return decision{kind: bootstrap, proposal: mine}
 			}
-			return decision{kind: wait, proposal: mine, why: "this node is a member; waiting for the leader to reach it"}
+			return decision{kind: wait, proposal: mine, why: "this node is a member; the leader has not reached it yet"}
 		}
 		if p.LeaderID != "" {
 			return decision{kind: joinVia, via: p.HTTPAddr, proposal: mine}
@@ -339,7 +339,7 @@ func decide(self raft.NodeRecord, expect int, peers []hello, mine []raft.NodeRec
 	slices.SortFunc(proposal, func(a, b raft.NodeRecord) int { return strings.Compare(a.ID, b.ID) })
 	for _, p := range others {
 		if !sameServers(p.Proposal, proposal) {
-			return decision{kind: wait, proposal: proposal, why: "waiting for " + p.ID + " to propose the same members"}
+			return decision{kind: wait, proposal: proposal, why: p.ID + " does not propose the same members yet"}
 		}
 	}
 	return decision{kind: bootstrap, proposal: proposal}
