@@ -295,3 +295,4 @@ func TestBootstrapExpectNeedsJoinAndKey(t *testing.T) {
 		}
 	}
 }
+

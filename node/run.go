@@ -183,7 +183,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	if err := n.cluster.Rebalance(wctx); err != nil {
 		logger.Warn("could not rebalance the slots yet", "error", err)
 	}
-	if err := n.bootstrapAdmin(ctx); err != nil {
+	if err := n.bootstrapAdmin(ctx); errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrUnknownOutcome) {
+		// Leadership moved while a new cluster was settling: the next
+		// leader creates the admin (rebalanceAndRescan).
+		logger.Warn("the first admin is left to the next leader", "error", err)
+	} else if err != nil {
 		n.Close(context.Background())
 		return nil, err
 	}
@@ -318,6 +322,12 @@ func (n *Node) bootstrapAdmin(ctx context.Context) error {
 	var re *resource.Error
 	if errors.As(err, &re) && re.Code == resource.CodeNameExists {
 		return nil
+	}
+	if errors.Is(err, raft.ErrUnknownOutcome) && generated {
+		// The entry may have committed, and then no later leader makes
+		// another admin: this is the only chance to show its password.
+		n.log.Warn("the first admin may have been created as leadership moved; if so, this is its password",
+			"user", "admin", "password", pw)
 	}
 	if err != nil {
 		return fmt.Errorf("create admin: %w", err)
