@@ -295,4 +295,3 @@ func TestBootstrapExpectNeedsJoinAndKey(t *testing.T) {
 		}
 	}
 }
-
