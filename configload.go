@@ -90,7 +90,7 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catCluster, "node-id", "this node's `ID` in the cluster (default: chosen by the node)", func(c *node.Config) *string { return &c.NodeID }),
 		bindFlag(catCluster, "raft-addr", "`ADDR` for Raft traffic between nodes", func(c *node.Config) *string { return &c.RaftAddr }),
 		bindFlag(catCluster, "join", "other nodes' HTTP addresses `ADDR,...` (host:port)", func(c *node.Config) *[]string { return &c.Join }),
-		bindFlag(catCluster, "bootstrap-expect", "wait for `N` nodes before the first election", func(c *node.Config) *int { return &c.BootstrapExpect }),
+		bindFlag(catCluster, "bootstrap-expect", "form a new cluster once `N` nodes of --join (this one included) answer; a node with data ignores it", func(c *node.Config) *int { return &c.BootstrapExpect }),
 		bindFlag(catCluster, "cluster-key", "shared secret `KEY` that authenticates the nodes of one cluster", func(c *node.Config) *string { return &c.ClusterKey }),
 		bindFlag(catCluster, "insecure-cluster", "no effect for now: several nodes need --cluster-key", func(c *node.Config) *bool { return &c.InsecureCluster }),
 

@@ -141,12 +141,27 @@ func (c *Cluster) askToJoin() error {
 			if refusedForGood(err) {
 				return err
 			}
-			c.join.quiet.log(c.log, slog.LevelWarn, "join:"+addr, "join failed; retrying", "via", addr, "error", err)
+			problem := joinProblem(err)
+			c.join.quiet.log(c.log, slog.LevelWarn, "join:"+addr+"|"+problem, "join failed; retrying", "via", addr, "error", problem)
 		}
 		if err := c.pause(500 * time.Millisecond); err != nil {
 			return err
 		}
 	}
+}
+
+// joinProblem says what went wrong with a request to a node being joined in
+// the operator's terms: a refusal of the request's signature most often means
+// another cluster key, and a connection that failed is not a lost leadership.
+func joinProblem(err error) string {
+	var pe *peerError
+	switch {
+	case errors.As(err, &pe) && pe.status == http.StatusForbidden:
+		return "refused: does it have another --cluster-key?"
+	case errors.Is(err, raft.ErrUnknownOutcome):
+		return strings.TrimPrefix(err.Error(), raft.ErrUnknownOutcome.Error()+": ")
+	}
+	return err.Error()
 }
 
 // refusedForGood tells a refusal that retrying cannot change (the id or the
@@ -187,7 +202,8 @@ func (c *Cluster) discover() error {
 			if refusedForGood(err) {
 				return err
 			}
-			c.join.quiet.log(c.log, slog.LevelWarn, "join:"+d.via, "join failed; retrying", "via", d.via, "error", err)
+			problem := joinProblem(err)
+			c.join.quiet.log(c.log, slog.LevelWarn, "join:"+d.via+"|"+problem, "join failed; retrying", "via", d.via, "error", problem)
 		case bootstrap:
 			err := c.store.BootstrapCluster(d.proposal)
 			if err == nil || errors.Is(err, raft.ErrAlreadyBootstrapped) {
@@ -231,10 +247,10 @@ func (c *Cluster) askAll(self raft.NodeRecord) []hello {
 			defer cancel()
 			var h hello
 			if err := c.callNode(ctx, addr, http.MethodGet, "/internal/cluster/hello", nil, &h, false); err != nil {
-				c.join.quiet.log(c.log, slog.LevelInfo, "hello:"+addr, "no answer yet from a node to join", "addr", addr, "error", err)
+				problem := joinProblem(err)
+				c.join.quiet.log(c.log, slog.LevelInfo, "hello:"+addr+"|"+problem, "no answer yet from a node to join", "addr", addr, "error", problem)
 				return
 			}
-			c.join.quiet.reset("hello:" + addr)
 			mu.Lock()
 			out = append(out, h)
 			mu.Unlock()
@@ -405,7 +421,9 @@ const quietInterval = time.Minute
 
 func (q *quietLog) log(l *slog.Logger, level slog.Level, key, msg string, args ...any) {
 	q.mu.Lock()
-	if q.seen == nil {
+	if q.seen == nil || len(q.seen) > 1000 {
+		// Keys hold error texts; a flood of distinct ones must not grow
+		// without bound.
 		q.seen = map[string]*quietEntry{}
 	}
 	e := q.seen[key]
@@ -423,12 +441,4 @@ func (q *quietLog) log(l *slog.Logger, level slog.Level, key, msg string, args .
 	}
 	q.mu.Unlock()
 	l.Log(context.Background(), level, msg, args...)
-}
-
-// reset forgets a condition that has passed, so that its next occurrence is
-// logged at once.
-func (q *quietLog) reset(key string) {
-	q.mu.Lock()
-	delete(q.seen, key)
-	q.mu.Unlock()
 }

@@ -59,6 +59,11 @@ type Node struct {
 // node down gracefully.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	n, err := Start(ctx, cfg, logger)
+	if err != nil && ctx.Err() != nil {
+		// Stopped while it waited for its peers: nothing failed.
+		logger.Info("stopped before the node joined a cluster", "error", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
