@@ -86,8 +86,8 @@ func New(opts Options) *Cluster {
 		stop:    make(chan struct{})}
 }
 
-// Start joins or forms the cluster (with Join set) and follows leader changes and peer
-// health.
+// Start joins or forms the cluster (with Join set) and follows leader
+// changes and peer health.
 func (c *Cluster) Start() {
 	c.startJoin()
 	c.observe()
