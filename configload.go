@@ -90,7 +90,7 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catCluster, "node-id", "this node's `ID` in the cluster (default: chosen by the node)", func(c *node.Config) *string { return &c.NodeID }),
 		bindFlag(catCluster, "raft-addr", "`ADDR` for Raft traffic between nodes", func(c *node.Config) *string { return &c.RaftAddr }),
 		bindFlag(catCluster, "join", "other nodes' HTTP addresses `ADDR,...` (host:port)", func(c *node.Config) *[]string { return &c.Join }),
-		bindFlag(catCluster, "bootstrap-expect", "wait for `N` nodes before the first election", func(c *node.Config) *int { return &c.BootstrapExpect }),
+		bindFlag(catCluster, "bootstrap-expect", "form a new cluster once `N` nodes of --join (this one included) answer; a node with data ignores it", func(c *node.Config) *int { return &c.BootstrapExpect }),
 		bindFlag(catCluster, "cluster-key", "shared secret `KEY` that authenticates the nodes of one cluster (32 characters or more; \"herald cluster key\" makes one)", func(c *node.Config) *string { return &c.ClusterKey }),
 		bindFlag(catCluster, "cluster-tls-cert", "PEM `FILE` of this node's certificate for traffic between nodes (with --cluster-tls-key and --cluster-tls-ca)", func(c *node.Config) *string { return &c.ClusterTLSCert }),
 		bindFlag(catCluster, "cluster-tls-key", "PEM `FILE` of the private key of --cluster-tls-cert", func(c *node.Config) *string { return &c.ClusterTLSKey }),

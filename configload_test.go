@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -408,8 +409,11 @@ func TestShippedConfigsLoad(t *testing.T) {
 		if err := readConfigFile(path, &c); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		if c.NodeID != fmt.Sprintf("n%d", i) || (i > 1) != (len(c.Join) == 1) {
-			t.Errorf("%s: node %q joins %v", path, c.NodeID, c.Join)
+		// One line for every node: the same --bootstrap-expect and --join.
+		want := []string{"10.0.0.1:8750", "10.0.0.2:8750", "10.0.0.3:8750"}
+		if c.NodeID != fmt.Sprintf("n%d", i) || c.BootstrapExpect != 3 || !slices.Equal(c.Join, want) ||
+			c.HTTPAddr != want[i-1] {
+			t.Errorf("%s: node %q at %s expects %d and joins %v", path, c.NodeID, c.HTTPAddr, c.BootstrapExpect, c.Join)
 		}
 	}
 }

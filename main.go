@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -440,7 +443,7 @@ func appsCommand() *cli.Command {
 func clusterCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cluster",
-		Usage: "inspect the cluster (as an admin)",
+		Usage: "inspect and change the cluster's membership (as an admin), or make a cluster key",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "status",
@@ -464,7 +467,88 @@ func clusterCommand() *cli.Command {
 					return tw.Flush()
 				}),
 			},
+			{
+				Name:  "join",
+				Usage: "add a node to the cluster as a voter",
+				Description: "A node started with --join or --bootstrap-expect joins by itself; this adds one by\n" +
+					"hand, or adds back a node removed with \"herald cluster remove\".",
+				UsageText: "herald cluster join --id ID --raft-addr HOST:PORT --http-addr HOST:PORT",
+				Flags: append([]cli.Flag{
+					&cli.StringFlag{Name: "id", Required: true, Usage: "the node's `ID` (its --node-id)"},
+					&cli.StringFlag{Name: "raft-addr", Required: true, Usage: "`HOST:PORT` the other nodes reach its Raft transport at"},
+					&cli.StringFlag{Name: "http-addr", Required: true, Usage: "`HOST:PORT` the other nodes reach its HTTP API at"},
+				}, clientFlags("password")...),
+				Action: func(c *cli.Context) error {
+					cl, err := connect(c, "password")
+					if err != nil {
+						return err
+					}
+					id := c.String("id")
+					if err := cl.AddClusterNode(c.Context, client.NewClusterNode{ID: id,
+						RaftAddr: c.String("raft-addr"), HTTPAddr: c.String("http-addr")}); err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(c.App.Writer, "added node %s\n", id)
+					return err
+				},
+			},
+			{
+				Name:      "remove",
+				Usage:     "remove a node from the cluster",
+				ArgsUsage: "ID",
+				Description: "Remove a node before retiring it for good; a node that is only down for a while\n" +
+					"keeps its place, and its users' deliveries move to the others meanwhile.",
+				Flags: clientFlags("password"),
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 1 && slices.ContainsFunc(c.Args().Tail(), func(a string) bool { return strings.HasPrefix(a, "-") }) {
+						return errors.New("cluster remove: put the flags before the id: herald cluster remove [--server URL] ID")
+					}
+					if c.NArg() != 1 {
+						return errors.New("cluster remove: name one node by its id (herald cluster status lists them)")
+					}
+					cl, err := connect(c, "password")
+					if err != nil {
+						return err
+					}
+					id := c.Args().First()
+					if err := cl.RemoveClusterNode(c.Context, id); err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(c.App.Writer, "removed node %s\n", id)
+					return err
+				},
+			},
+			{
+				Name:  "key",
+				Usage: "print a new random cluster key (needs no server)",
+				Description: "Give the same key to every node: --cluster-key or HERALD_CLUSTER_KEY.\n" +
+					"  KEY=$(herald cluster key)",
+				Action: func(c *cli.Context) error {
+					key, err := newClusterKey()
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprintln(c.App.Writer, key)
+					return err
+				},
+			},
 		},
+	}
+}
+
+// newClusterKey is 32 random bytes, base64url without padding: 43
+// characters that survive a shell, a YAML file and an environment variable.
+// A key that would start with "-" is drawn again, so that it never reads as
+// a flag on a command line.
+func newClusterKey() (string, error) {
+	b := make([]byte, 32)
+	for {
+		if _, err := rand.Read(b); err != nil {
+			return "", fmt.Errorf("cluster key: %w", err)
+		}
+		if key := base64.RawURLEncoding.EncodeToString(b); key[0] != '-' {
+			return key, nil
+		}
 	}
 }
 

@@ -152,6 +152,18 @@ func (c *Client) Cluster(ctx context.Context) (*ClusterStatus, error) {
 	return &out, nil
 }
 
+// AddClusterNode adds a node to the cluster as a voter (admin token): its
+// id and the addresses the other nodes reach its Raft transport and its HTTP
+// API at.
+func (c *Client) AddClusterNode(ctx context.Context, n NewClusterNode) error {
+	return c.Do(ctx, http.MethodPost, "/v1.0/admin/cluster/nodes", n, nil)
+}
+
+// RemoveClusterNode removes a node from the cluster (admin token).
+func (c *Client) RemoveClusterNode(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, idPath("/v1.0/admin/cluster/nodes", id), nil, nil)
+}
+
 // Backup streams a consistent backup of the server's state to w and returns
 // the number of bytes written (admin token). A backup cut short by a broken
 // connection returns an error, and what reached w is then incomplete.

@@ -444,6 +444,36 @@ func TestClusterDecodes(t *testing.T) {
 	}
 }
 
+func TestClusterMembership(t *testing.T) {
+	var added NewClusterNode
+	var removed string
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1.0/admin/cluster/nodes", func(w http.ResponseWriter, r *http.Request) {
+		decodeStrict(t, r, &added)
+		writeJSON(w, http.StatusCreated, added)
+	})
+	mux.HandleFunc("DELETE /v1.0/admin/cluster/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
+		removed = r.PathValue("id")
+		if removed == "busy" {
+			graphError(w, http.StatusConflict, "nameAlreadyExists", "node id \"busy\" is taken", "")
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	c := serve(t, mux, "tok")
+	want := NewClusterNode{ID: "n4", RaftAddr: "10.0.0.4:8751", HTTPAddr: "10.0.0.4:8750"}
+	if err := c.AddClusterNode(context.Background(), want); err != nil || added != want {
+		t.Fatalf("add: %v, server got %+v", err, added)
+	}
+	if err := c.RemoveClusterNode(context.Background(), "n/4"); err != nil || removed != "n/4" {
+		t.Fatalf("remove: %v, server got %q", err, removed)
+	}
+	e := asError(t, c.RemoveClusterNode(context.Background(), "busy"))
+	if e.Status != http.StatusConflict || e.Code != "nameAlreadyExists" {
+		t.Fatalf("remove refused: %+v", e)
+	}
+}
+
 func TestBackupStreamsBody(t *testing.T) {
 	data := bytes.Repeat([]byte{0, 1, 2, 0xff}, 100_000)
 	mux := http.NewServeMux()

@@ -155,6 +155,13 @@ type ClusterStatus struct {
 	SlotCount   int           `json:"slotCount"`
 }
 
+// NewClusterNode is the body of POST /v1.0/admin/cluster/nodes.
+type NewClusterNode struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raftAddr"`
+	HTTPAddr string `json:"httpAddr"`
+}
+
 // ClusterNode is one member of the cluster as the leader sees it.
 type ClusterNode struct {
 	ID              string `json:"id"`

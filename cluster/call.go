@@ -182,6 +182,9 @@ func (c *Cluster) handler() http.Handler {
 	handle("GET /internal/cluster/status", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
 		return c.selfStatus(), nil
 	})
+	handle("GET /internal/cluster/hello", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
+		return c.hello(), nil
+	})
 	return bindTarget(c.id, mux)
 }
 

@@ -32,6 +32,9 @@ type Options struct {
 	// Without one (no cluster key, no cluster certificates) a second
 	// member cannot be added.
 	Transport *Transport
+	// BootstrapExpect, above 1, has a node without Raft state form a new
+	// cluster with the nodes of Join once that many agree (join.go).
+	BootstrapExpect int
 	// PeerDownAfter is how long a voter's heartbeats must fail before its
 	// slots move to the others.
 	PeerDownAfter time.Duration
@@ -58,6 +61,7 @@ type Cluster struct {
 	lookup   *http.Client
 	internal *http.Server
 	health   *peerHealth
+	join     *joinState
 	// barrierTerm is the term in which this node, as leader, last issued a
 	// Barrier before reading the slot table.
 	barrierTerm atomic.Uint64
@@ -84,6 +88,7 @@ func New(opts Options) *Cluster {
 	c := &Cluster{opts: opts, log: opts.Logger, id: opts.ID, store: opts.Store, tr: opts.Transport,
 		lookup:  &http.Client{Timeout: 10 * time.Second, Transport: lookup},
 		health:  &peerHealth{grace: opts.PeerDownAfter, failing: map[string]time.Time{}},
+		join:    &joinState{failed: make(chan struct{})},
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{})}
 	// Keep-alive connections to the leader carry the forwarded writes, so
@@ -99,8 +104,8 @@ func New(opts Options) *Cluster {
 	return c
 }
 
-// Start asks to join (with Join set) and follows leader changes and peer
-// health.
+// Start joins or forms the cluster (with Join set) and follows leader
+// changes and peer health.
 func (c *Cluster) Start() {
 	if c.tr != nil {
 		c.internal = &http.Server{Handler: c.handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
@@ -113,10 +118,7 @@ func (c *Cluster) Start() {
 			}
 		}()
 	}
-	if len(c.opts.Join) > 0 {
-		c.wg.Add(1)
-		go c.joinLoop()
-	}
+	c.startJoin()
 	c.observe()
 }
 

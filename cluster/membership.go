@@ -42,11 +42,18 @@ func (c *Cluster) addNode(ctx context.Context, rec raft.NodeRecord, forwarded bo
 		}
 		return c.callLeader(ctx, "/internal/cluster/join", rec, nil)
 	}
-	if err := c.store.Raft().AddVoter(hraft.ServerID(rec.ID), hraft.ServerAddress(rec.RaftAddr), 0, 10*time.Second).Error(); err != nil {
-		if errors.Is(err, hraft.ErrNotLeader) || errors.Is(err, hraft.ErrLeadershipLost) {
-			return raft.ErrNotLeader
+	member, err := c.checkJoin(ctx, rec)
+	if err != nil {
+		return err
+	}
+	// A member that restarted where it was asks again; its entry stands.
+	if !member {
+		if err := c.store.Raft().AddVoter(hraft.ServerID(rec.ID), hraft.ServerAddress(rec.RaftAddr), 0, 10*time.Second).Error(); err != nil {
+			if errors.Is(err, hraft.ErrNotLeader) || errors.Is(err, hraft.ErrLeadershipLost) {
+				return raft.ErrNotLeader
+			}
+			return resource.Errorf(resource.CodeInvalidRequest, "add %s: %v", rec.ID, err)
 		}
-		return resource.Errorf(resource.CodeInvalidRequest, "add %s: %v", rec.ID, err)
 	}
 	if nodes, err := c.store.Nodes(); err != nil || nodes[rec.ID] != rec {
 		if _, err := c.store.Propose(ctx, &raft.Command{Op: raft.OpSetNode, Now: time.Now().UnixNano(), Node: &rec}); err != nil {
@@ -55,6 +62,68 @@ func (c *Cluster) addNode(ctx context.Context, rec raft.NodeRecord, forwarded bo
 	}
 	c.rebalanceSoon()
 	return nil
+}
+
+// checkJoin vets a join on the leader against the configuration. It
+// reports whether rec is already a voter at its Raft address. A node id is
+// one member: a node that comes back at a new address replaces its old entry
+// (Raft address here, HTTP address in the node table), but only when nothing
+// answers as that member at the old one; otherwise two nodes were given the
+// same id, and the second is refused. A Raft address that belongs to another
+// member is refused too.
+func (c *Cluster) checkJoin(ctx context.Context, rec raft.NodeRecord) (member bool, err error) {
+	conf, err := c.store.Configuration()
+	if err != nil {
+		return false, err
+	}
+	nodes, err := c.store.Nodes()
+	if err != nil {
+		return false, err
+	}
+	for _, s := range conf {
+		switch {
+		case s.ID == rec.ID && s.RaftAddr == rec.RaftAddr:
+			member = true
+		case s.ID == rec.ID:
+			if c.answersAs(ctx, s, nodes[s.ID].HTTPAddr) {
+				return false, resource.Errorf(resource.CodeNameExists,
+					"node id %q is taken by a live member (raft %s, http %s): give the new node another --node-id "+
+						"(the default is the host name, which nodes on one machine share)",
+					rec.ID, s.RaftAddr, orNone(nodes[s.ID].HTTPAddr))
+			}
+			c.log.Info("a member came back at a new address; replacing its entry", "node_id", rec.ID,
+				"old_raft", s.RaftAddr, "raft", rec.RaftAddr, "http", rec.HTTPAddr)
+		case s.RaftAddr == rec.RaftAddr:
+			return false, resource.Errorf(resource.CodeNameExists,
+				"raft address %s belongs to member %q: give the new node another --raft-addr, or remove %q first (herald cluster remove %s)",
+				rec.RaftAddr, s.ID, s.ID, s.ID)
+		}
+	}
+	return member, nil
+}
+
+// answersAs reports whether the member s still answers at its recorded HTTP
+// address as itself: the same id and the same Raft address. The leader is
+// this very process.
+func (c *Cluster) answersAs(ctx context.Context, s raft.NodeRecord, httpAddr string) bool {
+	if s.ID == c.id {
+		return true
+	}
+	if httpAddr == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var h hello
+	err := c.callAt(ctx, httpAddr, http.MethodGet, "/internal/cluster/hello", nil, &h)
+	return err == nil && h.ID == s.ID && h.RaftAddr == s.RaftAddr
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "not recorded"
+	}
+	return s
 }
 
 // rebalanceSoon gives the new membership its slots without holding up the
@@ -114,52 +183,10 @@ func validHostPort(s string) bool {
 	return err == nil && h != "" && p != ""
 }
 
-// joinLoop asks the listed nodes to add this one until one of them has, or
-// the node stops. A restarted member asks again, which refreshes its
-// recorded addresses and is otherwise a no-op. Failures are logged the
-// first time and then once a minute with a count; a wrong cluster key is
-// said to be one.
-func (c *Cluster) joinLoop() {
-	defer c.wg.Done()
-	rec := raft.NodeRecord{ID: c.id, HTTPAddr: c.opts.HTTPAdvert, RaftAddr: c.store.RaftAddr()}
-	failures := newThrottle(time.Minute)
-	for {
-		for _, addr := range c.opts.Join {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			go func() {
-				select {
-				case <-c.stop:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			err := c.join(ctx, addr, rec)
-			cancel()
-			if err == nil {
-				c.log.Info("joined the cluster", "via", addr)
-				return
-			}
-			if errors.Is(err, ErrWrongKey) {
-				failures.do("key "+addr, func(n int) {
-					c.log.Error("cannot join: wrong cluster key; give this node the cluster's --cluster-key", "via", addr, "times", n)
-				})
-				continue
-			}
-			failures.do("join "+addr, func(n int) {
-				c.log.Warn("join failed; retrying", "via", addr, "error", err, "times", n)
-			})
-		}
-		select {
-		case <-c.stop:
-			return
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
-// join asks the node whose HTTP address is addr to add rec: its public
-// listener says where its inter-node port is, and the request goes there.
-func (c *Cluster) join(ctx context.Context, addr string, rec raft.NodeRecord) error {
+// callAt makes an internal request to the node whose HTTP address is addr
+// (what --join lists): its public listener says where its inter-node port
+// is, and the request goes there over the authenticated transport.
+func (c *Cluster) callAt(ctx context.Context, addr, method, path string, body, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/internal/cluster/peer", nil)
 	if err != nil {
 		return err
@@ -174,7 +201,7 @@ func (c *Cluster) join(ctx context.Context, addr string, rec raft.NodeRecord) er
 		peer.ID == "" || !validHostPort(peer.RaftAddr) {
 		return fmt.Errorf("%s did not say where its inter-node port is (%s, %v)", addr, resp.Status, err)
 	}
-	return c.callNode(ctx, peer.ID, peer.RaftAddr, http.MethodPost, "/internal/cluster/join", rec, nil, false)
+	return c.callNode(ctx, peer.ID, peer.RaftAddr, method, path, body, out, false)
 }
 
 // Announce records this node's own addresses when the replica lacks them

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,11 @@ type Node struct {
 // node down gracefully.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	n, err := Start(ctx, cfg, logger)
+	if err != nil && ctx.Err() != nil {
+		// Stopped while it waited for its peers: nothing failed.
+		logger.Info("stopped before the node joined a cluster", "error", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -74,8 +80,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 // Start opens the node's storage, waits for a leader, creates the first
 // admin on an empty cluster, and starts serving HTTP.
 func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
-	if cfg.BootstrapExpect > 1 {
-		return nil, errors.New("--bootstrap-expect is not available in this version yet; start one node, then --join the others")
+	if err := checkBootstrapExpect(cfg); err != nil {
+		return nil, err
 	}
 	if err := cluster.CheckKey(cfg.ClusterKey); err != nil {
 		return nil, err
@@ -158,8 +164,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	}
 	n.cluster = cluster.New(cluster.Options{Store: n.store, ID: id,
 		HTTPAdvert: cluster.AdvertiseHTTP(n.listener.Addr(), n.store.RaftAddr()),
-		Join:       cfg.Join, Transport: n.transport, PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
-		Logger: logger, LiveConnections: n.hub.Open, Dial: cfg.Dial})
+		Join:       cfg.Join, BootstrapExpect: cfg.BootstrapExpect, Transport: n.transport,
+		PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
+		Logger:        logger, LiveConnections: n.hub.Open, Dial: cfg.Dial})
 	l := cfg.Limits
 	n.api = httpapi.New(httpapi.Options{
 		State: n.cluster.State(), Hub: n.hub, Ops: n, Logger: logger, Registry: reg, Gatherer: reg,
@@ -189,6 +196,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	}()
 
 	n.cluster.Start()
+	if err := n.waitMember(ctx); err != nil {
+		n.Close(context.Background())
+		return nil, err
+	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := n.store.WaitLeader(wctx); err != nil {
@@ -205,7 +216,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	if err := n.cluster.Rebalance(wctx); err != nil {
 		logger.Warn("could not rebalance the slots yet", "error", err)
 	}
-	if err := n.bootstrapAdmin(ctx); err != nil {
+	if err := n.bootstrapAdmin(ctx); errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrUnknownOutcome) {
+		// Leadership moved while a new cluster was settling: the next
+		// leader creates the admin (rebalanceAndRescan).
+		logger.Warn("the first admin is left to the next leader", "error", err)
+	} else if err != nil {
 		n.Close(context.Background())
 		return nil, err
 	}
@@ -274,6 +289,37 @@ func (n *Node) Close(ctx context.Context) error {
 	return n.closeErr
 }
 
+// checkBootstrapExpect refuses a --bootstrap-expect that cannot form a
+// cluster, saying what is missing.
+func checkBootstrapExpect(cfg Config) error {
+	switch {
+	case cfg.BootstrapExpect < 0:
+		return fmt.Errorf("--bootstrap-expect %d: give the number of nodes of the new cluster, or 0", cfg.BootstrapExpect)
+	case cfg.BootstrapExpect <= 1:
+		return nil
+	case !slices.ContainsFunc(cfg.Join, func(a string) bool { return a != cfg.HTTPAddr }):
+		return fmt.Errorf("--bootstrap-expect %d needs --join with the HTTP addresses (host:port) of the other nodes, "+
+			"the same list on every node (it may include this node's own)", cfg.BootstrapExpect)
+	case cfg.ClusterKey == "" && cfg.ClusterTLSCert == "":
+		return fmt.Errorf("--bootstrap-expect %d needs --cluster-key (HERALD_CLUSTER_KEY), the same on every node "+
+			"(herald cluster key prints a new one), or --cluster-tls-cert/--cluster-tls-key/--cluster-tls-ca", cfg.BootstrapExpect)
+	}
+	return nil
+}
+
+// waitMember waits until this node belongs to a cluster. A node of a new
+// cluster (--bootstrap-expect) waits as long as it takes, since an operator
+// starts the nodes one after the other; a node that joins an existing one
+// gives up after a minute.
+func (n *Node) waitMember(ctx context.Context) error {
+	if n.cfg.BootstrapExpect <= 1 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+	}
+	return n.cluster.WaitMember(ctx)
+}
+
 // nodeID is the configured id, or the one this data directory was first
 // started with, or a new one saved for next time.
 func nodeID(cfg Config) (string, error) {
@@ -312,6 +358,12 @@ func (n *Node) bootstrapAdmin(ctx context.Context) error {
 	var re *resource.Error
 	if errors.As(err, &re) && re.Code == resource.CodeNameExists {
 		return nil
+	}
+	if errors.Is(err, raft.ErrUnknownOutcome) && generated {
+		// The entry may have committed, and then no later leader makes
+		// another admin: this is the only chance to show its password.
+		n.log.Warn("the first admin may have been created as leadership moved; if so, this is its password",
+			"user", "admin", "password", pw)
 	}
 	if err != nil {
 		return fmt.Errorf("create admin: %w", err)
@@ -381,6 +433,11 @@ func (n *Node) rebalanceAndRescan() {
 	defer cancel()
 	if err := n.cluster.Rebalance(ctx); err != nil {
 		n.log.Warn("could not rebalance the slots", "error", err)
+	}
+	// In a new cluster the first leader may lose its leadership before it
+	// created the first admin; whoever leads next does it.
+	if err := n.bootstrapAdmin(ctx); err != nil {
+		n.log.Warn("could not create the first admin", "error", err)
 	}
 	n.rescanIfOwnershipChanged()
 }

@@ -245,6 +245,49 @@ func (s *Store) Applied() uint64 { return s.fsm.Applied() }
 // IsLeader reports whether this node leads.
 func (s *Store) IsLeader() bool { return s.raft.State() == hraft.Leader }
 
+// HasState reports whether this node belongs to a cluster configuration:
+// it was bootstrapped, or a leader has replicated the configuration to it.
+// A node without state neither campaigns nor counts towards a quorum.
+func (s *Store) HasState() bool {
+	f := s.raft.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) > 0
+}
+
+// Configuration is the latest Raft configuration this node knows, as id and
+// Raft address per voter (HTTP addresses are in Nodes).
+func (s *Store) Configuration() ([]NodeRecord, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	var out []NodeRecord
+	for _, srv := range f.Configuration().Servers {
+		out = append(out, NodeRecord{ID: string(srv.ID), RaftAddr: string(srv.Address)})
+	}
+	return out, nil
+}
+
+// BootstrapCluster makes servers, all voters, the first configuration of a
+// node without Raft state. Every one of them may do the same with the same
+// list (--bootstrap-expect): identical bootstraps give identical first log
+// entries, so whichever of them wins the first election, the logs agree.
+// A node that already has state answers ErrAlreadyBootstrapped.
+func (s *Store) BootstrapCluster(servers []NodeRecord) error {
+	conf := hraft.Configuration{}
+	for _, srv := range servers {
+		conf.Servers = append(conf.Servers, hraft.Server{ID: hraft.ServerID(srv.ID),
+			Address: hraft.ServerAddress(srv.RaftAddr), Suffrage: hraft.Voter})
+	}
+	err := s.raft.BootstrapCluster(conf).Error()
+	if errors.Is(err, hraft.ErrCantBootstrap) {
+		return ErrAlreadyBootstrapped
+	}
+	return err
+}
+
+// ErrAlreadyBootstrapped: BootstrapCluster on a node that has Raft state.
+var ErrAlreadyBootstrapped = errors.New("this node already belongs to a cluster")
+
 // WaitLeader blocks until the cluster has a leader and this node has applied
 // everything the leader had committed when asked (on the leader: a Barrier).
 func (s *Store) WaitLeader(ctx context.Context) error {

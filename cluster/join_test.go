@@ -1,0 +1,82 @@
+package cluster
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/herald-notify/herald/raft"
+)
+
+// decide is the whole of --bootstrap-expect's safety: a node bootstraps only
+// the list every one of the expected nodes proposes, joins a cluster that
+// has a leader, and never forms a cluster beside one that exists.
+func TestDecide(t *testing.T) {
+	a := raft.NodeRecord{ID: "a", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:11"}
+	b := raft.NodeRecord{ID: "b", RaftAddr: "127.0.0.1:2", HTTPAddr: "127.0.0.1:12"}
+	c := raft.NodeRecord{ID: "c", RaftAddr: "127.0.0.1:3", HTTPAddr: "127.0.0.1:13"}
+	d := raft.NodeRecord{ID: "d", RaftAddr: "127.0.0.1:4", HTTPAddr: "127.0.0.1:14"}
+	conf := func(rs ...raft.NodeRecord) []raft.NodeRecord {
+		out := make([]raft.NodeRecord, len(rs))
+		for i, r := range rs {
+			out[i] = raft.NodeRecord{ID: r.ID, RaftAddr: r.RaftAddr}
+		}
+		return out
+	}
+	abc := conf(a, b, c)
+	fresh := func(r raft.NodeRecord, proposal []raft.NodeRecord) hello {
+		return hello{ID: r.ID, HTTPAddr: r.HTTPAddr, RaftAddr: r.RaftAddr, BootstrapExpect: 3, Proposal: proposal}
+	}
+	member := func(r raft.NodeRecord, leader string, servers []raft.NodeRecord) hello {
+		h := fresh(r, nil)
+		h.LeaderID, h.Servers = leader, servers
+		return h
+	}
+	for _, tc := range []struct {
+		name     string
+		self     raft.NodeRecord
+		peers    []hello
+		mine     []raft.NodeRecord
+		want     decisionKind
+		proposal []raft.NodeRecord
+		via      string
+		errHas   string
+	}{
+		{name: "too few", self: a, peers: []hello{fresh(b, nil)}, want: wait},
+		{name: "all here, no agreement yet", self: a, peers: []hello{fresh(b, nil), fresh(c, abc)},
+			want: wait, proposal: abc},
+		{name: "all agree", self: b, peers: []hello{fresh(a, abc), fresh(c, abc)}, want: bootstrap, proposal: abc},
+		{name: "self listed under another name", self: b, peers: []hello{fresh(a, abc), fresh(b, abc), fresh(c, abc)},
+			want: bootstrap, proposal: abc},
+		{name: "a peer proposes other members", self: a, peers: []hello{fresh(b, abc), fresh(c, conf(b, c, d))},
+			want: wait, proposal: abc},
+		{name: "too many", self: a, peers: []hello{fresh(b, nil), fresh(c, nil), fresh(d, nil)}, want: wait},
+		{name: "another expect", self: a, peers: []hello{fresh(b, nil), {ID: "c", RaftAddr: c.RaftAddr, BootstrapExpect: 5}},
+			want: wait},
+		{name: "same id elsewhere", self: a, peers: []hello{fresh(raft.NodeRecord{ID: "a", RaftAddr: "127.0.0.1:9"}, nil)},
+			want: fail, errHas: "--node-id"},
+		{name: "a peer bootstrapped what this node proposed", self: c, mine: abc,
+			peers: []hello{member(a, "", abc), fresh(b, abc)}, want: bootstrap, proposal: abc},
+		{name: "member without a proposal waits for the leader", self: c,
+			peers: []hello{member(a, "a", abc), member(b, "a", abc)}, want: wait},
+		{name: "a cluster with a leader", self: d, peers: []hello{member(a, "a", abc), member(b, "a", abc)},
+			want: joinVia, via: a.HTTPAddr},
+		{name: "a cluster without a leader", self: d, peers: []hello{member(a, "", abc), fresh(b, nil), fresh(c, nil)},
+			want: wait},
+		{name: "a member at a new address joins", self: raft.NodeRecord{ID: "c", RaftAddr: "127.0.0.1:33"},
+			peers: []hello{member(a, "b", abc), member(b, "b", abc)}, want: joinVia, via: a.HTTPAddr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := decide(tc.self, 3, tc.peers, tc.mine)
+			if got.kind != tc.want || got.via != tc.via || !slices.Equal(got.proposal, tc.proposal) {
+				t.Fatalf("decide = %+v, want kind %d via %q proposal %v", got, tc.want, tc.via, tc.proposal)
+			}
+			if tc.want == fail && (got.err == nil || !strings.Contains(got.err.Error(), tc.errHas)) {
+				t.Fatalf("error %v, want one naming %s", got.err, tc.errHas)
+			}
+			if tc.want == wait && got.why == "" {
+				t.Fatal("a wait that does not say what for")
+			}
+		})
+	}
+}
