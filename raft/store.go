@@ -285,17 +285,49 @@ func (s *Store) Propose(ctx context.Context, cmd *Command) (any, error) {
 	}
 	// Once queued, wait for the outcome even if ctx ends: the entry may
 	// commit, and the caller's error must not claim otherwise.
+	r := s.await(p)
+	return r.Value, r.Err
+}
+
+func (s *Store) await(p *proposal) Result {
 	select {
 	case r := <-p.done:
-		return r.Value, r.Err
+		return r
 	case <-s.stopped:
 		select {
 		case r := <-p.done:
-			return r.Value, r.Err
+			return r
 		default:
-			return nil, ErrClosed
+			return Result{Err: ErrClosed}
 		}
 	}
+}
+
+// ProposeAll commits cmds as Propose commits each, one Result per command.
+// They queue back to back, so they share the group commit of the entries
+// being built, as the same number of concurrent Propose calls would. A
+// command that could not be queued before ctx ended gets ErrTimeout: it was
+// not committed.
+func (s *Store) ProposeAll(ctx context.Context, cmds []*Command) []Result {
+	out := make([]Result, len(cmds))
+	queued := make([]*proposal, len(cmds))
+	for i, c := range cmds {
+		p := &proposal{cmd: c, done: make(chan Result, 1)}
+		select {
+		case s.proposals <- p:
+			queued[i] = p
+		case <-s.closing:
+			out[i] = Result{Err: ErrClosed}
+		case <-ctx.Done():
+			out[i] = Result{Err: fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())}
+		}
+	}
+	for i, p := range queued {
+		if p != nil {
+			out[i] = s.await(p)
+		}
+	}
+	return out
 }
 
 // batchLoop is the group commit: every proposal that queued while the
