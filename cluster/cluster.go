@@ -50,6 +50,8 @@ type Cluster struct {
 	auth   *clusterAuth
 	client *http.Client
 	health *peerHealth
+	// batch sends this node's forwarded writes to the leader (batch.go).
+	batch *batcher
 	// barrierTerm is the term in which this node, as leader, last issued a
 	// Barrier before reading the slot table.
 	barrierTerm atomic.Uint64
@@ -69,16 +71,21 @@ func New(opts Options) *Cluster {
 	if opts.LiveConnections == nil {
 		opts.LiveConnections = func() int { return 0 }
 	}
-	tr := &http.Transport{}
+	// Forwarded writes keep up to forwardSenders requests in flight to the
+	// leader; idle connections beyond the default two would be closed and
+	// dialled again under load.
+	tr := &http.Transport{MaxIdleConnsPerHost: 2 * forwardSenders}
 	if opts.Dial != nil {
 		tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return opts.Dial(ctx, addr) }
 	}
-	return &Cluster{opts: opts, log: opts.Logger, id: opts.ID, store: opts.Store,
+	c := &Cluster{opts: opts, log: opts.Logger, id: opts.ID, store: opts.Store,
 		auth:    &clusterAuth{key: opts.Key, seen: map[string]time.Time{}},
 		client:  &http.Client{Timeout: 30 * time.Second, Transport: tr},
 		health:  &peerHealth{grace: opts.PeerDownAfter, failing: map[string]time.Time{}},
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{})}
+	c.batch = newBatcher(c)
+	return c
 }
 
 // Start asks to join (with Join set) and follows leader changes and peer
@@ -89,6 +96,7 @@ func (c *Cluster) Start() {
 		go c.joinLoop()
 	}
 	c.observe()
+	c.batch.start()
 }
 
 // Close stops the background work.
