@@ -321,6 +321,9 @@ func (b *batcher) send(ctx context.Context, leader raft.NodeRecord, pending []*p
 			wrote.Store(true)
 		}
 	}})
+	if b.c.opts.ObserveForward != nil {
+		b.c.opts.ObserveForward(len(pending))
+	}
 	var resp forwardResponse
 	err := b.c.callNode(cctx, leader.HTTPAddr, http.MethodPost, forwardPath, json.RawMessage(body), &resp, true)
 	if err == nil && len(resp.Results) != len(pending) {

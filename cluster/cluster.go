@@ -36,6 +36,9 @@ type Options struct {
 	Logger        *slog.Logger
 	// LiveConnections counts this node's open live streams, for status.
 	LiveConnections func() int
+	// ObserveForward, when set, is told the number of commands in every
+	// batch of forwarded writes sent to the leader.
+	ObserveForward func(commands int)
 	// Dial, when set, replaces the TCP dial of every inter-node
 	// connection: tests put a fault-injecting proxy in the path with it.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
