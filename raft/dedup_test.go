@@ -90,12 +90,13 @@ func TestRequestRecordsExpireByCommandTime(t *testing.T) {
 	}
 	later := sendCmd(u.ID, "app", "", t0.Add(RequestWindow+time.Second), t0.Add(RequestWindow+time.Hour))
 	later.RequestID = "later"
-	f.ApplyBatch([]*hraft.Log{entry(t, 3, later)})
+	// Entry 4: every fourth entry looks for expired records.
+	f.ApplyBatch([]*hraft.Log{entry(t, 4, later)})
 	if has("old") || !has("inside") || !has("later") {
 		t.Fatalf("after the window: old %v inside %v later %v, want only old gone", has("old"), has("inside"), has("later"))
 	}
 	// The leader's purge sweeps what no forwarded write came to remove.
-	f.ApplyBatch([]*hraft.Log{entry(t, 4, &Command{Op: OpPurge, Now: t0.Add(time.Hour).UnixNano(), MaxItems: 100})})
+	f.ApplyBatch([]*hraft.Log{entry(t, 5, &Command{Op: OpPurge, Now: t0.Add(time.Hour).UnixNano(), MaxItems: 100})})
 	if has("inside") || has("later") {
 		t.Fatal("the purge left expired request records")
 	}

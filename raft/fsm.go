@@ -94,7 +94,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		for j, c := range cmds {
 			res[j] = t.applyOnce(c)
 		}
-		t.forgetRequests(cmds)
+		t.forgetRequests(l.Index, cmds)
 		out[i] = res
 		t.commit(l.Index)
 		f.applied.Store(l.Index)
