@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -16,9 +17,11 @@ import (
 // BenchmarkClusterIngest measures durable writes (POST /v1.0/me/notifications
 // to 201, committed by a majority of three local nodes) with 64 concurrent
 // clients, sent to the leader and sent to a follower, which forwards them to
-// the leader in batches. The nodes run the default Raft timers.
+// the leader in batches; and with one client, where ns/op is the latency of
+// one write. The nodes run the default Raft timers.
 //
-//	go test -run xxx -bench ClusterIngest -benchtime 20000x ./node
+//	go test -run xxx -bench 'ClusterIngest/.*/clients=64' -benchtime 10000x ./node
+//	go test -run xxx -bench 'ClusterIngest/.*/clients=1' -benchtime 1000x ./node
 func BenchmarkClusterIngest(b *testing.B) {
 	const clients = 64
 	cfgs := make([]node.Config, 3)
@@ -78,25 +81,27 @@ func BenchmarkClusterIngest(b *testing.B) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		b.Run(via.name, func(b *testing.B) {
-			var done atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			for range clients {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for done.Add(1) <= int64(b.N) {
-						status, err := t.Post(ctx, seq.Add(1))
-						if err != nil || status != http.StatusCreated {
-							b.Errorf("post: %d %v", status, err)
-							return
+		for _, clients := range []int{clients, 1} {
+			b.Run(fmt.Sprintf("%s/clients=%d", via.name, clients), func(b *testing.B) {
+				var done atomic.Int64
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				for range clients {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for done.Add(1) <= int64(b.N) {
+							status, err := t.Post(ctx, seq.Add(1))
+							if err != nil || status != http.StatusCreated {
+								b.Errorf("post: %d %v", status, err)
+								return
+							}
 						}
-					}
-				}()
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "notifications/s")
-		})
+					}()
+				}
+				wg.Wait()
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "notifications/s")
+			})
+		}
 	}
 }

@@ -188,6 +188,13 @@ func (s *Store) startRaft() error {
 		cfg.SnapshotThreshold = o.SnapshotThreshold
 	}
 	cfg.MaxAppendEntries = 256
+	// A follower learns that an entry committed from the leader's next
+	// AppendEntries, which comes with the next write or, when none follows,
+	// after CommitTimeout (50–100 ms by default). A write forwarded by a
+	// follower is answered only once the follower has applied it, so that
+	// wait is its latency whenever writes pause; 5 ms costs an idle leader
+	// ~200 empty appends a second per follower.
+	cfg.CommitTimeout = 5 * time.Millisecond
 	if o.Bootstrap {
 		has, err := hraft.HasExistingState(s.logStore, s.logStore, snaps)
 		if err != nil {
