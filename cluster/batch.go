@@ -316,7 +316,7 @@ func (b *batcher) send(ctx context.Context, leader raft.NodeRecord, pending []*p
 	// Only a request written in full can have been proposed: the leader
 	// reads the whole body before it proposes anything.
 	var wrote atomic.Bool
-	cctx = httptrace.WithClientTrace(cctx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+	tctx := httptrace.WithClientTrace(cctx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
 		if i.Err == nil {
 			wrote.Store(true)
 		}
@@ -325,7 +325,7 @@ func (b *batcher) send(ctx context.Context, leader raft.NodeRecord, pending []*p
 		b.c.opts.ObserveForward(len(pending))
 	}
 	var resp forwardResponse
-	err := b.c.callNode(cctx, leader.HTTPAddr, http.MethodPost, forwardPath, json.RawMessage(body), &resp, true)
+	err := b.c.callNode(tctx, leader.HTTPAddr, http.MethodPost, forwardPath, json.RawMessage(body), &resp, true)
 	if err == nil && len(resp.Results) != len(pending) {
 		err = fmt.Errorf("%w: the leader answered %d results for %d commands", raft.ErrUnknownOutcome, len(resp.Results), len(pending))
 	}
