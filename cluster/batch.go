@@ -218,6 +218,7 @@ func (b *batcher) forward(batch []*pendingWrite) {
 func (b *batcher) expire(pending []*pendingWrite, lastErr error) []*pendingWrite {
 	now := time.Now()
 	keep := pending[:0]
+	gaveUp := 0
 	for _, p := range pending {
 		switch {
 		case p.ctx.Err() != nil:
@@ -226,9 +227,14 @@ func (b *batcher) expire(pending []*pendingWrite, lastErr error) []*pendingWrite
 			p.done <- writeResult{err: outcome(p, raft.ErrClosed, lastErr)}
 		case now.After(p.deadline):
 			p.done <- writeResult{err: outcome(p, raft.ErrNotLeader, lastErr)}
+			gaveUp++
 		default:
 			keep = append(keep, p)
 		}
+	}
+	if gaveUp > 0 {
+		b.c.log.Warn("forwarded writes found no leader to take them within the hold time; answered 503",
+			"writes", gaveUp, "hold", forwardHold, "last_error", lastErr)
 	}
 	return keep
 }
@@ -377,6 +383,13 @@ func (b *batcher) send(ctx context.Context, leader raft.NodeRecord, pending []*p
 func (b *batcher) answerOnceApplied(done []*pendingWrite, results []writeResult, applied uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), forwardHold)
 	defer cancel()
+	go func() {
+		select {
+		case <-b.c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if err := b.c.store.WaitApplied(ctx, applied); err != nil {
 		b.c.log.Warn("forwarded writes committed but not yet applied here", "index", applied, "error", err)
 		for i := range results {
