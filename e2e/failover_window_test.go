@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/herald-notify/herald/loadgen"
 )
 
 // TestWriteUnavailabilityWindow is a measurement, not part of the normal
@@ -39,44 +42,7 @@ func TestWriteUnavailabilityWindow(t *testing.T) {
 }
 
 func measureWindow(t *testing.T, sig syscall.Signal) (gap, slowest time.Duration, acked, failed int64) {
-	const key = "failover-window-cluster-key-0123456789"
-	env := []string{"HERALD_ADMIN_PASSWORD=" + adminPassword}
-	common := []string{"--cluster-key", key, "--app-rate", "0", "--user-rate", "0", "--max-notifications-per-user", "0"}
-	var servers []*server
-	for i := range 3 {
-		args := append([]string{"--node-id", fmt.Sprintf("w%d", i+1)}, common...)
-		for _, s := range servers {
-			args = append(args, "--join", s.HTTPAddr)
-		}
-		servers = append(servers, startServer(t, serverOpts{DataDir: t.TempDir(), Env: env, Args: args}))
-	}
-	a := newAPI(servers[0])
-	f := newFixture(t, a, adminPassword, "window.example.com", "wendy")
-	byID := map[string]*server{}
-	for i, s := range servers {
-		byID[fmt.Sprintf("w%d", i+1)] = s
-	}
-	var leader, via *server
-	eventually(t, startTimeout, "three members and a leader", func() error {
-		var st struct {
-			LeaderID string `json:"leaderId"`
-			Nodes    []struct{ State string }
-		}
-		r, err := a.do("GET", "/v1.0/admin/cluster", f.adminToken, nil, nil)
-		if err != nil || r.Status != http.StatusOK {
-			return fmt.Errorf("%v %v", r, err)
-		}
-		if err := json.Unmarshal(r.Body, &st); err != nil || len(st.Nodes) != 3 || byID[st.LeaderID] == nil {
-			return fmt.Errorf("cluster %+v %v", st, err)
-		}
-		leader = byID[st.LeaderID]
-		return nil
-	})
-	for _, s := range servers {
-		if s != leader {
-			via = s
-		}
-	}
+	leader, via, f := startThree(t)
 	w := newAPI(via)
 	eventually(t, startTimeout, "the follower takes writes", func() error {
 		r, err := w.do("POST", "/v1.0/me/notifications", f.appToken, map[string]any{"payload": map[string]any{"rawContent": "warm-up"}},
@@ -152,4 +118,81 @@ func measureWindow(t *testing.T, sig syscall.Signal) (gap, slowest time.Duration
 		t.Fatalf("no write acknowledged after the fault (%d answered 503)", nfail.Load())
 	}
 	return gap, slowest, int64(len(acks)), nfail.Load()
+}
+
+// startThree runs three herald processes with one cluster key and the
+// default Raft timers, no rate limits, and returns the leader, a follower
+// and a fixture made through the first node.
+func startThree(t *testing.T) (leader, follower *server, f *fixture) {
+	const key = "failover-window-cluster-key-0123456789"
+	env := []string{"HERALD_ADMIN_PASSWORD=" + adminPassword}
+	common := []string{"--cluster-key", key, "--app-rate", "0", "--user-rate", "0", "--max-notifications-per-user", "0"}
+	var servers []*server
+	for i := range 3 {
+		args := append([]string{"--node-id", fmt.Sprintf("w%d", i+1)}, common...)
+		for _, s := range servers {
+			args = append(args, "--join", s.HTTPAddr)
+		}
+		servers = append(servers, startServer(t, serverOpts{DataDir: t.TempDir(), Env: env, Args: args}))
+	}
+	a := newAPI(servers[0])
+	f = newFixture(t, a, adminPassword, "window.example.com", "wendy")
+	byID := map[string]*server{}
+	for i, s := range servers {
+		byID[fmt.Sprintf("w%d", i+1)] = s
+	}
+	eventually(t, startTimeout, "three members and a leader", func() error {
+		var st struct {
+			LeaderID string `json:"leaderId"`
+			Nodes    []struct{ State string }
+		}
+		r, err := a.do("GET", "/v1.0/admin/cluster", f.adminToken, nil, nil)
+		if err != nil || r.Status != http.StatusOK {
+			return fmt.Errorf("%v %v", r, err)
+		}
+		if err := json.Unmarshal(r.Body, &st); err != nil || len(st.Nodes) != 3 || byID[st.LeaderID] == nil {
+			return fmt.Errorf("cluster %+v %v", st, err)
+		}
+		leader = byID[st.LeaderID]
+		return nil
+	})
+	for _, s := range servers {
+		if s != leader {
+			follower = s
+		}
+	}
+	return leader, follower, f
+}
+
+// TestClusterIngestThroughput is a measurement, not part of the normal
+// suite: durable writes with 64 concurrent clients to three real herald
+// processes, sent to the leader and sent to a follower (which forwards them
+// in batches).
+//
+//	HERALD_CLUSTER_BENCH=1 go test -count=1 -v -run TestClusterIngestThroughput ./e2e
+func TestClusterIngestThroughput(t *testing.T) {
+	if os.Getenv("HERALD_CLUSTER_BENCH") == "" {
+		t.Skip("a measurement; set HERALD_CLUSTER_BENCH=1 to run it")
+	}
+	leader, follower, _ := startThree(t)
+	ctx := context.Background()
+	rate := map[string]float64{}
+	for _, via := range []struct {
+		name string
+		s    *server
+	}{{"leader", leader}, {"follower", follower}, {"leader", leader}, {"follower", follower}} {
+		target, err := loadgen.Setup(ctx, via.s.URL, "admin", adminPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := loadgen.Run(ctx, target, loadgen.Options{Notifications: 10000, Concurrency: 64})
+		if err != nil || rep.Failed > 0 {
+			t.Fatalf("%s: %v, %d failed", via.name, err, rep.Failed)
+		}
+		r := float64(rep.Created) / rep.Elapsed.Seconds()
+		rate[via.name] = max(rate[via.name], r)
+		t.Logf("through the %s: %.0f notifications/s; POST→201 p50 %v p99 %v", via.name, r,
+			rep.PostLatency.P50.Round(time.Microsecond), rep.PostLatency.P99.Round(time.Microsecond))
+	}
+	t.Logf("follower / leader (best of two runs each): %.2f", rate["follower"]/rate["leader"])
 }
