@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	hraft "github.com/hashicorp/raft"
@@ -28,11 +29,15 @@ import (
 // what the node sends but drops every byte that comes back, as a leader
 // that paused right after reading a request would look.
 type faultyDialer struct {
-	mu   sync.Mutex
-	mute string // the address whose answers are dropped
+	mu     sync.Mutex
+	mute   string // the address whose answers are dropped
+	refuse string // the address that refuses connections and writes
 }
 
 func (d *faultyDialer) dial(ctx context.Context, addr string) (net.Conn, error) {
+	if d.refused(addr) {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	}
 	var nd net.Dialer
 	c, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -53,10 +58,31 @@ func (d *faultyDialer) muted(addr string) bool {
 	return d.mute == addr
 }
 
+// refuseFrom makes connections to addr fail before a byte is written, as a
+// stopped leader's port would.
+func (d *faultyDialer) refuseFrom(addr string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refuse = addr
+}
+
+func (d *faultyDialer) refused(addr string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.refuse == addr
+}
+
 type faultyConn struct {
 	net.Conn
 	d    *faultyDialer
 	addr string
+}
+
+func (c *faultyConn) Write(p []byte) (int, error) {
+	if c.d.refused(c.addr) {
+		return 0, &net.OpError{Op: "write", Net: "tcp", Err: syscall.ECONNRESET}
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *faultyConn) Read(p []byte) (int, error) {
@@ -279,7 +305,8 @@ func post503(t *testing.T, n *testnode.Node, adminToken, upn string) string {
 // and the new leader answers the first result, so a create answers 201,
 // not 409, and is applied once. A write whose answer never comes back
 // answers, after the hold time, a 503 saying it may have been committed
-// (it was); one that no leader can take answers a 503 saying it was not.
+// (it was); one refused before a byte was sent, or that no leader can
+// take, answers a 503 saying it was not committed.
 func TestForwardedWriteDuringLeaderChange(t *testing.T) {
 	ctx := context.Background()
 	nodes, dialers, adminToken := forwardCluster(t)
@@ -341,6 +368,18 @@ func TestForwardedWriteDuringLeaderChange(t *testing.T) {
 		t.Error("the leader does not hold the write the 503 said may have been committed")
 	}
 	d.muteAnswersFrom("")
+
+	// A leader whose port refuses: nothing was sent, so "not committed",
+	// and indeed nothing was.
+	d.refuseFrom(leader.Config.HTTPAddr)
+	msg = post503(t, f, adminToken, "faye")
+	if !strings.Contains(msg, "not committed") {
+		t.Errorf("refused connection: %s, want it to say the write was not committed", msg)
+	}
+	if _, ok, _ := leader.Store().UserByName("faye"); ok {
+		t.Error("a write the 503 said was not committed is stored")
+	}
+	d.refuseFrom("")
 
 	// No quorum: nothing can commit, and the 503 says so.
 	for _, n := range nodes {
