@@ -165,6 +165,7 @@ func (c *Cluster) handler() http.Handler {
 		v, err := c.store.Propose(ctx, &cmd)
 		return raft.EncodeResult(v, err, c.store.Applied())
 	})
+	handle("POST "+forwardPath, c.serveForward)
 	handle("POST /internal/cluster/join", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
 		var rec raft.NodeRecord
 		if err := json.Unmarshal(body, &rec); err != nil {

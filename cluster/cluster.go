@@ -41,6 +41,9 @@ type Options struct {
 	Logger        *slog.Logger
 	// LiveConnections counts this node's open live streams, for status.
 	LiveConnections func() int
+	// ObserveForward, when set, is told the number of commands in every
+	// batch of forwarded writes sent to the leader.
+	ObserveForward func(commands int)
 	// Dial, when set, replaces the TCP dial of every inter-node
 	// connection: tests put a fault-injecting proxy in the path with it.
 	// The Transport has its own (TransportOptions.Dial); this one serves
@@ -62,6 +65,8 @@ type Cluster struct {
 	internal *http.Server
 	health   *peerHealth
 	join     *joinState
+	// batch sends this node's forwarded writes to the leader (batch.go).
+	batch *batcher
 	// barrierTerm is the term in which this node, as leader, last issued a
 	// Barrier before reading the slot table.
 	barrierTerm atomic.Uint64
@@ -101,6 +106,7 @@ func New(opts Options) *Cluster {
 			}
 			return c.tr.Dial(ctx, addr, protoHTTP)
 		}}}
+	c.batch = newBatcher(c)
 	return c
 }
 
@@ -120,6 +126,7 @@ func (c *Cluster) Start() {
 	}
 	c.startJoin()
 	c.observe()
+	c.batch.start()
 }
 
 // Close stops the background work and the inter-node HTTP server, letting

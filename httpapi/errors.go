@@ -77,11 +77,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &re):
 	case errors.Is(err, syscall.ENOSPC):
 		re = resource.Errorf(resource.CodeQuotaReached, "The server's disk is full; nothing was stored.")
+	case errors.Is(err, raft.ErrUnknownOutcome), errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrTimeout),
+		errors.Is(err, raft.ErrClosed):
+		// The cause may name other nodes' addresses: it goes to the log,
+		// and the client gets what it can act on.
+		s.log.Debug("request unavailable", "method", r.Method, "path", r.URL.Path,
+			"request_id", w.Header().Get("request-id"), "error", err)
+		re = resource.Errorf(resource.CodeUnavailable, "%s", unavailableMessage(err))
+		w.Header().Set("Retry-After", "1")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		re = resource.Errorf(resource.CodeUnavailable, "The request was cancelled or took too long; retry shortly.")
-		w.Header().Set("Retry-After", "1")
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrTimeout), errors.Is(err, raft.ErrClosed), errors.Is(err, raft.ErrUnknownOutcome):
-		re = resource.Errorf(resource.CodeUnavailable, "The service cannot take writes right now (%s); retry shortly.", err)
 		w.Header().Set("Retry-After", "1")
 	default:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path,
@@ -102,6 +107,24 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	writeJSON(w, status, errorBody{Error: errorDetail{Code: re.Code, Message: re.Message, Target: re.Target,
 		InnerError: innerError{RequestID: w.Header().Get("request-id"), Date: resource.At(time.Now()).String()}}})
+}
+
+// unavailableMessage says whether a write that failed for the cluster's
+// sake (not the request's) may have been committed, which decides whether
+// the client may simply retry it. It names no node and no address.
+func unavailableMessage(err error) string {
+	switch {
+	case errors.Is(err, raft.ErrUnknownOutcome):
+		return "The write may have been committed: the leader stopped answering while taking it. " +
+			"Retrying is safe for a send with an appNotificationId and for a PATCH or DELETE; " +
+			"before repeating a create, check whether it exists."
+	case errors.Is(err, raft.ErrClosed):
+		return "The request was not committed: this node is shutting down. Retry; another node of the cluster can take it."
+	case errors.Is(err, raft.ErrTimeout):
+		return "The request was not committed: the cluster is too busy to take it now. Retry after the time in Retry-After."
+	}
+	return "The request was not committed: the cluster has no leader right now (an election takes a second or two). " +
+		"Retry after the time in Retry-After."
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -109,7 +109,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	apply := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_raft_apply_seconds",
 		Help:    "Time from handing an entry to Raft until it is committed and applied.",
 		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)})
-	reg.MustRegister(batch, apply)
+	forwarded := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_forward_batch_commands",
+		Help: "Commands per batch of writes this node forwarded to the leader.", Buckets: prometheus.ExponentialBuckets(1, 2, 9)})
+	reg.MustRegister(batch, apply, forwarded)
 	// The FSM may apply entries (a replay) before the engine exists; what
 	// it misses then, the engine reads from the pending index at start.
 	var engine atomic.Pointer[fanout.Engine]
@@ -166,7 +168,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		HTTPAdvert: cluster.AdvertiseHTTP(n.listener.Addr(), n.store.RaftAddr()),
 		Join:       cfg.Join, BootstrapExpect: cfg.BootstrapExpect, Transport: n.transport,
 		PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
-		Logger:        logger, LiveConnections: n.hub.Open, Dial: cfg.Dial})
+		Logger:        logger, LiveConnections: n.hub.Open, Dial: cfg.Dial,
+		ObserveForward: func(cmds int) { forwarded.Observe(float64(cmds)) }})
 	l := cfg.Limits
 	n.api = httpapi.New(httpapi.Options{
 		State: n.cluster.State(), Hub: n.hub, Ops: n, Logger: logger, Registry: reg, Gatherer: reg,

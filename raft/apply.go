@@ -615,6 +615,9 @@ func (t *tx) purge(c *Command) Result {
 		t.del(k)
 		subs++
 	}
+	// Forwarded commands' remembered results (dedup.go); what one
+	// purge leaves, the next takes.
+	t.purgeRequests(nowMs, c.MaxItems)
 	return ok(PurgeResult{Notifications: purged, Changes: trimmed, Tokens: tokens, Subscriptions: subs})
 }
 

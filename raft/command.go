@@ -54,6 +54,12 @@ type Command struct {
 	// Now is the proposer's clock in Unix nanoseconds: the only clock Apply
 	// may read.
 	Now int64 `json:"now"`
+	// RequestID, when set, makes the command idempotent: the FSM keeps its
+	// result for RequestWindow after Now and answers a command with the
+	// same id with that result again, applying nothing (dedup.go). A
+	// follower sets it on what it forwards, so it can resend a command
+	// whose first send may or may not have reached the leader.
+	RequestID string `json:"requestId,omitempty"`
 
 	User       *resource.UserRecord         `json:"user,omitempty"`
 	UserPatch  *UserPatch                   `json:"userPatch,omitempty"`

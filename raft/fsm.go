@@ -92,8 +92,9 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		}
 		res := make([]Result, len(cmds))
 		for j, c := range cmds {
-			res[j] = t.apply(c)
+			res[j] = t.applyOnce(c)
 		}
+		t.forgetRequests(l.Index, cmds)
 		out[i] = res
 		t.commit(l.Index)
 		f.applied.Store(l.Index)

@@ -1,0 +1,103 @@
+package raft
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// A forwarded command resent with its RequestID (the follower could not
+// tell whether the first send committed) is applied once: the resend, in a
+// later entry or in the same one, answers the first result, whether that was
+// a value or a rule error, and writes nothing.
+func TestResentCommandIsAppliedOnce(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	u := newUser("erin")
+	create := &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u, RequestID: "req-1"}
+	send := sendCmd(u.ID, "app", "", now, now.Add(time.Hour))
+	send.RequestID = "req-2"
+	res := f.ApplyBatch([]*hraft.Log{entry(t, 1, create, send, send), entry(t, 2, create, send)})
+	first, again := res[0].([]Result), res[1].([]Result)
+	for i, r := range append(first, again...) {
+		if r.Err != nil {
+			t.Fatalf("result %d: %v", i, r.Err)
+		}
+	}
+	if got, ok := again[0].Value.(resource.User); !ok || got.ID != u.ID {
+		t.Fatalf("resent create answered %#v, want the user", again[0].Value)
+	}
+	sent, ok := first[1].Value.(SendResult)
+	for i, r := range []Result{first[2], again[1]} {
+		if got, isSend := r.Value.(SendResult); !ok || !isSend || got.Notification.ID != sent.Notification.ID || !got.Created {
+			t.Fatalf("resend %d answered %#v, want the first %#v", i, r.Value, first[1].Value)
+		}
+	}
+	s := &Store{db: db}
+	if ch, _ := s.Changes(u.ID, 0, 10); len(ch) != 1 {
+		t.Fatalf("%d changes, want 1: the send was applied more than once", len(ch))
+	}
+
+	// A new command (a new id) with the same name breaks the rule; its
+	// resend answers the same error even once the rule would pass.
+	clash := &Command{Op: OpCreateUser, Now: now.UnixNano(), User: newUser("erin"), RequestID: "req-3"}
+	del := &Command{Op: OpDeleteUser, Now: now.UnixNano(), UserID: u.ID, RequestID: "req-4"}
+	res = f.ApplyBatch([]*hraft.Log{entry(t, 3, clash, del), entry(t, 4, clash)})
+	var re *resource.Error
+	for i, r := range []Result{res[0].([]Result)[0], res[1].([]Result)[0]} {
+		if !errors.As(r.Err, &re) || re.Code != resource.CodeNameExists {
+			t.Fatalf("clash %d: %v, want nameAlreadyExists", i, r.Err)
+		}
+	}
+	if _, found, _ := s.UserByName("erin"); found {
+		t.Fatal("the resent clash created the user after it was deleted")
+	}
+}
+
+// Remembered results expire by the Now of later commands, never by the
+// wall clock, so every replica (and a replay days later) forgets a request
+// at the same entry.
+func TestRequestRecordsExpireByCommandTime(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) // long past
+	u := newUser("fay")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: t0.UnixNano(), User: u, RequestID: "old"})})
+	has := func(id string) bool {
+		var found bool
+		db.View(func(txn *badger.Txn) error {
+			_, err := txn.Get(requestKey(id))
+			found = err == nil
+			return nil
+		})
+		return found
+	}
+	if !has("old") {
+		t.Fatal("no record of the first request")
+	}
+	// Just inside the window: kept.
+	inside := sendCmd(u.ID, "app", "", t0.Add(RequestWindow-time.Second), t0.Add(RequestWindow+time.Hour))
+	inside.RequestID = "inside"
+	f.ApplyBatch([]*hraft.Log{entry(t, 2, inside)})
+	if !has("old") {
+		t.Fatal("the record was dropped within its window")
+	}
+	later := sendCmd(u.ID, "app", "", t0.Add(RequestWindow+time.Second), t0.Add(RequestWindow+time.Hour))
+	later.RequestID = "later"
+	// Entry 4: every fourth entry looks for expired records.
+	f.ApplyBatch([]*hraft.Log{entry(t, 4, later)})
+	if has("old") || !has("inside") || !has("later") {
+		t.Fatalf("after the window: old %v inside %v later %v, want only old gone", has("old"), has("inside"), has("later"))
+	}
+	// The leader's purge sweeps what no forwarded write came to remove.
+	f.ApplyBatch([]*hraft.Log{entry(t, 5, &Command{Op: OpPurge, Now: t0.Add(time.Hour).UnixNano(), MaxItems: 100})})
+	if has("inside") || has("later") {
+		t.Fatal("the purge left expired request records")
+	}
+}
