@@ -166,6 +166,7 @@ func (c *Cluster) Handler() http.Handler {
 	handle("GET /internal/cluster/status", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
 		return c.selfStatus(), nil
 	})
+	handle("POST "+readIndexPath, c.serveReadIndex) // barrier.go
 	return mux
 }
 

@@ -53,6 +53,9 @@ type Cluster struct {
 	// barrierTerm is the term in which this node, as leader, last issued a
 	// Barrier before reading the slot table.
 	barrierTerm atomic.Uint64
+	// reads shares the read-index rounds of concurrent barriers
+	// (barrier.go).
+	reads readRounds
 	// changed wakes the node's housekeeping: a leader change, or a peer
 	// down past the grace period or back (see Changes).
 	changed chan struct{}

@@ -18,16 +18,24 @@ import (
 const SlotCount = raft.SlotCount
 
 // Ready reports whether the node has a leader and has applied the log up to
-// the commit index it knows.
+// the leader's commit index at the time of asking, within ReadyLag: its own
+// commit index would not do, since a node cut off from the leader, or one
+// catching up, knows only an old one.
 func (c *Cluster) Ready(ctx context.Context) error {
-	if err := c.caughtUp(); err != nil {
-		return err
+	if addr, _ := c.store.Raft().LeaderWithID(); addr == "" {
+		return errors.New("no leader")
+	}
+	ctx, cancel := context.WithTimeout(ctx, ReadyLag)
+	defer cancel()
+	if err := c.Barrier(ctx); err != nil {
+		return fmt.Errorf("not caught up with the leader within %v: %w", ReadyLag, err)
 	}
 	return nil
 }
 
 // caughtUp reports whether there is a leader and this node has applied the
-// log up to the commit index it knows.
+// log up to the commit index it knows (start-up's first check; Ready asks
+// the leader).
 func (c *Cluster) caughtUp() error {
 	r := c.store.Raft()
 	if addr, _ := r.LeaderWithID(); addr == "" {

@@ -134,6 +134,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		HTTPAdvert: cluster.AdvertiseHTTP(n.listener.Addr(), n.store.RaftAddr()),
 		Join:       cfg.Join, Key: []byte(cfg.ClusterKey), PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
 		Logger: logger, LiveConnections: n.hub.Open, Dial: cfg.Dial})
+	reg.MustRegister(n.cluster.BarrierMetrics()...)
 	l := cfg.Limits
 	n.api = httpapi.New(httpapi.Options{
 		State: n.cluster.State(), Hub: n.hub, Ops: n, Logger: logger, Registry: reg, Gatherer: reg,
