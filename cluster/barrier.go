@@ -87,7 +87,16 @@ func (c *Cluster) readIndex(ctx context.Context) (uint64, error) {
 	}
 	round := rr.next
 	if !rr.running {
+		select {
+		case <-c.stop:
+			rr.mu.Unlock()
+			return 0, raft.ErrClosed
+		default:
+		}
+		// Close waits for the rounds, so none reads the store after it
+		// is closed.
 		rr.running = true
+		c.wg.Add(1)
 		go c.runRounds()
 	}
 	rr.mu.Unlock()
@@ -103,6 +112,7 @@ func (c *Cluster) readIndex(ctx context.Context) (uint64, error) {
 
 // runRounds runs rounds while barriers wait for one.
 func (c *Cluster) runRounds() {
+	defer c.wg.Done()
 	rr := &c.reads
 	for {
 		rr.mu.Lock()
@@ -116,6 +126,14 @@ func (c *Cluster) runRounds() {
 		rr.mu.Unlock()
 		rr.rounds.Add(1)
 		ctx, cancel := context.WithTimeout(context.Background(), BarrierTimeout)
+		// A round in flight when the cluster closes ends at once.
+		go func() {
+			select {
+			case <-c.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		round.index, round.err = c.fetchReadIndex(ctx)
 		cancel()
 		close(round.done)
