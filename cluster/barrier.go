@@ -73,10 +73,23 @@ func (c *Cluster) Barrier(ctx context.Context) error {
 		return err
 	}
 	if err := c.store.WaitThrough(ctx, index); err != nil {
-		return fmt.Errorf("applied %d of the leader's commit index %d: %w", c.store.Applied(), index, err)
+		return &behindError{applied: c.store.Applied(), index: index, err: err}
 	}
 	return nil
 }
+
+// behindError is a barrier that learned the leader's commit index but did
+// not apply up to it in time.
+type behindError struct {
+	applied, index uint64
+	err            error
+}
+
+func (e *behindError) Error() string {
+	return fmt.Sprintf("applied %d of the leader's commit index %d: %v", e.applied, e.index, e.err)
+}
+
+func (e *behindError) Unwrap() error { return e.err }
 
 // readIndex joins the next round and returns the commit index it learned.
 func (c *Cluster) readIndex(ctx context.Context) (uint64, error) {

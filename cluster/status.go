@@ -27,10 +27,21 @@ func (c *Cluster) Ready(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, ReadyLag)
 	defer cancel()
-	if err := c.Barrier(ctx); err != nil {
-		return fmt.Errorf("not caught up with the leader within %v: %w", ReadyLag, err)
+	err := c.Barrier(ctx)
+	var behind *behindError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &behind):
+		return fmt.Errorf("not caught up with the leader within %v: applied %d of its commit index %d",
+			ReadyLag, behind.applied, behind.index)
+	case errors.Is(err, raft.ErrClosed):
+		return errors.New("shutting down")
 	}
-	return nil
+	// The cause may name another node's address, which /readyz, open to
+	// anyone, does not show.
+	c.log.Debug("readiness: no commit index from the leader", "error", err)
+	return fmt.Errorf("no commit index from the leader within %v", ReadyLag)
 }
 
 // caughtUp reports whether there is a leader and this node has applied the
