@@ -1,9 +1,9 @@
 // Package cluster holds what makes several Herald nodes one server:
-// membership and joining, forwarding of writes to the leader, inter-node
-// authentication, peer health and the slot table's upkeep. node/ wires it
-// (start-up, shut-down, the delivery engine); httpapi/ sees only the State
-// that Cluster.State returns; raft/ knows nothing of it. DESIGN.md beside
-// this file says how the parts fit.
+// membership and joining, forwarding of writes to the leader, read-index
+// barriers, inter-node authentication, peer health and the slot table's
+// upkeep. node/ wires it (start-up, shut-down, the delivery engine);
+// httpapi/ sees only the State that Cluster.State returns; raft/ knows
+// nothing of it. DESIGN.md beside this file says how the parts fit.
 package cluster
 
 import (
