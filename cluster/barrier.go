@@ -50,6 +50,7 @@ type readRounds struct {
 	running bool
 
 	asked    atomic.Uint64 // barriers asked on this node
+	failed   atomic.Uint64 // barriers that gave up
 	rounds   atomic.Uint64 // rounds this node ran
 	answered atomic.Uint64 // read-index requests this node answered for others
 }
@@ -65,9 +66,17 @@ type readRound struct {
 // BarrierTimeout (or when ctx ends first). A lone node's barrier is a local
 // leadership check and costs next to nothing.
 func (c *Cluster) Barrier(ctx context.Context) error {
+	c.reads.asked.Add(1)
+	err := c.barrier(ctx)
+	if err != nil {
+		c.reads.failed.Add(1)
+	}
+	return err
+}
+
+func (c *Cluster) barrier(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, BarrierTimeout)
 	defer cancel()
-	c.reads.asked.Add(1)
 	index, err := c.readIndex(ctx)
 	if err != nil {
 		return err
@@ -239,10 +248,11 @@ func leaderError(err error) error {
 }
 
 // BarrierMetrics are the read-barrier counters, for the node's registry:
-// how many barriers were asked, how many rounds served them (each one
-// read-index request to the leader, or a local check on the leader), and
-// how many read-index requests this node answered as leader. Rounds far
-// below barriers is the sharing at work.
+// how many barriers were asked and how many gave up (their answers came
+// from this node's replica as it was), how many rounds served them (each
+// one read-index request to the leader, or a local check on the leader),
+// and how many read-index requests this node answered as leader. Rounds
+// far below barriers is the sharing at work.
 func (c *Cluster) BarrierMetrics() []prometheus.Collector {
 	counter := func(name, help string, v *atomic.Uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
@@ -250,6 +260,7 @@ func (c *Cluster) BarrierMetrics() []prometheus.Collector {
 	}
 	return []prometheus.Collector{
 		counter("herald_read_barriers_total", "Read barriers asked on this node.", &c.reads.asked),
+		counter("herald_read_barriers_failed_total", "Read barriers that gave up: the leader's commit index was not reached in time.", &c.reads.failed),
 		counter("herald_read_barrier_rounds_total", "Rounds that served this node's read barriers.", &c.reads.rounds),
 		counter("herald_read_index_requests_total", "Read-index requests this node answered as leader.", &c.reads.answered),
 	}
