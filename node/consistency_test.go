@@ -128,21 +128,24 @@ func TestWhatOneNodeHandsOutWorksAtOnceOnTheOthers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("app token on n3 for an app created on n1: %v", err)
 	}
-	subscribe := func(via *testnode.Node, token string) string {
+	subscribe := func(via *testnode.Node, token string) (string, error) {
 		var sub struct {
 			ID string `json:"id"`
 		}
 		if err := clientFor(t, via, token).Do(ctx, http.MethodPost, "/v1.0/me/notificationSubscriptions",
 			map[string]any{"targetHostName": host, "platformType": "web", "deviceName": "d",
 				"channel": map[string]any{"type": "live"}}, &sub); err != nil {
-			t.Errorf("subscribe on %s: %v", via.Config.NodeID, err)
+			return "", fmt.Errorf("subscribe on %s: %w", via.Config.NodeID, err)
 		}
-		return sub.ID
+		return sub.ID, nil
 	}
-	carolSub := subscribe(nodes[0], carol)
-	daveSub := subscribe(nodes[1], signIn(nodes[2], "dave").AccessToken)
-	if carolSub == "" || daveSub == "" {
-		t.FailNow()
+	carolSub, err := subscribe(nodes[0], carol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daveSub, err := subscribe(nodes[1], signIn(nodes[2], "dave").AccessToken)
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	// The load: dave's notifications through every node in turn, until
@@ -283,9 +286,9 @@ func TestWhatOneNodeHandsOutWorksAtOnceOnTheOthers(t *testing.T) {
 	// with X-UNS-ID, and read on the third.
 	check("subscriptions", func(_, i int) error {
 		a, b, c := others(i)
-		id := subscribe(a, carol)
-		if id == "" {
-			return errors.New("no subscription")
+		id, err := subscribe(a, carol)
+		if err != nil {
+			return err
 		}
 		if _, err := clientFor(t, b, appTok.AccessToken).Send(ctx, id, &client.Notification{
 			Payload: &client.Payload{RawContent: "via a new subscription"}}); err != nil {
