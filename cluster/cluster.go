@@ -1,5 +1,5 @@
 // Package cluster holds what makes several Herald nodes one server:
-// membership and joining, forwarding of writes to the leader, the
+// membership and joining, forwarding of writes to the leader, read-index barriers, the
 // inter-node transport (TLS, authentication, Raft and internal requests on
 // one port), peer health and the slot table's upkeep. node/ wires it
 // (start-up, shut-down, the delivery engine); httpapi/ sees only the State
@@ -70,6 +70,9 @@ type Cluster struct {
 	// barrierTerm is the term in which this node, as leader, last issued a
 	// Barrier before reading the slot table.
 	barrierTerm atomic.Uint64
+	// reads shares the read-index rounds of concurrent barriers
+	// (barrier.go).
+	reads readRounds
 	// changed wakes the node's housekeeping: a leader change, or a peer
 	// down past the grace period or back (see Changes).
 	changed chan struct{}

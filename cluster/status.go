@@ -18,16 +18,35 @@ import (
 const SlotCount = raft.SlotCount
 
 // Ready reports whether the node has a leader and has applied the log up to
-// the commit index it knows.
+// the leader's commit index at the time of asking, within ReadyLag: its own
+// commit index would not do, since a node cut off from the leader, or one
+// catching up, knows only an old one.
 func (c *Cluster) Ready(ctx context.Context) error {
-	if err := c.caughtUp(); err != nil {
-		return err
+	if addr, _ := c.store.Raft().LeaderWithID(); addr == "" {
+		return errors.New("no leader")
 	}
-	return nil
+	ctx, cancel := context.WithTimeout(ctx, ReadyLag)
+	defer cancel()
+	err := c.Barrier(ctx)
+	var behind *behindError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &behind):
+		return fmt.Errorf("not caught up with the leader within %v: applied %d of its commit index %d",
+			ReadyLag, behind.applied, behind.index)
+	case errors.Is(err, raft.ErrClosed):
+		return errors.New("shutting down")
+	}
+	// The cause may name another node's address, which /readyz, open to
+	// anyone, does not show.
+	c.log.Debug("readiness: no commit index from the leader", "error", err)
+	return fmt.Errorf("no commit index from the leader within %v", ReadyLag)
 }
 
 // caughtUp reports whether there is a leader and this node has applied the
-// log up to the commit index it knows.
+// log up to the commit index it knows (start-up's first check; Ready asks
+// the leader).
 func (c *Cluster) caughtUp() error {
 	r := c.store.Raft()
 	if addr, _ := r.LeaderWithID(); addr == "" {

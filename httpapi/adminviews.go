@@ -43,6 +43,9 @@ func (s *Server) userNotification(w http.ResponseWriter, r *http.Request, p *pri
 		return err
 	}
 	n, ok, err := s.state.Notification(u.ID, r.PathValue("nid"))
+	if err == nil && !ok && s.lookAgain(r) { // consistency.go
+		n, ok, err = s.state.Notification(u.ID, r.PathValue("nid"))
+	}
 	if err != nil {
 		return err
 	}

@@ -73,6 +73,9 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request, p *principal)
 
 func (s *Server) lookupApp(r *http.Request) (*resource.ApplicationRecord, error) {
 	a, ok, err := s.state.AppBy(r.PathValue("id"))
+	if err == nil && !ok && s.lookAgain(r) { // consistency.go
+		a, ok, err = s.state.AppBy(r.PathValue("id"))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -69,6 +69,10 @@ func (s *Server) authenticate(r *http.Request, allowQuery bool) (*principal, err
 	}
 	hash := credential.HashToken(tok)
 	rec, ok, err := s.state.Token(hash)
+	if err == nil && !ok && s.lookAgain(r) {
+		// Issued through another node a moment ago, perhaps.
+		rec, ok, err = s.state.Token(hash)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +222,11 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 			return nil, &retryAfter{resource.Errorf(resource.CodeRateLimited, "Too many token requests."), wait}
 		}
 		a, found, err := s.state.AppBy(id)
+		if err == nil && (!found || a.AppID != id || !secretMatches(a, secret, now)) && s.lookAgain(r) {
+			// The application or its secret may be new, added through
+			// another node.
+			a, found, err = s.state.AppBy(id)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -234,6 +243,10 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 			return nil, &retryAfter{resource.Errorf(resource.CodeRateLimited, "Too many sign-in attempts."), wait}
 		}
 		u, found, err := s.state.UserByName(name)
+		if err == nil && (!found || u.UserPrincipalName != name && !strings.EqualFold(u.UserPrincipalName, name)) && s.lookAgain(r) {
+			// A user created through another node a moment ago.
+			u, found, err = s.state.UserByName(name)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -242,7 +255,21 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 			return nil, oauthFail(400, "invalid_grant", "The user name or password is wrong.")
 		}
 		if !credential.CheckPassword(u.PasswordHash, pw) {
-			return nil, oauthFail(400, "invalid_grant", "The user name or password is wrong.")
+			// The password may have been changed through another node a
+			// moment ago: look again, and check once more only if the
+			// stored hash did change.
+			wrong := oauthFail(400, "invalid_grant", "The user name or password is wrong.")
+			if !s.lookAgain(r) {
+				return nil, wrong
+			}
+			fresh, found, err := s.state.User(u.ID)
+			if err != nil {
+				return nil, err
+			}
+			if !found || fresh.PasswordHash == u.PasswordHash || !credential.CheckPassword(fresh.PasswordHash, pw) {
+				return nil, wrong
+			}
+			u = fresh
 		}
 		if !u.AccountEnabled {
 			return nil, oauthFail(400, "invalid_grant", "The account is disabled.")
@@ -255,6 +282,10 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 		}
 		hash := credential.HashToken(rt)
 		rec, found, err := s.state.Token(hash)
+		if err == nil && !found && s.lookAgain(r) {
+			// Rotated through another node a moment ago, perhaps.
+			rec, found, err = s.state.Token(hash)
+		}
 		if err != nil {
 			return nil, err
 		}

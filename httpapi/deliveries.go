@@ -23,6 +23,9 @@ func (s *Server) userDeliveries(w http.ResponseWriter, r *http.Request, p *princ
 		return err
 	}
 	n, ok, err := s.state.Notification(u.ID, r.PathValue("nid"))
+	if err == nil && !ok && s.lookAgain(r) { // consistency.go
+		n, ok, err = s.state.Notification(u.ID, r.PathValue("nid"))
+	}
 	if err != nil {
 		return err
 	}

@@ -120,14 +120,18 @@ func safeIndex(s []string, i int) string {
 
 func resync(msg string) error { return resource.Errorf(resource.CodeResyncRequired, "%s", msg) }
 
-// checkSeq refuses a cursor whose changes were trimmed, or that this state
-// never handed out.
-func (s *Server) checkSeq(uid string, seq uint64) error {
+// checkSeq refuses a cursor whose changes were trimmed, or that no node
+// handed out. One beyond this replica's last change may come from a node
+// further ahead: it is refused only if it is still beyond after a barrier.
+func (s *Server) checkSeq(r *http.Request, uid string, seq uint64) error {
 	floor, err := s.state.ChangeFloor(uid)
 	if err != nil {
 		return err
 	}
 	last, err := s.state.LastSeq()
+	if err == nil && seq > last && s.lookAgain(r) {
+		last, err = s.state.LastSeq()
+	}
 	if err != nil {
 		return err
 	}
@@ -160,7 +164,7 @@ func (s *Server) delta(w http.ResponseWriter, r *http.Request, p *principal) err
 	if !ok {
 		return resync("The delta token is not one this server made; start again without one.")
 	}
-	if err := s.checkSeq(uid, tok.seq); err != nil {
+	if err := s.checkSeq(r, uid, tok.seq); err != nil {
 		return err
 	}
 	if tok.initial {

@@ -15,11 +15,18 @@ func (s *Server) appContext(r *http.Request, p *principal) (*resource.Subscripti
 	if unsid == "" {
 		return nil, resource.Invalid("X-UNS-ID", "The X-UNS-ID header, the user notification subscription id, is required.")
 	}
+	usable := func(sub *resource.SubscriptionRecord, ok bool) bool {
+		return ok && sub.AppID == p.app.ID && sub.ActiveAt(time.Now())
+	}
 	sub, ok, err := s.state.Subscription(unsid)
+	if err == nil && !usable(sub, ok) && s.lookAgain(r) {
+		// Created, or renewed, through another node a moment ago perhaps.
+		sub, ok, err = s.state.Subscription(unsid)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if !ok || sub.AppID != p.app.ID || !sub.ActiveAt(time.Now()) {
+	if !usable(sub, ok) {
 		return nil, denied("The X-UNS-ID is not an active subscription of this application.")
 	}
 	return sub, nil
@@ -53,6 +60,9 @@ func (s *Server) adminSend(w http.ResponseWriter, r *http.Request, p *principal)
 		return resource.Invalid("targetHostName", "targetHostName is required when an admin sends.")
 	}
 	app, ok, err := s.state.AppBy(in.TargetHostName)
+	if err == nil && (!ok || app.TargetHostName != in.TargetHostName) && s.lookAgain(r) {
+		app, ok, err = s.state.AppBy(in.TargetHostName)
+	}
 	if err != nil {
 		return err
 	}
@@ -106,6 +116,9 @@ func (s *Server) lookupNotification(r *http.Request, p *principal) (*resource.No
 		return nil, err
 	}
 	n, ok, err := s.state.Notification(uid, r.PathValue("id"))
+	if err == nil && !ok && s.lookAgain(r) {
+		n, ok, err = s.state.Notification(uid, r.PathValue("id"))
+	}
 	if err != nil {
 		return nil, err
 	}

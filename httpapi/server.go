@@ -40,6 +40,11 @@ type State interface {
 	Changes(uid string, after uint64, limit int) ([]resource.Change, error)
 	VAPID() ([]byte, bool, error)
 	Deliveries(uid, nid string) ([]resource.DeliveryRecord, error)
+	// Barrier returns once this node has applied everything the leader had
+	// committed when it was asked (bounded; an error past the bound).
+	// Handlers run one before an answer that says "not here" (lookAgain)
+	// and up front for ConsistencyLevel: strong.
+	Barrier(ctx context.Context) error
 }
 
 // Ops is what the operational endpoints need of the node.
@@ -209,7 +214,11 @@ func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 			s.metrics.observe(route, sw.status(), time.Since(start))
 		}()
 		r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes*16)
-		if err := h(sw, r); err != nil {
+		r, err := s.consistency(r)
+		if err == nil {
+			err = h(sw, r)
+		}
+		if err != nil {
 			if sw.wrote {
 				s.log.Warn("error after response started", "route", route, "error", err)
 				return

@@ -78,12 +78,19 @@ func (s *Server) sessionToken(r *http.Request) (string, error) {
 		return c.Value, nil
 	}
 	rec, ok, err := s.state.Token(credential.HashToken(c.Value))
+	if err == nil && !ok && s.lookAgain(r) { // consistency.go
+		rec, ok, err = s.state.Token(credential.HashToken(c.Value))
+	}
 	if err != nil {
 		return "", err
 	}
-	// An unknown token falls through to authenticate's 401, which tells the
-	// page to refresh or sign in again; a CSRF error would not.
-	if ok && !validCSRF(r.Header.Get(csrfHeader), rec.Session) {
+	// An unknown token gets the 401 that tells the page to refresh or sign
+	// in again (a CSRF error would not); it must not go on to authenticate,
+	// which could find it on a second look and skip the CSRF check.
+	if !ok {
+		return "", unauthenticated("The access token is unknown or expired.")
+	}
+	if !validCSRF(r.Header.Get(csrfHeader), rec.Session) {
 		return "", denied("The request lacks the page's X-CSRF-Token; reload the page and try again.")
 	}
 	return c.Value, nil
@@ -170,7 +177,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) error {
 	if in.Username == "" || in.Password == "" {
 		return resource.Invalid("username", "Enter a user name and a password.")
 	}
-	u, err := s.checkPassword(in.Username, in.Password, time.Now())
+	u, err := s.checkPassword(r, in.Username, in.Password, time.Now())
 	if err != nil {
 		return err
 	}
@@ -187,12 +194,15 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) error {
 // checkPassword applies the password grant's rules (rate limit per user
 // name, equal cost for unknown users, disabled accounts refused) with
 // answers in the API's error shape.
-func (s *Server) checkPassword(name, pw string, now time.Time) (*resource.UserRecord, error) {
+func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) (*resource.UserRecord, error) {
 	if ok, wait := s.limits.allow("login:user:"+strings.ToLower(name), 2, 10, now); !ok {
 		return nil, &retryAfter{resource.Errorf(resource.CodeRateLimited, "Too many sign-in attempts; wait a moment and try again."), wait}
 	}
 	wrong := unauthenticated("The user name or password is wrong.")
 	u, found, err := s.state.UserByName(name)
+	if err == nil && (!found || !strings.EqualFold(u.UserPrincipalName, name)) && s.lookAgain(r) { // consistency.go
+		u, found, err = s.state.UserByName(name)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -267,6 +277,9 @@ func (s *Server) refreshSession(w http.ResponseWriter, r *http.Request) error {
 	}
 	hash := credential.HashToken(rt)
 	rec, ok, err := s.state.Token(hash)
+	if err == nil && !ok && s.lookAgain(r) { // consistency.go
+		rec, ok, err = s.state.Token(hash)
+	}
 	if err != nil {
 		return err
 	}

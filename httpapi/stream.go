@@ -36,6 +36,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	sid := q.Get("subscriptionId")
 	if sid != "" {
 		sub, ok, err := s.state.Subscription(sid)
+		if err == nil && (!ok || !sub.ActiveAt(time.Now())) && s.lookAgain(r) {
+			// Created, or renewed, through another node a moment ago
+			// perhaps.
+			sub, ok, err = s.state.Subscription(sid)
+		}
 		if err != nil {
 			return err
 		}
@@ -59,7 +64,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 		if !ok {
 			return resync("The cursor is not one this server made; reconnect without one and resync with delta.")
 		}
-		if err := s.checkSeq(uid, seq); err != nil {
+		if err := s.checkSeq(r, uid, seq); err != nil {
 			return err
 		}
 		from = seq

@@ -32,6 +32,10 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request, p *p
 		return err
 	}
 	app, ok, err := s.state.AppBy(in.TargetHostName)
+	if err == nil && (!ok || app.TargetHostName != in.TargetHostName) && s.lookAgain(r) {
+		// Registered through another node a moment ago, perhaps.
+		app, ok, err = s.state.AppBy(in.TargetHostName)
+	}
 	if err != nil {
 		return err
 	}
@@ -93,6 +97,9 @@ func (s *Server) checkDestination(c *resource.Channel) error {
 
 func (s *Server) ownSubscription(r *http.Request, uid string) (*resource.SubscriptionRecord, error) {
 	sub, ok, err := s.state.Subscription(r.PathValue("id"))
+	if err == nil && !ok && s.lookAgain(r) {
+		sub, ok, err = s.state.Subscription(r.PathValue("id"))
+	}
 	if err != nil {
 		return nil, err
 	}

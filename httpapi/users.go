@@ -63,6 +63,9 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p *principal
 
 func (s *Server) lookupUser(r *http.Request) (*resource.UserRecord, error) {
 	u, ok, err := s.state.UserByName(r.PathValue("id"))
+	if err == nil && !ok && s.lookAgain(r) { // consistency.go
+		u, ok, err = s.state.UserByName(r.PathValue("id"))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -170,6 +170,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
 		Logger:        logger, LiveConnections: n.hub.Open, Dial: cfg.Dial,
 		ObserveForward: func(cmds int) { forwarded.Observe(float64(cmds)) }})
+	reg.MustRegister(n.cluster.BarrierMetrics()...)
 	l := cfg.Limits
 	n.api = httpapi.New(httpapi.Options{
 		State: n.cluster.State(), Hub: n.hub, Ops: n, Logger: logger, Registry: reg, Gatherer: reg,
