@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,7 +81,20 @@ type Store struct {
 	stopped   chan struct{} // closed once no proposal will be answered
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	closeErr  error
 	slots     atomic.Pointer[slotCache]
+
+	// live is the running Raft, for the log bridge, which raft calls from
+	// its own goroutines, possibly before NewRaft has returned.
+	live  atomic.Pointer[hraft.Raft]
+	rlog  *raftLog
+	snaps hraft.SnapshotStore
+	// snapshotting counts the start-up snapshot, which Shutdown waits for;
+	// snapAbort makes a snapshot in progress give up (the deadline of a
+	// shutdown passed).
+	snapshotting sync.WaitGroup
+	snapAbort    chan struct{}
+	abortOnce    sync.Once
 }
 
 type proposal struct {
@@ -121,7 +133,8 @@ func Open(opts Options) (*Store, error) {
 		proposals: make(chan *proposal, 4096),
 		inflight:  make(chan *inflight, 64),
 		closing:   make(chan struct{}),
-		stopped:   make(chan struct{})}
+		stopped:   make(chan struct{}),
+		snapAbort: make(chan struct{})}
 	if err := s.startRaft(); err != nil {
 		db.Close()
 		if s.logStore != nil {
@@ -129,30 +142,38 @@ func Open(opts Options) (*Store, error) {
 		}
 		return nil, err
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.batchLoop()
 	go s.resultLoop()
+	go s.observePeers()
+	s.snapshotting.Add(1)
+	go s.snapshotAfterReplay()
 	return s, nil
 }
 
 func (s *Store) startRaft() error {
 	o := s.opts
 	fsm, err := newFSM(s.db, o.OnChange, o.Logger)
-	fsm.onDeliveries = o.OnDeliveries
 	if err != nil {
 		return err
 	}
+	fsm.onDeliveries = o.OnDeliveries
+	fsm.abort = s.snapAbort
 	s.fsm = fsm
 	s.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(o.Dir, "raft.db")})
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{o.Logger},
-		DisableTime: true})
+	// JSON lines, so that the bridge reads raft's fields rather than
+	// parsing its text (raftlog.go).
+	s.rlog = newRaftLog(o.Logger, time.Minute, s.servers)
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: s.rlog,
+		JSONFormat: true, DisableTime: true})
 	snaps, err := hraft.NewFileSnapshotStoreWithLogger(filepath.Join(o.Dir, "snapshots"), 2, hlog)
 	if err != nil {
 		return err
 	}
+	s.snaps = snaps
 	if err := s.catchUpFromSnapshot(snaps); err != nil {
 		return err
 	}
@@ -206,6 +227,7 @@ func (s *Store) startRaft() error {
 		s.transport.Close()
 		return fmt.Errorf("start raft: %w", err)
 	}
+	s.live.Store(s.raft)
 	return nil
 }
 
@@ -394,20 +416,173 @@ func raftError(err error) error {
 // Backup streams a consistent copy of the applied state.
 func (s *Store) Backup(w io.Writer) error { return WriteBackup(s.db, w) }
 
-// Close stops proposing, shuts Raft down (finishing what it was applying)
-// and closes the stores. In-flight proposals get their outcome first.
-func (s *Store) Close() error {
-	var errs []error
+// Close is Shutdown without a deadline.
+func (s *Store) Close() error { return s.Shutdown(context.Background(), nil) }
+
+// Shutdown stops proposing (in-flight proposals get their outcome first),
+// takes a snapshot when the log since the last one is long, shuts Raft down
+// and closes the stores, telling stage the name of each step as it starts.
+// Only the snapshot heeds ctx (it is abandoned when ctx ends); the other
+// steps cannot be interrupted, so a caller with a deadline stops waiting
+// for Shutdown rather than expecting it to return early. Calling it again
+// returns the first result.
+func (s *Store) Shutdown(ctx context.Context, stage func(name string)) error {
+	if stage == nil {
+		stage = func(string) {}
+	}
 	s.closeOnce.Do(func() {
+		stopAbort := context.AfterFunc(ctx, s.abortSnapshot)
+		defer stopAbort()
+		var errs []error
 		close(s.closing)
+		stage(StageProposals)
 		s.wg.Wait()
 		close(s.stopped)
-		if err := s.raft.Shutdown().Error(); err != nil {
+		stage(StageSnapshot)
+		s.snapshotting.Wait()
+		if err := s.snapshotIfLong("shutdown"); err != nil && ctx.Err() == nil {
 			errs = append(errs, err)
 		}
-		errs = append(errs, s.transport.Close(), s.logStore.Close(), s.db.Close())
+		stage(StageRaft)
+		if err := s.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+		stage(StageTransport)
+		errs = append(errs, s.transport.Close())
+		stage(StageLog)
+		errs = append(errs, s.logStore.Close())
+		stage(StageBadger)
+		errs = append(errs, s.db.Close())
+		s.closeErr = errors.Join(errs...)
 	})
-	return errors.Join(errs...)
+	return s.closeErr
+}
+
+// The steps of Shutdown, as it names them.
+const (
+	StageProposals = "in-flight raft proposals"
+	StageSnapshot  = "shutdown snapshot"
+	StageRaft      = "raft shutdown"
+	StageTransport = "raft transport close"
+	StageLog       = "raft log close"
+	StageBadger    = "badger close"
+)
+
+// errSnapshotAbandoned ends a snapshot whose shutdown ran out of time; the
+// log it would have compacted stays, so nothing is lost.
+var errSnapshotAbandoned = errors.New("snapshot abandoned: the node is shutting down")
+
+func (s *Store) abortSnapshot() { s.abortOnce.Do(func() { close(s.snapAbort) }) }
+
+// snapshotAfterReplay takes a snapshot once Raft has replayed the log it
+// found at start, if that log is long. Raft snapshots on its own only every
+// SnapshotInterval; a node restarted more often than that would otherwise
+// never snapshot, and each start would replay a longer log than the last.
+// It runs beside start-up, not in its way: Persist streams a fixed Badger
+// view while entries keep applying.
+func (s *Store) snapshotAfterReplay() {
+	defer s.snapshotting.Done()
+	target := s.raft.LastIndex()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	// A follower's log may end in entries the leader discards, which never
+	// apply; after a while take what has been applied.
+	giveUp := time.After(2 * time.Minute)
+	for s.raft.AppliedIndex() < target {
+		select {
+		case <-s.closing:
+			return
+		case <-giveUp:
+			target = 0
+		case <-tick.C:
+		}
+	}
+	if err := s.snapshotIfLong("start-up"); err != nil {
+		s.opts.Logger.Warn("start-up snapshot failed; raft will try again at its interval", "error", err)
+	}
+}
+
+// snapshotIfLong snapshots when more than a quarter of SnapshotThreshold
+// entries have applied since the last snapshot: the start-up replay of a
+// log that long is worth a snapshot, a shorter one is not.
+func (s *Store) snapshotIfLong(when string) error {
+	last := uint64(0)
+	if list, err := s.snaps.List(); err == nil && len(list) > 0 {
+		last = list[0].Index
+	}
+	applied := s.raft.AppliedIndex()
+	if applied <= last || applied-last <= s.snapshotThreshold()/4 {
+		return nil
+	}
+	start := time.Now()
+	err := s.raft.Snapshot().Error()
+	switch {
+	case errors.Is(err, hraft.ErrNothingNewToSnapshot):
+		return nil
+	case err != nil:
+		return fmt.Errorf("%s snapshot: %w", when, err)
+	}
+	s.opts.Logger.Info("took a snapshot", "when", when, "index", applied, "entries_since_last", applied-last,
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (s *Store) snapshotThreshold() uint64 {
+	if s.opts.SnapshotThreshold > 0 {
+		return s.opts.SnapshotThreshold
+	}
+	return hraft.DefaultConfig().SnapshotThreshold
+}
+
+// LogStats are the counts of the Raft log, for tests and operators.
+type LogStats struct {
+	LastIndex, SnapshotIndex uint64
+	// SinceSnapshot is how many entries a restart would replay.
+	SinceSnapshot uint64
+}
+
+// LogStats reports how long the log after the newest snapshot is.
+func (s *Store) LogStats() LogStats {
+	st := LogStats{LastIndex: s.raft.LastIndex()}
+	if list, err := s.snaps.List(); err == nil && len(list) > 0 {
+		st.SnapshotIndex = list[0].Index
+	}
+	if st.LastIndex > st.SnapshotIndex {
+		st.SinceSnapshot = st.LastIndex - st.SnapshotIndex
+	}
+	return st
+}
+
+// servers is the latest Raft configuration, for the log bridge.
+func (s *Store) servers() []hraft.Server {
+	r := s.live.Load()
+	if r == nil {
+		return nil
+	}
+	return r.GetConfiguration().Configuration().Servers
+}
+
+// observePeers tells the log bridge when a peer answers heartbeats again,
+// which ends its run of throttled failures with one line.
+func (s *Store) observePeers() {
+	defer s.wg.Done()
+	ch := make(chan hraft.Observation, 16)
+	obs := hraft.NewObserver(ch, false, func(o *hraft.Observation) bool {
+		_, ok := o.Data.(hraft.ResumedHeartbeatObservation)
+		return ok
+	})
+	s.raft.RegisterObserver(obs)
+	defer s.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-s.closing:
+			return
+		case o := <-ch:
+			if d, ok := o.Data.(hraft.ResumedHeartbeatObservation); ok {
+				s.rlog.recovered(string(d.PeerID))
+			}
+		}
+	}
 }
 
 // Restore loads a backup into an empty data directory, for `herald restore`:
@@ -428,21 +603,4 @@ func Restore(dir string, r io.Reader) error {
 	// A fresh log starts at index 1: the applied index must not skip it.
 	err = db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyApplied), putUint64(0)) })
 	return errors.Join(err, db.Close())
-}
-
-// slogWriter sends hashicorp/raft's log lines to the node's slog logger, so
-// they follow its level, format and destination.
-type slogWriter struct{ log *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	line := strings.TrimSpace(string(p))
-	level := slog.LevelInfo
-	switch {
-	case strings.HasPrefix(line, "[ERROR]"):
-		level = slog.LevelError
-	case strings.HasPrefix(line, "[WARN]"):
-		level = slog.LevelWarn
-	}
-	w.log.Log(context.Background(), level, strings.TrimSpace(line[strings.Index(line, "]")+1:]))
-	return len(p), nil
 }
