@@ -212,7 +212,7 @@ var peerErrorPatterns = []struct {
 }{
 	{PeerNotAnswering, []string{"i/o timeout", "deadline exceeded", "timed out", "timeout"}},
 	{PeerUnreachable, []string{"connection refused", "no route to host", "host is down", "network is unreachable",
-		"no such host", "connection reset", "broken pipe", "eof"}},
+		"no such host", "connection reset", "broken pipe"}},
 	{PeerWrongKey, []string{"cluster key", "cluster-key", "bad certificate", "unknown certificate",
 		"certificate signed by unknown authority", "certificate required", "handshake failure", "decrypt error",
 		"tls: ", "x509: ", "authentication"}},
