@@ -202,27 +202,25 @@ func (k PeerFailure) describe() string {
 	return "failing"
 }
 
-// peerErrorPatterns maps error text to a kind, checked in order: a timeout
-// inside an authentication step is a silent peer, not a wrong key, so
-// timeouts come first. Transports change their words, so this is the one
-// place to teach new ones.
-var peerErrorPatterns = []struct {
-	kind  PeerFailure
-	texts []string
-}{
-	{PeerNotAnswering, []string{"i/o timeout", "deadline exceeded", "timed out", "timeout"}},
-	{PeerUnreachable, []string{"connection refused", "no route to host", "host is down", "network is unreachable",
-		"no such host", "connection reset", "broken pipe"}},
-	{PeerWrongKey, []string{"cluster key", "cluster-key", "bad certificate", "unknown certificate",
-		"certificate signed by unknown authority", "certificate required", "handshake failure", "decrypt error",
-		"tls: ", "x509: ", "authentication"}},
-}
-
 // ClassifyPeerError tells apart, from an error's text, a peer that is not
 // running, one that does not answer in time, and one with another key.
+// Transports change their words, so this is the one place to teach new
+// ones. Checked in order: a timeout inside an authentication step is a
+// silent peer, not a wrong key, so timeouts come first.
 func ClassifyPeerError(text string) PeerFailure {
+	patterns := []struct {
+		kind  PeerFailure
+		texts []string
+	}{
+		{PeerNotAnswering, []string{"i/o timeout", "deadline exceeded", "timed out", "timeout"}},
+		{PeerUnreachable, []string{"connection refused", "no route to host", "host is down", "network is unreachable",
+			"no such host", "connection reset", "broken pipe"}},
+		{PeerWrongKey, []string{"cluster key", "cluster-key", "bad certificate", "unknown certificate",
+			"certificate signed by unknown authority", "certificate required", "handshake failure", "decrypt error",
+			"tls: ", "x509: ", "authentication"}},
+	}
 	t := strings.ToLower(text)
-	for _, p := range peerErrorPatterns {
+	for _, p := range patterns {
 		for _, s := range p.texts {
 			if strings.Contains(t, s) {
 				return p.kind
@@ -249,7 +247,17 @@ func attrs(rec map[string]any) []slog.Attr {
 	sort.Strings(keys)
 	out := make([]slog.Attr, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, slog.Any(k, rec[k]))
+		v := rec[k]
+		// hclog writes a time.Duration as its nanoseconds.
+		if f, ok := v.(float64); ok && isDurationField(k) {
+			v = time.Duration(f).Round(time.Millisecond)
+		}
+		out = append(out, slog.Any(k, v))
 	}
 	return out
+}
+
+// isDurationField reports whether raft logs field k as a time.Duration.
+func isDurationField(k string) bool {
+	return k == "time" || k == "backoff time" || k == "last-contact"
 }

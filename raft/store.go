@@ -435,7 +435,17 @@ func (s *Store) Shutdown(ctx context.Context, stage func(name string)) error {
 		stage = func(string) {}
 	}
 	s.closeOnce.Do(func() {
-		stopAbort := context.AfterFunc(ctx, s.abortSnapshot)
+		// A snapshot of a large state may take longer than a shutdown
+		// allows; it gets half of what remains, so that Raft and Badger
+		// still close in time. An abandoned one costs only a longer replay
+		// at the next start, which then takes one.
+		snapCtx := ctx
+		if d, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			snapCtx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
+			defer cancel()
+		}
+		stopAbort := context.AfterFunc(snapCtx, s.abortSnapshot)
 		defer stopAbort()
 		var errs []error
 		close(s.closing)
@@ -445,7 +455,11 @@ func (s *Store) Shutdown(ctx context.Context, stage func(name string)) error {
 		stage(StageSnapshot)
 		s.snapshotting.Wait()
 		if !s.opts.noShutdownSnapshot {
-			if err := s.snapshotIfLong("shutdown"); err != nil && ctx.Err() == nil {
+			err := s.snapshotIfLong("shutdown")
+			switch {
+			case err != nil && snapCtx.Err() != nil:
+				s.opts.Logger.Info("gave up the shutdown snapshot to stop in time; the next start takes one")
+			case err != nil:
 				errs = append(errs, err)
 			}
 		}
