@@ -84,6 +84,9 @@ func (b *raftLog) record(rec map[string]any) {
 		}
 		b.log.LogAttrs(context.Background(), level, "raft: "+msg, attrs(rec)...)
 		return
+	case "appendEntries rejected, sending older logs":
+		// A new or lagging follower being caught up: routine.
+		level = slog.LevelDebug
 	case "failed to take snapshot":
 		// Our own snapshots at start and stop ask whether one is due
 		// and give up at a shutdown's deadline; neither is a failure.
@@ -112,8 +115,17 @@ func (b *raftLog) peerFailure(level slog.Level, msg, id, addr string, rec map[st
 	errText, _ := rec["error"].(string)
 	what := strings.TrimSuffix(strings.TrimSuffix(msg, " to"), " RPC")
 	if errText == "" {
-		// "failed to contact" (the leader's lease check) carries no error:
-		// the peer has not answered for longer than the lease.
+		if msg != "failed to contact" {
+			b.throttle.Fail(logthrottle.Key{Subject: id, Kind: msg}, level, "raft: "+msg, peerAttrs(id, addr, rec)...)
+			return
+		}
+		// The leader's lease check: the peer has not answered for longer
+		// than the lease. For a peer already reported failing that is no
+		// news; for one whose calls just hang (paused), it is the first.
+		if b.throttle.Failing(id) {
+			b.log.LogAttrs(context.Background(), slog.LevelDebug, "raft: "+msg, peerAttrs(id, addr, rec)...)
+			return
+		}
 		kind := PeerNotAnswering
 		text := fmt.Sprintf("raft: peer %s %s: %s", id, kind.describe(), what)
 		b.throttle.Fail(logthrottle.Key{Subject: id, Kind: string(kind)}, slog.LevelWarn, text,
@@ -178,7 +190,8 @@ type PeerFailure string
 
 const (
 	// PeerUnreachable: nothing accepts connections at the peer's address
-	// (not running, wrong address, or a firewall that rejects).
+	// (not running, wrong address, or a firewall that rejects), or the
+	// peer closed the connection (it is stopping).
 	PeerUnreachable PeerFailure = "unreachable"
 	// PeerNotAnswering: the connection is there but no answer comes in
 	// time (the process is paused or overloaded, or packets are dropped).
@@ -193,7 +206,7 @@ const (
 func (k PeerFailure) describe() string {
 	switch k {
 	case PeerUnreachable:
-		return "unreachable (nothing accepts connections at its address: is it running?)"
+		return "unreachable (connection refused or closed: is it running?)"
 	case PeerNotAnswering:
 		return "not answering (connected, but no reply in time: paused, overloaded or cut off)"
 	case PeerWrongKey:
@@ -214,7 +227,7 @@ func ClassifyPeerError(text string) PeerFailure {
 	}{
 		{PeerNotAnswering, []string{"i/o timeout", "deadline exceeded", "timed out", "timeout"}},
 		{PeerUnreachable, []string{"connection refused", "no route to host", "host is down", "network is unreachable",
-			"no such host", "connection reset", "broken pipe"}},
+			"no such host", "connection reset", "broken pipe", "eof"}},
 		{PeerWrongKey, []string{"cluster key", "cluster-key", "bad certificate", "unknown certificate",
 			"certificate signed by unknown authority", "certificate required", "handshake failure", "decrypt error",
 			"tls: ", "x509: ", "authentication"}},

@@ -27,7 +27,7 @@ func TestClassifyPeerError(t *testing.T) {
 		{"raft peer failed cluster-key authentication", PeerWrongKey},
 		{"remote error: tls: bad certificate", PeerWrongKey},
 		{"tls: failed to verify certificate: x509: certificate signed by unknown authority", PeerWrongKey},
-		{"unexpected EOF", PeerFailing},
+		{"EOF", PeerUnreachable},
 		{"something else entirely", PeerFailing},
 	} {
 		if got := ClassifyPeerError(tc.text); got != tc.want {
