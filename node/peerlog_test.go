@@ -55,17 +55,23 @@ func TestDownPeerIsLoggedOnceAndItsReturnOnce(t *testing.T) {
 		return fmt.Errorf("no leader with two peers")
 	})
 	vi = (li + 1) % 3
-	leader, victim := nodes[li].Store().Raft(), cfgs[vi].NodeID
+	victim := cfgs[vi].NodeID
+	survivors := []int{li, 3 - li - vi}
 
+	// Failed heartbeats to the victim, by whichever survivor leads (on a
+	// busy machine leadership may move during the test).
 	var failed atomic.Int32
-	obs := hraft.NewObserver(make(chan hraft.Observation, 1), false, func(o *hraft.Observation) bool {
-		if f, ok := o.Data.(hraft.FailedHeartbeatObservation); ok && string(f.PeerID) == victim {
-			failed.Add(1)
-		}
-		return false
-	})
-	leader.RegisterObserver(obs)
-	defer leader.DeregisterObserver(obs)
+	for _, i := range survivors {
+		r := nodes[i].Store().Raft()
+		obs := hraft.NewObserver(make(chan hraft.Observation, 1), false, func(o *hraft.Observation) bool {
+			if f, ok := o.Data.(hraft.FailedHeartbeatObservation); ok && string(f.PeerID) == victim {
+				failed.Add(1)
+			}
+			return false
+		})
+		r.RegisterObserver(obs)
+		defer r.DeregisterObserver(obs)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := nodes[vi].Close(ctx); err != nil {
@@ -80,29 +86,40 @@ func TestDownPeerIsLoggedOnceAndItsReturnOnce(t *testing.T) {
 		}
 		return nil
 	})
-	about := func() []string {
+	about := func(i int) []string {
 		var out []string
-		for _, l := range strings.Split(logs[li].String(), "\n") {
+		for _, l := range strings.Split(logs[i].String(), "\n") {
 			if strings.Contains(l, "peer="+victim) && (strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR")) {
 				out = append(out, l)
 			}
 		}
 		return out
 	}
-	got := about()
-	if len(got) != 1 {
-		t.Fatalf("%d warnings or errors about %s after %d failed heartbeats, want 1:\n%s",
-			len(got), victim, failed.Load(), strings.Join(got, "\n"))
+	reported := 0
+	for _, i := range survivors {
+		got := about(i)
+		if len(got) > 1 {
+			t.Errorf("%s logged %d warnings or errors about %s (%d failed heartbeats in all), want at most 1:\n%s",
+				cfgs[i].NodeID, len(got), victim, failed.Load(), strings.Join(got, "\n"))
+		}
+		if len(got) == 1 {
+			reported++
+			if !strings.Contains(got[0], "peer "+victim+" unreachable") {
+				t.Errorf("line %q: want it to say the peer is unreachable", got[0])
+			}
+		}
 	}
-	if !strings.Contains(got[0], "peer "+victim+" unreachable") {
-		t.Errorf("line %q: want it to say the peer is unreachable", got[0])
+	if reported == 0 {
+		t.Fatalf("no survivor reported %s down", victim)
 	}
 
 	nodes[vi] = start(vi)
 	pollUntil(t, "a line saying the peer answers again", func() error {
-		if !strings.Contains(logs[li].String(), "peer "+victim+" answering again") {
-			return fmt.Errorf("not yet")
+		for _, i := range survivors {
+			if strings.Contains(logs[i].String(), "peer "+victim+" answering again") {
+				return nil
+			}
 		}
-		return nil
+		return fmt.Errorf("not yet")
 	})
 }

@@ -78,6 +78,12 @@ func (b *raftLog) record(rec map[string]any) {
 		b.log.LogAttrs(context.Background(), level, "raft: no leader heard within the heartbeat timeout; starting an election",
 			attrs(rec)...)
 		return
+	case "Election timeout reached, restarting election":
+		// A lone voter only misses its own election when the machine is
+		// too slow to persist its vote in time; it is not a cluster event.
+		if b.alone() {
+			level = slog.LevelDebug
+		}
 	case "entering leader state", "election won", "entering follower state":
 		if !b.alone() {
 			level = slog.LevelInfo
