@@ -41,7 +41,11 @@ func TestRestartTimeWithManyNotifications(t *testing.T) {
 	cfg := testnode.Config(t, dir)
 	cfg.ShutdownTimeout = 10 * time.Minute
 	cfg.PurgeInterval = time.Hour
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	level := slog.LevelInfo
+	if os.Getenv("HERALD_RESTART_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	start := func() (*node.Node, time.Duration) {
 		t0 := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -77,7 +81,22 @@ func TestRestartTimeWithManyNotifications(t *testing.T) {
 	n, _ := start()
 	ctx := context.Background()
 	uids := make([]string, users)
+	// HERALD_RESTART_REUSE=1 with HERALD_RESTART_DIR measures restarts of
+	// a node filled by an earlier run, without filling it again.
+	reuse := os.Getenv("HERALD_RESTART_REUSE") != ""
+	if reuse {
+		page, err := n.Store().ListUsers("", users)
+		if err != nil || len(page.Items) == 0 {
+			t.Fatalf("no users to reuse: %v", err)
+		}
+		for i := range uids {
+			uids[i] = page.Items[i%len(page.Items)].ID
+		}
+	}
 	for i := range uids {
+		if reuse {
+			break
+		}
 		rec, err := httpapi.NewUserRecord(fmt.Sprintf("user%04d", i), "User", "password-"+strconv.Itoa(i),
 			[]string{resource.RoleUser}, true, time.Now())
 		if err != nil {
@@ -123,6 +142,9 @@ func TestRestartTimeWithManyNotifications(t *testing.T) {
 		wg.Wait()
 	}
 	t0 := time.Now()
+	if reuse {
+		total = 0
+	}
 	fill(n, 0, total)
 	if t.Failed() {
 		return

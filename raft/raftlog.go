@@ -90,6 +90,10 @@ func (b *raftLog) record(rec map[string]any) {
 		}
 		b.log.LogAttrs(context.Background(), level, "raft: "+msg, attrs(rec)...)
 		return
+	case "found temporary snapshot":
+		// Listing snapshots while one is being written (LogStats, the
+		// start and stop snapshots ask) finds its temporary directory.
+		level = slog.LevelDebug
 	case "appendEntries rejected, sending older logs":
 		// A new or lagging follower being caught up: routine.
 		level = slog.LevelDebug
