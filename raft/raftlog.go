@@ -238,9 +238,13 @@ func ClassifyPeerError(text string) PeerFailure {
 		{PeerNotAnswering, []string{"i/o timeout", "deadline exceeded", "timed out", "timeout"}},
 		{PeerUnreachable, []string{"connection refused", "no route to host", "host is down", "network is unreachable",
 			"no such host", "connection reset", "broken pipe", "eof"}},
-		{PeerWrongKey, []string{"cluster key", "cluster-key", "bad certificate", "unknown certificate",
+		// Today's HMAC handshake says "failed cluster-key authentication"
+		// for a wrong key and for a peer that stalled mid-handshake alike,
+		// so that text claims neither (it stays "failing"); the TLS
+		// transport's certificate errors do say which.
+		{PeerWrongKey, []string{"wrong cluster key", "cluster key mismatch", "bad certificate", "unknown certificate",
 			"certificate signed by unknown authority", "certificate required", "handshake failure", "decrypt error",
-			"tls: ", "x509: ", "authentication"}},
+			"tls: ", "x509: "}},
 	}
 	t := strings.ToLower(text)
 	for _, p := range patterns {

@@ -24,7 +24,9 @@ func TestClassifyPeerError(t *testing.T) {
 		{"context deadline exceeded", PeerNotAnswering},
 		// A silent peer mid-handshake is not a wrong key.
 		{"raft peer failed cluster-key authentication: read: i/o timeout", PeerNotAnswering},
-		{"raft peer failed cluster-key authentication", PeerWrongKey},
+		// Says the same for a wrong key and a stalled peer: no claim.
+		{"raft peer failed cluster-key authentication", PeerFailing},
+		{"wrong cluster key", PeerWrongKey},
 		{"remote error: tls: bad certificate", PeerWrongKey},
 		{"tls: failed to verify certificate: x509: certificate signed by unknown authority", PeerWrongKey},
 		{"EOF", PeerUnreachable},
