@@ -148,6 +148,9 @@ func TestCloseReturnsOnItsDeadlineWhenRaftHangs(t *testing.T) {
 	nodes := make([]*testnode.Node, 3)
 	for i := range cfgs {
 		cfgs[i].Dial = dialer.Dial
+		// No housekeeping tick: its writes, forwarded to a leader that
+		// cannot be elected, would hold the shutdown in another stage.
+		cfgs[i].PurgeInterval = time.Hour
 		nodes[i] = testnode.Start(t, &cfgs[i])
 	}
 	// Runs before the nodes' own cleanups, which would otherwise wait on
