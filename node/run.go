@@ -56,6 +56,9 @@ type Node struct {
 	lastLeader bool
 	closeOnce  sync.Once
 	closeErr   error
+	// stopped is closed when the shutdown's last stage is done.
+	stopped     chan struct{}
+	stoppedOnce sync.Once
 }
 
 // Run starts a node with cfg and blocks until ctx is cancelled, then shuts the
@@ -71,10 +74,19 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	<-ctx.Done()
-	logger.Info("shutting down")
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	return n.Close(sctx)
+	err = n.Close(sctx)
+	var te *ShutdownTimeoutError
+	if errors.As(err, &te) {
+		// The caller exits now, leaving the stuck stage behind: the Raft
+		// log is the durable record, so nothing acknowledged is lost, and
+		// the next start replays what Badger had not synced.
+		logger.Error("shutdown did not finish in time; exiting anyway", "timeout", cfg.ShutdownTimeout,
+			"stuck_in", te.Stage, "not_run", strings.Join(te.Pending, ", "))
+	}
+	return err
 }
 
 // Start opens the node's storage, waits for a leader, creates the first
@@ -267,27 +279,31 @@ func (n *Node) Addr() string { return n.listener.Addr().String() }
 func (n *Node) Store() *raft.Store { return n.store }
 
 // Close shuts down in order: end live streams with a retry hint, stop
-// accepting requests and finish those in flight, then close Raft and Badger.
+// accepting requests and finish those in flight, stop the delivery engine
+// and the cluster machinery, then close Raft and Badger. Each stage gets
+// what remains of ctx's deadline; once it has passed, Close returns a
+// *ShutdownTimeoutError naming the stage that did not finish, while the
+// stages go on in the background (Stopped tells when they are done).
 // Closing again returns the first result.
 func (n *Node) Close(ctx context.Context) error {
 	n.closeOnce.Do(func() {
-		close(n.stop)
-		n.api.Stop()
-		err := n.http.Shutdown(ctx)
-		if err != nil {
-			n.http.Close()
-		}
-		n.hub.CloseAll()
-		if n.engine != nil {
-			n.engine.Stop()
-		}
-		if n.cluster != nil {
-			n.cluster.Close()
-		}
-		n.wg.Wait()
-		n.closeErr = errors.Join(err, n.store.Close())
-		if n.transport != nil {
-			n.transport.Close()
+		start := time.Now()
+		var stage atomic.Value
+		stage.Store("")
+		result := make(chan error, 1)
+		go func() {
+			defer close(n.stoppedCh())
+			result <- n.shutdown(ctx, func(name string) { stage.Store(name) })
+		}()
+		select {
+		case n.closeErr = <-result:
+		case <-ctx.Done():
+			select {
+			case n.closeErr = <-result: // finished as the deadline came
+			default:
+				cur := stage.Load().(string)
+				n.closeErr = &ShutdownTimeoutError{After: time.Since(start), Stage: cur, Pending: stagesAfter(cur)}
+			}
 		}
 	})
 	return n.closeErr
@@ -311,6 +327,37 @@ func checkBootstrapExpect(cfg Config) error {
 	return nil
 }
 
+// Stopped is closed once every stage of Close has finished, which may be
+// after Close returned on its deadline.
+func (n *Node) Stopped() <-chan struct{} { return n.stoppedCh() }
+
+func (n *Node) stoppedCh() chan struct{} {
+	n.stoppedOnce.Do(func() { n.stopped = make(chan struct{}) })
+	return n.stopped
+}
+
+// The stages of a shutdown, in order; the last ones are the store's.
+const (
+	StageHTTP        = "http drain"
+	StageStreams     = "live streams"
+	StageEngine      = "delivery engine"
+	StageCluster     = "cluster"
+	StageHousekeeper = "housekeeping"
+	StageInterNode   = "inter-node transport close"
+)
+
+var shutdownStages = []string{StageHTTP, StageStreams, StageEngine, StageCluster, StageHousekeeper,
+	raft.StageProposals, raft.StageSnapshot, raft.StageRaft, raft.StageTransport, raft.StageLog, raft.StageBadger, StageInterNode}
+
+func stagesAfter(stage string) []string {
+	for i, s := range shutdownStages {
+		if s == stage {
+			return slices.Clone(shutdownStages[i+1:])
+		}
+	}
+	return nil
+}
+
 // waitMember waits until this node belongs to a cluster. A node of a new
 // cluster (--bootstrap-expect) waits as long as it takes, since an operator
 // starts the nodes one after the other; a node that joins an existing one
@@ -322,6 +369,59 @@ func (n *Node) waitMember(ctx context.Context) error {
 		defer cancel()
 	}
 	return n.cluster.WaitMember(ctx)
+}
+
+// ErrShutdownTimeout is what a *ShutdownTimeoutError is.
+var ErrShutdownTimeout = errors.New("shutdown did not finish in time")
+
+// ShutdownTimeoutError says which stage of a shutdown was still running
+// when its deadline passed, and which had not started.
+type ShutdownTimeoutError struct {
+	After   time.Duration
+	Stage   string
+	Pending []string
+}
+
+func (e *ShutdownTimeoutError) Error() string {
+	msg := fmt.Sprintf("shutdown did not finish within %s: still waiting for %s", e.After.Round(time.Millisecond), e.Stage)
+	if len(e.Pending) > 0 {
+		msg += " (not run yet: " + strings.Join(e.Pending, ", ") + ")"
+	}
+	return msg
+}
+
+func (e *ShutdownTimeoutError) Is(target error) bool { return target == ErrShutdownTimeout }
+
+// shutdown runs the stages in order. Only the HTTP drain and the store's
+// snapshot can be cut short by ctx; the others cannot, which is why Close
+// waits for this in a goroutine it can stop waiting for.
+func (n *Node) shutdown(ctx context.Context, stage func(string)) error {
+	close(n.stop)
+	stage(StageHTTP)
+	n.api.Stop()
+	var errs []error
+	if err := n.http.Shutdown(ctx); err != nil {
+		n.http.Close()
+		errs = append(errs, fmt.Errorf("http drain: %w", err))
+	}
+	stage(StageStreams)
+	n.hub.CloseAll()
+	stage(StageEngine)
+	if n.engine != nil {
+		n.engine.Stop()
+	}
+	stage(StageCluster)
+	if n.cluster != nil {
+		n.cluster.Close()
+	}
+	stage(StageHousekeeper)
+	n.wg.Wait()
+	errs = append(errs, n.store.Shutdown(ctx, stage))
+	if n.transport != nil {
+		stage(StageInterNode)
+		errs = append(errs, n.transport.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // nodeID is the configured id, or the one this data directory was first

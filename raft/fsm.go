@@ -26,6 +26,9 @@ type FSM struct {
 	// onDeliveries is set before Raft starts, so it needs no lock.
 	onDeliveries func([]resource.DeliveryRef)
 	log          *slog.Logger
+	// abort, once closed, makes a snapshot being persisted give up (set
+	// before Raft starts).
+	abort <-chan struct{}
 }
 
 func newFSM(db *badger.DB, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
@@ -111,7 +114,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 // Snapshot captures a Badger read transaction, whose view stays fixed while
 // later entries apply; Persist streams it.
 func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
-	return &fsmSnapshot{db: f.db, txn: f.db.NewTransaction(false)}, nil
+	return &fsmSnapshot{db: f.db, txn: f.db.NewTransaction(false), abort: f.abort}, nil
 }
 
 // Restore replaces the whole state with a snapshot's.
@@ -126,12 +129,13 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 }
 
 type fsmSnapshot struct {
-	db  *badger.DB
-	txn *badger.Txn
+	db    *badger.DB
+	txn   *badger.Txn
+	abort <-chan struct{}
 }
 
 func (s *fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
-	if err := writeSnapshot(s.txn, sink); err != nil {
+	if err := writeSnapshot(s.txn, abortWriter{sink, s.abort}); err != nil {
 		sink.Cancel()
 		return err
 	}
@@ -145,3 +149,19 @@ func (s *fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
 }
 
 func (s *fsmSnapshot) Release() { s.txn.Discard() }
+
+// abortWriter fails once abort is closed, so that a snapshot of a large
+// state does not hold a shutdown past its deadline.
+type abortWriter struct {
+	w     io.Writer
+	abort <-chan struct{}
+}
+
+func (a abortWriter) Write(p []byte) (int, error) {
+	select {
+	case <-a.abort:
+		return 0, errSnapshotAbandoned
+	default:
+		return a.w.Write(p)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +61,10 @@ type Options struct {
 	// ObserveBatch is told the size of every group-committed entry and how
 	// long it took to commit and apply.
 	ObserveBatch func(commands int, took time.Duration)
+
+	// noShutdownSnapshot leaves the start-up snapshot alone to keep the
+	// log short, for its test.
+	noShutdownSnapshot bool
 }
 
 // Store proposes commands through Raft and reads the applied state from
@@ -80,7 +83,20 @@ type Store struct {
 	stopped   chan struct{} // closed once no proposal will be answered
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	closeErr  error
 	slots     atomic.Pointer[slotCache]
+
+	// live is the running Raft, for the log bridge, which raft calls from
+	// its own goroutines, possibly before NewRaft has returned.
+	live  atomic.Pointer[hraft.Raft]
+	rlog  *raftLog
+	snaps hraft.SnapshotStore
+	// snapshotting counts the start-up snapshot, which Shutdown waits for;
+	// snapAbort makes a snapshot in progress give up (the deadline of a
+	// shutdown passed).
+	snapshotting sync.WaitGroup
+	snapAbort    chan struct{}
+	abortOnce    sync.Once
 }
 
 type proposal struct {
@@ -111,15 +127,18 @@ func Open(opts Options) (*Store, error) {
 		WithSyncWrites(false). // the Raft log is the durable record; see DESIGN.md
 		WithNumVersionsToKeep(1).
 		WithCompactL0OnClose(true)
+	t0 := time.Now()
 	db, err := badger.Open(bopts)
 	if err != nil {
 		return nil, fmt.Errorf("open badger: %w", err)
 	}
+	opts.Logger.Debug("opened badger", "took", time.Since(t0).Round(time.Millisecond))
 	s := &Store{opts: opts, db: db,
 		proposals: make(chan *proposal, 4096),
 		inflight:  make(chan *inflight, 64),
 		closing:   make(chan struct{}),
-		stopped:   make(chan struct{})}
+		stopped:   make(chan struct{}),
+		snapAbort: make(chan struct{})}
 	if err := s.startRaft(); err != nil {
 		db.Close()
 		if s.logStore != nil {
@@ -127,30 +146,40 @@ func Open(opts Options) (*Store, error) {
 		}
 		return nil, err
 	}
-	s.wg.Add(2)
+	opts.Logger.Debug("raft started", "took", time.Since(t0).Round(time.Millisecond), "last_index", s.raft.LastIndex(),
+		"snapshot_index", s.LogStats().SnapshotIndex)
+	s.wg.Add(3)
 	go s.batchLoop()
 	go s.resultLoop()
+	go s.observePeers()
+	s.snapshotting.Add(1)
+	go s.snapshotAfterReplay()
 	return s, nil
 }
 
 func (s *Store) startRaft() error {
 	o := s.opts
 	fsm, err := newFSM(s.db, o.OnChange, o.Logger)
-	fsm.onDeliveries = o.OnDeliveries
 	if err != nil {
 		return err
 	}
+	fsm.onDeliveries = o.OnDeliveries
+	fsm.abort = s.snapAbort
 	s.fsm = fsm
 	s.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(o.Dir, "raft.db")})
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{o.Logger},
-		DisableTime: true})
+	// JSON lines, so that the bridge reads raft's fields rather than
+	// parsing its text (raftlog.go).
+	s.rlog = newRaftLog(o.Logger, time.Minute, s.servers)
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: s.rlog,
+		JSONFormat: true, DisableTime: true})
 	snaps, err := hraft.NewFileSnapshotStoreWithLogger(filepath.Join(o.Dir, "snapshots"), 2, hlog)
 	if err != nil {
 		return err
 	}
+	s.snaps = snaps
 	if err := s.catchUpFromSnapshot(snaps); err != nil {
 		return err
 	}
@@ -206,6 +235,7 @@ func (s *Store) startRaft() error {
 		s.transport.Close()
 		return fmt.Errorf("start raft: %w", err)
 	}
+	s.live.Store(s.raft)
 	return nil
 }
 
@@ -221,21 +251,36 @@ func (s *Store) catchUpFromSnapshot(snaps hraft.SnapshotStore) error {
 	// The snapshot's Raft index also counts entries that never reach the
 	// FSM (a new leader's no-op, barriers); compare with the applied index
 	// the snapshot itself holds.
-	_, rc, err := snaps.Open(list[0].ID)
-	if err != nil {
-		return err
-	}
-	applied, err := snapshotApplied(rc)
-	rc.Close()
+	applied, err := s.snapshotHeader(snaps, list[0].ID)
 	if err != nil || s.fsm.Applied() >= applied {
 		return err
 	}
 	s.opts.Logger.Warn("storage is behind the newest snapshot; restoring it",
 		"applied", s.fsm.Applied(), "snapshot", applied)
-	if _, rc, err = snaps.Open(list[0].ID); err != nil {
+	_, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
 		return err
 	}
 	return s.fsm.Restore(rc)
+}
+
+// snapshotHeader reads the applied index at the head of a snapshot.
+// FileSnapshotStore.Open reads the whole file to check its CRC before it
+// returns, which at every start would cost time in proportion to the data
+// (seconds for a million notifications), so the header is read from the
+// store's file directly; Open is the fallback should its layout change.
+// A restore (the rare case) still goes through Open and its check.
+func (s *Store) snapshotHeader(snaps hraft.SnapshotStore, id string) (uint64, error) {
+	if f, err := os.Open(filepath.Join(s.opts.Dir, "snapshots", "snapshots", id, "state.bin")); err == nil {
+		defer f.Close()
+		return snapshotApplied(f)
+	}
+	_, rc, err := snaps.Open(id)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	return snapshotApplied(rc)
 }
 
 // DB is the applied state, for reads.
@@ -469,20 +514,189 @@ func raftError(err error) error {
 // Backup streams a consistent copy of the applied state.
 func (s *Store) Backup(w io.Writer) error { return WriteBackup(s.db, w) }
 
-// Close stops proposing, shuts Raft down (finishing what it was applying)
-// and closes the stores. In-flight proposals get their outcome first.
-func (s *Store) Close() error {
-	var errs []error
+// Close is Shutdown without a deadline.
+func (s *Store) Close() error { return s.Shutdown(context.Background(), nil) }
+
+// Shutdown stops proposing (in-flight proposals get their outcome first),
+// takes a snapshot when the log since the last one is long, shuts Raft down
+// and closes the stores, telling stage the name of each step as it starts.
+// Only the snapshot heeds ctx (it is abandoned when ctx ends); the other
+// steps cannot be interrupted, so a caller with a deadline stops waiting
+// for Shutdown rather than expecting it to return early. Calling it again
+// returns the first result.
+func (s *Store) Shutdown(ctx context.Context, stage func(name string)) error {
+	if stage == nil {
+		stage = func(string) {}
+	}
 	s.closeOnce.Do(func() {
+		// A snapshot of a large state may take longer than a shutdown
+		// allows; it gets half of what remains, so that Raft and Badger
+		// still close in time. An abandoned one costs only a longer replay
+		// at the next start, which then takes one.
+		snapCtx := ctx
+		if d, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			snapCtx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
+			defer cancel()
+		}
+		stopAbort := context.AfterFunc(snapCtx, s.abortSnapshot)
+		defer stopAbort()
+		var errs []error
 		close(s.closing)
+		stage(StageProposals)
 		s.wg.Wait()
 		close(s.stopped)
-		if err := s.raft.Shutdown().Error(); err != nil {
-			errs = append(errs, err)
+		stage(StageSnapshot)
+		s.snapshotting.Wait()
+		if !s.opts.noShutdownSnapshot {
+			err := s.snapshotIfLong("shutdown")
+			switch {
+			case err != nil && snapCtx.Err() != nil:
+				s.opts.Logger.Info("gave up the shutdown snapshot to stop in time; the next start takes one")
+			case err != nil:
+				errs = append(errs, err)
+			}
 		}
-		errs = append(errs, s.transport.Close(), s.logStore.Close(), s.db.Close())
+		stage(StageRaft)
+		if err := s.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+		stage(StageTransport)
+		errs = append(errs, s.transport.Close())
+		stage(StageLog)
+		errs = append(errs, s.logStore.Close())
+		stage(StageBadger)
+		errs = append(errs, s.db.Close())
+		s.closeErr = errors.Join(errs...)
 	})
-	return errors.Join(errs...)
+	return s.closeErr
+}
+
+// The steps of Shutdown, as it names them.
+const (
+	StageProposals = "in-flight raft proposals"
+	StageSnapshot  = "shutdown snapshot"
+	StageRaft      = "raft shutdown"
+	StageTransport = "raft transport close"
+	StageLog       = "raft log close"
+	StageBadger    = "badger close"
+)
+
+// errSnapshotAbandoned ends a snapshot whose shutdown ran out of time; the
+// log it would have compacted stays, so nothing is lost.
+var errSnapshotAbandoned = errors.New("snapshot abandoned: the node is shutting down")
+
+func (s *Store) abortSnapshot() { s.abortOnce.Do(func() { close(s.snapAbort) }) }
+
+// snapshotAfterReplay takes a snapshot once Raft has replayed the log it
+// found at start, if that log is long. Raft snapshots on its own only every
+// SnapshotInterval; a node restarted more often than that would otherwise
+// never snapshot, and each start would replay a longer log than the last.
+// It runs beside start-up, not in its way: Persist streams a fixed Badger
+// view while entries keep applying.
+func (s *Store) snapshotAfterReplay() {
+	defer s.snapshotting.Done()
+	target := s.raft.LastIndex()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	// A follower's log may end in entries the leader discards, which never
+	// apply; after a while take what has been applied.
+	giveUp := time.After(2 * time.Minute)
+	for s.raft.AppliedIndex() < target {
+		select {
+		case <-s.closing:
+			return
+		case <-giveUp:
+			target = 0
+		case <-tick.C:
+		}
+	}
+	if err := s.snapshotIfLong("start-up"); err != nil {
+		s.opts.Logger.Warn("start-up snapshot failed; raft will try again at its interval", "error", err)
+	}
+}
+
+// snapshotIfLong snapshots when more than a quarter of SnapshotThreshold
+// entries have applied since the last snapshot: the start-up replay of a
+// log that long is worth a snapshot, a shorter one is not.
+func (s *Store) snapshotIfLong(when string) error {
+	last := uint64(0)
+	if list, err := s.snaps.List(); err == nil && len(list) > 0 {
+		last = list[0].Index
+	}
+	applied := s.raft.AppliedIndex()
+	if applied <= last || applied-last <= s.snapshotThreshold()/4 {
+		return nil
+	}
+	start := time.Now()
+	err := s.raft.Snapshot().Error()
+	switch {
+	case errors.Is(err, hraft.ErrNothingNewToSnapshot):
+		return nil
+	case err != nil:
+		return fmt.Errorf("%s snapshot: %w", when, err)
+	}
+	s.opts.Logger.Info("took a snapshot", "when", when, "index", applied, "entries_since_last", applied-last,
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (s *Store) snapshotThreshold() uint64 {
+	if s.opts.SnapshotThreshold > 0 {
+		return s.opts.SnapshotThreshold
+	}
+	return hraft.DefaultConfig().SnapshotThreshold
+}
+
+// LogStats are the counts of the Raft log, for tests and operators.
+type LogStats struct {
+	LastIndex, SnapshotIndex uint64
+	// SinceSnapshot is how many entries a restart would replay.
+	SinceSnapshot uint64
+}
+
+// LogStats reports how long the log after the newest snapshot is.
+func (s *Store) LogStats() LogStats {
+	st := LogStats{LastIndex: s.raft.LastIndex()}
+	if list, err := s.snaps.List(); err == nil && len(list) > 0 {
+		st.SnapshotIndex = list[0].Index
+	}
+	if st.LastIndex > st.SnapshotIndex {
+		st.SinceSnapshot = st.LastIndex - st.SnapshotIndex
+	}
+	return st
+}
+
+// servers is the latest Raft configuration, for the log bridge.
+func (s *Store) servers() []hraft.Server {
+	r := s.live.Load()
+	if r == nil {
+		return nil
+	}
+	return r.GetConfiguration().Configuration().Servers
+}
+
+// observePeers tells the log bridge when a peer answers heartbeats again,
+// which ends its run of throttled failures with one line.
+func (s *Store) observePeers() {
+	defer s.wg.Done()
+	ch := make(chan hraft.Observation, 16)
+	obs := hraft.NewObserver(ch, false, func(o *hraft.Observation) bool {
+		_, ok := o.Data.(hraft.ResumedHeartbeatObservation)
+		return ok
+	})
+	s.raft.RegisterObserver(obs)
+	defer s.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-s.closing:
+			return
+		case o := <-ch:
+			if d, ok := o.Data.(hraft.ResumedHeartbeatObservation); ok {
+				s.rlog.recovered(string(d.PeerID))
+			}
+		}
+	}
 }
 
 // Restore loads a backup into an empty data directory, for `herald restore`:
@@ -503,21 +717,4 @@ func Restore(dir string, r io.Reader) error {
 	// A fresh log starts at index 1: the applied index must not skip it.
 	err = db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyApplied), putUint64(0)) })
 	return errors.Join(err, db.Close())
-}
-
-// slogWriter sends hashicorp/raft's log lines to the node's slog logger, so
-// they follow its level, format and destination.
-type slogWriter struct{ log *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	line := strings.TrimSpace(string(p))
-	level := slog.LevelInfo
-	switch {
-	case strings.HasPrefix(line, "[ERROR]"):
-		level = slog.LevelError
-	case strings.HasPrefix(line, "[WARN]"):
-		level = slog.LevelWarn
-	}
-	w.log.Log(context.Background(), level, strings.TrimSpace(line[strings.Index(line, "]")+1:]))
-	return len(p), nil
 }

@@ -1,0 +1,97 @@
+package raft
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// A node restarted more often than its snapshot interval (here an hour)
+// still snapshots, at shutdown or else once start-up has replayed the log,
+// so the log a restart replays stays short however many restarts there
+// were, instead of growing by every write in between.
+func TestRestartsKeepTheLogShort(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		noAtShutdown bool
+	}{{"snapshot at shutdown", false}, {"snapshot after the start-up replay", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const (
+				threshold = 40
+				writes    = 60 // each its own entry, more than a quarter of the threshold
+				restarts  = 4
+			)
+			dir, addr := t.TempDir(), freeAddr(t)
+			open := func() *Store {
+				s, err := Open(Options{Dir: dir, NodeID: "n1", RaftAddr: addr, Bootstrap: true, Logger: quiet,
+					HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
+					SnapshotInterval: time.Hour, SnapshotThreshold: threshold, noShutdownSnapshot: tc.noAtShutdown})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := s.WaitLeader(ctx); err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+			u := newUser("restarts")
+			ctx := context.Background()
+			for i := range restarts + 1 {
+				s := open()
+				if i > 0 {
+					// A few entries (the new term's no-op) may follow the
+					// snapshot; never the writes of the run before.
+					pollUntil(t, fmt.Sprintf("restart %d: a short log", i), func() error {
+						if st := s.LogStats(); st.SinceSnapshot > threshold/4 {
+							return fmt.Errorf("%+v", st)
+						}
+						return nil
+					})
+				}
+				if i == 0 {
+					if _, err := s.Propose(ctx, &Command{Op: OpCreateUser, Now: time.Now().UnixNano(), User: u}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				before := s.LogStats().LastIndex
+				for range writes {
+					now := time.Now()
+					if _, err := s.Propose(ctx, sendCmd(u.ID, "app", "", now, now.Add(time.Hour))); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if st := s.LogStats(); st.LastIndex < before+writes {
+					t.Fatalf("run %d: %+v after %d writes from index %d; the test expects an entry each", i, st, writes, before)
+				}
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Nothing written was lost on the way.
+			s := open()
+			defer s.Close()
+			page, err := s.ListUsers("", 10)
+			if err != nil || len(page.Items) != 1 {
+				t.Fatalf("users after restarts: %v, %v", page, err)
+			}
+		})
+	}
+}
+
+func pollUntil(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
