@@ -50,6 +50,9 @@ type Cluster struct {
 	auth   *clusterAuth
 	client *http.Client
 	health *peerHealth
+	// fence stops external deliveries while this node cannot be sure it
+	// still owns its slots (fence.go).
+	fence *fence
 	// barrierTerm is the term in which this node, as leader, last issued a
 	// Barrier before reading the slot table.
 	barrierTerm atomic.Uint64
@@ -77,6 +80,7 @@ func New(opts Options) *Cluster {
 		auth:    &clusterAuth{key: opts.Key, seen: map[string]time.Time{}},
 		client:  &http.Client{Timeout: 30 * time.Second, Transport: tr},
 		health:  &peerHealth{grace: opts.PeerDownAfter, failing: map[string]time.Time{}},
+		fence:   newFence(opts.PeerDownAfter),
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{})}
 }
@@ -89,6 +93,7 @@ func (c *Cluster) Start() {
 		go c.joinLoop()
 	}
 	c.observe()
+	c.watchFence()
 }
 
 // Close stops the background work.
