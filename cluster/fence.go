@@ -55,7 +55,7 @@ const defaultPeerDownAfter = 10 * time.Second
 func fenceLease(peerDownAfter time.Duration) time.Duration { return peerDownAfter / 2 }
 
 // fenceTick bounds how long the monitor takes to notice a lapse that no
-// delivery asked about, and to lift the fence once the node has caught up.
+// delivery asked about while the fence is down.
 func fenceTick(lease time.Duration) time.Duration {
 	return min(max(lease/10, 20*time.Millisecond), 250*time.Millisecond)
 }
@@ -122,8 +122,11 @@ func (c *Cluster) watchFence() {
 	go func() {
 		defer c.wg.Done()
 		f := c.fence
-		tick := time.NewTicker(fenceTick(f.lease))
-		defer tick.Stop()
+		// While fenced the monitor looks often, so that a node starting
+		// up, or back in contact, resumes its deliveries at once.
+		const fencedTick = 20 * time.Millisecond
+		timer := time.NewTimer(fencedTick)
+		defer timer.Stop()
 		var (
 			lastContact time.Time
 			everLifted  bool // at start the fence is up quietly
@@ -133,7 +136,12 @@ func (c *Cluster) watchFence() {
 			select {
 			case <-c.stop:
 				return
-			case <-tick.C:
+			case <-timer.C:
+			}
+			if f.fenced.Load() {
+				timer.Reset(fencedTick)
+			} else {
+				timer.Reset(fenceTick(f.lease))
 			}
 			now := time.Now()
 			r := c.store.Raft()

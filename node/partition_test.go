@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -129,6 +130,19 @@ func metricValue(t *testing.T, n *testnode.Node, token, name string) (float64, e
 // catches up, and delivers nothing twice. Every inter-node connection runs
 // through a fault-injecting proxy of its own.
 func TestPartitionedOwnerFencesItselfBeforeItsSlotsMove(t *testing.T) {
+	partitionOwner(t, false)
+}
+
+// The same when the cut-off owner is the leader: it steps down and fences
+// itself, the others elect a leader that moves its slots, and the old
+// leader, back as a follower, catches up before it delivers again.
+func TestPartitionedLeaderFencesItselfBeforeItsSlotsMove(t *testing.T) {
+	partitionOwner(t, true)
+}
+
+// partitionOwner cuts off the node owning a failing webhook delivery (the
+// leader, or a follower) and checks that the delivery is made exactly once.
+func partitionOwner(t *testing.T, cutLeader bool) {
 	ctx := context.Background()
 	const (
 		peerDownAfter = 3 * time.Second
@@ -186,26 +200,38 @@ func TestPartitionedOwnerFencesItselfBeforeItsSlotsMove(t *testing.T) {
 			return nil
 		})
 	}
-	var leader, victim, heir *testnode.Node
-	vi := -1
-	for i, n := range nodes {
-		switch {
-		case n.Store().IsLeader():
+	var leader *testnode.Node
+	var followers []*testnode.Node
+	for _, n := range nodes {
+		if n.Store().IsLeader() {
 			leader = n
-		case victim == nil:
-			victim, vi = n, i
-		default:
-			heir = n
+		} else {
+			followers = append(followers, n)
 		}
 	}
-	if leader == nil || heir == nil {
+	if leader == nil || len(followers) != 2 {
 		t.Fatal("no leader")
 	}
+	victim := followers[0]
+	if cutLeader {
+		victim = leader
+	}
+	vi := slices.Index(nodes, victim)
+	var survivors []*testnode.Node
+	for _, n := range nodes {
+		if n != victim {
+			survivors = append(survivors, n)
+		}
+	}
 	table, _ := leader.Store().Slots()
-	// The move is a pure function of the table and the reachable voters:
-	// pick a user whose slot goes to the other follower, so that the
-	// leader (which makes the move) is not the one that takes over.
-	next := raft.Rebalance(table, []string{leader.Config.NodeID, heir.Config.NodeID})
+	// The move is a pure function of the table and the reachable voters.
+	// With a follower cut off, pick a user whose slot goes to the other
+	// follower, so that the leader (which makes the move) is not the one
+	// that takes over; with the leader cut off, any of its users will do.
+	next := raft.Rebalance(table, []string{survivors[0].Config.NodeID, survivors[1].Config.NodeID})
+	pick := func(s int) bool {
+		return table[s] == victim.Config.NodeID && (cutLeader || next[s] == followers[1].Config.NodeID)
+	}
 	const host = "tasks.partition.test"
 	admin := clientFor(t, leader, adminToken)
 	var upn, uid string
@@ -218,7 +244,7 @@ func TestPartitionedOwnerFencesItselfBeforeItsSlotsMove(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s := raft.SlotOf(u.ID); table[s] == victim.Config.NodeID && next[s] == heir.Config.NodeID {
+		if pick(raft.SlotOf(u.ID)) {
 			upn, uid = name, u.ID
 		}
 	}
@@ -284,8 +310,10 @@ func TestPartitionedOwnerFencesItselfBeforeItsSlotsMove(t *testing.T) {
 	for id, qs := range requestsOf(hooks.Requests(url)) {
 		webhookID[id] = qs[0].ID
 	}
-	if a := webhookAttempts(t, leader, adminToken, "") + webhookAttempts(t, heir, adminToken, ""); a != 0 {
-		t.Fatalf("%v attempts by nodes that do not own the slot", a)
+	for _, n := range survivors {
+		if a := webhookAttempts(t, n, adminToken, ""); a != 0 {
+			t.Fatalf("%v attempts by %s, which does not own the slot", a, n.Config.NodeID)
+		}
 	}
 
 	m.isolate(vi)
@@ -305,23 +333,35 @@ func TestPartitionedOwnerFencesItselfBeforeItsSlotsMove(t *testing.T) {
 		t.Fatalf("the feed on the cut-off node: %v, %v", got, err)
 	}
 
-	// Wait for the leader to move the slot, noting the last moment at
-	// which neither survivor's replica had the move applied: before it
-	// the heir cannot have attempted, and the leader never owns the slot.
+	// Wait for the leader of the survivors to move the slot, noting the
+	// last moment at which neither survivor's replica had the move
+	// applied: until then neither owned the slot nor attempted.
 	var notMovedAt time.Time
-	pollUntil(t, "the slot moved to the heir", func() error {
+	var heir *testnode.Node
+	pollUntil(t, "the slot moved to a survivor", func() error {
 		now := time.Now()
-		lt, _ := leader.Store().Slots()
-		ht, _ := heir.Store().Slots()
-		if lt[slot] != heir.Config.NodeID && ht[slot] != heir.Config.NodeID {
-			notMovedAt = now
-			return fmt.Errorf("slot %d owned by %q", slot, ht[slot])
+		moved := 0
+		for _, n := range survivors {
+			if st, _ := n.Store().Slots(); st[slot] != victim.Config.NodeID {
+				moved++
+				heir = nodes[slices.IndexFunc(nodes, func(m *testnode.Node) bool { return m.Config.NodeID == st[slot] })]
+			}
 		}
-		if ht[slot] != heir.Config.NodeID {
-			return fmt.Errorf("slot %d not moved on the heir yet", slot)
+		if moved == 0 {
+			notMovedAt = now
+		}
+		if moved < len(survivors) {
+			return fmt.Errorf("slot %d moved on %d survivors", slot, moved)
 		}
 		return nil
 	})
+	if heir == victim || (!cutLeader && heir != followers[1]) {
+		t.Fatalf("slot %d moved to %s", slot, heir.Config.NodeID)
+	}
+	idle := survivors[0]
+	if idle == heir {
+		idle = survivors[1]
+	}
 	// Every request that reached the receiver after the fence (past the
 	// bound of an attempt in flight) and before the move would be the
 	// cut-off node's: there must be none.
@@ -360,8 +400,8 @@ func TestPartitionedOwnerFencesItselfBeforeItsSlotsMove(t *testing.T) {
 	if d := webhookAttempts(t, victim, adminToken, "delivered"); d != 0 {
 		t.Errorf("the fenced node delivered %v times", d)
 	}
-	if a := webhookAttempts(t, leader, adminToken, ""); a != 0 {
-		t.Errorf("the leader made %v attempts", a)
+	if a := webhookAttempts(t, idle, adminToken, ""); a != 0 {
+		t.Errorf("%s, which never owned the slot, made %v attempts", idle.Config.NodeID, a)
 	}
 
 	// Heal: the node hears from the leader again, catches up, lifts its
@@ -371,8 +411,11 @@ func TestPartitionedOwnerFencesItselfBeforeItsSlotsMove(t *testing.T) {
 		if v, err := metricValue(t, victim, adminToken, "herald_cluster_fenced"); err != nil || v != 0 {
 			return fmt.Errorf("fenced %v, %v", v, err)
 		}
-		if victim.Store().Applied() < leader.Store().Applied() {
-			return errors.New("behind the leader")
+		if victim.Store().IsLeader() {
+			return nil // it won an election again: its log is the cluster's
+		}
+		if victim.Store().Applied() < heir.Store().Applied() {
+			return errors.New("behind the others")
 		}
 		return nil
 	})
@@ -382,7 +425,7 @@ func TestPartitionedOwnerFencesItselfBeforeItsSlotsMove(t *testing.T) {
 	// One more notification after the heal, delivered by whichever node
 	// now owns the slot, shows the engines at work; by then a node that
 	// delivered from a stale replica would have delivered again too.
-	after, err := sender.Send(ctx, sub.ID, &client.Notification{AppNotificationID: "after-heal",
+	after, err := clientFor(t, heir, at.AccessToken).Send(ctx, sub.ID, &client.Notification{AppNotificationID: "after-heal",
 		Payload: &client.Payload{RawContent: "partition"}})
 	if err != nil {
 		t.Fatal(err)
