@@ -212,29 +212,39 @@ func partitionOwner(t *testing.T, cutLeader bool) {
 	if leader == nil || len(followers) != 2 {
 		t.Fatal("no leader")
 	}
-	victim := followers[0]
-	if cutLeader {
-		victim = leader
-	}
-	vi := slices.Index(nodes, victim)
-	var survivors []*testnode.Node
-	for _, n := range nodes {
-		if n != victim {
-			survivors = append(survivors, n)
-		}
-	}
 	table, _ := leader.Store().Slots()
-	// The move is a pure function of the table and the reachable voters.
-	// With a follower cut off, pick a user whose slot goes to the other
-	// follower, so that the leader (which makes the move) is not the one
-	// that takes over; with the leader cut off, any of its users will do.
-	next := raft.Rebalance(table, []string{survivors[0].Config.NodeID, survivors[1].Config.NodeID})
-	pick := func(s int) bool {
-		return table[s] == victim.Config.NodeID && (cutLeader || next[s] == followers[1].Config.NodeID)
+	// The move is a pure function of the table and the reachable voters,
+	// so the test picks the user and the node to cut together: with a
+	// follower cut off, a user of that follower whose slot goes to the
+	// other follower, so that the leader (which makes the move) is not the
+	// one that takes over; with the leader cut off, any of its users.
+	nodeOf := func(id string) *testnode.Node {
+		return nodes[slices.IndexFunc(nodes, func(n *testnode.Node) bool { return n.Config.NodeID == id })]
+	}
+	victimOf := func(s int) *testnode.Node {
+		owner := nodeOf(table[s])
+		if cutLeader {
+			if owner == leader {
+				return owner
+			}
+			return nil
+		}
+		if owner == leader {
+			return nil
+		}
+		other := followers[0]
+		if other == owner {
+			other = followers[1]
+		}
+		if raft.Rebalance(table, []string{leader.Config.NodeID, other.Config.NodeID})[s] != other.Config.NodeID {
+			return nil
+		}
+		return owner
 	}
 	const host = "tasks.partition.test"
 	admin := clientFor(t, leader, adminToken)
 	var upn, uid string
+	var victim *testnode.Node
 	for i := 0; upn == ""; i++ {
 		if i == 60 {
 			t.Fatal("no user in a slot that moves as the test needs")
@@ -244,8 +254,15 @@ func partitionOwner(t *testing.T, cutLeader bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if pick(raft.SlotOf(u.ID)) {
+		if victim = victimOf(raft.SlotOf(u.ID)); victim != nil {
 			upn, uid = name, u.ID
+		}
+	}
+	vi := slices.Index(nodes, victim)
+	var survivors []*testnode.Node
+	for _, n := range nodes {
+		if n != victim {
+			survivors = append(survivors, n)
 		}
 	}
 	slot := raft.SlotOf(uid)
@@ -344,7 +361,7 @@ func partitionOwner(t *testing.T, cutLeader bool) {
 		for _, n := range survivors {
 			if st, _ := n.Store().Slots(); st[slot] != victim.Config.NodeID {
 				moved++
-				heir = nodes[slices.IndexFunc(nodes, func(m *testnode.Node) bool { return m.Config.NodeID == st[slot] })]
+				heir = nodeOf(st[slot])
 			}
 		}
 		if moved == 0 {
@@ -355,7 +372,7 @@ func partitionOwner(t *testing.T, cutLeader bool) {
 		}
 		return nil
 	})
-	if heir == victim || (!cutLeader && heir != followers[1]) {
+	if heir == victim || (!cutLeader && heir == leader) {
 		t.Fatalf("slot %d moved to %s", slot, heir.Config.NodeID)
 	}
 	idle := survivors[0]
