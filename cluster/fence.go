@@ -117,6 +117,12 @@ func (c *Cluster) inLease(now time.Time) (bool, string) {
 // contacts), wakes the node when it changes so that the engine rescans, and
 // lifts it once the node has caught up with the leader.
 func (c *Cluster) watchFence() {
+	if ht := c.store.Raft().ReloadableConfig().HeartbeatTimeout; 2*c.fence.lease <= ht {
+		// The margin of the timing argument (DESIGN.md) is gone: a node
+		// cut off may still deliver when its slots move.
+		c.log.Warn("raft.peer-down-after should be well above the raft heartbeat timeout for fencing to work",
+			"peer_down_after", 2*c.fence.lease, "heartbeat_timeout", ht)
+	}
 	c.observeHeartbeats()
 	c.wg.Add(1)
 	go func() {
