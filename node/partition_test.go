@@ -27,7 +27,7 @@ import (
 type mesh struct {
 	cfgs []node.Config
 	// links[i][j] are the proxies of i → j: Raft, then HTTP.
-	links [][][]*faultproxy.Proxy
+	links [][]faultproxy.Group
 
 	mu       sync.Mutex
 	unrouted []string
@@ -37,9 +37,9 @@ type mesh struct {
 // that the proxies outlive them (cleanups run last first).
 func newMesh(t *testing.T, cfgs []node.Config) *mesh {
 	t.Helper()
-	m := &mesh{cfgs: cfgs, links: make([][][]*faultproxy.Proxy, len(cfgs))}
+	m := &mesh{cfgs: cfgs, links: make([][]faultproxy.Group, len(cfgs))}
 	for i := range cfgs {
-		m.links[i] = make([][]*faultproxy.Proxy, len(cfgs))
+		m.links[i] = make([]faultproxy.Group, len(cfgs))
 		route := map[string]string{}
 		for j := range cfgs {
 			if i == j {
@@ -73,25 +73,24 @@ func newMesh(t *testing.T, cfgs []node.Config) *mesh {
 	return m
 }
 
-// isolate cuts node i off from every other node, both ways.
-func (m *mesh) isolate(i int) {
+// of is every link from or to node i.
+func (m *mesh) of(i int) faultproxy.Group {
+	var g faultproxy.Group
 	for j := range m.cfgs {
-		if j != i {
-			for _, p := range append(m.links[i][j], m.links[j][i]...) {
-				p.Cut()
-			}
-		}
+		g = append(append(g, m.links[i][j]...), m.links[j][i]...)
 	}
+	return g
 }
 
-func (m *mesh) heal() {
+// all is every link.
+func (m *mesh) all() faultproxy.Group {
+	var g faultproxy.Group
 	for i := range m.links {
 		for j := range m.links[i] {
-			for _, p := range m.links[i][j] {
-				p.Heal()
-			}
+			g = append(g, m.links[i][j]...)
 		}
 	}
+	return g
 }
 
 func (m *mesh) check(t *testing.T) {
@@ -333,7 +332,7 @@ func partitionOwner(t *testing.T, cutLeader bool) {
 		}
 	}
 
-	m.isolate(vi)
+	m.of(vi).Cut()
 	pollUntil(t, "the cut-off node fenced", func() error {
 		if v, err := metricValue(t, victim, adminToken, "herald_cluster_fenced"); err != nil || v != 1 {
 			return fmt.Errorf("fenced %v, %v", v, err)
@@ -423,7 +422,7 @@ func partitionOwner(t *testing.T, cutLeader bool) {
 
 	// Heal: the node hears from the leader again, catches up, lifts its
 	// fence and gets its share of the slots back.
-	m.heal()
+	m.all().Heal()
 	pollUntil(t, "the healed node rejoined and lifted its fence", func() error {
 		if v, err := metricValue(t, victim, adminToken, "herald_cluster_fenced"); err != nil || v != 0 {
 			return fmt.Errorf("fenced %v, %v", v, err)

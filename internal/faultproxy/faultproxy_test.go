@@ -283,3 +283,26 @@ func TestCloseEndsEverything(t *testing.T) {
 		t.Fatal("still accepting after Close")
 	}
 }
+
+// A group applies each fault to all its proxies.
+func TestGroupAppliesToEveryLink(t *testing.T) {
+	p1, _ := start(t)
+	p2, _ := start(t)
+	g := faultproxy.Group{p1, p2}
+	c1, c2 := dial(t, p1), dial(t, p2)
+	g.Cut()
+	for i, c := range []net.Conn{c1, c2} {
+		if _, err := roundTrip(c, "a"); err == nil {
+			t.Fatalf("link %d relays after the group was cut", i)
+		}
+	}
+	g.Heal()
+	for i, p := range g {
+		if got, err := roundTrip(dial(t, p), "b"); err != nil || got != "b" {
+			t.Fatalf("link %d after Heal: %q, %v", i, got, err)
+		}
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
