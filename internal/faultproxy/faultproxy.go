@@ -4,7 +4,8 @@
 // (nothing relayed, connections held open, as when the peer process is
 // stopped), delay it, or drop its open connections once. Tests put one
 // Proxy on each link they want to break (for Herald, one per node pair and
-// port) and send the dialer to Addr instead of the target.
+// port) and send the dialer to Addr instead of the target; a Group applies
+// a fault to several links at once, such as every link of one node.
 //
 // The proxy relays bytes without looking at them, so it works the same for
 // plaintext, TLS, HTTP and Raft.
