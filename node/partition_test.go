@@ -20,6 +20,7 @@ import (
 	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
 	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
 )
 
 // mesh routes every connection node i makes to node j (Raft and internal
@@ -38,6 +39,25 @@ type mesh struct {
 func newMesh(t *testing.T, cfgs []node.Config) *mesh {
 	t.Helper()
 	m := &mesh{cfgs: cfgs, links: make([][]faultproxy.Group, len(cfgs))}
+	// The nodes' addresses were free when picked but are not bound yet: a
+	// proxy on port 0 could be given one of them.
+	taken := map[string]bool{}
+	for _, c := range cfgs {
+		taken[c.RaftAddr], taken[c.HTTPAddr] = true, true
+	}
+	newProxy := func(target string) *faultproxy.Proxy {
+		for {
+			p, err := faultproxy.New(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !taken[p.Addr()] {
+				t.Cleanup(func() { p.Close() })
+				return p
+			}
+			p.Close()
+		}
+	}
 	for i := range cfgs {
 		m.links[i] = make([]faultproxy.Group, len(cfgs))
 		route := map[string]string{}
@@ -46,11 +66,7 @@ func newMesh(t *testing.T, cfgs []node.Config) *mesh {
 				continue
 			}
 			for _, target := range []string{cfgs[j].RaftAddr, cfgs[j].HTTPAddr} {
-				p, err := faultproxy.New(target)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { p.Close() })
+				p := newProxy(target)
 				m.links[i][j] = append(m.links[i][j], p)
 				route[target] = p.Addr()
 			}
@@ -126,7 +142,8 @@ func metricValue(t *testing.T, n *testnode.Node, token, name string) (float64, e
 // moves its slots: once the fence is up it makes no new attempt, the new
 // owner delivers each notification exactly once with the webhook-id the
 // cut-off node used, and after the partition heals the node rejoins,
-// catches up, and delivers nothing twice. Every inter-node connection runs
+// catches up, delivers nothing twice, and delivers again for the users it
+// owns. Every inter-node connection runs
 // through a fault-injecting proxy of its own.
 func TestPartitionedOwnerFencesItselfBeforeItsSlotsMove(t *testing.T) {
 	partitionOwner(t, false)
@@ -244,17 +261,23 @@ func partitionOwner(t *testing.T, cutLeader bool) {
 	admin := clientFor(t, leader, adminToken)
 	var upn, uid string
 	var victim *testnode.Node
-	for i := 0; upn == ""; i++ {
-		if i == 60 {
-			t.Fatal("no user in a slot that moves as the test needs")
-		}
+	users := map[string]string{} // every user made, by name: its id
+	newUser := func(i int) (string, string) {
 		name := fmt.Sprintf("user%d", i)
 		u, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: name, Password: "user-password-1"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if victim = victimOf(raft.SlotOf(u.ID)); victim != nil {
-			upn, uid = name, u.ID
+		users[name] = u.ID
+		return name, u.ID
+	}
+	for i := 0; upn == ""; i++ {
+		if i == 60 {
+			t.Fatal("no user in a slot that moves as the test needs")
+		}
+		name, id := newUser(i)
+		if victim = victimOf(raft.SlotOf(id)); victim != nil {
+			upn, uid = name, id
 		}
 	}
 	vi := slices.Index(nodes, victim)
@@ -469,6 +492,80 @@ func partitionOwner(t *testing.T, cutLeader bool) {
 			}
 		}
 	}
+	pollUntil(t, "every delivery recorded as delivered", func() error {
+		for _, id := range ids {
+			var out struct{ Value []resource.Delivery }
+			if err := clientFor(t, leader, ut.AccessToken).Do(ctx, http.MethodGet,
+				"/v1.0/me/notifications/"+id+"/deliveries", nil, &out); err != nil {
+				return err
+			}
+			if len(out.Value) != 1 || out.Value[0].State != resource.DeliveryDelivered {
+				return fmt.Errorf("deliveries of %s: %+v", id, out.Value)
+			}
+		}
+		return nil
+	})
+
+	// The healed node delivers again for the users it owns now: a user of
+	// one of its slots (made before the cut, or now) gets a webhook
+	// delivered by it.
+	vt, _ := victim.Store().Slots()
+	var upn2 string
+	for name, id := range users {
+		if name != upn && vt[raft.SlotOf(id)] == victim.Config.NodeID {
+			upn2 = name
+		}
+	}
+	for i := len(users); upn2 == ""; i++ {
+		if i == 60 {
+			t.Fatal("no user in a slot of the healed node")
+		}
+		if name, id := newUser(i); vt[raft.SlotOf(id)] == victim.Config.NodeID {
+			upn2 = name
+		}
+	}
+	// Through the node the users were made on, which has applied them
+	// (reading a write at once on another node is not this test's matter).
+	ut2, err := clientFor(t, leader, "").PasswordToken(ctx, upn2, "user-password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url2 := hooks.Endpoint()
+	if err := clientFor(t, leader, ut2.AccessToken).Do(ctx, http.MethodPost, "/v1.0/me/notificationSubscriptions",
+		map[string]any{"targetHostName": host, "platformType": "windows", "deviceName": "d",
+			"channel": map[string]any{"type": "webhook", "url": url2}}, &sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := hooks.SetSecret(url2, sub.Secret); err != nil {
+		t.Fatal(err)
+	}
+	// The slot of the first user may have come back to it too, with the
+	// notification sent after the heal.
+	before := webhookAttempts(t, victim, adminToken, "delivered")
+	healed, err := clientFor(t, leader, at.AccessToken).Send(ctx, sub.ID, &client.Notification{
+		AppNotificationID: "healed-owner", Payload: &client.Payload{RawContent: "partition"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "a delivery by the healed node", func() error {
+		if n := len(hooks.Delivered(url2)); n != 1 {
+			return fmt.Errorf("%d deliveries to the healed node's user", n)
+		}
+		if d := webhookAttempts(t, victim, adminToken, "delivered"); d != before+1 {
+			return fmt.Errorf("the healed node delivered %v times, want %v", d, before+1)
+		}
+		// Recorded through Raft too, so that no outcome is still on its
+		// way when the nodes stop.
+		var out struct{ Value []resource.Delivery }
+		if err := clientFor(t, leader, ut2.AccessToken).Do(ctx, http.MethodGet,
+			"/v1.0/me/notifications/"+healed.ID+"/deliveries", nil, &out); err != nil {
+			return err
+		}
+		if len(out.Value) != 1 || out.Value[0].State != resource.DeliveryDelivered {
+			return fmt.Errorf("deliveries %+v", out.Value)
+		}
+		return nil
+	})
 	for _, q := range hooks.Rejected() {
 		t.Errorf("the receiver refused %s: %v", q.URL, q.Err)
 	}
