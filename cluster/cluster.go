@@ -67,6 +67,9 @@ type Cluster struct {
 	join     *joinState
 	// batch sends this node's forwarded writes to the leader (batch.go).
 	batch *batcher
+	// fence stops external deliveries while this node cannot be sure it
+	// still owns its slots (fence.go).
+	fence *fence
 	// barrierTerm is the term in which this node, as leader, last issued a
 	// Barrier before reading the slot table.
 	barrierTerm atomic.Uint64
@@ -97,6 +100,7 @@ func New(opts Options) *Cluster {
 		lookup:  &http.Client{Timeout: 10 * time.Second, Transport: lookup},
 		health:  &peerHealth{grace: opts.PeerDownAfter, failing: map[string]time.Time{}},
 		join:    &joinState{failed: make(chan struct{})},
+		fence:   newFence(opts.PeerDownAfter),
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{})}
 	// Keep-alive connections to the leader carry the forwarded writes, so
@@ -130,6 +134,7 @@ func (c *Cluster) Start() {
 	c.startJoin()
 	c.observe()
 	c.batch.start()
+	c.watchFence()
 }
 
 // Close stops the background work and the inter-node HTTP server, letting

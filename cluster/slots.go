@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"slices"
-	"strconv"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -14,8 +13,13 @@ import (
 // Owns reports whether this node runs the deliveries of a user: the owner of
 // the user's slot. Before the leader has written a slot table (a node of an
 // older version, or the first moments of a cluster) the leader runs them
-// all, so that no delivery runs once per node.
+// all, so that no delivery runs once per node. A fenced node owns no one
+// (fence.go): the engine asks before every attempt, so once the fence is
+// up only an attempt already in flight can still reach its destination.
 func (c *Cluster) Owns(userID string) bool {
+	if ok, _ := c.inLease(time.Now()); !ok || c.fence.fenced.Load() {
+		return false
+	}
 	table, err := c.store.Slots()
 	if err != nil || table == nil {
 		return c.store.IsLeader()
@@ -35,12 +39,10 @@ func (c *Cluster) Rebalance(ctx context.Context) error {
 	}
 	// The table must be read after everything earlier leaders committed:
 	// once per term, since a barrier is itself a log entry.
-	term, _ := strconv.ParseUint(r.Stats()["term"], 10, 64)
-	if c.barrierTerm.Load() != term {
-		if err := r.Barrier(5 * time.Second).Error(); err != nil {
+	if term := r.CurrentTerm(); c.barrierTerm.Load() != term {
+		if err := c.termBarrier(term, 5*time.Second); err != nil {
 			return err
 		}
-		c.barrierTerm.Store(term)
 	}
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -63,4 +65,15 @@ func (c *Cluster) Rebalance(ctx context.Context) error {
 	}
 	_, err = c.store.Propose(ctx, &raft.Command{Op: raft.OpSetSlots, Now: time.Now().UnixNano(), Slots: next})
 	return err
+}
+
+// termBarrier has a leader apply everything committed before its term,
+// then notes the term: the slot table is read and deliveries start only
+// after.
+func (c *Cluster) termBarrier(term uint64, timeout time.Duration) error {
+	if err := c.store.Raft().Barrier(timeout).Error(); err != nil {
+		return err
+	}
+	c.barrierTerm.Store(term)
+	return nil
 }

@@ -39,16 +39,19 @@ func (n *Node) RemoveNode(ctx context.Context, id string) error { return n.clust
 func (n *Node) Backup(w io.Writer) error { return n.store.Backup(w) }
 
 // ownershipChanged reports whether the set of slots this node owns, or its
-// leadership, changed since it was last asked. Leadership counts even with a
-// slot table: without one the leader owns every user, and a failover must not
-// wait for a table change to be noticed.
+// leadership, or its fence, changed since it was last asked. Leadership
+// counts even with a slot table: without one the leader owns every user, and
+// a failover must not wait for a table change to be noticed.
 func (n *Node) ownershipChanged() bool {
 	table, _ := n.store.Slots()
+	// A fenced node owns nothing: the engine drops what it held, so the
+	// lift must count as a gain for it to rescan.
+	fenced := n.cluster.Fenced()
 	owned := make([]bool, SlotCount)
 	for i, id := range table {
-		owned[i] = id == n.id
+		owned[i] = id == n.id && !fenced
 	}
-	if table == nil && n.store.IsLeader() {
+	if table == nil && n.store.IsLeader() && !fenced {
 		for i := range owned {
 			owned[i] = true
 		}

@@ -183,6 +183,14 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		Logger:        logger, LiveConnections: n.hub.Open, Dial: cfg.Dial,
 		ObserveForward: func(cmds int) { forwarded.Observe(float64(cmds)) }})
 	reg.MustRegister(n.cluster.BarrierMetrics()...)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_cluster_fenced",
+		Help: "1 while this node's external deliveries are stopped: it has not heard from a quorum within the fencing lease."},
+		func() float64 {
+			if n.cluster.Fenced() {
+				return 1
+			}
+			return 0
+		}))
 	l := cfg.Limits
 	n.api = httpapi.New(httpapi.Options{
 		State: n.cluster.State(), Hub: n.hub, Ops: n, Logger: logger, Registry: reg, Gatherer: reg,
