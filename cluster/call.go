@@ -44,6 +44,12 @@ func (c *Cluster) callLeader(ctx context.Context, path string, body, out any) er
 // callNode makes an internal request to node id over the inter-node
 // transport at raftAddr.
 func (c *Cluster) callNode(ctx context.Context, id, raftAddr, method, path string, body, out any, toLeader bool) error {
+	if c.stopped != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(c.stopped, cancel)()
+	}
 	var b []byte
 	if body != nil {
 		var err error

@@ -80,6 +80,11 @@ type Cluster struct {
 	// down past the grace period or back (see Changes).
 	changed chan struct{}
 	stop    chan struct{}
+	// stopped ends with Close, and with it every request to another node
+	// still waiting: a peer that stopped answering must not hold a
+	// shutdown.
+	stopped       context.Context
+	cancelStopped context.CancelFunc
 	wg      sync.WaitGroup
 	once    sync.Once
 }
@@ -103,6 +108,7 @@ func New(opts Options) *Cluster {
 		fence:   newFence(opts.PeerDownAfter),
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{})}
+	c.stopped, c.cancelStopped = context.WithCancel(context.Background())
 	// Keep-alive connections to the leader carry the forwarded writes, so
 	// a follower holds a long-lived connection to it.
 	c.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
@@ -142,8 +148,9 @@ func (c *Cluster) Start() {
 func (c *Cluster) Close() {
 	c.once.Do(func() {
 		close(c.stop)
+		c.cancelStopped()
 		if c.internal != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			if c.internal.Shutdown(ctx) != nil {
 				c.internal.Close()
 			}

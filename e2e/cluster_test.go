@@ -150,6 +150,8 @@ func TestClusterFromOneCommandLine(t *testing.T) {
 		})
 	}
 
+	testAnyNodeIsTheSameServer(t, servers, f, "cluster.example.com", "dora")
+
 	// herald cluster remove takes a follower out; herald cluster join puts
 	// it back.
 	oi := slices.Index(servers, other)

@@ -156,8 +156,11 @@ func DefaultConfig() Config {
 			MinBackoff: time.Second, MaxBackoff: time.Hour},
 		WebPush: ChannelConfig{Subject: "mailto:admin@herald.invalid"},
 		Raft: RaftTuning{
-			HeartbeatTimeout:  1000 * time.Millisecond,
-			ElectionTimeout:   1000 * time.Millisecond,
+			// 500 ms: a follower notices a dead or paused leader within
+			// 0.5–1 s, so writes stall for well under 2 s (BENCHMARKS.md),
+			// while a loaded LAN node still answers heartbeats in time.
+			HeartbeatTimeout:  500 * time.Millisecond,
+			ElectionTimeout:   500 * time.Millisecond,
 			SnapshotInterval:  2 * time.Minute,
 			SnapshotThreshold: 8192,
 			PeerDownAfter:     10 * time.Second,
