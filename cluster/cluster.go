@@ -85,8 +85,8 @@ type Cluster struct {
 	// shutdown.
 	stopped       context.Context
 	cancelStopped context.CancelFunc
-	wg      sync.WaitGroup
-	once    sync.Once
+	wg            sync.WaitGroup
+	once          sync.Once
 }
 
 // New makes a Cluster over an open store. Start begins its background work.
