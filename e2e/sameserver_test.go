@@ -10,7 +10,8 @@ import (
 // testAnyNodeIsTheSameServer checks, against real processes, that whatever
 // one node hands out works at once on the two others: a token, a
 // subscription (used with X-UNS-ID), the id of the notification sent
-// through it, and a delta token. Each round takes the next node as the one
+// through it, and a delta token; and a refresh token, redeemed each round
+// on another node than the one that issued it. Each round takes the next node as the one
 // that hands out, and uses what it got on the others with no wait at all:
 // a node that does not know it yet must catch up with the leader before it
 // answers 401, 403, 404 or 410.
@@ -21,13 +22,20 @@ func testAnyNodeIsTheSameServer(t *testing.T, servers []*server, f *fixture, hos
 	for i, s := range servers {
 		apis[i] = newAPI(s)
 	}
+	// One sign-in, then a refresh grant per round: the refresh token each
+	// round hands out is redeemed on the next round's node (password
+	// grants are rate-limited per user).
+	tok, _, err := apis[0].token(url.Values{"grant_type": {"password"}, "username": {upn}, "password": {upn + "-password"}})
+	if err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
 	for round := range rounds {
 		give, use, check := apis[round%3], apis[(round+1)%3], apis[(round+2)%3]
 
 		// A token from one node, used at once on both others.
-		tok, _, err := give.token(url.Values{"grant_type": {"password"}, "username": {upn}, "password": {upn + "-password"}})
+		tok, _, err = give.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
 		if err != nil {
-			t.Fatalf("round %d: sign in: %v", round, err)
+			t.Fatalf("round %d: refresh: %v", round, err)
 		}
 		for _, a := range []*api{use, check} {
 			a.call(t, http.StatusOK, "GET", "/v1.0/me", tok.AccessToken, nil, nil, nil)
