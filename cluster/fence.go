@@ -43,6 +43,22 @@ type peerSilence struct {
 	lastFailure time.Time // when a failure was last reported
 }
 
+// observe records, on the leader, when each failing peer last answered;
+// a leader change starts afresh, as its replication does. The cluster's
+// one Raft observer (health.go) feeds it.
+func (f *fence) observe(o hraft.Observation) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch d := o.Data.(type) {
+	case hraft.FailedHeartbeatObservation:
+		f.failing[string(d.PeerID)] = peerSilence{lastContact: d.LastContact, lastFailure: time.Now()}
+	case hraft.ResumedHeartbeatObservation:
+		delete(f.failing, string(d.PeerID))
+	case hraft.LeaderObservation:
+		clear(f.failing)
+	}
+}
+
 // defaultPeerDownAfter stands in for an unset PeerDownAfter (node/ passes
 // its own default; this keeps a zero from fencing every delivery).
 const defaultPeerDownAfter = 10 * time.Second
@@ -123,7 +139,6 @@ func (c *Cluster) watchFence() {
 		c.log.Warn("raft.peer-down-after should be well above the raft heartbeat timeout for fencing to work",
 			"peer_down_after", 2*c.fence.lease, "heartbeat_timeout", ht)
 	}
-	c.observeHeartbeats()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -252,42 +267,4 @@ func (c *Cluster) quorumWithinLease(now time.Time) bool {
 		}
 	}
 	return heard > voters/2
-}
-
-// observeHeartbeats records, on the leader, when each failing peer last
-// answered; a leader change starts afresh, as its replication does.
-func (c *Cluster) observeHeartbeats() {
-	ch := make(chan hraft.Observation, 256)
-	obs := hraft.NewObserver(ch, false, func(o *hraft.Observation) bool {
-		switch o.Data.(type) {
-		case hraft.FailedHeartbeatObservation, hraft.ResumedHeartbeatObservation, hraft.LeaderObservation:
-			return true
-		}
-		return false
-	})
-	r := c.store.Raft()
-	r.RegisterObserver(obs)
-	f := c.fence
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer r.DeregisterObserver(obs)
-		for {
-			select {
-			case <-c.stop:
-				return
-			case o := <-ch:
-				f.mu.Lock()
-				switch d := o.Data.(type) {
-				case hraft.FailedHeartbeatObservation:
-					f.failing[string(d.PeerID)] = peerSilence{lastContact: d.LastContact, lastFailure: time.Now()}
-				case hraft.ResumedHeartbeatObservation:
-					delete(f.failing, string(d.PeerID))
-				case hraft.LeaderObservation:
-					clear(f.failing)
-				}
-				f.mu.Unlock()
-			}
-		}
-	}()
 }

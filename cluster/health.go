@@ -51,13 +51,15 @@ func (h *peerHealth) forget(voters []string) {
 	}
 }
 
-// observe follows leader changes and the leader's heartbeats to its peers,
-// and wakes the node (Changes) on every leader change, when a peer has been
-// failing for the grace period, and when it answers again. Only a leader
-// heartbeats, so only a leader sees heartbeat failures; a leader change
-// clears them, since the new leader's replication reports afresh.
+// observe follows leader changes and the leader's heartbeats to its peers.
+// It keeps two views of them: peerHealth, which wakes the node (Changes) on
+// every leader change, when a peer has been failing for the grace period,
+// and when it answers again; and the fence's, which records when each
+// failing peer last answered (fence.go). Only a leader heartbeats, so only
+// a leader sees heartbeat failures; a leader change clears both, since the
+// new leader's replication reports afresh.
 func (c *Cluster) observe() {
-	ch := make(chan hraft.Observation, 16)
+	ch := make(chan hraft.Observation, 256)
 	obs := hraft.NewObserver(ch, false, func(o *hraft.Observation) bool {
 		switch o.Data.(type) {
 		case hraft.FailedHeartbeatObservation, hraft.ResumedHeartbeatObservation, hraft.LeaderObservation:
@@ -67,7 +69,7 @@ func (c *Cluster) observe() {
 	})
 	r := c.store.Raft()
 	r.RegisterObserver(obs)
-	h := c.health
+	h, f := c.health, c.fence
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -77,6 +79,7 @@ func (c *Cluster) observe() {
 			case <-c.stop:
 				return
 			case o := <-ch:
+				f.observe(o)
 				h.mu.Lock()
 				switch d := o.Data.(type) {
 				case hraft.FailedHeartbeatObservation:

@@ -306,7 +306,7 @@ func TestJoinNeedsTheClusterKey(t *testing.T) {
 	stranger.ClusterKey = "not-the-cluster-key-but-just-as-long"
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	logs := &lockedBuffer{}
+	logs := &syncBuffer{}
 	n, err := node.Start(ctx, stranger, slog.New(slog.NewTextHandler(logs, nil)))
 	if err == nil {
 		n.Close(context.Background())

@@ -265,7 +265,7 @@ func TestOperatorCertificatesFormACluster(t *testing.T) {
 	f := other.Node(t, "c3")
 	f.CA = ca.File // it trusts the cluster; the cluster does not trust it
 	stranger := withCert(clusterConfig(t, "c3", first.HTTPAddr), f)
-	logs := &lockedBuffer{}
+	logs := &syncBuffer{}
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if n, err := node.Start(sctx, stranger, slog.New(slog.NewTextHandler(logs, nil))); err == nil {
@@ -278,22 +278,4 @@ func TestOperatorCertificatesFormACluster(t *testing.T) {
 	if !strings.Contains(logs.String(), "not trusted") {
 		t.Errorf("the stranger's log does not say its certificate is not trusted:\n%s", logs)
 	}
-}
-
-// lockedBuffer is a log destination read while a node writes to it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
