@@ -70,6 +70,11 @@ func (c *Cluster) WaitCaughtUp(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		err := c.caughtUp()
+		if err == nil {
+			// Its own commit index may trail the leader's (a node that
+			// was away): catch up with the leader's, as /readyz does.
+			err = c.Barrier(ctx)
+		}
 		if err == nil && !c.store.IsLeader() {
 			if _, ok, verr := c.store.VAPID(); verr != nil {
 				return verr
