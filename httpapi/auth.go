@@ -239,8 +239,8 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 		if name == "" || pw == "" {
 			return nil, oauthFail(400, "invalid_request", "username and password are required.")
 		}
-		if ok, wait := s.limits.allow("login:user:"+strings.ToLower(name), 2, 10, now); !ok {
-			return nil, &retryAfter{resource.Errorf(resource.CodeRateLimited, "Too many sign-in attempts."), wait}
+		if err := s.admitSignIn(r, name, now); err != nil {
+			return nil, err
 		}
 		u, found, err := s.state.UserByName(name)
 		if err == nil && (!found || u.UserPrincipalName != name && !strings.EqualFold(u.UserPrincipalName, name)) && s.lookAgain(r) {
@@ -250,23 +250,37 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 		if err != nil {
 			return nil, err
 		}
+		wrong := oauthFail(400, "invalid_grant", "The user name or password is wrong.")
 		if !found || u.UserPrincipalName != name && !strings.EqualFold(u.UserPrincipalName, name) {
-			credential.CheckPassword(dummyHash, pw) // same cost as a real check
-			return nil, oauthFail(400, "invalid_grant", "The user name or password is wrong.")
+			// Same cost as a real check, and through the same pool, so
+			// unknown names are bounded like known ones.
+			if _, err := s.hashes.Check(r.Context(), dummyHash, pw); err != nil {
+				return nil, hashingErr(err)
+			}
+			s.signInFailed(r, name, now)
+			return nil, wrong
 		}
-		if !credential.CheckPassword(u.PasswordHash, pw) {
+		ok, err := s.hashes.Check(r.Context(), u.PasswordHash, pw)
+		if err != nil {
+			return nil, hashingErr(err)
+		}
+		if !ok {
 			// The password may have been changed through another node a
 			// moment ago: look again, and check once more only if the
 			// stored hash did change.
-			wrong := oauthFail(400, "invalid_grant", "The user name or password is wrong.")
-			if !s.lookAgain(r) {
-				return nil, wrong
+			var fresh *resource.UserRecord
+			if s.lookAgain(r) {
+				if fresh, found, err = s.state.User(u.ID); err != nil {
+					return nil, err
+				}
+				if found && fresh.PasswordHash != u.PasswordHash {
+					if ok, err = s.hashes.Check(r.Context(), fresh.PasswordHash, pw); err != nil {
+						return nil, hashingErr(err)
+					}
+				}
 			}
-			fresh, found, err := s.state.User(u.ID)
-			if err != nil {
-				return nil, err
-			}
-			if !found || fresh.PasswordHash == u.PasswordHash || !credential.CheckPassword(fresh.PasswordHash, pw) {
+			if !ok {
+				s.signInFailed(r, name, now)
 				return nil, wrong
 			}
 			u = fresh

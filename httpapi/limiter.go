@@ -2,6 +2,9 @@ package httpapi
 
 import (
 	"math"
+	"net"
+	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -58,4 +61,64 @@ func (l *limiter) dropFull(now time.Time) {
 			delete(l.buckets, k)
 		}
 	}
+}
+
+// waitFor is how long until key's bucket has a token, without taking one:
+// for limits charged only after the outcome is known (a failed sign-in).
+func (l *limiter) waitFor(key string, rate float64, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil || rate <= 0 {
+		return 0
+	}
+	tokens := math.Min(b.burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	if tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - tokens) / rate * float64(time.Second))
+}
+
+// charge takes one token from key's bucket even when it is empty, down to
+// a debt of one burst: attempts that were already under way when the limit
+// was reached still count against the key.
+func (l *limiter) charge(key string, rate float64, burst int, now time.Time) {
+	if rate <= 0 {
+		return
+	}
+	burst = max(burst, 1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.sweep) > time.Minute {
+		l.dropFull(now)
+	}
+	b := l.buckets[key]
+	if b == nil {
+		b = &bucket{tokens: float64(burst), last: now, rate: rate, burst: float64(burst)}
+		l.buckets[key] = b
+	}
+	b.tokens = math.Min(float64(burst), b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.last = now
+	b.tokens = math.Max(b.tokens-1, -float64(burst))
+}
+
+// clientAddr is the key of the request's sender for sign-in throttling: the
+// peer's IP address, or its /64 for IPv6, since one host commonly holds a
+// whole /64. Forwarding headers are not trusted: any client can set them.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return ip.String()
 }

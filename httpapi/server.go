@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/herald-notify/herald/credential"
 	"github.com/herald-notify/herald/fanout"
 	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
@@ -100,6 +102,9 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 	limits  *limiter
+	// hashes bounds argon2id work (credential.Pool): sign-in checks and
+	// password changes.
+	hashes *credential.Pool
 
 	streamsMu sync.Mutex
 	streams   map[string]int // open streams per user
@@ -124,6 +129,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, state: opts.State, hub: opts.Hub, log: opts.Logger,
 		mux: http.NewServeMux(), metrics: newMetrics(opts.Registry, opts.Hub),
 		limits:  newLimiter(),
+		hashes:  credential.NewPool(runtime.NumCPU(), 2*runtime.NumCPU()),
 		streams: map[string]int{}, stopping: make(chan struct{})}
 	s.routes()
 	return s

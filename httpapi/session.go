@@ -191,12 +191,12 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// checkPassword applies the password grant's rules (rate limit per user
-// name, equal cost for unknown users, disabled accounts refused) with
-// answers in the API's error shape.
+// checkPassword applies the password grant's rules (throttling, equal cost
+// for unknown users, disabled accounts refused) with answers in the API's
+// error shape.
 func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) (*resource.UserRecord, error) {
-	if ok, wait := s.limits.allow("login:user:"+strings.ToLower(name), 2, 10, now); !ok {
-		return nil, &retryAfter{resource.Errorf(resource.CodeRateLimited, "Too many sign-in attempts; wait a moment and try again."), wait}
+	if err := s.admitSignIn(r, name, now); err != nil {
+		return nil, err
 	}
 	wrong := unauthenticated("The user name or password is wrong.")
 	u, found, err := s.state.UserByName(name)
@@ -206,17 +206,72 @@ func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
-	if !found || !strings.EqualFold(u.UserPrincipalName, name) {
-		credential.CheckPassword(dummyHash, pw)
-		return nil, wrong
+	hash := dummyHash
+	if found && strings.EqualFold(u.UserPrincipalName, name) {
+		hash = u.PasswordHash
+	} else {
+		found = false
 	}
-	if !credential.CheckPassword(u.PasswordHash, pw) {
+	ok, err := s.hashes.Check(r.Context(), hash, pw)
+	if err != nil {
+		return nil, hashingErr(err)
+	}
+	if !found || !ok {
+		s.signInFailed(r, name, now)
 		return nil, wrong
 	}
 	if !u.AccountEnabled {
 		return nil, unauthenticated("This account is disabled; ask an admin to enable it.")
 	}
 	return u, nil
+}
+
+// Sign-in throttling. Every limit is per node (see docs/API-NOTES.md).
+const (
+	// Every attempt on one account from one address: a guesser at one
+	// account is slowed without locking its owner out elsewhere.
+	loginPairRate, loginPairBurst = 2, 10
+	// Failures from one address, whatever the names: an address that
+	// sprays many names is slowed, while a shared office address whose
+	// users mostly type their passwords right is not.
+	loginAddrRate, loginAddrBurst = 1, 20
+	// Failures on one account from all addresses: a bound on guessing
+	// spread over many addresses, loose enough that one address (at most
+	// loginAddrRate failures a second) cannot lock the account.
+	loginUserRate, loginUserBurst = 10, 50
+)
+
+// admitSignIn refuses a password sign-in with 429 and Retry-After when the
+// caller's address or the account has failed too often, or the pair of them
+// is tried too often. It runs before the hash, so a refused attempt costs
+// nothing.
+func (s *Server) admitSignIn(r *http.Request, name string, now time.Time) error {
+	addr, user := clientAddr(r), strings.ToLower(name)
+	wait := max(s.limits.waitFor("login:addr:"+addr, loginAddrRate, now),
+		s.limits.waitFor("login:user:"+user, loginUserRate, now))
+	if wait == 0 {
+		var ok bool
+		if ok, wait = s.limits.allow("login:pair:"+user+"\x00"+addr, loginPairRate, loginPairBurst, now); ok {
+			return nil
+		}
+	}
+	return &retryAfter{resource.Errorf(resource.CodeRateLimited, "Too many sign-in attempts; wait a moment and try again."), wait}
+}
+
+// signInFailed counts a wrong user name or password against the address
+// and the account.
+func (s *Server) signInFailed(r *http.Request, name string, now time.Time) {
+	s.limits.charge("login:addr:"+clientAddr(r), loginAddrRate, loginAddrBurst, now)
+	s.limits.charge("login:user:"+strings.ToLower(name), loginUserRate, loginUserBurst, now)
+}
+
+// hashingErr answers a password check the pool would not take: 503 at
+// once, never a wait that grows with the load.
+func hashingErr(err error) error {
+	if errors.Is(err, credential.ErrBusy) {
+		return unavailable("Too many sign-ins are being checked right now; retry after the time in Retry-After.", time.Second)
+	}
+	return err
 }
 
 // oauthAsGraph turns issue's RFC 6749 errors into the API's error shape.

@@ -48,7 +48,13 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p *principal
 	}
 	enabled := in.AccountEnabled == nil || *in.AccountEnabled
 	now := time.Now()
-	rec, err := NewUserRecord(in.UserPrincipalName, in.DisplayName, in.Password, in.Roles, enabled, now)
+	var rec *resource.UserRecord
+	var err error
+	if perr := s.hashes.Do(r.Context(), func() {
+		rec, err = NewUserRecord(in.UserPrincipalName, in.DisplayName, in.Password, in.Roles, enabled, now)
+	}); perr != nil {
+		return hashingErr(perr)
+	}
 	if err != nil {
 		return err
 	}
@@ -127,7 +133,10 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, p *principal)
 		if err := resource.ValidatePassword(*in.Password); err != nil {
 			return err
 		}
-		h := credential.HashPassword(*in.Password)
+		h, err := s.hashes.Hash(r.Context(), *in.Password)
+		if err != nil {
+			return hashingErr(err)
+		}
 		patch.PasswordHash = &h
 	}
 	if in.Roles != nil {

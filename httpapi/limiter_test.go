@@ -1,0 +1,49 @@
+package httpapi
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestLimiterChargeOnlyFailures: waitFor takes nothing, charge runs into a
+// debt of at most one burst, and the bucket refills at its rate.
+func TestLimiterChargeOnlyFailures(t *testing.T) {
+	l := newLimiter()
+	now := time.Unix(1000, 0)
+	for range 5 {
+		if w := l.waitFor("k", 1, now); w != 0 {
+			t.Fatalf("waitFor on an unspent key: %v", w)
+		}
+	}
+	for range 3 {
+		l.charge("k", 1, 3, now)
+	}
+	if w := l.waitFor("k", 1, now); w != time.Second {
+		t.Fatalf("after a burst of failures wait %v, want 1s", w)
+	}
+	for range 10 { // attempts already under way run into debt, bounded
+		l.charge("k", 1, 3, now)
+	}
+	if w := l.waitFor("k", 1, now); w != 4*time.Second {
+		t.Fatalf("in full debt wait %v, want 4s", w)
+	}
+	if w := l.waitFor("k", 1, now.Add(4*time.Second)); w != 0 {
+		t.Fatalf("after the debt is repaid wait %v", w)
+	}
+}
+
+func TestClientAddr(t *testing.T) {
+	for remote, want := range map[string]string{
+		"127.0.1.2:5555":             "127.0.1.2",
+		"[::ffff:10.0.0.1]:80":       "10.0.0.1",
+		"[2001:db8:1:2:3:4:5:6]:443": "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::1]:443": "2001:db8:1:2::/64",
+		"[fe80::1%eth0]:1":           "fe80::/64",
+		"not an address":             "not an address",
+	} {
+		if got := clientAddr(&http.Request{RemoteAddr: remote}); got != want {
+			t.Errorf("clientAddr(%q) = %q, want %q", remote, got, want)
+		}
+	}
+}
