@@ -124,7 +124,7 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 	}
 
 	filler := filepath.Join(filepath.Dir(data), "filler")
-	fill(t, filler, 8<<20)
+	fill(t, filler, 0)
 	pollUntil(t, "the node sees its disk full", func() error {
 		if !n.Store().DiskSpace().Full {
 			return fmt.Errorf("disk space %+v", n.Store().DiskSpace())
@@ -155,6 +155,42 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 		t.Fatalf("metrics on a full disk do not say so:\n%s", grepLines(metrics.String(), "herald_disk"))
 	}
 
+	// A node restarted on the full disk starts, serves reads, and still
+	// refuses writes (its first reading is taken before Badger opens).
+	restart := func() {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := n.Close(cctx); err != nil {
+			t.Fatal(err)
+		}
+		n = testnode.Start(t, &cfg)
+		if sender, err = client.New(n.URL, client.WithToken(at.AccessToken)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restart()
+	if !n.Store().DiskSpace().Full {
+		t.Fatalf("restarted on a full disk, the node does not count it full: %+v", n.Store().DiskSpace())
+	}
+	pollUntil(t, "reads after a restart on a full disk", func() error {
+		ids, err := appNotificationIds(ctx, clientFor(t, n, ut.AccessToken))
+		if err == nil && len(ids) != 5 {
+			err = fmt.Errorf("%d notifications", len(ids))
+		}
+		return err
+	})
+	pollUntil(t, "507 after a restart on a full disk", func() error {
+		err := send("while-full-again")
+		if errors.As(err, &ce) && ce.Status == http.StatusInsufficientStorage {
+			return nil
+		}
+		if err == nil {
+			t.Fatal("a write was taken on a full disk after a restart")
+		}
+		return err
+	})
+
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
@@ -162,13 +198,12 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 	if n.Store().DiskSpace().Full {
 		t.Fatal("a write was taken while the node still counts its disk full")
 	}
+	pollUntil(t, "the ballast made again", func() error {
+		_, err := os.Stat(filepath.Join(data, "disk-ballast"))
+		return err
+	})
 
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := n.Close(cctx); err != nil {
-		t.Fatal(err)
-	}
-	n = testnode.Start(t, &cfg)
+	restart()
 	pollUntil(t, "every acknowledged write exactly once after a restart", func() error {
 		ids, err := appNotificationIds(ctx, clientFor(t, n, ut.AccessToken))
 		if err != nil {

@@ -1,8 +1,11 @@
 package raft
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -99,12 +102,30 @@ type diskGuard struct {
 	free    func() (free, total uint64, err error)
 	log     *slog.Logger
 	state   atomic.Pointer[DiskSpace]
+	// ballast is a file of real blocks kept in the data directory: when
+	// something else fills the disk past the reserve, deleting it gives
+	// Badger room to flush its memtable, close and open again, which a
+	// disk with no free block at all turns into a SIGBUS.
+	ballast     string
+	ballastSize uint64
+	hasBallast  bool
 }
 
 const diskCheckEvery = time.Second
 
+const ballastName = "disk-ballast"
+
+// ballastSize is a quarter of the reserve's fixed part, at most 64 MiB:
+// a flush of a full memtable (64 MiB by default) fits, and far less is
+// needed to close and open a store whose memtable holds little.
+func ballastSize(r DiskReserve) uint64 { return min(r.Bytes/4, 64<<20) }
+
 func newDiskGuard(dir string, reserve DiskReserve, free func() (uint64, uint64, error), log *slog.Logger) *diskGuard {
-	g := &diskGuard{dir: dir, reserve: reserve, free: free, log: log}
+	g := &diskGuard{dir: dir, reserve: reserve, free: free, log: log,
+		ballast: filepath.Join(dir, ballastName), ballastSize: ballastSize(reserve)}
+	if fi, err := os.Stat(g.ballast); err == nil && uint64(fi.Size()) >= g.ballastSize {
+		g.hasBallast = true
+	}
 	if g.free == nil {
 		g.free = func() (uint64, uint64, error) { return statfs(dir) }
 	}
@@ -134,18 +155,70 @@ func (g *diskGuard) check() DiskSpace {
 			g.log.Warn("cannot read the data directory's free space; the disk-full guard keeps its last reading", "dir", g.dir, "error", err)
 		}
 	} else {
-		next.Full = free < next.Reserve
+		g.tendBallast(&next)
+		next.Full = next.Free < next.Reserve
 		switch {
 		case next.Full && !prev.Full:
 			g.log.Error("the data directory's disk is full: refusing writes that add data (507) until space is freed",
-				"dir", g.dir, "free_bytes", free, "reserve_bytes", next.Reserve, "total_bytes", total)
+				"dir", g.dir, "free_bytes", next.Free, "reserve_bytes", next.Reserve, "total_bytes", total)
 		case !next.Full && prev.Full:
 			g.log.Info("the data directory's disk has room again: taking writes", "dir", g.dir,
-				"free_bytes", free, "reserve_bytes", next.Reserve)
+				"free_bytes", next.Free, "reserve_bytes", next.Reserve)
 		}
 	}
 	g.state.Store(&next)
 	return next
+}
+
+// tendBallast frees the ballast once free space is below its size (the
+// disk filled past the reserve: storage needs the room now), and makes it
+// again once the disk has room for it on top of the reserve.
+func (g *diskGuard) tendBallast(st *DiskSpace) {
+	switch {
+	case g.ballastSize == 0:
+	case g.hasBallast && st.Free < g.ballastSize:
+		if err := os.Remove(g.ballast); err != nil && !errors.Is(err, os.ErrNotExist) {
+			g.log.Error("cannot free the disk ballast", "path", g.ballast, "error", err)
+			return
+		}
+		g.hasBallast = false
+		st.Free += g.ballastSize
+		g.log.Error("the data directory's disk filled past the reserve: freed the ballast file so that storage can flush and restart; free space on the disk now",
+			"path", g.ballast, "freed_bytes", g.ballastSize)
+	case !g.hasBallast && st.Free > st.Reserve+2*g.ballastSize:
+		if err := writeBallast(g.ballast, g.ballastSize); err != nil {
+			g.log.Warn("cannot write the disk ballast", "path", g.ballast, "error", err)
+			return
+		}
+		g.hasBallast = true
+		st.Free -= g.ballastSize
+	}
+}
+
+// writeBallast writes zeros rather than truncating, so that the file holds
+// real blocks that its removal gives back.
+func writeBallast(path string, size uint64) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for n := uint64(0); n < size && err == nil; n += uint64(len(buf)) {
+		_, err = f.Write(buf[:min(uint64(len(buf)), size-n)])
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	err = errors.Join(err, f.Close())
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 func (g *diskGuard) watch(stop <-chan struct{}) {

@@ -62,8 +62,8 @@ type Options struct {
 	// long it took to commit and apply.
 	ObserveBatch func(commands int, took time.Duration)
 	// DiskReserve is the free space on Dir's filesystem below which writes
-	// that add data are refused with 507 (diskspace.go); nil is
-	// DefaultDiskReserve.
+	// that add data are refused with 507 (diskspace.go); nil is none (the
+	// node always sets it; DefaultDiskReserve is its default).
 	DiskReserve *DiskReserve
 	// FreeSpace, when set, replaces statfs of Dir (free and total bytes):
 	// a seam for tests that cannot mount a small filesystem.
@@ -130,7 +130,7 @@ func Open(opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	reserve := DefaultDiskReserve
+	var reserve DiskReserve
 	if opts.DiskReserve != nil {
 		reserve = *opts.DiskReserve
 	}
