@@ -17,6 +17,7 @@ import (
 
 	"github.com/herald-notify/herald/client"
 	"github.com/herald-notify/herald/internal/testnode"
+	"github.com/herald-notify/herald/node"
 )
 
 // mountTmpfs mounts a small tmpfs on a new directory, so that the disk
@@ -240,4 +241,85 @@ func grepLines(s, word string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Every disk of a cluster fills together (they hold the same data): a
+// write through a follower gets the leader's 507, reads through the
+// follower go on, and writes through it resume once space is freed.
+func TestFullDiskThroughAFollower(t *testing.T) {
+	ctx := context.Background()
+	cfgs := []node.Config{clusterConfig(t, "n1")}
+	cfgs = append(cfgs, clusterConfig(t, "n2", cfgs[0].HTTPAddr))
+	cfgs = append(cfgs, clusterConfig(t, "n3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr))
+	nodes := make([]*testnode.Node, 3)
+	for i := range cfgs {
+		cfgs[i].DataDir = mountTmpfs(t, "64m")
+		cfgs[i].DiskReserve = "16MiB"
+		nodes[i] = testnode.Start(t, &cfgs[i])
+	}
+	anon := clientFor(t, nodes[0], "")
+	tok, err := anon.PasswordToken(ctx, "admin", testnode.AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var follower *testnode.Node
+	pollUntil(t, "a leader and a follower that knows the admin's token", func() error {
+		follower = nil
+		for _, n := range nodes {
+			if !n.Store().IsLeader() && n.Store().HasState() {
+				follower = n
+			}
+		}
+		if follower == nil {
+			return errors.New("no follower yet")
+		}
+		_, err := clientFor(t, follower, tok.AccessToken).Cluster(ctx)
+		return err
+	})
+	admin, err := client.New(follower.URL, client.WithToken(tok.AccessToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	createUser := func(name string) error {
+		_, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: name, Password: name + "-password-1"})
+		return err
+	}
+	if err := createUser("before"); err != nil {
+		t.Fatal(err)
+	}
+
+	fillers := make([]string, len(cfgs))
+	for i := range cfgs {
+		fillers[i] = filepath.Join(filepath.Dir(cfgs[i].DataDir), "filler")
+		fill(t, fillers[i], 4<<20)
+	}
+	pollUntil(t, "every node sees its disk full", func() error {
+		for _, n := range nodes {
+			if !n.Store().DiskSpace().Full {
+				return fmt.Errorf("%s: %+v", n.Config.NodeID, n.Store().DiskSpace())
+			}
+		}
+		return nil
+	})
+	err = createUser("while-full")
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusInsufficientStorage || ce.Code != "quotaLimitReached" {
+		t.Fatalf("a write through a follower to a full leader: want 507 quotaLimitReached, got %v", err)
+	}
+	users, err := admin.ListUsers(ctx)
+	if err != nil {
+		t.Fatalf("read through a follower on full disks: %v", err)
+	}
+	for _, u := range users {
+		if u.UserPrincipalName == "while-full" {
+			t.Fatal("the refused write is there")
+		}
+	}
+
+	for _, f := range fillers {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pollUntil(t, "writes through the follower resume once space is freed", func() error { return createUser("after") })
 }
