@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -322,4 +323,17 @@ func TestFullDiskThroughAFollower(t *testing.T) {
 		}
 	}
 	pollUntil(t, "writes through the follower resume once space is freed", func() error { return createUser("after") })
+}
+
+func TestBadDiskReserveIsRefusedAtStart(t *testing.T) {
+	cfg := testnode.Config(t, t.TempDir())
+	cfg.DiskReserve = "lots"
+	n, err := node.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		n.Close(context.Background())
+		t.Fatal("a node started with --disk-reserve=lots")
+	}
+	if !strings.Contains(err.Error(), `disk reserve "lots"`) {
+		t.Fatalf("the error does not name the setting: %v", err)
+	}
 }
