@@ -146,10 +146,12 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 	if _, err := anon.PasswordToken(ctx, "bob", "bob-password-1"); err != nil {
 		t.Fatalf("sign-in on a full disk: %v", err)
 	}
-	for _, path := range []string{"/healthz", "/readyz"} {
-		if code := httpGet(t, n.URL+path, nil); code != http.StatusOK {
-			t.Fatalf("%s on a full disk: %d", path, code)
-		}
+	if code := httpGet(t, n.URL+"/healthz", nil); code != http.StatusOK {
+		t.Fatalf("/healthz on a full disk: %d", code)
+	}
+	var ready bytes.Buffer
+	if code := httpGet(t, n.URL+"/readyz", &ready); code != http.StatusOK || !strings.Contains(ready.String(), `"disk":"full: `) {
+		t.Fatalf("/readyz on a full disk: %d %s", code, ready.String())
 	}
 	var metrics bytes.Buffer
 	httpGet(t, n.URL+"/metrics", &metrics)
