@@ -85,6 +85,7 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catNode, "admin-password", "password of the admin user created on first start (random and logged once if empty)", func(c *node.Config) *string { return &c.AdminPassword }),
 		bindFlag(catNode, "shutdown-timeout", "how long a graceful shutdown may take", func(c *node.Config) *time.Duration { return &c.ShutdownTimeout }),
 		bindFlag(catNode, "stream-heartbeat", "interval of keep-alive comments on live streams", func(c *node.Config) *time.Duration { return &c.StreamHeartbeat }),
+		bindFlag(catNode, "disk-reserve", "free space `SIZE` (512MiB, 2%, or 256MiB,2% for the larger) below which the data directory's disk counts as full and writes get 507", func(c *node.Config) *string { return &c.DiskReserve }),
 		bindFlag(catNode, "purge-interval", "how often the leader purges expired notifications", func(c *node.Config) *time.Duration { return &c.PurgeInterval }),
 
 		bindFlag(catCluster, "node-id", "this node's `ID` in the cluster (default: chosen by the node)", func(c *node.Config) *string { return &c.NodeID }),

@@ -23,7 +23,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.opts.Ops.Ready(ctx); err != nil {
 		return unavailable(fmt.Sprintf("Not ready: %v.", err), time.Second)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	body := map[string]string{"status": "ready"}
+	for k, v := range s.opts.Ops.ReadyNotes() {
+		body[k] = v
+	}
+	writeJSON(w, http.StatusOK, body)
 	return nil
 }
 

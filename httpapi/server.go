@@ -52,6 +52,10 @@ type State interface {
 // Ops is what the operational endpoints need of the node.
 type Ops interface {
 	Ready(ctx context.Context) error
+	// ReadyNotes are conditions that /readyz reports beside "ready"
+	// because the operator must act on them although the node still
+	// serves (a full disk: reads go on, writes get 507).
+	ReadyNotes() map[string]string
 	Cluster() any
 	// AddNode and RemoveNode change the membership (API.md §8); a
 	// follower asks the leader.

@@ -37,6 +37,11 @@ type Config struct {
 	StreamHeartbeat time.Duration `yaml:"stream-heartbeat"`
 	// PurgeInterval is how often the leader purges expired notifications.
 	PurgeInterval time.Duration `yaml:"purge-interval"`
+	// DiskReserve is the free space on the data directory's disk below
+	// which writes that add data get 507: a size ("512MiB"), a share
+	// ("2%"), or both, the larger counting ("256MiB,2%"). See
+	// raft.ParseDiskReserve.
+	DiskReserve string `yaml:"disk-reserve"`
 
 	Limits   Limits        `yaml:"limits"`
 	Delivery Delivery      `yaml:"delivery"`
@@ -141,6 +146,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 15 * time.Second,
 		StreamHeartbeat: 25 * time.Second,
 		PurgeInterval:   30 * time.Second,
+		DiskReserve:     "256MiB,2%",
 		Limits: Limits{
 			AppRate:                 200,
 			AppBurst:                400,

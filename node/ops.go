@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 
@@ -22,6 +23,16 @@ func (n *Node) Ready(ctx context.Context) error {
 		return errors.New("still starting")
 	}
 	return nil
+}
+
+// ReadyNotes says when the data directory's disk is full.
+func (n *Node) ReadyNotes() map[string]string {
+	d := n.store.DiskSpace()
+	if !d.Full {
+		return nil
+	}
+	return map[string]string{"disk": fmt.Sprintf("full: %d bytes free, below the reserve of %d; writes that add data get 507 until space is freed",
+		d.Free, d.Reserve)}
 }
 
 // Cluster is GET /v1.0/admin/cluster.

@@ -128,6 +128,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	// it misses then, the engine reads from the pending index at start.
 	var engine atomic.Pointer[fanout.Engine]
 
+	reserve, err := raft.ParseDiskReserve(cfg.DiskReserve)
+	if err != nil {
+		return nil, err
+	}
 	if secured {
 		// One inter-node port, the Raft address, carries Raft and the
 		// internal requests over TLS (cluster/transport.go).
@@ -138,6 +142,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		}
 	}
 	ropts := raft.Options{
+		DiskReserve: &reserve,
 		// A joining node waits to be added; any other forms a one-node
 		// cluster the first time (later starts find their Raft state).
 		Bootstrap: len(cfg.Join) == 0,
@@ -165,6 +170,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		}
 		return nil, err
 	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_disk_free_bytes",
+		Help: "Free bytes on the data directory's filesystem, checked every second."},
+		func() float64 { return float64(n.store.DiskSpace().Free) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_disk_full",
+			Help: "1 while free space is below --disk-reserve and writes that add data get 507."},
+			func() float64 {
+				if n.store.DiskSpace().Full {
+					return 1
+				}
+				return 0
+			}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_raft_applied_index",
 		Help: "Last Raft index applied to this node's state."}, func() float64 { return float64(n.store.Applied()) }))
 

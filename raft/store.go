@@ -61,6 +61,13 @@ type Options struct {
 	// ObserveBatch is told the size of every group-committed entry and how
 	// long it took to commit and apply.
 	ObserveBatch func(commands int, took time.Duration)
+	// DiskReserve is the free space on Dir's filesystem below which writes
+	// that add data are refused with 507 (diskspace.go); nil is none (the
+	// node always sets it; DefaultDiskReserve is its default).
+	DiskReserve *DiskReserve
+	// FreeSpace, when set, replaces statfs of Dir (free and total bytes):
+	// a seam for tests that cannot mount a small filesystem.
+	FreeSpace func() (free, total uint64, err error)
 
 	// noShutdownSnapshot leaves the start-up snapshot alone to keep the
 	// log short, for its test.
@@ -97,6 +104,7 @@ type Store struct {
 	snapshotting sync.WaitGroup
 	snapAbort    chan struct{}
 	abortOnce    sync.Once
+	disk         *diskGuard
 }
 
 type proposal struct {
@@ -122,6 +130,14 @@ func Open(opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, err
 	}
+	var reserve DiskReserve
+	if opts.DiskReserve != nil {
+		reserve = *opts.DiskReserve
+	}
+	disk := newDiskGuard(opts.Dir, reserve, opts.FreeSpace, opts.Logger)
+	// Said before Badger and Raft open, which write on a nearly full disk
+	// too (replay, a new memtable): the operator reads why in the log.
+	disk.check()
 	bopts := badger.DefaultOptions(filepath.Join(opts.Dir, "badger")).
 		WithLogger(nil).
 		WithSyncWrites(false). // the Raft log is the durable record; see DESIGN.md
@@ -138,7 +154,7 @@ func Open(opts Options) (*Store, error) {
 		inflight:  make(chan *inflight, 64),
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
-		snapAbort: make(chan struct{})}
+		snapAbort: make(chan struct{}), disk: disk}
 	if err := s.startRaft(); err != nil {
 		db.Close()
 		if s.logStore != nil {
@@ -152,6 +168,8 @@ func Open(opts Options) (*Store, error) {
 	go s.batchLoop()
 	go s.resultLoop()
 	go s.observePeers()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.disk.watch(s.closing) }()
 	s.snapshotting.Add(1)
 	go s.snapshotAfterReplay()
 	return s, nil
@@ -363,6 +381,9 @@ func (s *Store) WaitLeader(ctx context.Context) error {
 // Propose commits cmd and returns its result: the value, or the command's
 // own *resource.Error, or one of the Store errors.
 func (s *Store) Propose(ctx context.Context, cmd *Command) (any, error) {
+	if err := s.disk.admit(cmd); err != nil {
+		return nil, err
+	}
 	p := &proposal{cmd: cmd, done: make(chan Result, 1)}
 	select {
 	case s.proposals <- p:
@@ -400,6 +421,10 @@ func (s *Store) ProposeAll(ctx context.Context, cmds []*Command) []Result {
 	out := make([]Result, len(cmds))
 	queued := make([]*proposal, len(cmds))
 	for i, c := range cmds {
+		if err := s.disk.admit(c); err != nil {
+			out[i] = Result{Err: err}
+			continue
+		}
 		p := &proposal{cmd: c, done: make(chan Result, 1)}
 		select {
 		case s.proposals <- p:

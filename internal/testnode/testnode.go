@@ -36,6 +36,10 @@ func Config(t testing.TB, dir string) node.Config {
 	cfg.Raft.ElectionTimeout = 100 * time.Millisecond
 	cfg.ShutdownTimeout = 5 * time.Second
 	cfg.PurgeInterval = 200 * time.Millisecond
+	// A small reserve: the default's 64 MiB ballast file per test node
+	// would be written at every start, and a busy CI disk with less than
+	// 256 MiB free would refuse every write.
+	cfg.DiskReserve = "8MiB"
 	return cfg
 }
 

@@ -1,0 +1,345 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/internal/testnode"
+	"github.com/herald-notify/herald/node"
+)
+
+// mountTmpfs mounts a small tmpfs on a new directory, so that the disk
+// really fills up. Where mounting is not permitted it skips the test, except
+// in CI (CI=true), which runs as root and must run it.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("cannot mount a tmpfs (%v): CI runs as root and must run the full-disk tests", err)
+		}
+		t.Skipf("cannot mount a tmpfs here (%v); raft's disk guard tests cover the refusal through a free-space seam", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return filepath.Join(dir, "data")
+}
+
+// fill writes a file until only leave bytes stay free (or the disk is
+// full: tmpfs answers ENOSPC rather than faulting on write(2)).
+func fill(t *testing.T, path string, leave uint64) {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		t.Fatal(err)
+	}
+	free := st.Bavail * uint64(st.Bsize)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := bytes.Repeat([]byte{0xa5}, 1<<20)
+	for n := uint64(0); n+leave < free; n += uint64(len(chunk)) {
+		if _, err := f.Write(chunk[:min(uint64(len(chunk)), free-leave-n)]); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return
+			}
+			t.Fatal(err)
+		}
+	}
+}
+
+// A full data disk refuses writes with 507 quotaLimitReached and nothing
+// else: reads, sign-in, /healthz and /readyz keep working, the metrics say
+// so, writes resume by themselves once space is freed, and after a restart
+// every acknowledged write is there exactly once.
+func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
+	ctx := context.Background()
+	data := mountTmpfs(t, "96m")
+	cfg := testnode.Config(t, data)
+	cfg.Limits.AppRate, cfg.Limits.UserRate = 0, 0
+	cfg.DiskReserve = "24MiB"
+	n := testnode.Start(t, &cfg)
+
+	anon := clientFor(t, n, "")
+	tok, err := anon.PasswordToken(ctx, "admin", testnode.AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := clientFor(t, n, tok.AccessToken)
+	if _, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "bob", Password: "bob-password-1"}); err != nil {
+		t.Fatal(err)
+	}
+	app, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: "Tasks", TargetHostName: "tasks.disk.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ut, err := anon.PasswordToken(ctx, "bob", "bob-password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := anon.ClientCredentialsToken(ctx, app.AppID, app.PasswordCredentials[0].SecretText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sub struct {
+		ID string `json:"id"`
+	}
+	if err := clientFor(t, n, ut.AccessToken).Do(ctx, http.MethodPost, "/v1.0/me/notificationSubscriptions",
+		map[string]any{"targetHostName": "tasks.disk.test", "platformType": "web", "deviceName": "d",
+			"channel": map[string]any{"type": "live"}}, &sub); err != nil {
+		t.Fatal(err)
+	}
+	// No retries: a 507 must reach the test as it reached the client.
+	sender, err := client.New(n.URL, client.WithToken(at.AccessToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acked []string
+	send := func(id string) error {
+		got, err := sender.Send(ctx, sub.ID, &client.Notification{AppNotificationID: id, Payload: &client.Payload{RawContent: id}})
+		if err == nil {
+			if got.AppNotificationID != id {
+				t.Fatalf("send %s returned %+v", id, got)
+			}
+			acked = append(acked, id)
+		}
+		return err
+	}
+	for i := range 5 {
+		if err := send(fmt.Sprintf("before-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	filler := filepath.Join(filepath.Dir(data), "filler")
+	fill(t, filler, 0)
+	pollUntil(t, "the node sees its disk full", func() error {
+		if !n.Store().DiskSpace().Full {
+			return fmt.Errorf("disk space %+v", n.Store().DiskSpace())
+		}
+		return nil
+	})
+	err = send("while-full")
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusInsufficientStorage || ce.Code != "quotaLimitReached" ||
+		!strings.Contains(ce.Message, "disk is full") {
+		t.Fatalf("send on a full disk: want 507 quotaLimitReached saying the disk is full, got %v", err)
+	}
+	bob := clientFor(t, n, ut.AccessToken)
+	if ids, err := appNotificationIds(ctx, bob); err != nil || len(ids) != 5 {
+		t.Fatalf("read on a full disk: %v, %v", ids, err)
+	}
+	if _, err := anon.PasswordToken(ctx, "bob", "bob-password-1"); err != nil {
+		t.Fatalf("sign-in on a full disk: %v", err)
+	}
+	if code := httpGet(t, n.URL+"/healthz", nil); code != http.StatusOK {
+		t.Fatalf("/healthz on a full disk: %d", code)
+	}
+	var ready bytes.Buffer
+	if code := httpGet(t, n.URL+"/readyz", &ready); code != http.StatusOK || !strings.Contains(ready.String(), `"disk":"full: `) {
+		t.Fatalf("/readyz on a full disk: %d %s", code, ready.String())
+	}
+	var metrics bytes.Buffer
+	httpGet(t, n.URL+"/metrics", &metrics)
+	if !strings.Contains(metrics.String(), "\nherald_disk_full 1\n") || !strings.Contains(metrics.String(), "herald_disk_free_bytes ") {
+		t.Fatalf("metrics on a full disk do not say so:\n%s", grepLines(metrics.String(), "herald_disk"))
+	}
+
+	// A node restarted on the full disk starts, serves reads, and still
+	// refuses writes (its first reading is taken before Badger opens).
+	restart := func() {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := n.Close(cctx); err != nil {
+			t.Fatal(err)
+		}
+		n = testnode.Start(t, &cfg)
+		if sender, err = client.New(n.URL, client.WithToken(at.AccessToken)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restart()
+	if !n.Store().DiskSpace().Full {
+		t.Fatalf("restarted on a full disk, the node does not count it full: %+v", n.Store().DiskSpace())
+	}
+	pollUntil(t, "reads after a restart on a full disk", func() error {
+		ids, err := appNotificationIds(ctx, clientFor(t, n, ut.AccessToken))
+		if err == nil && len(ids) != 5 {
+			err = fmt.Errorf("%d notifications", len(ids))
+		}
+		return err
+	})
+	pollUntil(t, "507 after a restart on a full disk", func() error {
+		err := send("while-full-again")
+		if errors.As(err, &ce) && ce.Status == http.StatusInsufficientStorage {
+			return nil
+		}
+		if err == nil {
+			t.Fatal("a write was taken on a full disk after a restart")
+		}
+		return err
+	})
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "writes resume once space is freed", func() error { return send("after") })
+	if n.Store().DiskSpace().Full {
+		t.Fatal("a write was taken while the node still counts its disk full")
+	}
+	pollUntil(t, "the ballast made again", func() error {
+		_, err := os.Stat(filepath.Join(data, "disk-ballast"))
+		return err
+	})
+
+	restart()
+	pollUntil(t, "every acknowledged write exactly once after a restart", func() error {
+		ids, err := appNotificationIds(ctx, clientFor(t, n, ut.AccessToken))
+		if err != nil {
+			return err
+		}
+		want := slices.Clone(acked)
+		slices.Sort(want)
+		if !slices.Equal(ids, want) {
+			return fmt.Errorf("have %v, want %v", ids, want)
+		}
+		return nil
+	})
+}
+
+func httpGet(t *testing.T, url string, body io.Writer) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if body == nil {
+		body = io.Discard
+	}
+	io.Copy(body, resp.Body)
+	return resp.StatusCode
+}
+
+func grepLines(s, word string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// Every disk of a cluster fills together (they hold the same data): a
+// write through a follower gets the leader's 507, reads through the
+// follower go on, and writes through it resume once space is freed.
+func TestFullDiskThroughAFollower(t *testing.T) {
+	ctx := context.Background()
+	cfgs := []node.Config{clusterConfig(t, "n1")}
+	cfgs = append(cfgs, clusterConfig(t, "n2", cfgs[0].HTTPAddr))
+	cfgs = append(cfgs, clusterConfig(t, "n3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr))
+	nodes := make([]*testnode.Node, 3)
+	for i := range cfgs {
+		cfgs[i].DataDir = mountTmpfs(t, "64m")
+		cfgs[i].DiskReserve = "16MiB"
+		nodes[i] = testnode.Start(t, &cfgs[i])
+	}
+	anon := clientFor(t, nodes[0], "")
+	tok, err := anon.PasswordToken(ctx, "admin", testnode.AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var follower *testnode.Node
+	pollUntil(t, "a leader and a follower that knows the admin's token", func() error {
+		follower = nil
+		for _, n := range nodes {
+			if !n.Store().IsLeader() && n.Store().HasState() {
+				follower = n
+			}
+		}
+		if follower == nil {
+			return errors.New("no follower yet")
+		}
+		_, err := clientFor(t, follower, tok.AccessToken).Cluster(ctx)
+		return err
+	})
+	admin, err := client.New(follower.URL, client.WithToken(tok.AccessToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	createUser := func(name string) error {
+		_, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: name, Password: name + "-password-1"})
+		return err
+	}
+	if err := createUser("before"); err != nil {
+		t.Fatal(err)
+	}
+
+	fillers := make([]string, len(cfgs))
+	for i := range cfgs {
+		fillers[i] = filepath.Join(filepath.Dir(cfgs[i].DataDir), "filler")
+		fill(t, fillers[i], 4<<20)
+	}
+	pollUntil(t, "every node sees its disk full", func() error {
+		for _, n := range nodes {
+			if !n.Store().DiskSpace().Full {
+				return fmt.Errorf("%s: %+v", n.Config.NodeID, n.Store().DiskSpace())
+			}
+		}
+		return nil
+	})
+	err = createUser("while-full")
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusInsufficientStorage || ce.Code != "quotaLimitReached" {
+		t.Fatalf("a write through a follower to a full leader: want 507 quotaLimitReached, got %v", err)
+	}
+	users, err := admin.ListUsers(ctx)
+	if err != nil {
+		t.Fatalf("read through a follower on full disks: %v", err)
+	}
+	for _, u := range users {
+		if u.UserPrincipalName == "while-full" {
+			t.Fatal("the refused write is there")
+		}
+	}
+
+	for _, f := range fillers {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pollUntil(t, "writes through the follower resume once space is freed", func() error { return createUser("after") })
+}
+
+func TestBadDiskReserveIsRefusedAtStart(t *testing.T) {
+	cfg := testnode.Config(t, t.TempDir())
+	cfg.DiskReserve = "lots"
+	n, err := node.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		n.Close(context.Background())
+		t.Fatal("a node started with --disk-reserve=lots")
+	}
+	if !strings.Contains(err.Error(), `disk reserve "lots"`) {
+		t.Fatalf("the error does not name the setting: %v", err)
+	}
+}

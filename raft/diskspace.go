@@ -1,0 +1,268 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// DiskReserve is the free space below which the node refuses writes that
+// add data: the larger of Bytes and Percent of the filesystem's size.
+//
+// Badger writes through memory-mapped files that it sizes with truncate,
+// so the filesystem hands out blocks only as pages are touched; on a full
+// disk that touch is a SIGBUS, not an error. The only defence is never to
+// get there: refuse writes while a reserve is left. The default reserve
+// (256 MiB) exceeds Badger's largest sparse file (the memtable's log, twice
+// the 64 MiB memtable) with room for a compaction.
+type DiskReserve struct {
+	Bytes   uint64
+	Percent float64
+}
+
+// DefaultDiskReserve is max(256 MiB, 2%).
+var DefaultDiskReserve = DiskReserve{Bytes: 256 << 20, Percent: 2}
+
+// ParseDiskReserve reads "" (the default), "0" (no reserve: for tests
+// only), a size ("512MiB", "1GB", "300000000") or a share of the disk
+// ("5%"). Parts joined by "," combine as the larger: "256MiB,2%".
+func ParseDiskReserve(s string) (DiskReserve, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return DefaultDiskReserve, nil
+	}
+	var r DiskReserve
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if p, ok := strings.CutSuffix(part, "%"); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+			if err != nil || f < 0 || f >= 100 {
+				return DiskReserve{}, fmt.Errorf("disk reserve %q: a share must be a number from 0 to 100 followed by %%", part)
+			}
+			r.Percent = max(r.Percent, f)
+			continue
+		}
+		n, err := parseSize(part)
+		if err != nil {
+			return DiskReserve{}, fmt.Errorf("disk reserve %q: %w", part, err)
+		}
+		r.Bytes = max(r.Bytes, n)
+	}
+	return r, nil
+}
+
+func parseSize(s string) (uint64, error) {
+	units := []struct {
+		suffix string
+		mult   uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	mult := uint64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("want a whole number of bytes with an optional unit (KiB, MiB, GiB, KB, MB, GB), or a share such as 2%%")
+	}
+	return n * mult, nil
+}
+
+// of is the reserve in bytes on a filesystem of total bytes.
+func (r DiskReserve) of(total uint64) uint64 {
+	return max(r.Bytes, uint64(float64(total)*r.Percent/100))
+}
+
+// DiskSpace is what the node knows of its data directory's filesystem.
+type DiskSpace struct {
+	Free, Total, Reserve uint64
+	Full                 bool // Free is below Reserve: writes that add data are refused
+	Err                  error
+}
+
+// diskGuard watches the free space of the data directory. It is checked in
+// the background every diskCheckEvery so that a write pays one atomic load,
+// and so that both a full disk and its recovery are logged even when no
+// write comes.
+type diskGuard struct {
+	dir     string
+	reserve DiskReserve
+	free    func() (free, total uint64, err error)
+	log     *slog.Logger
+	state   atomic.Pointer[DiskSpace]
+	// ballast is a file of real blocks kept in the data directory: when
+	// something else fills the disk past the reserve, deleting it gives
+	// Badger room to flush its memtable, close and open again, which a
+	// disk with no free block at all turns into a SIGBUS.
+	ballast     string
+	ballastSize uint64
+	hasBallast  bool
+}
+
+const diskCheckEvery = time.Second
+
+const ballastName = "disk-ballast"
+
+// ballastSize is a quarter of the reserve's fixed part, at most 64 MiB:
+// a flush of a full memtable (64 MiB by default) fits, and far less is
+// needed to close and open a store whose memtable holds little.
+func ballastSize(r DiskReserve) uint64 { return min(r.Bytes/4, 64<<20) }
+
+func newDiskGuard(dir string, reserve DiskReserve, free func() (uint64, uint64, error), log *slog.Logger) *diskGuard {
+	g := &diskGuard{dir: dir, reserve: reserve, free: free, log: log,
+		ballast: filepath.Join(dir, ballastName), ballastSize: ballastSize(reserve)}
+	if fi, err := os.Stat(g.ballast); err == nil && uint64(fi.Size()) >= g.ballastSize {
+		g.hasBallast = true
+	}
+	if g.free == nil {
+		g.free = func() (uint64, uint64, error) { return statfs(dir) }
+	}
+	g.state.Store(&DiskSpace{})
+	return g
+}
+
+func statfs(dir string) (free, total uint64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	// Bavail, not Bfree: blocks kept for root are not ours to count on.
+	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
+}
+
+// check reads the free space now and logs a change between full and not.
+func (g *diskGuard) check() DiskSpace {
+	free, total, err := g.free()
+	prev := g.state.Load()
+	next := DiskSpace{Free: free, Total: total, Reserve: g.reserve.of(total), Err: err}
+	if err != nil {
+		// An unreadable statfs must not stop writes that Badger can
+		// still make; keep the last verdict and say so once.
+		next.Free, next.Total, next.Reserve, next.Full = prev.Free, prev.Total, prev.Reserve, prev.Full
+		if prev.Err == nil {
+			g.log.Warn("cannot read the data directory's free space; the disk-full guard keeps its last reading", "dir", g.dir, "error", err)
+		}
+	} else {
+		g.tendBallast(&next)
+		next.Full = next.Free < next.Reserve
+		switch {
+		case next.Full && !prev.Full:
+			g.log.Error("the data directory's disk is full: refusing writes that add data (507) until space is freed",
+				"dir", g.dir, "free_bytes", next.Free, "reserve_bytes", next.Reserve, "total_bytes", total)
+		case !next.Full && prev.Full:
+			g.log.Info("the data directory's disk has room again: taking writes", "dir", g.dir,
+				"free_bytes", next.Free, "reserve_bytes", next.Reserve)
+		}
+	}
+	g.state.Store(&next)
+	return next
+}
+
+// tendBallast frees the ballast once free space is below its size (the
+// disk filled past the reserve: storage needs the room now), and makes it
+// again once the disk has room for it on top of the reserve.
+func (g *diskGuard) tendBallast(st *DiskSpace) {
+	switch {
+	case g.ballastSize == 0:
+	case g.hasBallast && st.Free < g.ballastSize:
+		if err := os.Remove(g.ballast); err != nil && !errors.Is(err, os.ErrNotExist) {
+			g.log.Error("cannot free the disk ballast", "path", g.ballast, "error", err)
+			return
+		}
+		g.hasBallast = false
+		st.Free += g.ballastSize
+		g.log.Error("the data directory's disk filled past the reserve: freed the ballast file so that storage can flush and restart; free space on the disk now",
+			"path", g.ballast, "freed_bytes", g.ballastSize)
+	case !g.hasBallast && st.Free > st.Reserve+2*g.ballastSize:
+		if err := writeBallast(g.ballast, g.ballastSize); err != nil {
+			g.log.Warn("cannot write the disk ballast", "path", g.ballast, "error", err)
+			return
+		}
+		g.hasBallast = true
+		st.Free -= g.ballastSize
+	}
+}
+
+// writeBallast writes zeros rather than truncating, so that the file holds
+// real blocks that its removal gives back.
+func writeBallast(path string, size uint64) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for n := uint64(0); n < size && err == nil; n += uint64(len(buf)) {
+		_, err = f.Write(buf[:min(uint64(len(buf)), size-n)])
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	err = errors.Join(err, f.Close())
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func (g *diskGuard) watch(stop <-chan struct{}) {
+	t := time.NewTicker(diskCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			g.check()
+		}
+	}
+}
+
+// admit is nil, or the 507 that refuses cmd on a full disk.
+func (g *diskGuard) admit(cmd *Command) error {
+	st := g.state.Load()
+	if !st.Full || freesOrKeepsAlive(cmd.Op) {
+		return nil
+	}
+	return resource.Errorf(resource.CodeQuotaReached,
+		"The server's disk is full (%s free, below the reserve of %s); nothing was stored. "+
+			"Deleting notifications or freeing space on the server lets writes resume by themselves.",
+		mib(st.Free), mib(st.Reserve))
+}
+
+func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// freesOrKeepsAlive names the commands a full disk still takes: those
+// that free space (deletes, purge), those without which the cluster or its
+// clients stop working (membership and slots, sign-in and sign-out, so
+// that reads keep working, and the start-up writes of a new node), and delivery outcomes, without which every
+// pending delivery would be retried for ever. All are small; the reserve
+// is what they write into.
+func freesOrKeepsAlive(op Op) bool {
+	switch op {
+	case OpDeleteUser, OpDeleteApp, OpRemovePassword, OpDeleteSub, OpDeleteNotif, OpDeleteNotifsBy, OpPurge,
+		OpDeliveryOutcomes, OpIssueTokens, OpRevokeSession, OpBootstrapAdmin, OpSetVAPID,
+		OpSetNode, OpRemoveNode, OpSetSlots:
+		return true
+	}
+	return false
+}
+
+// DiskSpace is the latest reading of the data directory's free space.
+func (s *Store) DiskSpace() DiskSpace { return *s.disk.state.Load() }

@@ -1,0 +1,120 @@
+package raft
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+func TestParseDiskReserve(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want DiskReserve
+	}{
+		{"", DefaultDiskReserve},
+		{"0", DiskReserve{}},
+		{"512MiB", DiskReserve{Bytes: 512 << 20}},
+		{"1GB", DiskReserve{Bytes: 1e9}},
+		{"300000", DiskReserve{Bytes: 300000}},
+		{"5%", DiskReserve{Percent: 5}},
+		{"256MiB, 2%", DiskReserve{Bytes: 256 << 20, Percent: 2}},
+	} {
+		got, err := ParseDiskReserve(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("ParseDiskReserve(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"lots", "-1MiB", "150%", "1.5GiB", "MiB"} {
+		if _, err := ParseDiskReserve(bad); err == nil {
+			t.Errorf("ParseDiskReserve(%q) accepted", bad)
+		}
+	}
+	if got := (DiskReserve{Bytes: 256 << 20, Percent: 2}).of(100 << 30); got != 2<<30 {
+		t.Errorf("the larger of 256 MiB and 2%% of 100 GiB: %d", got)
+	}
+}
+
+// Below the reserve, commands that add data get 507 and those that free
+// space or keep the cluster and its clients working pass; above it, all
+// pass; the ballast is given back when the disk fills past the reserve
+// and made again once there is room.
+func TestDiskGuard(t *testing.T) {
+	dir := t.TempDir()
+	var free atomic.Uint64
+	const total = 1 << 30
+	free.Store(total / 2)
+	g := newDiskGuard(dir, DiskReserve{Bytes: 64 << 20}, func() (uint64, uint64, error) { return free.Load(), total, nil }, quiet)
+	ballast := filepath.Join(dir, ballastName)
+
+	if st := g.check(); st.Full || st.Reserve != 64<<20 {
+		t.Fatalf("half the disk free: %+v", st)
+	}
+	if fi, err := os.Stat(ballast); err != nil || fi.Size() != 16<<20 {
+		t.Fatalf("ballast: %v, %v", fi, err)
+	}
+	if err := g.admit(&Command{Op: OpSend}); err != nil {
+		t.Fatalf("a send with room: %v", err)
+	}
+
+	free.Store(32 << 20)
+	if st := g.check(); !st.Full {
+		t.Fatalf("32 MiB free, 64 MiB reserve: %+v", st)
+	}
+	var re *resource.Error
+	for _, op := range []Op{OpSend, OpPatchNotif, OpCreateUser, OpCreateSub, OpCreateApp} {
+		if err := g.admit(&Command{Op: op}); !errors.As(err, &re) || re.Code != resource.CodeQuotaReached {
+			t.Errorf("%s on a full disk: %v", op, err)
+		}
+	}
+	for _, op := range []Op{OpDeleteNotif, OpDeleteNotifsBy, OpPurge, OpDeliveryOutcomes, OpIssueTokens, OpSetNode, OpSetSlots} {
+		if err := g.admit(&Command{Op: op}); err != nil {
+			t.Errorf("%s on a full disk: %v", op, err)
+		}
+	}
+	if _, err := os.Stat(ballast); err != nil {
+		t.Fatalf("the ballast is kept while the reserve holds: %v", err)
+	}
+
+	free.Store(1 << 20)
+	if st := g.check(); !st.Full || st.Free != 17<<20 {
+		t.Fatalf("past the reserve: %+v", st)
+	}
+	if _, err := os.Stat(ballast); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the ballast is not freed past the reserve: %v", err)
+	}
+
+	free.Store(total / 2)
+	if st := g.check(); st.Full {
+		t.Fatalf("room again: %+v", st)
+	}
+	if err := g.admit(&Command{Op: OpSend}); err != nil {
+		t.Fatalf("a send once space is freed: %v", err)
+	}
+	if _, err := os.Stat(ballast); err != nil {
+		t.Fatalf("the ballast is not made again: %v", err)
+	}
+}
+
+// An unreadable statfs keeps the last verdict rather than stopping or
+// letting through every write.
+func TestDiskGuardKeepsItsVerdictWhenStatfsFails(t *testing.T) {
+	fail := errors.New("statfs failed")
+	var err atomic.Pointer[error]
+	g := newDiskGuard(t.TempDir(), DiskReserve{Bytes: 64 << 20}, func() (uint64, uint64, error) {
+		if e := err.Load(); e != nil {
+			return 0, 0, *e
+		}
+		return 1 << 20, 1 << 30, nil
+	}, quiet)
+	if !g.check().Full {
+		t.Fatal("1 MiB free is not full")
+	}
+	err.Store(&fail)
+	if st := g.check(); !st.Full || !errors.Is(st.Err, fail) {
+		t.Fatalf("after a failed statfs: %+v", st)
+	}
+}
