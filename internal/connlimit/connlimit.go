@@ -134,9 +134,10 @@ func (c *conn) Close() error {
 // start, so a client that stalls, or trickles a byte now and then, loses
 // the connection within about grace, while a large body on a slow but
 // working link keeps going. The deadline is the connection's read
-// deadline, which the server resets for the next request; it is cleared at
-// the end of the body so that it cannot fire on the server's own
-// background read while the handler still works.
+// deadline, which the server resets for the next request, and which
+// net/http clears when the body ends, before its background read: the
+// reader must not set it again after that, or the background read would
+// time out and cancel the request while the handler still works.
 type BodyReader struct {
 	body     io.ReadCloser
 	rc       *http.ResponseController
@@ -144,7 +145,6 @@ type BodyReader struct {
 	grace    time.Duration
 	minRate  int64
 	received int64
-	done     bool
 }
 
 // NewBodyReader wraps a request's body; rc controls its connection. A
@@ -171,17 +171,11 @@ func (b *BodyReader) arm() {
 
 func (b *BodyReader) Read(p []byte) (int, error) {
 	n, err := b.body.Read(p)
-	if n > 0 {
+	// A read that ends the body returns its error with the last bytes
+	// (io.EOF); only a read with more to come moves the deadline.
+	if n > 0 && err == nil && b.minRate > 0 {
 		b.received += int64(n)
-		if b.minRate > 0 && err == nil {
-			b.arm()
-		}
-	}
-	if err != nil && !b.done {
-		b.done = true
-		if err == io.EOF {
-			_ = b.rc.SetReadDeadline(time.Time{})
-		}
+		b.arm()
 	}
 	return n, err
 }
