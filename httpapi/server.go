@@ -256,11 +256,12 @@ func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 }
 
 // longOrCheap tells the routes that do not count against MaxInFlight: live
-// streams, which last for hours and have their own per-user cap, and
-// /healthz, which must keep answering when the server is busy so that a
-// supervisor does not restart a node for being loaded.
+// streams, which last for hours and have their own per-user cap; /healthz,
+// which must keep answering when the server is busy so that a supervisor
+// does not restart a node for being loaded; and /metrics, so that
+// monitoring sees the overload rather than a gap.
 func longOrCheap(route string) bool {
-	return strings.HasSuffix(route, "/notifications/stream") || route == "GET /healthz"
+	return strings.HasSuffix(route, "/notifications/stream") || route == "GET /healthz" || route == "GET /metrics"
 }
 
 type panicError struct{}

@@ -264,3 +264,73 @@ func TestStreamThatNeverReadsIsDropped(t *testing.T) {
 	t.Logf("the stream was dropped after %d notifications", sent)
 	healthy(t, n, "after the stream was dropped")
 }
+
+// Requests beyond max-in-flight get 503 with Retry-After in the contract's
+// error shape at once, while /healthz, /metrics and live streams, which do
+// not count, are still served; connections beyond max-conns-per-ip are closed while
+// other addresses get in.
+func TestInFlightAndPerAddressBounds(t *testing.T) {
+	n := slowNode(t, func(c *node.Config) {
+		c.Limits.MaxInFlight = 2
+		c.Limits.MaxConnsPerIP = 3
+		c.Limits.BodyTimeout = time.Minute // the held bodies must not be cut off
+	})
+	token := adminTokenOf(t, n)
+
+	// Two requests whose bodies have not arrived are in flight.
+	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
+		c := dialFrom(t, n, src)
+		io.WriteString(c, "POST /oauth2/v2.0/token HTTP/1.1\r\nHost: x\r\n"+
+			"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant")
+	}
+	var busy string
+	pollUntil(t, "a third request is refused as busy", func() error {
+		req, _ := http.NewRequest(http.MethodGet, n.URL+"/v1.0/me", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if resp.Header.Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
+		busy = string(b)
+		return nil
+	})
+	if !strings.Contains(busy, `"code":"serviceNotAvailable"`) {
+		t.Errorf("busy answer %s, want the error shape with serviceNotAvailable", busy)
+	}
+	healthy(t, n, "with max-in-flight reached")
+	s, err := openStream(context.Background(), n, token, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.status != http.StatusOK {
+		t.Errorf("stream with max-in-flight reached: %d", s.status)
+	}
+
+	// 127.0.0.4 may hold three connections; a fourth is closed on arrival.
+	for range 3 {
+		dialFrom(t, n, "127.0.0.4")
+	}
+	pollUntil(t, "three connections from 127.0.0.4 admitted", func() error {
+		if v := metric(t, n, "herald_http_connections_open"); v < 6 {
+			return fmt.Errorf("herald_http_connections_open = %v", v)
+		}
+		return nil
+	})
+	over := dialFrom(t, n, "127.0.0.4")
+	over.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := over.Read(make([]byte, 1)); err == nil || errors.As(err, new(net.Error)) && err.(net.Error).Timeout() {
+		t.Fatalf("a fourth connection from 127.0.0.4 was not closed: %v", err)
+	}
+	if v := metric(t, n, `herald_http_connections_refused_total{limit="client"}`); v != 1 {
+		t.Errorf(`herald_http_connections_refused_total{limit="client"} = %v, want 1`, v)
+	}
+}
