@@ -106,10 +106,18 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 		"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n")
 	go trickle(trickling, strings.Repeat("1\r\nx\r\n", 10000), 50*time.Millisecond)
 
-	// Others are served while the three wait for their cut-off.
+	// Others are served while these wait for their cut-off.
 	healthy(t, n, "beside slow clients")
-	if _, err := clientFor(t, n, "").PasswordToken(context.Background(), "admin", testnode.AdminPassword); err != nil {
+	tok, err := clientFor(t, n, "").PasswordToken(context.Background(), "admin", testnode.AdminPassword)
+	if err != nil {
 		t.Fatalf("sign in beside slow clients: %v", err)
+	}
+	stalledJSON := dialFrom(t, n, "127.0.0.5")
+	fmt.Fprintf(stalledJSON, "POST /v1.0/me/notificationSubscriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"targetHostName\":", tok.AccessToken)
+	if got := endedByServer(t, stalledJSON, "a JSON body that stops"); !strings.HasPrefix(got, "HTTP/1.1 400") ||
+		!strings.Contains(got, `"code":"invalidRequest"`) || !strings.Contains(got, "too slowly") {
+		t.Errorf("a JSON body that stops got %q, want 400 invalidRequest saying it came too slowly", got)
 	}
 
 	if got := endedByServer(t, slowHeaders, "slowloris headers"); strings.HasPrefix(got, "HTTP/1.1 2") {
@@ -125,7 +133,10 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 		if strings.HasPrefix(got, "HTTP/1.1 2") || strings.HasPrefix(got, "HTTP/1.1 500") {
 			t.Errorf("%s got %q", c.what, firstLine(got))
 		}
-		t.Logf("%s: %q", c.what, firstLine(got))
+		if strings.Contains(got, "127.0.0.1") {
+			t.Errorf("%s: the answer names an address: %q", c.what, got)
+		}
+		t.Logf("%s: %q", c.what, got[strings.LastIndex(got, "\r\n")+2:])
 	}
 	healthy(t, n, "after the cut-offs")
 }

@@ -4,6 +4,7 @@
 package connlimit
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -177,7 +178,23 @@ func (b *BodyReader) Read(p []byte) (int, error) {
 		b.received += int64(n)
 		b.arm()
 	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		// Handlers put a read error into their answer; the network's
+		// says "read tcp <server address>->...: i/o timeout".
+		err = ErrBodyTooSlow
+	}
 	return n, err
 }
+
+// ErrBodyTooSlow is the read error of a body cut off for arriving too
+// slowly. It is a timeout, as net.Error.
+var ErrBodyTooSlow error = bodyTooSlow{}
+
+type bodyTooSlow struct{}
+
+func (bodyTooSlow) Error() string   { return "the body arrived too slowly and was cut off" }
+func (bodyTooSlow) Timeout() bool   { return true }
+func (bodyTooSlow) Temporary() bool { return false }
 
 func (b *BodyReader) Close() error { return b.body.Close() }
