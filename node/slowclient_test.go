@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/herald-notify/herald/client"
 	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
+	"github.com/herald-notify/herald/resource"
 )
 
 // slowNode starts a node whose header and body timeouts are short, so that
@@ -218,10 +220,10 @@ func TestHugeUnfinishedHeadersKeepMemoryBounded(t *testing.T) {
 	healthy(t, n, "after huge headers")
 }
 
-// A live stream whose client never reads cannot hold the node: the node
-// stops writing to it within its write deadline (the hub's buffer per
-// stream is bounded, so the events meanwhile cost a bounded memory), closes
-// it, and serves others throughout.
+// A live stream whose client never reads cannot hold the node: once the
+// socket buffers are full, the stream falls behind its bounded buffer in the
+// hub (1,024 events) or meets its write deadline, and the node closes it,
+// serving others throughout.
 func TestStreamThatNeverReadsIsDropped(t *testing.T) {
 	// No rate limit: the test sends until the stream is dropped.
 	n := slowNode(t, func(c *node.Config) { c.Limits.UserRate = 0 })
@@ -256,23 +258,37 @@ func TestStreamThatNeverReadsIsDropped(t *testing.T) {
 		return nil
 	})
 
-	payload := strings.Repeat("p", 2000)
-	sent := 0
+	// The largest payload, sent by eight senders at once, fills the socket
+	// buffers soon; the write deadline then ends the stream.
+	payload := strings.Repeat("p", resource.MaxPayloadBytes-100)
+	var sent atomic.Int64
 	pollUntil(t, "the node drops the stream that never reads", func() error {
 		if v := metric(t, n, "herald_open_streams"); v == 0 {
 			return nil
 		}
-		for range 20 {
-			if _, err := admin.SendToUser(ctx, "admin", &client.Notification{TargetHostName: "tasks.slow.test",
-				Payload: &client.Payload{RawContent: payload}}); err != nil {
-				return fmt.Errorf("send: %w", err)
-			}
-			sent++
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for range 8 {
+			wg.Go(func() {
+				for range 10 {
+					if _, err := admin.SendToUser(ctx, "admin", &client.Notification{TargetHostName: "tasks.slow.test",
+						Payload: &client.Payload{RawContent: payload}}); err != nil {
+						errs <- fmt.Errorf("send: %w", err)
+						return
+					}
+					sent.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return err
 		}
 		healthy(t, n, "beside a stream that never reads")
-		return fmt.Errorf("still open after %d notifications", sent)
+		return fmt.Errorf("still open after %d notifications", sent.Load())
 	})
-	t.Logf("the stream was dropped after %d notifications", sent)
+	t.Logf("the stream was dropped after %d notifications", sent.Load())
 	healthy(t, n, "after the stream was dropped")
 }
 
