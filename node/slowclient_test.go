@@ -262,7 +262,9 @@ func TestStreamThatNeverReadsIsDropped(t *testing.T) {
 	// buffers soon; the write deadline then ends the stream.
 	payload := strings.Repeat("p", resource.MaxPayloadBytes-100)
 	var sent atomic.Int64
-	pollUntil(t, "the node drops the stream that never reads", func() error {
+	// A longer deadline than pollUntil's: under the race detector on a
+	// loaded machine the sends alone can take 20 s.
+	pollFor(t, time.Minute, "the node drops the stream that never reads", func() error {
 		if v := metric(t, n, "herald_open_streams"); v == 0 {
 			return nil
 		}
@@ -359,5 +361,21 @@ func TestInFlightAndPerAddressBounds(t *testing.T) {
 	}
 	if v := metric(t, n, `herald_http_connections_refused_total{limit="client"}`); v != 1 {
 		t.Errorf(`herald_http_connections_refused_total{limit="client"} = %v, want 1`, v)
+	}
+}
+
+// pollFor is pollUntil with a deadline of its own.
+func pollFor(t *testing.T, within time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
