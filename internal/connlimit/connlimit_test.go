@@ -196,3 +196,44 @@ func TestBodyReaderCutsOffAStalledBody(t *testing.T) {
 		t.Fatalf("complete body: read %d bytes, err %v", r.n, r.err)
 	}
 }
+
+// A body that keeps arriving above the minimum rate is not cut off, though
+// it takes several times grace in all.
+func TestBodyReaderLetsASlowButSteadyBodyThrough(t *testing.T) {
+	const grace = 200 * time.Millisecond
+	type result struct {
+		n   int
+		err error
+	}
+	results := make(chan result, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(NewBodyReader(r.Body, http.NewResponseController(w), grace, 100))
+		results <- result{len(b), err}
+	}))
+	defer srv.Close()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// 20 chunks of 10 bytes, one every 50 ms: 200 bytes a second, twice
+	// the minimum, over a second, five times grace.
+	const chunks, size = 20, 10
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n")
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for range chunks {
+		<-tick.C
+		if _, err := io.WriteString(c, strings.Repeat("x", size)); err != nil {
+			t.Fatalf("the server stopped taking the body: %v", err)
+		}
+	}
+	select {
+	case r := <-results:
+		if r.err != nil || r.n != chunks*size {
+			t.Fatalf("read %d bytes, err %v; want %d and no error", r.n, r.err, chunks*size)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler never finished reading")
+	}
+}
