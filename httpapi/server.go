@@ -18,6 +18,7 @@ import (
 
 	"github.com/herald-notify/herald/credential"
 	"github.com/herald-notify/herald/fanout"
+	"github.com/herald-notify/herald/internal/connlimit"
 	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 )
@@ -95,6 +96,15 @@ type Options struct {
 	ReportDelivery func(raft.DeliveryOutcome)
 	// UI serves /ui/; nil leaves it out.
 	UI http.Handler
+	// MaxInFlight bounds the requests this node works on at once, live
+	// streams and /healthz aside; beyond it a request gets 503 at once.
+	// Zero: no bound.
+	MaxInFlight int
+	// BodyTimeout is how long a request body may take to start arriving;
+	// BodyMinRate (bytes per second) extends it as the body arrives. A body
+	// slower than that is cut off (connlimit.BodyReader). Zero: no limit.
+	BodyTimeout time.Duration
+	BodyMinRate int64
 }
 
 // Server is the HTTP API of one node.
@@ -109,6 +119,8 @@ type Server struct {
 	// hashes bounds argon2id work (credential.Pool): sign-in checks and
 	// password changes.
 	hashes *credential.Pool
+	// inFlight holds one token per request being worked on (MaxInFlight).
+	inFlight chan struct{}
 
 	streamsMu sync.Mutex
 	streams   map[string]int // open streams per user
@@ -135,6 +147,9 @@ func New(opts Options) *Server {
 		limits:  newLimiter(),
 		hashes:  credential.NewPool(runtime.NumCPU(), 2*runtime.NumCPU()),
 		streams: map[string]int{}, stopping: make(chan struct{})}
+	if opts.MaxInFlight > 0 {
+		s.inFlight = make(chan struct{}, opts.MaxInFlight)
+	}
 	s.routes()
 	return s
 }
@@ -223,6 +238,18 @@ func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 			}
 			s.metrics.observe(route, sw.status(), time.Since(start))
 		}()
+		if s.inFlight != nil && !longOrCheap(route) {
+			select {
+			case s.inFlight <- struct{}{}:
+				defer func() { <-s.inFlight }()
+			default:
+				s.writeError(sw, r, unavailable("The server is busy; retry after the time in Retry-After.", time.Second))
+				return
+			}
+		}
+		if r.ContentLength != 0 && s.opts.BodyTimeout > 0 {
+			r.Body = connlimit.NewBodyReader(r.Body, http.NewResponseController(w), s.opts.BodyTimeout, s.opts.BodyMinRate)
+		}
 		r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes*16)
 		r, err := s.consistency(r)
 		if err == nil {
@@ -236,6 +263,15 @@ func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 			s.writeError(sw, r, err)
 		}
 	})
+}
+
+// longOrCheap tells the routes that do not count against MaxInFlight: live
+// streams, which last for hours and have their own per-user cap; /healthz,
+// which must keep answering when the server is busy so that a supervisor
+// does not restart a node for being loaded; and /metrics, so that
+// monitoring sees the overload rather than a gap.
+func longOrCheap(route string) bool {
+	return strings.HasSuffix(route, "/notifications/stream") || route == "GET /healthz" || route == "GET /metrics"
 }
 
 type panicError struct{}

@@ -19,6 +19,7 @@ func benchTarget(b *testing.B) *loadgen.Target {
 	cfg.Limits.AppRate, cfg.Limits.UserRate = 0, 0
 	cfg.Limits.MaxNotificationsPerUser = 0
 	cfg.Limits.MaxStreamsPerUser = 0
+	cfg.Limits.MaxConnsPerIP = 0 // every stream comes from 127.0.0.1
 	n := testnode.Start(b, &cfg)
 	t, err := loadgen.Setup(context.Background(), n.URL, "admin", testnode.AdminPassword)
 	if err != nil {

@@ -75,6 +75,27 @@ type Limits struct {
 	ChangeRetention time.Duration `yaml:"change-retention"`
 	// MaxStreamsPerUser caps concurrent live streams of one user.
 	MaxStreamsPerUser int `yaml:"max-streams-per-user"`
+
+	// MaxConns bounds the public listener's open connections, well under
+	// the process's file limit so that Badger, Raft and deliveries always
+	// find a file; MaxConnsPerIP bounds one client address (an IPv6 /64).
+	// Connections beyond either are closed at once. Zero: no bound.
+	MaxConns      int `yaml:"max-conns"`
+	MaxConnsPerIP int `yaml:"max-conns-per-ip"`
+	// MaxInFlight bounds the requests a node works on at once (live
+	// streams and /healthz aside); beyond it, 503 with Retry-After.
+	MaxInFlight int `yaml:"max-in-flight"`
+	// MaxHeaderBytes bounds a request's header block; beyond it, 431.
+	MaxHeaderBytes int `yaml:"max-header-bytes"`
+	// HeaderTimeout is how long a client may take to send its headers.
+	HeaderTimeout time.Duration `yaml:"header-timeout"`
+	// BodyTimeout is how long a request body may take to start arriving;
+	// each BodyMinRate bytes received add a second. Slower bodies are cut
+	// off. There is no whole-request timeout: live streams last for hours.
+	BodyTimeout time.Duration `yaml:"body-timeout"`
+	BodyMinRate int           `yaml:"body-min-rate"`
+	// IdleTimeout closes a keep-alive connection that sends no request.
+	IdleTimeout time.Duration `yaml:"idle-timeout"`
 }
 
 // RaftTuning holds the Raft timers; tests shorten them.
@@ -156,6 +177,19 @@ func DefaultConfig() Config {
 			MaxSubscriptionsPerUser: 100,
 			ChangeRetention:         7 * 24 * time.Hour,
 			MaxStreamsPerUser:       20,
+			// 16384 stays well under a 20,000-file limit, leaving room
+			// for Badger, Raft and deliveries; the shipped systemd unit
+			// allows 65536 files.
+			MaxConns:      16384,
+			MaxConnsPerIP: 256,
+			MaxInFlight:   1024,
+			// 32 KiB takes a long Authorization header and the UI's
+			// session cookie many times over.
+			MaxHeaderBytes: 32 << 10,
+			HeaderTimeout:  10 * time.Second,
+			BodyTimeout:    10 * time.Second,
+			BodyMinRate:    1024,
+			IdleTimeout:    2 * time.Minute,
 		},
 		Webhook: ChannelConfig{DisableAfter: 72 * time.Hour},
 		Delivery: Delivery{Workers: 32, PerHost: 8, Timeout: 15 * time.Second,

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-notify/herald/cluster"
 	"github.com/herald-notify/herald/fanout"
 	"github.com/herald-notify/herald/httpapi"
+	"github.com/herald-notify/herald/internal/connlimit"
 	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 	"github.com/herald-notify/herald/ui"
@@ -192,6 +193,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		}
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_http_connections_refused_total",
+		Help: "Connections closed on arrival: over max-conns (limit=\"server\") or max-conns-per-ip (limit=\"client\")."},
+		[]string{"limit"})
+	reg.MustRegister(refused)
+	connLimits := connlimit.New(n.listener, cfg.Limits.MaxConns, cfg.Limits.MaxConnsPerIP, func(_ net.Addr, perIP bool) {
+		if perIP {
+			refused.WithLabelValues("client").Inc()
+		} else {
+			refused.WithLabelValues("server").Inc()
+		}
+	})
+	n.listener = connLimits
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_http_connections_open",
+		Help: "Open connections of the public listener."}, func() float64 { return float64(connLimits.Open()) }))
 	n.cluster = cluster.New(cluster.Options{Store: n.store, ID: id,
 		HTTPAdvert: cluster.AdvertiseHTTP(n.listener.Addr(), n.store.RaftAddr()),
 		Join:       cfg.Join, BootstrapExpect: cfg.BootstrapExpect, Transport: n.transport,
@@ -214,6 +229,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		MaxNotificationsPerUser: l.MaxNotificationsPerUser, MaxSubscriptionsPerUser: l.MaxSubscriptionsPerUser,
 		MaxStreamsPerUser: l.MaxStreamsPerUser, ChangeRetention: l.ChangeRetention, Heartbeat: cfg.StreamHeartbeat,
 		AllowPrivateWebPush: cfg.WebPush.AllowPrivate, AllowPrivateWebhook: cfg.Webhook.AllowPrivate,
+		MaxInFlight: l.MaxInFlight, BodyTimeout: l.BodyTimeout, BodyMinRate: int64(l.BodyMinRate),
 		UI: ui.Handler(), VAPIDPublicKey: n.vapidPublicKey, ReportDelivery: func(o raft.DeliveryOutcome) {
 			if e := engine.Load(); e != nil {
 				e.Report(o)
@@ -225,8 +241,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	// address is public; the others are served over the transport.
 	mux.Handle("/internal/cluster/", n.cluster.PublicHandler())
 	mux.Handle("/", n.api)
-	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	// No ReadTimeout or WriteTimeout: they would cut live streams, which
+	// last for hours. Bodies have their own deadline (httpapi), and
+	// streams their own write deadline.
+	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: l.HeaderTimeout, IdleTimeout: l.IdleTimeout,
+		MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
