@@ -2,6 +2,10 @@ package outbound
 
 import (
 	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 )
 
@@ -35,5 +39,37 @@ func TestCheckURLRefusesSchemesAndUserInfo(t *testing.T) {
 	}
 	if err := CheckURL("https://push.example.net/x", Policy{}); err != nil {
 		t.Errorf("public https URL refused: %v", err)
+	}
+}
+
+// The dial-time check stays the last word: a short or numeric spelling that
+// a resolver turns into 127.0.0.1 is refused when dialled, and one it cannot
+// resolve never connects. Either way no connection reaches the server.
+func TestShortAndNumericSpellingsNeverReachLoopbackWhenDialled(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	port := mustURL(t, srv.URL).Port()
+	c := NewClient(Policy{})
+	for _, h := range []string{"127.1", "2130706433", "0x7f.0.0.1", "0177.0.0.1", "127.0.0.1.", "LOCALHOST.",
+		"[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::1]", "[64:ff9b::7f00:1]"} {
+		if _, err := get(t, c, "https://"+h+":"+port+"/"); err == nil {
+			t.Errorf("%s: request succeeded", h)
+		}
+	}
+	if n := conns.Load(); n != 0 {
+		t.Fatalf("%d connections reached the server", n)
+	}
+	// The control: the same server is reachable when the policy allows it,
+	// so the count above would have seen a connection.
+	get(t, NewClient(Policy{AllowPrivate: true}), "https://127.0.0.1:"+port+"/")
+	if conns.Load() == 0 {
+		t.Fatal("the control request did not connect")
 	}
 }
