@@ -309,17 +309,25 @@ func TestDeltaReportsExpiredNotificationsAsRemoved(t *testing.T) {
 	}
 }
 
-func TestDeltaWithAnUnknownTokenIs410(t *testing.T) {
+func TestDeltaWithAnUnknownTokenIs410AndAMalformedOne400(t *testing.T) {
 	t.Parallel()
 	e := newSendEnv(t, nil)
 	e.sendOK(t, e.tasks, e.aliceTasks, visual("n"))
+	// Well formed, but no node handed it out: the client must start again.
+	wantError(t, e.get(t, e.alice.Token, "/v1.0/me/notifications/delta?$deltatoken="+
+		base64.RawURLEncoding.EncodeToString([]byte("d.999999999"))), http.StatusGone, "resyncRequired")
+	// Not a token at all: the client's mistake, named.
 	for _, tok := range []string{
 		"garbage",
-		base64.RawURLEncoding.EncodeToString([]byte("d.999999999")),
+		"!!",
 		base64.RawURLEncoding.EncodeToString([]byte("x.1")),
 		base64.RawURLEncoding.EncodeToString([]byte("i.1.")),
+		base64.RawURLEncoding.EncodeToString([]byte("i.1.a\x00b")),
+		base64.RawURLEncoding.EncodeToString([]byte("d.1.2")),
+		base64.RawURLEncoding.EncodeToString([]byte("d.-1")),
 	} {
-		wantError(t, e.get(t, e.alice.Token, "/v1.0/me/notifications/delta?$deltatoken="+url.QueryEscape(tok)), http.StatusGone, "resyncRequired")
+		wantInvalid(t, e.get(t, e.alice.Token, "/v1.0/me/notifications/delta?$deltatoken="+url.QueryEscape(tok)), "$deltatoken")
+		wantInvalid(t, e.get(t, e.alice.Token, "/v1.0/me/notifications/delta?$skiptoken="+url.QueryEscape(tok)), "$skiptoken")
 	}
 	wantInvalid(t, e.get(t, e.alice.Token, "/v1.0/me/notifications/delta?$top=0"), "$top")
 	_, link := e.deltaRound(t, e.alice.Token, "/v1.0/me/notifications/delta")

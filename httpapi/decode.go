@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/herald-notify/herald/resource"
 )
@@ -95,6 +96,11 @@ func decodeBytes(b []byte, v any) error {
 	}
 	if trimmed[0] != '{' {
 		return resource.Invalid("", "The body must be a JSON object.")
+	}
+	// encoding/json replaces invalid UTF-8 with U+FFFD without a word, so
+	// what is stored would not be what was sent.
+	if !utf8.Valid(trimmed) {
+		return resource.Invalid("", "The body is not valid UTF-8 (at byte %d).", invalidUTF8At(trimmed))
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
@@ -247,4 +253,17 @@ func joinPath(prefix, name string) string {
 		return name
 	}
 	return prefix + "." + name
+}
+
+// invalidUTF8At is the offset of the first byte of b that is not part of
+// valid UTF-8.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return len(b)
 }

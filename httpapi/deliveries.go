@@ -1,19 +1,58 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/herald-notify/herald/resource"
 )
 
 // deliveries is GET /me/notifications/{id}/deliveries: for the owning
-// user, or for the sending application with the user's X-UNS-ID.
+// user, for the sending application with the user's X-UNS-ID, and for an
+// admin, whose reading may name any user's notification (API.md §7).
 func (s *Server) deliveries(w http.ResponseWriter, r *http.Request, p *principal) error {
 	n, err := s.lookupNotification(r, p)
+	var re *resource.Error
+	if errors.As(err, &re) && re.Code == resource.CodeNotFound && p.isAdmin() {
+		n, err = s.findAnyNotification(r, r.PathValue("id"))
+	}
 	if err != nil {
 		return err
 	}
 	return s.writeDeliveries(w, n.UserID, n.ID)
+}
+
+// findAnyNotification looks for nid among every user's notifications. The
+// store keys notifications by user, so this costs one read per user; it
+// serves the admin's reading of the contract's path, and
+// /users/{id}/notifications/{nid}/deliveries is the direct form.
+func (s *Server) findAnyNotification(r *http.Request, nid string) (*resource.NotificationRecord, error) {
+	for again := false; ; again = true {
+		after := ""
+		for {
+			page, err := s.state.ListUsers(after, 500)
+			if err != nil {
+				return nil, err
+			}
+			for _, u := range page.Items {
+				n, ok, err := s.state.Notification(u.ID, nid)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					return n, nil
+				}
+			}
+			if page.Next == "" {
+				break
+			}
+			after = page.Next
+		}
+		// Sent through another node a moment ago, perhaps.
+		if again || !s.lookAgain(r) { // consistency.go
+			return nil, resource.NotFound("notification")
+		}
+	}
 }
 
 // userDeliveries is the admin's view of any user's notification.

@@ -105,7 +105,7 @@ func parseDeltaToken(s string) (deltaToken, bool) {
 	switch {
 	case parts[0] == "d" && len(parts) == 2:
 		return deltaToken{seq: seq}, true
-	case parts[0] == "i" && len(parts) == 3 && parts[2] != "":
+	case parts[0] == "i" && len(parts) == 3 && isKey(parts[2]):
 		return deltaToken{initial: true, seq: seq, after: parts[2]}, true
 	}
 	return deltaToken{}, false
@@ -149,9 +149,11 @@ func (s *Server) delta(w http.ResponseWriter, r *http.Request, p *principal) err
 		return err
 	}
 	q := r.URL.Query()
-	raw := q.Get("$deltatoken")
+	param := "$deltatoken"
+	raw := q.Get(param)
 	if raw == "" {
-		raw = q.Get("$skiptoken")
+		param = "$skiptoken"
+		raw = q.Get(param)
 	}
 	if raw == "" {
 		seq, err := s.state.LastSeq()
@@ -162,7 +164,9 @@ func (s *Server) delta(w http.ResponseWriter, r *http.Request, p *principal) err
 	}
 	tok, ok := parseDeltaToken(raw)
 	if !ok {
-		return resync("The delta token is not one this server made; start again without one.")
+		// Not a token of any server: a client error, unlike a well-formed
+		// token that is too old or unknown here, which calls for a resync.
+		return resource.Invalid(param, "%s is not one this server made; use the link of the last answer, or start again without one.", param)
 	}
 	if err := s.checkSeq(r, uid, tok.seq); err != nil {
 		return err

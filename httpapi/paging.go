@@ -38,10 +38,28 @@ func skipToken(r *http.Request) (string, error) {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(v)
-	if err != nil || len(b) == 0 {
+	if err != nil || !isKey(string(b)) {
+		// Any base64 decodes to something, and continuing after a key no
+		// listing holds would answer an empty page as if the end had come.
 		return "", resource.Invalid("$skiptoken", "$skiptoken is not one this server made.")
 	}
 	return string(b), nil
+}
+
+// isKey reports whether k could be a key a listing continues after: the
+// ids this server makes (GUIDs, sortable and random ids) are short and
+// use letters, digits, '-' and '_' only.
+func isKey(k string) bool {
+	if k == "" || len(k) > 128 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func encodeToken(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }

@@ -180,7 +180,14 @@ func (rt *router) handle(method, path string, h handlerFunc) {
 	}
 }
 
+// standardMethods each get a pattern on every known path.
+func standardMethods() []string {
+	return []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions}
+}
+
 func (rt *router) finish() {
+	allowed := map[string]string{} // path pattern → Allow
 	for p, ms := range rt.methods {
 		allow := append([]string{}, ms...)
 		if slices.Contains(ms, http.MethodGet) {
@@ -188,14 +195,14 @@ func (rt *router) finish() {
 		}
 		sort.Strings(allow)
 		header := strings.Join(allow, ", ")
+		allowed[p] = header
 		h := rt.s.wrap("405", func(w http.ResponseWriter, r *http.Request) error {
 			w.Header().Set("Allow", header)
 			return resource.Errorf(resource.CodeMethodNotAllowed, "%s is not allowed here; use %s.", r.Method, header)
 		})
 		// Each other method gets its own pattern: a method-less fallback
 		// would conflict with the wildcard routes beside literal ones.
-		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
-			http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		for _, m := range standardMethods() {
 			if !slices.Contains(allow, m) {
 				rt.s.mux.Handle(m+" "+p, h)
 			}
@@ -205,6 +212,21 @@ func (rt *router) finish() {
 		if r.URL.Path == "/" {
 			http.Redirect(w, r, "/ui/", http.StatusFound)
 			return nil
+		}
+		// Methods without a pattern of their own (TRACE, CONNECT, any
+		// extension method) land here; on a known path they get the same
+		// 405 as the standard ones. A GET finds the path's pattern, since
+		// every known path has a handler for every standard method.
+		if !slices.Contains(standardMethods(), r.Method) {
+			probe := r.Clone(r.Context())
+			probe.Method = http.MethodGet
+			if _, pattern := rt.s.mux.Handler(probe); pattern != "" {
+				_, path, _ := strings.Cut(pattern, " ")
+				if header, ok := allowed[path]; ok {
+					w.Header().Set("Allow", header)
+					return resource.Errorf(resource.CodeMethodNotAllowed, "%s is not allowed here; use %s.", r.Method, header)
+				}
+			}
 		}
 		return resource.Errorf(resource.CodeNotFound, "There is no resource at %s.", r.URL.Path)
 	}))

@@ -3,11 +3,12 @@ package httpapi
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"net"
+	"errors"
+	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
+	"github.com/herald-notify/herald/fanout/outbound"
 	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 )
@@ -63,9 +64,11 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request, p *p
 	return nil
 }
 
-// checkDestination applies the outbound policy at registration: https only,
-// and no literal private addresses, unless the config allows them. The
-// sender checks the resolved address again at dial time.
+// checkDestination applies the outbound policy at registration, with the
+// same reading of the host as the sender's (outbound.CheckURL): https only,
+// and no spelling of a loopback, private or otherwise non-public address,
+// unless the config allows them. The sender checks the resolved address
+// again at dial time.
 func (s *Server) checkDestination(c *resource.Channel) error {
 	var raw, field string
 	var allow bool
@@ -77,20 +80,11 @@ func (s *Server) checkDestination(c *resource.Channel) error {
 	default:
 		return nil
 	}
-	if allow {
-		return nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "https" {
-		return resource.Invalid(field, "%s must be an https URL.", field)
-	}
-	host := u.Hostname()
-	if host == "localhost" {
-		return resource.Invalid(field, "%s points at a loopback address, which is not allowed.", field)
-	}
-	if ip := net.ParseIP(host); ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
-		ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast()) {
-		return resource.Invalid(field, "%s points at a private, loopback or link-local address, which is not allowed.", field)
+	var refused *outbound.RefusedError
+	if err := outbound.CheckURL(raw, outbound.Policy{AllowPrivate: allow}); errors.As(err, &refused) {
+		return resource.Invalid(field, "%s is not allowed: %s.", field, refused.Reason)
+	} else if err != nil {
+		return fmt.Errorf("check %s: %w", field, err)
 	}
 	return nil
 }

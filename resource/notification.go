@@ -186,6 +186,12 @@ func (in *NotificationInput) Validate(now time.Time, appHost string) *Error {
 	if utf8.RuneCountInString(in.GroupName) > MaxNameLength {
 		return Invalid("groupName", "groupName must have at most %d characters.", MaxNameLength)
 	}
+	if hasControl(in.AppNotificationID) {
+		return Invalid("appNotificationId", "appNotificationId must not contain control characters.")
+	}
+	if hasControl(in.GroupName) {
+		return Invalid("groupName", "groupName must not contain control characters.")
+	}
 	if err := in.validatePayload(); err != nil {
 		return err
 	}
@@ -360,4 +366,16 @@ func (p *NotificationPatch) Validate() *Error {
 		}
 	}
 	return nil
+}
+
+// hasControl reports C0 control characters and DEL. In an identifier they
+// are never meant: a NUL truncates it in C clients and logs, and a line
+// break forges log lines and headers such as Web Push's Topic.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
