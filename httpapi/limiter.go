@@ -31,11 +31,20 @@ func (l *limiter) allow(key string, rate float64, burst int, now time.Time) (boo
 	if rate <= 0 {
 		return true, 0
 	}
-	if burst < 1 {
-		burst = 1
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	b := l.refill(key, rate, burst, now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) / rate * float64(time.Second))
+}
+
+// refill returns key's bucket, made full if new, with the tokens earned
+// since it was last used. l.mu is held.
+func (l *limiter) refill(key string, rate float64, burst int, now time.Time) *bucket {
+	burst = max(burst, 1)
 	if now.Sub(l.sweep) > time.Minute {
 		l.dropFull(now)
 	}
@@ -46,11 +55,7 @@ func (l *limiter) allow(key string, rate float64, burst int, now time.Time) (boo
 	}
 	b.tokens = math.Min(float64(burst), b.tokens+now.Sub(b.last).Seconds()*rate)
 	b.last = now
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	return false, time.Duration((1 - b.tokens) / rate * float64(time.Second))
+	return b
 }
 
 // dropFull forgets buckets that have refilled, so idle keys cost nothing.
@@ -86,20 +91,10 @@ func (l *limiter) charge(key string, rate float64, burst int, now time.Time) {
 	if rate <= 0 {
 		return
 	}
-	burst = max(burst, 1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.Sub(l.sweep) > time.Minute {
-		l.dropFull(now)
-	}
-	b := l.buckets[key]
-	if b == nil {
-		b = &bucket{tokens: float64(burst), last: now, rate: rate, burst: float64(burst)}
-		l.buckets[key] = b
-	}
-	b.tokens = math.Min(float64(burst), b.tokens+now.Sub(b.last).Seconds()*rate)
-	b.last = now
-	b.tokens = math.Max(b.tokens-1, -float64(burst))
+	b := l.refill(key, rate, burst, now)
+	b.tokens = math.Max(b.tokens-1, -b.burst)
 }
 
 // clientAddr is the key of the request's sender for sign-in throttling: the

@@ -42,17 +42,7 @@ func clusterConfig(t *testing.T, id string, join ...string) node.Config {
 // pollUntil polls f until it returns nil or the deadline passes.
 func pollUntil(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	pollFor(t, 20*time.Second, what, f)
 }
 
 func clientFor(t *testing.T, n *testnode.Node, token string) *client.Client {
