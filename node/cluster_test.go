@@ -39,6 +39,29 @@ func clusterConfig(t *testing.T, id string, join ...string) node.Config {
 	return cfg
 }
 
+// slotsEvenOver checks a node's replica of the slot table: every node of
+// cfgs holds a third of the slots.
+func slotsEvenOver(cfgs []node.Config) func(n *testnode.Node) func() error {
+	return func(n *testnode.Node) func() error {
+		return func() error {
+			table, err := n.Store().Slots()
+			if err != nil || len(table) != raft.SlotCount {
+				return fmt.Errorf("table of %d slots, %v", len(table), err)
+			}
+			c := map[string]int{}
+			for _, id := range table {
+				c[id]++
+			}
+			for _, cfg := range cfgs {
+				if c[cfg.NodeID] < 341 || c[cfg.NodeID] > 342 {
+					return fmt.Errorf("owners %v", c)
+				}
+			}
+			return nil
+		}
+	}
+}
+
 // pollUntil polls f until it returns nil or the deadline passes.
 func pollUntil(t *testing.T, what string, f func() error) {
 	t.Helper()
@@ -433,24 +456,7 @@ func TestUnreachableVoterLosesItsSlotsUntilItReturns(t *testing.T) {
 	adminToken := tok.AccessToken
 	// evenOverThree checks n's replica of the table: every node holds a
 	// third.
-	evenOverThree := func(n *testnode.Node) func() error {
-		return func() error {
-			table, err := n.Store().Slots()
-			if err != nil || len(table) != raft.SlotCount {
-				return fmt.Errorf("table of %d slots, %v", len(table), err)
-			}
-			c := map[string]int{}
-			for _, id := range table {
-				c[id]++
-			}
-			for _, cfg := range cfgs {
-				if c[cfg.NodeID] < 341 || c[cfg.NodeID] > 342 {
-					return fmt.Errorf("owners %v", c)
-				}
-			}
-			return nil
-		}
-	}
+	evenOverThree := slotsEvenOver(cfgs)
 	pollUntil(t, "three nodes with their slots", evenOverThree(nodes[0]))
 	var leader, victim, heir *testnode.Node
 	for _, n := range nodes {

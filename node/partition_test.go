@@ -189,24 +189,7 @@ func partitionOwner(t *testing.T, cutLeader bool) {
 		t.Fatal(err)
 	}
 	adminToken := tok.AccessToken
-	evenOverThree := func(n *testnode.Node) func() error {
-		return func() error {
-			table, err := n.Store().Slots()
-			if err != nil || len(table) != raft.SlotCount {
-				return fmt.Errorf("table of %d slots, %v", len(table), err)
-			}
-			c := map[string]int{}
-			for _, id := range table {
-				c[id]++
-			}
-			for _, cfg := range cfgs {
-				if c[cfg.NodeID] < 341 || c[cfg.NodeID] > 342 {
-					return fmt.Errorf("owners %v", c)
-				}
-			}
-			return nil
-		}
-	}
+	evenOverThree := slotsEvenOver(cfgs)
 	for _, n := range nodes {
 		pollUntil(t, "three nodes with their slots on "+n.Config.NodeID, evenOverThree(n))
 		pollUntil(t, "the admin token and an open fence on "+n.Config.NodeID, func() error {
