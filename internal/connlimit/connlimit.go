@@ -47,10 +47,12 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if ok {
 			return &conn{Conn: c, l: l, key: key}, nil
 		}
-		c.Close()
+		// Counted before the close, so that whoever sees the close sees
+		// the count too.
 		if l.onReject != nil {
 			l.onReject(c.RemoteAddr(), byIP)
 		}
+		c.Close()
 	}
 }
 

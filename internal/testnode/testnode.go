@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +41,9 @@ func Config(t testing.TB, dir string) node.Config {
 	// would be written at every start, and a busy CI disk with less than
 	// 256 MiB free would refuse every write.
 	cfg.DiskReserve = "8MiB"
+	// In-process nodes and their clients all connect from 127.0.0.1; the
+	// per-address cap has tests of its own.
+	cfg.Limits.MaxConnsPerIP = 0
 	return cfg
 }
 
@@ -73,13 +77,24 @@ func Start(t testing.TB, cfg *node.Config) *Node {
 // FreeAddr returns a loopback address with a port free at the time of asking.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		// The port is free only until someone binds it: never hand the
+		// same one out twice in one test process, or two nodes (say one's
+		// HTTP and another's Raft port) could be given it.
+		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
+
+// handedOut holds every address FreeAddr returned in this process.
+var handedOut sync.Map
 
 type testWriter struct{ t testing.TB }
 
