@@ -62,6 +62,21 @@ func slotsEvenOver(cfgs []node.Config) func(n *testnode.Node) func() error {
 	}
 }
 
+// startSignedIn starts a node for each of cfgs (in order: a joining node
+// needs the ones before it) and signs in as the first admin.
+func startSignedIn(t *testing.T, cfgs []node.Config) ([]*testnode.Node, string) {
+	t.Helper()
+	nodes := make([]*testnode.Node, len(cfgs))
+	for i := range cfgs {
+		nodes[i] = testnode.Start(t, &cfgs[i])
+	}
+	tok, err := clientFor(t, nodes[0], "").PasswordToken(context.Background(), "admin", testnode.AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodes, tok.AccessToken
+}
+
 // pollUntil polls f until it returns nil or the deadline passes.
 func pollUntil(t *testing.T, what string, f func() error) {
 	t.Helper()
@@ -445,15 +460,7 @@ func TestUnreachableVoterLosesItsSlotsUntilItReturns(t *testing.T) {
 	cfgs := []node.Config{edit(clusterConfig(t, "h1"))}
 	cfgs = append(cfgs, edit(clusterConfig(t, "h2", cfgs[0].HTTPAddr)))
 	cfgs = append(cfgs, edit(clusterConfig(t, "h3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr)))
-	nodes := make([]*testnode.Node, 3)
-	for i := range cfgs {
-		nodes[i] = testnode.Start(t, &cfgs[i])
-	}
-	tok, err := clientFor(t, nodes[0], "").PasswordToken(ctx, "admin", testnode.AdminPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminToken := tok.AccessToken
+	nodes, adminToken := startSignedIn(t, cfgs)
 	// evenOverThree checks n's replica of the table: every node holds a
 	// third.
 	evenOverThree := slotsEvenOver(cfgs)

@@ -39,15 +39,7 @@ func TestFailoverMovesPendingDeliveries(t *testing.T) {
 	cfgs := []node.Config{edit(clusterConfig(t, "f1"))}
 	cfgs = append(cfgs, edit(clusterConfig(t, "f2", cfgs[0].HTTPAddr)))
 	cfgs = append(cfgs, edit(clusterConfig(t, "f3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr)))
-	nodes := make([]*testnode.Node, 3)
-	for i := range cfgs {
-		nodes[i] = testnode.Start(t, &cfgs[i])
-	}
-	tok, err := clientFor(t, nodes[0], "").PasswordToken(ctx, "admin", testnode.AdminPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminToken := tok.AccessToken
+	nodes, adminToken := startSignedIn(t, cfgs)
 	pollUntil(t, "three nodes with their slots", func() error {
 		st, err := clientFor(t, nodes[0], adminToken).Cluster(ctx)
 		if err != nil {

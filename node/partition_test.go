@@ -180,15 +180,7 @@ func partitionOwner(t *testing.T, cutLeader bool) {
 	cfgs = append(cfgs, edit(clusterConfig(t, "p2", cfgs[0].HTTPAddr)))
 	cfgs = append(cfgs, edit(clusterConfig(t, "p3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr)))
 	m := newMesh(t, cfgs)
-	nodes := make([]*testnode.Node, 3)
-	for i := range cfgs {
-		nodes[i] = testnode.Start(t, &cfgs[i])
-	}
-	tok, err := clientFor(t, nodes[0], "").PasswordToken(ctx, "admin", testnode.AdminPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminToken := tok.AccessToken
+	nodes, adminToken := startSignedIn(t, cfgs)
 	evenOverThree := slotsEvenOver(cfgs)
 	for _, n := range nodes {
 		pollUntil(t, "three nodes with their slots on "+n.Config.NodeID, evenOverThree(n))
