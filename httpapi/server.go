@@ -149,6 +149,10 @@ func New(opts Options) *Server {
 		streams: map[string]int{}, stopping: make(chan struct{})}
 	if opts.MaxInFlight > 0 {
 		s.inFlight = make(chan struct{}, opts.MaxInFlight)
+		opts.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_http_requests_in_flight",
+			Help: "Requests counted against max-in-flight that this node works on now.",
+		}, func() float64 { return float64(len(s.inFlight)) }))
 	}
 	s.routes()
 	return s

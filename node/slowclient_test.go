@@ -307,11 +307,31 @@ func TestInFlightAndPerAddressBounds(t *testing.T) {
 	token := adminTokenOf(t, n)
 
 	// Two requests whose bodies have not arrived are in flight.
+	var held []net.Conn
 	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
 		c := dialFrom(t, n, src)
-		io.WriteString(c, "POST /oauth2/v2.0/token HTTP/1.1\r\nHost: x\r\n"+
-			"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant")
+		if _, err := io.WriteString(c, "POST /oauth2/v2.0/token HTTP/1.1\r\nHost: x\r\n"+
+			"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant"); err != nil {
+			t.Fatalf("send the held request from %s: %v", src, err)
+		}
+		held = append(held, c)
 	}
+	pollUntil(t, "two requests held in flight", func() error {
+		if v := metric(t, n, "herald_http_requests_in_flight"); v != 2 {
+			for _, c := range held {
+				// Whatever the server said or did to a held request
+				// tells why it is not in flight.
+				c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+				b := make([]byte, 512)
+				var ne net.Error
+				if k, err := c.Read(b); k > 0 || !errors.As(err, &ne) || !ne.Timeout() {
+					return fmt.Errorf("herald_http_requests_in_flight = %v; %s got %q, %v", v, c.LocalAddr(), b[:k], err)
+				}
+			}
+			return fmt.Errorf("herald_http_requests_in_flight = %v", v)
+		}
+		return nil
+	})
 	var busy string
 	pollUntil(t, "a third request is refused as busy", func() error {
 		req, _ := http.NewRequest(http.MethodGet, n.URL+"/v1.0/me", nil)
