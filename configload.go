@@ -72,6 +72,7 @@ func bindFlag[T any](category, name, usage string, field func(*node.Config) *T) 
 func serveConfigFlags() []configFlag {
 	const (
 		catNode     = "Node"
+		catHTTPS    = "HTTPS"
 		catCluster  = "Cluster"
 		catLog      = "Logging"
 		catDelivery = "Delivery"
@@ -87,6 +88,15 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catNode, "stream-heartbeat", "interval of keep-alive comments on live streams", func(c *node.Config) *time.Duration { return &c.StreamHeartbeat }),
 		bindFlag(catNode, "disk-reserve", "free space `SIZE` (512MiB, 2%, or 256MiB,2% for the larger) below which the data directory's disk counts as full and writes get 507", func(c *node.Config) *string { return &c.DiskReserve }),
 		bindFlag(catNode, "purge-interval", "how often the leader purges expired notifications", func(c *node.Config) *time.Duration { return &c.PurgeInterval }),
+
+		bindFlag(catHTTPS, "tls-cert", "PEM `FILE` of the certificate (chain) for HTTPS on --http-addr, with --tls-key; SIGHUP reloads both", func(c *node.Config) *string { return &c.TLSCert }),
+		bindFlag(catHTTPS, "tls-key", "PEM `FILE` of the private key of --tls-cert", func(c *node.Config) *string { return &c.TLSKey }),
+		bindFlag(catHTTPS, "acme-domain", "host `NAME,...` to obtain HTTPS certificates for from an ACME CA (Let's Encrypt), instead of --tls-cert", func(c *node.Config) *[]string { return &c.ACMEDomain }),
+		bindFlag(catHTTPS, "acme-email", "contact `ADDRESS` given to the ACME CA", func(c *node.Config) *string { return &c.ACMEEmail }),
+		bindFlag(catHTTPS, "acme-directory", "ACME directory `URL` (default Let's Encrypt's)", func(c *node.Config) *string { return &c.ACMEDirectory }),
+		bindFlag(catHTTPS, "acme-http-addr", "`ADDR` that answers ACME HTTP-01 challenges and redirects other plain requests to HTTPS (empty: none; TLS-ALPN-01 then needs --http-addr on port 443)", func(c *node.Config) *string { return &c.ACMEHTTPAddr }),
+		bindFlag(catNode, "metrics-addr", "`ADDR` of a separate plain-HTTP listener for /metrics (the public listener then has none)", func(c *node.Config) *string { return &c.MetricsAddr }),
+		bindFlag(catNode, "metrics-token", "bearer `TOKEN` (16 characters or more) a scraper sends for /metrics; without it the public /metrics takes an admin's token only", func(c *node.Config) *string { return &c.MetricsToken }),
 
 		bindFlag(catCluster, "node-id", "this node's `ID` in the cluster (default: chosen by the node)", func(c *node.Config) *string { return &c.NodeID }),
 		bindFlag(catCluster, "raft-addr", "`ADDR` for Raft traffic between nodes", func(c *node.Config) *string { return &c.RaftAddr }),

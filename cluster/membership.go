@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -187,21 +188,43 @@ func validHostPort(s string) bool {
 // (what --join lists): its public listener says where its inter-node port
 // is, and the request goes there over the authenticated transport.
 func (c *Cluster) callAt(ctx context.Context, addr, method, path string, body, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/internal/cluster/peer", nil)
+	peer, err := c.lookupPeer(ctx, "http", addr)
+	if errors.Is(err, errHTTPSListener) {
+		peer, err = c.lookupPeer(ctx, "https", addr)
+	}
 	if err != nil {
 		return err
+	}
+	return c.callNode(ctx, peer.ID, peer.RaftAddr, method, path, body, out, false)
+}
+
+// errHTTPSListener is a peer's public listener answering plain HTTP with
+// Go's "HTTP request to an HTTPS server" (--tls-cert or --acme-domain).
+var errHTTPSListener = errors.New("the public listener speaks HTTPS")
+
+// lookupPeer asks the node at addr where its inter-node port is.
+func (c *Cluster) lookupPeer(ctx context.Context, scheme, addr string) (peerInfo, error) {
+	var peer peerInfo
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+"/internal/cluster/peer", nil)
+	if err != nil {
+		return peer, err
 	}
 	resp, err := c.lookup.Do(req)
 	if err != nil {
-		return err
+		return peer, err
 	}
 	defer resp.Body.Close()
-	var peer peerInfo
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&peer); err != nil || resp.StatusCode != http.StatusOK ||
-		peer.ID == "" || !validHostPort(peer.RaftAddr) {
-		return fmt.Errorf("%s did not say where its inter-node port is (%s, %v)", addr, resp.Status, err)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode == http.StatusBadRequest && bytes.Contains(b, []byte("HTTP request to an HTTPS server")) {
+		return peer, errHTTPSListener
 	}
-	return c.callNode(ctx, peer.ID, peer.RaftAddr, method, path, body, out, false)
+	if err == nil {
+		err = json.Unmarshal(b, &peer)
+	}
+	if err != nil || resp.StatusCode != http.StatusOK || peer.ID == "" || !validHostPort(peer.RaftAddr) {
+		return peer, fmt.Errorf("%s did not say where its inter-node port is (%s, %v)", addr, resp.Status, err)
+	}
+	return peer, nil
 }
 
 // Announce records this node's own addresses when the replica lacks them

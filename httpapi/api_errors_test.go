@@ -237,7 +237,7 @@ func TestOperationalEndpoints(t *testing.T) {
 	// A send, so the batch histogram has observations.
 	e := &sendEnv{hnode: n, tasks: n.newApp(t, "tasks.contoso.com"), alice: n.newUser(t, "alice")}
 	e.sendOK(t, e.tasks, n.subscribe(t, e.alice, e.tasks.Host), visual("m"))
-	m := n.get(t, "", "/metrics").expect(t, http.StatusOK)
+	m := n.get(t, n.admin, "/metrics").expect(t, http.StatusOK)
 	if ct := m.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		t.Errorf("/metrics Content-Type %q", ct)
 	}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"time"
@@ -31,16 +32,71 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) metricsHandler() handlerFunc {
+// metricsHandler serves the Prometheus text format to callers that open
+// lets through.
+func (s *Server) metricsHandler(open func(r *http.Request) error) handlerFunc {
 	g := s.opts.Gatherer
 	if g == nil {
 		g = prometheus.DefaultGatherer
 	}
 	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{})
 	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := open(r); err != nil {
+			return err
+		}
 		h.ServeHTTP(w, r)
 		return nil
 	}
+}
+
+// publicMetricsAccess guards /metrics on the public listener: the figures
+// tell an outsider how busy the server is, who its peers are and which
+// version runs, so they take the scrape token or an admin's token.
+func (s *Server) publicMetricsAccess(r *http.Request) error {
+	if s.scrapeTokenMatches(r) {
+		return nil
+	}
+	p, err := s.authenticate(r, false)
+	if err != nil {
+		return err
+	}
+	if !p.isAdmin() {
+		return denied("/metrics needs an admin's token or the metrics token (--metrics-token).")
+	}
+	return nil
+}
+
+// privateMetricsAccess guards the separate metrics listener, which is as
+// private as the network it is bound to: open unless a scrape token is set.
+func (s *Server) privateMetricsAccess(r *http.Request) error {
+	if s.opts.MetricsToken == "" || s.scrapeTokenMatches(r) {
+		return nil
+	}
+	if bearer(r, false) == "" {
+		return unauthenticated("/metrics needs the metrics token: send Authorization: Bearer <token>.")
+	}
+	return unauthenticated("The metrics token is wrong.")
+}
+
+func (s *Server) scrapeTokenMatches(r *http.Request) bool {
+	want := s.opts.MetricsToken
+	got := bearer(r, false)
+	return want != "" && got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// MetricsHandler serves /metrics on a listener of its own (Options.
+// MetricsElsewhere), with the contract's errors for anything else.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.wrap("GET /metrics", s.metricsHandler(s.privateMetricsAccess)))
+	mux.Handle("/metrics", s.wrap("405", func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Allow", "GET, HEAD")
+		return resource.Errorf(resource.CodeMethodNotAllowed, "%s is not allowed here; use GET, HEAD.", r.Method)
+	}))
+	mux.Handle("/", s.wrap("404", func(w http.ResponseWriter, r *http.Request) error {
+		return resource.Errorf(resource.CodeNotFound, "There is no resource at %s; this listener serves /metrics only.", r.URL.Path)
+	}))
+	return mux
 }
 
 func (s *Server) cluster(w http.ResponseWriter, r *http.Request, p *principal) error {

@@ -10,7 +10,9 @@ func (s *Server) routes() {
 	rt.handle("POST", "/oauth2/v2.0/token", s.token)
 	rt.handle("GET", "/healthz", s.healthz)
 	rt.handle("GET", "/readyz", s.readyz)
-	rt.handle("GET", "/metrics", s.metricsHandler())
+	if !s.opts.MetricsElsewhere {
+		rt.handle("GET", "/metrics", s.metricsHandler(s.publicMetricsAccess))
+	}
 
 	rt.handle("GET", "/me", s.userOnly(s.me))
 

@@ -105,6 +105,12 @@ type Options struct {
 	// slower than that is cut off (connlimit.BodyReader). Zero: no limit.
 	BodyTimeout time.Duration
 	BodyMinRate int64
+	// MetricsToken is a bearer token that reads /metrics (a scraper's),
+	// besides an admin's access token. Empty: admins only.
+	MetricsToken string
+	// MetricsElsewhere leaves /metrics off the public routes: the node
+	// serves MetricsHandler on a listener of its own.
+	MetricsElsewhere bool
 }
 
 // Server is the HTTP API of one node.

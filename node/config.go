@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"net"
+	"net/http"
 	"time"
 )
 
@@ -25,6 +26,33 @@ type Config struct {
 	ClusterTLSCert string `yaml:"cluster-tls-cert"`
 	ClusterTLSKey  string `yaml:"cluster-tls-key"`
 	ClusterTLSCA   string `yaml:"cluster-tls-ca"`
+	// TLSCert and TLSKey are PEM files of the public listener's
+	// certificate (its chain) and key: the API and the UI are then served
+	// over HTTPS only, and SIGHUP reloads the pair. ACMEDomain instead has
+	// the node obtain and renew certificates from an ACME CA for those
+	// host names, keeping them under the data directory.
+	TLSCert    string   `yaml:"tls-cert"`
+	TLSKey     string   `yaml:"tls-key"`
+	ACMEDomain []string `yaml:"acme-domain"`
+	// ACMEEmail is the contact the CA may write to about expiring
+	// certificates or problems with the account.
+	ACMEEmail string `yaml:"acme-email"`
+	// ACMEDirectory is the CA's directory URL; empty: Let's Encrypt.
+	ACMEDirectory string `yaml:"acme-directory"`
+	// ACMEHTTPAddr is where HTTP-01 challenges are answered (the CA comes
+	// to port 80), and other plain requests are sent on to HTTPS. Empty:
+	// no such listener, leaving TLS-ALPN-01, which needs the public
+	// listener on port 443.
+	ACMEHTTPAddr string `yaml:"acme-http-addr"`
+	// ACMEClient, when set, talks to the ACME CA: tests trust their own
+	// CA with it. Not configurable from outside.
+	ACMEClient *http.Client `yaml:"-"`
+	// MetricsAddr, when set, moves /metrics from the public listener to a
+	// plain-HTTP listener of its own, open to whoever reaches it unless
+	// MetricsToken is set. On the public listener /metrics needs an
+	// admin's access token or MetricsToken as a bearer token.
+	MetricsAddr  string `yaml:"metrics-addr"`
+	MetricsToken string `yaml:"metrics-token"`
 	// InsecureCluster is accepted but allows nothing yet: several nodes
 	// need ClusterKey or the cluster certificates (cluster/DESIGN.md).
 	InsecureCluster bool          `yaml:"insecure-cluster"`
@@ -162,6 +190,7 @@ func DefaultConfig() Config {
 		DataDir:         "./herald-data",
 		HTTPAddr:        ":8750",
 		RaftAddr:        "127.0.0.1:8751",
+		ACMEHTTPAddr:    ":80",
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 15 * time.Second,

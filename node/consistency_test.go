@@ -540,7 +540,7 @@ func TestUnknownTokenFloodSharesBarrierRounds(t *testing.T) {
 // metric reads a counter from a node's /metrics.
 func metric(t *testing.T, n *testnode.Node, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(n.URL + "/metrics")
+	resp, err := n.GetMetrics()
 	if err != nil {
 		t.Fatal(err)
 	}

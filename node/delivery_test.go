@@ -420,7 +420,7 @@ func TestDeliveryReachesEveryChannelAndDismissesEverywhere(t *testing.T) {
 	}
 
 	// Metrics count the attempts by channel: four messages, four deliveries.
-	resp, err := http.Get(r.node.URL + "/metrics")
+	resp, err := r.node.GetMetrics()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -158,7 +158,12 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 		t.Fatalf("/readyz on a full disk: %d %s", code, ready.String())
 	}
 	var metrics bytes.Buffer
-	httpGet(t, n.URL+"/metrics", &metrics)
+	resp, err := n.GetMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(&metrics, resp.Body)
+	resp.Body.Close()
 	if !strings.Contains(metrics.String(), "\nherald_disk_full 1\n") || !strings.Contains(metrics.String(), "herald_disk_free_bytes ") {
 		t.Fatalf("metrics on a full disk do not say so:\n%s", grepLines(metrics.String(), "herald_disk"))
 	}

@@ -244,7 +244,7 @@ func TestForwardedBatchAnswersEachCaller(t *testing.T) {
 // from a node's /metrics.
 func forwardBatchMetric(t *testing.T, n *testnode.Node) (batches, commands float64) {
 	t.Helper()
-	resp, err := http.Get(n.URL + "/metrics")
+	resp, err := n.GetMetrics()
 	if err != nil {
 		t.Fatal(err)
 	}

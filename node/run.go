@@ -11,11 +11,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +27,7 @@ import (
 	"github.com/herald-notify/herald/fanout"
 	"github.com/herald-notify/herald/httpapi"
 	"github.com/herald-notify/herald/internal/connlimit"
+	"github.com/herald-notify/herald/internal/publictls"
 	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 	"github.com/herald-notify/herald/ui"
@@ -47,6 +50,15 @@ type Node struct {
 	transport *cluster.Transport
 	http      *http.Server
 	listener  net.Listener
+	// keyPair is the operator's certificate of the public listener, acme
+	// the automatic one's manager (both nil: plain HTTP; https.go).
+	keyPair *publictls.KeyPair
+	acme    *publictls.ACME
+	// acmeHTTP answers HTTP-01 challenges; metricsHTTP serves /metrics on
+	// --metrics-addr. Either may be nil.
+	acmeHTTP        *http.Server
+	metricsHTTP     *http.Server
+	metricsListener net.Listener
 	stop      chan struct{}
 	wg        sync.WaitGroup
 
@@ -74,7 +86,18 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	// SIGHUP reloads the public listener's certificate (a renewal put new
+	// files in place), as systemd's ExecReload sends it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-hup:
+			n.ReloadTLS()
+		case <-ctx.Done():
+		}
+	}
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -99,6 +122,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	if err := cluster.CheckKey(cfg.ClusterKey); err != nil {
 		return nil, err
 	}
+	if err := checkPublicListener(cfg); err != nil {
+		return nil, err
+	}
 	tlsFiles := cluster.TLSFiles{Cert: cfg.ClusterTLSCert, Key: cfg.ClusterTLSKey, CA: cfg.ClusterTLSCA}
 	secured := cfg.ClusterKey != "" || tlsFiles != (cluster.TLSFiles{})
 	// --insecure-cluster does not lift this: without a key or certificates
@@ -114,6 +140,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: logger, id: id, hub: fanout.NewHub(), stop: make(chan struct{})}
+	tlsConfig, err := n.setupPublicTLS()
+	if err != nil {
+		return nil, err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -230,6 +260,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		MaxStreamsPerUser: l.MaxStreamsPerUser, ChangeRetention: l.ChangeRetention, Heartbeat: cfg.StreamHeartbeat,
 		AllowPrivateWebPush: cfg.WebPush.AllowPrivate, AllowPrivateWebhook: cfg.Webhook.AllowPrivate,
 		MaxInFlight: l.MaxInFlight, BodyTimeout: l.BodyTimeout, BodyMinRate: int64(l.BodyMinRate),
+		MetricsToken: cfg.MetricsToken, MetricsElsewhere: cfg.MetricsAddr != "",
 		UI: ui.Handler(), VAPIDPublicKey: n.vapidPublicKey, ReportDelivery: func(o raft.DeliveryOutcome) {
 			if e := engine.Load(); e != nil {
 				e.Report(o)
@@ -244,15 +275,32 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	// No ReadTimeout or WriteTimeout: they would cut live streams, which
 	// last for hours. Bodies have their own deadline (httpapi), and
 	// streams their own write deadline.
-	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: l.HeaderTimeout, IdleTimeout: l.IdleTimeout,
-		MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	n.http = &http.Server{Handler: strictTransport(mux), ReadHeaderTimeout: l.HeaderTimeout, IdleTimeout: l.IdleTimeout,
+		MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		TLSConfig: tlsConfig}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.http.Serve(n.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if tlsConfig != nil {
+			// ServeTLS adds HTTP/2 to the config; the certificates come
+			// from its GetCertificate, not from files named here.
+			err = n.http.ServeTLS(n.listener, "", "")
+		} else {
+			err = n.http.Serve(n.listener)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("http server stopped", "error", err)
 		}
 	}()
+	if err := n.startMetricsListener(); err != nil {
+		n.Close(context.Background())
+		return nil, err
+	}
+	if err := n.startACME(); err != nil {
+		n.Close(context.Background())
+		return nil, err
+	}
 
 	n.cluster.Start()
 	if err := n.waitMember(ctx); err != nil {
@@ -310,8 +358,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	n.started.Store(true)
 	n.wg.Add(1)
 	go n.housekeeping()
-	logger.Info("herald node serving", "node_id", id, "http", n.listener.Addr().String(), "raft", cfg.RaftAddr,
-		"data_dir", cfg.DataDir)
+	logger.Info("herald node serving", "node_id", id, "http", n.listener.Addr().String(), "https", n.TLS(),
+		"metrics", n.metricsWhere(), "raft", cfg.RaftAddr, "data_dir", cfg.DataDir)
 	return n, nil
 }
 
@@ -446,6 +494,11 @@ func (n *Node) shutdown(ctx context.Context, stage func(string)) error {
 	if err := n.http.Shutdown(ctx); err != nil {
 		n.http.Close()
 		errs = append(errs, fmt.Errorf("http drain: %w", err))
+	}
+	for _, srv := range []*http.Server{n.metricsHTTP, n.acmeHTTP} {
+		if srv != nil && srv.Shutdown(ctx) != nil {
+			srv.Close()
+		}
 	}
 	stage(StageStreams)
 	n.hub.CloseAll()

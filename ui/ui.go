@@ -23,6 +23,11 @@ const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 	"connect-src 'self'; worker-src 'self'; manifest-src 'self'; font-src 'self'; " +
 	"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
+// permissions turns off the powerful features the UI never uses, so that
+// an injected script could not ask for them either. Notifications and push
+// (the inbox's Web Push) are not policy-controlled and stay allowed.
+const permissions = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), hid=(), bluetooth=()"
+
 // Handler serves the UI's files under /ui/.
 func Handler() http.Handler {
 	sub, err := fs.Sub(static, "static")
@@ -37,6 +42,9 @@ func Handler() http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		// For browsers older than CSP's frame-ancestors.
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Permissions-Policy", permissions)
 		// Embedded files have no modification time, so the browser gets
 		// an ETag to revalidate with; no-cache makes it ask every time,
 		// so a new binary's UI is never mixed with an old one's modules.

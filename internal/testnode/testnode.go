@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,9 @@ import (
 
 // AdminPassword is the bootstrap admin's password on every test node.
 const AdminPassword = "test-admin-password"
+
+// MetricsToken is the scrape token of every test node (--metrics-token).
+const MetricsToken = "test-metrics-scrape-token"
 
 // Node is a running node and where to reach it.
 type Node struct {
@@ -33,6 +37,7 @@ func Config(t testing.TB, dir string) node.Config {
 	cfg.RaftAddr = FreeAddr(t)
 	cfg.NodeID = "test-node"
 	cfg.AdminPassword = AdminPassword
+	cfg.MetricsToken = MetricsToken
 	cfg.Raft.HeartbeatTimeout = 100 * time.Millisecond
 	cfg.Raft.ElectionTimeout = 100 * time.Millisecond
 	cfg.ShutdownTimeout = 5 * time.Second
@@ -65,7 +70,11 @@ func Start(t testing.TB, cfg *node.Config) *Node {
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
-	tn := &Node{Node: n, URL: "http://" + n.Addr(), Config: *cfg}
+	scheme := "http://"
+	if n.TLS() {
+		scheme = "https://"
+	}
+	tn := &Node{Node: n, URL: scheme + n.Addr(), Config: *cfg}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -101,4 +110,15 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// GetMetrics fetches the node's /metrics with the scrape token, from the
+// public listener.
+func (n *Node) GetMetrics() (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, n.URL+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+MetricsToken)
+	return http.DefaultClient.Do(req)
 }
