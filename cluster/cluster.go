@@ -8,8 +8,8 @@
 package cluster
 
 import (
-	"crypto/tls"
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"

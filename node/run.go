@@ -59,8 +59,8 @@ type Node struct {
 	acmeHTTP        *http.Server
 	metricsHTTP     *http.Server
 	metricsListener net.Listener
-	stop      chan struct{}
-	wg        sync.WaitGroup
+	stop            chan struct{}
+	wg              sync.WaitGroup
 
 	started atomic.Bool // the first admin exists and the engine runs
 	// lastOwned and lastLeader are what housekeeping last saw of ownership
