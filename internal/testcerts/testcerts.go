@@ -1,5 +1,6 @@
-// Package testcerts makes certificate authorities and node certificates for
-// tests of inter-node TLS with the operator's certificates.
+// Package testcerts makes certificate authorities, node certificates for
+// tests of inter-node TLS with the operator's certificates, and server
+// certificates for tests of HTTPS.
 package testcerts
 
 import (
@@ -10,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -70,6 +72,63 @@ func (ca *CA) Node(t testing.TB, id string) Files {
 	writePEM(t, f.Cert, "CERTIFICATE", der)
 	writePEM(t, f.Key, "EC PRIVATE KEY", kder)
 	return f
+}
+
+// Server makes a certificate for a server reached by hosts (names or
+// addresses), signed by the CA, named name in the CA's directory.
+func (ca *CA) Server(t testing.TB, name string, hosts ...string) Files {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{SerialNumber: serial(t), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := Files{Cert: filepath.Join(ca.dir, name+".pem"), Key: filepath.Join(ca.dir, name+"-key.pem"), CA: ca.File}
+	writePEM(t, f.Cert, "CERTIFICATE", der)
+	writePEM(t, f.Key, "EC PRIVATE KEY", kder)
+	return f
+}
+
+// Pool is a certificate pool that trusts the CA alone.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.cert)
+	return p
+}
+
+// Sign issues a certificate for the CSR's names (an ACME CA's finalize
+// step), returning its DER.
+func (ca *CA) Sign(t testing.TB, csr *x509.CertificateRequest) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: serial(t), Subject: pkix.Name{CommonName: firstOr(csr.DNSNames, "acme")},
+		DNSNames: csr.DNSNames, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, csr.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func firstOr(s []string, def string) string {
+	if len(s) > 0 {
+		return s[0]
+	}
+	return def
 }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {
