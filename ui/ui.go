@@ -26,7 +26,7 @@ const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 // permissions turns off the powerful features the UI never uses, so that
 // an injected script could not ask for them either. Notifications and push
 // (the inbox's Web Push) are not policy-controlled and stay allowed.
-const permissions = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), hid=(), bluetooth=()"
+const permissions = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), hid=()"
 
 // Handler serves the UI's files under /ui/.
 func Handler() http.Handler {
