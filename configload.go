@@ -182,6 +182,7 @@ func loadConfig(c *cli.Context, flags []configFlag) (node.Config, error) {
 		}
 	}
 	cfg.Join = cleanList(cfg.Join)
+	cfg.ACMEDomain = cleanList(cfg.ACMEDomain)
 	if _, err := parseLogLevel(cfg.LogLevel); err != nil {
 		return cfg, err
 	}

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"net"
-	"net/http"
 	"time"
 )
 
@@ -44,9 +43,6 @@ type Config struct {
 	// no such listener, leaving TLS-ALPN-01, which needs the public
 	// listener on port 443.
 	ACMEHTTPAddr string `yaml:"acme-http-addr"`
-	// ACMEClient, when set, talks to the ACME CA: tests trust their own
-	// CA with it. Not configurable from outside.
-	ACMEClient *http.Client `yaml:"-"`
 	// MetricsAddr, when set, moves /metrics from the public listener to a
 	// plain-HTTP listener of its own, open to whoever reaches it unless
 	// MetricsToken is set. On the public listener /metrics needs an

@@ -71,7 +71,7 @@ func (n *Node) setupPublicTLS() (*tls.Config, error) {
 		return publictls.ServerConfig(kp.GetCertificate), nil
 	case len(cfg.ACMEDomain) > 0:
 		a, err := publictls.NewACME(publictls.ACMEOptions{Domains: cfg.ACMEDomain, Email: cfg.ACMEEmail,
-			DirectoryURL: cfg.ACMEDirectory, CacheDir: filepath.Join(cfg.DataDir, "acme"), HTTPClient: cfg.ACMEClient})
+			DirectoryURL: cfg.ACMEDirectory, CacheDir: filepath.Join(cfg.DataDir, "acme")})
 		if err != nil {
 			return nil, err
 		}
