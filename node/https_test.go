@@ -296,7 +296,9 @@ func TestPublicListenerSettingsRefused(t *testing.T) {
 	}{
 		{"cert without key", func(c *node.Config) { c.TLSCert = a.Cert }, "--tls-cert and --tls-key go together"},
 		{"key without cert", func(c *node.Config) { c.TLSKey = a.Key }, "--tls-cert and --tls-key go together"},
-		{"cert and acme", func(c *node.Config) { c.TLSCert, c.TLSKey, c.ACMEDomain = a.Cert, a.Key, []string{"herald.example.com"} },
+		{"cert and acme", func(c *node.Config) {
+			c.TLSCert, c.TLSKey, c.ACMEDomain = a.Cert, a.Key, []string{"herald.example.com"}
+		},
 			"not both"},
 		{"acme email alone", func(c *node.Config) { c.ACMEEmail = "ops@example.com" }, "need --acme-domain"},
 		{"acme address", func(c *node.Config) { c.ACMEDomain = []string{"192.0.2.7"} }, "an address, not a host name"},
