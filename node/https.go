@@ -53,8 +53,8 @@ func sameAddr(a, b string) bool {
 	if pa != pb || pa == "0" {
 		return false
 	}
-	any := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
-	return ha == hb || any(ha) || any(hb)
+	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wildcard(ha) || wildcard(hb)
 }
 
 // setupPublicTLS loads the operator's key pair or sets up ACME. It returns
