@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/internal/publictls"
+	"github.com/herald-notify/herald/ui"
 )
 
 // minMetricsToken keeps a scrape token out of guessing range.
@@ -177,13 +178,17 @@ func (n *Node) serve(srv *http.Server, l net.Listener, name string) {
 // long enough to outlast any visit that could be downgraded.
 const hstsMaxAge = "max-age=31536000"
 
-// strictTransport tells browsers to come back over HTTPS only, on
-// responses that came over TLS: a plain-HTTP answer cannot be trusted to
-// say so, and RFC 6797 has browsers ignore it there.
-func strictTransport(h http.Handler) http.Handler {
+// securityHeaders tells browsers to come back over HTTPS only, on
+// responses that came over TLS (a plain-HTTP answer cannot be trusted to
+// say so, and RFC 6797 has browsers ignore it there), and gives every
+// response under /ui/ the UI's headers, the session endpoints' included.
+func securityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil {
 			w.Header().Set("Strict-Transport-Security", hstsMaxAge)
+		}
+		if strings.HasPrefix(r.URL.Path, "/ui/") {
+			ui.SecurityHeaders(w.Header())
 		}
 		h.ServeHTTP(w, r)
 	})

@@ -275,7 +275,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	// No ReadTimeout or WriteTimeout: they would cut live streams, which
 	// last for hours. Bodies have their own deadline (httpapi), and
 	// streams their own write deadline.
-	n.http = &http.Server{Handler: strictTransport(mux), ReadHeaderTimeout: l.HeaderTimeout, IdleTimeout: l.IdleTimeout,
+	n.http = &http.Server{Handler: securityHeaders(mux), ReadHeaderTimeout: l.HeaderTimeout, IdleTimeout: l.IdleTimeout,
 		MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		TLSConfig: tlsConfig}
 	n.wg.Add(1)

@@ -34,7 +34,7 @@ func TestUIOverHTTPS(t *testing.T) {
 		"X-Frame-Options":           "DENY",
 		"Referrer-Policy":           "no-referrer",
 	}
-	for _, path := range []string{"/ui/", "/ui/inbox/", "/ui/js/inbox.js", "/ui/style.css", "/ui/no-such-file"} {
+	for _, path := range []string{"/ui/", "/ui/inbox/", "/ui/js/inbox.js", "/ui/style.css", "/ui/no-such-file", "/ui/session"} {
 		resp, err := c.Get(n.URL + path)
 		if err != nil {
 			t.Fatal(err)

@@ -38,13 +38,7 @@ func Handler() http.Handler {
 	files := http.StripPrefix("/ui/", http.FileServer(http.FS(sub)))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", csp)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
-		// For browsers older than CSP's frame-ancestors.
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Permissions-Policy", permissions)
+		SecurityHeaders(h)
 		// Embedded files have no modification time, so the browser gets
 		// an ETag to revalidate with; no-cache makes it ask every time,
 		// so a new binary's UI is never mixed with an old one's modules.
@@ -58,6 +52,18 @@ func Handler() http.Handler {
 		}
 		files.ServeHTTP(w, r)
 	})
+}
+
+// SecurityHeaders sets the headers every response under /ui/ carries: the
+// pages and their files, and the session endpoints the API serves there.
+func SecurityHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	// For browsers older than CSP's frame-ancestors.
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Permissions-Policy", permissions)
 }
 
 // fileETags hashes every embedded file once.
