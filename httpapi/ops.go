@@ -51,9 +51,14 @@ func (s *Server) metricsHandler(open func(r *http.Request) error) handlerFunc {
 
 // publicMetricsAccess guards /metrics on the public listener: the figures
 // tell an outsider how busy the server is, who its peers are and which
-// version runs, so they take the scrape token or an admin's token.
+// version runs, so they take an admin's token (the console's dashboard
+// reads them with the admin's session), or the scrape token unless
+// scrapers have a listener of their own.
 func (s *Server) publicMetricsAccess(r *http.Request) error {
 	if s.scrapeTokenMatches(r) {
+		if s.opts.MetricsElsewhere {
+			return denied("The metrics token is for the metrics listener (--metrics-addr); here /metrics takes an admin's token.")
+		}
 		return nil
 	}
 	p, err := s.authenticate(r, false)

@@ -10,9 +10,7 @@ func (s *Server) routes() {
 	rt.handle("POST", "/oauth2/v2.0/token", s.token)
 	rt.handle("GET", "/healthz", s.healthz)
 	rt.handle("GET", "/readyz", s.readyz)
-	if !s.opts.MetricsElsewhere {
-		rt.handle("GET", "/metrics", s.metricsHandler(s.publicMetricsAccess))
-	}
+	rt.handle("GET", "/metrics", s.metricsHandler(s.publicMetricsAccess))
 
 	rt.handle("GET", "/me", s.userOnly(s.me))
 

@@ -108,8 +108,8 @@ type Options struct {
 	// MetricsToken is a bearer token that reads /metrics (a scraper's),
 	// besides an admin's access token. Empty: admins only.
 	MetricsToken string
-	// MetricsElsewhere leaves /metrics off the public routes: the node
-	// serves MetricsHandler on a listener of its own.
+	// MetricsElsewhere says the node serves MetricsHandler on a listener
+	// of its own for scrapers: the public /metrics then takes admins only.
 	MetricsElsewhere bool
 }
 

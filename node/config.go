@@ -43,10 +43,11 @@ type Config struct {
 	// no such listener, leaving TLS-ALPN-01, which needs the public
 	// listener on port 443.
 	ACMEHTTPAddr string `yaml:"acme-http-addr"`
-	// MetricsAddr, when set, moves /metrics from the public listener to a
-	// plain-HTTP listener of its own, open to whoever reaches it unless
-	// MetricsToken is set. On the public listener /metrics needs an
-	// admin's access token or MetricsToken as a bearer token.
+	// MetricsAddr, when set, serves /metrics to scrapers on a plain-HTTP
+	// listener of its own, open to whoever reaches it unless MetricsToken
+	// is set. On the public listener /metrics needs an admin's access
+	// token, or MetricsToken as a bearer token when there is no
+	// MetricsAddr.
 	MetricsAddr  string `yaml:"metrics-addr"`
 	MetricsToken string `yaml:"metrics-token"`
 	// InsecureCluster is accepted but allows nothing yet: several nodes

@@ -136,7 +136,7 @@ func (n *Node) startACME() error {
 	return nil
 }
 
-// startMetricsListener serves /metrics on --metrics-addr.
+// startMetricsListener serves /metrics to scrapers on --metrics-addr.
 func (n *Node) startMetricsListener() error {
 	if n.cfg.MetricsAddr == "" {
 		return nil
@@ -198,9 +198,9 @@ func securityHeaders(h http.Handler) http.Handler {
 func (n *Node) metricsWhere() string {
 	switch {
 	case n.metricsListener != nil && n.cfg.MetricsToken != "":
-		return n.metricsListener.Addr().String() + " (metrics token)"
+		return n.metricsListener.Addr().String() + " (metrics token); public listener (admin token)"
 	case n.metricsListener != nil:
-		return n.metricsListener.Addr().String() + " (open)"
+		return n.metricsListener.Addr().String() + " (open); public listener (admin token)"
 	case n.cfg.MetricsToken != "":
 		return "public listener (admin or metrics token)"
 	}

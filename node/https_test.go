@@ -255,8 +255,20 @@ func TestMetricsOnTheirOwnListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	metrics := "http://" + n.MetricsAddr()
-	if status, code := metricsGet(t, n.URL, admin.AccessToken); status != http.StatusNotFound || code != "itemNotFound" {
-		t.Errorf("public /metrics with --metrics-addr: %d %q, want 404", status, code)
+	// The public /metrics is the console's, for admins only: scrapers
+	// go to the metrics listener.
+	for _, tc := range []struct {
+		who, token string
+		status     int
+		code       string
+	}{
+		{"nobody", "", http.StatusUnauthorized, "unauthenticated"},
+		{"the scrape token", testnode.MetricsToken, http.StatusForbidden, "accessDenied"},
+		{"an admin", admin.AccessToken, http.StatusOK, ""},
+	} {
+		if status, code := metricsGet(t, n.URL, tc.token); status != tc.status || code != tc.code {
+			t.Errorf("public /metrics with --metrics-addr, %s: %d %q, want %d %q", tc.who, status, code, tc.status, tc.code)
+		}
 	}
 	if status, code := metricsGet(t, metrics, ""); status != http.StatusUnauthorized || code != "unauthenticated" {
 		t.Errorf("metrics listener without the token: %d %q, want 401", status, code)
@@ -281,8 +293,8 @@ func TestMetricsOnTheirOwnListener(t *testing.T) {
 	if status, _ := metricsGet(t, "http://"+o.MetricsAddr(), ""); status != http.StatusOK {
 		t.Errorf("tokenless metrics listener: %d", status)
 	}
-	if status, _ := metricsGet(t, o.URL, ""); status != http.StatusNotFound {
-		t.Errorf("public /metrics of a node with a metrics listener: %d", status)
+	if status, _ := metricsGet(t, o.URL, ""); status != http.StatusUnauthorized {
+		t.Errorf("public /metrics of a node with a metrics listener, no token: %d", status)
 	}
 }
 
