@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -366,4 +367,38 @@ func TestClusterJoinsOverHTTPSListeners(t *testing.T) {
 	if got, want := servedSerial(t, httpsClient(ca), n2.URL), serialOf(t, srv); got != want {
 		t.Errorf("n2 serves %s", got)
 	}
+}
+
+// A listener that cannot bind stops the start with its flag's name, and
+// leaves nothing running: the same data directory starts right after.
+func TestBusyExtraListenerStopsTheStart(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		set  func(*node.Config)
+		want string
+	}{
+		{func(c *node.Config) { c.MetricsAddr = busy.Addr().String() }, "--metrics-addr"},
+		{func(c *node.Config) {
+			c.ACMEDomain, c.ACMEHTTPAddr = []string{"herald.test"}, busy.Addr().String()
+			c.ACMEDirectory = "http://127.0.0.1:1/directory"
+		}, "--acme-http-addr"},
+	} {
+		cfg := testnode.Config(t, dir)
+		tc.set(&cfg)
+		n, err := node.Start(context.Background(), cfg, quietLogger())
+		if err == nil {
+			n.Close(context.Background())
+			t.Fatalf("started with %s busy", tc.want)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %q, want it to name %s", err, tc.want)
+		}
+	}
+	cfg := testnode.Config(t, dir)
+	testnode.Start(t, &cfg)
 }
