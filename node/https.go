@@ -108,6 +108,10 @@ func (n *Node) startACME() error {
 	if n.acme == nil {
 		return nil
 	}
+	if _, port, _ := net.SplitHostPort(n.listener.Addr().String()); n.cfg.ACMEHTTPAddr == "" && port != "443" {
+		n.log.Warn("acme: no --acme-http-addr and --http-addr is not on port 443: a public CA can validate neither "+
+			"HTTP-01 (port 80) nor TLS-ALPN-01 (port 443) unless a proxy forwards those ports here", "http", n.listener.Addr().String())
+	}
 	if addr := n.cfg.ACMEHTTPAddr; addr != "" {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
