@@ -81,9 +81,13 @@ func restoreDataDir(dir string, force bool, load func(tmp string) error) error {
 		return err
 	}
 	defer release()
+	// A failed restore leaves dir as it found it: gone if it was not there,
+	// empty if it was empty.
 	undo := func() {
-		if created {
+		if len(existing) == 0 {
 			os.Remove(filepath.Join(dir, lockName))
+		}
+		if created {
 			os.Remove(dir)
 		}
 	}

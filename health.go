@@ -8,10 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
-	"github.com/herald-notify/herald/node"
 	"github.com/urfave/cli/v2"
 )
 
@@ -22,24 +22,32 @@ import (
 // serve (--config, HERALD_HTTP_ADDR, --http-addr), so a container that
 // configures serve through the environment needs no extra arguments here.
 func healthcheckCommand() *cli.Command {
-	addr := bindFlag("", "http-addr", "`ADDR` of the node's REST API (as given to serve)", func(c *node.Config) *string { return &c.HTTPAddr })
+	// Every serve flag is accepted, so that the probe can be given serve's
+	// own arguments, and the config file reads as serve reads it; only
+	// --http-addr is shown, as the only one that matters here.
+	cfgFlags := serveConfigFlags()
+	flags := []cli.Flag{configFileFlag()}
+	for _, f := range cfgFlags {
+		if f.name() != "http-addr" {
+			reflect.ValueOf(f.flag).Elem().FieldByName("Hidden").SetBool(true)
+		}
+		flags = append(flags, f.flag)
+	}
 	return &cli.Command{
 		Name:  "healthcheck",
 		Usage: "exit 0 if the local node is up (/healthz), or ready with --ready (/readyz)",
 		Description: "The node is found the way serve finds its settings: --config, HERALD_HTTP_ADDR, --http-addr;\n" +
 			"a wildcard address (\":8750\", \"0.0.0.0:8750\") is probed on loopback. A node serving HTTPS is\n" +
 			"probed over HTTPS without checking its certificate: the probe sends no credentials.",
-		Flags: []cli.Flag{
-			configFileFlag(),
-			addr.flag,
+		Flags: append(flags,
 			&cli.StringFlag{Name: "url", Usage: "probe this `URL` instead (its /healthz or /readyz is used as is)"},
 			&cli.BoolFlag{Name: "ready", Usage: "probe /readyz: the node has a leader and has caught up with it"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "give up after this long"},
-		},
+		),
 		Action: func(c *cli.Context) error {
 			target := c.String("url")
 			if target == "" {
-				cfg, err := loadConfig(c, []configFlag{addr})
+				cfg, err := loadConfig(c, cfgFlags)
 				if err != nil {
 					return err
 				}

@@ -24,8 +24,14 @@ type buildVersion struct {
 }
 
 func readBuildVersion() buildVersion {
-	v := buildVersion{Version: version}
 	info, ok := debug.ReadBuildInfo()
+	return fromBuildInfo(version, info, ok)
+}
+
+// fromBuildInfo prefers stamped, the -ldflags version, to the module
+// version the go command recorded.
+func fromBuildInfo(stamped string, info *debug.BuildInfo, ok bool) buildVersion {
+	v := buildVersion{Version: stamped}
 	if !ok {
 		if v.Version == "" {
 			v.Version = "unknown"
