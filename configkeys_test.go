@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/herald-notify/herald/node"
 	"github.com/urfave/cli/v2"
 )
 
@@ -109,5 +110,22 @@ func TestPrintConfigSaysWhereEachSettingCameFrom(t *testing.T) {
 	want.ClusterKey = ""
 	if !reflect.DeepEqual(again, want) {
 		t.Errorf("print-config output loads as\n%+v\nwant\n%+v", again, want)
+	}
+}
+
+// The example config teaches the keys as they are now: each a flag's name.
+func TestExampleConfigUsesTheFlagNames(t *testing.T) {
+	cfg := node.DefaultConfig()
+	keys, err := readConfigFileKeys("configs/herald.yaml", &cfg, serveConfigFlags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) < 40 {
+		t.Errorf("configs/herald.yaml sets only %d settings", len(keys))
+	}
+	for name, key := range keys {
+		if key != name {
+			t.Errorf("configs/herald.yaml sets %s as %s", name, key)
+		}
 	}
 }
