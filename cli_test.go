@@ -30,7 +30,7 @@ func withStdin(t *testing.T, text string) {
 
 func TestUnknownCommandSaysSoAndListsTheCommands(t *testing.T) {
 	code, out, errOut := runCLI(t, nil, "frobnicate")
-	if code != 1 || out != "" || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+	if code != 1 || out != "" || !strings.HasPrefix(errOut, `herald: unknown command "frobnicate"`) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	for _, c := range []string{"serve", "send", "users", "apps", "cluster", "backup", "restore", "healthcheck", "version"} {
@@ -39,7 +39,7 @@ func TestUnknownCommandSaysSoAndListsTheCommands(t *testing.T) {
 		}
 	}
 	code, _, errOut = runCLI(t, nil, "users", "frob")
-	if code != 1 || !strings.Contains(errOut, `herald users: unknown command "frob"`) || !strings.Contains(errOut, "add, list, remove") {
+	if code != 1 || !strings.HasPrefix(errOut, `herald: users: unknown command "frob"`) || !strings.Contains(errOut, "add, list, remove") {
 		t.Errorf("unknown subcommand: exit %d, stderr %q", code, errOut)
 	}
 	// Flags and help still reach urfave/cli.

@@ -66,10 +66,12 @@ func describeError(err error) string {
 
 func newApp() *cli.App {
 	app := &cli.App{
-		Name:         "herald",
-		Usage:        "a self-hosted user notification server",
-		Version:      readBuildVersion().Short(),
-		OnUsageError: returnUsageError,
+		Name:    "herald",
+		Usage:   "a self-hosted user notification server",
+		Version: readBuildVersion().Short(),
+		// The shell completion script asks the binary (completion.go).
+		EnableBashCompletion: true,
+		OnUsageError:         returnUsageError,
 		Commands: []*cli.Command{
 			serveCommand(),
 			sendCommand(),
@@ -80,6 +82,7 @@ func newApp() *cli.App {
 			restoreCommand(),
 			benchCommand(),
 			healthcheckCommand(),
+			completionCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version, the commit it was built from and the Go release",
@@ -121,8 +124,12 @@ func checkCommand(app *cli.App, args []string) error {
 					names = append(names, c.Name)
 				}
 			}
-			return fmt.Errorf("%s: unknown command %q; the commands are: %s (%s --help describes them)",
-				path, a, strings.Join(names, ", "), path)
+			prefix := strings.TrimPrefix(strings.TrimPrefix(path, "herald"), " ")
+			if prefix != "" {
+				prefix += ": "
+			}
+			return fmt.Errorf("%sunknown command %q; the commands are: %s (%s --help describes them)",
+				prefix, a, strings.Join(names, ", "), path)
 		}
 		cmds, path = found.Subcommands, path+" "+found.Name
 	}
