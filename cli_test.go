@@ -13,7 +13,9 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -471,5 +473,111 @@ func TestRestoreIsAllOrNothingAndNeedsForceToReplace(t *testing.T) {
 	code, _, errOut = runCLI(t, nil, "restore", "--force", "--in", file, "--data-dir", dir)
 	if code != 1 || !strings.Contains(errOut, "another herald is using") {
 		t.Errorf("restore into a running node's directory: exit %d, %q", code, errOut)
+	}
+}
+
+// syncBuffer is a buffer that a command's progress goroutine and the test
+// may use at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestBackupReportsProgressAndKeepsAnExistingFile(t *testing.T) {
+	old := progressInterval
+	progressInterval = 20 * time.Millisecond
+	t.Cleanup(func() { progressInterval = old })
+
+	var stderr syncBuffer
+	first := bytes.Repeat([]byte("a"), 3<<20)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1.0/admin/backup", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(first)
+		w.(http.Flusher).Flush()
+		// The rest only once the command said how far it got (or after
+		// ten seconds, and the test fails on the missing line).
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if strings.Contains(stderr.String(), "backup: received") {
+				break
+			}
+		}
+		_, _ = w.Write([]byte("end"))
+	})
+	server := fakeServer(t, mux)
+	out := filepath.Join(t.TempDir(), "herald.backup")
+	if err := os.WriteFile(out, []byte("older backup"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	code, _, errOut := runCLI(t, nil, "backup", "--server", server, "--token", "tok", "--out", out)
+	if code != 1 || !strings.Contains(errOut, "exists") || !strings.Contains(errOut, "--force") {
+		t.Errorf("backup over a file: exit %d, %q", code, errOut)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "older backup" {
+		t.Errorf("the existing backup was changed to %d bytes", len(b))
+	}
+
+	var stdout bytes.Buffer
+	code = run([]string{"herald", "backup", "--server", server, "--token", "tok", "--out", out, "--force"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("backup --force: exit %d, %s", code, stderr.String())
+	}
+	if b, _ := os.ReadFile(out); len(b) != len(first)+3 {
+		t.Errorf("backup holds %d bytes, want %d", len(b), len(first)+3)
+	}
+	if !strings.Contains(stderr.String(), "MiB so far") || !strings.Contains(stderr.String(), "wrote 3.0 MiB") {
+		t.Errorf("stderr %q", stderr.String())
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 1 {
+		t.Errorf("directory holds %v, want only the backup", entries)
+	}
+}
+
+func TestRestoreReportsProgress(t *testing.T) {
+	old := progressInterval
+	progressInterval = 20 * time.Millisecond
+	t.Cleanup(func() { progressInterval = old })
+	backup := makeBackup(t)
+	pr, pw := io.Pipe()
+	oldStdin := stdin
+	stdin = pr
+	t.Cleanup(func() { stdin = oldStdin })
+
+	var stdout, stderr syncBuffer
+	done := make(chan int)
+	dir := filepath.Join(t.TempDir(), "restored")
+	go func() { done <- run([]string{"herald", "restore", "--in", "-", "--data-dir", dir}, &stdout, &stderr) }()
+	half := len(backup) / 2
+	if _, err := pw.Write(backup[:half]); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), "restore: read") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress line while the backup arrives: %q", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := pw.Write(backup[half:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if code := <-done; code != 0 {
+		t.Fatalf("restore: exit %d, %s", code, stderr.String())
+	}
+	if v := restoredValue(t, dir); v != "restored value" {
+		t.Errorf("restored %q", v)
 	}
 }

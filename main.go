@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"os/signal"
@@ -687,25 +688,37 @@ func backupCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "backup",
 		Usage:     "save a consistent backup of the cluster's state (as an admin)",
-		UsageText: "herald backup --out FILE",
+		UsageText: "herald backup --out FILE [--force]",
+		Description: "The file appears only once the whole backup has arrived and is on disk; an existing\n" +
+			"file is kept unless --force is given.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "out", Required: true, TakesFile: true, Usage: "`FILE` to write, - for standard output"},
+			&cli.BoolFlag{Name: "force", Usage: "replace --out if it exists"},
 		}, clientFlags()...),
 		Action: func(c *cli.Context) error {
+			out := c.String("out")
+			force := c.Bool("force")
+			if out != "-" && !force {
+				if _, err := os.Stat(out); err == nil {
+					return fmt.Errorf("backup: %s exists; give --force to replace it, or another --out", out)
+				}
+			}
 			cl, err := connect(c)
 			if err != nil {
 				return err
 			}
-			out := c.String("out")
+			p := startProgress(c.App.ErrWriter, "backup: received")
 			if out == "-" {
-				_, err := cl.Backup(c.Context, c.App.Writer)
+				_, err := cl.Backup(c.Context, p.Writer(c.App.Writer))
+				p.Stop()
 				return err
 			}
-			n, err := backupToFile(c.Context, cl, out)
+			_, err = backupToFile(c.Context, cl, out, force, p)
+			n := p.Stop()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.ErrWriter, "wrote %d bytes to %s\n", n, out)
+			fmt.Fprintf(c.App.ErrWriter, "wrote %s (%d bytes) to %s\n", formatBytes(n), n, out)
 			return nil
 		},
 	}
@@ -714,12 +727,12 @@ func backupCommand() *cli.Command {
 // backupToFile writes the backup beside path and renames it into place only
 // once it is complete and synced, so that a broken transfer never leaves a
 // truncated file under the name a restore would be pointed at.
-func backupToFile(ctx context.Context, cl *client.Client, path string) (int64, error) {
+func backupToFile(ctx context.Context, cl *client.Client, path string, force bool, p *progress) (int64, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.partial")
 	if err != nil {
 		return 0, err
 	}
-	n, err := cl.Backup(ctx, f)
+	n, err := cl.Backup(ctx, p.Writer(f))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -727,7 +740,7 @@ func backupToFile(ctx context.Context, cl *client.Client, path string) (int64, e
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), path)
+		err = placeFile(f.Name(), path, force)
 	}
 	if err != nil {
 		_ = os.Remove(f.Name())
@@ -775,4 +788,25 @@ func isGUID(s string) bool {
 		}
 	}
 	return true
+}
+
+// placeFile moves tmp to path. Without force a link, which fails on an
+// existing name, puts it there, so that a file that appeared meanwhile is
+// not replaced either; where links are not supported, a rename after a
+// last look.
+func placeFile(tmp, path string, force bool) error {
+	if force {
+		return os.Rename(tmp, path)
+	}
+	err := os.Link(tmp, path)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("backup: %s exists; give --force to replace it, or another --out", path)
+	}
+	if err == nil {
+		return os.Remove(tmp)
+	}
+	if _, serr := os.Stat(path); serr == nil {
+		return fmt.Errorf("backup: %s exists; give --force to replace it, or another --out", path)
+	}
+	return os.Rename(tmp, path)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -43,30 +42,19 @@ func restoreCommand() *cli.Command {
 			dir := c.String("data-dir")
 			var n int64
 			err := restoreDataDir(dir, c.Bool("force"), func(tmp string) error {
-				cr := &countingReader{r: in}
-				err := raft.Restore(tmp, cr)
-				n = cr.n
+				p := startProgress(c.App.ErrWriter, "restore: read")
+				err := raft.Restore(tmp, p.Reader(in))
+				n = p.Stop()
 				if err != nil {
-					return fmt.Errorf("restore from %s (after %d bytes): %w", name, cr.n, err)
+					return fmt.Errorf("restore from %s (after %s): %w", name, formatBytes(n), err)
 				}
 				return nil
 			})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "restored %d bytes into %s; start it with: herald serve --data-dir %s\n", n, dir, dir)
+			fmt.Fprintf(c.App.Writer, "restored %s into %s; start it with: herald serve --data-dir %s\n", formatBytes(n), dir, dir)
 			return nil
 		},
 	}
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
