@@ -581,3 +581,21 @@ func TestRestoreReportsProgress(t *testing.T) {
 		t.Errorf("restored %q", v)
 	}
 }
+
+// Behind ACME a node picks its certificate by the name asked for: the probe
+// asks for the host of --public-url.
+func TestHealthcheckAsksForThePublicName(t *testing.T) {
+	var asked []string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.TLS.ServerName)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	code, _, errOut := runCLI(t, map[string]string{"HERALD_HTTP_ADDR": srv.Listener.Addr().String(),
+		"HERALD_PUBLIC_URL": "https://herald.example.com"}, "healthcheck")
+	if code != 0 || !slices.Equal(asked, []string{"herald.example.com"}) {
+		t.Errorf("exit %d, %q; the node was asked for %q", code, errOut, asked)
+	}
+}

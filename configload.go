@@ -485,7 +485,7 @@ func newLogger(cfg node.Config, w io.Writer) (*slog.Logger, error) {
 }
 
 // secretSettings are printed by --print-config only as set or not.
-var secretSettings = map[string]bool{"admin-password": true, "cluster-key": true}
+var secretSettings = map[string]bool{"admin-password": true, "cluster-key": true, "metrics-token": true}
 
 // printConfig is serve --print-config: the merged settings as a config file
 // that uses every flag's name as its key, each line saying where its value

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"time"
@@ -45,7 +46,7 @@ func healthcheckCommand() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "give up after this long"},
 		),
 		Action: func(c *cli.Context) error {
-			target := c.String("url")
+			target, serverName := c.String("url"), ""
 			if target == "" {
 				cfg, err := loadConfig(c, cfgFlags)
 				if err != nil {
@@ -56,10 +57,16 @@ func healthcheckCommand() *cli.Command {
 					path = "/readyz"
 				}
 				target = "http://" + probeHost(cfg.HTTPAddr) + path
+				// A node that gets its certificates from ACME picks one by
+				// the name the client asks for, and refuses a handshake
+				// without a name: ask for the public one.
+				if u, err := url.Parse(cfg.PublicURL); err == nil && u.Hostname() != "" {
+					serverName = u.Hostname()
+				}
 			}
 			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			defer cancel()
-			status, err := probe(ctx, target)
+			status, err := probe(ctx, target, serverName)
 			if err != nil {
 				return fmt.Errorf("healthcheck %s: %w", target, err)
 			}
@@ -87,12 +94,12 @@ func probeHost(listen string) string {
 // probe GETs target and succeeds on 200. A node that serves HTTPS answers
 // a plain HTTP request with Go's "Client sent an HTTP request to an HTTPS
 // server" 400; the probe then asks again over HTTPS.
-func probe(ctx context.Context, target string) (string, error) {
+func probe(ctx context.Context, target, serverName string) (string, error) {
 	tr := &http.Transport{
 		Proxy: nil, // a probe of this machine must not go through a proxy
 		// The probe reaches the node by an address the certificate need
 		// not name, and sends nothing secret.
-		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true, ServerName: serverName},
 		DisableKeepAlives: true,
 	}
 	defer tr.CloseIdleConnections()
