@@ -204,9 +204,15 @@ func loadConfigSources(c *cli.Context, flags []configFlag) (node.Config, map[str
 		}
 	}
 	args, _ := c.App.Metadata[argsKey].([]string)
+	// One LocalFlagNames rather than an IsSet per flag: urfave/cli's
+	// IsSet looks the flag up among all of them, each time.
+	given := map[string]bool{}
+	for _, n := range c.LocalFlagNames() {
+		given[n] = true
+	}
 	for _, f := range flags {
 		name := f.name()
-		if !c.IsSet(name) {
+		if !given[name] {
 			continue
 		}
 		f.apply(c, &cfg)
