@@ -52,6 +52,9 @@ func healthcheckCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
+				if cfg.HTTPAddr == "" {
+					return errors.New("healthcheck: --http-addr (HERALD_HTTP_ADDR) is empty: give the node's address, or --url")
+				}
 				path := "/healthz"
 				if c.Bool("ready") {
 					path = "/readyz"
