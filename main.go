@@ -106,7 +106,7 @@ func checkCommand(app *cli.App, args []string) error {
 	cmds, path := app.Commands, "herald"
 	for _, a := range args[1:] {
 		if strings.HasPrefix(a, "-") || len(cmds) == 0 {
-			return nil // a flag: urfave/cli checks those
+			return nil // flags and arguments: urfave/cli and the command check those
 		}
 		var found *cli.Command
 		for _, c := range cmds {

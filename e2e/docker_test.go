@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -224,6 +225,29 @@ func TestDockerImageBecomesHealthy(t *testing.T) {
 	hostPort = strings.Split(hostPort, "\n")[0]
 	a := newAPI(&server{URL: "http://" + hostPort})
 	a.signIn(t, "admin", adminPassword)
+
+	// docker stop sends SIGTERM to herald, which runs as PID 1: it must
+	// stop cleanly, and a new start finds its data in the volume.
+	docker(t, nil, "docker", "stop", "-t", "30", name)
+	if code := docker(t, nil, "docker", "inspect", "-f", "{{.State.ExitCode}}", name); code != "0" {
+		t.Errorf("exit code %s after docker stop", code)
+	}
+	docker(t, nil, "docker", "start", name)
+	eventually(t, dockerTimeout, "healthy after a restart", func() error {
+		if s := healthStatus(t, name); s != "healthy" {
+			return fmt.Errorf("health %q", s)
+		}
+		return nil
+	})
+	hostPort = strings.Split(docker(t, nil, "docker", "port", name, "8750/tcp"), "\n")[0]
+	a = newAPI(&server{URL: "http://" + hostPort})
+	eventually(t, dockerTimeout, "sign-in after a restart", func() error {
+		_, r, err := a.token(url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {adminPassword}})
+		if err != nil && r != nil {
+			return fmt.Errorf("%v: %s", err, r.Body)
+		}
+		return err
+	})
 }
 
 // compose finds Docker's compose: the plugin ("docker compose") or the
