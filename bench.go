@@ -19,7 +19,7 @@ func benchCommand() *cli.Command {
 		Usage: "measure a running server: notification ingest and live-stream fan-out",
 		Description: "The server's rate limits apply to the bench's application; start the server with\n" +
 			"--app-rate 0 --user-rate 0 --max-notifications-per-user 0 to measure its capacity.",
-		Flags: append(clientFlags("password"),
+		Flags: append(clientFlags(),
 			&cli.IntFlag{Name: "notifications", Aliases: []string{"n"}, Value: 20000, Usage: "notifications to post"},
 			&cli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "concurrent posting workers"},
 			&cli.IntFlag{Name: "streams", Value: 100, Usage: "live SSE streams of the user that receive every notification"},
@@ -35,7 +35,11 @@ func benchCommand() *cli.Command {
 			if opts.Notifications < 1 || opts.Concurrency < 1 || opts.Streams < 0 {
 				return fmt.Errorf("--notifications and --concurrency must be at least 1, --streams at least 0")
 			}
-			t, err := loadgen.Setup(c.Context, c.String("server"), user, pass)
+			server, err := serverURL(c)
+			if err != nil {
+				return err
+			}
+			t, err := loadgen.Setup(c.Context, server, user, pass)
 			if err != nil {
 				return err
 			}

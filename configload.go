@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -21,7 +22,12 @@ import (
 type configFlag struct {
 	flag  cli.Flag
 	apply func(c *cli.Context, cfg *node.Config)
+	// field points at the setting in cfg; decode sets it from a YAML value.
+	field  func(cfg *node.Config) any
+	decode func(n *yaml.Node, cfg *node.Config) error
 }
+
+func (f configFlag) name() string { return f.flag.Names()[0] }
 
 // envName is the environment variable of a serve flag, per API.md §9.
 func envName(flag string) string {
@@ -63,7 +69,18 @@ func bindFlag[T any](category, name, usage string, field func(*node.Config) *T) 
 	default:
 		panic(fmt.Sprintf("bindFlag %s: no flag type for %T", name, d))
 	}
-	return configFlag{flag: f, apply: func(c *cli.Context, cfg *node.Config) { *field(cfg) = get(c).(T) }}
+	return configFlag{flag: f,
+		apply: func(c *cli.Context, cfg *node.Config) { *field(cfg) = get(c).(T) },
+		field: func(cfg *node.Config) any { return field(cfg) },
+		decode: func(n *yaml.Node, cfg *node.Config) error {
+			var v T
+			if err := n.Decode(&v); err != nil {
+				return err
+			}
+			*field(cfg) = v
+			return nil
+		},
+	}
 }
 
 // serveConfigFlags returns the serve flags that map onto node.Config. It
@@ -166,53 +183,279 @@ func configFileFlag() cli.Flag {
 }
 
 // loadConfig builds the node config from, lowest precedence first,
-// node.DefaultConfig, the YAML file, the environment and the flags. c.IsSet
-// is true for a flag given on the command line or through its variable, and
-// urfave/cli already lets the command line beat the variable.
+// node.DefaultConfig, the YAML file, the environment and the flags.
 func loadConfig(c *cli.Context, flags []configFlag) (node.Config, error) {
+	cfg, _, err := loadConfigSources(c, flags)
+	return cfg, err
+}
+
+// loadConfigSources is loadConfig that also says where each setting came
+// from, by flag name: "default", "file PATH (key KEY)", "env VAR" or "flag
+// --NAME". c.IsSet is true for a flag given on the command line or through
+// its variable, and urfave/cli already lets the command line beat the
+// variable.
+func loadConfigSources(c *cli.Context, flags []configFlag) (node.Config, map[string]string, error) {
 	cfg := node.DefaultConfig()
+	sources := map[string]string{}
+	for _, f := range flags {
+		sources[f.name()] = "default"
+	}
 	if path := c.String("config"); path != "" {
-		if err := readConfigFile(path, &cfg); err != nil {
-			return cfg, err
+		keys, err := readConfigFileKeys(path, &cfg, flags)
+		if err != nil {
+			return cfg, sources, err
+		}
+		for name, key := range keys {
+			if key == name {
+				sources[name] = "file " + path
+			} else {
+				sources[name] = fmt.Sprintf("file %s (as %s)", path, key)
+			}
 		}
 	}
+	args, _ := c.App.Metadata[argsKey].([]string)
+	// One LocalFlagNames rather than an IsSet per flag: urfave/cli's
+	// IsSet looks the flag up among all of them, each time.
+	given := map[string]bool{}
+	for _, n := range c.LocalFlagNames() {
+		given[n] = true
+	}
 	for _, f := range flags {
-		if c.IsSet(f.flag.Names()[0]) {
-			f.apply(c, &cfg)
+		name := f.name()
+		if !given[name] {
+			continue
+		}
+		f.apply(c, &cfg)
+		if onCommandLine(args, name) {
+			sources[name] = "flag --" + name
+		} else {
+			sources[name] = "env " + envName(name)
 		}
 	}
 	cfg.Join = cleanList(cfg.Join)
 	cfg.ACMEDomain = cleanList(cfg.ACMEDomain)
 	if _, err := parseLogLevel(cfg.LogLevel); err != nil {
-		return cfg, err
+		return cfg, sources, err
 	}
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
-		return cfg, fmt.Errorf("log-format %q: want text or json", cfg.LogFormat)
+		return cfg, sources, fmt.Errorf("log-format %q: want text or json", cfg.LogFormat)
 	}
-	return cfg, nil
+	return cfg, sources, nil
 }
 
-// readConfigFile overlays the YAML file at path on cfg. Unknown keys are an
-// error: a misspelt key silently ignored would leave a limit or a security
-// setting at its default without anyone noticing.
+// argsKey is where run leaves the raw command line in the app's Metadata:
+// urfave/cli does not tell a flag from its environment variable.
+const argsKey = "args"
+
+func onCommandLine(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		a = strings.TrimLeft(a, "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// readConfigFile overlays the YAML file at path on cfg.
 func readConfigFile(path string, cfg *node.Config) error {
+	_, err := readConfigFileKeys(path, cfg, serveConfigFlags())
+	return err
+}
+
+// readConfigFileKeys overlays the YAML file at path on cfg and returns, by
+// flag name, the key that set each setting. Every setting's key is its
+// flag's name ("app-rate"); the sections of earlier versions ("limits:"
+// with "app-rate", "webhook:" with "allowPrivate") stay valid as aliases.
+// Unknown keys are an error naming the closest known key: a misspelt key
+// silently ignored would leave a limit or a security setting at its
+// default without anyone noticing.
+func readConfigFileKeys(path string, cfg *node.Config, flags []configFlag) (map[string]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("config file: %w", err)
+		return nil, fmt.Errorf("config file: %w", err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil // an empty file changes nothing
+			return nil, nil // an empty file changes nothing
 		}
-		return fmt.Errorf("config file %s: %s", path, describeYAMLError(err))
+		return nil, fmt.Errorf("config file %s: %s", path, describeYAMLError(err))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config file %s: want one YAML document", path)
+		return nil, fmt.Errorf("config file %s: want one YAML document", path)
 	}
-	return nil
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil, nil // only comments
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("config file %s: line %d: want key: value lines", path, root.Line)
+	}
+
+	keys := configKeys(flags)
+	byName := map[string]configFlag{}
+	for _, f := range flags {
+		byName[f.name()] = f
+	}
+	set := map[string]string{} // flag name → key that set it
+	var problems []string
+	use := func(key string, k, v *yaml.Node) {
+		name := keys.flagOf[key]
+		if prev, dup := set[name]; dup {
+			problems = append(problems, fmt.Sprintf("line %d: %s sets the same setting as %s; keep one", k.Line, key, prev))
+			return
+		}
+		if err := byName[name].decode(v, cfg); err != nil {
+			problems = append(problems, fmt.Sprintf("%s (key %s)", describeYAMLError(err), key))
+			return
+		}
+		set[name] = key
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if _, ok := keys.flagOf[k.Value]; ok && !strings.Contains(k.Value, ".") {
+			use(k.Value, k, v)
+			continue
+		}
+		if keys.sections[k.Value] {
+			if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+				continue // an empty section
+			}
+			if v.Kind != yaml.MappingNode {
+				problems = append(problems, fmt.Sprintf("line %d: %s: want a section of key: value lines", k.Line, k.Value))
+				continue
+			}
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				sk, sv := v.Content[j], v.Content[j+1]
+				key := k.Value + "." + sk.Value
+				if _, ok := keys.flagOf[key]; ok {
+					use(key, sk, sv)
+					continue
+				}
+				problems = append(problems, fmt.Sprintf("line %d: unknown key %q in %s%s", sk.Line, sk.Value, k.Value,
+					suggest(sk.Value, keys.inSection(k.Value))))
+			}
+			continue
+		}
+		if name, ok := keys.flagOf[k.Value]; ok {
+			problems = append(problems, fmt.Sprintf("line %d: unknown key %q (write it as %s: at the top level)", k.Line, k.Value, name))
+			continue
+		}
+		problems = append(problems, fmt.Sprintf("line %d: unknown key %q%s", k.Line, k.Value, suggest(k.Value, keys.top())))
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("config file %s: %s", path, strings.Join(problems, "; "))
+	}
+	return set, nil
+}
+
+// fileKeys are the keys a config file may use.
+type fileKeys struct {
+	flagOf   map[string]string // key (flag name or section.key alias) → flag name
+	sections map[string]bool
+}
+
+func (k fileKeys) top() []string {
+	var out []string
+	for key := range k.flagOf {
+		if !strings.Contains(key, ".") {
+			out = append(out, key)
+		}
+	}
+	for s := range k.sections {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (k fileKeys) inSection(section string) []string {
+	var out []string
+	for key := range k.flagOf {
+		if rest, ok := strings.CutPrefix(key, section+"."); ok {
+			out = append(out, rest)
+		}
+	}
+	return out
+}
+
+// configKeys finds, for every flag, its YAML path in node.Config (from the
+// yaml tags) and makes it an alias of the flag's name when it differs.
+func configKeys(flags []configFlag) fileKeys {
+	var cfg node.Config
+	paths := map[uintptr]string{}
+	sections := map[string]bool{}
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		for i := 0; i < v.NumField(); i++ {
+			sf := v.Type().Field(i)
+			tag, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			fv := v.Field(i)
+			if fv.Kind() == reflect.Struct {
+				sections[prefix+tag] = true
+				walk(fv, prefix+tag+".")
+				continue
+			}
+			paths[fv.Addr().Pointer()] = prefix + tag
+		}
+	}
+	walk(reflect.ValueOf(&cfg).Elem(), "")
+	keys := fileKeys{flagOf: map[string]string{}, sections: sections}
+	for _, f := range flags {
+		keys.flagOf[f.name()] = f.name()
+		if p, ok := paths[reflect.ValueOf(f.field(&cfg)).Pointer()]; ok {
+			keys.flagOf[p] = f.name()
+		}
+	}
+	return keys
+}
+
+// suggest names the known key closest to key, if one is close enough to
+// be a likely misspelling.
+func suggest(key string, known []string) string {
+	best, bestD := "", -1
+	for _, k := range known {
+		d := editDistance(strings.ToLower(key), strings.ToLower(k))
+		if bestD < 0 || d < bestD || (d == bestD && k < best) {
+			best, bestD = k, d
+		}
+	}
+	if best == "" || bestD > max(2, len(key)/3) {
+		return " (herald serve --help lists the settings: each flag's name is its key)"
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // describeYAMLError rewords the decoder's messages, which name Go types
@@ -222,16 +465,7 @@ func describeYAMLError(err error) string {
 	if !errors.As(err, &te) {
 		return err.Error()
 	}
-	msgs := make([]string, len(te.Errors))
-	for i, m := range te.Errors {
-		if j := strings.Index(m, ": field "); j >= 0 {
-			if k := strings.Index(m, " not found in type "); k > j {
-				m = fmt.Sprintf("%s: unknown key %q", m[:j], m[j+len(": field "):k])
-			}
-		}
-		msgs[i] = m
-	}
-	return strings.Join(msgs, "; ")
+	return strings.Join(te.Errors, "; ")
 }
 
 // cleanList drops the empty entries that "a,,b", a trailing comma or an empty
@@ -265,4 +499,61 @@ func newLogger(cfg node.Config, w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// secretSettings are printed by --print-config only as set or not.
+var secretSettings = map[string]bool{"admin-password": true, "cluster-key": true, "metrics-token": true}
+
+// printConfig is serve --print-config: the merged settings as a config file
+// that uses every flag's name as its key, each line saying where its value
+// came from. Secrets are commented out and not shown.
+func printConfig(c *cli.Context, flags []configFlag) error {
+	cfg, sources, err := loadConfigSources(c, flags)
+	if err != nil {
+		return err
+	}
+	w := c.App.Writer
+	fmt.Fprintln(w, "# The settings herald serve would run with, and where each comes from:")
+	fmt.Fprintln(w, "# a flag beats its HERALD_ variable, which beats the config file, which beats the default.")
+	lines := make([][2]string, 0, len(flags))
+	width := 0
+	for _, f := range flags {
+		name := f.name()
+		v, err := yamlValue(reflect.ValueOf(f.field(&cfg)).Elem().Interface())
+		if err != nil {
+			return err
+		}
+		line := name + ": " + v
+		if secretSettings[name] {
+			state := "not set"
+			if reflect.ValueOf(f.field(&cfg)).Elem().String() != "" {
+				state = "set, not shown"
+			}
+			line = fmt.Sprintf("# %s: (%s)", name, state)
+		}
+		width = max(width, len(line))
+		lines = append(lines, [2]string{line, sources[name]})
+	}
+	for _, l := range lines {
+		if _, err := fmt.Fprintf(w, "%-*s  # %s\n", width, l[0], l[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// yamlValue renders v as the YAML value of one key, on one line.
+func yamlValue(v any) (string, error) {
+	var n yaml.Node
+	if err := n.Encode(v); err != nil {
+		return "", err
+	}
+	if n.Kind == yaml.SequenceNode {
+		n.Style = yaml.FlowStyle
+	}
+	b, err := yaml.Marshal(&n)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
 }

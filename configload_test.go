@@ -284,8 +284,9 @@ func TestConfigRejects(t *testing.T) {
 }
 
 // TestEveryServeFlagReachesConfig proves the three sources of API.md §9 for
-// each serve flag: its HERALD_ variable and the flag itself set the same
-// field, and that field survives a trip through a YAML config file.
+// each serve flag: its HERALD_ variable, the flag itself and the file key of
+// the flag's name set the same field, and that field survives a trip
+// through a YAML config file in the nested form of earlier versions.
 func TestEveryServeFlagReachesConfig(t *testing.T) {
 	def := node.DefaultConfig()
 	for _, f := range serveConfigFlags() {
@@ -306,6 +307,16 @@ func TestEveryServeFlagReachesConfig(t *testing.T) {
 			}
 			if !reflect.DeepEqual(fromFlag, fromEnv) {
 				t.Fatalf("flag and variable disagree\nflag %+v\n env %+v", fromFlag, fromEnv)
+			}
+
+			// The flag's name is its key in the file.
+			fromKey := node.DefaultConfig()
+			if err := readConfigFile(writeFile(t, name+": "+fileValue(t, f.flag)+"\n"), &fromKey); err != nil {
+				t.Fatal(err)
+			}
+			fromKey.Join = cleanList(fromKey.Join)
+			if !reflect.DeepEqual(fromKey, fromFlag) {
+				t.Fatalf("%s in the file and --%s disagree\nfile %+v\nflag %+v", name, name, fromKey, fromFlag)
 			}
 
 			b, err := yaml.Marshal(fromFlag)

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,12 +26,12 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// version is set at build time with -ldflags "-X main.version=v1.2.3".
-var version = "dev"
-
 func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
+
+// stdin is what commands read standard input from; tests replace it.
+var stdin io.Reader = os.Stdin
 
 // run is main without the process exit, so that tests can drive the command
 // line and read what it prints.
@@ -41,7 +43,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	context.AfterFunc(ctx, stop)
 
 	app := newApp()
-	app.Writer, app.ErrWriter = stdout, stderr
+	app.Reader, app.Writer, app.ErrWriter = stdin, stdout, stderr
+	app.Metadata = map[string]any{argsKey: args}
+	if err := checkCommand(app, args); err != nil {
+		fmt.Fprintf(stderr, "herald: %s\n", err)
+		return 1
+	}
 	if err := app.RunContext(ctx, args); err != nil {
 		fmt.Fprintf(stderr, "herald: %s\n", describeError(err))
 		return 1
@@ -60,10 +67,12 @@ func describeError(err error) string {
 
 func newApp() *cli.App {
 	app := &cli.App{
-		Name:         "herald",
-		Usage:        "a self-hosted user notification server",
-		Version:      version,
-		OnUsageError: returnUsageError,
+		Name:    "herald",
+		Usage:   "a self-hosted user notification server",
+		Version: readBuildVersion().Short(),
+		// The shell completion script asks the binary (completion.go).
+		EnableBashCompletion: true,
+		OnUsageError:         returnUsageError,
 		Commands: []*cli.Command{
 			serveCommand(),
 			sendCommand(),
@@ -73,11 +82,13 @@ func newApp() *cli.App {
 			backupCommand(),
 			restoreCommand(),
 			benchCommand(),
+			healthcheckCommand(),
+			completionCommand(),
 			{
 				Name:  "version",
-				Usage: "print the version",
+				Usage: "print the version, the commit it was built from and the Go release",
 				Action: func(c *cli.Context) error {
-					_, err := fmt.Fprintln(c.App.Writer, version)
+					_, err := fmt.Fprint(c.App.Writer, readBuildVersion().Long())
 					return err
 				},
 			},
@@ -85,6 +96,45 @@ func newApp() *cli.App {
 	}
 	setUsageErrorHandler(app.Commands)
 	return app
+}
+
+// checkCommand refuses an unknown command, or an unknown subcommand of a
+// command that has them, before urfave/cli answers it with a help page or
+// "No help topic for ...": the user learns that the word was wrong and
+// which words are right.
+func checkCommand(app *cli.App, args []string) error {
+	cmds, path := app.Commands, "herald"
+	for _, a := range args[1:] {
+		if strings.HasPrefix(a, "-") || len(cmds) == 0 {
+			return nil // flags and arguments: urfave/cli and the command check those
+		}
+		var found *cli.Command
+		for _, c := range cmds {
+			if c.HasName(a) {
+				found = c
+				break
+			}
+		}
+		if found == nil {
+			if a == "help" || a == "h" {
+				return nil
+			}
+			var names []string
+			for _, c := range cmds {
+				if !c.Hidden {
+					names = append(names, c.Name)
+				}
+			}
+			prefix := strings.TrimPrefix(strings.TrimPrefix(path, "herald"), " ")
+			if prefix != "" {
+				prefix += ": "
+			}
+			return fmt.Errorf("%sunknown command %q; the commands are: %s (%s --help describes them)",
+				prefix, a, strings.Join(names, ", "), path)
+		}
+		cmds, path = found.Subcommands, path+" "+found.Name
+	}
+	return nil
 }
 
 // setUsageErrorHandler gives every subcommand the app's handling of bad
@@ -102,7 +152,8 @@ func returnUsageError(_ *cli.Context, err error, _ bool) error { return err }
 
 func serveCommand() *cli.Command {
 	cfgFlags := serveConfigFlags()
-	flags := []cli.Flag{configFileFlag()}
+	flags := []cli.Flag{configFileFlag(), &cli.BoolFlag{Category: "Node", Name: "print-config",
+		Usage: "print the merged settings and where each came from (default, file, env, flag), and exit"}}
 	for _, f := range cfgFlags {
 		flags = append(flags, f.flag)
 	}
@@ -110,18 +161,34 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run a Herald node",
 		Description: "Every flag is also an environment variable HERALD_<FLAG> (upper case, - as _) and a key\n" +
-			"of the YAML config file. Flags beat the environment, which beats the file.",
+			"of the YAML config file with the flag's name (app-rate: 0). Flags beat the environment,\n" +
+			"which beats the file. --print-config shows the result.",
 		Flags: flags,
 		Action: func(c *cli.Context) error {
 			cfg, err := loadConfig(c, cfgFlags)
 			if err != nil {
 				return err
 			}
+			if c.Bool("print-config") {
+				return printConfig(c, cfgFlags)
+			}
 			logger, err := newLogger(cfg, c.App.ErrWriter)
 			if err != nil {
 				return err
 			}
-			return node.Run(c.Context, cfg, logger)
+			release, err := lockDataDir(cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			defer release()
+			logger.Info("herald starting", "version", readBuildVersion().Short(), "data_dir", cfg.DataDir)
+			err = node.Run(c.Context, cfg, logger)
+			if errors.Is(err, syscall.EADDRINUSE) {
+				// Most often a second node on one machine that kept the
+				// default --raft-addr or --http-addr of the first.
+				err = fmt.Errorf("%w (another process has that port: each node on one machine needs its own --http-addr and --raft-addr)", err)
+			}
+			return err
 		},
 	}
 }
@@ -130,16 +197,39 @@ func serveCommand() *cli.Command {
 
 const defaultServer = "http://127.0.0.1:8750"
 
-// clientFlags are the connection flags of a client command. passwordFlag is
-// "password" except in "users add", where --password is the new user's.
-func clientFlags(passwordFlag string) []cli.Flag {
+// clientFlags are the connection flags of every client command.
+// --auth-password is the old name of --password in "users add", kept so
+// that scripts written for it still run.
+func clientFlags() []cli.Flag {
 	const cat = "Connection"
 	return []cli.Flag{
-		&cli.StringFlag{Category: cat, Name: "server", Value: defaultServer, EnvVars: []string{"HERALD_SERVER"}, Usage: "`URL` of a Herald server"},
+		&cli.StringFlag{Category: cat, Name: "server", Value: defaultServer, EnvVars: []string{"HERALD_SERVER"}, Usage: "`URL` of a Herald server (host:port means http://host:port)"},
 		&cli.StringFlag{Category: cat, Name: "token", EnvVars: []string{"HERALD_TOKEN"}, Usage: "bearer `TOKEN` of an admin"},
 		&cli.StringFlag{Category: cat, Name: "username", EnvVars: []string{"HERALD_USERNAME"}, Usage: "sign in as `UPN` (when no token is given)"},
-		&cli.StringFlag{Category: cat, Name: passwordFlag, EnvVars: []string{"HERALD_PASSWORD"}, Usage: "password of --username"},
+		&cli.StringFlag{Category: cat, Name: "password", EnvVars: []string{"HERALD_PASSWORD"}, Usage: "password of --username"},
+		&cli.StringFlag{Category: cat, Name: "auth-password", Hidden: true},
 	}
+}
+
+// serverURL is --server with http:// added to a bare host:port, the form
+// every other address on Herald's command line takes.
+func serverURL(c *cli.Context) (string, error) {
+	return normalizeServer(c.String("server"))
+}
+
+func normalizeServer(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", errors.New("--server is empty: give the server's URL or host:port")
+	}
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", fmt.Errorf("--server %q: want http://host:port, https://host or host:port", s)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
 }
 
 func jsonFlag() cli.Flag {
@@ -148,17 +238,24 @@ func jsonFlag() cli.Flag {
 
 // connect returns a client that holds a token: --token if given, else one
 // obtained by signing in with --username and the password flag.
-func connect(c *cli.Context, passwordFlag string) (*client.Client, error) {
-	cl, err := client.New(c.String("server"))
+func connect(c *cli.Context) (*client.Client, error) {
+	server, err := serverURL(c)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := client.New(server)
 	if err != nil {
 		return nil, err
 	}
 	if tok := c.String("token"); tok != "" {
 		return cl.With(client.WithToken(tok)), nil
 	}
-	user, pass := c.String("username"), c.String(passwordFlag)
+	user, pass := c.String("username"), c.String("password")
+	if pass == "" {
+		pass = c.String("auth-password")
+	}
 	if user == "" || pass == "" {
-		return nil, fmt.Errorf("no credentials: give --token (HERALD_TOKEN), or --username and --%s (HERALD_USERNAME, HERALD_PASSWORD)", passwordFlag)
+		return nil, errors.New("no credentials: give --token (HERALD_TOKEN), or --username and --password (HERALD_USERNAME, HERALD_PASSWORD)")
 	}
 	tok, err := cl.PasswordToken(c.Context, user, pass)
 	if err != nil {
@@ -172,7 +269,7 @@ func connect(c *cli.Context, passwordFlag string) (*client.Client, error) {
 // text.
 func clientAction[T any](call func(*cli.Context, *client.Client) (T, error), text func(*cli.Context, T) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		cl, err := connect(c, "password")
+		cl, err := connect(c)
 		if err != nil {
 			return err
 		}
@@ -208,20 +305,34 @@ func sendCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "send",
 		Usage:     "send a notification to a user (as an admin)",
-		UsageText: "herald send --user UPN --app HOST --title T [--body B] [--raw R] [--priority P]",
+		UsageText: "herald send --user UPN --app HOST --title T [--body B|-] [--raw R|-] [--priority P]",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "user", Required: true, Usage: "`UPN` or id of the user"},
-			&cli.StringFlag{Name: "app", Required: true, Usage: "targetHostName of the application the notification is for"},
+			appFlag("the application the notification is for"),
 			&cli.StringFlag{Name: "title", Usage: "title of the visual notification"},
-			&cli.StringFlag{Name: "body", Usage: "body of the visual notification (needs --title)"},
-			&cli.StringFlag{Name: "raw", Usage: "rawContent for the client app"},
+			&cli.StringFlag{Name: "body", Usage: "body of the visual notification (needs --title; - reads it from standard input)"},
+			&cli.StringFlag{Name: "raw", Usage: "rawContent for the client app (- reads it from standard input)"},
 			&cli.StringFlag{Name: "priority", Usage: "None, Low or High"},
 			&cli.StringFlag{Name: "group", Usage: "groupName"},
 			&cli.StringFlag{Name: "app-notification-id", Usage: "appNotificationId; sending the same one again replaces the notification"},
 			jsonFlag(),
-		}, clientFlags("password")...),
+		}, clientFlags()...),
 		Action: func(c *cli.Context) error {
 			title, body, raw := c.String("title"), c.String("body"), c.String("raw")
+			if body == "-" && raw == "-" {
+				return errors.New("send: only one of --body and --raw can be read from standard input")
+			}
+			for _, v := range []*string{&body, &raw} {
+				if *v == "-" {
+					b, err := io.ReadAll(c.App.Reader)
+					if err != nil {
+						return fmt.Errorf("send: reading standard input: %w", err)
+					}
+					// A shell's here-string or echo ends the text with a
+					// newline that is not part of the message.
+					*v = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+				}
+			}
 			if title == "" && raw == "" {
 				return errors.New("send: give --title, --raw, or both")
 			}
@@ -232,12 +343,20 @@ func sendCommand() *cli.Command {
 			if title != "" {
 				p.VisualContent = &client.VisualContent{Title: title, Body: body}
 			}
-			cl, err := connect(c, "password")
+			cl, err := connect(c)
 			if err != nil {
 				return err
 			}
+			host := c.String("app")
+			if isGUID(host) {
+				a, err := findApp(c.Context, cl, host)
+				if err != nil {
+					return err
+				}
+				host = a.TargetHostName
+			}
 			n, err := cl.SendToUser(c.Context, c.String("user"), &client.Notification{
-				TargetHostName:    c.String("app"),
+				TargetHostName:    host,
 				AppNotificationID: c.String("app-notification-id"),
 				GroupName:         c.String("group"),
 				Payload:           p,
@@ -263,16 +382,21 @@ func usersCommand() *cli.Command {
 			{
 				Name:      "add",
 				Usage:     "create a user",
-				UsageText: "herald users add --upn UPN --display-name NAME --password PASSWORD [--admin]",
+				UsageText: "herald users add --upn UPN --display-name NAME --user-password PASSWORD [--admin]",
+				Description: "--password is the password you sign in with, as in every command; the new user's\n" +
+					"is --user-password.",
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "upn", Required: true, Usage: "userPrincipalName (the sign-in name)"},
 					&cli.StringFlag{Name: "display-name", Usage: "display name"},
-					&cli.StringFlag{Name: "password", Required: true, Usage: "the new user's password (at least 8 characters)"},
+					&cli.StringFlag{Name: "user-password", Usage: "the new user's `PASSWORD` (at least 8 characters)"},
 					&cli.BoolFlag{Name: "admin", Usage: "give the user the admin role"},
 					jsonFlag(),
-				}, clientFlags("auth-password")...),
+				}, clientFlags()...),
 				Action: func(c *cli.Context) error {
-					cl, err := connect(c, "auth-password")
+					if c.String("user-password") == "" {
+						return errors.New("users add: give the new user's password with --user-password (--password is the password you sign in with, as in every command)")
+					}
+					cl, err := connect(c)
 					if err != nil {
 						return err
 					}
@@ -283,7 +407,7 @@ func usersCommand() *cli.Command {
 					u, err := cl.CreateUser(c.Context, client.NewUser{
 						UserPrincipalName: c.String("upn"),
 						DisplayName:       c.String("display-name"),
-						Password:          c.String("password"),
+						Password:          c.String("user-password"),
 						Roles:             []string{role},
 					})
 					if err != nil {
@@ -299,7 +423,7 @@ func usersCommand() *cli.Command {
 			{
 				Name:  "list",
 				Usage: "list the users",
-				Flags: append([]cli.Flag{jsonFlag()}, clientFlags("password")...),
+				Flags: append([]cli.Flag{jsonFlag()}, clientFlags()...),
 				Action: clientAction(func(c *cli.Context, cl *client.Client) ([]client.User, error) {
 					return cl.ListUsers(c.Context)
 				}, func(c *cli.Context, users []client.User) error {
@@ -320,12 +444,12 @@ func usersCommand() *cli.Command {
 				Name:      "remove",
 				Usage:     "delete users with their tokens, subscriptions and notifications",
 				ArgsUsage: "UPN|ID...",
-				Flags:     clientFlags("password"),
+				Flags:     clientFlags(),
 				Action: func(c *cli.Context) error {
 					if c.NArg() == 0 {
 						return errors.New("users remove: name at least one user (UPN or id)")
 					}
-					cl, err := connect(c, "password")
+					cl, err := connect(c)
 					if err != nil {
 						return err
 					}
@@ -355,9 +479,9 @@ func appsCommand() *cli.Command {
 					&cli.StringFlag{Name: "name", Required: true, Usage: "display name"},
 					&cli.StringFlag{Name: "host", Required: true, Usage: "targetHostName, a lower-case DNS name"},
 					jsonFlag(),
-				}, clientFlags("password")...),
+				}, clientFlags()...),
 				Action: func(c *cli.Context) error {
-					cl, err := connect(c, "password")
+					cl, err := connect(c)
 					if err != nil {
 						return err
 					}
@@ -390,7 +514,7 @@ func appsCommand() *cli.Command {
 			{
 				Name:  "list",
 				Usage: "list the applications",
-				Flags: append([]cli.Flag{jsonFlag()}, clientFlags("password")...),
+				Flags: append([]cli.Flag{jsonFlag()}, clientFlags()...),
 				Action: clientAction(func(c *cli.Context, cl *client.Client) ([]client.Application, error) {
 					return cl.ListApplications(c.Context)
 				}, func(c *cli.Context, apps []client.Application) error {
@@ -405,18 +529,26 @@ func appsCommand() *cli.Command {
 			{
 				Name:      "add-secret",
 				Usage:     "add a client secret to an application",
-				UsageText: "herald apps add-secret --app ID [--name NAME]",
+				UsageText: "herald apps add-secret --app HOST|APPID|ID [--name NAME]",
 				Flags: append([]cli.Flag{
-					&cli.StringFlag{Name: "app", Required: true, Usage: "the application's `ID` (the id, not the appId)"},
+					appFlag("the application to add the secret to"),
 					&cli.StringFlag{Name: "name", Usage: "display name of the secret"},
 					jsonFlag(),
-				}, clientFlags("password")...),
+				}, clientFlags()...),
 				Action: func(c *cli.Context) error {
-					cl, err := connect(c, "password")
+					cl, err := connect(c)
 					if err != nil {
 						return err
 					}
-					p, err := cl.AddPassword(c.Context, c.String("app"), c.String("name"))
+					id := c.String("app")
+					if !isGUID(id) {
+						a, err := findApp(c.Context, cl, id)
+						if err != nil {
+							return err
+						}
+						id = a.ID
+					}
+					p, err := cl.AddPassword(c.Context, id, c.String("name"))
 					if err != nil {
 						return err
 					}
@@ -448,7 +580,7 @@ func clusterCommand() *cli.Command {
 			{
 				Name:  "status",
 				Usage: "show the leader and the state of every node",
-				Flags: append([]cli.Flag{jsonFlag()}, clientFlags("password")...),
+				Flags: append([]cli.Flag{jsonFlag()}, clientFlags()...),
 				Action: clientAction(func(c *cli.Context, cl *client.Client) (*client.ClusterStatus, error) {
 					return cl.Cluster(c.Context)
 				}, func(c *cli.Context, st *client.ClusterStatus) error {
@@ -477,9 +609,9 @@ func clusterCommand() *cli.Command {
 					&cli.StringFlag{Name: "id", Required: true, Usage: "the node's `ID` (its --node-id)"},
 					&cli.StringFlag{Name: "raft-addr", Required: true, Usage: "`HOST:PORT` the other nodes reach its Raft transport at"},
 					&cli.StringFlag{Name: "http-addr", Required: true, Usage: "`HOST:PORT` the other nodes reach its HTTP API at"},
-				}, clientFlags("password")...),
+				}, clientFlags()...),
 				Action: func(c *cli.Context) error {
-					cl, err := connect(c, "password")
+					cl, err := connect(c)
 					if err != nil {
 						return err
 					}
@@ -498,7 +630,7 @@ func clusterCommand() *cli.Command {
 				ArgsUsage: "ID",
 				Description: "Remove a node before retiring it for good; a node that is only down for a while\n" +
 					"keeps its place, and its users' deliveries move to the others meanwhile.",
-				Flags: clientFlags("password"),
+				Flags: clientFlags(),
 				Action: func(c *cli.Context) error {
 					if c.NArg() > 1 && slices.ContainsFunc(c.Args().Tail(), func(a string) bool { return strings.HasPrefix(a, "-") }) {
 						return errors.New("cluster remove: put the flags before the id: herald cluster remove [--server URL] ID")
@@ -506,7 +638,7 @@ func clusterCommand() *cli.Command {
 					if c.NArg() != 1 {
 						return errors.New("cluster remove: name one node by its id (herald cluster status lists them)")
 					}
-					cl, err := connect(c, "password")
+					cl, err := connect(c)
 					if err != nil {
 						return err
 					}
@@ -556,25 +688,37 @@ func backupCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "backup",
 		Usage:     "save a consistent backup of the cluster's state (as an admin)",
-		UsageText: "herald backup --out FILE",
+		UsageText: "herald backup --out FILE [--force]",
+		Description: "The file appears only once the whole backup has arrived and is on disk; an existing\n" +
+			"file is kept unless --force is given.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "out", Required: true, TakesFile: true, Usage: "`FILE` to write, - for standard output"},
-		}, clientFlags("password")...),
+			&cli.BoolFlag{Name: "force", Usage: "replace --out if it exists"},
+		}, clientFlags()...),
 		Action: func(c *cli.Context) error {
-			cl, err := connect(c, "password")
-			if err != nil {
-				return err
-			}
 			out := c.String("out")
-			if out == "-" {
-				_, err := cl.Backup(c.Context, c.App.Writer)
-				return err
+			force := c.Bool("force")
+			if out != "-" && !force {
+				if _, err := os.Stat(out); err == nil {
+					return fmt.Errorf("backup: %s exists; give --force to replace it, or another --out", out)
+				}
 			}
-			n, err := backupToFile(c.Context, cl, out)
+			cl, err := connect(c)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.ErrWriter, "wrote %d bytes to %s\n", n, out)
+			p := startProgress(c.App.ErrWriter, "backup: received")
+			if out == "-" {
+				_, err := cl.Backup(c.Context, p.Writer(c.App.Writer))
+				p.Stop()
+				return err
+			}
+			_, err = backupToFile(c.Context, cl, out, force, p)
+			n := p.Stop()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.ErrWriter, "wrote %s (%d bytes) to %s\n", formatBytes(n), n, out)
 			return nil
 		},
 	}
@@ -583,12 +727,12 @@ func backupCommand() *cli.Command {
 // backupToFile writes the backup beside path and renames it into place only
 // once it is complete and synced, so that a broken transfer never leaves a
 // truncated file under the name a restore would be pointed at.
-func backupToFile(ctx context.Context, cl *client.Client, path string) (int64, error) {
+func backupToFile(ctx context.Context, cl *client.Client, path string, force bool, p *progress) (int64, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.partial")
 	if err != nil {
 		return 0, err
 	}
-	n, err := cl.Backup(ctx, f)
+	n, err := cl.Backup(ctx, p.Writer(f))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -596,11 +740,73 @@ func backupToFile(ctx context.Context, cl *client.Client, path string) (int64, e
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), path)
+		err = placeFile(f.Name(), path, force)
 	}
 	if err != nil {
 		_ = os.Remove(f.Name())
 		return n, err
 	}
 	return n, nil
+}
+
+// appFlag is --app, which names an application the same way in every
+// command: by its targetHostName, its appId or its id.
+func appFlag(usage string) cli.Flag {
+	return &cli.StringFlag{Name: "app", Required: true, Usage: usage + ": its targetHostName, appId or id"}
+}
+
+// findApp looks up the application that ref names, as appFlag describes.
+func findApp(ctx context.Context, cl *client.Client, ref string) (*client.Application, error) {
+	apps, err := cl.ListApplications(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i, a := range apps {
+		if a.ID == ref || a.AppID == ref || strings.EqualFold(a.TargetHostName, ref) {
+			return &apps[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no application has the targetHostName, appId or id %q (herald apps list shows them)", ref)
+}
+
+// isGUID reports whether s has the shape of an id or appId (a UUID), which
+// a targetHostName, a DNS name, never has.
+func isGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if r != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// placeFile moves tmp to path. Without force a link, which fails on an
+// existing name, puts it there, so that a file that appeared meanwhile is
+// not replaced either; where links are not supported, a rename after a
+// last look.
+func placeFile(tmp, path string, force bool) error {
+	if force {
+		return os.Rename(tmp, path)
+	}
+	err := os.Link(tmp, path)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("backup: %s exists; give --force to replace it, or another --out", path)
+	}
+	if err == nil {
+		return os.Remove(tmp)
+	}
+	if _, serr := os.Stat(path); serr == nil {
+		return fmt.Errorf("backup: %s exists; give --force to replace it, or another --out", path)
+	}
+	return os.Rename(tmp, path)
 }

@@ -16,14 +16,22 @@ func restoreCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "restore",
 		Usage:     "load a backup into an empty data directory",
-		ArgsUsage: " ",
+		UsageText: "herald restore --in FILE --data-dir DIR [--force]",
+		Description: "The directory is filled only once the whole backup has loaded: a broken or truncated\n" +
+			"backup leaves it as it was. A directory that holds anything is refused unless --force is\n" +
+			"given; a running herald's directory is always refused.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "in", Required: true, TakesFile: true, Usage: "backup `FILE` (- for standard input)"},
-			&cli.StringFlag{Name: "data-dir", Required: true, Usage: "`DIR` to create the node's state in; must not hold a node"},
+			&cli.StringFlag{Name: "data-dir", Required: true, Usage: "`DIR` to create the node's state in"},
+			&cli.BoolFlag{Name: "force", Usage: "replace what --data-dir holds (with the node stopped)"},
 		},
 		Action: func(c *cli.Context) error {
-			in := os.Stdin
-			if name := c.String("in"); name != "-" {
+			if c.NArg() > 0 {
+				return fmt.Errorf("restore: unexpected %q: give the backup with --in FILE", c.Args().First())
+			}
+			in := c.App.Reader
+			name := c.String("in")
+			if name != "-" {
 				f, err := os.Open(name)
 				if err != nil {
 					return err
@@ -32,10 +40,20 @@ func restoreCommand() *cli.Command {
 				in = f
 			}
 			dir := c.String("data-dir")
-			if err := raft.Restore(dir, in); err != nil {
+			var n int64
+			err := restoreDataDir(dir, c.Bool("force"), func(tmp string) error {
+				p := startProgress(c.App.ErrWriter, "restore: read")
+				err := raft.Restore(tmp, p.Reader(in))
+				n = p.Stop()
+				if err != nil {
+					return fmt.Errorf("restore from %s (after %s): %w", name, formatBytes(n), err)
+				}
+				return nil
+			})
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "restored into %s; start it with: herald serve --data-dir %s\n", dir, dir)
+			fmt.Fprintf(c.App.Writer, "restored %s into %s; start it with: herald serve --data-dir %s\n", formatBytes(n), dir, dir)
 			return nil
 		},
 	}

@@ -41,6 +41,7 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
+		defer removeImages()
 		bin, err := buildBinary(dir)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "e2e: build herald:", err)

@@ -116,7 +116,7 @@ func testCommandLine(t *testing.T, srv *server, a *api, adminToken string) {
 	}
 
 	out := runCLI(t, nil, "users", "add", "--server", srv.URL, "--token", adminToken,
-		"--upn", "bob", "--display-name", "Bob", "--password", "bob-password")
+		"--upn", "bob", "--display-name", "Bob", "--user-password", "bob-password")
 	if !strings.Contains(out, "created user bob") {
 		t.Errorf("users add printed %q", out)
 	}

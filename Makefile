@@ -1,0 +1,14 @@
+# Release builds. "go run . serve" and "go test ./..." need none of this.
+#
+#   make herald    a static binary with the version from git describe
+#   make image     that binary in the container image (Dockerfile)
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
+.PHONY: herald image
+
+herald:
+	CGO_ENABLED=0 go build -ldflags "-X main.version=$(VERSION)" -o herald .
+
+image: herald
+	docker build -t herald:$(VERSION) -t herald .

@@ -1,0 +1,601 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/herald-notify/herald/raft"
+)
+
+// withStdin makes text the standard input of the commands the test runs.
+func withStdin(t *testing.T, text string) {
+	t.Helper()
+	old := stdin
+	stdin = strings.NewReader(text)
+	t.Cleanup(func() { stdin = old })
+}
+
+func TestUnknownCommandSaysSoAndListsTheCommands(t *testing.T) {
+	code, out, errOut := runCLI(t, nil, "frobnicate")
+	if code != 1 || out != "" || !strings.HasPrefix(errOut, `herald: unknown command "frobnicate"`) {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, c := range []string{"serve", "send", "users", "apps", "cluster", "backup", "restore", "healthcheck", "version"} {
+		if !strings.Contains(errOut, c) {
+			t.Errorf("the list of commands lacks %s: %q", c, errOut)
+		}
+	}
+	code, _, errOut = runCLI(t, nil, "users", "frob")
+	if code != 1 || !strings.HasPrefix(errOut, `herald: users: unknown command "frob"`) || !strings.Contains(errOut, "add, list, remove") {
+		t.Errorf("unknown subcommand: exit %d, stderr %q", code, errOut)
+	}
+	// Flags and help still reach urfave/cli.
+	if code, out, _ := runCLI(t, nil, "help", "send"); code != 0 || !strings.Contains(out, "--user") {
+		t.Errorf("help send: exit %d, %q", code, out)
+	}
+}
+
+func TestServerAcceptsHostAndPort(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1.0/users", func(w http.ResponseWriter, r *http.Request) {
+		requireBearer(t, r, "tok")
+		_, _ = w.Write([]byte(`{"value":[{"id":"u-1","userPrincipalName":"admin"}]}`))
+	})
+	hostPort := strings.TrimPrefix(fakeServer(t, mux), "http://")
+	code, out, errOut := runCLI(t, map[string]string{"HERALD_TOKEN": "tok"}, "users", "list", "--server", hostPort)
+	if code != 0 || !strings.Contains(out, "admin") {
+		t.Errorf("--server %s: exit %d, stdout %q, stderr %q", hostPort, code, out, errOut)
+	}
+	for _, bad := range []string{"ftp://x.example", "http://"} {
+		code, _, errOut := runCLI(t, map[string]string{"HERALD_TOKEN": "tok"}, "users", "list", "--server", bad)
+		if code != 1 || !strings.Contains(errOut, "--server") {
+			t.Errorf("--server %s: exit %d, stderr %q", bad, code, errOut)
+		}
+	}
+	for in, want := range map[string]string{
+		"127.0.0.1:8750":              "http://127.0.0.1:8750",
+		"herald.example.com":          "http://herald.example.com",
+		"https://herald.example.com/": "https://herald.example.com",
+		"[::1]:8750":                  "http://[::1]:8750",
+	} {
+		if got, err := normalizeServer(in); err != nil || got != want {
+			t.Errorf("normalizeServer(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// appsServer is an admin API with one application, recording the
+// notifications and secret requests it gets.
+func appsServer(t *testing.T, sent *[]map[string]any, secretFor *string) string {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1.0/applications", func(w http.ResponseWriter, r *http.Request) {
+		requireBearer(t, r, "tok")
+		_, _ = w.Write([]byte(`{"value":[{"id":"0f5c1a7e-1111-4222-8333-444455556666","appId":"9d2a4b6c-aaaa-4bbb-8ccc-ddddeeeeffff",
+			"displayName":"Contoso Tasks","targetHostName":"tasks.contoso.com"}]}`))
+	})
+	mux.HandleFunc("POST /v1.0/users/{id}/notifications", func(w http.ResponseWriter, r *http.Request) {
+		requireBearer(t, r, "tok")
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		*sent = append(*sent, body)
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"id":"n-1"}`))
+	})
+	mux.HandleFunc("POST /v1.0/applications/{id}/addPassword", func(w http.ResponseWriter, r *http.Request) {
+		requireBearer(t, r, "tok")
+		*secretFor = r.PathValue("id")
+		_, _ = w.Write([]byte(`{"keyId":"k-1","secretText":"s3cret"}`))
+	})
+	return fakeServer(t, mux)
+}
+
+func TestAppFlagTakesTheHostTheAppIDOrTheID(t *testing.T) {
+	var sent []map[string]any
+	var secretFor string
+	env := map[string]string{"HERALD_SERVER": appsServer(t, &sent, &secretFor), "HERALD_TOKEN": "tok"}
+	for _, ref := range []string{"tasks.contoso.com", "9d2a4b6c-aaaa-4bbb-8ccc-ddddeeeeffff", "0f5c1a7e-1111-4222-8333-444455556666"} {
+		sent = nil
+		code, _, errOut := runCLI(t, env, "send", "--user", "alice", "--app", ref, "--raw", "x")
+		if code != 0 || len(sent) != 1 || sent[0]["targetHostName"] != "tasks.contoso.com" {
+			t.Errorf("send --app %s: exit %d, %q; server got %v", ref, code, errOut, sent)
+		}
+		secretFor = ""
+		code, out, errOut := runCLI(t, env, "apps", "add-secret", "--app", ref)
+		// The server takes the id or the appId in the path; a host name
+		// is looked up.
+		want := ref
+		if ref == "tasks.contoso.com" {
+			want = "0f5c1a7e-1111-4222-8333-444455556666"
+		}
+		if code != 0 || secretFor != want || !strings.Contains(out, "s3cret") {
+			t.Errorf("add-secret --app %s: exit %d, %q; server got %q, want %q", ref, code, errOut, secretFor, want)
+		}
+	}
+	code, _, errOut := runCLI(t, env, "apps", "add-secret", "--app", "chat.fabrikam.com")
+	if code != 1 || !strings.Contains(errOut, `"chat.fabrikam.com"`) || !strings.Contains(errOut, "apps list") {
+		t.Errorf("unknown app: exit %d, %q", code, errOut)
+	}
+}
+
+func TestSendReadsTheBodyFromStandardInput(t *testing.T) {
+	var sent []map[string]any
+	var secretFor string
+	env := map[string]string{"HERALD_SERVER": appsServer(t, &sent, &secretFor), "HERALD_TOKEN": "tok"}
+
+	withStdin(t, "line one\nline two\n")
+	code, _, errOut := runCLI(t, env, "send", "--user", "alice", "--app", "tasks.contoso.com", "--title", "T", "--body", "-")
+	if code != 0 || len(sent) != 1 {
+		t.Fatalf("exit %d, %q, sent %v", code, errOut, sent)
+	}
+	vc := sent[0]["payload"].(map[string]any)["visualContent"].(map[string]any)
+	if vc["body"] != "line one\nline two" {
+		t.Errorf("body = %q", vc["body"])
+	}
+
+	withStdin(t, `{"task":7}`)
+	code, _, errOut = runCLI(t, env, "send", "--user", "alice", "--app", "tasks.contoso.com", "--raw", "-")
+	if code != 0 || len(sent) != 2 || sent[1]["payload"].(map[string]any)["rawContent"] != `{"task":7}` {
+		t.Errorf("--raw -: exit %d, %q, sent %v", code, errOut, sent)
+	}
+
+	code, _, errOut = runCLI(t, env, "send", "--user", "alice", "--app", "tasks.contoso.com", "--title", "T", "--body", "-", "--raw", "-")
+	if code != 1 || !strings.Contains(errOut, "only one") || len(sent) != 2 {
+		t.Errorf("both from stdin: exit %d, %q", code, errOut)
+	}
+}
+
+func TestUsersAddSignsInWithPasswordAsEveryCommand(t *testing.T) {
+	var created map[string]any
+	var signedIn []string
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
+		signedIn = append(signedIn, r.FormValue("username")+"/"+r.FormValue("password"))
+		_, _ = w.Write([]byte(`{"token_type":"Bearer","access_token":"tok","expires_in":3600}`))
+	})
+	mux.HandleFunc("POST /v1.0/users", func(w http.ResponseWriter, r *http.Request) {
+		requireBearer(t, r, "tok")
+		_ = json.NewDecoder(r.Body).Decode(&created)
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"id":"u-2","userPrincipalName":"bob","roles":["user"]}`))
+	})
+	server := fakeServer(t, mux)
+
+	code, _, errOut := runCLI(t, nil, "users", "add", "--server", server, "--username", "admin", "--password", "admin-pw",
+		"--upn", "bob", "--user-password", "bob-password")
+	if code != 0 || created["password"] != "bob-password" || !slices.Equal(signedIn, []string{"admin/admin-pw"}) {
+		t.Errorf("exit %d, %q; created %v, signed in %v", code, errOut, created, signedIn)
+	}
+	// The old name of the sign-in password still works, unlisted.
+	signedIn = nil
+	code, _, errOut = runCLI(t, nil, "users", "add", "--server", server, "--username", "admin", "--auth-password", "admin-pw",
+		"--upn", "bob", "--user-password", "bob-password")
+	if code != 0 || !slices.Equal(signedIn, []string{"admin/admin-pw"}) {
+		t.Errorf("--auth-password: exit %d, %q, signed in %v", code, errOut, signedIn)
+	}
+	if _, out, _ := runCLI(t, nil, "users", "add", "--help"); strings.Contains(out, "auth-password") {
+		t.Errorf("help lists the old flag:\n%s", out)
+	}
+	// Without the new user's password nothing is sent.
+	signedIn, created = nil, nil
+	code, _, errOut = runCLI(t, nil, "users", "add", "--server", server, "--token", "tok", "--upn", "bob", "--password", "bob-password")
+	if code != 1 || !strings.Contains(errOut, "--user-password") || created != nil {
+		t.Errorf("without --user-password: exit %d, %q, created %v", code, errOut, created)
+	}
+}
+
+func TestVersionComesFromTheBuild(t *testing.T) {
+	info := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.4.0"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"},
+		{Key: "vcs.time", Value: "2026-12-01T10:00:00Z"},
+		{Key: "vcs.modified", Value: "true"},
+	}}
+	v := fromBuildInfo("", info, true)
+	long := v.Long()
+	for _, want := range []string{"herald v1.4.0\n", "commit: 0123456789abcdef0123456789abcdef01234567 (with uncommitted changes)\n",
+		"commit time: 2026-12-01T10:00:00Z\n", "go: go1.26.8\n"} {
+		if !strings.Contains(long, want) {
+			t.Errorf("version output lacks %q:\n%s", want, long)
+		}
+	}
+	if s := v.Short(); s != "v1.4.0 (0123456789ab-modified, go1.26.8)" {
+		t.Errorf("short version %q", s)
+	}
+	// -ldflags "-X main.version=..." beats the module version.
+	if v := fromBuildInfo("v2.0.0-rc1", info, true); v.Version != "v2.0.0-rc1" || v.Revision == "" {
+		t.Errorf("stamped version: %+v", v)
+	}
+	// go run and go test record "(devel)".
+	if v := fromBuildInfo("", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, true); v.Version != "devel" {
+		t.Errorf("unstamped version: %+v", v)
+	}
+
+	code, out, _ := runCLI(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "herald ") || !strings.Contains(out, "go: go1.") {
+		t.Errorf("herald version: exit %d, %q", code, out)
+	}
+}
+
+func TestHealthcheckProbesTheLocalNode(t *testing.T) {
+	ready := false
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready {
+			http.Error(w, `{"error":{"code":"serviceNotAvailable","message":"Not ready: no leader."}}`, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	// hide clears the variables a run through env set.
+	var hide map[string]string
+	unset := func() {
+		for _, k := range []string{"HERALD_HTTP_ADDR", "HERALD_CONFIG"} {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	unset()
+
+	// As the container runs it: the address from the environment, a
+	// wildcard host probed on loopback.
+	env := map[string]string{"HERALD_HTTP_ADDR": ":" + port}
+	code, out, errOut := runCLI(t, env, "healthcheck")
+	if code != 0 || !strings.Contains(out, "/healthz: 200 OK") {
+		t.Errorf("healthcheck: exit %d, %q, %q", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, env, "healthcheck", "--ready")
+	if code != 1 || !strings.Contains(errOut, "503") || !strings.Contains(errOut, "no leader") {
+		t.Errorf("healthcheck --ready before ready: exit %d, %q", code, errOut)
+	}
+	ready = true
+	if code, _, errOut = runCLI(t, env, "healthcheck", "--ready"); code != 0 {
+		t.Errorf("healthcheck --ready: exit %d, %q", code, errOut)
+	}
+
+	// The address from serve's config file, and from serve's flag.
+	unset()
+	cfg := writeFile(t, "http-addr: \"0.0.0.0:"+port+"\"\napp-rate: 0\nlimits:\n  user-rate: 0\n")
+	if code, _, errOut = runCLI(t, hide, "healthcheck", "--config", cfg); code != 0 {
+		t.Errorf("healthcheck --config: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut = runCLI(t, hide, "healthcheck", "--http-addr", "127.0.0.1:"+port, "--data-dir", "/nonexistent"); code != 0 {
+		t.Errorf("healthcheck with serve's flags: exit %d, %q", code, errOut)
+	}
+
+	// Nothing listening.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	if code, _, errOut = runCLI(t, hide, "healthcheck", "--http-addr", closed); code != 1 || !strings.Contains(errOut, "refused") {
+		t.Errorf("healthcheck of a closed port: exit %d, %q", code, errOut)
+	}
+}
+
+// A node serving HTTPS answers the probe's plain HTTP with a 400; the probe
+// then asks over HTTPS.
+func TestHealthcheckFollowsANodeThatServesHTTPS(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" || r.TLS == nil {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the probe's first, plain request
+	srv.StartTLS()
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	code, out, errOut := runCLI(t, map[string]string{"HERALD_HTTP_ADDR": addr}, "healthcheck")
+	if code != 0 || !strings.Contains(out, "200 OK") {
+		t.Errorf("exit %d, %q, %q", code, out, errOut)
+	}
+}
+
+func TestSecondServeOnADataDirectoryInUseIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	release, err := lockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, nil, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(errOut, "another herald is using "+dir) {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "badger")); err == nil {
+		t.Errorf("the refused serve opened the database")
+	}
+	release()
+	again, err := lockDataDir(dir)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	again()
+}
+
+// makeBackup writes a backup of a Badger database holding one key.
+func makeBackup(t *testing.T) []byte {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("test/key"), []byte("restored value")) }); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := raft.WriteBackup(db, &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// restoredValue reads the key makeBackup wrote from a restored directory.
+func restoredValue(t *testing.T, dir string) string {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "badger")).WithLogger(nil))
+	if err != nil {
+		t.Fatalf("open restored badger: %v", err)
+	}
+	defer db.Close()
+	var v []byte
+	err = db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte("test/key"))
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(v)
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestRestoreIsAllOrNothingAndNeedsForceToReplace(t *testing.T) {
+	backup := makeBackup(t)
+	file := filepath.Join(t.TempDir(), "herald.backup")
+	if err := os.WriteFile(file, backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(t.TempDir(), "truncated.backup")
+	if err := os.WriteFile(truncated, backup[:len(backup)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// A broken backup into a new directory leaves no directory.
+	dir := filepath.Join(t.TempDir(), "restored")
+	code, _, errOut := runCLI(t, nil, "restore", "--in", truncated, "--data-dir", dir)
+	if code != 1 || errOut == "" {
+		t.Fatalf("truncated backup: exit %d, %q", code, errOut)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("a failed restore left %s behind: %v (%v)", dir, err, listDir(t, dir))
+	}
+	// Into an existing empty directory (a mount point), it stays empty.
+	empty := t.TempDir()
+	if code, _, _ := runCLI(t, nil, "restore", "--in", truncated, "--data-dir", empty); code != 1 {
+		t.Fatal("truncated backup restored")
+	}
+	if names := listDir(t, empty); len(names) != 0 {
+		t.Errorf("a failed restore left %v in an empty directory", names)
+	}
+
+	// From standard input, into a new directory.
+	withStdin(t, string(backup))
+	code, out, errOut := runCLI(t, nil, "restore", "--in", "-", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "herald serve --data-dir "+dir) {
+		t.Fatalf("restore: exit %d, %q, %q", code, out, errOut)
+	}
+	if v := restoredValue(t, dir); v != "restored value" {
+		t.Errorf("restored %q", v)
+	}
+	before := listDir(t, dir)
+
+	// A second restore into it is refused and changes nothing.
+	code, _, errOut = runCLI(t, nil, "restore", "--in", file, "--data-dir", dir)
+	if code != 1 || !strings.Contains(errOut, "not empty") || !strings.Contains(errOut, "--force") {
+		t.Errorf("second restore: exit %d, %q", code, errOut)
+	}
+	if after := listDir(t, dir); !slices.Equal(before, after) {
+		t.Errorf("refused restore changed %v to %v", before, after)
+	}
+
+	// A broken backup with --force leaves the old state whole.
+	if code, _, _ := runCLI(t, nil, "restore", "--force", "--in", truncated, "--data-dir", dir); code != 1 {
+		t.Fatal("truncated backup restored with --force")
+	}
+	if after := listDir(t, dir); !slices.Equal(before, after) {
+		t.Errorf("failed --force restore changed %v to %v", before, after)
+	}
+	if v := restoredValue(t, dir); v != "restored value" {
+		t.Errorf("after a failed --force restore the data reads %q", v)
+	}
+
+	// --force replaces it, leaving nothing of the old or of the work.
+	marker := filepath.Join(dir, "old-file")
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, nil, "restore", "--force", "--in", file, "--data-dir", dir); code != 0 {
+		t.Fatalf("--force: exit %d, %q", code, errOut)
+	}
+	for _, name := range listDir(t, dir) {
+		if name == "old-file" || strings.HasPrefix(name, ".") {
+			t.Errorf("after --force the directory holds %s", name)
+		}
+	}
+	if v := restoredValue(t, dir); v != "restored value" {
+		t.Errorf("after --force the data reads %q", v)
+	}
+
+	// A directory a running herald holds is refused, even with --force.
+	release, err := lockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	code, _, errOut = runCLI(t, nil, "restore", "--force", "--in", file, "--data-dir", dir)
+	if code != 1 || !strings.Contains(errOut, "another herald is using") {
+		t.Errorf("restore into a running node's directory: exit %d, %q", code, errOut)
+	}
+}
+
+// syncBuffer is a buffer that a command's progress goroutine and the test
+// may use at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestBackupReportsProgressAndKeepsAnExistingFile(t *testing.T) {
+	old := progressInterval
+	progressInterval = 20 * time.Millisecond
+	t.Cleanup(func() { progressInterval = old })
+
+	var stderr syncBuffer
+	first := bytes.Repeat([]byte("a"), 3<<20)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1.0/admin/backup", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(first)
+		w.(http.Flusher).Flush()
+		// The rest only once the command said how far it got (or after
+		// ten seconds, and the test fails on the missing line).
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if strings.Contains(stderr.String(), "backup: received") {
+				break
+			}
+		}
+		_, _ = w.Write([]byte("end"))
+	})
+	server := fakeServer(t, mux)
+	out := filepath.Join(t.TempDir(), "herald.backup")
+	if err := os.WriteFile(out, []byte("older backup"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	code, _, errOut := runCLI(t, nil, "backup", "--server", server, "--token", "tok", "--out", out)
+	if code != 1 || !strings.Contains(errOut, "exists") || !strings.Contains(errOut, "--force") {
+		t.Errorf("backup over a file: exit %d, %q", code, errOut)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "older backup" {
+		t.Errorf("the existing backup was changed to %d bytes", len(b))
+	}
+
+	var stdout bytes.Buffer
+	code = run([]string{"herald", "backup", "--server", server, "--token", "tok", "--out", out, "--force"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("backup --force: exit %d, %s", code, stderr.String())
+	}
+	if b, _ := os.ReadFile(out); len(b) != len(first)+3 {
+		t.Errorf("backup holds %d bytes, want %d", len(b), len(first)+3)
+	}
+	if !strings.Contains(stderr.String(), "MiB so far") || !strings.Contains(stderr.String(), "wrote 3.0 MiB") {
+		t.Errorf("stderr %q", stderr.String())
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 1 {
+		t.Errorf("directory holds %v, want only the backup", entries)
+	}
+}
+
+func TestRestoreReportsProgress(t *testing.T) {
+	old := progressInterval
+	progressInterval = 20 * time.Millisecond
+	t.Cleanup(func() { progressInterval = old })
+	backup := makeBackup(t)
+	pr, pw := io.Pipe()
+	oldStdin := stdin
+	stdin = pr
+	t.Cleanup(func() { stdin = oldStdin })
+
+	var stdout, stderr syncBuffer
+	done := make(chan int)
+	dir := filepath.Join(t.TempDir(), "restored")
+	go func() { done <- run([]string{"herald", "restore", "--in", "-", "--data-dir", dir}, &stdout, &stderr) }()
+	half := len(backup) / 2
+	if _, err := pw.Write(backup[:half]); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), "restore: read") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress line while the backup arrives: %q", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := pw.Write(backup[half:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if code := <-done; code != 0 {
+		t.Fatalf("restore: exit %d, %s", code, stderr.String())
+	}
+	if v := restoredValue(t, dir); v != "restored value" {
+		t.Errorf("restored %q", v)
+	}
+}
+
+// Behind ACME a node picks its certificate by the name asked for: the probe
+// asks for the host of --public-url.
+func TestHealthcheckAsksForThePublicName(t *testing.T) {
+	var asked []string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.TLS.ServerName)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	code, _, errOut := runCLI(t, map[string]string{"HERALD_HTTP_ADDR": srv.Listener.Addr().String(),
+		"HERALD_PUBLIC_URL": "https://herald.example.com"}, "healthcheck")
+	if code != 0 || !slices.Equal(asked, []string{"herald.example.com"}) {
+		t.Errorf("exit %d, %q; the node was asked for %q", code, errOut, asked)
+	}
+}
