@@ -1,0 +1,395 @@
+package httpapi_test
+
+// specCheck holds the API to its OpenAPI description (openapi/openapi.yaml):
+// an http.RoundTripper that checks every request and response passing
+// through it with kin-openapi, and records which operations were answered.
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/herald-notify/herald/openapi"
+)
+
+type specCheck struct {
+	doc    *openapi3.T
+	router routers.Router
+	next   http.RoundTripper
+	// report receives every disagreement; tests pass t.Errorf.
+	report func(format string, args ...any)
+
+	mu sync.Mutex
+	// answered maps "METHOD /path template" to the statuses seen.
+	answered map[string]map[int]bool
+}
+
+// loadSpec loads the served description with kin-openapi, for a server at
+// base (scheme://host:port).
+func loadSpec(base string) (*openapi3.T, routers.Router, error) {
+	b, err := openapi.JSON()
+	if err != nil {
+		return nil, nil, err
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, nil, err
+	}
+	// The document's server is "/", this node; the router matches hosts.
+	doc.Servers = openapi3.Servers{{URL: base}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return doc, router, nil
+}
+
+func newSpecCheck(base string, report func(string, ...any)) (*specCheck, error) {
+	doc, router, err := loadSpec(base)
+	if err != nil {
+		return nil, err
+	}
+	return &specCheck{doc: doc, router: router, next: http.DefaultTransport, report: report,
+		answered: map[string]map[int]bool{}}, nil
+}
+
+// outsideAPI are paths that are not API routes: the web UI's files (its
+// session endpoints are API routes), the redirect to it, and the nodes'
+// own endpoints.
+func outsideAPI(p string) bool {
+	return p == "/" || strings.HasPrefix(p, "/ui/") && !strings.HasPrefix(p, "/ui/session") ||
+		strings.HasPrefix(p, "/internal/")
+}
+
+// canonical is the request as the description names it: /beta is an alias
+// of /v1.0, and HEAD is GET without a body.
+func canonical(req *http.Request, body []byte) *http.Request {
+	c := req.Clone(req.Context())
+	u := *req.URL
+	if rest, ok := strings.CutPrefix(u.Path, "/beta/"); ok {
+		u.Path = "/v1.0/" + rest
+		u.RawPath = ""
+	}
+	c.URL = &u
+	if c.Method == http.MethodHead {
+		c.Method = http.MethodGet
+	}
+	c.Body = io.NopCloser(bytes.NewReader(decoded(req.Header.Get("Content-Encoding"), body)))
+	return c
+}
+
+// decoded undoes a Content-Encoding the server accepts, so the body is
+// checked as the server reads it; anything else is left as sent.
+func decoded(enc string, body []byte) []byte {
+	var r io.Reader
+	switch strings.ToLower(enc) {
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return body
+		}
+		r = zr
+	case "deflate":
+		r = flate.NewReader(bytes.NewReader(body))
+	default:
+		return body
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return body
+	}
+	return b
+}
+
+// checkAuth accepts a request that carries the credential a security
+// scheme names; whether it is valid is the server's to say.
+func checkAuth(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	r := in.RequestValidationInput.Request
+	auth := r.Header.Get("Authorization")
+	cookie := func(name string) error {
+		if c, err := r.Cookie(name); err != nil || c.Value == "" {
+			return fmt.Errorf("no %s cookie", name)
+		}
+		return nil
+	}
+	switch in.SecuritySchemeName {
+	case "bearer", "oauth2":
+		if !strings.HasPrefix(strings.ToLower(auth), "bearer ") {
+			return errors.New("no bearer token")
+		}
+	case "clientBasic":
+		if !strings.HasPrefix(strings.ToLower(auth), "basic ") {
+			return errors.New("no basic credentials")
+		}
+	case "accessTokenQuery":
+		if r.URL.Query().Get("access_token") == "" {
+			return errors.New("no access_token parameter")
+		}
+	case "sessionCookie":
+		return cookie("herald_session")
+	case "refreshCookie":
+		return cookie("herald_refresh")
+	default:
+		return fmt.Errorf("unknown security scheme %q", in.SecuritySchemeName)
+	}
+	return nil
+}
+
+func (c *specCheck) RoundTrip(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil {
+		var err error
+		if body, err = io.ReadAll(req.Body); err != nil {
+			return nil, err
+		}
+		req.Body.Close()
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	what := req.Method + " " + req.URL.RequestURI()
+	vreq := canonical(req, body)
+	route, params, findErr := c.router.FindRoute(vreq)
+
+	var in *openapi3filter.RequestValidationInput
+	var reqErr error
+	if findErr == nil {
+		in = &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
+			Options: &openapi3filter.Options{AuthenticationFunc: checkAuth, IncludeResponseStatus: true}}
+		reqErr = openapi3filter.ValidateRequest(req.Context(), in)
+	}
+
+	res, err := c.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	if findErr != nil {
+		c.undocumented(what, vreq.URL.Path, res)
+		return res, nil
+	}
+	key := route.Method + " " + route.Path
+	c.mu.Lock()
+	if c.answered[key] == nil {
+		c.answered[key] = map[int]bool{}
+	}
+	c.answered[key][res.StatusCode] = true
+	c.mu.Unlock()
+
+	if reqErr != nil && res.StatusCode < 400 {
+		c.report("%s → %d: the server took a request that the description refuses: %v", what, res.StatusCode, reqErr)
+	}
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: res.StatusCode,
+		Header: res.Header, Options: in.Options}
+	// A live stream's body never ends and a WebSocket's is the connection:
+	// their status and headers are checked here, their events by the test.
+	// A HEAD's answer is a GET's without the body.
+	stream := res.StatusCode == http.StatusSwitchingProtocols ||
+		strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream")
+	if stream || req.Method == http.MethodHead {
+		opts := *in.Options
+		opts.ExcludeResponseBody = true
+		out.Options = &opts
+		if stream && res.StatusCode == http.StatusOK {
+			// The content type is still checked against the description.
+			if route.Operation.Responses.Status(200).Value.Content.Get("text/event-stream") == nil {
+				c.report("%s: an event stream the description does not have", what)
+			}
+		}
+	} else {
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		res.Body = io.NopCloser(bytes.NewReader(b))
+		out.SetBodyBytes(b)
+	}
+	if err := openapi3filter.ValidateResponse(req.Context(), out); err != nil {
+		c.report("%s → %d: the response differs from the description: %v", what, res.StatusCode, err)
+	}
+	return res, nil
+}
+
+// undocumented checks an answer to a request the description has no
+// operation for: only "no such resource" and "not this method" are right,
+// in the contract's error shape; anything else is a route the description
+// lacks.
+func (c *specCheck) undocumented(what, path string, res *http.Response) {
+	if outsideAPI(path) {
+		return
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	res.Body = io.NopCloser(bytes.NewReader(b))
+	switch res.StatusCode {
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		return // answered before routing mattered
+	default:
+		c.report("%s → %d: served, but the description has no such operation", what, res.StatusCode)
+		return
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		c.report("%s → %d: not the error shape: %s", what, res.StatusCode, b)
+		return
+	}
+	if err := c.doc.Components.Schemas["ErrorResponse"].Value.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+		c.report("%s → %d: not the error shape: %v", what, res.StatusCode, err)
+	}
+}
+
+// operations lists the description's "METHOD /path" operations.
+func (c *specCheck) operations() []string {
+	var out []string
+	for p, item := range c.doc.Paths.Map() {
+		for m := range item.Operations() {
+			out = append(out, m+" "+p)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// unanswered lists the operations that never got a success (2xx, or 101
+// for a WebSocket).
+func (c *specCheck) unanswered() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, op := range c.operations() {
+		ok := false
+		for s := range c.answered[op] {
+			ok = ok || s/100 == 2 || s == http.StatusSwitchingProtocols
+		}
+		if !ok {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
+// schema validates a JSON value against a component schema, for what the
+// round trip cannot see (stream events and WebSocket frames).
+func (c *specCheck) schema(name string, raw []byte) error {
+	s := c.doc.Components.Schemas[name]
+	if s == nil {
+		return fmt.Errorf("no schema %s", name)
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	return s.Value.VisitJSON(v, openapi3.EnableJSONSchema2020())
+}
+
+// routeDiff compares served routes with the description's operations.
+func routeDiff(served, described []string) (notDescribed, notServed []string) {
+	for _, r := range served {
+		if !slices.Contains(described, r) {
+			notDescribed = append(notDescribed, r)
+		}
+	}
+	for _, d := range described {
+		if !slices.Contains(served, d) {
+			notServed = append(notServed, d)
+		}
+	}
+	return notDescribed, notServed
+}
+
+// TestOpenAPICheckCatchesDrift shows that the checker fails on each kind
+// of drift, against a server that answers what the test tells it to.
+func TestOpenAPICheckCatchesDrift(t *testing.T) {
+	user := `{"id":"u1","userPrincipalName":"alice","displayName":"Alice","roles":["user"],` +
+		`"accountEnabled":true,"createdDateTime":"2026-11-27T09:30:00.000Z"`
+	var status int
+	var body string
+	noRequestID := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if !noRequestID {
+			w.Header().Set("request-id", "r1")
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Location", "/v1.0/users/u1")
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	var reports []string
+	check, err := newSpecCheck(srv.URL, func(f string, args ...any) { reports = append(reports, fmt.Sprintf(f, args...)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: check}
+	cases := []struct {
+		name, method, path, reqBody, want string
+		status                            int
+		respBody                          string
+		noRequestID                       bool
+	}{
+		{name: "as described", method: "GET", path: "/v1.0/me", status: 200, respBody: user + "}"},
+		{name: "as described under /beta", method: "GET", path: "/beta/me", status: 200, respBody: user + "}"},
+		{name: "undocumented property", method: "GET", path: "/v1.0/me", status: 200, respBody: user + `,"shoeSize":42}`,
+			want: "differs from the description"},
+		{name: "property of the wrong type", method: "GET", path: "/v1.0/me", status: 200,
+			respBody: strings.Replace(user, `"accountEnabled":true`, `"accountEnabled":"yes"`, 1) + "}", want: "differs"},
+		{name: "undocumented status", method: "GET", path: "/v1.0/me", status: 409, respBody: `{}`, want: "differs"},
+		{name: "error not in the error shape", method: "GET", path: "/v1.0/me", status: 404,
+			respBody: `{"error":"nope"}`, want: "differs"},
+		{name: "no request-id", method: "GET", path: "/v1.0/me", status: 200, respBody: user + "}", noRequestID: true,
+			want: "request-id"},
+		{name: "served but undescribed", method: "GET", path: "/v1.0/horoscope", status: 200, respBody: `{}`,
+			want: "description has no such operation"},
+		{name: "accepted what the description refuses", method: "POST", path: "/v1.0/users", status: 201,
+			reqBody: `{"userPrincipalName":"bob","password":"12345678","shoeSize":42}`, respBody: user + "}",
+			want: "took a request that the description refuses"},
+	}
+	for _, c := range cases {
+		reports = nil
+		status, body, noRequestID = c.status, c.respBody, c.noRequestID
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.reqBody))
+		req.Header.Set("Authorization", "Bearer x")
+		if c.reqBody != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		got := strings.Join(reports, "\n")
+		switch {
+		case c.want == "" && got != "":
+			t.Errorf("%s: reported %s", c.name, got)
+		case c.want != "" && !strings.Contains(got, c.want):
+			t.Errorf("%s: want a report containing %q, got %q", c.name, c.want, got)
+		}
+	}
+	if ops := check.unanswered(); !slices.Contains(ops, "GET /healthz") || slices.Contains(ops, "GET /v1.0/me") {
+		t.Errorf("unanswered operations %v: want GET /healthz among them and GET /v1.0/me not", ops)
+	}
+	served, described := []string{"GET /a", "GET /b"}, []string{"GET /b", "GET /c"}
+	if nd, ns := routeDiff(served, described); !slices.Equal(nd, []string{"GET /a"}) || !slices.Equal(ns, []string{"GET /c"}) {
+		t.Errorf("routeDiff: not described %v, not served %v", nd, ns)
+	}
+}
