@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,6 +40,7 @@ type specCheck struct {
 	mu sync.Mutex
 	// answered maps "METHOD /path template" to the statuses seen.
 	answered map[string]map[int]bool
+	names    map[string]string // propertyNames
 }
 
 // loadSpec loads the served description with kin-openapi, for a server at
@@ -64,13 +66,18 @@ func loadSpec(base string) (*openapi3.T, routers.Router, error) {
 	return doc, router, nil
 }
 
+func init() {
+	// The browser SDK's module, checked as text.
+	openapi3filter.RegisterBodyDecoder("text/javascript", openapi3filter.PlainBodyDecoder)
+}
+
 func newSpecCheck(base string, report func(string, ...any)) (*specCheck, error) {
 	doc, router, err := loadSpec(base)
 	if err != nil {
 		return nil, err
 	}
 	return &specCheck{doc: doc, router: router, next: http.DefaultTransport, report: report,
-		answered: map[string]map[int]bool{}}, nil
+		answered: map[string]map[int]bool{}, names: propertyNames(doc)}, nil
 }
 
 // outsideAPI are paths that are not API routes: the web UI's files (its
@@ -83,7 +90,7 @@ func outsideAPI(p string) bool {
 
 // canonical is the request as the description names it: /beta is an alias
 // of /v1.0, and HEAD is GET without a body.
-func canonical(req *http.Request, body []byte) *http.Request {
+func (c0 *specCheck) canonical(req *http.Request, body []byte) *http.Request {
 	c := req.Clone(req.Context())
 	u := *req.URL
 	if rest, ok := strings.CutPrefix(u.Path, "/beta/"); ok {
@@ -94,8 +101,76 @@ func canonical(req *http.Request, body []byte) *http.Request {
 	if c.Method == http.MethodHead {
 		c.Method = http.MethodGet
 	}
-	c.Body = io.NopCloser(bytes.NewReader(decoded(req.Header.Get("Content-Encoding"), body)))
+	plain := decoded(req.Header.Get("Content-Encoding"), body)
+	if strings.HasPrefix(req.Header.Get("Content-Type"), "application/json") {
+		plain = c0.spelled(plain)
+	}
+	c.Body = io.NopCloser(bytes.NewReader(plain))
+	c.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(plain)), nil }
+	c.ContentLength = int64(len(plain))
 	return c
+}
+
+// spelled gives the properties of a JSON body the description's spelling:
+// the server, like Graph, matches property names without regard to case
+// (encoding/json), which a JSON Schema cannot say.
+func (c *specCheck) spelled(body []byte) []byte {
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return body
+	}
+	var walk func(v any) any
+	walk = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			out := make(map[string]any, len(x))
+			for k, e := range x {
+				if name, ok := c.names[strings.ToLower(k)]; ok {
+					k = name
+				}
+				out[k] = walk(e)
+			}
+			return out
+		case []any:
+			for i := range x {
+				x[i] = walk(x[i])
+			}
+		}
+		return v
+	}
+	b, err := json.Marshal(walk(v))
+	if err != nil {
+		return body
+	}
+	return b
+}
+
+// propertyNames maps every property name of the description's schemas,
+// lower-cased, to its spelling.
+func propertyNames(doc *openapi3.T) map[string]string {
+	names := map[string]string{}
+	seen := map[*openapi3.Schema]bool{}
+	var visit func(s *openapi3.SchemaRef)
+	visit = func(s *openapi3.SchemaRef) {
+		if s == nil || s.Value == nil || seen[s.Value] {
+			return
+		}
+		seen[s.Value] = true
+		for name, p := range s.Value.Properties {
+			names[strings.ToLower(name)] = name
+			visit(p)
+		}
+		visit(s.Value.Items)
+		for _, list := range []openapi3.SchemaRefs{s.Value.AllOf, s.Value.AnyOf, s.Value.OneOf} {
+			for _, e := range list {
+				visit(e)
+			}
+		}
+	}
+	for _, s := range doc.Components.Schemas {
+		visit(s)
+	}
+	return names
 }
 
 // decoded undoes a Content-Encoding the server accepts, so the body is
@@ -110,7 +185,13 @@ func decoded(enc string, body []byte) []byte {
 		}
 		r = zr
 	case "deflate":
-		r = flate.NewReader(bytes.NewReader(body))
+		// HTTP's deflate is zlib; some clients send raw DEFLATE, which the
+		// server takes too.
+		if zr, err := zlib.NewReader(bytes.NewReader(body)); err == nil {
+			r = zr
+		} else {
+			r = flate.NewReader(bytes.NewReader(body))
+		}
 	default:
 		return body
 	}
@@ -166,7 +247,7 @@ func (c *specCheck) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	what := req.Method + " " + req.URL.RequestURI()
-	vreq := canonical(req, body)
+	vreq := c.canonical(req, body)
 	route, params, findErr := c.router.FindRoute(vreq)
 
 	var in *openapi3filter.RequestValidationInput

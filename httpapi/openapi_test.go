@@ -78,7 +78,7 @@ func walkTheAPI(t *testing.T, n *hnode, check *specCheck, other *testnode.Node) 
 	ctx := context.Background()
 
 	// Operations without a token.
-	for _, p := range []string{"/openapi.json", "/healthz", "/readyz", "/metrics", "/v1.0/webPush/vapidPublicKey"} {
+	for _, p := range []string{"/openapi.json", "/sdk/herald.js", "/healthz", "/readyz", "/metrics", "/v1.0/webPush/vapidPublicKey"} {
 		n.get(t, "", p).expect(t, http.StatusOK)
 	}
 	n.call(t, http.MethodHead, "/openapi.json", "", nil).expect(t, http.StatusOK)

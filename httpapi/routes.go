@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/herald-notify/herald/openapi"
+	"github.com/herald-notify/herald/sdk"
 )
 
 // routes registers every endpoint of API.md. Paths under /v1.0 are also
@@ -61,6 +62,12 @@ func (s *Server) routes() {
 	describe := openapi.Handler()
 	s.handleRoot("GET /openapi.json", "openapi", func(w http.ResponseWriter, r *http.Request) error {
 		describe.ServeHTTP(w, r)
+		return nil
+	})
+	// The browser SDK (sdk/herald.js).
+	module := sdk.Handler()
+	s.handleRoot("GET /sdk/herald.js", "sdk", func(w http.ResponseWriter, r *http.Request) error {
+		module.ServeHTTP(w, r)
 		return nil
 	})
 
