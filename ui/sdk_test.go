@@ -32,7 +32,7 @@ window.errors = [];
 window.run = async (step, fn) => {
   try { window[step] = await fn(); } catch (e) { window.errors.push(step + ': ' + (e && e.message)); }
 };
-window.start = (username, password, host) => window.run('started', async () => {
+window.start = (username, password, host, transport) => window.run('started', async () => {
   window.herald = await Herald.signIn({ username, password });
   const me = await window.herald.me();
   const sub = await window.herald.subscribe({ targetHostName: host, deviceName: 'sdk test page' });
@@ -40,6 +40,7 @@ window.start = (username, password, host) => window.run('started', async () => {
   const first = await window.herald.delta();
   window.deltaLink = first.deltaLink;
   window.live = window.herald.stream({
+    transport,
     onEvent: (type, n, cursor) => window.events.push({ type, id: n.id, readState: n.readState,
       userActionState: n.userActionState, removed: !!n['@removed'], cursor }),
     onOpen: () => { window.opened = (window.opened || 0) + 1; },
@@ -54,10 +55,17 @@ window.ready = true;
 // page uses it: it signs in, registers the device, opens the live stream
 // and takes a delta link; a notification the application sends arrives
 // live; the page marks it read and dismisses it, and the server has both;
-// the stream, cut off and refused for a while, comes back on its own from
+// over Server-Sent Events and over a WebSocket, the stream, cut off and
+// refused for a while, comes back on its own from
 // its last cursor with what was sent meanwhile; the delta link gives what
 // changed; an error comes back as a HeraldError with the API's code.
 func TestSDKSignsInStreamsAndUpdates(t *testing.T) {
+	for _, transport := range []string{"sse", "websocket"} {
+		t.Run(transport, func(t *testing.T) { sdkWalk(t, transport) })
+	}
+}
+
+func sdkWalk(t *testing.T, transport string) {
 	n := testnode.Start(t, nil)
 	admin := apiToken(t, n.URL, url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {testnode.AdminPassword}})
 	apiJSON(t, n.URL, admin, "POST", "/v1.0/users", map[string]any{"userPrincipalName": aliceUP, "password": alicePW}, 201)
@@ -93,6 +101,9 @@ func TestSDKSignsInStreamsAndUpdates(t *testing.T) {
 			mu.Lock()
 			resumedFrom = append(resumedFrom, r.URL.Query().Get("lastEventId"))
 			mu.Unlock()
+			if got := r.Header.Get("Upgrade") != ""; got != (transport == "websocket") {
+				t.Errorf("a stream request with Upgrade %q over %s", r.Header.Get("Upgrade"), transport)
+			}
 		}
 		rp.ServeHTTP(w, r)
 	}))
@@ -102,7 +113,9 @@ func TestSDKSignsInStreamsAndUpdates(t *testing.T) {
 		switch s {
 		case http.StateNew:
 			conns[c] = true
-		case http.StateClosed, http.StateHijacked:
+		case http.StateClosed:
+			// A hijacked connection (a WebSocket) stays listed, so
+			// that the test can cut it too.
 			delete(conns, c)
 		}
 	}
@@ -112,7 +125,7 @@ func TestSDKSignsInStreamsAndUpdates(t *testing.T) {
 	p := newBrowser(t).newPage("sdk", 1000, 700)
 	p.do("open the page", chromedp.Navigate(proxy.URL+"/sdk-test.html"))
 	p.waitFor("the module", `window.ready === true`)
-	p.do("start", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`window.start(%s, %s, %s)`, js(aliceUP), js(alicePW), js(appHost))))
+	p.do("start", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`window.start(%s, %s, %s, %s)`, js(aliceUP), js(alicePW), js(appHost), js(transport))))
 	p.waitFor("signed in and live", `window.started === 'alice' && window.opened === 1 || window.errors.length > 0`)
 	noErrors(t, p)
 	unsid := eval[string](p, "the UNSID", `window.unsid`)
