@@ -42,7 +42,7 @@ func start(t *testing.T, configure func(*node.Config)) *hnode {
 	}}
 	// Every request of these tests, and its answer, is checked against
 	// the OpenAPI description (openapi_check_test.go).
-	check, err := newSpecCheck(n.URL, t.Errorf)
+	check, err := newSpecCheck(t.Errorf)
 	if err != nil {
 		t.Fatalf("load the OpenAPI description: %v", err)
 	}

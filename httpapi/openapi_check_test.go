@@ -14,10 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +29,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/herald-notify/herald/openapi"
 )
@@ -41,43 +45,56 @@ type specCheck struct {
 	// answered maps "METHOD /path template" to the statuses seen.
 	answered map[string]map[int]bool
 	names    map[string]string // propertyNames
+	bodies   *bodySchemas
 }
 
-// loadSpec loads the served description with kin-openapi, for a server at
-// base (scheme://host:port).
-func loadSpec(base string) (*openapi3.T, routers.Router, error) {
+// spec is the served description, loaded once per test process and
+// shared by every checker: the document, its router and its compiled
+// body schemas.
+type spec struct {
+	doc    *openapi3.T
+	router routers.Router
+	names  map[string]string // propertyNames
+	bodies *bodySchemas
+}
+
+// specHost is the one server the router knows; canonical puts every
+// request there, whichever node it goes to.
+const specHost = "herald.test"
+
+var loadSpec = sync.OnceValues(func() (*spec, error) {
 	b, err := openapi.JSON()
-	if err != nil {
-		return nil, nil, err
-	}
-	doc, err := openapi3.NewLoader().LoadFromData(b)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := doc.Validate(context.Background()); err != nil {
-		return nil, nil, err
-	}
-	// The document's server is "/", this node; the router matches hosts.
-	doc.Servers = openapi3.Servers{{URL: base}}
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		return nil, nil, err
-	}
-	return doc, router, nil
-}
-
-func init() {
-	// The browser SDK's module, checked as text.
-	openapi3filter.RegisterBodyDecoder("text/javascript", openapi3filter.PlainBodyDecoder)
-}
-
-func newSpecCheck(base string, report func(string, ...any)) (*specCheck, error) {
-	doc, router, err := loadSpec(base)
 	if err != nil {
 		return nil, err
 	}
-	return &specCheck{doc: doc, router: router, next: http.DefaultTransport, report: report,
-		answered: map[string]map[int]bool{}, names: propertyNames(doc)}, nil
+	doc, err := openapi3.NewLoader().LoadFromData(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, err
+	}
+	// The document's server is "/", the node asked; the router matches
+	// hosts.
+	doc.Servers = openapi3.Servers{{URL: "http://" + specHost}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		return nil, err
+	}
+	bodies, err := newBodySchemas()
+	if err != nil {
+		return nil, err
+	}
+	return &spec{doc: doc, router: router, names: propertyNames(doc), bodies: bodies}, nil
+})
+
+func newSpecCheck(report func(string, ...any)) (*specCheck, error) {
+	sp, err := loadSpec()
+	if err != nil {
+		return nil, err
+	}
+	return &specCheck{doc: sp.doc, router: sp.router, next: http.DefaultTransport, report: report,
+		answered: map[string]map[int]bool{}, names: sp.names, bodies: sp.bodies}, nil
 }
 
 // outsideAPI are paths that are not API routes: the web UI's files (its
@@ -93,6 +110,7 @@ func outsideAPI(p string) bool {
 func (c0 *specCheck) canonical(req *http.Request, body []byte) *http.Request {
 	c := req.Clone(req.Context())
 	u := *req.URL
+	u.Scheme, u.Host, c.Host = "http", specHost, specHost
 	if rest, ok := strings.CutPrefix(u.Path, "/beta/"); ok {
 		u.Path = "/v1.0/" + rest
 		u.RawPath = ""
@@ -253,9 +271,15 @@ func (c *specCheck) RoundTrip(req *http.Request) (*http.Response, error) {
 	var in *openapi3filter.RequestValidationInput
 	var reqErr error
 	if findErr == nil {
+		// Bodies are checked by bodySchemas: kin-openapi compiles a 3.1
+		// schema anew for every value, tens of milliseconds a body.
 		in = &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
-			Options: &openapi3filter.Options{AuthenticationFunc: checkAuth, IncludeResponseStatus: true}}
+			Options: &openapi3filter.Options{AuthenticationFunc: checkAuth, IncludeResponseStatus: true,
+				ExcludeRequestBody: true, ExcludeResponseBody: true}}
 		reqErr = openapi3filter.ValidateRequest(req.Context(), in)
+		if reqErr == nil {
+			reqErr = c.requestBody(route, vreq)
+		}
 	}
 
 	res, err := c.next.RoundTrip(req)
@@ -284,10 +308,8 @@ func (c *specCheck) RoundTrip(req *http.Request) (*http.Response, error) {
 	// A HEAD's answer is a GET's without the body.
 	stream := res.StatusCode == http.StatusSwitchingProtocols ||
 		strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream")
+	var bodyErr error
 	if stream || req.Method == http.MethodHead {
-		opts := *in.Options
-		opts.ExcludeResponseBody = true
-		out.Options = &opts
 		if stream && res.StatusCode == http.StatusOK {
 			// The content type is still checked against the description.
 			if route.Operation.Responses.Status(200).Value.Content.Get("text/event-stream") == nil {
@@ -301,9 +323,13 @@ func (c *specCheck) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		res.Body = io.NopCloser(bytes.NewReader(b))
-		out.SetBodyBytes(b)
+		bodyErr = c.responseBody(route, res, b)
 	}
-	if err := openapi3filter.ValidateResponse(req.Context(), out); err != nil {
+	err = openapi3filter.ValidateResponse(req.Context(), out)
+	if err == nil {
+		err = bodyErr
+	}
+	if err != nil {
 		c.report("%s → %d: the response differs from the description: %v", what, res.StatusCode, err)
 	}
 	return res, nil
@@ -328,12 +354,7 @@ func (c *specCheck) undocumented(what, path string, res *http.Response) {
 		c.report("%s → %d: served, but the description has no such operation", what, res.StatusCode)
 		return
 	}
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
-		c.report("%s → %d: not the error shape: %s", what, res.StatusCode, b)
-		return
-	}
-	if err := c.doc.Components.Schemas["ErrorResponse"].Value.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+	if err := c.bodies.validate("/components/schemas/ErrorResponse", b); err != nil {
 		c.report("%s → %d: not the error shape: %v", what, res.StatusCode, err)
 	}
 }
@@ -371,15 +392,143 @@ func (c *specCheck) unanswered() []string {
 // schema validates a JSON value against a component schema, for what the
 // round trip cannot see (stream events and WebSocket frames).
 func (c *specCheck) schema(name string, raw []byte) error {
-	s := c.doc.Components.Schemas[name]
-	if s == nil {
+	if c.doc.Components.Schemas[name] == nil {
 		return fmt.Errorf("no schema %s", name)
 	}
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return err
+	return c.bodies.validate("/components/schemas/"+name, raw)
+}
+
+// requestBody checks a request's body against its operation's: a media
+// type it lists, present when required, and valid against its schema.
+func (c *specCheck) requestBody(route *routers.Route, req *http.Request) error {
+	rb := route.Operation.RequestBody
+	b, _ := io.ReadAll(req.Body)
+	req.Body = io.NopCloser(bytes.NewReader(b))
+	if rb == nil || rb.Value == nil {
+		return nil
 	}
-	return s.Value.VisitJSON(v, openapi3.EnableJSONSchema2020())
+	if len(b) == 0 {
+		if rb.Value.Required {
+			return errors.New("the request body is required")
+		}
+		return nil
+	}
+	mt, ok := mediaType(rb.Value.Content, req.Header.Get("Content-Type"))
+	if !ok {
+		return fmt.Errorf("the request's Content-Type %q is not one of the operation's", req.Header.Get("Content-Type"))
+	}
+	ptr := "/paths/" + escape(route.Path) + "/" + strings.ToLower(route.Method) + "/requestBody/content/" + escape(mt) + "/schema"
+	if mt == "application/x-www-form-urlencoded" {
+		form, err := url.ParseQuery(string(b))
+		if err != nil {
+			return err
+		}
+		v := map[string]any{}
+		for k, vs := range form {
+			v[k] = vs[0]
+		}
+		b, _ = json.Marshal(v)
+	}
+	return c.bodies.validate(ptr, b)
+}
+
+// responseBody checks an answer's body against the operation's answer for
+// its status: a media type it lists, and for JSON, valid against its
+// schema.
+func (c *specCheck) responseBody(route *routers.Route, res *http.Response, b []byte) error {
+	key := strconv.Itoa(res.StatusCode)
+	ref := route.Operation.Responses.Value(key)
+	if ref == nil {
+		key = key[:1] + "XX"
+		ref = route.Operation.Responses.Value(key)
+	}
+	if ref == nil || ref.Value == nil {
+		return nil // ValidateResponse reports an undescribed status
+	}
+	if len(ref.Value.Content) == 0 {
+		if len(b) > 0 {
+			return fmt.Errorf("a body where the description has none: %.100s", b)
+		}
+		return nil
+	}
+	mt, ok := mediaType(ref.Value.Content, res.Header.Get("Content-Type"))
+	if !ok {
+		return fmt.Errorf("Content-Type %q is not one of the answer's", res.Header.Get("Content-Type"))
+	}
+	if mt != "application/json" {
+		return nil // text, a module, a backup: strings
+	}
+	ptr := "/paths/" + escape(route.Path) + "/" + strings.ToLower(route.Method) + "/responses/" + key
+	if ref.Ref != "" {
+		ptr = strings.TrimPrefix(ref.Ref, "#")
+	}
+	return c.bodies.validate(ptr+"/content/"+escape(mt)+"/schema", b)
+}
+
+// mediaType finds the content entry for a Content-Type header.
+func mediaType(content openapi3.Content, header string) (string, bool) {
+	mt, _, err := mime.ParseMediaType(header)
+	if err != nil {
+		return "", false
+	}
+	if _, ok := content[mt]; ok {
+		return mt, true
+	}
+	return "", false
+}
+
+// escape is a JSON pointer token (RFC 6901).
+func escape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// bodySchemas validates JSON values against schemas of the served
+// document, each compiled once (JSON Schema 2020-12, the dialect of
+// OpenAPI 3.1).
+type bodySchemas struct {
+	mu       sync.Mutex
+	compiler *jsonschema.Compiler
+	compiled map[string]*jsonschema.Schema
+}
+
+const docURL = "https://herald.invalid/openapi.json"
+
+func newBodySchemas() (*bodySchemas, error) {
+	b, err := openapi.JSON()
+	if err != nil {
+		return nil, err
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	if err := c.AddResource(docURL, doc); err != nil {
+		return nil, err
+	}
+	return &bodySchemas{compiler: c, compiled: map[string]*jsonschema.Schema{}}, nil
+}
+
+// validate checks the JSON in b against the schema at pointer ptr of the
+// document.
+func (s *bodySchemas) validate(ptr string, b []byte) error {
+	s.mu.Lock()
+	sch, ok := s.compiled[ptr]
+	if !ok {
+		var err error
+		if sch, err = s.compiler.Compile(docURL + "#" + ptr); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("the description's schema at %s: %w", ptr, err)
+		}
+		s.compiled[ptr] = sch
+	}
+	s.mu.Unlock()
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("not JSON: %w: %.100s", err, b)
+	}
+	return sch.Validate(v)
 }
 
 // routeDiff compares served routes with the description's operations.
@@ -417,7 +566,7 @@ func TestOpenAPICheckCatchesDrift(t *testing.T) {
 	}))
 	defer srv.Close()
 	var reports []string
-	check, err := newSpecCheck(srv.URL, func(f string, args ...any) { reports = append(reports, fmt.Sprintf(f, args...)) })
+	check, err := newSpecCheck(func(f string, args ...any) { reports = append(reports, fmt.Sprintf(f, args...)) })
 	if err != nil {
 		t.Fatal(err)
 	}
