@@ -203,16 +203,23 @@ export class Herald {
     const open = () => {
       if (transport === 'websocket') {
         const ws = new WebSocket(url());
+        let opened = false;
         current = ws;
-        ws.onopen = () => onOpen && onOpen();
+        ws.onopen = () => {
+          opened = true;
+          if (onOpen) onOpen();
+        };
         ws.onmessage = (m) => {
           const f = JSON.parse(m.data);
           if (f.type === 'resyncRequired') return resync();
           deliver(f.type, f.notification, f.cursor);
         };
-        ws.onclose = (e) => {
+        ws.onclose = async (e) => {
           if (current !== ws) return;
-          // 4410 would be odd; a close after a resync is an ordinary drop.
+          current = null;
+          // A refused upgrade hides its status from script: a 410 (cursor
+          // gone) is told apart by asking again over HTTP.
+          if (!opened && cursor && (await this._cursorGone(cursor))) resync();
           reopen(new Error('WebSocket closed: ' + e.code));
         };
         return;

@@ -47,6 +47,19 @@ window.start = (username, password, host, transport) => window.run('started', as
   });
   return me.userPrincipalName;
 });
+// A stream asked to resume from a cursor the server never made is told to
+// resync, and goes on live.
+window.openStale = (transport) => {
+  window.resyncs = 0;
+  window.staleEvents = [];
+  window.stale = window.herald.stream({
+    transport,
+    lastEventId: 'not-a-cursor',
+    onResync: () => { window.resyncs++; },
+    onOpen: () => { window.staleOpened = true; },
+    onEvent: (type, n) => window.staleEvents.push(type + ':' + n.id),
+  });
+};
 window.HeraldError = HeraldError;
 window.ready = true;
 </script>`
@@ -58,7 +71,9 @@ window.ready = true;
 // over Server-Sent Events and over a WebSocket, the stream, cut off and
 // refused for a while, comes back on its own from
 // its last cursor with what was sent meanwhile; the delta link gives what
-// changed; an error comes back as a HeraldError with the API's code.
+// changed; a stream asked to resume from a cursor the server does not
+// know calls onResync and goes on live; an error comes back as a
+// HeraldError with the API's code.
 func TestSDKSignsInStreamsAndUpdates(t *testing.T) {
 	for _, transport := range []string{"sse", "websocket"} {
 		t.Run(transport, func(t *testing.T) { sdkWalk(t, transport) })
@@ -101,7 +116,10 @@ func sdkWalk(t *testing.T, transport string) {
 			mu.Lock()
 			resumedFrom = append(resumedFrom, r.URL.Query().Get("lastEventId"))
 			mu.Unlock()
-			if got := r.Header.Get("Upgrade") != ""; got != (transport == "websocket") {
+			// Over a WebSocket, the SDK asks over HTTP whether a
+			// refused cursor is gone; the rest are upgrades.
+			probe := r.URL.Query().Get("lastEventId") == "not-a-cursor"
+			if got := r.Header.Get("Upgrade") != ""; !probe && got != (transport == "websocket") {
 				t.Errorf("a stream request with Upgrade %q over %s", r.Header.Get("Upgrade"), transport)
 			}
 		}
@@ -189,6 +207,13 @@ func sdkWalk(t *testing.T, transport string) {
 	if got := eval[string](p, "the delta", `window.delta`); got != strings.Join(want, ",") {
 		t.Errorf("delta changes %s, want %s", got, strings.Join(want, ","))
 	}
+
+	// A cursor the server does not know: resync, then live.
+	p.do("open a stale stream", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`window.openStale(%s)`, js(transport))))
+	p.waitFor("the resync and the stream live", `window.resyncs === 1 && window.staleOpened === true`)
+	third := send("After the resync")
+	p.waitFor("the notification on the resynced stream", fmt.Sprintf(`window.staleEvents.includes('created:' + %s)`, js(third)))
+	p.do("close the stale stream", chromedp.Evaluate[chromedp.Void](`window.stale.close()`))
 
 	// Errors carry the API's code.
 	p.do("an error", chromedp.Evaluate[chromedp.Void](`window.run('failure', async () => {
