@@ -40,6 +40,13 @@ func start(t *testing.T, configure func(*node.Config)) *hnode {
 		Timeout:       30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
+	// Every request of these tests, and its answer, is checked against
+	// the OpenAPI description (openapi_check_test.go).
+	check, err := newSpecCheck(t.Errorf)
+	if err != nil {
+		t.Fatalf("load the OpenAPI description: %v", err)
+	}
+	n.http.Transport = check
 	n.admin = n.login(t, "admin", testnode.AdminPassword).Access
 	return n
 }

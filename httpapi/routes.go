@@ -1,6 +1,11 @@
 package httpapi
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/herald-notify/herald/openapi"
+	"github.com/herald-notify/herald/sdk"
+)
 
 // routes registers every endpoint of API.md. Paths under /v1.0 are also
 // served under /beta.
@@ -52,6 +57,19 @@ func (s *Server) routes() {
 	rt.handle("POST", "/admin/cluster/nodes", s.adminOnly(s.addNode))
 	rt.handle("DELETE", "/admin/cluster/nodes/{id}", s.adminOnly(s.removeNode))
 	rt.handle("GET", "/admin/backup", s.adminOnly(s.backup))
+
+	// The description of all of the above (openapi/openapi.yaml).
+	describe := openapi.Handler()
+	s.handleRoot("GET /openapi.json", "openapi", func(w http.ResponseWriter, r *http.Request) error {
+		describe.ServeHTTP(w, r)
+		return nil
+	})
+	// The browser SDK (sdk/herald.js).
+	module := sdk.Handler()
+	s.handleRoot("GET /sdk/herald.js", "sdk", func(w http.ResponseWriter, r *http.Request) error {
+		module.ServeHTTP(w, r)
+		return nil
+	})
 
 	if s.opts.UI != nil {
 		s.mux.Handle("/ui/", s.opts.UI)

@@ -127,6 +127,9 @@ type Server struct {
 	hashes *credential.Pool
 	// inFlight holds one token per request being worked on (MaxInFlight).
 	inFlight chan struct{}
+	// served lists the API's "METHOD /path" patterns, /beta aliases aside,
+	// for Routes.
+	served []string
 
 	streamsMu sync.Mutex
 	streams   map[string]int // open streams per user
@@ -187,7 +190,28 @@ func (rt *router) handle(method, path string, h handlerFunc) {
 		route := method + " " + p
 		rt.s.mux.Handle(route, rt.s.wrap(route, h))
 		rt.methods[p] = append(rt.methods[p], method)
+		if base == "/v1.0" {
+			rt.s.served = append(rt.s.served, route)
+		}
 	}
+}
+
+// handleRoot registers a route outside /v1.0 that has no 405 fallback of
+// its own (the web UI's session, the API description): name labels its
+// metrics.
+func (s *Server) handleRoot(route, name string, h handlerFunc) {
+	s.mux.Handle(route, s.wrap(name, h))
+	s.served = append(s.served, route)
+}
+
+// Routes lists the "METHOD /path" patterns the API serves, in the form of
+// the paths of its OpenAPI description: paths under /v1.0 stand for their
+// /beta aliases too, and HEAD is implied by GET. The web UI's static files
+// are not part of it.
+func (s *Server) Routes() []string {
+	out := slices.Clone(s.served)
+	sort.Strings(out)
+	return out
 }
 
 // standardMethods each get a pattern on every known path.
