@@ -78,9 +78,11 @@ func walkTheAPI(t *testing.T, n *hnode, check *specCheck, other *testnode.Node) 
 	ctx := context.Background()
 
 	// Operations without a token.
-	for _, p := range []string{"/openapi.json", "/sdk/herald.js", "/healthz", "/readyz", "/metrics", "/v1.0/webPush/vapidPublicKey"} {
+	for _, p := range []string{"/openapi.json", "/sdk/herald.js", "/healthz", "/readyz", "/v1.0/webPush/vapidPublicKey"} {
 		n.get(t, "", p).expect(t, http.StatusOK)
 	}
+	n.get(t, "", "/metrics").expect(t, http.StatusUnauthorized)
+	n.get(t, n.admin, "/metrics").expect(t, http.StatusOK)
 	n.call(t, http.MethodHead, "/openapi.json", "", nil).expect(t, http.StatusOK)
 	n.get(t, "", "/v1.0/me").expect(t, http.StatusUnauthorized)
 	n.get(t, n.admin, "/beta/me", "ConsistencyLevel", "strong").expect(t, http.StatusOK)
