@@ -106,6 +106,12 @@ type Options struct {
 	// slower than that is cut off (connlimit.BodyReader). Zero: no limit.
 	BodyTimeout time.Duration
 	BodyMinRate int64
+	// SignInLimits, when set, shares sign-in throttling with the cluster:
+	// here means this node's own counters are the cluster's (it leads);
+	// otherwise it applies the leader's answer for addr and user (a wait,
+	// or with failed, counting a failure). An error means the leader could
+	// not be asked, and the sign-in is refused with 503.
+	SignInLimits func(ctx context.Context, addr, user string, failed bool) (wait time.Duration, here bool, err error)
 }
 
 // Server is the HTTP API of one node.

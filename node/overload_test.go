@@ -163,7 +163,7 @@ func TestOverloadShedsAndRecovers(t *testing.T) {
 	cfg := testnode.Config(t, t.TempDir())
 	cfg.Limits.MaxInFlight = 128
 	if long {
-		measureFor, overloadFor, recoverFor = 10*time.Second, 30*time.Second, 5*time.Second
+		measureFor, overloadFor, recoverFor = 10*time.Second, 20*time.Second, 5*time.Second
 		cfg.Limits.MaxInFlight = 1024
 	}
 	if v, err := strconv.Atoi(os.Getenv("HERALD_OVERLOAD_INFLIGHT")); err == nil {
