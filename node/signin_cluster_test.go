@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -35,12 +36,15 @@ func passwordGrant(t *testing.T, n *testnode.Node, src, user, pw string) (int, s
 // Guesses at one account spread over the three nodes of a cluster are
 // limited, in total, to what one node allows (the followers ask the
 // leader's counters), and the account's owner still signs in from another
-// address meanwhile, through any node.
+// address meanwhile, through any node. A follower cut off from the leader
+// refuses password sign-ins with 503 and Retry-After (fail closed), and
+// takes them again once the link is back.
 func TestSignInLimitsAreSharedByTheCluster(t *testing.T) {
 	ctx := context.Background()
 	cfgs := []node.Config{clusterConfig(t, "n1")}
 	cfgs = append(cfgs, clusterConfig(t, "n2", cfgs[0].HTTPAddr))
 	cfgs = append(cfgs, clusterConfig(t, "n3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr))
+	m := newMesh(t, cfgs)
 	nodes, tok := startSignedIn(t, cfgs)
 	const user, pw = "victim", "the-right-password-1"
 	if _, err := clientFor(t, nodes[0], tok).CreateUser(ctx, client.NewUser{UserPrincipalName: user, Password: pw}); err != nil {
@@ -90,4 +94,30 @@ func TestSignInLimitsAreSharedByTheCluster(t *testing.T) {
 			t.Errorf("the owner's sign-in from 127.0.0.2 through %s under attack: status %d", n.Config.NodeID, status)
 		}
 	}
+
+	// Cut a follower off: it cannot ask the leader, so it refuses.
+	fi := -1
+	for i, n := range nodes {
+		if !n.Store().IsLeader() {
+			fi = i
+			break
+		}
+	}
+	if fi < 0 {
+		t.Fatal("no follower")
+	}
+	f := nodes[fi]
+	m.of(fi).Cut()
+	status, ra := passwordGrant(t, f, "127.0.0.3", user, pw)
+	if s, err := strconv.Atoi(ra); status != http.StatusServiceUnavailable || err != nil || s < 1 {
+		t.Errorf("the owner's sign-in through %s cut off from the leader: status %d, Retry-After %q; want 503 with Retry-After", f.Config.NodeID, status, ra)
+	}
+	m.all().Heal()
+	pollUntil(t, "sign-in through "+f.Config.NodeID+" after the heal", func() error {
+		if status, _ := passwordGrant(t, f, "127.0.0.3", user, pw); status != http.StatusOK {
+			return fmt.Errorf("status %d", status)
+		}
+		return nil
+	})
+	m.check(t)
 }
