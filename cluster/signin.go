@@ -24,7 +24,7 @@ const (
 	signInPath = "/internal/cluster/signin"
 	// signInAskTimeout bounds a follower's question to the leader, an
 	// election included; past it the sign-in is refused (fail closed).
-	signInAskTimeout = time.Second
+	signInAskTimeout = 3 * time.Second
 )
 
 // ErrSignInUnshared is what SignInLimits returns when the leader could not

@@ -155,7 +155,7 @@ func closedLoop(p *overloadPoster, workers int, d time.Duration) *tally {
 //
 // The short form runs in CI with a max-in-flight of 128 (so that shedding
 // starts within the test's few seconds on a slow machine); HERALD_OVERLOAD=1
-// runs the long form (10 s measurement, 30 s at twice capacity) with the
+// runs the long form (10 s measurement, 20 s at twice capacity) with the
 // default max-in-flight, whose figures are in BENCHMARKS.md.
 func TestOverloadShedsAndRecovers(t *testing.T) {
 	long := os.Getenv("HERALD_OVERLOAD") != ""

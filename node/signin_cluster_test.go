@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,16 +22,24 @@ import (
 // returns the status and Retry-After.
 func passwordGrant(t *testing.T, n *testnode.Node, src, user, pw string) (int, string) {
 	t.Helper()
+	status, ra, _, err := tryPasswordGrant(n, src, user, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, ra
+}
+
+func tryPasswordGrant(n *testnode.Node, src, user, pw string) (status int, retryAfter, body string, err error) {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
 	form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {pw}}
 	resp, err := hc.Post(n.URL+"/oauth2/v2.0/token", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
 	if err != nil {
-		t.Fatalf("password grant on %s from %s: %v", n.Config.NodeID, src, err)
+		return 0, "", "", fmt.Errorf("password grant on %s from %s: %w", n.Config.NodeID, src, err)
 	}
-	io.Copy(io.Discard, resp.Body)
+	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode, resp.Header.Get("Retry-After")
+	return resp.StatusCode, resp.Header.Get("Retry-After"), string(b), err
 }
 
 // Guesses at one account spread over the three nodes of a cluster are
@@ -52,47 +61,87 @@ func TestSignInLimitsAreSharedByTheCluster(t *testing.T) {
 	}
 
 	// What one node allows one address against one account: a burst of
-	// 10, then 2 a second (httpapi's loginPair limits); failures from one
-	// address are held to a burst of 20 and 1 a second besides.
+	// 10, then 2 a second (httpapi's loginPair limits). The guesses go out
+	// at once, a third to each node, so that they are decided (before any
+	// hash) within a moment, however slow the hashes are: each node hashes
+	// a few at a time and answers the rest of those it admitted 503 at
+	// once (its hash pool is full). Admitted is everything but 429.
 	const burst, rate = 10, 2
 	const guesses = 45
-	admitted := 0
-	refusedBy := map[string]int{}
+	type answer struct {
+		node     string
+		status   int
+		ra, body string
+		err      error
+	}
+	answers := make(chan answer, guesses)
 	start := time.Now()
+	var wg sync.WaitGroup
 	for i := range guesses {
 		n := nodes[i%len(nodes)]
-		switch status, ra := passwordGrant(t, n, "127.0.0.1", user, "wrong-guess-"+strconv.Itoa(i)); status {
-		case http.StatusBadRequest: // invalid_grant: the guess was checked
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, ra, body, err := tryPasswordGrant(n, "127.0.0.1", user, "wrong-guess-"+strconv.Itoa(i))
+			answers <- answer{n.Config.NodeID, status, ra, body, err}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(answers)
+	admitted, checked, unshared := 0, 0, 0
+	refusedBy := map[string]int{}
+	for a := range answers {
+		switch {
+		case a.err != nil:
+			t.Fatal(a.err)
+		case a.status == http.StatusBadRequest: // invalid_grant: the guess was checked
 			admitted++
-		case http.StatusTooManyRequests:
-			if s, err := strconv.Atoi(ra); err != nil || s < 1 {
-				t.Errorf("429 from %s with Retry-After %q", n.Config.NodeID, ra)
+			checked++
+		case a.status == http.StatusServiceUnavailable && strings.Contains(a.body, "Too many sign-ins are being checked"):
+			admitted++ // the hash pool was full
+		case a.status == http.StatusServiceUnavailable && strings.Contains(a.body, "cannot reach the cluster's leader"):
+			// Refused, as it must be while the follower cannot ask the
+			// leader: under -race on a loaded machine the hashes can
+			// starve Raft's heartbeats into an election.
+			unshared++
+		case a.status == http.StatusTooManyRequests:
+			if s, err := strconv.Atoi(a.ra); err != nil || s < 1 {
+				t.Errorf("429 from %s with Retry-After %q", a.node, a.ra)
 			}
-			refusedBy[n.Config.NodeID]++
+			refusedBy[a.node]++
 		default:
-			t.Fatalf("guess %d on %s: status %d", i, n.Config.NodeID, status)
+			t.Fatalf("a guess on %s: status %d %s", a.node, a.status, a.body)
 		}
 	}
-	elapsed := time.Since(start)
 	// A shared limit admits the burst and what refilled meanwhile; three
-	// separate ones would each have admitted a burst (30).
+	// separate ones would each have admitted a burst (30) and more.
 	bound := burst + int(rate*elapsed.Seconds()) + 1
-	t.Logf("%d guesses over three nodes in %v: %d checked, refused by %v (bound %d; one limit per node would check %d)",
-		guesses, elapsed.Round(time.Millisecond), admitted, refusedBy, bound, min(guesses, len(nodes)*burst+int(float64(len(nodes)*rate)*elapsed.Seconds())))
+	t.Logf("%d guesses at once over three nodes, all answered in %v: %d admitted (%d checked), refused by %v, %d refused while the leader could not be asked (bound %d; one limit per node would admit %d)",
+		guesses, elapsed.Round(time.Millisecond), admitted, checked, refusedBy, unshared, bound, min(guesses, len(nodes)*burst+int(float64(len(nodes)*rate)*elapsed.Seconds())))
 	if admitted > bound {
-		t.Errorf("%d guesses were checked, more than one node's limit allows in %v (%d)", admitted, elapsed, bound)
+		t.Errorf("%d guesses were admitted, more than one node's limit allows in %v (%d)", admitted, elapsed, bound)
 	}
 	for _, n := range nodes {
-		if refusedBy[n.Config.NodeID] == 0 {
+		if refusedBy[n.Config.NodeID] == 0 && unshared == 0 {
 			t.Errorf("%s refused no guess", n.Config.NodeID)
 		}
 	}
 
-	// The owner, from another address, signs in through every node.
+	// The owner, from another address, signs in through every node (a
+	// 503 is retried, as the contract asks: an election may be on).
 	for _, n := range nodes {
-		if status, _ := passwordGrant(t, n, "127.0.0.2", user, pw); status != http.StatusOK {
-			t.Errorf("the owner's sign-in from 127.0.0.2 through %s under attack: status %d", n.Config.NodeID, status)
-		}
+		pollUntil(t, "the owner's sign-in from 127.0.0.2 through "+n.Config.NodeID+" under attack", func() error {
+			switch status, _ := passwordGrant(t, n, "127.0.0.2", user, pw); status {
+			case http.StatusOK:
+				return nil
+			case http.StatusServiceUnavailable:
+				return fmt.Errorf("status %d", status)
+			default:
+				t.Fatalf("the owner's sign-in from 127.0.0.2 through %s under attack: status %d", n.Config.NodeID, status)
+				return nil
+			}
+		})
 	}
 
 	// Cut a follower off: it cannot ask the leader, so it refuses.
