@@ -196,7 +196,7 @@ func TestOverloadShedsAndRecovers(t *testing.T) {
 	// connection if need be, up to a cap well above the node's in-flight
 	// bound (what the cap holds back is counted, not sent).
 	rate := 2 * capacity
-	clientCap := 4 * cfg.Limits.MaxInFlight
+	clientCap := 2 * cfg.Limits.MaxInFlight
 	sem := make(chan struct{}, clientCap)
 	var over tally
 	var held atomic.Int64
