@@ -74,6 +74,13 @@ func (c *Cluster) SignInLimits(ctx context.Context, a SignInAttempt) (wait time.
 		if errors.Is(err, raft.ErrNotLeader) && c.waitLeaderChange(ctx) == nil {
 			continue
 		}
+		if pe := (*peerError)(nil); errors.As(err, &pe) && pe.status == http.StatusNotFound {
+			// A leader of the previous version, which has no shared
+			// counters: this node's own decide, as they did before.
+			c.signInLog.Fail(logthrottle.Key{Subject: "leader", Kind: "sign-in-old"}, slog.LevelInfo,
+				"sign-in counters: the leader does not share them yet (an older version); this node's own apply")
+			return 0, true, nil
+		}
 		c.signInLog.Fail(logthrottle.Key{Subject: "leader", Kind: "sign-in"}, slog.LevelWarn,
 			"sign-in counters: the leader could not be asked; password sign-ins through this node get 503",
 			slog.String("error", err.Error()))
