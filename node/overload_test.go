@@ -193,8 +193,8 @@ func TestOverloadShedsAndRecovers(t *testing.T) {
 	baseHeap := ms.HeapInuse
 
 	// Overload: an open loop offering twice that, each request on its own
-	// connection if need be, up to a cap well above the node's in-flight
-	// bound (what the cap holds back is counted, not sent).
+	// connection if need be, up to twice the node's in-flight bound
+	// outstanding (what the cap holds back is counted, not sent).
 	rate := 2 * capacity
 	clientCap := 2 * cfg.Limits.MaxInFlight
 	sem := make(chan struct{}, clientCap)
