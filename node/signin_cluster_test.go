@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,17 +145,60 @@ func TestSignInLimitsAreSharedByTheCluster(t *testing.T) {
 		})
 	}
 
-	// Cut a follower off: it cannot ask the leader, so it refuses.
-	fi := -1
+	// An address that sprays many names through the followers is slowed
+	// on the leader too: the followers report its failures there. Four at
+	// a time until a 429, so that slow hashing outpaces the refill.
+	var leader *testnode.Node
+	var followers []int
 	for i, n := range nodes {
-		if !n.Store().IsLeader() {
-			fi = i
-			break
+		if n.Store().IsLeader() {
+			leader = n
+		} else {
+			followers = append(followers, i)
 		}
 	}
-	if fi < 0 {
-		t.Fatal("no follower")
+	if leader == nil || len(followers) != 2 {
+		t.Fatalf("leader %v, followers %v", leader, followers)
 	}
+	var seq atomic.Int32
+	var limited atomic.Bool
+	var sprayers sync.WaitGroup
+	for range 4 {
+		sprayers.Add(1)
+		go func() {
+			defer sprayers.Done()
+			for !limited.Load() {
+				i := int(seq.Add(1))
+				if i > 150 {
+					return
+				}
+				n := nodes[followers[i%2]]
+				status, _, body, err := tryPasswordGrant(n, "127.0.2.1", fmt.Sprintf("nobody-%d", i), "a wrong guess")
+				switch {
+				case err != nil:
+					t.Error(err)
+					return
+				case status == http.StatusTooManyRequests:
+					limited.Store(true)
+				case status == http.StatusBadRequest, status == http.StatusServiceUnavailable:
+				default:
+					t.Errorf("spraying through %s: status %d %s", n.Config.NodeID, status, body)
+					return
+				}
+			}
+		}()
+	}
+	sprayers.Wait()
+	if !limited.Load() {
+		t.Fatalf("150 wrong sign-ins for distinct names from 127.0.2.1 through the followers were never refused")
+	}
+	if status, ra := passwordGrant(t, leader, "127.0.2.1", user, pw); status != http.StatusTooManyRequests {
+		t.Errorf("the spraying address through the leader: status %d (Retry-After %q), want 429", status, ra)
+	}
+	t.Logf("the spraying address was first refused after %d attempts through the followers", seq.Load())
+
+	// Cut a follower off: it cannot ask the leader, so it refuses.
+	fi := followers[0]
 	f := nodes[fi]
 	m.of(fi).Cut()
 	status, ra := passwordGrant(t, f, "127.0.0.3", user, pw)
