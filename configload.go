@@ -155,7 +155,7 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catLimits, "max-streams-per-user", "concurrent live streams of one user", func(c *node.Config) *int { return &c.Limits.MaxStreamsPerUser }),
 		bindFlag(catLimits, "max-conns", "open connections of the public listener (0: no limit)", func(c *node.Config) *int { return &c.Limits.MaxConns }),
 		bindFlag(catLimits, "max-conns-per-ip", "open connections of one client address, an IPv6 /64 (0: no limit)", func(c *node.Config) *int { return &c.Limits.MaxConnsPerIP }),
-		bindFlag(catLimits, "max-in-flight", "requests a node works on at once, live streams aside; 503 beyond (0: no limit)", func(c *node.Config) *int { return &c.Limits.MaxInFlight }),
+		bindFlag(catLimits, "max-in-flight", "requests a node works on at once, live streams aside, fewer while writes are slow; 503 beyond (0: no limit)", func(c *node.Config) *int { return &c.Limits.MaxInFlight }),
 		bindFlag(catLimits, "max-header-bytes", "largest request header block in bytes; 431 beyond", func(c *node.Config) *int { return &c.Limits.MaxHeaderBytes }),
 		bindFlag(catLimits, "header-timeout", "time a client may take to send its request headers", func(c *node.Config) *time.Duration { return &c.Limits.HeaderTimeout }),
 		bindFlag(catLimits, "body-timeout", "time a request body may take to start arriving; --body-min-rate bytes add a second each (0: no limit)", func(c *node.Config) *time.Duration { return &c.Limits.BodyTimeout }),

@@ -190,6 +190,7 @@ func (c *Cluster) handler() http.Handler {
 		return c.selfStatus(), nil
 	})
 	handle("POST "+readIndexPath, c.serveReadIndex) // barrier.go
+	handle("POST "+signInPath, c.serveSignIn)       // signin.go
 	handle("GET /internal/cluster/hello", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
 		return c.hello(), nil
 	})

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herald-notify/herald/internal/logthrottle"
 	"github.com/herald-notify/herald/raft"
 )
 
@@ -77,6 +78,11 @@ type Cluster struct {
 	// reads shares the read-index rounds of concurrent barriers
 	// (barrier.go).
 	reads readRounds
+	// signIn holds this node's sign-in counters, which are the cluster's
+	// while it leads (signin.go); signInLog reports a leader that cannot
+	// be asked about them.
+	signIn    atomic.Pointer[SignInCounters]
+	signInLog *logthrottle.Logger
 	// changed wakes the node's housekeeping: a leader change, or a peer
 	// down past the grace period or back (see Changes).
 	changed chan struct{}
@@ -126,6 +132,7 @@ func New(opts Options) *Cluster {
 			return c.tr.Dial(ctx, addr, protoHTTP)
 		}}}
 	c.batch = newBatcher(c)
+	c.signInLog = logthrottle.New(opts.Logger, time.Minute)
 	return c
 }
 

@@ -98,7 +98,8 @@ type Options struct {
 	UI http.Handler
 	// MaxInFlight bounds the requests this node works on at once, live
 	// streams and /healthz aside; beyond it a request gets 503 at once.
-	// Zero: no bound.
+	// The bound in force is lower while replicated writes are slow
+	// (admission.go). Zero: no bound.
 	MaxInFlight int
 	// BodyTimeout is how long a request body may take to start arriving;
 	// BodyMinRate (bytes per second) extends it as the body arrives. A body
@@ -111,6 +112,12 @@ type Options struct {
 	// MetricsElsewhere says the node serves MetricsHandler on a listener
 	// of its own for scrapers: the public /metrics then takes admins only.
 	MetricsElsewhere bool
+	// SignInLimits, when set, shares sign-in throttling with the cluster:
+	// here means this node's own counters are the cluster's (it leads);
+	// otherwise it applies the leader's answer for addr and user (a wait,
+	// or with failed, counting a failure). An error means the leader could
+	// not be asked, and the sign-in is refused with 503.
+	SignInLimits func(ctx context.Context, addr, user string, failed bool) (wait time.Duration, here bool, err error)
 }
 
 // Server is the HTTP API of one node.
@@ -125,8 +132,9 @@ type Server struct {
 	// hashes bounds argon2id work (credential.Pool): sign-in checks and
 	// password changes.
 	hashes *credential.Pool
-	// inFlight holds one token per request being worked on (MaxInFlight).
-	inFlight chan struct{}
+	// admit bounds the requests being worked on (MaxInFlight, adapted to
+	// the write latency: admission.go); nil: no bound.
+	admit *admission
 	// served lists the API's "METHOD /path" patterns, /beta aliases aside,
 	// for Routes.
 	served []string
@@ -157,11 +165,15 @@ func New(opts Options) *Server {
 		hashes:  credential.NewPool(runtime.NumCPU(), 2*runtime.NumCPU()),
 		streams: map[string]int{}, stopping: make(chan struct{})}
 	if opts.MaxInFlight > 0 {
-		s.inFlight = make(chan struct{}, opts.MaxInFlight)
+		s.admit = newAdmission(opts.MaxInFlight)
+		s.state = timedState{State: opts.State, a: s.admit}
 		opts.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_http_requests_in_flight",
 			Help: "Requests counted against max-in-flight that this node works on now.",
-		}, func() float64 { return float64(len(s.inFlight)) }))
+		}, func() float64 { n, _ := s.admit.state(); return float64(n) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_http_in_flight_limit",
+			Help: "The bound on requests in flight now: max-in-flight, lowered while replicated writes are slow.",
+		}, func() float64 { _, l := s.admit.state(); return l }))
 	}
 	s.routes()
 	return s
@@ -294,14 +306,12 @@ func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 			}
 			s.metrics.observe(route, sw.status(), time.Since(start))
 		}()
-		if s.inFlight != nil && !longOrCheap(route) {
-			select {
-			case s.inFlight <- struct{}{}:
-				defer func() { <-s.inFlight }()
-			default:
+		if s.admit != nil && !longOrCheap(route) {
+			if !s.admit.acquire() {
 				s.writeError(sw, r, unavailable("The server is busy; retry after the time in Retry-After.", time.Second))
 				return
 			}
+			defer s.admit.release()
 		}
 		if r.ContentLength != 0 && s.opts.BodyTimeout > 0 {
 			r.Body = connlimit.NewBodyReader(r.Body, http.NewResponseController(w), s.opts.BodyTimeout, s.opts.BodyMinRate)

@@ -27,6 +27,7 @@ package httpapi
 // clients need no CSRF token.
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -226,7 +227,9 @@ func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) 
 	return u, nil
 }
 
-// Sign-in throttling. Every limit is per node (see docs/API-NOTES.md).
+// Sign-in throttling. In a cluster the leader's counters are the
+// cluster's (Options.SignInLimits, cluster/signin.go); a node's own
+// counters also filter what it asks the leader about.
 const (
 	// Every attempt on one account from one address: a guesser at one
 	// account is slowed without locking its owner out elsewhere.
@@ -243,26 +246,59 @@ const (
 
 // admitSignIn refuses a password sign-in with 429 and Retry-After when the
 // caller's address or the account has failed too often, or the pair of them
-// is tried too often. It runs before the hash, so a refused attempt costs
-// nothing.
+// is tried too often, by this node's counters or the cluster's. It runs
+// before the hash, so a refused attempt costs nothing. A follower that
+// cannot ask the leader refuses with 503: without a leader no token could
+// be issued anyway, and the hash would still tell a guesser whether the
+// password was right.
 func (s *Server) admitSignIn(r *http.Request, name string, now time.Time) error {
 	addr, user := clientAddr(r), strings.ToLower(name)
-	wait := max(s.limits.waitFor("login:addr:"+addr, loginAddrRate, now),
-		s.limits.waitFor("login:user:"+user, loginUserRate, now))
-	if wait == 0 {
-		var ok bool
-		if ok, wait = s.limits.allow("login:pair:"+user+"\x00"+addr, loginPairRate, loginPairBurst, now); ok {
-			return nil
+	wait := s.SignInCounters(addr, user, false, now)
+	if wait == 0 && s.opts.SignInLimits != nil {
+		w, here, err := s.opts.SignInLimits(r.Context(), addr, user, false)
+		if err != nil {
+			return unavailable("Sign-in is unavailable while this node cannot reach the cluster's leader; retry after the time in Retry-After.", time.Second)
 		}
+		if !here {
+			wait = w
+		}
+	}
+	if wait == 0 {
+		return nil
 	}
 	return &retryAfter{resource.Errorf(resource.CodeRateLimited, "Too many sign-in attempts; wait a moment and try again."), wait}
 }
 
 // signInFailed counts a wrong user name or password against the address
-// and the account.
+// and the account, here and in the cluster's counters. The client may have
+// gone meanwhile; the failure counts all the same.
 func (s *Server) signInFailed(r *http.Request, name string, now time.Time) {
-	s.limits.charge("login:addr:"+clientAddr(r), loginAddrRate, loginAddrBurst, now)
-	s.limits.charge("login:user:"+strings.ToLower(name), loginUserRate, loginUserBurst, now)
+	addr, user := clientAddr(r), strings.ToLower(name)
+	s.SignInCounters(addr, user, true, now)
+	if s.opts.SignInLimits != nil {
+		// An error is the cluster's to log; the next attempt through this
+		// node is refused until the leader answers again.
+		s.opts.SignInLimits(context.WithoutCancel(r.Context()), addr, user, true)
+	}
+}
+
+// SignInCounters applies one sign-in attempt to this node's counters: with
+// failed, it counts a failure against the address and the account; else it
+// says how long an attempt must wait (0: go ahead, and it is counted
+// against the pair). The leader answers its followers with it.
+func (s *Server) SignInCounters(addr, user string, failed bool, now time.Time) time.Duration {
+	if failed {
+		s.limits.charge("login:addr:"+addr, loginAddrRate, loginAddrBurst, now)
+		s.limits.charge("login:user:"+user, loginUserRate, loginUserBurst, now)
+		return 0
+	}
+	wait := max(s.limits.waitFor("login:addr:"+addr, loginAddrRate, now),
+		s.limits.waitFor("login:user:"+user, loginUserRate, now))
+	if wait > 0 {
+		return wait
+	}
+	_, wait = s.limits.allow("login:pair:"+user+"\x00"+addr, loginPairRate, loginPairBurst, now)
+	return wait
 }
 
 // hashingErr answers a password check the pool would not take: 503 at

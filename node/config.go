@@ -108,7 +108,8 @@ type Limits struct {
 	MaxConns      int `yaml:"max-conns"`
 	MaxConnsPerIP int `yaml:"max-conns-per-ip"`
 	// MaxInFlight bounds the requests a node works on at once (live
-	// streams and /healthz aside); beyond it, 503 with Retry-After.
+	// streams and /healthz aside); beyond it, 503 with Retry-After. The
+	// bound in force is lower while replicated writes are slow.
 	MaxInFlight int `yaml:"max-in-flight"`
 	// MaxHeaderBytes bounds a request's header block; beyond it, 431.
 	MaxHeaderBytes int `yaml:"max-header-bytes"`

@@ -261,11 +261,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		AllowPrivateWebPush: cfg.WebPush.AllowPrivate, AllowPrivateWebhook: cfg.Webhook.AllowPrivate,
 		MaxInFlight: l.MaxInFlight, BodyTimeout: l.BodyTimeout, BodyMinRate: int64(l.BodyMinRate),
 		MetricsToken: cfg.MetricsToken, MetricsElsewhere: cfg.MetricsAddr != "",
+		SignInLimits: func(ctx context.Context, addr, user string, failed bool) (time.Duration, bool, error) {
+			return n.cluster.SignInLimits(ctx, cluster.SignInAttempt{Addr: addr, User: user, Failed: failed})
+		},
 		UI: ui.Handler(), VAPIDPublicKey: n.vapidPublicKey, ReportDelivery: func(o raft.DeliveryOutcome) {
 			if e := engine.Load(); e != nil {
 				e.Report(o)
 			}
 		},
+	})
+	n.cluster.ServeSignInLimits(func(a cluster.SignInAttempt, now time.Time) time.Duration {
+		return n.api.SignInCounters(a.Addr, a.User, a.Failed, now)
 	})
 	mux := http.NewServeMux()
 	// Of the inter-node routes only the lookup of a node's inter-node
