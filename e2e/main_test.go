@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/herald-notify/herald/internal/freeport"
 )
 
 // heraldBin is the binary under test, built once by TestMain.
@@ -101,16 +102,7 @@ func eventually(t testing.TB, timeout time.Duration, what string, f func() error
 	}
 }
 
-// freeAddr returns a loopback address whose port was free when asked.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t testing.TB) string { return freeport.Addr(t) }
 
 // cleanEnv is the test's environment without any HERALD_ variable, so that
 // a developer's own settings cannot leak into the server under test.

@@ -7,25 +7,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/internal/freeport"
 	"github.com/herald-notify/herald/resource"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t testing.TB) string { return freeport.Addr(t) }
 
 func openTestStore(t testing.TB, dir string, onChange func([]resource.Change)) *Store {
 	t.Helper()

@@ -6,12 +6,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/internal/freeport"
 	"github.com/herald-notify/herald/node"
 )
 
@@ -83,27 +82,9 @@ func Start(t testing.TB, cfg *node.Config) *Node {
 	return tn
 }
 
-// FreeAddr returns a loopback address with a port free at the time of asking.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		// The port is free only until someone binds it: never hand the
-		// same one out twice in one test process, or two nodes (say one's
-		// HTTP and another's Raft port) could be given it.
-		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
-			return addr
-		}
-	}
-}
-
-// handedOut holds every address FreeAddr returned in this process.
-var handedOut sync.Map
+// FreeAddr returns a loopback address with a port free at the time of
+// asking (freeport.Addr).
+func FreeAddr(t testing.TB) string { return freeport.Addr(t) }
 
 type testWriter struct{ t testing.TB }
 
