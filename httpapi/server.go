@@ -48,6 +48,13 @@ type State interface {
 	// Handlers run one before an answer that says "not here" (lookAgain)
 	// and up front for ConsistencyLevel: strong.
 	Barrier(ctx context.Context) error
+	// Sessions are a user's sign-in sessions; AuditLog pages through the
+	// audit log (audit.go, sessions.go).
+	Sessions(uid string) ([]resource.SessionRecord, error)
+	AuditLog(q raft.AuditQuery) (raft.Page[resource.AuditRecord], error)
+	// WaitReplicated returns once every other node that answers has
+	// applied what this one has (a revocation waits on it).
+	WaitReplicated(ctx context.Context) error
 }
 
 // Ops is what the operational endpoints need of the node.
@@ -105,6 +112,8 @@ type Options struct {
 	// slower than that is cut off (connlimit.BodyReader). Zero: no limit.
 	BodyTimeout time.Duration
 	BodyMinRate int64
+	// AuditClock, when set, dates audit records instead of time.Now.
+	AuditClock func() time.Time
 }
 
 // Server is the HTTP API of one node.
@@ -121,6 +130,9 @@ type Server struct {
 	hashes *credential.Pool
 	// inFlight holds one token per request being worked on (MaxInFlight).
 	inFlight chan struct{}
+	// sec counts failed sign-ins and session use for the audit log and
+	// the session list (audit.go).
+	sec *securityLog
 
 	streamsMu sync.Mutex
 	streams   map[string]int // open streams per user
@@ -146,7 +158,7 @@ func New(opts Options) *Server {
 		mux: http.NewServeMux(), metrics: newMetrics(opts.Registry, opts.Hub),
 		limits:  newLimiter(),
 		hashes:  credential.NewPool(runtime.NumCPU(), 2*runtime.NumCPU()),
-		streams: map[string]int{}, stopping: make(chan struct{})}
+		streams: map[string]int{}, stopping: make(chan struct{}), sec: newSecurityLog()}
 	if opts.MaxInFlight > 0 {
 		s.inFlight = make(chan struct{}, opts.MaxInFlight)
 		opts.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -159,7 +171,13 @@ func New(opts Options) *Server {
 }
 
 // Stop ends live streams with a retry hint; call it when shutdown begins.
-func (s *Server) Stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
+// The failed sign-ins counted since the last flush are proposed then.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.flushFailures()
+	})
+}
 
 // router registers method patterns and answers other methods on a known
 // path with 405 and Allow, in the contract's error shape.

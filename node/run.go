@@ -230,6 +230,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		MaxStreamsPerUser: l.MaxStreamsPerUser, ChangeRetention: l.ChangeRetention, Heartbeat: cfg.StreamHeartbeat,
 		AllowPrivateWebPush: cfg.WebPush.AllowPrivate, AllowPrivateWebhook: cfg.Webhook.AllowPrivate,
 		MaxInFlight: l.MaxInFlight, BodyTimeout: l.BodyTimeout, BodyMinRate: int64(l.BodyMinRate),
+		AuditClock:  cfg.AuditClock,
 		UI: ui.Handler(), VAPIDPublicKey: n.vapidPublicKey, ReportDelivery: func(o raft.DeliveryOutcome) {
 			if e := engine.Load(); e != nil {
 				e.Report(o)
@@ -600,7 +601,8 @@ func (n *Node) purge() {
 	defer cancel()
 	for {
 		v, err := n.store.Propose(ctx, &raft.Command{Op: raft.OpPurge, Now: time.Now().UnixNano(),
-			MaxItems: purgeBatch, Retention: int64(n.cfg.Limits.ChangeRetention)})
+			MaxItems: purgeBatch, Retention: int64(n.cfg.Limits.ChangeRetention),
+			AuditRetention: int64(max(n.cfg.AuditRetention, 0))})
 		if err != nil {
 			n.log.Warn("purge failed", "error", err)
 			return
@@ -608,9 +610,9 @@ func (n *Node) purge() {
 		res := v.(raft.PurgeResult)
 		if res != (raft.PurgeResult{}) {
 			n.log.Debug("purged", "notifications", res.Notifications, "changes", res.Changes,
-				"tokens", res.Tokens, "subscriptions", res.Subscriptions)
+				"tokens", res.Tokens, "subscriptions", res.Subscriptions, "sessions", res.Sessions, "audit", res.Audit)
 		}
-		if max(res.Notifications, res.Changes, res.Tokens, res.Subscriptions) < purgeBatch {
+		if max(res.Notifications, res.Changes, res.Tokens, res.Subscriptions, res.Sessions, res.Audit) < purgeBatch {
 			return
 		}
 	}
