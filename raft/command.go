@@ -10,23 +10,23 @@ type Op string
 // The commands. Each carries every id, time and hash it needs, chosen before
 // it enters the log, so that applying it is deterministic on every node.
 const (
-	OpBootstrapAdmin   Op = "bootstrapAdmin"
-	OpCreateUser       Op = "createUser"
-	OpUpdateUser       Op = "updateUser"
-	OpDeleteUser       Op = "deleteUser"
-	OpCreateApp        Op = "createApp"
-	OpUpdateApp        Op = "updateApp"
-	OpDeleteApp        Op = "deleteApp"
-	OpAddPassword      Op = "addPassword"
-	OpRemovePassword   Op = "removePassword"
-	OpIssueTokens      Op = "issueTokens"
-	OpRevokeSession    Op = "revokeSession"
+	OpBootstrapAdmin Op = "bootstrapAdmin"
+	OpCreateUser     Op = "createUser"
+	OpUpdateUser     Op = "updateUser"
+	OpDeleteUser     Op = "deleteUser"
+	OpCreateApp      Op = "createApp"
+	OpUpdateApp      Op = "updateApp"
+	OpDeleteApp      Op = "deleteApp"
+	OpAddPassword    Op = "addPassword"
+	OpRemovePassword Op = "removePassword"
+	OpIssueTokens    Op = "issueTokens"
+	OpRevokeSession  Op = "revokeSession"
 	// OpTouchSession notes that a session was used (lastUsedDateTime).
 	OpTouchSession Op = "touchSession"
 	// OpAudit writes audit records alone, for events that change nothing
 	// else (failed sign-ins, a backup) or that the cluster made outside
 	// the FSM (membership). Other commands carry theirs in Command.Audit.
-	OpAudit Op = "audit"
+	OpAudit            Op = "audit"
 	OpCreateSub        Op = "createSub"
 	OpUpdateSub        Op = "updateSub"
 	OpDeleteSub        Op = "deleteSub"
