@@ -50,10 +50,11 @@ const (
 	// it proposes their counts: one Raft write per second at most, however
 	// many guesses arrive.
 	failureFlushDelay = time.Second
-	// maxFailureKeys bounds the (name, address, minute) counts a node
-	// holds between flushes. Beyond it, new names from an address count
-	// under the name "*", and beyond twice it, under address "*" too.
-	maxFailureKeys = 4096
+	// maxFailureKeys bounds the (name, address) pairs a node records per
+	// minute, and so what a spray of guesses from many addresses can add
+	// to the log. Beyond it, new names from an address count under the
+	// name "*", and beyond twice it, under address "*" too.
+	maxFailureKeys = 1024
 	// sessionTouchEvery is how often a session's use is written through
 	// Raft: lastUsedDateTime is exact for sign-ins and refreshes, and
 	// within this for plain use of an access token.
@@ -68,6 +69,9 @@ type securityLog struct {
 	mu       sync.Mutex
 	failures map[failureKey]int
 	armed    bool
+	// minute and seen are the minute being counted and its keys.
+	minute int64
+	seen   map[failureKey]bool
 	// touched is when this node last wrote each session's use.
 	touched    map[string]time.Time
 	touchSlots chan struct{} // bounds the touches in flight
@@ -79,7 +83,7 @@ type failureKey struct {
 }
 
 func newSecurityLog() *securityLog {
-	return &securityLog{failures: map[failureKey]int{}, touched: map[string]time.Time{},
+	return &securityLog{failures: map[failureKey]int{}, seen: map[failureKey]bool{}, touched: map[string]time.Time{},
 		touchSlots: make(chan struct{}, 4)}
 }
 
@@ -182,12 +186,17 @@ func (s *Server) signInFailure(r *http.Request, actorType, name string) {
 	l := s.sec
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.failures[k]; !ok && len(l.failures) >= maxFailureKeys {
+	if k.minute != l.minute {
+		l.minute = k.minute
+		clear(l.seen)
+	}
+	if !l.seen[k] && len(l.seen) >= maxFailureKeys {
 		k.name = "*"
-		if _, ok := l.failures[k]; !ok && len(l.failures) >= 2*maxFailureKeys {
+		if !l.seen[k] && len(l.seen) >= 2*maxFailureKeys {
 			k.address = "*"
 		}
 	}
+	l.seen[k] = true
 	l.failures[k]++
 	if !l.armed {
 		l.armed = true
