@@ -14,6 +14,8 @@ import (
 
 // The console's audit page shows the records: an admin's action with who
 // did it and to what, and failed sign-ins counted, and filters by action.
+// On a user's page the admin ends one of the user's sessions, whose token
+// then fails, and the revocation shows in the log.
 func TestAuditPageShowsRecords(t *testing.T) {
 	b := newBrowser(t)
 	n := testnode.Start(t, nil)
@@ -62,6 +64,33 @@ func TestAuditPageShowsRecords(t *testing.T) {
 	}
 	if strings.Contains(row, "not-the-password") {
 		t.Error("the audit page shows a password that was tried")
+	}
+
+	gina := api.token("gina", "gina-password")
+	p.do("end gina's session",
+		chromedp.Navigate(n.URL+"/ui/#/users/gina"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-session] button`)),
+		chromedp.Click(chromedp.CSS(`tr[data-session] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`dialog button[type="submit"]`)),
+		chromedp.Click(chromedp.CSS(`dialog button[type="submit"]`)),
+	)
+	p.waitFor("see no session", `document.querySelector('tr[data-session]') === null && document.querySelector('dialog') === null`)
+	req, _ := http.NewRequest(http.MethodGet, n.URL+"/v1.0/me", nil)
+	req.Header.Set("Authorization", "Bearer "+gina)
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("gina's token after the admin ended her session: %s, want 401", res.Status)
+	}
+	p.do("see the revocation in the log",
+		chromedp.Navigate(n.URL+"/ui/#/audit?action=session.revoke"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-action="session.revoke"]`)),
+	)
+	if row := eval[string](p, "read the revocation", `document.querySelector('tr[data-action="session.revoke"]').textContent`); !strings.Contains(row, "gina") {
+		t.Errorf("the session.revoke row reads %q; it does not name gina", row)
 	}
 	p.checkClean()
 }
