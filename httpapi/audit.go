@@ -77,9 +77,11 @@ type securityLog struct {
 	touchSlots chan struct{} // bounds the touches in flight
 }
 
+// failureKey is what an aggregated record counts: one action of one actor
+// from one address within one minute.
 type failureKey struct {
-	actorType, name, address string
-	minute                   int64 // Unix ms
+	action, actorType, actorID, name, address string
+	minute                                    int64 // Unix ms
 }
 
 func newSecurityLog() *securityLog {
@@ -159,16 +161,11 @@ func (s *Server) auditAlone(r *http.Request, rec resource.AuditRecord, failed er
 	}
 }
 
-// signInAudit is the record of a successful sign-in by principal pid.
-func (s *Server) signInAudit(r *http.Request, ptype, pid string) []resource.AuditRecord {
+// signInAudit is the record of a user's successful sign-in.
+func (s *Server) signInAudit(r *http.Request, pid string) []resource.AuditRecord {
 	actor := resource.AuditActor{Type: resource.ActorUser, ID: pid}
 	detail := "password"
-	if ptype == resource.PrincipalApp {
-		actor.Type, detail = resource.ActorApplication, "client credentials"
-		if a, ok, _ := s.state.App(pid); ok {
-			actor.Name = a.DisplayName
-		}
-	} else if u, ok, _ := s.state.User(pid); ok {
+	if u, ok, _ := s.state.User(pid); ok {
 		actor.Name = u.UserPrincipalName
 	}
 	if ua := r.UserAgent(); ua != "" {
@@ -180,9 +177,23 @@ func (s *Server) signInAudit(r *http.Request, ptype, pid string) []resource.Audi
 // signInFailure counts one failed sign-in of name (a user name, or an
 // application's client_id) from the request's address.
 func (s *Server) signInFailure(r *http.Request, actorType, name string) {
+	s.countEvent(r, failureKey{action: actSignInFailure, actorType: actorType, name: name})
+}
+
+// appSignIn counts one client-credentials sign-in: services may take a
+// token for every few requests, so these are aggregated too.
+func (s *Server) appSignIn(r *http.Request, pid string) {
+	k := failureKey{action: actSignIn, actorType: resource.ActorApplication, actorID: pid}
+	if a, ok, _ := s.state.App(pid); ok {
+		k.name = a.DisplayName
+	}
+	s.countEvent(r, k)
+}
+
+// countEvent counts one event of an aggregated record.
+func (s *Server) countEvent(r *http.Request, k failureKey) {
 	now := s.auditNow()
-	k := failureKey{actorType: actorType, name: clip(name), address: remoteIP(r),
-		minute: now.Truncate(time.Minute).UnixMilli()}
+	k.name, k.address, k.minute = clip(k.name), remoteIP(r), now.Truncate(time.Minute).UnixMilli()
 	l := s.sec
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -191,7 +202,7 @@ func (s *Server) signInFailure(r *http.Request, actorType, name string) {
 		clear(l.seen)
 	}
 	if !l.seen[k] && len(l.seen) >= maxFailureKeys {
-		k.name = "*"
+		k.name, k.actorID = "*", ""
 		if !l.seen[k] && len(l.seen) >= 2*maxFailureKeys {
 			k.address = "*"
 		}
@@ -217,11 +228,14 @@ func (s *Server) flushFailures() {
 	recs := make([]resource.AuditRecord, 0, len(counts))
 	for k, n := range counts {
 		minute := time.UnixMilli(k.minute)
+		result := resource.AuditFailure
+		if k.action == actSignIn {
+			result = resource.AuditSuccess
+		}
 		recs = append(recs, resource.AuditRecord{
-			ID:       resource.AggregateAuditID(minute, actSignInFailure, k.actorType+"\x00"+k.name, k.address),
-			DateTime: resource.At(minute), Actor: resource.AuditActor{Type: k.actorType, Name: k.name},
-			Action: actSignInFailure, Target: k.name, ClientAddress: k.address,
-			Result: resource.AuditFailure, Count: n})
+			ID:       resource.AggregateAuditID(minute, k.action, k.actorType+"\x00"+k.actorID+"\x00"+k.name, k.address),
+			DateTime: resource.At(minute), Actor: resource.AuditActor{Type: k.actorType, ID: k.actorID, Name: k.name},
+			Action: k.action, Target: k.name, ClientAddress: k.address, Result: result, Count: n})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -229,7 +243,7 @@ func (s *Server) flushFailures() {
 		batch := recs[:min(len(recs), 256)]
 		recs = recs[len(batch):]
 		if _, err := s.state.Propose(ctx, &raft.Command{Op: raft.OpAudit, Now: time.Now().UnixNano(), Audit: batch}); err != nil {
-			s.log.Warn("could not record failed sign-ins in the audit log", "records", len(batch)+len(recs), "error", err)
+			s.log.Warn("could not record counted sign-ins in the audit log", "records", len(batch)+len(recs), "error", err)
 			return
 		}
 	}

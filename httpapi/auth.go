@@ -345,8 +345,9 @@ func (s *Server) issue(r *http.Request, ptype, pid, session, consume string, ref
 		cmd.Client = clientInfo(r) // the session record's address and user agent
 		s.sessionStarted(session)
 	}
-	if consume == "" {
-		cmd.Audit = s.signInAudit(r, ptype, pid) // audit.go
+	// A refresh is not audited: the session's lastUsedDateTime shows it.
+	if consume == "" && ptype == resource.PrincipalUser {
+		cmd.Audit = s.signInAudit(r, pid) // audit.go
 	}
 	resp := &tokenResponse{TokenType: "Bearer", AccessToken: access, ExpiresIn: int(AccessTokenTTL / time.Second)}
 	if refresh {
@@ -365,6 +366,9 @@ func (s *Server) issue(r *http.Request, ptype, pid, session, consume string, ref
 			return nil, oauthFail(status, re.Code, re.Message)
 		}
 		return nil, err
+	}
+	if consume == "" && ptype == resource.PrincipalApp {
+		s.appSignIn(r, pid) // audit.go: application sign-ins are counted per minute
 	}
 	return resp, nil
 }

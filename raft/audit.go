@@ -67,7 +67,10 @@ func (t *tx) writeAudit(recs []resource.AuditRecord, failed error) {
 
 // aggregateDetail words an aggregated record's count.
 func aggregateDetail(r resource.AuditRecord) string {
-	what := "failed sign-in"
+	what := "sign-in"
+	if r.Result == resource.AuditFailure {
+		what = "failed sign-in"
+	}
 	if r.Count != 1 {
 		what += "s"
 	}
