@@ -144,6 +144,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request, p *principal)
 		Audit: s.audit(r, p, actAppDelete, appTarget(a), "")}); err != nil {
 		return err
 	}
+	s.waitReplicated(r) // sessions.go: its tokens fail at once on every node
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

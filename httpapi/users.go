@@ -162,6 +162,9 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, p *principal)
 	if err != nil {
 		return err
 	}
+	if patch.PasswordHash != nil || (patch.AccountEnabled != nil && !*patch.AccountEnabled) {
+		s.waitReplicated(r) // sessions.go: the user's tokens fail at once on every node
+	}
 	writeJSON(w, http.StatusOK, v)
 	return nil
 }
@@ -178,6 +181,7 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, p *principal
 		Audit: s.audit(r, p, actUserDelete, u.UserPrincipalName, "")}); err != nil {
 		return err
 	}
+	s.waitReplicated(r)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
