@@ -12,7 +12,7 @@ import (
 )
 
 // A session revoked through one node of three is refused at once by the two
-// others: the revocation answers only once every node has applied it.
+// others, and so are a user's tokens after a password reset: the revocation answers only once every node has applied it.
 // Without that wait a follower accepts the revoked token for the
 // milliseconds until it applies the revocation (its read barrier runs only
 // before a "not found", and the token is still found).
@@ -69,6 +69,21 @@ func TestRevokedSessionFailsAtOnceOnEveryNode(t *testing.T) {
 			if !errors.As(err, &ce) || ce.Code != "invalid_grant" {
 				t.Errorf("round %d: the revoked refresh token on %s: %v, want invalid_grant", round, n.Config.NodeID, err)
 			}
+		}
+	}
+	// A password reset through one node ends the sessions on all at once.
+	tok, err := clientFor(t, nodes[1], "").PasswordToken(ctx, "frank", "frank-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plainClient(t, nodes[0], admin).Do(ctx, http.MethodPatch, "/v1.0/users/frank", map[string]any{"password": "frank-new-password"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		_, err := plainClient(t, n, tok.AccessToken).Me(ctx)
+		var ce *client.Error
+		if !errors.As(err, &ce) || ce.Status != http.StatusUnauthorized {
+			t.Errorf("a token after the password reset on %s: %v, want 401", n.Config.NodeID, err)
 		}
 	}
 	// Each revocation is in the audit log, read through any node.
