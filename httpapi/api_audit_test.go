@@ -50,6 +50,14 @@ func TestAuditRecordsEveryAdminAction(t *testing.T) {
 	n.del(t, n.admin, "/v1.0/applications/"+a.ID).expect(t, http.StatusNoContent)
 	n.del(t, n.admin, "/v1.0/users/dave").expect(t, http.StatusNoContent)
 	n.get(t, n.admin, "/v1.0/admin/backup").expect(t, http.StatusOK)
+	// A membership change that fails (a lone node without a cluster key
+	// takes no members) is recorded with its outcome.
+	if r := n.post(t, n.admin, "/v1.0/admin/cluster/nodes", map[string]any{"id": "ghost", "raftAddr": "127.0.0.1:9", "httpAddr": "127.0.0.1:10"}); r.Status < 400 {
+		t.Fatalf("adding a node to a keyless node: %s", r)
+	}
+	if r := n.del(t, n.admin, "/v1.0/admin/cluster/nodes/ghost"); r.Status < 400 {
+		t.Fatalf("removing an unknown node: %s", r)
+	}
 
 	whole := n.get(t, n.admin, "/v1.0/admin/auditLog?$top=1000").expect(t, http.StatusOK)
 	for _, secret := range []string{dave.Password, "dave-new-password", "whatever-pass", dave.Token, dave.Refresh, n.admin,
@@ -75,6 +83,8 @@ func TestAuditRecordsEveryAdminAction(t *testing.T) {
 		{"application.update", "audit.example.com", "success", `"Audit App"`},
 		{"application.delete", "audit.example.com", "success", ""},
 		{"backup.download", "", "success", ""},
+		{"cluster.addNode", "ghost", "failure", "127.0.0.1:9"},
+		{"cluster.removeNode", "ghost", "failure", ""},
 	}
 	for _, c := range cases {
 		recs := n.auditRecords(t, "action="+url.QueryEscape(c.action)+"&actor=admin")
