@@ -71,8 +71,40 @@ func TestRevokedSessionFailsAtOnceOnEveryNode(t *testing.T) {
 			}
 		}
 	}
+	// Using a token on a node that has not seen its session notes the use
+	// there: the session then shows that request's client.
+	tok, err := clientFor(t, nodes[0], "").PasswordToken(ctx, "frank", "frank-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, nodes[2].URL+"/v1.0/me", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	req.Header.Set("User-Agent", "touch-test/1")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("use the token on n3: %v %v", res, err)
+	}
+	res.Body.Close()
+	pollUntil(t, "the session's use on n3 noted", func() error {
+		var list struct {
+			Value []struct {
+				UserAgent string `json:"userAgent"`
+				Current   bool   `json:"current"`
+			} `json:"value"`
+		}
+		if err := plainClient(t, nodes[0], tok.AccessToken).Do(ctx, http.MethodGet, "/v1.0/me/sessions", nil, &list); err != nil {
+			return err
+		}
+		for _, s := range list.Value {
+			if s.Current && s.UserAgent == "touch-test/1" {
+				return nil
+			}
+		}
+		return fmt.Errorf("sessions %+v", list.Value)
+	})
+
 	// A password reset through one node ends the sessions on all at once.
-	tok, err := clientFor(t, nodes[1], "").PasswordToken(ctx, "frank", "frank-password")
+	tok, err = clientFor(t, nodes[1], "").PasswordToken(ctx, "frank", "frank-password")
 	if err != nil {
 		t.Fatal(err)
 	}
