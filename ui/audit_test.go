@@ -15,7 +15,8 @@ import (
 // The console's audit page shows the records: an admin's action with who
 // did it and to what, and failed sign-ins counted, and filters by action.
 // On a user's page the admin ends one of the user's sessions, whose token
-// then fails, and the revocation shows in the log.
+// then fails, and the revocation shows in the log; the user ends another of
+// their sessions from the inbox.
 func TestAuditPageShowsRecords(t *testing.T) {
 	b := newBrowser(t)
 	n := testnode.Start(t, nil)
@@ -93,4 +94,30 @@ func TestAuditPageShowsRecords(t *testing.T) {
 		t.Errorf("the session.revoke row reads %q; it does not name gina", row)
 	}
 	p.checkClean()
+
+	// Gina, signed in in her inbox and elsewhere, signs the other session
+	// out from the inbox; its token stops working.
+	elsewhere := api.token("gina", "gina-password")
+	inbox := b.newPage("gina", 1280, 800)
+	inbox.do("open the inbox", chromedp.Navigate(n.URL+"/ui/inbox/"))
+	signIn(inbox, "gina", "gina-password")
+	inbox.do("list the sessions",
+		chromedp.Click(chromedp.CSS(`#sessions-open`)),
+		chromedp.WaitVisible(chromedp.CSS(`#sessions li[data-current="false"] button`)),
+	)
+	if got := eval[int](inbox, "count the sessions", `document.querySelectorAll('#sessions li[data-session]').length`); got != 2 {
+		t.Errorf("gina's inbox lists %d sessions, want 2 (this browser and the other)", got)
+	}
+	inbox.do("sign the other out", chromedp.Click(chromedp.CSS(`#sessions li[data-current="false"] button`)))
+	inbox.waitFor("see one session left", `document.querySelectorAll('#sessions li[data-session]').length === 1 && document.querySelector('#sessions li[data-current="true"]') !== null`)
+	req.Header.Set("Authorization", "Bearer "+elsewhere)
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the token of the session signed out from the inbox: %s, want 401", res.Status)
+	}
+	inbox.checkClean()
 }
