@@ -211,12 +211,13 @@ func (s *Server) countEvent(r *http.Request, k failureKey) {
 	l.failures[k]++
 	if !l.armed {
 		l.armed = true
-		time.AfterFunc(failureFlushDelay, s.flushFailures)
+		time.AfterFunc(failureFlushDelay, func() { s.flushFailures(10 * time.Second) })
 	}
 }
 
-// flushFailures proposes the failed sign-ins counted since the last flush.
-func (s *Server) flushFailures() {
+// flushFailures proposes the sign-ins counted since the last flush, giving
+// up after wait.
+func (s *Server) flushFailures(wait time.Duration) {
 	l := s.sec
 	l.mu.Lock()
 	counts := l.failures
@@ -237,7 +238,7 @@ func (s *Server) flushFailures() {
 			DateTime: resource.At(minute), Actor: resource.AuditActor{Type: k.actorType, ID: k.actorID, Name: k.name},
 			Action: k.action, Target: k.name, ClientAddress: k.address, Result: result, Count: n})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	for len(recs) > 0 {
 		batch := recs[:min(len(recs), 256)]

@@ -171,11 +171,13 @@ func New(opts Options) *Server {
 }
 
 // Stop ends live streams with a retry hint; call it when shutdown begins.
-// The failed sign-ins counted since the last flush are proposed then.
+// The sign-ins counted for the audit log since the last flush are
+// proposed then, for at most a second, so a node without a quorum still
+// stops in time.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
 		close(s.stopping)
-		s.flushFailures()
+		s.flushFailures(time.Second)
 	})
 }
 
