@@ -55,7 +55,7 @@ func (s *Server) sessionViews(uid, current string) ([]resource.Session, error) {
 }
 
 func (s *Server) listMySessions(w http.ResponseWriter, r *http.Request, p *principal) error {
-	return s.writeSessions(w, p.user.ID, p.session)
+	return s.writeSessions(w, r, p.user.ID, p.session)
 }
 
 func (s *Server) listUserSessions(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -63,13 +63,21 @@ func (s *Server) listUserSessions(w http.ResponseWriter, r *http.Request, p *pri
 	if err != nil {
 		return err
 	}
-	return s.writeSessions(w, u.ID, p.session)
+	return s.writeSessions(w, r, u.ID, p.session)
 }
 
-func (s *Server) writeSessions(w http.ResponseWriter, uid, current string) error {
+func (s *Server) writeSessions(w http.ResponseWriter, r *http.Request, uid, current string) error {
 	v, err := s.sessionViews(uid, current)
 	if err != nil {
 		return err
+	}
+	// The caller's own session missing: it began through another node a
+	// moment ago (consistency.go).
+	mine := slices.ContainsFunc(v, func(x resource.Session) bool { return x.Current })
+	if current != "" && !mine && r.PathValue("id") == "" && s.lookAgain(r) {
+		if v, err = s.sessionViews(uid, current); err != nil {
+			return err
+		}
 	}
 	writeJSON(w, http.StatusOK, collection{Value: v})
 	return nil
