@@ -56,9 +56,11 @@ func TestRevokedSessionFailsAtOnceOnEveryNode(t *testing.T) {
 		if sid == "" {
 			t.Fatalf("round %d: no current session in %+v", round, list)
 		}
+		began := time.Now()
 		if err := owner.Do(ctx, http.MethodDelete, "/v1.0/me/sessions/"+sid, nil, nil); err != nil {
 			t.Fatalf("round %d: revoke: %v", round, err)
 		}
+		t.Logf("round %d: the revocation through %s answered in %v", round, revoke.Config.NodeID, time.Since(began).Round(time.Millisecond))
 		for _, n := range nodes {
 			_, err := plainClient(t, n, tok.AccessToken).Me(ctx)
 			var ce *client.Error
