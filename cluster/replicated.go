@@ -2,9 +2,12 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/herald-notify/herald/raft"
 )
 
 // WaitReplicated returns once every other member that answers has applied
@@ -13,7 +16,7 @@ import (
 // on every node: a follower would otherwise accept them for the few
 // milliseconds until it applies the revocation, and the read barrier,
 // which runs only before a "not found", cannot catch that. A member that
-// does not answer is not waited for (it is cut off; its /readyz says so).
+// cannot be reached is not waited for (it is cut off; its /readyz says so).
 // Rare writes only: it asks each peer for its status every few ms.
 func (c *Cluster) WaitReplicated(ctx context.Context) error {
 	index := c.store.Applied()
@@ -34,7 +37,9 @@ func (c *Cluster) WaitReplicated(ctx context.Context) error {
 				cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 				err := c.callNode(cctx, id, addr, http.MethodGet, "/internal/cluster/status", nil, &peer, false)
 				cancel()
-				if err != nil || peer.AppliedIndex >= index {
+				// No connection could be made: down or cut off. A slow
+				// answer is asked again, until ctx ends.
+				if errors.Is(err, raft.ErrNotLeader) || err == nil && peer.AppliedIndex >= index {
 					return
 				}
 				t := time.NewTimer(2 * time.Millisecond)
