@@ -46,10 +46,10 @@ const (
 )
 
 const (
-	// failureFlushDelay is how long a node gathers failed sign-ins before
+	// countFlushDelay is how long a node gathers failed sign-ins before
 	// it proposes their counts: one Raft write per second at most, however
 	// many guesses arrive.
-	failureFlushDelay = time.Second
+	countFlushDelay = time.Second
 	// maxFailureKeys bounds the (name, address) pairs a node records per
 	// minute, and so what a spray of guesses from many addresses can add
 	// to the log. Beyond it, new names from an address count under the
@@ -66,26 +66,26 @@ const (
 
 // securityLog is a node's share of the audit log and session upkeep.
 type securityLog struct {
-	mu       sync.Mutex
-	failures map[failureKey]int
-	armed    bool
+	mu     sync.Mutex
+	counts map[countKey]int
+	armed  bool
 	// minute and seen are the minute being counted and its keys.
 	minute int64
-	seen   map[failureKey]bool
+	seen   map[countKey]bool
 	// touched is when this node last wrote each session's use.
 	touched    map[string]time.Time
 	touchSlots chan struct{} // bounds the touches in flight
 }
 
-// failureKey is what an aggregated record counts: one action of one actor
+// countKey is what an aggregated record counts: one action of one actor
 // from one address within one minute.
-type failureKey struct {
+type countKey struct {
 	action, actorType, actorID, name, address string
 	minute                                    int64 // Unix ms
 }
 
 func newSecurityLog() *securityLog {
-	return &securityLog{failures: map[failureKey]int{}, seen: map[failureKey]bool{}, touched: map[string]time.Time{},
+	return &securityLog{counts: map[countKey]int{}, seen: map[countKey]bool{}, touched: map[string]time.Time{},
 		touchSlots: make(chan struct{}, 4)}
 }
 
@@ -177,13 +177,13 @@ func (s *Server) signInAudit(r *http.Request, pid string) []resource.AuditRecord
 // signInFailure counts one failed sign-in of name (a user name, or an
 // application's client_id) from the request's address.
 func (s *Server) signInFailure(r *http.Request, actorType, name string) {
-	s.countEvent(r, failureKey{action: actSignInFailure, actorType: actorType, name: name})
+	s.countEvent(r, countKey{action: actSignInFailure, actorType: actorType, name: name})
 }
 
 // appSignIn counts one client-credentials sign-in: services may take a
 // token for every few requests, so these are aggregated too.
 func (s *Server) appSignIn(r *http.Request, pid string) {
-	k := failureKey{action: actSignIn, actorType: resource.ActorApplication, actorID: pid}
+	k := countKey{action: actSignIn, actorType: resource.ActorApplication, actorID: pid}
 	if a, ok, _ := s.state.App(pid); ok {
 		k.name = a.DisplayName
 	}
@@ -191,7 +191,7 @@ func (s *Server) appSignIn(r *http.Request, pid string) {
 }
 
 // countEvent counts one event of an aggregated record.
-func (s *Server) countEvent(r *http.Request, k failureKey) {
+func (s *Server) countEvent(r *http.Request, k countKey) {
 	now := s.auditNow()
 	k.name, k.address, k.minute = clip(k.name), remoteIP(r), now.Truncate(time.Minute).UnixMilli()
 	l := s.sec
@@ -208,20 +208,20 @@ func (s *Server) countEvent(r *http.Request, k failureKey) {
 		}
 	}
 	l.seen[k] = true
-	l.failures[k]++
+	l.counts[k]++
 	if !l.armed {
 		l.armed = true
-		time.AfterFunc(failureFlushDelay, func() { s.flushFailures(10 * time.Second) })
+		time.AfterFunc(countFlushDelay, func() { s.flushCounts(10 * time.Second) })
 	}
 }
 
-// flushFailures proposes the sign-ins counted since the last flush, giving
+// flushCounts proposes the sign-ins counted since the last flush, giving
 // up after wait.
-func (s *Server) flushFailures(wait time.Duration) {
+func (s *Server) flushCounts(wait time.Duration) {
 	l := s.sec
 	l.mu.Lock()
-	counts := l.failures
-	l.failures, l.armed = map[failureKey]int{}, false
+	counts := l.counts
+	l.counts, l.armed = map[countKey]int{}, false
 	l.mu.Unlock()
 	if len(counts) == 0 {
 		return

@@ -26,25 +26,25 @@ func TestFailedSignInCountsAreBoundedPerMinute(t *testing.T) {
 		try("victim", fmt.Sprintf("10.0.%d.%d", i/250, i%250))
 	}
 	total := 0
-	for _, n := range s.sec.failures {
+	for _, n := range s.sec.counts {
 		total += n
 	}
 	if total != 5*maxFailureKeys {
 		t.Errorf("%d attempts counted, want %d", total, 5*maxFailureKeys)
 	}
-	if got, max := len(s.sec.failures), 2*maxFailureKeys+1; got > max {
+	if got, max := len(s.sec.counts), 2*maxFailureKeys+1; got > max {
 		t.Errorf("%d keys in one minute, want at most %d", got, max)
 	}
-	if n := s.sec.failures[failureKey{action: actSignInFailure, actorType: "user", name: "*", address: "192.0.2.1", minute: now.Truncate(time.Minute).UnixMilli()}]; n != 2*maxFailureKeys {
+	if n := s.sec.counts[countKey{action: actSignInFailure, actorType: "user", name: "*", address: "192.0.2.1", minute: now.Truncate(time.Minute).UnixMilli()}]; n != 2*maxFailureKeys {
 		t.Errorf("names past the bound from one address: %d under \"*\", want %d", n, 2*maxFailureKeys)
 	}
-	if n := s.sec.failures[failureKey{action: actSignInFailure, actorType: "user", name: "*", address: "*", minute: now.Truncate(time.Minute).UnixMilli()}]; n == 0 {
+	if n := s.sec.counts[countKey{action: actSignInFailure, actorType: "user", name: "*", address: "*", minute: now.Truncate(time.Minute).UnixMilli()}]; n == 0 {
 		t.Error("addresses past the bound are not counted under \"*\"")
 	}
 	// A new minute starts afresh.
 	now = now.Add(time.Minute)
 	try("someone", "192.0.2.9")
-	if n := s.sec.failures[failureKey{action: actSignInFailure, actorType: "user", name: "someone", address: "192.0.2.9", minute: now.Truncate(time.Minute).UnixMilli()}]; n != 1 {
+	if n := s.sec.counts[countKey{action: actSignInFailure, actorType: "user", name: "someone", address: "192.0.2.9", minute: now.Truncate(time.Minute).UnixMilli()}]; n != 1 {
 		t.Errorf("the next minute's first failure: %d", n)
 	}
 }

@@ -177,7 +177,7 @@ func New(opts Options) *Server {
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
 		close(s.stopping)
-		s.flushFailures(time.Second)
+		s.flushCounts(time.Second)
 	})
 }
 
