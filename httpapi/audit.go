@@ -4,9 +4,10 @@ package httpapi
 // log"). A handler that changes something an admin must be able to account
 // for puts a record in the command that makes the change (Command.Audit),
 // so the FSM writes both in one transaction on every replica. Failed
-// sign-ins change nothing and can come in floods, so each node counts them
-// per (name, address, minute) and proposes the counts now and then; the FSM
-// adds the counts of every node into one record.
+// sign-ins change nothing and can come in floods, and applications may take
+// a token every few minutes, so each node counts those per (actor, address,
+// minute) and proposes the counts once a second at most; the FSM adds the
+// counts of every node into one record.
 
 import (
 	"context"
