@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -61,7 +62,8 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request, p *principal)
 	cred.SecretText = ""
 	app := &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), DisplayName: in.DisplayName,
 		TargetHostName: in.TargetHostName, CreatedDateTime: resource.At(now), Credentials: []resource.CredentialRecord{*cred}}
-	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpCreateApp, Now: now.UnixNano(), App: app}); err != nil {
+	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpCreateApp, Now: now.UnixNano(), App: app,
+		Audit: s.audit(r, p, actAppCreate, appTarget(app), "with one client secret, keyId "+cred.KeyID)}); err != nil {
 		return err
 	}
 	view := app.View()
@@ -123,7 +125,8 @@ func (s *Server) patchApp(w http.ResponseWriter, r *http.Request, p *principal) 
 		}
 		patch.DisplayName = *in.DisplayName
 	}
-	v, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpUpdateApp, Now: time.Now().UnixNano(), AppID: a.ID, App: patch})
+	v, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpUpdateApp, Now: time.Now().UnixNano(), AppID: a.ID, App: patch,
+		Audit: s.audit(r, p, actAppUpdate, appTarget(a), appPatchDetail(a, patch))})
 	if err != nil {
 		return err
 	}
@@ -137,9 +140,11 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request, p *principal)
 	if err != nil {
 		return err
 	}
-	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpDeleteApp, Now: time.Now().UnixNano(), AppID: a.ID}); err != nil {
+	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpDeleteApp, Now: time.Now().UnixNano(), AppID: a.ID,
+		Audit: s.audit(r, p, actAppDelete, appTarget(a), "")}); err != nil {
 		return err
 	}
+	s.waitReplicated(r) // sessions.go: its tokens fail at once on every node
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -162,7 +167,8 @@ func (s *Server) addPassword(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	secret := cred.SecretText
 	cred.SecretText = ""
-	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpAddPassword, Now: now.UnixNano(), AppID: a.ID, Credential: cred}); err != nil {
+	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpAddPassword, Now: now.UnixNano(), AppID: a.ID, Credential: cred,
+		Audit: s.audit(r, p, actAppAddSecret, appTarget(a), fmt.Sprintf("keyId %s, displayName %q, expires %s", cred.KeyID, cred.DisplayName, cred.EndDateTime))}); err != nil {
 		return err
 	}
 	out := cred.PasswordCredential
@@ -187,9 +193,22 @@ func (s *Server) removePassword(w http.ResponseWriter, r *http.Request, p *princ
 	if in.KeyID == "" {
 		return resource.Invalid("keyId", "keyId is required.")
 	}
-	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpRemovePassword, Now: time.Now().UnixNano(), AppID: a.ID, ID: in.KeyID}); err != nil {
+	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpRemovePassword, Now: time.Now().UnixNano(), AppID: a.ID, ID: in.KeyID,
+		Audit: s.audit(r, p, actAppRemoveSecret, appTarget(a), "keyId "+clip(in.KeyID))}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// appTarget names an application in the audit log.
+func appTarget(a *resource.ApplicationRecord) string {
+	return a.DisplayName + " (" + a.TargetHostName + ", appId " + a.AppID + ")"
+}
+
+func appPatchDetail(a *resource.ApplicationRecord, patch *resource.ApplicationRecord) string {
+	if patch.DisplayName != "" && patch.DisplayName != a.DisplayName {
+		return fmt.Sprintf("displayName %q → %q", a.DisplayName, patch.DisplayName)
+	}
+	return "no change"
 }

@@ -95,6 +95,9 @@ func (s *Server) authenticate(r *http.Request, allowQuery bool) (*principal, err
 		}
 		p.user = u
 		key, rate, burst = "u:"+u.ID, s.opts.UserRate, s.opts.UserBurst
+		if rec.Session != "" {
+			s.touchSession(r, u.ID, rec.Session) // audit.go
+		}
 	case resource.PrincipalApp:
 		a, ok, err := s.state.App(rec.PrincipalID)
 		if err != nil {
@@ -231,6 +234,7 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 			return nil, err
 		}
 		if !found || a.AppID != id || !secretMatches(a, secret, now) {
+			s.signInFailure(r, resource.ActorApplication, id) // audit.go
 			return nil, oauthFail(401, "invalid_client", "The client id or secret is wrong, or the secret expired.")
 		}
 		return s.issue(r, resource.PrincipalApp, a.ID, "", "", false)
@@ -286,6 +290,7 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 			u = fresh
 		}
 		if !u.AccountEnabled {
+			s.signInFailure(r, resource.ActorUser, name) // audit.go
 			return nil, oauthFail(400, "invalid_grant", "The account is disabled.")
 		}
 		return s.issue(r, resource.PrincipalUser, u.ID, resource.NewSecret(16), "", true)
@@ -336,6 +341,14 @@ func (s *Server) issue(r *http.Request, ptype, pid, session, consume string, ref
 		Tokens: []raft.TokenGrant{{Hash: credential.HashToken(access), Record: resource.TokenRecord{
 			Kind: resource.TokenAccess, PrincipalType: ptype, PrincipalID: pid,
 			ExpiresAt: resource.At(now.Add(AccessTokenTTL)), Session: session}}}}
+	if session != "" {
+		cmd.Client = clientInfo(r) // the session record's address and user agent
+		s.sessionStarted(session)
+	}
+	// A refresh is not audited: the session's lastUsedDateTime shows it.
+	if consume == "" && ptype == resource.PrincipalUser {
+		cmd.Audit = s.signInAudit(r, pid) // audit.go
+	}
 	resp := &tokenResponse{TokenType: "Bearer", AccessToken: access, ExpiresIn: int(AccessTokenTTL / time.Second)}
 	if refresh {
 		resp.RefreshToken = resource.NewSecret(32)
@@ -353,6 +366,9 @@ func (s *Server) issue(r *http.Request, ptype, pid, session, consume string, ref
 			return nil, oauthFail(status, re.Code, re.Message)
 		}
 		return nil, err
+	}
+	if consume == "" && ptype == resource.PrincipalApp {
+		s.appSignIn(r, pid) // audit.go: application sign-ins are counted per minute
 	}
 	return resp, nil
 }

@@ -121,7 +121,10 @@ func (s *Server) addNode(w http.ResponseWriter, r *http.Request, p *principal) e
 	if body.ID == "" || body.RaftAddr == "" || body.HTTPAddr == "" {
 		return resource.Invalid("", "A node needs id, raftAddr and httpAddr.")
 	}
-	if err := s.opts.Ops.AddNode(r.Context(), body.ID, body.RaftAddr, body.HTTPAddr); err != nil {
+	rec := s.record(r, actorOf(p), actNodeAdd, clip(body.ID), "raftAddr "+clip(body.RaftAddr)+", httpAddr "+clip(body.HTTPAddr))
+	err := s.opts.Ops.AddNode(r.Context(), body.ID, body.RaftAddr, body.HTTPAddr)
+	s.auditAlone(r, rec, err) // audit.go: membership changes outside the FSM's commands
+	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, body)
@@ -129,7 +132,10 @@ func (s *Server) addNode(w http.ResponseWriter, r *http.Request, p *principal) e
 }
 
 func (s *Server) removeNode(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := s.opts.Ops.RemoveNode(r.Context(), r.PathValue("id")); err != nil {
+	rec := s.record(r, actorOf(p), actNodeRemove, clip(r.PathValue("id")), "")
+	err := s.opts.Ops.RemoveNode(r.Context(), r.PathValue("id"))
+	s.auditAlone(r, rec, err)
+	if err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -137,6 +143,9 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request, p *principal
 }
 
 func (s *Server) backup(w http.ResponseWriter, r *http.Request, p *principal) error {
+	// Recorded before it streams: a backup holds every password hash and
+	// token hash, so who took one matters even if the download breaks.
+	s.auditAlone(r, s.record(r, actorOf(p), actBackup, "the whole state", ""), nil)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition",
 		`attachment; filename="herald-`+time.Now().UTC().Format("20060102T150405Z")+`.backup"`)

@@ -74,7 +74,8 @@ func (s *Server) routes() {
 	if s.opts.UI != nil {
 		s.mux.Handle("/ui/", s.opts.UI)
 	}
-	s.uiRoutes(rt) // session.go
+	s.uiRoutes(rt)       // session.go
+	s.securityRoutes(rt) // sessions.go, audit.go
 	rt.finish()
 }
 

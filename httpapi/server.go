@@ -48,6 +48,13 @@ type State interface {
 	// Handlers run one before an answer that says "not here" (lookAgain)
 	// and up front for ConsistencyLevel: strong.
 	Barrier(ctx context.Context) error
+	// Sessions are a user's sign-in sessions; AuditLog pages through the
+	// audit log (audit.go, sessions.go).
+	Sessions(uid string) ([]resource.SessionRecord, error)
+	AuditLog(q raft.AuditQuery) (raft.Page[resource.AuditRecord], error)
+	// WaitReplicated returns once every other node that answers has
+	// applied what this one has (a revocation waits on it).
+	WaitReplicated(ctx context.Context) error
 }
 
 // Ops is what the operational endpoints need of the node.
@@ -118,6 +125,8 @@ type Options struct {
 	// or with failed, counting a failure). An error means the leader could
 	// not be asked, and the sign-in is refused with 503.
 	SignInLimits func(ctx context.Context, addr, user string, failed bool) (wait time.Duration, here bool, err error)
+	// AuditClock, when set, dates audit records instead of time.Now.
+	AuditClock func() time.Time
 }
 
 // Server is the HTTP API of one node.
@@ -138,6 +147,9 @@ type Server struct {
 	// served lists the API's "METHOD /path" patterns, /beta aliases aside,
 	// for Routes.
 	served []string
+	// sec counts failed sign-ins and session use for the audit log and
+	// the session list (audit.go).
+	sec *securityLog
 
 	streamsMu sync.Mutex
 	streams   map[string]int // open streams per user
@@ -163,7 +175,7 @@ func New(opts Options) *Server {
 		mux: http.NewServeMux(), metrics: newMetrics(opts.Registry, opts.Hub),
 		limits:  newLimiter(),
 		hashes:  credential.NewPool(runtime.NumCPU(), 2*runtime.NumCPU()),
-		streams: map[string]int{}, stopping: make(chan struct{})}
+		streams: map[string]int{}, stopping: make(chan struct{}), sec: newSecurityLog()}
 	if opts.MaxInFlight > 0 {
 		s.admit = newAdmission(opts.MaxInFlight)
 		s.state = timedState{State: opts.State, a: s.admit}
@@ -180,7 +192,15 @@ func New(opts Options) *Server {
 }
 
 // Stop ends live streams with a retry hint; call it when shutdown begins.
-func (s *Server) Stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
+// The sign-ins counted for the audit log since the last flush are
+// proposed then, for at most a second, so a node without a quorum still
+// stops in time.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.flushCounts(time.Second)
+	})
+}
 
 // router registers method patterns and answers other methods on a known
 // path with 405 and Allow, in the contract's error shape.

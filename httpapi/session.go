@@ -222,6 +222,7 @@ func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) 
 		return nil, wrong
 	}
 	if !u.AccountEnabled {
+		s.signInFailure(r, resource.ActorUser, name) // audit.go
 		return nil, unauthenticated("This account is disabled; ask an admin to enable it.")
 	}
 	return u, nil
@@ -275,6 +276,7 @@ func (s *Server) admitSignIn(r *http.Request, name string, now time.Time) error 
 func (s *Server) signInFailed(r *http.Request, name string, now time.Time) {
 	addr, user := clientAddr(r), strings.ToLower(name)
 	s.SignInCounters(addr, user, true, now)
+	s.signInFailure(r, resource.ActorUser, name) // audit.go
 	if s.opts.SignInLimits != nil {
 		// An error is the cluster's to log; the next attempt through this
 		// node is refused until the leader answers again.
@@ -422,10 +424,17 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) error {
 		if !validCSRF(r.Header.Get(csrfHeader), rec.Session) {
 			return denied("The request lacks the page's X-CSRF-Token; reload the page and try again.")
 		}
+		actor := resource.AuditActor{Type: resource.ActorUser, ID: rec.PrincipalID}
+		if u, ok, _ := s.state.User(rec.PrincipalID); ok {
+			actor.Name = u.UserPrincipalName
+		}
+		sid := resource.SessionID(rec.Session)
 		if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpRevokeSession, Now: time.Now().UnixNano(),
-			UserID: rec.PrincipalID, Session: rec.Session}); err != nil {
+			UserID: rec.PrincipalID, Session: rec.Session,
+			Audit: []resource.AuditRecord{s.record(r, actor, actSignOut, "session "+sid+" of "+actor.Name, "web UI")}}); err != nil {
 			return err
 		}
+		s.waitReplicated(r) // sessions.go
 	}
 	s.clearSessionCookies(w, r)
 	w.WriteHeader(http.StatusNoContent)

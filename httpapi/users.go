@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/herald-notify/herald/credential"
@@ -58,7 +61,8 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p *principal
 	if err != nil {
 		return err
 	}
-	v, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpCreateUser, Now: now.UnixNano(), User: rec})
+	v, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpCreateUser, Now: now.UnixNano(), User: rec,
+		Audit: s.audit(r, p, actUserCreate, clip(rec.UserPrincipalName), fmt.Sprintf("roles %s, accountEnabled %t", strings.Join(rec.Roles, ","), rec.AccountEnabled))})
 	if err != nil {
 		return err
 	}
@@ -154,9 +158,12 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, p *principal)
 		return denied("Admins cannot disable themselves or drop their own admin role.")
 	}
 	v, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpUpdateUser, Now: time.Now().UnixNano(),
-		UserID: u.ID, UserPatch: patch})
+		UserID: u.ID, UserPatch: patch, Audit: s.userPatchAudit(r, p, u, patch)})
 	if err != nil {
 		return err
+	}
+	if patch.PasswordHash != nil || (patch.AccountEnabled != nil && !*patch.AccountEnabled) {
+		s.waitReplicated(r) // sessions.go: the user's tokens fail at once on every node
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil
@@ -170,9 +177,40 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, p *principal
 	if u.ID == p.user.ID {
 		return denied("Admins cannot delete themselves.")
 	}
-	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpDeleteUser, Now: time.Now().UnixNano(), UserID: u.ID}); err != nil {
+	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpDeleteUser, Now: time.Now().UnixNano(), UserID: u.ID,
+		Audit: s.audit(r, p, actUserDelete, u.UserPrincipalName, "")}); err != nil {
 		return err
 	}
+	s.waitReplicated(r)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// userPatchAudit is one record per kind of change a PATCH makes: role
+// changes, password resets and enabling or disabling stand out in the log.
+func (s *Server) userPatchAudit(r *http.Request, p *principal, u *resource.UserRecord, patch *raft.UserPatch) []resource.AuditRecord {
+	var out []resource.AuditRecord
+	add := func(action, detail string) {
+		out = append(out, s.record(r, actorOf(p), action, u.UserPrincipalName, detail))
+	}
+	if patch.Roles != nil && !slices.Equal(patch.Roles, u.Roles) {
+		add(actUserRoles, "roles "+strings.Join(u.Roles, ",")+" → "+strings.Join(patch.Roles, ","))
+	}
+	if patch.PasswordHash != nil {
+		add(actUserPassword, "every session of the user ended")
+	}
+	if patch.AccountEnabled != nil && *patch.AccountEnabled != u.AccountEnabled {
+		if *patch.AccountEnabled {
+			add(actUserEnable, "")
+		} else {
+			add(actUserDisable, "every session of the user ended")
+		}
+	}
+	if patch.DisplayName != nil && *patch.DisplayName != u.DisplayName {
+		add(actUserUpdate, fmt.Sprintf("displayName %q → %q", u.DisplayName, *patch.DisplayName))
+	}
+	if out == nil {
+		add(actUserUpdate, "no change")
+	}
+	return out
 }

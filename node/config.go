@@ -67,6 +67,9 @@ type Config struct {
 	// ("2%"), or both, the larger counting ("256MiB,2%"). See
 	// raft.ParseDiskReserve.
 	DiskReserve string `yaml:"disk-reserve"`
+	// AuditRetention is how long the audit log keeps a record; the
+	// leader's purge deletes older ones. Zero or less keeps them all.
+	AuditRetention time.Duration `yaml:"audit-retention"`
 
 	Limits   Limits        `yaml:"limits"`
 	Delivery Delivery      `yaml:"delivery"`
@@ -80,6 +83,10 @@ type Config struct {
 	// node (Raft and internal requests): tests route links through a
 	// fault-injecting proxy with it. Not configurable from outside.
 	Dial func(ctx context.Context, addr string) (net.Conn, error) `yaml:"-"`
+	// AuditClock, when set, replaces the clock that dates audit records
+	// and session activity: tests of the retention date records in the
+	// past with it rather than wait. Not configurable from outside.
+	AuditClock func() time.Time `yaml:"-"`
 }
 
 // Limits are the rate limits and quotas of API.md §1 and §5.
@@ -195,6 +202,7 @@ func DefaultConfig() Config {
 		StreamHeartbeat: 25 * time.Second,
 		PurgeInterval:   30 * time.Second,
 		DiskReserve:     "256MiB,2%",
+		AuditRetention:  90 * 24 * time.Hour,
 		Limits: Limits{
 			AppRate:                 200,
 			AppBurst:                400,

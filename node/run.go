@@ -264,7 +264,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		SignInLimits: func(ctx context.Context, addr, user string, failed bool) (time.Duration, bool, error) {
 			return n.cluster.SignInLimits(ctx, cluster.SignInAttempt{Addr: addr, User: user, Failed: failed})
 		},
-		UI: ui.Handler(), VAPIDPublicKey: n.vapidPublicKey, ReportDelivery: func(o raft.DeliveryOutcome) {
+		AuditClock: cfg.AuditClock,
+		UI:         ui.Handler(), VAPIDPublicKey: n.vapidPublicKey, ReportDelivery: func(o raft.DeliveryOutcome) {
 			if e := engine.Load(); e != nil {
 				e.Report(o)
 			}
@@ -659,7 +660,8 @@ func (n *Node) purge() {
 	defer cancel()
 	for {
 		v, err := n.store.Propose(ctx, &raft.Command{Op: raft.OpPurge, Now: time.Now().UnixNano(),
-			MaxItems: purgeBatch, Retention: int64(n.cfg.Limits.ChangeRetention)})
+			MaxItems: purgeBatch, Retention: int64(n.cfg.Limits.ChangeRetention),
+			AuditRetention: int64(max(n.cfg.AuditRetention, 0))})
 		if err != nil {
 			n.log.Warn("purge failed", "error", err)
 			return
@@ -667,9 +669,9 @@ func (n *Node) purge() {
 		res := v.(raft.PurgeResult)
 		if res != (raft.PurgeResult{}) {
 			n.log.Debug("purged", "notifications", res.Notifications, "changes", res.Changes,
-				"tokens", res.Tokens, "subscriptions", res.Subscriptions)
+				"tokens", res.Tokens, "subscriptions", res.Subscriptions, "sessions", res.Sessions, "audit", res.Audit)
 		}
-		if max(res.Notifications, res.Changes, res.Tokens, res.Subscriptions) < purgeBatch {
+		if max(res.Notifications, res.Changes, res.Tokens, res.Subscriptions, res.Sessions, res.Audit) < purgeBatch {
 			return
 		}
 	}

@@ -35,7 +35,17 @@ func (t *tx) addNotifications(uid string, dn int) {
 	t.setJSON(countersKey(uid), c)
 }
 
+// apply applies c and writes its audit records, which say whether it
+// failed.
 func (t *tx) apply(c *Command) Result {
+	r := t.applyOp(c)
+	if len(c.Audit) > 0 {
+		t.writeAudit(c.Audit, r.Err)
+	}
+	return r
+}
+
+func (t *tx) applyOp(c *Command) Result {
 	if err := c.check(); err != nil {
 		return fail(err)
 	}
@@ -65,6 +75,10 @@ func (t *tx) apply(c *Command) Result {
 		return t.issueTokens(c)
 	case OpRevokeSession:
 		return t.revokeSession(c)
+	case OpTouchSession:
+		return t.touchSession(c)
+	case OpAudit:
+		return ok(nil) // the records are written by apply
 	case OpCreateSub:
 		return t.createSub(c)
 	case OpUpdateSub:
@@ -176,6 +190,7 @@ func (t *tx) deleteUser(uid string) Result {
 }
 
 func (t *tx) deleteTokensOf(principal string) {
+	t.deleteSessionsOf(principal) // none for an application
 	prefix := "pt/" + principal + "/"
 	for _, k := range t.keys([]byte(prefix), 0) {
 		h := string(k[len(prefix):])
@@ -292,6 +307,9 @@ func (t *tx) issueTokens(c *Command) Result {
 	// clock, and Apply must not depend on a clock. The purge removes them
 	// by the command's time instead.
 	for _, g := range c.Tokens {
+		if g.Record.Session != "" && g.Record.PrincipalType == resource.PrincipalUser && g.Record.Kind == resource.TokenRefresh {
+			t.putSession(c, g)
+		}
 		t.setJSON(tokenKey(g.Hash), g.Record)
 		t.set(ownerTokenKey(g.Record.PrincipalID, g.Hash), nil)
 		t.set(tokenExpiryKey(g.Record.ExpiresAt.UnixMilli(), g.Hash), []byte(g.Record.PrincipalID))
@@ -306,13 +324,27 @@ func (t *tx) delToken(hash string, r *resource.TokenRecord) {
 	t.del(tokenExpiryKey(r.ExpiresAt.UnixMilli(), hash))
 }
 
-// revokeSession deletes the tokens of one sign-in session of a principal.
+// revokeSession deletes the tokens of one sign-in session of a user, named
+// by its key (Session: the web UI's sign-out) or by its public id (ID: the
+// sessions API, which answers 404 for a session it does not know).
 func (t *tx) revokeSession(c *Command) Result {
+	key := c.Session
+	if key == "" {
+		var s resource.SessionRecord
+		if c.ID == "" || !t.getJSON(sessionKey(c.UserID, c.ID), &s) {
+			return fail(resource.NotFound("session"))
+		}
+		key = s.Key
+	}
+	var s resource.SessionRecord
+	if t.getJSON(sessionKey(c.UserID, resource.SessionID(key)), &s) {
+		t.delSession(&s)
+	}
 	prefix := "pt/" + c.UserID + "/"
 	for _, k := range t.keys([]byte(prefix), 0) {
 		h := string(k[len(prefix):])
 		var r resource.TokenRecord
-		if t.getJSON(tokenKey(h), &r) && r.Session == c.Session {
+		if t.getJSON(tokenKey(h), &r) && r.Session == key {
 			t.delToken(h, &r)
 		}
 	}
@@ -618,11 +650,17 @@ func (t *tx) purge(c *Command) Result {
 	// Forwarded commands' remembered results (dedup.go); what one
 	// purge leaves, the next takes.
 	t.purgeRequests(nowMs, c.MaxItems)
-	return ok(PurgeResult{Notifications: purged, Changes: trimmed, Tokens: tokens, Subscriptions: subs})
+	sessions := t.purgeSessions(nowMs, c.MaxItems)
+	audit := 0
+	if c.AuditRetention > 0 {
+		audit = t.purgeAudit(nowMs-c.AuditRetention/int64(time.Millisecond), c.MaxItems)
+	}
+	return ok(PurgeResult{Notifications: purged, Changes: trimmed, Tokens: tokens, Subscriptions: subs,
+		Sessions: sessions, Audit: audit})
 }
 
 // PurgeResult says how much a purge removed; a full batch means run again.
-type PurgeResult struct{ Notifications, Changes, Tokens, Subscriptions int }
+type PurgeResult struct{ Notifications, Changes, Tokens, Subscriptions, Sessions, Audit int }
 
 // SubscriptionRetention is how long a subscription stays after its
 // expirationDateTime before the purge deletes it.

@@ -10,17 +10,23 @@ type Op string
 // The commands. Each carries every id, time and hash it needs, chosen before
 // it enters the log, so that applying it is deterministic on every node.
 const (
-	OpBootstrapAdmin   Op = "bootstrapAdmin"
-	OpCreateUser       Op = "createUser"
-	OpUpdateUser       Op = "updateUser"
-	OpDeleteUser       Op = "deleteUser"
-	OpCreateApp        Op = "createApp"
-	OpUpdateApp        Op = "updateApp"
-	OpDeleteApp        Op = "deleteApp"
-	OpAddPassword      Op = "addPassword"
-	OpRemovePassword   Op = "removePassword"
-	OpIssueTokens      Op = "issueTokens"
-	OpRevokeSession    Op = "revokeSession"
+	OpBootstrapAdmin Op = "bootstrapAdmin"
+	OpCreateUser     Op = "createUser"
+	OpUpdateUser     Op = "updateUser"
+	OpDeleteUser     Op = "deleteUser"
+	OpCreateApp      Op = "createApp"
+	OpUpdateApp      Op = "updateApp"
+	OpDeleteApp      Op = "deleteApp"
+	OpAddPassword    Op = "addPassword"
+	OpRemovePassword Op = "removePassword"
+	OpIssueTokens    Op = "issueTokens"
+	OpRevokeSession  Op = "revokeSession"
+	// OpTouchSession notes that a session was used (lastUsedDateTime).
+	OpTouchSession Op = "touchSession"
+	// OpAudit writes audit records alone, for events that change nothing
+	// else (failed sign-ins, a backup) or that the cluster made outside
+	// the FSM (membership). Other commands carry theirs in Command.Audit.
+	OpAudit            Op = "audit"
 	OpCreateSub        Op = "createSub"
 	OpUpdateSub        Op = "updateSub"
 	OpDeleteSub        Op = "deleteSub"
@@ -74,6 +80,11 @@ type Command struct {
 	Outcomes   []DeliveryOutcome            `json:"outcomes,omitempty"`
 	Node       *NodeRecord                  `json:"node,omitempty"`
 	Slots      []string                     `json:"slots,omitempty"`
+	// Audit records the command's action in the audit log, in the same
+	// transaction as its effects (audit.go).
+	Audit []resource.AuditRecord `json:"audit,omitempty"`
+	// Client is where a sign-in came from, for its session record.
+	Client *ClientInfo `json:"client,omitempty"`
 
 	// Generic references; what they mean depends on Op.
 	UserID      string `json:"userId,omitempty"`
@@ -87,6 +98,15 @@ type Command struct {
 	// Limits in force when the command was proposed.
 	MaxItems  int   `json:"maxItems,omitempty"`
 	Retention int64 `json:"retention,omitempty"` // change-log retention, ns
+	// AuditRetention is how long the purge keeps audit records, ns; zero
+	// keeps them.
+	AuditRetention int64 `json:"auditRetention,omitempty"`
+}
+
+// ClientInfo describes the client of a sign-in or of a session's use.
+type ClientInfo struct {
+	Address   string `json:"address,omitempty"`
+	UserAgent string `json:"userAgent,omitempty"`
 }
 
 // UserPatch is an admin's PATCH of a user; nil fields stay.
@@ -134,6 +154,8 @@ func (c *Command) check() *resource.Error {
 		missing = c.Node == nil || c.Node.ID == ""
 	case OpSetSlots:
 		missing = len(c.Slots) != SlotCount
+	case OpAudit:
+		missing = len(c.Audit) == 0
 	}
 	if missing {
 		return resource.Errorf(resource.CodeInvalidRequest, "command %s lacks its body", c.Op)

@@ -257,7 +257,7 @@ func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 func freesOrKeepsAlive(op Op) bool {
 	switch op {
 	case OpDeleteUser, OpDeleteApp, OpRemovePassword, OpDeleteSub, OpDeleteNotif, OpDeleteNotifsBy, OpPurge,
-		OpDeliveryOutcomes, OpIssueTokens, OpRevokeSession, OpBootstrapAdmin, OpSetVAPID,
+		OpDeliveryOutcomes, OpIssueTokens, OpRevokeSession, OpTouchSession, OpBootstrapAdmin, OpSetVAPID,
 		OpSetNode, OpRemoveNode, OpSetSlots:
 		return true
 	}

@@ -191,6 +191,43 @@ async function leave(uid) {
   await signOut();
 }
 
+// ---- sessions
+
+// showSessions lists where the user is signed in (API.md §2) and signs out
+// any of them. The tokens of a session ended here stop working at once, on
+// every node.
+async function showSessions() {
+  const list = h('div', { 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Loading…'));
+  const close = h('button', { type: 'button', class: 'btn', on: { click: () => d.close() } }, 'Close');
+  const d = h('dialog', { class: 'modal', id: 'sessions', 'aria-labelledby': 'sessions-title', on: { close: () => d.remove() } },
+    h('form', { method: 'dialog' },
+      h('h2', { id: 'sessions-title' }, 'Where you are signed in'),
+      list, h('div', { class: 'actions' }, close)));
+  document.body.append(d);
+  d.showModal();
+  async function load() {
+    try {
+      const p = await api('GET', '/v1.0/me/sessions');
+      replace(list, h('ul', { class: 'session-list' }, p.value.map((x) => h('li', { dataset: { session: x.id, current: String(x.current) } },
+        h('div', h('strong', x.current ? 'This browser' : (x.userAgent || 'Unknown client')),
+          h('div', { class: 'muted small' }, `from ${x.clientAddress || 'an unknown address'} · signed in ${new Date(x.createdDateTime).toLocaleString()} · last used ${new Date(x.lastUsedDateTime).toLocaleString()}`)),
+        x.current ? null : h('button', {
+          type: 'button', class: 'btn btn-small btn-danger-outline', 'aria-label': `Sign out the session from ${x.clientAddress}`,
+          on: {
+            click: (e) => busy(e.currentTarget, async () => {
+              await api('DELETE', `/v1.0/me/sessions/${encodeURIComponent(x.id)}`);
+              toast('That session is signed out.');
+              await load();
+            }),
+          },
+        }, 'Sign out')))));
+    } catch (e) {
+      replace(list, h('p', { class: 'error-text' }, e.message));
+    }
+  }
+  load();
+}
+
 // ---- the inbox
 
 class Inbox {
@@ -234,6 +271,7 @@ class Inbox {
         h('div', { class: 'whoami' },
           h('span', { class: 'muted', title: this.user.userPrincipalName }, this.user.displayName || this.user.userPrincipalName),
           admin,
+          h('button', { type: 'button', class: 'btn btn-ghost', id: 'sessions-open', on: { click: () => showSessions() } }, 'Sessions'),
           h('button', { type: 'button', class: 'btn btn-ghost', id: 'signout', on: { click: () => leave(this.user.id).catch((e) => toast(e.message, 'error')) } }, 'Sign out'))),
       h('main', { id: 'main', tabindex: '-1', class: 'inbox' },
         h('div', { class: 'inbox-head' },

@@ -13,6 +13,7 @@ import * as apps from './apps.js';
 import * as compose from './compose.js';
 import * as feed from './feed.js';
 import * as deliveries from './deliveries.js';
+import * as audit from './audit.js';
 
 const nav = [
   { path: 'dashboard', label: 'Dashboard', view: dashboard.view },
@@ -21,6 +22,7 @@ const nav = [
   { path: 'compose', label: 'Composer', view: compose.view },
   { path: 'feed', label: 'Feed explorer', view: feed.view },
   { path: 'deliveries', label: 'Delivery log', view: deliveries.view },
+  { path: 'audit', label: 'Audit', view: audit.view },
 ];
 
 const root = $('#app');

@@ -1,5 +1,5 @@
 // Users: create, disable or enable, reset a password; and one user's
-// subscriptions with their last delivery.
+// subscriptions with their last delivery, and their sign-in sessions.
 
 import { h, replace, errorBox, field, busy, toast, timeEl, submitter } from '../dom.js';
 import { api } from '../api.js';
@@ -113,6 +113,22 @@ function lastDeliveryCell(d) {
     h('a', { class: 'small', href: `#/deliveries?user=${encodeURIComponent(d.userId || '')}&n=${encodeURIComponent(d.notificationId)}` }, 'Delivery log'));
 }
 
+// endSession asks, then ends one of u's sessions: its tokens stop working
+// on every node at once.
+function endSession(u, sess, done) {
+  dialog({
+    title: `End this session of ${u.userPrincipalName}?`,
+    body: [h('p', `Signed in ${new Date(sess.createdDateTime).toLocaleString()} from ${sess.clientAddress || 'an unknown address'}. The device is signed out at once; the user can sign in again.`)],
+    submitLabel: 'End session',
+    danger: true,
+    onSubmit: async () => {
+      await api('DELETE', `/v1.0/users/${encodeURIComponent(u.id)}/sessions/${encodeURIComponent(sess.id)}`);
+      toast('The session was ended.');
+      done();
+    },
+  });
+}
+
 export function detail({ parts }) {
   const id = parts[1];
   const head = h('div', pageHead('User', 'Loading…'));
@@ -120,9 +136,10 @@ export function detail({ parts }) {
   async function load() {
     try {
       const u = await api('GET', `/v1.0/users/${encodeURIComponent(id)}`);
-      const [subs, last] = await Promise.all([
+      const [subs, last, sessions] = await Promise.all([
         api('GET', `/v1.0/users/${encodeURIComponent(u.id)}/notificationSubscriptions`),
         api('GET', `/v1.0/admin/users/${encodeURIComponent(u.id)}/lastDeliveries`),
+        api('GET', `/v1.0/users/${encodeURIComponent(u.id)}/sessions`),
       ]);
       const byID = new Map(last.value.map((d) => [d.subscriptionId, { ...d, userId: u.id }]));
       replace(head, pageHead(userLabel(u), `${(u.roles || []).join(', ')} · ${u.accountEnabled ? 'enabled' : 'disabled'} · created ${new Date(u.createdDateTime).toLocaleDateString()}`,
@@ -138,7 +155,16 @@ export function detail({ parts }) {
           { label: 'Status', cell: (s) => h('div', { class: 'stack' }, pill(s.status), s.statusReason ? h('span', { class: 'small muted' }, s.statusReason) : null) },
           { label: 'Expires', cell: (s) => timeEl(s.expirationDateTime) },
           { label: 'Last delivery', cell: (s) => lastDeliveryCell(byID.get(s.id)) },
-        ], subs.value, { caption: 'Subscriptions', empty: 'This user has no subscriptions. They get one by opening their inbox, or when an app on their device registers.' }));
+        ], subs.value, { caption: 'Subscriptions', empty: 'This user has no subscriptions. They get one by opening their inbox, or when an app on their device registers.' }),
+        h('h2', 'Sessions'),
+        h('p', { class: 'muted' }, 'Each sign-in of this user that is still valid. Ending one signs that device out everywhere at once.'),
+        table([
+          { label: 'Signed in', cell: (x) => timeEl(x.createdDateTime) },
+          { label: 'Last used', cell: (x) => timeEl(x.lastUsedDateTime) },
+          { label: 'From', cell: (x) => h('span', { class: 'mono' }, x.clientAddress || '—') },
+          { label: 'Client', cell: (x) => h('span', { class: 'small' }, x.userAgent || '—', x.current ? h('span', ' ', pill('this session', 'accent')) : null) },
+          { label: 'Actions', cell: (x) => h('button', { type: 'button', class: 'btn btn-small btn-danger-outline', 'aria-label': `End the session from ${x.clientAddress} signed in ${x.createdDateTime}`, on: { click: () => endSession(u, x, load) } }, 'End session') },
+        ], sessions.value, { caption: 'Sessions', empty: 'This user is not signed in anywhere.', rowAttrs: (x) => ({ 'data-session': x.id }) }));
     } catch (e) {
       replace(body, failure(e, load));
     }

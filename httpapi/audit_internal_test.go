@@ -1,0 +1,50 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// A spray of failed sign-ins adds a bounded number of records per minute:
+// past maxFailureKeys pairs, new names from an address are counted under
+// "*", and past twice that, new addresses too; no attempt goes uncounted.
+func TestFailedSignInCountsAreBoundedPerMinute(t *testing.T) {
+	now := time.Date(2026, 12, 2, 10, 0, 30, 0, time.UTC)
+	s := &Server{sec: newSecurityLog(), opts: Options{AuditClock: func() time.Time { return now }}}
+	s.sec.armed = true // no flush: this test reads the counts
+	try := func(name, addr string) {
+		r := httptest.NewRequest("POST", "/oauth2/v2.0/token", nil)
+		r.RemoteAddr = addr + ":4000"
+		s.signInFailure(r, "user", name)
+	}
+	for i := range 3 * maxFailureKeys {
+		try(fmt.Sprintf("name%d", i), "192.0.2.1")
+	}
+	for i := range 2 * maxFailureKeys {
+		try("victim", fmt.Sprintf("10.0.%d.%d", i/250, i%250))
+	}
+	total := 0
+	for _, n := range s.sec.counts {
+		total += n
+	}
+	if total != 5*maxFailureKeys {
+		t.Errorf("%d attempts counted, want %d", total, 5*maxFailureKeys)
+	}
+	if got, max := len(s.sec.counts), 2*maxFailureKeys+1; got > max {
+		t.Errorf("%d keys in one minute, want at most %d", got, max)
+	}
+	if n := s.sec.counts[countKey{action: actSignInFailure, actorType: "user", name: "*", address: "192.0.2.1", minute: now.Truncate(time.Minute).UnixMilli()}]; n != 2*maxFailureKeys {
+		t.Errorf("names past the bound from one address: %d under \"*\", want %d", n, 2*maxFailureKeys)
+	}
+	if n := s.sec.counts[countKey{action: actSignInFailure, actorType: "user", name: "*", address: "*", minute: now.Truncate(time.Minute).UnixMilli()}]; n == 0 {
+		t.Error("addresses past the bound are not counted under \"*\"")
+	}
+	// A new minute starts afresh.
+	now = now.Add(time.Minute)
+	try("someone", "192.0.2.9")
+	if n := s.sec.counts[countKey{action: actSignInFailure, actorType: "user", name: "someone", address: "192.0.2.9", minute: now.Truncate(time.Minute).UnixMilli()}]; n != 1 {
+		t.Errorf("the next minute's first failure: %d", n)
+	}
+}
