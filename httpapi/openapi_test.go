@@ -117,6 +117,38 @@ func walkTheAPI(t *testing.T, n *hnode, check *specCheck, other *testnode.Node) 
 	n.tokenRequest(t, url.Values{"grant_type": {"client_credentials"}, "client_id": {a.AppID}, "client_secret": {"hs_wrong"}}).
 		expect(t, http.StatusUnauthorized)
 
+	// Sessions: alice signs in twice, lists and reads hers, ends the other
+	// one; an admin lists, reads and ends hers too. The audit log saw it all.
+	again := n.login(t, "alice", alice.Password)
+	mine := n.get(t, alice.Token, "/v1.0/me/sessions").expect(t, http.StatusOK).value(t)
+	var otherSID string
+	for _, ses := range mine {
+		if ses["current"] != true {
+			otherSID = str(ses, "id")
+		}
+	}
+	if len(mine) < 2 || otherSID == "" {
+		t.Fatalf("alice signed in twice, her sessions are %v", mine)
+	}
+	n.get(t, alice.Token, "/v1.0/me/sessions/"+otherSID).expect(t, http.StatusOK)
+	n.get(t, n.admin, "/v1.0/users/"+alice.ID+"/sessions").expect(t, http.StatusOK)
+	n.get(t, n.admin, "/v1.0/users/"+alice.ID+"/sessions/"+otherSID).expect(t, http.StatusOK)
+	n.del(t, alice.Token, "/v1.0/me/sessions/"+otherSID).expect(t, http.StatusNoContent)
+	n.get(t, again.Access, "/v1.0/me").expect(t, http.StatusUnauthorized)
+	third := n.login(t, "alice", alice.Password)
+	for _, ses := range n.get(t, third.Access, "/v1.0/me/sessions").expect(t, http.StatusOK).value(t) {
+		if ses["current"] == true {
+			n.del(t, n.admin, "/v1.0/users/"+alice.ID+"/sessions/"+str(ses, "id")).expect(t, http.StatusNoContent)
+		}
+	}
+	n.get(t, third.Access, "/v1.0/me").expect(t, http.StatusUnauthorized)
+	n.get(t, alice.Token, "/v1.0/me/sessions/"+otherSID).expect(t, http.StatusNotFound)
+	audit := n.get(t, n.admin, "/v1.0/admin/auditLog?$top=1&action=session.revoke").expect(t, http.StatusOK).obj(t)
+	if str(audit, "@odata.nextLink") == "" {
+		t.Errorf("two revokes, one per page: no nextLink in %v", audit)
+	}
+	n.get(t, n.admin, "/v1.0/admin/auditLog?since=yesterday").expect(t, http.StatusBadRequest)
+
 	// Alice registers a live device and a webhook.
 	unsid := n.subscribe(t, alice, a.Host)
 	hook := n.post(t, alice.Token, "/v1.0/me/notificationSubscriptions", map[string]any{"targetHostName": a.Host,
