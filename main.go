@@ -102,7 +102,7 @@ func returnUsageError(_ *cli.Context, err error, _ bool) error { return err }
 
 func serveCommand() *cli.Command {
 	cfgFlags := serveConfigFlags()
-	flags := []cli.Flag{configFileFlag()}
+	flags := []cli.Flag{configFileFlag(), peerDialFlag()}
 	for _, f := range cfgFlags {
 		flags = append(flags, f.flag)
 	}
@@ -115,6 +115,9 @@ func serveCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			cfg, err := loadConfig(c, cfgFlags)
 			if err != nil {
+				return err
+			}
+			if cfg.Dial, err = parsePeerDial(c.StringSlice("peer-dial")); err != nil {
 				return err
 			}
 			logger, err := newLogger(cfg, c.App.ErrWriter)
