@@ -414,8 +414,11 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 	// notification moves the record's pending change, so an unmoved
 	// record means the notification read matches it; a moved one means
 	// trying again at once with the newer change.
-	if d2, ok, err := e.o.Store.Delivery(k.uid, k.nid, k.sid); err != nil || !ok ||
-		d2.PendingSeq != d.PendingSeq || d2.PendingType != d.PendingType {
+	d2, ok, err := e.o.Store.Delivery(k.uid, k.nid, k.sid)
+	if err != nil {
+		return now.Add(e.o.MinBackoff), true
+	}
+	if !ok || d2.PendingSeq != d.PendingSeq || d2.PendingType != d.PendingType {
 		return now, true
 	}
 	if !now.Before(n.ExpirationDateTime.Time) {
