@@ -152,7 +152,7 @@ func returnUsageError(_ *cli.Context, err error, _ bool) error { return err }
 
 func serveCommand() *cli.Command {
 	cfgFlags := serveConfigFlags()
-	flags := []cli.Flag{configFileFlag(), &cli.BoolFlag{Category: "Node", Name: "print-config",
+	flags := []cli.Flag{configFileFlag(), peerDialFlag(), &cli.BoolFlag{Category: "Node", Name: "print-config",
 		Usage: "print the merged settings and where each came from (default, file, env, flag), and exit"}}
 	for _, f := range cfgFlags {
 		flags = append(flags, f.flag)
@@ -171,6 +171,9 @@ func serveCommand() *cli.Command {
 			}
 			if c.Bool("print-config") {
 				return printConfig(c, cfgFlags)
+			}
+			if cfg.Dial, err = parsePeerDial(c.StringSlice("peer-dial")); err != nil {
+				return err
 			}
 			logger, err := newLogger(cfg, c.App.ErrWriter)
 			if err != nil {

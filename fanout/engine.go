@@ -407,6 +407,20 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false // purged: its records are gone too
 	}
+	// The delivery record and the notification are two reads: a change
+	// applied between them would send the newer notification under the
+	// older change's message id, and a receiver that drops duplicates by
+	// webhook-id would then drop the newer state. Every change of the
+	// notification moves the record's pending change, so an unmoved
+	// record means the notification read matches it; a moved one means
+	// trying again at once with the newer change.
+	d2, ok, err := e.o.Store.Delivery(k.uid, k.nid, k.sid)
+	if err != nil {
+		return now.Add(e.o.MinBackoff), true
+	}
+	if !ok || d2.PendingSeq != d.PendingSeq || d2.PendingType != d.PendingType {
+		return now, true
+	}
 	if !now.Before(n.ExpirationDateTime.Time) {
 		return finish(raft.OutcomeFailed, "the notification expired before it could be delivered")
 	}

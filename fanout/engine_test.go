@@ -434,3 +434,54 @@ func TestEngineFollowsOwnership(t *testing.T) {
 		t.Fatalf("record %+v: the new owner must find it pending", d)
 	}
 }
+
+// changeBetweenReads is the engine's store, but on the engine's nth read
+// of the notification it first applies a PATCH of it: the change lands
+// between the engine's read of the delivery record and of the
+// notification.
+type changeBetweenReads struct {
+	EngineStore
+	f     *fixture
+	nth   int
+	reads atomic.Int32
+}
+
+func (c *changeBetweenReads) Notification(uid, nid string) (*resource.NotificationRecord, bool, error) {
+	if int(c.reads.Add(1)) == c.nth {
+		read := resource.ReadRead
+		c.f.propose(&raft.Command{Op: raft.OpPatchNotif, UserID: uid, ID: nid, NotifPatch: &resource.NotificationPatch{ReadState: &read}})
+	}
+	return c.EngineStore.Notification(uid, nid)
+}
+
+// A message id names one change, and every message under it carries that
+// change: a retry whose notification changed in the middle of the
+// attempt goes out under the newer change's id (found by the chaos
+// harness: one webhook-id carried the created and the read state).
+func TestEngineMessageIDMatchesItsContent(t *testing.T) {
+	f := newFixture(t)
+	s := &scriptSender{script: []Result{{Outcome: Retry, Err: "503"}, {Outcome: Delivered}}}
+	store := &changeBetweenReads{f: f, nth: 2}
+	e := f.open(func() *Engine {
+		store.EngineStore = f.store
+		return NewEngine(EngineOptions{Store: store, Senders: map[string]Sender{resource.ChannelWebhook: s},
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Logger: quiet})
+	})
+	defer f.store.Close()
+	defer e.Stop()
+	f.setup()
+	sid := f.subscribe("https://hooks.example/a")
+	nid := f.send("read me")
+	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryDelivered })
+	byID := map[string]string{}
+	msgs := s.messages()
+	for _, m := range msgs {
+		if prev, ok := byID[m.DeliveryID]; ok && prev != m.Notification.ReadState {
+			t.Fatalf("message id %s went out with readState %s and %s", m.DeliveryID, prev, m.Notification.ReadState)
+		}
+		byID[m.DeliveryID] = m.Notification.ReadState
+	}
+	if last := msgs[len(msgs)-1]; last.Notification.ReadState != resource.ReadRead {
+		t.Fatalf("the delivered message is %s, want the patched state", last.Notification.ReadState)
+	}
+}

@@ -24,7 +24,12 @@ const consistencyHeader = "ConsistencyLevel"
 // readBarrier records a request's barrier: at most one per request, since
 // one that started after the request arrived already covers everything the
 // client can have got before sending it.
-type readBarrier struct{ ran bool }
+type readBarrier struct {
+	ran bool
+	// confirmed: the barrier completed, so the replica holds at least
+	// what the leader had committed when the request arrived.
+	confirmed bool
+}
 
 type readBarrierKey struct{}
 
@@ -43,6 +48,7 @@ func (s *Server) consistency(r *http.Request) (*http.Request, error) {
 			return r, unavailable("This node could not confirm that it holds the leader's latest state in time; "+
 				"retry, or read without ConsistencyLevel: strong.", time.Second)
 		}
+		b.confirmed = true
 		return r, nil
 	default:
 		return r, resource.Invalid(consistencyHeader, "ConsistencyLevel must be strong or eventual, not %q.", level)
@@ -67,6 +73,15 @@ func (s *Server) lookAgain(r *http.Request) bool {
 	b.ran = true
 	if err := s.state.Barrier(r.Context()); err != nil {
 		s.log.Debug("read barrier failed; answering from this replica", "path", r.URL.Path, "error", err)
+	} else {
+		b.confirmed = true
 	}
 	return true
+}
+
+// caughtUp reports whether the request's barrier completed: only then is
+// "not here" a fact about the cluster rather than about this replica.
+func caughtUp(r *http.Request) bool {
+	b, _ := r.Context().Value(readBarrierKey{}).(*readBarrier)
+	return b != nil && b.confirmed
 }

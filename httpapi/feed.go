@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
@@ -134,6 +135,14 @@ func (s *Server) checkSeq(r *http.Request, uid string, seq uint64) error {
 	}
 	if err != nil {
 		return err
+	}
+	if seq > last && !caughtUp(r) {
+		// A cursor beyond this replica, and no word from the leader: it is
+		// most likely one another node handed out while this one was cut
+		// off or restarting. Telling the client to resync would throw
+		// away a valid cursor; it can retry, here or on another node.
+		return unavailable("This node is behind the cluster and cannot reach its leader to catch up; "+
+			"retry shortly, or on another node.", time.Second)
 	}
 	if seq < floor || seq > last {
 		return resync("The token is too old or unknown; start again without one.")

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -596,6 +597,13 @@ func TestReadyzIsUnavailableWhileBehindTheLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A live stream on n1 hands out the cursor of the last write below.
+	live, err := openStream(ctx, nodes[0], adminToken, "")
+	if err != nil || live.status != http.StatusOK {
+		t.Fatalf("stream on n1: %v, %v", live, err)
+	}
+	defer live.Close()
+
 	hold.hold()
 	var last *client.Notification
 	for i := range 20 {
@@ -606,7 +614,7 @@ func TestReadyzIsUnavailableWhileBehindTheLeader(t *testing.T) {
 			t.Fatalf("send while n3's links are held: %v", err)
 		}
 	}
-	err := readyz(behind)
+	err = readyz(behind)
 	if err == nil {
 		t.Fatalf("/readyz on %s is 200 while it has not applied the last 20 writes", behind.Config.NodeID)
 	}
@@ -635,8 +643,48 @@ func TestReadyzIsUnavailableWhileBehindTheLeader(t *testing.T) {
 		t.Fatalf("the last write read on the laggard: %v, want 404 once the barrier gives up", err)
 	}
 
+	// A cursor and a delta token from n1 are beyond what the laggard has,
+	// and it cannot catch up in time: 503 to retry, never 410, which
+	// would throw a valid cursor away and force a full resync (found by
+	// the chaos harness across a whole-cluster restart).
+	cursor, err := live.cursorOf(last.ID)
+	if err != nil {
+		t.Fatalf("the cursor of the last write on n1: %v", err)
+	}
+	link, err := deltaLink(ctx, plainClient(t, nodes[0], adminToken), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lu, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := openStream(ctx, behind, adminToken, cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s.status != http.StatusServiceUnavailable {
+		t.Fatalf("n1's cursor %s on the laggard: %d, want 503 (the cursor is valid, the laggard behind)", cursor, s.status)
+	}
+	if err := plainClient(t, behind, adminToken).Do(ctx, http.MethodGet, lu.RequestURI(), nil, nil); !errors.As(err, &ce) ||
+		ce.Status != http.StatusServiceUnavailable || ce.RetryAfter <= 0 {
+		t.Fatalf("n1's delta token on the laggard: %v, want 503 with Retry-After", err)
+	}
+
 	hold.release()
 	pollUntil(t, "ready again "+behind.Config.NodeID, func() error { return readyz(behind) })
+	pollUntil(t, "n1's cursor on the caught-up laggard", func() error {
+		s, err := openStream(ctx, behind, adminToken, cursor)
+		if err != nil {
+			return err
+		}
+		s.Close()
+		if s.status != http.StatusOK {
+			return fmt.Errorf("stream from %s: %d", cursor, s.status)
+		}
+		return nil
+	})
 	if _, ok, err := behind.Store().Notification(mustUserID(t, behind, "admin"), last.ID); !ok || err != nil {
 		t.Fatalf("ready, yet without the last write: %v, %v", ok, err)
 	}
