@@ -193,7 +193,7 @@ func startFailingWebhook(t *testing.T, hooks *webhooktest.Receiver, leader *test
 			t.Fatal("no user in a slot that moves as the test needs")
 		}
 		name := fmt.Sprintf("user%d", i)
-		u, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: name, Password: "user-password-1"})
+		u, err := createUserOnce(ctx, admin, client.NewUser{UserPrincipalName: name, Password: "user-password-1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,4 +242,25 @@ func startFailingWebhook(t *testing.T, hooks *webhooktest.Receiver, leader *test
 	})
 	w.webhookID = hooks.Requests(w.url)[0].ID
 	return w
+}
+
+// createUserOnce creates a user through a client that retries 503s. A 503
+// can come after the create was committed (its answer was lost in an
+// election), so a 409 for the name on a retry means the user is there.
+func createUserOnce(ctx context.Context, admin *client.Client, nu client.NewUser) (*client.User, error) {
+	u, err := admin.CreateUser(ctx, nu)
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusConflict {
+		return u, err
+	}
+	users, lerr := admin.ListUsers(ctx)
+	if lerr != nil {
+		return nil, lerr
+	}
+	for _, u := range users {
+		if strings.EqualFold(u.UserPrincipalName, nu.UserPrincipalName) {
+			return &u, nil
+		}
+	}
+	return nil, err
 }
