@@ -158,8 +158,8 @@ type Result struct {
 	// delivery allows them; they do not count as received).
 	Duplicates int64 `json:"duplicates,omitempty"`
 
-	Streams        int     `json:"streams,omitempty"`
-	BytesPerStream float64 `json:"bytesPerStream,omitempty"`
+	Streams        int     `json:"streams"`
+	BytesPerStream float64 `json:"bytesPerStream"`
 	// RSSMiB is the largest resident memory of a node seen during the
 	// load; RSSIdleMiB before any setup; RSSNodesMiB the peak per node.
 	RSSMiB      float64   `json:"rssMiB"`

@@ -108,7 +108,9 @@ func startProc(o *Options, args []string, adminPassword string, cluster bool) (*
 		env = append(env, "HERALD_CLUSTER_KEY="+clusterKey)
 	}
 	for _, kv := range os.Environ() {
-		// The bench's own client settings are not the node's business.
+		// The bench's own settings (HERALD_SERVER, HERALD_PASSWORD...)
+		// and any of a server's are not for the bench's node: it runs
+		// with exactly the settings above.
 		if !strings.HasPrefix(kv, "HERALD_") {
 			env = append(env, kv)
 		}
