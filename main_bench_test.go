@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/herald-notify/herald/bench"
 	"github.com/herald-notify/herald/internal/testnode"
 )
 
@@ -68,58 +71,86 @@ func checkResult(t *testing.T, res map[string]any, scenario string) {
 	}
 }
 
+// benchRun runs a scenario through package bench (in parallel with
+// others: runCLI sets the environment, which parallel tests may not) and
+// returns its JSON decoded.
+func benchRun(t *testing.T, o bench.Options) map[string]any {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	o.Exe, o.ExeEnv, o.Progress = exe, []string{serveChildEnv + "=1"}, &progress
+	r, err := bench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("bench %s: %v\n%s", o.Scenario, err, progress.String())
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res map[string]any
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s\n%s", progress.String(), b)
+	return res
+}
+
 // Each scenario, tiny, against a node of its own: the JSON has the fields
 // with sane values, and every expected delivery was received.
 func TestBenchScenariosTiny(t *testing.T) {
+	sec := time.Second
 	for _, tc := range []struct {
 		name     string
-		args     []string
-		expected float64 // deliveries; 0 where none are counted
+		o        bench.Options
+		expected float64 // deliveries: -1 some, 0 none counted
 	}{
-		{"ingest", []string{"-d", "1s", "-c", "8", "--users", "2"}, 0},
-		{"latency", []string{"-d", "1s", "-c", "4", "--users", "3", "--streams", "7", "--rate", "20"}, -1},
-		{"latency", []string{"-d", "1s", "-c", "4", "--users", "2", "--streams", "4", "--rate", "20", "--transport", "ws"}, -1},
-		{"conns", []string{"-d", "1s", "-c", "8", "--users", "4", "--streams", "30"}, 30},
-		{"feed", []string{"-d", "1s", "-c", "4", "--users", "2", "--notifications", "120"}, 0},
-		{"webpush", []string{"-d", "1s", "-c", "2", "--subscriptions", "3"}, -1},
-		{"webhook", []string{"-d", "1s", "-c", "2", "--subscriptions", "3"}, -1},
+		{"ingest", bench.Options{Scenario: "ingest", Duration: sec, Concurrency: 8, Users: 2}, 0},
+		{"ingest-cluster", bench.Options{Scenario: "ingest", Cluster: 3, Duration: sec, Concurrency: 6, Users: 3}, 0},
+		{"latency-sse", bench.Options{Scenario: "latency", Duration: sec, Concurrency: 4, Users: 3, Streams: 7, Rate: 20}, -1},
+		{"latency-ws", bench.Options{Scenario: "latency", Duration: sec, Concurrency: 4, Users: 2, Streams: 4, Rate: 20, Transport: "ws"}, -1},
+		{"conns", bench.Options{Scenario: "conns", Duration: sec, Concurrency: 8, Users: 4, Streams: 30}, 30},
+		{"conns-ws", bench.Options{Scenario: "conns", Duration: sec, Concurrency: 8, Users: 2, Streams: 6, Transport: "ws"}, 6},
+		{"feed", bench.Options{Scenario: "feed", Duration: sec, Concurrency: 4, Users: 2, Notifications: 120}, 0},
+		{"webpush", bench.Options{Scenario: "webpush", Duration: sec, Concurrency: 2, Subscriptions: 3}, -1},
+		{"webhook", bench.Options{Scenario: "webhook", Duration: sec, Concurrency: 2, Subscriptions: 3}, -1},
 	} {
-		res := benchJSON(t, append([]string{tc.name}, tc.args...)...)
-		checkResult(t, res, tc.name)
-		exp, _ := res["expected"].(float64)
-		switch {
-		case tc.expected > 0 && exp != tc.expected:
-			t.Errorf("%s: expected %v deliveries, want %v", tc.name, exp, tc.expected)
-		case tc.expected < 0 && exp <= 0:
-			t.Errorf("%s %v: no deliveries expected", tc.name, tc.args)
-		}
-		switch tc.name {
-		case "ingest":
-			if res["batchEntries"].(float64) <= 0 || res["batchMean"].(float64) < 1 {
-				t.Errorf("ingest: no group commit measured: %v", res)
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			res := benchRun(t, tc.o)
+			checkResult(t, res, tc.o.Scenario)
+			exp, _ := res["expected"].(float64)
+			switch {
+			case tc.expected > 0 && exp != tc.expected:
+				t.Errorf("expected %v deliveries, want %v", exp, tc.expected)
+			case tc.expected < 0 && exp <= 0:
+				t.Errorf("no deliveries expected")
 			}
-		case "conns":
-			if res["streams"] != 30.0 || res["bytesPerStream"] == nil {
-				t.Errorf("conns: streams %v, bytesPerStream %v", res["streams"], res["bytesPerStream"])
+			switch tc.name {
+			case "ingest":
+				if res["batchEntries"].(float64) <= 0 || res["batchMean"].(float64) < 1 {
+					t.Errorf("no group commit measured: %v", res)
+				}
+			case "ingest-cluster":
+				if res["nodes"] != 3.0 || len(res["rssNodesMiB"].([]any)) != 3 || res["forwardBatchMean"].(float64) < 1 {
+					t.Errorf("cluster: nodes %v, rssNodesMiB %v, forwardBatchMean %v", res["nodes"], res["rssNodesMiB"], res["forwardBatchMean"])
+				}
+			case "conns", "conns-ws":
+				if res["streams"] != exp || res["bytesPerStream"] == nil {
+					t.Errorf("streams %v, bytesPerStream %v", res["streams"], res["bytesPerStream"])
+				}
+			case "feed":
+				if res["deltaRate"].(float64) <= 0 || res["pageBytes"].(float64) < 1000 {
+					t.Errorf("deltaRate %v, pageBytes %v", res["deltaRate"], res["pageBytes"])
+				}
+			case "webpush":
+				if res["decrypted"].(float64) < 3 {
+					t.Errorf("%v messages decrypted, want at least one per endpoint", res["decrypted"])
+				}
 			}
-		case "feed":
-			if res["deltaRate"].(float64) <= 0 || res["pageBytes"].(float64) < 1000 {
-				t.Errorf("feed: deltaRate %v, pageBytes %v", res["deltaRate"], res["pageBytes"])
-			}
-		case "webpush":
-			if res["decrypted"].(float64) < 3 {
-				t.Errorf("webpush: %v messages decrypted, want at least one per endpoint", res["decrypted"])
-			}
-		}
-	}
-}
-
-// --cluster 3 starts three nodes and writes through each.
-func TestBenchClusterIngestTiny(t *testing.T) {
-	res := benchJSON(t, "ingest", "--cluster", "3", "-d", "1s", "-c", "6", "--users", "3")
-	checkResult(t, res, "ingest")
-	if res["nodes"] != 3.0 || len(res["rssNodesMiB"].([]any)) != 3 || res["forwardBatchMean"].(float64) < 1 {
-		t.Errorf("cluster: nodes %v, rssNodesMiB %v, forwardBatchMean %v", res["nodes"], res["rssNodesMiB"], res["forwardBatchMean"])
+		})
 	}
 }
 

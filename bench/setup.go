@@ -24,6 +24,7 @@ type fixture struct {
 	appToken string
 	users    []*benchUser
 	tag      string
+	mu       sync.Mutex // guards benchUser.unsid
 }
 
 type benchUser struct {
@@ -118,9 +119,11 @@ func (f *fixture) subscribe(ctx context.Context, i int, channel map[string]any) 
 	if id == "" {
 		return nil, errors.New("subscribe: no id in the answer")
 	}
+	f.mu.Lock()
 	if u.unsid == "" {
 		u.unsid = id
 	}
+	f.mu.Unlock()
 	return sub, nil
 }
 
