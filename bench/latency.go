@@ -60,14 +60,14 @@ func latency(ctx context.Context, e *env, res *Result) error {
 	}
 	// What the sample delivered is not the run's.
 	t.waitAll(ctx, int64(perUser[0]), 2*time.Second)
-	t.resetLatencies()
+	t.forget(int64(sends))
 	e.rss.reset(ctx)
 
 	prog.phase("latency")
 	prog.show(func() string {
 		return fmt.Sprintf("received %d  streams %d", t.total.Load(), st.live())
 	})
-	acks, okN, failed, elapsed := paced(ctx, o.Concurrency, sends, o.Rate, prog, func(ctx context.Context, i int) error {
+	acks, okN, failed, elapsed := paced(ctx, o.Concurrency, sends, o.Rate, o.Duration, prog, func(ctx context.Context, i int) error {
 		u := i % len(f.users)
 		_, err := do(ctx, hc, e.url(i), f.sendCall(f.users[u], int64(i), time.Now()), http.StatusCreated)
 		if err == nil {
@@ -101,10 +101,12 @@ func streamsPerUser(n, users int) []int {
 	return out
 }
 
-// paced makes n calls at rate per second on a schedule fixed in advance
-// (open loop: a slow answer delays no later send's schedule, only, once
-// every worker is busy, its start), and returns the calls' latencies.
-func paced(ctx context.Context, workers, n int, rate float64, prog *progress, fn func(ctx context.Context, i int) error) (lat []time.Duration, ok, failed int64, elapsed time.Duration) {
+// paced makes up to n calls at rate per second on a schedule fixed in
+// advance (open loop: a slow answer delays no later send's schedule, only,
+// once every worker is busy, its start), and returns the calls' latencies.
+// It issues no call after d: a server that cannot keep the rate gets
+// fewer calls, and the achieved rate says so.
+func paced(ctx context.Context, workers, n int, rate float64, d time.Duration, prog *progress, fn func(ctx context.Context, i int) error) (lat []time.Duration, ok, failed int64, elapsed time.Duration) {
 	jobs := make(chan int, workers)
 	var okN, badN atomic.Int64
 	shards := make([]shard, workers)
@@ -128,7 +130,7 @@ func paced(ctx context.Context, workers, n int, rate float64, prog *progress, fn
 	}
 	start := time.Now()
 	interval := time.Duration(float64(time.Second) / rate)
-	for i := 0; i < n && ctx.Err() == nil; i++ {
+	for i := 0; i < n && ctx.Err() == nil && time.Since(start) < d; i++ {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > time.Millisecond {
 			time.Sleep(d)
 		}

@@ -251,8 +251,12 @@ func (t *tally) counts() (expected, received, dups int64) {
 	return expected, received, dups
 }
 
-func (t *tally) resetLatencies() {
+// forget drops send seq, with every latency so far: the sample before
+// the run is not part of it.
+func (t *tally) forget(seq int64) {
 	t.mu.Lock()
+	t.total.Add(-int64(t.got[seq].Swap(0)))
+	t.want[seq] = 0
 	t.lat = nil
 	t.mu.Unlock()
 }
