@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/herald-notify/herald/client"
@@ -298,16 +299,16 @@ func (e *env) url(i int) string { return e.urls[i%len(e.urls)] }
 type rssWatch struct {
 	hc    *http.Client
 	urls  []string
+	mu    sync.Mutex
 	peaks []float64
 	last  []float64
-	mu    chan struct{}
 	done  chan struct{}
 	ended chan struct{}
 }
 
 func newRSSWatch(ctx context.Context, hc *http.Client, urls []string) *rssWatch {
 	w := &rssWatch{hc: hc, urls: urls, peaks: make([]float64, len(urls)), last: make([]float64, len(urls)),
-		mu: make(chan struct{}, 1), done: make(chan struct{}), ended: make(chan struct{})}
+		done: make(chan struct{}), ended: make(chan struct{})}
 	w.sample(ctx)
 	go func() {
 		defer close(w.ended)
@@ -334,17 +335,17 @@ func (w *rssWatch) sample(ctx context.Context) {
 			continue
 		}
 		v := m.rssMiB()
-		w.mu <- struct{}{}
+		w.mu.Lock()
 		w.last[i] = v
 		w.peaks[i] = max(w.peaks[i], v)
-		<-w.mu
+		w.mu.Unlock()
 	}
 }
 
 // now is the largest node's memory at the last sample.
 func (w *rssWatch) now() float64 {
-	w.mu <- struct{}{}
-	defer func() { <-w.mu }()
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	var m float64
 	for _, v := range w.last {
 		m = max(m, v)
@@ -354,15 +355,15 @@ func (w *rssWatch) now() float64 {
 
 // reset forgets the peaks: what setup used is not the load's.
 func (w *rssWatch) reset(ctx context.Context) {
-	w.mu <- struct{}{}
+	w.mu.Lock()
 	clear(w.peaks)
-	<-w.mu
+	w.mu.Unlock()
 	w.sample(ctx)
 }
 
 func (w *rssWatch) peak() (float64, []float64) {
-	w.mu <- struct{}{}
-	defer func() { <-w.mu }()
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	var m float64
 	for _, v := range w.peaks {
 		m = max(m, v)
