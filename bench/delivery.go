@@ -34,10 +34,14 @@ type receiver struct {
 	kind string
 	subs []*endpoint
 
-	got, bad, decrypted atomic.Int64
-	mu                  sync.Mutex
-	lat                 []time.Duration
-	lastErr             atomic.Value
+	// got counts distinct deliveries; dups the repeats (delivery is at
+	// least once), told apart by endpoint and webhook-id, or endpoint and
+	// Topic (derived from the appNotificationId, unique per send).
+	got, dups, bad, decrypted atomic.Int64
+	mu                        sync.Mutex
+	seen                      map[string]bool
+	lat                       []time.Duration
+	lastErr                   atomic.Value
 }
 
 type endpoint struct {
@@ -54,7 +58,7 @@ type endpoint struct {
 const decryptEvery = 16
 
 func startReceiver(kind string, n int) (*receiver, error) {
-	r := &receiver{kind: kind, subs: make([]*endpoint, n)}
+	r := &receiver{kind: kind, subs: make([]*endpoint, n), seen: map[string]bool{}}
 	for i := range r.subs {
 		ep := &endpoint{}
 		if kind == "webpush" {
@@ -123,8 +127,20 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		}
 		payload = body
 	}
-	r.got.Add(1)
-	if payload != nil {
+	key := req.URL.Path + " " + req.Header.Get("webhook-id")
+	if r.kind == "webpush" {
+		key = req.URL.Path + " " + req.Header.Get("Topic")
+	}
+	r.mu.Lock()
+	dup := r.seen[key]
+	r.seen[key] = true
+	r.mu.Unlock()
+	if dup {
+		r.dups.Add(1)
+	} else {
+		r.got.Add(1)
+	}
+	if payload != nil && !dup {
 		if _, sent, ok := parseMark(payload); ok {
 			r.mu.Lock()
 			r.lat = append(r.lat, at.Sub(time.Unix(0, sent)))
@@ -305,8 +321,12 @@ func deliveries(ctx context.Context, e *env, res *Result, kind string) error {
 		return fmt.Sprintf("deliveries %d of %d  rejected %d", got, sentOK.Load()*subs, rc.bad.Load())
 	})
 	start := time.Now()
+	end := start.Add(o.Duration)
 	_, ok, failed, _ := closedLoop(ctx, o.Concurrency, o.Duration, prog, func(ctx context.Context, w int, i int64) error {
 		for sentOK.Load()*subs-(rc.got.Load()-base) > window*subs && ctx.Err() == nil {
+			if time.Now().After(end) {
+				return errStop
+			}
 			time.Sleep(time.Millisecond)
 		}
 		_, err := do(ctx, hc, e.url(0), f.sendCall(u, i, time.Now()), http.StatusCreated)
@@ -331,8 +351,7 @@ func deliveries(ctx context.Context, e *env, res *Result, kind string) error {
 	res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs = p.p50, p.p90, p.p99, p.max
 	res.Requests = ok + failed
 	res.Errors = failed + rc.bad.Load()
-	res.Expected, res.Received = expected, min(received, expected)
-	res.Duplicates = max(0, received-expected)
+	res.Expected, res.Received, res.Duplicates = expected, received, rc.dups.Load()
 	if v, _ := rc.lastErr.Load().(string); v != "" {
 		fmt.Fprintf(o.Progress, "receiver rejected %d requests; the last: %s\n", rc.bad.Load(), v)
 	}

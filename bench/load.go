@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -62,25 +63,26 @@ func summarize(d []time.Duration) percentiles {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // closedLoop runs workers that each call do back to back for d, and
-// returns every successful call's latency and the failures.
+// returns every successful call's latency and the failures. A call is
+// never cut off at the end (the server might still carry it out, uncounted):
+// workers start none after d, and let the last ones finish.
 func closedLoop(ctx context.Context, workers int, d time.Duration, prog *progress,
 	do func(ctx context.Context, worker int, i int64) error) (lat []time.Duration, ok, failed int64, elapsed time.Duration) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
 	shards := make([]shard, workers)
 	var okN, badN, seq atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
+	end := start.Add(d)
 	prog.track(&okN, &badN)
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && time.Now().Before(end) {
 				t := time.Now()
 				err := do(ctx, w, seq.Add(1))
-				if ctx.Err() != nil && err != nil {
-					return // cut off by the end of the run, not a failure
+				if errors.Is(err, errStop) || ctx.Err() != nil {
+					return
 				}
 				if err != nil {
 					badN.Add(1)
@@ -100,6 +102,9 @@ func closedLoop(ctx context.Context, workers int, d time.Duration, prog *progres
 	}
 	return lat, okN.Load(), badN.Load(), elapsed
 }
+
+// errStop from a closedLoop call: the run is over before the call began.
+var errStop = errors.New("stopped")
 
 // call is one request of a scenario, against Herald or against the ceiling.
 type call struct {
