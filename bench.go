@@ -1,55 +1,94 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
-	"time"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/herald-notify/herald/loadgen"
+	"github.com/herald-notify/herald/bench"
 )
 
-// benchCommand is `herald bench`: a load generator against a running
-// server. It registers a throw-away application, user and subscription,
-// posts notifications as the application while live streams receive them,
-// prints what it measured, and deletes what it made.
+// benchCommand is `herald bench SCENARIO`: see package bench. Without
+// --server it measures nodes of its own, started from this binary.
 func benchCommand() *cli.Command {
+	var subs []*cli.Command
+	for _, name := range bench.Scenarios {
+		subs = append(subs, benchScenario(name))
+	}
 	return &cli.Command{
-		Name:  "bench",
-		Usage: "measure a running server: notification ingest and live-stream fan-out",
-		Description: "The server's rate limits apply to the bench's application; start the server with\n" +
-			"--app-rate 0 --user-rate 0 --max-notifications-per-user 0 to measure its capacity.",
-		Flags: append(clientFlags(),
-			&cli.IntFlag{Name: "notifications", Aliases: []string{"n"}, Value: 20000, Usage: "notifications to post"},
-			&cli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "concurrent posting workers"},
-			&cli.IntFlag{Name: "streams", Value: 100, Usage: "live SSE streams of the user that receive every notification"},
-			&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "how long to wait for the streams to catch up"},
-		),
+		Name:      "bench",
+		Usage:     "measure Herald: " + strings.Join(bench.Scenarios, ", "),
+		UsageText: "herald bench ingest|latency|conns|feed|webpush|webhook [--server URL] [--cluster 3] [--json] ...",
+		Description: "Starts its own node (or --cluster 3 nodes) in a temporary directory, sets up users, an\n" +
+			"application and subscriptions through the public API, runs the scenario with a progress line\n" +
+			"on standard error, and prints a table (or with --json one JSON object on the last line).\n" +
+			"Every scenario also measures the same client against a bare net/http handler that answers\n" +
+			"the same request: this machine's ceiling.\n\n" +
+			"With --server the bench signs in as an admin and measures that server. Its limits apply:\n" +
+			"start it with --app-rate 0 --user-rate 0 --max-notifications-per-user 0\n" +
+			"--max-subscriptions-per-user 0 --max-streams-per-user 0 --max-conns 0 (and, for webpush and\n" +
+			"webhook, --webpush-allow-private --webhook-allow-private --delivery-per-host 32).",
+		Subcommands: subs,
 		Action: func(c *cli.Context) error {
-			user, pass := c.String("username"), c.String("password")
-			if user == "" || pass == "" {
-				return fmt.Errorf("bench signs in as an admin: give --username and --password (HERALD_USERNAME, HERALD_PASSWORD)")
+			return errors.New("bench: name a scenario: " + strings.Join(bench.Scenarios, ", "))
+		},
+	}
+}
+
+// benchScenario is `herald bench NAME`, a subcommand so that its flags may
+// follow the scenario's name.
+func benchScenario(name string) *cli.Command {
+	return &cli.Command{
+		Name:  name,
+		Usage: "run the " + name + " scenario",
+		Flags: append([]cli.Flag{
+			&cli.IntFlag{Name: "cluster", Value: 1, Usage: "nodes to start: 1, or 3 (ingest, latency: load through every node)"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object on the last line instead of a table"},
+			&cli.DurationFlag{Name: "duration", Aliases: []string{"d"}, Usage: "how long the load runs (default 10s)"},
+			&cli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Usage: "concurrent client workers (default 64; webpush, webhook 8)"},
+			&cli.IntFlag{Name: "users", Usage: "users (default ingest 1, latency 200, conns 100, feed 1)"},
+			&cli.IntFlag{Name: "streams", Usage: "live streams over the users (default latency, conns 1000)"},
+			&cli.Float64Flag{Name: "rate", Usage: "sends per second (latency; default 500)"},
+			&cli.StringFlag{Name: "transport", Value: "sse", Usage: "sse or ws (latency, conns)"},
+			&cli.IntFlag{Name: "notifications", Usage: "notifications stored per user (feed; default 1000)"},
+			&cli.IntFlag{Name: "subscriptions", Usage: "delivery endpoints of the one user (webpush, webhook; default 100)"},
+		}, clientFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return fmt.Errorf("bench %s: unexpected %q (flags take the form --name value)", name, c.Args().First())
 			}
-			opts := loadgen.Options{Notifications: c.Int("notifications"), Concurrency: c.Int("concurrency"),
-				Streams: c.Int("streams"), Wait: c.Duration("wait")}
-			if opts.Notifications < 1 || opts.Concurrency < 1 || opts.Streams < 0 {
-				return fmt.Errorf("--notifications and --concurrency must be at least 1, --streams at least 0")
+			o := bench.Options{
+				Scenario: name, Cluster: c.Int("cluster"),
+				Duration: c.Duration("duration"), Concurrency: c.Int("concurrency"), Users: c.Int("users"),
+				Streams: c.Int("streams"), Rate: c.Float64("rate"), Transport: c.String("transport"),
+				Notifications: c.Int("notifications"), Subscriptions: c.Int("subscriptions"),
+				Progress: c.App.ErrWriter,
 			}
-			server, err := serverURL(c)
+			// --server has a default for the client commands; the bench
+			// starts its own node unless it is given.
+			if c.IsSet("server") {
+				server, err := serverURL(c)
+				if err != nil {
+					return err
+				}
+				o.Server, o.Token, o.Username, o.Password = server, c.String("token"), c.String("username"), c.String("password")
+			}
+			res, err := bench.Run(c.Context, o)
 			if err != nil {
 				return err
 			}
-			t, err := loadgen.Setup(c.Context, server, user, pass)
-			if err != nil {
+			if c.Bool("json") {
+				b, err := json.Marshal(res)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(c.App.Writer, "%s\n", b)
 				return err
 			}
-			defer t.Cleanup(c.Context)
-			rep, err := loadgen.Run(c.Context, t, opts)
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(c.App.Writer, rep)
-			return nil
+			return res.WriteTable(c.App.Writer)
 		},
 	}
 }

@@ -1,0 +1,128 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+)
+
+// feedPage is the page size the feed scenario reads.
+const feedPage = 50
+
+// feed: Users users with Notifications notifications each; Concurrency
+// readers (reader w is user w%Users) walk the feed in pages of 50
+// (GET /v1.0/me/notifications?$top=50, then its nextLinks, then again from
+// the top) for Duration, then walk the delta the same way (a full round of
+// GET /v1.0/me/notifications/delta?$top=50 to its deltaLink, and again)
+// for Duration. Every answer is decoded as a client would.
+func feed(ctx context.Context, e *env, res *Result) error {
+	o := e.o
+	prog := newProgress(o.Progress, e.rss)
+	defer prog.close()
+	started := time.Now()
+	f, err := newFixture(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer f.cleanup()
+	if err := f.addUsers(ctx, o.Users, prog); err != nil {
+		return err
+	}
+	if err := f.subscribeLive(ctx); err != nil {
+		return err
+	}
+	hc := newLoadClient(o.Concurrency)
+	defer hc.CloseIdleConnections()
+	total := o.Users * o.Notifications
+	var stored atomic.Int64
+	prog.phase("fill")
+	prog.show(func() string { return fmt.Sprintf("%d of %d notifications stored", stored.Load(), total) })
+	if err := parallel(ctx, total, o.Concurrency, func(i int) error {
+		_, err := do(ctx, hc, e.url(0), f.sendCall(f.users[i%len(f.users)], int64(i), time.Now()), http.StatusCreated)
+		stored.Add(1)
+		return err
+	}); err != nil {
+		return fmt.Errorf("store the feed: %w", err)
+	}
+	res.SetupSeconds = time.Since(started).Seconds()
+
+	first := "/v1.0/me/notifications?$top=50"
+	firstDelta := "/v1.0/me/notifications/delta?$top=50"
+	pageCall := func(u *benchUser, path string) call {
+		return call{method: http.MethodGet, path: path, header: http.Header{"Authorization": {"Bearer " + u.token}}}
+	}
+	status, header, body, err := sample(ctx, hc, e.url(0), pageCall(f.users[0], first), http.StatusOK)
+	if err != nil {
+		return fmt.Errorf("read the feed: %w", err)
+	}
+	res.PageBytes = len(body)
+	// walker is one reader's place in its walk.
+	walk := func(start string) func(ctx context.Context, hc *http.Client, base string, w int, next []string) error {
+		return func(ctx context.Context, hc *http.Client, base string, w int, next []string) error {
+			path := next[w]
+			if path == "" {
+				path = start
+			}
+			b, err := do(ctx, hc, base, pageCall(f.users[w%len(f.users)], path), http.StatusOK)
+			if err != nil {
+				return err
+			}
+			var page struct {
+				Value []json.RawMessage `json:"value"`
+				Next  string            `json:"@odata.nextLink"`
+			}
+			if err := json.Unmarshal(b, &page); err != nil {
+				return err
+			}
+			if len(page.Value) == 0 && path == start {
+				return errors.New("an empty first page")
+			}
+			next[w] = ""
+			if page.Next != "" {
+				u, err := url.Parse(page.Next)
+				if err != nil {
+					return err
+				}
+				next[w] = u.RequestURI()
+			}
+			return nil
+		}
+	}
+	pages, deltas := walk(first), walk(firstDelta)
+	ceilNext := make([]string, o.Concurrency)
+	if err := measureCeiling(ctx, res, prog, o.Concurrency, o.Duration, "page requests/s", status, header, body,
+		func(ctx context.Context, hc *http.Client, base string, w int, i int64) error {
+			return pages(ctx, hc, base, w, ceilNext)
+		}); err != nil {
+		return err
+	}
+
+	e.rss.reset(ctx)
+	next := make([]string, o.Concurrency)
+	prog.phase("pages")
+	lat, ok, failed, elapsed := closedLoop(ctx, o.Concurrency, o.Duration, prog, func(ctx context.Context, w int, i int64) error {
+		return pages(ctx, hc, e.url(w), w, next)
+	})
+	p := summarize(lat)
+	res.Unit, res.LatencyOf = "pages/s ($top=50)", "GET of one page"
+	res.Rate = float64(ok) / elapsed.Seconds()
+	res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs = p.p50, p.p90, p.p99, p.max
+	res.Requests, res.Errors = ok+failed, failed
+
+	clear(next)
+	prog.phase("deltas")
+	lat, ok, failed, elapsed = closedLoop(ctx, o.Concurrency, o.Duration, prog, func(ctx context.Context, w int, i int64) error {
+		return deltas(ctx, hc, e.url(w), w, next)
+	})
+	d := summarize(lat)
+	res.DeltaRate = float64(ok) / elapsed.Seconds()
+	res.DeltaP50Ms, res.DeltaP99Ms, res.DeltaMaxMs = d.p50, d.p99, d.max
+	res.Requests += ok + failed
+	res.Errors += failed
+	return nil
+}

@@ -1,0 +1,90 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteTable prints the result as a two-column table.
+func (r *Result) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, f string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(f, a...)) }
+	where := "a node of its own"
+	if r.Nodes > 1 {
+		where = fmt.Sprintf("%d nodes of its own, load through every node", r.Nodes)
+	}
+	if r.Server != "self" {
+		where = r.Server
+	}
+	title := r.Scenario
+	if r.Transport != "" {
+		title += " (" + r.Transport + ")"
+	}
+	row("scenario", "%s against %s; %d clients, %d users, %.0fs", title, where, r.Concurrency, r.Users, r.DurationS)
+	row("rate", "%s %s", num(r.Rate), r.Unit)
+	row("ceiling", "%s %s (bare net/http handler, same client; p50 %.2f ms, p99 %.2f ms)", num(r.CeilingRate), r.CeilingUnit, r.CeilingP50Ms, r.CeilingP99Ms)
+	if r.CeilingRate > 0 && r.Unit == "notifications/s" {
+		row("of ceiling", "%.2f ×", r.Rate/r.CeilingRate)
+	}
+	row("latency", "p50 %.2f  p90 %.2f  p99 %.2f  max %.2f ms: %s", r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.LatencyOf)
+	if r.SendRate > 0 {
+		row("sends", "%s/s; POST→201 p50 %.2f ms, p99 %.2f ms", num(r.SendRate), r.AckP50Ms, r.AckP99Ms)
+	}
+	if r.Expected > 0 || r.Scenario == "latency" || r.Scenario == "conns" {
+		row("received", "%d of %d expected (%d duplicates)", r.Received, r.Expected, r.Duplicates)
+	}
+	if r.Streams > 0 {
+		row("streams", "%d", r.Streams)
+	}
+	if r.BytesPerStream != 0 {
+		row("per stream", "%.1f KiB resident (node's growth over the open streams)", r.BytesPerStream/1024)
+	}
+	if r.BatchEntries > 0 {
+		var b []string
+		for _, k := range r.Batches {
+			if k.Le < 0 {
+				b = append(b, fmt.Sprintf(">%g:%.0f", k.Gt, k.Count))
+			} else {
+				b = append(b, fmt.Sprintf("≤%g:%.0f", k.Le, k.Count))
+			}
+		}
+		row("group commit", "%.1f commands per Raft entry (p50 ≤%g, p99 ≤%g) over %.0f entries; apply %.2f ms mean",
+			r.BatchMean, r.BatchP50, r.BatchP99, r.BatchEntries, r.ApplyMeanMs)
+		row("batch sizes", "%s", strings.Join(b, " "))
+		if r.ForwardMean > 0 {
+			row("forwarded", "%.1f commands per forwarded batch", r.ForwardMean)
+		}
+	}
+	if r.DeltaRate > 0 {
+		row("deltas", "%s pages/s; p50 %.2f  p99 %.2f  max %.2f ms", num(r.DeltaRate), r.DeltaP50Ms, r.DeltaP99Ms, r.DeltaMaxMs)
+	}
+	if r.PageBytes > 0 {
+		row("page", "%d bytes", r.PageBytes)
+	}
+	if r.Decrypted > 0 {
+		row("decrypted", "%d messages", r.Decrypted)
+	}
+	row("requests", "%d, errors %d", r.Requests, r.Errors)
+	mem := fmt.Sprintf("peak %.1f MiB during the load, %.1f MiB idle", r.RSSMiB, r.RSSIdleMiB)
+	if len(r.RSSNodesMiB) > 1 {
+		mem += fmt.Sprintf(" (peaks per node %.1f)", r.RSSNodesMiB)
+	}
+	row("server rss", "%s", mem)
+	row("setup", "%.1fs", r.SetupSeconds)
+	return tw.Flush()
+}
+
+// num writes a rate with thousands separators.
+func num(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/bench"
+	"github.com/herald-notify/herald/internal/testnode"
+)
+
+// The bench starts its nodes as `herald serve` child processes of the
+// running binary; in a test that binary is the test binary, which serves
+// when this variable asks it to.
+const serveChildEnv = "GO_TEST_HERALD_SERVE_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(serveChildEnv) == "1" {
+		os.Exit(run(append([]string{"herald"}, os.Args[1:]...), os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// benchJSON runs `herald bench` with --json and decodes its last line.
+func benchJSON(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	t.Setenv(serveChildEnv, "1")
+	code, out, errOut := runCLI(t, nil, append([]string{"bench"}, append(args, "--json")...)...)
+	if code != 0 {
+		t.Fatalf("herald bench %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var res map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatalf("last line is not JSON: %v\n%s", err, out)
+	}
+	t.Logf("%s\n%s", errOut, lines[len(lines)-1])
+	return res
+}
+
+// checkResult asserts what every scenario's JSON holds: the fields the
+// issue names, with sane values.
+func checkResult(t *testing.T, res map[string]any, scenario string) {
+	t.Helper()
+	num := func(k string) float64 {
+		v, ok := res[k].(float64)
+		if !ok {
+			t.Fatalf("%s: no number %q in %v", scenario, k, res)
+		}
+		return v
+	}
+	if res["scenario"] != scenario {
+		t.Errorf("scenario = %v, want %s", res["scenario"], scenario)
+	}
+	for _, k := range []string{"rate", "ceilingRate", "p50Ms", "rssMiB"} {
+		if num(k) <= 0 {
+			t.Errorf("%s: %s = %v, want > 0", scenario, k, res[k])
+		}
+	}
+	if p50, p99, mx := num("p50Ms"), num("p99Ms"), num("maxMs"); !(p50 <= p99 && p99 <= mx) {
+		t.Errorf("%s: p50 %v, p99 %v, max %v out of order", scenario, p50, p99, mx)
+	}
+	if e := num("errors"); e != 0 {
+		t.Errorf("%s: %v errors", scenario, e)
+	}
+	if exp, got := num("expected"), num("received"); exp != got {
+		t.Errorf("%s: received %v of %v expected", scenario, got, exp)
+	}
+}
+
+// benchRun runs a scenario through package bench (in parallel with
+// others: runCLI sets the environment, which parallel tests may not) and
+// returns its JSON decoded.
+func benchRun(t *testing.T, o bench.Options) map[string]any {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	o.Exe, o.ExeEnv, o.Progress = exe, []string{serveChildEnv + "=1"}, &progress
+	r, err := bench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("bench %s: %v\n%s", o.Scenario, err, progress.String())
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res map[string]any
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s\n%s", progress.String(), b)
+	return res
+}
+
+// Each scenario, tiny, against a node of its own: the JSON has the fields
+// with sane values, and every expected delivery was received.
+func TestBenchScenariosTiny(t *testing.T) {
+	sec := time.Second
+	for _, tc := range []struct {
+		name     string
+		o        bench.Options
+		expected float64 // deliveries: -1 some, 0 none counted
+	}{
+		{"ingest", bench.Options{Scenario: "ingest", Duration: sec, Concurrency: 8, Users: 2}, 0},
+		{"ingest-cluster", bench.Options{Scenario: "ingest", Cluster: 3, Duration: sec, Concurrency: 6, Users: 3}, 0},
+		{"latency-sse", bench.Options{Scenario: "latency", Duration: sec, Concurrency: 4, Users: 3, Streams: 7, Rate: 20}, -1},
+		{"latency-ws", bench.Options{Scenario: "latency", Duration: sec, Concurrency: 4, Users: 2, Streams: 4, Rate: 20, Transport: "ws"}, -1},
+		{"conns", bench.Options{Scenario: "conns", Duration: sec, Concurrency: 8, Users: 4, Streams: 30}, 30},
+		{"conns-ws", bench.Options{Scenario: "conns", Duration: sec, Concurrency: 8, Users: 2, Streams: 6, Transport: "ws"}, 6},
+		{"feed", bench.Options{Scenario: "feed", Duration: sec, Concurrency: 4, Users: 2, Notifications: 120}, 0},
+		{"webpush", bench.Options{Scenario: "webpush", Duration: sec, Concurrency: 2, Subscriptions: 3}, -1},
+		{"webhook", bench.Options{Scenario: "webhook", Duration: sec, Concurrency: 2, Subscriptions: 3}, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			res := benchRun(t, tc.o)
+			checkResult(t, res, tc.o.Scenario)
+			exp, _ := res["expected"].(float64)
+			switch {
+			case tc.expected > 0 && exp != tc.expected:
+				t.Errorf("expected %v deliveries, want %v", exp, tc.expected)
+			case tc.expected < 0 && exp <= 0:
+				t.Errorf("no deliveries expected")
+			}
+			switch tc.name {
+			case "ingest":
+				if res["batchEntries"].(float64) <= 0 || res["batchMean"].(float64) < 1 {
+					t.Errorf("no group commit measured: %v", res)
+				}
+			case "ingest-cluster":
+				if res["nodes"] != 3.0 || len(res["rssNodesMiB"].([]any)) != 3 || res["forwardBatchMean"].(float64) < 1 {
+					t.Errorf("cluster: nodes %v, rssNodesMiB %v, forwardBatchMean %v", res["nodes"], res["rssNodesMiB"], res["forwardBatchMean"])
+				}
+			case "conns", "conns-ws":
+				if res["streams"] != exp || res["bytesPerStream"] == nil {
+					t.Errorf("streams %v, bytesPerStream %v", res["streams"], res["bytesPerStream"])
+				}
+			case "feed":
+				if res["deltaRate"].(float64) <= 0 || res["pageBytes"].(float64) < 1000 {
+					t.Errorf("deltaRate %v, pageBytes %v", res["deltaRate"], res["pageBytes"])
+				}
+			case "webpush":
+				if res["decrypted"].(float64) < 3 {
+					t.Errorf("%v messages decrypted, want at least one per endpoint", res["decrypted"])
+				}
+			}
+		})
+	}
+}
+
+// With --server the bench signs in as the admin, measures that server and
+// deletes what it made.
+func TestBenchAgainstServer(t *testing.T) {
+	cfg := testnode.Config(t, t.TempDir())
+	cfg.Limits.AppRate, cfg.Limits.UserRate, cfg.Limits.MaxNotificationsPerUser = 0, 0, 0
+	n := testnode.Start(t, &cfg)
+	res := benchJSON(t, "ingest", "--server", n.URL, "--username", "admin", "--password", testnode.AdminPassword,
+		"-d", "1s", "-c", "4")
+	checkResult(t, res, "ingest")
+	if res["server"] != n.URL {
+		t.Errorf("server = %v, want %s", res["server"], n.URL)
+	}
+	code, out, errOut := runCLI(t, nil, "users", "list", "--server", n.URL, "--username", "admin", "--password", testnode.AdminPassword)
+	if code != 0 || strings.Contains(out, "bench-") {
+		t.Errorf("users after the bench: exit %d, %s %s", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, nil, "bench", "ingest", "--server", n.URL, "--username", "admin", "--password", "wrong-password", "-d", "1s")
+	if code == 0 || !strings.Contains(errOut, "invalid_grant") {
+		t.Errorf("bench with a wrong password: exit %d, %s", code, errOut)
+	}
+}
+
+func TestBenchRefusesBadArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench"},
+		{"bench", "nosuch"},
+		{"bench", "feed", "--cluster", "3"},
+		{"bench", "latency", "--transport", "carrier-pigeon"},
+		{"bench", "conns", "--users", "10", "--streams", "5"},
+		{"bench", "ingest", "--cluster", "2"},
+	} {
+		code, _, errOut := runCLI(t, nil, args...)
+		if code == 0 || errOut == "" {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+}
