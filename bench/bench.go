@@ -198,6 +198,7 @@ type env struct {
 	urls  []string
 	hc    *http.Client // setup, scrapes
 	admin *client.Client
+	token string // the admin's, which also reads /metrics
 	self  bool
 	stop  func()
 	rss   *rssWatch
@@ -279,8 +280,8 @@ func open(ctx context.Context, o *Options) (*env, *Result, error) {
 		}
 		tok = t.AccessToken
 	}
-	e.admin = anon.With(client.WithToken(tok))
-	e.rss = newRSSWatch(ctx, e.hc, e.urls)
+	e.admin, e.token = anon.With(client.WithToken(tok)), tok
+	e.rss = newRSSWatch(ctx, e.hc, e.urls, tok)
 	res.RSSIdleMiB = e.rss.now()
 	return e, res, nil
 }
@@ -298,6 +299,7 @@ func (e *env) url(i int) string { return e.urls[i%len(e.urls)] }
 // the peaks.
 type rssWatch struct {
 	hc    *http.Client
+	token string
 	urls  []string
 	mu    sync.Mutex
 	peaks []float64
@@ -306,8 +308,8 @@ type rssWatch struct {
 	ended chan struct{}
 }
 
-func newRSSWatch(ctx context.Context, hc *http.Client, urls []string) *rssWatch {
-	w := &rssWatch{hc: hc, urls: urls, peaks: make([]float64, len(urls)), last: make([]float64, len(urls)),
+func newRSSWatch(ctx context.Context, hc *http.Client, urls []string, token string) *rssWatch {
+	w := &rssWatch{hc: hc, token: token, urls: urls, peaks: make([]float64, len(urls)), last: make([]float64, len(urls)),
 		done: make(chan struct{}), ended: make(chan struct{})}
 	w.sample(ctx)
 	go func() {
@@ -330,7 +332,7 @@ func newRSSWatch(ctx context.Context, hc *http.Client, urls []string) *rssWatch 
 
 func (w *rssWatch) sample(ctx context.Context) {
 	for i, u := range w.urls {
-		m, err := scrape(ctx, w.hc, u)
+		m, err := scrape(ctx, w.hc, u, w.token)
 		if err != nil {
 			continue
 		}

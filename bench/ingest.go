@@ -89,7 +89,7 @@ func sample(ctx context.Context, hc *http.Client, base string, c call, want int)
 func scrapeAll(ctx context.Context, e *env) []metrics {
 	out := make([]metrics, len(e.urls))
 	for i, u := range e.urls {
-		m, err := scrape(ctx, e.hc, u)
+		m, err := scrape(ctx, e.hc, u, e.token)
 		if err != nil {
 			m = metrics{}
 		}

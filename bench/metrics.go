@@ -14,11 +14,13 @@ import (
 // value by series, the series written as the exposition writes it.
 type metrics map[string]float64
 
-func scrape(ctx context.Context, hc *http.Client, base string) (metrics, error) {
+// scrape reads base's /metrics with an admin's token.
+func scrape(ctx context.Context, hc *http.Client, base, token string) (metrics, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
