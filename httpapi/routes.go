@@ -54,7 +54,7 @@ func (s *Server) routes() {
 	rt.handle("GET", "/admin/backup", s.adminOnly(s.backup))
 
 	if s.opts.UI != nil {
-		s.mux.Handle("/ui/", s.opts.UI)
+		s.handle("/ui/", s.opts.UI)
 	}
 	s.uiRoutes(rt) // session.go
 	rt.finish()

@@ -122,6 +122,10 @@ type Server struct {
 	// inFlight holds one token per request being worked on (MaxInFlight).
 	inFlight chan struct{}
 
+	// patterns lists every route registered through handle, for the
+	// authorisation test's check that it covers them all (Patterns).
+	patterns []string
+
 	streamsMu sync.Mutex
 	streams   map[string]int // open streams per user
 	stopping  chan struct{}
@@ -179,10 +183,22 @@ func (rt *router) handle(method, path string, h handlerFunc) {
 			p = path
 		}
 		route := method + " " + p
-		rt.s.mux.Handle(route, rt.s.wrap(route, h))
+		rt.s.handle(route, rt.s.wrap(route, h))
 		rt.methods[p] = append(rt.methods[p], method)
 	}
 }
+
+// handle registers an endpoint: every route goes through here, so that
+// Patterns lists them all.
+func (s *Server) handle(pattern string, h http.Handler) {
+	s.patterns = append(s.patterns, pattern)
+	s.mux.Handle(pattern, h)
+}
+
+// Patterns returns the registered routes ("METHOD /path/{wildcard}"; a
+// pattern without a method serves every method), leaving out the 405
+// answers for other methods and the catch-all 404.
+func (s *Server) Patterns() []string { return slices.Clone(s.patterns) }
 
 // standardMethods each get a pattern on every known path.
 func standardMethods() []string {

@@ -55,10 +55,10 @@ const (
 // uiRoutes registers the web UI's own endpoints: the session, and the admin
 // read models the console needs beyond the contract (adminviews.go).
 func (s *Server) uiRoutes(rt *router) {
-	s.mux.Handle("GET /ui/session", s.wrap("ui-session", s.getSession))
-	s.mux.Handle("POST /ui/session", s.wrap("ui-session", s.signIn))
-	s.mux.Handle("DELETE /ui/session", s.wrap("ui-session", s.signOut))
-	s.mux.Handle("POST /ui/session/refresh", s.wrap("ui-session-refresh", s.refreshSession))
+	s.handle("GET /ui/session", s.wrap("ui-session", s.getSession))
+	s.handle("POST /ui/session", s.wrap("ui-session", s.signIn))
+	s.handle("DELETE /ui/session", s.wrap("ui-session", s.signOut))
+	s.handle("POST /ui/session/refresh", s.wrap("ui-session-refresh", s.refreshSession))
 	s.adminViewRoutes(rt)
 }
 
