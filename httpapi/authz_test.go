@@ -101,6 +101,8 @@ var authzRows = []authzRow{
 	{"GET /v1.0/webPush/vapidPublicKey", "/v1.0/webPush/vapidPublicKey", "", anyone(200), 0},
 
 	{"GET /v1.0/me", "/v1.0/me", "", authed(200, 200, 403, 403, 200), 0},
+	// ?access_token= is for the live stream only (browsers cannot set headers there).
+	{"GET /v1.0/me", "/v1.0/me", "", anyone(401), fQueryToken},
 
 	{"POST /v1.0/users", "/v1.0/users", `{"userPrincipalName":"{newUPN}","password":"probe-password"}`, adminOnly(201), 0},
 	{"GET /v1.0/users", "/v1.0/users", "", adminOnly(200), 0},
