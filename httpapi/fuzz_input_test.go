@@ -17,11 +17,12 @@ import (
 	"github.com/herald-notify/herald/resource"
 )
 
-// FuzzDecodeDirectory decodes and validates the admin bodies of
-// /users and /applications the way their handlers do. The first byte picks
-// the body kind; password hashing is left out (it is argon2id over an
-// accepted password, and costs seconds per run, not coverage).
-func FuzzDecodeDirectory(f *testing.F) {
+// FuzzDecodeBodies decodes and validates the bodies fuzz_test.go leaves
+// out, the way their handlers do: those of /users and /applications, and a
+// subscription's PATCH. The first byte picks the body kind; password hashing
+// is left out (it is argon2id over an accepted password, and costs seconds
+// per run, not coverage).
+func FuzzDecodeBodies(f *testing.F) {
 	seeds := map[byte][]string{
 		0: {`{"userPrincipalName":"alice","displayName":"Alice","password":"correct horse","roles":["user"]}`,
 			`{"userPrincipalName":"a.b+c@example.com","password":"12345678","roles":["admin","user"],"accountEnabled":false}`,
@@ -38,6 +39,9 @@ func FuzzDecodeDirectory(f *testing.F) {
 		4: {`{"displayName":"ci"}`, `{"displayName":"ci","endDateTime":"2027-01-01T00:00:00Z"}`, `{"endDateTime":"2020-01-01T00:00:00Z"}`,
 			`{"endDateTime":"yesterday"}`, `{"displayName":"` + strings.Repeat("n", 257) + `"}`},
 		5: {`{"keyId":"b0a5c2f4-1a2b-4c3d-9e8f-0123456789ab"}`, `{"keyId":""}`, `{"keyId":5}`, `{}`},
+		6: {`{"deviceName":"Alice's phone"}`, `{"expirationDateTime":"2026-12-27T00:00:00.000Z"}`, `{"expirationDateTime":"2020-01-01T00:00:00Z"}`,
+			`{"expirationDateTime":"2027-06-01T00:00:00Z"}`, `{"expirationDateTime":null}`, `{}`, `{"deviceName":null}`,
+			`{"deviceName":"` + strings.Repeat("d", 257) + `"}`, `{"status":"active"}`},
 	}
 	for kind, ss := range seeds {
 		for _, s := range ss {
@@ -48,7 +52,7 @@ func FuzzDecodeDirectory(f *testing.F) {
 		if len(data) == 0 {
 			return
 		}
-		kind, body := data[0]%6, data[1:]
+		kind, body := data[0]%7, data[1:]
 		var err error
 		switch kind {
 		case 0:
@@ -88,6 +92,21 @@ func FuzzDecodeDirectory(f *testing.F) {
 		case 5:
 			var in removePasswordInput
 			err = decodeBytes(body, &in)
+		case 6: // patchSubscription's checks
+			var in resource.SubscriptionPatch
+			if err = decodeBytes(body, &in); err == nil {
+				switch {
+				case in.DeviceName == nil && in.ExpirationDateTime == nil:
+					err = resource.Invalid("", "PATCH takes deviceName and/or expirationDateTime.")
+				case in.DeviceName != nil && len(*in.DeviceName) > 256:
+					err = resource.Invalid("deviceName", "deviceName must have at most 256 characters.")
+				case in.ExpirationDateTime != nil:
+					exp, verr := resource.SubscriptionExpiry(in.ExpirationDateTime, fuzzNow)
+					if err = asErr(verr); err == nil && (!exp.After(fuzzNow) || exp.After(fuzzNow.Add(resource.MaxSubscriptionTTL))) {
+						t.Fatalf("accepted expiry %v", exp)
+					}
+				}
+			}
 		}
 		if err != nil {
 			fuzzCheckError(t, "directory body", err, resource.CodeInvalidRequest)
