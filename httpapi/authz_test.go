@@ -245,7 +245,8 @@ type authzFixture struct {
 	markers map[string][]string
 	secrets map[string]string // secret → what it is
 	// webhookSecrets are secrets no answer but a backup may hold: the
-	// server signs with them, so a restored backup must have them.
+	// server signs or encrypts with them (webhook secrets, push keys), so a
+	// restored backup must have them.
 	webhookSecrets map[string]bool
 	appA           app
 	alice          user
@@ -323,6 +324,16 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 	}
 	aliceSubA := subscribe(alice, pUser, appA.Host, true)
 	aliceSubB := subscribe(alice, pUser, appB.Host, false)
+	// A Web Push subscription whose key material no answer may echo, for
+	// an application that never sends (so nothing is pushed off this host).
+	quiet := n.newApp(t, "quiet-"+strings.ToLower(mark("quiet"))+".example.com")
+	p256dh, auth := "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4", "BTBZMqHH6r4Tts7J_aSIgg"
+	n.post(t, alice.Token, "/v1.0/me/notificationSubscriptions", map[string]any{"targetHostName": quiet.Host,
+		"platformType": "web", "deviceName": mark("alicedevice", pUser), "channel": map[string]any{"type": "webPush",
+			"endpoint": "https://push.example.com/" + mark("aliceendpoint", pUser), "keys": map[string]any{"p256dh": p256dh, "auth": auth}}}).
+		expect(t, http.StatusCreated)
+	fx.secrets[p256dh], fx.secrets[auth] = "a push subscription's p256dh key", "a push subscription's auth secret"
+	fx.webhookSecrets[p256dh], fx.webhookSecrets[auth] = true, true
 	fx.vars["{aliceNotifA}"] = notify(appA, aliceSubA, pUser, pApp)
 	notify(appB, aliceSubB, pUser, pOtherApp)
 	for _, u := range []struct {
