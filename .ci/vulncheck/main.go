@@ -77,7 +77,8 @@ func main() {
 		f := called[id]
 		verdict := "VULNERABLE"
 		if reason, ok := accepted[id]; ok {
-			verdict = "accepted (" + reason + ")"
+			verdict = "accepted"
+			f.fixed += "; accepted: " + reason
 			delete(accepted, id)
 		} else {
 			bad++
