@@ -72,7 +72,7 @@ func (s *Server) routes() {
 	})
 
 	if s.opts.UI != nil {
-		s.mux.Handle("/ui/", s.opts.UI)
+		s.handle("/ui/", s.opts.UI)
 	}
 	s.uiRoutes(rt)       // session.go
 	s.securityRoutes(rt) // sessions.go, audit.go

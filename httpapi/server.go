@@ -151,6 +151,10 @@ type Server struct {
 	// the session list (audit.go).
 	sec *securityLog
 
+	// patterns lists every route registered through handle, for the
+	// authorisation test's check that it covers them all (Patterns).
+	patterns []string
+
 	streamsMu sync.Mutex
 	streams   map[string]int // open streams per user
 	stopping  chan struct{}
@@ -220,7 +224,7 @@ func (rt *router) handle(method, path string, h handlerFunc) {
 			p = path
 		}
 		route := method + " " + p
-		rt.s.mux.Handle(route, rt.s.wrap(route, h))
+		rt.s.handle(route, rt.s.wrap(route, h))
 		rt.methods[p] = append(rt.methods[p], method)
 		if base == "/v1.0" {
 			rt.s.served = append(rt.s.served, route)
@@ -228,11 +232,23 @@ func (rt *router) handle(method, path string, h handlerFunc) {
 	}
 }
 
+// handle registers an endpoint: every route goes through here, so that
+// Patterns lists them all.
+func (s *Server) handle(pattern string, h http.Handler) {
+	s.patterns = append(s.patterns, pattern)
+	s.mux.Handle(pattern, h)
+}
+
+// Patterns returns the registered routes ("METHOD /path/{wildcard}"; a
+// pattern without a method serves every method), leaving out the 405
+// answers for other methods and the catch-all 404.
+func (s *Server) Patterns() []string { return slices.Clone(s.patterns) }
+
 // handleRoot registers a route outside /v1.0 that has no 405 fallback of
 // its own (the web UI's session, the API description): name labels its
 // metrics.
 func (s *Server) handleRoot(route, name string, h handlerFunc) {
-	s.mux.Handle(route, s.wrap(name, h))
+	s.handle(route, s.wrap(name, h))
 	s.served = append(s.served, route)
 }
 
