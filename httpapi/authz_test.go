@@ -96,8 +96,11 @@ var authzRows = []authzRow{
 	{"POST /oauth2/v2.0/token", "/oauth2/v2.0/token", "", anyone(400), fOAuth},
 	{"GET /healthz", "/healthz", "", anyone(200), 0},
 	{"GET /readyz", "/readyz", "", anyone(200), 0},
-	// MERGE: /metrics gets a scrape token or admin (issue 8); change this row then.
-	{"GET /metrics", "/metrics", "", anyone(200), fNoLeak},
+	// The public /metrics takes an admin's token (or the scrape token,
+	// node tests): metrics say how busy the server is and who runs it.
+	{"GET /metrics", "/metrics", "", adminOnly(200), fNoLeak},
+	{"GET /openapi.json", "/openapi.json", "", anyone(200), fNoLeak},
+	{"GET /sdk/herald.js", "/sdk/herald.js", "", anyone(200), fNoLeak},
 	{"GET /v1.0/webPush/vapidPublicKey", "/v1.0/webPush/vapidPublicKey", "", anyone(200), 0},
 
 	{"GET /v1.0/me", "/v1.0/me", "", authed(200, 200, 403, 403, 200), 0},
@@ -152,6 +155,17 @@ var authzRows = []authzRow{
 	{"DELETE /v1.0/me/notifications/{id}", "/v1.0/me/notifications/{newNotifA}", "", authed(204, 404, 204, 404, 404), 0},
 	{"DELETE /v1.0/me/notifications/{id}", "/v1.0/me/notifications/{newNotifA}", "", authed(204, 404, 204, 403, 404), fUNSA},
 
+	// Sessions: a user's own under /me (an admin's /me holds the admin's),
+	// anyone's for an admin under /users; {newAliceSession} is a fresh
+	// sign-in of alice's for each call that ends one.
+	{"GET /v1.0/me/sessions", "/v1.0/me/sessions", "", authed(200, 200, 403, 403, 200), 0},
+	{"GET /v1.0/me/sessions/{sid}", "/v1.0/me/sessions/{aliceSession}", "", authed(200, 404, 403, 403, 404), 0},
+	{"DELETE /v1.0/me/sessions/{sid}", "/v1.0/me/sessions/{newAliceSession}", "", authed(204, 404, 403, 403, 404), 0},
+	{"GET /v1.0/users/{id}/sessions", "/v1.0/users/{alice}/sessions", "", adminOnly(200), 0},
+	{"GET /v1.0/users/{id}/sessions/{sid}", "/v1.0/users/{alice}/sessions/{aliceSession}", "", adminOnly(200), 0},
+	{"DELETE /v1.0/users/{id}/sessions/{sid}", "/v1.0/users/{alice}/sessions/{newAliceSession}", "", adminOnly(204), 0},
+	{"GET /v1.0/admin/auditLog", "/v1.0/admin/auditLog", "", adminOnly(200), 0},
+
 	{"GET /v1.0/admin/cluster", "/v1.0/admin/cluster", "", adminOnly(200), 0},
 	{"POST /v1.0/admin/cluster/nodes", "/v1.0/admin/cluster/nodes", `{}`, adminOnly(400), 0},
 	{"DELETE /v1.0/admin/cluster/nodes/{id}", "/v1.0/admin/cluster/nodes/no-such-node", "", adminOnly(404), 0},
@@ -160,22 +174,12 @@ var authzRows = []authzRow{
 	// The web UI's session endpoints take the session cookie, never a
 	// bearer token: with one, the caller is nobody.
 	{"GET /ui/session", "/ui/session", "", anyone(401), 0},
-	{"POST /ui/session", "/ui/session", `{"username":"{aliceUPN}","password":"wrong password"}`, anyone(401), 0},
+	{"POST /ui/session", "/ui/session", `{"username":"{bobUPN}","password":"wrong password"}`, anyone(401), 0},
 	{"DELETE /ui/session", "/ui/session", "", anyone(204), 0},
 	{"POST /ui/session/refresh", "/ui/session/refresh", "", anyone(401), 0},
 	{"/ui/", "/ui/", "", anyone(200), fNoLeak},
 	{"/ui/", "/ui/inbox/", "", anyone(200), fNoLeak},
 }
-
-// MERGE: rows the lead adds with the sessions, audit log, OpenAPI and SDK
-// branches (API.md §2, §8), e.g.
-//	{"GET /v1.0/me/sessions", "/v1.0/me/sessions", "", authed(200, 200, 403, 403, 200), 0},
-//	{"DELETE /v1.0/me/sessions/{id}", "/v1.0/me/sessions/{aliceSession}", "", authed(204, 404, 403, 403, 404), 0},
-//	{"GET /v1.0/users/{id}/sessions", "/v1.0/users/{alice}/sessions", "", adminOnly(200), 0},
-//	{"DELETE /v1.0/users/{id}/sessions/{sid}", "/v1.0/users/{alice}/sessions/{aliceSession}", "", adminOnly(204), 0},
-//	{"GET /v1.0/admin/auditLog", "/v1.0/admin/auditLog", "", adminOnly(200), 0},
-//	{"GET /openapi.json", "/openapi.json", "", anyone(200), fNoLeak},
-//	{"GET /sdk/herald.js", "/sdk/herald.js", "", anyone(200), fNoLeak},
 
 // wildcard matches a {name} in a pattern.
 var wildcard = regexp.MustCompile(`\{[^}]*\}`)
@@ -360,9 +364,25 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 	fx.secrets[expired], fx.secrets[n.admin] = "the expired token", "admin's access token"
 
 	fx.vars["{alice}"], fx.vars["{aliceUPN}"] = alice.ID, alice.UPN
+	// The wrong-password row signs in as bob: alice's sign-ins (the
+	// session rows) use up her share of the per-account throttle.
+	fx.vars["{bobUPN}"] = bob.UPN
 	fx.vars["{appA}"], fx.vars["{appAId}"], fx.vars["{hostA}"] = appA.ID, appA.AppID, appA.Host
 	fx.vars["{aliceSubA}"], fx.vars["{aliceSubB}"] = aliceSubA, aliceSubB
+	fx.vars["{aliceSession}"] = currentSession(t, n, alice.Token)
 	return fx
+}
+
+// currentSession is the id of the session token belongs to.
+func currentSession(t *testing.T, n *hnode, token string) string {
+	t.Helper()
+	for _, s := range n.get(t, token, "/v1.0/me/sessions").expect(t, http.StatusOK).value(t) {
+		if s["current"] == true {
+			return str(s, "id")
+		}
+	}
+	t.Fatal("no current session in the token's own session list")
+	return ""
 }
 
 // revokedToken signs u in through the web UI and signs out again: the
@@ -416,6 +436,15 @@ func (fx *authzFixture) expand(t *testing.T, s string, call map[string]string) s
 			call["{victimApp}"], call["{victimKey}"] = a.ID, a.KeyID
 		case "{newSub}":
 			call[k] = n.subscribe(t, fx.alice, fx.appA.Host)
+		case "{newAliceSession}":
+			// A sign-in each only for the callers that may end it (sign-in
+			// is throttled per account); the others aim at alice's own, and
+			// a wrong 204 among them fails the row either way.
+			if p := call["principal"]; p != pUser && p != pAdmin {
+				call[k] = fx.vars["{aliceSession}"]
+				break
+			}
+			call[k] = currentSession(t, n, n.login(t, fx.alice.UPN, fx.alice.Password).Access)
 		case "{newNotifA}":
 			call[k] = n.sendOK(t, fx.appA, fx.vars["{aliceSubA}"], visual("probe"))
 		default:
@@ -447,7 +476,7 @@ func TestAuthzMatrix(t *testing.T) {
 }
 
 func (fx *authzFixture) check(t *testing.T, row authzRow, base, p string) {
-	call := map[string]string{}
+	call := map[string]string{"principal": p}
 	method, _, ok := strings.Cut(row.route, " ")
 	if !ok || strings.HasPrefix(method, "/") {
 		method = http.MethodGet
