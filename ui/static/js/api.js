@@ -111,9 +111,17 @@ export async function api(method, path, body) {
     res = await send(method, path, body);
   }
   if (!res.ok) throw await toError(res);
-  if (res.status === 204) return null;
+  if (res.status === 204) return drain(res);
   const ct = res.headers.get('Content-Type') || '';
   return ct.includes('json') ? res.json() : res.text();
+}
+
+// drain reads an answer's (empty) body to its end: a response left unread
+// is cancelled by the browser when it is collected, and shows as a failed
+// request.
+async function drain(res) {
+  try { await res.arrayBuffer(); } catch { /* nothing to read */ }
+  return null;
 }
 
 // all follows @odata.nextLink up to max items.
@@ -228,6 +236,7 @@ export async function signOut() {
   let res = await send('DELETE', '/ui/session');
   if (res.status === 403 && await resync()) res = await send('DELETE', '/ui/session');
   if (!res.ok && res.status !== 401) throw await toError(res);
+  await drain(res);
   ended();
   if (channel) channel.postMessage('signed-out');
 }
