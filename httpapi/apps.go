@@ -212,3 +212,19 @@ func appPatchDetail(a *resource.ApplicationRecord, patch *resource.ApplicationRe
 	}
 	return "no change"
 }
+
+// appFace is what any signed-in user may know of an application: the name
+// an inbox shows on its notifications (a Herald addition; notifications
+// carry only the host name, as in Graph).
+type appFace struct {
+	DisplayName    string `json:"displayName"`
+	TargetHostName string `json:"targetHostName"`
+}
+
+// listAppFaces is GET /v1.0/me/applications: the display name of every
+// registered application, so an inbox can name who sent what.
+func (s *Server) listAppFaces(w http.ResponseWriter, r *http.Request, p *principal) error {
+	return writePage(s, w, r, s.state.ListApps, func(a *resource.ApplicationRecord) appFace {
+		return appFace{DisplayName: a.DisplayName, TargetHostName: a.TargetHostName}
+	})
+}

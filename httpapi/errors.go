@@ -138,3 +138,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	w.Write(b)
 }
+
+// isUnauthenticated reports whether err is the 401 of a missing, unknown or
+// expired credential.
+func isUnauthenticated(err error) bool {
+	var e *resource.Error
+	return errors.As(err, &e) && e.Code == resource.CodeUnauthenticated
+}

@@ -18,6 +18,7 @@ func (s *Server) routes() {
 	rt.handle("GET", "/metrics", s.metricsHandler(s.publicMetricsAccess))
 
 	rt.handle("GET", "/me", s.userOnly(s.me))
+	rt.handle("GET", "/me/applications", s.userOnly(s.listAppFaces))
 
 	rt.handle("POST", "/users", s.adminOnly(s.createUser))
 	rt.handle("GET", "/users", s.adminOnly(s.listUsers))

@@ -322,17 +322,24 @@ func oauthAsGraph(err error) error {
 }
 
 // getSession is GET /ui/session: who the cookie signs in, and the CSRF
-// token, for a page that was reloaded. 401 means: refresh, or sign in.
+// token, for a page that was reloaded. Being signed out is an answer, not an
+// error: without a live session it answers 200 {"user":null}, with
+// "refreshable" telling the page whether POST /ui/session/refresh would
+// work, so a signed-out page load makes no failing request at all.
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "no-store")
 	if _, err := r.Cookie(sessionCookie); err != nil {
-		return unauthenticated("Not signed in.")
+		return s.signedOut(w, r)
 	}
 	p, err := s.authenticate(r, false)
+	if isUnauthenticated(err) {
+		return s.signedOut(w, r)
+	}
 	if err != nil {
 		return err
 	}
 	if p.user == nil || p.session == "" {
-		return unauthenticated("Not signed in.")
+		return s.signedOut(w, r)
 	}
 	rec, _, err := s.state.Token(credential.HashToken(mustCookie(r, sessionCookie)))
 	if err != nil {
@@ -342,9 +349,34 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
 	if rec != nil {
 		left = time.Until(rec.ExpiresAt.Time)
 	}
-	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, sessionInfo{User: p.user.User, CSRFToken: csrfToken(p.session), ExpiresIn: int(left / time.Second)})
 	return nil
+}
+
+// signedOut answers GET /ui/session for a browser without a live access
+// token. It only reads the refresh token (a GET must not rotate it).
+func (s *Server) signedOut(w http.ResponseWriter, r *http.Request) error {
+	refreshable := false
+	if rt := mustCookie(r, refreshCookie); rt != "" && !s.crossOrigin(r) {
+		hash := credential.HashToken(rt)
+		rec, ok, err := s.state.Token(hash)
+		if err == nil && !ok && s.lookAgain(r) { // consistency.go
+			rec, ok, err = s.state.Token(hash)
+		}
+		if err != nil {
+			return err
+		}
+		refreshable = ok && rec.Kind == resource.TokenRefresh && rec.PrincipalType == resource.PrincipalUser &&
+			time.Now().Before(rec.ExpiresAt.Time)
+	}
+	writeJSON(w, http.StatusOK, signedOutInfo{Refreshable: refreshable})
+	return nil
+}
+
+// signedOutInfo is GET /ui/session's answer without a session.
+type signedOutInfo struct {
+	User        *resource.User `json:"user"`
+	Refreshable bool           `json:"refreshable"`
 }
 
 func mustCookie(r *http.Request, name string) string {

@@ -85,7 +85,67 @@ func TestUISessionSignInSetsHardenedCookies(t *testing.T) {
 	if info.CSRFToken != s.csrf || info.User.UserPrincipalName != "admin" {
 		t.Errorf("GET /ui/session = %+v, want admin and the sign-in's CSRF token", info)
 	}
-	n.get(t, "", "/ui/session").expect(t, 401)
+	n.get(t, "", "/ui/session").expect(t, 200)
+}
+
+// Signed out is an answer, not an error: a page load without a session
+// makes no failing request. "refreshable" says whether the refresh cookie
+// would renew the session, and reading it does not use the token up.
+func TestUISessionSignedOutIsNotAnError(t *testing.T) {
+	n := start(t, nil)
+	type answer struct {
+		User        *struct{ UserPrincipalName string } `json:"user"`
+		Refreshable bool                                `json:"refreshable"`
+		CSRFToken   string                              `json:"csrfToken"`
+	}
+	probe := func(hdr ...string) answer {
+		t.Helper()
+		var a answer
+		r := n.get(t, "", "/ui/session", hdr...).expect(t, 200)
+		if r.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("Cache-Control = %q, want no-store", r.Header.Get("Cache-Control"))
+		}
+		r.into(t, &a)
+		return a
+	}
+	if a := probe(); a.User != nil || a.Refreshable || a.CSRFToken != "" {
+		t.Errorf("no cookies: %+v, want no user, not refreshable", a)
+	}
+	s := n.signIn(t, "admin", testnode.AdminPassword)
+	// The access cookie expired (the browser dropped it), the refresh one
+	// is still good.
+	if a := probe("Cookie", "herald_refresh="+s.refresh); a.User != nil || !a.Refreshable {
+		t.Errorf("only a good refresh cookie: %+v, want no user, refreshable", a)
+	}
+	if a := probe("Cookie", "herald_session=no-such-token; herald_refresh=no-such-token"); a.User != nil || a.Refreshable {
+		t.Errorf("unknown tokens: %+v, want no user, not refreshable", a)
+	}
+	// The probe did not use the refresh token up.
+	n.post(t, "", "/ui/session/refresh", nil, "Cookie", "herald_refresh="+s.refresh).expect(t, 200)
+	if a := probe("Cookie", "herald_refresh="+s.refresh); a.User != nil || a.Refreshable {
+		t.Errorf("a refresh token used once: %+v, want not refreshable", a)
+	}
+	// A session cookie from another site is still refused, not taken for
+	// signed out.
+	n.get(t, "", "/ui/session", "Cookie", s.cookie(), "Sec-Fetch-Site", "cross-site").expect(t, 403)
+}
+
+// Any user may read the display names of the applications, which an
+// inbox shows on its notifications; nothing else of an application.
+func TestMeApplicationsShowsDisplayNames(t *testing.T) {
+	n := start(t, nil)
+	n.post(t, n.admin, "/v1.0/applications", map[string]string{"displayName": "Contoso Tasks", "targetHostName": "tasks.contoso.com"}).expect(t, 201)
+	u := n.newUser(t, "bob")
+	r := n.get(t, u.Token, "/v1.0/me/applications").expect(t, 200)
+	var page struct {
+		Value []map[string]any `json:"value"`
+	}
+	r.into(t, &page)
+	if len(page.Value) != 1 || page.Value[0]["displayName"] != "Contoso Tasks" || page.Value[0]["targetHostName"] != "tasks.contoso.com" || len(page.Value[0]) != 2 {
+		t.Errorf("GET /v1.0/me/applications = %v, want the one application's displayName and targetHostName only", page.Value)
+	}
+	n.get(t, "", "/v1.0/me/applications").expect(t, 401)
+	n.get(t, u.Token, "/v1.0/me/applications?$top=0").expect(t, 400)
 }
 
 func TestUISessionSignInAcceptsFormAndRefusesWrongPassword(t *testing.T) {

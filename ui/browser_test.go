@@ -95,9 +95,19 @@ type page struct {
 	ctx  context.Context
 
 	mu       sync.Mutex
-	problems []string // uncaught exceptions and CSP violations
-	logs     []string // other console errors, shown when a step fails
+	problems []string // exceptions, console errors, failed requests: checkClean fails on them
+	logs     []string // warnings and expected errors, shown when a step fails
+	expected []string // substrings of console errors the test caused on purpose
 	wg       sync.WaitGroup
+}
+
+// expect declares console errors the test causes on purpose (a request it
+// makes fail, a connection it cuts): an error whose text or URL contains
+// one of subs is logged, not a problem. Call it before the step.
+func (p *page) expect(subs ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expected = append(p.expected, subs...)
 }
 
 // newPage opens a tab of width×height CSS pixels in a fresh browser
@@ -139,8 +149,10 @@ func (b *browser) newPage(name string, width, height int64) *page {
 			if e.Level != log.EntryLevelError && e.Level != log.EntryLevelWarning {
 				continue
 			}
+			// Every error is a problem (a failed request the page did not
+			// expect logs one too), and so is any warning about the CSP.
 			csp := strings.Contains(e.Text, "Content Security Policy") || strings.Contains(e.Text, "Content-Security-Policy")
-			p.note(csp, fmt.Sprintf("%s %s: %s %s", e.Source, e.Level, e.Text, e.URL))
+			p.note(csp || e.Level == log.EntryLevelError, fmt.Sprintf("%s %s: %s %s", e.Source, e.Level, e.Text, e.URL))
 		}
 	}()
 	go func() {
@@ -160,7 +172,7 @@ func (b *browser) newPage(name string, width, height int64) *page {
 					parts = append(parts, string(a.Value))
 				}
 			}
-			p.note(false, "console.error: "+strings.Join(parts, " "))
+			p.note(true, "console.error: "+strings.Join(parts, " "))
 		}
 	}()
 	p.do("open the tab", chromedp.EmulateViewport(width, height))
@@ -170,6 +182,11 @@ func (b *browser) newPage(name string, width, height int64) *page {
 func (p *page) note(problem bool, msg string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for _, e := range p.expected {
+		if problem && strings.Contains(msg, e) {
+			problem, msg = false, "expected: "+msg
+		}
+	}
 	if problem {
 		p.problems = append(p.problems, msg)
 	} else {
@@ -240,8 +257,11 @@ func (p *page) fail(step string, err error) {
 	p.t.Fatalf("%s: %s: %v\nscreenshot: %s\nbrowser console:\n  %s", p.name, step, err, shot, strings.Join(logs, "\n  "))
 }
 
-// checkClean fails the test if the page threw an exception or the browser
-// refused something under the Content-Security-Policy.
+// checkClean fails the test if the page logged any console error it was
+// not told to expect (p.expect): an uncaught exception, console.error, a
+// failed request, or something the browser refused under the
+// Content-Security-Policy. Every browser test ends with it, signed in or
+// out.
 func (p *page) checkClean() {
 	p.t.Helper()
 	p.mu.Lock()

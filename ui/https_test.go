@@ -2,8 +2,10 @@ package ui_test
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +90,29 @@ func TestUIOverHTTPS(t *testing.T) {
 	}
 	admin.mu.Unlock()
 	admin.checkClean()
+
+	// The inbox connects to a registered application (an unknown host would
+	// be refused, which the page reports as an error).
+	tok, err := c.PostForm(n.URL+"/oauth2/v2.0/token", url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {testnode.AdminPassword}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(tok.Body).Decode(&tr)
+	tok.Body.Close()
+	req, _ := http.NewRequest("POST", n.URL+"/v1.0/applications", strings.NewReader(`{"displayName":"Contoso Tasks","targetHostName":"`+appHost+`"}`))
+	req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
+	req.Header.Set("Content-Type", "application/json")
+	created, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created.Body.Close()
+	if created.StatusCode != http.StatusCreated {
+		t.Fatalf("register the application: %d", created.StatusCode)
+	}
 
 	inbox := b.newPage("inbox", 1280, 800)
 	inbox.do("open the inbox", chromedp.Navigate(n.URL+"/ui/inbox/?app="+appHost))

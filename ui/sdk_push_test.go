@@ -50,6 +50,7 @@ func TestSDKServiceWorkerHelperShowsAndClosesPushes(t *testing.T) {
 	t.Cleanup(proxy.Close)
 
 	p := newBrowser(t).newPage("push", 800, 600)
+	p.expect("/favicon.ico") // the test's page has no icon
 	ctx := p.ctx
 	if _, err := chromedp.CallBrowser(ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
 		Permission: &cdpbrowser.PermissionDescriptor{Name: "notifications"}, Setting: cdpbrowser.PermissionSettingGranted,

@@ -141,6 +141,10 @@ func sdkWalk(t *testing.T, transport string) {
 	t.Cleanup(proxy.Close)
 
 	p := newBrowser(t).newPage("sdk", 1000, 700)
+	// The test's page has no icon; the test cuts and refuses the stream,
+	// gives it a bad cursor and reads a notification that does not exist,
+	// all on purpose.
+	p.expect("/favicon.ico", "/v1.0/me/notifications/stream", "/v1.0/me/notifications/no-such-notification")
 	p.do("open the page", chromedp.Navigate(proxy.URL+"/sdk-test.html"))
 	p.waitFor("the module", `window.ready === true`)
 	p.do("start", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`window.start(%s, %s, %s, %s)`, js(aliceUP), js(alicePW), js(appHost), js(transport))))

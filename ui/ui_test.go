@@ -61,6 +61,7 @@ func TestAdminSendsAndInboxesStayInStep(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-upn="alice"]`)),
 	)
 	// The same name again: the API's 409 is shown in words, not as JSON.
+	admin.expect("status of 409 (Conflict) " + n.URL + "/v1.0/users")
 	admin.do("create the user again",
 		chromedp.SendKeys(chromedp.CSS("#new-user-upn"), aliceUP),
 		chromedp.SendKeys(chromedp.CSS("#new-user-password"), alicePW),
@@ -261,6 +262,7 @@ func TestInboxResumesAfterReconnect(t *testing.T) {
 	first := send("Before the drop")
 	p.waitFor("receive the first", `document.querySelector(`+js(`.notif[data-id="`+first+`"]`)+`) !== null`)
 
+	p.expect("/v1.0/me/notifications/stream") // the test cuts it
 	cut()
 	p.waitFor("notice the drop", `document.querySelector('#live-status').dataset.state !== 'live'`)
 	second := send("While away")

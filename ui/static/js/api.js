@@ -66,18 +66,34 @@ function networkError() {
   return new ApiError(0, 'network', 'Herald could not be reached. Check your connection; the page keeps trying.');
 }
 
+// inflight holds the requests under way, so that signing out can let them
+// finish rather than have the browser cancel them.
+const inflight = new Set();
+
 async function send(method, path, body) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && method !== 'HEAD' && session.csrf) headers['X-CSRF-Token'] = session.csrf;
+  const req = fetch(path, {
+    method, headers, credentials: 'same-origin', cache: 'no-store',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  inflight.add(req);
   try {
-    return await fetch(path, {
-      method, headers, credentials: 'same-origin', cache: 'no-store',
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    return await req;
   } catch {
     throw networkError();
+  } finally {
+    inflight.delete(req);
   }
+}
+
+const quiet = new Set();
+
+// beforeSignOut registers fn (it may return a promise) to stop what the
+// page has under way (polling, a live stream) before the session ends.
+export function beforeSignOut(fn) {
+  quiet.add(fn);
 }
 
 // api calls the REST API. A 401 gets one silent refresh of the session and
@@ -95,9 +111,17 @@ export async function api(method, path, body) {
     res = await send(method, path, body);
   }
   if (!res.ok) throw await toError(res);
-  if (res.status === 204) return null;
+  if (res.status === 204) return drain(res);
   const ct = res.headers.get('Content-Type') || '';
   return ct.includes('json') ? res.json() : res.text();
+}
+
+// drain reads an answer's (empty) body to its end: a response left unread
+// is cancelled by the browser when it is collected, and shows as a failed
+// request.
+async function drain(res) {
+  try { await res.arrayBuffer(); } catch { /* nothing to read */ }
+  return null;
 }
 
 // all follows @odata.nextLink up to max items.
@@ -165,7 +189,9 @@ async function resync() {
   try {
     const res = await fetch('/ui/session', { credentials: 'same-origin', cache: 'no-store' });
     if (!res.ok) return false;
-    adopt(await res.json());
+    const info = await res.json();
+    if (!info.user) return false;
+    adopt(info);
   } catch {
     return false;
   }
@@ -173,7 +199,9 @@ async function resync() {
 }
 
 // restore picks up an existing sign-in (after a reload); null when there
-// is none.
+// is none. Signed out is an answer (200, user null), not an error, so a
+// signed-out page load makes no failing request; the refresh is tried only
+// when the server says the refresh cookie would work.
 export async function restore() {
   let res;
   try {
@@ -181,9 +209,10 @@ export async function restore() {
   } catch {
     throw networkError();
   }
-  if (res.ok) return adopt(await res.json());
-  if (res.status === 401 && await refresh()) return session.user;
-  if (res.status !== 401) throw await toError(res);
+  if (!res.ok) throw await toError(res);
+  const info = await res.json();
+  if (info.user) return adopt(info);
+  if (info.refreshable && await refresh()) return session.user;
   return null;
 }
 
@@ -197,10 +226,17 @@ export async function signIn(username, password) {
 // session) is picked up and the sign-out tried once more; if the server
 // still refuses, the page says so and stays signed in, rather than showing
 // a sign-in form over a session that is still valid.
+//
+// First the page stops its work and every request under way is let finish:
+// ending the session under them would fail them, and replacing the page
+// would have the browser cancel them.
 export async function signOut() {
+  await Promise.allSettled([...quiet].map(async (fn) => fn()));
+  while (inflight.size) await Promise.allSettled([...inflight]);
   let res = await send('DELETE', '/ui/session');
   if (res.status === 403 && await resync()) res = await send('DELETE', '/ui/session');
   if (!res.ok && res.status !== 401) throw await toError(res);
+  await drain(res);
   ended();
   if (channel) channel.postMessage('signed-out');
 }

@@ -28,7 +28,7 @@ export function notificationCard(n, { preview = false, actions = null, appName }
     dataset: { id: n.id, read: n.readState, action: n.userActionState, title },
   },
   h('header', { class: 'notif-head' },
-    h('span', { class: 'notif-app' }, appName || n.targetHostName),
+    h('span', { class: 'notif-app', title: n.targetHostName }, appName || n.targetHostName),
     unread ? h('span', { class: 'dot', title: 'Unread' }, h('span', { class: 'sr-only' }, 'Unread')) : null,
     h('span', { class: 'notif-time' }, timeEl(n.createdDateTime))),
   h('h3', { id: headingId, class: 'notif-title' }, title),

@@ -99,11 +99,35 @@ export function toast(message, kind = 'info') {
   setTimeout(() => t.remove(), kind === 'error' ? 9000 : 4000);
 }
 
-// errorBox is an inline, announced error message.
+// inFormWords rewrites the API's property names in an error message
+// (`userPrincipalName must be…`) as the labels the person sees on the form
+// (“User name” must be…). A control says which property it fills with its
+// name attribute, or data-api when that is a path (payload.visualContent.title).
+export function inFormWords(message, form) {
+  if (!form || !message) return message;
+  const names = [];
+  for (const c of form.querySelectorAll('[name], [data-api]')) {
+    const api = c.dataset.api || c.getAttribute('name');
+    const label = c.id ? form.querySelector(`label[for="${CSS.escape(c.id)}"]`) : null;
+    const text = (label && label.textContent.trim()) || c.getAttribute('aria-label');
+    if (api && text) names.push([api, text]);
+  }
+  // Longer names first, so that a path wins over its last segment.
+  names.sort((a, b) => b[0].length - a[0].length);
+  for (const [api, text] of names) {
+    const re = new RegExp(`(^|[^\\w.])${api.replace(/[.]/g, '\\.')}(?![\\w.])`, 'g');
+    message = message.replace(re, (_, pre) => `${pre}“${text}”`);
+  }
+  return message;
+}
+
+// errorBox is an inline, announced error message. Inside a form, it names
+// fields by their labels rather than by the API's property names.
 export function errorBox() {
   const el = h('p', { class: 'form-error', role: 'alert', hidden: true });
   el.show = (err) => {
-    el.textContent = err ? (err.message || String(err)) : '';
+    const msg = err ? (err.message || String(err)) : '';
+    el.textContent = inFormWords(msg, el.closest('form'));
     el.hidden = !err;
   };
   return el;

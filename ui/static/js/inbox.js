@@ -12,7 +12,7 @@
 // subscription.
 
 import { h, replace, $, toast, errorBox, field, busy } from './dom.js';
-import { api, restore, refresh, onSignedOut, signOut } from './api.js';
+import { api, all, restore, refresh, onSignedOut, beforeSignOut, signOut } from './api.js';
 import { signInForm } from './signin.js';
 import { notificationCard, titleOf } from './card.js';
 import { LiveStream } from './stream.js';
@@ -168,6 +168,8 @@ class Push {
 // what the page remembered, then ends the session. Removing the server's
 // records is best effort: the session ends even if they fail.
 async function leave(uid) {
+  // The stream goes first: removing its subscription would end it.
+  if (current) current.stop();
   const prefix = `herald.inbox.${uid}.`;
   const keys = [];
   try {
@@ -241,6 +243,21 @@ class Inbox {
     this.showDismissed = false;
     this.loaded = false;
     this.stream = null;
+    this.appNames = new Map(); // targetHostName -> the application's display name
+  }
+
+  // loadAppNames learns the applications' display names, which cards show
+  // in place of the host name (notifications carry only the host name).
+  // Without them the cards keep the host name.
+  async loadAppNames() {
+    try {
+      const apps = await all('/v1.0/me/applications');
+      for (const a of apps) this.appNames.set(a.targetHostName, a.displayName);
+    } catch {
+      return;
+    }
+    this.cards.clear();
+    this.render();
   }
 
   mount() {
@@ -272,7 +289,7 @@ class Inbox {
           h('span', { class: 'muted', title: this.user.userPrincipalName }, this.user.displayName || this.user.userPrincipalName),
           admin,
           h('button', { type: 'button', class: 'btn btn-ghost', id: 'sessions-open', on: { click: () => showSessions() } }, 'Sessions'),
-          h('button', { type: 'button', class: 'btn btn-ghost', id: 'signout', on: { click: () => leave(this.user.id).catch((e) => toast(e.message, 'error')) } }, 'Sign out'))),
+          h('button', { type: 'button', class: 'btn btn-ghost', id: 'signout', on: { click: (e) => busy(e.currentTarget, () => leave(this.user.id).catch((ex) => toast(ex.message, 'error'))) } }, 'Sign out'))),
       h('main', { id: 'main', tabindex: '-1', class: 'inbox' },
         h('div', { class: 'inbox-head' },
           h('h1', 'Inbox ', this.count),
@@ -340,6 +357,7 @@ class Inbox {
 
   async start() {
     this.mount();
+    this.loadAppNames();
     let query = '';
     if (this.host) {
       try {
@@ -526,6 +544,7 @@ class Inbox {
       },
     }, 'Delete');
     const el = notificationCard(n, {
+      appName: this.appNames.get(n.targetHostName),
       actions: [
         act(unread ? 'Mark read' : 'Mark unread', 'read', () => this.patch(n, { readState: unread ? 'read' : 'unread' })),
         dismissed
@@ -653,6 +672,9 @@ async function run() {
   current.start();
 }
 
+// Signing out closes the live stream first, so that it does not fail
+// against the ended session.
+beforeSignOut(() => { if (current) current.stop(); });
 onSignedOut(() => {
   if (current) current.stop();
   current = null;

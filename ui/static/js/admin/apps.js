@@ -96,8 +96,8 @@ export function view() {
     load();
   }
 
-  const dn = h('input', { id: 'new-app-name', required: true, autocomplete: 'off' });
-  const host = h('input', { id: 'new-app-host', required: true, autocapitalize: 'none', spellcheck: 'false', autocomplete: 'off' });
+  const dn = h('input', { id: 'new-app-name', name: 'displayName', required: true, autocomplete: 'off' });
+  const host = h('input', { id: 'new-app-host', name: 'targetHostName', required: true, autocapitalize: 'none', spellcheck: 'false', autocomplete: 'off' });
   const err = errorBox();
   const submit = h('button', { type: 'submit', class: 'btn btn-primary', id: 'new-app-submit' }, 'Register application');
   const form = h('form', {

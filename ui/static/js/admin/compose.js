@@ -1,7 +1,7 @@
 // The composer: send a test notification to a user, with a preview of how
 // a device shows it.
 
-import { h, replace, errorBox, field, busy, toast } from '../dom.js';
+import { h, replace, errorBox, field, busy } from '../dom.js';
 import { api } from '../api.js';
 import { pageHead, loading, failure, select, users as loadUsers, apps as loadApps, userOptions, appOptions } from './common.js';
 import { notificationCard } from '../card.js';
@@ -49,15 +49,15 @@ export function view({ params }) {
         h('a', { class: 'btn btn-primary', href: '#/apps' }, 'Go to applications')));
       return;
     }
-    const to = select(userOptions(users), params.get('user') || '', { id: 'compose-user', required: true });
-    const appSel = select(appOptions(apps), params.get('app') || (apps.length === 1 ? apps[0].targetHostName : ''), { id: 'compose-app', required: true });
-    const title = h('input', { id: 'compose-title', required: true, maxlength: 500, autocomplete: 'off' });
-    const body = h('textarea', { id: 'compose-body', rows: 3 });
-    const priority = select(['High', 'None', 'Low'], 'High', { id: 'compose-priority' });
-    const group = h('input', { id: 'compose-group', maxlength: 256, autocomplete: 'off' });
-    const appNid = h('input', { id: 'compose-appnid', maxlength: 256, autocomplete: 'off' });
-    const raw = h('textarea', { id: 'compose-raw', rows: 2, class: 'mono' });
-    const ttl = select(lifetimes, '604800', { id: 'compose-ttl' });
+    const to = select(userOptions(users), params.get('user') || '', { id: 'compose-user', 'data-api': 'userId', required: true });
+    const appSel = select(appOptions(apps), params.get('app') || (apps.length === 1 ? apps[0].targetHostName : ''), { id: 'compose-app', 'data-api': 'targetHostName', required: true });
+    const title = h('input', { id: 'compose-title', 'data-api': 'payload.visualContent.title', required: true, maxlength: 500, autocomplete: 'off' });
+    const body = h('textarea', { id: 'compose-body', 'data-api': 'payload.visualContent.body', rows: 3 });
+    const priority = select(['High', 'None', 'Low'], 'High', { id: 'compose-priority', 'data-api': 'priority' });
+    const group = h('input', { id: 'compose-group', 'data-api': 'groupName', maxlength: 256, autocomplete: 'off' });
+    const appNid = h('input', { id: 'compose-appnid', 'data-api': 'appNotificationId', maxlength: 256, autocomplete: 'off' });
+    const raw = h('textarea', { id: 'compose-raw', 'data-api': 'payload.rawContent', rows: 2, class: 'mono' });
+    const ttl = select(lifetimes, '604800', { id: 'compose-ttl', 'data-api': 'expirationDateTime' });
     const boxes = platforms.map((p) => h('label', { class: 'check' }, h('input', { type: 'checkbox', value: p.value, name: 'platform' }), p.label));
     const err = errorBox();
     const result = h('div', { id: 'compose-result', 'aria-live': 'polite' });
@@ -113,7 +113,8 @@ export function view({ params }) {
                   h('a', { class: 'btn btn-small', href: `#/deliveries?${q}`, id: 'compose-deliveries' }, 'Delivery log'),
                   h('a', { class: 'btn btn-small', href: `#/feed?user=${encodeURIComponent(to.value)}` }, 'Feed'))));
               result.dataset.notificationId = n.id;
-              toast('Notification sent.');
+              // The notice says it (role=status); a toast as well would only
+              // cover its buttons on a phone.
             } catch (ex) {
               err.show(ex);
             }

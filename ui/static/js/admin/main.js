@@ -2,8 +2,8 @@
 // Routes look like #/users/alice or #/feed?user=alice, so every view has an
 // address that survives a reload and can be shared.
 
-import { h, replace, $, toast } from '../dom.js';
-import { restore, onSignedOut, signOut, session } from '../api.js';
+import { h, replace, $, toast, busy } from '../dom.js';
+import { restore, onSignedOut, beforeSignOut, signOut, session } from '../api.js';
 import { signInForm } from '../signin.js';
 import { Sampler } from '../metrics.js';
 import { failure } from './common.js';
@@ -93,7 +93,7 @@ function shell(user) {
   }, 'Menu');
   const out = h('button', {
     type: 'button', class: 'btn btn-ghost', id: 'signout',
-    on: { click: async () => { await signOut().catch((e) => toast(e.message, 'error')); } },
+    on: { click: (e) => busy(e.currentTarget, () => signOut().catch((ex) => toast(ex.message, 'error'))) },
   }, 'Sign out');
   replace(root,
     h('header', { class: 'topbar' },
@@ -145,6 +145,12 @@ async function start() {
   signedIn(user);
 }
 
+// Signing out stops the polling first and lets its requests finish.
+beforeSignOut(() => {
+  sampler.stop();
+  if (current && current.dispose) current.dispose();
+  current = null;
+});
 onSignedOut(() => {
   sampler.stop();
   if (current && current.dispose) current.dispose();

@@ -1,0 +1,166 @@
+package ui_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/herald-notify/herald/internal/testnode"
+)
+
+// The rough edges a newcomer met (issue 9), on a phone: a signed-out page
+// load logs nothing, inbox cards name the application by its display name,
+// errors name the form's fields, the header keeps the signed-in name, the
+// toast no longer covers the notice's buttons, and sign-out lets its
+// requests finish (none is cancelled).
+func TestUIEdgesOnAPhone(t *testing.T) {
+	b := newBrowser(t)
+	n := testnode.Start(t, nil)
+	api := rest{t: t, base: n.URL}
+	admin := api.token("admin", testnode.AdminPassword)
+	api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": aliceUP, "displayName": "Alice Example", "password": alicePW, "roles": []string{"user"}}, nil)
+	api.call("POST", "/v1.0/applications", admin, map[string]any{"displayName": "Contoso Tasks", "targetHostName": appHost}, nil)
+	api.call("POST", "/v1.0/users/alice/notifications", admin, map[string]any{"targetHostName": appHost,
+		"payload": map[string]any{"visualContent": map[string]any{"title": "Build 42 finished"}}}, nil)
+
+	// Signed out: both pages load without a console error (checkClean
+	// below fails on any).
+	out := b.newPage("signed-out", 390, 844)
+	for _, path := range []string{"/", "/ui/inbox/?app=" + appHost} {
+		out.do("open "+path+" signed out", chromedp.Navigate(n.URL+path), chromedp.WaitVisible(chromedp.CSS("#signin-username")))
+	}
+	out.checkClean()
+
+	inbox := b.newPage("inbox-phone", 390, 844)
+	// The inbox's requests, sign-out's included, are watched at the
+	// network level: none may be cancelled or fail (the page closes its
+	// live stream on purpose).
+	var mu sync.Mutex
+	var failed []string
+	urls := map[network.RequestID]string{}
+	ctx, cancel := context.WithTimeout(inbox.ctx, stepTimeout)
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatalf("watch the network: %v", err)
+	}
+	cancel()
+	watch, unwatch := context.WithCancel(inbox.ctx)
+	sent := chromedp.Events(watch, network.RequestWillBeSent)
+	lost := chromedp.Events(watch, network.LoadingFailed)
+	answered := chromedp.Events(watch, network.ResponseReceived)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		for e, err := range sent {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			urls[e.RequestID] = e.Request.Method + " " + e.Request.URL
+			mu.Unlock()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for e, err := range lost {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			// The live stream is closed by the page on purpose.
+			if u := urls[e.RequestID]; !strings.Contains(u, "/notifications/stream") {
+				failed = append(failed, u+": "+e.ErrorText)
+			}
+			mu.Unlock()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for e, err := range answered {
+			if err != nil {
+				return
+			}
+			if e.Response.Status >= 400 {
+				mu.Lock()
+				failed = append(failed, urls[e.RequestID]+": "+e.Response.StatusText)
+				mu.Unlock()
+			}
+		}
+	}()
+	inbox.do("open the inbox", chromedp.Navigate(n.URL+"/ui/inbox/?app="+appHost))
+	signIn(inbox, aliceUP, alicePW)
+	inbox.do("go live", chromedp.WaitVisible(chromedp.CSS(`#live-status[data-state="live"]`)))
+	inbox.waitFor("show the application's display name", `[...document.querySelectorAll('#feed .notif-app')].some((e) => e.textContent === 'Contoso Tasks')`)
+	if got := eval[string](inbox, "read the card's sender", `[...document.querySelectorAll('#feed .notif-app')].map((e) => e.textContent).join('|')`); strings.Contains(got, appHost) {
+		t.Errorf("inbox cards name the sender %q; want the display name, not the host", got)
+	}
+	if !eval[bool](inbox, "see the signed-in name", `(() => {
+		const e = [...document.querySelectorAll('.whoami > .muted')].find((x) => x.textContent === 'Alice Example');
+		if (!e) return false;
+		const r = e.getBoundingClientRect();
+		return r.width > 0 && r.height > 0 && r.right <= innerWidth;
+	})()`) {
+		t.Error("on a phone the inbox header does not show the signed-in name")
+	}
+
+	inbox.do("sign out",
+		chromedp.Click(chromedp.CSS("#signout")),
+		chromedp.WaitVisible(chromedp.CSS("#signin-username")),
+	)
+	unwatch()
+	wg.Wait()
+	mu.Lock()
+	if len(failed) > 0 {
+		t.Errorf("sign-out's requests failed or were cancelled: %v", failed)
+	}
+	mu.Unlock()
+	inbox.checkClean()
+
+	con := b.newPage("console-phone", 390, 844)
+	con.do("open the users", chromedp.Navigate(n.URL+"/ui/#/users"))
+	signIn(con, "admin", testnode.AdminPassword)
+	con.expect("status of 400 (Bad Request) " + n.URL + "/v1.0/users")
+	con.do("create a user with a bad name",
+		chromedp.WaitVisible(chromedp.CSS("#new-user-upn")),
+		chromedp.SendKeys(chromedp.CSS("#new-user-upn"), "not a name!"),
+		chromedp.SendKeys(chromedp.CSS("#new-user-password"), "long-enough-password"),
+		chromedp.Click(chromedp.CSS("#new-user-submit")),
+		chromedp.WaitVisible(chromedp.CSS(".form-error")),
+	)
+	if msg := eval[string](con, "read the error", `document.querySelector('.form-error').textContent`); strings.Contains(msg, "userPrincipalName") || !strings.Contains(msg, "User name") {
+		t.Errorf("the error reads %q; want the form's label “User name”, not the API's field name", msg)
+	}
+
+	// Send from the composer: the toast, if any, must not cover the
+	// notice's buttons.
+	con.do("compose", chromedp.Navigate(n.URL+"/ui/#/compose"), chromedp.WaitVisible(chromedp.CSS("#compose-title")))
+	eval[bool](con, "choose alice and the app", `(() => {
+		const s = document.querySelector('#compose-user');
+		s.value = [...s.options].find((o) => o.text.includes('alice')).value;
+		s.dispatchEvent(new Event('change', {bubbles: true}));
+		return true;
+	})()`)
+	con.do("send",
+		chromedp.SendKeys(chromedp.CSS("#compose-title"), "From a phone"),
+		chromedp.Click(chromedp.CSS("#compose-send")),
+		chromedp.WaitVisible(chromedp.CSS("#compose-result .notice-ok")),
+		chromedp.ScrollIntoView(chromedp.CSS("#compose-deliveries")),
+	)
+	if covered := eval[string](con, "see the notice's buttons", `(() => {
+		const toasts = [...document.querySelectorAll('.toast')].map((t) => t.getBoundingClientRect());
+		for (const b of document.querySelectorAll('#compose-result a, #compose-result button')) {
+			const r = b.getBoundingClientRect();
+			for (const t of toasts) {
+				if (r.left < t.right && t.left < r.right && r.top < t.bottom && t.top < r.bottom) return b.textContent;
+			}
+		}
+		return '';
+	})()`); covered != "" {
+		t.Errorf("a toast covers the notice's %q button", covered)
+	}
+	con.checkClean()
+}
