@@ -158,6 +158,10 @@ var authzRows = []authzRow{
 	// Sessions: a user's own under /me (an admin's /me holds the admin's),
 	// anyone's for an admin under /users; {newAliceSession} is a fresh
 	// sign-in of alice's for each call that ends one.
+	// Any user reads every application's display name and host name (an
+	// inbox's labels), which carry the applications' markers by design;
+	// that nothing else of them shows is TestMeApplicationsShowsDisplayNames's to check.
+	{"GET /v1.0/me/applications", "/v1.0/me/applications", "", authed(200, 200, 403, 403, 200), fNoLeak},
 	{"GET /v1.0/me/sessions", "/v1.0/me/sessions", "", authed(200, 200, 403, 403, 200), 0},
 	{"GET /v1.0/me/sessions/{sid}", "/v1.0/me/sessions/{aliceSession}", "", authed(200, 404, 403, 403, 404), 0},
 	{"DELETE /v1.0/me/sessions/{sid}", "/v1.0/me/sessions/{newAliceSession}", "", authed(204, 404, 403, 403, 404), 0},
@@ -173,7 +177,7 @@ var authzRows = []authzRow{
 
 	// The web UI's session endpoints take the session cookie, never a
 	// bearer token: with one, the caller is nobody.
-	{"GET /ui/session", "/ui/session", "", anyone(401), 0},
+	{"GET /ui/session", "/ui/session", "", anyone(200), 0}, // signed out: {"user":null}
 	{"POST /ui/session", "/ui/session", `{"username":"{bobUPN}","password":"wrong password"}`, anyone(401), 0},
 	{"DELETE /ui/session", "/ui/session", "", anyone(204), 0},
 	{"POST /ui/session/refresh", "/ui/session/refresh", "", anyone(401), 0},
