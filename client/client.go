@@ -1,7 +1,26 @@
-// Package client is a small Go client of the Herald HTTP API (API.md). It is
-// what the herald command line, the end-to-end tests and the load generator
-// use to talk to a server, so it depends on nothing but the standard library
-// and defines its own copies of the resource shapes.
+// Package client is Herald's Go SDK: a client of the Herald HTTP API
+// (docs/api.md, and the server's /openapi.json) for application services
+// that send notifications and for Go programs that read a user's feed.
+//
+// Sign in with PasswordToken (a user or admin) or ClientCredentialsToken
+// (an application), then use a copy of the client that carries the token:
+//
+//	c, _ := client.New("https://herald.example.com")
+//	tok, err := c.ClientCredentialsToken(ctx, appID, secret)
+//	app := c.With(client.WithToken(tok.AccessToken))
+//	_, err = app.Send(ctx, unsid, &client.Notification{...})
+//
+// An application sends to a device subscription (Send, with the UNSID the
+// device handed it); an admin may send to a user by name (SendToUser). A
+// user's client reads the feed (Notifications), marks read or dismissed
+// (MarkRead, Dismiss), syncs (Delta) and follows the live stream (Stream,
+// resumable with the last event's ID). Requests the package has no method
+// for go through Do. Errors from the server are *Error, with the HTTP
+// status and the API's error code.
+//
+// The herald command line, the end-to-end tests and the load generator use
+// this package too, so it depends on nothing but the standard library and
+// defines its own copies of the resource shapes.
 package client
 
 import (

@@ -124,10 +124,16 @@ func NewEngine(o EngineOptions) *Engine {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	return &Engine{o: o, log: o.Logger, m: newEngineMetrics(o.Registry),
+	e := &Engine{o: o, log: o.Logger, m: newEngineMetrics(o.Registry),
 		tasks: map[taskKey]*task{}, hostBusy: map[string]int{}, wake: make(chan struct{}, 1),
 		work: make(chan *task), outcomes: make(chan raft.DeliveryOutcome, 4096),
 		stop: make(chan struct{}), waiting: map[string][]*task{}}
+	// The queue an operator alerts on: deliveries owed and not yet done,
+	// whether waiting for their time, their host, or a worker.
+	o.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_delivery_queue",
+		Help: "Deliveries this node owes: queued, backing off, or in flight."},
+		func() float64 { return float64(e.Pending()) }))
+	return e
 }
 
 // Start loads the pending deliveries of owned users and starts working.

@@ -212,6 +212,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 				}
 				return 0
 			}))
+	reg.MustRegister(n.store.Metrics()...)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_raft_applied_index",
 		Help: "Last Raft index applied to this node's state."}, func() float64 { return float64(n.store.Applied()) }))
 

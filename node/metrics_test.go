@@ -1,0 +1,106 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/fanout/webhook/webhooktest"
+	"github.com/herald-notify/herald/internal/testnode"
+)
+
+// The gauges an operator watches are exported and follow the node: Raft
+// role, term and commit index, Badger's sizes, and the delivery queue,
+// which holds a webhook delivery while its endpoint fails and empties once
+// it answers.
+func TestOperatorMetricsExportedAndMove(t *testing.T) {
+	r := newDeliveryRig(t, nil)
+	n := r.node
+	if v := metric(t, n, "herald_raft_leader"); v != 1 {
+		t.Errorf("herald_raft_leader %v on a lone node, want 1", v)
+	}
+	if v := metric(t, n, "herald_raft_state"); v != 2 {
+		t.Errorf("herald_raft_state %v on a lone node, want 2 (leader)", v)
+	}
+	if v := metric(t, n, "herald_raft_term"); v < 1 {
+		t.Errorf("herald_raft_term %v, want at least 1", v)
+	}
+	if v := metric(t, n, "herald_raft_last_contact_seconds"); v != 0 {
+		t.Errorf("herald_raft_last_contact_seconds %v on the leader, want 0", v)
+	}
+	if v := metric(t, n, "herald_badger_memtable_bytes"); v <= 0 {
+		t.Errorf("herald_badger_memtable_bytes %v, want the memtable's log counted", v)
+	}
+	metric(t, n, "herald_badger_lsm_bytes")
+	metric(t, n, "herald_badger_vlog_bytes")
+	if v := metric(t, n, "herald_delivery_queue"); v != 0 {
+		t.Errorf("herald_delivery_queue %v before any delivery, want 0", v)
+	}
+	commit := metric(t, n, "herald_raft_commit_index")
+
+	failing := make([]webhooktest.Answer, 15)
+	for i := range failing {
+		failing[i] = webhooktest.Answer{Status: http.StatusInternalServerError}
+	}
+	r.webhook(append(failing, webhooktest.Answer{})...) // the last answer repeats
+	r.send(client.Notification{AppNotificationID: "queued", Payload: &client.Payload{RawContent: strings.Repeat("x", 3000)}})
+
+	pollUntil(t, "the commit index to rise with the writes", func() error {
+		if v := metric(t, n, "herald_raft_commit_index"); v <= commit {
+			return fmt.Errorf("herald_raft_commit_index %v, was %v", v, commit)
+		}
+		return nil
+	})
+	pollUntil(t, "the failing webhook delivery to be queued", func() error {
+		if v := metric(t, n, "herald_delivery_queue"); v < 1 {
+			return fmt.Errorf("herald_delivery_queue %v", v)
+		}
+		return nil
+	})
+	pollUntil(t, "the queue to empty once the endpoint answers", func() error {
+		if v := metric(t, n, "herald_delivery_queue"); v != 0 {
+			return fmt.Errorf("herald_delivery_queue %v (attempts: %s)", v, metricLines(t, n, "herald_delivery_attempts_total"))
+		}
+		return nil
+	})
+
+	// Closing compacts the memtable into a table (CompactL0OnClose), so the
+	// LSM size grows across a restart.
+	before := metric(t, n, "herald_badger_lsm_bytes")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cfg := n.Config
+	again := testnode.Start(t, &cfg)
+	if v := metric(t, again, "herald_badger_lsm_bytes"); v <= before {
+		t.Errorf("herald_badger_lsm_bytes %v after a restart that flushed the memtable, was %v", v, before)
+	}
+}
+
+// metricLines is every sample of a metric, for failure messages.
+func metricLines(t *testing.T, n *testnode.Node, name string) string {
+	t.Helper()
+	resp, err := n.GetMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, name) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; ")
+}
