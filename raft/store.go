@@ -170,8 +170,9 @@ func Open(opts Options) (*Store, error) {
 	go s.observePeers()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.disk.watch(s.closing) }()
-	s.snapshotting.Add(1)
+	s.snapshotting.Add(2)
 	go s.snapshotAfterReplay()
+	go s.compactAfterRestore()
 	return s, nil
 }
 
@@ -741,5 +742,55 @@ func Restore(dir string, r io.Reader) error {
 	}
 	// A fresh log starts at index 1: the applied index must not skip it.
 	err = db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyApplied), putUint64(0)) })
-	return errors.Join(err, db.Close())
+	if err = errors.Join(err, db.Close()); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, restoredMarker), []byte("restored from a backup; the node snapshots and compacts its log at its first start\n"), 0o600)
+}
+
+// restoredMarker is the file Restore leaves in a data directory: the
+// restored state lives in Badger alone, not in the Raft log, so a node that
+// joins later would replay the log and miss it. The restored node takes a
+// snapshot and drops its whole log at its first start, so that joiners get
+// the snapshot; the file goes once that is done. It is a file rather than a
+// Badger key so that snapshots do not carry it to other nodes.
+const restoredMarker = "restored"
+
+// compactAfterRestore snapshots a restored node once its first entry has
+// applied and keeps no trailing log behind the snapshot.
+func (s *Store) compactAfterRestore() {
+	defer s.snapshotting.Done()
+	marker := filepath.Join(s.opts.Dir, restoredMarker)
+	if _, err := os.Stat(marker); err != nil {
+		return
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for s.raft.AppliedIndex() < 1 {
+		select {
+		case <-s.closing:
+			return
+		case <-tick.C:
+		}
+	}
+	rc := s.raft.ReloadableConfig()
+	keep := rc.TrailingLogs
+	rc.TrailingLogs = 0
+	if err := s.raft.ReloadConfig(rc); err != nil {
+		s.opts.Logger.Error("restored node: could not drop its log behind a snapshot; nodes that join it will miss the restored data", "error", err)
+		return
+	}
+	err := s.raft.Snapshot().Error()
+	rc.TrailingLogs = keep
+	if rerr := s.raft.ReloadConfig(rc); rerr != nil {
+		s.opts.Logger.Warn("restored node: could not set its trailing log length back", "error", rerr)
+	}
+	if err != nil && !errors.Is(err, hraft.ErrNothingNewToSnapshot) {
+		s.opts.Logger.Error("restored node: snapshot failed; it is tried again at the next start", "error", err)
+		return
+	}
+	if err := os.Remove(marker); err != nil {
+		s.opts.Logger.Warn("restored node: could not remove the restore marker", "error", err)
+	}
+	s.opts.Logger.Info("restored node: took a snapshot of the restored state for the nodes that join it", "index", s.raft.AppliedIndex())
 }
