@@ -29,6 +29,9 @@ type FSM struct {
 	// abort, once closed, makes a snapshot being persisted give up (set
 	// before Raft starts).
 	abort <-chan struct{}
+	// cache is told which cached records each batch wrote (set before
+	// Raft starts; nil in tests that use the FSM alone).
+	cache *recordCache
 }
 
 func newFSM(db *badger.DB, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
@@ -102,6 +105,9 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		t.commit(l.Index)
 		f.applied.Store(l.Index)
 	}
+	// Before the results go back: a writer's next read must not see the
+	// record it replaced.
+	f.cache.invalidate(t.touched, false)
 	if len(t.changes) > 0 && f.onChange != nil {
 		f.onChange(t.changes)
 	}
@@ -121,6 +127,7 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	applied, err := loadSnapshot(f.db, rc)
+	f.cache.invalidate(nil, true)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,8 @@ type tx struct {
 	// reads them, and a prefix scan in a write transaction costs a sort of
 	// its pending writes. Writes to a subscription drop its user's entry.
 	subs map[string][]resource.SubscriptionRecord
+	// touched are the keys written of records the Store caches.
+	touched []string
 }
 
 func newTx(db *badger.DB) *tx {
@@ -71,6 +73,9 @@ func (t *tx) getJSON(key []byte, v any) bool {
 }
 
 func (t *tx) setEntry(e *badger.Entry) {
+	if cachedKey(e.Key) {
+		t.touched = append(t.touched, string(e.Key))
+	}
 	err := t.txn.SetEntry(e)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		t.flush()
@@ -88,6 +93,9 @@ func (t *tx) setJSON(key []byte, v any) {
 }
 
 func (t *tx) del(key []byte) {
+	if cachedKey(key) {
+		t.touched = append(t.touched, string(key))
+	}
 	err := t.txn.Delete(key)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		t.flush()
