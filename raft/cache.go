@@ -9,19 +9,21 @@ import (
 // recordCache holds decoded tokens, applications and subscriptions: every
 // authenticated send reads a token, an application and a subscription, and
 // each read from Badger takes its oracle lock (contended by the FSM's
-// commits) and decodes JSON. The FSM drops an entry after the Badger commit
-// that changed it and before the write is acknowledged, so a cached record
-// is never older than what a read from Badger at the same moment could see.
+// commits) and decodes JSON.
 //
-// A reader that loaded a record from Badger stores it only if no
-// invalidation happened since it began (gen), so a value read before a
-// commit cannot be stored after the commit's invalidation and outlive it.
+// The FSM brackets each Badger commit that writes such a record with
+// begin and end. From begin to end the record's key is pending: it is not
+// served from the cache and no load stores it, so nobody sees the old
+// record once the commit is visible. A load stores its result only if no
+// commit ended since it began (gen), so a value read before a commit
+// cannot be stored after it and outlive it.
 type recordCache struct {
-	mu     sync.Mutex
-	gen    uint64
-	tokens map[string]*resource.TokenRecord
-	apps   map[string]*resource.ApplicationRecord
-	subs   map[string]*resource.SubscriptionRecord
+	mu      sync.Mutex
+	gen     uint64
+	pending map[string]int // key (as in keys.go) → commits in progress
+	tokens  map[string]*resource.TokenRecord
+	apps    map[string]*resource.ApplicationRecord
+	subs    map[string]*resource.SubscriptionRecord
 }
 
 // cacheLimit bounds each map; a full map is emptied (misses only cost a
@@ -29,13 +31,18 @@ type recordCache struct {
 const cacheLimit = 8192
 
 func newRecordCache() *recordCache {
-	return &recordCache{tokens: map[string]*resource.TokenRecord{},
+	return &recordCache{pending: map[string]int{}, tokens: map[string]*resource.TokenRecord{},
 		apps: map[string]*resource.ApplicationRecord{}, subs: map[string]*resource.SubscriptionRecord{}}
 }
 
-// cached returns m[key] or loads it; clone gives the caller a copy it may
-// change without touching the cached record.
-func cached[T any](c *recordCache, m map[string]*T, key string, load func() (*T, bool, error), clone func(*T) *T) (*T, bool, error) {
+// cached returns the record under key in the map pick chooses, or loads
+// it; clone gives the caller a copy it may change without touching the
+// cached record.
+func cached[T any](c *recordCache, pick func(*recordCache) map[string]*T, key string, load func() (*T, bool, error), clone func(*T) *T) (*T, bool, error) {
+	if c == nil {
+		return load() // a Store made around a bare FSM, in tests
+	}
+	m := pick(c)
 	c.mu.Lock()
 	v, ok := m[key]
 	gen := c.gen
@@ -48,7 +55,7 @@ func cached[T any](c *recordCache, m map[string]*T, key string, load func() (*T,
 		return v, ok, err
 	}
 	c.mu.Lock()
-	if c.gen == gen {
+	if c.gen == gen && len(c.pending) == 0 {
 		if len(m) >= cacheLimit {
 			clear(m)
 		}
@@ -58,30 +65,56 @@ func cached[T any](c *recordCache, m map[string]*T, key string, load func() (*T,
 	return v, true, nil
 }
 
-// invalidate drops the records stored under keys (Badger keys, as the FSM
-// wrote them); all drops everything (a snapshot was restored).
-func (c *recordCache) invalidate(keys []string, all bool) {
-	if c == nil || (len(keys) == 0 && !all) {
+// begin is called before a Badger commit that writes keys: they are
+// dropped and not cached again until end.
+func (c *recordCache) begin(keys []string) {
+	if c == nil || len(keys) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		c.pending[k]++
+		c.drop(k)
+	}
+}
+
+// end is called once the commit is visible (or failed).
+func (c *recordCache) end(keys []string) {
+	if c == nil || len(keys) == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	if all {
-		clear(c.tokens)
-		clear(c.apps)
-		clear(c.subs)
+	for _, k := range keys {
+		if c.pending[k]--; c.pending[k] <= 0 {
+			delete(c.pending, k)
+		}
+	}
+}
+
+// reset drops everything (a snapshot was restored).
+func (c *recordCache) reset() {
+	if c == nil {
 		return
 	}
-	for _, k := range keys {
-		switch k[0] {
-		case 't':
-			delete(c.tokens, k[2:])
-		case 'a':
-			delete(c.apps, k[2:])
-		case 's':
-			delete(c.subs, k[2:])
-		}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	clear(c.tokens)
+	clear(c.apps)
+	clear(c.subs)
+}
+
+func (c *recordCache) drop(k string) {
+	switch k[0] {
+	case 't':
+		delete(c.tokens, k[2:])
+	case 'a':
+		delete(c.apps, k[2:])
+	case 's':
+		delete(c.subs, k[2:])
 	}
 }
 
@@ -90,6 +123,10 @@ func (c *recordCache) invalidate(keys []string, all bool) {
 func cachedKey(key []byte) bool {
 	return len(key) > 2 && key[1] == '/' && (key[0] == 't' || key[0] == 'a' || key[0] == 's')
 }
+
+func tokens(c *recordCache) map[string]*resource.TokenRecord               { return c.tokens }
+func apps(c *recordCache) map[string]*resource.ApplicationRecord           { return c.apps }
+func subscriptions(c *recordCache) map[string]*resource.SubscriptionRecord { return c.subs }
 
 func cloneToken(t *resource.TokenRecord) *resource.TokenRecord { c := *t; return &c }
 

@@ -69,8 +69,9 @@ func TestCachedRecordsFollowWrites(t *testing.T) {
 func TestCacheDropsLoadsThatRacedAnInvalidation(t *testing.T) {
 	c := newRecordCache()
 	stale := &resource.TokenRecord{PrincipalID: "old"}
-	got, ok, err := cached(c, c.tokens, "h", func() (*resource.TokenRecord, bool, error) {
-		c.invalidate([]string{"t/h"}, false) // the FSM commits while the load runs
+	got, ok, err := cached(c, tokens, "h", func() (*resource.TokenRecord, bool, error) {
+		c.begin([]string{"t/h"}) // the FSM commits while the load runs
+		c.end([]string{"t/h"})
 		return stale, true, nil
 	}, cloneToken)
 	if err != nil || !ok || got.PrincipalID != "old" {
@@ -79,12 +80,22 @@ func TestCacheDropsLoadsThatRacedAnInvalidation(t *testing.T) {
 	if _, held := c.tokens["h"]; held {
 		t.Fatal("a load that raced an invalidation was cached")
 	}
-	cached(c, c.tokens, "h", func() (*resource.TokenRecord, bool, error) { return stale, true, nil }, cloneToken)
+	cached(c, tokens, "h", func() (*resource.TokenRecord, bool, error) { return stale, true, nil }, cloneToken)
 	if _, held := c.tokens["h"]; !held {
 		t.Fatal("a load with no invalidation in between was not cached")
 	}
-	c.invalidate(nil, true)
+	c.begin([]string{"t/h"})
+	if _, held := c.tokens["h"]; held {
+		t.Fatal("a record being committed is still cached")
+	}
+	cached(c, tokens, "h", func() (*resource.TokenRecord, bool, error) { return stale, true, nil }, cloneToken)
+	if _, held := c.tokens["h"]; held {
+		t.Fatal("a load during a commit was cached")
+	}
+	c.end([]string{"t/h"})
+	cached(c, tokens, "h", func() (*resource.TokenRecord, bool, error) { return stale, true, nil }, cloneToken)
+	c.reset()
 	if len(c.tokens) != 0 {
-		t.Fatal("invalidate(all) left records")
+		t.Fatal("reset left records")
 	}
 }

@@ -78,6 +78,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	out := make([]any, len(logs))
 	applied := f.applied.Load()
 	t := newTx(f.db)
+	t.cache = f.cache
 	defer t.txn.Discard()
 	for i, l := range logs {
 		if l.Index <= applied {
@@ -105,9 +106,6 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		t.commit(l.Index)
 		f.applied.Store(l.Index)
 	}
-	// Before the results go back: a writer's next read must not see the
-	// record it replaced.
-	f.cache.invalidate(t.touched, false)
 	if len(t.changes) > 0 && f.onChange != nil {
 		f.onChange(t.changes)
 	}
@@ -127,7 +125,7 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	applied, err := loadSnapshot(f.db, rc)
-	f.cache.invalidate(nil, true)
+	f.cache.reset()
 	if err != nil {
 		return err
 	}

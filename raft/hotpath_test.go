@@ -51,8 +51,8 @@ func TestFSMApplySendAllocs(t *testing.T) {
 		f.ApplyBatch(logs[next : next+1])
 		next++
 	})
-	if got := avg / per; got > budget {
-		t.Errorf("%.0f allocations per applied send, budget %d", got, budget)
+	if got := avg / per; got > budget*allocSlack {
+		t.Errorf("%.0f allocations per applied send, budget %d", got, budget*allocSlack)
 	} else {
 		t.Logf("%.0f allocations per applied send (budget %d)", got, budget)
 	}

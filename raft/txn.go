@@ -28,8 +28,10 @@ type tx struct {
 	// reads them, and a prefix scan in a write transaction costs a sort of
 	// its pending writes. Writes to a subscription drop its user's entry.
 	subs map[string][]resource.SubscriptionRecord
-	// touched are the keys written of records the Store caches.
+	// touched are the keys of records the Store caches written since the
+	// last commit; cache is told of them around the commit (cache.go).
 	touched []string
+	cache   *recordCache
 }
 
 func newTx(db *badger.DB) *tx {
@@ -135,7 +137,16 @@ func (t *tx) putSub(s *resource.SubscriptionRecord) {
 // flush commits what is written so far and continues in a new transaction.
 func (t *tx) flush() {
 	t.txn.Set([]byte(keySeq), putUint64(t.seq))
-	t.must(t.txn.Commit())
+	t.commitTxn()
+}
+
+// commitTxn commits the Badger transaction and opens the next one.
+func (t *tx) commitTxn() {
+	t.cache.begin(t.touched)
+	err := t.txn.Commit()
+	t.cache.end(t.touched)
+	t.touched = t.touched[:0]
+	t.must(err)
 	t.txn = t.db.NewTransaction(true)
 }
 
@@ -144,8 +155,7 @@ func (t *tx) flush() {
 func (t *tx) commit(applied uint64) {
 	t.set([]byte(keySeq), putUint64(t.seq))
 	t.set([]byte(keyApplied), putUint64(applied))
-	t.must(t.txn.Commit())
-	t.txn = t.db.NewTransaction(true)
+	t.commitTxn()
 }
 
 func getValue(txn *badger.Txn, key []byte) ([]byte, bool, error) {
