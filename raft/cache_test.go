@@ -99,3 +99,31 @@ func TestCacheDropsLoadsThatRacedAnInvalidation(t *testing.T) {
 		t.Fatal("reset left records")
 	}
 }
+
+// Every --memory from the smallest accepted opens Badger and stores a send.
+func TestMemoryBudgetsOpen(t *testing.T) {
+	for _, m := range []string{"16MiB", "64MiB", "1GiB"} {
+		budget, err := ParseMemory(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(Options{Dir: t.TempDir(), NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true, Logger: quiet,
+			HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, Memory: budget})
+		if err != nil {
+			t.Fatalf("--memory %s: %v", m, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.WaitLeader(ctx); err != nil {
+			t.Fatal(err)
+		}
+		u := newUser("m" + m)
+		if _, err := s.Propose(ctx, &Command{Op: OpCreateUser, Now: time.Now().UnixNano(), User: u}); err != nil {
+			t.Fatalf("--memory %s: %v", m, err)
+		}
+		cancel()
+		s.Close()
+	}
+	if _, err := ParseMemory("8MiB"); err == nil {
+		t.Error("--memory 8MiB accepted; the floor is 16MiB")
+	}
+}

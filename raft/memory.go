@@ -40,7 +40,7 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 	if budget == 0 {
 		budget = DefaultMemory
 	}
-	memtable := int64(min(max(budget/8, 2<<20), 256<<20))
+	memtable := int64(min(max(budget/8, 4<<20), 256<<20))
 	return badger.DefaultOptions(filepath.Join(dir, "badger")).
 		WithLogger(nil).
 		WithSyncWrites(false). // the Raft log is the durable record; see DESIGN.md
@@ -57,8 +57,10 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 		// follow, so that compactions move a few MiB at a time.
 		WithBaseTableSize(max(memtable/4, 1<<20)).
 		WithNumCompactors(2).
-		// Values stay in the LSM tree (the default threshold is 1 MiB and
-		// a command is at most ~70 KiB), so the value log holds little:
-		// smaller files are mapped and garbage-collected in smaller steps.
+		// Values stay in the LSM tree (a command is at most ~70 KiB), so
+		// the value log holds little: smaller files are mapped and
+		// garbage-collected in smaller steps. Badger wants the threshold
+		// under its largest write batch, 15% of a memtable.
+		WithValueThreshold(min(1<<20, memtable/8)).
 		WithValueLogFileSize(64 << 20)
 }
