@@ -24,6 +24,9 @@ type recordCache struct {
 	tokens  map[string]*resource.TokenRecord
 	apps    map[string]*resource.ApplicationRecord
 	subs    map[string]*resource.SubscriptionRecord
+	// slots holds the decoded slot table under "": asked for every
+	// delivery, on the FSM's goroutine among others.
+	slots map[string]*[]string
 }
 
 // cacheLimit bounds each map; a full map is emptied (misses only cost a
@@ -32,7 +35,8 @@ const cacheLimit = 8192
 
 func newRecordCache() *recordCache {
 	return &recordCache{pending: map[string]int{}, tokens: map[string]*resource.TokenRecord{},
-		apps: map[string]*resource.ApplicationRecord{}, subs: map[string]*resource.SubscriptionRecord{}}
+		apps: map[string]*resource.ApplicationRecord{}, subs: map[string]*resource.SubscriptionRecord{},
+		slots: map[string]*[]string{}}
 }
 
 // cached returns the record under key in the map pick chooses, or loads
@@ -105,6 +109,7 @@ func (c *recordCache) reset() {
 	clear(c.tokens)
 	clear(c.apps)
 	clear(c.subs)
+	clear(c.slots)
 }
 
 func (c *recordCache) drop(k string) {
@@ -115,18 +120,22 @@ func (c *recordCache) drop(k string) {
 		delete(c.apps, k[2:])
 	case 's':
 		delete(c.subs, k[2:])
+	case 'm':
+		clear(c.slots)
 	}
 }
 
 // cachedKey reports whether a Badger key holds a record the cache keeps:
-// "t/", "a/" or "s/" (see keys.go).
+// "t/", "a/", "s/" or the slot table (see keys.go).
 func cachedKey(key []byte) bool {
-	return len(key) > 2 && key[1] == '/' && (key[0] == 't' || key[0] == 'a' || key[0] == 's')
+	return len(key) > 2 && key[1] == '/' && (key[0] == 't' || key[0] == 'a' || key[0] == 's' || string(key) == keySlots)
 }
 
 func tokens(c *recordCache) map[string]*resource.TokenRecord               { return c.tokens }
 func apps(c *recordCache) map[string]*resource.ApplicationRecord           { return c.apps }
 func subscriptions(c *recordCache) map[string]*resource.SubscriptionRecord { return c.subs }
+
+func slotTables(c *recordCache) map[string]*[]string { return c.slots }
 
 func cloneToken(t *resource.TokenRecord) *resource.TokenRecord { c := *t; return &c }
 

@@ -94,7 +94,6 @@ type Store struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
-	slots     atomic.Pointer[slotCache]
 
 	// live is the running Raft, for the log bridge, which raft calls from
 	// its own goroutines, possibly before NewRaft has returned.
