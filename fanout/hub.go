@@ -4,7 +4,6 @@
 package fanout
 
 import (
-	"bytes"
 	"encoding/json"
 	"sync"
 	"sync/atomic"
@@ -32,15 +31,17 @@ func (e *Event) Cursor() string { return resource.FormatCursor(e.Change.Seq) }
 // SSE is the Server-Sent Events message of the event.
 func (e *Event) SSE() []byte {
 	e.sseOnce.Do(func() {
-		var b bytes.Buffer
-		b.WriteString("event: ")
-		b.WriteString(e.Change.StreamEvent())
-		b.WriteString("\nid: ")
-		b.WriteString(e.Cursor())
-		b.WriteString("\ndata: ")
-		b.Write(e.Change.Data) // compact JSON: never holds a newline
-		b.WriteString("\n\n")
-		e.sse = b.Bytes()
+		name, cursor := e.Change.StreamEvent(), e.Cursor()
+		// Sized exactly: one allocation, and no spare capacity held for
+		// as long as the event is queued on slow streams.
+		b := make([]byte, 0, len("event: \nid: \ndata: \n\n")+len(name)+len(cursor)+len(e.Change.Data))
+		b = append(b, "event: "...)
+		b = append(b, name...)
+		b = append(b, "\nid: "...)
+		b = append(b, cursor...)
+		b = append(b, "\ndata: "...)
+		b = append(b, e.Change.Data...) // compact JSON: never holds a newline
+		e.sse = append(b, "\n\n"...)
 	})
 	return e.sse
 }

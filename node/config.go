@@ -67,6 +67,9 @@ type Config struct {
 	// ("2%"), or both, the larger counting ("256MiB,2%"). See
 	// raft.ParseDiskReserve.
 	DiskReserve string `yaml:"disk-reserve"`
+	// Memory is the storage engine's budget for memtables and caches
+	// ("64MiB"); see raft.ParseMemory. The process needs about 30 MiB more.
+	Memory string `yaml:"memory"`
 	// AuditRetention is how long the audit log keeps a record; the
 	// leader's purge deletes older ones. Zero or less keeps them all.
 	AuditRetention time.Duration `yaml:"audit-retention"`
@@ -202,6 +205,7 @@ func DefaultConfig() Config {
 		StreamHeartbeat: 25 * time.Second,
 		PurgeInterval:   30 * time.Second,
 		DiskReserve:     "256MiB,2%",
+		Memory:          "64MiB",
 		AuditRetention:  90 * 24 * time.Hour,
 		Limits: Limits{
 			AppRate:                 200,

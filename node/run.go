@@ -163,6 +163,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	if err != nil {
 		return nil, err
 	}
+	memory, err := raft.ParseMemory(cfg.Memory)
+	if err != nil {
+		return nil, err
+	}
 	if secured {
 		// One inter-node port, the Raft address, carries Raft and the
 		// internal requests over TLS (cluster/transport.go).
@@ -173,7 +177,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		}
 	}
 	ropts := raft.Options{
-		DiskReserve: &reserve,
+		DiskReserve: &reserve, Memory: memory,
 		// A joining node waits to be added; any other forms a one-node
 		// cluster the first time (later starts find their Raft state).
 		Bootstrap: len(cfg.Join) == 0,

@@ -29,6 +29,9 @@ type FSM struct {
 	// abort, once closed, makes a snapshot being persisted give up (set
 	// before Raft starts).
 	abort <-chan struct{}
+	// cache is told which cached records each batch wrote (set before
+	// Raft starts; nil in tests that use the FSM alone).
+	cache *recordCache
 }
 
 func newFSM(db *badger.DB, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
@@ -75,6 +78,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	out := make([]any, len(logs))
 	applied := f.applied.Load()
 	t := newTx(f.db)
+	t.cache = f.cache
 	defer t.txn.Discard()
 	for i, l := range logs {
 		if l.Index <= applied {
@@ -121,6 +125,7 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	applied, err := loadSnapshot(f.db, rc)
+	f.cache.reset()
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package raft
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,9 +14,9 @@ import (
 	"github.com/herald-notify/herald/resource"
 )
 
-func openFSM(t *testing.T, dir string) (*FSM, *badger.DB) {
+func openFSM(t testing.TB, dir string) (*FSM, *badger.DB) {
 	t.Helper()
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "badger")).WithLogger(nil))
+	db, err := badger.Open(badgerOptions(dir, 0)) // as the Store opens it
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +27,7 @@ func openFSM(t *testing.T, dir string) (*FSM, *badger.DB) {
 	return f, db
 }
 
-func entry(t *testing.T, index uint64, cmds ...*Command) *hraft.Log {
+func entry(t testing.TB, index uint64, cmds ...*Command) *hraft.Log {
 	t.Helper()
 	data, err := encodeEntry(cmds)
 	if err != nil {

@@ -39,9 +39,11 @@ func (s *Store) getString(key []byte) (string, bool, error) {
 
 // Token returns the record stored under a token hash.
 func (s *Store) Token(hash string) (*resource.TokenRecord, bool, error) {
-	var t resource.TokenRecord
-	ok, err := s.getJSON(tokenKey(hash), &t)
-	return &t, ok, err
+	return cached(s.cache, tokens, hash, func() (*resource.TokenRecord, bool, error) {
+		var t resource.TokenRecord
+		ok, err := s.getJSON(tokenKey(hash), &t)
+		return &t, ok, err
+	}, cloneToken)
 }
 
 // User returns a user by id.
@@ -65,9 +67,11 @@ func (s *Store) UserByName(idOrUPN string) (*resource.UserRecord, bool, error) {
 
 // App returns an application by object id.
 func (s *Store) App(id string) (*resource.ApplicationRecord, bool, error) {
-	var a resource.ApplicationRecord
-	ok, err := s.getJSON(appKey(id), &a)
-	return &a, ok, err
+	return cached(s.cache, apps, id, func() (*resource.ApplicationRecord, bool, error) {
+		var a resource.ApplicationRecord
+		ok, err := s.getJSON(appKey(id), &a)
+		return &a, ok, err
+	}, cloneApp)
 }
 
 // AppBy returns an application by object id, appId or targetHostName.
@@ -89,9 +93,11 @@ func (s *Store) AppBy(ref string) (*resource.ApplicationRecord, bool, error) {
 
 // Subscription returns a subscription by its UNSID.
 func (s *Store) Subscription(id string) (*resource.SubscriptionRecord, bool, error) {
-	var r resource.SubscriptionRecord
-	ok, err := s.getJSON(subKey(id), &r)
-	return &r, ok, err
+	return cached(s.cache, subscriptions, id, func() (*resource.SubscriptionRecord, bool, error) {
+		var r resource.SubscriptionRecord
+		ok, err := s.getJSON(subKey(id), &r)
+		return &r, ok, err
+	}, cloneSub)
 }
 
 // Notification returns one of a user's notifications.

@@ -18,29 +18,24 @@ func SlotOf(userID string) int {
 	return int(h.Sum64() % SlotCount)
 }
 
-// slotCache keeps the decoded table with the bytes it came from: ownership
-// is asked for every delivery, and the table rarely changes.
-type slotCache struct {
-	raw   []byte
-	table []string
-}
-
 // Slots returns the slot table, or nil before the leader first wrote one.
 // The table is shared: callers must not modify it.
 func (s *Store) Slots() ([]string, error) {
-	raw, found, err := s.getString([]byte(keySlots))
-	if err != nil || !found {
+	t, ok, err := cached(s.cache, slotTables, "", func() (*[]string, bool, error) {
+		raw, found, err := s.getString([]byte(keySlots))
+		if err != nil || !found {
+			return nil, false, err
+		}
+		var table []string
+		if err := json.Unmarshal([]byte(raw), &table); err != nil || len(table) != SlotCount {
+			return nil, false, err
+		}
+		return &table, true, nil
+	}, func(t *[]string) *[]string { return t })
+	if err != nil || !ok {
 		return nil, err
 	}
-	if c := s.slots.Load(); c != nil && string(c.raw) == raw {
-		return c.table, nil
-	}
-	var table []string
-	if err := json.Unmarshal([]byte(raw), &table); err != nil || len(table) != SlotCount {
-		return nil, err
-	}
-	s.slots.Store(&slotCache{raw: []byte(raw), table: table})
-	return table, nil
+	return *t, nil
 }
 
 // Rebalance assigns the slots evenly to nodes (each gets ⌊n/k⌋ or ⌈n/k⌉),

@@ -65,6 +65,9 @@ type Options struct {
 	// that add data are refused with 507 (diskspace.go); nil is none (the
 	// node always sets it; DefaultDiskReserve is its default).
 	DiskReserve *DiskReserve
+	// Memory is Badger's budget for memtables and caches in bytes
+	// (memory.go); 0 is DefaultMemory.
+	Memory uint64
 	// FreeSpace, when set, replaces statfs of Dir (free and total bytes):
 	// a seam for tests that cannot mount a small filesystem.
 	FreeSpace func() (free, total uint64, err error)
@@ -91,7 +94,6 @@ type Store struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
-	slots     atomic.Pointer[slotCache]
 
 	// live is the running Raft, for the log bridge, which raft calls from
 	// its own goroutines, possibly before NewRaft has returned.
@@ -105,6 +107,8 @@ type Store struct {
 	snapAbort    chan struct{}
 	abortOnce    sync.Once
 	disk         *diskGuard
+	// cache holds decoded records the FSM invalidates (cache.go).
+	cache *recordCache
 }
 
 type proposal struct {
@@ -138,11 +142,7 @@ func Open(opts Options) (*Store, error) {
 	// Said before Badger and Raft open, which write on a nearly full disk
 	// too (replay, a new memtable): the operator reads why in the log.
 	disk.check()
-	bopts := badger.DefaultOptions(filepath.Join(opts.Dir, "badger")).
-		WithLogger(nil).
-		WithSyncWrites(false). // the Raft log is the durable record; see DESIGN.md
-		WithNumVersionsToKeep(1).
-		WithCompactL0OnClose(true)
+	bopts := badgerOptions(opts.Dir, opts.Memory)
 	t0 := time.Now()
 	db, err := badger.Open(bopts)
 	if err != nil {
@@ -154,7 +154,7 @@ func Open(opts Options) (*Store, error) {
 		inflight:  make(chan *inflight, 64),
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
-		snapAbort: make(chan struct{}), disk: disk}
+		snapAbort: make(chan struct{}), disk: disk, cache: newRecordCache()}
 	if err := s.startRaft(); err != nil {
 		db.Close()
 		if s.logStore != nil {
@@ -184,6 +184,7 @@ func (s *Store) startRaft() error {
 	}
 	fsm.onDeliveries = o.OnDeliveries
 	fsm.abort = s.snapAbort
+	fsm.cache = s.cache
 	s.fsm = fsm
 	s.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(o.Dir, "raft.db")})
 	if err != nil {

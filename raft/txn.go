@@ -28,6 +28,10 @@ type tx struct {
 	// reads them, and a prefix scan in a write transaction costs a sort of
 	// its pending writes. Writes to a subscription drop its user's entry.
 	subs map[string][]resource.SubscriptionRecord
+	// touched are the keys of records the Store caches written since the
+	// last commit; cache is told of them around the commit (cache.go).
+	touched []string
+	cache   *recordCache
 }
 
 func newTx(db *badger.DB) *tx {
@@ -71,6 +75,9 @@ func (t *tx) getJSON(key []byte, v any) bool {
 }
 
 func (t *tx) setEntry(e *badger.Entry) {
+	if cachedKey(e.Key) {
+		t.touched = append(t.touched, string(e.Key))
+	}
 	err := t.txn.SetEntry(e)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		t.flush()
@@ -88,6 +95,9 @@ func (t *tx) setJSON(key []byte, v any) {
 }
 
 func (t *tx) del(key []byte) {
+	if cachedKey(key) {
+		t.touched = append(t.touched, string(key))
+	}
 	err := t.txn.Delete(key)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		t.flush()
@@ -127,7 +137,16 @@ func (t *tx) putSub(s *resource.SubscriptionRecord) {
 // flush commits what is written so far and continues in a new transaction.
 func (t *tx) flush() {
 	t.txn.Set([]byte(keySeq), putUint64(t.seq))
-	t.must(t.txn.Commit())
+	t.commitTxn()
+}
+
+// commitTxn commits the Badger transaction and opens the next one.
+func (t *tx) commitTxn() {
+	t.cache.begin(t.touched)
+	err := t.txn.Commit()
+	t.cache.end(t.touched)
+	t.touched = t.touched[:0]
+	t.must(err)
 	t.txn = t.db.NewTransaction(true)
 }
 
@@ -136,8 +155,7 @@ func (t *tx) flush() {
 func (t *tx) commit(applied uint64) {
 	t.set([]byte(keySeq), putUint64(t.seq))
 	t.set([]byte(keyApplied), putUint64(applied))
-	t.must(t.txn.Commit())
-	t.txn = t.db.NewTransaction(true)
+	t.commitTxn()
 }
 
 func getValue(txn *badger.Txn, key []byte) ([]byte, bool, error) {

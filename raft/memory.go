@@ -1,0 +1,66 @@
+package raft
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// DefaultMemory is Badger's share of memory when none is set: sized for a
+// small appliance. Badger's own defaults (64 MiB memtables, five of them, a
+// 256 MiB block cache) can hold over half a gigabyte under a write load.
+const DefaultMemory = 64 << 20
+
+// minMemory keeps the memtables large enough that flushes stay rare.
+const minMemory = 16 << 20
+
+// ParseMemory reads --memory: Badger's budget for memtables and caches.
+func ParseMemory(s string) (uint64, error) {
+	if s == "" {
+		return DefaultMemory, nil
+	}
+	n, err := parseSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("memory %q: %w", s, err)
+	}
+	if n < minMemory {
+		return 0, fmt.Errorf("memory %q: at least 16MiB", s)
+	}
+	return n, nil
+}
+
+// badgerOptions splits budget bytes between Badger's memory users: two
+// memtables (one filling, one flushing) of an eighth each, a quarter for
+// the block cache (decompressed blocks of the tables that reads touch), an
+// eighth for the index and bloom-filter cache, and the rest left to the
+// compactions' table builders and Go's heap. The caches fill only as
+// reads need them, so an idle node holds far less.
+func badgerOptions(dir string, budget uint64) badger.Options {
+	if budget == 0 {
+		budget = DefaultMemory
+	}
+	memtable := int64(min(max(budget/8, 4<<20), 256<<20))
+	return badger.DefaultOptions(filepath.Join(dir, "badger")).
+		WithLogger(nil).
+		WithSyncWrites(false). // the Raft log is the durable record; see DESIGN.md
+		WithNumVersionsToKeep(1).
+		WithCompactL0OnClose(true).
+		// Only the FSM writes, one transaction at a time, so there is
+		// nothing to detect; tracking every read key costs each apply.
+		WithDetectConflicts(false).
+		WithMemTableSize(memtable).
+		WithNumMemtables(2).
+		WithBlockCacheSize(int64(budget / 4)).
+		WithIndexCacheSize(int64(budget / 8)).
+		// Tables flushed from a small memtable are small too; level sizes
+		// follow, so that compactions move a few MiB at a time.
+		WithBaseTableSize(max(memtable/4, 1<<20)).
+		WithNumCompactors(2).
+		// Values stay in the LSM tree (a command is at most ~70 KiB), so
+		// the value log holds little: smaller files are mapped and
+		// garbage-collected in smaller steps. Badger wants the threshold
+		// under its largest write batch, 15% of a memtable.
+		WithValueThreshold(min(1<<20, memtable/8)).
+		WithValueLogFileSize(64 << 20)
+}
