@@ -198,6 +198,12 @@ func TestChaos(t *testing.T) {
 	dupHooks := checkWebhooks(v, w.users, feeds[0], h.allDeliveries())
 	refused := checkDiskFaults(v, h.faults, ops)
 	c.bypass.finish(v)
+	if c.diskNode >= 0 {
+		if free, err := c.nodes[c.diskNode].disk.free(); err == nil {
+			v.notes = append(v.notes, fmt.Sprintf("n%d's data on its %d MiB tmpfs: %.1f MiB used at the end",
+				c.diskNode+1, smallDiskSize>>20, float64(smallDiskSize-free)/(1<<20)))
+		}
+	}
 	res, info, nLin := checkLinearizable(ops, primaries(fs), 2*time.Minute)
 	switch res {
 	case porcupine.Illegal:
