@@ -69,7 +69,7 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := startCluster(t, bin, nNodes)
+	c := startCluster(t, bin, nNodes, rng.Intn(nNodes))
 	h := &history{}
 	w := &workload{t: t, c: c, h: h}
 	if err := w.setup(nUsers, nHooks); err != nil {
@@ -196,6 +196,14 @@ func TestChaos(t *testing.T) {
 	checkLogs(v, w.users, logs, fs)
 	resyncs := checkSubscribers(v, w.subs, logs)
 	dupHooks := checkWebhooks(v, w.users, feeds[0], h.allDeliveries())
+	refused := checkDiskFaults(v, h.faults, ops)
+	c.bypass.finish(v)
+	if c.diskNode >= 0 {
+		if free, err := c.nodes[c.diskNode].disk.free(); err == nil {
+			v.notes = append(v.notes, fmt.Sprintf("n%d's data on its %d MiB tmpfs: %.1f MiB used at the end",
+				c.diskNode+1, smallDiskSize>>20, float64(smallDiskSize-free)/(1<<20)))
+		}
+	}
 	res, info, nLin := checkLinearizable(ops, primaries(fs), 2*time.Minute)
 	switch res {
 	case porcupine.Illegal:
@@ -211,7 +219,7 @@ func TestChaos(t *testing.T) {
 		v.failf("porcupine ran out of time on %d operations: linearizability not proven", nLin)
 	}
 
-	report(t, seed, h, ops, loadStart, loadEnd, converge, v, resyncs, dupHooks, nLin, res)
+	report(t, seed, h, ops, loadStart, loadEnd, converge, v, resyncs, dupHooks, refused, nLin, res)
 	if len(v.failures) > 0 {
 		for i, f := range v.failures {
 			if i == 60 {
@@ -300,7 +308,7 @@ func illegalKeys(ops []*op, primary map[string]string) string {
 
 // report prints the run's table.
 func report(t *testing.T, seed int64, h *history, ops []*op, loadStart, loadEnd time.Time, converge time.Duration,
-	v *verdict, resyncs, dupHooks, nLin int, lin porcupine.CheckResult) {
+	v *verdict, resyncs, dupHooks, refused, nLin int, lin porcupine.CheckResult) {
 	byKind := map[string]int{}
 	for _, f := range h.faults {
 		byKind[f.Kind]++
@@ -339,6 +347,7 @@ func report(t *testing.T, seed int64, h *history, ops []*op, loadStart, loadEnd 
 	row("operations", len(ops))
 	row("acknowledged", acked)
 	row("unanswered (timeout, 5xx)", unanswered)
+	row("refused: disk full (507)", refused)
 	row("writes / acknowledged", fmt.Sprintf("%d / %d", writes, ackedWrites))
 	row("lost (must be 0)", v.lost)
 	row("duplicated (must be 0)", v.dups)

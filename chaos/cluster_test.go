@@ -56,6 +56,9 @@ type proc struct {
 	dataDir            string
 	logPath            string
 	args               []string
+	// disk is the small filesystem under dataDir, on the one node that
+	// has its own (disk_test.go); nil on the others.
+	disk *smallDisk
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -68,10 +71,14 @@ type proc struct {
 // carries what node i dials at node j (its Raft port and its HTTP port,
 // which --join asks at start-up).
 type cluster struct {
-	t     *testing.T
-	bin   string
-	nodes []*proc
-	link  [][]faultproxy.Group
+	t      *testing.T
+	bin    string
+	nodes  []*proc
+	link   [][]faultproxy.Group
+	bypass *bypassWatch
+	// diskNode is the node whose data directory is on a small filesystem
+	// the harness fills; -1 when none could be mounted (outside CI).
+	diskNode int
 }
 
 func freeAddr(t *testing.T) string {
@@ -85,14 +92,21 @@ func freeAddr(t *testing.T) string {
 }
 
 // startCluster starts three nodes that form one cluster through the
-// proxies, and waits until every node is ready.
-func startCluster(t *testing.T, bin string, n int) *cluster {
-	c := &cluster{t: t, bin: bin}
+// proxies, and waits until every node is ready. Node diskNode (if >= 0)
+// keeps its data on a small filesystem of its own, for the full-disk fault.
+func startCluster(t *testing.T, bin string, n, diskNode int) *cluster {
+	c := &cluster{t: t, bin: bin, diskNode: -1}
 	dir := t.TempDir()
 	for i := range n {
 		p := &proc{idx: i, id: fmt.Sprintf("n%d", i+1), httpAddr: freeAddr(t), raftAddr: freeAddr(t),
 			dataDir: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), logPath: filepath.Join(dir, fmt.Sprintf("n%d.log", i+1))}
 		p.url = "http://" + p.httpAddr
+		if i == diskNode {
+			if p.disk = mountSmallDisk(t); p.disk != nil {
+				p.dataDir = filepath.Join(p.disk.dir, "data")
+				c.diskNode = i
+			}
+		}
 		c.nodes = append(c.nodes, p)
 	}
 	// The nodes' ports were free when picked but are not bound yet: a
@@ -137,6 +151,9 @@ func startCluster(t *testing.T, bin string, n int) *cluster {
 			"--cluster-key", clusterKey, "--peer-dial", strings.Join(via, ","),
 			"--webhook-allow-private", "--delivery-min-backoff", "100ms", "--delivery-max-backoff", "2s",
 			"--app-rate", "0", "--user-rate", "0", "--max-conns-per-ip", "0"}
+		if p.disk != nil {
+			p.args = append(p.args, "--disk-reserve", p.disk.reserveFlag())
+		}
 	}
 	t.Cleanup(func() {
 		for _, p := range c.nodes {
@@ -153,6 +170,7 @@ func startCluster(t *testing.T, bin string, n int) *cluster {
 			}
 		}
 	})
+	c.bypass = c.watchBypass(250 * time.Millisecond)
 	for _, p := range c.nodes {
 		if err := p.start(bin); err != nil {
 			t.Fatal(err)

@@ -18,9 +18,22 @@ const (
 	faultLatency    = "added latency"
 	faultDrop       = "dropped connections"
 	faultRestartAll = "whole-cluster restart"
+	faultDiskFull   = "full disk"
 )
 
-var faultKinds = []string{faultKill, faultPause, faultIsolate, faultOneWay, faultLatency, faultDrop, faultRestartAll}
+var faultKinds = []string{faultKill, faultPause, faultIsolate, faultOneWay, faultLatency, faultDrop, faultRestartAll, faultDiskFull}
+
+// kinds is the faults this cluster can take: a full disk needs the node
+// on its own small filesystem.
+func (c *cluster) kinds() []string {
+	var out []string
+	for _, k := range faultKinds {
+		if k != faultDiskFull || c.diskNode >= 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
 
 // faultRecord is one injected fault, for the table and for reading a
 // failure against the history's times.
@@ -29,6 +42,9 @@ type faultRecord struct {
 	Node       int // -1: every node or every link
 	Start, End time.Time
 	Detail     string
+	// FullFrom..FullTo: a full disk, while the node said so.
+	FullFrom, FullTo time.Time
+	OnLeader         bool // the full node led when the fault began
 }
 
 func (f faultRecord) String() string {
@@ -146,6 +162,10 @@ func (s *scheduler) inject(kind string) error {
 				return err
 			}
 		}
+	case faultDiskFull:
+		if err := s.injectDiskFull(&f, d); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
 	default:
 		return fmt.Errorf("no fault %q", kind)
 	}
@@ -165,9 +185,8 @@ func (s *scheduler) inject(kind string) error {
 // in a random order, in the long form a random kind each time; gaps of
 // 1–3 s between them keep the load running on a healthy cluster too.
 func (s *scheduler) run(until time.Time, everyKindOnce bool) error {
-	kinds := faultKinds
+	kinds := s.c.kinds()
 	if everyKindOnce {
-		kinds = append([]string(nil), faultKinds...)
 		s.rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 	}
 	for i := 0; time.Now().Before(until); i++ {

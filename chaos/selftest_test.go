@@ -2,6 +2,10 @@ package chaos
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,5 +112,127 @@ func TestSubscriberCheckerCatchesGapsAndReorders(t *testing.T) {
 	}
 	if n := run(ev(2, "c2", "b"), ev(1, "c1", "a"), ev(3, "c3", "c")); n == 0 {
 		t.Error("changes out of order passed")
+	}
+}
+
+func TestChangeLogCheckerCatchesDivergenceAndLoss(t *testing.T) {
+	u := []*user{{idx: 0, upn: "u0"}}
+	put := putOp(0, 0, "v1", 0, 10, 201, "n1")
+	patch := &op{ID: 1, Client: 0, Kind: opPatch, Key: "k", NID: "n1", Read: "read", Action: "dismissed",
+		Start: at(20), End: at(30), Status: 200}
+	del := &op{ID: 2, Client: 0, Kind: opDelete, Key: "k", NID: "n1", Start: at(40), End: at(50), Status: 204}
+	ops := []*op{put, patch, del}
+	ev := func(seq uint64, typ, data string) event {
+		return event{Seq: seq, Cursor: fmt.Sprintf("c%d", seq), Type: typ, NID: "n1", Data: json.RawMessage(data)}
+	}
+	created := ev(1, "created", `{"id":"n1","readState":"unread","userActionState":"noInteraction"}`)
+	patched := ev(2, "updated", `{"id":"n1","readState":"read","userActionState":"dismissed"}`)
+	deleted := ev(3, "deleted", `{"id":"n1"}`)
+	run := func(logs ...[]event) *verdict {
+		v := &verdict{}
+		var all [][][]event
+		for _, l := range logs {
+			all = append(all, [][]event{l})
+		}
+		checkLogs(v, u, all, facts(ops))
+		return v
+	}
+	good := []event{created, patched, deleted}
+	if v := run(good, good, good); len(v.failures) != 0 {
+		t.Errorf("identical logs with every write: %v", v.failures)
+	}
+	if v := run(good, good, []event{created, deleted}); len(v.failures) == 0 {
+		t.Error("a node's log without a change passed")
+	}
+	other := patched
+	other.Data = json.RawMessage(`{"id":"n1","readState":"read","userActionState":"activated"}`)
+	if v := run(good, []event{created, other, deleted}, good); len(v.failures) == 0 {
+		t.Error("a change with other data on one node passed")
+	}
+	if v := run(good, []event{created, deleted, patched}, good); len(v.failures) == 0 {
+		t.Error("changes in another order on one node passed")
+	}
+	swapped := []event{patched, created, deleted}
+	if v := run(swapped, swapped, swapped); len(v.failures) == 0 {
+		t.Error("a log out of cursor order passed")
+	}
+	if v := run([]event{created, deleted}, []event{created, deleted}); v.lost != 1 {
+		t.Errorf("an acknowledged PATCH missing from every log: lost %d, %v", v.lost, v.failures)
+	}
+	if v := run([]event{created, patched}, []event{created, patched}); v.lost != 1 {
+		t.Errorf("an acknowledged DELETE missing from every log: lost %d, %v", v.lost, v.failures)
+	}
+	if v := run([]event{}, []event{}); v.lost < 1 {
+		t.Errorf("an acknowledged create missing from every log: lost %d, %v", v.lost, v.failures)
+	}
+}
+
+func TestWebhookCheckerCatchesMissingAndMixedDeliveries(t *testing.T) {
+	u := []*user{{idx: 0, upn: "u0", hookSub: "h0"}}
+	final := notif{ID: "n1", AppNotificationID: "k", ReadState: "read", UserActionState: "dismissed", Status: "active"}
+	final.Payload.RawContent = "v2"
+	older := final
+	older.Payload.RawContent, older.ReadState, older.UserActionState = "v1", "unread", "noInteraction"
+	feeds := [][]notif{{final}}
+	d := func(id string, n notif, answered int, sigOK bool) delivery {
+		return delivery{WebhookID: id, Body: n.state(), Type: "notification.updated", User: 0, N: n, SigOK: sigOK, Answered: answered}
+	}
+	run := func(ds ...delivery) *verdict {
+		v := &verdict{}
+		checkWebhooks(v, u, feeds, ds)
+		return v
+	}
+	if v := run(d("m1", older, 200, true), d("m2", final, 503, true), d("m2", final, 200, true)); len(v.failures) != 0 {
+		t.Errorf("the final state delivered after a retry: %v", v.failures)
+	}
+	if v := run(d("m1", older, 200, true)); len(v.failures) == 0 {
+		t.Error("only an older state delivered passed")
+	}
+	if v := run(d("m1", older, 200, true), d("m2", final, 503, true)); len(v.failures) == 0 {
+		t.Error("the final state only in a failed delivery passed")
+	}
+	if v := run(d("m2", final, 200, false)); len(v.failures) == 0 {
+		t.Error("a badly signed delivery passed")
+	}
+	if v := run(d("m1", older, 503, true), d("m1", final, 200, true)); len(v.failures) == 0 {
+		t.Error("one webhook-id carrying two messages passed")
+	}
+	gone := final
+	gone.Status = "deleted"
+	feeds = [][]notif{{gone}}
+	if v := run(d("m2", final, 200, true)); len(v.failures) == 0 {
+		t.Error("a deleted notification without a delivered notification.deleted passed")
+	}
+}
+
+func TestBypassCheckerSeesADirectConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	all, err := procSockets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := directPeers(os.Getpid(), all, map[string]string{ln.Addr().String(): "a node's port"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || !strings.Contains(found[0], conn.LocalAddr().String()) {
+		t.Errorf("a connection to a direct address: found %v, want the one from %s", found, conn.LocalAddr())
+	}
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if found, err := directPeers(os.Getpid(), all, map[string]string{other.Addr().String(): "a node's port"}); err != nil || len(found) != 0 {
+		t.Errorf("no connection to the direct address: found %v, %v", found, err)
 	}
 }

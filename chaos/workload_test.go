@@ -366,8 +366,9 @@ func classify(o *op, st int, b []byte, err error) {
 		var e apiError
 		json.Unmarshal(b, &e)
 		o.Err = e.Error.Code + ": " + e.Error.Message
-		o.NotApplied = st == http.StatusServiceUnavailable &&
-			(strings.HasPrefix(e.Error.Message, "The request was not committed") || strings.HasPrefix(e.Error.Message, "The write was not committed"))
+		o.NotApplied = (st == http.StatusServiceUnavailable &&
+			(strings.HasPrefix(e.Error.Message, "The request was not committed") || strings.HasPrefix(e.Error.Message, "The write was not committed"))) ||
+			diskFullRefusal(st, e)
 	}
 }
 

@@ -249,6 +249,19 @@ func outcome(p *pendingWrite, notSent, cause error) error {
 	return fmt.Errorf("%w: %v", notSent, cause)
 }
 
+// resentOutcome is the error to answer for p. A full disk's 507 says that
+// nothing was stored, but it only speaks for the send it refused: once an
+// earlier send may have reached a leader (and been committed, its answer
+// lost), a refusal of the resend leaves the outcome unknown. The FSM's own
+// answers need no such care, since it answers a resend with the first
+// send's result (raft/dedup.go); the disk guard refuses before the FSM.
+func resentOutcome(p *pendingWrite, err error) error {
+	if p.sent && raft.IsDiskFull(err) {
+		return fmt.Errorf("%w: an earlier send may have been committed; the resend was refused: %v", raft.ErrUnknownOutcome, err)
+	}
+	return err
+}
+
 // proposeHere proposes on this node, which leads now.
 func (b *batcher) proposeHere(ctx context.Context, pending []*pendingWrite) ([]*pendingWrite, error) {
 	cmds := make([]*raft.Command, len(pending))
@@ -265,7 +278,7 @@ func (b *batcher) proposeHere(ctx context.Context, pending []*pendingWrite) ([]*
 			continue
 		}
 		// A leader answers once its own FSM has applied the command.
-		p.done <- writeResult{v: res[i].Value, err: res[i].Err}
+		p.done <- writeResult{v: res[i].Value, err: resentOutcome(p, res[i].Err)}
 	}
 	return retry, lastErr
 }
@@ -365,7 +378,7 @@ func (b *batcher) send(ctx context.Context, leader raft.NodeRecord, pending []*p
 			retry, lastErr = append(retry, p), err
 			continue
 		}
-		done, results = append(done, p), append(results, writeResult{v: v, err: err})
+		done, results = append(done, p), append(results, writeResult{v: v, err: resentOutcome(p, err)})
 	}
 	if len(done) > 0 {
 		b.c.wg.Add(1)

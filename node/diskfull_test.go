@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/internal/faultproxy"
 	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
 )
@@ -347,4 +348,88 @@ func TestBadDiskReserveIsRefusedAtStart(t *testing.T) {
 	if !strings.Contains(err.Error(), `disk reserve "lots"`) {
 		t.Fatalf("the error does not name the setting: %v", err)
 	}
+}
+
+// A follower that lost the answer to a forwarded write resends it; if the
+// leader's disk filled in between, the resend is refused with the guard's
+// 507, but the first send was committed: the follower must not pass on a
+// 507 ("nothing was stored") but answer that the write may have been
+// committed. The chaos harness found this (docs/faults.md).
+func TestFullDiskRefusalOfAResendIsNotANo(t *testing.T) {
+	ctx := context.Background()
+	cfgs := []node.Config{clusterConfig(t, "n1")}
+	cfgs = append(cfgs, clusterConfig(t, "n2", cfgs[0].HTTPAddr))
+	cfgs = append(cfgs, clusterConfig(t, "n3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr))
+	for i := range cfgs {
+		cfgs[i].DataDir = mountTmpfs(t, "64m")
+		cfgs[i].DiskReserve = "16MiB"
+	}
+	m := newMesh(t, cfgs)
+	nodes, tok := startSignedIn(t, cfgs)
+	var li, fi int
+	pollUntil(t, "a leader and a follower that knows the admin's token", func() error {
+		li, fi = -1, -1
+		for i, n := range nodes {
+			switch {
+			case n.Store().IsLeader():
+				li = i
+			case n.Store().HasState():
+				fi = i
+			}
+		}
+		if li < 0 || fi < 0 {
+			return errors.New("no leader or no follower yet")
+		}
+		_, err := clientFor(t, nodes[fi], tok).Cluster(ctx)
+		return err
+	})
+	leader := nodes[li]
+	// No retries: the answer must reach the test as the follower gave it.
+	admin, err := client.New(nodes[fi].URL, client.WithToken(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The leader's answers to the follower vanish: the write commits, the
+	// follower does not hear so.
+	m.links[fi][li].CutDirection(faultproxy.Backward)
+	done := make(chan error, 1)
+	go func() {
+		_, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "resent", Password: "resent-password-1"})
+		done <- err
+	}()
+	leaderAdmin := clientFor(t, leader, tok)
+	hasUser := func() error {
+		users, err := leaderAdmin.ListUsers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, u := range users {
+			if u.UserPrincipalName == "resent" {
+				return nil
+			}
+		}
+		return errors.New("the leader has not applied the write")
+	}
+	pollUntil(t, "the leader applies the forwarded write", hasUser)
+	fill(t, filepath.Join(filepath.Dir(cfgs[li].DataDir), "filler"), 4<<20)
+	pollUntil(t, "the leader sees its disk full", func() error {
+		if !leader.Store().DiskSpace().Full {
+			return fmt.Errorf("%+v", leader.Store().DiskSpace())
+		}
+		return nil
+	})
+	// The connection that carried the write breaks: the follower resends.
+	m.links[fi][li].Heal()
+	m.links[fi][li].DropConnections()
+
+	err = <-done
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || !strings.Contains(ce.Message, "may have been committed") {
+		t.Fatalf("a resend refused by a full leader after the first send committed: want 503 \"may have been committed\", got %v", err)
+	}
+	if err := hasUser(); err != nil {
+		t.Fatal(err)
+	}
+	m.check(t)
 }

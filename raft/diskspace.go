@@ -241,9 +241,20 @@ func (g *diskGuard) admit(cmd *Command) error {
 		return nil
 	}
 	return resource.Errorf(resource.CodeQuotaReached,
-		"The server's disk is full (%s free, below the reserve of %s); nothing was stored. "+
+		diskFullPrefix+"%s free, below the reserve of %s); nothing was stored. "+
 			"Deleting notifications or freeing space on the server lets writes resume by themselves.",
 		mib(st.Free), mib(st.Reserve))
+}
+
+const diskFullPrefix = "The server's disk is full ("
+
+// IsDiskFull says whether err is the guard's refusal (admit), also after it
+// crossed the wire from the leader: the command was refused before it
+// entered the Raft log. That says nothing of an earlier send of the same
+// command, which a caller that resends must answer for itself.
+func IsDiskFull(err error) bool {
+	var re *resource.Error
+	return errors.As(err, &re) && re.Code == resource.CodeQuotaReached && strings.HasPrefix(re.Message, diskFullPrefix)
 }
 
 func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
