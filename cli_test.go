@@ -537,7 +537,7 @@ func TestBackupReportsProgressAndKeepsAnExistingFile(t *testing.T) {
 	if b, _ := os.ReadFile(out); len(b) != len(first)+3 {
 		t.Errorf("backup holds %d bytes, want %d", len(b), len(first)+3)
 	}
-	if !strings.Contains(stderr.String(), "MiB so far") || !strings.Contains(stderr.String(), "wrote 3.0 MiB") {
+	if !strings.Contains(stderr.String(), " so far") || !strings.Contains(stderr.String(), "wrote 3.0 MiB") {
 		t.Errorf("stderr %q", stderr.String())
 	}
 	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 1 {

@@ -75,17 +75,37 @@ func (n *Node) senders() (map[string]fanout.Sender, error) {
 
 // vapidKeys returns the cluster's VAPID key pair, made by the leader on the
 // first start and kept in the replicated state so that every node signs
-// with the key browsers subscribed with.
+// with the key browsers subscribed with. A new cluster may change leaders
+// while it settles: until the key is there, whichever node leads makes it,
+// and the others wait for it (bounded).
 func (n *Node) vapidKeys() (*webpush.KeyPair, error) {
-	if b, ok, err := n.store.VAPID(); err != nil || ok {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, ok, err := n.store.VAPID()
 		if err != nil {
 			return nil, err
 		}
-		return webpush.ParseKeyPair(b)
+		if ok {
+			return webpush.ParseKeyPair(b)
+		}
+		if n.store.IsLeader() {
+			kp, err := n.makeVAPID()
+			if err == nil || !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrUnknownOutcome) {
+				return kp, err
+			}
+			// Leadership moved while the key was being stored: it may
+			// be there or not; look again.
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("no VAPID key after 30 s: the cluster's leader did not make one")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	if !n.store.IsLeader() {
-		return nil, errors.New("no VAPID key yet; the leader makes it")
-	}
+}
+
+// makeVAPID stores a new key pair; if two leaders raced, the first key
+// stored wins and is returned.
+func (n *Node) makeVAPID() (*webpush.KeyPair, error) {
 	kp, err := webpush.GenerateKeyPair()
 	if err != nil {
 		return nil, err
@@ -96,7 +116,6 @@ func (n *Node) vapidKeys() (*webpush.KeyPair, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// If two leaders raced, the first key stored wins and is returned.
 	v, err := n.store.Propose(ctx, &raft.Command{Op: raft.OpSetVAPID, Now: time.Now().UnixNano(), VAPID: b})
 	if err != nil {
 		return nil, err
