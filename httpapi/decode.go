@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -109,7 +110,7 @@ func decodeBytes(b []byte, v any) error {
 			path := unknownPath(trimmed, reflect.TypeOf(v), strings.Trim(name, `"`))
 			return resource.Invalid(path, "Property %s is not known here.", path)
 		}
-		return jsonError(err)
+		return jsonError(err, trimmed)
 	}
 	// Decoder.More reports false before a stray ']' or '}', so look at
 	// what is left instead.
@@ -121,7 +122,7 @@ func decodeBytes(b []byte, v any) error {
 
 // jsonError turns encoding/json's errors into the contract's 400s, naming
 // the property where it can.
-func jsonError(err error) error {
+func jsonError(err error, body []byte) error {
 	var re *resource.Error
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
@@ -131,9 +132,16 @@ func jsonError(err error) error {
 	case errors.As(err, &syn):
 		return resource.Invalid("", "The body is not valid JSON (at byte %d).", syn.Offset)
 	case errors.As(err, &typ) && typ.Type == reflect.TypeFor[resource.Time]():
-		return resource.Invalid(typ.Field, "Property %s must be an RFC 3339 time such as 2026-11-27T09:30:00.000Z, not %s.", typ.Field, typ.Value)
+		field := typ.Field
+		if field == "" {
+			field = propertyHolding(body, typ.Value)
+		}
+		return resource.Invalid(field, "Property %s must be an RFC 3339 time such as 2026-11-27T09:30:00.000Z, not %s.", field, typ.Value)
 	case errors.As(err, &typ):
 		field := typ.Field
+		if field == "" {
+			field = propertyHolding(body, typ.Value)
+		}
 		return resource.Invalid(field, "Property %s has the wrong type: %s is expected.", field, describeType(typ.Type.Kind().String()))
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return resource.Invalid("", "The JSON body ends too early.")
@@ -144,6 +152,71 @@ func jsonError(err error) error {
 		return resource.Invalid(name, "Property %s is not known here.", name)
 	}
 	return resource.Invalid("", "The body could not be decoded: %s.", strings.TrimPrefix(msg, "json: "))
+}
+
+// propertyHolding is the dotted path of the first property of body whose
+// value, written as encoding/json's UnmarshalTypeError writes it (a string
+// Go-quoted, anything else as in the JSON), is value. encoding/json names
+// the property of a type error itself, except (in newer Go releases) for an
+// error from a type's own UnmarshalJSON, such as resource.Time's.
+func propertyHolding(body []byte, value string) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	type frame struct {
+		object  bool
+		key     string
+		wantKey bool
+	}
+	var stack []frame
+	path := func() string {
+		var parts []string
+		for _, f := range stack {
+			if f.object && f.key != "" {
+				parts = append(parts, f.key)
+			}
+		}
+		return strings.Join(parts, ".")
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		top := len(stack) - 1
+		if d, ok := tok.(json.Delim); ok {
+			switch d {
+			case '{', '[':
+				stack = append(stack, frame{object: d == '{', wantKey: d == '{'})
+			default:
+				stack = stack[:top]
+				if top > 0 && stack[top-1].object {
+					stack[top-1].wantKey = true
+				}
+			}
+			continue
+		}
+		if top >= 0 && stack[top].object && stack[top].wantKey {
+			stack[top].key, stack[top].wantKey = tok.(string), false
+			continue
+		}
+		var text string
+		switch v := tok.(type) {
+		case string:
+			text = fmt.Sprintf("%q", v)
+		case json.Number:
+			text = v.String()
+		case bool:
+			text = strconv.FormatBool(v)
+		case nil:
+			text = "null"
+		}
+		if text == value {
+			return path()
+		}
+		if top >= 0 && stack[top].object {
+			stack[top].wantKey = true
+		}
+	}
 }
 
 func describeType(kind string) string {
