@@ -13,12 +13,12 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/raft"
 )
 
@@ -476,31 +476,12 @@ func TestRestoreIsAllOrNothingAndNeedsForceToReplace(t *testing.T) {
 	}
 }
 
-// syncBuffer is a buffer that a command's progress goroutine and the test
-// may use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestBackupReportsProgressAndKeepsAnExistingFile(t *testing.T) {
 	old := progressInterval
 	progressInterval = 20 * time.Millisecond
 	t.Cleanup(func() { progressInterval = old })
 
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	first := bytes.Repeat([]byte("a"), 3<<20)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1.0/admin/backup", func(w http.ResponseWriter, r *http.Request) {
@@ -555,7 +536,7 @@ func TestRestoreReportsProgress(t *testing.T) {
 	stdin = pr
 	t.Cleanup(func() { stdin = oldStdin })
 
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	done := make(chan int)
 	dir := filepath.Join(t.TempDir(), "restored")
 	go func() { done <- run([]string{"herald", "restore", "--in", "-", "--data-dir", dir}, &stdout, &stderr) }()

@@ -17,17 +17,11 @@ func ingest(ctx context.Context, e *env, res *Result) error {
 	prog := newProgress(o.Progress, e.rss)
 	defer prog.close()
 	started := time.Now()
-	f, err := newFixture(ctx, e)
+	f, err := liveFixture(ctx, e, prog)
 	if err != nil {
 		return err
 	}
 	defer f.cleanup()
-	if err := f.addUsers(ctx, o.Users, prog); err != nil {
-		return err
-	}
-	if err := f.subscribeLive(ctx); err != nil {
-		return err
-	}
 	res.SetupSeconds = time.Since(started).Seconds()
 	hc := newLoadClient(o.Concurrency)
 	defer hc.CloseIdleConnections()

@@ -19,17 +19,11 @@ func latency(ctx context.Context, e *env, res *Result) error {
 	prog := newProgress(o.Progress, e.rss)
 	defer prog.close()
 	started := time.Now()
-	f, err := newFixture(ctx, e)
+	f, err := liveFixture(ctx, e, prog)
 	if err != nil {
 		return err
 	}
 	defer f.cleanup()
-	if err := f.addUsers(ctx, o.Users, prog); err != nil {
-		return err
-	}
-	if err := f.subscribeLive(ctx); err != nil {
-		return err
-	}
 	perUser := streamsPerUser(o.Streams, o.Users)
 	sends := int(o.Rate*o.Duration.Seconds()) + 1
 	t := newTally(sends + 1)
@@ -155,17 +149,11 @@ func conns(ctx context.Context, e *env, res *Result) error {
 	prog := newProgress(o.Progress, e.rss)
 	defer prog.close()
 	started := time.Now()
-	f, err := newFixture(ctx, e)
+	f, err := liveFixture(ctx, e, prog)
 	if err != nil {
 		return err
 	}
 	defer f.cleanup()
-	if err := f.addUsers(ctx, o.Users, prog); err != nil {
-		return err
-	}
-	if err := f.subscribeLive(ctx); err != nil {
-		return err
-	}
 	res.SetupSeconds = time.Since(started).Seconds()
 	perUser := streamsPerUser(o.Streams, o.Users)
 	t := newTally(o.Users + 1)

@@ -137,6 +137,25 @@ func (f *fixture) subscribeLive(ctx context.Context) error {
 
 // cleanup deletes what the fixture made on a server the bench did not
 // start; the bench's own nodes go with their directory.
+// liveFixture starts the scenarios whose users read live streams: a fixture
+// with the options' users signed in, each subscribed live. The caller
+// defers f.cleanup.
+func liveFixture(ctx context.Context, e *env, prog *progress) (*fixture, error) {
+	f, err := newFixture(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.addUsers(ctx, e.o.Users, prog); err != nil {
+		f.cleanup()
+		return nil, err
+	}
+	if err := f.subscribeLive(ctx); err != nil {
+		f.cleanup()
+		return nil, err
+	}
+	return f, nil
+}
+
 func (f *fixture) cleanup() {
 	if f.e.self {
 		return

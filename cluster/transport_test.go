@@ -15,28 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/internal/testcerts"
 )
 
 const testKey = "transport-test-key-0123456789abcdef"
-
-// syncBuffer is a log destination tests read while the transport writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func newTestTransport(t *testing.T, key string, files TLSFiles, logs io.Writer) *Transport {
 	t.Helper()
@@ -93,7 +76,7 @@ func roundTrip(t *testing.T, from, to *Transport) {
 // hangs up when it fails, so nothing on the wire helps test key guesses
 // offline. The acceptor logs the wrong key as such.
 func TestConnectionWithoutTheKeyLearnsNothing(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	a := newTestTransport(t, testKey, TLSFiles{}, logs)
 	for _, sent := range []int{proofSize, 3} {
 		raw, err := net.Dial("tcp", a.Addr())

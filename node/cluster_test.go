@@ -16,6 +16,7 @@ import (
 
 	"github.com/herald-notify/herald/client"
 	"github.com/herald-notify/herald/fanout/webhook/webhooktest"
+	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
 	"github.com/herald-notify/herald/raft"
@@ -334,7 +335,7 @@ func TestJoinNeedsTheClusterKey(t *testing.T) {
 	stranger.ClusterKey = "not-the-cluster-key-but-just-as-long"
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	n, err := node.Start(ctx, stranger, slog.New(slog.NewTextHandler(logs, nil)))
 	if err == nil {
 		n.Close(context.Background())

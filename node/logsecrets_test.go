@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
 )
@@ -19,7 +20,7 @@ import (
 // used twice, client credentials, a webhook subscription, a session ended.
 func TestSecretsNeverReachTheLog(t *testing.T) {
 	ctx := context.Background()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cfg := testnode.Config(t, t.TempDir())
 	cfg.Webhook.AllowPrivate = true
 	n, err := node.Start(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))

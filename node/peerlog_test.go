@@ -11,6 +11,7 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 
+	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/node"
 )
 
@@ -21,7 +22,7 @@ func TestDownPeerIsLoggedOnceAndItsReturnOnce(t *testing.T) {
 	cfgs := []node.Config{clusterConfig(t, "p1")}
 	cfgs = append(cfgs, clusterConfig(t, "p2", cfgs[0].HTTPAddr))
 	cfgs = append(cfgs, clusterConfig(t, "p3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr))
-	logs := make([]*syncBuffer, 3)
+	logs := make([]*syncbuf.Buffer, 3)
 	start := func(i int) *node.Node {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -33,7 +34,7 @@ func TestDownPeerIsLoggedOnceAndItsReturnOnce(t *testing.T) {
 	}
 	nodes := make([]*node.Node, 3)
 	for i := range cfgs {
-		logs[i] = &syncBuffer{}
+		logs[i] = &syncbuf.Buffer{}
 		nodes[i] = start(i)
 	}
 	t.Cleanup(func() {

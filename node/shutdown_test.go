@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,35 +12,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
 	"github.com/herald-notify/herald/raft"
 )
-
-// syncBuffer is a log destination written from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // A lone node's start (first and again on its data), and its stop, log no
 // warning or error: its own election is expected. The election is still
 // there at debug level, which shows the test reads what raft logs.
 func TestSingleNodeStartLogsNoWarning(t *testing.T) {
 	cfg := testnode.Config(t, t.TempDir())
-	var out syncBuffer
+	var out syncbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	for range 2 {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

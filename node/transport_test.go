@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/internal/testcerts"
 	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
@@ -265,7 +266,7 @@ func TestOperatorCertificatesFormACluster(t *testing.T) {
 	f := other.Node(t, "c3")
 	f.CA = ca.File // it trusts the cluster; the cluster does not trust it
 	stranger := withCert(clusterConfig(t, "c3", first.HTTPAddr), f)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if n, err := node.Start(sctx, stranger, slog.New(slog.NewTextHandler(logs, nil))); err == nil {

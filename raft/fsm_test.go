@@ -4,13 +4,13 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	hraft "github.com/hashicorp/raft"
 
+	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -186,7 +186,7 @@ func TestRestartDoesNotReloadACurrentSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	s2, err := Open(Options{Dir: dir, NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
 		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
@@ -200,24 +200,6 @@ func TestRestartDoesNotReloadACurrentSnapshot(t *testing.T) {
 	if _, ok, _ := s2.UserByName("hank"); !ok {
 		t.Fatal("state lost across the restart")
 	}
-}
-
-// syncBuffer is a log sink that Raft's goroutines may write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestPurgeRemovesSubscriptionsLongExpired(t *testing.T) {
