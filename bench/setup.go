@@ -135,8 +135,6 @@ func (f *fixture) subscribeLive(ctx context.Context) error {
 	})
 }
 
-// cleanup deletes what the fixture made on a server the bench did not
-// start; the bench's own nodes go with their directory.
 // liveFixture starts the scenarios whose users read live streams: a fixture
 // with the options' users signed in, each subscribed live. The caller
 // defers f.cleanup.
@@ -156,6 +154,8 @@ func liveFixture(ctx context.Context, e *env, prog *progress) (*fixture, error) 
 	return f, nil
 }
 
+// cleanup deletes what the fixture made on a server the bench did not
+// start; the bench's own nodes go with their directory.
 func (f *fixture) cleanup() {
 	if f.e.self {
 		return

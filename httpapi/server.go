@@ -144,9 +144,6 @@ type Server struct {
 	// admit bounds the requests being worked on (MaxInFlight, adapted to
 	// the write latency: admission.go); nil: no bound.
 	admit *admission
-	// served lists the API's "METHOD /path" patterns, /beta aliases aside,
-	// for Routes.
-	served []string
 	// sec counts failed sign-ins and session use for the audit log and
 	// the session list (audit.go).
 	sec *securityLog
@@ -226,9 +223,6 @@ func (rt *router) handle(method, path string, h handlerFunc) {
 		route := method + " " + p
 		rt.s.handle(route, rt.s.wrap(route, h))
 		rt.methods[p] = append(rt.methods[p], method)
-		if base == "/v1.0" {
-			rt.s.served = append(rt.s.served, route)
-		}
 	}
 }
 
@@ -249,7 +243,6 @@ func (s *Server) Patterns() []string { return slices.Clone(s.patterns) }
 // metrics.
 func (s *Server) handleRoot(route, name string, h handlerFunc) {
 	s.handle(route, s.wrap(name, h))
-	s.served = append(s.served, route)
 }
 
 // Routes lists the "METHOD /path" patterns the API serves, in the form of
@@ -257,7 +250,13 @@ func (s *Server) handleRoot(route, name string, h handlerFunc) {
 // /beta aliases too, and HEAD is implied by GET. The web UI's static files
 // are not part of it.
 func (s *Server) Routes() []string {
-	out := slices.Clone(s.served)
+	var out []string
+	for _, p := range s.patterns {
+		method, path, ok := strings.Cut(p, " ")
+		if ok && method != "" && !strings.HasPrefix(path, "/beta/") {
+			out = append(out, p)
+		}
+	}
 	sort.Strings(out)
 	return out
 }

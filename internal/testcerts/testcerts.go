@@ -55,30 +55,17 @@ func NewCA(t testing.TB, name string) *CA {
 // or address: nodes verify the chain only.
 func (ca *CA) Node(t testing.TB, id string) Files {
 	t.Helper()
-	key := newKey(t)
 	tmpl := &x509.Certificate{SerialNumber: serial(t), Subject: pkix.Name{CommonName: id},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := Files{Cert: filepath.Join(ca.dir, id+".pem"), Key: filepath.Join(ca.dir, id+"-key.pem"), CA: ca.File}
-	writePEM(t, f.Cert, "CERTIFICATE", der)
-	writePEM(t, f.Key, "EC PRIVATE KEY", kder)
-	return f
+	return ca.issue(t, id, tmpl)
 }
 
 // Server makes a certificate for a server reached by hosts (names or
 // addresses), signed by the CA, named name in the CA's directory.
 func (ca *CA) Server(t testing.TB, name string, hosts ...string) Files {
 	t.Helper()
-	key := newKey(t)
 	tmpl := &x509.Certificate{SerialNumber: serial(t), Subject: pkix.Name{CommonName: name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
@@ -89,6 +76,14 @@ func (ca *CA) Server(t testing.TB, name string, hosts ...string) Files {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
+	return ca.issue(t, name, tmpl)
+}
+
+// issue signs tmpl for a new key with the CA and writes the pair as
+// name.pem and name-key.pem in the CA's directory.
+func (ca *CA) issue(t testing.TB, name string, tmpl *x509.Certificate) Files {
+	t.Helper()
+	key := newKey(t)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)
