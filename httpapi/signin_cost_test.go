@@ -137,7 +137,10 @@ func TestSignInFloodOfUnknownNamesKeepsMemoryBounded(t *testing.T) {
 			results[i], errs[i] = signInFrom(c, n.URL, fmt.Sprintf("ghost-%d@example.com", i), "a guess")
 		}()
 	}
-	// The real user signs in while the flood runs, retrying on 503.
+	// The real user signs in while the flood runs, retrying on 503 after
+	// the Retry-After it was given, as a well-made client does: each
+	// attempt counts against the account and address pair, so a client
+	// that ignored Retry-After would rightly meet 429.
 	var aliceStatus int
 	var aliceErr error
 	aliceDone := make(chan struct{})
@@ -153,9 +156,13 @@ func TestSignInFloodOfUnknownNamesKeepsMemoryBounded(t *testing.T) {
 			if err != nil || r.status != http.StatusServiceUnavailable {
 				return
 			}
+			wait := time.Second
+			if s, err := strconv.Atoi(r.header.Get("Retry-After")); err == nil && s > 0 {
+				wait = time.Duration(s) * time.Second
+			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(wait):
 			}
 		}
 	}()
