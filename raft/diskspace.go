@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -89,6 +90,9 @@ func (r DiskReserve) of(total uint64) uint64 {
 type DiskSpace struct {
 	Free, Total, Reserve uint64
 	Full                 bool // Free is below Reserve: writes that add data are refused
+	// Critical: full, the ballast already given back, and less than
+	// criticalRoom free; only membership and deletes are taken.
+	Critical bool
 	Err                  error
 }
 
@@ -108,7 +112,16 @@ type diskGuard struct {
 	// disk with no free block at all turns into a SIGBUS.
 	ballast     string
 	ballastSize uint64
-	hasBallast  bool
+	// mu serializes check, which the watcher and the FSM's roomFor both
+	// call, and guards hasBallast.
+	mu         sync.Mutex
+	hasBallast bool
+	// stop ends roomFor's wait for space (the store is closing); set
+	// before Raft starts.
+	stop <-chan struct{}
+	// backing makes Badger's memtable logs real blocks, spending at most
+	// budget bytes (diskspace_linux.go); nil where there is no fallocate.
+	backing func(dir string, budget uint64) error
 }
 
 const diskCheckEvery = time.Second
@@ -129,6 +142,7 @@ func newDiskGuard(dir string, reserve DiskReserve, free func() (uint64, uint64, 
 	if g.free == nil {
 		g.free = func() (uint64, uint64, error) { return statfs(dir) }
 	}
+	g.backing = backBadgerFiles
 	g.state.Store(&DiskSpace{})
 	return g
 }
@@ -144,6 +158,8 @@ func statfs(dir string) (free, total uint64, err error) {
 
 // check reads the free space now and logs a change between full and not.
 func (g *diskGuard) check() DiskSpace {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	free, total, err := g.free()
 	prev := g.state.Load()
 	next := DiskSpace{Free: free, Total: total, Reserve: g.reserve.of(total), Err: err}
@@ -157,6 +173,14 @@ func (g *diskGuard) check() DiskSpace {
 	} else {
 		g.tendBallast(&next)
 		next.Full = next.Free < next.Reserve
+		next.Critical = next.Full && !g.hasBallast && next.Free < g.criticalRoom()
+		if !next.Full && g.backing != nil {
+			// Only out of the room above the reserve: on a full disk the
+			// free blocks are for flushes and deletes.
+			if err := g.backing(filepath.Join(g.dir, "badger"), next.Free-next.Reserve); err != nil && !errors.Is(err, os.ErrNotExist) {
+				g.log.Debug("cannot back Badger's memtable logs with blocks", "error", err)
+			}
+		}
 		switch {
 		case next.Full && !prev.Full:
 			g.log.Error("the data directory's disk is full: refusing writes that add data (507) until space is freed",
@@ -221,6 +245,53 @@ func writeBallast(path string, size uint64) error {
 	return nil
 }
 
+// criticalRoom is the free space below which, with the ballast already
+// given back, a full disk refuses even the small writes that keep clients
+// working: what is left is for Badger's flushes and for deletes.
+func (g *diskGuard) criticalRoom() uint64 { return max(g.ballastSize/2, 1<<20) }
+
+// minApplyRoom is the least free space an apply of need bytes of commands
+// goes ahead with: Badger writes them (and what they index) through
+// memory-mapped files, and a page the filesystem cannot back is a SIGBUS.
+func minApplyRoom(need uint64) uint64 { return 4*need + 256<<10 }
+
+// roomFor is called by the FSM before it writes a batch of need bytes of
+// commands. The background check runs only every second, and something
+// else can fill the disk within one: so when free space is low it checks
+// now, which gives back the ballast if the disk filled past it. If even
+// then there is no room, it waits for space rather than let Badger fault:
+// a node that stops applying is an outage the operator can end by freeing
+// space, a SIGBUS is one that returns at every restart.
+func (g *diskGuard) roomFor(need uint64) {
+	if g == nil || g.reserve == (DiskReserve{}) {
+		return
+	}
+	free, _, err := g.free()
+	if err != nil || free >= minApplyRoom(need)+g.ballastSize {
+		return
+	}
+	warned := false
+	for {
+		st := g.check()
+		if st.Err != nil || st.Free >= minApplyRoom(need) {
+			if warned {
+				g.log.Info("the data directory's disk has room again: applying committed writes", "dir", g.dir, "free_bytes", st.Free)
+			}
+			return
+		}
+		if !warned {
+			warned = true
+			g.log.Error("the data directory's disk has no room left for committed writes: this node stops applying them until space is freed on the disk",
+				"dir", g.dir, "free_bytes", st.Free, "needed_bytes", minApplyRoom(need))
+		}
+		select {
+		case <-g.stop:
+			return
+		case <-time.After(diskCheckEvery):
+		}
+	}
+}
+
 func (g *diskGuard) watch(stop <-chan struct{}) {
 	t := time.NewTicker(diskCheckEvery)
 	defer t.Stop()
@@ -237,7 +308,12 @@ func (g *diskGuard) watch(stop <-chan struct{}) {
 // admit is nil, or the 507 that refuses cmd on a full disk.
 func (g *diskGuard) admit(cmd *Command) error {
 	st := g.state.Load()
-	if !st.Full || freesOrKeepsAlive(cmd.Op) {
+	switch {
+	case !st.Full:
+		return nil
+	case st.Critical && keepsClusterOrFrees(cmd.Op):
+		return nil
+	case !st.Critical && freesOrKeepsAlive(cmd.Op):
 		return nil
 	}
 	return resource.Errorf(resource.CodeQuotaReached,
@@ -269,6 +345,18 @@ func freesOrKeepsAlive(op Op) bool {
 	switch op {
 	case OpDeleteUser, OpDeleteApp, OpRemovePassword, OpDeleteSub, OpDeleteNotif, OpDeleteNotifsBy, OpPurge,
 		OpDeliveryOutcomes, OpIssueTokens, OpRevokeSession, OpTouchSession, OpBootstrapAdmin, OpSetVAPID,
+		OpSetNode, OpRemoveNode, OpSetSlots:
+		return true
+	}
+	return false
+}
+
+// keepsClusterOrFrees names what a critically full disk still takes:
+// membership and slots, without which the cluster cannot heal, and
+// deletes, which are how its admin makes room.
+func keepsClusterOrFrees(op Op) bool {
+	switch op {
+	case OpDeleteUser, OpDeleteApp, OpRemovePassword, OpDeleteSub, OpDeleteNotif, OpDeleteNotifsBy, OpPurge,
 		OpSetNode, OpRemoveNode, OpSetSlots:
 		return true
 	}

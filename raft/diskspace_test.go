@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald/resource"
 )
@@ -116,5 +117,84 @@ func TestDiskGuardKeepsItsVerdictWhenStatfsFails(t *testing.T) {
 	err.Store(&fail)
 	if st := g.check(); !st.Full || !errors.Is(st.Err, fail) {
 		t.Fatalf("after a failed statfs: %+v", st)
+	}
+}
+
+// Something else can fill the disk between two background checks. The
+// FSM's roomFor checks at once before a write when space is low: it gives
+// back the ballast so that the write has real blocks to go to, and with no
+// room at all it waits until space is freed rather than let Badger touch a
+// page the filesystem cannot back.
+func TestDiskGuardRoomForAWrite(t *testing.T) {
+	dir := t.TempDir()
+	var free atomic.Uint64
+	const total = 1 << 30
+	free.Store(total / 2)
+	g := newDiskGuard(dir, DiskReserve{Bytes: 64 << 20}, func() (uint64, uint64, error) { return free.Load(), total, nil }, quiet)
+	stop := make(chan struct{})
+	defer close(stop)
+	g.stop = stop
+	ballast := filepath.Join(dir, ballastName)
+	g.check()
+	if _, err := os.Stat(ballast); err != nil {
+		t.Fatalf("no ballast: %v", err)
+	}
+
+	free.Store(0) // filled since the last check
+	g.roomFor(4 << 10)
+	if _, err := os.Stat(ballast); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("roomFor on a disk filled to the last block kept the ballast: %v", err)
+	}
+	if st := g.state.Load(); !st.Full || st.Free != 16<<20 {
+		t.Fatalf("after roomFor gave back the ballast: %+v", *st)
+	}
+
+	// No ballast left and nothing free: the write waits for space.
+	free.Store(0)
+	done := make(chan struct{})
+	go func() { g.roomFor(4 << 10); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("roomFor let a write go ahead on a disk with no free block")
+	case <-time.After(2 * diskCheckEvery):
+	}
+	free.Store(32 << 20)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("roomFor still waits with 32 MiB free")
+	}
+}
+
+// Past the reserve with the ballast spent, only what keeps the cluster
+// whole or frees space is taken: sign-ins and delivery outcomes, which a
+// merely full disk still takes, are refused too.
+func TestDiskGuardCritical(t *testing.T) {
+	var free atomic.Uint64
+	const total = 1 << 30
+	free.Store(total / 2)
+	g := newDiskGuard(t.TempDir(), DiskReserve{Bytes: 64 << 20}, func() (uint64, uint64, error) { return free.Load(), total, nil }, quiet)
+	g.check()
+	free.Store(1 << 20) // the ballast goes: 17 MiB free, full but not critical
+	if st := g.check(); !st.Full || st.Critical {
+		t.Fatalf("17 MiB free with a 64 MiB reserve: %+v", st)
+	}
+	if err := g.admit(&Command{Op: OpIssueTokens}); err != nil {
+		t.Fatalf("a sign-in on a full disk: %v", err)
+	}
+	free.Store(2 << 20)
+	if st := g.check(); !st.Critical {
+		t.Fatalf("2 MiB free, no ballast: %+v", st)
+	}
+	var re *resource.Error
+	for _, op := range []Op{OpIssueTokens, OpTouchSession, OpDeliveryOutcomes, OpSend} {
+		if err := g.admit(&Command{Op: op}); !errors.As(err, &re) || re.Code != resource.CodeQuotaReached {
+			t.Errorf("%s on a critically full disk: %v", op, err)
+		}
+	}
+	for _, op := range []Op{OpDeleteNotif, OpPurge, OpSetNode, OpSetSlots} {
+		if err := g.admit(&Command{Op: op}); err != nil {
+			t.Errorf("%s on a critically full disk: %v", op, err)
+		}
 	}
 }

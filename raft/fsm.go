@@ -32,6 +32,9 @@ type FSM struct {
 	// cache is told which cached records each batch wrote (set before
 	// Raft starts; nil in tests that use the FSM alone).
 	cache *recordCache
+	// disk is asked for room before each batch is written (set before
+	// Raft starts; nil in tests that use the FSM alone).
+	disk *diskGuard
 }
 
 func newFSM(db *badger.DB, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
@@ -77,6 +80,13 @@ func (f *FSM) Apply(l *hraft.Log) any { return f.ApplyBatch([]*hraft.Log{l})[0] 
 func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	out := make([]any, len(logs))
 	applied := f.applied.Load()
+	var need uint64
+	for _, l := range logs {
+		if l.Index > applied {
+			need += uint64(len(l.Data))
+		}
+	}
+	f.disk.roomFor(need) // diskspace.go
 	t := newTx(f.db)
 	t.cache = f.cache
 	defer t.txn.Discard()

@@ -149,6 +149,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open badger: %w", err)
 	}
 	opts.Logger.Debug("opened badger", "took", time.Since(t0).Round(time.Millisecond))
+	disk.check() // backs the memtable log Badger just made, if there is room
 	s := &Store{opts: opts, db: db,
 		proposals: make(chan *proposal, 4096),
 		inflight:  make(chan *inflight, 64),
@@ -185,6 +186,8 @@ func (s *Store) startRaft() error {
 	fsm.onDeliveries = o.OnDeliveries
 	fsm.abort = s.snapAbort
 	fsm.cache = s.cache
+	fsm.disk = s.disk
+	s.disk.stop = s.closing
 	s.fsm = fsm
 	s.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(o.Dir, "raft.db")})
 	if err != nil {
