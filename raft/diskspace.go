@@ -93,7 +93,7 @@ type DiskSpace struct {
 	// Critical: full, the ballast already given back, and less than
 	// criticalRoom free; only membership and deletes are taken.
 	Critical bool
-	Err                  error
+	Err      error
 }
 
 // diskGuard watches the free space of the data directory. It is checked in
