@@ -433,3 +433,36 @@ func TestFullDiskRefusalOfAResendIsNotANo(t *testing.T) {
 	}
 	m.check(t)
 }
+
+// A node whose disk has no free block left at all (the ballast already
+// spent, the rest filled by something else) does not start: it says why in
+// the operator's words instead of dying of SIGBUS in Badger, and starts
+// once space is freed.
+func TestStartOnADiskWithNoRoomSaysSo(t *testing.T) {
+	data := mountTmpfs(t, "48m")
+	cfg := testnode.Config(t, data)
+	cfg.DiskReserve = "16MiB"
+	n := testnode.Start(t, &cfg)
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Close(cctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(data, "disk-ballast")); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(filepath.Dir(data), "filler")
+	fill(t, filler, 0)
+
+	_, err := node.Start(cctx, cfg, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "is full") || !strings.Contains(err.Error(), "free space on that disk") {
+		t.Fatalf("start on a disk with no room: want an error saying the disk is full, got %v", err)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	n = testnode.Start(t, &cfg)
+	if code := httpGet(t, n.URL+"/readyz", nil); code != http.StatusOK {
+		t.Fatalf("/readyz once space is freed: %d", code)
+	}
+}

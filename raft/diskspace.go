@@ -250,6 +250,11 @@ func writeBallast(path string, size uint64) error {
 // working: what is left is for Badger's flushes and for deletes.
 func (g *diskGuard) criticalRoom() uint64 { return max(g.ballastSize/2, 1<<20) }
 
+// minStartRoom is the least free space the store opens with: Badger makes
+// a new memtable log at once and writes it through its mapping, where a
+// page the filesystem cannot back is a SIGBUS, not an error.
+const minStartRoom = 1 << 20
+
 // minApplyRoom is the least free space an apply of need bytes of commands
 // goes ahead with: Badger writes them (and what they index) through
 // memory-mapped files, and a page the filesystem cannot back is a SIGBUS.

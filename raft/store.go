@@ -141,7 +141,10 @@ func Open(opts Options) (*Store, error) {
 	disk := newDiskGuard(opts.Dir, reserve, opts.FreeSpace, opts.Logger)
 	// Said before Badger and Raft open, which write on a nearly full disk
 	// too (replay, a new memtable): the operator reads why in the log.
-	disk.check()
+	if st := disk.check(); st.Err == nil && reserve != (DiskReserve{}) && st.Free < minStartRoom {
+		return nil, fmt.Errorf("the disk holding %s is full (%s free): Herald needs at least %s free to open its storage, "+
+			"which it writes through memory-mapped files; free space on that disk and start again", opts.Dir, mib(st.Free), mib(minStartRoom))
+	}
 	bopts := badgerOptions(opts.Dir, opts.Memory)
 	t0 := time.Now()
 	db, err := badger.Open(bopts)
