@@ -27,6 +27,9 @@ type recordCache struct {
 	// slots holds the decoded slot table under "": asked for every
 	// delivery, on the FSM's goroutine among others.
 	slots map[string]*[]string
+	// views holds encoded notifications for the feed (views.go); it is
+	// keyed by version and needs no invalidation, only a reset.
+	views *viewCache
 }
 
 // cacheLimit bounds each map; a full map is emptied (misses only cost a
@@ -36,7 +39,7 @@ const cacheLimit = 8192
 func newRecordCache() *recordCache {
 	return &recordCache{pending: map[string]int{}, tokens: map[string]*resource.TokenRecord{},
 		apps: map[string]*resource.ApplicationRecord{}, subs: map[string]*resource.SubscriptionRecord{},
-		slots: map[string]*[]string{}}
+		slots: map[string]*[]string{}, views: newViewCache(viewCacheBytes)}
 }
 
 // cached returns the record under key in the map pick chooses, or loads
@@ -110,6 +113,7 @@ func (c *recordCache) reset() {
 	clear(c.apps)
 	clear(c.subs)
 	clear(c.slots)
+	c.views.reset()
 }
 
 func (c *recordCache) drop(k string) {
