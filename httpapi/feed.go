@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -44,7 +45,7 @@ func parseFeedFilter(r *http.Request) (*feedFilter, error) {
 	return f, nil
 }
 
-func (f *feedFilter) keep(n *resource.NotificationRecord) bool {
+func (f *feedFilter) keep(n *raft.NotificationView) bool {
 	return (f.readState == "" || n.ReadState == f.readState) &&
 		(f.actionState == "" || n.UserActionState == f.actionState) &&
 		(f.status == "" || n.Status == f.status) &&
@@ -52,6 +53,8 @@ func (f *feedFilter) keep(n *resource.NotificationRecord) bool {
 		(f.group == "" || n.GroupName == f.group) &&
 		(f.appID == "" || n.AppID == f.appID)
 }
+
+func activeOnly(n *raft.NotificationView) bool { return n.Status == resource.StatusActive }
 
 // listNotifications is the user's feed, newest first, or for an
 // application what it sent to the X-UNS-ID's user.
@@ -68,12 +71,27 @@ func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request, p *pr
 	return s.writeFeed(w, r, uid, f)
 }
 
-// writeFeed answers a page of uid's notifications that f keeps.
+// writeFeed answers a page of uid's notifications that f keeps, as
+// writePage would, from the notifications' cached encodings.
 func (s *Server) writeFeed(w http.ResponseWriter, r *http.Request, uid string, f *feedFilter) error {
-	list := func(after string, n int) (raft.Page[resource.NotificationRecord], error) {
-		return s.state.ListNotifications(uid, after, n, f.keep)
+	n, err := top(r, 100)
+	if err != nil {
+		return err
 	}
-	return writePage(s, w, r, list, func(n *resource.NotificationRecord) resource.Notification { return n.Notification })
+	after, err := skipToken(r)
+	if err != nil {
+		return err
+	}
+	page, err := s.state.NotificationViews(uid, after, n, f.keep)
+	if err != nil {
+		return err
+	}
+	var next string
+	if page.Next != "" {
+		next = s.link(r, "$skiptoken", encodeToken(page.Next))
+	}
+	writeViews(w, page.Items, next, "")
+	return nil
 }
 
 // Delta tokens. A deltaLink carries "d.<seq>": everything after change seq.
@@ -189,26 +207,22 @@ func (s *Server) delta(w http.ResponseWriter, r *http.Request, p *principal) err
 // deltaInitial pages through every active notification. Whatever changes
 // meanwhile has a seq above tok.seq, so the deltaLink round reports it.
 func (s *Server) deltaInitial(w http.ResponseWriter, r *http.Request, uid string, tok deltaToken, n int) error {
-	page, err := s.state.ListNotifications(uid, tok.after, n, func(n *resource.NotificationRecord) bool {
-		return n.Status == resource.StatusActive
-	})
+	page, err := s.state.NotificationViews(uid, tok.after, n, activeOnly)
 	if err != nil {
 		return err
 	}
-	out := collection{Value: views(page.Items, func(n *resource.NotificationRecord) resource.Notification { return n.Notification })}
 	if page.Next != "" {
-		out.NextLink = s.link(r, "$skiptoken", deltaToken{initial: true, seq: tok.seq, after: page.Next}.String())
+		writeViews(w, page.Items, s.link(r, "$skiptoken", deltaToken{initial: true, seq: tok.seq, after: page.Next}.String()), "")
 	} else {
-		out.DeltaLink = s.link(r, "$deltatoken", deltaToken{seq: tok.seq}.String())
+		writeViews(w, page.Items, "", s.link(r, "$deltatoken", deltaToken{seq: tok.seq}.String()))
 	}
-	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
 // deltaChanges reports what changed after seq: each changed notification
 // once, as it is now, or as removed.
 func (s *Server) deltaChanges(w http.ResponseWriter, r *http.Request, uid string, seq uint64, n int) error {
-	var items []any
+	var items [][]byte
 	seen := map[string]bool{}
 	cursor := seq
 	more := false
@@ -236,32 +250,27 @@ func (s *Server) deltaChanges(w http.ResponseWriter, r *http.Request, uid string
 			break
 		}
 	}
-	if items == nil {
-		items = []any{}
-	}
-	out := collection{Value: items}
 	if more {
-		out.NextLink = s.link(r, "$skiptoken", deltaToken{seq: cursor}.String())
+		writeRaw(w, items, s.link(r, "$skiptoken", deltaToken{seq: cursor}.String()), "")
 	} else {
-		out.DeltaLink = s.link(r, "$deltatoken", deltaToken{seq: cursor}.String())
+		writeRaw(w, items, "", s.link(r, "$deltatoken", deltaToken{seq: cursor}.String()))
 	}
-	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-// deltaItem is a changed notification's current state, or its removal.
-func (s *Server) deltaItem(uid string, c *resource.Change) (any, error) {
-	n, ok, err := s.state.Notification(uid, c.NotificationID)
+// deltaItem is a changed notification's current state, or its removal,
+// encoded.
+func (s *Server) deltaItem(uid string, c *resource.Change) ([]byte, error) {
+	n, ok, err := s.state.NotificationView(uid, c.NotificationID)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case ok && n.Status == resource.StatusActive:
-		return n.Notification, nil
-	case ok:
-		return resource.Removed{ID: c.NotificationID, Removed: resource.RemovedReason{Reason: "deleted"}}, nil
-	case c.Type == resource.ChangeDeleted:
-		return resource.Removed{ID: c.NotificationID, Removed: resource.RemovedReason{Reason: "deleted"}}, nil
+	if ok && n.Status == resource.StatusActive {
+		return n.JSON, nil
 	}
-	return resource.Removed{ID: c.NotificationID, Removed: resource.RemovedReason{Reason: "expired"}}, nil
+	reason := "expired"
+	if ok || c.Type == resource.ChangeDeleted {
+		reason = "deleted"
+	}
+	return json.Marshal(resource.Removed{ID: c.NotificationID, Removed: resource.RemovedReason{Reason: reason}})
 }

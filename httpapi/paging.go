@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
@@ -113,4 +115,62 @@ func writePage[T, V any](s *Server, w http.ResponseWriter, r *http.Request,
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// writeViews answers a collection of notification views: the bytes
+// writeJSON would write for collection{Value: their notifications, ...}.
+func writeViews(w http.ResponseWriter, items []*raft.NotificationView, nextLink, deltaLink string) {
+	writeEncoded(w, items, func(v *raft.NotificationView) []byte { return v.JSON }, nextLink, deltaLink)
+}
+
+// writeRaw answers a collection of items already encoded as JSON.
+func writeRaw(w http.ResponseWriter, items [][]byte, nextLink, deltaLink string) {
+	writeEncoded(w, items, func(b []byte) []byte { return b }, nextLink, deltaLink)
+}
+
+// bodyPool recycles the buffers pages are assembled in; a page of 100
+// notifications is about 50 KiB.
+var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody keeps the rare huge page ($top=1000 of large payloads)
+// from pinning its buffer.
+const maxPooledBody = 1 << 20
+
+// writeEncoded writes a collection by concatenating its items' encodings,
+// byte for byte what json.Marshal of the collection writes (the encoder
+// writes each element as it would alone, and escapes the links the same
+// way), without encoding the items again.
+func writeEncoded[T any](w http.ResponseWriter, items []T, enc func(T) []byte, nextLink, deltaLink string) {
+	bp := bodyPool.Get().(*[]byte)
+	b := append((*bp)[:0], `{"value":[`...)
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, enc(it)...)
+	}
+	b = append(b, ']')
+	b = appendLink(b, `,"@odata.nextLink":`, nextLink)
+	b = appendLink(b, `,"@odata.deltaLink":`, deltaLink)
+	b = append(b, '}')
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+	if cap(b) <= maxPooledBody {
+		*bp = b
+		bodyPool.Put(bp)
+	}
+}
+
+func appendLink(b []byte, name, link string) []byte {
+	if link == "" {
+		return b // omitempty
+	}
+	q, err := json.Marshal(link)
+	if err != nil {
+		return b // a string always encodes
+	}
+	return append(append(b, name...), q...)
 }

@@ -38,6 +38,10 @@ type State interface {
 	ListSubscriptions(uid string) ([]resource.SubscriptionRecord, error)
 	Notification(uid, nid string) (*resource.NotificationRecord, bool, error)
 	ListNotifications(uid, after string, limit int, keep func(*resource.NotificationRecord) bool) (raft.Page[resource.NotificationRecord], error)
+	// NotificationViews and NotificationView read notifications in their
+	// API form, encoded once and cached, for the feed and the delta.
+	NotificationViews(uid, after string, limit int, keep func(*raft.NotificationView) bool) (raft.ViewPage, error)
+	NotificationView(uid, nid string) (*raft.NotificationView, bool, error)
 	LastSeq() (uint64, error)
 	ChangeFloor(uid string) (uint64, error)
 	Changes(uid string, after uint64, limit int) ([]resource.Change, error)

@@ -1,13 +1,15 @@
 package raft
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/herald-notify/herald/resource"
 )
 
-// recordCache holds decoded tokens, applications and subscriptions: every
-// authenticated send reads a token, an application and a subscription, and
+// recordCache holds decoded tokens, users, applications and subscriptions:
+// every authenticated send reads a token, an application and a
+// subscription, every user's request its token and user, and
 // each read from Badger takes its oracle lock (contended by the FSM's
 // commits) and decodes JSON.
 //
@@ -22,11 +24,15 @@ type recordCache struct {
 	gen     uint64
 	pending map[string]int // key (as in keys.go) → commits in progress
 	tokens  map[string]*resource.TokenRecord
+	users   map[string]*resource.UserRecord
 	apps    map[string]*resource.ApplicationRecord
 	subs    map[string]*resource.SubscriptionRecord
 	// slots holds the decoded slot table under "": asked for every
 	// delivery, on the FSM's goroutine among others.
 	slots map[string]*[]string
+	// views holds encoded notifications for the feed (views.go); it is
+	// keyed by version and needs no invalidation, only a reset.
+	views *viewCache
 }
 
 // cacheLimit bounds each map; a full map is emptied (misses only cost a
@@ -35,8 +41,9 @@ const cacheLimit = 8192
 
 func newRecordCache() *recordCache {
 	return &recordCache{pending: map[string]int{}, tokens: map[string]*resource.TokenRecord{},
-		apps: map[string]*resource.ApplicationRecord{}, subs: map[string]*resource.SubscriptionRecord{},
-		slots: map[string]*[]string{}}
+		users: map[string]*resource.UserRecord{},
+		apps:  map[string]*resource.ApplicationRecord{}, subs: map[string]*resource.SubscriptionRecord{},
+		slots: map[string]*[]string{}, views: newViewCache(viewCacheBytes)}
 }
 
 // cached returns the record under key in the map pick chooses, or loads
@@ -107,15 +114,19 @@ func (c *recordCache) reset() {
 	defer c.mu.Unlock()
 	c.gen++
 	clear(c.tokens)
+	clear(c.users)
 	clear(c.apps)
 	clear(c.subs)
 	clear(c.slots)
+	c.views.reset()
 }
 
 func (c *recordCache) drop(k string) {
 	switch k[0] {
 	case 't':
 		delete(c.tokens, k[2:])
+	case 'u':
+		delete(c.users, k[2:])
 	case 'a':
 		delete(c.apps, k[2:])
 	case 's':
@@ -126,18 +137,25 @@ func (c *recordCache) drop(k string) {
 }
 
 // cachedKey reports whether a Badger key holds a record the cache keeps:
-// "t/", "a/", "s/" or the slot table (see keys.go).
+// "t/", "u/", "a/", "s/" or the slot table (see keys.go).
 func cachedKey(key []byte) bool {
-	return len(key) > 2 && key[1] == '/' && (key[0] == 't' || key[0] == 'a' || key[0] == 's' || string(key) == keySlots)
+	return len(key) > 2 && key[1] == '/' && (key[0] == 't' || key[0] == 'u' || key[0] == 'a' || key[0] == 's' || string(key) == keySlots)
 }
 
 func tokens(c *recordCache) map[string]*resource.TokenRecord               { return c.tokens }
+func users(c *recordCache) map[string]*resource.UserRecord                 { return c.users }
 func apps(c *recordCache) map[string]*resource.ApplicationRecord           { return c.apps }
 func subscriptions(c *recordCache) map[string]*resource.SubscriptionRecord { return c.subs }
 
 func slotTables(c *recordCache) map[string]*[]string { return c.slots }
 
 func cloneToken(t *resource.TokenRecord) *resource.TokenRecord { c := *t; return &c }
+
+func cloneUser(u *resource.UserRecord) *resource.UserRecord {
+	c := *u
+	c.Roles = slices.Clone(u.Roles) // nil stays nil: roles encode as null or []
+	return &c
+}
 
 func cloneApp(a *resource.ApplicationRecord) *resource.ApplicationRecord {
 	c := *a

@@ -43,6 +43,30 @@ func TestCachedRecordsFollowWrites(t *testing.T) {
 		t.Fatalf("App after update = %+v %v %v", a, ok, err)
 	}
 
+	if got, ok, err := s.User(u.ID); err != nil || !ok || got.DisplayName != "" {
+		t.Fatalf("User = %+v %v %v", got, ok, err)
+	} else {
+		got.Roles[0] = "changed by the caller"
+	}
+	name := "Carol"
+	if _, err := s.Propose(ctx, &Command{Op: OpUpdateUser, Now: now.UnixNano(), UserID: u.ID,
+		UserPatch: &UserPatch{DisplayName: &name}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := s.User(u.ID); err != nil || !ok || got.DisplayName != "Carol" || got.Roles[0] != "user" {
+		t.Fatalf("User after update = %+v %v %v", got, ok, err)
+	}
+	if _, err := s.Propose(ctx, &Command{Op: OpDeleteUser, Now: now.UnixNano(), UserID: u.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := s.User(u.ID); err != nil || ok {
+		t.Fatalf("deleted user still found: %+v %v %v", got, ok, err)
+	}
+	u = newUser("carol2")
+	if _, err := s.Propose(ctx, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u}); err != nil {
+		t.Fatal(err)
+	}
+
 	refresh := resource.TokenRecord{Kind: resource.TokenRefresh, PrincipalType: resource.PrincipalUser,
 		PrincipalID: u.ID, ExpiresAt: resource.At(now.Add(time.Hour))}
 	if _, err := s.Propose(ctx, &Command{Op: OpIssueTokens, Now: now.UnixNano(),

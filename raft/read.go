@@ -48,9 +48,11 @@ func (s *Store) Token(hash string) (*resource.TokenRecord, bool, error) {
 
 // User returns a user by id.
 func (s *Store) User(id string) (*resource.UserRecord, bool, error) {
-	var u resource.UserRecord
-	ok, err := s.getJSON(userKey(id), &u)
-	return &u, ok, err
+	return cached(s.cache, users, id, func() (*resource.UserRecord, bool, error) {
+		var u resource.UserRecord
+		ok, err := s.getJSON(userKey(id), &u)
+		return &u, ok, err
+	}, cloneUser)
 }
 
 // UserByName returns a user by id or userPrincipalName.

@@ -1,0 +1,227 @@
+package raft
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// NotificationView is a stored notification as the feed reads it: the
+// fields its filters compare and its API form, encoded once. Views are
+// shared between requests: nobody may change one.
+type NotificationView struct {
+	ReadState, UserActionState, Status, TargetHostName, GroupName, AppID string
+	// JSON is the resource.Notification exactly as json.Marshal writes it
+	// (HTML characters escaped), ready to be copied into a response.
+	JSON []byte
+}
+
+func newNotificationView(b []byte) (*NotificationView, error) {
+	var n resource.NotificationRecord
+	if err := json.Unmarshal(b, &n); err != nil {
+		return nil, err
+	}
+	out, err := json.Marshal(&n.Notification)
+	if err != nil {
+		return nil, err
+	}
+	return &NotificationView{ReadState: intern(n.ReadState), UserActionState: intern(n.UserActionState),
+		Status: intern(n.Status), TargetHostName: n.TargetHostName, GroupName: n.GroupName, AppID: n.AppID, JSON: out}, nil
+}
+
+// intern shares the few values the state fields take, so that a cached view
+// holds one string per field rather than a copy of "unread".
+func intern(s string) string {
+	switch s {
+	case resource.ReadUnread:
+		return resource.ReadUnread
+	case resource.ReadRead:
+		return resource.ReadRead
+	case resource.ActionNone:
+		return resource.ActionNone
+	case resource.StatusActive:
+		return resource.StatusActive
+	case resource.StatusDeleted:
+		return resource.StatusDeleted
+	}
+	return s
+}
+
+// viewCache holds the views of stored notifications under their Badger key
+// and the version Badger gave the value. Badger numbers versions from one
+// counter that only grows while the process runs (a restored snapshot is
+// written at new versions, never at old ones), so a key at a version names
+// one value for good: a view is served only for the very version it was
+// made from, and no write needs to invalidate anything. An entry of a
+// rewritten or deleted notification is merely dead weight until evicted.
+type viewCache struct {
+	mu      sync.RWMutex
+	entries map[string]viewEntry
+	bytes   int
+	limit   int
+}
+
+type viewEntry struct {
+	version uint64
+	view    *NotificationView
+}
+
+// viewCacheBytes bounds the cache: about 16,000 small notifications.
+const viewCacheBytes = 8 << 20
+
+// viewOverhead approximates an entry's memory beyond its JSON: the map
+// slot, the key and the view's fields.
+const viewOverhead = 160
+
+func newViewCache(limit int) *viewCache {
+	return &viewCache{entries: map[string]viewEntry{}, limit: limit}
+}
+
+func (c *viewCache) get(key []byte, version uint64) *NotificationView {
+	c.mu.RLock()
+	e, ok := c.entries[string(key)]
+	c.mu.RUnlock()
+	if ok && e.version == version {
+		return e.view
+	}
+	return nil
+}
+
+func (c *viewCache) put(key []byte, version uint64, v *NotificationView) {
+	size := len(key) + len(v.JSON) + viewOverhead
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.entries[string(key)]; ok {
+		if old.version >= version {
+			return // a reader of an older snapshot came late
+		}
+		c.bytes -= len(key) + len(old.view.JSON) + viewOverhead
+	}
+	// Over the bound, drop entries at random (map order) until a tenth is
+	// free: no recency bookkeeping on the read path, and a working set
+	// larger than the cache still keeps most of its hits.
+	if c.bytes+size > c.limit {
+		for k, e := range c.entries {
+			c.bytes -= len(k) + len(e.view.JSON) + viewOverhead
+			delete(c.entries, k)
+			if c.bytes+size <= c.limit*9/10 {
+				break
+			}
+		}
+	}
+	c.entries[string(key)] = viewEntry{version: version, view: v}
+	c.bytes += size
+}
+
+func (c *viewCache) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.entries)
+	c.bytes = 0
+}
+
+// view returns the view of the notification item holds, from the cache
+// or decoded and encoded once.
+func (s *Store) view(item *badger.Item) (*NotificationView, error) {
+	var c *viewCache
+	if s.cache != nil {
+		c = s.cache.views
+	}
+	if c != nil {
+		if v := c.get(item.Key(), item.Version()); v != nil {
+			return v, nil
+		}
+	}
+	var v *NotificationView
+	err := item.Value(func(b []byte) error {
+		var err error
+		v, err = newNotificationView(b)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decode %q: %w", item.Key(), err)
+	}
+	if c != nil {
+		c.put(item.Key(), item.Version(), v)
+	}
+	return v, nil
+}
+
+// ViewPage is a page of notification views; Next is the id to continue
+// after, empty on the last page.
+type ViewPage struct {
+	Items []*NotificationView
+	Next  string
+}
+
+// NotificationViews pages through a user's notifications newest first, as
+// ListNotifications does, keeping those keep accepts; it reads only the
+// keys of notifications whose view is cached.
+func (s *Store) NotificationViews(uid, after string, limit int, keep func(*NotificationView) bool) (ViewPage, error) {
+	var p ViewPage
+	prefix := notifPrefix(uid)
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		opts.Reverse = true
+		// Values are read one by one, and only on a cache miss.
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		start := make([]byte, 0, len(prefix)+max(len(after), 1))
+		start = append(start, prefix...)
+		if after != "" {
+			start = append(start, after...)
+		} else {
+			start = append(start, 0xff)
+		}
+		var last []byte
+		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			id := item.Key()[len(prefix):]
+			if after != "" && string(id) == after {
+				continue
+			}
+			v, err := s.view(item)
+			if err != nil {
+				return err
+			}
+			if keep != nil && !keep(v) {
+				continue
+			}
+			if len(p.Items) == limit {
+				p.Next = string(last) // one more exists: continue after the last returned
+				return nil
+			}
+			if p.Items == nil {
+				p.Items = make([]*NotificationView, 0, min(limit, 128))
+			}
+			p.Items = append(p.Items, v)
+			last = append(last[:0], id...)
+		}
+		return nil
+	})
+	return p, err
+}
+
+// NotificationView returns the view of one of a user's notifications.
+func (s *Store) NotificationView(uid, nid string) (*NotificationView, bool, error) {
+	var v *NotificationView
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(notifKey(uid, nid))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		v, err = s.view(item)
+		return err
+	})
+	return v, v != nil, err
+}
