@@ -363,6 +363,10 @@ func TestFullDiskRefusalOfAResendIsNotANo(t *testing.T) {
 	for i := range cfgs {
 		cfgs[i].DataDir = mountTmpfs(t, "64m")
 		cfgs[i].DiskReserve = "16MiB"
+		// The steps below need one leader throughout: with the short
+		// timers of the other cluster tests a loaded machine sometimes
+		// elected another between picking the leader and the write.
+		cfgs[i].Raft.HeartbeatTimeout, cfgs[i].Raft.ElectionTimeout = 2*time.Second, 2*time.Second
 	}
 	m := newMesh(t, cfgs)
 	nodes, tok := startSignedIn(t, cfgs)
