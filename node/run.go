@@ -49,6 +49,7 @@ type Node struct {
 	// key or certificates, whose Raft runs over plain TCP alone).
 	transport *cluster.Transport
 	http      *http.Server
+	conns     *connTracker // the public listener's connections
 	listener  net.Listener
 	// keyPair is the operator's certificate of the public listener, acme
 	// the automatic one's manager (both nil: plain HTTP; https.go).
@@ -139,7 +140,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: logger, id: id, hub: fanout.NewHub(), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: logger, id: id, hub: fanout.NewHub(), stop: make(chan struct{}), conns: newConnTracker()}
 	tlsConfig, err := n.setupPublicTLS()
 	if err != nil {
 		return nil, err
@@ -239,7 +240,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 			refused.WithLabelValues("server").Inc()
 		}
 	})
-	n.listener = connLimits
+	// markListener lets a shutdown tell connections that never sent a
+	// byte (conns.go).
+	n.listener = markListener{connLimits}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_http_connections_open",
 		Help: "Open connections of the public listener."}, func() float64 { return float64(connLimits.Open()) }))
 	n.cluster = cluster.New(cluster.Options{Store: n.store, ID: id,
@@ -289,7 +292,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	// streams their own write deadline.
 	n.http = &http.Server{Handler: securityHeaders(mux), ReadHeaderTimeout: l.HeaderTimeout, IdleTimeout: l.IdleTimeout,
 		MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		TLSConfig: tlsConfig}
+		TLSConfig: tlsConfig, ConnState: n.conns.hook}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -503,8 +506,7 @@ func (n *Node) shutdown(ctx context.Context, stage func(string)) error {
 	stage(StageHTTP)
 	n.api.Stop()
 	var errs []error
-	if err := n.http.Shutdown(ctx); err != nil {
-		n.http.Close()
+	if err := n.drainHTTP(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http drain: %w", err))
 	}
 	for _, srv := range []*http.Server{n.metricsHTTP, n.acmeHTTP} {
@@ -530,6 +532,60 @@ func (n *Node) shutdown(ctx context.Context, stage func(string)) error {
 		errs = append(errs, n.transport.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// drainHTTP stops the public listener and waits for the requests in flight,
+// closing at once the connections that never sent a request (conns.go)
+// rather than waiting for them to be five seconds old, as
+// http.Server.Shutdown would. It waits at most half of what remains of
+// ctx, so that Raft and Badger still close cleanly: a handler that has not
+// returned by then has its connection cut, and the log names every
+// connection cut.
+func (n *Node) drainHTTP(ctx context.Context) error {
+	dctx := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+		defer cancel()
+	}
+	done := make(chan struct{})
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		// The listener closes as Shutdown begins, but a connection accepted
+		// just before may reach StateNew after a first sweep: sweep until
+		// the drain ends.
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		unused := 0
+		for {
+			unused += n.conns.closeUnused()
+			select {
+			case <-done:
+				if unused > 0 {
+					n.log.Debug("closed connections that had sent no request", "count", unused)
+				}
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	err := n.http.Shutdown(dctx)
+	close(done)
+	<-swept
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() == nil {
+		// Our own bound passed, not the caller's deadline: cutting what is
+		// left is the plan, not a failure.
+		err = nil
+	}
+	cut := n.conns.open()
+	n.http.Close()
+	n.log.Warn("http drain: cut the connections still open at its bound", "bound", "half the shutdown timeout",
+		"count", len(cut), "connections", cut)
+	return err
 }
 
 // nodeID is the configured id, or the one this data directory was first
