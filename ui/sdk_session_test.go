@@ -40,13 +40,15 @@ type seen struct {
 	status                                int
 }
 
+// statusWriter tells the status as soon as it is written: a stream's
+// handler returns only when the stream ends.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	wrote func(status int)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	w.status = code
+	w.wrote(code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
@@ -84,7 +86,6 @@ func TestSDKCookieSessionMode(t *testing.T) {
 			io.WriteString(w, sdkSessionPage)
 			return
 		}
-		sw := &statusWriter{ResponseWriter: w, status: 200}
 		i := func() int {
 			mu.Lock()
 			defer mu.Unlock()
@@ -92,10 +93,11 @@ func TestSDKCookieSessionMode(t *testing.T) {
 				csrf: r.Header.Get("X-CSRF-Token"), lastEventID: r.Header.Get("Last-Event-ID")})
 			return len(log) - 1
 		}()
-		rp.ServeHTTP(sw, r)
-		mu.Lock()
-		log[i].status = sw.status
-		mu.Unlock()
+		rp.ServeHTTP(&statusWriter{ResponseWriter: w, wrote: func(status int) {
+			mu.Lock()
+			defer mu.Unlock()
+			log[i].status = status
+		}}, r)
 	}))
 	t.Cleanup(proxy.Close)
 	find := func(method, path string) []seen {
@@ -196,7 +198,28 @@ func TestSDKCookieSessionMode(t *testing.T) {
 		t.Errorf("onSignedOut called %d times while the session went on", got)
 	}
 
-	// Sign-out: the session ends on the server, the stream closes, the
+	// A cursor the server does not know: 410, onResync, and the stream
+	// goes on live without a cursor.
+	p.expect("/v1.0/me/notifications/stream") // the stale cursor's 410
+	p.do("open a stale stream", chromedp.Evaluate[chromedp.Void](`window.resyncs = 0; window.stale = herald.stream({ lastEventId: 'not-a-cursor',
+	  onResync: () => { window.resyncs++; }, onOpen: (o) => { window.staleFresh = o.resumed === false; },
+	  onEvent: (type, n) => window.events.push('stale:' + type + ':' + n.id) })`))
+	p.waitFor("the resync and the stream live", `window.resyncs === 1 && window.staleFresh === true`)
+	apiJSON(t, n.URL, appTok, "POST", "/v1.0/me/notifications",
+		map[string]any{"payload": map[string]any{"visualContent": map[string]any{"title": "After the resync"}}}, 201, "X-UNS-ID", unsid).into(t, &sent)
+	p.waitFor("the notification on the resynced stream", fmt.Sprintf(`window.events.includes('stale:created:' + %s)`, js(sent.ID)))
+	var cursors []string
+	for _, s := range find("GET", "/v1.0/me/notifications/stream") {
+		if s.auth != "" {
+			t.Errorf("a stream request with Authorization %q", s.auth)
+		}
+		cursors = append(cursors, s.lastEventID+fmt.Sprintf("=%d", s.status))
+	}
+	if got := fmt.Sprint(cursors); got != "[=200 not-a-cursor=410 =200]" {
+		t.Errorf("stream requests (Last-Event-ID=status): %s", got)
+	}
+
+	// Sign-out: the session ends on the server, the streams close, the
 	// page is told.
 	step("out", `await herald.signOut(); return String(herald.user);`)
 	if got := eval[int](p, "signed out", `window.signedOut`); got != 1 {
