@@ -63,6 +63,7 @@ const herald = new InboxHerald({
     start();
   },
 });
+
 const RENEW_BEFORE = 15 * 86400e3; // renew a subscription with less left than this
 const LIFETIME = 30 * 86400e3;
 
