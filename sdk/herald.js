@@ -13,24 +13,71 @@
 // keeps a local copy in step across page loads. Web Push registration and
 // a service-worker helper cover devices where no page is open.
 //
+// Cookie-session mode, for pages that Herald itself serves (its inbox, or
+// a page behind the same origin through a reverse proxy):
+//
+//   const herald = new Herald({ session: true, onSignedOut: () => showSignIn() });
+//   const user = (await herald.restore()) || (await herald.signIn({ username, password }));
+//   ...
+//   await herald.signOut();
+//
+// There the tokens are HttpOnly cookies that no script can read, set by
+// the /ui/session endpoints: signIn is POST /ui/session, restore picks up
+// a sign-in after a reload (GET /ui/session, refreshing when the server
+// says the refresh cookie works), refresh is POST /ui/session/refresh
+// (also run by itself a minute before the access cookie expires), and
+// signOut ends the session on every node (DELETE /ui/session) after the
+// requests under way have finished. Requests go with the cookies and no
+// Authorization header; those that change something carry X-CSRF-Token,
+// which the session endpoints hand out. A 401 gets one refresh and a
+// retry; when that fails the session is over and onSignedOut is called
+// (once; also after signOut, and when another tab of this browser signs
+// out). A 403 on a change first picks up the session's current CSRF token
+// (another tab may have signed in again) and retries once. The live stream
+// reads Server-Sent Events with fetch, so that it can tell a 401 (refresh,
+// then go on or end) from a 410 (cursor too old: resync) from a 429/503
+// (wait for Retry-After); it resumes with a Last-Event-ID header. The
+// cookies are SameSite=Strict and the server refuses them on requests from
+// another origin, so this mode is for same-origin pages only.
+//
 // The API is the Graph-shaped one that /openapi.json describes; the
 // reference is at /ui/api/.
 
-/** An error answered by the server, in the API's error shape. */
+/**
+ * An error answered by the server, in the API's error shape. status is 0
+ * (code 'network') when the server could not be reached. body is the
+ * decoded answer (null when it was not JSON); retryAfter is the answer's
+ * Retry-After in seconds (0 when none).
+ */
 export class HeraldError extends Error {
-  constructor(status, body, requestId) {
+  constructor(status, body, requestId, retryAfter = 0) {
     const e = (body && body.error) || {};
     const msg = typeof e === 'object' ? e.message : body && body.error_description;
-    super(msg || `HTTP ${status}`);
+    super(msg || (status ? `HTTP ${status}` : 'Herald could not be reached.'));
     this.name = 'HeraldError';
     this.status = status;
-    this.code = typeof e === 'object' ? e.code : e;
+    this.code = status ? (typeof e === 'object' ? e.code : e) : 'network';
     this.target = typeof e === 'object' ? e.target : undefined;
     this.requestId = requestId;
+    this.body = body;
+    this.retryAfter = retryAfter;
   }
 }
 
+async function errorOf(res) {
+  const body = await res.json().catch(() => null);
+  return new HeraldError(res.status, body, res.headers.get('request-id'), Number(res.headers.get('Retry-After')) || 0);
+}
+
+// drain reads an answer's (empty) body to its end: a response left unread
+// is cancelled when it is collected, which the browser logs as a failed
+// request.
+async function drain(res) {
+  try { await res.arrayBuffer(); } catch { /* nothing to read */ }
+}
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const unsafe = (method) => !['GET', 'HEAD', 'OPTIONS'].includes(method.toUpperCase());
 
 export class Herald {
   /**
@@ -39,29 +86,95 @@ export class Herald {
    * @param {string} [opts.accessToken]
    * @param {string} [opts.refreshToken]
    * @param {(t: {accessToken: string, refreshToken?: string}) => void} [opts.onTokens] told of rotated tokens
+   * @param {boolean} [opts.session] cookie-session mode (see the top of this file)
+   * @param {() => void} [opts.onSignedOut] called when the sign-in ends: a 401 that one refresh did not cure, signOut, another tab's sign-out
    */
-  constructor({ baseUrl = '', accessToken, refreshToken, onTokens } = {}) {
+  constructor({ baseUrl = '', accessToken, refreshToken, onTokens, session = false, onSignedOut } = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.accessToken = accessToken;
     this.refreshToken = refreshToken;
     this.onTokens = onTokens;
+    this.session = Boolean(session);
+    this.onSignedOut = onSignedOut;
+    /** In session mode, the signed-in user (null when signed out). */
+    this.user = null;
+    this._csrf = null;
     this._refreshing = null;
+    this._timer = 0;
+    this._inflight = new Set();
+    this._streams = new Set();
+    this._channel = null;
+    if (this.session && 'BroadcastChannel' in globalThis) {
+      // The cookies belong to the browser, shared by every tab of the
+      // origin: one tab's sign-out ends the others' at once. Herald's own
+      // pages use the same channel.
+      this._channel = new BroadcastChannel('herald-session');
+      this._channel.onmessage = (e) => { if (e.data === 'signed-out') this._ended(); };
+    }
   }
 
-  /** Signs a user in with the OAuth password grant. */
-  static async signIn({ baseUrl = '', username, password, onTokens } = {}) {
-    const h = new Herald({ baseUrl, onTokens });
-    await h._token({ grant_type: 'password', username, password });
+  /**
+   * Signs a user in and answers the Herald: with the OAuth password grant,
+   * or with {session: true} through POST /ui/session. opts are the
+   * constructor's plus username and password.
+   */
+  static async signIn(opts = {}) {
+    const h = new Herald(opts);
+    await h.signIn(opts);
     return h;
   }
 
-  /** Forgets the tokens. */
-  signOut() {
-    this.accessToken = this.refreshToken = undefined;
+  /** Signs in this Herald; in session mode answers the user. */
+  async signIn({ username, password } = {}) {
+    if (!this.session) {
+      await this._token({ grant_type: 'password', username, password });
+      return undefined;
+    }
+    const res = await this._send('POST', this.baseUrl + '/ui/session', { username, password });
+    if (!res.ok) throw await errorOf(res);
+    return this._adopt(await res.json());
+  }
+
+  /**
+   * Session mode: picks up this browser's sign-in after a page load.
+   * Answers the user, or null when signed out (which is not an error, and
+   * makes no failing request).
+   */
+  async restore() {
+    const res = await this._fetch(this.baseUrl + '/ui/session', {});
+    if (!res.ok) throw await errorOf(res);
+    const info = await res.json();
+    if (info.user) return this._adopt(info);
+    if (info.refreshable && (await this.refresh())) return this.user;
+    return null;
+  }
+
+  /**
+   * Ends the sign-in. In session mode it closes this Herald's streams, lets
+   * the requests under way finish (ending the session under them would
+   * fail them), then revokes the session on the server and calls
+   * onSignedOut. With tokens it forgets them.
+   */
+  async signOut() {
+    for (const s of [...this._streams]) s.close();
+    if (!this.session) {
+      this.accessToken = this.refreshToken = undefined;
+      return;
+    }
+    while (this._inflight.size) await Promise.allSettled([...this._inflight]);
+    let res = await this._send('DELETE', this.baseUrl + '/ui/session');
+    if (res.status === 403 && (await this._resyncCsrf())) {
+      await drain(res);
+      res = await this._send('DELETE', this.baseUrl + '/ui/session');
+    }
+    if (!res.ok && res.status !== 401) throw await errorOf(res);
+    await drain(res);
+    this._ended();
+    if (this._channel) this._channel.postMessage('signed-out');
   }
 
   async _token(form) {
-    const res = await fetch(this.baseUrl + '/oauth2/v2.0/token', {
+    const res = await this._fetch(this.baseUrl + '/oauth2/v2.0/token', {
       method: 'POST',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams(form),
@@ -73,42 +186,155 @@ export class Herald {
     if (this.onTokens) this.onTokens({ accessToken: this.accessToken, refreshToken: this.refreshToken });
   }
 
-  // refresh rotates the tokens once, however many requests ask at a time.
-  async _refresh() {
-    if (!this.refreshToken) return false;
+  /**
+   * Rotates the tokens (in session mode, the cookies); true when the
+   * sign-in goes on. However many callers ask at a time, it runs once.
+   */
+  refresh() {
     if (!this._refreshing) {
-      this._refreshing = this._token({ grant_type: 'refresh_token', refresh_token: this.refreshToken })
-        .then(() => true, () => false)
-        .finally(() => { this._refreshing = null; });
+      this._refreshing = this._rotate()
+        .then((ok) => ok, () => false)
+        // Callers that arrive just after share the answer too, rather
+        // than rotating again.
+        .finally(() => setTimeout(() => { this._refreshing = null; }, 0));
     }
     return this._refreshing;
   }
 
+  async _rotate() {
+    if (!this.session) {
+      if (!this.refreshToken) return false;
+      await this._token({ grant_type: 'refresh_token', refresh_token: this.refreshToken });
+      return true;
+    }
+    const res = await this._fetch(this.baseUrl + '/ui/session/refresh', { method: 'POST' });
+    if (!res.ok) {
+      await drain(res);
+      return false;
+    }
+    this._adopt(await res.json());
+    return true;
+  }
+
+  // _adopt takes a /ui/session answer: the user and the CSRF token. The
+  // refresh runs a minute before the access cookie expires, so that a
+  // stream that reconnects never finds it gone.
+  _adopt(info) {
+    this.user = info.user;
+    this._csrf = info.csrfToken;
+    clearTimeout(this._timer);
+    this._timer = setTimeout(() => this.refresh(), Math.max(30, (info.expiresIn || 3600) - 60) * 1000);
+    return this.user;
+  }
+
+  // _resyncCsrf reports whether the session's CSRF token changed under
+  // this page (another tab signed out and in again).
+  async _resyncCsrf() {
+    const before = this._csrf;
+    try {
+      const res = await this._fetch(this.baseUrl + '/ui/session', {});
+      if (!res.ok) return false;
+      const info = await res.json();
+      if (!info.user) return false;
+      this._adopt(info);
+    } catch {
+      return false;
+    }
+    return this._csrf !== before;
+  }
+
+  _signedIn() {
+    return this.session ? Boolean(this.user) : Boolean(this.accessToken || this.refreshToken);
+  }
+
+  // _ended is the end of the sign-in, however it was noticed: the streams
+  // close and onSignedOut is told, once.
+  _ended() {
+    const was = this._signedIn();
+    this.user = this._csrf = null;
+    if (!this.session) this.accessToken = this.refreshToken = undefined;
+    clearTimeout(this._timer);
+    for (const s of [...this._streams]) s.close();
+    if (was && this.onSignedOut) this.onSignedOut();
+  }
+
+  // _fetch is fetch with this mode's credentials; a request that never
+  // reached the server is a HeraldError with status 0. Requests under way
+  // are tracked, so that signOut can wait for them.
+  _fetch(url, init) {
+    if (this.session) init = { credentials: 'include', cache: 'no-store', ...init };
+    const req = fetch(url, init).catch(() => { throw new HeraldError(0, null); });
+    this._inflight.add(req);
+    const done = () => this._inflight.delete(req);
+    req.then(done, done);
+    return req;
+  }
+
+  _send(method, url, body, headers = {}) {
+    const h = { Accept: 'application/json', ...headers };
+    if (!this.session && this.accessToken) h.Authorization = 'Bearer ' + this.accessToken;
+    if (this.session && this._csrf && unsafe(method)) h['X-CSRF-Token'] = this._csrf;
+    if (body !== undefined) h['Content-Type'] = 'application/json';
+    return this._fetch(url, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+  }
+
   /**
    * Calls the API: path is '/v1.0/...' or an absolute link the server gave
-   * (nextLink, deltaLink). Answers the decoded JSON, or null for 204. A 429
-   * or 503 is retried after its Retry-After, a few times.
+   * (nextLink, deltaLink). Answers the decoded JSON, or null for 204. A 401
+   * gets one refresh and a retry; a 429 or 503 is retried after its
+   * Retry-After, a few times.
    */
   async request(method, path, body, headers = {}) {
     const url = /^https?:/.test(path) ? path : this.baseUrl + path;
+    let refreshed = false;
+    let resynced = false;
     for (let attempt = 0; ; attempt++) {
-      const h = { ...headers };
-      if (this.accessToken) h.Authorization = 'Bearer ' + this.accessToken;
-      if (body !== undefined) h['Content-Type'] = 'application/json';
-      const res = await fetch(url, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
-      if (res.status === 401 && attempt === 0 && (await this._refresh())) continue;
+      const res = await this._send(method, url, body, headers);
+      if (res.status === 401 && this._signedIn()) {
+        if (!refreshed) {
+          refreshed = true;
+          if (await this.refresh()) {
+            await drain(res);
+            continue;
+          }
+        }
+        const err = await errorOf(res);
+        this._ended();
+        throw err;
+      }
+      if (res.status === 403 && this.session && !resynced && unsafe(method)) {
+        resynced = true;
+        if (await this._resyncCsrf()) {
+          await drain(res);
+          continue;
+        }
+      }
       if ((res.status === 429 || res.status === 503) && attempt < 3) {
+        await drain(res);
         await sleep(Math.min(30, Number(res.headers.get('Retry-After')) || 1) * 1000);
         continue;
       }
-      if (res.status === 204) return null;
-      const data = await res.json().catch(() => null);
-      if (!res.ok) throw new HeraldError(res.status, data, res.headers.get('request-id'));
-      return data;
+      if (!res.ok) throw await errorOf(res);
+      if (res.status === 204) {
+        await drain(res);
+        return null;
+      }
+      return res.json().catch(() => null);
     }
   }
 
   me() { return this.request('GET', '/v1.0/me'); }
+
+  /** Every item of a collection (e.g. '/v1.0/me/applications'), following nextLink, up to max. */
+  async getAll(path, max = 1000) {
+    const out = [];
+    for (let next = path; next && out.length < max;) {
+      const page = await this.request('GET', next);
+      out.push(...page.value);
+      next = page['@odata.nextLink'];
+    }
+    return out;
+  }
 
   /** One page of the feed: {value, '@odata.nextLink'}. Filters as in the API. */
   notifications({ top, readState, userActionState, status, targetHostName, groupName } = {}) {
@@ -160,19 +386,39 @@ export class Herald {
    * 'created', 'updated' and 'deleted' (then the notification is
    * {id, '@removed'}). A dropped connection is reopened after a backoff
    * from the last cursor, so no event is lost; when the server no longer
-   * has that cursor, onResync() is called (resync with delta()) and the
-   * stream goes on live. Answers {close(), cursor()}.
+   * has that cursor, onResync() is called (resync with delta(), or reload
+   * the feed) and the stream goes on live without one. onOpen({resumed})
+   * is called on every (re)connection; resumed is false when the stream
+   * started without a cursor. onState(s) is told 'connecting', 'live',
+   * 'reconnecting' or 'offline'. Answers {close(), cursor(), reconnect()};
+   * reconnect() skips a retry's wait (say, when the tab is shown again).
    *
    * @param {object} opts
    * @param {'sse'|'websocket'} [opts.transport]
    * @param {string} [opts.lastEventId] resume after this cursor
    * @param {string} [opts.subscriptionId] only what this UNSID receives
    */
-  stream({ onEvent, onResync, onOpen, onError, transport = 'sse', lastEventId, subscriptionId } = {}) {
+  stream(opts = {}) {
+    const { transport = 'sse' } = opts;
+    const handle = this.session && transport === 'sse' ? this._fetchStream(opts) : this._browserStream(opts);
+    this._streams.add(handle);
+    const close = handle.close;
+    handle.close = () => {
+      this._streams.delete(handle);
+      close();
+    };
+    return handle;
+  }
+
+  // _browserStream reads the stream with EventSource or WebSocket, which
+  // carry the access token in the query (neither can set a header).
+  _browserStream({ onEvent, onResync, onOpen, onError, onState, transport = 'sse', lastEventId, subscriptionId } = {}) {
     let cursor = lastEventId || '';
     let closed = false;
     let current = null;
     let failures = 0;
+    let wake = null;
+    const state = (s) => onState && onState(s);
     const url = () => {
       const q = new URLSearchParams();
       if (this.accessToken) q.set('access_token', this.accessToken);
@@ -190,24 +436,34 @@ export class Herald {
       cursor = '';
       if (onResync) onResync();
     };
+    const opened = () => {
+      state('live');
+      if (onOpen) onOpen({ resumed: Boolean(cursor) });
+    };
     const reopen = async (err) => {
       if (closed) return;
+      state(navigator.onLine === false ? 'offline' : 'reconnecting');
       if (onError) onError(err);
       failures++;
       // A refused token (expired while the stream was down) is renewed
       // before the next try.
-      if (failures > 1) await this._refresh();
-      await sleep(Math.min(30000, 500 * 2 ** Math.min(failures, 6)) * (0.5 + Math.random() / 2));
+      if (failures > 1) await this.refresh();
+      await new Promise((r) => {
+        wake = r;
+        setTimeout(r, Math.min(30000, 500 * 2 ** Math.min(failures, 6)) * (0.5 + Math.random() / 2));
+      });
+      wake = null;
       if (!closed) open();
     };
     const open = () => {
+      state('connecting');
       if (transport === 'websocket') {
         const ws = new WebSocket(url());
-        let opened = false;
+        let up = false;
         current = ws;
         ws.onopen = () => {
-          opened = true;
-          if (onOpen) onOpen();
+          up = true;
+          opened();
         };
         ws.onmessage = (m) => {
           const f = JSON.parse(m.data);
@@ -219,14 +475,14 @@ export class Herald {
           current = null;
           // A refused upgrade hides its status from script: a 410 (cursor
           // gone) is told apart by asking again over HTTP.
-          if (!opened && cursor && (await this._cursorGone(cursor))) resync();
+          if (!up && cursor && (await this._cursorGone(cursor))) resync();
           reopen(new Error('WebSocket closed: ' + e.code));
         };
         return;
       }
       const es = new EventSource(url());
       current = es;
-      es.onopen = () => onOpen && onOpen();
+      es.onopen = opened;
       for (const type of ['created', 'updated', 'deleted']) {
         es.addEventListener(type, (e) => deliver(type, JSON.parse(e.data), e.lastEventId));
       }
@@ -254,8 +510,171 @@ export class Herald {
         closed = true;
         if (current) current.close();
         current = null;
+        if (wake) wake();
       },
       cursor: () => cursor,
+      reconnect: () => { if (wake) wake(); },
+    };
+  }
+
+  // _fetchStream reads Server-Sent Events with fetch, for session mode:
+  // unlike EventSource it sees the status of a failed (re)connection, and
+  // sends the cursor as Last-Event-ID.
+  _fetchStream({ onEvent, onResync, onOpen, onError, onState, lastEventId, subscriptionId } = {}) {
+    let cursor = lastEventId || '';
+    let closed = false;
+    let ctrl = null; // the connection under way; null while waiting to retry
+    let timer = 0;
+    let watchdog = 0;
+    let failures = 0;
+    let retryMs = 2000;
+    const state = (s) => onState && onState(s);
+    const q = subscriptionId ? '?' + new URLSearchParams({ subscriptionId }) : '';
+    const url = this.baseUrl + '/v1.0/me/notifications/stream' + q;
+    const backoff = () => {
+      failures++;
+      return Math.min(30000, retryMs * 2 ** Math.min(failures - 1, 4)) * (0.75 + Math.random() / 2);
+    };
+    const later = (ms, err) => {
+      ctrl = null;
+      if (closed) return;
+      state(navigator.onLine === false ? 'offline' : 'reconnecting');
+      if (err && onError) onError(err);
+      clearTimeout(timer);
+      timer = setTimeout(connect, ms);
+    };
+    // The server sends a comment every 25 s, so a minute of silence means
+    // a connection that died without saying so (a phone that changed
+    // networks).
+    const alive = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => { if (ctrl) ctrl.abort(); }, 60000);
+    };
+    const resync = () => {
+      cursor = '';
+      const c = ctrl;
+      ctrl = null;
+      if (c) c.abort();
+      if (onResync) onResync();
+      connect();
+    };
+    const dispatch = (ev) => {
+      const type = ev.type || 'message';
+      if (type === 'resyncRequired') return resync();
+      if (type !== 'created' && type !== 'updated' && type !== 'deleted') return; // 'shutdown': the stream ends and is reopened
+      let data;
+      try {
+        data = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      try {
+        if (onEvent) onEvent(type, data, ev.id || undefined);
+      } catch (e) {
+        // The page's bug must not stop the stream, nor replay the event
+        // forever: it is reported as uncaught, and the stream goes on.
+        setTimeout(() => { throw e; });
+      }
+      // The cursor moves once the event was handed on, so a reconnect
+      // resumes right after the last event the page has.
+      if (ev.id) cursor = ev.id;
+    };
+    const read = async (body) => {
+      const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      let ev = { type: '', data: '', id: '' };
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        alive();
+        buf += value;
+        let nl;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          let line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line.endsWith('\r')) line = line.slice(0, -1);
+          if (line === '') {
+            if (ev.data || ev.type) dispatch(ev);
+            ev = { type: '', data: '', id: '' };
+            continue;
+          }
+          if (line[0] === ':') continue; // a comment: connected, keep-alive
+          const i = line.indexOf(':');
+          const field = i < 0 ? line : line.slice(0, i);
+          const val = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+          if (field === 'event') ev.type = val;
+          else if (field === 'data') ev.data = ev.data ? ev.data + '\n' + val : val;
+          else if (field === 'id') ev.id = val;
+          else if (field === 'retry' && /^\d+$/.test(val)) retryMs = Number(val);
+        }
+      }
+    };
+    const connect = async () => {
+      if (closed) return;
+      state(failures ? 'reconnecting' : 'connecting');
+      const mine = new AbortController();
+      ctrl = mine;
+      const headers = { Accept: 'text/event-stream' };
+      if (cursor) headers['Last-Event-ID'] = cursor;
+      let res;
+      try {
+        res = await fetch(url, { headers, credentials: 'include', cache: 'no-store', signal: mine.signal });
+      } catch (e) {
+        if (ctrl === mine) later(backoff(), e);
+        return;
+      }
+      if (ctrl !== mine) { // closed or resynced meanwhile
+        mine.abort();
+        return;
+      }
+      if (res.status === 401) {
+        await drain(res);
+        if (await this.refresh()) later(0);
+        else this._ended(); // closes this stream too
+        return;
+      }
+      if (res.status === 410 && cursor) {
+        await drain(res);
+        resync();
+        return;
+      }
+      if (!res.ok || !res.body) {
+        const err = await errorOf(res);
+        later(err.retryAfter > 0 ? err.retryAfter * 1000 : backoff(), err);
+        return;
+      }
+      failures = 0;
+      state('live');
+      if (onOpen) onOpen({ resumed: Boolean(cursor) });
+      alive();
+      try {
+        await read(res.body);
+      } catch {
+        // aborted, or the connection broke: either way, reconnect below
+      }
+      clearTimeout(watchdog);
+      if (ctrl === mine) later(failures ? backoff() : retryMs, new Error('event stream dropped'));
+    };
+    const kick = () => {
+      if (!closed && !ctrl) {
+        clearTimeout(timer);
+        connect();
+      }
+    };
+    addEventListener('online', kick);
+    connect();
+    return {
+      close: () => {
+        closed = true;
+        removeEventListener('online', kick);
+        clearTimeout(timer);
+        clearTimeout(watchdog);
+        const c = ctrl;
+        ctrl = null;
+        if (c) c.abort();
+      },
+      cursor: () => cursor,
+      reconnect: kick,
     };
   }
 
@@ -283,7 +702,37 @@ export class Herald {
   }
 
   subscriptions() { return this.request('GET', '/v1.0/me/notificationSubscriptions'); }
+  subscription(id) { return this.request('GET', '/v1.0/me/notificationSubscriptions/' + encodeURIComponent(id)); }
+  /** Changes a subscription, e.g. {expirationDateTime} to renew it. */
+  updateSubscription(id, patch) { return this.request('PATCH', '/v1.0/me/notificationSubscriptions/' + encodeURIComponent(id), patch); }
   unsubscribe(id) { return this.request('DELETE', '/v1.0/me/notificationSubscriptions/' + encodeURIComponent(id)); }
+
+  /** Where the user is signed in (API.md §2): {value: [session]}. */
+  sessions() { return this.request('GET', '/v1.0/me/sessions'); }
+  /** Signs out one of the user's sessions, on every node. */
+  endSession(id) { return this.request('DELETE', '/v1.0/me/sessions/' + encodeURIComponent(id)); }
+
+  /** The server's VAPID public key; a HeraldError 404 when Web Push is not set up. */
+  async vapidPublicKey() {
+    if (!this._vapid) this._vapid = (await this.request('GET', '/v1.0/webPush/vapidPublicKey')).publicKey;
+    return this._vapid;
+  }
+
+  /**
+   * The webPush channel of a service worker's registration, for subscribe:
+   * asks for permission when it has not been given, and reuses the
+   * browser's push subscription or makes one with the server's VAPID key.
+   */
+  async webPushChannel(registration) {
+    if (Notification.permission !== 'granted' && (await Notification.requestPermission()) !== 'granted') {
+      throw new Error('Notifications are not permitted on this device.');
+    }
+    const pm = registration.pushManager;
+    const push = (await pm.getSubscription())
+      || (await pm.subscribe({ userVisibleOnly: true, applicationServerKey: base64url(await this.vapidPublicKey()) }));
+    const { endpoint, keys } = push.toJSON();
+    return { type: 'webPush', endpoint, keys };
+  }
 
   /**
    * Web Push: registers serviceWorker (a ServiceWorkerRegistration, or the
@@ -291,16 +740,12 @@ export class Herald {
    * registers the push subscription with Herald. Answers the Herald
    * subscription (its id is the UNSID to hand to the application).
    */
-  async registerWebPush({ targetHostName, serviceWorker, deviceName = navigator.userAgent.slice(0, 200) } = {}) {
+  async registerWebPush({ targetHostName, serviceWorker, deviceName = navigator.userAgent.slice(0, 200), expirationDateTime } = {}) {
     const reg = typeof serviceWorker === 'string'
       ? await navigator.serviceWorker.register(serviceWorker, { type: 'module' })
       : serviceWorker || (await navigator.serviceWorker.ready);
-    if (Notification.permission !== 'granted' && (await Notification.requestPermission()) !== 'granted') {
-      throw new Error('Notifications are not permitted on this device.');
-    }
-    const { publicKey } = await this.request('GET', '/v1.0/webPush/vapidPublicKey');
-    const push = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: base64url(publicKey) });
-    return this.subscribe({ targetHostName, platformType: 'web', deviceName, channel: { type: 'webPush', ...push.toJSON() } });
+    const channel = await this.webPushChannel(reg);
+    return this.subscribe({ targetHostName, platformType: 'web', deviceName, channel, expirationDateTime });
   }
 }
 

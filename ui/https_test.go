@@ -119,5 +119,8 @@ func TestUIOverHTTPS(t *testing.T) {
 	signIn(inbox, "admin", testnode.AdminPassword)
 	inbox.do("go live", chromedp.WaitVisible(chromedp.CSS(`#live-status[data-state="live"]`)))
 	inbox.waitFor("load the feed", `document.querySelector('#feed').dataset.loaded === 'true'`)
+	// In a secure context the inbox offers Web Push: the SDK fetched the
+	// server's VAPID key and the service worker registered.
+	inbox.waitFor("the desktop notifications offer", `document.querySelector('#push-enable') !== null`)
 	inbox.checkClean()
 }

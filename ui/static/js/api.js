@@ -3,6 +3,8 @@
 // out with the session, sent as X-CSRF-Token on every request that changes
 // something. Errors come back as ApiError with a message meant for people.
 
+import { explain, unreachable } from './errors.js';
+
 export const session = { user: null, csrf: null };
 
 const listeners = new Set();
@@ -22,23 +24,6 @@ export class ApiError extends Error {
   }
 }
 
-// What each error code means, for when the server gave no message.
-const words = {
-  invalidRequest: 'Herald did not accept the request. Check the fields and try again.',
-  unauthenticated: 'You are signed out. Sign in again.',
-  accessDenied: 'You are not allowed to do that.',
-  itemNotFound: 'That item does not exist any more.',
-  methodNotAllowed: 'That action is not possible here.',
-  nameAlreadyExists: 'That name is already taken.',
-  resyncRequired: 'The view is out of date and has to be reloaded.',
-  payloadTooLarge: 'That is too large for Herald to accept.',
-  unsupportedMediaType: 'Herald could not read the request.',
-  activityLimitReached: 'Too many requests in a short time.',
-  serviceNotAvailable: 'Herald cannot take this request right now.',
-  quotaLimitReached: 'A storage limit was reached, so nothing was saved.',
-  generalException: 'Something went wrong on the server.',
-};
-
 async function toError(res) {
   let body = null;
   try {
@@ -46,24 +31,14 @@ async function toError(res) {
   } catch {
     // Not JSON: a proxy's error page, or a file that is not there.
   }
-  const e = body && body.error;
   const retry = Number(res.headers.get('Retry-After')) || 0;
-  if (!e || typeof e.code !== 'string') {
-    if (res.status === 404) return new ApiError(404, 'itemNotFound', words.itemNotFound);
-    return new ApiError(res.status, 'http', `The server answered with an error (HTTP ${res.status}). Try again in a moment.`);
-  }
-  let msg = typeof e.message === 'string' && e.message ? e.message : (words[e.code] || words.invalidRequest);
-  if ((e.code === 'activityLimitReached' || e.code === 'serviceNotAvailable') && retry) {
-    msg += ` Try again in ${retry} second${retry === 1 ? '' : 's'}.`;
-  }
-  if (e.code === 'generalException' && e.innerError && e.innerError['request-id']) {
-    msg = `${words.generalException} If it keeps happening, give your admin this request id: ${e.innerError['request-id']}.`;
-  }
-  return new ApiError(res.status, e.code, msg, { target: e.target, retryAfter: retry });
+  const { code, message } = explain(res.status, body, retry);
+  const e = body && body.error;
+  return new ApiError(res.status, code, message, { target: e && typeof e.code === 'string' ? e.target : undefined, retryAfter: retry });
 }
 
 function networkError() {
-  return new ApiError(0, 'network', 'Herald could not be reached. Check your connection; the page keeps trying.');
+  return new ApiError(0, 'network', unreachable);
 }
 
 // inflight holds the requests under way, so that signing out can let them

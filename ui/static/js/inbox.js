@@ -10,14 +10,60 @@
 // typing the host name once. The choice is remembered in this browser.
 // Without one, the inbox shows the user's whole feed live but registers no
 // subscription.
+//
+// All its API work goes through the browser SDK (/sdk/herald.js) in
+// cookie-session mode, as any page served from Herald's origin could use
+// it: sign-in, the feed, read and dismiss, the live stream with resume,
+// and Web Push registration.
 
+import { Herald, HeraldError } from '/sdk/herald.js';
 import { h, replace, $, toast, errorBox, field, busy } from './dom.js';
-import { api, all, restore, refresh, onSignedOut, beforeSignOut, signOut } from './api.js';
+import { explain, unreachable } from './errors.js';
 import { signInForm } from './signin.js';
 import { notificationCard, titleOf } from './card.js';
-import { LiveStream } from './stream.js';
 
 const root = $('#app');
+
+// inWords gives an SDK error the words the console uses for the same
+// answer: the inbox shows error messages to people, not to developers.
+function inWords(e) {
+  if (e instanceof HeraldError) {
+    const x = e.status ? explain(e.status, e.body, e.retryAfter) : { code: 'network', message: unreachable };
+    e.message = x.message;
+    if (!e.code) e.code = x.code;
+  }
+  return e;
+}
+
+class InboxHerald extends Herald {
+  async request(...args) {
+    try { return await super.request(...args); } catch (e) { throw inWords(e); }
+  }
+
+  async signIn(...args) {
+    try { return await super.signIn(...args); } catch (e) { throw inWords(e); }
+  }
+
+  async restore() {
+    try { return await super.restore(); } catch (e) { throw inWords(e); }
+  }
+
+  async signOut() {
+    try { return await super.signOut(); } catch (e) { throw inWords(e); }
+  }
+}
+
+// The session ends (expired, revoked, signed out here or in another tab):
+// back to the sign-in form.
+const herald = new InboxHerald({
+  session: true,
+  onSignedOut: () => {
+    if (current) current.stop();
+    current = null;
+    start();
+  },
+});
+
 const RENEW_BEFORE = 15 * 86400e3; // renew a subscription with less left than this
 const LIFETIME = 30 * 86400e3;
 
@@ -42,11 +88,10 @@ async function ensureSubscription(key, host, channel, name) {
   const id = store.get(key);
   if (id) {
     try {
-      const s = await api('GET', `/v1.0/me/notificationSubscriptions/${encodeURIComponent(id)}`);
+      const s = await herald.subscription(id);
       if (s.targetHostName === host && s.status !== 'disabled') {
         if (new Date(s.expirationDateTime).getTime() - Date.now() < RENEW_BEFORE) {
-          return await api('PATCH', `/v1.0/me/notificationSubscriptions/${encodeURIComponent(id)}`,
-            { expirationDateTime: new Date(Date.now() + LIFETIME).toISOString() });
+          return await herald.updateSubscription(id, { expirationDateTime: new Date(Date.now() + LIFETIME).toISOString() });
         }
         return s;
       }
@@ -55,18 +100,12 @@ async function ensureSubscription(key, host, channel, name) {
     }
     store.del(key);
   }
-  const s = await api('POST', '/v1.0/me/notificationSubscriptions', {
+  const s = await herald.subscribe({
     targetHostName: host, platformType: 'web', deviceName: name, channel,
     expirationDateTime: new Date(Date.now() + LIFETIME).toISOString(),
   });
   store.set(key, s.id);
   return s;
-}
-
-function b64url(s) {
-  const pad = '='.repeat((4 - (s.length % 4)) % 4);
-  const bin = atob((s + pad).replace(/-/g, '+').replace(/_/g, '/'));
-  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
 }
 
 // Push is Web Push through a service worker: notifications reach the user
@@ -85,7 +124,7 @@ class Push {
       return this.show('Desktop notifications are not available in this browser here.');
     }
     try {
-      this.vapid = (await api('GET', '/v1.0/webPush/vapidPublicKey')).publicKey;
+      await herald.vapidPublicKey();
     } catch (e) {
       return this.show(e.status === 404 ? 'Desktop notifications are not set up on this server.' : '');
     }
@@ -97,7 +136,7 @@ class Push {
     const existing = await this.reg.pushManager.getSubscription();
     if (Notification.permission === 'granted' && existing && store.get(this.key)) {
       try {
-        await this.register(existing);
+        await this.register();
         return this.on();
       } catch {
         // fall through to offering the button again
@@ -127,9 +166,12 @@ class Push {
     replace(this.el, h('span', { class: 'small' }, 'Desktop notifications are on. '), btn);
   }
 
-  async register(sub) {
-    const j = sub.toJSON();
-    await ensureSubscription(this.key, this.host, { type: 'webPush', endpoint: j.endpoint, keys: j.keys }, `${deviceName()} (desktop notifications)`);
+  // register hands this browser's push subscription (made with the
+  // server's VAPID key when there is none) to Herald. Permission is given
+  // by then, so the SDK asks nothing.
+  async register() {
+    const channel = await herald.webPushChannel(this.reg);
+    await ensureSubscription(this.key, this.host, channel, `${deviceName()} (desktop notifications)`);
   }
 
   async enable() {
@@ -138,9 +180,7 @@ class Push {
         this.show('Notifications were not allowed; the inbox still updates while it is open.');
         return;
       }
-      const sub = (await this.reg.pushManager.getSubscription())
-        || await this.reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64url(this.vapid) });
-      await this.register(sub);
+      await this.register();
       this.on();
       toast('Desktop notifications are on.');
     } catch (e) {
@@ -151,7 +191,7 @@ class Push {
   async disable() {
     const id = store.get(this.key);
     try {
-      if (id) await api('DELETE', `/v1.0/me/notificationSubscriptions/${encodeURIComponent(id)}`);
+      if (id) await herald.unsubscribe(id);
       const sub = await this.reg.pushManager.getSubscription();
       if (sub) await sub.unsubscribe();
       store.del(this.key);
@@ -181,7 +221,7 @@ async function leave(uid) {
   for (const k of keys) {
     const id = store.get(k);
     if (id && (k.endsWith('.push') || k.endsWith('.live'))) {
-      try { await api('DELETE', `/v1.0/me/notificationSubscriptions/${encodeURIComponent(id)}`); } catch { /* already gone */ }
+      try { await herald.unsubscribe(id); } catch { /* already gone */ }
     }
   }
   try {
@@ -190,7 +230,7 @@ async function leave(uid) {
     if (sub) await sub.unsubscribe();
   } catch { /* no push in this browser */ }
   for (const k of keys) store.del(k);
-  await signOut();
+  await herald.signOut();
 }
 
 // ---- sessions
@@ -209,7 +249,7 @@ async function showSessions() {
   d.showModal();
   async function load() {
     try {
-      const p = await api('GET', '/v1.0/me/sessions');
+      const p = await herald.sessions();
       replace(list, h('ul', { class: 'session-list' }, p.value.map((x) => h('li', { dataset: { session: x.id, current: String(x.current) } },
         h('div', h('strong', x.current ? 'This browser' : (x.userAgent || 'Unknown client')),
           h('div', { class: 'muted small' }, `from ${x.clientAddress || 'an unknown address'} · signed in ${new Date(x.createdDateTime).toLocaleString()} · last used ${new Date(x.lastUsedDateTime).toLocaleString()}`)),
@@ -217,7 +257,7 @@ async function showSessions() {
           type: 'button', class: 'btn btn-small btn-danger-outline', 'aria-label': `Sign out the session from ${x.clientAddress}`,
           on: {
             click: (e) => busy(e.currentTarget, async () => {
-              await api('DELETE', `/v1.0/me/sessions/${encodeURIComponent(x.id)}`);
+              await herald.endSession(x.id);
               toast('That session is signed out.');
               await load();
             }),
@@ -251,7 +291,7 @@ class Inbox {
   // Without them the cards keep the host name.
   async loadAppNames() {
     try {
-      const apps = await all('/v1.0/me/applications');
+      const apps = await herald.getAll('/v1.0/me/applications');
       for (const a of apps) this.appNames.set(a.targetHostName, a.displayName);
     } catch {
       return;
@@ -342,7 +382,7 @@ class Inbox {
     const id = store.get(key);
     if (id) {
       try {
-        await api('DELETE', `/v1.0/me/notificationSubscriptions/${encodeURIComponent(id)}`);
+        await herald.unsubscribe(id);
       } catch (e) {
         if (e.status !== 404) {
           toast(e.message, 'error');
@@ -358,13 +398,11 @@ class Inbox {
   async start() {
     this.mount();
     this.loadAppNames();
-    let query = '';
     if (this.host) {
       try {
         const sub = await ensureSubscription(`herald.inbox.${this.user.id}.${this.host}.live`, this.host, { type: 'live' }, deviceName());
         this.sub = sub;
         replace(this.subInfo, `as “${sub.deviceName}”`);
-        query = `?subscriptionId=${encodeURIComponent(sub.id)}`;
       } catch (e) {
         replace(this.subInfo, h('span', { class: 'error-text' }, e.message));
         if (e.code === 'invalidRequest' || e.status === 404) {
@@ -375,18 +413,16 @@ class Inbox {
       }
       new Push(this.user.id, this.host, this.pushSlot).init();
     }
-    this.stream = new LiveStream(`/v1.0/me/notifications/stream${query}`, {
-      state: (s) => this.setState(s),
-      connected: (resumed) => { if (!resumed || !this.loaded) this.reload(); },
-      event: (type, data) => this.onEvent(type, data),
-      resync: () => { this.stream.start(null); },
-      unauthorized: async () => {
-        if (await refresh()) return true;
-        signedOutHere();
-        return false;
-      },
+    // The SDK resumes after a drop from the last event the page applied
+    // (Last-Event-ID); a stream that starts afresh (the first time, or
+    // after the server said the cursor is too old) reloads the feed. A 401
+    // that a refresh does not cure ends in onSignedOut.
+    this.stream = herald.stream({
+      subscriptionId: this.sub ? this.sub.id : undefined,
+      onState: (s) => this.setState(s),
+      onOpen: ({ resumed }) => { if (!resumed || !this.loaded) this.reload(); },
+      onEvent: (type, data) => this.onEvent(type, data),
     });
-    this.stream.start();
   }
 
   stop() {
@@ -404,10 +440,8 @@ class Inbox {
   // and the stream's start is lost.
   async reload() {
     this.pending = [];
-    const q = new URLSearchParams({ $top: '50' });
-    if (this.host && this.sub) q.set('targetHostName', this.host);
     try {
-      const page = await api('GET', `/v1.0/me/notifications?${q}`);
+      const page = await herald.notifications({ top: 50, targetHostName: this.host && this.sub ? this.host : undefined });
       this.items.clear();
       for (const n of page.value) this.items.set(n.id, n);
       this.next = page['@odata.nextLink'] || null;
@@ -425,7 +459,7 @@ class Inbox {
   async loadMore() {
     if (!this.next) return;
     try {
-      const page = await api('GET', this.next);
+      const page = await herald.request('GET', this.next);
       for (const n of page.value) if (!this.items.has(n.id)) this.items.set(n.id, n);
       this.next = page['@odata.nextLink'] || null;
       this.render();
@@ -563,7 +597,7 @@ class Inbox {
   // stream brings the same change to the user's other devices.
   async patch(n, change) {
     try {
-      const updated = await api('PATCH', `/v1.0/me/notifications/${encodeURIComponent(n.id)}`, change);
+      const updated = await herald.update(n.id, change);
       this.apply('updated', updated);
       this.render();
     } catch (e) {
@@ -577,7 +611,7 @@ class Inbox {
 
   async remove(n) {
     try {
-      await api('DELETE', `/v1.0/me/notifications/${encodeURIComponent(n.id)}`);
+      await herald.delete(n.id);
       this.items.delete(n.id);
       this.render();
       toast('Deleted.');
@@ -639,12 +673,6 @@ function connectTo(from, host) {
   current.start();
 }
 
-function signedOutHere() {
-  if (current) current.stop();
-  current = null;
-  start();
-}
-
 // start signs in (or picks up the sign-in) and opens the inbox. Several
 // ways of noticing a sign-out may call it at once; they share one run.
 let starting = null;
@@ -656,14 +684,15 @@ function start() {
 async function run() {
   let user;
   try {
-    user = await restore();
+    user = await herald.restore();
   } catch (e) {
     replace(root, h('div', { class: 'signin-wrap' }, h('div', { class: 'card notice notice-bad', role: 'alert' }, h('p', e.message),
       h('button', { type: 'button', class: 'btn', on: { click: start } }, 'Try again'))));
     return;
   }
   if (!user) {
-    user = await signInForm(root, { title: 'Your inbox', intro: 'Sign in to see your notifications, live.' });
+    user = await signInForm(root, { title: 'Your inbox', intro: 'Sign in to see your notifications, live.',
+      signIn: (username, password) => herald.signIn({ username, password }) });
   }
   const fromURL = new URLSearchParams(location.search).get('app');
   const host = (fromURL || store.get(`herald.inbox.${user.id}.app`) || '').trim().toLowerCase();
@@ -672,14 +701,6 @@ async function run() {
   current.start();
 }
 
-// Signing out closes the live stream first, so that it does not fail
-// against the ended session.
-beforeSignOut(() => { if (current) current.stop(); });
-onSignedOut(() => {
-  if (current) current.stop();
-  current = null;
-  start();
-});
 document.querySelector('.skip').addEventListener('click', (e) => {
   e.preventDefault();
   const m = $('#main');
@@ -688,6 +709,6 @@ document.querySelector('.skip').addEventListener('click', (e) => {
 // A tab coming back to the foreground reconnects at once rather than
 // waiting out a retry delay.
 document.addEventListener('visibilitychange', () => {
-  if (document.visibilityState === 'visible' && current && current.stream) current.stream.kick();
+  if (document.visibilityState === 'visible' && current && current.stream) current.stream.reconnect();
 });
 start();

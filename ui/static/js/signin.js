@@ -1,11 +1,11 @@
 // The sign-in form that both pages show when nobody is signed in.
 
 import { h, replace, errorBox, field, busy } from './dom.js';
-import { signIn } from './api.js';
 
-// signInForm fills root with the form and resolves with the user once the
-// sign-in succeeds.
-export function signInForm(root, { title, intro }) {
+// signInForm fills root with the form and resolves with the user once
+// signIn(username, password) succeeds. The page passes its own client's
+// sign-in: the console's api.js, the inbox's SDK.
+export function signInForm(root, { title, intro, signIn }) {
   return new Promise((resolve) => {
     const user = h('input', { id: 'signin-username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false' });
     const pass = h('input', { id: 'signin-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });

@@ -3,7 +3,7 @@
 // address that survives a reload and can be shared.
 
 import { h, replace, $, toast, busy } from '../dom.js';
-import { restore, onSignedOut, beforeSignOut, signOut, session } from '../api.js';
+import { restore, onSignedOut, beforeSignOut, signOut, signIn, session } from '../api.js';
 import { signInForm } from '../signin.js';
 import { Sampler } from '../metrics.js';
 import { failure } from './common.js';
@@ -140,7 +140,7 @@ async function start() {
     return;
   }
   if (!user) {
-    user = await signInForm(root, { title: 'Admin console', intro: 'Sign in with an admin account to manage users, applications and deliveries.' });
+    user = await signInForm(root, { title: 'Admin console', intro: 'Sign in with an admin account to manage users, applications and deliveries.', signIn });
   }
   signedIn(user);
 }
