@@ -131,6 +131,9 @@ type Options struct {
 	SignInLimits func(ctx context.Context, addr, user string, failed bool) (wait time.Duration, here bool, err error)
 	// AuditClock, when set, dates audit records instead of time.Now.
 	AuditClock func() time.Time
+	// SignInClock, when set, is the sign-in throttle's clock instead of
+	// the callers' time.Now.
+	SignInClock func() time.Time
 }
 
 // Server is the HTTP API of one node.

@@ -289,6 +289,9 @@ func (s *Server) signInFailed(r *http.Request, name string, now time.Time) {
 // says how long an attempt must wait (0: go ahead, and it is counted
 // against the pair). The leader answers its followers with it.
 func (s *Server) SignInCounters(addr, user string, failed bool, now time.Time) time.Duration {
+	if s.opts.SignInClock != nil {
+		now = s.opts.SignInClock()
+	}
 	if failed {
 		s.limits.charge("login:addr:"+addr, loginAddrRate, loginAddrBurst, now)
 		s.limits.charge("login:user:"+user, loginUserRate, loginUserBurst, now)
