@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/herald-notify/herald/raft"
@@ -36,56 +38,69 @@ const (
 	admitCutRatio = 0.9
 )
 
+// admission is taken and released by every request, from as many
+// goroutines as there are requests in flight, so its hot path is atomic:
+// a mutex here was the largest lock wait under load. Only a cut of the
+// bound, at most once per writeTarget, takes the lock.
 type admission struct {
 	ceiling, floor float64
-	mu             sync.Mutex
-	limit          float64
-	inFlight       int
+	inFlight       atomic.Int64
+	limit          atomic.Uint64 // math.Float64bits of the bound
+	mu             sync.Mutex    // serialises cuts, guards lastCut
 	lastCut        time.Time
 }
 
 func newAdmission(ceiling int) *admission {
 	c := float64(ceiling)
-	return &admission{ceiling: c, floor: min(c, admitFloor), limit: c}
+	a := &admission{ceiling: c, floor: min(c, admitFloor)}
+	a.limit.Store(math.Float64bits(c))
+	return a
 }
 
-// acquire takes a place for a request, or says there is none.
+func (a *admission) bound() float64 { return math.Float64frombits(a.limit.Load()) }
+
+// acquire takes a place for a request, or says there is none. Requests
+// racing for the last places may each see the others' increments and be
+// refused together: the bound is never exceeded, only approached.
 func (a *admission) acquire() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if float64(a.inFlight) >= a.limit {
+	if n := a.inFlight.Add(1); float64(n-1) >= a.bound() {
+		a.inFlight.Add(-1)
 		return false
 	}
-	a.inFlight++
 	return true
 }
 
-func (a *admission) release() {
-	a.mu.Lock()
-	a.inFlight--
-	a.mu.Unlock()
+func (a *admission) release() { a.inFlight.Add(-1) }
+
+// update moves the bound with f, retrying when another goroutine moved it
+// first.
+func (a *admission) update(f func(float64) float64) {
+	for {
+		old := a.limit.Load()
+		if a.limit.CompareAndSwap(old, math.Float64bits(f(math.Float64frombits(old)))) {
+			return
+		}
+	}
 }
 
 // observe adapts the bound to how long one replicated write took.
 func (a *admission) observe(took time.Duration, now time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	if took > writeTarget {
+		a.mu.Lock()
+		defer a.mu.Unlock()
 		if now.Sub(a.lastCut) >= writeTarget {
-			a.limit = max(a.floor, a.limit*admitCutRatio)
+			a.update(func(l float64) float64 { return max(a.floor, l*admitCutRatio) })
 			a.lastCut = now
 		}
 		return
 	}
-	if float64(a.inFlight) >= a.limit/2 {
-		a.limit = min(a.ceiling, a.limit+1)
+	if l := a.bound(); l < a.ceiling && float64(a.inFlight.Load()) >= l/2 {
+		a.update(func(l float64) float64 { return min(a.ceiling, l+1) })
 	}
 }
 
 func (a *admission) state() (inFlight int, limit float64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.inFlight, a.limit
+	return int(a.inFlight.Load()), a.bound()
 }
 
 // timedState tells admission how long each proposal took.

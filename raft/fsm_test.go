@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -254,5 +255,55 @@ func TestPushEndpointBelongsToItsNewestSubscription(t *testing.T) {
 	}
 	if subs, _ := s.ListSubscriptions(b.ID); len(subs) != 1 || subs[0].ID != "second" {
 		t.Fatalf("the second user's subscriptions: %+v", subs)
+	}
+}
+
+// Many small entries handed over together share Badger transactions,
+// committed at entry boundaries once large: every entry still gets its own
+// results, the stored applied index is the last entry's, every write is
+// there, and replaying the batch changes nothing.
+func TestEntriesOfOneBatchShareCommits(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	u := newUser("erin")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	const entries, perEntry = 200, 3 // well past commitBytes
+	var logs []*hraft.Log
+	for i := range entries {
+		var cmds []*Command
+		for j := range perEntry {
+			cmds = append(cmds, sendCmd(u.ID, "app", fmt.Sprintf("n%d-%d", i, j), now, now.Add(time.Hour)))
+		}
+		logs = append(logs, entry(t, uint64(i+2), cmds...))
+	}
+	logs = append(logs, &hraft.Log{Index: entries + 2, Type: hraft.LogNoop})
+	out := f.ApplyBatch(logs)
+	for i, r := range out[:entries] {
+		res, ok := r.([]Result)
+		if !ok || len(res) != perEntry {
+			t.Fatalf("entry %d: results %v", i, r)
+		}
+		for _, x := range res {
+			if x.Err != nil {
+				t.Fatalf("entry %d: %v", i, x.Err)
+			}
+		}
+	}
+	if f.Applied() != entries+2 {
+		t.Fatalf("applied = %d, want %d", f.Applied(), entries+2)
+	}
+	again, err := newFSM(db, nil, slog.Default()) // what a restart reads
+	if err != nil || again.Applied() != entries+2 {
+		t.Fatalf("stored applied index = %d (%v), want %d", again.Applied(), err, entries+2)
+	}
+	for i, r := range f.ApplyBatch(logs) {
+		if r != nil {
+			t.Fatalf("replayed entry %d was applied again: %v", i, r)
+		}
+	}
+	s := &Store{db: db}
+	if ch, _ := s.Changes(u.ID, 0, 2*entries*perEntry); len(ch) != entries*perEntry {
+		t.Fatalf("changes = %d, want %d", len(ch), entries*perEntry)
 	}
 }

@@ -80,11 +80,13 @@ type Options struct {
 // Store proposes commands through Raft and reads the applied state from
 // Badger.
 type Store struct {
-	opts      Options
-	raft      *hraft.Raft
-	fsm       *FSM
-	db        *badger.DB
-	logStore  *raftboltdb.BoltStore
+	opts     Options
+	raft     *hraft.Raft
+	fsm      *FSM
+	db       *badger.DB
+	logStore *raftboltdb.BoltStore
+	// gate is the log store as Raft writes it (logwrite.go).
+	gate      *writeGate
 	transport *hraft.NetworkTransport
 
 	proposals chan *proposal
@@ -256,7 +258,8 @@ func (s *Store) startRaft() error {
 			}
 		}
 	}
-	s.raft, err = hraft.NewRaft(cfg, s.fsm, s.logStore, s.logStore, snaps, s.transport)
+	s.gate = newWriteGate(s.logStore)
+	s.raft, err = hraft.NewRaft(cfg, s.fsm, s.gate, s.logStore, snaps, s.transport)
 	if err != nil {
 		s.transport.Close()
 		return fmt.Errorf("start raft: %w", err)
@@ -451,16 +454,25 @@ func (s *Store) ProposeAll(ctx context.Context, cmds []*Command) []Result {
 	return out
 }
 
-// batchLoop is the group commit: every proposal that queued while the
-// previous entry was being handed to Raft goes into the next entry.
+// batchLoop is the group commit: every proposal that queued while Raft
+// wrote the previous entry to its log goes into the next entry.
 func (s *Store) batchLoop() {
 	defer s.wg.Done()
 	defer close(s.inflight)
+	var after uint64 // log writes started before the last entry went to Raft
+	handedOver := false
 	for {
 		var first *proposal
 		select {
 		case first = <-s.proposals:
 		case <-s.closing:
+			s.failQueued()
+			return
+		}
+		// The entry is built once the log write under way ends, so that
+		// it carries every command that queued during it (logwrite.go).
+		if !s.gate.await(after, handedOver, s.IsLeader, s.closing) {
+			first.done <- Result{Err: ErrClosed}
 			s.failQueued()
 			return
 		}
@@ -484,7 +496,9 @@ func (s *Store) batchLoop() {
 			continue
 		}
 		start := time.Now()
+		after, _, _ = s.gate.state()
 		f := s.raft.Apply(data, 10*time.Second)
+		handedOver = true
 		s.inflight <- &inflight{future: f, batch: batch, start: start}
 	}
 }

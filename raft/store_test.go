@@ -180,3 +180,66 @@ func TestRestoreRejectsDamagedBackup(t *testing.T) {
 		t.Fatalf("Restore of damaged backup: %v, want ErrBadSnapshot", err)
 	}
 }
+
+// Commands that queue while Raft writes an entry to its log all go into
+// the next entry, not one of them alone: the batch loop builds the next
+// entry when the write ends rather than when Raft takes the entry.
+func TestGroupCommitTakesWhatQueuedDuringTheLogWrite(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	s, err := Open(Options{Dir: t.TempDir(), NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
+		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, Logger: quiet,
+		ObserveBatch: func(n int, _ time.Duration) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u := newUser("batch")
+	if _, err := s.Propose(ctx, &Command{Op: OpCreateUser, User: u}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	sizes = nil
+	mu.Unlock()
+
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hold := func() { once.Do(func() { close(held); <-release }) }
+	s.gate.hold.Store(&hold)
+	const queued = 20
+	var wg sync.WaitGroup
+	propose := func() {
+		defer wg.Done()
+		now := time.Now()
+		if _, err := s.Propose(ctx, sendCmd(u.ID, "app", "", now, now.Add(time.Hour))); err != nil {
+			t.Error(err)
+		}
+	}
+	wg.Add(1)
+	go propose()
+	<-held // the first entry's write is under way
+	wg.Add(queued)
+	for range queued {
+		go propose()
+	}
+	// The batch loop has taken one of them and waits for the write; the
+	// rest wait in the queue.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.proposals) < queued-1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d proposals queued", len(s.proposals))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(sizes) != fmt.Sprint([]int{1, queued}) {
+		t.Fatalf("entries carried %v commands, want [1 %d]", sizes, queued)
+	}
+}

@@ -32,6 +32,9 @@ type tx struct {
 	// last commit; cache is told of them around the commit (cache.go).
 	touched []string
 	cache   *recordCache
+	// written counts the bytes of keys and values set since the last
+	// commit (fsm.go, commitBytes).
+	written int
 }
 
 func newTx(db *badger.DB) *tx {
@@ -78,6 +81,7 @@ func (t *tx) setEntry(e *badger.Entry) {
 	if cachedKey(e.Key) {
 		t.touched = append(t.touched, string(e.Key))
 	}
+	t.written += len(e.Key) + len(e.Value)
 	err := t.txn.SetEntry(e)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		t.flush()
@@ -98,6 +102,7 @@ func (t *tx) del(key []byte) {
 	if cachedKey(key) {
 		t.touched = append(t.touched, string(key))
 	}
+	t.written += len(key)
 	err := t.txn.Delete(key)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		t.flush()
@@ -146,6 +151,7 @@ func (t *tx) commitTxn() {
 	err := t.txn.Commit()
 	t.cache.end(t.touched)
 	t.touched = t.touched[:0]
+	t.written = 0
 	t.must(err)
 	t.txn = t.db.NewTransaction(true)
 }

@@ -1,0 +1,105 @@
+package raft
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// writeGate is the Raft log as the leader's log writes see it: it tells
+// the batch loop when a write (BoltDB's commit, two fsyncs) starts and
+// ends, so that the next entry is built once the write ends.
+//
+// Raft's leader loop writes one dispatch at a time and blocks while it
+// does. Before this gate the batch loop built the next entry as soon as
+// Raft took the previous one, from whatever had queued in the
+// microseconds since, and that entry then waited for the write of the
+// previous one to end: most entries carried one command and cost an fsync
+// of their own, while the commands that arrived during that fsync waited
+// for the next. Building the entry when the write ends instead puts every
+// command that queued during it into the next fsync: batches sized by
+// load, not by chance.
+type writeGate struct {
+	*raftboltdb.BoltStore
+	mu      sync.Mutex
+	started uint64        // log writes started so far
+	busy    bool          // a write is under way
+	changed chan struct{} // closed and replaced when a write starts or ends
+	// hold, when set, runs inside each write before the log is written: a
+	// test's way to keep a write under way.
+	hold atomic.Pointer[func()]
+}
+
+func newWriteGate(b *raftboltdb.BoltStore) *writeGate {
+	return &writeGate{BoltStore: b, changed: make(chan struct{})}
+}
+
+// StoreLog and StoreLogs are the only log writes on the commit path.
+func (g *writeGate) StoreLog(l *hraft.Log) error { return g.StoreLogs([]*hraft.Log{l}) }
+
+func (g *writeGate) StoreLogs(logs []*hraft.Log) error {
+	g.set(true)
+	defer g.set(false)
+	if h := g.hold.Load(); h != nil {
+		(*h)()
+	}
+	return g.BoltStore.StoreLogs(logs)
+}
+
+func (g *writeGate) set(busy bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if busy {
+		g.started++
+	}
+	g.busy = busy
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+func (g *writeGate) state() (started uint64, busy bool, changed <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.started, g.busy, g.changed
+}
+
+// handoverWait bounds how long the batch loop waits for the write of an
+// entry Raft took to start. Raft starts it at once unless it dropped the
+// entry (it stepped down, or a leadership transfer began), which it says
+// through the entry's future, not here; the bound keeps that rare case
+// from holding the next entry for long.
+const handoverWait = 5 * time.Millisecond
+
+// await returns once the next entry should be built: no log write is under
+// way and, when an entry was handed to Raft after `after` writes had
+// started, its write has started (and so ended) — the commands queued
+// meanwhile then go into the one write after it. False: stop was closed.
+func (g *writeGate) await(after uint64, handedOver bool, leader func() bool, stop <-chan struct{}) bool {
+	var timeout <-chan time.Time
+	for {
+		started, busy, changed := g.state()
+		if !busy && (!handedOver || started > after) {
+			return true
+		}
+		if !busy && handedOver {
+			if !leader() {
+				return true
+			}
+			if timeout == nil {
+				t := time.NewTimer(handoverWait)
+				defer t.Stop()
+				timeout = t.C
+			}
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			handedOver = false
+		case <-stop:
+			return false
+		}
+	}
+}
