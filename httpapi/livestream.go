@@ -2,16 +2,12 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/herald-notify/herald/fanout"
 )
@@ -454,75 +450,3 @@ func (o *sseWriter) bye(reason byeReason) {
 }
 
 func (o *sseWriter) close() {}
-
-func (s *Server) streamWebSocket(w http.ResponseWriter, r *http.Request, ls *liveStream) error {
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		// The origin is checked where it matters: a bearer or query token
-		// gives a cross-origin page nothing it did not already hold, and
-		// authenticate refuses the ambient session cookie on cross-site
-		// requests (session.go), this handshake among them.
-		InsecureSkipVerify: true,
-	})
-	if err != nil {
-		s.dropListener(ls)
-		return nil // Accept has answered the client
-	}
-	out := &wsConn{conn: conn}
-	// The connection outlives this handler, whose request context ends
-	// with it; the reader's context ends when the client goes away.
-	ctx := conn.CloseRead(context.Background())
-	out.ctx = ctx
-	if err := ls.c.runReplay(func(ev *fanout.Event) error { return out.events([]*fanout.Event{ev}, ls.c, true) }); err != nil {
-		conn.CloseNow()
-		s.dropListener(ls)
-		return nil
-	}
-	ls.out = out
-	s.goLive(ls)
-	context.AfterFunc(ctx, ls.end)
-	ls.pump()
-	return nil
-}
-
-// wsConn writes the stream as WebSocket text messages.
-type wsConn struct {
-	conn *websocket.Conn
-	ctx  context.Context
-}
-
-func (o *wsConn) events(evs []*fanout.Event, c *streamCursor, replayed bool) error {
-	ctx, cancel := context.WithTimeout(o.ctx, writeTimeout)
-	defer cancel()
-	for _, ev := range evs {
-		if !replayed && !c.live(ev) {
-			continue
-		}
-		if err := o.conn.Write(ctx, websocket.MessageText, ev.WebSocket()); err != nil {
-			return err
-		}
-		c.delivered(ev)
-	}
-	return nil
-}
-
-func (o *wsConn) beat() error {
-	ctx, cancel := context.WithTimeout(o.ctx, writeTimeout)
-	defer cancel()
-	if err := o.conn.Ping(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
-}
-
-func (o *wsConn) bye(reason byeReason) {
-	switch reason {
-	case byeShutdown:
-		o.conn.Close(websocket.StatusServiceRestart, "server shutting down; reconnect with lastEventId")
-	case byeLagged:
-		o.conn.Close(websocket.StatusTryAgainLater, "fell behind; reconnect with lastEventId")
-	case byeRevoked:
-		o.conn.Close(websocket.StatusPolicyViolation, "the access token was revoked or expired")
-	}
-}
-
-func (o *wsConn) close() { o.conn.CloseNow() }
