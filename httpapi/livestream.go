@@ -253,7 +253,8 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, ls *liveStrea
 	// The retry field tells EventSource how soon to reconnect after the
 	// stream ends, cut off or shut down, with Last-Event-ID set.
 	hello := []byte("retry: 2000\n: connected\n\n")
-	if r.ProtoMajor == 1 && r.ProtoMinor >= 1 {
+	// HEAD has no body to write, which net/http's writer knows.
+	if r.Method == http.MethodGet && r.ProtoAtLeast(1, 1) && r.ProtoMajor == 1 {
 		if conn, brw, err := http.NewResponseController(w).Hijack(); err == nil {
 			return s.streamSSEConn(conn, brw.Reader.Buffered(), h, hello, ls)
 		}
