@@ -2,14 +2,19 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"runtime"
 	"runtime/metrics"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/herald-notify/herald/node"
 )
@@ -118,5 +123,49 @@ func BenchmarkIdleStreamMemory(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// The stream's own WebSocket side answers what a client may send: a ping
+// with a pong, a data message with 1008, a close with a close; and a
+// handshake it cannot accept with the contract's 400.
+func TestStreamWebSocketControlFrames(t *testing.T) {
+	e := newStreamEnv(t, nil)
+
+	auth := http.Header{"Authorization": {"Bearer " + e.user}}
+	ws := e.openWS(t, "", auth, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), streamWait)
+	defer cancel()
+	if err := ws.conn.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	want := e.sendTitled(t, "after the ping")
+	if got := expectStreamIDs(t, ws, []string{want.ID}); len(got) != 1 {
+		t.Fatalf("events after a ping: %v", got)
+	}
+	if err := ws.conn.Write(ctx, websocket.MessageText, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ws.done:
+	case <-time.After(streamWait):
+		t.Fatal("a data message did not end the stream")
+	}
+	if code := websocket.CloseStatus(ws.err); code != websocket.StatusPolicyViolation {
+		t.Errorf("closed with %v (%v), want 1008", code, ws.err)
+	}
+
+	closing := e.openWS(t, "", auth, nil)
+	if err := closing.conn.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Errorf("close handshake: %v", err)
+	}
+
+	status, body := e.do(t, "GET", "/v1.0/me/notifications/stream", e.user,
+		http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-WebSocket-Version": {"12"}, "Sec-WebSocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}, "")
+	var er struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if status != http.StatusBadRequest || json.Unmarshal(body, &er) != nil || er.Error.Code == "" {
+		t.Errorf("handshake with version 12: %d %s", status, body)
 	}
 }
