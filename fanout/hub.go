@@ -58,19 +58,77 @@ func (e *Event) WebSocket() []byte {
 	return e.ws
 }
 
-// Listener receives one user's events. When it falls more than its buffer
-// behind it is cut off: C is closed and Lagged is true, and the client
-// resumes from its last cursor.
+// Listener receives one user's events. Its queue is a slice that grows
+// with a burst and is handed to the reader whole, so an idle listener holds
+// no buffer. When it falls more than max events behind it is cut off: it
+// ends and Lagged is true, and the client resumes from its last cursor.
 type Listener struct {
 	userID string
 	filter func(*resource.Change) bool
-	ch     chan *Event
+	max    int
 	lagged atomic.Bool
 	closed bool // guarded by Hub.mu
+
+	mu    sync.Mutex
+	queue []*Event
+	ended bool
+	// wake is told when the queue stops being empty or the listener
+	// ends; it must not block (it runs under the hub's read lock).
+	wake  func()
+	ready chan struct{}
 }
 
-// C yields the events; it is closed when the listener is cut off or removed.
-func (l *Listener) C() <-chan *Event { return l.ch }
+// Ready is signalled when there are events to Take or the listener has
+// ended; it is nil for a listener made by ListenFunc.
+func (l *Listener) Ready() <-chan struct{} { return l.ready }
+
+// Take returns the queued events, oldest first, and whether the listener
+// has ended (no event follows those returned). spare, if small, becomes the
+// next queue, so a steady stream reuses two slices.
+func (l *Listener) Take(spare []*Event) (evs []*Event, ended bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	evs = l.queue
+	l.queue = nil
+	if cap(spare) <= 16 {
+		l.queue = spare[:0]
+	}
+	return evs, l.ended
+}
+
+// put queues ev and reports whether it fitted.
+func (l *Listener) put(ev *Event) bool {
+	l.mu.Lock()
+	if l.ended || len(l.queue) >= l.max {
+		l.mu.Unlock()
+		return false
+	}
+	l.queue = append(l.queue, ev)
+	first := len(l.queue) == 1
+	l.mu.Unlock()
+	if first {
+		l.signal()
+	}
+	return true
+}
+
+func (l *Listener) end() {
+	l.mu.Lock()
+	l.ended = true
+	l.mu.Unlock()
+	l.signal()
+}
+
+func (l *Listener) signal() {
+	if l.wake != nil {
+		l.wake()
+		return
+	}
+	select {
+	case l.ready <- struct{}{}:
+	default:
+	}
+}
 
 // Lagged reports whether the listener was cut off for falling behind.
 func (l *Listener) Lagged() bool { return l.lagged.Load() }
@@ -86,9 +144,19 @@ type Hub struct {
 func NewHub() *Hub { return &Hub{users: map[string]map[*Listener]struct{}{}} }
 
 // Listen registers a listener for userID's changes that filter accepts (nil:
-// all), with room for buf events.
-func (h *Hub) Listen(userID string, buf int, filter func(*resource.Change) bool) *Listener {
-	l := &Listener{userID: userID, filter: filter, ch: make(chan *Event, buf)}
+// all), cut off when more than max events wait; its reader waits on Ready.
+func (h *Hub) Listen(userID string, max int, filter func(*resource.Change) bool) *Listener {
+	return h.listen(&Listener{userID: userID, filter: filter, max: max, ready: make(chan struct{}, 1)})
+}
+
+// ListenFunc is Listen for a reader with no goroutine of its own waiting:
+// wake is called, without blocking, when events arrive or the listener ends.
+func (h *Hub) ListenFunc(userID string, max int, filter func(*resource.Change) bool, wake func()) *Listener {
+	return h.listen(&Listener{userID: userID, filter: filter, max: max, wake: wake})
+}
+
+func (h *Hub) listen(l *Listener) *Listener {
+	userID := l.userID
 	h.mu.Lock()
 	m := h.users[userID]
 	if m == nil {
@@ -113,7 +181,7 @@ func (h *Hub) removeLocked(l *Listener) {
 		return
 	}
 	l.closed = true
-	close(l.ch)
+	l.end()
 	h.open.Add(-1)
 	if m := h.users[l.userID]; m != nil {
 		delete(m, l)
@@ -141,12 +209,8 @@ func (h *Hub) Publish(changes []resource.Change) {
 			if l.lagged.Load() || (l.filter != nil && !l.filter(&ev.Change)) {
 				continue
 			}
-			select {
-			case l.ch <- ev:
-			default:
-				if l.lagged.CompareAndSwap(false, true) {
-					full = append(full, l)
-				}
+			if !l.put(ev) && l.lagged.CompareAndSwap(false, true) {
+				full = append(full, l)
 			}
 		}
 	}

@@ -19,19 +19,9 @@ func change(seq uint64, uid, host string, platforms ...string) resource.Change {
 		Data: json.RawMessage(fmt.Sprintf(`{"id":"n%d","payload":{"rawContent":"line\nbreak"}}`, seq))}
 }
 
-// drain returns the events buffered on l without waiting for more.
+// drain returns the events queued on l without waiting for more.
 func drain(l *Listener) (evs []*Event, closed bool) {
-	for {
-		select {
-		case ev, ok := <-l.C():
-			if !ok {
-				return evs, true
-			}
-			evs = append(evs, ev)
-		default:
-			return evs, false
-		}
-	}
+	return l.Take(nil)
 }
 
 func seqs(evs []*Event) []uint64 {
@@ -104,7 +94,12 @@ func TestHubEncodesOnceAndSharesTheBytes(t *testing.T) {
 	l1 := h.Listen("alice", 1, nil)
 	l2 := h.Listen("alice", 1, nil)
 	publishWithin(t, h, []resource.Change{change(42, "alice", "x")})
-	e1, e2 := <-l1.C(), <-l2.C()
+	q1, _ := drain(l1)
+	q2, _ := drain(l2)
+	if len(q1) != 1 || len(q2) != 1 {
+		t.Fatalf("queued %d and %d events, want 1 each", len(q1), len(q2))
+	}
+	e1, e2 := q1[0], q2[0]
 	if e1 != e2 {
 		t.Fatal("listeners got different *Event values for one change")
 	}

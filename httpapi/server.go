@@ -162,6 +162,12 @@ type Server struct {
 	streamsMu sync.Mutex
 	streams   map[string]int // open streams per user
 	stopping  chan struct{}
+
+	// The live streams, for heartbeats and shutdown (livestream.go).
+	liveMu    sync.Mutex
+	live      map[*liveStream]struct{}
+	liveGone  chan struct{} // a stream ended
+	sweepOnce sync.Once
 	stopOnce  sync.Once
 }
 
@@ -183,7 +189,7 @@ func New(opts Options) *Server {
 		mux: http.NewServeMux(), metrics: newMetrics(opts.Registry, opts.Hub),
 		limits:  newLimiter(),
 		hashes:  credential.NewPool(runtime.NumCPU(), 2*runtime.NumCPU()),
-		streams: map[string]int{}, stopping: make(chan struct{}), sec: newSecurityLog()}
+		streams: map[string]int{}, stopping: make(chan struct{}), liveGone: make(chan struct{}, 1), sec: newSecurityLog()}
 	if opts.MaxInFlight > 0 {
 		s.admit = newAdmission(opts.MaxInFlight)
 		s.state = timedState{State: opts.State, a: s.admit}
@@ -206,6 +212,8 @@ func New(opts Options) *Server {
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
 		close(s.stopping)
+		// Hijacked streams are not the HTTP server's to wait for.
+		s.waitStreams(2 * time.Second)
 		s.flushCounts(time.Second)
 	})
 }

@@ -38,7 +38,7 @@ type streamEnv struct {
 	otherApp, otherSub string // a second application and alice's subscription to it
 }
 
-func newStreamEnv(t *testing.T, configure func(*node.Config)) *streamEnv {
+func newStreamEnv(t testing.TB, configure func(*node.Config)) *streamEnv {
 	t.Helper()
 	cfg := testnode.Config(t, t.TempDir())
 	cfg.Limits.AppRate, cfg.Limits.UserRate = 0, 0
@@ -62,7 +62,7 @@ func newStreamEnv(t *testing.T, configure func(*node.Config)) *streamEnv {
 	return e
 }
 
-func (e *streamEnv) token(t *testing.T, form url.Values) string {
+func (e *streamEnv) token(t testing.TB, form url.Values) string {
 	t.Helper()
 	resp, err := e.client.PostForm(e.url+"/oauth2/v2.0/token", form)
 	if err != nil {
@@ -78,7 +78,7 @@ func (e *streamEnv) token(t *testing.T, form url.Values) string {
 	return tok.AccessToken
 }
 
-func (e *streamEnv) newApp(t *testing.T, name, host string) string {
+func (e *streamEnv) newApp(t testing.TB, name, host string) string {
 	t.Helper()
 	var app struct {
 		AppID string `json:"appId"`
@@ -91,7 +91,7 @@ func (e *streamEnv) newApp(t *testing.T, name, host string) string {
 	return e.token(t, url.Values{"grant_type": {"client_credentials"}, "client_id": {app.AppID}, "client_secret": {app.Creds[0].Secret}})
 }
 
-func (e *streamEnv) subscribe(t *testing.T, host, platform string) string {
+func (e *streamEnv) subscribe(t testing.TB, host, platform string) string {
 	t.Helper()
 	var sub struct{ ID string }
 	e.mustDo(t, "POST", "/v1.0/me/notificationSubscriptions", e.user, nil,
@@ -101,7 +101,7 @@ func (e *streamEnv) subscribe(t *testing.T, host, platform string) string {
 }
 
 // do sends a JSON request and returns the status and body.
-func (e *streamEnv) do(t *testing.T, method, path, token string, header http.Header, body string) (int, []byte) {
+func (e *streamEnv) do(t testing.TB, method, path, token string, header http.Header, body string) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -132,7 +132,7 @@ func (e *streamEnv) do(t *testing.T, method, path, token string, header http.Hea
 	return resp.StatusCode, data
 }
 
-func (e *streamEnv) mustDo(t *testing.T, method, path, token string, header http.Header, body string, want int, out any) []byte {
+func (e *streamEnv) mustDo(t testing.TB, method, path, token string, header http.Header, body string, want int, out any) []byte {
 	t.Helper()
 	status, data := e.do(t, method, path, token, header, body)
 	if status != want {
@@ -154,7 +154,7 @@ type streamSent struct {
 
 // send posts a notification as the application through the subscription
 // unsid (e.webSub when empty).
-func (e *streamEnv) send(t *testing.T, appToken, unsid, body string, want int) streamSent {
+func (e *streamEnv) send(t testing.TB, appToken, unsid, body string, want int) streamSent {
 	t.Helper()
 	if appToken == "" {
 		appToken = e.app
@@ -168,7 +168,7 @@ func (e *streamEnv) send(t *testing.T, appToken, unsid, body string, want int) s
 }
 
 // sendTitled posts a plain notification titled title.
-func (e *streamEnv) sendTitled(t *testing.T, title string) streamSent {
+func (e *streamEnv) sendTitled(t testing.TB, title string) streamSent {
 	t.Helper()
 	return e.send(t, "", "", fmt.Sprintf(`{"payload":{"visualContent":{"title":%q,"body":"b"}}}`, title), http.StatusCreated)
 }

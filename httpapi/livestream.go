@@ -1,0 +1,453 @@
+package httpapi
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/herald-notify/herald/fanout"
+)
+
+// An idle live stream costs what it holds while nothing happens, and a node
+// holds tens of thousands of them (issue 11). So a stream on an HTTP/1.1
+// connection keeps no goroutine of net/http's: the handler hijacks the
+// connection, writes the response head itself and returns, which frees its
+// deep stack and net/http's buffers. What stays is the connection, this
+// struct, and one goroutine blocked in a read (a shallow stack) that
+// notices the client leaving. Writing is done by a goroutine started when
+// there is something to write, events or a heartbeat, which exits once the
+// queue is empty. Heartbeats of every stream come from one ticker.
+
+// streamOut is where a live stream writes: a hijacked connection (SSE or
+// WebSocket), or net/http's response writer where hijacking is not
+// possible (HTTP/2).
+type streamOut interface {
+	events(evs []*fanout.Event, c *streamCursor, replayed bool) error
+	beat() error
+	// bye ends the stream with the reason's last words.
+	bye(reason byeReason)
+	close()
+}
+
+type byeReason int
+
+const (
+	byeShutdown byeReason = iota
+	byeLagged
+	byeRevoked
+)
+
+// liveStream is one open stream between its replay and its end.
+type liveStream struct {
+	s   *Server
+	uid string
+	l   *fanout.Listener
+	c   *streamCursor
+	out streamOut
+	// wakeCh, when set, wakes a handler goroutine that writes instead of
+	// a writer goroutine (the response-writer fallback).
+	wakeCh chan struct{}
+
+	lastBeat atomic.Int64 // unix nanoseconds of the last heartbeat check
+
+	mu      sync.Mutex
+	running bool // a goroutine owns the writes
+	done    bool
+	beatDue bool
+	stopDue bool
+	spare   []*fanout.Event // the writer's; kept only while small
+}
+
+// kick has the stream's writer run, starting one if none is running. It
+// never blocks for long: the hub calls it under its read lock.
+func (ls *liveStream) kick() {
+	ls.mu.Lock()
+	if ls.wakeCh != nil {
+		select {
+		case ls.wakeCh <- struct{}{}:
+		default:
+		}
+		ls.mu.Unlock()
+		return
+	}
+	if ls.running || ls.done {
+		ls.mu.Unlock()
+		return
+	}
+	ls.running = true
+	ls.mu.Unlock()
+	go ls.pump()
+}
+
+// pump writes what is due until nothing is, and reports whether the
+// stream lives on. Only one pump runs at a time (running, or the handler
+// goroutine of the fallback), so events go out in order, each once.
+func (ls *liveStream) pump() bool {
+	for {
+		ls.mu.Lock()
+		if ls.done {
+			ls.running = false
+			ls.mu.Unlock()
+			return false
+		}
+		beat, stop := ls.beatDue, ls.stopDue
+		ls.beatDue, ls.stopDue = false, false
+		evs, ended := ls.l.Take(ls.spare)
+		ls.spare = nil
+		if len(evs) == 0 && !beat && !stop && !ended {
+			ls.running = false
+			ls.mu.Unlock()
+			return true
+		}
+		ls.mu.Unlock()
+		if len(evs) > 0 {
+			if err := ls.out.events(evs, ls.c, false); err != nil {
+				ls.end()
+				return false
+			}
+			clear(evs)
+			if cap(evs) <= 16 {
+				ls.spare = evs[:0]
+			}
+		}
+		switch {
+		case stop:
+			ls.out.bye(byeShutdown)
+		case ended:
+			// Cut off for falling behind (or removed): the client
+			// resumes from its last event id.
+			ls.out.bye(byeLagged)
+		case beat && !ls.s.stillValid(ls.c.p):
+			// A revoked or expired token ends the stream within a
+			// heartbeat; the client's reconnect then meets 401.
+			ls.out.bye(byeRevoked)
+		case beat:
+			if ls.out.beat() == nil {
+				continue
+			}
+		default:
+			continue
+		}
+		ls.end()
+		return false
+	}
+}
+
+// end closes the stream once and gives back what it held.
+func (ls *liveStream) end() {
+	ls.mu.Lock()
+	if ls.done {
+		ls.mu.Unlock()
+		return
+	}
+	ls.done = true
+	ls.mu.Unlock()
+	if ls.out != nil {
+		ls.out.close()
+	}
+	ls.s.hub.Remove(ls.l)
+	ls.s.releaseStream(ls.uid)
+	ls.s.liveMu.Lock()
+	delete(ls.s.live, ls)
+	ls.s.liveMu.Unlock()
+	select {
+	case ls.s.liveGone <- struct{}{}:
+	default:
+	}
+}
+
+// goLive registers ls for heartbeats and shutdown; from here on end must
+// be called.
+func (s *Server) goLive(ls *liveStream) {
+	s.sweepOnce.Do(func() { go s.sweep() })
+	ls.lastBeat.Store(time.Now().UnixNano())
+	s.liveMu.Lock()
+	if s.live == nil {
+		s.live = map[*liveStream]struct{}{}
+	}
+	s.live[ls] = struct{}{}
+	s.liveMu.Unlock()
+	select {
+	case <-s.stopping:
+		ls.mu.Lock()
+		ls.stopDue = true
+		ls.mu.Unlock()
+	default:
+	}
+}
+
+// sweep is the one heartbeat ticker of every stream: a stream whose last
+// heartbeat is a Heartbeat old gets another. At shutdown it ends them all.
+func (s *Server) sweep() {
+	every := max(s.opts.Heartbeat/4, time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var due []*liveStream
+	for {
+		select {
+		case <-s.stopping:
+			due = due[:0]
+			s.liveMu.Lock()
+			for ls := range s.live {
+				due = append(due, ls)
+			}
+			s.liveMu.Unlock()
+			for _, ls := range due {
+				ls.mu.Lock()
+				ls.stopDue = true
+				ls.mu.Unlock()
+				ls.kick()
+			}
+			return
+		case now := <-tick.C:
+			// Half a sweep early, so a stream's beat comes within a
+			// quarter of the interval of its time rather than after it.
+			cutoff := now.Add(every/2 - s.opts.Heartbeat).UnixNano()
+			s.liveMu.Lock()
+			for ls := range s.live {
+				if ls.lastBeat.Load() <= cutoff {
+					ls.lastBeat.Store(now.UnixNano())
+					due = append(due, ls)
+				}
+			}
+			s.liveMu.Unlock()
+			for _, ls := range due {
+				ls.mu.Lock()
+				ls.beatDue = true
+				ls.mu.Unlock()
+				ls.kick()
+			}
+			clear(due)
+			due = due[:0]
+		}
+	}
+}
+
+// waitStreams waits, at most within, for the streams' last words to go out.
+func (s *Server) waitStreams(within time.Duration) {
+	timeout := time.After(within)
+	for {
+		s.liveMu.Lock()
+		n := len(s.live)
+		s.liveMu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-s.liveGone:
+		case <-timeout:
+			return
+		}
+	}
+}
+
+func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, ls *liveStream) error {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	// The retry field tells EventSource how soon to reconnect after the
+	// stream ends, cut off or shut down, with Last-Event-ID set.
+	hello := []byte("retry: 2000\n: connected\n\n")
+	// HEAD has no body to write, which net/http's writer knows.
+	if r.Method == http.MethodGet && r.ProtoAtLeast(1, 1) && r.ProtoMajor == 1 {
+		if conn, brw, err := http.NewResponseController(w).Hijack(); err == nil {
+			return s.streamSSEConn(conn, brw.Reader.Buffered(), h, hello, ls)
+		}
+	}
+	// The response writer stays, and so does the handler goroutine,
+	// which writes.
+	rc := http.NewResponseController(w)
+	w.WriteHeader(http.StatusOK)
+	out := &sseWriter{w: w, rc: rc}
+	if err := out.write(hello); err != nil {
+		s.dropListener(ls)
+		return nil
+	}
+	if err := ls.c.runReplay(func(ev *fanout.Event) error { return out.events([]*fanout.Event{ev}, ls.c, true) }); err != nil {
+		s.dropListener(ls)
+		return nil // the client went away, or storage failed mid-stream
+	}
+	wake := make(chan struct{}, 1)
+	ls.mu.Lock()
+	ls.wakeCh = wake
+	ls.mu.Unlock()
+	ls.out = out
+	s.goLive(ls)
+	defer ls.end()
+	for {
+		if !ls.pump() {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-r.Context().Done():
+			return nil
+		}
+	}
+}
+
+// dropListener gives back what a stream that never went live holds.
+func (s *Server) dropListener(ls *liveStream) {
+	s.hub.Remove(ls.l)
+	s.releaseStream(ls.uid)
+}
+
+// streamSSEConn serves a stream on the hijacked connection: a chunked
+// response, as net/http would have written it.
+func (s *Server) streamSSEConn(conn net.Conn, pipelined int, h http.Header, hello []byte, ls *liveStream) error {
+	out := &sseConn{conn: conn}
+	conn.SetReadDeadline(time.Time{})
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	h.Set("Transfer-Encoding", "chunked")
+	h.Write(&head)
+	head.WriteString("\r\n")
+	appendChunk(&head, hello)
+	if pipelined > 0 || out.send(head.Bytes()) != nil {
+		// A client that sends more after a stream request is not one
+		// this server speaks to.
+		conn.Close()
+		s.dropListener(ls)
+		return nil
+	}
+	if err := ls.c.runReplay(func(ev *fanout.Event) error { return out.events([]*fanout.Event{ev}, ls.c, true) }); err != nil {
+		conn.Close()
+		s.dropListener(ls)
+		return nil
+	}
+	ls.out = out
+	s.goLive(ls)
+	go watchClose(conn, ls)
+	// This goroutine is the writer until the queue is first empty; then
+	// net/http's goroutine ends, and writers start as events come.
+	ls.pump()
+	return nil
+}
+
+// watchClose reads until the client goes away, with a stack as shallow as
+// a goroutine's can be: the only goroutine an idle SSE stream keeps.
+func watchClose(conn net.Conn, ls *liveStream) {
+	buf := make([]byte, 16)
+	for {
+		if _, err := conn.Read(buf); err != nil {
+			ls.end()
+			return
+		}
+	}
+}
+
+func appendChunk(b *bytes.Buffer, data ...[]byte) {
+	n := 0
+	for _, d := range data {
+		n += len(d)
+	}
+	var hex [16]byte
+	b.Write(strconv.AppendInt(hex[:0], int64(n), 16))
+	b.WriteString("\r\n")
+	for _, d := range data {
+		b.Write(d)
+	}
+	b.WriteString("\r\n")
+}
+
+// sseConn writes a chunked event stream straight to the connection.
+type sseConn struct {
+	conn net.Conn
+}
+
+func (o *sseConn) send(b []byte) error {
+	o.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := o.conn.Write(b)
+	return err
+}
+
+// events writes the queued events as one chunk, one write per burst.
+func (o *sseConn) events(evs []*fanout.Event, c *streamCursor, replayed bool) error {
+	live, n := evs[:0], 0
+	for _, ev := range evs {
+		if replayed || c.live(ev) {
+			live = append(live, ev)
+			n += len(ev.SSE())
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	b.Grow(n + 24)
+	b.WriteString(strconv.FormatInt(int64(n), 16))
+	b.WriteString("\r\n")
+	for _, ev := range live {
+		b.Write(ev.SSE())
+	}
+	b.WriteString("\r\n")
+	if err := o.send(b.Bytes()); err != nil {
+		return err
+	}
+	for _, ev := range live {
+		c.delivered(ev)
+	}
+	return nil
+}
+
+func (o *sseConn) beat() error {
+	var b bytes.Buffer
+	appendChunk(&b, []byte(": keep-alive\n\n"))
+	return o.send(b.Bytes())
+}
+
+func (o *sseConn) bye(reason byeReason) {
+	var b bytes.Buffer
+	if reason == byeShutdown {
+		appendChunk(&b, []byte("retry: 1000\nevent: shutdown\ndata: {}\n\n"))
+	}
+	b.WriteString("0\r\n\r\n")
+	o.send(b.Bytes())
+}
+
+func (o *sseConn) close() { o.conn.Close() }
+
+// sseWriter writes the event stream through net/http's response writer.
+type sseWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (o *sseWriter) write(b []byte) error {
+	o.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := o.w.Write(b); err != nil {
+		return err
+	}
+	return o.rc.Flush()
+}
+
+// events writes the burst into the response buffer and flushes once.
+func (o *sseWriter) events(evs []*fanout.Event, c *streamCursor, replayed bool) error {
+	o.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	for _, ev := range evs {
+		if !replayed && !c.live(ev) {
+			continue
+		}
+		if _, err := o.w.Write(ev.SSE()); err != nil {
+			return err
+		}
+		c.delivered(ev)
+	}
+	return o.rc.Flush()
+}
+
+func (o *sseWriter) beat() error { return o.write([]byte(": keep-alive\n\n")) }
+
+func (o *sseWriter) bye(reason byeReason) {
+	if reason == byeShutdown {
+		o.write([]byte("retry: 1000\nevent: shutdown\ndata: {}\n\n"))
+	}
+}
+
+func (o *sseWriter) close() {}
