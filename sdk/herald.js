@@ -764,7 +764,8 @@ function base64url(s) {
  * a repeated delivery replaces rather than duplicates), closes it when it
  * was read, dismissed or deleted on another device, and opens or focuses
  * url on a click. onMessage(message), when given, decides instead: return
- * false to show nothing.
+ * false to show nothing. Messages are handled one at a time, in the order
+ * they arrive.
  */
 export function handlePush(sw, { url = '/', icon, onMessage } = {}) {
   const handle = async (m) => {
@@ -780,10 +781,17 @@ export function handlePush(sw, { url = '/', icon, onMessage } = {}) {
       body: m.body || '', tag: m.id, renotify: m.type === 'created', icon, data: { id: m.id, url },
     });
   };
+  // One message at a time, in arrival order: in a burst (created, then read
+  // a moment later) the second must not look for the notification before
+  // the first has shown it. Under load Chromium has also been seen to lose
+  // a notification whose showNotification overlapped a getNotifications.
+  let last = Promise.resolve();
   sw.addEventListener('push', (e) => {
     let m = null;
     try { m = e.data ? e.data.json() : null; } catch { m = null; }
-    e.waitUntil(handle(m));
+    const done = last.then(() => handle(m));
+    last = done.catch(() => {});
+    e.waitUntil(done);
   });
   sw.addEventListener('notificationclick', (e) => {
     e.notification.close();

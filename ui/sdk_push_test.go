@@ -2,11 +2,13 @@ package ui_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +21,17 @@ import (
 )
 
 // sdkWorker is an app developer's service worker built on the SDK's helper.
+// A message whose id starts with "settled-" is the test's marker: the
+// helper handles one message at a time, so when its onMessage sees the
+// marker every earlier push has been shown or closed, and the worker tells
+// the page.
 const sdkWorker = `import { handlePush } from '/sdk/herald.js';
-handlePush(self, { url: '/sdk-test.html' });
+handlePush(self, { url: '/sdk-test.html', onMessage: async (m) => {
+  if (!m.id.startsWith('settled-')) return true;
+  const cs = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  cs.forEach((c) => c.postMessage(m.id));
+  return false;
+} });
 self.addEventListener('install', () => self.skipWaiting());
 self.addEventListener('activate', (e) => e.waitUntil(self.clients.claim()));
 `
@@ -31,6 +42,10 @@ self.addEventListener('activate', (e) => e.waitUntil(self.clients.claim()));
 // another device. The push service is outside this machine, so the test
 // hands the message to the worker through the DevTools protocol, as the
 // browser does after decrypting it.
+//
+// The page reads the notifications only once the worker has handled every
+// push: under load, Chromium lost a notification (n2, for good) when the
+// page's getNotifications polls overlapped the worker showing it.
 func TestSDKServiceWorkerHelperShowsAndClosesPushes(t *testing.T) {
 	n := testnode.Start(t, nil)
 	target, _ := url.Parse(n.URL)
@@ -57,21 +72,58 @@ func TestSDKServiceWorkerHelperShowsAndClosesPushes(t *testing.T) {
 		Origin: proxy.URL, BrowserContextID: chromedp.FromContext(ctx).BrowserContextID}); err != nil {
 		t.Fatalf("grant notifications: %v", err)
 	}
-	regs := make(chan serviceworker.RegistrationID, 16)
-	events := chromedp.Events(ctx, serviceworker.WorkerRegistrationUpdated)
+	// The registration is taken from the DevTools events by its scope, and
+	// the pushes wait until its version is activated. Every version change
+	// is logged, so a failed step shows how far the worker got.
+	var (
+		mu      sync.Mutex
+		reg     serviceworker.RegistrationID
+		active  = map[serviceworker.RegistrationID]bool{}
+		changed = make(chan struct{}, 1)
+	)
+	record := func(f func()) {
+		mu.Lock()
+		f()
+		mu.Unlock()
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	regEvents := chromedp.Events(ctx, serviceworker.WorkerRegistrationUpdated)
+	versionEvents := chromedp.Events(ctx, serviceworker.WorkerVersionUpdated)
+	errorEvents := chromedp.Events(ctx, serviceworker.WorkerErrorReported)
 	go func() {
-		for ev, err := range events {
+		for ev, err := range regEvents {
 			if err != nil {
 				return
 			}
 			for _, r := range ev.Registrations {
-				if !r.IsDeleted {
-					select {
-					case regs <- r.RegistrationID:
-					default:
-					}
+				if !r.IsDeleted && r.ScopeURL == proxy.URL+"/" {
+					record(func() { reg = r.RegistrationID })
 				}
 			}
+		}
+	}()
+	go func() {
+		for ev, err := range versionEvents {
+			if err != nil {
+				return
+			}
+			for _, v := range ev.Versions {
+				p.note(false, fmt.Sprintf("service worker version %s: %s, %s", v.VersionID, v.Status, v.RunningStatus))
+				if v.Status == serviceworker.VersionStatusActivated {
+					record(func() { active[v.RegistrationID] = true })
+				}
+			}
+		}
+	}()
+	go func() {
+		for ev, err := range errorEvents {
+			if err != nil {
+				return
+			}
+			p.note(true, "service worker error: "+ev.ErrorMessage.ErrorMessage)
 		}
 	}()
 	p.do("open the page", chromedp.Navigate(proxy.URL+"/sdk-test.html"))
@@ -79,16 +131,25 @@ func TestSDKServiceWorkerHelperShowsAndClosesPushes(t *testing.T) {
 		t.Fatalf("enable the ServiceWorker domain: %v", err)
 	}
 	p.do("register the worker", chromedp.Evaluate[chromedp.Void](
-		`navigator.serviceWorker.register('/sdk-sw.js', { type: 'module' }).then(() => navigator.serviceWorker.ready).then(() => { window.ready = true; }, (e) => { window.failed = String(e); })`))
+		`navigator.serviceWorker.onmessage = (e) => { window.settled = e.data; };
+		navigator.serviceWorker.register('/sdk-sw.js', { type: 'module' }).then(() => navigator.serviceWorker.ready).then(() => { window.ready = true; }, (e) => { window.failed = String(e); })`))
 	p.waitFor("the worker", `window.ready === true || window.failed !== undefined`)
 	if f := eval[string](p, "registration", `window.failed || ''`); f != "" {
 		t.Fatalf("register the worker: %s", f)
 	}
-	var reg serviceworker.RegistrationID
-	select {
-	case reg = <-regs:
-	case <-time.After(stepTimeout):
-		t.Fatal("no registration event from the DevTools protocol")
+	deadline := time.After(stepTimeout)
+	for {
+		mu.Lock()
+		ok := reg != "" && active[reg]
+		mu.Unlock()
+		if ok {
+			break
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("no activated registration for %s/ in the DevTools events after %s", proxy.URL, stepTimeout)
+		}
 	}
 	push := func(msg map[string]any) {
 		t.Helper()
@@ -98,6 +159,13 @@ func TestSDKServiceWorkerHelperShowsAndClosesPushes(t *testing.T) {
 			t.Fatalf("deliver a push: %v", err)
 		}
 	}
+	// settle waits until the worker has handled every push before it.
+	settle := func(step string, k int) {
+		t.Helper()
+		id := fmt.Sprintf("settled-%d", k)
+		push(map[string]any{"type": "created", "id": id, "title": "marker", "readState": "unread", "userActionState": "noInteraction"})
+		p.waitFor(step, `window.settled === `+js(id))
+	}
 	// shown lists the worker's notifications as tag:title, refreshed on
 	// every poll.
 	shown := `(navigator.serviceWorker.ready.then((r) => r.getNotifications()).then((ns) => {
@@ -106,9 +174,11 @@ func TestSDKServiceWorkerHelperShowsAndClosesPushes(t *testing.T) {
 	push(map[string]any{"type": "created", "id": "n1", "title": "Build done", "body": "all green", "readState": "unread", "userActionState": "noInteraction"})
 	push(map[string]any{"type": "created", "id": "n1", "title": "Build done", "body": "all green", "readState": "unread", "userActionState": "noInteraction"})
 	push(map[string]any{"type": "created", "id": "n2", "title": "Deploy started", "readState": "unread", "userActionState": "noInteraction"})
+	settle("pushes shown", 1)
 	p.waitFor("two notifications, the repeat replacing", shown+` === 'n1:Build done,n2:Deploy started'`)
 	push(map[string]any{"type": "updated", "id": "n1", "title": "Build done", "readState": "read", "userActionState": "noInteraction"})
 	push(map[string]any{"type": "deleted", "id": "n2", "reason": "deleted"})
+	settle("pushes closed", 2)
 	p.waitFor("both closed", shown+` === ''`)
 	p.checkClean()
 }
