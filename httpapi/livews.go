@@ -171,10 +171,12 @@ func (o *wsConn) events(evs []*fanout.Event, c *streamCursor, replayed bool) err
 
 // beat pings; a client that has not answered within writeTimeout is gone.
 func (o *wsConn) beat() error {
+	// Due before the ping goes: a client on loopback can answer before
+	// frame returns, and its pong must not be overwritten.
+	o.pongDue.Store(true)
 	if err := o.frame(0x9, nil); err != nil {
 		return err
 	}
-	o.pongDue.Store(true)
 	time.AfterFunc(writeTimeout, func() {
 		if o.pongDue.Load() {
 			o.ls.end()
