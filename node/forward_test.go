@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	hraft "github.com/hashicorp/raft"
 
@@ -105,6 +106,11 @@ func forwardCluster(t *testing.T) ([]*testnode.Node, []*faultyDialer, string) {
 	nodes := make([]*testnode.Node, 3)
 	for i := range cfgs {
 		cfgs[i].Dial = dialers[i].dial
+		// What these tests prove needs one leader from step to step
+		// (they move it on purpose): with the other cluster tests'
+		// 500 ms timers a loaded CI machine sometimes held an election
+		// of its own between two steps.
+		cfgs[i].Raft.HeartbeatTimeout, cfgs[i].Raft.ElectionTimeout = 2*time.Second, 2*time.Second
 		nodes[i] = testnode.Start(t, &cfgs[i])
 	}
 	ctx := context.Background()
