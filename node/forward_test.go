@@ -365,6 +365,19 @@ func TestForwardedWriteDuringLeaderChange(t *testing.T) {
 	if leader != heir {
 		t.Fatalf("leader %s after the transfer, want %s", leader.Config.NodeID, heir.Config.NodeID)
 	}
+	// A write through f to the new leader first, so that f holds a
+	// connection to it: muting the answers of a connection still to be
+	// made stops its TLS handshake, and then nothing was sent ("not
+	// committed", rightly), which a loaded CI machine met twice.
+	for i := 0; ; i++ {
+		_, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: fmt.Sprintf("warm-%d", i), Password: "warm-password-1"})
+		if err == nil {
+			break
+		}
+		if i == 20 {
+			t.Fatalf("no write through %s reaches the new leader: %v", f.Config.NodeID, err)
+		}
+	}
 	d.muteAnswersFrom(leader.Store().RaftAddr())
 	msg := post503(t, f, adminToken, "ella")
 	if !strings.Contains(msg, "may have been committed") || !strings.Contains(msg, "Retrying is safe") {

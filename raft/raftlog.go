@@ -237,7 +237,10 @@ func ClassifyPeerError(text string) PeerFailure {
 	}{
 		{PeerNotAnswering, []string{"i/o timeout", "deadline exceeded", "timed out", "timeout", "handshake in time"}},
 		{PeerUnreachable, []string{"peer unreachable", "connection refused", "no route to host", "host is down", "network is unreachable",
-			"no such host", "connection reset", "broken pipe", "eof"}},
+			"no such host", "connection reset", "broken pipe", "eof",
+			// Raft's pipeline to a peer that went away: its connection
+			// was closed on this side after the peer's end failed.
+			"use of closed network connection"}},
 		// The inter-node transport (cluster/transport.go) names a wrong
 		// key and an untrusted certificate; TLS alerts say so too.
 		{PeerWrongKey, []string{"wrong cluster key", "not trusted", "cluster key mismatch", "bad certificate", "unknown certificate",
