@@ -54,6 +54,13 @@ func TestSignInLimitsAreSharedByTheCluster(t *testing.T) {
 	cfgs := []node.Config{clusterConfig(t, "n1")}
 	cfgs = append(cfgs, clusterConfig(t, "n2", cfgs[0].HTTPAddr))
 	cfgs = append(cfgs, clusterConfig(t, "n3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr))
+	for i := range cfgs {
+		// The counters are the leader's, in its memory: an election in
+		// the middle of the guesses (500 ms timers, hashes starving a
+		// loaded CI machine) gave the new leader a fresh burst, and 23
+		// guesses were admitted where one leader allows 19.
+		cfgs[i].Raft.HeartbeatTimeout, cfgs[i].Raft.ElectionTimeout = 2*time.Second, 2*time.Second
+	}
 	m := newMesh(t, cfgs)
 	nodes, tok := startSignedIn(t, cfgs)
 	const user, pw = "victim", "the-right-password-1"
