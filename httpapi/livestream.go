@@ -182,6 +182,16 @@ func (s *Server) goLive(ls *liveStream) {
 
 // sweep is the one heartbeat ticker of every stream: a stream whose last
 // heartbeat is a Heartbeat old gets another. At shutdown it ends them all.
+// flag sets a due flag on each stream, under its lock, and wakes it.
+func flag(due []*liveStream, set func(*liveStream)) {
+	for _, ls := range due {
+		ls.mu.Lock()
+		set(ls)
+		ls.mu.Unlock()
+		ls.kick()
+	}
+}
+
 func (s *Server) sweep() {
 	every := max(s.opts.Heartbeat/4, time.Millisecond)
 	tick := time.NewTicker(every)
@@ -196,12 +206,7 @@ func (s *Server) sweep() {
 				due = append(due, ls)
 			}
 			s.liveMu.Unlock()
-			for _, ls := range due {
-				ls.mu.Lock()
-				ls.stopDue = true
-				ls.mu.Unlock()
-				ls.kick()
-			}
+			flag(due, func(ls *liveStream) { ls.stopDue = true })
 			return
 		case now := <-tick.C:
 			// Half a sweep early, so a stream's beat comes within a
@@ -215,12 +220,7 @@ func (s *Server) sweep() {
 				}
 			}
 			s.liveMu.Unlock()
-			for _, ls := range due {
-				ls.mu.Lock()
-				ls.beatDue = true
-				ls.mu.Unlock()
-				ls.kick()
-			}
+			flag(due, func(ls *liveStream) { ls.beatDue = true })
 			clear(due)
 			due = due[:0]
 		}
@@ -309,25 +309,37 @@ func (s *Server) streamSSEConn(conn net.Conn, pipelined int, h http.Header, hell
 	h.Write(&head)
 	head.WriteString("\r\n")
 	appendChunk(&head, hello)
-	if pipelined > 0 || out.send(head.Bytes()) != nil {
+	if pipelined > 0 {
 		// A client that sends more after a stream request is not one
 		// this server speaks to.
 		conn.Close()
 		s.dropListener(ls)
 		return nil
 	}
-	if err := ls.c.runReplay(func(ev *fanout.Event) error { return out.events([]*fanout.Event{ev}, ls.c, true) }); err != nil {
-		conn.Close()
-		s.dropListener(ls)
+	if !s.startHijacked(conn, head.Bytes(), out, out.send, ls) {
 		return nil
 	}
-	ls.out = out
-	s.goLive(ls)
 	go watchClose(conn, ls)
 	// This goroutine is the writer until the queue is first empty; then
 	// net/http's goroutine ends, and writers start as events come.
 	ls.pump()
 	return nil
+}
+
+// startHijacked writes head on a connection taken over from net/http,
+// replays what the stream's cursor asks for, and puts the stream live on
+// out. When the client is gone it closes the connection, gives back what
+// the stream held and says false.
+func (s *Server) startHijacked(conn net.Conn, head []byte, out streamOut, send func([]byte) error, ls *liveStream) bool {
+	if send(head) != nil ||
+		ls.c.runReplay(func(ev *fanout.Event) error { return out.events([]*fanout.Event{ev}, ls.c, true) }) != nil {
+		conn.Close()
+		s.dropListener(ls)
+		return false
+	}
+	ls.out = out
+	s.goLive(ls)
+	return true
 }
 
 // watchClose reads until the client goes away, with a stack as shallow as

@@ -77,18 +77,9 @@ func (s *Server) streamWebSocket(w http.ResponseWriter, r *http.Request, ls *liv
 	h.Write(&head)
 	head.WriteString("\r\n")
 	out := &wsConn{conn: conn, ls: ls}
-	if out.send(head.Bytes()) != nil {
-		conn.Close()
-		s.dropListener(ls)
+	if !s.startHijacked(conn, head.Bytes(), out, out.send, ls) {
 		return nil
 	}
-	if err := ls.c.runReplay(func(ev *fanout.Event) error { return out.events([]*fanout.Event{ev}, ls.c, true) }); err != nil {
-		conn.Close()
-		s.dropListener(ls)
-		return nil
-	}
-	ls.out = out
-	s.goLive(ls)
 	go out.read(early)
 	ls.pump()
 	return nil
