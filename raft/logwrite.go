@@ -6,11 +6,10 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // writeGate is the Raft log as the leader's log writes see it: it tells
-// the batch loop when a write (BoltDB's commit, two fsyncs) starts and
+// the batch loop when a write (an append and an fsync) starts and
 // ends, so that the next entry is built once the write ends.
 //
 // Raft's leader loop writes one dispatch at a time and blocks while it
@@ -23,7 +22,9 @@ import (
 // command that queued during it into the next fsync: batches sized by
 // load, not by chance.
 type writeGate struct {
-	*raftboltdb.BoltStore
+	// The WAL itself, not an interface: Raft asks the log it writes
+	// whether it is monotonic (IsMonotonic), and must hear yes.
+	*walLog
 	mu      sync.Mutex
 	started uint64        // log writes started so far
 	busy    bool          // a write is under way
@@ -33,8 +34,8 @@ type writeGate struct {
 	hold atomic.Pointer[func()]
 }
 
-func newWriteGate(b *raftboltdb.BoltStore) *writeGate {
-	return &writeGate{BoltStore: b, changed: make(chan struct{})}
+func newWriteGate(w *walLog) *writeGate {
+	return &writeGate{walLog: w, changed: make(chan struct{})}
 }
 
 // StoreLog and StoreLogs are the only log writes on the commit path.
@@ -46,7 +47,7 @@ func (g *writeGate) StoreLogs(logs []*hraft.Log) error {
 	if h := g.hold.Load(); h != nil {
 		(*h)()
 	}
-	return g.BoltStore.StoreLogs(logs)
+	return g.WAL.StoreLogs(logs)
 }
 
 func (g *writeGate) set(busy bool) {

@@ -15,7 +15,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/go-hclog"
 	hraft "github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/herald-notify/herald/resource"
 )
@@ -36,7 +35,7 @@ var (
 
 // Options configure a Store.
 type Options struct {
-	Dir       string // holds badger/, raft.db and snapshots/
+	Dir       string // holds badger/, raft-wal/ and snapshots/
 	NodeID    string
 	RaftAddr  string // bind and advertise address of the Raft transport
 	Bootstrap bool   // form a one-node cluster if there is no Raft state yet
@@ -84,7 +83,7 @@ type Store struct {
 	raft     *hraft.Raft
 	fsm      *FSM
 	db       *badger.DB
-	logStore *raftboltdb.BoltStore
+	logStore *walLog
 	// gate is the log store as Raft writes it (logwrite.go).
 	gate      *writeGate
 	transport *hraft.NetworkTransport
@@ -194,15 +193,15 @@ func (s *Store) startRaft() error {
 	fsm.disk = s.disk
 	s.disk.stop = s.closing
 	s.fsm = fsm
-	s.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(o.Dir, "raft.db")})
-	if err != nil {
-		return fmt.Errorf("open raft log: %w", err)
-	}
 	// JSON lines, so that the bridge reads raft's fields rather than
 	// parsing its text (raftlog.go).
 	s.rlog = newRaftLog(o.Logger, time.Minute, s.servers)
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: s.rlog,
 		JSONFormat: true, DisableTime: true})
+	s.logStore, err = openLogStore(o.Dir, hlog)
+	if err != nil {
+		return fmt.Errorf("open raft log: %w", err)
+	}
 	snaps, err := hraft.NewFileSnapshotStoreWithLogger(filepath.Join(o.Dir, "snapshots"), 2, hlog)
 	if err != nil {
 		return err
@@ -750,7 +749,7 @@ func (s *Store) observePeers() {
 // the state is loaded into Badger and the Raft log starts fresh, so the node
 // comes up as a new one-node cluster holding the backup's data.
 func Restore(dir string, r io.Reader) error {
-	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err == nil {
+	if hasLog(dir) {
 		return fmt.Errorf("%s already holds a node's data; restore needs an empty directory", dir)
 	}
 	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "badger")).WithLogger(nil))

@@ -1,0 +1,146 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/migrate"
+)
+
+// The Raft log (and Raft's term and vote) live in a segmented write-ahead
+// log: an append is one write and one fsync of a preallocated file.
+// BoltDB, the log of earlier versions, commits with two fsyncs and writes
+// its B+tree pages all over a growing file; its commit was most of the
+// leader loop's time under load (2.9 ms an entry against 0.35 ms for an
+// append and fsync on the same disk), and the leader loop writes the log
+// one entry at a time, so it set both the rate and the acknowledgement
+// latency of every write.
+const (
+	walDirName  = "raft-wal"
+	boltLogName = "raft.db" // the log before raft-wal; moved on the first start
+	// walSegmentSize is how much each log segment preallocates. Smaller
+	// than raft-wal's 64 MiB so that a small node's disk holds less log
+	// beyond what compaction keeps, and a new segment's preallocation
+	// asks less of a nearly full disk.
+	walSegmentSize = 16 << 20
+)
+
+// walLog is an open write-ahead log with the metadata store it keeps its
+// segment list and Raft's term and vote in. The WAL's Close leaves that
+// store (a BoltDB file) open and locked, so a log reopened in the same
+// process (a restart of the store, the move below) would wait for the lock
+// forever; Close here closes both.
+type walLog struct {
+	*raftwal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+func openWAL(dir string, log hclog.Logger) (*walLog, error) {
+	meta := &metadb.BoltMetaDB{}
+	w, err := raftwal.Open(dir, raftwal.WithLogger(log.Named("wal")), raftwal.WithSegmentSize(walSegmentSize),
+		raftwal.WithMetaStore(meta))
+	if err != nil {
+		return nil, errors.Join(err, meta.Close())
+	}
+	return &walLog{WAL: w, meta: meta}, nil
+}
+
+func (l *walLog) Close() error {
+	return errors.Join(l.WAL.Close(), l.meta.Close())
+}
+
+// hasLog reports whether dir holds a node's Raft log, in either form.
+func hasLog(dir string) bool {
+	for _, name := range []string{walDirName, boltLogName} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// openLogStore opens the node's Raft log in dir, moving a BoltDB log of an
+// earlier version into a new write-ahead log first.
+func openLogStore(dir string, log hclog.Logger) (*walLog, error) {
+	wal := filepath.Join(dir, walDirName)
+	bolt := filepath.Join(dir, boltLogName)
+	_, err := os.Stat(wal)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if _, err := os.Stat(bolt); err == nil {
+			if err := migrateBoltLog(dir, log); err != nil {
+				return nil, fmt.Errorf("move the raft log from %s to %s/: %w", boltLogName, walDirName, err)
+			}
+		} else if err := os.Mkdir(wal, 0o700); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	}
+	w, err := openWAL(wal, log)
+	if err != nil {
+		return nil, err
+	}
+	// A move that stopped after the new log was in place but before the
+	// old one was removed: the new one is complete, so finish the move.
+	if err := os.Remove(bolt); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// migrateBoltLog copies raft.db into a write-ahead log built beside it and
+// renames that into place, so that a crash at any point leaves either the
+// old log alone (a half-built copy is started over) or the new one whole.
+func migrateBoltLog(dir string, log hclog.Logger) error {
+	tmp := filepath.Join(dir, walDirName+".new")
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return err
+	}
+	src, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, boltLogName)})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := openWAL(tmp, log)
+	if err != nil {
+		return err
+	}
+	first, _ := src.FirstIndex()
+	last, _ := src.LastIndex()
+	log.Info("moving the raft log to a write-ahead log", "first_index", first, "last_index", last)
+	ctx := context.Background()
+	err = migrate.CopyLogs(ctx, dst, src, 1<<20, nil)
+	if err == nil {
+		err = migrate.CopyStable(ctx, dst, src, nil, nil, nil)
+	}
+	if err = errors.Join(err, dst.Close()); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, walDirName)); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a rename or removal in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
+}
