@@ -139,6 +139,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(b)
 }
 
+// writeBody writes b, already JSON, as writeJSON would write its value.
+func writeBody(w http.ResponseWriter, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
 // isUnauthenticated reports whether err is the 401 of a missing, unknown or
 // expired credential.
 func isUnauthenticated(err error) bool {

@@ -93,7 +93,11 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, in *resource.Notif
 	} else {
 		s.metrics.notifications.WithLabelValues("replaced").Inc()
 	}
-	writeJSON(w, status, res.Notification)
+	if res.Encoded != nil {
+		writeBody(w, status, res.Encoded)
+	} else {
+		writeJSON(w, status, res.Notification)
+	}
 	return nil
 }
 

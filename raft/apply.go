@@ -441,9 +441,6 @@ func (t *tx) deleteSub(uid, sid string) Result {
 func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) {
 	t.seq++
 	n.Seq = t.seq
-	if typ != resource.ChangeExpired {
-		t.putNotif(n)
-	}
 	ch := resource.Change{Seq: t.seq, UserID: n.UserID, Type: typ, NotificationID: n.ID,
 		TargetHostName: n.TargetHostName, PlatformTypes: n.TargetPolicy.PlatformTypes}
 	var err error
@@ -457,10 +454,15 @@ func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) {
 		ch.Data, err = json.Marshal(resource.Removed{ID: n.ID, Removed: resource.RemovedReason{Reason: reason}})
 	}
 	t.must(err)
-	b, err := json.Marshal(ch)
-	t.must(err)
+	if typ != resource.ChangeExpired {
+		if typ == resource.ChangeDeleted {
+			t.putNotif(n)
+		} else {
+			t.set(notifKey(n.UserID, n.ID), encodeRecord(ch.Data, n))
+		}
+	}
 	key := changeKey(n.UserID, t.seq)
-	t.set(key, b)
+	t.set(key, encodeChange(&ch))
 	t.set(changeTimeKey(now/int64(time.Millisecond), n.UserID, t.seq), nil)
 	t.changes = append(t.changes, ch)
 	if typ != resource.ChangeExpired {
@@ -495,7 +497,7 @@ func (t *tx) send(c *Command) Result {
 	}
 	t.addNotifications(n.UserID, 1)
 	t.record(c.Now, resource.ChangeCreated, n)
-	return ok(SendResult{Notification: n.Notification, Created: true})
+	return ok(SendResult{Notification: n.Notification, Created: true, Encoded: t.changes[len(t.changes)-1].Data})
 }
 
 // replace gives an earlier notification new content and keeps its id and
@@ -508,7 +510,7 @@ func (t *tx) replace(c *Command, old *resource.NotificationRecord) Result {
 	n.CreatedDateTime = old.CreatedDateTime
 	t.set(expiryKey(n.ExpirationDateTime.UnixMilli(), n.UserID, n.ID), nil)
 	t.record(c.Now, resource.ChangeUpdated, n)
-	return ok(SendResult{Notification: n.Notification})
+	return ok(SendResult{Notification: n.Notification, Encoded: t.changes[len(t.changes)-1].Data})
 }
 
 func (t *tx) patchNotif(c *Command) Result {

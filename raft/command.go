@@ -127,6 +127,10 @@ type TokenGrant struct {
 type SendResult struct {
 	Notification resource.Notification
 	Created      bool
+	// Encoded is Notification as JSON, the bytes the change carries, so
+	// that the response is not encoded again. Only on the node that
+	// applied the command: a forwarded result leaves it out.
+	Encoded []byte `json:"-"`
 }
 
 // check refuses a command without the fields its op needs. A malformed

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -46,9 +47,28 @@ type AuditRecord struct {
 }
 
 // AuditID is the id of a new audit record: its time in milliseconds (hex,
-// so ids sort by time) and 64 random bits.
+// so ids sort by time), a count of the ids this process made in that
+// millisecond, and 64 random bits. The count keeps one node's records in
+// the order they happened when several share a millisecond, which a fast
+// log write makes common (records of different nodes in one millisecond
+// may still sort either way).
 func AuditID(at time.Time) string {
-	return fmt.Sprintf("%016x-%s", uint64(at.UnixMilli()), NewSecret(8))
+	ms := at.UnixMilli()
+	auditSeq.Lock()
+	if ms != auditSeq.ms {
+		auditSeq.ms, auditSeq.n = ms, 0
+	} else {
+		auditSeq.n++
+	}
+	n := auditSeq.n
+	auditSeq.Unlock()
+	return fmt.Sprintf("%016x-%06d%s", uint64(ms), n%1000000, NewSecret(8))
+}
+
+var auditSeq struct {
+	sync.Mutex
+	ms int64
+	n  int
 }
 
 // AggregateAuditID is the id shared by every event of one kind, actor name
