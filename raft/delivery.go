@@ -50,7 +50,8 @@ func (t *tx) fanout(now int64, n *resource.NotificationRecord, typ string) {
 			continue
 		}
 		var d resource.DeliveryRecord
-		if !t.getJSON(deliveryKey(n.UserID, n.ID, s.ID), &d) {
+		// A created notification has a new id, so no record yet: skip the read.
+		if typ == resource.ChangeCreated || !t.getJSON(deliveryKey(n.UserID, n.ID, s.ID), &d) {
 			d = resource.DeliveryRecord{Delivery: resource.Delivery{SubscriptionID: s.ID,
 				ChannelType: s.Channel.Type, PlatformType: s.PlatformType},
 				UserID: n.UserID, NotificationID: n.ID, Host: s.Channel.Host()}
