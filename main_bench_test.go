@@ -133,6 +133,9 @@ func TestBenchScenariosTiny(t *testing.T) {
 				if res["batchEntries"].(float64) <= 0 || res["batchMean"].(float64) < 1 {
 					t.Errorf("no group commit measured: %v", res)
 				}
+				if mib, _ := res["logMiBAfter"].(float64); mib <= 0 {
+					t.Errorf("no raft log measured: %v", res)
+				}
 			case "ingest-cluster":
 				if res["nodes"] != 3.0 || len(res["rssNodesMiB"].([]any)) != 3 || res["forwardBatchMean"].(float64) < 1 {
 					t.Errorf("cluster: nodes %v, rssNodesMiB %v, forwardBatchMean %v", res["nodes"], res["rssNodesMiB"], res["forwardBatchMean"])

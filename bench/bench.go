@@ -173,22 +173,28 @@ type Result struct {
 	AckP99Ms float64 `json:"ackP99Ms,omitempty"`
 	// Group commit: commands per Raft entry, from the leader's
 	// herald_raft_batch_commands histogram over the load.
-	BatchEntries  float64  `json:"batchEntries,omitempty"`
-	BatchMean     float64  `json:"batchMean,omitempty"`
-	BatchP50      float64  `json:"batchP50,omitempty"`
-	BatchP99      float64  `json:"batchP99,omitempty"`
-	Batches       []bucket `json:"batches,omitempty"`
-	ApplyMeanMs   float64  `json:"applyMeanMs,omitempty"`
-	ForwardMean   float64  `json:"forwardBatchMean,omitempty"`
-	DeltaRate     float64  `json:"deltaRate,omitempty"`
-	DeltaP50Ms    float64  `json:"deltaP50Ms,omitempty"`
-	DeltaP99Ms    float64  `json:"deltaP99Ms,omitempty"`
-	DeltaMaxMs    float64  `json:"deltaMaxMs,omitempty"`
-	PageBytes     int      `json:"pageBytes,omitempty"`
-	Decrypted     int64    `json:"decrypted,omitempty"`
-	SetupSeconds  float64  `json:"setupSeconds"`
-	StartSeconds  float64  `json:"startSeconds,omitempty"`
-	OpenedSeconds float64  `json:"openedSeconds,omitempty"`
+	BatchEntries float64  `json:"batchEntries,omitempty"`
+	BatchMean    float64  `json:"batchMean,omitempty"`
+	BatchP50     float64  `json:"batchP50,omitempty"`
+	BatchP99     float64  `json:"batchP99,omitempty"`
+	Batches      []bucket `json:"batches,omitempty"`
+	ApplyMeanMs  float64  `json:"applyMeanMs,omitempty"`
+	ForwardMean  float64  `json:"forwardBatchMean,omitempty"`
+	// The Raft log over the load, from the node that snapshotted most:
+	// entries its snapshots compacted away, and its log (entries after
+	// the newest snapshot, disk) once the load ended.
+	LogCompacted  float64 `json:"logCompactedEntries,omitempty"`
+	LogEntries    float64 `json:"logEntriesAfter,omitempty"`
+	LogMiB        float64 `json:"logMiBAfter,omitempty"`
+	DeltaRate     float64 `json:"deltaRate,omitempty"`
+	DeltaP50Ms    float64 `json:"deltaP50Ms,omitempty"`
+	DeltaP99Ms    float64 `json:"deltaP99Ms,omitempty"`
+	DeltaMaxMs    float64 `json:"deltaMaxMs,omitempty"`
+	PageBytes     int     `json:"pageBytes,omitempty"`
+	Decrypted     int64   `json:"decrypted,omitempty"`
+	SetupSeconds  float64 `json:"setupSeconds"`
+	StartSeconds  float64 `json:"startSeconds,omitempty"`
+	OpenedSeconds float64 `json:"openedSeconds,omitempty"`
 }
 
 // env is where a run sends its load: the nodes, an admin, and what to

@@ -107,4 +107,11 @@ func groupCommit(res *Result, before, after []metrics) {
 	res.Batches = batch.buckets()
 	res.ApplyMeanMs = apply.mean() * 1000
 	res.ForwardMean = fwd.mean()
+	for i := range before {
+		if d := after[i]["herald_raft_snapshot_index"] - before[i]["herald_raft_snapshot_index"]; d >= res.LogCompacted {
+			res.LogCompacted = d
+			res.LogEntries = after[i]["herald_raft_log_entries"]
+			res.LogMiB = after[i]["herald_raft_log_bytes"] / (1 << 20)
+		}
+	}
 }

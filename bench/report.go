@@ -56,6 +56,8 @@ func (r *Result) WriteTable(w io.Writer) error {
 		if r.ForwardMean > 0 {
 			row("forwarded", "%.1f commands per forwarded batch", r.ForwardMean)
 		}
+		row("raft log", "%.0f entries compacted into snapshots during the load; after it %.0f entries, %.1f MiB",
+			r.LogCompacted, r.LogEntries, r.LogMiB)
 	}
 	if r.DeltaRate > 0 {
 		row("deltas", "%s pages/s; p50 %.2f  p99 %.2f  max %.2f ms", num(r.DeltaRate), r.DeltaP50Ms, r.DeltaP99Ms, r.DeltaMaxMs)

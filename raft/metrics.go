@@ -45,6 +45,15 @@ func (s *Store) Metrics() []prometheus.Collector {
 				}
 				return time.Since(last).Seconds()
 			}),
+		// The log since the newest snapshot is what a restart replays and
+		// what compaction removes: it should fall back every
+		// --raft-snapshot-threshold entries, also under load.
+		gauge("herald_raft_snapshot_index", "Raft index of this node's newest snapshot; the log up to it is compacted.",
+			func() float64 { return float64(s.LogStats().SnapshotIndex) }),
+		gauge("herald_raft_log_entries", "Raft log entries after the newest snapshot (what a restart replays).",
+			func() float64 { return float64(s.LogStats().SinceSnapshot) }),
+		gauge("herald_raft_log_bytes", "Disk used by the Raft log (raft-wal/).",
+			func() float64 { return float64(dirUsage(filepath.Join(s.opts.Dir, walDirName), "")) }),
 		gauge("herald_badger_lsm_bytes", "Disk used by Badger's LSM tree (.sst tables).",
 			func() float64 { return float64(s.badgerUsage(".sst")) }),
 		gauge("herald_badger_vlog_bytes", "Disk used by Badger's value log (.vlog files).",
@@ -55,10 +64,14 @@ func (s *Store) Metrics() []prometheus.Collector {
 }
 
 // badgerUsage sums the blocks used by Badger's files with extension ext.
-func (s *Store) badgerUsage(ext string) int64 {
+func (s *Store) badgerUsage(ext string) int64 { return dirUsage(s.db.Opts().Dir, ext) }
+
+// dirUsage sums the blocks used by the files under dir with extension ext,
+// or by all of them when ext is empty.
+func dirUsage(dir, ext string) int64 {
 	var n int64
-	filepath.WalkDir(s.db.Opts().Dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || filepath.Ext(path) != ext {
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || (ext != "" && filepath.Ext(path) != ext) {
 			return nil // a file compacted away mid-walk is simply not counted
 		}
 		info, err := d.Info()
