@@ -207,11 +207,12 @@ func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
-	hash := dummyHash
+	var hash string
 	if found && strings.EqualFold(u.UserPrincipalName, name) {
 		hash = u.PasswordHash
 	} else {
-		found = false
+		// Same cost as a real check (credential.DecoyHash).
+		hash, found = credential.DecoyHash(), false
 	}
 	ok, err := s.hashes.Check(r.Context(), hash, pw)
 	if err != nil {
