@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // DefaultMemory is Badger's share of memory when none is set: sized for a
@@ -62,5 +63,14 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 		// garbage-collected in smaller steps. Badger wants the threshold
 		// under its largest write batch, 15% of a memtable.
 		WithValueThreshold(min(1<<20, memtable/8)).
-		WithValueLogFileSize(64 << 20)
+		WithValueLogFileSize(64 << 20).
+		// ZSTD at its fastest level instead of Badger's default Snappy:
+		// notifications are small JSON records that share most of their
+		// keys and wording, which ZSTD's entropy coding packs far tighter,
+		// for compaction CPU that is still small beside the Raft path.
+		// The manifest records each table's codec, so tables written
+		// with Snappy before stay readable (memory_test.go) and turn into
+		// ZSTD ones as compactions rewrite them.
+		WithCompression(options.ZSTD).
+		WithZSTDCompressionLevel(1)
 }
