@@ -74,3 +74,17 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 		WithCompression(options.ZSTD).
 		WithZSTDCompressionLevel(1)
 }
+
+// GoMemoryLimit is the Go runtime's soft memory limit for a node whose
+// Badger budget is budget bytes: the budget twice over (the memtables and
+// caches live in Go's heap, and the collector lets a heap grow to about
+// twice what it keeps) plus 24 MiB for the rest of the server. Under it the
+// collector works harder rather than let garbage from a burst (a write load,
+// sign-ins) raise resident memory far beyond what is live. It is a soft
+// limit: live data above it is never refused, only collected more often.
+func GoMemoryLimit(budget uint64) int64 {
+	if budget == 0 {
+		budget = DefaultMemory
+	}
+	return int64(2*budget + 24<<20)
+}

@@ -121,3 +121,19 @@ func TestSnappyTablesStayReadableUnderZSTD(t *testing.T) {
 	}
 	checkRecords(t, db, 6000)
 }
+
+func TestGoMemoryLimitFollowsTheBudget(t *testing.T) {
+	for _, c := range []struct {
+		budget uint64
+		want   int64
+	}{
+		{0, 2*DefaultMemory + 24<<20},
+		{DefaultMemory, 152 << 20},
+		{16 << 20, 56 << 20},
+		{1 << 30, 2<<30 + 24<<20},
+	} {
+		if got := GoMemoryLimit(c.budget); got != c.want {
+			t.Errorf("GoMemoryLimit(%d MiB) = %d MiB, want %d MiB", c.budget>>20, got>>20, c.want>>20)
+		}
+	}
+}
