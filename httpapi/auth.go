@@ -258,7 +258,7 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 		if !found || u.UserPrincipalName != name && !strings.EqualFold(u.UserPrincipalName, name) {
 			// Same cost as a real check, and through the same pool, so
 			// unknown names are bounded like known ones.
-			if _, err := s.hashes.Check(r.Context(), credential.DecoyHash(), pw); err != nil {
+			if err := s.hashes.CheckDecoy(r.Context(), pw); err != nil {
 				return nil, hashingErr(err)
 			}
 			s.signInFailed(r, name, now)
