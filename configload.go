@@ -104,7 +104,7 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catNode, "shutdown-timeout", "how long a graceful shutdown may take", func(c *node.Config) *time.Duration { return &c.ShutdownTimeout }),
 		bindFlag(catNode, "stream-heartbeat", "interval of keep-alive comments on live streams", func(c *node.Config) *time.Duration { return &c.StreamHeartbeat }),
 		bindFlag(catNode, "disk-reserve", "free space `SIZE` (512MiB, 2%, or 256MiB,2% for the larger) below which the data directory's disk counts as full and writes get 507", func(c *node.Config) *string { return &c.DiskReserve }),
-		bindFlag(catNode, "memory", "`SIZE` of the storage engine's memtables and caches (at least 16MiB); the process needs about 30 MiB more", func(c *node.Config) *string { return &c.Memory }),
+		bindFlag(catNode, "memory", "`SIZE` of the storage engine's memtables and caches (at least 16MiB); serve sets Go's memory limit to twice it plus 24MiB unless GOMEMLIMIT is set", func(c *node.Config) *string { return &c.Memory }),
 		bindFlag(catNode, "audit-retention", "how long the audit log keeps a record (0 keeps every record)", func(c *node.Config) *time.Duration { return &c.AuditRetention }),
 		bindFlag(catNode, "purge-interval", "how often the leader purges expired notifications", func(c *node.Config) *time.Duration { return &c.PurgeInterval }),
 

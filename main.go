@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -184,7 +185,15 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			defer release()
-			logger.Info("herald starting", "version", readBuildVersion().Short(), "data_dir", cfg.DataDir)
+			limit, set, err := memoryLimit(cfg.Memory, os.Getenv) // memlimit.go
+			if err != nil {
+				return err
+			}
+			if set {
+				debug.SetMemoryLimit(limit)
+			}
+			logger.Info("herald starting", "version", readBuildVersion().Short(), "data_dir", cfg.DataDir,
+				"go_memory_limit_mib", debug.SetMemoryLimit(-1)>>20)
 			err = node.Run(c.Context, cfg, logger)
 			if errors.Is(err, syscall.EADDRINUSE) {
 				// Most often a second node on one machine that kept the

@@ -59,3 +59,10 @@ func (p *Pool) Check(ctx context.Context, encoded, pw string) (bool, error) {
 	err := p.Do(ctx, func() { ok = CheckPassword(encoded, pw) })
 	return ok, err
 }
+
+// CheckDecoy checks pw against DecoyHash on a worker of the pool, for a
+// sign-in of an unknown name; the first call also makes the decoy there,
+// so that it too counts against the bound.
+func (p *Pool) CheckDecoy(ctx context.Context, pw string) error {
+	return p.Do(ctx, func() { CheckPassword(DecoyHash(), pw) })
+}

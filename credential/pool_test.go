@@ -94,3 +94,23 @@ func poll(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A sign-in of an unknown name checks the decoy on a worker of the pool,
+// so it is refused like any other check when the pool is full.
+func TestCheckDecoyRunsInThePool(t *testing.T) {
+	p := NewPool(1, 0)
+	before := Derivations()
+	if err := p.CheckDecoy(context.Background(), "guess"); err != nil {
+		t.Fatal(err)
+	}
+	if Derivations() == before {
+		t.Fatal("CheckDecoy ran no hash")
+	}
+	hold, release := make(chan struct{}), make(chan struct{})
+	go p.Do(context.Background(), func() { close(hold); <-release })
+	<-hold
+	defer close(release)
+	if err := p.CheckDecoy(context.Background(), "guess"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("CheckDecoy on a full pool: %v, want ErrBusy", err)
+	}
+}

@@ -207,13 +207,13 @@ func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
-	hash := dummyHash
+	var ok bool
 	if found && strings.EqualFold(u.UserPrincipalName, name) {
-		hash = u.PasswordHash
+		ok, err = s.hashes.Check(r.Context(), u.PasswordHash, pw)
 	} else {
-		found = false
+		// Same cost as a real check, through the same pool.
+		found, err = false, s.hashes.CheckDecoy(r.Context(), pw)
 	}
-	ok, err := s.hashes.Check(r.Context(), hash, pw)
 	if err != nil {
 		return nil, hashingErr(err)
 	}

@@ -164,23 +164,26 @@ func (t *tx) deleteUser(uid string) Result {
 		return fail(resource.NotFound("user"))
 	}
 	t.deleteTokensOf(uid)
-	for _, k := range t.keys([]byte("us/"+uid+"/"), 0) {
+	t.eachKey([]byte("us/"+uid+"/"), func(k []byte) {
 		t.deleteSub(uid, string(k[len("us/"+uid+"/"):]))
-	}
-	for _, k := range t.keys(notifPrefix(uid), 0) {
+	})
+	t.eachKey(notifPrefix(uid), func(k []byte) {
 		var n resource.NotificationRecord
 		if t.getJSON(k, &n) {
 			t.del(expiryKey(n.ExpirationDateTime.UnixMilli(), uid, n.ID))
 			if n.AppNotificationID != "" {
 				t.del(appNotifKey(uid, n.AppID, n.AppNotificationID))
 			}
-			t.deleteDeliveries(uid, n.ID)
 		}
 		t.del(k)
-	}
-	for _, k := range t.keys(changePrefix(uid), 0) {
-		t.del(k)
-	}
+	})
+	// The delivery records and their pending index go by the user's
+	// prefix, not notification by notification: each prefix scan in a
+	// write transaction sorts its pending writes, and one per notification
+	// made deleting a user with 50,000 notifications take over a minute.
+	t.eachKey([]byte("d/"+uid+"/"), t.del)
+	t.eachKey([]byte("dp/"+uid+"/"), t.del)
+	t.eachKey(changePrefix(uid), t.del)
 	t.del(changeTrimKey(uid))
 	t.del(countersKey(uid))
 	delete(t.subs, uid)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // DefaultMemory is Badger's share of memory when none is set: sized for a
@@ -62,5 +63,28 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 		// garbage-collected in smaller steps. Badger wants the threshold
 		// under its largest write batch, 15% of a memtable.
 		WithValueThreshold(min(1<<20, memtable/8)).
-		WithValueLogFileSize(64 << 20)
+		WithValueLogFileSize(64 << 20).
+		// ZSTD at its fastest level instead of Badger's default Snappy:
+		// notifications are small JSON records that share most of their
+		// keys and wording, which ZSTD's entropy coding packs far tighter,
+		// for compaction CPU that is still small beside the Raft path.
+		// The manifest records each table's codec, so tables written
+		// with Snappy before stay readable (memory_test.go) and turn into
+		// ZSTD ones as compactions rewrite them.
+		WithCompression(options.ZSTD).
+		WithZSTDCompressionLevel(1)
+}
+
+// GoMemoryLimit is the Go runtime's soft memory limit for a node whose
+// Badger budget is budget bytes: the budget twice over (the memtables and
+// caches live in Go's heap, and the collector lets a heap grow to about
+// twice what it keeps) plus 24 MiB for the rest of the server. Under it the
+// collector works harder rather than let garbage from a burst (a write load,
+// sign-ins) raise resident memory far beyond what is live. It is a soft
+// limit: live data above it is never refused, only collected more often.
+func GoMemoryLimit(budget uint64) int64 {
+	if budget == 0 {
+		budget = DefaultMemory
+	}
+	return int64(2*budget + 24<<20)
 }

@@ -752,7 +752,7 @@ func Restore(dir string, r io.Reader) error {
 	if hasLog(dir) {
 		return fmt.Errorf("%s already holds a node's data; restore needs an empty directory", dir)
 	}
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "badger")).WithLogger(nil))
+	db, err := badger.Open(badgerOptions(dir, DefaultMemory)) // as the node will open it
 	if err != nil {
 		return err
 	}

@@ -177,17 +177,50 @@ func getValue(txn *badger.Txn, key []byte) ([]byte, bool, error) {
 }
 
 func scanKeys(txn *badger.Txn, prefix []byte, limit int) [][]byte {
+	return scanKeysFrom(txn, prefix, prefix, limit)
+}
+
+// scanKeysFrom is scanKeys starting at from (at or after prefix). Each key
+// is a fresh copy: the transaction keeps the slices given to Delete and Set
+// until it commits, so they must not be reused.
+func scanKeysFrom(txn *badger.Txn, prefix, from []byte, limit int) [][]byte {
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchValues = false
 	opts.Prefix = prefix
 	it := txn.NewIterator(opts)
 	defer it.Close()
 	var out [][]byte
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+	for it.Seek(from); it.ValidForPrefix(prefix); it.Next() {
 		out = append(out, it.Item().KeyCopy(nil))
 		if limit > 0 && len(out) >= limit {
 			break
 		}
 	}
 	return out
+}
+
+// keysPage is how many keys eachKey holds at once.
+const keysPage = 512
+
+// eachKey calls fn with every key under prefix in order, as keys would
+// list them, but reads them a page at a time: deleting a user with 100,000
+// notifications held every key of them at once (19 MB) before. fn may
+// delete or overwrite the key it is given and write elsewhere, the
+// transaction may be committed and renewed under it (flush), and each page
+// is read afresh from just after the last key of the page before; fn must
+// not add keys under prefix, which a later page would then see. The calls
+// are the same as over keys' list, so the writes, and Apply, stay
+// deterministic.
+func (t *tx) eachKey(prefix []byte, fn func(k []byte)) {
+	for from := prefix; ; {
+		page := scanKeysFrom(t.txn, prefix, from, keysPage)
+		for _, k := range page {
+			fn(k)
+		}
+		if len(page) < keysPage {
+			return
+		}
+		// The smallest key after the page's last one.
+		from = append(append([]byte(nil), page[len(page)-1]...), 0)
+	}
 }
