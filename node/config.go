@@ -244,7 +244,7 @@ func DefaultConfig() Config {
 			// while a loaded LAN node still answers heartbeats in time.
 			HeartbeatTimeout:  500 * time.Millisecond,
 			ElectionTimeout:   500 * time.Millisecond,
-			SnapshotInterval:  2 * time.Minute,
+			SnapshotInterval:  10 * time.Second,
 			SnapshotThreshold: 8192,
 			PeerDownAfter:     10 * time.Second,
 		},

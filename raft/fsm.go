@@ -20,6 +20,8 @@ import (
 // applied index is stored with the data, so a restart replays only the log
 // entries Badger has not seen and never reloads a snapshot it does not need.
 type FSM struct {
+	// hold, when set, runs before each ApplyBatch (tests hold the apply).
+	hold     atomic.Pointer[func()]
 	db       *badger.DB
 	applied  atomic.Uint64
 	onChange func([]resource.Change)
@@ -86,6 +88,9 @@ func (f *FSM) Apply(l *hraft.Log) any { return f.ApplyBatch([]*hraft.Log{l})[0] 
 // The applied index moves only once its entry is committed: reads that
 // wait for an index (readindex.go) then find its effects.
 func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
+	if h := f.hold.Load(); h != nil {
+		(*h)() // tests: hold the apply
+	}
 	out := make([]any, len(logs))
 	applied := f.applied.Load()
 	var need uint64

@@ -90,6 +90,10 @@ type Store struct {
 
 	proposals chan *proposal
 	inflight  chan *inflight
+	// unapplied counts entries handed to Raft whose results are not back;
+	// applied is signalled each time one comes back (group commit).
+	unapplied atomic.Int64
+	applied   chan struct{}
 	closing   chan struct{}
 	stopped   chan struct{} // closed once no proposal will be answered
 	wg        sync.WaitGroup
@@ -127,6 +131,16 @@ type inflight struct {
 // transport's and Badger's size limits (a command is at most ~70 KiB).
 const maxBatch = 128
 
+// maxUnapplied bounds the entries between Raft and their results: one
+// being applied and the next being written and committed. Without it the
+// loop hands Raft a new entry at every log write, and with a log write of
+// a third of a millisecond that is one entry per command even under load;
+// every entry costs the leader, the FSM and (in a cluster) the followers
+// its own overhead. Bounded, the commands that arrive while an entry is
+// applied go into the next one: batches grow with the load, and an idle
+// node still writes a lone command at once.
+const maxUnapplied = 2
+
 // Open opens (or creates) the node's storage and starts Raft.
 func Open(opts Options) (*Store, error) {
 	if opts.Logger == nil {
@@ -157,6 +171,7 @@ func Open(opts Options) (*Store, error) {
 	s := &Store{opts: opts, db: db,
 		proposals: make(chan *proposal, 4096),
 		inflight:  make(chan *inflight, 64),
+		applied:   make(chan struct{}, 1),
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
 		snapAbort: make(chan struct{}), disk: disk, cache: newRecordCache()}
@@ -470,7 +485,7 @@ func (s *Store) batchLoop() {
 		}
 		// The entry is built once the log write under way ends, so that
 		// it carries every command that queued during it (logwrite.go).
-		if !s.gate.await(after, handedOver, s.IsLeader, s.closing) {
+		if !s.gate.await(after, handedOver, s.IsLeader, s.closing) || !s.awaitApplied() {
 			first.done <- Result{Err: ErrClosed}
 			s.failQueued()
 			return
@@ -498,8 +513,22 @@ func (s *Store) batchLoop() {
 		after, _, _ = s.gate.state()
 		f := s.raft.Apply(data, 10*time.Second)
 		handedOver = true
+		s.unapplied.Add(1)
 		s.inflight <- &inflight{future: f, batch: batch, start: start}
 	}
+}
+
+// awaitApplied returns once fewer than maxUnapplied entries are out; false:
+// the store is closing.
+func (s *Store) awaitApplied() bool {
+	for s.unapplied.Load() >= maxUnapplied {
+		select {
+		case <-s.applied:
+		case <-s.closing:
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Store) failQueued() {
@@ -519,6 +548,11 @@ func (s *Store) resultLoop() {
 	defer s.wg.Done()
 	for in := range s.inflight {
 		err := in.future.Error()
+		s.unapplied.Add(-1)
+		select {
+		case s.applied <- struct{}{}:
+		default:
+		}
 		if err != nil {
 			finish(in.batch, Result{Err: raftError(err)})
 			continue

@@ -243,3 +243,74 @@ func TestGroupCommitTakesWhatQueuedDuringTheLogWrite(t *testing.T) {
 		t.Fatalf("entries carried %v commands, want [1 %d]", sizes, queued)
 	}
 }
+
+// While an entry is applied, the commands that arrive go into one entry
+// once it is done, rather than one entry each at every (fast) log write.
+func TestGroupCommitTakesWhatQueuedDuringTheApply(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	s, err := Open(Options{Dir: t.TempDir(), NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
+		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, Logger: quiet,
+		ObserveBatch: func(n int, _ time.Duration) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u := newUser("batch")
+	if _, err := s.Propose(ctx, &Command{Op: OpCreateUser, User: u}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	sizes = nil
+	mu.Unlock()
+
+	held, release := make(chan struct{}), make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce() // before Close, which waits for the apply
+	var once sync.Once
+	hold := func() { once.Do(func() { close(held); <-release }) }
+	s.fsm.hold.Store(&hold)
+	var wg sync.WaitGroup
+	propose := func() {
+		defer wg.Done()
+		now := time.Now()
+		if _, err := s.Propose(ctx, sendCmd(u.ID, "app", "", now, now.Add(time.Hour))); err != nil {
+			t.Error(err)
+		}
+	}
+	wg.Add(1)
+	go propose()
+	<-held // the first entry is being applied
+	// The second goes to Raft (it may be written and committed meanwhile)...
+	wg.Add(1)
+	go propose()
+	pollUntil(t, "the second entry handed to Raft", func() error {
+		if n := s.unapplied.Load(); n != 2 {
+			return fmt.Errorf("%d entries out", n)
+		}
+		return nil
+	})
+	// ...and the rest wait for the first to be applied.
+	const queued = 20
+	wg.Add(queued)
+	for range queued {
+		go propose()
+	}
+	pollUntil(t, "the rest queued", func() error {
+		if n := len(s.proposals); n < queued-1 {
+			return fmt.Errorf("only %d proposals queued", n)
+		}
+		return nil
+	})
+	releaseOnce()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(sizes) != fmt.Sprint([]int{1, 1, queued}) {
+		t.Fatalf("entries carried %v commands, want [1 1 %d]", sizes, queued)
+	}
+}
