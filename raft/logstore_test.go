@@ -65,21 +65,6 @@ func oldDataDir(t *testing.T, users int) (dir, addr string) {
 	return dir, addr
 }
 
-func openAt(t *testing.T, dir, addr string) *Store {
-	t.Helper()
-	s, err := Open(Options{Dir: dir, NodeID: "n1", RaftAddr: addr, Bootstrap: true, Logger: quiet,
-		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // A node of an earlier version keeps everything its BoltDB log held when
 // it starts on the write-ahead log, including when the first move was cut
 // short: a half-built copy is started over, and a copy already in place
@@ -121,7 +106,7 @@ func TestBoltLogMovesToTheWriteAheadLog(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, addr := oldDataDir(t, users)
 			tc.crash(t, dir)
-			s := openAt(t, dir, addr)
+			s := openTestStoreAt(t, dir, addr, nil)
 			page, err := s.ListUsers("", 100)
 			if err != nil || len(page.Items) != users {
 				t.Fatalf("users after the move = %d, %v; want %d", len(page.Items), err, users)
@@ -139,7 +124,7 @@ func TestBoltLogMovesToTheWriteAheadLog(t *testing.T) {
 					t.Fatalf("%s after the move: %v; want it gone", name, err)
 				}
 			}
-			s = openAt(t, dir, addr)
+			s = openTestStoreAt(t, dir, addr, nil)
 			defer s.Close()
 			page, err = s.ListUsers("", 100)
 			if err != nil || len(page.Items) != users+1 {

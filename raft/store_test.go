@@ -21,7 +21,14 @@ func freeAddr(t testing.TB) string { return freeport.Addr(t) }
 
 func openTestStore(t testing.TB, dir string, onChange func([]resource.Change)) *Store {
 	t.Helper()
-	s, err := Open(Options{Dir: dir, NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
+	return openTestStoreAt(t, dir, freeAddr(t), onChange)
+}
+
+// openTestStoreAt opens the store at a Raft address of the caller's, for a
+// restart on the address the log's configuration names.
+func openTestStoreAt(t testing.TB, dir, addr string, onChange func([]resource.Change)) *Store {
+	t.Helper()
+	s, err := Open(Options{Dir: dir, NodeID: "n1", RaftAddr: addr, Bootstrap: true,
 		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
 		OnChange: onChange, Logger: quiet})
 	if err != nil {
@@ -184,27 +191,54 @@ func TestRestoreRejectsDamagedBackup(t *testing.T) {
 // Commands that queue while Raft writes an entry to its log all go into
 // the next entry, not one of them alone: the batch loop builds the next
 // entry when the write ends rather than when Raft takes the entry.
-func TestGroupCommitTakesWhatQueuedDuringTheLogWrite(t *testing.T) {
-	var mu sync.Mutex
-	var sizes []int
+// batchRig is a store with one user whose entries' command counts are
+// recorded from the moment it is returned.
+type batchRig struct {
+	*Store
+	user  *resource.UserRecord
+	mu    sync.Mutex
+	sizes []int
+}
+
+func newBatchRig(t *testing.T) *batchRig {
+	r := &batchRig{user: newUser("batch")}
+	record := false
 	s, err := Open(Options{Dir: t.TempDir(), NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
 		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, Logger: quiet,
-		ObserveBatch: func(n int, _ time.Duration) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() }})
+		ObserveBatch: func(n int, _ time.Duration) {
+			r.mu.Lock()
+			if record {
+				r.sizes = append(r.sizes, n)
+			}
+			r.mu.Unlock()
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	r.Store = s
+	t.Cleanup(func() { s.Close() })
 	ctx := context.Background()
 	if err := s.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
-	u := newUser("batch")
-	if _, err := s.Propose(ctx, &Command{Op: OpCreateUser, User: u}); err != nil {
+	if _, err := s.Propose(ctx, &Command{Op: OpCreateUser, User: r.user}); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	sizes = nil
-	mu.Unlock()
+	r.mu.Lock()
+	record = true
+	r.mu.Unlock()
+	return r
+}
+
+func (r *batchRig) batches() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fmt.Sprint(r.sizes)
+}
+
+func TestGroupCommitTakesWhatQueuedDuringTheLogWrite(t *testing.T) {
+	s := newBatchRig(t)
+	ctx, u := context.Background(), s.user
 
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -237,36 +271,16 @@ func TestGroupCommitTakesWhatQueuedDuringTheLogWrite(t *testing.T) {
 	}
 	close(release)
 	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if fmt.Sprint(sizes) != fmt.Sprint([]int{1, queued}) {
-		t.Fatalf("entries carried %v commands, want [1 %d]", sizes, queued)
+	if got := s.batches(); got != fmt.Sprint([]int{1, queued}) {
+		t.Fatalf("entries carried %v commands, want [1 %d]", got, queued)
 	}
 }
 
 // While an entry is applied, the commands that arrive go into one entry
 // once it is done, rather than one entry each at every (fast) log write.
 func TestGroupCommitTakesWhatQueuedDuringTheApply(t *testing.T) {
-	var mu sync.Mutex
-	var sizes []int
-	s, err := Open(Options{Dir: t.TempDir(), NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
-		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, Logger: quiet,
-		ObserveBatch: func(n int, _ time.Duration) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
-	if err := s.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	u := newUser("batch")
-	if _, err := s.Propose(ctx, &Command{Op: OpCreateUser, User: u}); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	sizes = nil
-	mu.Unlock()
+	s := newBatchRig(t)
+	ctx, u := context.Background(), s.user
 
 	held, release := make(chan struct{}), make(chan struct{})
 	releaseOnce := sync.OnceFunc(func() { close(release) })
@@ -308,9 +322,7 @@ func TestGroupCommitTakesWhatQueuedDuringTheApply(t *testing.T) {
 	})
 	releaseOnce()
 	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if fmt.Sprint(sizes) != fmt.Sprint([]int{1, 1, queued}) {
-		t.Fatalf("entries carried %v commands, want [1 1 %d]", sizes, queued)
+	if got := s.batches(); got != fmt.Sprint([]int{1, 1, queued}) {
+		t.Fatalf("entries carried %v commands, want [1 1 %d]", got, queued)
 	}
 }
