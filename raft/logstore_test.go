@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/hashicorp/raft-wal/migrate"
 )
@@ -131,5 +132,49 @@ func TestBoltLogMovesToTheWriteAheadLog(t *testing.T) {
 				t.Fatalf("users after a restart = %d, %v; want %d", len(page.Items), err, users+1)
 			}
 		})
+	}
+}
+
+// A follower whose leader changed drops the tail of its log that the new
+// leader never had (Raft's DeleteRange of the last entries). raft-wal up to
+// v0.4.0 then recorded the tail segment as sealed without writing its index,
+// and the next start panicked on "sealed segment has no index block" (a
+// chaos run hit it: kill -9 of a node that had done so). The log must read
+// whole after such a truncation and a restart.
+func TestLogReadsAfterATailTruncationAndARestart(t *testing.T) {
+	dir := t.TempDir()
+	log := hclog.NewNullLogger()
+	w, err := openWAL(dir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []*hraft.Log
+	for i := uint64(1); i <= 10; i++ {
+		logs = append(logs, &hraft.Log{Index: i, Term: 1, Data: []byte(fmt.Sprint(i))})
+	}
+	if err := w.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.DeleteRange(8, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.StoreLogs([]*hraft.Log{{Index: 8, Term: 2, Data: []byte("8'")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if w, err = openWAL(dir, log); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := uint64(1); i <= 8; i++ {
+		var l hraft.Log
+		if err := w.GetLog(i, &l); err != nil {
+			t.Fatalf("entry %d after the restart: %v", i, err)
+		}
+	}
+	if last, err := w.LastIndex(); err != nil || last != 8 {
+		t.Fatalf("last index %d, %v; want 8", last, err)
 	}
 }
