@@ -181,8 +181,8 @@ func (t *tx) deleteUser(uid string) Result {
 	// prefix, not notification by notification: each prefix scan in a
 	// write transaction sorts its pending writes, and one per notification
 	// made deleting a user with 50,000 notifications take over a minute.
-	t.eachKey([]byte("d/"+uid+"/"), t.del)
-	t.eachKey([]byte("dp/"+uid+"/"), t.del)
+	t.eachKey(userDeliveryPrefix(uid), t.del)
+	t.eachKey(userPendingPrefix(uid), t.del)
 	t.eachKey(changePrefix(uid), t.del)
 	t.del(changeTrimKey(uid))
 	t.del(countersKey(uid))
@@ -441,7 +441,7 @@ func (t *tx) deleteSub(uid, sid string) Result {
 // record appends a change to the user's log and queues it for the live hub.
 // It stores n (unless it expired) with the change's seq, so a device that
 // fetches n can say which change it saw.
-func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) {
+func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) (data []byte) {
 	t.seq++
 	n.Seq = t.seq
 	ch := resource.Change{Seq: t.seq, UserID: n.UserID, Type: typ, NotificationID: n.ID,
@@ -457,12 +457,11 @@ func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) {
 		ch.Data, err = json.Marshal(resource.Removed{ID: n.ID, Removed: resource.RemovedReason{Reason: reason}})
 	}
 	t.must(err)
-	if typ != resource.ChangeExpired {
-		if typ == resource.ChangeDeleted {
-			t.putNotif(n)
-		} else {
-			t.set(notifKey(n.UserID, n.ID), encodeRecord(ch.Data, n))
-		}
+	switch typ {
+	case resource.ChangeCreated, resource.ChangeUpdated:
+		t.set(notifKey(n.UserID, n.ID), encodeRecord(ch.Data, n))
+	case resource.ChangeDeleted:
+		t.putNotif(n)
 	}
 	key := changeKey(n.UserID, t.seq)
 	t.set(key, encodeChange(&ch))
@@ -471,6 +470,7 @@ func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) {
 	if typ != resource.ChangeExpired {
 		t.fanout(now, n, typ)
 	}
+	return ch.Data
 }
 
 func (t *tx) putNotif(n *resource.NotificationRecord) {
@@ -499,8 +499,8 @@ func (t *tx) send(c *Command) Result {
 		t.set(appNotifKey(n.UserID, n.AppID, n.AppNotificationID), []byte(n.ID))
 	}
 	t.addNotifications(n.UserID, 1)
-	t.record(c.Now, resource.ChangeCreated, n)
-	return ok(SendResult{Notification: n.Notification, Created: true, Encoded: t.changes[len(t.changes)-1].Data})
+	data := t.record(c.Now, resource.ChangeCreated, n)
+	return ok(SendResult{Notification: n.Notification, Created: true, Encoded: data})
 }
 
 // replace gives an earlier notification new content and keeps its id and
@@ -512,8 +512,8 @@ func (t *tx) replace(c *Command, old *resource.NotificationRecord) Result {
 	n.ID = old.ID
 	n.CreatedDateTime = old.CreatedDateTime
 	t.set(expiryKey(n.ExpirationDateTime.UnixMilli(), n.UserID, n.ID), nil)
-	t.record(c.Now, resource.ChangeUpdated, n)
-	return ok(SendResult{Notification: n.Notification, Encoded: t.changes[len(t.changes)-1].Data})
+	data := t.record(c.Now, resource.ChangeUpdated, n)
+	return ok(SendResult{Notification: n.Notification, Encoded: data})
 }
 
 func (t *tx) patchNotif(c *Command) Result {

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"bytes"
 	"encoding/json"
 
 	"github.com/herald-notify/herald/resource"
@@ -30,27 +31,17 @@ func encodeRecord(data []byte, n *resource.NotificationRecord) []byte {
 	return splice(data, tail[1:])
 }
 
-// changeHead is a Change without its data, which comes last.
-type changeHead struct {
-	Seq            uint64   `json:"seq"`
-	UserID         string   `json:"userId"`
-	Type           string   `json:"type"`
-	NotificationID string   `json:"notificationId"`
-	TargetHostName string   `json:"targetHostName"`
-	PlatformTypes  []string `json:"platformTypes,omitempty"`
-}
-
 // encodeChange returns ch encoded; ch.Data must be compact JSON, as
-// json.Marshal makes it.
+// json.Marshal makes it. The change is encoded without its data, which
+// comes last and then reads null, and the data goes in the null's place.
 func encodeChange(ch *resource.Change) []byte {
-	head, err := json.Marshal(changeHead{Seq: ch.Seq, UserID: ch.UserID, Type: ch.Type,
-		NotificationID: ch.NotificationID, TargetHostName: ch.TargetHostName, PlatformTypes: ch.PlatformTypes})
+	head := *ch
+	head.Data = nil
+	b, err := json.Marshal(head)
 	if err != nil {
 		panic(err)
 	}
-	b := make([]byte, 0, len(head)+len(`,"data":`)+len(ch.Data)+1)
-	b = append(b, head[:len(head)-1]...)
-	b = append(b, `,"data":`...)
+	b = bytes.TrimSuffix(b, []byte("null}"))
 	b = append(b, ch.Data...)
 	return append(b, '}')
 }

@@ -49,6 +49,10 @@ func deliveryKey(uid, nid, sid string) []byte { return []byte("d/" + uid + "/" +
 func deliveryPrefix(uid, nid string) []byte   { return []byte("d/" + uid + "/" + nid + "/") }
 func pendingKey(uid, nid, sid string) []byte  { return []byte("dp/" + uid + "/" + nid + "/" + sid) }
 
+// userDeliveryPrefix and userPendingPrefix hold all of a user's.
+func userDeliveryPrefix(uid string) []byte { return []byte("d/" + uid + "/") }
+func userPendingPrefix(uid string) []byte  { return []byte("dp/" + uid + "/") }
+
 // appNotifKey maps (user, application, appNotificationId) to the id that a
 // repeated POST replaces.
 func appNotifKey(uid, aid, appNotifID string) []byte {

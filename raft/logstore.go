@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	raftwal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/migrate"
 )
 
@@ -33,28 +32,11 @@ const (
 	walSegmentSize = 16 << 20
 )
 
-// walLog is an open write-ahead log with the metadata store it keeps its
-// segment list and Raft's term and vote in. The WAL's Close leaves that
-// store (a BoltDB file) open and locked, so a log reopened in the same
-// process (a restart of the store, the move below) would wait for the lock
-// forever; Close here closes both.
-type walLog struct {
-	*raftwal.WAL
-	meta *metadb.BoltMetaDB
-}
-
-func openWAL(dir string, log hclog.Logger) (*walLog, error) {
-	meta := &metadb.BoltMetaDB{}
-	w, err := raftwal.Open(dir, raftwal.WithLogger(log.Named("wal")), raftwal.WithSegmentSize(walSegmentSize),
-		raftwal.WithMetaStore(meta))
-	if err != nil {
-		return nil, errors.Join(err, meta.Close())
-	}
-	return &walLog{WAL: w, meta: meta}, nil
-}
-
-func (l *walLog) Close() error {
-	return errors.Join(l.WAL.Close(), l.meta.Close())
+// openWAL opens the write-ahead log in dir. Its Close also closes the
+// BoltDB file beside the segments (wal-meta.db) that holds the segment list
+// and Raft's term and vote; raft-wal before v0.4.2 left that file locked.
+func openWAL(dir string, log hclog.Logger) (*raftwal.WAL, error) {
+	return raftwal.Open(dir, raftwal.WithLogger(log.Named("wal")), raftwal.WithSegmentSize(walSegmentSize))
 }
 
 // hasLog reports whether dir holds a node's Raft log, in either form.
@@ -69,7 +51,7 @@ func hasLog(dir string) bool {
 
 // openLogStore opens the node's Raft log in dir, moving a BoltDB log of an
 // earlier version into a new write-ahead log first.
-func openLogStore(dir string, log hclog.Logger) (*walLog, error) {
+func openLogStore(dir string, log hclog.Logger) (*raftwal.WAL, error) {
 	wal := filepath.Join(dir, walDirName)
 	bolt := filepath.Join(dir, boltLogName)
 	_, err := os.Stat(wal)

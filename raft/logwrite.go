@@ -6,6 +6,7 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
 )
 
 // writeGate is the Raft log as the leader's log writes see it: it tells
@@ -24,7 +25,7 @@ import (
 type writeGate struct {
 	// The WAL itself, not an interface: Raft asks the log it writes
 	// whether it is monotonic (IsMonotonic), and must hear yes.
-	*walLog
+	*raftwal.WAL
 	mu      sync.Mutex
 	started uint64        // log writes started so far
 	busy    bool          // a write is under way
@@ -34,8 +35,8 @@ type writeGate struct {
 	hold atomic.Pointer[func()]
 }
 
-func newWriteGate(w *walLog) *writeGate {
-	return &writeGate{walLog: w, changed: make(chan struct{})}
+func newWriteGate(w *raftwal.WAL) *writeGate {
+	return &writeGate{WAL: w, changed: make(chan struct{})}
 }
 
 // StoreLog and StoreLogs are the only log writes on the commit path.

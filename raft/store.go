@@ -15,6 +15,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/go-hclog"
 	hraft "github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
 
 	"github.com/herald-notify/herald/resource"
 )
@@ -83,7 +84,7 @@ type Store struct {
 	raft     *hraft.Raft
 	fsm      *FSM
 	db       *badger.DB
-	logStore *walLog
+	logStore *raftwal.WAL
 	// gate is the log store as Raft writes it (logwrite.go).
 	gate      *writeGate
 	transport *hraft.NetworkTransport
