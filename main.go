@@ -191,6 +191,9 @@ func serveCommand() *cli.Command {
 			}
 			if set {
 				debug.SetMemoryLimit(limit)
+				tuned, stop := context.WithCancel(c.Context)
+				defer stop()
+				startMemoryTuner(tuned, limit, logger)
 			}
 			logger.Info("herald starting", "version", readBuildVersion().Short(), "data_dir", cfg.DataDir,
 				"go_memory_limit_mib", debug.SetMemoryLimit(-1)>>20)

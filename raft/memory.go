@@ -42,7 +42,7 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 		budget = DefaultMemory
 	}
 	memtable := int64(min(max(budget/8, 4<<20), 256<<20))
-	return badger.DefaultOptions(filepath.Join(dir, "badger")).
+	o := badger.DefaultOptions(filepath.Join(dir, "badger")).
 		WithLogger(nil).
 		WithSyncWrites(false). // the Raft log is the durable record; see DESIGN.md
 		WithNumVersionsToKeep(1).
@@ -73,6 +73,14 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 		// ZSTD ones as compactions rewrite them.
 		WithCompression(options.ZSTD).
 		WithZSTDCompressionLevel(1)
+	// Tables of every level at the base size. Badger's default doubles
+	// the size at each level below the base level, and a table builder
+	// holds its whole table in the heap, as written and compressed (the
+	// size counts compressed bytes, so the first copy is several times
+	// it), in an allocator that a pool of eight keeps for the next
+	// builder: the builders' memory would grow with the data's depth.
+	o.TableSizeMultiplier = 1
+	return o
 }
 
 // GoMemoryLimit is the Go runtime's soft memory limit for a node whose
@@ -81,7 +89,9 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 // twice what it keeps) plus 24 MiB for the rest of the server. Under it the
 // collector works harder rather than let garbage from a burst (a write load,
 // sign-ins) raise resident memory far beyond what is live. It is a soft
-// limit: live data above it is never refused, only collected more often.
+// limit: live data above it is never refused, and `herald serve` raises it
+// while the live heap needs more (nextMemoryLimit in package main), so that
+// the collector does not run back to back.
 func GoMemoryLimit(budget uint64) int64 {
 	if budget == 0 {
 		budget = DefaultMemory
