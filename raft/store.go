@@ -226,19 +226,10 @@ func (s *Store) startRaft() error {
 	if err := s.catchUpFromSnapshot(snaps); err != nil {
 		return err
 	}
-	// MaxRPCsInFlight 1: replication without hashicorp/raft's pipeline.
-	// When a follower refuses an append, the pipeline's decoder stops
-	// reading while the sender may still hand it one more request, and
-	// both wait for good: that follower gets no further entries until the
-	// leader restarts, and the leader's Shutdown waits forever (CI met it
-	// in TestForwardedWriteDuringLeaderChange; raft/DESIGN.md). Two in
-	// flight was all the pipeline allowed by default anyway.
-	tcfg := &hraft.NetworkTransportConfig{MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog, MaxRPCsInFlight: 1}
 	if o.Layer != nil {
-		tcfg.Stream = o.Layer
-		s.transport = hraft.NewNetworkTransportWithConfig(tcfg)
+		s.transport = hraft.NewNetworkTransportWithLogger(o.Layer, 3, 10*time.Second, hlog)
 	} else {
-		s.transport, err = hraft.NewTCPTransportWithConfig(o.RaftAddr, nil, tcfg)
+		s.transport, err = hraft.NewTCPTransportWithLogger(o.RaftAddr, nil, 3, 10*time.Second, hlog)
 	}
 	if err != nil {
 		return fmt.Errorf("raft transport on %s: %w", o.RaftAddr, err)
