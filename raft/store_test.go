@@ -200,6 +200,14 @@ type batchRig struct {
 	sizes []int
 }
 
+// send proposes one notification to the rig's user, reporting a failure.
+func (r *batchRig) send(t *testing.T) {
+	now := time.Now()
+	if _, err := r.Propose(context.Background(), sendCmd(r.user.ID, "app", "", now, now.Add(time.Hour))); err != nil {
+		t.Error(err)
+	}
+}
+
 func newBatchRig(t *testing.T) *batchRig {
 	r := &batchRig{user: newUser("batch")}
 	record := false
@@ -238,7 +246,6 @@ func (r *batchRig) batches() string {
 
 func TestGroupCommitTakesWhatQueuedDuringTheLogWrite(t *testing.T) {
 	s := newBatchRig(t)
-	ctx, u := context.Background(), s.user
 
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -246,13 +253,7 @@ func TestGroupCommitTakesWhatQueuedDuringTheLogWrite(t *testing.T) {
 	s.gate.hold.Store(&hold)
 	const queued = 20
 	var wg sync.WaitGroup
-	propose := func() {
-		defer wg.Done()
-		now := time.Now()
-		if _, err := s.Propose(ctx, sendCmd(u.ID, "app", "", now, now.Add(time.Hour))); err != nil {
-			t.Error(err)
-		}
-	}
+	propose := func() { defer wg.Done(); s.send(t) }
 	wg.Add(1)
 	go propose()
 	<-held // the first entry's write is under way
@@ -280,7 +281,6 @@ func TestGroupCommitTakesWhatQueuedDuringTheLogWrite(t *testing.T) {
 // once it is done, rather than one entry each at every (fast) log write.
 func TestGroupCommitTakesWhatQueuedDuringTheApply(t *testing.T) {
 	s := newBatchRig(t)
-	ctx, u := context.Background(), s.user
 
 	held, release := make(chan struct{}), make(chan struct{})
 	releaseOnce := sync.OnceFunc(func() { close(release) })
@@ -289,13 +289,7 @@ func TestGroupCommitTakesWhatQueuedDuringTheApply(t *testing.T) {
 	hold := func() { once.Do(func() { close(held); <-release }) }
 	s.fsm.hold.Store(&hold)
 	var wg sync.WaitGroup
-	propose := func() {
-		defer wg.Done()
-		now := time.Now()
-		if _, err := s.Propose(ctx, sendCmd(u.ID, "app", "", now, now.Add(time.Hour))); err != nil {
-			t.Error(err)
-		}
-	}
+	propose := func() { defer wg.Done(); s.send(t) }
 	wg.Add(1)
 	go propose()
 	<-held // the first entry is being applied
