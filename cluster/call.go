@@ -67,7 +67,11 @@ func (c *Cluster) callNode(ctx context.Context, id, raftAddr, method, path strin
 	if toLeader {
 		req.Header.Set(forwardedHeader, "1")
 	}
-	resp, err := c.client.Do(req)
+	client := c.client
+	if path == forwardPath {
+		client = c.forwards
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		if errors.Is(err, ErrWrongKey) || errors.Is(err, ErrUntrustedPeer) || errors.Is(err, ErrUnreachable) ||
 			errors.Is(err, ErrNeedKey) {

@@ -60,9 +60,12 @@ type Cluster struct {
 	id    string
 	store *raft.Store
 	tr    *Transport
-	// client makes internal requests over tr; lookup asks a node's public
-	// listener for its inter-node address (GET /internal/cluster/peer).
+	// client makes internal requests over tr, and forwards the forwarded
+	// writes on connections of their own (see New); lookup asks a node's
+	// public listener for its inter-node address (GET
+	// /internal/cluster/peer).
 	client   *http.Client
+	forwards *http.Client
 	lookup   *http.Client
 	internal *http.Server
 	health   *peerHealth
@@ -122,15 +125,23 @@ func New(opts Options) *Cluster {
 		stop:    make(chan struct{})}
 	c.stopped, c.cancelStopped = context.WithCancel(context.Background())
 	// Keep-alive connections to the leader carry the forwarded writes, so
-	// a follower holds a long-lived connection to it.
-	c.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		MaxIdleConnsPerHost: 64, IdleConnTimeout: 2 * time.Minute,
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			if c.tr == nil {
-				return nil, ErrNeedKey
-			}
-			return c.tr.Dial(ctx, addr, protoHTTP)
-		}}}
+	// a follower holds a long-lived connection to it. They have a pool of
+	// their own: a status or read-index call that times out against a
+	// slow leader closes the connection it ran on, and a forward that
+	// found its pool's connections so taken would pay a handshake, or
+	// (with the leader slow to answer) fail to make one and give up on a
+	// write it could have sent.
+	newClient := func() *http.Client {
+		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			MaxIdleConnsPerHost: 64, IdleConnTimeout: 2 * time.Minute,
+			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				if c.tr == nil {
+					return nil, ErrNeedKey
+				}
+				return c.tr.Dial(ctx, addr, protoHTTP)
+			}}}
+	}
+	c.client, c.forwards = newClient(), newClient()
 	c.batch = newBatcher(c)
 	c.signInLog = logthrottle.New(opts.Logger, time.Minute)
 	return c
@@ -170,6 +181,7 @@ func (c *Cluster) Close() {
 			cancel()
 		}
 		c.client.CloseIdleConnections()
+		c.forwards.CloseIdleConnections()
 	})
 	c.wg.Wait()
 }
