@@ -268,13 +268,13 @@ func (s *Store) startRaft() error {
 		if !has {
 			conf := hraft.Configuration{Servers: []hraft.Server{{
 				ID: cfg.LocalID, Address: s.transport.LocalAddr(), Suffrage: hraft.Voter}}}
-			if err := hraft.BootstrapCluster(cfg, s.logStore, s.logStore, snaps, s.transport, conf); err != nil {
+			if err := hraft.BootstrapCluster(cfg, s.logStore, s.logStore, snaps, pipelineTransport{s.transport}, conf); err != nil {
 				return fmt.Errorf("bootstrap: %w", err)
 			}
 		}
 	}
 	s.gate = newWriteGate(s.logStore)
-	s.raft, err = hraft.NewRaft(cfg, s.fsm, s.gate, s.logStore, snaps, s.transport)
+	s.raft, err = hraft.NewRaft(cfg, s.fsm, s.gate, s.logStore, snaps, pipelineTransport{s.transport})
 	if err != nil {
 		s.transport.Close()
 		return fmt.Errorf("start raft: %w", err)

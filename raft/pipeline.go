@@ -1,0 +1,81 @@
+package raft
+
+import (
+	"sync"
+
+	hraft "github.com/hashicorp/raft"
+)
+
+// pipelineTransport is hashicorp/raft's NetworkTransport with append
+// pipelines whose sender cannot block for good.
+//
+// In hashicorp/raft (v1.7.3) a leader replicates to a follower through a
+// pipeline: a sender writes AppendEntries requests, the pipeline's reader
+// decodes the answers into a channel of 128, and the replication's decoder
+// takes them from there. The decoder stops at the first refused append (or
+// newer term), and the sender only looks at that between two sends. With
+// more than about 256 requests in flight, the reader blocks on the full
+// answer channel, the sender then on the full channel of requests waiting
+// for answers, and nothing ever wakes either: the follower gets no more
+// entries, and the leader's shutdown waits on that replication forever
+// (CI met it once under a write load). Here the answers are taken from the
+// reader as they come and held until the decoder wants them or the
+// pipeline is closed, so the sender always moves on.
+type pipelineTransport struct {
+	*hraft.NetworkTransport
+}
+
+// AppendEntriesPipeline implements hraft.Transport.
+func (t pipelineTransport) AppendEntriesPipeline(id hraft.ServerID, target hraft.ServerAddress) (hraft.AppendPipeline, error) {
+	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	return newDrainedPipeline(p), nil
+}
+
+// drainedPipeline holds the answers of its pipeline that the consumer has
+// not taken yet. They are at most the requests sent, and the sender stops
+// soon after its consumer has.
+type drainedPipeline struct {
+	hraft.AppendPipeline
+	out    chan hraft.AppendFuture
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newDrainedPipeline(p hraft.AppendPipeline) *drainedPipeline {
+	d := &drainedPipeline{AppendPipeline: p, out: make(chan hraft.AppendFuture), closed: make(chan struct{})}
+	go d.drain()
+	return d
+}
+
+func (d *drainedPipeline) drain() {
+	in := d.AppendPipeline.Consumer()
+	var held []hraft.AppendFuture
+	for {
+		var out chan hraft.AppendFuture
+		var next hraft.AppendFuture
+		if len(held) > 0 {
+			out, next = d.out, held[0]
+		}
+		select {
+		case f := <-in:
+			held = append(held, f)
+		case out <- next:
+			held[0] = nil
+			held = held[1:]
+		case <-d.closed:
+			return
+		}
+	}
+}
+
+// Consumer implements hraft.AppendPipeline.
+func (d *drainedPipeline) Consumer() <-chan hraft.AppendFuture { return d.out }
+
+// Close implements hraft.AppendPipeline.
+func (d *drainedPipeline) Close() error {
+	d.once.Do(func() { close(d.closed) })
+	return d.AppendPipeline.Close()
+}
