@@ -2,6 +2,7 @@ package raft
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -442,6 +443,9 @@ func (t *tx) deleteSub(uid, sid string) Result {
 // It stores n (unless it expired) with the change's seq, so a device that
 // fetches n can say which change it saw.
 func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) (data []byte) {
+	if typ != resource.ChangeCreated {
+		t.keepChangeData(n.UserID, n.ID)
+	}
 	t.seq++
 	n.Seq = t.seq
 	ch := resource.Change{Seq: t.seq, UserID: n.UserID, Type: typ, NotificationID: n.ID,
@@ -464,13 +468,64 @@ func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) (data
 		t.putNotif(n)
 	}
 	key := changeKey(n.UserID, t.seq)
-	t.set(key, encodeChange(&ch))
+	if typ == resource.ChangeCreated || typ == resource.ChangeUpdated {
+		// Stored without its data while the notification's record holds
+		// it (Store.Changes reads it there, keepChangeData writes it in
+		// when the record changes): a second copy of every notification
+		// was two fifths of what compactions rewrote. Its key holds the
+		// user and the seq.
+		t.setJSON(key, &storedChange{Type: ch.Type, NotificationID: ch.NotificationID,
+			TargetHostName: ch.TargetHostName, PlatformTypes: ch.PlatformTypes})
+	} else {
+		t.set(key, encodeChange(&ch))
+	}
 	t.set(changeTimeKey(now/int64(time.Millisecond), n.UserID, t.seq), nil)
 	t.changes = append(t.changes, ch)
 	if typ != resource.ChangeExpired {
 		t.fanout(now, n, typ)
 	}
 	return ch.Data
+}
+
+// keepChangeData writes the notification into the change its record
+// stands for, before the record changes or goes: a created or updated
+// change is stored without it while the record holds it, and a replay
+// shows every change as it was.
+func (t *tx) keepChangeData(uid, nid string) {
+	b, found := t.get(notifKey(uid, nid))
+	if !found {
+		return
+	}
+	var old resource.NotificationRecord
+	if err := json.Unmarshal(b, &old); err != nil {
+		panic(storageFailure{fmt.Errorf("decode notification %s/%s: %w", uid, nid, err)})
+	}
+	key := changeKey(uid, old.Seq)
+	v, found := t.get(key)
+	if old.Seq == 0 || !found {
+		return // trimmed, or a record older than the change log
+	}
+	var ch resource.Change
+	if err := json.Unmarshal(v, &ch); err != nil {
+		panic(storageFailure{fmt.Errorf("decode change %q: %w", key, err)})
+	}
+	if len(ch.Data) != 0 && string(ch.Data) != "null" {
+		return // stored whole
+	}
+	var err error
+	ch.Seq, ch.UserID = old.Seq, uid
+	ch.Data, err = json.Marshal(old.Notification)
+	t.must(err)
+	t.set(key, encodeChange(&ch))
+}
+
+// storedChange is a created or updated change as the log stores it
+// (Store.Changes reads it back as a resource.Change).
+type storedChange struct {
+	Type           string   `json:"type"`
+	NotificationID string   `json:"notificationId"`
+	TargetHostName string   `json:"targetHostName"`
+	PlatformTypes  []string `json:"platformTypes,omitempty"`
 }
 
 func (t *tx) putNotif(n *resource.NotificationRecord) {

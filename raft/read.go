@@ -1,8 +1,10 @@
 package raft
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
@@ -234,17 +236,59 @@ func (s *Store) ChangeFloor(uid string) (uint64, error) {
 	return getUint64([]byte(v)), err
 }
 
-// Changes returns up to limit of a user's changes after seq, oldest first.
+// Changes returns up to limit of a user's changes after seq, oldest first,
+// each with the notification as it was at that change.
+//
+// The log stores a created or updated change without its seq and user,
+// which its key holds, and without the notification while the
+// notification's record holds it (record, in apply.go): Changes reads it
+// there, through the view cache. Before the record changes the FSM writes
+// the notification into the change (keepChangeData).
 func (s *Store) Changes(uid string, after uint64, limit int) ([]resource.Change, error) {
 	var out []resource.Change
 	prefix := changePrefix(uid)
-	err := s.scan(prefix, fmt.Sprintf("%016x", after), false, func(k, v []byte) (bool, error) {
-		var c resource.Change
-		if err := json.Unmarshal(v, &c); err != nil {
-			return false, err
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		opts.PrefetchSize = 16
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		start := fmt.Appendf(append([]byte{}, prefix...), "%016x", after)
+		for it.Seek(start); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
+			if bytes.Equal(it.Item().Key(), start) {
+				continue
+			}
+			var c resource.Change
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &c) }); err != nil {
+				return err
+			}
+			if c.Seq == 0 {
+				seq, err := strconv.ParseUint(string(it.Item().Key()[len(prefix):]), 16, 64)
+				if err != nil {
+					return fmt.Errorf("change key %q: %w", it.Item().Key(), err)
+				}
+				c.Seq, c.UserID = seq, uid
+			}
+			if string(c.Data) == "null" {
+				c.Data = nil
+			}
+			if c.Data == nil && (c.Type == resource.ChangeCreated || c.Type == resource.ChangeUpdated) {
+				item, err := txn.Get(notifKey(uid, c.NotificationID))
+				if err != nil {
+					return fmt.Errorf("change %d of %s without its notification: %w", c.Seq, uid, err)
+				}
+				v, err := s.view(item)
+				if err != nil {
+					return err
+				}
+				if v.Seq != c.Seq {
+					return fmt.Errorf("change %d of %s without its notification, whose record is at change %d", c.Seq, uid, v.Seq)
+				}
+				c.Data = v.JSON
+			}
+			out = append(out, c)
 		}
-		out = append(out, c)
-		return len(out) < limit, nil
+		return nil
 	})
 	return out, err
 }

@@ -16,6 +16,8 @@ import (
 // shared between requests: nobody may change one.
 type NotificationView struct {
 	ReadState, UserActionState, Status, TargetHostName, GroupName, AppID string
+	// Seq is the change the record is at.
+	Seq uint64
 	// JSON is the resource.Notification exactly as json.Marshal writes it
 	// (HTML characters escaped), ready to be copied into a response.
 	JSON []byte
@@ -31,7 +33,7 @@ func newNotificationView(b []byte) (*NotificationView, error) {
 		return nil, err
 	}
 	return &NotificationView{ReadState: intern(n.ReadState), UserActionState: intern(n.UserActionState),
-		Status: intern(n.Status), TargetHostName: n.TargetHostName, GroupName: n.GroupName, AppID: n.AppID, JSON: out}, nil
+		Status: intern(n.Status), TargetHostName: n.TargetHostName, GroupName: n.GroupName, AppID: n.AppID, Seq: n.Seq, JSON: out}, nil
 }
 
 // intern shares the few values the state fields take, so that a cached view
