@@ -227,7 +227,7 @@ func (s *Server) deltaChanges(w http.ResponseWriter, r *http.Request, uid string
 	cursor := seq
 	more := false
 	for !more {
-		changes, err := s.state.Changes(uid, cursor, 500)
+		changes, err := s.state.ChangeHeads(uid, cursor, 500)
 		if err != nil {
 			return err
 		}

@@ -45,6 +45,7 @@ type State interface {
 	LastSeq() (uint64, error)
 	ChangeFloor(uid string) (uint64, error)
 	Changes(uid string, after uint64, limit int) ([]resource.Change, error)
+	ChangeHeads(uid string, after uint64, limit int) ([]resource.Change, error)
 	VAPID() ([]byte, bool, error)
 	Deliveries(uid, nid string) ([]resource.DeliveryRecord, error)
 	// Barrier returns once this node has applied everything the leader had

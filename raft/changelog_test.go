@@ -66,6 +66,9 @@ func TestChangesReadTheNotificationFromItsRecord(t *testing.T) {
 		}
 		return n
 	}
+	if h, err := s.ChangeHeads(u.ID, 0, 10); err != nil || len(h) != 1 || h[0].Seq != 1 || h[0].NotificationID != nid || h[0].Data != nil {
+		t.Fatalf("change heads = %+v, %v; want change 1 of %s without its data", h, err, nid)
+	}
 	read, dismissed := resource.ReadRead, resource.ActionDismissed
 	f.ApplyBatch([]*hraft.Log{entry(t, 3, &Command{Op: OpPatchNotif, Now: now.Add(time.Second).UnixNano(),
 		UserID: u.ID, ID: nid, NotifPatch: &resource.NotificationPatch{ReadState: &read}})})

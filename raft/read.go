@@ -245,6 +245,17 @@ func (s *Store) ChangeFloor(uid string) (uint64, error) {
 // there, through the view cache. Before the record changes the FSM writes
 // the notification into the change (keepChangeData).
 func (s *Store) Changes(uid string, after uint64, limit int) ([]resource.Change, error) {
+	return s.changes(uid, after, limit, true)
+}
+
+// ChangeHeads is Changes without the notifications, for a delta, which
+// answers with each notification as it is now: the data of a created or
+// updated change may be empty.
+func (s *Store) ChangeHeads(uid string, after uint64, limit int) ([]resource.Change, error) {
+	return s.changes(uid, after, limit, false)
+}
+
+func (s *Store) changes(uid string, after uint64, limit int, withData bool) ([]resource.Change, error) {
 	var out []resource.Change
 	prefix := changePrefix(uid)
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -272,7 +283,7 @@ func (s *Store) Changes(uid string, after uint64, limit int) ([]resource.Change,
 			if string(c.Data) == "null" {
 				c.Data = nil
 			}
-			if c.Data == nil && (c.Type == resource.ChangeCreated || c.Type == resource.ChangeUpdated) {
+			if withData && c.Data == nil && (c.Type == resource.ChangeCreated || c.Type == resource.ChangeUpdated) {
 				item, err := txn.Get(notifKey(uid, c.NotificationID))
 				if err != nil {
 					return fmt.Errorf("change %d of %s without its notification: %w", c.Seq, uid, err)
