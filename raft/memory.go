@@ -62,7 +62,7 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 		// each compaction into the base level rewrites most of it:
 		// merging ten flushed tables at a time instead of five halves
 		// that rewriting (ingest +10-20 %, p99 -15 %, BENCHMARKS.md).
-		// Writes stall at twenty, as they did at Badger's fifteen.
+		// Writes stall at twenty tables (Badger: fifteen).
 		WithNumLevelZeroTables(10).
 		WithNumLevelZeroTablesStall(20).
 		// Values stay in the LSM tree (a command is at most ~70 KiB), so
