@@ -500,10 +500,13 @@ func (t *tx) keepChangeData(uid, nid string) {
 	if err := json.Unmarshal(b, &old); err != nil {
 		panic(storageFailure{fmt.Errorf("decode notification %s/%s: %w", uid, nid, err)})
 	}
+	if old.Seq == 0 {
+		return // a record older than the change log
+	}
 	key := changeKey(uid, old.Seq)
 	v, found := t.get(key)
-	if old.Seq == 0 || !found {
-		return // trimmed, or a record older than the change log
+	if !found {
+		return // trimmed
 	}
 	var ch resource.Change
 	if err := json.Unmarshal(v, &ch); err != nil {

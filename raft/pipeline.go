@@ -11,16 +11,17 @@ import (
 //
 // In hashicorp/raft (v1.7.3) a leader replicates to a follower through a
 // pipeline: a sender writes AppendEntries requests, the pipeline's reader
-// decodes the answers into a channel of 128, and the replication's decoder
-// takes them from there. The decoder stops at the first refused append (or
-// newer term), and the sender only looks at that between two sends. With
-// more than about 256 requests in flight, the reader blocks on the full
-// answer channel, the sender then on the full channel of requests waiting
-// for answers, and nothing ever wakes either: the follower gets no more
-// entries, and the leader's shutdown waits on that replication forever
-// (CI met it once under a write load). Here the answers are taken from the
-// reader as they come and held until the decoder wants them or the
-// pipeline is closed, so the sender always moves on.
+// decodes the answers and hands them over a channel to the replication's
+// decoder. Both of the pipeline's channels hold MaxRPCsInFlight-2 items,
+// none at the default of two. The decoder stops at the first refused
+// append (or newer term), and the sender only looks at that between two
+// sends: the reader then blocks handing over the next answer, the sender
+// on handing the reader its next request, and nothing ever wakes either.
+// The follower gets heartbeats but no more entries, and the leader's
+// shutdown waits on that replication forever (hashicorp/raft#612; CI met
+// it once under a write load). Here the answers are taken from the reader
+// as they come and held until the decoder wants them or the pipeline is
+// closed, so the sender always moves on.
 type pipelineTransport struct {
 	*hraft.NetworkTransport
 }
