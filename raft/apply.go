@@ -512,7 +512,7 @@ func (t *tx) keepChangeData(uid, nid string) {
 	if err := json.Unmarshal(v, &ch); err != nil {
 		panic(storageFailure{fmt.Errorf("decode change %q: %w", key, err)})
 	}
-	if len(ch.Data) != 0 && string(ch.Data) != "null" {
+	if len(ch.Data) != 0 {
 		return // stored whole
 	}
 	var err error

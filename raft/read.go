@@ -1,7 +1,6 @@
 package raft
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -121,36 +120,40 @@ func (s *Store) VAPID() ([]byte, bool, error) {
 // asked), starting after the key prefix+after when after is set, until fn
 // returns false.
 func (s *Store) scan(prefix []byte, after string, reverse bool, fn func(key, val []byte) (bool, error)) error {
-	return s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefix
-		opts.Reverse = reverse
-		opts.PrefetchSize = 16
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		start := append([]byte{}, prefix...)
-		switch {
-		case after != "":
-			start = append(start, after...)
-		case reverse:
-			start = append(start, 0xff)
+	return s.db.View(func(txn *badger.Txn) error { return scanTxn(txn, prefix, after, reverse, fn) })
+}
+
+// scanTxn is scan within txn, for a caller that reads more in the same
+// transaction.
+func scanTxn(txn *badger.Txn, prefix []byte, after string, reverse bool, fn func(key, val []byte) (bool, error)) error {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefix
+	opts.Reverse = reverse
+	opts.PrefetchSize = 16
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	start := append([]byte{}, prefix...)
+	switch {
+	case after != "":
+		start = append(start, after...)
+	case reverse:
+		start = append(start, 0xff)
+	}
+	for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+		k := it.Item().Key()
+		if after != "" && string(k[len(prefix):]) == after {
+			continue
 		}
-		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
-			k := it.Item().Key()
-			if after != "" && string(k[len(prefix):]) == after {
-				continue
-			}
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			more, err := fn(k, v)
-			if err != nil || !more {
-				return err
-			}
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return err
 		}
-		return nil
-	})
+		more, err := fn(k, v)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
 }
 
 // Page is one page of a listing; Next is the key to continue after, empty on
@@ -259,47 +262,35 @@ func (s *Store) changes(uid string, after uint64, limit int, withData bool) ([]r
 	var out []resource.Change
 	prefix := changePrefix(uid)
 	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefix
-		opts.PrefetchSize = 16
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		start := fmt.Appendf(append([]byte{}, prefix...), "%016x", after)
-		for it.Seek(start); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
-			if bytes.Equal(it.Item().Key(), start) {
-				continue
-			}
+		return scanTxn(txn, prefix, fmt.Sprintf("%016x", after), false, func(k, v []byte) (bool, error) {
 			var c resource.Change
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &c) }); err != nil {
-				return err
+			if err := json.Unmarshal(v, &c); err != nil {
+				return false, err
 			}
 			if c.Seq == 0 {
-				seq, err := strconv.ParseUint(string(it.Item().Key()[len(prefix):]), 16, 64)
+				seq, err := strconv.ParseUint(string(k[len(prefix):]), 16, 64)
 				if err != nil {
-					return fmt.Errorf("change key %q: %w", it.Item().Key(), err)
+					return false, fmt.Errorf("change key %q: %w", k, err)
 				}
 				c.Seq, c.UserID = seq, uid
-			}
-			if string(c.Data) == "null" {
-				c.Data = nil
 			}
 			if withData && c.Data == nil && (c.Type == resource.ChangeCreated || c.Type == resource.ChangeUpdated) {
 				item, err := txn.Get(notifKey(uid, c.NotificationID))
 				if err != nil {
-					return fmt.Errorf("change %d of %s without its notification: %w", c.Seq, uid, err)
+					return false, fmt.Errorf("change %d of %s without its notification: %w", c.Seq, uid, err)
 				}
 				v, err := s.view(item)
 				if err != nil {
-					return err
+					return false, err
 				}
 				if v.Seq != c.Seq {
-					return fmt.Errorf("change %d of %s without its notification, whose record is at change %d", c.Seq, uid, v.Seq)
+					return false, fmt.Errorf("change %d of %s without its notification, whose record is at change %d", c.Seq, uid, v.Seq)
 				}
 				c.Data = v.JSON
 			}
 			out = append(out, c)
-		}
-		return nil
+			return len(out) < limit, nil
+		})
 	})
 	return out, err
 }
