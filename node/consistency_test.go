@@ -603,6 +603,15 @@ func TestReadyzIsUnavailableWhileBehindTheLeader(t *testing.T) {
 		t.Fatalf("stream on n1: %v, %v", live, err)
 	}
 	defer live.Close()
+	// n3 must hold the session and the application before its links are
+	// held: a commit needs only n1 and n2, so n3 may not have applied the
+	// login yet, and would then answer 401 where the test wants 404.
+	pollUntil(t, behind.Config.NodeID+" applies what n1 has", func() error {
+		if have, want := behind.Store().Applied(), nodes[0].Store().Applied(); have < want {
+			return fmt.Errorf("applied %d of %d", have, want)
+		}
+		return nil
+	})
 
 	hold.hold()
 	var last *client.Notification
