@@ -394,6 +394,10 @@ func TestFullDiskRefusalOfAResendIsNotANo(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Forwards have their own connections to the leader: one must be open
+	// before the cut, since a new one cannot be set up without answers
+	// (when the admin signed in on the leader, none is yet).
+	warmForwards(t, clientFor(t, nodes[fi], tok), nodes[fi], "warm")
 	// The leader's answers to the follower vanish: the write commits, the
 	// follower does not hear so.
 	m.links[fi][li].CutDirection(faultproxy.Backward)
