@@ -28,9 +28,6 @@ type FSM struct {
 	// onDeliveries is set before Raft starts, so it needs no lock.
 	onDeliveries func([]resource.DeliveryRef)
 	log          *slog.Logger
-	// abort, once closed, makes a snapshot being persisted give up (set
-	// before Raft starts).
-	abort <-chan struct{}
 	// cache is told which cached records each batch wrote (set before
 	// Raft starts; nil in tests that use the FSM alone).
 	cache *recordCache
@@ -152,10 +149,11 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 // memory.go).
 const commitBytes = 128 << 10
 
-// Snapshot captures a Badger read transaction, whose view stays fixed while
-// later entries apply; Persist streams it.
+// Snapshot records how far Badger's state has applied; Persist makes that
+// durable and stores a reference to it (snapstore.go). It runs on the FSM
+// goroutine, so the applied index is exactly Raft's snapshot point.
 func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
-	return &fsmSnapshot{db: f.db, txn: f.db.NewTransaction(false), abort: f.abort}, nil
+	return &fsmSnapshot{db: f.db, applied: f.applied.Load()}, nil
 }
 
 // Restore replaces the whole state with a snapshot's.
@@ -171,39 +169,22 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 }
 
 type fsmSnapshot struct {
-	db    *badger.DB
-	txn   *badger.Txn
-	abort <-chan struct{}
+	db      *badger.DB
+	applied uint64
 }
 
 func (s *fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
-	if err := writeSnapshot(s.txn, abortWriter{sink, s.abort}); err != nil {
-		sink.Cancel()
-		return err
-	}
 	// The log this snapshot covers is compacted away once it is taken, so
 	// everything Badger holds up to it must be on disk first.
 	if err := s.db.Sync(); err != nil {
 		sink.Cancel()
 		return err
 	}
+	if err := writeRef(sink, s.applied); err != nil {
+		sink.Cancel()
+		return err
+	}
 	return sink.Close()
 }
 
-func (s *fsmSnapshot) Release() { s.txn.Discard() }
-
-// abortWriter fails once abort is closed, so that a snapshot of a large
-// state does not hold a shutdown past its deadline.
-type abortWriter struct {
-	w     io.Writer
-	abort <-chan struct{}
-}
-
-func (a abortWriter) Write(p []byte) (int, error) {
-	select {
-	case <-a.abort:
-		return 0, errSnapshotAbandoned
-	default:
-		return a.w.Write(p)
-	}
-}
+func (s *fsmSnapshot) Release() {}

@@ -98,10 +98,9 @@ func (b *raftLog) record(rec map[string]any) {
 		// A new or lagging follower being caught up: routine.
 		level = slog.LevelDebug
 	case "failed to take snapshot":
-		// Our own snapshots at start and stop ask whether one is due
-		// and give up at a shutdown's deadline; neither is a failure.
-		if e, _ := rec["error"].(string); strings.Contains(e, errSnapshotAbandoned.Error()) ||
-			strings.Contains(e, hraft.ErrNothingNewToSnapshot.Error()) {
+		// Our own snapshots at start and stop ask whether one is due;
+		// that none is, is not a failure.
+		if e, _ := rec["error"].(string); strings.Contains(e, hraft.ErrNothingNewToSnapshot.Error()) {
 			level = slog.LevelDebug
 		}
 	}

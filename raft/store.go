@@ -106,12 +106,8 @@ type Store struct {
 	live  atomic.Pointer[hraft.Raft]
 	rlog  *raftLog
 	snaps hraft.SnapshotStore
-	// snapshotting counts the start-up snapshot, which Shutdown waits for;
-	// snapAbort makes a snapshot in progress give up (the deadline of a
-	// shutdown passed).
+	// snapshotting counts the start-up snapshot, which Shutdown waits for.
 	snapshotting sync.WaitGroup
-	snapAbort    chan struct{}
-	abortOnce    sync.Once
 	disk         *diskGuard
 	// cache holds decoded records the FSM invalidates (cache.go).
 	cache *recordCache
@@ -175,7 +171,7 @@ func Open(opts Options) (*Store, error) {
 		applied:   make(chan struct{}, 1),
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
-		snapAbort: make(chan struct{}), disk: disk, cache: newRecordCache()}
+		disk:      disk, cache: newRecordCache()}
 	if err := s.startRaft(); err != nil {
 		db.Close()
 		if s.logStore != nil {
@@ -204,7 +200,6 @@ func (s *Store) startRaft() error {
 		return err
 	}
 	fsm.onDeliveries = o.OnDeliveries
-	fsm.abort = s.snapAbort
 	fsm.cache = s.cache
 	fsm.disk = s.disk
 	s.disk.stop = s.closing
@@ -218,10 +213,11 @@ func (s *Store) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)
 	}
-	snaps, err := hraft.NewFileSnapshotStoreWithLogger(filepath.Join(o.Dir, "snapshots"), 2, hlog)
+	files, err := hraft.NewFileSnapshotStoreWithLogger(filepath.Join(o.Dir, "snapshots"), 2, hlog)
 	if err != nil {
 		return err
 	}
+	snaps := &snapshotStore{FileSnapshotStore: files, db: s.db}
 	s.snaps = snaps
 	if err := s.catchUpFromSnapshot(snaps); err != nil {
 		return err
@@ -283,11 +279,14 @@ func (s *Store) startRaft() error {
 	return nil
 }
 
-// catchUpFromSnapshot restores the newest snapshot when Badger is behind it.
-// Raft skips snapshot restore at start (Badger is the state), but the log
-// before a snapshot is compacted away, so a Badger that lost writes it had
-// acknowledged to a snapshot can only be repaired from that snapshot.
-func (s *Store) catchUpFromSnapshot(snaps hraft.SnapshotStore) error {
+// catchUpFromSnapshot brings Badger up to the newest snapshot when it is
+// behind it. Raft skips snapshot restore at start (Badger is the state) and
+// starts applying after the snapshot, but the log before a snapshot is
+// compacted away, so a Badger that lost writes the snapshot counts (an
+// unsynced memtable after a power loss) must get them back first: from the
+// log Raft keeps behind the snapshot when the snapshot is a reference to
+// Badger (snapstore.go), or from the snapshot itself when it is whole.
+func (s *Store) catchUpFromSnapshot(snaps *snapshotStore) error {
 	list, err := snaps.List()
 	if err != nil || len(list) == 0 {
 		return err
@@ -295,12 +294,15 @@ func (s *Store) catchUpFromSnapshot(snaps hraft.SnapshotStore) error {
 	// The snapshot's Raft index also counts entries that never reach the
 	// FSM (a new leader's no-op, barriers); compare with the applied index
 	// the snapshot itself holds.
-	applied, err := s.snapshotHeader(snaps, list[0].ID)
+	applied, ref, err := s.snapshotHead(snaps, list[0].ID)
 	if err != nil || s.fsm.Applied() >= applied {
 		return err
 	}
-	s.opts.Logger.Warn("storage is behind the newest snapshot; restoring it",
-		"applied", s.fsm.Applied(), "snapshot", applied)
+	s.opts.Logger.Warn("storage is behind the newest snapshot; catching up",
+		"applied", s.fsm.Applied(), "snapshot", applied, "from", map[bool]string{true: "the log", false: "the snapshot"}[ref])
+	if ref {
+		return s.replayLog(list[0].Index)
+	}
 	_, rc, err := snaps.Open(list[0].ID)
 	if err != nil {
 		return err
@@ -308,23 +310,23 @@ func (s *Store) catchUpFromSnapshot(snaps hraft.SnapshotStore) error {
 	return s.fsm.Restore(rc)
 }
 
-// snapshotHeader reads the applied index at the head of a snapshot.
+// snapshotHead reads the applied index at the head of a snapshot.
 // FileSnapshotStore.Open reads the whole file to check its CRC before it
 // returns, which at every start would cost time in proportion to the data
-// (seconds for a million notifications), so the header is read from the
-// store's file directly; Open is the fallback should its layout change.
-// A restore (the rare case) still goes through Open and its check.
-func (s *Store) snapshotHeader(snaps hraft.SnapshotStore, id string) (uint64, error) {
+// for a whole snapshot, so the head is read from the store's file
+// directly; Open is the fallback should its layout change. A restore (the
+// rare case) still goes through Open and its check.
+func (s *Store) snapshotHead(snaps *snapshotStore, id string) (applied uint64, ref bool, err error) {
 	if f, err := os.Open(filepath.Join(s.opts.Dir, "snapshots", "snapshots", id, "state.bin")); err == nil {
 		defer f.Close()
-		return snapshotApplied(f)
+		return readSnapshotHead(f)
 	}
-	_, rc, err := snaps.Open(id)
+	_, rc, err := snaps.FileSnapshotStore.Open(id)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer rc.Close()
-	return snapshotApplied(rc)
+	return readSnapshotHead(rc)
 }
 
 // DB is the applied state, for reads.
@@ -601,8 +603,8 @@ func (s *Store) Close() error { return s.Shutdown(context.Background(), nil) }
 // Shutdown stops proposing (in-flight proposals get their outcome first),
 // takes a snapshot when the log since the last one is long, shuts Raft down
 // and closes the stores, telling stage the name of each step as it starts.
-// Only the snapshot heeds ctx (it is abandoned when ctx ends); the other
-// steps cannot be interrupted, so a caller with a deadline stops waiting
+// None of the steps can be interrupted (a snapshot is a reference to
+// Badger, so it costs a sync), so a caller with a deadline stops waiting
 // for Shutdown rather than expecting it to return early. Calling it again
 // returns the first result.
 func (s *Store) Shutdown(ctx context.Context, stage func(name string)) error {
@@ -610,18 +612,6 @@ func (s *Store) Shutdown(ctx context.Context, stage func(name string)) error {
 		stage = func(string) {}
 	}
 	s.closeOnce.Do(func() {
-		// A snapshot of a large state may take longer than a shutdown
-		// allows; it gets half of what remains, so that Raft and Badger
-		// still close in time. An abandoned one costs only a longer replay
-		// at the next start, which then takes one.
-		snapCtx := ctx
-		if d, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			snapCtx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
-			defer cancel()
-		}
-		stopAbort := context.AfterFunc(snapCtx, s.abortSnapshot)
-		defer stopAbort()
 		var errs []error
 		close(s.closing)
 		stage(StageProposals)
@@ -630,11 +620,7 @@ func (s *Store) Shutdown(ctx context.Context, stage func(name string)) error {
 		stage(StageSnapshot)
 		s.snapshotting.Wait()
 		if !s.opts.noShutdownSnapshot {
-			err := s.snapshotIfLong("shutdown")
-			switch {
-			case err != nil && snapCtx.Err() != nil:
-				s.opts.Logger.Info("gave up the shutdown snapshot to stop in time; the next start takes one")
-			case err != nil:
+			if err := s.snapshotIfLong("shutdown"); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -662,12 +648,6 @@ const (
 	StageLog       = "raft log close"
 	StageBadger    = "badger close"
 )
-
-// errSnapshotAbandoned ends a snapshot whose shutdown ran out of time; the
-// log it would have compacted stays, so nothing is lost.
-var errSnapshotAbandoned = errors.New("snapshot abandoned: the node is shutting down")
-
-func (s *Store) abortSnapshot() { s.abortOnce.Do(func() { close(s.snapAbort) }) }
 
 // snapshotAfterReplay takes a snapshot once Raft has replayed the log it
 // found at start, if that log is long. Raft snapshots on its own only every
