@@ -166,6 +166,9 @@ type Result struct {
 	RSSMiB      float64   `json:"rssMiB"`
 	RSSIdleMiB  float64   `json:"rssIdleMiB"`
 	RSSNodesMiB []float64 `json:"rssNodesMiB,omitempty"`
+	// RSSAnonMiB is the peak of the part no file backs (heap and stacks,
+	// without Badger's mapped tables), on Linux.
+	RSSAnonMiB float64 `json:"rssAnonMiB,omitempty"`
 
 	// Sends of latency; AckP50Ms and AckP99Ms time their POSTs.
 	SendRate float64 `json:"sendRate,omitempty"`
@@ -240,6 +243,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.RSSMiB, res.RSSNodesMiB = e.rss.peak()
+	res.RSSAnonMiB = e.rss.anonPeak()
 	if len(res.RSSNodesMiB) == 1 {
 		res.RSSNodesMiB = nil
 	}
@@ -310,6 +314,7 @@ type rssWatch struct {
 	mu    sync.Mutex
 	peaks []float64
 	last  []float64
+	anon  float64 // the largest node's peak without mapped files
 	done  chan struct{}
 	ended chan struct{}
 }
@@ -346,6 +351,7 @@ func (w *rssWatch) sample(ctx context.Context) {
 		w.mu.Lock()
 		w.last[i] = v
 		w.peaks[i] = max(w.peaks[i], v)
+		w.anon = max(w.anon, m.anonMiB())
 		w.mu.Unlock()
 	}
 }
@@ -365,6 +371,7 @@ func (w *rssWatch) now() float64 {
 func (w *rssWatch) reset(ctx context.Context) {
 	w.mu.Lock()
 	clear(w.peaks)
+	w.anon = 0
 	w.mu.Unlock()
 	w.sample(ctx)
 }
@@ -377,6 +384,12 @@ func (w *rssWatch) peak() (float64, []float64) {
 		m = max(m, v)
 	}
 	return m, append([]float64(nil), w.peaks...)
+}
+
+func (w *rssWatch) anonPeak() float64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.anon
 }
 
 func (w *rssWatch) close() {

@@ -54,6 +54,10 @@ func scrape(ctx context.Context, hc *http.Client, base, token string) (metrics, 
 // report it too.
 func (m metrics) rssMiB() float64 { return m["process_resident_memory_bytes"] / (1 << 20) }
 
+// anonMiB is the part of it no file backs (0 where the node cannot tell):
+// the rest is Badger's mapped files, which the kernel reclaims.
+func (m metrics) anonMiB() float64 { return m["herald_process_resident_anon_bytes"] / (1 << 20) }
+
 // histogram is the difference of one histogram between two scrapes.
 type histogram struct {
 	count, sum float64

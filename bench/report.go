@@ -73,6 +73,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if len(r.RSSNodesMiB) > 1 {
 		mem += fmt.Sprintf(" (peaks per node %.1f)", r.RSSNodesMiB)
 	}
+	if r.RSSAnonMiB > 0 {
+		mem += fmt.Sprintf("; without mapped files %.1f MiB at most", r.RSSAnonMiB)
+	}
 	row("server rss", "%s", mem)
 	row("setup", "%.1fs", r.SetupSeconds)
 	return tw.Flush()

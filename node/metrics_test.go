@@ -45,6 +45,12 @@ func TestOperatorMetricsExportedAndMove(t *testing.T) {
 		t.Errorf("herald_raft_log_bytes %v, want the log's segment counted", v)
 	}
 	metric(t, n, "herald_badger_vlog_bytes")
+	// The node runs in the test's process, whose heap it counts too, and
+	// the two are read by two scrapes: the bound allows for what the
+	// process frees in between.
+	if anon, rss := metric(t, n, "herald_process_resident_anon_bytes"), metric(t, n, "process_resident_memory_bytes"); anon <= 0 || anon > rss+16<<20 {
+		t.Errorf("herald_process_resident_anon_bytes %v, want more than 0 and at most the resident %v", anon, rss)
+	}
 	if v := metric(t, n, "herald_delivery_queue"); v != 0 {
 		t.Errorf("herald_delivery_queue %v before any delivery, want 0", v)
 	}

@@ -148,6 +148,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c := anonResident(); c != nil {
+		reg.MustRegister(c)
+	}
 	batch := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_raft_batch_commands",
 		Help: "Commands per group-committed Raft entry.", Buckets: prometheus.ExponentialBuckets(1, 2, 9)})
 	apply := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_raft_apply_seconds",

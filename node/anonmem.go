@@ -1,0 +1,47 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// anonResident reports the resident memory that no file backs (RssAnon in
+// /proc/self/status: Go's heap, stacks and runtime). The rest of
+// process_resident_memory_bytes is pages of files Badger maps (its tables
+// and memtable logs), which the kernel drops when memory is short; under a
+// long write load they are a third of the total (BENCHMARKS.md), so the
+// total alone overstates what the node holds. Nil where /proc has no
+// RssAnon.
+func anonResident() prometheus.Collector {
+	if _, ok := readRssAnon(); !ok {
+		return nil
+	}
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_process_resident_anon_bytes",
+		Help: "Resident memory not backed by a file (heap, stacks); the rest of process_resident_memory_bytes is Badger's mapped files, which the kernel reclaims under pressure."},
+		func() float64 {
+			v, _ := readRssAnon()
+			return float64(v)
+		})
+}
+
+func readRssAnon() (uint64, bool) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line, ok := bytes.CutPrefix(sc.Bytes(), []byte("RssAnon:"))
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseUint(string(bytes.TrimSpace(bytes.TrimSuffix(bytes.TrimSpace(line), []byte("kB")))), 10, 64)
+		return kb << 10, err == nil
+	}
+	return 0, false
+}
