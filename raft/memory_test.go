@@ -137,3 +137,32 @@ func TestGoMemoryLimitFollowsTheBudget(t *testing.T) {
 		}
 	}
 }
+
+// Tables written with Badger's 4 KiB blocks, as nodes wrote them before,
+// are read and compacted by a node that builds 16 KiB ones.
+func TestSmallBlockTablesStayReadable(t *testing.T) {
+	dir := t.TempDir()
+	opts := badgerOptions(dir, 0)
+	if opts.BlockSize != 16<<10 {
+		t.Fatalf("Badger's block size is %d, want 16 KiB", opts.BlockSize)
+	}
+	old, err := badger.Open(opts.WithBlockSize(4 << 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeRecords(t, old, 0, 3000)
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := badger.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	checkRecords(t, db, 3000)
+	writeRecords(t, db, 3000, 6000)
+	if err := db.Flatten(1); err != nil {
+		t.Fatal(err)
+	}
+	checkRecords(t, db, 6000)
+}
