@@ -298,11 +298,13 @@ func (s *Store) catchUpFromSnapshot(snaps *snapshotStore) error {
 	if err != nil || s.fsm.Applied() >= applied {
 		return err
 	}
-	s.opts.Logger.Warn("storage is behind the newest snapshot; catching up",
-		"applied", s.fsm.Applied(), "snapshot", applied, "from", map[bool]string{true: "the log", false: "the snapshot"}[ref])
 	if ref {
+		s.opts.Logger.Warn("storage is behind the newest snapshot; catching up from the log",
+			"applied", s.fsm.Applied(), "snapshot", applied)
 		return s.replayLog(list[0].Index)
 	}
+	s.opts.Logger.Warn("storage is behind the newest snapshot; catching up from the snapshot",
+		"applied", s.fsm.Applied(), "snapshot", applied)
 	_, rc, err := snaps.Open(list[0].ID)
 	if err != nil {
 		return err
@@ -607,7 +609,7 @@ func (s *Store) Close() error { return s.Shutdown(context.Background(), nil) }
 // Badger, so it costs a sync), so a caller with a deadline stops waiting
 // for Shutdown rather than expecting it to return early. Calling it again
 // returns the first result.
-func (s *Store) Shutdown(ctx context.Context, stage func(name string)) error {
+func (s *Store) Shutdown(_ context.Context, stage func(name string)) error {
 	if stage == nil {
 		stage = func(string) {}
 	}
