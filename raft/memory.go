@@ -60,12 +60,15 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 		// once per block, half of its time on 4 KiB blocks, and packs a
 		// larger block tighter (249 bytes of tables per notification
 		// instead of 432). A table is sized by its compressed bytes and
-		// its builder holds the raw blocks too, so tables are half the
-		// size they were (an eighth of a memtable) to keep the builders'
-		// memory where it was. Ingest +15-30 %, p99 -40 %
-		// (BENCHMARKS.md). A table records its own block offsets, so
-		// tables written with 4 KiB blocks stay readable.
-		WithBaseTableSize(max(memtable/8, 1<<20)).
+		// its builder holds the raw blocks too, several times that, for
+		// each of the up to eight-plus tables a compaction builds at
+		// once: tables of a sixteenth of a memtable (512 KiB by
+		// default; 2 MiB before) halve the builders' memory at the same
+		// rate. Ingest +15-30 %, p99 -40 %, heap at the peak -40 %
+		// (BENCHMARKS.md). Each table is an open file: about two per
+		// MiB of stored tables. A table records its own block offsets,
+		// so tables written with 4 KiB blocks stay readable.
+		WithBaseTableSize(max(memtable/16, 512<<10)).
 		WithBlockSize(16 << 10).
 		WithNumCompactors(2).
 		// Every table flushed to level 0 spans nearly every user, so
