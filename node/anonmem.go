@@ -1,12 +1,8 @@
 package node
 
 import (
-	"bufio"
-	"bytes"
-	"os"
-	"strconv"
-
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
 )
 
 // anonResident reports the resident memory that no file backs (RssAnon in
@@ -29,19 +25,13 @@ func anonResident() prometheus.Collector {
 }
 
 func readRssAnon() (uint64, bool) {
-	f, err := os.Open("/proc/self/status")
+	p, err := procfs.Self()
 	if err != nil {
 		return 0, false
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line, ok := bytes.CutPrefix(sc.Bytes(), []byte("RssAnon:"))
-		if !ok {
-			continue
-		}
-		kb, err := strconv.ParseUint(string(bytes.TrimSpace(bytes.TrimSuffix(bytes.TrimSpace(line), []byte("kB")))), 10, 64)
-		return kb << 10, err == nil
+	st, err := p.NewStatus()
+	if err != nil || st.RssAnon == 0 {
+		return 0, false
 	}
-	return 0, false
+	return st.RssAnon, true
 }

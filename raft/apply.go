@@ -496,8 +496,9 @@ func (t *tx) keepChangeData(uid, nid string) {
 	if !found {
 		return
 	}
-	var old resource.NotificationRecord
-	if err := json.Unmarshal(b, &old); err != nil {
+	// The view is what Store.Changes answers for the change meanwhile.
+	old, err := newNotificationView(b)
+	if err != nil {
 		panic(storageFailure{fmt.Errorf("decode notification %s/%s: %w", uid, nid, err)})
 	}
 	if old.Seq == 0 {
@@ -515,10 +516,7 @@ func (t *tx) keepChangeData(uid, nid string) {
 	if len(ch.Data) != 0 {
 		return // stored whole
 	}
-	var err error
-	ch.Seq, ch.UserID = old.Seq, uid
-	ch.Data, err = json.Marshal(old.Notification)
-	t.must(err)
+	ch.Seq, ch.UserID, ch.Data = old.Seq, uid, old.JSON
 	t.set(key, encodeChange(&ch))
 }
 

@@ -78,11 +78,11 @@ func WriteBackup(db *badger.DB, w io.Writer) error {
 
 // snapshotApplied reads the applied index from a snapshot's header.
 func snapshotApplied(r io.Reader) (uint64, error) {
-	head := make([]byte, len(snapshotHeader)+8)
-	if _, err := io.ReadFull(r, head); err != nil || string(head[:len(snapshotHeader)]) != snapshotHeader {
-		return 0, ErrBadSnapshot
+	applied, ref, err := readSnapshotHead(r)
+	if err == nil && ref {
+		err = ErrBadSnapshot // a reference holds no state to load
 	}
-	return getUint64(head[len(snapshotHeader):]), nil
+	return applied, err
 }
 
 // loadSnapshot replaces everything in db with the snapshot in r and returns
