@@ -25,15 +25,20 @@ type counters struct {
 }
 
 func (t *tx) counters(uid string) counters {
+	if c, ok := t.ac.counters[uid]; ok {
+		return c
+	}
 	var c counters
 	t.getJSON(countersKey(uid), &c)
+	bounded(t.ac.counters)[uid] = c
 	return c
 }
 
 func (t *tx) addNotifications(uid string, dn int) {
 	c := t.counters(uid)
 	c.Notifications += dn
-	t.setJSON(countersKey(uid), c)
+	t.setJSON(countersKey(uid), c) // drops the cached counters
+	bounded(t.ac.counters)[uid] = c
 }
 
 // apply applies c and writes its audit records, which say whether it
@@ -187,7 +192,6 @@ func (t *tx) deleteUser(uid string) Result {
 	t.eachKey(changePrefix(uid), t.del)
 	t.del(changeTrimKey(uid))
 	t.del(countersKey(uid))
-	delete(t.subs, uid)
 	t.del(upnKey(u.UserPrincipalName))
 	t.del(userKey(uid))
 	return ok(nil)
@@ -433,7 +437,6 @@ func (t *tx) deleteSub(uid, sid string) Result {
 	t.del(subExpiryKey(s.ExpirationDateTime.UnixMilli(), sid))
 	t.del(userSubKey(uid, sid))
 	t.del(appSubKey(s.AppID, sid))
-	delete(t.subs, uid)
 	return ok(nil)
 }
 
@@ -535,7 +538,7 @@ func (t *tx) putNotif(n *resource.NotificationRecord) {
 
 func (t *tx) send(c *Command) Result {
 	n := c.Notif
-	if !t.exists(userKey(n.UserID)) {
+	if !t.userExists(n.UserID) {
 		return fail(resource.NotFound("user"))
 	}
 	if n.AppNotificationID != "" {

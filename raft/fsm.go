@@ -34,10 +34,12 @@ type FSM struct {
 	// disk is asked for room before each batch is written (set before
 	// Raft starts; nil in tests that use the FSM alone).
 	disk *diskGuard
+	// ac is the batches' cache of what sends read (applycache.go).
+	ac *applyCache
 }
 
 func newFSM(db *badger.DB, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
-	f := &FSM{db: db, onChange: onChange, log: log}
+	f := &FSM{db: db, onChange: onChange, log: log, ac: newApplyCache()}
 	err := db.View(func(txn *badger.Txn) error {
 		v, _, err := getValue(txn, []byte(keyApplied))
 		f.applied.Store(getUint64(v))
@@ -97,7 +99,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		}
 	}
 	f.disk.roomFor(need) // diskspace.go
-	t := newTx(f.db)
+	t := newTx(f.db, f.ac)
 	t.cache = f.cache
 	defer t.txn.Discard()
 	var pending uint64 // last index written but not yet committed
@@ -161,6 +163,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	applied, err := loadSnapshot(f.db, rc)
 	f.cache.reset()
+	f.ac.reset()
 	if err != nil {
 		return err
 	}

@@ -24,10 +24,9 @@ type tx struct {
 	seq        uint64                 // last change sequence number handed out
 	changes    []resource.Change      // to publish once committed
 	deliveries []resource.DeliveryRef // likewise, for the delivery engine
-	// subs caches each user's subscriptions for the batch: every send
-	// reads them, and a prefix scan in a write transaction costs a sort of
-	// its pending writes. Writes to a subscription drop its user's entry.
-	subs map[string][]resource.SubscriptionRecord
+	// ac holds the records every send reads, across batches when the
+	// FSM owns it (applycache.go).
+	ac *applyCache
 	// touched are the keys of records the Store caches written since the
 	// last commit; cache is told of them around the commit (cache.go).
 	touched []string
@@ -37,8 +36,8 @@ type tx struct {
 	written int
 }
 
-func newTx(db *badger.DB) *tx {
-	t := &tx{db: db, txn: db.NewTransaction(true), subs: map[string][]resource.SubscriptionRecord{}}
+func newTx(db *badger.DB, ac *applyCache) *tx {
+	t := &tx{db: db, txn: db.NewTransaction(true), ac: ac}
 	if v, ok := t.get([]byte(keySeq)); ok {
 		t.seq = getUint64(v)
 	}
@@ -78,6 +77,7 @@ func (t *tx) getJSON(key []byte, v any) bool {
 }
 
 func (t *tx) setEntry(e *badger.Entry) {
+	t.ac.forget(e.Key)
 	if cachedKey(e.Key) {
 		t.touched = append(t.touched, string(e.Key))
 	}
@@ -99,6 +99,7 @@ func (t *tx) setJSON(key []byte, v any) {
 }
 
 func (t *tx) del(key []byte) {
+	t.ac.forget(key)
 	if cachedKey(key) {
 		t.touched = append(t.touched, string(key))
 	}
@@ -116,9 +117,10 @@ func (t *tx) keys(prefix []byte, limit int) [][]byte {
 	return scanKeys(t.txn, prefix, limit)
 }
 
-// userSubs returns a user's subscriptions, from the batch's cache.
+// userSubs returns a user's subscriptions, from the cache when it has
+// them. The slice is shared: callers must not change it.
 func (t *tx) userSubs(uid string) []resource.SubscriptionRecord {
-	if subs, ok := t.subs[uid]; ok {
+	if subs, ok := t.ac.subs[uid]; ok {
 		return subs
 	}
 	prefix := "us/" + uid + "/"
@@ -129,14 +131,24 @@ func (t *tx) userSubs(uid string) []resource.SubscriptionRecord {
 			subs = append(subs, s)
 		}
 	}
-	t.subs[uid] = subs
+	bounded(t.ac.subs)[uid] = subs
 	return subs
 }
 
-// putSub stores a subscription and drops its user's cached list.
+// userExists reports whether the user exists, from the cache when it
+// knows.
+func (t *tx) userExists(uid string) bool {
+	if ok, known := t.ac.users[uid]; known {
+		return ok
+	}
+	ok := t.exists(userKey(uid))
+	bounded(t.ac.users)[uid] = ok
+	return ok
+}
+
+// putSub stores a subscription (which drops the cached lists).
 func (t *tx) putSub(s *resource.SubscriptionRecord) {
 	t.setJSON(subKey(s.ID), s)
-	delete(t.subs, s.UserID)
 }
 
 // flush commits what is written so far and continues in a new transaction.
