@@ -182,6 +182,11 @@ type Result struct {
 	BatchP99     float64  `json:"batchP99,omitempty"`
 	Batches      []bucket `json:"batches,omitempty"`
 	ApplyMeanMs  float64  `json:"applyMeanMs,omitempty"`
+	// CPUUsPerRequest is the nodes' CPU time over the load (their
+	// process_cpu_seconds_total) per request: what the server spends on
+	// one, steadier from run to run than a rate that shares two cores
+	// with the load client.
+	CPUUsPerRequest float64 `json:"cpuUsPerRequest,omitempty"`
 	ForwardMean  float64  `json:"forwardBatchMean,omitempty"`
 	// The Raft log over the load, from the node that snapshotted most:
 	// entries its snapshots compacted away, and its log (entries after

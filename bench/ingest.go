@@ -51,7 +51,21 @@ func ingest(ctx context.Context, e *env, res *Result) error {
 	res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs = p.p50, p.p90, p.p99, p.max
 	res.Requests, res.Errors = ok+failed, failed
 	groupCommit(res, before, after)
+	res.CPUUsPerRequest = cpuPerRequest(before, after, ok+failed)
 	return nil
+}
+
+// cpuPerRequest is the nodes' CPU time between the scrapes over requests,
+// in microseconds.
+func cpuPerRequest(before, after []metrics, requests int64) float64 {
+	if requests == 0 {
+		return 0
+	}
+	var cpu float64
+	for i := range before {
+		cpu += after[i]["process_cpu_seconds_total"] - before[i]["process_cpu_seconds_total"]
+	}
+	return cpu / float64(requests) * 1e6
 }
 
 // sample sends c once and returns Herald's answer, for the ceiling.

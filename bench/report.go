@@ -53,6 +53,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 		row("group commit", "%.1f commands per Raft entry (p50 ≤%g, p99 ≤%g) over %.0f entries; apply %.2f ms mean",
 			r.BatchMean, r.BatchP50, r.BatchP99, r.BatchEntries, r.ApplyMeanMs)
 		row("batch sizes", "%s", strings.Join(b, " "))
+		if r.CPUUsPerRequest > 0 {
+			row("server CPU", "%.0f µs per request (the nodes' CPU time over the load)", r.CPUUsPerRequest)
+		}
 		if r.ForwardMean > 0 {
 			row("forwarded", "%.1f commands per forwarded batch", r.ForwardMean)
 		}
