@@ -187,7 +187,7 @@ type Result struct {
 	// one, steadier from run to run than a rate that shares two cores
 	// with the load client.
 	CPUUsPerRequest float64 `json:"cpuUsPerRequest,omitempty"`
-	ForwardMean  float64  `json:"forwardBatchMean,omitempty"`
+	ForwardMean     float64 `json:"forwardBatchMean,omitempty"`
 	// The Raft log over the load, from the node that snapshotted most:
 	// entries its snapshots compacted away, and its log (entries after
 	// the newest snapshot, disk) once the load ended.
