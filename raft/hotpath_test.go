@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -82,4 +83,52 @@ func TestFSMApplySendAllocs(t *testing.T) {
 	} else {
 		t.Logf("%.0f allocations per applied send (budget %d)", got, budget)
 	}
+}
+
+// BenchmarkFSMApplySendsManyUsers applies entries of 64 sends spread over
+// 2,000 users, each with a live subscription, as the latency scenario
+// sends: every send reads its user's subscriptions and writes a delivery
+// record. One op is one send.
+func BenchmarkFSMApplySendsManyUsers(b *testing.B) {
+	const per, users = 64, 2000
+	f, db := openFSM(b, b.TempDir())
+	defer db.Close()
+	now := time.Now()
+	setup := []*Command{{Op: OpCreateApp, Now: now.UnixNano(),
+		App: &resource.ApplicationRecord{ID: "a1", AppID: "appid", TargetHostName: "a.example"}}}
+	ids := make([]string, users)
+	for i := range ids {
+		u := newUser(fmt.Sprintf("user%d", i))
+		ids[i] = u.ID
+		setup = append(setup, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u},
+			&Command{Op: OpCreateSub, Now: now.UnixNano(), Sub: &resource.SubscriptionRecord{Subscription: resource.Subscription{
+				ID: "s-" + u.ID, UserID: u.ID, TargetHostName: "a.example", PlatformType: resource.PlatformWeb,
+				Status: resource.SubActive, Channel: resource.Channel{Type: resource.ChannelLive},
+				ExpirationDateTime: resource.At(now.Add(time.Hour))}, AppID: "a1"}})
+	}
+	index := uint64(1)
+	for i := 0; i < len(setup); i += 128 {
+		for _, r := range f.ApplyBatch([]*hraft.Log{entry(b, index, setup[i:min(i+128, len(setup))]...)})[0].([]Result) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+		index++
+	}
+	logs := make([]*hraft.Log, b.N/per+1)
+	for i := range logs {
+		cmds := make([]*Command, per)
+		for j := range cmds {
+			cmds[j] = sendCmd(ids[(i*per+j)*7919%users], "a1", "", now, now.Add(time.Hour))
+		}
+		logs[i] = entry(b, index, cmds...)
+		index++
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < len(logs); i += 16 {
+		f.ApplyBatch(logs[i:min(i+16, len(logs))])
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(len(logs)*per)/b.Elapsed().Seconds(), "sends/s")
 }
