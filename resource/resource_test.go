@@ -106,3 +106,40 @@ func TestCursorRoundTripsOnlyItsOwnForm(t *testing.T) {
 		}
 	}
 }
+
+// Time reads a plain quoted time without a json.Unmarshal of its own
+// (plainString); every input must still read as it did through one.
+func TestTimeReadsPlainAndEscapedStringsAlike(t *testing.T) {
+	reference := func(b []byte) (time.Time, bool) {
+		var s string
+		if json.Unmarshal(b, &s) != nil {
+			return time.Time{}, false
+		}
+		v, err := time.Parse(time.RFC3339Nano, s)
+		return v, err == nil
+	}
+	for _, in := range []string{
+		`"2026-12-03T17:57:41.015Z"`,
+		`"2026-12-03T17:57:41Z"`,
+		`"2026-12-03T18:57:41.0155+01:00"`,
+		`"2026-12-03T17:57:41.015\u005a"`,
+		`"2026-12-03T17:57:41.015Z\n"`,
+		`"not a time"`,
+		`""`,
+		`"2026-12-03T17:57:41.015Ž"`,
+		"\"2026-12-03T17:57:41.015\xff\"",
+		`123`,
+		`"`,
+	} {
+		var got Time
+		err := got.UnmarshalJSON([]byte(in))
+		want, ok := reference([]byte(in))
+		if (err == nil) != ok {
+			t.Errorf("%s: error %v, want an error: %v", in, err, !ok)
+			continue
+		}
+		if ok && !got.Equal(At(want).Time) {
+			t.Errorf("%s: %v, want %v", in, got, At(want))
+		}
+	}
+}
