@@ -64,10 +64,10 @@ func applySends(b *testing.B, f *FSM, logs []*hraft.Log, per int) {
 }
 
 // The FSM's allocations per send, decoding included, stay within a budget:
-// a regression here costs every write. Measured 107 per stored send with
+// a regression here costs every write. Measured 104 per stored send with
 // Go 1.26 and badger v4 (3 December 2026; 129 before the FSM kept the
-// user's records across batches, applycache.go); the budget leaves a fifth
-// for drift. Until then the sends went to a user that did not exist, and
+// user's records across batches, applycache.go, and 107 before Time read
+// plain strings itself); the budget leaves a fifth for drift. Until then the sends went to a user that did not exist, and
 // the 31 measured were those of a refused send.
 func TestFSMApplySendAllocs(t *testing.T) {
 	const per, budget = 64, 130
