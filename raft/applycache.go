@@ -61,8 +61,9 @@ func userOf(rest []byte) string {
 	return string(rest)
 }
 
-// bounded empties m when it is full: a miss costs only a Badger read, and
-// this keeps memory bounded without an LRU's bookkeeping.
+// bounded empties m when it holds cacheLimit entries: a miss costs only a
+// Badger read, and this keeps memory bounded without an LRU's bookkeeping.
+// Both caches (cache.go, and this one) fill their maps through it.
 func bounded[V any](m map[string]V) map[string]V {
 	if len(m) >= cacheLimit {
 		clear(m)

@@ -35,8 +35,7 @@ type recordCache struct {
 	views *viewCache
 }
 
-// cacheLimit bounds each map; a full map is emptied (misses only cost a
-// Badger read), which keeps memory bounded without an LRU's bookkeeping.
+// cacheLimit bounds each map; a full map is emptied (bounded).
 const cacheLimit = 8192
 
 func newRecordCache() *recordCache {
@@ -67,10 +66,7 @@ func cached[T any](c *recordCache, pick func(*recordCache) map[string]*T, key st
 	}
 	c.mu.Lock()
 	if c.gen == gen && len(c.pending) == 0 {
-		if len(m) >= cacheLimit {
-			clear(m)
-		}
-		m[key] = clone(v)
+		bounded(m)[key] = clone(v)
 	}
 	c.mu.Unlock()
 	return v, true, nil
