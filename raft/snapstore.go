@@ -49,7 +49,7 @@ func (s *snapshotStore) Open(id string) (*hraft.SnapshotMeta, io.ReadCloser, err
 	}
 	rc.Close()
 	txn := s.db.NewTransaction(false)
-	var size countingWriter
+	size := countingWriter{w: io.Discard}
 	if err := writeSnapshot(txn, &size); err != nil {
 		txn.Discard()
 		return nil, nil, fmt.Errorf("snapshot %s: read the state: %w", id, err)
@@ -78,15 +78,11 @@ type readCloser struct {
 }
 
 type countingWriter struct {
-	w io.Writer // nil: count only
+	w io.Writer
 	n int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
-	if c.w == nil {
-		c.n += int64(len(p))
-		return len(p), nil
-	}
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
