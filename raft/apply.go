@@ -455,7 +455,7 @@ func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) (data
 		TargetHostName: n.TargetHostName, PlatformTypes: n.TargetPolicy.PlatformTypes}
 	var err error
 	if typ == resource.ChangeCreated || typ == resource.ChangeUpdated {
-		ch.Data, err = json.Marshal(n.Notification)
+		ch.Data = appendNotification(make([]byte, 0, 512), &n.Notification)
 	} else {
 		reason := resource.ChangeDeleted
 		if typ == resource.ChangeExpired {

@@ -55,16 +55,31 @@ func (f *FSM) Applied() uint64 { return f.applied.Load() }
 const entryJSON = 'J'
 
 func encodeEntry(cmds []*Command) ([]byte, error) {
-	b, err := json.Marshal(cmds)
-	if err != nil {
-		return nil, err
+	b := make([]byte, 0, 64+600*len(cmds))
+	b = append(b, entryJSON, '[')
+	for i, c := range cmds {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var ok bool
+		if b, ok = appendSend(b, c); ok {
+			continue
+		}
+		m, err := json.Marshal(c)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, m...)
 	}
-	return append([]byte{entryJSON}, b...), nil
+	return append(b, ']'), nil
 }
 
 func decodeEntry(data []byte) ([]*Command, error) {
 	if len(data) == 0 || data[0] != entryJSON {
 		return nil, fmt.Errorf("unknown entry format")
+	}
+	if cmds, ok := decodeSends(data[1:]); ok {
+		return cmds, nil
 	}
 	var cmds []*Command
 	err := json.Unmarshal(data[1:], &cmds)

@@ -1,0 +1,500 @@
+package raft
+
+import (
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// A send is most of what the log carries, and encoding/json spent as much
+// of a node's CPU writing and reading sends in entries (reflection, a
+// decoder per value, a string per field) as the FSM spent applying them.
+// The functions here write a send command and its notification by hand,
+// byte for byte as json.Marshal does, and read back exactly what
+// json.Unmarshal reads from such bytes. The format is unchanged: nodes of
+// earlier versions read what these write, and these read what they wrote.
+// Whatever the hand-written path does not know (another command, a field
+// it does not expect, an escape in a number's place) goes through
+// encoding/json instead, so only the shape json.Marshal gives a send takes
+// the fast path. sendcodec_test.go holds both directions to encoding/json
+// over generated sends and fuzzed input, and fails when one of these types
+// gains a field that the code here does not write.
+
+// appendSend appends c, a send with no other command field set, as
+// json.Marshal encodes it; ok is false for any other command.
+func appendSend(b []byte, c *Command) ([]byte, bool) {
+	if !plainSend(c) {
+		return b, false
+	}
+	b = append(b, `{"op":"send","now":`...)
+	b = strconv.AppendInt(b, c.Now, 10)
+	if c.RequestID != "" {
+		b = append(b, `,"requestId":`...)
+		b = appendJSONString(b, c.RequestID)
+	}
+	b = append(b, `,"notif":`...)
+	b = appendNotificationRecord(b, c.Notif)
+	if c.MaxItems != 0 {
+		b = append(b, `,"maxItems":`...)
+		b = strconv.AppendInt(b, int64(c.MaxItems), 10)
+	}
+	return append(b, '}'), true
+}
+
+// plainSend reports whether c is a send that sets only the fields a send
+// from the API sets.
+func plainSend(c *Command) bool {
+	return c.Op == OpSend && c.Notif != nil &&
+		c.User == nil && c.UserPatch == nil && c.App == nil && c.Credential == nil &&
+		c.Tokens == nil && c.Sub == nil && c.SubPatch == nil && c.NotifPatch == nil &&
+		c.VAPID == nil && c.Outcomes == nil && c.Node == nil && c.Slots == nil &&
+		c.Audit == nil && c.Client == nil &&
+		c.UserID == "" && c.AppID == "" && c.ID == "" && c.ConsumeHash == "" &&
+		c.Session == "" && c.GroupName == "" && c.AppNotifID == "" &&
+		c.Retention == 0 && c.AuditRetention == 0
+}
+
+// appendNotificationRecord appends n as json.Marshal encodes it.
+func appendNotificationRecord(b []byte, n *resource.NotificationRecord) []byte {
+	b = appendNotification(b, &n.Notification)
+	b = b[:len(b)-1]
+	b = append(b, `,"userId":`...)
+	b = appendJSONString(b, n.UserID)
+	b = append(b, `,"appObjectId":`...)
+	b = appendJSONString(b, n.AppID)
+	if n.Seq != 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, n.Seq, 10)
+	}
+	return append(b, '}')
+}
+
+// appendNotification appends n as json.Marshal encodes it.
+func appendNotification(b []byte, n *resource.Notification) []byte {
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, n.ID)
+	b = append(b, `,"targetHostName":`...)
+	b = appendJSONString(b, n.TargetHostName)
+	if n.AppNotificationID != "" {
+		b = append(b, `,"appNotificationId":`...)
+		b = appendJSONString(b, n.AppNotificationID)
+	}
+	if n.GroupName != "" {
+		b = append(b, `,"groupName":`...)
+		b = appendJSONString(b, n.GroupName)
+	}
+	b = append(b, `,"payload":{`...)
+	p := &n.Payload
+	if p.RawContent != nil {
+		b = append(b, `"rawContent":`...)
+		b = appendJSONString(b, *p.RawContent)
+	}
+	if v := p.VisualContent; v != nil {
+		if p.RawContent != nil {
+			b = append(b, ',')
+		}
+		b = append(b, `"visualContent":{"title":`...)
+		b = appendJSONString(b, v.Title)
+		if v.Body != "" {
+			b = append(b, `,"body":`...)
+			b = appendJSONString(b, v.Body)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `},"targetPolicy":{"platformTypes":`...)
+	if n.TargetPolicy.PlatformTypes == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, s := range n.TargetPolicy.PlatformTypes {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, s)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `},"priority":`...)
+	b = appendJSONString(b, n.Priority)
+	if n.DisplayTimeToLive != nil {
+		b = append(b, `,"displayTimeToLive":`...)
+		b = strconv.AppendInt(b, int64(*n.DisplayTimeToLive), 10)
+	}
+	b = append(b, `,"expirationDateTime":`...)
+	b = appendTime(b, n.ExpirationDateTime)
+	if n.FallbackPolicy != nil {
+		b = append(b, `,"fallbackPolicy":`...)
+		b = appendMarshal(b, n.FallbackPolicy)
+	}
+	b = append(b, `,"createdDateTime":`...)
+	b = appendTime(b, n.CreatedDateTime)
+	b = append(b, `,"lastModifiedDateTime":`...)
+	b = appendTime(b, n.LastModifiedDateTime)
+	b = append(b, `,"readState":`...)
+	b = appendJSONString(b, n.ReadState)
+	b = append(b, `,"userActionState":`...)
+	b = appendJSONString(b, n.UserActionState)
+	b = append(b, `,"status":`...)
+	b = appendJSONString(b, n.Status)
+	return append(b, '}')
+}
+
+func appendTime(b []byte, t resource.Time) []byte {
+	if t.IsZero() {
+		return append(b, "null"...)
+	}
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, resource.TimeLayout)
+	return append(b, '"')
+}
+
+// appendJSONString appends s quoted as json.Marshal quotes it. Printable
+// ASCII that JSON does not escape (json.Marshal also escapes <, > and &)
+// is copied; anything else is left to json.Marshal.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return appendMarshal(b, s)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+func appendMarshal(b []byte, v any) []byte {
+	m, err := json.Marshal(v)
+	if err != nil {
+		panic(storageFailure{err}) // strings, numbers and a FallbackPolicy always encode
+	}
+	return append(b, m...)
+}
+
+// decodeSends reads a JSON array of commands as json.Unmarshal reads it
+// into []*Command, provided every command is a send in the shape
+// appendSend writes; ok is false otherwise, and the caller then uses
+// json.Unmarshal.
+func decodeSends(data []byte) (cmds []*Command, ok bool) {
+	d := jsonReader{b: data}
+	if !d.byte('[') {
+		return nil, false
+	}
+	if d.peek(']') {
+		return nil, false // json.Unmarshal makes an empty, non-nil slice; leave it to that
+	}
+	for {
+		c, ok := d.send()
+		if !ok {
+			return nil, false
+		}
+		cmds = append(cmds, c)
+		if d.byte(']') {
+			break
+		}
+		if !d.byte(',') {
+			return nil, false
+		}
+	}
+	return cmds, d.i == len(d.b)
+}
+
+// jsonReader reads compact JSON, as json.Marshal writes it: no
+// whitespace, no null where a value is expected, each member once. What
+// it cannot read exactly as encoding/json would, it refuses.
+type jsonReader struct {
+	b []byte
+	i int
+}
+
+func (d *jsonReader) peek(c byte) bool { return d.i < len(d.b) && d.b[d.i] == c }
+
+func (d *jsonReader) byte(c byte) bool {
+	if d.peek(c) {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// object reads an object's members, calling member with each name (a
+// member's index in names, or -1); member reads the value.
+func (d *jsonReader) object(names []string, member func(i int) bool) bool {
+	if !d.byte('{') {
+		return false
+	}
+	if d.byte('}') {
+		return true
+	}
+	var seen uint64
+	for {
+		name, ok := d.rawString()
+		if !ok || !d.byte(':') {
+			return false
+		}
+		k := -1
+		for j, n := range names {
+			if n == string(name) {
+				k = j
+				break
+			}
+		}
+		// An unknown name could match a field case-insensitively in
+		// encoding/json, or be ignored by it: either way, not here. Nor
+		// a repeated one: encoding/json keeps the last, merging objects.
+		if k < 0 || seen&(1<<k) != 0 {
+			return false
+		}
+		seen |= 1 << k
+		if !member(k) {
+			return false
+		}
+		if d.byte('}') {
+			return true
+		}
+		if !d.byte(',') {
+			return false
+		}
+	}
+}
+
+// rawString reads a string without escapes and returns its bytes.
+func (d *jsonReader) rawString() ([]byte, bool) {
+	if !d.byte('"') {
+		return nil, false
+	}
+	start := d.i
+	for d.i < len(d.b) {
+		switch c := d.b[d.i]; {
+		case c == '"':
+			d.i++
+			return d.b[start : d.i-1], true
+		case c == '\\' || c < 0x20:
+			return nil, false
+		}
+		d.i++
+	}
+	return nil, false
+}
+
+// string reads a string value. One with escapes or bytes that are not
+// UTF-8 is read by json.Unmarshal, which replaces what is not UTF-8.
+func (d *jsonReader) string() (string, bool) {
+	start := d.i
+	raw, ok := d.rawString()
+	if ok {
+		if utf8.Valid(raw) {
+			return string(raw), true
+		}
+		return unmarshalString(d.b[start:d.i])
+	}
+	// Find the closing quote past the escapes, then let encoding/json
+	// read the whole literal.
+	d.i = start
+	if !d.byte('"') {
+		return "", false
+	}
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case '\\':
+			d.i += 2
+			continue
+		case '"':
+			d.i++
+			return unmarshalString(d.b[start:d.i])
+		}
+		d.i++
+	}
+	return "", false
+}
+
+func unmarshalString(lit []byte) (string, bool) {
+	var s string
+	if err := json.Unmarshal(lit, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// number returns the bytes of an integer literal: an optional minus and
+// digits without a leading zero, as JSON allows.
+func (d *jsonReader) number() ([]byte, bool) {
+	start := d.i
+	d.byte('-')
+	digits := d.i
+	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+		d.i++
+	}
+	n := d.i - digits
+	if n == 0 || (n > 1 && d.b[digits] == '0') {
+		return nil, false
+	}
+	if d.i < len(d.b) && (d.b[d.i] == '.' || d.b[d.i] == 'e' || d.b[d.i] == 'E') {
+		return nil, false
+	}
+	return d.b[start:d.i], true
+}
+
+func (d *jsonReader) int64() (int64, bool) {
+	lit, ok := d.number()
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(string(lit), 10, 64)
+	return v, err == nil
+}
+
+func (d *jsonReader) int() (int, bool) {
+	lit, ok := d.number()
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(string(lit), 10, strconv.IntSize)
+	return int(v), err == nil
+}
+
+func (d *jsonReader) uint64() (uint64, bool) {
+	lit, ok := d.number()
+	if !ok || lit[0] == '-' {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(lit), 10, 64)
+	return v, err == nil
+}
+
+func (d *jsonReader) time(t *resource.Time) bool {
+	start := d.i
+	if _, ok := d.rawString(); !ok {
+		return false
+	}
+	return t.UnmarshalJSON(d.b[start:d.i]) == nil
+}
+
+var sendNames = []string{"op", "now", "requestId", "notif", "maxItems"}
+
+func (d *jsonReader) send() (*Command, bool) {
+	c := &Command{}
+	ok := d.object(sendNames, func(k int) (ok bool) {
+		switch k {
+		case 0:
+			var op string
+			op, ok = d.string()
+			c.Op = Op(op)
+			return ok && c.Op == OpSend
+		case 1:
+			c.Now, ok = d.int64()
+		case 2:
+			c.RequestID, ok = d.string()
+		case 3:
+			c.Notif = &resource.NotificationRecord{}
+			ok = d.notification(c.Notif)
+		case 4:
+			c.MaxItems, ok = d.int()
+		}
+		return ok
+	})
+	return c, ok && c.Op == OpSend && c.Notif != nil
+}
+
+var notifNames = []string{"id", "targetHostName", "appNotificationId", "groupName", "payload",
+	"targetPolicy", "priority", "displayTimeToLive", "expirationDateTime", "createdDateTime",
+	"lastModifiedDateTime", "readState", "userActionState", "status", "userId", "appObjectId", "seq"}
+
+var (
+	payloadNames = []string{"rawContent", "visualContent"}
+	visualNames  = []string{"title", "body"}
+	policyNames  = []string{"platformTypes"}
+)
+
+// notification reads a NotificationRecord; a fallbackPolicy is left to
+// encoding/json.
+func (d *jsonReader) notification(n *resource.NotificationRecord) bool {
+	return d.object(notifNames, func(k int) (ok bool) {
+		switch k {
+		case 0:
+			n.ID, ok = d.string()
+		case 1:
+			n.TargetHostName, ok = d.string()
+		case 2:
+			n.AppNotificationID, ok = d.string()
+		case 3:
+			n.GroupName, ok = d.string()
+		case 4:
+			ok = d.payload(&n.Payload)
+		case 5:
+			ok = d.object(policyNames, func(int) bool { return d.stringList(&n.TargetPolicy.PlatformTypes) })
+		case 6:
+			n.Priority, ok = d.string()
+		case 7:
+			var v int
+			v, ok = d.int()
+			n.DisplayTimeToLive = &v
+		case 8:
+			ok = d.time(&n.ExpirationDateTime)
+		case 9:
+			ok = d.time(&n.CreatedDateTime)
+		case 10:
+			ok = d.time(&n.LastModifiedDateTime)
+		case 11:
+			n.ReadState, ok = d.string()
+		case 12:
+			n.UserActionState, ok = d.string()
+		case 13:
+			n.Status, ok = d.string()
+		case 14:
+			n.UserID, ok = d.string()
+		case 15:
+			n.AppID, ok = d.string()
+		case 16:
+			n.Seq, ok = d.uint64()
+		}
+		return ok
+	})
+}
+
+func (d *jsonReader) payload(p *resource.Payload) bool {
+	return d.object(payloadNames, func(k int) bool {
+		if k == 0 {
+			s, ok := d.string()
+			p.RawContent = &s
+			return ok
+		}
+		v := &resource.VisualContent{}
+		p.VisualContent = v
+		return d.object(visualNames, func(k int) (ok bool) {
+			if k == 0 {
+				v.Title, ok = d.string()
+			} else {
+				v.Body, ok = d.string()
+			}
+			return ok
+		})
+	})
+}
+
+// stringList reads an array of strings; an empty one is an empty slice,
+// not nil, as encoding/json makes it.
+func (d *jsonReader) stringList(out *[]string) bool {
+	if !d.byte('[') {
+		return false
+	}
+	list := []string{}
+	if !d.byte(']') {
+		for {
+			s, ok := d.string()
+			if !ok {
+				return false
+			}
+			list = append(list, s)
+			if d.byte(']') {
+				break
+			}
+			if !d.byte(',') {
+				return false
+			}
+		}
+	}
+	*out = list
+	return true
+}
