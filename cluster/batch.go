@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -89,7 +90,7 @@ func (b *batcher) propose(ctx context.Context, cmd *raft.Command) (any, error) {
 		// it has applied with its first result (raft/dedup.go).
 		cmd.RequestID = b.prefix + strconv.FormatUint(b.seq.Add(1), 36)
 	}
-	body, err := json.Marshal(cmd)
+	body, err := raft.EncodeCommand(cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -455,15 +456,9 @@ func later(a, b time.Time) time.Time {
 // serveForward is the leader's side: it proposes a follower's batch at once,
 // so the commands share its group commit, and answers one result each.
 func (c *Cluster) serveForward(ctx context.Context, r *http.Request, body []byte) (any, error) {
-	var req forwardRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, resource.Errorf(resource.CodeInvalidRequest, "commands: %v", err)
-	}
-	cmds := make([]*raft.Command, len(req.Commands))
-	for i, b := range req.Commands {
-		if err := json.Unmarshal(b, &cmds[i]); err != nil {
-			return nil, resource.Errorf(resource.CodeInvalidRequest, "command %d: %v", i, err)
-		}
+	cmds, err := decodeForward(body)
+	if err != nil {
+		return nil, err
 	}
 	// Only the leader proposes for others: a forwarded write is never
 	// forwarded again.
@@ -481,6 +476,29 @@ func (c *Cluster) serveForward(ctx context.Context, r *http.Request, body []byte
 		out.Results[i] = w
 	}
 	return out, nil
+}
+
+// decodeForward reads a forwardRequest's commands. encodeBatch writes the
+// commands one after another in an array, and that array is read in one
+// pass when it holds sends alone (raft.DecodeCommands).
+func decodeForward(body []byte) ([]*raft.Command, error) {
+	const head, tail = `{"commands":`, `}`
+	if len(body) > len(head)+len(tail) && string(body[:len(head)]) == head && body[len(body)-1] == '}' {
+		if cmds, err := raft.DecodeCommands(body[len(head) : len(body)-1]); err == nil && len(cmds) > 0 && !slices.Contains(cmds, nil) {
+			return cmds, nil
+		}
+	}
+	var req forwardRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, resource.Errorf(resource.CodeInvalidRequest, "commands: %v", err)
+	}
+	cmds := make([]*raft.Command, len(req.Commands))
+	for i, b := range req.Commands {
+		if err := json.Unmarshal(b, &cmds[i]); err != nil {
+			return nil, resource.Errorf(resource.CodeInvalidRequest, "command %d: %v", i, err)
+		}
+	}
+	return cmds, nil
 }
 
 // leaderWatch tells waiting senders of every leader change that Raft

@@ -1,8 +1,14 @@
 package cluster
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"reflect"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
@@ -26,5 +32,58 @@ func TestResendRefusedForAFullDiskHasAnUnknownOutcome(t *testing.T) {
 	quota := resource.Errorf(resource.CodeQuotaReached, "The user has the most active subscriptions allowed (10).")
 	if err := resentOutcome(&pendingWrite{sent: true}, quota); err != quota {
 		t.Errorf("the FSM's own quota answer to a resend: %v, want it unchanged", err)
+	}
+}
+
+// The leader reads a batch of forwarded commands, sends or not, as it read
+// them one by one with encoding/json, and refuses a malformed one naming
+// it.
+func TestForwardedBatchesReadAsEncodingJSONReadsThem(t *testing.T) {
+	now := time.Now()
+	ttl := 30
+	send := func(id, text string) *raft.Command {
+		return &raft.Command{Op: raft.OpSend, Now: now.UnixNano(), MaxItems: 10, Notif: &resource.NotificationRecord{
+			Notification: resource.Notification{ID: id, TargetHostName: "a.example", Priority: "High",
+				Payload:            resource.Payload{VisualContent: &resource.VisualContent{Title: text}},
+				TargetPolicy:       resource.TargetPolicy{PlatformTypes: []string{}},
+				DisplayTimeToLive:  &ttl,
+				ExpirationDateTime: resource.At(now.Add(time.Hour)), CreatedDateTime: resource.At(now),
+				LastModifiedDateTime: resource.At(now), ReadState: "unread", UserActionState: "noInteraction", Status: "active"},
+			UserID: "u1", AppID: "a1"}}
+	}
+	batches := [][]*raft.Command{
+		{send("n1", "hello")},
+		{send("n1", "héllo <b>"), send("n2", "x\"y"), send("n3", "")},
+		{send("n1", "a"), {Op: raft.OpDeleteNotif, Now: now.UnixNano(), UserID: "u1", ID: "n1"}},
+	}
+	for _, cmds := range batches {
+		pending := make([]*pendingWrite, len(cmds))
+		for i, c := range cmds {
+			c.RequestID = "p." + strconv.Itoa(i)
+			body, err := raft.EncodeCommand(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want, _ := json.Marshal(c); !bytes.Equal(body, want) {
+				t.Fatalf("encoded\n got %s\nwant %s", body, want)
+			}
+			pending[i] = &pendingWrite{body: body}
+		}
+		got, err := decodeForward(encodeBatch(pending))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]*raft.Command, len(pending))
+		for i, p := range pending {
+			json.Unmarshal(p.body, &want[i])
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("read %+v, want %+v", got, want)
+		}
+	}
+	_, err := decodeForward([]byte(`{"commands":[{"op":"send","now":1},{"op":7}]}`))
+	var re *resource.Error
+	if !errors.As(err, &re) || re.Code != resource.CodeInvalidRequest || !strings.Contains(re.Message, "command 1") {
+		t.Errorf("a malformed command: %v, want invalidRequest naming command 1", err)
 	}
 }

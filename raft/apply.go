@@ -477,8 +477,8 @@ func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) (data
 		// when the record changes): a second copy of every notification
 		// was two fifths of what compactions rewrote. Its key holds the
 		// user and the seq.
-		t.setJSON(key, &storedChange{Type: ch.Type, NotificationID: ch.NotificationID,
-			TargetHostName: ch.TargetHostName, PlatformTypes: ch.PlatformTypes})
+		t.set(key, encodeStoredChange(&storedChange{Type: ch.Type, NotificationID: ch.NotificationID,
+			TargetHostName: ch.TargetHostName, PlatformTypes: ch.PlatformTypes}))
 	} else {
 		t.set(key, encodeChange(&ch))
 	}

@@ -57,7 +57,12 @@ func (t *tx) applyOnce(c *Command) Result {
 		return r
 	}
 	exp := (c.Now + int64(RequestWindow)) / int64(time.Millisecond)
-	t.setJSON(requestKey(c.RequestID), requestRecord{Exp: exp, Result: *w})
+	rec = requestRecord{Exp: exp, Result: *w}
+	if b, ok := encodeRequestRecord(&rec); ok {
+		t.set(requestKey(c.RequestID), b)
+	} else {
+		t.setJSON(requestKey(c.RequestID), rec)
+	}
 	t.set(requestExpiryKey(exp, c.RequestID), nil)
 	return r
 }

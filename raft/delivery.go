@@ -59,7 +59,7 @@ func (t *tx) fanout(now int64, n *resource.NotificationRecord, typ string) {
 		d.State = resource.DeliveryPending
 		d.PendingSeq, d.PendingType = t.seq, typ
 		d.NextAttempt = resource.At(at)
-		t.setJSON(deliveryKey(n.UserID, n.ID, s.ID), d)
+		t.set(deliveryKey(n.UserID, n.ID, s.ID), encodeDelivery(&d))
 		t.set(pendingKey(n.UserID, n.ID, s.ID), nil)
 		t.deliveries = append(t.deliveries, resource.DeliveryRef{UserID: n.UserID, NotificationID: n.ID,
 			SubscriptionID: s.ID, ChannelType: s.Channel.Type, Host: d.Host, Seq: t.seq})

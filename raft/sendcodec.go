@@ -410,7 +410,13 @@ var (
 // notification reads a NotificationRecord; a fallbackPolicy is left to
 // encoding/json.
 func (d *jsonReader) notification(n *resource.NotificationRecord) bool {
-	return d.object(notifNames, func(k int) (ok bool) {
+	return d.notificationIn(n, notifNames)
+}
+
+// notificationIn reads an object with the members names, the first of
+// notifNames: a Notification's alone, or a NotificationRecord's.
+func (d *jsonReader) notificationIn(n *resource.NotificationRecord, names []string) bool {
+	return d.object(names, func(k int) (ok bool) {
 		switch k {
 		case 0:
 			n.ID, ok = d.string()
@@ -496,5 +502,208 @@ func (d *jsonReader) stringList(out *[]string) bool {
 		}
 	}
 	*out = list
+	return true
+}
+
+// EncodeCommand returns c as json.Marshal encodes it.
+func EncodeCommand(c *Command) ([]byte, error) {
+	if b, ok := appendSend(make([]byte, 0, 640), c); ok {
+		return b, nil
+	}
+	return json.Marshal(c)
+}
+
+// DecodeCommands reads a JSON array of commands as json.Unmarshal reads it
+// into []*Command.
+func DecodeCommands(data []byte) ([]*Command, error) {
+	if cmds, ok := decodeSends(data); ok {
+		return cmds, nil
+	}
+	var cmds []*Command
+	err := json.Unmarshal(data, &cmds)
+	return cmds, err
+}
+
+// notificationNames are the members of a Notification alone.
+var notificationNames = notifNames[:14]
+
+// encodeSendResult is json.Marshal(r), given r.Encoded.
+func encodeSendResult(r SendResult) []byte {
+	b := make([]byte, 0, len(r.Encoded)+40)
+	b = append(b, `{"Notification":`...)
+	b = append(b, r.Encoded...)
+	b = append(b, `,"Created":`...)
+	b = strconv.AppendBool(b, r.Created)
+	return append(b, '}')
+}
+
+// decodeSendResult reads what encodeSendResult wrote, keeping the
+// notification's bytes as Encoded so that a follower answers with them
+// rather than encode the notification again; anything else goes to
+// json.Unmarshal.
+func decodeSendResult(b []byte) (any, error) {
+	const head = `{"Notification":`
+	d := jsonReader{b: b, i: len(head)}
+	var rec resource.NotificationRecord
+	if len(b) > len(head) && string(b[:len(head)]) == head && d.notificationIn(&rec, notificationNames) {
+		end := d.i
+		for _, created := range []bool{true, false} {
+			if string(b[end:]) == `,"Created":`+strconv.FormatBool(created)+`}` {
+				return SendResult{Notification: rec.Notification, Created: created,
+					Encoded: append([]byte(nil), b[len(head):end]...)}, nil
+			}
+		}
+	}
+	var r SendResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// The records a send writes besides the notification, as json.Marshal
+// encodes them.
+
+func encodeStoredChange(c *storedChange) []byte {
+	b := make([]byte, 0, 96+len(c.NotificationID)+len(c.TargetHostName))
+	b = append(b, `{"type":`...)
+	b = appendJSONString(b, c.Type)
+	b = append(b, `,"notificationId":`...)
+	b = appendJSONString(b, c.NotificationID)
+	b = append(b, `,"targetHostName":`...)
+	b = appendJSONString(b, c.TargetHostName)
+	if len(c.PlatformTypes) > 0 {
+		b = append(b, `,"platformTypes":`...)
+		b = appendStrings(b, c.PlatformTypes)
+	}
+	return append(b, '}')
+}
+
+func appendStrings(b []byte, list []string) []byte {
+	if list == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, s := range list {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
+}
+
+func encodeDelivery(d *resource.DeliveryRecord) []byte {
+	b := make([]byte, 0, 384)
+	b = append(b, `{"subscriptionId":`...)
+	b = appendJSONString(b, d.SubscriptionID)
+	b = append(b, `,"channelType":`...)
+	b = appendJSONString(b, d.ChannelType)
+	b = append(b, `,"platformType":`...)
+	b = appendJSONString(b, d.PlatformType)
+	b = append(b, `,"state":`...)
+	b = appendJSONString(b, d.State)
+	b = append(b, `,"attempts":`...)
+	b = strconv.AppendInt(b, int64(d.Attempts), 10)
+	b = append(b, `,"lastAttemptDateTime":`...)
+	b = appendTime(b, d.LastAttemptDateTime)
+	b = append(b, `,"lastError":`...)
+	if d.LastError == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendJSONString(b, *d.LastError)
+	}
+	b = append(b, `,"deliveredDateTime":`...)
+	b = appendTime(b, d.DeliveredDateTime)
+	b = append(b, `,"attemptHistory":`...)
+	if d.AttemptHistory == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, a := range d.AttemptHistory {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"dateTime":`...)
+			b = appendTime(b, a.DateTime)
+			b = append(b, `,"outcome":`...)
+			b = appendJSONString(b, a.Outcome)
+			if a.Error != "" {
+				b = append(b, `,"error":`...)
+				b = appendJSONString(b, a.Error)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"userId":`...)
+	b = appendJSONString(b, d.UserID)
+	b = append(b, `,"notificationId":`...)
+	b = appendJSONString(b, d.NotificationID)
+	if d.PendingSeq != 0 {
+		b = append(b, `,"pendingSeq":`...)
+		b = strconv.AppendUint(b, d.PendingSeq, 10)
+	}
+	if d.PendingType != "" {
+		b = append(b, `,"pendingType":`...)
+		b = appendJSONString(b, d.PendingType)
+	}
+	b = append(b, `,"nextAttempt":`...)
+	b = appendTime(b, d.NextAttempt)
+	if d.Host != "" {
+		b = append(b, `,"host":`...)
+		b = appendJSONString(b, d.Host)
+	}
+	return append(b, '}')
+}
+
+// encodeRequestRecord is json.Marshal(r) for a result without an error of
+// the command's own and with a value as json.Marshal writes one; ok is
+// false for any other.
+func encodeRequestRecord(r *requestRecord) ([]byte, bool) {
+	w := &r.Result
+	if w.Error != nil || !marshalled(w.Value) {
+		return nil, false
+	}
+	b := make([]byte, 0, 64+len(w.Value))
+	b = append(b, `{"exp":`...)
+	b = strconv.AppendInt(b, r.Exp, 10)
+	b = append(b, `,"result":{"applied":`...)
+	b = strconv.AppendUint(b, w.Applied, 10)
+	if w.Type != "" {
+		b = append(b, `,"type":`...)
+		b = appendJSONString(b, w.Type)
+	}
+	if len(w.Value) > 0 {
+		b = append(b, `,"value":`...)
+		b = append(b, w.Value...)
+	}
+	if w.StoreError != "" {
+		b = append(b, `,"storeError":`...)
+		b = appendJSONString(b, w.StoreError)
+	}
+	return append(b, "}}"...), true
+}
+
+// marshalled reports whether json.Marshal would copy the JSON v as it is:
+// it removes whitespace between tokens, and within strings it escapes <,
+// > and &, and U+2028 and U+2029.
+func marshalled(v []byte) bool {
+	in := false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case in && c == '\\':
+			i++
+		case c == '"':
+			in = !in
+		case in && (c == '<' || c == '>' || c == '&'):
+			return false
+		case in && c == 0xe2 && i+2 < len(v) && v[i+1] == 0x80 && (v[i+2] == 0xa8 || v[i+2] == 0xa9):
+			return false
+		case !in && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return false
+		}
+	}
 	return true
 }

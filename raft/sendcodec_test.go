@@ -280,3 +280,50 @@ func BenchmarkEntryCodec(b *testing.B) {
 		}
 	})
 }
+
+// The records a send writes besides the notification are byte for byte
+// what json.Marshal writes, for random values of every field (a field
+// added to one of these types and not to its encoder fails here).
+func TestSendRecordsMatchMarshal(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for range 3000 {
+		var d resource.DeliveryRecord
+		fill(r, reflect.ValueOf(&d).Elem())
+		if want, _ := json.Marshal(d); !bytes.Equal(encodeDelivery(&d), want) {
+			t.Fatalf("delivery\n got %s\nwant %s", encodeDelivery(&d), want)
+		}
+		var c storedChange
+		fill(r, reflect.ValueOf(&c).Elem())
+		if want, _ := json.Marshal(&c); !bytes.Equal(encodeStoredChange(&c), want) {
+			t.Fatalf("change\n got %s\nwant %s", encodeStoredChange(&c), want)
+		}
+		var rec requestRecord
+		fill(r, reflect.ValueOf(&rec).Elem())
+		if r.IntN(2) == 0 {
+			rec.Result.Error = nil
+		}
+		switch r.IntN(4) {
+		case 0:
+			rec.Result.Value = []byte(`{"a": [1, "x y"],"b":"\u2028 <"}`)
+		case 1:
+			rec.Result.Value = []byte(`{"a":"x y\"<"}`)
+		}
+		sent := r.IntN(2) == 0
+		if sent {
+			n := randomSend(r).Notif.Notification
+			w, err := EncodeResult(SendResult{Notification: n, Created: true, Encoded: appendNotification(nil, &n)}, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec.Result = *w
+		}
+		want, _ := json.Marshal(rec)
+		got, ok := encodeRequestRecord(&rec)
+		if ok && !bytes.Equal(got, want) {
+			t.Fatalf("request record\n got %s\nwant %s", got, want)
+		}
+		if !ok && sent {
+			t.Fatalf("a send's result was left to encoding/json: %s", want)
+		}
+	}
+}

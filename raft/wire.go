@@ -54,6 +54,10 @@ func EncodeResult(v any, err error, applied uint64) (*WireResult, error) {
 		return w, nil
 	case SendResult:
 		w.Type = "sendResult"
+		if r := v.(SendResult); r.Encoded != nil {
+			w.Value = encodeSendResult(r)
+			return w, nil
+		}
 	case PurgeResult:
 		w.Type = "purgeResult"
 	case resource.User:
@@ -91,7 +95,7 @@ func (w *WireResult) Decode() (any, error) {
 	case "":
 		return nil, nil
 	case "sendResult":
-		return decodeAs[SendResult](w.Value)
+		return decodeSendResult(w.Value)
 	case "purgeResult":
 		return decodeAs[PurgeResult](w.Value)
 	case "user":

@@ -1,8 +1,10 @@
 package raft
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 
@@ -42,5 +44,47 @@ func TestWireResultRoundTrip(t *testing.T) {
 	}
 	if _, err := EncodeResult(struct{}{}, nil, 0); err == nil {
 		t.Error("an unknown result type was encoded")
+	}
+}
+
+// A send's result travels as json.Marshal writes it, from the bytes the
+// FSM encoded, and comes back as encoding/json reads it, with those bytes
+// as its Encoded, so that a follower answers without encoding it again.
+func TestSendResultsTravelWithTheirEncoding(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for i := range 2000 {
+		n := randomSend(r).Notif.Notification
+		if i%10 == 0 {
+			n = canonicalSend(i).Notif.Notification
+		}
+		res := SendResult{Notification: n, Created: i%2 == 0, Encoded: appendNotification(nil, &n)}
+		w, err := EncodeResult(res, nil, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want, _ := json.Marshal(res); !bytes.Equal(w.Value, want) {
+			t.Fatalf("value\n got %s\nwant %s", w.Value, want)
+		}
+		b, _ := json.Marshal(w)
+		var back WireResult
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		v, err := back.Decode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want SendResult
+		json.Unmarshal(w.Value, &want)
+		got := v.(SendResult)
+		if !reflect.DeepEqual(got.Notification, want.Notification) || got.Created != want.Created {
+			t.Fatalf("decoded %+v, want %+v", got, want)
+		}
+		if got.Encoded == nil && i%10 == 0 {
+			t.Fatalf("a send as the API makes it came back without its encoding: %s", w.Value)
+		}
+		if got.Encoded != nil && !bytes.Equal(got.Encoded, res.Encoded) {
+			t.Fatalf("encoded\n got %s\nwant %s", got.Encoded, res.Encoded)
+		}
 	}
 }
