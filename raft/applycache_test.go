@@ -1,11 +1,14 @@
 package raft
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	hraft "github.com/hashicorp/raft"
 	"github.com/herald-notify/herald/resource"
 )
@@ -109,4 +112,56 @@ func TestSendsFollowChangesMadeInEarlierBatches(t *testing.T) {
 		t.Fatalf("a send to the user created again: %v", r.Err)
 	}
 	wantTo("the user created again", to)
+}
+
+// A send records a delivery for every subscription, and indexes as pending
+// only those the delivery engine sends: a live stream's is marked delivered
+// by the stream, and an index entry per notification would only grow what
+// the engine reads when it starts.
+func TestLiveDeliveriesAreRecordedButNotIndexedAsPending(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	u := newUser("kim")
+	sub := func(id string, ch resource.Channel) *Command {
+		return &Command{Op: OpCreateSub, Now: now.UnixNano(), Sub: &resource.SubscriptionRecord{Subscription: resource.Subscription{
+			ID: id, UserID: u.ID, TargetHostName: "a.example", PlatformType: resource.PlatformWeb, Status: resource.SubActive,
+			Channel: ch, ExpirationDateTime: resource.At(now.Add(time.Hour))}, AppID: "app"}}
+	}
+	send := sendCmd(u.ID, "app", "", now, now.Add(time.Hour))
+	cmds := []*Command{{Op: OpCreateUser, Now: now.UnixNano(), User: u},
+		{Op: OpCreateApp, Now: now.UnixNano(), App: &resource.ApplicationRecord{ID: "app", AppID: "appid", TargetHostName: "a.example"}},
+		sub("live", resource.Channel{Type: resource.ChannelLive}),
+		sub("hook", resource.Channel{Type: resource.ChannelWebhook, URL: "https://hooks.example/h"}), send}
+	for i, c := range cmds {
+		if r := f.ApplyBatch([]*hraft.Log{entry(t, uint64(i+1), c)})[0].([]Result)[0]; r.Err != nil {
+			t.Fatalf("%s: %v", c.Op, r.Err)
+		}
+	}
+	nid := send.Notif.ID
+	err := db.View(func(txn *badger.Txn) error {
+		for _, sid := range []string{"live", "hook"} {
+			item, err := txn.Get(deliveryKey(u.ID, nid, sid))
+			if err != nil {
+				return fmt.Errorf("delivery to %s: %w", sid, err)
+			}
+			var d resource.DeliveryRecord
+			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &d) }); err != nil {
+				return err
+			}
+			if d.State != resource.DeliveryPending {
+				t.Errorf("delivery to %s is %q, want pending", sid, d.State)
+			}
+		}
+		if _, err := txn.Get(pendingKey(u.ID, nid, "hook")); err != nil {
+			t.Errorf("the webhook's delivery is not indexed as pending: %v", err)
+		}
+		if _, err := txn.Get(pendingKey(u.ID, nid, "live")); !errors.Is(err, badger.ErrKeyNotFound) {
+			t.Errorf("the live stream's delivery is indexed as pending (%v)", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

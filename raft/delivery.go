@@ -43,6 +43,16 @@ const PendingFallback = "fallback"
 
 // fanout records a pending delivery of change typ of n to every active
 // subscription of n's user and application whose platform n targets.
+//
+// A live subscription's delivery is recorded (a stream opened with its
+// subscriptionId marks it delivered) but not indexed as pending: nothing
+// sends it but the stream, and the index is what the delivery engine
+// reads, every record of it, when it starts or gains users. Indexed, a
+// live subscription left in it one key per notification it was ever sent,
+// for the notification's lifetime, and another key to write with each
+// send. A node of an earlier version still indexes them; the engine skips
+// live ones either way, so a cluster in the middle of an upgrade differs
+// only in keys that nothing acts on, and they go with their notification.
 func (t *tx) fanout(now int64, n *resource.NotificationRecord, typ string) {
 	at := time.Unix(0, now)
 	for _, s := range t.userSubs(n.UserID) {
@@ -60,7 +70,9 @@ func (t *tx) fanout(now int64, n *resource.NotificationRecord, typ string) {
 		d.PendingSeq, d.PendingType = t.seq, typ
 		d.NextAttempt = resource.At(at)
 		t.set(deliveryKey(n.UserID, n.ID, s.ID), encodeDelivery(&d))
-		t.set(pendingKey(n.UserID, n.ID, s.ID), nil)
+		if s.Channel.Type != resource.ChannelLive {
+			t.set(pendingKey(n.UserID, n.ID, s.ID), nil)
+		}
 		t.deliveries = append(t.deliveries, resource.DeliveryRef{UserID: n.UserID, NotificationID: n.ID,
 			SubscriptionID: s.ID, ChannelType: s.Channel.Type, Host: d.Host, Seq: t.seq})
 	}
