@@ -3,7 +3,6 @@ package raft
 import (
 	"bytes"
 	"encoding/json"
-	"strconv"
 
 	"github.com/herald-notify/herald/resource"
 )
@@ -20,19 +19,7 @@ import (
 // encodeRecord returns n encoded, given data, its Notification encoded.
 func encodeRecord(data []byte, n *resource.NotificationRecord) []byte {
 	b := make([]byte, 0, len(data)+64+len(n.UserID)+len(n.AppID))
-	b = append(b, data[:len(data)-1]...)
-	if len(data) > 2 {
-		b = append(b, ',')
-	}
-	b = append(b, `"userId":`...)
-	b = appendJSONString(b, n.UserID)
-	b = append(b, `,"appObjectId":`...)
-	b = appendJSONString(b, n.AppID)
-	if n.Seq != 0 {
-		b = append(b, `,"seq":`...)
-		b = strconv.AppendUint(b, n.Seq, 10)
-	}
-	return append(b, '}')
+	return appendRecordTail(append(b, data[:len(data)-1]...), n)
 }
 
 // encodeChange returns ch encoded; ch.Data must be compact JSON, as

@@ -46,7 +46,7 @@ func appendSend(b []byte, c *Command) ([]byte, bool) {
 // plainSend reports whether c is a send that sets only the fields a send
 // from the API sets.
 func plainSend(c *Command) bool {
-	return c.Op == OpSend && c.Notif != nil &&
+	return c != nil && c.Op == OpSend && c.Notif != nil &&
 		c.User == nil && c.UserPatch == nil && c.App == nil && c.Credential == nil &&
 		c.Tokens == nil && c.Sub == nil && c.SubPatch == nil && c.NotifPatch == nil &&
 		c.VAPID == nil && c.Outcomes == nil && c.Node == nil && c.Slots == nil &&
@@ -59,7 +59,13 @@ func plainSend(c *Command) bool {
 // appendNotificationRecord appends n as json.Marshal encodes it.
 func appendNotificationRecord(b []byte, n *resource.NotificationRecord) []byte {
 	b = appendNotification(b, &n.Notification)
-	b = b[:len(b)-1]
+	return appendRecordTail(b[:len(b)-1], n)
+}
+
+// appendRecordTail appends the members a NotificationRecord has beyond its
+// Notification, and the closing brace, to b: an encoded Notification
+// without its own.
+func appendRecordTail(b []byte, n *resource.NotificationRecord) []byte {
 	b = append(b, `,"userId":`...)
 	b = appendJSONString(b, n.UserID)
 	b = append(b, `,"appObjectId":`...)
@@ -104,18 +110,7 @@ func appendNotification(b []byte, n *resource.Notification) []byte {
 		b = append(b, '}')
 	}
 	b = append(b, `},"targetPolicy":{"platformTypes":`...)
-	if n.TargetPolicy.PlatformTypes == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, s := range n.TargetPolicy.PlatformTypes {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, s)
-		}
-		b = append(b, ']')
-	}
+	b = appendStrings(b, n.TargetPolicy.PlatformTypes)
 	b = append(b, `},"priority":`...)
 	b = appendJSONString(b, n.Priority)
 	if n.DisplayTimeToLive != nil {
