@@ -4,7 +4,6 @@
 package raft
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -61,15 +60,10 @@ func encodeEntry(cmds []*Command) ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		var ok bool
-		if b, ok = appendSend(b, c); ok {
-			continue
-		}
-		m, err := json.Marshal(c)
-		if err != nil {
+		var err error
+		if b, err = appendCommand(b, c); err != nil {
 			return nil, err
 		}
-		b = append(b, m...)
 	}
 	return append(b, ']'), nil
 }
@@ -78,12 +72,7 @@ func decodeEntry(data []byte) ([]*Command, error) {
 	if len(data) == 0 || data[0] != entryJSON {
 		return nil, fmt.Errorf("unknown entry format")
 	}
-	if cmds, ok := decodeSends(data[1:]); ok {
-		return cmds, nil
-	}
-	var cmds []*Command
-	err := json.Unmarshal(data[1:], &cmds)
-	return cmds, err
+	return DecodeCommands(data[1:])
 }
 
 // Apply applies one entry; hashicorp/raft calls ApplyBatch instead.

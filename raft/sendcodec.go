@@ -502,10 +502,16 @@ func (d *jsonReader) stringList(out *[]string) bool {
 
 // EncodeCommand returns c as json.Marshal encodes it.
 func EncodeCommand(c *Command) ([]byte, error) {
-	if b, ok := appendSend(make([]byte, 0, 640), c); ok {
+	return appendCommand(make([]byte, 0, 640), c)
+}
+
+// appendCommand appends c as json.Marshal encodes it.
+func appendCommand(b []byte, c *Command) ([]byte, error) {
+	if b, ok := appendSend(b, c); ok {
 		return b, nil
 	}
-	return json.Marshal(c)
+	m, err := json.Marshal(c)
+	return append(b, m...), err
 }
 
 // DecodeCommands reads a JSON array of commands as json.Unmarshal reads it
@@ -541,12 +547,10 @@ func decodeSendResult(b []byte) (any, error) {
 	d := jsonReader{b: b, i: len(head)}
 	var rec resource.NotificationRecord
 	if len(b) > len(head) && string(b[:len(head)]) == head && d.notificationIn(&rec, notificationNames) {
-		end := d.i
-		for _, created := range []bool{true, false} {
-			if string(b[end:]) == `,"Created":`+strconv.FormatBool(created)+`}` {
-				return SendResult{Notification: rec.Notification, Created: created,
-					Encoded: append([]byte(nil), b[len(head):end]...)}, nil
-			}
+		end, rest := d.i, string(b[d.i:])
+		if rest == `,"Created":true}` || rest == `,"Created":false}` {
+			return SendResult{Notification: rec.Notification, Created: rest == `,"Created":true}`,
+				Encoded: append([]byte(nil), b[len(head):end]...)}, nil
 		}
 	}
 	var r SendResult
