@@ -300,7 +300,7 @@ func (s *Server) dropListener(ls *liveStream) {
 // streamSSEConn serves a stream on the hijacked connection: a chunked
 // response, as net/http would have written it.
 func (s *Server) streamSSEConn(conn net.Conn, pipelined int, h http.Header, hello []byte, ls *liveStream) error {
-	out := &sseConn{conn: conn}
+	out := &sseConn{conn: conn, idle: newIdleWatch(conn)}
 	conn.SetReadDeadline(time.Time{})
 	var head bytes.Buffer
 	head.WriteString("HTTP/1.1 200 OK\r\n")
@@ -319,7 +319,7 @@ func (s *Server) streamSSEConn(conn net.Conn, pipelined int, h http.Header, hell
 	if !s.startHijacked(conn, head.Bytes(), out, out.send, ls) {
 		return nil
 	}
-	go watchClose(conn, ls)
+	out.idle.wait(func() { watchClose(out.idle, ls) })
 	// This goroutine is the writer until the queue is first empty; then
 	// net/http's goroutine ends, and writers start as events come.
 	ls.pump()
@@ -342,15 +342,37 @@ func (s *Server) startHijacked(conn net.Conn, head []byte, out streamOut, send f
 	return true
 }
 
-// watchClose reads until the client goes away, with a stack as shallow as
-// a goroutine's can be: the only goroutine an idle SSE stream keeps.
-func watchClose(conn net.Conn, ls *liveStream) {
-	buf := make([]byte, 16)
+// watchClose reads what an SSE client sends once its idle watch sees
+// something: nothing but its going away, which ends the stream. Anything
+// else is read and dropped, and the watch waits again.
+func watchClose(iw *idleWatch, ls *liveStream) {
+	var buf [256]byte
 	for {
-		if _, err := conn.Read(buf); err != nil {
+		if _, err := iw.conn.Read(buf[:]); err != nil {
 			ls.end()
 			return
 		}
+		if iw.rearmable() {
+			iw.wait(func() { watchClose(iw, ls) })
+			return
+		}
+	}
+}
+
+// writeBufs lends the buffers a burst of events is framed in, one per
+// write: a stream holds none while idle, and a busy node does not
+// allocate one per event (a tenth of what it allocated under the latency
+// load, and the collector's work follows what is allocated).
+var writeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+func borrowWriteBuf() *[]byte { return writeBufs.Get().(*[]byte) }
+
+// returnWriteBuf gives back p, now grown to b; one grown by a rare large
+// burst is left to the collector rather than kept.
+func returnWriteBuf(p *[]byte, b []byte) {
+	if cap(b) <= 64<<10 {
+		*p = b[:0]
+		writeBufs.Put(p)
 	}
 }
 
@@ -371,6 +393,7 @@ func appendChunk(b *bytes.Buffer, data ...[]byte) {
 // sseConn writes a chunked event stream straight to the connection.
 type sseConn struct {
 	conn net.Conn
+	idle *idleWatch
 }
 
 func (o *sseConn) send(b []byte) error {
@@ -391,15 +414,16 @@ func (o *sseConn) events(evs []*fanout.Event, c *streamCursor, replayed bool) er
 	if n == 0 {
 		return nil
 	}
-	var b bytes.Buffer
-	b.Grow(n + 24)
-	b.WriteString(strconv.FormatInt(int64(n), 16))
-	b.WriteString("\r\n")
+	p := borrowWriteBuf()
+	b := strconv.AppendInt((*p)[:0], int64(n), 16)
+	b = append(b, "\r\n"...)
 	for _, ev := range live {
-		b.Write(ev.SSE())
+		b = append(b, ev.SSE()...)
 	}
-	b.WriteString("\r\n")
-	if err := o.send(b.Bytes()); err != nil {
+	b = append(b, "\r\n"...)
+	err := o.send(b)
+	returnWriteBuf(p, b)
+	if err != nil {
 		return err
 	}
 	for _, ev := range live {
@@ -423,7 +447,10 @@ func (o *sseConn) bye(reason byeReason) {
 	o.send(b.Bytes())
 }
 
-func (o *sseConn) close() { o.conn.Close() }
+func (o *sseConn) close() {
+	o.idle.stop()
+	o.conn.Close()
+}
 
 // sseWriter writes the event stream through net/http's response writer.
 type sseWriter struct {

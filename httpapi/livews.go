@@ -76,11 +76,15 @@ func (s *Server) streamWebSocket(w http.ResponseWriter, r *http.Request, ls *liv
 	head.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
 	h.Write(&head)
 	head.WriteString("\r\n")
-	out := &wsConn{conn: conn, ls: ls}
+	out := &wsConn{conn: conn, ls: ls, idle: newIdleWatch(conn)}
 	if !s.startHijacked(conn, head.Bytes(), out, out.send, ls) {
 		return nil
 	}
-	go out.read(early)
+	if len(early) > 0 {
+		go out.read(early)
+	} else {
+		out.idle.wait(func() { out.read(nil) })
+	}
 	ls.pump()
 	return nil
 }
@@ -89,6 +93,7 @@ func (s *Server) streamWebSocket(w http.ResponseWriter, r *http.Request, ls *liv
 type wsConn struct {
 	conn net.Conn
 	ls   *liveStream
+	idle *idleWatch
 
 	wmu       sync.Mutex // one frame at a time, from the writer or the reader
 	closeSent bool       // guarded by wmu
@@ -141,7 +146,8 @@ func (o *wsConn) events(evs []*fanout.Event, c *streamCursor, replayed bool) err
 	if n == 0 {
 		return nil
 	}
-	b := make([]byte, 0, n)
+	p := borrowWriteBuf()
+	b := (*p)[:0]
 	for _, ev := range live {
 		b = appendFrame(b, 0x1, ev.WebSocket())
 	}
@@ -151,6 +157,7 @@ func (o *wsConn) events(evs []*fanout.Event, c *streamCursor, replayed bool) err
 		err = o.send(b)
 	}
 	o.wmu.Unlock()
+	returnWriteBuf(p, b)
 	if err != nil {
 		return err
 	}
@@ -198,21 +205,34 @@ func (o *wsConn) close() {
 	sent := o.closeSent
 	o.wmu.Unlock()
 	if !sent {
-		o.conn.Close()
+		o.shut()
 		return
 	}
-	time.AfterFunc(wsCloseWait, func() { o.conn.Close() })
+	time.AfterFunc(wsCloseWait, o.shut)
+}
+
+func (o *wsConn) shut() {
+	o.idle.stop()
+	o.conn.Close()
 }
 
 // read takes the client's frames until the connection ends: pings are
 // answered, pongs noted, a close is answered and ends the stream; the
-// stream reads nothing else.
+// stream reads nothing else. Between frames, with nothing of early left,
+// it hands the connection back to its idle watch (idlewatch.go), which
+// starts it again when the client sends more.
 func (o *wsConn) read(early []byte) {
-	defer o.ls.end()
-	defer o.conn.Close()
+	ended := true
+	defer func() {
+		if ended {
+			o.shut()
+			o.ls.end()
+		}
+	}()
+	pending := bytes.NewReader(early)
 	var rd io.Reader = o.conn
 	if len(early) > 0 {
-		rd = io.MultiReader(bytes.NewReader(early), o.conn)
+		rd = io.MultiReader(pending, o.conn)
 	}
 	var buf [14 + 125]byte
 	for {
@@ -254,6 +274,11 @@ func (o *wsConn) read(early []byte) {
 			return
 		default:
 			o.frame(0x8, closePayload(wsProtocolError, "unknown opcode"))
+			return
+		}
+		if pending.Len() == 0 && o.idle.rearmable() {
+			ended = false
+			o.idle.wait(func() { o.read(nil) })
 			return
 		}
 	}

@@ -115,6 +115,10 @@ type markConn struct {
 	read atomic.Bool
 }
 
+// NetConn is the connection under c, for code that needs its descriptor
+// (httpapi's idle watch), as tls.Conn has it.
+func (c *markConn) NetConn() net.Conn { return c.Conn }
+
 func (c *markConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 && !c.read.Load() {

@@ -126,6 +126,10 @@ type conn struct {
 	once sync.Once
 }
 
+// NetConn is the connection under c, for code that needs its descriptor
+// (httpapi's idle watch), as tls.Conn has it.
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
 func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.release(c.key) })

@@ -1,0 +1,98 @@
+package httpapi
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+)
+
+// A live stream's client says nothing for hours: an SSE client never
+// writes after its request, a WebSocket client only answers pings. A
+// goroutine blocked in a read for each of them is 2 KiB of stack, and the
+// collector walks every such stack in each cycle: with 10,000 streams that
+// walk was a ninth of the node's CPU under the latency load (issue 11,
+// BENCHMARKS.md). So an idle connection is watched by the kernel instead
+// (epoll on Linux, idlewatch_linux.go): when the client sends something or
+// goes away, a goroutine is started to read it, as before. Elsewhere, or
+// for a connection without a file descriptor, the goroutine starts at once.
+
+// idleWatch watches one connection. wait arms it; stop ends it for good.
+type idleWatch struct {
+	w    *idleWatcher // nil: no watcher, every wait starts its goroutine
+	conn net.Conn
+
+	mu sync.Mutex // orders wait and stop, which a stream's goroutines call
+	id uint64     // the watcher's name for conn, once armed
+	// armed is whether the kernel holds the connection's registration
+	// (it stays registered, disarmed, once it has fired).
+	armed   bool
+	stopped bool
+}
+
+func newIdleWatch(conn net.Conn) *idleWatch {
+	return &idleWatch{w: sharedIdleWatcher(), conn: conn}
+}
+
+// wait has ready run in a goroutine of its own once the client has sent
+// something or gone, once per wait; after stop it does nothing.
+func (iw *idleWatch) wait(ready func()) {
+	iw.mu.Lock()
+	defer iw.mu.Unlock()
+	if iw.stopped {
+		return
+	}
+	if iw.w == nil || !iw.w.arm(iw, ready) {
+		go ready()
+	}
+}
+
+// stop forgets the connection; call it before closing it. A ready
+// already started runs on.
+func (iw *idleWatch) stop() {
+	iw.mu.Lock()
+	defer iw.mu.Unlock()
+	if iw.stopped {
+		return
+	}
+	iw.stopped = true
+	if iw.w != nil {
+		iw.w.disarm(iw)
+	}
+}
+
+// rearmable reports whether a reader may go back to waiting once it has
+// read what the client sent. A TLS connection reads records ahead into
+// its own buffer, which the kernel does not see: its reader reads on.
+func (iw *idleWatch) rearmable() bool {
+	_, isTLS := innerConn(iw.conn)
+	return !isTLS
+}
+
+// innerConn is the connection under conn's wrappers (TLS, and the
+// listeners' own, which have NetConn as tls.Conn does), and whether one of
+// them was TLS.
+func innerConn(conn net.Conn) (inner net.Conn, isTLS bool) {
+	for {
+		switch c := conn.(type) {
+		case *tls.Conn:
+			isTLS = true
+			conn = c.NetConn()
+		case interface{ NetConn() net.Conn }:
+			conn = c.NetConn()
+		default:
+			return conn, isTLS
+		}
+	}
+}
+
+var (
+	idleWatcherOnce sync.Once
+	idleWatcherOne  *idleWatcher
+)
+
+// sharedIdleWatcher is the process's one watcher, started at first use, or
+// nil where none can run.
+func sharedIdleWatcher() *idleWatcher {
+	idleWatcherOnce.Do(func() { idleWatcherOne = startIdleWatcher() })
+	return idleWatcherOne
+}
