@@ -2,19 +2,23 @@ package httpapi_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/internal/testcerts"
+	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
 )
 
-// dialStream opens a stream on a bare connection and returns it with the
+// dialStream opens a stream with a bare connection and returns it with the
 // status line the server answered.
 func dialStream(t *testing.T, host, token string, ws bool) (net.Conn, string) {
 	t.Helper()
@@ -22,6 +26,13 @@ func dialStream(t *testing.T, host, token string, ws bool) (net.Conn, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return openStreamOn(t, conn, host, token, ws)
+}
+
+// openStreamOn asks for a stream on conn and reads the response head (for
+// SSE, up to the first comment).
+func openStreamOn(t *testing.T, conn net.Conn, host, token string, ws bool) (net.Conn, string) {
+	t.Helper()
 	req := "GET /v1.0/me/notifications/stream HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + token + "\r\n"
 	if ws {
 		req += "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -34,7 +45,7 @@ func dialStream(t *testing.T, host, token string, ws bool) (net.Conn, string) {
 	head := readUntil(conn, []byte("\r\n\r\n"), streamWait)
 	line, _, _ := strings.Cut(string(head), "\r\n")
 	if !ws && strings.Contains(line, " 200 ") && !bytes.Contains(head, []byte(": connected\n\n")) {
-		head = append(head, readUntil(conn, []byte(": connected\n\n"), streamWait)...)
+		readUntil(conn, []byte(": connected\n\n"), streamWait)
 	}
 	return conn, line
 }
@@ -172,5 +183,83 @@ func TestWebSocketPingsAnsweredAfterEachIdle(t *testing.T) {
 	e.sendTitled(t, title)
 	if got := readUntil(conn, []byte(title), streamWait); !bytes.Contains(got, []byte(title)) {
 		t.Fatalf("no event after the pings: %q", got)
+	}
+}
+
+// Over TLS the watch sees the socket under the TLS connection; the reader
+// it starts reads through TLS. A WebSocket reader does not hand the
+// connection back (TLS reads records ahead), so pings are answered by it
+// from then on; an SSE stream still ends when its client goes away.
+func TestIdleWatchOverTLS(t *testing.T) {
+	ca := testcerts.NewCA(t, "public")
+	srv := ca.Server(t, "srv", "127.0.0.1")
+	cfg := testnode.Config(t, t.TempDir())
+	cfg.TLSCert, cfg.TLSKey = srv.Cert, srv.Key
+	cfg.Limits.AppRate, cfg.Limits.UserRate = 0, 0
+	cfg.Limits.MaxStreamsPerUser = 1
+	n := testnode.Start(t, &cfg)
+	tlsConf := &tls.Config{RootCAs: ca.Pool()}
+	e := setUpStreamEnv(t, n, &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}})
+	u, err := url.Parse(e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(ws bool) (net.Conn, string) {
+		t.Helper()
+		raw, err := tls.Dial("tcp", u.Host, tlsConf) // no ALPN: HTTP/1.1
+		if err != nil {
+			t.Fatal(err)
+		}
+		return openStreamOn(t, raw, u.Host, e.user, ws)
+	}
+
+	conn, line := dial(true)
+	if !strings.Contains(line, " 101 ") {
+		t.Fatalf("handshake: %q", line)
+	}
+	for i := range 3 {
+		p := fmt.Sprintf("ping-%d", i)
+		if _, err := conn.Write(maskedFrame(0x9, p)); err != nil {
+			t.Fatal(err)
+		}
+		want := append([]byte{0x8A, byte(len(p))}, p...)
+		if got := readUntil(conn, want, streamWait); !bytes.Contains(got, want) {
+			t.Fatalf("ping %d over TLS: no pong, read %q", i, got)
+		}
+	}
+	conn.Close()
+
+	// The one stream the user may have is free again once the client is
+	// gone; the next, an SSE stream, is let in and receives.
+	deadline := time.Now().Add(streamWait)
+	var sse net.Conn
+	for {
+		c, line := dial(false)
+		if strings.Contains(line, " 200 ") {
+			sse = c
+			break
+		}
+		c.Close()
+		if !strings.Contains(line, " 429 ") || time.Now().After(deadline) {
+			t.Fatalf("a stream after the WebSocket client left: %q", line)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	title := fmt.Sprintf("over-tls-%d", time.Now().UnixNano())
+	e.sendTitled(t, title)
+	if got := readUntil(sse, []byte(title), streamWait); !bytes.Contains(got, []byte(title)) {
+		t.Fatalf("no event over TLS: %q", got)
+	}
+	sse.Close()
+	for {
+		c, line := dial(false)
+		c.Close()
+		if strings.Contains(line, " 200 ") {
+			break
+		}
+		if !strings.Contains(line, " 429 ") || time.Now().After(deadline.Add(streamWait)) {
+			t.Fatalf("a stream after the SSE client left: %q", line)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

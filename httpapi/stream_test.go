@@ -47,7 +47,13 @@ func newStreamEnv(t testing.TB, configure func(*node.Config)) *streamEnv {
 		configure(&cfg)
 	}
 	n := testnode.Start(t, &cfg)
-	e := &streamEnv{node: n, url: n.URL, client: &http.Client{Timeout: 30 * time.Second}}
+	return setUpStreamEnv(t, n, &http.Client{Timeout: 30 * time.Second})
+}
+
+// setUpStreamEnv makes n a streamEnv, through client.
+func setUpStreamEnv(t testing.TB, n *testnode.Node, client *http.Client) *streamEnv {
+	t.Helper()
+	e := &streamEnv{node: n, url: n.URL, client: client}
 	e.admin = e.token(t, url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {testnode.AdminPassword}})
 	e.app = e.newApp(t, "Contoso Tasks", streamHost)
 	e.otherApp = e.newApp(t, "Other", "other.example")
