@@ -16,9 +16,9 @@ import (
 // holds tens of thousands of them (issue 11). So a stream on an HTTP/1.1
 // connection keeps no goroutine of net/http's: the handler hijacks the
 // connection, writes the response head itself and returns, which frees its
-// deep stack and net/http's buffers. What stays is the connection, this
-// struct, and one goroutine blocked in a read (a shallow stack) that
-// notices the client leaving. Writing is done by a goroutine started when
+// deep stack and net/http's buffers. What stays is the connection and this
+// struct; the kernel watches the connection for the client leaving
+// (idlewatch.go). Writing is done by a goroutine started when
 // there is something to write, events or a heartbeat, which exits once the
 // queue is empty. Heartbeats of every stream come from one ticker.
 
