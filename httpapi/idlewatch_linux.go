@@ -84,9 +84,9 @@ func (w *idleWatcher) arm(iw *idleWatch, ready func()) bool {
 		return true
 	}
 	// Closed already, or refused: nothing is registered that could fire,
-	// and the caller's goroutine finds out by reading.
-	w.take(iw.id)
-	return false
+	// and the caller's goroutine finds out by reading, unless a failing
+	// watcher (fail) has started ready already.
+	return w.take(iw.id) == nil
 }
 
 // disarm forgets iw (iw.mu is held). Closing the descriptor would drop
