@@ -33,6 +33,19 @@ type nodeProc struct {
 // lifted: the application and user rates, the per-user quotas, the
 // connection caps; loopback receivers are allowed for webPush and webhooks.
 func selfNodes(ctx context.Context, o *Options, n int) (urls []string, adminPassword string, stop func(), err error) {
+	// A port freeAddr found free can be taken before the node binds it,
+	// by another process or by an outgoing connection's ephemeral port
+	// (the nodes of a cluster dial each other): then start again on
+	// fresh ports.
+	for attempt := 1; ; attempt++ {
+		urls, adminPassword, stop, err = selfNodesOnce(ctx, o, n)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return urls, adminPassword, stop, err
+		}
+	}
+}
+
+func selfNodesOnce(ctx context.Context, o *Options, n int) (urls []string, adminPassword string, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "herald-bench-*")
 	if err != nil {
 		return nil, "", nil, err
