@@ -20,7 +20,7 @@ import (
 
 // dialStream opens a stream with a bare connection and returns it with the
 // status line the server answered.
-func dialStream(t *testing.T, host, token string, ws bool) (net.Conn, string) {
+func dialStream(t testing.TB, host, token string, ws bool) (net.Conn, string) {
 	t.Helper()
 	conn, err := net.Dial("tcp", host)
 	if err != nil {
@@ -31,7 +31,7 @@ func dialStream(t *testing.T, host, token string, ws bool) (net.Conn, string) {
 
 // openStreamOn asks for a stream on conn and reads the response head (for
 // SSE, up to the first comment).
-func openStreamOn(t *testing.T, conn net.Conn, host, token string, ws bool) (net.Conn, string) {
+func openStreamOn(t testing.TB, conn net.Conn, host, token string, ws bool) (net.Conn, string) {
 	t.Helper()
 	req := "GET /v1.0/me/notifications/stream HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + token + "\r\n"
 	if ws {
