@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // A live stream's client says nothing for hours: an SSE client never
@@ -16,12 +17,18 @@ import (
 // goes away, a goroutine is started to read it, as before. Elsewhere, or
 // for a connection without a file descriptor, the goroutine starts at once.
 
-// idleWatch watches one connection. wait arms it; stop ends it for good.
+// idleWatch watches one connection. wait arms it; close ends it for good.
 type idleWatch struct {
 	w    *idleWatcher // nil: no watcher, every wait starts its goroutine
 	conn net.Conn
+	rc   syscall.RawConn // the descriptor under conn's wrappers
+	// rearmable is whether a reader may go back to waiting once it has
+	// read what the client sent. A TLS connection reads records ahead
+	// into its own buffer, which the kernel does not see: its reader
+	// reads on.
+	rearmable bool
 
-	mu sync.Mutex // orders wait and stop, which a stream's goroutines call
+	mu sync.Mutex // orders wait and close, which a stream's goroutines call
 	id uint64     // the watcher's name for conn, once armed
 	// armed is whether the kernel holds the connection's registration
 	// (it stays registered, disarmed, once it has fired).
@@ -30,11 +37,19 @@ type idleWatch struct {
 }
 
 func newIdleWatch(conn net.Conn) *idleWatch {
-	return &idleWatch{w: sharedIdleWatcher(), conn: conn}
+	iw := &idleWatch{conn: conn}
+	inner, isTLS := innerConn(conn)
+	iw.rearmable = !isTLS
+	if sc, ok := inner.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			iw.rc, iw.w = rc, sharedIdleWatcher()
+		}
+	}
+	return iw
 }
 
 // wait has ready run in a goroutine of its own once the client has sent
-// something or gone, once per wait; after stop it does nothing.
+// something or gone, once per wait; after close it does nothing.
 func (iw *idleWatch) wait(ready func()) {
 	iw.mu.Lock()
 	defer iw.mu.Unlock()
@@ -46,26 +61,18 @@ func (iw *idleWatch) wait(ready func()) {
 	}
 }
 
-// stop forgets the connection; call it before closing it. A ready
-// already started runs on.
-func (iw *idleWatch) stop() {
+// close forgets the connection, then closes it. A ready already started
+// runs on.
+func (iw *idleWatch) close() {
 	iw.mu.Lock()
-	defer iw.mu.Unlock()
-	if iw.stopped {
-		return
+	if !iw.stopped {
+		iw.stopped = true
+		if iw.w != nil {
+			iw.w.disarm(iw)
+		}
 	}
-	iw.stopped = true
-	if iw.w != nil {
-		iw.w.disarm(iw)
-	}
-}
-
-// rearmable reports whether a reader may go back to waiting once it has
-// read what the client sent. A TLS connection reads records ahead into
-// its own buffer, which the kernel does not see: its reader reads on.
-func (iw *idleWatch) rearmable() bool {
-	_, isTLS := innerConn(iw.conn)
-	return !isTLS
+	iw.mu.Unlock()
+	iw.conn.Close()
 }
 
 // innerConn is the connection under conn's wrappers (TLS, and the

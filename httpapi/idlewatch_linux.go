@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"errors"
-	"net"
 	"sync"
 	"syscall"
 )
@@ -30,22 +29,6 @@ func startIdleWatcher() *idleWatcher {
 	return w
 }
 
-// rawConn is the descriptor under conn and its wrappers. The watcher never
-// reads, so a TLS connection's records are left for the goroutine that
-// does.
-func rawConn(conn net.Conn) syscall.RawConn {
-	inner, _ := innerConn(conn)
-	sc, ok := inner.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc
-}
-
 // The client's bytes, its end of the stream (RDHUP) and a reset (HUP and
 // ERR, always reported) each wake the watch. Level-triggered: bytes
 // already waiting when a watch is armed wake it at once.
@@ -55,10 +38,6 @@ const idleEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 // and reports false when it cannot: the caller then starts ready itself.
 // iw.mu is held.
 func (w *idleWatcher) arm(iw *idleWatch, ready func()) bool {
-	rc := rawConn(iw.conn)
-	if rc == nil {
-		return false
-	}
 	w.mu.Lock()
 	if w.broken {
 		w.mu.Unlock()
@@ -78,7 +57,7 @@ func (w *idleWatcher) arm(iw *idleWatch, ready func()) bool {
 	var ctlErr error
 	// Control holds the descriptor open while it runs, so it cannot be
 	// closed and its number given to another connection meanwhile.
-	err := rc.Control(func(fd uintptr) { ctlErr = syscall.EpollCtl(w.epfd, op, int(fd), &ev) })
+	err := iw.rc.Control(func(fd uintptr) { ctlErr = syscall.EpollCtl(w.epfd, op, int(fd), &ev) })
 	if err == nil && ctlErr == nil {
 		iw.armed = true
 		return true
@@ -97,9 +76,7 @@ func (w *idleWatcher) disarm(iw *idleWatch) {
 	}
 	w.take(iw.id)
 	if iw.armed {
-		if rc := rawConn(iw.conn); rc != nil {
-			rc.Control(func(fd uintptr) { syscall.EpollCtl(w.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil) })
-		}
+		iw.rc.Control(func(fd uintptr) { syscall.EpollCtl(w.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil) })
 		iw.armed = false
 	}
 }

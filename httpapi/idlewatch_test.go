@@ -131,18 +131,9 @@ func TestStreamOfAClientGoneIsReleased(t *testing.T) {
 				t.Fatalf("a third stream over the limit of two: %q", line)
 			}
 			b.Close()
-			deadline := time.Now().Add(streamWait)
-			for {
-				c, line := dialStream(t, u.Host, e.user, ws)
-				c.Close()
-				if strings.Contains(line, ok) {
-					break
-				}
-				if !strings.Contains(line, " 429 ") || time.Now().After(deadline) {
-					t.Fatalf("after a client went away, a new stream: %q", line)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			awaitStreamLetIn(t, "after a client went away", ok, func() (net.Conn, string) {
+				return dialStream(t, u.Host, e.user, ws)
+			}).Close()
 		})
 	}
 }
@@ -231,34 +222,30 @@ func TestIdleWatchOverTLS(t *testing.T) {
 
 	// The one stream the user may have is free again once the client is
 	// gone; the next, an SSE stream, is let in and receives.
-	deadline := time.Now().Add(streamWait)
-	var sse net.Conn
-	for {
-		c, line := dial(false)
-		if strings.Contains(line, " 200 ") {
-			sse = c
-			break
-		}
-		c.Close()
-		if !strings.Contains(line, " 429 ") || time.Now().After(deadline) {
-			t.Fatalf("a stream after the WebSocket client left: %q", line)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	sse := awaitStreamLetIn(t, "after the WebSocket client left", " 200 ", func() (net.Conn, string) { return dial(false) })
 	title := fmt.Sprintf("over-tls-%d", time.Now().UnixNano())
 	e.sendTitled(t, title)
 	if got := readUntil(sse, []byte(title), streamWait); !bytes.Contains(got, []byte(title)) {
 		t.Fatalf("no event over TLS: %q", got)
 	}
 	sse.Close()
+	awaitStreamLetIn(t, "after the SSE client left", " 200 ", func() (net.Conn, string) { return dial(false) }).Close()
+}
+
+// awaitStreamLetIn opens streams with dial until one is answered with ok,
+// and returns it: until then each must be refused with 429, the user's
+// limit, and the wait is bounded by streamWait.
+func awaitStreamLetIn(t *testing.T, when, ok string, dial func() (net.Conn, string)) net.Conn {
+	t.Helper()
+	deadline := time.Now().Add(streamWait)
 	for {
-		c, line := dial(false)
-		c.Close()
-		if strings.Contains(line, " 200 ") {
-			break
+		c, line := dial()
+		if strings.Contains(line, ok) {
+			return c
 		}
-		if !strings.Contains(line, " 429 ") || time.Now().After(deadline.Add(streamWait)) {
-			t.Fatalf("a stream after the SSE client left: %q", line)
+		c.Close()
+		if !strings.Contains(line, " 429 ") || time.Now().After(deadline) {
+			t.Fatalf("%s, a new stream: %q", when, line)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

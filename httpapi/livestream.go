@@ -352,7 +352,7 @@ func watchClose(iw *idleWatch, ls *liveStream) {
 			ls.end()
 			return
 		}
-		if iw.rearmable() {
+		if iw.rearmable {
 			iw.wait(func() { watchClose(iw, ls) })
 			return
 		}
@@ -447,10 +447,7 @@ func (o *sseConn) bye(reason byeReason) {
 	o.send(b.Bytes())
 }
 
-func (o *sseConn) close() {
-	o.idle.stop()
-	o.conn.Close()
-}
+func (o *sseConn) close() { o.idle.close() }
 
 // sseWriter writes the event stream through net/http's response writer.
 type sseWriter struct {

@@ -205,15 +205,10 @@ func (o *wsConn) close() {
 	sent := o.closeSent
 	o.wmu.Unlock()
 	if !sent {
-		o.shut()
+		o.idle.close()
 		return
 	}
-	time.AfterFunc(wsCloseWait, o.shut)
-}
-
-func (o *wsConn) shut() {
-	o.idle.stop()
-	o.conn.Close()
+	time.AfterFunc(wsCloseWait, o.idle.close)
 }
 
 // read takes the client's frames until the connection ends: pings are
@@ -225,7 +220,7 @@ func (o *wsConn) read(early []byte) {
 	ended := true
 	defer func() {
 		if ended {
-			o.shut()
+			o.idle.close()
 			o.ls.end()
 		}
 	}()
@@ -276,7 +271,7 @@ func (o *wsConn) read(early []byte) {
 			o.frame(0x8, closePayload(wsProtocolError, "unknown opcode"))
 			return
 		}
-		if pending.Len() == 0 && o.idle.rearmable() {
+		if pending.Len() == 0 && o.idle.rearmable {
 			ended = false
 			o.idle.wait(func() { o.read(nil) })
 			return
