@@ -788,6 +788,49 @@ func TestStreamSendsHeartbeats(t *testing.T) {
 	})
 }
 
+// Streams opened together must not beat together: a node whose clients
+// all reconnect at once would otherwise start thousands of heartbeats in one
+// sweep, every interval, and queue every delivery behind them. Without the
+// first beat's random phase, every stream's first beat comes about one
+// interval after it opened.
+func TestStreamsOpenedTogetherBeatApart(t *testing.T) {
+	const beat = time.Second
+	e := newStreamEnv(t, func(c *node.Config) { c.StreamHeartbeat = beat })
+	const n = 30
+	lags := make(chan time.Duration, n)
+	for range n {
+		s, _, _ := e.openSSE(t, "", http.Header{"Authorization": {"Bearer " + e.user}})
+		opened := time.Now()
+		go func() {
+			for ev := range s.events {
+				if ev.isComment {
+					lags <- time.Since(opened)
+					return
+				}
+			}
+		}()
+	}
+	early := 0
+	deadline := time.After(streamWait)
+	for range n {
+		select {
+		case lag := <-lags:
+			if lag > 3*beat/2 {
+				t.Errorf("a first heartbeat came %v after the stream opened, interval %v", lag, beat)
+			}
+			if lag < 4*beat/5 {
+				early++
+			}
+		case <-deadline:
+			t.Fatal("a stream had no heartbeat")
+		}
+	}
+	// Half to one interval at random: about 60 % come before 0.8 of it.
+	if early < 5 {
+		t.Fatalf("%d of %d streams opened together had their first heartbeat before %v, want them spread over half to one interval", early, n, 4*beat/5)
+	}
+}
+
 func TestStreamSubscriptionIDLimitsToThatSubscription(t *testing.T) {
 	e := newStreamEnv(t, nil)
 	for _, tr := range streamTransports {
