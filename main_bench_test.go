@@ -148,6 +148,9 @@ func TestBenchScenariosTiny(t *testing.T) {
 				if res["deltaRate"].(float64) <= 0 || res["pageBytes"].(float64) < 1000 {
 					t.Errorf("deltaRate %v, pageBytes %v", res["deltaRate"], res["pageBytes"])
 				}
+				if cpu, _ := res["cpuUsPerRequest"].(float64); cpu <= 0 {
+					t.Errorf("no server CPU per page measured: %v", res["cpuUsPerRequest"])
+				}
 			case "webpush":
 				if res["decrypted"].(float64) < 3 {
 					t.Errorf("%v messages decrypted, want at least one per endpoint", res["decrypted"])

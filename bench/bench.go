@@ -185,8 +185,9 @@ type Result struct {
 	ApplyMeanMs  float64  `json:"applyMeanMs,omitempty"`
 	// CPUUsPerRequest is the nodes' CPU time over the load (their
 	// process_cpu_seconds_total) per request: what the server spends on
-	// one, steadier from run to run than a rate that shares two cores
-	// with the load client.
+	// one (a send, with its deliveries in latency; a page in feed),
+	// steadier from run to run than a rate that shares two cores with the
+	// load client.
 	CPUUsPerRequest float64 `json:"cpuUsPerRequest,omitempty"`
 	ForwardMean     float64 `json:"forwardBatchMean,omitempty"`
 	// The Raft log over the load, from the node that snapshotted most:

@@ -98,10 +98,14 @@ func feed(ctx context.Context, e *env, res *Result) error {
 
 	e.rss.reset(ctx)
 	next := make([]string, o.Concurrency)
+	// The node's CPU per page tells what it could serve with the cores
+	// to itself: here the client, decoding every page, takes most of them.
+	before := scrapeAll(ctx, e)
 	prog.phase("pages")
 	lat, ok, failed, elapsed := closedLoop(ctx, o.Concurrency, o.Duration, prog, func(ctx context.Context, w int, i int64) error {
 		return pages(ctx, hc, e.url(w), w, next)
 	})
+	res.CPUUsPerRequest = cpuPerRequest(before, scrapeAll(ctx, e), ok+failed)
 	p := summarize(lat)
 	res.Unit, res.LatencyOf = "pages/s ($top=50)", "GET of one page"
 	res.Rate = float64(ok) / elapsed.Seconds()

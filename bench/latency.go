@@ -57,6 +57,7 @@ func latency(ctx context.Context, e *env, res *Result) error {
 	t.forget(int64(sends))
 	e.rss.reset(ctx)
 
+	before := scrapeAll(ctx, e)
 	prog.phase("latency")
 	prog.show(func() string {
 		return fmt.Sprintf("received %d  streams %d", t.total.Load(), st.live())
@@ -71,6 +72,7 @@ func latency(ctx context.Context, e *env, res *Result) error {
 	})
 	expected, _, _ := t.counts()
 	t.waitAll(ctx, expected, 10*time.Second)
+	res.CPUUsPerRequest = cpuPerRequest(before, scrapeAll(ctx, e), okN+failed)
 	expected, received, dups := t.counts()
 	p, a := summarize(t.latencies()), summarize(acks)
 	res.Unit, res.LatencyOf = "deliveries/s", "publish→receipt on the stream"
