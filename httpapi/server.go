@@ -180,7 +180,7 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Heartbeat == 0 {
+	if opts.Heartbeat <= 0 { // a negative interval, too: the first beat's random phase needs one
 		opts.Heartbeat = 25 * time.Second
 	}
 	if opts.Registry == nil {
