@@ -187,10 +187,6 @@ func (s *Server) goLive(ls *liveStream) {
 	}
 }
 
-// sweep is the one heartbeat ticker of every stream: a stream whose last
-// heartbeat is a Heartbeat old gets another. It ticks often, so that each
-// tick starts the few beats that fell due since the last one rather than a
-// quarter of all of them. At shutdown it ends them all.
 // flag sets a due flag on each stream, under its lock, and wakes it.
 func flag(due []*liveStream, set func(*liveStream)) {
 	for _, ls := range due {
@@ -201,6 +197,10 @@ func flag(due []*liveStream, set func(*liveStream)) {
 	}
 }
 
+// sweep is the one heartbeat ticker of every stream: a stream whose last
+// heartbeat is a Heartbeat old gets another. It ticks often, so that each
+// tick starts the few beats that fell due since the last one rather than a
+// quarter of all of them. At shutdown it ends them all.
 func (s *Server) sweep() {
 	every := sweepEvery(s.opts.Heartbeat)
 	tick := time.NewTicker(every)
