@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/herald-notify/herald/resource"
@@ -145,15 +144,6 @@ func newDiskGuard(dir string, reserve DiskReserve, free func() (uint64, uint64, 
 	g.backing = backBadgerFiles
 	g.state.Store(&DiskSpace{})
 	return g
-}
-
-func statfs(dir string) (free, total uint64, err error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, 0, fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	// Bavail, not Bfree: blocks kept for root are not ours to count on.
-	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
 }
 
 // check reads the free space now and logs a change between full and not.

@@ -3,7 +3,6 @@ package raft
 import (
 	"io/fs"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -78,11 +77,7 @@ func dirUsage(dir, ext string) int64 {
 		if err != nil {
 			return nil
 		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			n += st.Blocks * 512
-		} else {
-			n += info.Size()
-		}
+		n += allocated(info)
 		return nil
 	})
 	return n
