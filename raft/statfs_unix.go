@@ -17,8 +17,8 @@ func statfs(dir string) (free, total uint64, err error) {
 	return uint64(st.Bavail) * uint64(st.Bsize), uint64(st.Blocks) * uint64(st.Bsize), nil
 }
 
-// allocated is what a file takes on disk: its blocks, which a sparse or
-// preallocated file does not fill to its size.
+// allocated is what a file takes on disk: its blocks, fewer than its size
+// says when it is sparse, more when space was reserved beyond its end.
 func allocated(info fs.FileInfo) int64 {
 	if st, ok := info.Sys().(*syscall.Stat_t); ok {
 		return int64(st.Blocks) * 512
