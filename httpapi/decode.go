@@ -103,6 +103,15 @@ func decodeBytes(b []byte, v any) error {
 	if !utf8.Valid(trimmed) {
 		return resource.Invalid("", "The body is not valid UTF-8 (at byte %d).", invalidUTF8At(trimmed))
 	}
+	if in, ok := v.(*resource.NotificationInput); ok && readSendBody(trimmed, in) {
+		return nil // sendbody.go
+	}
+	return decodeStrict(trimmed, v)
+}
+
+// decodeStrict decodes trimmed, a body that is one JSON object in valid
+// UTF-8, into v with encoding/json.
+func decodeStrict(trimmed []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
