@@ -103,7 +103,9 @@ func decodeBytes(b []byte, v any) error {
 	if !utf8.Valid(trimmed) {
 		return resource.Invalid("", "The body is not valid UTF-8 (at byte %d).", invalidUTF8At(trimmed))
 	}
-	if in, ok := v.(*resource.NotificationInput); ok && readSendBody(trimmed, in) {
+	// The fast path replaces the whole value, where encoding/json would
+	// merge into it: it takes only a value that is still zero.
+	if in, ok := v.(*resource.NotificationInput); ok && *in == (resource.NotificationInput{}) && readSendBody(trimmed, in) {
 		return nil // sendbody.go
 	}
 	return decodeStrict(trimmed, v)

@@ -224,3 +224,15 @@ func genSendBody(rng *rand.Rand) []byte {
 	}
 	return []byte(body)
 }
+
+// decodeBytes merges into a value already filled, as encoding/json does,
+// rather than let the fast path replace it.
+func TestSendBodyIntoAFilledValueMerges(t *testing.T) {
+	in := resource.NotificationInput{GroupName: "kept"}
+	if err := decodeBytes([]byte(`{"payload":{"rawContent":"x"}}`), &in); err != nil {
+		t.Fatal(err)
+	}
+	if in.GroupName != "kept" || in.Payload == nil || in.Payload.RawContent == nil || *in.Payload.RawContent != "x" {
+		t.Fatalf("decoded into a filled value: %s", dump(in))
+	}
+}
