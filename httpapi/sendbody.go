@@ -21,42 +21,28 @@ import (
 func readSendBody(b []byte, in *resource.NotificationInput) bool {
 	r := bodyReader{b: b}
 	var out resource.NotificationInput
-	var seen uint16
-	ok := r.object(func(key []byte) bool {
-		bit, known := sendBodyKeys[string(key)]
-		if !known || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		switch bit {
-		case keyTargetHostName:
+	ok := r.fields(sendBodyNames, func(i int) bool {
+		switch sendBodyNames[i] {
+		case "targetHostName":
 			return r.str(&out.TargetHostName)
-		case keyAppNotificationID:
+		case "appNotificationId":
 			return r.str(&out.AppNotificationID)
-		case keyGroupName:
+		case "groupName":
 			return r.str(&out.GroupName)
-		case keyPriority:
+		case "priority":
 			return r.str(&out.Priority)
-		case keyPayload:
+		case "payload":
 			out.Payload = new(resource.Payload)
 			return r.payload(out.Payload)
-		case keyTargetPolicy:
+		case "targetPolicy":
 			out.TargetPolicy = new(resource.TargetPolicy)
 			return r.targetPolicy(out.TargetPolicy)
-		case keyDisplayTimeToLive:
-			v, ok := r.number()
-			if !ok {
-				return false
-			}
+		case "displayTimeToLive":
 			out.DisplayTimeToLive = new(resource.Seconds)
-			return out.DisplayTimeToLive.UnmarshalJSON(v) == nil
-		case keyExpirationDateTime:
-			v, ok := r.rawString()
-			if !ok {
-				return false
-			}
+			return r.decode(r.number, out.DisplayTimeToLive)
+		case "expirationDateTime":
 			out.ExpirationDateTime = new(resource.Time)
-			return out.ExpirationDateTime.UnmarshalJSON(v) == nil
+			return r.decode(r.rawString, out.ExpirationDateTime)
 		}
 		return false
 	})
@@ -67,81 +53,29 @@ func readSendBody(b []byte, in *resource.NotificationInput) bool {
 	return true
 }
 
-const (
-	keyTargetHostName uint16 = 1 << iota
-	keyAppNotificationID
-	keyGroupName
-	keyPriority
-	keyPayload
-	keyTargetPolicy
-	keyDisplayTimeToLive
-	keyExpirationDateTime
-)
-
-// sendBodyKeys are the properties readSendBody reads; fallbackPolicy is
+// sendBodyNames are the properties readSendBody reads; fallbackPolicy is
 // left to encoding/json.
-var sendBodyKeys = map[string]uint16{
-	"targetHostName":     keyTargetHostName,
-	"appNotificationId":  keyAppNotificationID,
-	"groupName":          keyGroupName,
-	"priority":           keyPriority,
-	"payload":            keyPayload,
-	"targetPolicy":       keyTargetPolicy,
-	"displayTimeToLive":  keyDisplayTimeToLive,
-	"expirationDateTime": keyExpirationDateTime,
-}
+var sendBodyNames = []string{"targetHostName", "appNotificationId", "groupName", "priority",
+	"payload", "targetPolicy", "displayTimeToLive", "expirationDateTime"}
 
 func (r *bodyReader) payload(p *resource.Payload) bool {
-	var seen uint8
-	return r.object(func(key []byte) bool {
-		switch string(key) {
-		case "rawContent":
-			if seen&1 != 0 {
-				return false
-			}
-			seen |= 1
+	return r.fields([]string{"rawContent", "visualContent"}, func(i int) bool {
+		if i == 0 {
 			p.RawContent = new(string)
 			return r.str(p.RawContent)
-		case "visualContent":
-			if seen&2 != 0 {
-				return false
-			}
-			seen |= 2
-			p.VisualContent = new(resource.VisualContent)
-			return r.visualContent(p.VisualContent)
 		}
-		return false
-	})
-}
-
-func (r *bodyReader) visualContent(v *resource.VisualContent) bool {
-	var seen uint8
-	return r.object(func(key []byte) bool {
-		switch string(key) {
-		case "title":
-			if seen&1 != 0 {
-				return false
+		p.VisualContent = new(resource.VisualContent)
+		return r.fields([]string{"title", "body"}, func(i int) bool {
+			if i == 0 {
+				return r.str(&p.VisualContent.Title)
 			}
-			seen |= 1
-			return r.str(&v.Title)
-		case "body":
-			if seen&2 != 0 {
-				return false
-			}
-			seen |= 2
-			return r.str(&v.Body)
-		}
-		return false
+			return r.str(&p.VisualContent.Body)
+		})
 	})
 }
 
 func (r *bodyReader) targetPolicy(t *resource.TargetPolicy) bool {
-	seen := false
-	return r.object(func(key []byte) bool {
-		if string(key) != "platformTypes" || seen {
-			return false
-		}
-		seen = true
+	return r.fields([]string{"platformTypes"}, func(int) bool {
 		r.space()
 		if !r.next('[') {
 			return false
@@ -230,6 +164,31 @@ func (r *bodyReader) object(member func(key []byte) bool) bool {
 		}
 		r.space()
 	}
+}
+
+// fields reads an object whose members are among names, each at most
+// once; read reads the value of names[i].
+func (r *bodyReader) fields(names []string, read func(i int) bool) bool {
+	var seen uint32
+	return r.object(func(key []byte) bool {
+		for i, name := range names {
+			if string(key) == name {
+				if seen&(1<<i) != 0 {
+					return false
+				}
+				seen |= 1 << i
+				return read(i)
+			}
+		}
+		return false
+	})
+}
+
+// decode hands the JSON text that read takes to v's own decoder, as
+// encoding/json would.
+func (r *bodyReader) decode(read func() ([]byte, bool), v interface{ UnmarshalJSON([]byte) error }) bool {
+	b, ok := read()
+	return ok && v.UnmarshalJSON(b) == nil
 }
 
 // rawString reads a string with no escapes and no control characters and
