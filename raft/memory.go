@@ -38,8 +38,8 @@ func ParseMemory(s string) (uint64, error) {
 // heap. The cache fills only as reads need it, so an idle node holds far
 // less. There is no index cache: badger v4 caches the indexes and bloom
 // filters of encrypted tables only, and reads those of plain tables, as
-// Herald's are, in place from the mapped table files (table.fetchIndex);
-// the eighth it was given before held nothing.
+// Herald's are, in place from the mapped table files (table.fetchIndex),
+// so a share of the budget given to one would hold nothing.
 func badgerOptions(dir string, budget uint64) badger.Options {
 	if budget == 0 {
 		budget = DefaultMemory
