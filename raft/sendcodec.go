@@ -3,8 +3,8 @@ package raft
 import (
 	"encoding/json"
 	"strconv"
-	"unicode/utf8"
 
+	"github.com/herald-notify/herald/internal/jsonread"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -172,11 +172,11 @@ func appendMarshal(b []byte, v any) []byte {
 // appendSend writes; ok is false otherwise, and the caller then uses
 // json.Unmarshal.
 func decodeSends(data []byte) (cmds []*Command, ok bool) {
-	d := jsonReader{b: data}
-	if !d.byte('[') {
+	d := jsonReader{jsonread.Reader{B: data}}
+	if !d.Byte('[') {
 		return nil, false
 	}
-	if d.peek(']') {
+	if d.Peek(']') {
 		return nil, false // json.Unmarshal makes an empty, non-nil slice; leave it to that
 	}
 	for {
@@ -185,207 +185,40 @@ func decodeSends(data []byte) (cmds []*Command, ok bool) {
 			return nil, false
 		}
 		cmds = append(cmds, c)
-		if d.byte(']') {
+		if d.Byte(']') {
 			break
 		}
-		if !d.byte(',') {
+		if !d.Byte(',') {
 			return nil, false
 		}
 	}
-	return cmds, d.i == len(d.b)
+	return cmds, d.End()
 }
 
-// jsonReader reads compact JSON, as json.Marshal writes it: no
-// whitespace, no null where a value is expected, each member once. What
-// it cannot read exactly as encoding/json would, it refuses.
-type jsonReader struct {
-	b []byte
-	i int
-}
-
-func (d *jsonReader) peek(c byte) bool { return d.i < len(d.b) && d.b[d.i] == c }
-
-func (d *jsonReader) byte(c byte) bool {
-	if d.peek(c) {
-		d.i++
-		return true
-	}
-	return false
-}
-
-// object reads an object's members, calling member with each name (a
-// member's index in names, or -1); member reads the value.
-func (d *jsonReader) object(names []string, member func(i int) bool) bool {
-	if !d.byte('{') {
-		return false
-	}
-	if d.byte('}') {
-		return true
-	}
-	var seen uint64
-	for {
-		name, ok := d.rawString()
-		if !ok || !d.byte(':') {
-			return false
-		}
-		k := -1
-		for j, n := range names {
-			if n == string(name) {
-				k = j
-				break
-			}
-		}
-		// An unknown name could match a field case-insensitively in
-		// encoding/json, or be ignored by it: either way, not here. Nor
-		// a repeated one: encoding/json keeps the last, merging objects.
-		if k < 0 || seen&(1<<k) != 0 {
-			return false
-		}
-		seen |= 1 << k
-		if !member(k) {
-			return false
-		}
-		if d.byte('}') {
-			return true
-		}
-		if !d.byte(',') {
-			return false
-		}
-	}
-}
-
-// rawString reads a string without escapes and returns its bytes.
-func (d *jsonReader) rawString() ([]byte, bool) {
-	if !d.byte('"') {
-		return nil, false
-	}
-	start := d.i
-	for d.i < len(d.b) {
-		switch c := d.b[d.i]; {
-		case c == '"':
-			d.i++
-			return d.b[start : d.i-1], true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		}
-		d.i++
-	}
-	return nil, false
-}
-
-// string reads a string value. One with escapes or bytes that are not
-// UTF-8 is read by json.Unmarshal, which replaces what is not UTF-8.
-func (d *jsonReader) string() (string, bool) {
-	start := d.i
-	raw, ok := d.rawString()
-	if ok {
-		if utf8.Valid(raw) {
-			return string(raw), true
-		}
-		return unmarshalString(d.b[start:d.i])
-	}
-	// Find the closing quote past the escapes, then let encoding/json
-	// read the whole literal.
-	d.i = start
-	if !d.byte('"') {
-		return "", false
-	}
-	for d.i < len(d.b) {
-		switch d.b[d.i] {
-		case '\\':
-			d.i += 2
-			continue
-		case '"':
-			d.i++
-			return unmarshalString(d.b[start:d.i])
-		}
-		d.i++
-	}
-	return "", false
-}
-
-func unmarshalString(lit []byte) (string, bool) {
-	var s string
-	if err := json.Unmarshal(lit, &s); err != nil {
-		return "", false
-	}
-	return s, true
-}
-
-// number returns the bytes of an integer literal: an optional minus and
-// digits without a leading zero, as JSON allows.
-func (d *jsonReader) number() ([]byte, bool) {
-	start := d.i
-	d.byte('-')
-	digits := d.i
-	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
-		d.i++
-	}
-	n := d.i - digits
-	if n == 0 || (n > 1 && d.b[digits] == '0') {
-		return nil, false
-	}
-	if d.i < len(d.b) && (d.b[d.i] == '.' || d.b[d.i] == 'e' || d.b[d.i] == 'E') {
-		return nil, false
-	}
-	return d.b[start:d.i], true
-}
-
-func (d *jsonReader) int64() (int64, bool) {
-	lit, ok := d.number()
-	if !ok {
-		return 0, false
-	}
-	v, err := strconv.ParseInt(string(lit), 10, 64)
-	return v, err == nil
-}
-
-func (d *jsonReader) int() (int, bool) {
-	lit, ok := d.number()
-	if !ok {
-		return 0, false
-	}
-	v, err := strconv.ParseInt(string(lit), 10, strconv.IntSize)
-	return int(v), err == nil
-}
-
-func (d *jsonReader) uint64() (uint64, bool) {
-	lit, ok := d.number()
-	if !ok || lit[0] == '-' {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(string(lit), 10, 64)
-	return v, err == nil
-}
-
-func (d *jsonReader) time(t *resource.Time) bool {
-	start := d.i
-	if _, ok := d.rawString(); !ok {
-		return false
-	}
-	return t.UnmarshalJSON(d.b[start:d.i]) == nil
-}
+// jsonReader is the reader of internal/jsonread, with the readers of a
+// send and its notification as this package encodes them.
+type jsonReader struct{ jsonread.Reader }
 
 var sendNames = []string{"op", "now", "requestId", "notif", "maxItems"}
 
 func (d *jsonReader) send() (*Command, bool) {
 	c := &Command{}
-	ok := d.object(sendNames, func(k int) (ok bool) {
+	ok := d.Object(sendNames, func(k int) (ok bool) {
 		switch k {
 		case 0:
 			var op string
-			op, ok = d.string()
+			op, ok = d.String()
 			c.Op = Op(op)
 			return ok && c.Op == OpSend
 		case 1:
-			c.Now, ok = d.int64()
+			c.Now, ok = d.Int64()
 		case 2:
-			c.RequestID, ok = d.string()
+			c.RequestID, ok = d.String()
 		case 3:
 			c.Notif = &resource.NotificationRecord{}
 			ok = d.notification(c.Notif)
 		case 4:
-			c.MaxItems, ok = d.int()
+			c.MaxItems, ok = d.Int()
 		}
 		return ok
 	})
@@ -396,12 +229,6 @@ var notifNames = []string{"id", "targetHostName", "appNotificationId", "groupNam
 	"targetPolicy", "priority", "displayTimeToLive", "expirationDateTime", "createdDateTime",
 	"lastModifiedDateTime", "readState", "userActionState", "status", "userId", "appObjectId", "seq"}
 
-var (
-	payloadNames = []string{"rawContent", "visualContent"}
-	visualNames  = []string{"title", "body"}
-	policyNames  = []string{"platformTypes"}
-)
-
 // notification reads a NotificationRecord; a fallbackPolicy is left to
 // encoding/json.
 func (d *jsonReader) notification(n *resource.NotificationRecord) bool {
@@ -411,93 +238,47 @@ func (d *jsonReader) notification(n *resource.NotificationRecord) bool {
 // notificationIn reads an object with the members names, the first of
 // notifNames: a Notification's alone, or a NotificationRecord's.
 func (d *jsonReader) notificationIn(n *resource.NotificationRecord, names []string) bool {
-	return d.object(names, func(k int) (ok bool) {
+	return d.Object(names, func(k int) (ok bool) {
 		switch k {
 		case 0:
-			n.ID, ok = d.string()
+			n.ID, ok = d.String()
 		case 1:
-			n.TargetHostName, ok = d.string()
+			n.TargetHostName, ok = d.String()
 		case 2:
-			n.AppNotificationID, ok = d.string()
+			n.AppNotificationID, ok = d.String()
 		case 3:
-			n.GroupName, ok = d.string()
+			n.GroupName, ok = d.String()
 		case 4:
-			ok = d.payload(&n.Payload)
+			ok = d.Payload(&n.Payload)
 		case 5:
-			ok = d.object(policyNames, func(int) bool { return d.stringList(&n.TargetPolicy.PlatformTypes) })
+			ok = d.TargetPolicy(&n.TargetPolicy)
 		case 6:
-			n.Priority, ok = d.string()
+			n.Priority, ok = d.String()
 		case 7:
 			var v int
-			v, ok = d.int()
+			v, ok = d.Int()
 			n.DisplayTimeToLive = &v
 		case 8:
-			ok = d.time(&n.ExpirationDateTime)
+			ok = d.Time(&n.ExpirationDateTime)
 		case 9:
-			ok = d.time(&n.CreatedDateTime)
+			ok = d.Time(&n.CreatedDateTime)
 		case 10:
-			ok = d.time(&n.LastModifiedDateTime)
+			ok = d.Time(&n.LastModifiedDateTime)
 		case 11:
-			n.ReadState, ok = d.string()
+			n.ReadState, ok = d.String()
 		case 12:
-			n.UserActionState, ok = d.string()
+			n.UserActionState, ok = d.String()
 		case 13:
-			n.Status, ok = d.string()
+			n.Status, ok = d.String()
 		case 14:
-			n.UserID, ok = d.string()
+			n.UserID, ok = d.String()
 		case 15:
-			n.AppID, ok = d.string()
+			n.AppID, ok = d.String()
 		case 16:
-			n.Seq, ok = d.uint64()
+			n.Seq, ok = d.Uint64()
 		}
 		return ok
 	})
-}
-
-func (d *jsonReader) payload(p *resource.Payload) bool {
-	return d.object(payloadNames, func(k int) bool {
-		if k == 0 {
-			s, ok := d.string()
-			p.RawContent = &s
-			return ok
-		}
-		v := &resource.VisualContent{}
-		p.VisualContent = v
-		return d.object(visualNames, func(k int) (ok bool) {
-			if k == 0 {
-				v.Title, ok = d.string()
-			} else {
-				v.Body, ok = d.string()
-			}
-			return ok
-		})
-	})
-}
-
-// stringList reads an array of strings; an empty one is an empty slice,
-// not nil, as encoding/json makes it.
-func (d *jsonReader) stringList(out *[]string) bool {
-	if !d.byte('[') {
-		return false
-	}
-	list := []string{}
-	if !d.byte(']') {
-		for {
-			s, ok := d.string()
-			if !ok {
-				return false
-			}
-			list = append(list, s)
-			if d.byte(']') {
-				break
-			}
-			if !d.byte(',') {
-				return false
-			}
-		}
-	}
-	*out = list
-	return true
 }
 
 // EncodeCommand returns c as json.Marshal encodes it.
@@ -544,10 +325,10 @@ func encodeSendResult(r SendResult) []byte {
 // json.Unmarshal.
 func decodeSendResult(b []byte) (any, error) {
 	const head = `{"Notification":`
-	d := jsonReader{b: b, i: len(head)}
+	d := jsonReader{jsonread.Reader{B: b, I: len(head)}}
 	var rec resource.NotificationRecord
 	if len(b) > len(head) && string(b[:len(head)]) == head && d.notificationIn(&rec, notificationNames) {
-		end, rest := d.i, string(b[d.i:])
+		end, rest := d.I, string(b[d.I:])
 		if rest == `,"Created":true}` || rest == `,"Created":false}` {
 			return SendResult{Notification: rec.Notification, Created: rest == `,"Created":true}`,
 				Encoded: append([]byte(nil), b[len(head):end]...)}, nil
