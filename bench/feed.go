@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,7 +20,8 @@ const feedPage = 50
 // (GET /v1.0/me/notifications?$top=50, then its nextLinks, then again from
 // the top) for Duration, then walk the delta the same way (a full round of
 // GET /v1.0/me/notifications/delta?$top=50 to its deltaLink, and again)
-// for Duration. Every answer is decoded as a client would.
+// for Duration. Every answer's status is checked and its nextLink
+// followed; one in pageSample is decoded whole (readPage).
 func feed(ctx context.Context, e *env, res *Result) error {
 	o := e.o
 	prog := newProgress(o.Progress, e.rss)
@@ -55,30 +57,30 @@ func feed(ctx context.Context, e *env, res *Result) error {
 		return fmt.Errorf("read the feed: %w", err)
 	}
 	res.PageBytes = len(body)
-	// walker is one reader's place in its walk.
-	walk := func(start string) func(ctx context.Context, hc *http.Client, base string, w int, next []string) error {
-		return func(ctx context.Context, hc *http.Client, base string, w int, next []string) error {
+	// walk is one reader's step through its walk: the page at next[w], or
+	// start when its last page had no nextLink.
+	bufs := make([][]byte, o.Concurrency)
+	walk := func(start string) func(ctx context.Context, hc *http.Client, base string, w int, i int64, next []string) error {
+		return func(ctx context.Context, hc *http.Client, base string, w int, i int64, next []string) error {
 			path := next[w]
 			if path == "" {
 				path = start
 			}
-			b, err := do(ctx, hc, base, pageCall(f.users[w%len(f.users)], path), http.StatusOK)
+			b, err := doInto(ctx, hc, base, pageCall(f.users[w%len(f.users)], path), http.StatusOK, bufs[w][:0])
+			bufs[w] = b
 			if err != nil {
 				return err
 			}
-			var page struct {
-				Value []json.RawMessage `json:"value"`
-				Next  string            `json:"@odata.nextLink"`
-			}
-			if err := json.Unmarshal(b, &page); err != nil {
+			link, empty, err := readPage(b, i%pageSample == 0)
+			if err != nil {
 				return err
 			}
-			if len(page.Value) == 0 && path == start {
+			if empty && path == start {
 				return errors.New("an empty first page")
 			}
 			next[w] = ""
-			if page.Next != "" {
-				u, err := url.Parse(page.Next)
+			if link != "" {
+				u, err := url.Parse(link)
 				if err != nil {
 					return err
 				}
@@ -91,7 +93,7 @@ func feed(ctx context.Context, e *env, res *Result) error {
 	ceilNext := make([]string, o.Concurrency)
 	if err := measureCeiling(ctx, res, prog, o.Concurrency, o.Duration, "page requests/s", status, header, body,
 		func(ctx context.Context, hc *http.Client, base string, w int, i int64) error {
-			return pages(ctx, hc, base, w, ceilNext)
+			return pages(ctx, hc, base, w, i, ceilNext)
 		}); err != nil {
 		return err
 	}
@@ -99,11 +101,11 @@ func feed(ctx context.Context, e *env, res *Result) error {
 	e.rss.reset(ctx)
 	next := make([]string, o.Concurrency)
 	// The node's CPU per page tells what it could serve with the cores
-	// to itself: here the client, decoding every page, takes most of them.
+	// to itself.
 	before := scrapeAll(ctx, e)
 	prog.phase("pages")
 	lat, ok, failed, elapsed := closedLoop(ctx, o.Concurrency, o.Duration, prog, func(ctx context.Context, w int, i int64) error {
-		return pages(ctx, hc, e.url(w), w, next)
+		return pages(ctx, hc, e.url(w), w, i, next)
 	})
 	res.CPUUsPerRequest = cpuPerRequest(before, scrapeAll(ctx, e), ok+failed)
 	p := summarize(lat)
@@ -115,7 +117,7 @@ func feed(ctx context.Context, e *env, res *Result) error {
 	clear(next)
 	prog.phase("deltas")
 	lat, ok, failed, elapsed = closedLoop(ctx, o.Concurrency, o.Duration, prog, func(ctx context.Context, w int, i int64) error {
-		return deltas(ctx, hc, e.url(w), w, next)
+		return deltas(ctx, hc, e.url(w), w, i, next)
 	})
 	d := summarize(lat)
 	res.DeltaRate = float64(ok) / elapsed.Seconds()
@@ -123,4 +125,48 @@ func feed(ctx context.Context, e *env, res *Result) error {
 	res.Requests += ok + failed
 	res.Errors += failed
 	return nil
+}
+
+// pageSample: one page in this many is decoded whole. Decoding a 26 KB
+// page with encoding/json takes this machine about 240 µs, twice what the
+// node spends serving it, so a client that decoded every page would
+// measure itself (BENCHMARKS.md, 4 December 2026).
+const pageSample = 16
+
+// readPage returns a page's nextLink and whether it holds no items. Whole, it decodes the page as a
+// client would and checks it is a collection of objects; otherwise it
+// checks the page's ends and reads only the link, the last member, as
+// writeEncoded in package httpapi writes it. A nextLink inside a value
+// would be escaped ("\"@odata...) and so cannot be taken for it.
+func readPage(b []byte, whole bool) (link string, empty bool, err error) {
+	if whole {
+		var page struct {
+			Value []map[string]json.RawMessage `json:"value"`
+			Next  string                       `json:"@odata.nextLink"`
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			return "", false, fmt.Errorf("a page: %w", err)
+		}
+		if page.Value == nil {
+			return "", false, errors.New("a page without a value")
+		}
+		return page.Next, len(page.Value) == 0, nil
+	}
+	if !bytes.HasPrefix(b, []byte(`{"value":[`)) || !bytes.HasSuffix(b, []byte("}")) {
+		return "", false, fmt.Errorf("not a page: %.80q", b)
+	}
+	empty = bytes.HasPrefix(b, []byte(`{"value":[]`))
+	const name = `,"@odata.nextLink":`
+	at := bytes.LastIndex(b, []byte(name))
+	if at < 0 {
+		return "", empty, nil
+	}
+	rest := b[at+len(name) : len(b)-1]
+	if end := bytes.Index(rest, []byte(`,"@odata.deltaLink":`)); end >= 0 {
+		rest = rest[:end]
+	}
+	if err := json.Unmarshal(rest, &link); err != nil {
+		return "", false, fmt.Errorf("a page's nextLink: %w", err)
+	}
+	return link, empty, nil
 }

@@ -150,6 +150,31 @@ func do(ctx context.Context, hc *http.Client, base string, c call, want int) ([]
 	return b, nil
 }
 
+// doInto is do reading the answer into buf's space, which it returns:
+// for a scenario that reads large answers many times over.
+func doInto(ctx context.Context, hc *http.Client, base string, c call, want int, buf []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, c.method, base+c.path, nil)
+	if err != nil {
+		return buf, err
+	}
+	for k, v := range c.header {
+		req.Header[k] = v
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return buf, err
+	}
+	defer resp.Body.Close()
+	w := bytes.NewBuffer(buf[:0])
+	if _, err := w.ReadFrom(resp.Body); err != nil {
+		return w.Bytes(), err
+	}
+	if resp.StatusCode != want {
+		return w.Bytes(), &statusError{resp.StatusCode, w.String()}
+	}
+	return w.Bytes(), nil
+}
+
 // ceilingServer answers every request with the status, headers and body
 // Herald gave to the same request (recorded once), after reading the
 // request body whole: the least any server must do for it, on this
