@@ -19,7 +19,7 @@ func pageOf(t *testing.T, items []string, next, delta string) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b = append(append(append(b, `,"`+l.name+`":`...), q...))
+		b = append(append(b, `,"`+l.name+`":`...), q...)
 	}
 	return append(b, '}')
 }

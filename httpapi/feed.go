@@ -54,6 +54,15 @@ func (f *feedFilter) keep(n *raft.NotificationView) bool {
 		(f.appID == "" || n.AppID == f.appID)
 }
 
+// name tells filters apart for the store's cache of pages.
+func (f *feedFilter) name() string {
+	b := []byte("feed")
+	for _, v := range []string{f.readState, f.actionState, f.status, f.host, f.group, f.appID} {
+		b = strconv.AppendQuote(append(b, ' '), v)
+	}
+	return string(b)
+}
+
 func activeOnly(n *raft.NotificationView) bool { return n.Status == resource.StatusActive }
 
 // listNotifications is the user's feed, newest first, or for an
@@ -82,7 +91,7 @@ func (s *Server) writeFeed(w http.ResponseWriter, r *http.Request, uid string, f
 	if err != nil {
 		return err
 	}
-	page, err := s.state.NotificationViews(uid, after, n, f.keep)
+	page, err := s.state.NotificationViews(uid, after, n, f.name(), f.keep)
 	if err != nil {
 		return err
 	}
@@ -207,7 +216,7 @@ func (s *Server) delta(w http.ResponseWriter, r *http.Request, p *principal) err
 // deltaInitial pages through every active notification. Whatever changes
 // meanwhile has a seq above tok.seq, so the deltaLink round reports it.
 func (s *Server) deltaInitial(w http.ResponseWriter, r *http.Request, uid string, tok deltaToken, n int) error {
-	page, err := s.state.NotificationViews(uid, tok.after, n, activeOnly)
+	page, err := s.state.NotificationViews(uid, tok.after, n, "active", activeOnly)
 	if err != nil {
 		return err
 	}

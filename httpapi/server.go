@@ -39,8 +39,10 @@ type State interface {
 	Notification(uid, nid string) (*resource.NotificationRecord, bool, error)
 	ListNotifications(uid, after string, limit int, keep func(*resource.NotificationRecord) bool) (raft.Page[resource.NotificationRecord], error)
 	// NotificationViews and NotificationView read notifications in their
-	// API form, encoded once and cached, for the feed and the delta.
-	NotificationViews(uid, after string, limit int, keep func(*raft.NotificationView) bool) (raft.ViewPage, error)
+	// API form, encoded once and cached, for the feed and the delta. filter
+	// names keep for the cache of pages: equal names, equal filters; a page
+	// of an empty name is not cached.
+	NotificationViews(uid, after string, limit int, filter string, keep func(*raft.NotificationView) bool) (raft.ViewPage, error)
 	NotificationView(uid, nid string) (*raft.NotificationView, bool, error)
 	LastSeq() (uint64, error)
 	ChangeFloor(uid string) (uint64, error)

@@ -33,6 +33,9 @@ type recordCache struct {
 	// views holds encoded notifications for the feed (views.go); it is
 	// keyed by version and needs no invalidation, only a reset.
 	views *viewCache
+	// pages holds the feed's pages (pagecache.go); a write of one of a
+	// user's notifications ("n/") drops the user's pages.
+	pages *pageCache
 }
 
 // cacheLimit bounds each map; a full map is emptied (bounded).
@@ -42,7 +45,7 @@ func newRecordCache() *recordCache {
 	return &recordCache{pending: map[string]int{}, tokens: map[string]*resource.TokenRecord{},
 		users: map[string]*resource.UserRecord{},
 		apps:  map[string]*resource.ApplicationRecord{}, subs: map[string]*resource.SubscriptionRecord{},
-		slots: map[string]*[]string{}, views: newViewCache(viewCacheBytes)}
+		slots: map[string]*[]string{}, views: newViewCache(viewCacheBytes), pages: newPageCache(pageCacheBytes)}
 }
 
 // cached returns the record under key in the map pick chooses, or loads
@@ -115,6 +118,7 @@ func (c *recordCache) reset() {
 	clear(c.subs)
 	clear(c.slots)
 	c.views.reset()
+	c.pages.reset()
 }
 
 func (c *recordCache) drop(k string) {
@@ -129,13 +133,16 @@ func (c *recordCache) drop(k string) {
 		delete(c.subs, k[2:])
 	case 'm':
 		clear(c.slots)
+	case 'n':
+		c.pages.drop(notifKeyUser(k))
 	}
 }
 
 // cachedKey reports whether a Badger key holds a record the cache keeps:
-// "t/", "u/", "a/", "s/" or the slot table (see keys.go).
+// "t/", "u/", "a/", "s/", the slot table, or a notification ("n/"), whose
+// user's feed pages the cache keeps (see keys.go).
 func cachedKey(key []byte) bool {
-	return len(key) > 2 && key[1] == '/' && (key[0] == 't' || key[0] == 'u' || key[0] == 'a' || key[0] == 's' || string(key) == keySlots)
+	return len(key) > 2 && key[1] == '/' && (key[0] == 't' || key[0] == 'u' || key[0] == 'a' || key[0] == 's' || key[0] == 'n' || string(key) == keySlots)
 }
 
 func tokens(c *recordCache) map[string]*resource.TokenRecord               { return c.tokens }

@@ -164,8 +164,58 @@ type ViewPage struct {
 // NotificationViews pages through a user's notifications newest first, as
 // ListNotifications does, keeping those keep accepts; it reads only the
 // keys of notifications whose view is cached.
-func (s *Store) NotificationViews(uid, after string, limit int, keep func(*NotificationView) bool) (ViewPage, error) {
+func (s *Store) NotificationViews(uid, after string, limit int, filter string, keep func(*NotificationView) bool) (ViewPage, error) {
+	c := s.cache
+	if filter == "" || c == nil {
+		p, _, err := s.readViews(uid, after, limit, keep, false)
+		return p, err
+	}
+	key := pageKey(filter, after, limit)
+	cp, gen := c.page(uid, key)
+	if cp != nil {
+		if p, ok := c.viewsOf(uid, cp); ok {
+			return p, nil
+		}
+	}
+	p, cp, err := s.readViews(uid, after, limit, keep, true)
+	if err != nil {
+		return p, err
+	}
+	c.putPage(uid, key, gen, cp)
+	return p, nil
+}
+
+// viewsOf returns the views of a cached page's items, if viewCache still
+// holds every one at its version.
+func (c *recordCache) viewsOf(uid string, cp *cachedPage) (ViewPage, bool) {
 	var p ViewPage
+	if len(cp.ids) == 0 {
+		p.Next = cp.next
+		return p, true
+	}
+	p.Items = make([]*NotificationView, len(cp.ids))
+	key := notifPrefix(uid)
+	n := len(key)
+	for i, id := range cp.ids {
+		key = append(key[:n], id...)
+		v := c.views.get(key, cp.versions[i])
+		if v == nil {
+			return ViewPage{}, false
+		}
+		p.Items[i] = v
+	}
+	p.Next = cp.next
+	return p, true
+}
+
+// readViews is NotificationViews from Badger; with record, it also
+// returns the page as pageCache keeps it.
+func (s *Store) readViews(uid, after string, limit int, keep func(*NotificationView) bool, record bool) (ViewPage, *cachedPage, error) {
+	var p ViewPage
+	var cp *cachedPage
+	if record {
+		cp = &cachedPage{}
+	}
 	prefix := notifPrefix(uid)
 	err := s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
@@ -205,10 +255,17 @@ func (s *Store) NotificationViews(uid, after string, limit int, keep func(*Notif
 			}
 			p.Items = append(p.Items, v)
 			last = append(last[:0], id...)
+			if cp != nil {
+				cp.ids = append(cp.ids, string(id))
+				cp.versions = append(cp.versions, item.Version())
+			}
 		}
 		return nil
 	})
-	return p, err
+	if cp != nil {
+		cp.next = p.Next
+	}
+	return p, cp, err
 }
 
 // NotificationView returns the view of one of a user's notifications.
