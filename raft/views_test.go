@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/internal/jsonread"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -198,4 +201,67 @@ func TestNotificationViewsPageAllocs(t *testing.T) {
 	if budget := 6.0; got > budget*allocSlack {
 		t.Errorf("%.0f allocations per page of 50 from the page cache, budget %.0f", got, budget*allocSlack)
 	}
+}
+
+// slowView is newNotificationView with encoding/json alone, as it was.
+func slowView(b []byte) (*NotificationView, error) {
+	var n resource.NotificationRecord
+	if err := json.Unmarshal(b, &n); err != nil {
+		return nil, err
+	}
+	out, err := json.Marshal(&n.Notification)
+	if err != nil {
+		return nil, err
+	}
+	return &NotificationView{ReadState: n.ReadState, UserActionState: n.UserActionState, Status: n.Status,
+		TargetHostName: n.TargetHostName, GroupName: n.GroupName, AppID: n.AppID, Seq: n.Seq, JSON: out}, nil
+}
+
+// A view made by hand is the view encoding/json makes, for records as the
+// FSM stores them (its own encoding and json.Marshal's) and random ones.
+func TestViewsMadeByHandMatchEncodingJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	fast := 0
+	for i := range 5000 {
+		n := randomSend(r).Notif
+		if i%3 == 0 {
+			n = canonicalSend(i).Notif
+		}
+		n.Seq = uint64(i)
+		records := [][]byte{encodeRecord(appendNotification(nil, &n.Notification), n)}
+		if b, err := json.Marshal(n); err == nil {
+			records = append(records, b)
+		}
+		for _, b := range records {
+			want, werr := slowView(b)
+			got, gerr := newNotificationView(b)
+			if (werr == nil) != (gerr == nil) || werr == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("record %s\n got %+v (%v)\nwant %+v (%v)", b, got, gerr, want, werr)
+			}
+			if d := (jsonReader{jsonread.Reader{B: b}}); d.notification(&resource.NotificationRecord{}) && d.End() {
+				fast++
+			}
+		}
+	}
+	if fast < 5000 {
+		t.Fatalf("only %d of 10,000 records took the hand-written path", fast)
+	}
+}
+
+func FuzzNotificationView(f *testing.F) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for i := range 8 {
+		n := canonicalSend(i).Notif
+		f.Add(encodeRecord(appendNotification(nil, &n.Notification), n))
+		b, _ := json.Marshal(randomSend(r).Notif)
+		f.Add(b)
+	}
+	f.Add([]byte(`{"id":"a\u00e9","readState":"unread","seq":3}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want, werr := slowView(b)
+		got, gerr := newNotificationView(b)
+		if (werr == nil) != (gerr == nil) || werr == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("record %q\n got %+v (%v)\nwant %+v (%v)", b, got, gerr, want, werr)
+		}
+	})
 }
