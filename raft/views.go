@@ -74,11 +74,19 @@ func intern(s string) string {
 // one value for good: a view is served only for the very version it was
 // made from, and no write needs to invalidate anything. An entry of a
 // rewritten or deleted notification is merely dead weight until evicted.
+//
+// It evicts by generations: views go into the newer of two maps, and when
+// that holds half the bound, the older map is dropped whole and the newer
+// takes its place. Dropping entries one by one, at random, took a tenth of
+// the node's CPU once the feeds read outgrew the cache (BENCHMARKS.md, 4
+// December 2026); this costs nothing per put, and a view read in either
+// generation is served.
 type viewCache struct {
-	mu      sync.RWMutex
-	entries map[string]viewEntry
-	bytes   int
-	limit   int
+	mu       sync.RWMutex
+	cur, old map[string]viewEntry
+	curBytes int
+	oldBytes int
+	limit    int
 }
 
 type viewEntry struct {
@@ -94,12 +102,15 @@ const viewCacheBytes = 8 << 20
 const viewOverhead = 160
 
 func newViewCache(limit int) *viewCache {
-	return &viewCache{entries: map[string]viewEntry{}, limit: limit}
+	return &viewCache{cur: map[string]viewEntry{}, old: map[string]viewEntry{}, limit: limit}
 }
 
 func (c *viewCache) get(key []byte, version uint64) *NotificationView {
 	c.mu.RLock()
-	e, ok := c.entries[string(key)]
+	e, ok := c.cur[string(key)]
+	if !ok || e.version != version {
+		e, ok = c.old[string(key)]
+	}
 	c.mu.RUnlock()
 	if ok && e.version == version {
 		return e.view
@@ -109,35 +120,41 @@ func (c *viewCache) get(key []byte, version uint64) *NotificationView {
 
 func (c *viewCache) put(key []byte, version uint64, v *NotificationView) {
 	size := len(key) + len(v.JSON) + viewOverhead
+	if size > c.limit/2 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.entries[string(key)]; ok {
+	if e, ok := c.old[string(key)]; ok && e.version >= version {
+		return // a reader of an older snapshot came late
+	}
+	if old, ok := c.cur[string(key)]; ok {
 		if old.version >= version {
-			return // a reader of an older snapshot came late
+			return
 		}
-		c.bytes -= len(key) + len(old.view.JSON) + viewOverhead
+		c.curBytes -= len(key) + len(old.view.JSON) + viewOverhead
 	}
-	// Over the bound, drop entries at random (map order) until a tenth is
-	// free: no recency bookkeeping on the read path, and a working set
-	// larger than the cache still keeps most of its hits.
-	if c.bytes+size > c.limit {
-		for k, e := range c.entries {
-			c.bytes -= len(k) + len(e.view.JSON) + viewOverhead
-			delete(c.entries, k)
-			if c.bytes+size <= c.limit*9/10 {
-				break
-			}
-		}
+	if c.curBytes+size > c.limit/2 {
+		c.old, c.oldBytes = c.cur, c.curBytes
+		c.cur, c.curBytes = make(map[string]viewEntry, len(c.old)), 0
 	}
-	c.entries[string(key)] = viewEntry{version: version, view: v}
-	c.bytes += size
+	c.cur[string(key)] = viewEntry{version: version, view: v}
+	c.curBytes += size
+}
+
+// bytes is what the cache holds, by its estimate.
+func (c *viewCache) bytes() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.curBytes + c.oldBytes
 }
 
 func (c *viewCache) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	clear(c.entries)
-	c.bytes = 0
+	clear(c.cur)
+	clear(c.old)
+	c.curBytes, c.oldBytes = 0, 0
 }
 
 // view returns the view of the notification item holds, from the cache

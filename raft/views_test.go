@@ -135,12 +135,26 @@ func TestViewCacheIsBounded(t *testing.T) {
 	body := bytes.Repeat([]byte("x"), 500)
 	for i := range 1000 {
 		c.put(fmt.Appendf(nil, "n/u/%04d", i), 1, &NotificationView{JSON: body})
-		if c.bytes > limit {
-			t.Fatalf("%d bytes held after %d puts, bound %d", c.bytes, i+1, limit)
+		if b := c.bytes(); b > limit {
+			t.Fatalf("%d bytes held after %d puts, bound %d", b, i+1, limit)
 		}
 	}
-	if len(c.entries) == 0 || c.get([]byte("n/u/0999"), 1) == nil {
-		t.Fatal("the newest entry was not kept")
+	if c.get([]byte("n/u/0999"), 1) == nil || c.get([]byte("n/u/0000"), 1) != nil {
+		t.Fatal("the newest entry was not kept, or the oldest was")
+	}
+	// A view of the older generation is served, and a late reader's
+	// older version does not shadow it.
+	var old []byte
+	for k := range c.old {
+		old = []byte(k)
+		break
+	}
+	if _, inCur := c.cur[string(old)]; old == nil || inCur || c.get(old, 1) == nil {
+		t.Fatalf("%s, in the older generation, was not served", old)
+	}
+	c.put(old, 0, &NotificationView{})
+	if c.get(old, 1) == nil {
+		t.Fatal("a late reader's older version shadowed the older generation's")
 	}
 	if c.get([]byte("n/u/0999"), 2) != nil {
 		t.Fatal("an entry was served for another version")
