@@ -70,8 +70,8 @@ func (c *recordCache) putPage(uid, key string, gen uint64, p *cachedPage) {
 	if p.size > pc.limit/4 {
 		return
 	}
-	// Over the bound, drop users' pages at random (map order), as
-	// viewCache drops views.
+	// Over the bound, drop users' pages at random (map order): no
+	// recency bookkeeping on the read path.
 	for uid := range pc.users {
 		if pc.bytes+p.size <= pc.limit {
 			break

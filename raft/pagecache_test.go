@@ -1,8 +1,10 @@
 package raft
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -145,5 +147,75 @@ func TestPageCacheIsBounded(t *testing.T) {
 	}
 	if n == 0 || bytes != c.pages.bytes {
 		t.Fatalf("%d pages of %d bytes, counted %d", n, bytes, c.pages.bytes)
+	}
+}
+
+// Readers filling the page cache while notifications are sent and changed
+// never leave a page older than a write that has returned: after every
+// write, the first page shows it.
+func TestFeedPagesNeverOutliveAReturnedWrite(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), nil)
+	defer s.Close()
+	ctx := context.Background()
+	u := newUser("carol")
+	app := &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), TargetHostName: "a.example"}
+	for _, c := range []*Command{{Op: OpCreateUser, User: u}, {Op: OpCreateApp, App: app}} {
+		c.Now = time.Now().UnixNano()
+		if _, err := s.Propose(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := func() ViewPage {
+		p, err := s.NotificationViews(u.ID, "", 5, "all", nil)
+		if err != nil {
+			t.Error(err)
+		}
+		return p
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					first()
+				}
+			}
+		}()
+	}
+	read := resource.ReadRead
+	for i := range 200 {
+		c := sendCmd(u.ID, app.ID, fmt.Sprintf("n%d", i), time.Now(), time.Now().Add(time.Hour))
+		if _, err := s.Propose(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if p := first(); len(p.Items) == 0 || p.Items[0].Seq == 0 || !bytes.Contains(p.Items[0].JSON, []byte(c.Notif.ID)) {
+			t.Fatalf("send %d: the first page does not start with it", i)
+		}
+		if i%3 == 0 {
+			if _, err := s.Propose(ctx, &Command{Op: OpPatchNotif, Now: time.Now().UnixNano(), UserID: u.ID, ID: c.Notif.ID,
+				NotifPatch: &resource.NotificationPatch{ReadState: &read}}); err != nil {
+				t.Fatal(err)
+			}
+			if p := first(); p.Items[0].ReadState != resource.ReadRead {
+				t.Fatalf("patch %d: the first page shows it %q", i, p.Items[0].ReadState)
+			}
+		}
+	}
+	close(stop)
+	for range 4 {
+		<-done
+	}
+	cached, err := s.NotificationViews(u.ID, "", 5, "all", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, err := s.NotificationViews(u.ID, "", 5, "", nil)
+	if err != nil || !reflect.DeepEqual(cached, direct) {
+		t.Fatalf("the cached page differs from Badger's (%v)", err)
 	}
 }

@@ -193,7 +193,9 @@ type ViewPage struct {
 
 // NotificationViews pages through a user's notifications newest first, as
 // ListNotifications does, keeping those keep accepts; it reads only the
-// keys of notifications whose view is cached.
+// keys of notifications whose view is cached. filter names keep for the
+// page cache (pagecache.go): equal names for equal filters; a page of an
+// empty name is neither served from it nor kept.
 func (s *Store) NotificationViews(uid, after string, limit int, filter string, keep func(*NotificationView) bool) (ViewPage, error) {
 	c := s.cache
 	if filter == "" || c == nil {
