@@ -124,36 +124,17 @@ func (e *statusError) Error() string { return fmt.Sprintf("HTTP %d: %.200s", e.s
 // do sends c to base and reads the whole answer; want is the status that
 // counts as success.
 func do(ctx context.Context, hc *http.Client, base string, c call, want int) ([]byte, error) {
-	var body io.Reader
-	if c.body != nil {
-		body = bytes.NewReader(c.body)
-	}
-	req, err := http.NewRequestWithContext(ctx, c.method, base+c.path, body)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range c.header {
-		req.Header[k] = v
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != want {
-		return b, &statusError{resp.StatusCode, string(b)}
-	}
-	return b, nil
+	return doInto(ctx, hc, base, c, want, nil)
 }
 
 // doInto is do reading the answer into buf's space, which it returns:
 // for a scenario that reads large answers many times over.
 func doInto(ctx context.Context, hc *http.Client, base string, c call, want int, buf []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, c.method, base+c.path, nil)
+	var body io.Reader
+	if c.body != nil {
+		body = bytes.NewReader(c.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, c.method, base+c.path, body)
 	if err != nil {
 		return buf, err
 	}
