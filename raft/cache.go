@@ -41,11 +41,11 @@ type recordCache struct {
 // cacheLimit bounds each map; a full map is emptied (bounded).
 const cacheLimit = 8192
 
-func newRecordCache() *recordCache {
+func newRecordCache(viewBytes int) *recordCache {
 	return &recordCache{pending: map[string]int{}, tokens: map[string]*resource.TokenRecord{},
 		users: map[string]*resource.UserRecord{},
 		apps:  map[string]*resource.ApplicationRecord{}, subs: map[string]*resource.SubscriptionRecord{},
-		slots: map[string]*[]string{}, views: newViewCache(viewCacheBytes), pages: newPageCache(pageCacheBytes)}
+		slots: map[string]*[]string{}, views: newViewCache(viewBytes), pages: newPageCache(pageCacheBytes)}
 }
 
 // cached returns the record under key in the map pick chooses, or loads

@@ -91,7 +91,7 @@ func TestCachedRecordsFollowWrites(t *testing.T) {
 // A reader that loaded a record before an invalidation must not store it
 // afterwards: it could be older than the write that invalidated it.
 func TestCacheDropsLoadsThatRacedAnInvalidation(t *testing.T) {
-	c := newRecordCache()
+	c := newRecordCache(viewCacheBytes(0))
 	stale := &resource.TokenRecord{PrincipalID: "old"}
 	got, ok, err := cached(c, tokens, "h", func() (*resource.TokenRecord, bool, error) {
 		c.begin([]string{"t/h"}) // the FSM commits while the load runs

@@ -35,7 +35,7 @@ func ParseMemory(s string) (uint64, error) {
 // memtables (one filling, one flushing) of an eighth each, three eighths
 // for the block cache (decompressed blocks of the tables that reads
 // touch), and the rest left to the compactions' table builders and Go's
-// heap. The cache fills only as reads need it, so an idle node holds far
+// heap, where the feed's view cache takes a quarter (viewCacheBytes). The cache fills only as reads need it, so an idle node holds far
 // less. There is no index cache: badger v4 caches the indexes and bloom
 // filters of encrypted tables only, and reads those of plain tables, as
 // Herald's are, in place from the mapped table files (table.fetchIndex),
@@ -103,6 +103,19 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 	// builder: the builders' memory would grow with the data's depth.
 	o.TableSizeMultiplier = 1
 	return o
+}
+
+// viewCacheBytes bounds the feed's cache of decoded notifications (views.go)
+// for a budget of budget bytes: a quarter of it, 16 MiB by default, about
+// 24,000 small notifications. It fills only as feeds are read. A feed
+// whose notifications it does not hold costs three to seven times the CPU
+// a page (BENCHMARKS.md, 4 December 2026: with 16,000 notifications read,
+// 6,372-6,476 pages/s at 8 MiB, 12,348-13,020 at 16).
+func viewCacheBytes(budget uint64) int {
+	if budget == 0 {
+		budget = DefaultMemory
+	}
+	return int(budget / 4)
 }
 
 // GoMemoryLimit is the Go runtime's soft memory limit for a node whose

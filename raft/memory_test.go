@@ -166,3 +166,19 @@ func TestSmallBlockTablesStayReadable(t *testing.T) {
 	}
 	checkRecords(t, db, 6000)
 }
+
+// The feed's view cache takes a quarter of --memory, in a Store as opened.
+func TestViewCacheFollowsTheMemoryBudget(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
+		Memory: 32 << 20, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.cache.views.limit; got != 8<<20 {
+		t.Fatalf("view cache of %d bytes for a 32 MiB budget, want 8 MiB", got)
+	}
+	if got := viewCacheBytes(0); got != DefaultMemory/4 {
+		t.Fatalf("view cache of %d bytes by default, want %d", got, DefaultMemory/4)
+	}
+}

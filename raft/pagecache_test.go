@@ -99,7 +99,7 @@ func TestFeedPagesCachedUntilTheUsersNotificationsChange(t *testing.T) {
 // A page read while a commit ended, or was under way, is not kept: it may
 // show what the commit changed as it was before.
 func TestFeedPageReadAcrossACommitIsNotKept(t *testing.T) {
-	c := newRecordCache()
+	c := newRecordCache(viewCacheBytes(0))
 	p := func() *cachedPage { return &cachedPage{ids: []string{"x"}, versions: []uint64{1}} }
 	_, gen := c.page("u", "k")
 	c.begin([]string{"n/u/x"})
@@ -125,7 +125,7 @@ func TestFeedPageReadAcrossACommitIsNotKept(t *testing.T) {
 
 // The cache stays within its bound.
 func TestPageCacheIsBounded(t *testing.T) {
-	c := newRecordCache()
+	c := newRecordCache(viewCacheBytes(0))
 	c.pages = newPageCache(64 << 10)
 	ids := make([]string, 50)
 	for i := range ids {

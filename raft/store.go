@@ -171,7 +171,7 @@ func Open(opts Options) (*Store, error) {
 		applied:   make(chan struct{}, 1),
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
-		disk:      disk, cache: newRecordCache()}
+		disk:      disk, cache: newRecordCache(viewCacheBytes(opts.Memory))}
 	if err := s.startRaft(); err != nil {
 		db.Close()
 		if s.logStore != nil {

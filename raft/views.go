@@ -94,9 +94,6 @@ type viewEntry struct {
 	view    *NotificationView
 }
 
-// viewCacheBytes bounds the cache: about 16,000 small notifications.
-const viewCacheBytes = 8 << 20
-
 // viewOverhead approximates an entry's memory beyond its JSON: the map
 // slot, the key and the view's fields.
 const viewOverhead = 160
