@@ -110,7 +110,7 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 // 24,000 small notifications. It fills only as feeds are read. A feed
 // whose notifications it does not hold costs three to seven times the CPU
 // a page (BENCHMARKS.md, 4 December 2026: with 16,000 notifications read,
-// 6,372-6,476 pages/s at 8 MiB, 12,348-13,020 at 16).
+// 5,427-6,476 pages/s at 8 MiB, 12,348-13,020 at 16).
 func viewCacheBytes(budget uint64) int {
 	if budget == 0 {
 		budget = DefaultMemory
