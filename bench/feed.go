@@ -133,11 +133,12 @@ func feed(ctx context.Context, e *env, res *Result) error {
 // measure itself (BENCHMARKS.md, 4 December 2026).
 const pageSample = 16
 
-// readPage returns a page's nextLink and whether it holds no items. Whole, it decodes the page as a
-// client would and checks it is a collection of objects; otherwise it
-// checks the page's ends and reads only the link, the last member, as
-// writeEncoded in package httpapi writes it. A nextLink inside a value
-// would be escaped ("\"@odata...) and so cannot be taken for it.
+// readPage returns a page's nextLink and whether it holds no items.
+// Whole, it decodes the page as a client would and checks it is a
+// collection of objects; otherwise it checks the page's ends and reads
+// only the link, the last member, as writeEncoded in package httpapi
+// writes it. A nextLink inside a value would be escaped ("\"@odata...)
+// and so cannot be taken for it.
 func readPage(b []byte, whole bool) (link string, empty bool, err error) {
 	if whole {
 		var page struct {
