@@ -139,13 +139,6 @@ func (c *viewCache) put(key []byte, version uint64, v *NotificationView) {
 	c.curBytes += size
 }
 
-// bytes is what the cache holds, by its estimate.
-func (c *viewCache) bytes() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.curBytes + c.oldBytes
-}
-
 func (c *viewCache) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -128,6 +128,13 @@ func TestNotificationViewsFollowWrites(t *testing.T) {
 	}
 }
 
+// bytes is what the cache holds, by its estimate.
+func (c *viewCache) bytes() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.curBytes + c.oldBytes
+}
+
 // The cache stays within its bound, dropping entries as it fills.
 func TestViewCacheIsBounded(t *testing.T) {
 	const limit = 64 << 10
