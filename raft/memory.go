@@ -35,8 +35,9 @@ func ParseMemory(s string) (uint64, error) {
 // memtables (one filling, one flushing) of an eighth each, three eighths
 // for the block cache (decompressed blocks of the tables that reads
 // touch), and the rest left to the compactions' table builders and Go's
-// heap, where the feed's view cache takes a quarter (viewCacheBytes). The cache fills only as reads need it, so an idle node holds far
-// less. There is no index cache: badger v4 caches the indexes and bloom
+// heap, where the feed's view cache takes a quarter of the budget
+// (viewCacheBytes). Both caches fill only as reads need them, so an idle
+// node holds far less. There is no index cache: badger v4 caches the indexes and bloom
 // filters of encrypted tables only, and reads those of plain tables, as
 // Herald's are, in place from the mapped table files (table.fetchIndex),
 // so a share of the budget given to one would hold nothing.
