@@ -69,9 +69,14 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 		// default; 2 MiB before) halve the builders' memory at the same
 		// rate. Ingest +15-30 %, p99 -40 %, heap at the peak -40 %
 		// (BENCHMARKS.md). Each table is an open file: about two per
-		// MiB of stored tables. A table records its own block offsets,
-		// so tables written with 4 KiB blocks stay readable.
-		WithBaseTableSize(max(memtable/16, 512<<10)).
+		// MiB of stored tables (four under a 32 MiB budget). A table
+		// records its own block offsets, so tables written with 4 KiB
+		// blocks stay readable. The floor is 256 KiB, not 512, so that
+		// a smaller budget shrinks the builders too: under 32 MiB, with
+		// 512 KiB tables the peak under ingest stayed at the default's
+		// (248-256 MiB resident); with 256 KiB it fell to 174-215 MiB
+		// for about a tenth of the rate (BENCHMARKS.md).
+		WithBaseTableSize(max(memtable/16, 256<<10)).
 		WithBlockSize(16 << 10).
 		WithNumCompactors(2).
 		// Every table flushed to level 0 spans nearly every user, so

@@ -138,6 +138,27 @@ func TestGoMemoryLimitFollowsTheBudget(t *testing.T) {
 	}
 }
 
+// A smaller budget means smaller memtables and smaller tables, whose
+// builders are most of the heap under a write load; the default keeps
+// 512 KiB tables.
+func TestMemoryBudgetSizesMemtablesAndTables(t *testing.T) {
+	for _, c := range []struct {
+		budget          uint64
+		memtable, table int64
+	}{
+		{0, 8 << 20, 512 << 10},
+		{16 << 20, 4 << 20, 256 << 10},
+		{32 << 20, 4 << 20, 256 << 10},
+		{128 << 20, 16 << 20, 1 << 20},
+	} {
+		o := badgerOptions(t.TempDir(), c.budget)
+		if o.MemTableSize != c.memtable || o.BaseTableSize != c.table {
+			t.Errorf("budget %d MiB: memtables of %d KiB and tables of %d KiB, want %d and %d",
+				c.budget>>20, o.MemTableSize>>10, o.BaseTableSize>>10, c.memtable>>10, c.table>>10)
+		}
+	}
+}
+
 // Tables written with Badger's 4 KiB blocks, as nodes wrote them before,
 // are read and compacted by a node that builds 16 KiB ones.
 func TestSmallBlockTablesStayReadable(t *testing.T) {
