@@ -18,13 +18,8 @@ func TestFeedPagesCachedUntilTheUsersNotificationsChange(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	alice, bob := newUser("alice"), newUser("bob")
-	app := &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), TargetHostName: "a.example"}
-	for _, c := range []*Command{{Op: OpCreateUser, User: alice}, {Op: OpCreateUser, User: bob}, {Op: OpCreateApp, App: app}} {
-		c.Now = time.Now().UnixNano()
-		if _, err := s.Propose(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
+	app := newApp()
+	proposeAll(t, s, &Command{Op: OpCreateUser, User: alice}, &Command{Op: OpCreateUser, User: bob}, &Command{Op: OpCreateApp, App: app})
 	send := func(u *resource.UserRecord, name string) string {
 		t.Helper()
 		c := sendCmd(u.ID, app.ID, name, time.Now(), time.Now().Add(time.Hour))
@@ -158,13 +153,8 @@ func TestFeedPagesNeverOutliveAReturnedWrite(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	u := newUser("carol")
-	app := &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), TargetHostName: "a.example"}
-	for _, c := range []*Command{{Op: OpCreateUser, User: u}, {Op: OpCreateApp, App: app}} {
-		c.Now = time.Now().UnixNano()
-		if _, err := s.Propose(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
+	app := newApp()
+	proposeAll(t, s, &Command{Op: OpCreateUser, User: u}, &Command{Op: OpCreateApp, App: app})
 	first := func() ViewPage {
 		p, err := s.NotificationViews(u.ID, "", 5, "all", nil)
 		if err != nil {

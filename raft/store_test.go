@@ -42,6 +42,23 @@ func openTestStoreAt(t testing.TB, dir, addr string, onChange func([]resource.Ch
 	return s
 }
 
+// newApp is an application with fresh ids that sends as a.example.
+func newApp() *resource.ApplicationRecord {
+	return &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), TargetHostName: "a.example"}
+}
+
+// proposeAll proposes each command, stamped with the time, and fails the
+// test at the first error.
+func proposeAll(t testing.TB, s *Store, cmds ...*Command) {
+	t.Helper()
+	for _, c := range cmds {
+		c.Now = time.Now().UnixNano()
+		if _, err := s.Propose(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func newUser(upn string) *resource.UserRecord {
 	return &resource.UserRecord{User: resource.User{ID: resource.NewGUID(), UserPrincipalName: upn,
 		Roles: []string{"user"}, AccountEnabled: true, CreatedDateTime: resource.At(time.Now())}}
@@ -120,13 +137,8 @@ func TestStateSurvivesRestartWithoutDuplicateChanges(t *testing.T) {
 	s := openTestStore(t, dir, nil)
 	ctx := context.Background()
 	u := newUser("bob")
-	app := &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), TargetHostName: "a.example"}
-	for _, c := range []*Command{{Op: OpCreateUser, User: u}, {Op: OpCreateApp, App: app}} {
-		c.Now = time.Now().UnixNano()
-		if _, err := s.Propose(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
+	app := newApp()
+	proposeAll(t, s, &Command{Op: OpCreateUser, User: u}, &Command{Op: OpCreateApp, App: app})
 	for i := 0; i < 5; i++ {
 		now := time.Now()
 		in := resource.NotificationInput{Payload: &resource.Payload{VisualContent: &resource.VisualContent{Title: "hi"}}}

@@ -210,9 +210,8 @@ func (s *Store) NotificationViews(uid, after string, limit int, filter string, k
 // viewsOf returns the views of a cached page's items, if viewCache still
 // holds every one at its version.
 func (c *recordCache) viewsOf(uid string, cp *cachedPage) (ViewPage, bool) {
-	var p ViewPage
+	p := ViewPage{Next: cp.next}
 	if len(cp.ids) == 0 {
-		p.Next = cp.next
 		return p, true
 	}
 	p.Items = make([]*NotificationView, len(cp.ids))
@@ -226,7 +225,6 @@ func (c *recordCache) viewsOf(uid string, cp *cachedPage) (ViewPage, bool) {
 		}
 		p.Items[i] = v
 	}
-	p.Next = cp.next
 	return p, true
 }
 

@@ -60,13 +60,8 @@ func TestNotificationViewsFollowWrites(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	u := newUser("dave")
-	app := &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), TargetHostName: "a.example"}
-	for _, c := range []*Command{{Op: OpCreateUser, User: u}, {Op: OpCreateApp, App: app}} {
-		c.Now = time.Now().UnixNano()
-		if _, err := s.Propose(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
+	app := newApp()
+	proposeAll(t, s, &Command{Op: OpCreateUser, User: u}, &Command{Op: OpCreateApp, App: app})
 	var ids []string
 	for i := range 3 {
 		c := sendCmd(u.ID, app.ID, fmt.Sprintf("n%d", i), time.Now(), time.Now().Add(time.Hour))
@@ -180,13 +175,8 @@ func TestNotificationViewsPageAllocs(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	u := newUser("erin")
-	app := &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), TargetHostName: "a.example"}
-	for _, c := range []*Command{{Op: OpCreateUser, User: u}, {Op: OpCreateApp, App: app}} {
-		c.Now = time.Now().UnixNano()
-		if _, err := s.Propose(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
+	app := newApp()
+	proposeAll(t, s, &Command{Op: OpCreateUser, User: u}, &Command{Op: OpCreateApp, App: app})
 	var cmds []*Command
 	for i := range 120 {
 		cmds = append(cmds, sendCmd(u.ID, app.ID, fmt.Sprintf("n%d", i), time.Now(), time.Now().Add(time.Hour)))
