@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/herald-notify/herald/fanout"
@@ -53,7 +52,7 @@ type liveStream struct {
 	// a writer goroutine (the response-writer fallback).
 	wakeCh chan struct{}
 
-	lastBeat atomic.Int64 // unix nanoseconds of the last heartbeat check
+	beatSlot int // the heartbeat wheel's slot that holds it; under Server.liveMu
 
 	mu      sync.Mutex
 	running bool // a goroutine owns the writes
@@ -154,6 +153,7 @@ func (ls *liveStream) end() {
 	ls.s.releaseStream(ls.uid)
 	ls.s.liveMu.Lock()
 	delete(ls.s.live, ls)
+	ls.s.beats.remove(ls)
 	ls.s.liveMu.Unlock()
 	select {
 	case ls.s.liveGone <- struct{}{}:
@@ -171,12 +171,15 @@ func (s *Server) goLive(ls *liveStream) {
 	// of writers started in one sweep, and every delivery and every
 	// acknowledgement queued behind them for a tenth of a second or more
 	// (issue 11).
-	ls.lastBeat.Store(time.Now().UnixNano() - rand.Int64N(int64(s.opts.Heartbeat/2)+1))
+	now := time.Now()
+	first := now.Add(s.opts.Heartbeat/2 + time.Duration(rand.Int64N(int64(s.opts.Heartbeat/2)+1)))
 	s.liveMu.Lock()
 	if s.live == nil {
 		s.live = map[*liveStream]struct{}{}
+		s.beats = newBeatWheel(s.opts.Heartbeat, sweepEvery(s.opts.Heartbeat), now)
 	}
 	s.live[ls] = struct{}{}
+	s.beats.add(ls, first)
 	s.liveMu.Unlock()
 	select {
 	case <-s.stopping:
@@ -197,9 +200,9 @@ func flag(due []*liveStream, set func(*liveStream)) {
 	}
 }
 
-// sweep is the one heartbeat ticker of every stream: a stream whose last
-// heartbeat is a Heartbeat old gets another. It ticks often, so that each
-// tick starts the few beats that fell due since the last one rather than a
+// sweep is the one heartbeat ticker of every stream: the streams whose
+// beat is due (beatwheel.go) get one. It ticks often, so that each tick
+// starts the few beats that fell due since the last one rather than a
 // quarter of all of them. At shutdown it ends them all.
 func (s *Server) sweep() {
 	every := sweepEvery(s.opts.Heartbeat)
@@ -217,17 +220,9 @@ func (s *Server) sweep() {
 			s.liveMu.Unlock()
 			flag(due, func(ls *liveStream) { ls.stopDue = true })
 			return
-		case now := <-tick.C:
-			// Half a sweep early, so a stream's beat comes within a
-			// quarter of the interval of its time rather than after it.
-			cutoff := now.Add(every/2 - s.opts.Heartbeat).UnixNano()
+		case <-tick.C:
 			s.liveMu.Lock()
-			for ls := range s.live {
-				if ls.lastBeat.Load() <= cutoff {
-					ls.lastBeat.Store(now.UnixNano())
-					due = append(due, ls)
-				}
-			}
+			due = s.beats.due(time.Now(), due)
 			s.liveMu.Unlock()
 			flag(due, func(ls *liveStream) { ls.beatDue = true })
 			clear(due)
@@ -237,8 +232,7 @@ func (s *Server) sweep() {
 }
 
 // sweepEvery is how often the sweep looks for beats due: a sixteenth of the
-// interval, at most a tenth of a second (a look at 10,000 streams costs
-// about a tenth of a millisecond).
+// interval, at most a tenth of a second.
 func sweepEvery(heartbeat time.Duration) time.Duration {
 	return min(max(heartbeat/16, time.Millisecond), 100*time.Millisecond)
 }

@@ -169,6 +169,7 @@ type Server struct {
 	// The live streams, for heartbeats and shutdown (livestream.go).
 	liveMu    sync.Mutex
 	live      map[*liveStream]struct{}
+	beats     *beatWheel    // when each stream's heartbeat is due
 	liveGone  chan struct{} // a stream ended
 	sweepOnce sync.Once
 	stopOnce  sync.Once
