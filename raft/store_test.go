@@ -332,3 +332,32 @@ func TestGroupCommitTakesWhatQueuedDuringTheApply(t *testing.T) {
 		t.Fatalf("entries carried %v commands, want [1 1 %d]", got, queued)
 	}
 }
+
+// A node that is the only voter of its configuration does not wait a
+// heartbeat timeout for a leader that cannot exist: with a timeout of 30 s
+// it leads well within half of one, on its first start and on a restart,
+// and the timeout is its own again.
+func TestSoleVoterLeadsWithoutWaitingTheHeartbeatTimeout(t *testing.T) {
+	dir, addr := t.TempDir(), freeAddr(t)
+	const timeout = 30 * time.Second
+	for _, start := range []string{"first start", "restart"} {
+		s, err := Open(Options{Dir: dir, NodeID: "n1", RaftAddr: addr, Bootstrap: true,
+			HeartbeatTimeout: timeout, ElectionTimeout: timeout, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout/2)
+		err = s.WaitLeader(ctx)
+		cancel()
+		if err != nil {
+			s.Close()
+			t.Fatalf("%s: no leader within %v, half the heartbeat timeout: %v", start, timeout/2, err)
+		}
+		if got := s.Raft().ReloadableConfig().HeartbeatTimeout; got != timeout {
+			t.Errorf("%s: heartbeat timeout %v after the election, want %v", start, got, timeout)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
