@@ -39,6 +39,10 @@ func TestRestartTimeWithManyNotifications(t *testing.T) {
 		dir = t.TempDir()
 	}
 	cfg := testnode.Config(t, dir)
+	// A restart as an operator's node makes it: the default Raft timers,
+	// not the test nodes' short ones (a lone node then stands for
+	// election at once, raft/store.go campaignIfAlone).
+	cfg.Raft = node.DefaultConfig().Raft
 	cfg.ShutdownTimeout = 10 * time.Minute
 	cfg.PurgeInterval = time.Hour
 	level := slog.LevelInfo
