@@ -284,7 +284,8 @@ func (s *Store) startRaft() error {
 // stand for election now. Raft first waits a random one to two heartbeat
 // timeouts (0.5-1 s by default) for a leader that, with no other voter,
 // cannot exist: on an empty single node that wait was most of the start,
-// and one start in three took over the 1 s issue 11 allows (BENCHMARKS.md).
+// and three starts in eleven took over the 1 s issue 11 allows
+// (BENCHMARKS.md).
 // hashicorp/raft has a follower look at its heartbeat timer at once when
 // its heartbeat timeout is lowered (ReloadConfig), and a node that has not
 // heard from a leader since it started then stands; the timeout is set
