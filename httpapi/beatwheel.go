@@ -24,7 +24,10 @@ type beatWheel struct {
 	next   int64 // the first interval not yet swept
 }
 
-func newBeatWheel(heartbeat, every time.Duration, now time.Time) *beatWheel {
+// newBeatWheel is the wheel of a server whose streams beat every
+// heartbeat, swept every sweepEvery(heartbeat) from now.
+func newBeatWheel(heartbeat time.Duration, now time.Time) *beatWheel {
+	every := sweepEvery(heartbeat)
 	period := max(int64((heartbeat+every/2)/every), 1)
 	w := &beatWheel{every: every, epoch: now, period: period,
 		slots: make([]map[*liveStream]struct{}, period+1)}
@@ -70,10 +73,7 @@ func (w *beatWheel) due(now time.Time, dst []*liveStream) []*liveStream {
 		// again.
 		from := len(dst)
 		for _, slot := range w.slots {
-			for ls := range slot {
-				dst = append(dst, ls)
-			}
-			clear(slot)
+			dst = take(slot, dst)
 		}
 		w.next = upto + 1
 		for i, ls := range dst[from:] {
@@ -83,15 +83,20 @@ func (w *beatWheel) due(now time.Time, dst []*liveStream) []*liveStream {
 	}
 	// A stream swept in interval k goes to k+period, past upto.
 	for ; w.next <= upto; w.next++ {
-		slot := w.slots[w.next%int64(len(w.slots))]
 		from := len(dst)
-		for ls := range slot {
-			dst = append(dst, ls)
-		}
-		clear(slot)
+		dst = take(w.slots[w.next%int64(len(w.slots))], dst)
 		for _, ls := range dst[from:] {
 			w.put(ls, w.next+w.period)
 		}
 	}
+	return dst
+}
+
+// take empties slot into dst.
+func take(slot map[*liveStream]struct{}, dst []*liveStream) []*liveStream {
+	for ls := range slot {
+		dst = append(dst, ls)
+	}
+	clear(slot)
 	return dst
 }

@@ -10,8 +10,8 @@ import (
 // its start.
 func testWheel(hb time.Duration) (*beatWheel, time.Duration, time.Time) {
 	epoch := time.Unix(1_700_000_000, 0)
-	every := sweepEvery(hb)
-	return newBeatWheel(hb, every, epoch), every, epoch
+	w := newBeatWheel(hb, epoch)
+	return w, w.every, epoch
 }
 
 // Streams beat at most a sweep early for their first beat and then every

@@ -176,7 +176,7 @@ func (s *Server) goLive(ls *liveStream) {
 	s.liveMu.Lock()
 	if s.live == nil {
 		s.live = map[*liveStream]struct{}{}
-		s.beats = newBeatWheel(s.opts.Heartbeat, sweepEvery(s.opts.Heartbeat), now)
+		s.beats = newBeatWheel(s.opts.Heartbeat, now)
 	}
 	s.live[ls] = struct{}{}
 	s.beats.add(ls, first)
