@@ -29,9 +29,9 @@ func memoryLimit(memory string, getenv func(string) string) (int64, bool, error)
 // it, and otherwise half again the live heap. A soft limit at or below
 // what is live makes the collector run back to back (capped at half the
 // CPU), which under a long write load halved the node's throughput:
-// Badger's table builders keep whole tables in the heap, up to eight of
-// them pooled, so its live heap outgrows --memory once compactions reach a
-// few tables at a time (BENCHMARKS.md, "a memory limit that yields").
+// Badger's table builders keep whole tables in the heap, several at once,
+// so its live heap outgrows --memory once compactions reach a few tables
+// at a time (BENCHMARKS.md, "a memory limit that yields").
 func nextMemoryLimit(floor, live int64) int64 {
 	return max(floor, live+live/2)
 }

@@ -105,8 +105,9 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 	// the size at each level below the base level, and a table builder
 	// holds its whole table in the heap, as written and compressed (the
 	// size counts compressed bytes, so the first copy is several times
-	// it), in an allocator that a pool of eight keeps for the next
-	// builder: the builders' memory would grow with the data's depth.
+	// it), in an allocator that grows by doubling: the builders' memory
+	// would grow with the data's depth (Badger's pool of them is kept
+	// empty: builderpool.go).
 	o.TableSizeMultiplier = 1
 	return o
 }
