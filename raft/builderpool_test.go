@@ -62,3 +62,22 @@ func checkClosedDrain(t *testing.T, ch chan *z.Allocator) {
 		t.Fatal("the pool's channel is still open after the DB closed")
 	}
 }
+
+// A budget that affords Badger's pool keeps it: the drain costs CPU.
+func TestOnlyASmallBudgetDrainsTheBuilderPool(t *testing.T) {
+	for _, c := range []struct {
+		budget uint64
+		drain  bool
+	}{
+		{0, true},
+		{DefaultMemory, true},
+		{minMemory, true},
+		{poolBudget - 1, true},
+		{poolBudget, false},
+		{2 << 30, false},
+	} {
+		if got := drainsBuilders(c.budget); got != c.drain {
+			t.Errorf("drainsBuilders(%d MiB) = %v, want %v", c.budget>>20, got, c.drain)
+		}
+	}
+}

@@ -175,7 +175,7 @@ func Open(opts Options) (*Store, error) {
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
 		disk:      disk, cache: newRecordCache(viewCacheBytes(opts.Memory))}
-	if !drainBuilderPool(db, &s.buildersReleased) {
+	if drainsBuilders(opts.Memory) && !drainBuilderPool(db, &s.buildersReleased) {
 		opts.Logger.Warn("this Badger keeps its table builders' memory pooled: Herald did not find the pool where it looks for it, " +
 			"so a node under a write load may hold about 70 MiB more than it would")
 	}
