@@ -37,6 +37,7 @@ func TestOperatorMetricsExportedAndMove(t *testing.T) {
 		t.Errorf("herald_badger_memtable_bytes %v, want the memtable's log counted", v)
 	}
 	metric(t, n, "herald_badger_lsm_bytes")
+	metric(t, n, "herald_badger_table_builders_released_total")
 	metric(t, n, "herald_raft_snapshot_index")
 	if v := metric(t, n, "herald_raft_log_entries"); v < 1 {
 		t.Errorf("herald_raft_log_entries %v, want the entries since the start counted", v)

@@ -59,6 +59,11 @@ func (s *Store) Metrics() []prometheus.Collector {
 			func() float64 { return float64(s.badgerUsage(".vlog")) }),
 		gauge("herald_badger_memtable_bytes", "Disk used by Badger's memtable write-ahead logs (.mem files).",
 			func() float64 { return float64(s.badgerUsage(".mem")) }),
+		// Rises with every table written under a --memory below 512 MiB;
+		// stays 0 where Badger keeps its pool (builderpool.go).
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_badger_table_builders_released_total",
+			Help: "Table builders' buffers handed back to the Go collector instead of Badger's pool."},
+			func() float64 { return float64(s.buildersReleased.Load()) }),
 	}
 }
 
