@@ -152,7 +152,6 @@ func (ls *liveStream) end() {
 	ls.s.hub.Remove(ls.l)
 	ls.s.releaseStream(ls.uid)
 	ls.s.liveMu.Lock()
-	delete(ls.s.live, ls)
 	ls.s.beats.remove(ls)
 	ls.s.liveMu.Unlock()
 	select {
@@ -174,11 +173,9 @@ func (s *Server) goLive(ls *liveStream) {
 	now := time.Now()
 	first := now.Add(s.opts.Heartbeat/2 + time.Duration(rand.Int64N(int64(s.opts.Heartbeat/2)+1)))
 	s.liveMu.Lock()
-	if s.live == nil {
-		s.live = map[*liveStream]struct{}{}
+	if s.beats == nil {
 		s.beats = newBeatWheel(s.opts.Heartbeat, now)
 	}
-	s.live[ls] = struct{}{}
 	s.beats.add(ls, first)
 	s.liveMu.Unlock()
 	select {
@@ -214,9 +211,7 @@ func (s *Server) sweep() {
 		case <-s.stopping:
 			due = due[:0]
 			s.liveMu.Lock()
-			for ls := range s.live {
-				due = append(due, ls)
-			}
+			due = s.beats.all(due)
 			s.liveMu.Unlock()
 			flag(due, func(ls *liveStream) { ls.stopDue = true })
 			return
@@ -242,7 +237,7 @@ func (s *Server) waitStreams(within time.Duration) {
 	timeout := time.After(within)
 	for {
 		s.liveMu.Lock()
-		n := len(s.live)
+		n := s.beats.len()
 		s.liveMu.Unlock()
 		if n == 0 {
 			return

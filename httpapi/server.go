@@ -168,8 +168,7 @@ type Server struct {
 
 	// The live streams, for heartbeats and shutdown (livestream.go).
 	liveMu    sync.Mutex
-	live      map[*liveStream]struct{}
-	beats     *beatWheel    // when each stream's heartbeat is due
+	beats     *beatWheel    // every live stream, by when its heartbeat is due
 	liveGone  chan struct{} // a stream ended
 	sweepOnce sync.Once
 	stopOnce  sync.Once

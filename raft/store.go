@@ -177,7 +177,7 @@ func Open(opts Options) (*Store, error) {
 		disk:      disk, cache: newRecordCache(viewCacheBytes(opts.Memory))}
 	if drainsBuilders(opts.Memory) && !drainBuilderPool(db, &s.buildersReleased) {
 		opts.Logger.Warn("this Badger keeps its table builders' memory pooled: Herald did not find the pool where it looks for it, " +
-			"so a node under a write load may hold about 70 MiB more than it would")
+			"so a node under a write load may hold 50-80 MiB more than it would")
 	}
 	if err := s.startRaft(); err != nil {
 		db.Close()
