@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,11 @@ func TestBenchScenariosTiny(t *testing.T) {
 				}
 				if mib, _ := res["logMiBAfter"].(float64); mib <= 0 {
 					t.Errorf("no raft log measured: %v", res)
+				}
+				// A node's writes touch fresh memory: its memtable's log,
+				// buffers (/proc counts the faults on Linux only).
+				if f, _ := res["pageFaultsPerRequest"].(float64); runtime.GOOS == "linux" && f <= 0 {
+					t.Errorf("no page faults per request measured: %v", res["pageFaultsPerRequest"])
 				}
 			case "ingest-cluster":
 				if res["nodes"] != 3.0 || len(res["rssNodesMiB"].([]any)) != 3 || res["forwardBatchMean"].(float64) < 1 {

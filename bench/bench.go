@@ -189,7 +189,12 @@ type Result struct {
 	// steadier from run to run than a rate that shares two cores with the
 	// load client.
 	CPUUsPerRequest float64 `json:"cpuUsPerRequest,omitempty"`
-	ForwardMean     float64 `json:"forwardBatchMean,omitempty"`
+	// FaultsPerRequest is the nodes' minor page faults over the load per
+	// request (herald_process_minor_page_faults_total): fresh memory and
+	// new mapped files touched, which some virtual machines charge
+	// several microseconds each.
+	FaultsPerRequest float64 `json:"pageFaultsPerRequest,omitempty"`
+	ForwardMean      float64 `json:"forwardBatchMean,omitempty"`
 	// The Raft log over the load, from the node that snapshotted most:
 	// entries its snapshots compacted away, and its log (entries after
 	// the newest snapshot, disk) once the load ended.

@@ -107,7 +107,7 @@ func feed(ctx context.Context, e *env, res *Result) error {
 	lat, ok, failed, elapsed := closedLoop(ctx, o.Concurrency, o.Duration, prog, func(ctx context.Context, w int, i int64) error {
 		return pages(ctx, hc, e.url(w), w, i, next)
 	})
-	res.CPUUsPerRequest = cpuPerRequest(before, scrapeAll(ctx, e), ok+failed)
+	serverCost(res, before, scrapeAll(ctx, e), ok+failed)
 	p := summarize(lat)
 	res.Unit, res.LatencyOf = "pages/s ($top=50)", "GET of one page"
 	res.Rate = float64(ok) / elapsed.Seconds()

@@ -51,21 +51,28 @@ func ingest(ctx context.Context, e *env, res *Result) error {
 	res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs = p.p50, p.p90, p.p99, p.max
 	res.Requests, res.Errors = ok+failed, failed
 	groupCommit(res, before, after)
-	res.CPUUsPerRequest = cpuPerRequest(before, after, ok+failed)
+	serverCost(res, before, after, ok+failed)
 	return nil
 }
 
-// cpuPerRequest is the nodes' CPU time between the scrapes over requests,
-// in microseconds.
-func cpuPerRequest(before, after []metrics, requests int64) float64 {
+// serverCost fills in what the nodes spent between the scrapes per
+// request: CPU time, and the page faults that touched fresh memory.
+func serverCost(res *Result, before, after []metrics, requests int64) {
+	res.CPUUsPerRequest = perRequest(before, after, "process_cpu_seconds_total", requests) * 1e6
+	res.FaultsPerRequest = perRequest(before, after, "herald_process_minor_page_faults_total", requests)
+}
+
+// perRequest is the growth of the nodes' counter name between the scrapes
+// over requests.
+func perRequest(before, after []metrics, name string, requests int64) float64 {
 	if requests == 0 {
 		return 0
 	}
-	var cpu float64
+	var d float64
 	for i := range before {
-		cpu += after[i]["process_cpu_seconds_total"] - before[i]["process_cpu_seconds_total"]
+		d += after[i][name] - before[i][name]
 	}
-	return cpu / float64(requests) * 1e6
+	return d / float64(requests)
 }
 
 // sample sends c once and returns Herald's answer, for the ceiling.

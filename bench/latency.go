@@ -72,7 +72,7 @@ func latency(ctx context.Context, e *env, res *Result) error {
 	})
 	expected, _, _ := t.counts()
 	t.waitAll(ctx, expected, 10*time.Second)
-	res.CPUUsPerRequest = cpuPerRequest(before, scrapeAll(ctx, e), okN+failed)
+	serverCost(res, before, scrapeAll(ctx, e), okN+failed)
 	expected, received, dups := t.counts()
 	p, a := summarize(t.latencies()), summarize(acks)
 	res.Unit, res.LatencyOf = "deliveries/s", "publish→receipt on the stream"

@@ -53,9 +53,6 @@ func (r *Result) WriteTable(w io.Writer) error {
 		row("group commit", "%.1f commands per Raft entry (p50 ≤%g, p99 ≤%g) over %.0f entries; apply %.2f ms mean",
 			r.BatchMean, r.BatchP50, r.BatchP99, r.BatchEntries, r.ApplyMeanMs)
 		row("batch sizes", "%s", strings.Join(b, " "))
-		if r.CPUUsPerRequest > 0 {
-			row("server CPU", "%.0f µs per request (the nodes' CPU time over the load)", r.CPUUsPerRequest)
-		}
 		if r.ForwardMean > 0 {
 			row("forwarded", "%.1f commands per forwarded batch", r.ForwardMean)
 		}
@@ -72,6 +69,12 @@ func (r *Result) WriteTable(w io.Writer) error {
 		row("decrypted", "%d messages", r.Decrypted)
 	}
 	row("requests", "%d, errors %d", r.Requests, r.Errors)
+	if r.CPUUsPerRequest > 0 {
+		row("server CPU", "%.0f µs per request (the nodes' CPU time over the load)", r.CPUUsPerRequest)
+	}
+	if r.FaultsPerRequest > 0 {
+		row("page faults", "%.2f per request (fresh memory the nodes touched)", r.FaultsPerRequest)
+	}
 	mem := fmt.Sprintf("peak %.1f MiB during the load, %.1f MiB idle", r.RSSMiB, r.RSSIdleMiB)
 	if len(r.RSSNodesMiB) > 1 {
 		mem += fmt.Sprintf(" (peaks per node %.1f)", r.RSSNodesMiB)

@@ -52,6 +52,10 @@ func TestOperatorMetricsExportedAndMove(t *testing.T) {
 	if anon, rss := metric(t, n, "herald_process_resident_anon_bytes"), metric(t, n, "process_resident_memory_bytes"); anon <= 0 || anon > rss+16<<20 {
 		t.Errorf("herald_process_resident_anon_bytes %v, want more than 0 and at most the resident %v", anon, rss)
 	}
+	faults := metric(t, n, "herald_process_minor_page_faults_total")
+	if faults <= 0 {
+		t.Errorf("herald_process_minor_page_faults_total %v, want the faults of the node's start counted", faults)
+	}
 	if v := metric(t, n, "herald_delivery_queue"); v != 0 {
 		t.Errorf("herald_delivery_queue %v before any delivery, want 0", v)
 	}
@@ -82,6 +86,11 @@ func TestOperatorMetricsExportedAndMove(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The writes above touched fresh memory (a memtable's log, buffers).
+	if v := metric(t, n, "herald_process_minor_page_faults_total"); v <= faults {
+		t.Errorf("herald_process_minor_page_faults_total %v after the writes, was %v", v, faults)
+	}
 
 	// Closing compacts the memtable into a table (CompactL0OnClose), so the
 	// LSM size grows across a restart.

@@ -148,8 +148,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if c := anonResident(); c != nil {
-		reg.MustRegister(c)
+	for _, c := range []prometheus.Collector{anonResident(), minorFaults()} {
+		if c != nil {
+			reg.MustRegister(c)
+		}
 	}
 	batch := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_raft_batch_commands",
 		Help: "Commands per group-committed Raft entry.", Buckets: prometheus.ExponentialBuckets(1, 2, 9)})
