@@ -23,9 +23,9 @@ func anonResident() prometheus.Collector {
 // the disk: mostly the first touch of fresh memory, which Badger's writes
 // make all the time (each memtable's log and each table is a new mapped
 // file, and its builders and memtables are new buffers). On a virtual
-// machine each such fault can cost more than a small send's whole apply
-// (11-15 µs on the development machine, BENCHMARKS.md), so this says how
-// much of a node's CPU the machine, rather than Herald, takes.
+// machine each such fault can cost nearly as much as applying a small
+// send (11-15 µs on the development machine, BENCHMARKS.md), so this says
+// how much of a node's CPU the machine, rather than Herald, takes.
 func minorFaults() prometheus.Collector {
 	return procMetric(readMinorFaults, func(read func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_process_minor_page_faults_total",
