@@ -55,26 +55,6 @@ func ingest(ctx context.Context, e *env, res *Result) error {
 	return nil
 }
 
-// serverCost fills in what the nodes spent between the scrapes per
-// request: CPU time, and the page faults that touched fresh memory.
-func serverCost(res *Result, before, after []metrics, requests int64) {
-	res.CPUUsPerRequest = perRequest(before, after, "process_cpu_seconds_total", requests) * 1e6
-	res.FaultsPerRequest = perRequest(before, after, "herald_process_minor_page_faults_total", requests)
-}
-
-// perRequest is the growth of the nodes' counter name between the scrapes
-// over requests.
-func perRequest(before, after []metrics, name string, requests int64) float64 {
-	if requests == 0 {
-		return 0
-	}
-	var d float64
-	for i := range before {
-		d += after[i][name] - before[i][name]
-	}
-	return d / float64(requests)
-}
-
 // sample sends c once and returns Herald's answer, for the ceiling.
 func sample(ctx context.Context, hc *http.Client, base string, c call, want int) (int, http.Header, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, c.method, base+c.path, bytesReader(c.body))
@@ -97,20 +77,6 @@ func sample(ctx context.Context, hc *http.Client, base string, c call, want int)
 		return 0, nil, nil, &statusError{resp.StatusCode, string(b)}
 	}
 	return resp.StatusCode, answerHeader(resp.Header), b, nil
-}
-
-// scrapeAll scrapes every node; a node that does not answer counts as
-// empty.
-func scrapeAll(ctx context.Context, e *env) []metrics {
-	out := make([]metrics, len(e.urls))
-	for i, u := range e.urls {
-		m, err := scrape(ctx, e.hc, u, e.token)
-		if err != nil {
-			m = metrics{}
-		}
-		out[i] = m
-	}
-	return out
 }
 
 // groupCommit fills in the batch sizes and apply times of the entries the

@@ -49,6 +49,40 @@ func scrape(ctx context.Context, hc *http.Client, base, token string) (metrics, 
 	return m, sc.Err()
 }
 
+// scrapeAll scrapes every node; a node that does not answer counts as
+// empty.
+func scrapeAll(ctx context.Context, e *env) []metrics {
+	out := make([]metrics, len(e.urls))
+	for i, u := range e.urls {
+		m, err := scrape(ctx, e.hc, u, e.token)
+		if err != nil {
+			m = metrics{}
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// serverCost fills in what the nodes spent between the scrapes per
+// request: CPU time, and the page faults that touched fresh memory.
+func serverCost(res *Result, before, after []metrics, requests int64) {
+	res.CPUUsPerRequest = perRequest(before, after, "process_cpu_seconds_total", requests) * 1e6
+	res.FaultsPerRequest = perRequest(before, after, "herald_process_minor_page_faults_total", requests)
+}
+
+// perRequest is the growth of the nodes' counter name between the scrapes
+// over requests.
+func perRequest(before, after []metrics, name string, requests int64) float64 {
+	if requests == 0 {
+		return 0
+	}
+	var d float64
+	for i := range before {
+		d += after[i][name] - before[i][name]
+	}
+	return d / float64(requests)
+}
+
 // rssMiB is the node's resident memory as its process collector reports it
 // (the same figure as VmRSS in /proc/PID/status), so that --server runs
 // report it too.
