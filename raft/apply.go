@@ -644,7 +644,7 @@ func (t *tx) deleteNotifsBy(c *Command) Result {
 func (t *tx) purge(c *Command) Result {
 	nowMs := c.Now / int64(time.Millisecond)
 	purged := 0
-	for _, k := range t.keys([]byte("ne/"), c.MaxItems) {
+	for _, k := range t.due([]byte("ne/"), nowMs, c.MaxItems) {
 		parts := strings.SplitN(string(k), "/", 4) // ne, ms, uid, nid
 		if len(parts) != 4 || hexMs(parts[1]) > nowMs {
 			break
@@ -667,7 +667,7 @@ func (t *tx) purge(c *Command) Result {
 	}
 	cutoff := nowMs - c.Retention/int64(time.Millisecond)
 	trimmed := 0
-	for _, k := range t.keys([]byte("ce/"), c.MaxItems) {
+	for _, k := range t.due([]byte("ce/"), cutoff, c.MaxItems) {
 		parts := strings.SplitN(string(k), "/", 4) // ce, ms, uid, seq
 		if len(parts) != 4 || hexMs(parts[1]) > cutoff {
 			break
@@ -684,7 +684,7 @@ func (t *tx) purge(c *Command) Result {
 		trimmed++
 	}
 	tokens := 0
-	for _, k := range t.keys([]byte("te/"), c.MaxItems) {
+	for _, k := range t.due([]byte("te/"), nowMs, c.MaxItems) {
 		parts := strings.SplitN(string(k), "/", 3) // te, ms, hash
 		if len(parts) != 3 || hexMs(parts[1]) > nowMs {
 			break
@@ -699,7 +699,7 @@ func (t *tx) purge(c *Command) Result {
 	// was offline can still renew; then they go, disabled ones too.
 	subs := 0
 	subCutoff := nowMs - SubscriptionRetention.Milliseconds()
-	for _, k := range t.keys([]byte("se/"), c.MaxItems) {
+	for _, k := range t.due([]byte("se/"), subCutoff, c.MaxItems) {
 		parts := strings.SplitN(string(k), "/", 3) // se, ms, sid
 		if len(parts) != 3 || hexMs(parts[1]) > subCutoff {
 			break
@@ -730,7 +730,7 @@ type PurgeResult struct{ Notifications, Changes, Tokens, Subscriptions, Sessions
 // expirationDateTime before the purge deletes it.
 const SubscriptionRetention = 30 * 24 * time.Hour
 
-func hexMs(s string) int64 {
+func hexMs[T string | []byte](s T) int64 {
 	var v uint64
 	for i := 0; i < len(s); i++ {
 		c := s[i]

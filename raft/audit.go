@@ -152,7 +152,7 @@ func (t *tx) purgeAudit(cutoffMs int64, limit int) int {
 // by nowMs (the tokens themselves go by their own index).
 func (t *tx) purgeSessions(nowMs int64, limit int) int {
 	n := 0
-	for _, k := range t.keys([]byte("sx/"), limit) {
+	for _, k := range t.due([]byte("sx/"), nowMs, limit) {
 		parts := strings.SplitN(string(k), "/", 4) // sx, ms, uid, sid
 		if len(parts) != 4 || hexMs(parts[1]) > nowMs {
 			break

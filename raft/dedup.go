@@ -91,7 +91,7 @@ func (t *tx) forgetRequests(index uint64, cmds []*Command) {
 // and reports how many.
 func (t *tx) purgeRequests(nowMs int64, limit int) int {
 	n := 0
-	for _, k := range t.keys([]byte("rqe/"), limit) {
+	for _, k := range t.due([]byte("rqe/"), nowMs, limit) {
 		parts := strings.SplitN(string(k), "/", 3) // rqe, ms, id
 		if len(parts) != 3 || hexMs(parts[1]) > nowMs {
 			break

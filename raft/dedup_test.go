@@ -2,6 +2,8 @@ package raft
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -99,5 +101,45 @@ func TestRequestRecordsExpireByCommandTime(t *testing.T) {
 	f.ApplyBatch([]*hraft.Log{entry(t, 5, &Command{Op: OpPurge, Now: t0.Add(time.Hour).UnixNano(), MaxItems: 100})})
 	if has("inside") || has("later") {
 		t.Fatal("the purge left expired request records")
+	}
+}
+
+// due lists a time-ordered index up to its cutoff and no further: the
+// keys due, oldest first, at most limit of them, including this write
+// transaction's own.
+func TestDueStopsAtTheFirstKeyNotDue(t *testing.T) {
+	_, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	tx := newTx(db, newApplyCache())
+	defer tx.txn.Discard()
+	for _, ms := range []int64{300, 100, 200, 400, 500} {
+		tx.set(requestExpiryKey(ms, fmt.Sprintf("id%d", ms)), nil)
+	}
+	tx.set([]byte("rqx/not-the-index"), nil)
+	keys := func(ks [][]byte) []string {
+		var out []string
+		for _, k := range ks {
+			out = append(out, string(k))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		cutoff int64
+		limit  int
+		want   []int64
+	}{
+		{99, 0, nil},
+		{100, 0, []int64{100}},
+		{350, 0, []int64{100, 200, 300}},
+		{350, 2, []int64{100, 200}},
+		{1000, 0, []int64{100, 200, 300, 400, 500}},
+	} {
+		var want []string
+		for _, ms := range c.want {
+			want = append(want, string(requestExpiryKey(ms, fmt.Sprintf("id%d", ms))))
+		}
+		if got := keys(tx.due([]byte("rqe/"), c.cutoff, c.limit)); !slices.Equal(got, want) {
+			t.Errorf("due by %d, limit %d: %q, want %q", c.cutoff, c.limit, got, want)
+		}
 	}
 }
