@@ -304,11 +304,10 @@ func (b *batcher) leaderRecord() (raft.NodeRecord, error) {
 	if id == "" {
 		return raft.NodeRecord{}, fmt.Errorf("%w: no leader known", raft.ErrNotLeader)
 	}
-	nodes, err := b.c.store.Nodes()
+	rec, ok, err := b.c.store.Node(string(id))
 	if err != nil {
 		return raft.NodeRecord{}, err
 	}
-	rec, ok := nodes[string(id)]
 	if !ok || rec.HTTPAddr == "" {
 		return raft.NodeRecord{}, fmt.Errorf("%w: no address recorded for leader %s", raft.ErrNotLeader, id)
 	}

@@ -336,6 +336,15 @@ func (s *Store) PendingDeliveries(fn func(*resource.DeliveryRecord) bool) error 
 	})
 }
 
+// Node returns one member's recorded addresses: a point read, for the
+// forwarding of every batch of a follower's writes, where reading every
+// member's record was half of what forwarding cost a follower.
+func (s *Store) Node(id string) (NodeRecord, bool, error) {
+	var n NodeRecord
+	ok, err := s.getJSON(nodeKey(id), &n)
+	return n, ok, err
+}
+
 // Nodes returns the cluster members' recorded addresses, by id.
 func (s *Store) Nodes() (map[string]NodeRecord, error) {
 	out := map[string]NodeRecord{}

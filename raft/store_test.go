@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	hraft "github.com/hashicorp/raft"
+
 	"github.com/herald-notify/herald/internal/freeport"
 	"github.com/herald-notify/herald/resource"
 )
@@ -359,5 +361,39 @@ func TestSoleVoterLeadsWithoutWaitingTheHeartbeatTimeout(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Node reads the one record that Nodes lists under the same id, and
+// nothing once the member is removed.
+func TestNodeReadsOneMembersRecord(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	s := &Store{db: db}
+	now := time.Now().UnixNano()
+	a := NodeRecord{ID: "a", HTTPAddr: "10.0.0.1:8080", RaftAddr: "10.0.0.1:8300"}
+	b := NodeRecord{ID: "b", HTTPAddr: "10.0.0.2:8080", RaftAddr: "10.0.0.2:8300"}
+	for _, r := range f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpSetNode, Now: now, Node: &a},
+		&Command{Op: OpSetNode, Now: now, Node: &b})})[0].([]Result) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	all, err := s.Nodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []NodeRecord{a, b} {
+		got, ok, err := s.Node(want.ID)
+		if err != nil || !ok || got != want || all[want.ID] != got {
+			t.Errorf("Node(%q) = %+v, %v, %v; want %+v as Nodes has it (%+v)", want.ID, got, ok, err, want, all[want.ID])
+		}
+	}
+	f.ApplyBatch([]*hraft.Log{entry(t, 2, &Command{Op: OpRemoveNode, Now: now, ID: "a"})})
+	if got, ok, err := s.Node("a"); ok || err != nil {
+		t.Errorf("after removal Node(a) = %+v, %v, %v; want none", got, ok, err)
+	}
+	if _, ok, _ := s.Node("c"); ok {
+		t.Error("Node found a member never recorded")
 	}
 }
