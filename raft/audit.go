@@ -137,11 +137,11 @@ func (t *tx) deleteSessionsOf(uid string) {
 // purgeAudit deletes up to limit audit records older than the cutoff.
 func (t *tx) purgeAudit(cutoffMs int64, limit int) int {
 	n := 0
-	for _, k := range t.keys([]byte("al/"), limit) {
+	old := func(k []byte) bool {
 		ms, ok := resource.AuditIDTime(string(k[len("al/"):]))
-		if ok && ms >= cutoffMs {
-			break
-		}
+		return !ok || ms < cutoffMs
+	}
+	for _, k := range t.keysWhile([]byte("al/"), limit, old) {
 		t.del(k)
 		n++
 	}

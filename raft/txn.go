@@ -120,12 +120,22 @@ func (t *tx) keys(prefix []byte, limit int) [][]byte {
 
 // due returns, in order, the keys of the time-ordered index under prefix
 // (prefix, hex milliseconds, '/', the rest) whose time is at or before
-// cutoffMs, at most limit if limit > 0 (copied). It stops at the first key
-// not yet due: the dedup records' index is read every fourth entry of
-// forwarded writes and holds minutes of them, none due under a steady
-// load, and copying a page of them each time was a sixth of what a
-// forwarded send cost the FSM (BenchmarkFSMApplyForwardedSends).
+// cutoffMs, at most limit if limit > 0 (copied).
 func (t *tx) due(prefix []byte, cutoffMs int64, limit int) [][]byte {
+	return t.keysWhile(prefix, limit, func(k []byte) bool {
+		ms, _, _ := bytes.Cut(k[len(prefix):], []byte("/"))
+		return hexMs(ms) <= cutoffMs
+	})
+}
+
+// keysWhile returns the keys under prefix (copied), in order, up to the
+// first for which ok is false, at most limit if limit > 0. A purge's
+// indexes are ordered by time and mostly not due: the dedup records' one
+// is read every fourth entry of forwarded writes and holds minutes of
+// them, none due under a steady load, and copying a page of them each
+// time was a sixth of what a forwarded send cost the FSM
+// (BenchmarkFSMApplyForwardedSends).
+func (t *tx) keysWhile(prefix []byte, limit int, ok func(k []byte) bool) [][]byte {
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchValues = false
 	opts.Prefix = prefix
@@ -133,9 +143,7 @@ func (t *tx) due(prefix []byte, cutoffMs int64, limit int) [][]byte {
 	defer it.Close()
 	var out [][]byte
 	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-		k := it.Item().Key()
-		ms, _, _ := bytes.Cut(k[len(prefix):], []byte("/"))
-		if hexMs(ms) > cutoffMs {
+		if !ok(it.Item().Key()) {
 			break
 		}
 		out = append(out, it.Item().KeyCopy(nil))
