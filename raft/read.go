@@ -338,7 +338,7 @@ func (s *Store) PendingDeliveries(fn func(*resource.DeliveryRecord) bool) error 
 
 // Node returns one member's recorded addresses: a point read, for the
 // forwarding of every batch of a follower's writes, where reading every
-// member's record was half of what forwarding cost a follower.
+// member's record was 40–60 % of what forwarding cost a follower.
 func (s *Store) Node(id string) (NodeRecord, bool, error) {
 	var n NodeRecord
 	ok, err := s.getJSON(nodeKey(id), &n)

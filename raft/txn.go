@@ -136,22 +136,7 @@ func (t *tx) due(prefix []byte, cutoffMs int64, limit int) [][]byte {
 // time was a sixth of what a forwarded send cost the FSM
 // (BenchmarkFSMApplyForwardedSends).
 func (t *tx) keysWhile(prefix []byte, limit int, ok func(k []byte) bool) [][]byte {
-	opts := badger.DefaultIteratorOptions
-	opts.PrefetchValues = false
-	opts.Prefix = prefix
-	it := t.txn.NewIterator(opts)
-	defer it.Close()
-	var out [][]byte
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-		if !ok(it.Item().Key()) {
-			break
-		}
-		out = append(out, it.Item().KeyCopy(nil))
-		if limit > 0 && len(out) >= limit {
-			break
-		}
-	}
-	return out
+	return scanKeysWhile(t.txn, prefix, prefix, limit, ok)
 }
 
 // userSubs returns a user's subscriptions, from the cache when it has
@@ -233,6 +218,12 @@ func scanKeys(txn *badger.Txn, prefix []byte, limit int) [][]byte {
 // is a fresh copy: the transaction keeps the slices given to Delete and Set
 // until it commits, so they must not be reused.
 func scanKeysFrom(txn *badger.Txn, prefix, from []byte, limit int) [][]byte {
+	return scanKeysWhile(txn, prefix, from, limit, nil)
+}
+
+// scanKeysWhile is scanKeysFrom that stops before the first key for which
+// ok, if given, is false.
+func scanKeysWhile(txn *badger.Txn, prefix, from []byte, limit int, ok func(k []byte) bool) [][]byte {
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchValues = false
 	opts.Prefix = prefix
@@ -240,6 +231,9 @@ func scanKeysFrom(txn *badger.Txn, prefix, from []byte, limit int) [][]byte {
 	defer it.Close()
 	var out [][]byte
 	for it.Seek(from); it.ValidForPrefix(prefix); it.Next() {
+		if ok != nil && !ok(it.Item().Key()) {
+			break
+		}
 		out = append(out, it.Item().KeyCopy(nil))
 		if limit > 0 && len(out) >= limit {
 			break
