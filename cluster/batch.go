@@ -474,7 +474,30 @@ func (c *Cluster) serveForward(ctx context.Context, r *http.Request, body []byte
 		}
 		out.Results[i] = w
 	}
+	if b, ok := out.encode(); ok {
+		return b, nil
+	}
 	return out, nil
+}
+
+// encode is json.Marshal(r) when every result's is written by hand, as a
+// send's is: encoding/json checks and compacts each notification again on
+// the way out, which was 2.5 % of a leader's CPU under writes through
+// every node of three.
+func (r *forwardResponse) encode() (encodedJSON, bool) {
+	b := append(make([]byte, 0, 512*len(r.Results)), `{"results":[`...)
+	for i, w := range r.Results {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var ok bool
+		if b, ok = raft.AppendWireResult(b, w); !ok {
+			return nil, false
+		}
+	}
+	b = append(b, `],"applied":`...)
+	b = strconv.AppendUint(b, r.Applied, 10)
+	return append(b, '}'), true
 }
 
 // decodeForward reads a forwardRequest's commands. encodeBatch writes the

@@ -87,3 +87,58 @@ func TestForwardedBatchesReadAsEncodingJSONReadsThem(t *testing.T) {
 		t.Errorf("a malformed command: %v, want invalidRequest naming command 1", err)
 	}
 }
+
+// The leader's answer to a forwarded batch is written by hand when every
+// result can be, byte for byte as encoding/json writes it, and a follower
+// reads it back; a result with the command's own error leaves the whole
+// answer to encoding/json.
+func TestForwardResponseEncodedAsEncodingJSONWouldBe(t *testing.T) {
+	now := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	n := resource.Notification{ID: "n1", TargetHostName: "a.example", AppNotificationID: "build <42> & co",
+		Payload:         resource.Payload{VisualContent: &resource.VisualContent{Title: "Build finished", Body: "line\u2028two"}},
+		CreatedDateTime: resource.At(now), ExpirationDateTime: resource.At(now.Add(time.Hour))}
+	encoded, err := json.Marshal(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire := func(v any, err error) *raft.WireResult {
+		t.Helper()
+		w, werr := raft.EncodeResult(v, err, 0)
+		if werr != nil {
+			t.Fatal(werr)
+		}
+		return w
+	}
+	r := forwardResponse{Applied: 42, Results: []*raft.WireResult{
+		wire(raft.SendResult{Notification: n, Created: true, Encoded: encoded}, nil),
+		wire(nil, raft.ErrTimeout),
+		wire(resource.User{ID: "u1", UserPrincipalName: "u1"}, nil),
+		wire(nil, nil),
+	}}
+	got, ok := r.encode()
+	if !ok {
+		t.Fatal("a batch of sends, a store error, a user and nothing was left to encoding/json")
+	}
+	want, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("encoded by hand\n got %s\nwant %s", got, want)
+	}
+	var back forwardResponse
+	if err := json.Unmarshal(got, &back); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := back.Results[0].Decode(); err != nil || v.(raft.SendResult).Notification.ID != "n1" {
+		t.Fatalf("the send's result read back as %#v, %v", v, err)
+	}
+	if _, err := back.Results[1].Decode(); !errors.Is(err, raft.ErrTimeout) {
+		t.Fatalf("the store error read back as %v", err)
+	}
+
+	r.Results = append(r.Results, wire(nil, resource.NotFound("user")))
+	if b, ok := r.encode(); ok {
+		t.Fatalf("a command's own error was written by hand: %s", b)
+	}
+}

@@ -145,6 +145,10 @@ type peerInfo struct {
 	RaftAddr string `json:"raftAddr"`
 }
 
+// encodedJSON is an answer already encoded, which the handler writes as
+// it is.
+type encodedJSON []byte
+
 // handler serves /internal/cluster/ to the other nodes, over the
 // transport only (every connection authenticated; see auth.go).
 func (c *Cluster) handler() http.Handler {
@@ -162,6 +166,10 @@ func (c *Cluster) handler() http.Handler {
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")
+			if b, ok := v.(encodedJSON); ok {
+				w.Write(append(b, '\n')) // as json.Encoder ends it
+				return
+			}
 			json.NewEncoder(w).Encode(v)
 		})
 	}

@@ -441,14 +441,25 @@ func encodeDelivery(d *resource.DeliveryRecord) []byte {
 // the command's own and with a value as json.Marshal writes one; ok is
 // false for any other.
 func encodeRequestRecord(r *requestRecord) ([]byte, bool) {
-	w := &r.Result
-	if w.Error != nil || !marshalled(w.Value) {
-		return nil, false
-	}
-	b := make([]byte, 0, 64+len(w.Value))
+	b := make([]byte, 0, 64+len(r.Result.Value))
 	b = append(b, `{"exp":`...)
 	b = strconv.AppendInt(b, r.Exp, 10)
-	b = append(b, `,"result":{"applied":`...)
+	b = append(b, `,"result":`...)
+	b, ok := AppendWireResult(b, &r.Result)
+	if !ok {
+		return nil, false
+	}
+	return append(b, '}'), true
+}
+
+// AppendWireResult appends json.Marshal(w) to b for a result without an
+// error of the command's own and with a value as json.Marshal writes one;
+// ok is false for any other, and b is then to be dropped.
+func AppendWireResult(b []byte, w *WireResult) (_ []byte, ok bool) {
+	if w.Error != nil || !marshalled(w.Value) {
+		return b, false
+	}
+	b = append(b, `{"applied":`...)
 	b = strconv.AppendUint(b, w.Applied, 10)
 	if w.Type != "" {
 		b = append(b, `,"type":`...)
@@ -462,7 +473,7 @@ func encodeRequestRecord(r *requestRecord) ([]byte, bool) {
 		b = append(b, `,"storeError":`...)
 		b = appendJSONString(b, w.StoreError)
 	}
-	return append(b, "}}"...), true
+	return append(b, '}'), true
 }
 
 // marshalled reports whether json.Marshal would copy the JSON v as it is:

@@ -325,5 +325,11 @@ func TestSendRecordsMatchMarshal(t *testing.T) {
 		if !ok && sent {
 			t.Fatalf("a send's result was left to encoding/json: %s", want)
 		}
+		want, _ = json.Marshal(rec.Result)
+		if got, ok := AppendWireResult([]byte("x"), &rec.Result); ok && !bytes.Equal(got[1:], want) {
+			t.Fatalf("wire result\n got %s\nwant %s", got[1:], want)
+		} else if !ok && sent {
+			t.Fatalf("a send's wire result was left to encoding/json: %s", want)
+		}
 	}
 }
