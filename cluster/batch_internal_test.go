@@ -142,3 +142,30 @@ func TestForwardResponseEncodedAsEncodingJSONWouldBe(t *testing.T) {
 		t.Fatalf("a command's own error was written by hand: %s", b)
 	}
 }
+
+// The leader's record is kept only for the leader it was read for, until
+// the next leader change and for leaderCacheFor at most.
+func TestLeaderCacheEndsWithTheLeader(t *testing.T) {
+	var w leaderWatch
+	var c leaderCache
+	rec := raft.NodeRecord{ID: "n1", HTTPAddr: "10.0.0.1:8080", RaftAddr: "10.0.0.1:8300"}
+	t0 := time.Now()
+	term := w.changed()
+	if _, ok := c.get("n1", term, t0); ok {
+		t.Fatal("an empty cache answered")
+	}
+	c.put("n1", rec, term, t0)
+	if got, ok := c.get("n1", w.changed(), t0.Add(time.Second)); !ok || got != rec {
+		t.Fatalf("within the term: %+v, %v", got, ok)
+	}
+	if _, ok := c.get("n2", w.changed(), t0); ok {
+		t.Fatal("another leader's record was answered")
+	}
+	if _, ok := c.get("n1", w.changed(), t0.Add(leaderCacheFor)); ok {
+		t.Fatal("a record older than leaderCacheFor was answered")
+	}
+	w.fire()
+	if _, ok := c.get("n1", w.changed(), t0); ok {
+		t.Fatal("the record outlived a leader change, to the same leader")
+	}
+}
