@@ -1,7 +1,9 @@
 package resource
 
 import (
+	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +142,45 @@ func TestTimeReadsPlainAndEscapedStringsAlike(t *testing.T) {
 		}
 		if ok && !got.Equal(At(want).Time) {
 			t.Errorf("%s: %v, want %v", in, got, At(want))
+		}
+	}
+}
+
+// payloadSize counts what an encoder without HTML escaping writes, for
+// every kind of character a string can hold: escapes short and long,
+// HTML's, multibyte runes, the line separators JSON escapes, invalid UTF-8.
+func TestPayloadSizeIsTheEncodedLength(t *testing.T) {
+	encoded := func(p *Payload) int {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(p); err != nil {
+			t.Fatal(err)
+		}
+		return b.Len() - 1 // the encoder's newline
+	}
+	pieces := []string{"", "a", "Build 42 finished", `"`, `\`, "\b\f\n\r\t", "\x00\x01\x1f", "\x7f",
+		"<b>&amp;</b>", "é", "日本", "😀", "\u2028\u2029", "\xff", "\xe2\x80", "\xc3", "\xed\xa0\x80"}
+	r := rand.New(rand.NewPCG(1, 2))
+	str := func() string {
+		var sb strings.Builder
+		for range r.IntN(6) {
+			sb.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		return sb.String()
+	}
+	for i := range 20000 {
+		var p Payload
+		if i%3 != 1 {
+			raw := str()
+			p.RawContent = &raw
+		}
+		if i%3 != 0 {
+			p.VisualContent = &VisualContent{Title: str(), Body: str()}
+		}
+		if got, want := payloadSize(&p), encoded(&p); got != want {
+			b, _ := json.Marshal(p)
+			t.Fatalf("payloadSize %d, the encoder wrote %d bytes: %s", got, want, b)
 		}
 	}
 }
