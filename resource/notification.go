@@ -247,6 +247,16 @@ func (in *NotificationInput) validatePayload() *Error {
 // TestPayloadSizeIsTheEncodedLength holds it to an encoder that does not
 // escape HTML.
 func payloadSize(p *Payload) int {
+	if !validUTF8(p) {
+		// Go releases write invalid UTF-8 differently (one U+FFFD a
+		// byte, escaped, or one a sequence, raw): the encoder's own
+		// count is the one to take.
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		enc.Encode(p)
+		return len(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
+	}
 	n := len("{}")
 	if p.RawContent != nil {
 		n += len(`"rawContent":`) + jsonStringLen(*p.RawContent)
@@ -263,10 +273,19 @@ func payloadSize(p *Payload) int {
 	return n
 }
 
-// jsonStringLen is the length of s as encoding/json writes it with HTML
-// escaping off: quoted, with short escapes for ", \, \b, \f, \n, \r and
-// \t, \u00XX for the other control characters, \u2028 and \u2029 escaped,
-// and each byte of invalid UTF-8 as \ufffd.
+// validUTF8 reports whether every string of p is valid UTF-8.
+func validUTF8(p *Payload) bool {
+	if p.RawContent != nil && !utf8.ValidString(*p.RawContent) {
+		return false
+	}
+	v := p.VisualContent
+	return v == nil || utf8.ValidString(v.Title) && utf8.ValidString(v.Body)
+}
+
+// jsonStringLen is the length of the valid UTF-8 s as encoding/json writes
+// it with HTML escaping off: quoted, with short escapes for ", \, \b, \f,
+// \n, \r and \t, \u00XX for the other control characters, and \u2028 and
+// \u2029 escaped.
 func jsonStringLen(s string) int {
 	n := 2
 	for i := 0; i < len(s); {
@@ -284,10 +303,9 @@ func jsonStringLen(s string) int {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1, r == '\u2028', r == '\u2029':
+		if r == '\u2028' || r == '\u2029' {
 			n += 6
-		default:
+		} else {
 			n += size
 		}
 		i += size
