@@ -646,7 +646,7 @@ func (t *tx) purge(c *Command) Result {
 	purged := 0
 	for _, k := range t.due([]byte("ne/"), nowMs, c.MaxItems) {
 		parts := strings.SplitN(string(k), "/", 4) // ne, ms, uid, nid
-		if len(parts) != 4 || hexMs(parts[1]) > nowMs {
+		if len(parts) != 4 {
 			break
 		}
 		t.del(k)
@@ -669,7 +669,7 @@ func (t *tx) purge(c *Command) Result {
 	trimmed := 0
 	for _, k := range t.due([]byte("ce/"), cutoff, c.MaxItems) {
 		parts := strings.SplitN(string(k), "/", 4) // ce, ms, uid, seq
-		if len(parts) != 4 || hexMs(parts[1]) > cutoff {
+		if len(parts) != 4 {
 			break
 		}
 		seq := uint64(hexMs(parts[3]))
@@ -686,7 +686,7 @@ func (t *tx) purge(c *Command) Result {
 	tokens := 0
 	for _, k := range t.due([]byte("te/"), nowMs, c.MaxItems) {
 		parts := strings.SplitN(string(k), "/", 3) // te, ms, hash
-		if len(parts) != 3 || hexMs(parts[1]) > nowMs {
+		if len(parts) != 3 {
 			break
 		}
 		owner, _ := t.get(k)
@@ -701,7 +701,7 @@ func (t *tx) purge(c *Command) Result {
 	subCutoff := nowMs - SubscriptionRetention.Milliseconds()
 	for _, k := range t.due([]byte("se/"), subCutoff, c.MaxItems) {
 		parts := strings.SplitN(string(k), "/", 3) // se, ms, sid
-		if len(parts) != 3 || hexMs(parts[1]) > subCutoff {
+		if len(parts) != 3 {
 			break
 		}
 		var s resource.SubscriptionRecord

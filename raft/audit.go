@@ -154,7 +154,7 @@ func (t *tx) purgeSessions(nowMs int64, limit int) int {
 	n := 0
 	for _, k := range t.due([]byte("sx/"), nowMs, limit) {
 		parts := strings.SplitN(string(k), "/", 4) // sx, ms, uid, sid
-		if len(parts) != 4 || hexMs(parts[1]) > nowMs {
+		if len(parts) != 4 {
 			break
 		}
 		t.del(sessionKey(parts[2], parts[3]))

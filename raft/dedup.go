@@ -93,7 +93,7 @@ func (t *tx) purgeRequests(nowMs int64, limit int) int {
 	n := 0
 	for _, k := range t.due([]byte("rqe/"), nowMs, limit) {
 		parts := strings.SplitN(string(k), "/", 3) // rqe, ms, id
-		if len(parts) != 3 || hexMs(parts[1]) > nowMs {
+		if len(parts) != 3 {
 			break
 		}
 		t.del(requestKey(parts[2]))
