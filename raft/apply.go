@@ -464,12 +464,6 @@ func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) (data
 		ch.Data, err = json.Marshal(resource.Removed{ID: n.ID, Removed: resource.RemovedReason{Reason: reason}})
 	}
 	t.must(err)
-	switch typ {
-	case resource.ChangeCreated, resource.ChangeUpdated:
-		t.set(notifKey(n.UserID, n.ID), encodeRecord(ch.Data, n))
-	case resource.ChangeDeleted:
-		t.putNotif(n)
-	}
 	key := changeKey(n.UserID, t.seq)
 	if typ == resource.ChangeCreated || typ == resource.ChangeUpdated {
 		// Stored without its data while the notification's record holds
@@ -485,7 +479,13 @@ func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) (data
 	t.set(changeTimeKey(now/int64(time.Millisecond), n.UserID, t.seq), nil)
 	t.changes = append(t.changes, ch)
 	if typ != resource.ChangeExpired {
-		t.fanout(now, n, typ)
+		t.fanout(now, n, typ) // before n is stored: it records live deliveries in n
+	}
+	switch typ {
+	case resource.ChangeCreated, resource.ChangeUpdated:
+		t.set(notifKey(n.UserID, n.ID), encodeRecord(ch.Data, n))
+	case resource.ChangeDeleted:
+		t.putNotif(n)
 	}
 	return ch.Data
 }
@@ -558,6 +558,7 @@ func (t *tx) send(c *Command) Result {
 		t.set(appNotifKey(n.UserID, n.AppID, n.AppNotificationID), []byte(n.ID))
 	}
 	t.addNotifications(n.UserID, 1)
+	n.LiveTargets = nil // the FSM's alone to write
 	data := t.record(c.Now, resource.ChangeCreated, n)
 	return ok(SendResult{Notification: n.Notification, Created: true, Encoded: data})
 }
@@ -570,6 +571,7 @@ func (t *tx) replace(c *Command, old *resource.NotificationRecord) Result {
 	t.del(expiryKey(old.ExpirationDateTime.UnixMilli(), old.UserID, old.ID))
 	n.ID = old.ID
 	n.CreatedDateTime = old.CreatedDateTime
+	n.LiveTargets = old.LiveTargets // the new content goes to the same deliveries
 	t.set(expiryKey(n.ExpirationDateTime.UnixMilli(), n.UserID, n.ID), nil)
 	data := t.record(c.Now, resource.ChangeUpdated, n)
 	return ok(SendResult{Notification: n.Notification, Encoded: data})

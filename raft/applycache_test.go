@@ -1,9 +1,8 @@
 package raft
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -115,12 +114,15 @@ func TestSendsFollowChangesMadeInEarlierBatches(t *testing.T) {
 }
 
 // A send records a delivery for every subscription, and indexes as pending
-// only those the delivery engine sends: a live stream's is marked delivered
-// by the stream, and an index entry per notification would only grow what
-// the engine reads when it starts.
-func TestLiveDeliveriesAreRecordedButNotIndexedAsPending(t *testing.T) {
+// only those the delivery engine sends. A live subscription's pending
+// delivery is kept in the notification, not in a record of its own: most
+// are never reported by a stream, and a key for each cost every send.
+// Reads show it as any other; a stream's report gives it a record, which
+// later changes keep up.
+func TestLiveDeliveriesAreKeptInTheNotificationUntilReported(t *testing.T) {
 	f, db := openFSM(t, t.TempDir())
 	defer db.Close()
+	s := &Store{db: db}
 	now := time.Now()
 	u := newUser("kim")
 	sub := func(id string, ch resource.Channel) *Command {
@@ -129,39 +131,108 @@ func TestLiveDeliveriesAreRecordedButNotIndexedAsPending(t *testing.T) {
 			Channel: ch, ExpirationDateTime: resource.At(now.Add(time.Hour))}, AppID: "app"}}
 	}
 	send := sendCmd(u.ID, "app", "", now, now.Add(time.Hour))
-	cmds := []*Command{{Op: OpCreateUser, Now: now.UnixNano(), User: u},
-		{Op: OpCreateApp, Now: now.UnixNano(), App: &resource.ApplicationRecord{ID: "app", AppID: "appid", TargetHostName: "a.example"}},
-		sub("live", resource.Channel{Type: resource.ChannelLive}),
-		sub("hook", resource.Channel{Type: resource.ChannelWebhook, URL: "https://hooks.example/h"}), send}
-	for i, c := range cmds {
-		if r := f.ApplyBatch([]*hraft.Log{entry(t, uint64(i+1), c)})[0].([]Result)[0]; r.Err != nil {
-			t.Fatalf("%s: %v", c.Op, r.Err)
+	index := uint64(0)
+	apply := func(cmds ...*Command) {
+		t.Helper()
+		for _, c := range cmds {
+			index++
+			if r := f.ApplyBatch([]*hraft.Log{entry(t, index, c)})[0].([]Result)[0]; r.Err != nil {
+				t.Fatalf("%s: %v", c.Op, r.Err)
+			}
 		}
 	}
+	apply(&Command{Op: OpCreateUser, Now: now.UnixNano(), User: u},
+		&Command{Op: OpCreateApp, Now: now.UnixNano(), App: &resource.ApplicationRecord{ID: "app", AppID: "appid", TargetHostName: "a.example"}},
+		sub("live", resource.Channel{Type: resource.ChannelLive}), sub("live2", resource.Channel{Type: resource.ChannelLive}),
+		sub("hook", resource.Channel{Type: resource.ChannelWebhook, URL: "https://hooks.example/h"}), send)
 	nid := send.Notif.ID
-	err := db.View(func(txn *badger.Txn) error {
-		for _, sid := range []string{"live", "hook"} {
-			item, err := txn.Get(deliveryKey(u.ID, nid, sid))
-			if err != nil {
-				return fmt.Errorf("delivery to %s: %w", sid, err)
-			}
-			var d resource.DeliveryRecord
-			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &d) }); err != nil {
-				return err
-			}
-			if d.State != resource.DeliveryPending {
-				t.Errorf("delivery to %s is %q, want pending", sid, d.State)
+	stored := func(key []byte) bool {
+		t.Helper()
+		err := db.View(func(txn *badger.Txn) error { _, err := txn.Get(key); return err })
+		if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	if !stored(deliveryKey(u.ID, nid, "hook")) || !stored(pendingKey(u.ID, nid, "hook")) {
+		t.Error("the webhook's delivery is not recorded and indexed as pending")
+	}
+	for _, sid := range []string{"live", "live2"} {
+		if stored(deliveryKey(u.ID, nid, sid)) || stored(pendingKey(u.ID, nid, sid)) {
+			t.Errorf("the live delivery to %s has a record or an index entry of its own", sid)
+		}
+	}
+	type state struct{ sid, channel, platform, state string }
+	want := func(when string, ws ...state) []resource.DeliveryRecord {
+		t.Helper()
+		ds, err := s.Deliveries(u.ID, nid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []state
+		for _, d := range ds {
+			got = append(got, state{d.SubscriptionID, d.ChannelType, d.PlatformType, d.State})
+			if d.UserID != u.ID || d.NotificationID != nid {
+				t.Errorf("%s: delivery to %s names user %q, notification %q", when, d.SubscriptionID, d.UserID, d.NotificationID)
 			}
 		}
-		if _, err := txn.Get(pendingKey(u.ID, nid, "hook")); err != nil {
-			t.Errorf("the webhook's delivery is not indexed as pending: %v", err)
+		if !reflect.DeepEqual(got, ws) {
+			t.Fatalf("%s: deliveries %v, want %v", when, got, ws)
 		}
-		if _, err := txn.Get(pendingKey(u.ID, nid, "live")); !errors.Is(err, badger.ErrKeyNotFound) {
-			t.Errorf("the live stream's delivery is indexed as pending (%v)", err)
+		for _, d := range ds {
+			one, found, err := s.Delivery(u.ID, nid, d.SubscriptionID)
+			if err != nil || !found || !reflect.DeepEqual(*one, d) {
+				t.Fatalf("%s: Delivery(%s) = %+v, %v, %v; Deliveries has %+v", when, d.SubscriptionID, one, found, err, d)
+			}
 		}
-		return nil
-	})
+		return ds
+	}
+	want("after the send", state{"hook", "webhook", "web", "pending"}, state{"live", "live", "web", "pending"},
+		state{"live2", "live", "web", "pending"})
+
+	report := func(sid string, seq uint64) {
+		t.Helper()
+		apply(&Command{Op: OpDeliveryOutcomes, Now: now.UnixNano(), Outcomes: []DeliveryOutcome{{UserID: u.ID,
+			NotificationID: nid, SubscriptionID: sid, Seq: seq, Outcome: OutcomeDelivered, At: now.Add(time.Second).UnixNano()}}})
+	}
+	n, _, err := s.Notification(u.ID, nid)
 	if err != nil {
 		t.Fatal(err)
+	}
+	created := n.Seq
+	report("live", created)
+	if !stored(deliveryKey(u.ID, nid, "live")) {
+		t.Fatal("a stream's report left the live delivery without a record")
+	}
+	ds := want("after a stream reported live", state{"hook", "webhook", "web", "pending"}, state{"live", "live", "web", "delivered"},
+		state{"live2", "live", "web", "pending"})
+	if got := ds[1].DeliveredDateTime; got.IsZero() {
+		t.Error("the reported delivery has no deliveredDateTime")
+	}
+
+	// A change fans out again: the recorded delivery and the kept one are
+	// both pending the change, and an older change's report does not
+	// deliver it.
+	read := resource.ReadRead
+	apply(&Command{Op: OpPatchNotif, Now: now.UnixNano(), UserID: u.ID, ID: nid, NotifPatch: &resource.NotificationPatch{ReadState: &read}})
+	want("after a change", state{"hook", "webhook", "web", "pending"}, state{"live", "live", "web", "pending"},
+		state{"live2", "live", "web", "pending"})
+	report("live2", created)
+	want("after a report of the older change", state{"hook", "webhook", "web", "pending"}, state{"live", "live", "web", "pending"},
+		state{"live2", "live", "web", "pending"})
+	if n, _, err = s.Notification(u.ID, nid); err != nil {
+		t.Fatal(err)
+	}
+	report("live2", n.Seq)
+	report("live", n.Seq)
+	want("after reports of the change", state{"hook", "webhook", "web", "pending"}, state{"live", "live", "web", "delivered"},
+		state{"live2", "live", "web", "delivered"})
+
+	// Reports of a notification that is gone make nothing.
+	apply(&Command{Op: OpDeleteNotif, Now: now.UnixNano(), UserID: u.ID, ID: nid})
+	apply(&Command{Op: OpPurge, Now: now.Add(2 * time.Hour).UnixNano(), MaxItems: 100})
+	report("live", n.Seq+5)
+	if stored(deliveryKey(u.ID, nid, "live")) || stored(notifKey(u.ID, nid)) {
+		t.Error("a purged notification's live delivery was kept or made again")
 	}
 }

@@ -64,7 +64,9 @@ func TestDeletingAUserWithManyNotificationsRemovesEveryRecord(t *testing.T) {
 	}
 	apply(&Command{Op: OpCreateUser, Now: now.UnixNano(), User: big}, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: other},
 		&Command{Op: OpCreateApp, Now: now.UnixNano(), App: app})
-	apply(sub("big-sub", big), sub("other-sub", other))
+	hook := sub("big-hook", big)
+	hook.Sub.Channel = resource.Channel{Type: resource.ChannelWebhook, URL: "https://hooks.example/h"}
+	apply(sub("big-sub", big), hook, sub("other-sub", other))
 	const many = 5 * keysPage
 	for i := 0; i < many; i += 100 {
 		var cmds []*Command
@@ -76,8 +78,10 @@ func TestDeletingAUserWithManyNotificationsRemovesEveryRecord(t *testing.T) {
 	apply(sendCmd(other.ID, app.ID, "other-1", now, now.Add(time.Hour)), sendCmd(other.ID, app.ID, "other-2", now, now.Add(time.Hour)))
 
 	bigKeys, otherKeys := keysWith(t, db, big.ID), keysWith(t, db, other.ID)
-	// A notification, its delivery and pending records, its expiry and
-	// appNotificationId indexes, its change record.
+	// A notification, its webhook delivery's record and pending index,
+	// its expiry and appNotificationId indexes, its change record and
+	// the change's time index (the live delivery is kept in the
+	// notification's record).
 	if len(bigKeys) < 6*many {
 		t.Fatalf("the user to delete has %d records, want at least %d", len(bigKeys), 6*many)
 	}

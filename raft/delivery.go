@@ -44,15 +44,18 @@ const PendingFallback = "fallback"
 // fanout records a pending delivery of change typ of n to every active
 // subscription of n's user and application whose platform n targets.
 //
-// A live subscription's delivery is recorded (a stream opened with its
-// subscriptionId marks it delivered) but not indexed as pending: nothing
-// sends it but the stream, and the index is what the delivery engine
-// reads, every record of it, when it starts or gains users. Indexed, a
-// live subscription left in it one key per notification it was ever sent,
-// for the notification's lifetime, and another key to write with each
-// send. A node of an earlier version still indexes them; the engine skips
-// live ones either way, so a cluster in the middle of an upgrade differs
-// only in keys that nothing acts on, and they go with their notification.
+// A pending delivery to a live subscription is kept in n itself
+// (n.LiveTargets), which the caller stores after: nothing sends it but a
+// stream, and only a stream opened with the subscription's id reports it,
+// so most stay pending for the notification's lifetime. Its own record,
+// a key beside n's, cost a send about a tenth of the node's CPU under
+// ingest (BENCHMARKS.md, 5 December 2026). It gets a record when a stream
+// reports it (liveDelivery), and a record, once there, is kept up as any
+// other. Nor is a live delivery indexed as pending: the index is what the
+// delivery engine reads, every record of it, when it starts or gains users.
+// A node of an earlier version still writes and indexes their records;
+// the engine skips live ones either way, and reads merge the two forms
+// (Store.Deliveries), so replicas of either version answer alike.
 func (t *tx) fanout(now int64, n *resource.NotificationRecord, typ string) {
 	at := time.Unix(0, now)
 	for _, s := range t.userSubs(n.UserID) {
@@ -61,7 +64,17 @@ func (t *tx) fanout(now int64, n *resource.NotificationRecord, typ string) {
 		}
 		var d resource.DeliveryRecord
 		// A created notification has a new id, so no record yet: skip the read.
-		if typ == resource.ChangeCreated || !t.getJSON(deliveryKey(n.UserID, n.ID, s.ID), &d) {
+		found := typ != resource.ChangeCreated && t.getJSON(deliveryKey(n.UserID, n.ID, s.ID), &d)
+		if s.Channel.Type == resource.ChannelLive {
+			if !found {
+				n.SetLiveTarget(resource.LiveTarget{SubscriptionID: s.ID, PlatformType: s.PlatformType, PendingSeq: t.seq})
+				t.deliveries = append(t.deliveries, resource.DeliveryRef{UserID: n.UserID, NotificationID: n.ID,
+					SubscriptionID: s.ID, ChannelType: s.Channel.Type, Host: resource.ChannelLive, Seq: t.seq})
+				continue
+			}
+			n.DropLiveTarget(s.ID) // the record stands for it
+		}
+		if !found {
 			d = resource.DeliveryRecord{Delivery: resource.Delivery{SubscriptionID: s.ID,
 				ChannelType: s.Channel.Type, PlatformType: s.PlatformType},
 				UserID: n.UserID, NotificationID: n.ID, Host: s.Channel.Host()}
@@ -76,6 +89,20 @@ func (t *tx) fanout(now int64, n *resource.NotificationRecord, typ string) {
 		t.deliveries = append(t.deliveries, resource.DeliveryRef{UserID: n.UserID, NotificationID: n.ID,
 			SubscriptionID: s.ID, ChannelType: s.Channel.Type, Host: d.Host, Seq: t.seq})
 	}
+}
+
+// liveDelivery makes the record of a pending live delivery that n holds
+// (fanout): what fanout wrote for it before live deliveries were kept in
+// the notification, less the pending change's type and the time it was
+// fanned out, which nothing reads for a live one.
+func liveDelivery(n *resource.NotificationRecord, sid string) (resource.DeliveryRecord, bool) {
+	lt, ok := n.LiveTarget(sid)
+	if !ok {
+		return resource.DeliveryRecord{}, false
+	}
+	return resource.DeliveryRecord{Delivery: resource.Delivery{SubscriptionID: sid,
+		ChannelType: resource.ChannelLive, PlatformType: lt.PlatformType, State: resource.DeliveryPending},
+		UserID: n.UserID, NotificationID: n.ID, PendingSeq: lt.PendingSeq, Host: resource.ChannelLive}, true
 }
 
 func (t *tx) deleteDeliveries(uid, nid string) {
@@ -93,7 +120,14 @@ func (t *tx) deliveryOutcomes(c *Command) Result {
 	for _, o := range c.Outcomes {
 		var d resource.DeliveryRecord
 		if !t.getJSON(deliveryKey(o.UserID, o.NotificationID, o.SubscriptionID), &d) {
-			continue // purged or deleted meanwhile
+			var n resource.NotificationRecord
+			var found bool
+			if t.getJSON(notifKey(o.UserID, o.NotificationID), &n) {
+				d, found = liveDelivery(&n, o.SubscriptionID)
+			}
+			if !found {
+				continue // purged or deleted meanwhile
+			}
 		}
 		at := resource.At(time.Unix(0, o.At))
 		if o.Attempted {

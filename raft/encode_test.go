@@ -25,9 +25,12 @@ func TestSplicedEncodingsMatchMarshal(t *testing.T) {
 			ExpirationDateTime: resource.At(now.Add(time.Hour)), CreatedDateTime: resource.At(now),
 			ReadState: "unread", UserActionState: "noAction", Status: "active"},
 	}
-	for _, n := range notifs {
-		for _, seq := range []uint64{0, 1, 1 << 40} {
-			rec := &resource.NotificationRecord{Notification: n, UserID: "u<1>", AppID: "a&1", Seq: seq}
+	live := [][]resource.LiveTarget{nil, {{SubscriptionID: "s1", PlatformType: "web", PendingSeq: 7}},
+		{{SubscriptionID: "s<&>\u2028", PlatformType: "android", PendingSeq: 1 << 40}, {SubscriptionID: "s2", PlatformType: "web"}}}
+	for i, n := range notifs {
+		for j, seq := range []uint64{0, 1, 1 << 40} {
+			rec := &resource.NotificationRecord{Notification: n, UserID: "u<1>", AppID: "a&1", Seq: seq,
+				LiveTargets: live[(i+j)%len(live)]}
 			data, err := json.Marshal(rec.Notification)
 			if err != nil {
 				t.Fatal(err)

@@ -3,6 +3,7 @@ package raft
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -295,17 +296,75 @@ func (s *Store) changes(uid string, after uint64, limit int, withData bool) ([]r
 	return out, err
 }
 
-// Deliveries returns the delivery records of one notification.
+// Deliveries returns the delivery records of one notification in
+// subscription id order, with those of its pending live deliveries that
+// the notification holds (fanout).
 func (s *Store) Deliveries(uid, nid string) ([]resource.DeliveryRecord, error) {
-	p, err := list[resource.DeliveryRecord](s, deliveryPrefix(uid, nid), "", false, 1<<20, nil)
-	return p.Items, err
+	var out []resource.DeliveryRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		err := scanTxn(txn, deliveryPrefix(uid, nid), "", false, func(k, v []byte) (bool, error) {
+			var d resource.DeliveryRecord
+			if err := json.Unmarshal(v, &d); err != nil {
+				return false, fmt.Errorf("decode %q: %w", k, err)
+			}
+			out = append(out, d)
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		n, found, err := notificationIn(txn, uid, nid)
+		if err != nil || !found || len(n.LiveTargets) == 0 {
+			return err
+		}
+		recorded := len(out)
+		for _, lt := range n.LiveTargets {
+			if !slices.ContainsFunc(out[:recorded], func(d resource.DeliveryRecord) bool { return d.SubscriptionID == lt.SubscriptionID }) {
+				d, _ := liveDelivery(n, lt.SubscriptionID)
+				out = append(out, d)
+			}
+		}
+		slices.SortFunc(out, func(a, b resource.DeliveryRecord) int { return strings.Compare(a.SubscriptionID, b.SubscriptionID) })
+		return nil
+	})
+	return out, err
 }
 
-// Delivery returns one delivery record.
+// Delivery returns one delivery record, or that of a pending live delivery
+// its notification holds.
 func (s *Store) Delivery(uid, nid, sid string) (*resource.DeliveryRecord, bool, error) {
 	var d resource.DeliveryRecord
-	ok, err := s.getJSON(deliveryKey(uid, nid, sid), &d)
-	return &d, ok, err
+	var found bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		b, ok, err := getValue(txn, deliveryKey(uid, nid, sid))
+		if err != nil {
+			return err
+		}
+		if ok {
+			found = true
+			return json.Unmarshal(b, &d)
+		}
+		n, ok, err := notificationIn(txn, uid, nid)
+		if err != nil || !ok {
+			return err
+		}
+		d, found = liveDelivery(n, sid)
+		return nil
+	})
+	return &d, found, err
+}
+
+// notificationIn reads a stored notification within txn.
+func notificationIn(txn *badger.Txn, uid, nid string) (*resource.NotificationRecord, bool, error) {
+	b, ok, err := getValue(txn, notifKey(uid, nid))
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	var n resource.NotificationRecord
+	if err := json.Unmarshal(b, &n); err != nil {
+		return nil, false, fmt.Errorf("decode %q: %w", notifKey(uid, nid), err)
+	}
+	return &n, true, nil
 }
 
 // PendingDeliveries calls fn with every delivery that has a message still

@@ -74,6 +74,22 @@ func appendRecordTail(b []byte, n *resource.NotificationRecord) []byte {
 		b = append(b, `,"seq":`...)
 		b = strconv.AppendUint(b, n.Seq, 10)
 	}
+	if len(n.LiveTargets) > 0 {
+		b = append(b, `,"liveTargets":[`...)
+		for i, t := range n.LiveTargets {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"subscriptionId":`...)
+			b = appendJSONString(b, t.SubscriptionID)
+			b = append(b, `,"platformType":`...)
+			b = appendJSONString(b, t.PlatformType)
+			b = append(b, `,"pendingSeq":`...)
+			b = strconv.AppendUint(b, t.PendingSeq, 10)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
 	return append(b, '}')
 }
 
@@ -227,7 +243,7 @@ func (d *jsonReader) send() (*Command, bool) {
 
 var notifNames = []string{"id", "targetHostName", "appNotificationId", "groupName", "payload",
 	"targetPolicy", "priority", "displayTimeToLive", "expirationDateTime", "createdDateTime",
-	"lastModifiedDateTime", "readState", "userActionState", "status", "userId", "appObjectId", "seq"}
+	"lastModifiedDateTime", "readState", "userActionState", "status", "userId", "appObjectId", "seq", "liveTargets"}
 
 // notification reads a NotificationRecord; a fallbackPolicy is left to
 // encoding/json.
@@ -276,9 +292,44 @@ func (d *jsonReader) notificationIn(n *resource.NotificationRecord, names []stri
 			n.AppID, ok = d.String()
 		case 16:
 			n.Seq, ok = d.Uint64()
+		case 17:
+			ok = d.liveTargets(&n.LiveTargets)
 		}
 		return ok
 	})
+}
+
+var liveTargetNames = []string{"subscriptionId", "platformType", "pendingSeq"}
+
+// liveTargets reads a non-empty array of LiveTarget; null and [] are left
+// to encoding/json, as appendRecordTail writes neither.
+func (d *jsonReader) liveTargets(list *[]resource.LiveTarget) bool {
+	if !d.Byte('[') {
+		return false
+	}
+	for {
+		var t resource.LiveTarget
+		if !d.Object(liveTargetNames, func(k int) (ok bool) {
+			switch k {
+			case 0:
+				t.SubscriptionID, ok = d.String()
+			case 1:
+				t.PlatformType, ok = d.String()
+			case 2:
+				t.PendingSeq, ok = d.Uint64()
+			}
+			return ok
+		}) {
+			return false
+		}
+		*list = append(*list, t)
+		if d.Byte(']') {
+			return true
+		}
+		if !d.Byte(',') {
+			return false
+		}
+	}
 }
 
 // EncodeCommand returns c as json.Marshal encodes it.

@@ -239,6 +239,10 @@ func TestViewsMadeByHandMatchEncodingJSON(t *testing.T) {
 			n = canonicalSend(i).Notif
 		}
 		n.Seq = uint64(i)
+		for j := range i % 3 {
+			n.LiveTargets = append(n.LiveTargets, resource.LiveTarget{SubscriptionID: fmt.Sprintf("s%d<%d>", i, j),
+				PlatformType: resource.PlatformWeb, PendingSeq: uint64(i * j)})
+		}
 		records := [][]byte{encodeRecord(appendNotification(nil, &n.Notification), n)}
 		if b, err := json.Marshal(n); err == nil {
 			records = append(records, b)
@@ -249,8 +253,13 @@ func TestViewsMadeByHandMatchEncodingJSON(t *testing.T) {
 			if (werr == nil) != (gerr == nil) || werr == nil && !reflect.DeepEqual(got, want) {
 				t.Fatalf("record %s\n got %+v (%v)\nwant %+v (%v)", b, got, gerr, want, werr)
 			}
-			if d := (jsonReader{jsonread.Reader{B: b}}); d.notification(&resource.NotificationRecord{}) && d.End() {
+			var byHand resource.NotificationRecord
+			if d := (jsonReader{jsonread.Reader{B: b}}); d.notification(&byHand) && d.End() {
 				fast++
+				var want resource.NotificationRecord
+				if err := json.Unmarshal(b, &want); err != nil || !reflect.DeepEqual(byHand, want) {
+					t.Fatalf("record %s\n read by hand %+v\nencoding/json %+v (%v)", b, byHand, want, err)
+				}
 			}
 		}
 	}

@@ -145,6 +145,52 @@ type NotificationRecord struct {
 	AppID  string `json:"appObjectId"`
 	// Seq is the change-log sequence number of the last change.
 	Seq uint64 `json:"seq,omitempty"`
+	// LiveTargets are the live subscriptions the notification was fanned
+	// out to that hold no delivery record of their own: a pending live
+	// delivery is kept here, and gets a record when a stream reports it
+	// (raft/delivery.go).
+	LiveTargets []LiveTarget `json:"liveTargets,omitempty"`
+}
+
+// LiveTarget is a pending delivery to a live subscription: what its
+// delivery record would hold, the rest being the same for every one.
+type LiveTarget struct {
+	SubscriptionID string `json:"subscriptionId"`
+	PlatformType   string `json:"platformType"`
+	// PendingSeq is the change last fanned out to the subscription.
+	PendingSeq uint64 `json:"pendingSeq"`
+}
+
+// LiveTarget returns the pending live delivery to subscription sid.
+func (n *NotificationRecord) LiveTarget(sid string) (LiveTarget, bool) {
+	for _, t := range n.LiveTargets {
+		if t.SubscriptionID == sid {
+			return t, true
+		}
+	}
+	return LiveTarget{}, false
+}
+
+// SetLiveTarget records t as pending, in place of an earlier one to the
+// same subscription. The list is copied, never changed in place: a record
+// read from a cache may share it.
+func (n *NotificationRecord) SetLiveTarget(t LiveTarget) {
+	n.DropLiveTarget(t.SubscriptionID)
+	n.LiveTargets = append(n.LiveTargets[:len(n.LiveTargets):len(n.LiveTargets)], t)
+}
+
+// DropLiveTarget forgets the pending live delivery to sid, once it has a
+// record of its own.
+func (n *NotificationRecord) DropLiveTarget(sid string) {
+	for i := range n.LiveTargets {
+		if n.LiveTargets[i].SubscriptionID == sid {
+			n.LiveTargets = append(n.LiveTargets[:i:i], n.LiveTargets[i+1:]...)
+			if len(n.LiveTargets) == 0 {
+				n.LiveTargets = nil
+			}
+			return
+		}
+	}
 }
 
 // Targets reports whether a subscription on platform p receives n.
