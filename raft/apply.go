@@ -476,7 +476,7 @@ func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) (data
 	} else {
 		t.set(key, encodeChange(&ch))
 	}
-	t.set(changeTimeKey(now/int64(time.Millisecond), n.UserID, t.seq), nil)
+	t.groupChange(now/int64(time.Millisecond), n.UserID, t.seq)
 	t.changes = append(t.changes, ch)
 	if typ != resource.ChangeExpired {
 		t.fanout(now, n, typ) // before n is stored: it records live deliveries in n
@@ -640,6 +640,20 @@ func (t *tx) deleteNotifsBy(c *Command) Result {
 	return ok(nil)
 }
 
+// trimChange drops a change from the log and raises its user's trim floor
+// to it; it returns 1 when the user still exists, 0 when only the change
+// was left of a deleted user.
+func (t *tx) trimChange(uid string, seq uint64) int {
+	t.del(changeKey(uid, seq))
+	if !t.exists(userKey(uid)) {
+		return 0
+	}
+	if prev, found := t.get(changeTrimKey(uid)); !found || getUint64(prev) < seq {
+		t.set(changeTrimKey(uid), putUint64(seq))
+	}
+	return 1
+}
+
 // purge removes notifications whose expirationDateTime has passed and trims
 // change-log entries older than the retention, at most MaxItems of each.
 // It reads only the time-ordered indexes, so its cost follows what is due.
@@ -670,20 +684,27 @@ func (t *tx) purge(c *Command) Result {
 	cutoff := nowMs - c.Retention/int64(time.Millisecond)
 	trimmed := 0
 	for _, k := range t.due([]byte("ce/"), cutoff, c.MaxItems) {
-		parts := strings.SplitN(string(k), "/", 4) // ce, ms, uid, seq
-		if len(parts) != 4 {
+		// ce, ms, first seq: a group (changeGroupKey); ce, ms, uid, seq:
+		// one change, as earlier versions indexed them.
+		parts := strings.SplitN(string(k), "/", 4)
+		if len(parts) == 4 {
+			t.del(k)
+			trimmed += t.trimChange(parts[2], uint64(hexMs(parts[3])))
+			continue
+		}
+		if len(parts) != 3 {
 			break
 		}
-		seq := uint64(hexMs(parts[3]))
+		refs, _ := t.get(k)
 		t.del(k)
-		t.del(changeKey(parts[2], seq))
-		if !t.exists(userKey(parts[2])) {
-			continue // the user was deleted; only its index was left
+		for {
+			uid, seq, rest, ok := nextChangeRef(refs)
+			if !ok {
+				break
+			}
+			trimmed += t.trimChange(uid, seq)
+			refs = rest
 		}
-		if prev, found := t.get(changeTrimKey(parts[2])); !found || getUint64(prev) < seq {
-			t.set(changeTrimKey(parts[2]), putUint64(seq))
-		}
-		trimmed++
 	}
 	tokens := 0
 	for _, k := range t.due([]byte("te/"), nowMs, c.MaxItems) {

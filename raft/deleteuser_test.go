@@ -79,9 +79,9 @@ func TestDeletingAUserWithManyNotificationsRemovesEveryRecord(t *testing.T) {
 
 	bigKeys, otherKeys := keysWith(t, db, big.ID), keysWith(t, db, other.ID)
 	// A notification, its webhook delivery's record and pending index,
-	// its expiry and appNotificationId indexes, its change record and
-	// the change's time index (the live delivery is kept in the
-	// notification's record).
+	// its expiry and appNotificationId indexes, its change record (the
+	// live delivery is kept in the notification's record, and the
+	// change's time index under its entry's key).
 	if len(bigKeys) < 6*many {
 		t.Fatalf("the user to delete has %d records, want at least %d", len(bigKeys), 6*many)
 	}

@@ -131,6 +131,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 					res[j] = t.applyOnce(c)
 				}
 				t.forgetRequests(l.Index, cmds)
+				t.endGroup()
 				out[i] = res
 			}
 		}

@@ -81,9 +81,42 @@ func tokenExpiryKey(ms int64, hash string) []byte {
 	return fmt.Appendf(nil, "te/%016x/%s", uint64(ms), hash)
 }
 
-// changeTimeKey orders change-log entries by time for trimming.
+// changeTimeKey orders change-log entries by time for trimming: one key
+// per change, as earlier versions wrote them; see changeGroupKey.
 func changeTimeKey(ms int64, uid string, seq uint64) []byte {
 	return fmt.Appendf(nil, "ce/%016x/%s/%016x", uint64(ms), uid, seq)
+}
+
+// changeGroupKey is the time index of the changes one Raft entry made,
+// ordered by the time of the latest and named by the first change's seq;
+// its value lists them (appendChangeRef). A key per change was about a
+// fifteenth of a send's CPU under ingest (BENCHMARKS.md, 5 December 2026).
+// Its two parts after the prefix tell it from a changeTimeKey's three.
+func changeGroupKey(ms int64, firstSeq uint64) []byte {
+	return fmt.Appendf(nil, "ce/%016x/%016x", uint64(ms), firstSeq)
+}
+
+// appendChangeRef appends one change of a group: its user and its seq.
+func appendChangeRef(b []byte, uid string, seq uint64) []byte {
+	b = binary.AppendUvarint(b, uint64(len(uid)))
+	b = append(b, uid...)
+	return binary.AppendUvarint(b, seq)
+}
+
+// nextChangeRef reads the change at the start of b and returns the rest;
+// ok is false at the end of b or where it is not what appendChangeRef wrote.
+func nextChangeRef(b []byte) (uid string, seq uint64, rest []byte, ok bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return "", 0, nil, false
+	}
+	uid = string(b[k : k+int(n)])
+	b = b[k+int(n):]
+	seq, k = binary.Uvarint(b)
+	if k <= 0 {
+		return "", 0, nil, false
+	}
+	return uid, seq, b[k:], true
 }
 
 func putUint64(v uint64) []byte {

@@ -35,6 +35,49 @@ type tx struct {
 	// written counts the bytes of keys and values set since the last
 	// commit (fsm.go, commitBytes).
 	written int
+	// group holds the changes recorded since the entry being applied
+	// began, for their one time-index key (endGroup).
+	group changeGroup
+}
+
+// changeGroup is the time index of an entry's changes as it fills.
+type changeGroup struct {
+	refs     []byte // appendChangeRef's, one per change
+	n        int
+	ms       int64  // the latest change's time
+	firstSeq uint64 // names the key
+}
+
+// changeGroupMax bounds a group, so that an entry that changes a great many
+// notifications (deleting a group of them) writes keys of tens of KiB, not
+// one that outgrows a Badger transaction.
+const changeGroupMax = 512
+
+// groupChange adds a change to the entry's time index.
+func (t *tx) groupChange(ms int64, uid string, seq uint64) {
+	g := &t.group
+	if g.n == 0 {
+		g.firstSeq, g.ms = seq, ms
+	}
+	g.ms = max(g.ms, ms)
+	g.refs = appendChangeRef(g.refs, uid, seq)
+	g.n++
+	if g.n == changeGroupMax {
+		t.endGroup()
+	}
+}
+
+// endGroup writes the time index of the changes grouped so far. The FSM
+// calls it at the end of every entry, so that the groups, and when each
+// is trimmed, depend only on the entries: every replica trims alike,
+// however Raft hands it the entries.
+func (t *tx) endGroup() {
+	g := &t.group
+	if g.n == 0 {
+		return
+	}
+	t.set(changeGroupKey(g.ms, g.firstSeq), g.refs) // kept by the transaction: not reused
+	*g = changeGroup{}
 }
 
 func newTx(db *badger.DB, ac *applyCache) *tx {
