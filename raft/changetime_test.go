@@ -2,6 +2,8 @@ package raft
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,20 +14,10 @@ import (
 	"github.com/herald-notify/herald/resource"
 )
 
-// ceKeys returns the change log's time index.
+// ceKeys returns the change log's time index, in order.
 func ceKeys(t *testing.T, db *badger.DB) []string {
 	t.Helper()
-	var out []string
-	err := db.View(func(txn *badger.Txn) error {
-		for _, k := range scanKeys(txn, []byte("ce/"), 0) {
-			out = append(out, string(k))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return slices.Sorted(maps.Keys(keysWith(t, db, "ce/")))
 }
 
 // The changes of one entry share one key of the time index, however many
