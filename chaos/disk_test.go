@@ -161,7 +161,17 @@ func (s *scheduler) injectDiskFull(f *faultRecord, d time.Duration) error {
 	}
 	free, _ := p.disk.free()
 	f.Detail = fmt.Sprintf("as %s, %.1f MiB left", role, float64(free)/(1<<20))
+	// The node gives space back as it works (a flushed memtable's log, a
+	// compacted table, a trimmed Raft log segment: up to 16 MiB at once),
+	// so the disk is topped up to leave again at every look, as whatever
+	// fills a real disk goes on filling it. Filled once, a leader 5.4 MiB
+	// under its reserve never found its disk full in 15 s: what it freed
+	// before its next look kept it above the reserve (seed
+	// 1796443520989132947).
 	err := pollFor(15*time.Second, func() error {
+		if err := p.disk.fill(leave); err != nil {
+			return fmt.Errorf("fill %s's disk: %w", p.id, err)
+		}
 		if full, err := p.diskFull(); err != nil || !full {
 			return fmt.Errorf("%s does not report its disk full (%v)", p.id, err)
 		}
@@ -178,6 +188,9 @@ func (s *scheduler) injectDiskFull(f *faultRecord, d time.Duration) error {
 		}
 		if err := p.healthy(); err != nil {
 			return fmt.Errorf("with its disk full: %w", err)
+		}
+		if err := p.disk.fill(leave); err != nil {
+			return fmt.Errorf("fill %s's disk: %w", p.id, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
