@@ -100,9 +100,13 @@ func liveDelivery(n *resource.NotificationRecord, sid string) (resource.Delivery
 	if !ok {
 		return resource.DeliveryRecord{}, false
 	}
-	return resource.DeliveryRecord{Delivery: resource.Delivery{SubscriptionID: sid,
+	return liveRecord(n, lt), true
+}
+
+func liveRecord(n *resource.NotificationRecord, lt resource.LiveTarget) resource.DeliveryRecord {
+	return resource.DeliveryRecord{Delivery: resource.Delivery{SubscriptionID: lt.SubscriptionID,
 		ChannelType: resource.ChannelLive, PlatformType: lt.PlatformType, State: resource.DeliveryPending},
-		UserID: n.UserID, NotificationID: n.ID, PendingSeq: lt.PendingSeq, Host: resource.ChannelLive}, true
+		UserID: n.UserID, NotificationID: n.ID, PendingSeq: lt.PendingSeq, Host: resource.ChannelLive}
 }
 
 func (t *tx) deleteDeliveries(uid, nid string) {

@@ -106,9 +106,16 @@ func (s *Store) Subscription(id string) (*resource.SubscriptionRecord, bool, err
 
 // Notification returns one of a user's notifications.
 func (s *Store) Notification(uid, nid string) (*resource.NotificationRecord, bool, error) {
-	var n resource.NotificationRecord
-	ok, err := s.getJSON(notifKey(uid, nid), &n)
-	return &n, ok, err
+	var n *resource.NotificationRecord
+	var ok bool
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		n, ok, err = notificationIn(txn, uid, nid)
+		return err
+	})
+	if n == nil {
+		n = &resource.NotificationRecord{}
+	}
+	return n, ok, err
 }
 
 // VAPID returns the stored VAPID key pair, if made.
@@ -320,8 +327,7 @@ func (s *Store) Deliveries(uid, nid string) ([]resource.DeliveryRecord, error) {
 		recorded := len(out)
 		for _, lt := range n.LiveTargets {
 			if !slices.ContainsFunc(out[:recorded], func(d resource.DeliveryRecord) bool { return d.SubscriptionID == lt.SubscriptionID }) {
-				d, _ := liveDelivery(n, lt.SubscriptionID)
-				out = append(out, d)
+				out = append(out, liveRecord(n, lt))
 			}
 		}
 		slices.SortFunc(out, func(a, b resource.DeliveryRecord) int { return strings.Compare(a.SubscriptionID, b.SubscriptionID) })
