@@ -173,13 +173,14 @@ func (t *tx) deleteUser(uid string) Result {
 	t.eachKey([]byte("us/"+uid+"/"), func(k []byte) {
 		t.deleteSub(uid, string(k[len("us/"+uid+"/"):]))
 	})
-	t.eachKey(notifPrefix(uid), func(k []byte) {
+	t.eachEntry(notifPrefix(uid), true, func(k, v []byte) {
 		var n resource.NotificationRecord
-		if t.getJSON(k, &n) {
-			t.del(expiryKey(n.ExpirationDateTime.UnixMilli(), uid, n.ID))
-			if n.AppNotificationID != "" {
-				t.del(appNotifKey(uid, n.AppID, n.AppNotificationID))
-			}
+		if err := decodeRecord(v, &n); err != nil {
+			panic(storageFailure{fmt.Errorf("decode %q: %w", k, err)})
+		}
+		t.del(expiryKey(n.ExpirationDateTime.UnixMilli(), uid, n.ID))
+		if n.AppNotificationID != "" {
+			t.del(appNotifKey(uid, n.AppID, n.AppNotificationID))
 		}
 		t.del(k)
 	})

@@ -3,6 +3,7 @@ package raft
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +39,8 @@ func keysWith(t *testing.T, db *badger.DB, s string) map[string]string {
 }
 
 // TestDeletingAUserWithManyNotificationsRemovesEveryRecord: the deletion
-// reads the user's keys a page at a time (eachKey); every notification,
+// reads the user's keys a page at a time (eachKey, eachEntry, with small
+// pages here); every notification,
 // its delivery records and indexes, every change-log record and the
 // subscription go, across many pages, and another user's records stay.
 func TestDeletingAUserWithManyNotificationsRemovesEveryRecord(t *testing.T) {
@@ -67,7 +69,9 @@ func TestDeletingAUserWithManyNotificationsRemovesEveryRecord(t *testing.T) {
 	hook := sub("big-hook", big)
 	hook.Sub.Channel = resource.Channel{Type: resource.ChannelWebhook, URL: "https://hooks.example/h"}
 	apply(sub("big-sub", big), hook, sub("other-sub", other))
-	const many = 5 * keysPage
+	defer func(k, e int) { keysPage, entriesPage = k, e }(keysPage, entriesPage)
+	keysPage, entriesPage = 512, 200
+	many := 5 * keysPage
 	for i := 0; i < many; i += 100 {
 		var cmds []*Command
 		for j := i; j < min(i+100, many); j++ {
@@ -119,5 +123,77 @@ func TestDeletingAUserWithManyNotificationsRemovesEveryRecord(t *testing.T) {
 	s := &Store{db: db}
 	if _, found, err := s.User(big.ID); err != nil || found {
 		t.Fatalf("the deleted user still reads: %v %v", found, err)
+	}
+}
+
+// BenchmarkDeleteUser deletes a user with 20,000 notifications (each with
+// an appNotificationId and a change record) in one entry, as DELETE
+// /v1.0/users/{id} does: every write on the node waits behind that entry.
+// One op is one deleted notification.
+func BenchmarkDeleteUser(b *testing.B) {
+	const many = 20000
+	f, db := openFSM(b, b.TempDir())
+	defer db.Close()
+	now := time.Now()
+	app := &resource.ApplicationRecord{ID: "app", AppID: "appid", TargetHostName: "a.example"}
+	index := uint64(1)
+	apply := func(cmds ...*Command) {
+		for i, r := range f.ApplyBatch([]*hraft.Log{entry(b, index, cmds...)}) {
+			if res, ok := r.(Result); ok && res.Err != nil {
+				b.Fatalf("entry %d, command %d: %v", index, i, res.Err)
+			}
+		}
+		index++
+	}
+	apply(&Command{Op: OpCreateApp, Now: now.UnixNano(), App: app})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n += many {
+		b.StopTimer()
+		u := newUser(fmt.Sprintf("big%d", n))
+		apply(&Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})
+		for i := 0; i < many; i += 128 {
+			cmds := make([]*Command, 0, 128)
+			for j := i; j < min(i+128, many); j++ {
+				cmds = append(cmds, sendCmd(u.ID, app.ID, fmt.Sprintf("n-%d", j), now.Add(time.Duration(j)), now.Add(time.Hour)))
+			}
+			apply(cmds...)
+		}
+		b.StartTimer()
+		apply(&Command{Op: OpDeleteUser, Now: now.UnixNano(), UserID: u.ID})
+	}
+}
+
+// eachEntry hands each key its own value, in key order, across pages,
+// while fn deletes the key it is given and writes under another prefix, as
+// deleteUser does, and values written in the transaction before count.
+func TestEachEntryHandsEachKeyItsValue(t *testing.T) {
+	_, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	defer func(e int) { entriesPage = e }(entriesPage)
+	entriesPage = 7
+	tx := newTx(db, newApplyCache())
+	defer tx.txn.Discard()
+	const n = 50
+	for i := range n {
+		tx.set(fmt.Appendf(nil, "ee/%03d", i), fmt.Appendf(nil, "value of %03d", i))
+	}
+	tx.set([]byte("ee/010"), []byte("value of 010, rewritten")) // a pending overwrite
+	tx.set([]byte("ef/after"), []byte("not under the prefix"))
+	var seen []string
+	tx.eachEntry([]byte("ee/"), true, func(k, v []byte) {
+		want := "value of " + string(k[len("ee/"):])
+		if string(k) == "ee/010" {
+			want += ", rewritten"
+		}
+		if string(v) != want {
+			t.Errorf("%s: value %q, want %q", k, v, want)
+		}
+		seen = append(seen, string(k))
+		tx.del(k)
+		tx.set(append([]byte("eg/"), k...), v)
+	})
+	if len(seen) != n || !slices.IsSorted(seen) {
+		t.Fatalf("%d keys seen (want %d, in order): %q", len(seen), n, seen)
 	}
 }
