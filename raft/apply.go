@@ -173,17 +173,11 @@ func (t *tx) deleteUser(uid string) Result {
 	t.eachKey([]byte("us/"+uid+"/"), func(k []byte) {
 		t.deleteSub(uid, string(k[len("us/"+uid+"/"):]))
 	})
-	t.eachEntry(notifPrefix(uid), true, func(k, v []byte) {
-		var n resource.NotificationRecord
-		if err := decodeRecord(v, &n); err != nil {
-			panic(storageFailure{fmt.Errorf("decode %q: %w", k, err)})
-		}
-		t.del(expiryKey(n.ExpirationDateTime.UnixMilli(), uid, n.ID))
-		if n.AppNotificationID != "" {
-			t.del(appNotifKey(uid, n.AppID, n.AppNotificationID))
-		}
-		t.del(k)
-	})
+	// Notifications and their appNotificationId index go by the user's
+	// prefix, without reading them; their expiry index, ordered by time,
+	// is left to the purge, which passes over what is gone.
+	t.eachKey(notifPrefix(uid), t.del)
+	t.eachKey(appNotifPrefix(uid), t.del)
 	// The delivery records and their pending index go by the user's
 	// prefix, not notification by notification: each prefix scan in a
 	// write transaction sorts its pending writes, and one per notification
@@ -554,7 +548,7 @@ func (t *tx) send(c *Command) Result {
 		return fail(resource.Errorf(resource.CodeQuotaReached,
 			"The user has the most active notifications allowed (%d); delete some or let them expire.", c.MaxItems))
 	}
-	t.set(expiryKey(n.ExpirationDateTime.UnixMilli(), n.UserID, n.ID), nil)
+	t.groupExpiry(n.ExpirationDateTime.UnixMilli(), n.UserID, n.ID)
 	if n.AppNotificationID != "" {
 		t.set(appNotifKey(n.UserID, n.AppID, n.AppNotificationID), []byte(n.ID))
 	}
@@ -568,12 +562,13 @@ func (t *tx) send(c *Command) Result {
 // creation time; the new content is unread again.
 func (t *tx) replace(c *Command, old *resource.NotificationRecord) Result {
 	n := c.Notif
-	// Only active notifications hold the index (markDeleted drops it).
-	t.del(expiryKey(old.ExpirationDateTime.UnixMilli(), old.UserID, old.ID))
 	n.ID = old.ID
 	n.CreatedDateTime = old.CreatedDateTime
 	n.LiveTargets = old.LiveTargets // the new content goes to the same deliveries
-	t.set(expiryKey(n.ExpirationDateTime.UnixMilli(), n.UserID, n.ID), nil)
+	// Indexed again by its new expiry: the purge passes over the old
+	// index, which may be a group's, once it finds the notification not
+	// due then.
+	t.groupExpiry(n.ExpirationDateTime.UnixMilli(), n.UserID, n.ID)
 	data := t.record(c.Now, resource.ChangeUpdated, n)
 	return ok(SendResult{Notification: n.Notification, Encoded: data})
 }
@@ -641,6 +636,27 @@ func (t *tx) deleteNotifsBy(c *Command) Result {
 	return ok(nil)
 }
 
+// expire removes a notification that an expiry index due by nowMs names,
+// and returns 1, or 0 when it is gone already (its user was deleted, or it
+// expired by another index) or is not due: a replace indexed it again by a
+// later expiry.
+func (t *tx) expire(now, nowMs int64, uid, nid string) int {
+	var n resource.NotificationRecord
+	if !t.getJSON(notifKey(uid, nid), &n) || n.ExpirationDateTime.UnixMilli() > nowMs {
+		return 0
+	}
+	if n.Status == resource.StatusActive {
+		t.addNotifications(n.UserID, -1)
+		t.record(now, resource.ChangeExpired, &n)
+	}
+	if n.AppNotificationID != "" {
+		t.del(appNotifKey(n.UserID, n.AppID, n.AppNotificationID))
+	}
+	t.deleteDeliveries(n.UserID, n.ID)
+	t.del(notifKey(n.UserID, n.ID))
+	return 1
+}
+
 // trimChange drops a change from the log and raises its user's trim floor
 // to it; it returns 1 when the user still exists, 0 when only the change
 // was left of a deleted user.
@@ -662,25 +678,30 @@ func (t *tx) purge(c *Command) Result {
 	nowMs := c.Now / int64(time.Millisecond)
 	purged := 0
 	for _, k := range t.due([]byte("ne/"), nowMs, c.MaxItems) {
-		parts := strings.SplitN(string(k), "/", 4) // ne, ms, uid, nid
-		if len(parts) != 4 {
+		if c.MaxItems > 0 && purged >= c.MaxItems {
 			break
 		}
-		t.del(k)
-		var n resource.NotificationRecord
-		if !t.getJSON(notifKey(parts[2], parts[3]), &n) {
+		// ne, ms, uid, nid: one notification (expiryKey); ne, ms, first
+		// seq: a group (expiryGroupKey).
+		parts := strings.SplitN(string(k), "/", 4)
+		if len(parts) == 4 {
+			t.del(k)
+			purged += t.expire(c.Now, nowMs, parts[2], parts[3])
 			continue
 		}
-		if n.Status == resource.StatusActive {
-			t.addNotifications(n.UserID, -1)
-			t.record(c.Now, resource.ChangeExpired, &n)
+		if len(parts) != 3 {
+			break
 		}
-		if n.AppNotificationID != "" {
-			t.del(appNotifKey(n.UserID, n.AppID, n.AppNotificationID))
+		refs, _ := t.get(k)
+		t.del(k)
+		for {
+			uid, nid, rest, ok := nextExpiryRef(refs)
+			if !ok {
+				break
+			}
+			purged += t.expire(c.Now, nowMs, uid, nid)
+			refs = rest
 		}
-		t.deleteDeliveries(n.UserID, n.ID)
-		t.del(notifKey(n.UserID, n.ID))
-		purged++
 	}
 	cutoff := nowMs - c.Retention/int64(time.Millisecond)
 	trimmed := 0

@@ -59,9 +59,44 @@ func appNotifKey(uid, aid, appNotifID string) []byte {
 	return []byte("na/" + uid + "/" + aid + "/" + appNotifID)
 }
 
-// expiryKey orders notifications by expiry so the purge reads only what is due.
+func appNotifPrefix(uid string) []byte { return []byte("na/" + uid + "/") }
+
+// expiryKey orders notifications by expiry so the purge reads only what is
+// due: the one notification it names.
 func expiryKey(ms int64, uid, nid string) []byte {
 	return fmt.Appendf(nil, "ne/%016x/%s/%s", uint64(ms), uid, nid)
+}
+
+// expiryGroupKey is the expiry index of notifications one Raft entry made
+// (groupExpiry), ordered by the latest expiry and named by the seq of the
+// first's change; its value lists them (appendExpiryRef). Its two parts
+// after the prefix tell it from an expiryKey's three.
+func expiryGroupKey(ms int64, firstSeq uint64) []byte {
+	return fmt.Appendf(nil, "ne/%016x/%016x", uint64(ms), firstSeq)
+}
+
+// appendExpiryRef appends one notification of an expiry group.
+func appendExpiryRef(b []byte, uid, nid string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(uid)))
+	b = append(b, uid...)
+	b = binary.AppendUvarint(b, uint64(len(nid)))
+	return append(b, nid...)
+}
+
+// nextExpiryRef reads the notification at the start of b and returns the
+// rest; ok is false at the end of b or where it is not what appendExpiryRef
+// wrote.
+func nextExpiryRef(b []byte) (uid, nid string, rest []byte, ok bool) {
+	var parts [2]string
+	for i := range parts {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return "", "", nil, false
+		}
+		parts[i] = string(b[k : k+int(n)])
+		b = b[k+int(n):]
+	}
+	return parts[0], parts[1], b, true
 }
 
 // endpointKey maps a Web Push endpoint to the one subscription that holds it.

@@ -36,8 +36,65 @@ type tx struct {
 	// commit (fsm.go, commitBytes).
 	written int
 	// group holds the changes recorded since the entry being applied
-	// began, for their one time-index key (endGroup).
-	group changeGroup
+	// began, for their one time-index key (endGroup); expiry likewise the
+	// notifications it created, for their expiry index.
+	group  changeGroup
+	expiry expiryGroup
+}
+
+// expiryGroup is the expiry index of an entry's new notifications as it
+// fills: those whose expiry lies within expiryGroupSpan of the first's.
+type expiryGroup struct {
+	refs     []byte // appendExpiryRef's, one per notification
+	n        int
+	firstMs  int64  // the first's expiry
+	ms       int64  // the latest expiry, which orders the key
+	firstSeq uint64 // the first's change, which names the key
+	uid, nid string // the first's, for a group of one
+}
+
+// expiryGroupSpan is how far a notification's expiry may lie from the
+// first of its group's: a group is purged once its latest is due, so an
+// earlier one waits at most twice this past its expiry, against the purge's
+// 30 s interval. A send without expirationDateTime expires a fixed time
+// after it was made, so an entry's sends fall into one group.
+const expiryGroupSpan = 1000
+
+// groupExpiry indexes a new notification by its expiry: in the entry's
+// group when the expiry lies close enough to the group's first, under a key
+// of its own otherwise.
+func (t *tx) groupExpiry(ms int64, uid, nid string) {
+	g := &t.expiry
+	if g.n > 0 && (ms < g.firstMs-expiryGroupSpan || ms > g.firstMs+expiryGroupSpan) {
+		t.set(expiryKey(ms, uid, nid), nil)
+		return
+	}
+	if g.n == 0 {
+		// The change that records the notification comes next: its seq
+		// names no other group.
+		g.firstMs, g.ms, g.firstSeq, g.uid, g.nid = ms, ms, t.seq+1, uid, nid
+	}
+	g.ms = max(g.ms, ms)
+	g.refs = appendExpiryRef(g.refs, uid, nid)
+	g.n++
+	if g.n == changeGroupMax {
+		t.endExpiryGroup()
+	}
+}
+
+// endExpiryGroup writes the expiry index of the notifications grouped so
+// far: a lone one's key as every notification had before, with no value.
+func (t *tx) endExpiryGroup() {
+	g := &t.expiry
+	switch g.n {
+	case 0:
+		return
+	case 1:
+		t.set(expiryKey(g.ms, g.uid, g.nid), nil)
+	default:
+		t.set(expiryGroupKey(g.ms, g.firstSeq), g.refs) // kept by the transaction: not reused
+	}
+	*g = expiryGroup{}
 }
 
 // changeGroup is the time index of an entry's changes as it fills.
@@ -63,15 +120,21 @@ func (t *tx) groupChange(ms int64, uid string, seq uint64) {
 	g.refs = appendChangeRef(g.refs, uid, seq)
 	g.n++
 	if g.n == changeGroupMax {
-		t.endGroup()
+		t.endChangeGroup()
 	}
 }
 
-// endGroup writes the time index of the changes grouped so far. The FSM
-// calls it at the end of every entry, so that the groups, and when each
-// is trimmed, depend only on the entries: every replica trims alike,
-// however Raft hands it the entries.
+// endGroup writes the time and expiry indexes of the changes and
+// notifications grouped so far. The FSM calls it at the end of every entry,
+// so that the groups, and when each is trimmed or purged, depend only on
+// the entries: every replica purges alike, however Raft hands it the
+// entries.
 func (t *tx) endGroup() {
+	t.endExpiryGroup()
+	t.endChangeGroup()
+}
+
+func (t *tx) endChangeGroup() {
 	g := &t.group
 	if g.n == 0 {
 		return
@@ -293,9 +356,6 @@ func scanKeysWhile(txn *badger.Txn, prefix, from []byte, limit int, ok func(k []
 // cross many pages with few records.
 var keysPage = 4096
 
-// entriesPage bounds the records eachEntry holds at once, values included.
-var entriesPage = 1024
-
 // eachKey calls fn with every key under prefix in order, as keys would
 // list them, but reads them a page at a time: deleting a user with 100,000
 // notifications held every key of them at once (19 MB) before. fn may
@@ -306,58 +366,15 @@ var entriesPage = 1024
 // are the same as over keys' list, so the writes, and Apply, stay
 // deterministic.
 func (t *tx) eachKey(prefix []byte, fn func(k []byte)) {
-	t.eachEntry(prefix, false, func(k, _ []byte) { fn(k) })
-}
-
-// eachEntry is eachKey that also hands fn each key's value, as the
-// transaction held it when the page was read, when values is set: a page
-// is read before fn sees any of it, so fn must not change the values of
-// keys after its own either. Reading the value with the key saves looking
-// each key up again through every level.
-func (t *tx) eachEntry(prefix []byte, values bool, fn func(k, v []byte)) {
-	limit := keysPage
-	if values {
-		limit = entriesPage
-	}
 	for from := prefix; ; {
-		var keys, vals [][]byte
-		if values {
-			var err error
-			keys, vals, err = scanEntries(t.txn, prefix, from, limit)
-			t.must(err)
-		} else {
-			keys = scanKeysFrom(t.txn, prefix, from, limit)
+		page := scanKeysFrom(t.txn, prefix, from, keysPage)
+		for _, k := range page {
+			fn(k)
 		}
-		for i, k := range keys {
-			var v []byte
-			if values {
-				v = vals[i]
-			}
-			fn(k, v)
-		}
-		if len(keys) < limit {
+		if len(page) < keysPage {
 			return
 		}
 		// The smallest key after the page's last one.
-		from = append(append([]byte(nil), keys[len(keys)-1]...), 0)
+		from = append(append([]byte(nil), page[len(page)-1]...), 0)
 	}
-}
-
-// scanEntries returns up to limit keys under prefix from from, in order,
-// and their values (copied).
-func scanEntries(txn *badger.Txn, prefix, from []byte, limit int) (keys, vals [][]byte, err error) {
-	opts := badger.DefaultIteratorOptions
-	opts.PrefetchValues = false
-	opts.Prefix = prefix
-	it := txn.NewIterator(opts)
-	defer it.Close()
-	for it.Seek(from); it.ValidForPrefix(prefix) && len(keys) < limit; it.Next() {
-		v, err := it.Item().ValueCopy(nil)
-		if err != nil {
-			return nil, nil, err
-		}
-		keys = append(keys, it.Item().KeyCopy(nil))
-		vals = append(vals, v)
-	}
-	return keys, vals, nil
 }

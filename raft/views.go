@@ -36,14 +36,6 @@ func readRecord(b []byte, n *resource.NotificationRecord) bool {
 	return false
 }
 
-// decodeRecord reads a stored notification record.
-func decodeRecord(b []byte, n *resource.NotificationRecord) error {
-	if readRecord(b, n) {
-		return nil
-	}
-	return json.Unmarshal(b, n)
-}
-
 // newNotificationView makes the view of a stored record. A feed whose
 // notifications no longer fit the view cache makes fifty a page, and
 // encoding/json spent 60 % of the node's CPU on them (BENCHMARKS.md, 4
