@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"time"
@@ -17,9 +18,11 @@ import (
 //
 // Records expire RequestWindow after the command's Now, judged by the Now
 // of later commands (never the wall clock, which differs between replicas
-// and in a replay): rqe/<expiry ms>/<id> orders them, each entry that
-// stores records now and then removes more expired ones than entries can
-// add in between, and the leader's purge sweeps the rest.
+// and in a replay): rqe/<expiry ms>/… orders them, one key for the records
+// an entry stored (requestGroupKey, by the latest expiry; earlier versions
+// wrote one a record), each entry that stores records now and then removes
+// more expired ones than entries can add in between, and the leader's
+// purge sweeps the rest.
 
 // RequestWindow is how long a command's result is remembered. A follower
 // resends for at most its hold time (seconds); the rest covers clocks of
@@ -34,8 +37,68 @@ type requestRecord struct {
 }
 
 func requestKey(id string) []byte { return []byte("rq/" + id) }
+
+// requestExpiryKey orders records by expiry: the one request it names, with
+// no value, or a group's (requestGroupKey), whose value lists them.
 func requestExpiryKey(ms int64, id string) []byte {
 	return fmt.Appendf(nil, "rqe/%016x/%s", uint64(ms), id)
+}
+
+// requestGroupKey names the k-th group of the requests entry index
+// remembered. A follower's request ids always hold a '.' (cluster/batch.go),
+// which a group's name never does.
+func requestGroupKey(ms int64, index uint64, k int) []byte {
+	return fmt.Appendf(nil, "rqe/%016x/%016x-%d", uint64(ms), index, k)
+}
+
+// requestGroup is the expiry index of the requests an entry remembered, as
+// it fills: one key an entry rather than one a request, which was a key
+// written and later deleted for every forwarded write on every replica.
+type requestGroup struct {
+	refs  []byte // the ids, each after its length (uvarint)
+	n     int
+	ms    int64 // the latest expiry, which orders the key
+	first string
+	k     int // groups written for the entry so far
+}
+
+func (t *tx) groupRequest(ms int64, id string) {
+	g := &t.requests
+	if g.n == 0 {
+		g.first, g.ms = id, ms
+	}
+	g.ms = max(g.ms, ms)
+	g.refs = binary.AppendUvarint(g.refs, uint64(len(id)))
+	g.refs = append(g.refs, id...)
+	g.n++
+	if g.n == changeGroupMax {
+		t.endRequestGroup()
+	}
+}
+
+// endRequestGroup writes the expiry index of the requests grouped so far: a
+// lone one's key as before groups, with no value.
+func (t *tx) endRequestGroup() {
+	g := &t.requests
+	switch g.n {
+	case 0:
+		return
+	case 1:
+		t.set(requestExpiryKey(g.ms, g.first), nil)
+	default:
+		t.set(requestGroupKey(g.ms, t.entry, g.k), g.refs) // kept by the transaction: not reused
+	}
+	*g = requestGroup{k: g.k + 1}
+}
+
+// nextRequestRef reads the id at the start of b and returns the rest; ok is
+// false at the end of b or where it is not what groupRequest wrote.
+func nextRequestRef(b []byte) (id string, rest []byte, ok bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return "", nil, false
+	}
+	return string(b[k : k+int(n)]), b[k+int(n):], true
 }
 
 // applyOnce applies c, or answers the result of an earlier command with
@@ -63,7 +126,7 @@ func (t *tx) applyOnce(c *Command) Result {
 	} else {
 		t.setJSON(requestKey(c.RequestID), rec)
 	}
-	t.set(requestExpiryKey(exp, c.RequestID), nil)
+	t.groupRequest(exp, c.RequestID)
 	return r
 }
 
@@ -92,13 +155,26 @@ func (t *tx) forgetRequests(index uint64, cmds []*Command) {
 func (t *tx) purgeRequests(nowMs int64, limit int) int {
 	n := 0
 	for _, k := range t.due([]byte("rqe/"), nowMs, limit) {
-		parts := strings.SplitN(string(k), "/", 3) // rqe, ms, id
-		if len(parts) != 3 {
+		parts := strings.SplitN(string(k), "/", 3) // rqe, ms, id or group
+		if len(parts) != 3 || (limit > 0 && n >= limit) {
 			break
 		}
-		t.del(requestKey(parts[2]))
+		refs, _ := t.get(k)
 		t.del(k)
-		n++
+		if len(refs) == 0 {
+			t.del(requestKey(parts[2]))
+			n++
+			continue
+		}
+		for {
+			id, rest, ok := nextRequestRef(refs)
+			if !ok {
+				break
+			}
+			t.del(requestKey(id))
+			n++
+			refs = rest
+		}
 	}
 	return n
 }

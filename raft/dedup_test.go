@@ -3,6 +3,7 @@ package raft
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -101,6 +102,60 @@ func TestRequestRecordsExpireByCommandTime(t *testing.T) {
 	f.ApplyBatch([]*hraft.Log{entry(t, 5, &Command{Op: OpPurge, Now: t0.Add(time.Hour).UnixNano(), MaxItems: 100})})
 	if has("inside") || has("later") {
 		t.Fatal("the purge left expired request records")
+	}
+}
+
+// The records an entry stores share one key of their expiry index, named by
+// the entry, and expire together by their latest expiry; a lone record keeps
+// the key of its own that every record had before groups, and both kinds
+// are forgotten once due.
+func TestRequestRecordsAreIndexedOncePerEntry(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	u := newUser("gil")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: t0.UnixNano(), User: u})})
+	send := func(id string, at time.Time) *Command {
+		c := sendCmd(u.ID, "app", "", at, at.Add(time.Hour))
+		c.RequestID = id
+		return c
+	}
+	f.ApplyBatch([]*hraft.Log{entry(t, 2, send("f.1", t0), send("f.2", t0.Add(time.Second)), send("f.3", t0)),
+		entry(t, 3, send("f.4", t0))})
+	keys := slices.Sorted(maps.Keys(keysWith(t, db, "rqe/")))
+	group, lone := string(requestGroupKey(t0.Add(time.Second+RequestWindow).UnixMilli(), 2, 0)),
+		string(requestExpiryKey(t0.Add(RequestWindow).UnixMilli(), "f.4"))
+	if !slices.Equal(keys, []string{lone, group}) {
+		t.Fatalf("expiry index after an entry of three forwarded sends and one of one: %q, want %q and %q", keys, lone, group)
+	}
+	var ids []string
+	for b := []byte(keysWith(t, db, group)[group]); ; {
+		id, rest, ok := nextRequestRef(b)
+		if !ok {
+			break
+		}
+		ids = append(ids, id)
+		b = rest
+	}
+	if !slices.Equal(ids, []string{"f.1", "f.2", "f.3"}) {
+		t.Fatalf("the group lists %q", ids)
+	}
+	// A resend answers the first result and writes nothing.
+	res := f.ApplyBatch([]*hraft.Log{entry(t, 5, send("f.2", t0.Add(time.Second)))})[0].([]Result)
+	if r, ok := res[0].Value.(SendResult); !ok || !r.Created {
+		t.Fatalf("the resend answered %#v", res[0])
+	}
+	if ch, _ := (&Store{db: db}).Changes(u.ID, 0, 10); len(ch) != 4 {
+		t.Fatalf("%d changes, want 4: a resend was applied again", len(ch))
+	}
+	// Past the lone record's expiry, before the group's latest.
+	f.ApplyBatch([]*hraft.Log{entry(t, 6, &Command{Op: OpPurge, Now: t0.Add(RequestWindow + 500*time.Millisecond).UnixNano(), MaxItems: 100})})
+	if left := keysWith(t, db, "rq/"); len(left) != 3 {
+		t.Fatalf("records after the lone one expired: %q, want the group's three", slices.Sorted(maps.Keys(left)))
+	}
+	f.ApplyBatch([]*hraft.Log{entry(t, 7, &Command{Op: OpPurge, Now: t0.Add(RequestWindow + time.Second).UnixNano(), MaxItems: 100})})
+	if left := keysWith(t, db, "rq"); len(left) != 0 {
+		t.Fatalf("records and index left once all expired: %q", slices.Sorted(maps.Keys(left)))
 	}
 }
 

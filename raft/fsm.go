@@ -127,6 +127,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 				f.log.Error("skipping undecodable raft entry", "index", l.Index, "error", err)
 			} else {
 				res := make([]Result, len(cmds))
+				t.entry = l.Index
 				for j, c := range cmds {
 					res[j] = t.applyOnce(c)
 				}

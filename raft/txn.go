@@ -38,8 +38,11 @@ type tx struct {
 	// group holds the changes recorded since the entry being applied
 	// began, for their one time-index key (endGroup); expiry likewise the
 	// notifications it created, for their expiry index.
-	group  changeGroup
-	expiry expiryGroup
+	group    changeGroup
+	expiry   expiryGroup
+	requests requestGroup // dedup.go
+	// entry is the index of the Raft entry being applied.
+	entry uint64
 }
 
 // expiryGroup is the expiry index of an entry's new notifications as it
@@ -124,14 +127,16 @@ func (t *tx) groupChange(ms int64, uid string, seq uint64) {
 	}
 }
 
-// endGroup writes the time and expiry indexes of the changes and
-// notifications grouped so far. The FSM calls it at the end of every entry,
+// endGroup writes the time and expiry indexes of the changes,
+// notifications and remembered requests grouped so far. The FSM calls it at the end of every entry,
 // so that the groups, and when each is trimmed or purged, depend only on
 // the entries: every replica purges alike, however Raft hands it the
 // entries.
 func (t *tx) endGroup() {
 	t.endExpiryGroup()
 	t.endChangeGroup()
+	t.endRequestGroup()
+	t.requests.k = 0
 }
 
 func (t *tx) endChangeGroup() {

@@ -24,18 +24,6 @@ type NotificationView struct {
 	JSON []byte
 }
 
-// readRecord reads a stored notification record by hand (sendcodec.go),
-// exactly as encoding/json would; false, with n zeroed, for what the
-// hand-written reader does not know, which the caller leaves to
-// encoding/json.
-func readRecord(b []byte, n *resource.NotificationRecord) bool {
-	if d := (jsonReader{jsonread.Reader{B: b}}); d.notification(n) && d.End() {
-		return true
-	}
-	*n = resource.NotificationRecord{}
-	return false
-}
-
 // newNotificationView makes the view of a stored record. A feed whose
 // notifications no longer fit the view cache makes fifty a page, and
 // encoding/json spent 60 % of the node's CPU on them (BENCHMARKS.md, 4
@@ -45,9 +33,10 @@ func readRecord(b []byte, n *resource.NotificationRecord) bool {
 func newNotificationView(b []byte) (*NotificationView, error) {
 	var n resource.NotificationRecord
 	var out []byte
-	if readRecord(b, &n) {
+	if d := (jsonReader{jsonread.Reader{B: b}}); d.notification(&n) && d.End() {
 		out = appendNotification(make([]byte, 0, len(b)), &n.Notification)
 	} else {
+		n = resource.NotificationRecord{}
 		if err := json.Unmarshal(b, &n); err != nil {
 			return nil, err
 		}
