@@ -694,13 +694,9 @@ func (t *tx) purge(c *Command) Result {
 		}
 		refs, _ := t.get(k)
 		t.del(k)
-		for {
-			uid, nid, rest, ok := nextExpiryRef(refs)
-			if !ok {
-				break
-			}
-			purged += t.expire(c.Now, nowMs, uid, nid)
-			refs = rest
+		ref := make([]string, 2) // user, notification
+		for rest, ok := nextRef(refs, ref); ok; rest, ok = nextRef(rest, ref) {
+			purged += t.expire(c.Now, nowMs, ref[0], ref[1])
 		}
 	}
 	cutoff := nowMs - c.Retention/int64(time.Millisecond)

@@ -1,7 +1,6 @@
 package raft
 
 import (
-	"encoding/binary"
 	"fmt"
 	"strings"
 	"time"
@@ -55,7 +54,7 @@ func requestGroupKey(ms int64, index uint64, k int) []byte {
 // it fills: one key an entry rather than one a request, which was a key
 // written and later deleted for every forwarded write on every replica.
 type requestGroup struct {
-	refs  []byte // the ids, each after its length (uvarint)
+	refs  []byte // appendRef's of the ids
 	n     int
 	ms    int64 // the latest expiry, which orders the key
 	first string
@@ -68,8 +67,7 @@ func (t *tx) groupRequest(ms int64, id string) {
 		g.first, g.ms = id, ms
 	}
 	g.ms = max(g.ms, ms)
-	g.refs = binary.AppendUvarint(g.refs, uint64(len(id)))
-	g.refs = append(g.refs, id...)
+	g.refs = appendRef(g.refs, id)
 	g.n++
 	if g.n == changeGroupMax {
 		t.endRequestGroup()
@@ -89,16 +87,6 @@ func (t *tx) endRequestGroup() {
 		t.set(requestGroupKey(g.ms, t.entry, g.k), g.refs) // kept by the transaction: not reused
 	}
 	*g = requestGroup{k: g.k + 1}
-}
-
-// nextRequestRef reads the id at the start of b and returns the rest; ok is
-// false at the end of b or where it is not what groupRequest wrote.
-func nextRequestRef(b []byte) (id string, rest []byte, ok bool) {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)-k) {
-		return "", nil, false
-	}
-	return string(b[k : k+int(n)]), b[k+int(n):], true
 }
 
 // applyOnce applies c, or answers the result of an earlier command with
@@ -166,14 +154,10 @@ func (t *tx) purgeRequests(nowMs int64, limit int) int {
 			n++
 			continue
 		}
-		for {
-			id, rest, ok := nextRequestRef(refs)
-			if !ok {
-				break
-			}
-			t.del(requestKey(id))
+		id := make([]string, 1)
+		for rest, ok := nextRef(refs, id); ok; rest, ok = nextRef(rest, id) {
+			t.del(requestKey(id[0]))
 			n++
-			refs = rest
 		}
 	}
 	return n

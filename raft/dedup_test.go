@@ -129,13 +129,9 @@ func TestRequestRecordsAreIndexedOncePerEntry(t *testing.T) {
 		t.Fatalf("expiry index after an entry of three forwarded sends and one of one: %q, want %q and %q", keys, lone, group)
 	}
 	var ids []string
-	for b := []byte(keysWith(t, db, group)[group]); ; {
-		id, rest, ok := nextRequestRef(b)
-		if !ok {
-			break
-		}
-		ids = append(ids, id)
-		b = rest
+	id := make([]string, 1)
+	for b, ok := nextRef([]byte(keysWith(t, db, group)[group]), id); ok; b, ok = nextRef(b, id) {
+		ids = append(ids, id[0])
 	}
 	if !slices.Equal(ids, []string{"f.1", "f.2", "f.3"}) {
 		t.Fatalf("the group lists %q", ids)

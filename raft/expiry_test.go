@@ -20,6 +20,23 @@ func neKeys(t *testing.T, db *badger.DB) (keys []string, vals map[string]string)
 	return slices.Sorted(maps.Keys(vals)), vals
 }
 
+// entries returns a function that applies its commands to f as the next
+// entry, fails t on any command's error, and returns the results.
+func entries(t *testing.T, f *FSM) func(cmds ...*Command) []Result {
+	index := uint64(0)
+	return func(cmds ...*Command) []Result {
+		t.Helper()
+		index++
+		res := f.ApplyBatch([]*hraft.Log{entry(t, index, cmds...)})[0].([]Result)
+		for _, r := range res {
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		}
+		return res
+	}
+}
+
 // The notifications one entry creates share one key of the expiry index
 // when their expiries lie within a second of the first's; one further off
 // gets a key of its own, as every notification had before. A purge once
@@ -31,18 +48,7 @@ func TestExpiryIndexIsOneKeyPerEntry(t *testing.T) {
 	s := &Store{db: db}
 	now := time.Now().Truncate(time.Millisecond)
 	ann, bob := newUser("ann"), newUser("bob")
-	index := uint64(0)
-	apply := func(cmds ...*Command) []Result {
-		t.Helper()
-		index++
-		res := f.ApplyBatch([]*hraft.Log{entry(t, index, cmds...)})[0].([]Result)
-		for _, r := range res {
-			if r.Err != nil {
-				t.Fatal(r.Err)
-			}
-		}
-		return res
-	}
+	apply := entries(t, f)
 	apply(&Command{Op: OpCreateUser, Now: now.UnixNano(), User: ann}, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: bob},
 		&Command{Op: OpCreateApp, Now: now.UnixNano(), App: &resource.ApplicationRecord{ID: "app", AppID: "appid", TargetHostName: "a.example"}})
 	exp := now.Add(time.Hour)
@@ -60,13 +66,9 @@ func TestExpiryIndexIsOneKeyPerEntry(t *testing.T) {
 		t.Errorf("a lone notification's key holds %q, want nothing, as before groups", vals[lone])
 	}
 	var refs []string
-	for b := []byte(vals[group]); ; {
-		uid, nid, rest, ok := nextExpiryRef(b)
-		if !ok {
-			break
-		}
-		refs = append(refs, uid+"/"+nid)
-		b = rest
+	ref := make([]string, 2)
+	for b, ok := nextRef([]byte(vals[group]), ref); ok; b, ok = nextRef(b, ref) {
+		refs = append(refs, ref[0]+"/"+ref[1])
 	}
 	if want := []string{ann.ID + "/" + id(0), bob.ID + "/" + id(1), bob.ID + "/" + id(3)}; !slices.Equal(refs, want) {
 		t.Fatalf("the group lists %q, want %q", refs, want)
@@ -111,18 +113,7 @@ func TestPurgePassesOverADeletedUsersExpiryIndex(t *testing.T) {
 	defer db.Close()
 	now := time.Now()
 	u := newUser("gone")
-	index := uint64(0)
-	apply := func(cmds ...*Command) []Result {
-		t.Helper()
-		index++
-		res := f.ApplyBatch([]*hraft.Log{entry(t, index, cmds...)})[0].([]Result)
-		for _, r := range res {
-			if r.Err != nil {
-				t.Fatal(r.Err)
-			}
-		}
-		return res
-	}
+	apply := entries(t, f)
 	apply(&Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})
 	apply(sendCmd(u.ID, "app", "a", now, now.Add(time.Hour)), sendCmd(u.ID, "app", "b", now, now.Add(time.Hour)))
 	apply(sendCmd(u.ID, "app", "c", now, now.Add(time.Hour)))

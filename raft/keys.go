@@ -69,34 +69,35 @@ func expiryKey(ms int64, uid, nid string) []byte {
 
 // expiryGroupKey is the expiry index of notifications one Raft entry made
 // (groupExpiry), ordered by the latest expiry and named by the seq of the
-// first's change; its value lists them (appendExpiryRef). Its two parts
+// first's change; its value lists them (appendRef: user and id). Its two parts
 // after the prefix tell it from an expiryKey's three.
 func expiryGroupKey(ms int64, firstSeq uint64) []byte {
 	return fmt.Appendf(nil, "ne/%016x/%016x", uint64(ms), firstSeq)
 }
 
-// appendExpiryRef appends one notification of an expiry group.
-func appendExpiryRef(b []byte, uid, nid string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(uid)))
-	b = append(b, uid...)
-	b = binary.AppendUvarint(b, uint64(len(nid)))
-	return append(b, nid...)
+// appendRef appends one member of an index group (an expiry group's user
+// and notification, a request group's id): each string after its length.
+func appendRef(b []byte, parts ...string) []byte {
+	for _, p := range parts {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	return b
 }
 
-// nextExpiryRef reads the notification at the start of b and returns the
-// rest; ok is false at the end of b or where it is not what appendExpiryRef
-// wrote.
-func nextExpiryRef(b []byte) (uid, nid string, rest []byte, ok bool) {
-	var parts [2]string
+// nextRef reads len(parts) strings of the member at the start of b into
+// parts and returns the rest; ok is false at the end of b or where it is not
+// what appendRef wrote.
+func nextRef(b []byte, parts []string) (rest []byte, ok bool) {
 	for i := range parts {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || n > uint64(len(b)-k) {
-			return "", "", nil, false
+			return nil, false
 		}
 		parts[i] = string(b[k : k+int(n)])
 		b = b[k+int(n):]
 	}
-	return parts[0], parts[1], b, true
+	return b, true
 }
 
 // endpointKey maps a Web Push endpoint to the one subscription that holds it.

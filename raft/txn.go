@@ -48,7 +48,7 @@ type tx struct {
 // expiryGroup is the expiry index of an entry's new notifications as it
 // fills: those whose expiry lies within expiryGroupSpan of the first's.
 type expiryGroup struct {
-	refs     []byte // appendExpiryRef's, one per notification
+	refs     []byte // appendRef's of user and id, one per notification
 	n        int
 	firstMs  int64  // the first's expiry
 	ms       int64  // the latest expiry, which orders the key
@@ -78,7 +78,7 @@ func (t *tx) groupExpiry(ms int64, uid, nid string) {
 		g.firstMs, g.ms, g.firstSeq, g.uid, g.nid = ms, ms, t.seq+1, uid, nid
 	}
 	g.ms = max(g.ms, ms)
-	g.refs = appendExpiryRef(g.refs, uid, nid)
+	g.refs = appendRef(g.refs, uid, nid)
 	g.n++
 	if g.n == changeGroupMax {
 		t.endExpiryGroup()
