@@ -84,7 +84,7 @@ func TestChangeTimeIndexIsOneKeyPerEntry(t *testing.T) {
 		}
 	}
 
-	many := make([]*Command, changeGroupMax+10)
+	many := make([]*Command, indexGroupMax+10)
 	for i := range many {
 		many[i] = sendCmd(ann.ID, "app", fmt.Sprint(i), now.Add(3*time.Hour), now.Add(48*time.Hour))
 	}

@@ -51,12 +51,11 @@ func requestGroupKey(ms int64, index uint64, k int) []byte {
 }
 
 // requestGroup is the expiry index of the requests an entry remembered, as
-// it fills: one key an entry rather than one a request, which was a key
-// written and later deleted for every forwarded write on every replica.
+// it fills, each referred to by its id (appendRef): one key an entry rather
+// than one a request, which was a key written and later deleted for every
+// forwarded write on every replica.
 type requestGroup struct {
-	refs  []byte // appendRef's of the ids
-	n     int
-	ms    int64 // the latest expiry, which orders the key
+	indexGroup
 	first string
 	k     int // groups written for the entry so far
 }
@@ -64,12 +63,9 @@ type requestGroup struct {
 func (t *tx) groupRequest(ms int64, id string) {
 	g := &t.requests
 	if g.n == 0 {
-		g.first, g.ms = id, ms
+		g.first = id
 	}
-	g.ms = max(g.ms, ms)
-	g.refs = appendRef(g.refs, id)
-	g.n++
-	if g.n == changeGroupMax {
+	if g.add(ms, appendRef(g.refs, id)) {
 		t.endRequestGroup()
 	}
 }

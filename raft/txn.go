@@ -37,7 +37,8 @@ type tx struct {
 	written int
 	// group holds the changes recorded since the entry being applied
 	// began, for their one time-index key (endGroup); expiry likewise the
-	// notifications it created, for their expiry index.
+	// notifications it created, for their expiry index, and requests the
+	// forwarded writes it remembered.
 	group    changeGroup
 	expiry   expiryGroup
 	requests requestGroup // dedup.go
@@ -45,13 +46,36 @@ type tx struct {
 	entry uint64
 }
 
+// indexGroup is one key of a time-ordered index as an entry fills it: its
+// members' references, and the latest of their times, which orders the key.
+type indexGroup struct {
+	refs []byte
+	n    int
+	ms   int64
+}
+
+// indexGroupMax bounds a group, so that an entry that changes a great many
+// notifications (deleting a group of them) writes keys of tens of KiB, not
+// one that outgrows a Badger transaction.
+const indexGroupMax = 512
+
+// add takes a member at time ms, whose reference refs now ends with, and
+// reports whether the group is full.
+func (g *indexGroup) add(ms int64, refs []byte) (full bool) {
+	if g.n == 0 || ms > g.ms {
+		g.ms = ms
+	}
+	g.refs = refs
+	g.n++
+	return g.n == indexGroupMax
+}
+
 // expiryGroup is the expiry index of an entry's new notifications as it
-// fills: those whose expiry lies within expiryGroupSpan of the first's.
+// fills: those whose expiry lies within expiryGroupSpan of the first's,
+// each referred to by user and id (appendRef).
 type expiryGroup struct {
-	refs     []byte // appendRef's of user and id, one per notification
-	n        int
+	indexGroup
 	firstMs  int64  // the first's expiry
-	ms       int64  // the latest expiry, which orders the key
 	firstSeq uint64 // the first's change, which names the key
 	uid, nid string // the first's, for a group of one
 }
@@ -75,12 +99,9 @@ func (t *tx) groupExpiry(ms int64, uid, nid string) {
 	if g.n == 0 {
 		// The change that records the notification comes next: its seq
 		// names no other group.
-		g.firstMs, g.ms, g.firstSeq, g.uid, g.nid = ms, ms, t.seq+1, uid, nid
+		g.firstMs, g.firstSeq, g.uid, g.nid = ms, t.seq+1, uid, nid
 	}
-	g.ms = max(g.ms, ms)
-	g.refs = appendRef(g.refs, uid, nid)
-	g.n++
-	if g.n == changeGroupMax {
+	if g.add(ms, appendRef(g.refs, uid, nid)) {
 		t.endExpiryGroup()
 	}
 }
@@ -100,38 +121,29 @@ func (t *tx) endExpiryGroup() {
 	*g = expiryGroup{}
 }
 
-// changeGroup is the time index of an entry's changes as it fills.
+// changeGroup is the time index of an entry's changes as it fills, each
+// referred to by user and seq (appendChangeRef).
 type changeGroup struct {
-	refs     []byte // appendChangeRef's, one per change
-	n        int
-	ms       int64  // the latest change's time
+	indexGroup
 	firstSeq uint64 // names the key
 }
-
-// changeGroupMax bounds a group, so that an entry that changes a great many
-// notifications (deleting a group of them) writes keys of tens of KiB, not
-// one that outgrows a Badger transaction.
-const changeGroupMax = 512
 
 // groupChange adds a change to the entry's time index.
 func (t *tx) groupChange(ms int64, uid string, seq uint64) {
 	g := &t.group
 	if g.n == 0 {
-		g.firstSeq, g.ms = seq, ms
+		g.firstSeq = seq
 	}
-	g.ms = max(g.ms, ms)
-	g.refs = appendChangeRef(g.refs, uid, seq)
-	g.n++
-	if g.n == changeGroupMax {
+	if g.add(ms, appendChangeRef(g.refs, uid, seq)) {
 		t.endChangeGroup()
 	}
 }
 
 // endGroup writes the time and expiry indexes of the changes,
-// notifications and remembered requests grouped so far. The FSM calls it at the end of every entry,
-// so that the groups, and when each is trimmed or purged, depend only on
-// the entries: every replica purges alike, however Raft hands it the
-// entries.
+// notifications and remembered requests grouped so far. The FSM calls it
+// at the end of every entry, so that the groups, and when each is trimmed
+// or purged, depend only on the entries: every replica purges alike,
+// however Raft hands it the entries.
 func (t *tx) endGroup() {
 	t.endExpiryGroup()
 	t.endChangeGroup()
