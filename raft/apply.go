@@ -715,13 +715,8 @@ func (t *tx) purge(c *Command) Result {
 		}
 		refs, _ := t.get(k)
 		t.del(k)
-		for {
-			uid, seq, rest, ok := nextChangeRef(refs)
-			if !ok {
-				break
-			}
+		for uid, seq, rest, ok := nextChangeRef(refs); ok; uid, seq, rest, ok = nextChangeRef(rest) {
 			trimmed += t.trimChange(uid, seq)
-			refs = rest
 		}
 	}
 	tokens := 0

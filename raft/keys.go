@@ -132,27 +132,24 @@ func changeGroupKey(ms int64, firstSeq uint64) []byte {
 	return fmt.Appendf(nil, "ce/%016x/%016x", uint64(ms), firstSeq)
 }
 
-// appendChangeRef appends one change of a group: its user and its seq.
+// appendChangeRef appends one change of a group: its user as appendRef
+// writes it, then its seq.
 func appendChangeRef(b []byte, uid string, seq uint64) []byte {
-	b = binary.AppendUvarint(b, uint64(len(uid)))
-	b = append(b, uid...)
-	return binary.AppendUvarint(b, seq)
+	return binary.AppendUvarint(appendRef(b, uid), seq)
 }
 
 // nextChangeRef reads the change at the start of b and returns the rest;
 // ok is false at the end of b or where it is not what appendChangeRef wrote.
 func nextChangeRef(b []byte) (uid string, seq uint64, rest []byte, ok bool) {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)-k) {
+	var p [1]string
+	if b, ok = nextRef(b, p[:]); !ok {
 		return "", 0, nil, false
 	}
-	uid = string(b[k : k+int(n)])
-	b = b[k+int(n):]
-	seq, k = binary.Uvarint(b)
+	seq, k := binary.Uvarint(b)
 	if k <= 0 {
 		return "", 0, nil, false
 	}
-	return uid, seq, b[k:], true
+	return p[0], seq, b[k:], true
 }
 
 func putUint64(v uint64) []byte {
