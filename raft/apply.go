@@ -702,6 +702,9 @@ func (t *tx) purge(c *Command) Result {
 	cutoff := nowMs - c.Retention/int64(time.Millisecond)
 	trimmed := 0
 	for _, k := range t.due([]byte("ce/"), cutoff, c.MaxItems) {
+		if c.MaxItems > 0 && trimmed >= c.MaxItems {
+			break
+		}
 		// ce, ms, first seq: a group (changeGroupKey); ce, ms, uid, seq:
 		// one change, as earlier versions indexed them.
 		parts := strings.SplitN(string(k), "/", 4)

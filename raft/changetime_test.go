@@ -94,6 +94,37 @@ func TestChangeTimeIndexIsOneKeyPerEntry(t *testing.T) {
 	}
 }
 
+// A purge trims about MaxItems changes, however many each key of the time
+// index lists: it stops taking keys once it has trimmed that many, and the
+// next purge goes on from there.
+func TestChangeTrimStopsAtMaxItems(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	u := newUser("hal")
+	apply := entries(t, f)
+	apply(&Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})
+	for e := range 3 {
+		cmds := make([]*Command, 100)
+		for i := range cmds {
+			cmds[i] = sendCmd(u.ID, "app", fmt.Sprint(e, "-", i), now.Add(time.Duration(e)*time.Millisecond), now.Add(48*time.Hour))
+		}
+		apply(cmds...)
+	}
+	purge := func() PurgeResult {
+		return apply(&Command{Op: OpPurge, Now: now.Add(2 * time.Hour).UnixNano(), MaxItems: 150, Retention: int64(time.Hour)})[0].Value.(PurgeResult)
+	}
+	if got := purge().Changes; got != 200 {
+		t.Fatalf("the first purge trimmed %d changes, want 200 (two keys of 100: it stops once past 150)", got)
+	}
+	if keys := ceKeys(t, db); len(keys) != 1 {
+		t.Fatalf("time index after the first purge: %q, want one key left", keys)
+	}
+	if got := purge().Changes; got != 100 {
+		t.Fatalf("the second purge trimmed %d changes, want the last 100", got)
+	}
+}
+
 // A group's value is read back as written, and what it is not ends the
 // reading without a panic.
 func TestChangeRefsReadBackAndStopAtGarbage(t *testing.T) {
