@@ -345,7 +345,9 @@ func makeBackup(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	if err := raft.WriteBackup(db, &b); err != nil {
+	txn := db.NewTransaction(false)
+	defer txn.Discard()
+	if err := raft.WriteBackup(txn, &b); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()

@@ -14,7 +14,7 @@ import (
 )
 
 // keysWith returns every key in db that contains s, with its value.
-func keysWith(t *testing.T, db *badger.DB, s string) map[string]string {
+func keysWith(t *testing.T, db *kv, s string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := db.View(func(txn *badger.Txn) error {

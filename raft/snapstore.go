@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/dgraph-io/badger/v4"
 	hraft "github.com/hashicorp/raft"
 )
 
@@ -32,7 +31,7 @@ const refHeader = "HERALD-SNAPSHOT-REF 1\n"
 // into a stream of Badger's state.
 type snapshotStore struct {
 	*hraft.FileSnapshotStore
-	db *badger.DB
+	db *kv
 }
 
 // Open returns a whole snapshot as stored, and a reference as a stream of
@@ -48,10 +47,10 @@ func (s *snapshotStore) Open(id string) (*hraft.SnapshotMeta, io.ReadCloser, err
 		return meta, readCloser{br, rc}, nil
 	}
 	rc.Close()
-	txn := s.db.NewTransaction(false)
+	txn, done := s.db.read()
 	size := countingWriter{w: io.Discard}
 	if err := writeSnapshot(txn, &size); err != nil {
-		txn.Discard()
+		done()
 		return nil, nil, fmt.Errorf("snapshot %s: read the state: %w", id, err)
 	}
 	// The same read transaction, read again, gives the same bytes: no
@@ -59,7 +58,7 @@ func (s *snapshotStore) Open(id string) (*hraft.SnapshotMeta, io.ReadCloser, err
 	// between the two passes. The count is checked all the same.
 	pr, pw := io.Pipe()
 	go func() {
-		defer txn.Discard()
+		defer done()
 		out := countingWriter{w: pw}
 		err := writeSnapshot(txn, &out)
 		if err == nil && out.n != size.n {
