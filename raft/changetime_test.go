@@ -17,7 +17,7 @@ import (
 // ceKeys returns the change log's time index, in order.
 func ceKeys(t *testing.T, db *kv) []string {
 	t.Helper()
-	return slices.Sorted(maps.Keys(keysWith(t, db, "ce/")))
+	return slices.Sorted(maps.Keys(keysUnder(t, db, "ce/")))
 }
 
 // The changes of one entry share one key of the time index, however many

@@ -122,7 +122,7 @@ func TestRequestRecordsAreIndexedOncePerEntry(t *testing.T) {
 	}
 	f.ApplyBatch([]*hraft.Log{entry(t, 2, send("f.1", t0), send("f.2", t0.Add(time.Second)), send("f.3", t0)),
 		entry(t, 3, send("f.4", t0))})
-	keys := slices.Sorted(maps.Keys(keysWith(t, db, "rqe/")))
+	keys := slices.Sorted(maps.Keys(keysUnder(t, db, "rqe/")))
 	group, lone := string(requestGroupKey(t0.Add(time.Second+RequestWindow).UnixMilli(), 2, 0)),
 		string(requestExpiryKey(t0.Add(RequestWindow).UnixMilli(), "f.4"))
 	if !slices.Equal(keys, []string{lone, group}) {
@@ -130,7 +130,7 @@ func TestRequestRecordsAreIndexedOncePerEntry(t *testing.T) {
 	}
 	var ids []string
 	id := make([]string, 1)
-	for b, ok := nextRef([]byte(keysWith(t, db, group)[group]), id); ok; b, ok = nextRef(b, id) {
+	for b, ok := nextRef([]byte(keysUnder(t, db, group)[group]), id); ok; b, ok = nextRef(b, id) {
 		ids = append(ids, id[0])
 	}
 	if !slices.Equal(ids, []string{"f.1", "f.2", "f.3"}) {
@@ -146,11 +146,11 @@ func TestRequestRecordsAreIndexedOncePerEntry(t *testing.T) {
 	}
 	// Past the lone record's expiry, before the group's latest.
 	f.ApplyBatch([]*hraft.Log{entry(t, 6, &Command{Op: OpPurge, Now: t0.Add(RequestWindow + 500*time.Millisecond).UnixNano(), MaxItems: 100})})
-	if left := keysWith(t, db, "rq/"); len(left) != 3 {
+	if left := keysUnder(t, db, "rq/"); len(left) != 3 {
 		t.Fatalf("records after the lone one expired: %q, want the group's three", slices.Sorted(maps.Keys(left)))
 	}
 	f.ApplyBatch([]*hraft.Log{entry(t, 7, &Command{Op: OpPurge, Now: t0.Add(RequestWindow + time.Second).UnixNano(), MaxItems: 100})})
-	if left := keysWith(t, db, "rq"); len(left) != 0 {
+	if left := keysUnder(t, db, "rq"); len(left) != 0 {
 		t.Fatalf("records and index left once all expired: %q", slices.Sorted(maps.Keys(left)))
 	}
 }

@@ -15,7 +15,7 @@ import (
 // neKeys returns the expiry index, in order, with each key's value.
 func neKeys(t *testing.T, db *kv) (keys []string, vals map[string]string) {
 	t.Helper()
-	vals = keysWith(t, db, "ne/")
+	vals = keysUnder(t, db, "ne/")
 	return slices.Sorted(maps.Keys(vals)), vals
 }
 
