@@ -345,9 +345,7 @@ func makeBackup(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	txn := db.NewTransaction(false)
-	defer txn.Discard()
-	if err := raft.WriteBackup(txn, &b); err != nil {
+	if err := raft.WriteBackup(db, &b); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()

@@ -15,7 +15,7 @@ import (
 )
 
 // ceKeys returns the change log's time index, in order.
-func ceKeys(t *testing.T, db *kv) []string {
+func ceKeys(t *testing.T, db *badger.DB) []string {
 	t.Helper()
 	return slices.Sorted(maps.Keys(keysUnder(t, db, "ce/")))
 }

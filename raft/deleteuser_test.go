@@ -14,7 +14,7 @@ import (
 )
 
 // keysWith returns every key in db that contains s, with its value.
-func keysWith(t *testing.T, db *kv, s string) map[string]string {
+func keysWith(t *testing.T, db *badger.DB, s string) map[string]string {
 	t.Helper()
 	return keysWhere(t, db, func(k []byte) bool { return bytes.Contains(k, []byte(s)) })
 }
@@ -22,12 +22,12 @@ func keysWith(t *testing.T, db *kv, s string) map[string]string {
 // keysUnder returns every key in db that starts with prefix, with its
 // value. An index's prefix may also turn up inside another key: a
 // notification id is random letters.
-func keysUnder(t *testing.T, db *kv, prefix string) map[string]string {
+func keysUnder(t *testing.T, db *badger.DB, prefix string) map[string]string {
 	t.Helper()
 	return keysWhere(t, db, func(k []byte) bool { return bytes.HasPrefix(k, []byte(prefix)) })
 }
 
-func keysWhere(t *testing.T, db *kv, match func(k []byte) bool) map[string]string {
+func keysWhere(t *testing.T, db *badger.DB, match func(k []byte) bool) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := db.View(func(txn *badger.Txn) error {

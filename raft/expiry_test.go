@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/herald-notify/herald/resource"
 )
 
 // neKeys returns the expiry index, in order, with each key's value.
-func neKeys(t *testing.T, db *kv) (keys []string, vals map[string]string) {
+func neKeys(t *testing.T, db *badger.DB) (keys []string, vals map[string]string) {
 	t.Helper()
 	vals = keysUnder(t, db, "ne/")
 	return slices.Sorted(maps.Keys(vals)), vals

@@ -21,7 +21,7 @@ import (
 type FSM struct {
 	// hold, when set, runs before each ApplyBatch (tests hold the apply).
 	hold     atomic.Pointer[func()]
-	db       *kv
+	db       *badger.DB
 	applied  atomic.Uint64
 	onChange func([]resource.Change)
 	// onDeliveries is set before Raft starts, so it needs no lock.
@@ -37,7 +37,7 @@ type FSM struct {
 	ac *applyCache
 }
 
-func newFSM(db *kv, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
+func newFSM(db *badger.DB, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
 	f := &FSM{db: db, onChange: onChange, log: log, ac: newApplyCache()}
 	err := db.View(func(txn *badger.Txn) error {
 		v, _, err := getValue(txn, []byte(keyApplied))
@@ -178,7 +178,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 }
 
 type fsmSnapshot struct {
-	db      *kv
+	db      *badger.DB
 	applied uint64
 }
 

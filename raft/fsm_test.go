@@ -8,15 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/resource"
 )
 
-func openFSM(t testing.TB, dir string) (*FSM, *kv) {
+func openFSM(t testing.TB, dir string) (*FSM, *badger.DB) {
 	t.Helper()
-	db, err := openKV(badgerOptions(dir, 0)) // as the Store opens it
+	db, err := badger.Open(badgerOptions(dir, 0)) // as the Store opens it
 	if err != nil {
 		t.Fatal(err)
 	}

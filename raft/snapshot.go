@@ -68,8 +68,13 @@ func writeSnapshot(txn *badger.Txn, w io.Writer) error {
 	return err
 }
 
-// WriteBackup streams the state txn reads to w, in the snapshot format.
-func WriteBackup(txn *badger.Txn, w io.Writer) error { return writeSnapshot(txn, w) }
+// WriteBackup streams a consistent copy of the state to w, in the snapshot
+// format.
+func WriteBackup(db *badger.DB, w io.Writer) error {
+	txn := db.NewTransaction(false)
+	defer txn.Discard()
+	return writeSnapshot(txn, w)
+}
 
 // snapshotApplied reads the applied index from a snapshot's header.
 func snapshotApplied(r io.Reader) (uint64, error) {
@@ -83,7 +88,7 @@ func snapshotApplied(r io.Reader) (uint64, error) {
 // loadSnapshot replaces everything in db with the snapshot in r and returns
 // the applied index it carries. The snapshot is copied to a file and its
 // checksum verified first, so a damaged one leaves the state untouched.
-func loadSnapshot(db *kv, r io.Reader) (uint64, error) {
+func loadSnapshot(db *badger.DB, r io.Reader) (uint64, error) {
 	f, err := os.CreateTemp(filepath.Dir(db.Opts().Dir), "restore-*.tmp")
 	if err != nil {
 		return 0, err
@@ -109,16 +114,15 @@ func verifySnapshot(r io.Reader) error {
 }
 
 // readSnapshot parses a snapshot, writing its entries to db when db is set.
-func readSnapshot(r io.Reader, db *kv) (uint64, error) {
+func readSnapshot(r io.Reader, db *badger.DB) (uint64, error) {
 	br := &crcReader{r: bufio.NewReaderSize(r, 256<<10), h: crc32.New(crcTable)}
 	applied, err := snapshotApplied(br)
 	if err != nil {
 		return 0, err
 	}
 	var wb *badger.WriteBatch
-	var version uint64
 	if db != nil {
-		wb, version = db.writeBatch()
+		wb = db.NewWriteBatch()
 		defer wb.Cancel()
 	}
 	for {
@@ -167,7 +171,6 @@ func readSnapshot(r io.Reader, db *kv) (uint64, error) {
 	if err := wb.Flush(); err != nil {
 		return 0, err
 	}
-	db.committed(version)
 	return applied, db.Sync()
 }
 

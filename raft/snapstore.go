@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/dgraph-io/badger/v4"
 	hraft "github.com/hashicorp/raft"
 )
 
@@ -31,7 +32,7 @@ const refHeader = "HERALD-SNAPSHOT-REF 1\n"
 // into a stream of Badger's state.
 type snapshotStore struct {
 	*hraft.FileSnapshotStore
-	db *kv
+	db *badger.DB
 }
 
 // Open returns a whole snapshot as stored, and a reference as a stream of
@@ -47,10 +48,10 @@ func (s *snapshotStore) Open(id string) (*hraft.SnapshotMeta, io.ReadCloser, err
 		return meta, readCloser{br, rc}, nil
 	}
 	rc.Close()
-	txn, done := s.db.read()
+	txn := s.db.NewTransaction(false)
 	size := countingWriter{w: io.Discard}
 	if err := writeSnapshot(txn, &size); err != nil {
-		done()
+		txn.Discard()
 		return nil, nil, fmt.Errorf("snapshot %s: read the state: %w", id, err)
 	}
 	// The same read transaction, read again, gives the same bytes: no
@@ -58,7 +59,7 @@ func (s *snapshotStore) Open(id string) (*hraft.SnapshotMeta, io.ReadCloser, err
 	// between the two passes. The count is checked all the same.
 	pr, pw := io.Pipe()
 	go func() {
-		defer done()
+		defer txn.Discard()
 		out := countingWriter{w: pw}
 		err := writeSnapshot(txn, &out)
 		if err == nil && out.n != size.n {

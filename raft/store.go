@@ -83,7 +83,7 @@ type Store struct {
 	opts     Options
 	raft     *hraft.Raft
 	fsm      *FSM
-	db       *kv
+	db       *badger.DB
 	logStore *raftwal.WAL
 	// gate is the log store as Raft writes it (logwrite.go).
 	gate      *writeGate
@@ -162,7 +162,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	bopts := badgerOptions(opts.Dir, opts.Memory)
 	t0 := time.Now()
-	db, err := openKV(bopts)
+	db, err := badger.Open(bopts)
 	if err != nil {
 		return nil, fmt.Errorf("open badger: %w", err)
 	}
@@ -175,7 +175,7 @@ func Open(opts Options) (*Store, error) {
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
 		disk:      disk, cache: newRecordCache(viewCacheBytes(opts.Memory))}
-	if drainsBuilders(opts.Memory) && !drainBuilderPool(db.DB, &s.buildersReleased) {
+	if drainsBuilders(opts.Memory) && !drainBuilderPool(db, &s.buildersReleased) {
 		opts.Logger.Warn("this Badger keeps its table builders' memory pooled: Herald did not find the pool where it looks for it, " +
 			"so a node under a write load may hold 50-80 MiB more than it would")
 	}
@@ -375,6 +375,9 @@ func (s *Store) snapshotHead(snaps *snapshotStore, id string) (applied uint64, r
 	defer rc.Close()
 	return readSnapshotHead(rc)
 }
+
+// DB is the applied state, for reads.
+func (s *Store) DB() *badger.DB { return s.db }
 
 // Raft exposes the Raft instance to cluster management.
 func (s *Store) Raft() *hraft.Raft { return s.raft }
@@ -639,11 +642,7 @@ func raftError(err error) error {
 }
 
 // Backup streams a consistent copy of the applied state.
-func (s *Store) Backup(w io.Writer) error {
-	txn, done := s.db.read()
-	defer done()
-	return WriteBackup(txn, w)
-}
+func (s *Store) Backup(w io.Writer) error { return WriteBackup(s.db, w) }
 
 // Close is Shutdown without a deadline.
 func (s *Store) Close() error { return s.Shutdown(context.Background(), nil) }
@@ -815,7 +814,7 @@ func Restore(dir string, r io.Reader) error {
 	if hasLog(dir) {
 		return fmt.Errorf("%s already holds a node's data; restore needs an empty directory", dir)
 	}
-	db, err := openKV(badgerOptions(dir, DefaultMemory)) // as the node will open it
+	db, err := badger.Open(badgerOptions(dir, DefaultMemory)) // as the node will open it
 	if err != nil {
 		return err
 	}

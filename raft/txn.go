@@ -20,7 +20,7 @@ func (s storageFailure) Error() string { return "herald: storage failure in appl
 // Badger transaction when it grows too big, which keeps huge cascades (a
 // user with thousands of notifications) in one command.
 type tx struct {
-	db         *kv
+	db         *badger.DB
 	txn        *badger.Txn
 	seq        uint64                 // last change sequence number handed out
 	changes    []resource.Change      // to publish once committed
@@ -160,8 +160,8 @@ func (t *tx) endChangeGroup() {
 	*g = changeGroup{}
 }
 
-func newTx(db *kv, ac *applyCache) *tx {
-	t := &tx{db: db, txn: db.write(), ac: ac}
+func newTx(db *badger.DB, ac *applyCache) *tx {
+	t := &tx{db: db, txn: db.NewTransaction(true), ac: ac}
 	if v, ok := t.get([]byte(keySeq)); ok {
 		t.seq = getUint64(v)
 	}
@@ -305,12 +305,12 @@ func (t *tx) flush() {
 // commitTxn commits the Badger transaction and opens the next one.
 func (t *tx) commitTxn() {
 	t.cache.begin(t.touched)
-	err := t.db.commit(t.txn)
+	err := t.txn.Commit()
 	t.cache.end(t.touched)
 	t.touched = t.touched[:0]
 	t.written = 0
 	t.must(err)
-	t.txn = t.db.write()
+	t.txn = t.db.NewTransaction(true)
 }
 
 // commit writes the applied index with the data, in the same transaction,
