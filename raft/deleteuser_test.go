@@ -24,7 +24,17 @@ func keysWith(t *testing.T, db *badger.DB, s string) map[string]string {
 // notification id is random letters.
 func keysUnder(t *testing.T, db *badger.DB, prefix string) map[string]string {
 	t.Helper()
-	return keysWhere(t, db, func(k []byte) bool { return bytes.HasPrefix(k, []byte(prefix)) })
+	out := map[string]string{}
+	err := db.View(func(txn *badger.Txn) error {
+		return scanTxn(txn, []byte(prefix), "", false, func(k, v []byte) (bool, error) {
+			out[string(k)] = string(v)
+			return true, nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func keysWhere(t *testing.T, db *badger.DB, match func(k []byte) bool) map[string]string {
