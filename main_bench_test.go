@@ -137,6 +137,11 @@ func TestBenchScenariosTiny(t *testing.T) {
 				if mib, _ := res["logMiBAfter"].(float64); mib <= 0 {
 					t.Errorf("no raft log measured: %v", res)
 				}
+				for _, stage := range []string{"logWriteMeanMs", "commitMeanMs", "fsmApplyMeanMs"} {
+					if ms, _ := res[stage].(float64); ms <= 0 {
+						t.Errorf("%s %v: the node's Raft stages not measured", stage, res[stage])
+					}
+				}
 				// A node's writes touch fresh memory: its memtable's log,
 				// buffers (/proc counts the faults on Linux only).
 				if f, _ := res["pageFaultsPerRequest"].(float64); runtime.GOOS == "linux" && f <= 0 {
@@ -145,6 +150,9 @@ func TestBenchScenariosTiny(t *testing.T) {
 			case "ingest-cluster":
 				if res["nodes"] != 3.0 || len(res["rssNodesMiB"].([]any)) != 3 || res["forwardBatchMean"].(float64) < 1 {
 					t.Errorf("cluster: nodes %v, rssNodesMiB %v, forwardBatchMean %v", res["nodes"], res["rssNodesMiB"], res["forwardBatchMean"])
+				}
+				if ms, _ := res["replicationMeanMs"].(float64); ms <= 0 {
+					t.Errorf("replicationMeanMs %v: the leader's AppendEntries not timed", res["replicationMeanMs"])
 				}
 			case "conns", "conns-ws":
 				if res["streams"] != exp || res["bytesPerStream"] == nil {

@@ -183,6 +183,14 @@ type Result struct {
 	BatchP99     float64  `json:"batchP99,omitempty"`
 	Batches      []bucket `json:"batches,omitempty"`
 	ApplyMeanMs  float64  `json:"applyMeanMs,omitempty"`
+	// Where an entry's apply time went, means over the load: the nodes'
+	// log writes (an fsync each), the leader's time from its log write to
+	// a quorum, its AppendEntries round trips to the followers, and the
+	// nodes' writes of committed entries to Badger.
+	LogWriteMeanMs    float64 `json:"logWriteMeanMs,omitempty"`
+	CommitMeanMs      float64 `json:"commitMeanMs,omitempty"`
+	ReplicationMeanMs float64 `json:"replicationMeanMs,omitempty"`
+	FSMApplyMeanMs    float64 `json:"fsmApplyMeanMs,omitempty"`
 	// CPUUsPerRequest is the nodes' CPU time over the load (their
 	// process_cpu_seconds_total) per request: what the server spends on
 	// one (a send, with its deliveries in latency; a page in feed),

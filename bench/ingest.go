@@ -93,6 +93,10 @@ func groupCommit(res *Result, before, after []metrics) {
 	res.BatchMean, res.BatchP50, res.BatchP99 = batch.mean(), batch.quantile(0.5), batch.quantile(0.99)
 	res.Batches = batch.buckets()
 	res.ApplyMeanMs = apply.mean() * 1000
+	res.LogWriteMeanMs = seriesMean(before, after, "herald_raft_log_write_seconds") * 1000
+	res.CommitMeanMs = seriesMean(before, after, "herald_raft_commit_seconds") * 1000
+	res.ReplicationMeanMs = seriesMean(before, after, "herald_raft_replication_seconds") * 1000
+	res.FSMApplyMeanMs = seriesMean(before, after, "herald_raft_fsm_apply_seconds") * 1000
 	res.ForwardMean = fwd.mean()
 	for i := range before {
 		if d := after[i]["herald_raft_snapshot_index"] - before[i]["herald_raft_snapshot_index"]; d >= res.LogCompacted {

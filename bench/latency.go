@@ -72,7 +72,9 @@ func latency(ctx context.Context, e *env, res *Result) error {
 	})
 	expected, _, _ := t.counts()
 	t.waitAll(ctx, expected, 10*time.Second)
-	serverCost(res, before, scrapeAll(ctx, e), okN+failed)
+	after := scrapeAll(ctx, e)
+	groupCommit(res, before, after)
+	serverCost(res, before, after, okN+failed)
 	expected, received, dups := t.counts()
 	p, a := summarize(t.latencies()), summarize(acks)
 	res.Unit, res.LatencyOf = "deliveries/s", "publish→receipt on the stream"

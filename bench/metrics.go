@@ -92,6 +92,26 @@ func (m metrics) rssMiB() float64 { return m["process_resident_memory_bytes"] / 
 // the rest is Badger's mapped files, which the kernel reclaims.
 func (m metrics) anonMiB() float64 { return m["herald_process_resident_anon_bytes"] / (1 << 20) }
 
+// seriesMean is the mean of the samples a histogram took between the
+// scrapes, over every node and every series of it (each peer's, say).
+func seriesMean(before, after []metrics, name string) float64 {
+	var sum, count float64
+	for i := range after {
+		for k, v := range after[i] {
+			switch {
+			case k == name+"_sum" || strings.HasPrefix(k, name+"_sum{"):
+				sum += v - before[i][k]
+			case k == name+"_count" || strings.HasPrefix(k, name+"_count{"):
+				count += v - before[i][k]
+			}
+		}
+	}
+	if count == 0 {
+		return 0
+	}
+	return sum / count
+}
+
 // histogram is the difference of one histogram between two scrapes.
 type histogram struct {
 	count, sum float64

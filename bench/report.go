@@ -53,6 +53,8 @@ func (r *Result) WriteTable(w io.Writer) error {
 		row("group commit", "%.1f commands per Raft entry (p50 ≤%g, p99 ≤%g) over %.0f entries; apply %.2f ms mean",
 			r.BatchMean, r.BatchP50, r.BatchP99, r.BatchEntries, r.ApplyMeanMs)
 		row("batch sizes", "%s", strings.Join(b, " "))
+		row("raft stages", "log write %.2f ms, commit %.2f ms, AppendEntries %.2f ms, state write %.2f ms (means)",
+			r.LogWriteMeanMs, r.CommitMeanMs, r.ReplicationMeanMs, r.FSMApplyMeanMs)
 		if r.ForwardMean > 0 {
 			row("forwarded", "%.1f commands per forwarded batch", r.ForwardMean)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -126,4 +127,84 @@ func metricLines(t *testing.T, n *testnode.Node, name string) string {
 		}
 	}
 	return strings.Join(out, "; ")
+}
+
+// A write's stages are on /metrics: the leader times each commit and each
+// AppendEntries to each follower by name, and every node its own log
+// writes and applies, so an operator can tell whose disk holds writes up.
+func TestRaftStagesAreTimedOnEveryNode(t *testing.T) {
+	ctx := context.Background()
+	nodes := startThree(t, nil)
+	for _, n := range nodes {
+		pollUntil(t, "ready "+n.Config.NodeID, func() error { return readyz(n) })
+	}
+	var leader *testnode.Node
+	var followers []*testnode.Node
+	for _, n := range nodes {
+		if n.Store().IsLeader() {
+			leader = n
+		} else {
+			followers = append(followers, n)
+		}
+	}
+	if leader == nil || len(followers) != 2 {
+		t.Fatalf("want one leader and two followers, have leader %v and %d followers", leader != nil, len(followers))
+	}
+	// A series with a label exists from its first sample on.
+	stage := func(n *testnode.Node, name string) float64 {
+		base, labels, _ := strings.Cut(name, "{")
+		if labels == "" {
+			return metric(t, n, base+"_count")
+		}
+		line := metricLines(t, n, base+"_count{"+labels+" ")
+		if line == "" {
+			return 0
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	commits := stage(leader, "herald_raft_commit_seconds")
+	appends := map[string]float64{}
+	writes, applies := map[string]float64{}, map[string]float64{}
+	for _, f := range followers {
+		id := f.Config.NodeID
+		appends[id] = stage(leader, `herald_raft_replication_seconds{peer="`+id+`"}`)
+		writes[id] = stage(f, "herald_raft_log_write_seconds")
+		applies[id] = stage(f, "herald_raft_fsm_apply_seconds")
+	}
+	leaderWrites := stage(leader, "herald_raft_log_write_seconds")
+
+	adminToken := adminTokenOf(t, leader)
+	if _, err := clientFor(t, leader, adminToken).CreateApplication(ctx,
+		client.NewApplication{DisplayName: "Stages", TargetHostName: "stages.test"}); err != nil {
+		t.Fatal(err)
+	}
+	want := leader.Store().Applied()
+	pollUntil(t, "every stage timed", func() error {
+		if v := stage(leader, "herald_raft_commit_seconds"); v <= commits {
+			return fmt.Errorf("leader's commits timed %v, were %v", v, commits)
+		}
+		if v := stage(leader, "herald_raft_log_write_seconds"); v <= leaderWrites {
+			return fmt.Errorf("leader's log writes timed %v, were %v", v, leaderWrites)
+		}
+		for _, f := range followers {
+			id := f.Config.NodeID
+			if v := stage(leader, `herald_raft_replication_seconds{peer="`+id+`"}`); v <= appends[id] {
+				return fmt.Errorf("AppendEntries to %s timed %v, were %v", id, v, appends[id])
+			}
+			if f.Store().Applied() < want {
+				return fmt.Errorf("%s has not applied the write yet", id)
+			}
+			if v := stage(f, "herald_raft_log_write_seconds"); v <= writes[id] {
+				return fmt.Errorf("%s's log writes timed %v, were %v", id, v, writes[id])
+			}
+			if v := stage(f, "herald_raft_fsm_apply_seconds"); v <= applies[id] {
+				return fmt.Errorf("%s's applies timed %v, were %v", id, v, applies[id])
+			}
+		}
+		return nil
+	})
 }

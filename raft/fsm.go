@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	hraft "github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-notify/herald/resource"
 )
@@ -35,6 +37,9 @@ type FSM struct {
 	disk *diskGuard
 	// ac is the batches' cache of what sends read (applycache.go).
 	ac *applyCache
+	// applyTime observes each batch (timings.go; nil in tests that use
+	// the FSM alone).
+	applyTime prometheus.Histogram
 }
 
 func newFSM(db *badger.DB, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
@@ -94,6 +99,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	if h := f.hold.Load(); h != nil {
 		(*h)() // tests: hold the apply
 	}
+	defer since(f.applyTime, time.Now())
 	out := make([]any, len(logs))
 	applied := f.applied.Load()
 	var need uint64

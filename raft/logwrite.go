@@ -7,6 +7,7 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // writeGate is the Raft log as the leader's log writes see it: it tells
@@ -33,6 +34,8 @@ type writeGate struct {
 	// hold, when set, runs inside each write before the log is written: a
 	// test's way to keep a write under way.
 	hold atomic.Pointer[func()]
+	// writeTime observes each write (timings.go).
+	writeTime prometheus.Histogram
 }
 
 func newWriteGate(w *raftwal.WAL) *writeGate {
@@ -48,6 +51,7 @@ func (g *writeGate) StoreLogs(logs []*hraft.Log) error {
 	if h := g.hold.Load(); h != nil {
 		(*h)()
 	}
+	defer since(g.writeTime, time.Now())
 	return g.WAL.StoreLogs(logs)
 }
 

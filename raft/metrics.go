@@ -18,10 +18,11 @@ import (
 // used: Badger's own Size is refreshed once a minute and counts the value
 // log's preallocated, still sparse, length.
 func (s *Store) Metrics() []prometheus.Collector {
+	stages := append(s.timings.collectors(), raftStages().collectors()...)
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	return []prometheus.Collector{
+	return append([]prometheus.Collector{
 		gauge("herald_raft_leader", "1 while this node is the Raft leader.", func() float64 {
 			if s.raft.State() == hraft.Leader {
 				return 1
@@ -64,7 +65,7 @@ func (s *Store) Metrics() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_badger_table_builders_released_total",
 			Help: "Table builders' buffers handed back to the Go collector instead of Badger's pool."},
 			func() float64 { return float64(s.buildersReleased.Load()) }),
-	}
+	}, stages...)
 }
 
 // badgerUsage sums the blocks used by Badger's files with extension ext.

@@ -111,6 +111,8 @@ type Store struct {
 	disk         *diskGuard
 	// cache holds decoded records the FSM invalidates (cache.go).
 	cache *recordCache
+	// timings are this store's stages of a write (timings.go).
+	timings *timings
 	// buildersReleased counts the table builders' allocators released
 	// instead of pooled (builderpool.go).
 	buildersReleased atomic.Int64
@@ -168,7 +170,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	opts.Logger.Debug("opened badger", "took", time.Since(t0).Round(time.Millisecond))
 	disk.check() // backs the memtable log Badger just made, if there is room
-	s := &Store{opts: opts, db: db,
+	s := &Store{opts: opts, db: db, timings: newTimings(),
 		proposals: make(chan *proposal, 4096),
 		inflight:  make(chan *inflight, 64),
 		applied:   make(chan struct{}, 1),
@@ -209,6 +211,7 @@ func (s *Store) startRaft() error {
 	fsm.onDeliveries = o.OnDeliveries
 	fsm.cache = s.cache
 	fsm.disk = s.disk
+	fsm.applyTime = s.timings.fsmApply
 	s.disk.stop = s.closing
 	s.fsm = fsm
 	// JSON lines, so that the bridge reads raft's fields rather than
@@ -263,6 +266,9 @@ func (s *Store) startRaft() error {
 	// follower waits for it too; 5 ms costs an idle leader
 	// ~200 empty appends a second per follower.
 	cfg.CommitTimeout = 5 * time.Millisecond
+	// Every timer once, with its peer as a label (timings.go), not also
+	// under a key of its own.
+	cfg.NoLegacyTelemetry = true
 	if o.Bootstrap {
 		has, err := hraft.HasExistingState(s.logStore, s.logStore, snaps)
 		if err != nil {
@@ -277,6 +283,8 @@ func (s *Store) startRaft() error {
 		}
 	}
 	s.gate = newWriteGate(s.logStore)
+	s.gate.writeTime = s.timings.logWrite
+	raftStages() // before NewRaft, whose goroutines report to it
 	s.raft, err = hraft.NewRaft(cfg, s.fsm, s.gate, s.logStore, snaps, pipelineTransport{s.transport})
 	if err != nil {
 		s.transport.Close()
