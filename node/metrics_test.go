@@ -138,18 +138,7 @@ func TestRaftStagesAreTimedOnEveryNode(t *testing.T) {
 	for _, n := range nodes {
 		pollUntil(t, "ready "+n.Config.NodeID, func() error { return readyz(n) })
 	}
-	var leader *testnode.Node
-	var followers []*testnode.Node
-	for _, n := range nodes {
-		if n.Store().IsLeader() {
-			leader = n
-		} else {
-			followers = append(followers, n)
-		}
-	}
-	if leader == nil || len(followers) != 2 {
-		t.Fatalf("want one leader and two followers, have leader %v and %d followers", leader != nil, len(followers))
-	}
+	leader, followers := leaderAndFollowers(t, nodes)
 	// A series with a label exists from its first sample on.
 	stage := func(n *testnode.Node, name string) float64 {
 		base, labels, _ := strings.Cut(name, "{")

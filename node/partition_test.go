@@ -191,18 +191,7 @@ func partitionOwner(t *testing.T, cutLeader bool) {
 			return nil
 		})
 	}
-	var leader *testnode.Node
-	var followers []*testnode.Node
-	for _, n := range nodes {
-		if n.Store().IsLeader() {
-			leader = n
-		} else {
-			followers = append(followers, n)
-		}
-	}
-	if leader == nil || len(followers) != 2 {
-		t.Fatal("no leader")
-	}
+	leader, followers := leaderAndFollowers(t, nodes)
 	table, _ := leader.Store().Slots()
 	// The move is a pure function of the table and the reachable voters,
 	// so the test picks the user and the node to cut together: with a

@@ -9,22 +9,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-func sampleCount(t *testing.T, o prometheus.Observer) uint64 {
+// histogramOf is what o has observed so far.
+func histogramOf(t *testing.T, o prometheus.Observer) *dto.Histogram {
 	t.Helper()
 	var m dto.Metric
 	if err := o.(prometheus.Metric).Write(&m); err != nil {
 		t.Fatal(err)
 	}
-	return m.GetHistogram().GetSampleCount()
-}
-
-func sampleSum(t *testing.T, o prometheus.Observer) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := o.(prometheus.Metric).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetHistogram().GetSampleSum()
+	return m.GetHistogram()
 }
 
 // The sink takes raft's commit and replication timers, through go-metrics'
@@ -34,9 +26,9 @@ func TestRaftStagesTakeCommitAndReplicationTimers(t *testing.T) {
 	if s == nil {
 		t.Fatal("the sink was not installed")
 	}
-	commits, sum := sampleCount(t, s.commit), sampleSum(t, s.commit)
+	before := histogramOf(t, s.commit)
 	peer := s.replication.WithLabelValues("stage-test-peer")
-	appends := sampleCount(t, peer)
+	appends := histogramOf(t, peer).GetSampleCount()
 
 	start := time.Now().Add(-3 * time.Millisecond)
 	metrics.MeasureSince([]string{"raft", "commitTime"}, start)
@@ -47,14 +39,15 @@ func TestRaftStagesTakeCommitAndReplicationTimers(t *testing.T) {
 	metrics.MeasureSince([]string{"raft", "replication", "appendEntries", "rpc", "stage-test-peer"}, start)
 	metrics.MeasureSinceWithLabels([]string{"raft", "replication", "appendEntries", "rpc"}, start, nil)
 
-	if got := sampleCount(t, s.commit) - commits; got != 1 {
+	after := histogramOf(t, s.commit)
+	if got := after.GetSampleCount() - before.GetSampleCount(); got != 1 {
 		t.Errorf("commit timer: %d samples, want 1", got)
 	}
-	if got := sampleCount(t, peer) - appends; got != 1 {
+	if got := histogramOf(t, peer).GetSampleCount() - appends; got != 1 {
 		t.Errorf("replication timer for the peer: %d samples, want 1", got)
 	}
 	// Raft reports milliseconds; the histogram holds seconds.
-	if got := sampleSum(t, s.commit) - sum; got < 0.003 || got > 1 {
+	if got := after.GetSampleSum() - before.GetSampleSum(); got < 0.003 || got > 1 {
 		t.Errorf("a 3 ms commit added %v to the sum, want it in seconds", got)
 	}
 }
