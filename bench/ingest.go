@@ -83,21 +83,19 @@ func sample(ctx context.Context, hc *http.Client, base string, c call, want int)
 // nodes committed between the scrapes (the leader observes them; followers
 // observe the batches they forward).
 func groupCommit(res *Result, before, after []metrics) {
-	var batch, apply, fwd histogram
+	var batch histogram
 	for i := range before {
 		batch = batch.add(histogramDelta(before[i], after[i], "herald_raft_batch_commands"))
-		apply = apply.add(histogramDelta(before[i], after[i], "herald_raft_apply_seconds"))
-		fwd = fwd.add(histogramDelta(before[i], after[i], "herald_forward_batch_commands"))
 	}
 	res.BatchEntries = batch.count
 	res.BatchMean, res.BatchP50, res.BatchP99 = batch.mean(), batch.quantile(0.5), batch.quantile(0.99)
 	res.Batches = batch.buckets()
-	res.ApplyMeanMs = apply.mean() * 1000
+	res.ApplyMeanMs = seriesMean(before, after, "herald_raft_apply_seconds") * 1000
 	res.LogWriteMeanMs = seriesMean(before, after, "herald_raft_log_write_seconds") * 1000
 	res.CommitMeanMs = seriesMean(before, after, "herald_raft_commit_seconds") * 1000
 	res.ReplicationMeanMs = seriesMean(before, after, "herald_raft_replication_seconds") * 1000
 	res.FSMApplyMeanMs = seriesMean(before, after, "herald_raft_fsm_apply_seconds") * 1000
-	res.ForwardMean = fwd.mean()
+	res.ForwardMean = seriesMean(before, after, "herald_forward_batch_commands")
 	for i := range before {
 		if d := after[i]["herald_raft_snapshot_index"] - before[i]["herald_raft_snapshot_index"]; d >= res.LogCompacted {
 			res.LogCompacted = d
