@@ -115,6 +115,7 @@ func serveConfigFlags() []configFlag {
 		bindFlag(catHTTPS, "acme-directory", "ACME directory `URL` (default Let's Encrypt's)", func(c *node.Config) *string { return &c.ACMEDirectory }),
 		bindFlag(catHTTPS, "acme-http-addr", "`ADDR` that answers ACME HTTP-01 challenges and redirects other plain requests to HTTPS (empty: none; TLS-ALPN-01 then needs --http-addr on port 443)", func(c *node.Config) *string { return &c.ACMEHTTPAddr }),
 		bindFlag(catNode, "metrics-addr", "`ADDR` of a separate plain-HTTP listener for /metrics, for scrapers (the public /metrics then takes admins only)", func(c *node.Config) *string { return &c.MetricsAddr }),
+		bindFlag(catNode, "profiling", "serve Go's runtime profiles (CPU, heap, goroutines, blocking, locks, execution trace) at /debug/pprof/ on --metrics-addr, to the callers of its /metrics", func(c *node.Config) *bool { return &c.Profiling }),
 		bindFlag(catNode, "metrics-token", "bearer `TOKEN` (16 characters or more) a scraper sends for /metrics; without it the public /metrics takes an admin's token only", func(c *node.Config) *string { return &c.MetricsToken }),
 
 		bindFlag(catCluster, "node-id", "this node's `ID` in the cluster (default: chosen by the node)", func(c *node.Config) *string { return &c.NodeID }),

@@ -90,7 +90,8 @@ func (s *Server) scrapeTokenMatches(r *http.Request) bool {
 }
 
 // MetricsHandler serves /metrics on a listener of its own (Options.
-// MetricsElsewhere), with the contract's errors for anything else.
+// MetricsElsewhere), and with Options.Profiling Go's profiles
+// (profiling.go), with the contract's errors for anything else.
 func (s *Server) MetricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.wrap("GET /metrics", s.metricsHandler(s.privateMetricsAccess)))
@@ -98,8 +99,13 @@ func (s *Server) MetricsHandler() http.Handler {
 		w.Header().Set("Allow", "GET, HEAD")
 		return resource.Errorf(resource.CodeMethodNotAllowed, "%s is not allowed here; use GET, HEAD.", r.Method)
 	}))
+	only := "/metrics only"
+	if s.opts.Profiling {
+		s.routeProfiles(mux)
+		only = "/metrics and /debug/pprof/ only"
+	}
 	mux.Handle("/", s.wrap("404", func(w http.ResponseWriter, r *http.Request) error {
-		return resource.Errorf(resource.CodeNotFound, "There is no resource at %s; this listener serves /metrics only.", r.URL.Path)
+		return resource.Errorf(resource.CodeNotFound, "There is no resource at %s; this listener serves %s.", r.URL.Path, only)
 	}))
 	return mux
 }

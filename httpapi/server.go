@@ -126,6 +126,9 @@ type Options struct {
 	// MetricsElsewhere says the node serves MetricsHandler on a listener
 	// of its own for scrapers: the public /metrics then takes admins only.
 	MetricsElsewhere bool
+	// Profiling serves Go's runtime profiles at /debug/pprof/ beside
+	// MetricsHandler's /metrics (profiling.go).
+	Profiling bool
 	// SignInLimits, when set, shares sign-in throttling with the cluster:
 	// here means this node's own counters are the cluster's (it leads);
 	// otherwise it applies the leader's answer for addr and user (a wait,
@@ -390,7 +393,8 @@ func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 // does not restart a node for being loaded; and /metrics, so that
 // monitoring sees the overload rather than a gap.
 func longOrCheap(route string) bool {
-	return strings.HasSuffix(route, "/notifications/stream") || route == "GET /healthz" || route == "GET /metrics"
+	return strings.HasSuffix(route, "/notifications/stream") || route == "GET /healthz" || route == "GET /metrics" ||
+		strings.HasPrefix(route, "GET /debug/pprof/")
 }
 
 type panicError struct{}

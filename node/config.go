@@ -50,6 +50,10 @@ type Config struct {
 	// MetricsAddr.
 	MetricsAddr  string `yaml:"metrics-addr"`
 	MetricsToken string `yaml:"metrics-token"`
+	// Profiling serves Go's runtime profiles (CPU, heap, goroutines,
+	// blocking, lock contention, an execution trace) at /debug/pprof/ on
+	// the MetricsAddr listener, to the same callers as its /metrics.
+	Profiling bool `yaml:"profiling"`
 	// InsecureCluster is accepted but allows nothing yet: several nodes
 	// need ClusterKey or the cluster certificates (cluster/DESIGN.md).
 	InsecureCluster bool          `yaml:"insecure-cluster"`

@@ -11,9 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herald-notify/herald/httpapi"
 	"github.com/herald-notify/herald/internal/publictls"
 	"github.com/herald-notify/herald/ui"
 )
+
+// maxProfileWrite bounds how long the metrics listener takes to answer
+// when it serves profiles: a CPU profile or trace of up to ten minutes.
+const maxProfileWrite = 10*time.Minute + 30*time.Second
 
 // minMetricsToken keeps a scrape token out of guessing range.
 const minMetricsToken = 16
@@ -30,6 +35,8 @@ func checkPublicListener(cfg Config) error {
 		return errors.New("--acme-email and --acme-directory need --acme-domain, the host name to obtain a certificate for")
 	case cfg.MetricsToken != "" && len(cfg.MetricsToken) < minMetricsToken:
 		return fmt.Errorf("--metrics-token: %d characters; want %d or more", len(cfg.MetricsToken), minMetricsToken)
+	case cfg.Profiling && cfg.MetricsAddr == "":
+		return errors.New("--profiling serves Go's profiles on the metrics listener only: give --metrics-addr too")
 	case cfg.MetricsAddr != "" && sameAddr(cfg.MetricsAddr, cfg.HTTPAddr):
 		return fmt.Errorf("--metrics-addr %s is --http-addr: give the metrics listener an address of its own, or leave it empty", cfg.MetricsAddr)
 	}
@@ -150,8 +157,16 @@ func (n *Node) startMetricsListener() error {
 		return fmt.Errorf("--metrics-addr %s: %w", n.cfg.MetricsAddr, err)
 	}
 	n.metricsListener = l
+	if n.cfg.Profiling {
+		httpapi.EnableProfiling()
+	}
+	// A CPU profile or a trace answers after the seconds asked for.
+	write := 30 * time.Second
+	if n.cfg.Profiling {
+		write = maxProfileWrite
+	}
 	n.metricsHTTP = &http.Server{Handler: n.api.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		ReadTimeout: 30 * time.Second, WriteTimeout: write, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
 	n.serve(n.metricsHTTP, l, "metrics")
 	return nil
@@ -201,6 +216,12 @@ func securityHeaders(h http.Handler) http.Handler {
 // metricsWhere says in the start-up log where /metrics is served.
 func (n *Node) metricsWhere() string {
 	switch {
+	case n.metricsListener != nil && n.cfg.Profiling:
+		access := "open"
+		if n.cfg.MetricsToken != "" {
+			access = "metrics token"
+		}
+		return n.metricsListener.Addr().String() + " (" + access + "; with /debug/pprof/); public listener (admin token)"
 	case n.metricsListener != nil && n.cfg.MetricsToken != "":
 		return n.metricsListener.Addr().String() + " (metrics token); public listener (admin token)"
 	case n.metricsListener != nil:

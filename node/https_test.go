@@ -322,6 +322,7 @@ func TestPublicListenerSettingsRefused(t *testing.T) {
 			c.HTTPAddr, c.ACMEDomain, c.ACMEHTTPAddr = "127.0.0.1:8443", []string{"herald.example.com"}, ":8443"
 		}, "port of its own"},
 		{"short metrics token", func(c *node.Config) { c.MetricsToken = "short" }, "want 16 or more"},
+		{"profiling without a metrics listener", func(c *node.Config) { c.Profiling = true }, "give --metrics-addr too"},
 		{"metrics on the api port", func(c *node.Config) { c.HTTPAddr, c.MetricsAddr = ":8750", "127.0.0.1:8750" }, "address of its own"},
 		{"mismatched pair", func(c *node.Config) { c.TLSCert, c.TLSKey = a.Cert, b.Key }, "private key does not match"},
 		{"missing file", func(c *node.Config) { c.TLSCert, c.TLSKey = a.Cert+".gone", a.Key }, "no such file"},

@@ -273,7 +273,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		MaxStreamsPerUser: l.MaxStreamsPerUser, ChangeRetention: l.ChangeRetention, Heartbeat: cfg.StreamHeartbeat,
 		AllowPrivateWebPush: cfg.WebPush.AllowPrivate, AllowPrivateWebhook: cfg.Webhook.AllowPrivate,
 		MaxInFlight: l.MaxInFlight, BodyTimeout: l.BodyTimeout, BodyMinRate: int64(l.BodyMinRate),
-		MetricsToken: cfg.MetricsToken, MetricsElsewhere: cfg.MetricsAddr != "",
+		MetricsToken: cfg.MetricsToken, MetricsElsewhere: cfg.MetricsAddr != "", Profiling: cfg.Profiling,
 		SignInLimits: func(ctx context.Context, addr, user string, failed bool) (time.Duration, bool, error) {
 			return n.cluster.SignInLimits(ctx, cluster.SignInAttempt{Addr: addr, User: user, Failed: failed})
 		},

@@ -1,0 +1,76 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/http/pprof"
+	"runtime"
+	"strings"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// Go's runtime profiles for an operator who wants to see where a node's
+// time goes (docs/operations.md, "Profiling a node"): served on the
+// metrics listener only, to the same callers as its /metrics, and only
+// with --profiling. They are read with `go tool pprof` and `go tool trace`.
+//
+// The command line (/debug/pprof/cmdline) is not served: an operator may
+// have given a secret as a flag.
+
+// Sampling rates once profiling is on: a block profile sample per 100 µs
+// spent blocked and one mutex contention in a hundred, so that the block
+// and mutex profiles hold something without a node paying for every event.
+const (
+	blockProfileRate     = 100_000
+	mutexProfileFraction = 100
+)
+
+// EnableProfiling starts sampling blocking and lock contention for the
+// block and mutex profiles; the other profiles need nothing started.
+func EnableProfiling() {
+	runtime.SetBlockProfileRate(blockProfileRate)
+	runtime.SetMutexProfileFraction(mutexProfileFraction)
+}
+
+// routeProfiles adds /debug/pprof/ to the metrics listener's mux.
+func (s *Server) routeProfiles(mux *http.ServeMux) {
+	serve := func(route string, h handlerFunc) {
+		mux.Handle(route, s.wrap(route, func(w http.ResponseWriter, r *http.Request) error {
+			if err := s.privateMetricsAccess(r); err != nil {
+				return err
+			}
+			return h(w, r)
+		}))
+	}
+	std := func(h http.HandlerFunc) handlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) error {
+			h(w, r)
+			return nil
+		}
+	}
+	serve("GET /debug/pprof/profile", std(pprof.Profile))
+	serve("GET /debug/pprof/trace", std(pprof.Trace))
+	serve("GET /debug/pprof/cmdline", func(w http.ResponseWriter, r *http.Request) error {
+		return resource.Errorf(resource.CodeNotFound, "The command line is not served: it may hold secrets.")
+	})
+	// The index page, and each of runtime/pprof's profiles by name.
+	serve("GET /debug/pprof/", func(w http.ResponseWriter, r *http.Request) error {
+		if name := strings.TrimPrefix(r.URL.Path, "/debug/pprof/"); name != "" && !knownProfile(name) {
+			return resource.Errorf(resource.CodeNotFound, "There is no profile %q; /debug/pprof/ lists them.", name)
+		}
+		pprof.Index(w, r)
+		return nil
+	})
+	mux.Handle("/debug/pprof/", s.wrap("405", func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Allow", "GET, HEAD")
+		return resource.Errorf(resource.CodeMethodNotAllowed, "%s is not allowed here; use GET, HEAD.", r.Method)
+	}))
+}
+
+func knownProfile(name string) bool {
+	switch name {
+	case "heap", "allocs", "goroutine", "block", "mutex", "threadcreate":
+		return true
+	}
+	return false
+}
