@@ -55,6 +55,7 @@ func benchScenario(name string) *cli.Command {
 			&cli.StringFlag{Name: "transport", Value: "sse", Usage: "sse or ws (latency, conns)"},
 			&cli.IntFlag{Name: "notifications", Usage: "notifications stored per user (feed; default 1000)"},
 			&cli.IntFlag{Name: "subscriptions", Usage: "delivery endpoints of the one user (webpush, webhook; default 100)"},
+			&cli.StringFlag{Name: "profile", TakesFile: true, Usage: "write Go's profiles of the nodes over the load (CPU, allocations, blocking, locks, heap, a trace of its first 5 s) to `DIR`"},
 		}, clientFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
@@ -65,7 +66,7 @@ func benchScenario(name string) *cli.Command {
 				Duration: c.Duration("duration"), Concurrency: c.Int("concurrency"), Users: c.Int("users"),
 				Streams: c.Int("streams"), Rate: c.Float64("rate"), Transport: c.String("transport"),
 				Notifications: c.Int("notifications"), Subscriptions: c.Int("subscriptions"),
-				Progress: c.App.ErrWriter,
+				Profile: c.String("profile"), Progress: c.App.ErrWriter,
 			}
 			// --server has a default for the client commands; the bench
 			// starts its own node unless it is given.

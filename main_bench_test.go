@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +179,46 @@ func TestBenchScenariosTiny(t *testing.T) {
 	}
 }
 
+// --profile writes each node's profiles over the load, and each is what
+// Go's tools read: a gzipped profile, an execution trace.
+func TestBenchProfilesItsNodes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "profiles")
+	res := benchRun(t, bench.Options{Scenario: "ingest", Duration: time.Second, Concurrency: 4, Users: 1, Profile: dir})
+	checkResult(t, res, "ingest")
+	var listed []string
+	for _, p := range res["profiles"].([]any) {
+		listed = append(listed, p.(string))
+	}
+	for _, kind := range []string{"cpu.pprof", "allocs.pprof", "block.pprof", "mutex.pprof", "heap.pprof", "trace"} {
+		path := filepath.Join(dir, "ingest-node1."+kind)
+		if !slices.Contains(listed, path) {
+			t.Errorf("%s not among the profiles listed: %v", path, listed)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if kind == "trace" {
+			if !bytes.HasPrefix(b, []byte("go 1.")) {
+				t.Errorf("%s: not an execution trace: %.20q", path, b)
+			}
+			continue
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Errorf("%s: not a gzipped profile: %v", path, err)
+			continue
+		}
+		if raw, err := io.ReadAll(zr); err != nil || len(raw) == 0 {
+			t.Errorf("%s: %d bytes, %v", path, len(raw), err)
+		}
+	}
+	if len(listed) != 6 {
+		t.Errorf("%d profiles listed, want 6: %v", len(listed), listed)
+	}
+}
+
 // With --server the bench signs in as the admin, measures that server and
 // deletes what it made.
 func TestBenchAgainstServer(t *testing.T) {
@@ -204,6 +249,7 @@ func TestBenchRefusesBadArguments(t *testing.T) {
 		{"bench", "latency", "--transport", "carrier-pigeon"},
 		{"bench", "conns", "--users", "10", "--streams", "5"},
 		{"bench", "ingest", "--cluster", "2"},
+		{"bench", "ingest", "--server", "http://127.0.0.1:9", "--token", "x", "--profile", t.TempDir()},
 	} {
 		code, _, errOut := runCLI(t, nil, args...)
 		if code == 0 || errOut == "" {

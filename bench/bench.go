@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,10 @@ type Options struct {
 	Notifications int
 	// Subscriptions is the delivery endpoints of webpush and webhook.
 	Subscriptions int
+
+	// Profile is a directory for Go's profiles of the nodes the bench
+	// starts, taken over the load (profile.go); empty: none.
+	Profile string
 
 	// Exe and ExeEnv run `herald serve` for the nodes the bench starts:
 	// the running binary unless set (tests run their own test binary).
@@ -110,6 +115,8 @@ func (o *Options) check() error {
 		return errors.New("--cluster 3 is for ingest and latency")
 	case o.Cluster == 3 && o.Server != "":
 		return errors.New("--cluster starts its own nodes; it does not go with --server")
+	case o.Profile != "" && o.Server != "":
+		return errors.New("--profile profiles the nodes the bench starts; it does not go with --server (a node of yours serves them with --profiling)")
 	case o.Transport != "sse" && o.Transport != "ws":
 		return errors.New("--transport is sse or ws")
 	case o.Duration <= 0 || o.Concurrency < 1 || o.Users < 1:
@@ -206,18 +213,20 @@ type Result struct {
 	// The Raft log over the load, from the node that snapshotted most:
 	// entries its snapshots compacted away, and its log (entries after
 	// the newest snapshot, disk) once the load ended.
-	LogCompacted  float64 `json:"logCompactedEntries,omitempty"`
-	LogEntries    float64 `json:"logEntriesAfter,omitempty"`
-	LogMiB        float64 `json:"logMiBAfter,omitempty"`
-	DeltaRate     float64 `json:"deltaRate,omitempty"`
-	DeltaP50Ms    float64 `json:"deltaP50Ms,omitempty"`
-	DeltaP99Ms    float64 `json:"deltaP99Ms,omitempty"`
-	DeltaMaxMs    float64 `json:"deltaMaxMs,omitempty"`
-	PageBytes     int     `json:"pageBytes,omitempty"`
-	Decrypted     int64   `json:"decrypted,omitempty"`
-	SetupSeconds  float64 `json:"setupSeconds"`
-	StartSeconds  float64 `json:"startSeconds,omitempty"`
-	OpenedSeconds float64 `json:"openedSeconds,omitempty"`
+	LogCompacted float64 `json:"logCompactedEntries,omitempty"`
+	LogEntries   float64 `json:"logEntriesAfter,omitempty"`
+	LogMiB       float64 `json:"logMiBAfter,omitempty"`
+	DeltaRate    float64 `json:"deltaRate,omitempty"`
+	DeltaP50Ms   float64 `json:"deltaP50Ms,omitempty"`
+	DeltaP99Ms   float64 `json:"deltaP99Ms,omitempty"`
+	DeltaMaxMs   float64 `json:"deltaMaxMs,omitempty"`
+	PageBytes    int     `json:"pageBytes,omitempty"`
+	Decrypted    int64   `json:"decrypted,omitempty"`
+	SetupSeconds float64 `json:"setupSeconds"`
+	// Profiles are the files --profile wrote.
+	Profiles      []string `json:"profiles,omitempty"`
+	StartSeconds  float64  `json:"startSeconds,omitempty"`
+	OpenedSeconds float64  `json:"openedSeconds,omitempty"`
 }
 
 // env is where a run sends its load: the nodes, an admin, and what to
@@ -231,6 +240,8 @@ type env struct {
 	self  bool
 	stop  func()
 	rss   *rssWatch
+	// profiles are the nodes' /debug/pprof/ URLs, with --profile.
+	profiles []string
 }
 
 // Run runs one scenario.
@@ -281,11 +292,17 @@ func open(ctx context.Context, o *Options) (*env, *Result, error) {
 	if o.Server == "" {
 		res.Server = "self"
 		fmt.Fprintf(o.Progress, "starting %d node(s) in a temporary directory...\n", o.Cluster)
-		urls, pw, stop, err := selfNodes(ctx, o, o.Cluster)
+		if o.Profile != "" {
+			if err := os.MkdirAll(o.Profile, 0o755); err != nil {
+				return nil, nil, fmt.Errorf("--profile: %w", err)
+			}
+		}
+		nodes, err := selfNodes(ctx, o, o.Cluster)
 		if err != nil {
 			return nil, nil, err
 		}
-		e.urls, e.stop, e.self = urls, stop, true
+		e.urls, e.stop, e.self, e.profiles = nodes.urls, nodes.stop, true, nodes.profiles
+		pw := nodes.adminPassword
 		res.StartSeconds = time.Since(started).Seconds()
 		o.Username, o.Password = "admin", pw
 	} else {

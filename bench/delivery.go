@@ -320,6 +320,7 @@ func deliveries(ctx context.Context, e *env, res *Result, kind string) error {
 		got := rc.got.Load() - base
 		return fmt.Sprintf("deliveries %d of %d  rejected %d", got, sentOK.Load()*subs, rc.bad.Load())
 	})
+	profiled := e.profileLoad(ctx, kind, o.Duration, res)
 	start := time.Now()
 	end := start.Add(o.Duration)
 	_, ok, failed, _ := closedLoop(ctx, o.Concurrency, o.Duration, prog, func(ctx context.Context, w int, i int64) error {
@@ -339,6 +340,9 @@ func deliveries(ctx context.Context, e *env, res *Result, kind string) error {
 	waitCount(ctx, &rc.got, base+expected, 30*time.Second)
 	elapsed := time.Since(start)
 	received := rc.got.Load() - base
+	if err := profiled(); err != nil {
+		return err
+	}
 	rc.mu.Lock()
 	p := summarize(rc.lat)
 	rc.mu.Unlock()

@@ -104,10 +104,14 @@ func feed(ctx context.Context, e *env, res *Result) error {
 	// to itself.
 	before := scrapeAll(ctx, e)
 	prog.phase("pages")
+	profiled := e.profileLoad(ctx, "feed-pages", o.Duration, res)
 	lat, ok, failed, elapsed := closedLoop(ctx, o.Concurrency, o.Duration, prog, func(ctx context.Context, w int, i int64) error {
 		return pages(ctx, hc, e.url(w), w, i, next)
 	})
 	serverCost(res, before, scrapeAll(ctx, e), ok+failed)
+	if err := profiled(); err != nil {
+		return err
+	}
 	p := summarize(lat)
 	res.Unit, res.LatencyOf = "pages/s ($top=50)", "GET of one page"
 	res.Rate = float64(ok) / elapsed.Seconds()
@@ -116,9 +120,13 @@ func feed(ctx context.Context, e *env, res *Result) error {
 
 	clear(next)
 	prog.phase("deltas")
+	profiled = e.profileLoad(ctx, "feed-deltas", o.Duration, res)
 	lat, ok, failed, elapsed = closedLoop(ctx, o.Concurrency, o.Duration, prog, func(ctx context.Context, w int, i int64) error {
 		return deltas(ctx, hc, e.url(w), w, i, next)
 	})
+	if err := profiled(); err != nil {
+		return err
+	}
 	d := summarize(lat)
 	res.DeltaRate = float64(ok) / elapsed.Seconds()
 	res.DeltaP50Ms, res.DeltaP99Ms, res.DeltaMaxMs = d.p50, d.p99, d.max

@@ -40,11 +40,15 @@ func ingest(ctx context.Context, e *env, res *Result) error {
 	e.rss.reset(ctx)
 	before := scrapeAll(ctx, e)
 	prog.phase("ingest")
+	profiled := e.profileLoad(ctx, "ingest", o.Duration, res)
 	lat, ok, failed, elapsed := closedLoop(ctx, o.Concurrency, o.Duration, prog, func(ctx context.Context, w int, i int64) error {
 		_, err := do(ctx, hc, e.url(w), f.sendCall(f.users[w%len(f.users)], i, time.Now()), http.StatusCreated)
 		return err
 	})
 	after := scrapeAll(ctx, e)
+	if err := profiled(); err != nil {
+		return err
+	}
 	p := summarize(lat)
 	res.Unit, res.LatencyOf = "notifications/s", "POST→201 (acknowledged once durable)"
 	res.Rate = float64(ok) / elapsed.Seconds()

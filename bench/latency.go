@@ -62,6 +62,7 @@ func latency(ctx context.Context, e *env, res *Result) error {
 	prog.show(func() string {
 		return fmt.Sprintf("received %d  streams %d", t.total.Load(), st.live())
 	})
+	profiled := e.profileLoad(ctx, "latency", o.Duration, res)
 	acks, okN, failed, elapsed := paced(ctx, o.Concurrency, sends, o.Rate, o.Duration, prog, func(ctx context.Context, i int) error {
 		u := i % len(f.users)
 		_, err := do(ctx, hc, e.url(i), f.sendCall(f.users[u], int64(i), time.Now()), http.StatusCreated)
@@ -73,6 +74,9 @@ func latency(ctx context.Context, e *env, res *Result) error {
 	expected, _, _ := t.counts()
 	t.waitAll(ctx, expected, 10*time.Second)
 	after := scrapeAll(ctx, e)
+	if err := profiled(); err != nil {
+		return err
+	}
 	groupCommit(res, before, after)
 	serverCost(res, before, after, okN+failed)
 	expected, received, dups := t.counts()

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 )
@@ -86,6 +87,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	row("server rss", "%s", mem)
 	row("setup", "%.1fs", r.SetupSeconds)
+	if len(r.Profiles) > 0 {
+		row("profiles", "%d files in %s (go tool pprof FILE.pprof, go tool trace FILE.trace)", len(r.Profiles), filepath.Dir(r.Profiles[0]))
+	}
 	return tw.Flush()
 }
 

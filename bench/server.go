@@ -28,42 +28,56 @@ type nodeProc struct {
 	out chan struct{} // closed when the process has exited
 }
 
+// started is the nodes selfNodes started: their API's URLs, with
+// --profile their profiles' (/debug/pprof/ on a metrics listener of their
+// own), the admin's password, and what stops them and removes their data.
+type started struct {
+	urls, profiles []string
+	adminPassword  string
+	stop           func()
+}
+
 // selfNodes starts n nodes on loopback in a temporary directory and waits
 // until every one is ready. Every limit that would throttle the bench is
 // lifted: the application and user rates, the per-user quotas, the
 // connection caps; loopback receivers are allowed for webPush and webhooks.
-func selfNodes(ctx context.Context, o *Options, n int) (urls []string, adminPassword string, stop func(), err error) {
+func selfNodes(ctx context.Context, o *Options, n int) (nodes started, err error) {
 	// A port freeAddr found free can be taken before the node binds it,
 	// by another process or by an outgoing connection's ephemeral port
 	// (the nodes of a cluster dial each other): then start again on
 	// fresh ports.
 	for attempt := 1; ; attempt++ {
-		urls, adminPassword, stop, err = selfNodesOnce(ctx, o, n)
+		nodes, err = selfNodesOnce(ctx, o, n)
 		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
-			return urls, adminPassword, stop, err
+			return nodes, err
 		}
 	}
 }
 
-func selfNodesOnce(ctx context.Context, o *Options, n int) (urls []string, adminPassword string, stop func(), err error) {
+func selfNodesOnce(ctx context.Context, o *Options, n int) (nodes started, err error) {
 	dir, err := os.MkdirTemp("", "herald-bench-*")
 	if err != nil {
-		return nil, "", nil, err
+		return started{}, err
 	}
-	adminPassword = randomString(18)
+	adminPassword := randomString(18)
 	httpAddrs := make([]string, n)
 	raftAddrs := make([]string, n)
+	profileAddrs := make([]string, n)
 	for i := range n {
 		if httpAddrs[i], err = freeAddr(); err == nil {
 			raftAddrs[i], err = freeAddr()
 		}
+		if err == nil && o.Profile != "" {
+			profileAddrs[i], err = freeAddr()
+		}
 		if err != nil {
 			os.RemoveAll(dir)
-			return nil, "", nil, err
+			return started{}, err
 		}
 	}
+	var urls []string
 	var procs []*nodeProc
-	stop = func() {
+	stop := func() {
 		var wg sync.WaitGroup
 		for _, p := range procs {
 			wg.Add(1)
@@ -86,10 +100,15 @@ func selfNodesOnce(ctx context.Context, o *Options, n int) (urls []string, admin
 		if n > 1 {
 			args = append(args, "--bootstrap-expect", strconv.Itoa(n), "--join", strings.Join(httpAddrs, ","))
 		}
+		if o.Profile != "" {
+			// On loopback and for this run only: open, no token.
+			args = append(args, "--metrics-addr", profileAddrs[i], "--profiling")
+			nodes.profiles = append(nodes.profiles, "http://"+profileAddrs[i]+"/debug/pprof/")
+		}
 		p, err := startProc(o, args, adminPassword, n > 1)
 		if err != nil {
 			stop()
-			return nil, "", nil, err
+			return started{}, err
 		}
 		procs = append(procs, p)
 		p.url = "http://" + httpAddrs[i]
@@ -98,10 +117,11 @@ func selfNodesOnce(ctx context.Context, o *Options, n int) (urls []string, admin
 	for _, p := range procs {
 		if err := p.waitReady(ctx, 90*time.Second); err != nil {
 			stop()
-			return nil, "", nil, err
+			return started{}, err
 		}
 	}
-	return urls, adminPassword, stop, nil
+	nodes.urls, nodes.adminPassword, nodes.stop = urls, adminPassword, stop
+	return nodes, nil
 }
 
 var clusterKey = randomString(32)

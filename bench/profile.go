@@ -1,0 +1,107 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// maxProfileSeconds is the longest profile a node serves (its metrics
+// listener answers within ten and a half minutes with --profiling).
+const maxProfileSeconds = 600
+
+// traceSeconds bounds the execution trace: it records every scheduling
+// event, a few MB a second under load, and `go tool trace` reads a few
+// seconds well.
+const traceSeconds = 5
+
+// profileLoad takes, with --profile, Go's profiles of every node the bench
+// started over a load of d that starts now: the CPU, the allocations, the
+// blocking and the lock contention over the load, an execution trace of
+// its first seconds, and once it ends the heap. The returned function
+// waits for them and writes each to the --profile directory as
+// NAME-nodeN.KIND (KIND cpu.pprof, allocs.pprof, block.pprof, mutex.pprof,
+// heap.pprof, trace), adding the paths to res.Profiles. Without --profile
+// both do nothing.
+func (e *env) profileLoad(ctx context.Context, name string, d time.Duration, res *Result) func() error {
+	if e.o.Profile == "" || len(e.profiles) == 0 {
+		return func() error { return nil }
+	}
+	secs := int(min(max(math.Ceil(d.Seconds()), 1), maxProfileSeconds))
+	during := []struct{ kind, query string }{
+		{"cpu.pprof", fmt.Sprintf("profile?seconds=%d", secs)},
+		{"trace", fmt.Sprintf("trace?seconds=%d", min(secs, traceSeconds))},
+		{"allocs.pprof", fmt.Sprintf("allocs?seconds=%d", secs)},
+		{"block.pprof", fmt.Sprintf("block?seconds=%d", secs)},
+		{"mutex.pprof", fmt.Sprintf("mutex?seconds=%d", secs)},
+	}
+	// No client timeout: a profile answers after the seconds it covers.
+	hc := &http.Client{}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		paths []string
+	)
+	get := func(node int, base, kind, query string) {
+		path := filepath.Join(e.o.Profile, fmt.Sprintf("%s-node%d.%s", name, node+1, kind))
+		err := fetchProfile(ctx, hc, base+query, path)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && first == nil {
+			first = fmt.Errorf("--profile: node %d's %s: %w", node+1, kind, err)
+		}
+		if err == nil {
+			paths = append(paths, path)
+		}
+	}
+	for i, base := range e.profiles {
+		for _, p := range during {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				get(i, base, p.kind, p.query)
+			}()
+		}
+	}
+	return func() error {
+		wg.Wait()
+		for i, base := range e.profiles {
+			get(i, base, "heap.pprof", "heap")
+		}
+		res.Profiles = append(res.Profiles, paths...)
+		return first
+	}
+}
+
+// fetchProfile writes what url answers to path.
+func fetchProfile(ctx context.Context, hc *http.Client, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
