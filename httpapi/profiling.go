@@ -1,10 +1,14 @@
 package httpapi
 
 import (
+	"math"
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/herald-notify/herald/resource"
 )
@@ -39,6 +43,9 @@ func (s *Server) routeProfiles(mux *http.ServeMux) {
 			if err := s.privateMetricsAccess(r); err != nil {
 				return err
 			}
+			if err := checkSeconds(r); err != nil {
+				return err
+			}
 			return h(w, r)
 		}))
 	}
@@ -48,8 +55,8 @@ func (s *Server) routeProfiles(mux *http.ServeMux) {
 			return nil
 		}
 	}
-	serve("GET /debug/pprof/profile", std(pprof.Profile))
-	serve("GET /debug/pprof/trace", std(pprof.Trace))
+	serve("GET /debug/pprof/profile", oneAtATime(&cpuProfiling, "A CPU profile", std(pprof.Profile)))
+	serve("GET /debug/pprof/trace", oneAtATime(&tracing, "An execution trace", std(pprof.Trace)))
 	serve("GET /debug/pprof/cmdline", func(w http.ResponseWriter, r *http.Request) error {
 		return resource.Errorf(resource.CodeNotFound, "The command line is not served: it may hold secrets.")
 	})
@@ -65,6 +72,42 @@ func (s *Server) routeProfiles(mux *http.ServeMux) {
 		w.Header().Set("Allow", "GET, HEAD")
 		return resource.Errorf(resource.CodeMethodNotAllowed, "%s is not allowed here; use GET, HEAD.", r.Method)
 	}))
+}
+
+// The process takes one CPU profile and one execution trace at a time.
+var cpuProfiling, tracing atomic.Bool
+
+// oneAtATime answers 503 while another request takes what h takes.
+func oneAtATime(busy *atomic.Bool, what string, h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if !busy.CompareAndSwap(false, true) {
+			return unavailable(what+" is being taken already; ask again once it is done.", 5*time.Second)
+		}
+		defer busy.Store(false)
+		return h(w, r)
+	}
+}
+
+// maxProfileSeconds is the longest profile served; the metrics listener's
+// write timeout leaves it room (node.maxProfileWrite).
+const maxProfileSeconds = 600
+
+// checkSeconds refuses a seconds parameter that is not a number of
+// seconds from 1 to maxProfileSeconds (a trace takes fractions), before
+// net/http/pprof answers it in a shape of its own.
+func checkSeconds(r *http.Request) error {
+	v := r.URL.Query().Get("seconds")
+	if v == "" {
+		return nil
+	}
+	trace := strings.HasSuffix(r.URL.Path, "/trace")
+	n, err := strconv.ParseFloat(v, 64)
+	// Written so that NaN fails it.
+	inRange := n > 0 && n <= maxProfileSeconds && (trace || (n >= 1 && n == math.Trunc(n)))
+	if err != nil || !inRange {
+		return resource.Invalid("seconds", "seconds is how long the profile covers: a whole number from 1 to %d (a trace takes fractions).", maxProfileSeconds)
+	}
+	return nil
 }
 
 func knownProfile(name string) bool {

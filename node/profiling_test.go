@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/herald-notify/herald/internal/testnode"
@@ -84,6 +86,28 @@ func TestProfilesOnTheMetricsListener(t *testing.T) {
 	}
 	if status, body := profileGet(t, "GET", base+"trace?seconds=1", tok); status != http.StatusOK || !bytes.HasPrefix(body, []byte("go 1.")) {
 		t.Errorf("trace: %d %.40q", status, body)
+	}
+
+	// One CPU profile at a time; a duration the profiler would refuse
+	// in a shape of its own is refused first.
+	var wg sync.WaitGroup
+	statuses := make([]int, 2)
+	for i := range statuses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i], _ = profileGet(t, "GET", base+"profile?seconds=2", tok)
+		}()
+	}
+	wg.Wait()
+	slices.Sort(statuses)
+	if statuses[0] != http.StatusOK || statuses[1] != http.StatusServiceUnavailable {
+		t.Errorf("two CPU profiles at once: %v, want one 200 and one 503", statuses)
+	}
+	for _, q := range []string{"profile?seconds=0", "profile?seconds=1.5", "profile?seconds=601", "heap?seconds=abc", "trace?seconds=NaN"} {
+		if status, body := profileGet(t, "GET", base+q, tok); status != http.StatusBadRequest || errorCode(t, q, body) != "invalidRequest" {
+			t.Errorf("GET /debug/pprof/%s: %d %.200s", q, status, body)
+		}
 	}
 
 	// The command line may hold a secret given as a flag.
