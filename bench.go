@@ -55,7 +55,7 @@ func benchScenario(name string) *cli.Command {
 			&cli.StringFlag{Name: "transport", Value: "sse", Usage: "sse or ws (latency, conns)"},
 			&cli.IntFlag{Name: "notifications", Usage: "notifications stored per user (feed; default 1000)"},
 			&cli.IntFlag{Name: "subscriptions", Usage: "delivery endpoints of the one user (webpush, webhook; default 100)"},
-			&cli.StringFlag{Name: "profile", TakesFile: true, Usage: "write Go's profiles of the nodes over the load (CPU, allocations, blocking, locks, heap, a trace of its first 5 s) to `DIR`"},
+			&cli.StringFlag{Name: "profile", TakesFile: true, Usage: "write Go's profiles of the nodes over the load (CPU, allocations, blocking, locks, heap, a trace of its first 5 s; conns: heap and goroutines with the streams open) to `DIR`"},
 		}, clientFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {

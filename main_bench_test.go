@@ -217,6 +217,19 @@ func TestBenchProfilesItsNodes(t *testing.T) {
 	if len(listed) != 6 {
 		t.Errorf("%d profiles listed, want 6: %v", len(listed), listed)
 	}
+
+	// conns: what the node holds with every stream open.
+	res = benchRun(t, bench.Options{Scenario: "conns", Duration: time.Second, Concurrency: 4, Users: 2, Streams: 6, Profile: dir})
+	checkResult(t, res, "conns")
+	want := []any{filepath.Join(dir, "conns-node1.heap.pprof"), filepath.Join(dir, "conns-node1.goroutine.pprof")}
+	if got := res["profiles"].([]any); !slices.Equal(got, want) {
+		t.Errorf("conns profiles %v, want %v", got, want)
+	}
+	for _, p := range want {
+		if fi, err := os.Stat(p.(string)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
 }
 
 // With --server the bench signs in as the admin, measures that server and

@@ -198,6 +198,9 @@ func conns(ctx context.Context, e *env, res *Result) error {
 	e.rss.sample(ctx)
 	afterMiB := e.rss.now()
 	res.BytesPerStream = (afterMiB - before) * (1 << 20) / float64(o.Streams)
+	if err := e.profileNow(ctx, "conns", res); err != nil {
+		return err
+	}
 
 	prog.phase("notify")
 	prog.show(func() string { return fmt.Sprintf("received %d of %d", t.total.Load(), o.Streams) })

@@ -80,6 +80,26 @@ func (e *env) profileLoad(ctx context.Context, name string, d time.Duration, res
 	}
 }
 
+// profileNow takes, with --profile, every node's heap and goroutines as
+// they are now (conns: with every stream open), as NAME-nodeN.heap.pprof
+// and NAME-nodeN.goroutine.pprof.
+func (e *env) profileNow(ctx context.Context, name string, res *Result) error {
+	if e.o.Profile == "" {
+		return nil
+	}
+	hc := &http.Client{}
+	for i, base := range e.profiles {
+		for _, kind := range []string{"heap", "goroutine"} {
+			path := filepath.Join(e.o.Profile, fmt.Sprintf("%s-node%d.%s.pprof", name, i+1, kind))
+			if err := fetchProfile(ctx, hc, base+kind, path); err != nil {
+				return fmt.Errorf("--profile: node %d's %s: %w", i+1, kind, err)
+			}
+			res.Profiles = append(res.Profiles, path)
+		}
+	}
+	return nil
+}
+
 // fetchProfile writes what url answers to path.
 func fetchProfile(ctx context.Context, hc *http.Client, url, path string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
