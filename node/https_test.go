@@ -190,7 +190,21 @@ func TestHSTSOnlyOverTLS(t *testing.T) {
 // status and the error code of a Graph error body.
 func metricsGet(t *testing.T, url, token string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url+"/metrics", nil)
+	status, b := bearerDo(t, http.MethodGet, url+"/metrics", token)
+	if status == http.StatusOK {
+		if !strings.Contains(string(b), "herald_raft_applied_index ") {
+			t.Errorf("%s/metrics: 200 without Herald's metrics", url)
+		}
+		return status, ""
+	}
+	return status, errorCode(t, fmt.Sprintf("%s/metrics %d", url, status), b)
+}
+
+// bearerDo sends method url with token as a bearer token (none if empty)
+// and returns the status and the body.
+func bearerDo(t *testing.T, method, url, token string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -199,20 +213,24 @@ func metricsGet(t *testing.T, url, token string) (int, string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == http.StatusOK {
-		if !strings.Contains(string(b), "herald_raft_applied_index ") {
-			t.Errorf("%s/metrics: 200 without Herald's metrics", url)
-		}
-		return resp.StatusCode, ""
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return resp.StatusCode, b
+}
+
+// errorCode is the contract's error code in body, failing the test when
+// body is not the contract's error shape.
+func errorCode(t *testing.T, what string, body []byte) string {
+	t.Helper()
 	var e struct {
 		Error struct{ Code, Message string } `json:"error"`
 	}
-	if err := json.Unmarshal(b, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
-		t.Errorf("%s/metrics %d: not the contract's error shape: %s", url, resp.StatusCode, b)
+	if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+		t.Errorf("%s: not the contract's error shape: %.200s", what, body)
 	}
-	return resp.StatusCode, e.Error.Code
+	return e.Error.Code
 }
 
 func TestMetricsNeedAnAdminOrTheScrapeToken(t *testing.T) {

@@ -3,7 +3,6 @@ package node_test
 import (
 	"bytes"
 	"compress/gzip"
-	"encoding/json"
 	"io"
 	"net/http"
 	"runtime"
@@ -15,38 +14,6 @@ import (
 	"github.com/herald-notify/herald/internal/testnode"
 )
 
-// profileGet asks url for path with token and returns the status and body.
-func profileGet(t *testing.T, method, url, token string) (int, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
-}
-
-// errorCode is the contract's error code in body, failing the test when
-// body is not the contract's error shape.
-func errorCode(t *testing.T, what string, body []byte) string {
-	t.Helper()
-	var e struct {
-		Error struct{ Code, Message string } `json:"error"`
-	}
-	if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
-		t.Errorf("%s: not the contract's error shape: %.200s", what, body)
-	}
-	return e.Error.Code
-}
-
 func TestProfilesOnTheMetricsListener(t *testing.T) {
 	cfg := testnode.Config(t, t.TempDir())
 	cfg.MetricsAddr, cfg.Profiling = "127.0.0.1:0", true
@@ -54,7 +21,7 @@ func TestProfilesOnTheMetricsListener(t *testing.T) {
 	base := "http://" + n.MetricsAddr() + "/debug/pprof/"
 	tok := testnode.MetricsToken
 
-	if status, body := profileGet(t, "GET", base+"heap?debug=1", ""); status != http.StatusUnauthorized || errorCode(t, "heap without the token", body) != "unauthenticated" {
+	if status, body := bearerDo(t, "GET", base+"heap?debug=1", ""); status != http.StatusUnauthorized || errorCode(t, "heap without the token", body) != "unauthenticated" {
 		t.Errorf("heap profile without the metrics token: %d %.200s", status, body)
 	}
 	for _, tc := range []struct{ path, want string }{
@@ -64,7 +31,7 @@ func TestProfilesOnTheMetricsListener(t *testing.T) {
 		{"mutex?debug=1", "--- mutex:"},
 		{"block?debug=1", "--- contention:"},
 	} {
-		if status, body := profileGet(t, "GET", base+tc.path, tok); status != http.StatusOK || !bytes.Contains(body, []byte(tc.want)) {
+		if status, body := bearerDo(t, "GET", base+tc.path, tok); status != http.StatusOK || !bytes.Contains(body, []byte(tc.want)) {
 			t.Errorf("GET /debug/pprof/%s: %d, want 200 with %q: %.300s", tc.path, status, tc.want, body)
 		}
 	}
@@ -73,7 +40,7 @@ func TestProfilesOnTheMetricsListener(t *testing.T) {
 	}
 
 	// A CPU profile is gzipped protobuf; a trace starts with its version.
-	status, body := profileGet(t, "GET", base+"profile?seconds=1", tok)
+	status, body := bearerDo(t, "GET", base+"profile?seconds=1", tok)
 	if status != http.StatusOK {
 		t.Fatalf("CPU profile: %d %.300s", status, body)
 	}
@@ -84,7 +51,7 @@ func TestProfilesOnTheMetricsListener(t *testing.T) {
 	if raw, err := io.ReadAll(zr); err != nil || len(raw) == 0 {
 		t.Errorf("CPU profile: %d bytes, %v", len(raw), err)
 	}
-	if status, body := profileGet(t, "GET", base+"trace?seconds=1", tok); status != http.StatusOK || !bytes.HasPrefix(body, []byte("go 1.")) {
+	if status, body := bearerDo(t, "GET", base+"trace?seconds=1", tok); status != http.StatusOK || !bytes.HasPrefix(body, []byte("go 1.")) {
 		t.Errorf("trace: %d %.40q", status, body)
 	}
 
@@ -96,7 +63,17 @@ func TestProfilesOnTheMetricsListener(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			statuses[i], _ = profileGet(t, "GET", base+"profile?seconds=2", tok)
+			// Not bearerDo: t.Fatal belongs to the test's goroutine.
+			req, _ := http.NewRequest(http.MethodGet, base+"profile?seconds=2", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
 		}()
 	}
 	wg.Wait()
@@ -105,19 +82,19 @@ func TestProfilesOnTheMetricsListener(t *testing.T) {
 		t.Errorf("two CPU profiles at once: %v, want one 200 and one 503", statuses)
 	}
 	for _, q := range []string{"profile?seconds=0", "profile?seconds=1.5", "profile?seconds=601", "heap?seconds=abc", "trace?seconds=NaN"} {
-		if status, body := profileGet(t, "GET", base+q, tok); status != http.StatusBadRequest || errorCode(t, q, body) != "invalidRequest" {
+		if status, body := bearerDo(t, "GET", base+q, tok); status != http.StatusBadRequest || errorCode(t, q, body) != "invalidRequest" {
 			t.Errorf("GET /debug/pprof/%s: %d %.200s", q, status, body)
 		}
 	}
 
 	// The command line may hold a secret given as a flag.
-	if status, body := profileGet(t, "GET", base+"cmdline", tok); status != http.StatusNotFound || errorCode(t, "cmdline", body) != "itemNotFound" {
+	if status, body := bearerDo(t, "GET", base+"cmdline", tok); status != http.StatusNotFound || errorCode(t, "cmdline", body) != "itemNotFound" {
 		t.Errorf("cmdline: %d %.200s", status, body)
 	}
-	if status, body := profileGet(t, "GET", base+"nothing", tok); status != http.StatusNotFound || errorCode(t, "unknown profile", body) != "itemNotFound" {
+	if status, body := bearerDo(t, "GET", base+"nothing", tok); status != http.StatusNotFound || errorCode(t, "unknown profile", body) != "itemNotFound" {
 		t.Errorf("unknown profile: %d %.200s", status, body)
 	}
-	if status, body := profileGet(t, "POST", base+"heap", tok); status != http.StatusMethodNotAllowed || errorCode(t, "POST", body) != "methodNotAllowed" {
+	if status, body := bearerDo(t, "POST", base+"heap", tok); status != http.StatusMethodNotAllowed || errorCode(t, "POST", body) != "methodNotAllowed" {
 		t.Errorf("POST a profile: %d %.200s", status, body)
 	}
 	// Never on the public listener, whoever asks.
@@ -125,7 +102,7 @@ func TestProfilesOnTheMetricsListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status, body := profileGet(t, "GET", n.URL+"/debug/pprof/heap?debug=1", admin.AccessToken); status != http.StatusNotFound || strings.Contains(string(body), "heap profile") {
+	if status, body := bearerDo(t, "GET", n.URL+"/debug/pprof/heap?debug=1", admin.AccessToken); status != http.StatusNotFound || strings.Contains(string(body), "heap profile") {
 		t.Errorf("public listener /debug/pprof/heap as an admin: %d %.200s", status, body)
 	}
 
@@ -133,7 +110,7 @@ func TestProfilesOnTheMetricsListener(t *testing.T) {
 	plain := testnode.Config(t, t.TempDir())
 	plain.MetricsAddr = "127.0.0.1:0"
 	p := testnode.Start(t, &plain)
-	if status, body := profileGet(t, "GET", "http://"+p.MetricsAddr()+"/debug/pprof/heap?debug=1", tok); status != http.StatusNotFound || errorCode(t, "no profiling", body) != "itemNotFound" {
+	if status, body := bearerDo(t, "GET", "http://"+p.MetricsAddr()+"/debug/pprof/heap?debug=1", tok); status != http.StatusNotFound || errorCode(t, "no profiling", body) != "itemNotFound" {
 		t.Errorf("metrics listener without --profiling: %d %.200s", status, body)
 	}
 }
