@@ -213,20 +213,20 @@ type Result struct {
 	// The Raft log over the load, from the node that snapshotted most:
 	// entries its snapshots compacted away, and its log (entries after
 	// the newest snapshot, disk) once the load ended.
-	LogCompacted float64 `json:"logCompactedEntries,omitempty"`
-	LogEntries   float64 `json:"logEntriesAfter,omitempty"`
-	LogMiB       float64 `json:"logMiBAfter,omitempty"`
-	DeltaRate    float64 `json:"deltaRate,omitempty"`
-	DeltaP50Ms   float64 `json:"deltaP50Ms,omitempty"`
-	DeltaP99Ms   float64 `json:"deltaP99Ms,omitempty"`
-	DeltaMaxMs   float64 `json:"deltaMaxMs,omitempty"`
-	PageBytes    int     `json:"pageBytes,omitempty"`
-	Decrypted    int64   `json:"decrypted,omitempty"`
-	SetupSeconds float64 `json:"setupSeconds"`
+	LogCompacted  float64 `json:"logCompactedEntries,omitempty"`
+	LogEntries    float64 `json:"logEntriesAfter,omitempty"`
+	LogMiB        float64 `json:"logMiBAfter,omitempty"`
+	DeltaRate     float64 `json:"deltaRate,omitempty"`
+	DeltaP50Ms    float64 `json:"deltaP50Ms,omitempty"`
+	DeltaP99Ms    float64 `json:"deltaP99Ms,omitempty"`
+	DeltaMaxMs    float64 `json:"deltaMaxMs,omitempty"`
+	PageBytes     int     `json:"pageBytes,omitempty"`
+	Decrypted     int64   `json:"decrypted,omitempty"`
+	SetupSeconds  float64 `json:"setupSeconds"`
+	StartSeconds  float64 `json:"startSeconds,omitempty"`
+	OpenedSeconds float64 `json:"openedSeconds,omitempty"`
 	// Profiles are the files --profile wrote.
-	Profiles      []string `json:"profiles,omitempty"`
-	StartSeconds  float64  `json:"startSeconds,omitempty"`
-	OpenedSeconds float64  `json:"openedSeconds,omitempty"`
+	Profiles []string `json:"profiles,omitempty"`
 }
 
 // env is where a run sends its load: the nodes, an admin, and what to
