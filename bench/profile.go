@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// maxProfileSeconds is the longest profile a node serves (its metrics
-// listener answers within ten and a half minutes with --profiling).
+// maxProfileSeconds is the longest profile a node serves
+// (httpapi.MaxProfileSeconds).
 const maxProfileSeconds = 600
 
 // traceSeconds bounds the execution trace: it records every scheduling

@@ -88,12 +88,12 @@ func oneAtATime(busy *atomic.Bool, what string, h handlerFunc) handlerFunc {
 	}
 }
 
-// maxProfileSeconds is the longest profile served; the metrics listener's
-// write timeout leaves it room (node.maxProfileWrite).
-const maxProfileSeconds = 600
+// MaxProfileSeconds is the longest profile served; the metrics listener's
+// write timeout leaves it room.
+const MaxProfileSeconds = 600
 
 // checkSeconds refuses a seconds parameter that is not a number of
-// seconds from 1 to maxProfileSeconds (a trace takes fractions), before
+// seconds from 1 to MaxProfileSeconds (a trace takes fractions), before
 // net/http/pprof answers it in a shape of its own.
 func checkSeconds(r *http.Request) error {
 	v := r.URL.Query().Get("seconds")
@@ -103,9 +103,9 @@ func checkSeconds(r *http.Request) error {
 	trace := strings.HasSuffix(r.URL.Path, "/trace")
 	n, err := strconv.ParseFloat(v, 64)
 	// Written so that NaN fails it.
-	inRange := n > 0 && n <= maxProfileSeconds && (trace || (n >= 1 && n == math.Trunc(n)))
+	inRange := n > 0 && n <= MaxProfileSeconds && (trace || (n >= 1 && n == math.Trunc(n)))
 	if err != nil || !inRange {
-		return resource.Invalid("seconds", "seconds is how long the profile covers: a whole number from 1 to %d (a trace takes fractions).", maxProfileSeconds)
+		return resource.Invalid("seconds", "seconds is how long the profile covers: a whole number from 1 to %d (a trace takes fractions).", MaxProfileSeconds)
 	}
 	return nil
 }

@@ -17,8 +17,8 @@ import (
 )
 
 // maxProfileWrite bounds how long the metrics listener takes to answer
-// when it serves profiles: a CPU profile or trace of up to ten minutes.
-const maxProfileWrite = 10*time.Minute + 30*time.Second
+// when it serves profiles: the longest CPU profile or trace, and then some.
+const maxProfileWrite = httpapi.MaxProfileSeconds*time.Second + 30*time.Second
 
 // minMetricsToken keeps a scrape token out of guessing range.
 const minMetricsToken = 16
@@ -157,12 +157,10 @@ func (n *Node) startMetricsListener() error {
 		return fmt.Errorf("--metrics-addr %s: %w", n.cfg.MetricsAddr, err)
 	}
 	n.metricsListener = l
-	if n.cfg.Profiling {
-		httpapi.EnableProfiling()
-	}
-	// A CPU profile or a trace answers after the seconds asked for.
 	write := 30 * time.Second
 	if n.cfg.Profiling {
+		httpapi.EnableProfiling()
+		// A CPU profile or a trace answers after the seconds asked for.
 		write = maxProfileWrite
 	}
 	n.metricsHTTP = &http.Server{Handler: n.api.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second,
