@@ -205,7 +205,106 @@ func (c *Cluster) leaderReadIndex(ctx context.Context) (uint64, error) {
 	if err := waitFuture(ctx, r.VerifyLeader()); err != nil {
 		return 0, leaderError(err)
 	}
+	if err := c.confirmLeadership(ctx, term); err != nil {
+		return 0, err
+	}
 	return index, nil
+}
+
+const leaderCheckPath = "/internal/cluster/leadercheck"
+
+// leaderCheckAnswer is a node's answer to leaderCheckPath: its term and
+// the leader it follows ("" when it knows none).
+type leaderCheckAnswer struct {
+	Term   uint64 `json:"term"`
+	Leader string `json:"leader"`
+}
+
+func (c *Cluster) serveLeaderCheck(context.Context, *http.Request, []byte) (any, error) {
+	r := c.store.Raft()
+	_, id := r.LeaderWithID()
+	return leaderCheckAnswer{Term: r.CurrentTerm(), Leader: string(id)}, nil
+}
+
+// confirmLeadership asks every other voter, in requests sent now, for its
+// term and its leader, and returns nil once a quorum (this node included)
+// is in term and follows this node. None of them had then voted in a later
+// term, so no later leader can have committed anything before the read
+// began: the commit index read before asking covers every acknowledged
+// write.
+//
+// VerifyLeader alone does not prove that. hashicorp/raft counts for it any
+// answer that arrives while it waits, also one to a heartbeat or an append
+// sent before it was asked. A leader paused (SIGSTOP, a stalled VM) while
+// those were in flight finds their answers waiting when it resumes, from
+// followers that have since elected another leader; it then confirmed its
+// leadership and answered a strong read without a delete the new leader had
+// committed and acknowledged (the fault harness, seed 1796480708445478276).
+func (c *Cluster) confirmLeadership(ctx context.Context, term uint64) error {
+	f := c.store.Raft().GetConfiguration()
+	if err := f.Error(); err != nil {
+		return leaderError(err)
+	}
+	var others []hraft.Server
+	voters := 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage != hraft.Voter {
+			continue
+		}
+		voters++
+		if string(srv.ID) != c.id {
+			others = append(others, srv)
+		}
+	}
+	return quorumFollows(ctx, voters/2, others, func(ctx context.Context, srv hraft.Server) (bool, error) {
+		var a leaderCheckAnswer
+		err := c.callNode(ctx, string(srv.ID), string(srv.Address), http.MethodPost, leaderCheckPath, struct{}{}, &a, false)
+		var pe *peerError
+		if errors.As(err, &pe) && pe.status == http.StatusNotFound {
+			// A node of an earlier version, during a rolling upgrade: it
+			// has no such check, and VerifyLeader's answer stands.
+			return true, nil
+		}
+		return err == nil && a.Term == term && a.Leader == c.id, err
+	})
+}
+
+// quorumFollows returns nil once need of others answer yes to ask, and
+// raft.ErrNotLeader once so many answered no or failed that need cannot
+// be reached.
+func quorumFollows(ctx context.Context, need int, others []hraft.Server, ask func(context.Context, hraft.Server) (bool, error)) error {
+	if need <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	answers := make(chan bool, len(others))
+	for _, srv := range others {
+		go func() {
+			yes, _ := ask(ctx, srv)
+			answers <- yes
+		}()
+	}
+	yes, no := 0, 0
+	for range others {
+		select {
+		case ok := <-answers:
+			if ok {
+				yes++
+			} else {
+				no++
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("leadership not confirmed: %w", ctx.Err())
+		}
+		switch {
+		case yes >= need:
+			return nil
+		case len(others)-no < need:
+			return raft.ErrNotLeader
+		}
+	}
+	return raft.ErrNotLeader
 }
 
 // serveReadIndex answers a follower's round. Only a leader answers; a node

@@ -201,8 +201,9 @@ func (c *Cluster) handler() http.Handler {
 	handle("GET /internal/cluster/status", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
 		return c.selfStatus(), nil
 	})
-	handle("POST "+readIndexPath, c.serveReadIndex) // barrier.go
-	handle("POST "+signInPath, c.serveSignIn)       // signin.go
+	handle("POST "+readIndexPath, c.serveReadIndex)     // barrier.go
+	handle("POST "+leaderCheckPath, c.serveLeaderCheck) // barrier.go
+	handle("POST "+signInPath, c.serveSignIn)           // signin.go
 	handle("GET /internal/cluster/hello", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
 		return c.hello(), nil
 	})
