@@ -10,11 +10,9 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-)
 
-// maxProfileSeconds is the longest profile a node serves
-// (httpapi.MaxProfileSeconds).
-const maxProfileSeconds = 600
+	"github.com/herald-notify/herald/httpapi"
+)
 
 // traceSeconds bounds the execution trace: it records every scheduling
 // event, a few MB a second under load, and `go tool trace` reads a few
@@ -33,7 +31,7 @@ func (e *env) profileLoad(ctx context.Context, name string, d time.Duration, res
 	if e.o.Profile == "" || len(e.profiles) == 0 {
 		return func() error { return nil }
 	}
-	secs := int(min(max(math.Ceil(d.Seconds()), 1), maxProfileSeconds))
+	secs := int(min(max(math.Ceil(d.Seconds()), 1), httpapi.MaxProfileSeconds))
 	during := []struct{ kind, query string }{
 		{"cpu.pprof", fmt.Sprintf("profile?seconds=%d", secs)},
 		{"trace", fmt.Sprintf("trace?seconds=%d", min(secs, traceSeconds))},
@@ -47,19 +45,14 @@ func (e *env) profileLoad(ctx context.Context, name string, d time.Duration, res
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
-		paths []string
 	)
 	get := func(node int, base, kind, query string) {
-		path := filepath.Join(e.o.Profile, fmt.Sprintf("%s-node%d.%s", name, node+1, kind))
-		err := fetchProfile(ctx, hc, base+query, path)
+		err := e.saveProfile(ctx, hc, name, node, base, kind, query, res, &mu)
 		mu.Lock()
-		defer mu.Unlock()
 		if err != nil && first == nil {
-			first = fmt.Errorf("--profile: node %d's %s: %w", node+1, kind, err)
+			first = err
 		}
-		if err == nil {
-			paths = append(paths, path)
-		}
+		mu.Unlock()
 	}
 	for i, base := range e.profiles {
 		for _, p := range during {
@@ -75,7 +68,6 @@ func (e *env) profileLoad(ctx context.Context, name string, d time.Duration, res
 		for i, base := range e.profiles {
 			get(i, base, "heap.pprof", "heap")
 		}
-		res.Profiles = append(res.Profiles, paths...)
 		return first
 	}
 }
@@ -88,15 +80,27 @@ func (e *env) profileNow(ctx context.Context, name string, res *Result) error {
 		return nil
 	}
 	hc := &http.Client{}
+	var mu sync.Mutex
 	for i, base := range e.profiles {
 		for _, kind := range []string{"heap", "goroutine"} {
-			path := filepath.Join(e.o.Profile, fmt.Sprintf("%s-node%d.%s.pprof", name, i+1, kind))
-			if err := fetchProfile(ctx, hc, base+kind, path); err != nil {
-				return fmt.Errorf("--profile: node %d's %s: %w", i+1, kind, err)
+			if err := e.saveProfile(ctx, hc, name, i, base, kind+".pprof", kind, res, &mu); err != nil {
+				return err
 			}
-			res.Profiles = append(res.Profiles, path)
 		}
 	}
+	return nil
+}
+
+// saveProfile writes what node's base+query answers to the --profile
+// directory as NAME-nodeN.KIND and adds the path to res.Profiles under mu.
+func (e *env) saveProfile(ctx context.Context, hc *http.Client, name string, node int, base, kind, query string, res *Result, mu *sync.Mutex) error {
+	path := filepath.Join(e.o.Profile, fmt.Sprintf("%s-node%d.%s", name, node+1, kind))
+	if err := fetchProfile(ctx, hc, base+query, path); err != nil {
+		return fmt.Errorf("--profile: node %d's %s: %w", node+1, kind, err)
+	}
+	mu.Lock()
+	res.Profiles = append(res.Profiles, path)
+	mu.Unlock()
 	return nil
 }
 

@@ -256,23 +256,23 @@ func (c *Cluster) confirmLeadership(ctx context.Context, term uint64) error {
 			others = append(others, srv)
 		}
 	}
-	return quorumFollows(ctx, voters/2, others, func(ctx context.Context, srv hraft.Server) (bool, error) {
+	return quorumFollows(ctx, voters/2, others, func(ctx context.Context, srv hraft.Server) bool {
 		var a leaderCheckAnswer
 		err := c.callNode(ctx, string(srv.ID), string(srv.Address), http.MethodPost, leaderCheckPath, struct{}{}, &a, false)
 		var pe *peerError
 		if errors.As(err, &pe) && pe.status == http.StatusNotFound {
 			// A node of an earlier version, during a rolling upgrade: it
 			// has no such check, and VerifyLeader's answer stands.
-			return true, nil
+			return true
 		}
-		return err == nil && a.Term == term && a.Leader == c.id, err
+		return err == nil && a.Term == term && a.Leader == c.id
 	})
 }
 
 // quorumFollows returns nil once need of others answer yes to ask, and
-// raft.ErrNotLeader once so many answered no or failed that need cannot
-// be reached.
-func quorumFollows(ctx context.Context, need int, others []hraft.Server, ask func(context.Context, hraft.Server) (bool, error)) error {
+// raft.ErrNotLeader once so many answered no (or could not be asked) that
+// need cannot be reached.
+func quorumFollows(ctx context.Context, need int, others []hraft.Server, ask func(context.Context, hraft.Server) bool) error {
 	if need <= 0 {
 		return nil
 	}
@@ -280,10 +280,7 @@ func quorumFollows(ctx context.Context, need int, others []hraft.Server, ask fun
 	defer cancel()
 	answers := make(chan bool, len(others))
 	for _, srv := range others {
-		go func() {
-			yes, _ := ask(ctx, srv)
-			answers <- yes
-		}()
+		go func() { answers <- ask(ctx, srv) }()
 	}
 	yes, no := 0, 0
 	for range others {

@@ -22,17 +22,14 @@ func TestQuorumFollowsCountsFreshAnswers(t *testing.T) {
 		}
 		return out
 	}
-	answers := func(m map[hraft.ServerID]bool) func(context.Context, hraft.Server) (bool, error) {
-		return func(ctx context.Context, srv hraft.Server) (bool, error) {
+	answers := func(m map[hraft.ServerID]bool) func(context.Context, hraft.Server) bool {
+		return func(ctx context.Context, srv hraft.Server) bool {
 			yes, ok := m[srv.ID]
 			if !ok {
 				<-ctx.Done() // a node that never answers
-				return false, ctx.Err()
+				return false
 			}
-			if !yes {
-				return false, errors.New("in a later term")
-			}
-			return true, nil
+			return yes // false: in a later term, or following another
 		}
 	}
 	for _, tc := range []struct {

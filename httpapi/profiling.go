@@ -89,7 +89,7 @@ func oneAtATime(busy *atomic.Bool, what string, h handlerFunc) handlerFunc {
 }
 
 // MaxProfileSeconds is the longest profile served; the metrics listener's
-// write timeout leaves it room.
+// write timeout leaves it room, and the bench asks for no more.
 const MaxProfileSeconds = 600
 
 // checkSeconds refuses a seconds parameter that is not a number of

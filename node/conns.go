@@ -66,16 +66,9 @@ func (t *connTracker) hook(c net.Conn, s http.ConnState) {
 		t.mu.Unlock()
 		return
 	}
+	// The public listener is a markListener: every connection is marked.
 	if m := marked(c); m != nil {
 		m.state.set(s, time.Now())
-		return
-	}
-	// Not one of markListener's: found under the lock.
-	t.mu.Lock()
-	cs := t.conns[c]
-	t.mu.Unlock()
-	if cs != nil {
-		cs.set(s, time.Now())
 	}
 }
 
