@@ -2,9 +2,12 @@ package raft
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/herald-notify/herald/resource"
 )
 
 // BenchmarkProposeSend measures the replicated write path alone: sends
@@ -44,4 +47,35 @@ func BenchmarkProposeSend(b *testing.B) {
 	if e := entries.Load(); e > 0 {
 		b.ReportMetric(float64(cmds.Load())/float64(e), "commands/entry")
 	}
+}
+
+// BenchmarkSendToLiveEvent measures what a live stream waits for: from a
+// send's proposal to its change reaching the node's streams (OnChange),
+// one send at a time, so that nothing queues behind another.
+func BenchmarkSendToLiveEvent(b *testing.B) {
+	got := make(chan time.Time, 1)
+	s := openTestStore(b, b.TempDir(), func(chs []resource.Change) {
+		if len(chs) > 0 {
+			got <- time.Now()
+		}
+	})
+	defer s.Close()
+	ctx := context.Background()
+	u := newUser("bench")
+	if _, err := s.Propose(ctx, &Command{Op: OpCreateUser, User: u}); err != nil {
+		b.Fatal(err)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		now := time.Now()
+		if _, err := s.Propose(ctx, sendCmd(u.ID, "app", "", now, now.Add(time.Hour))); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, (<-got).Sub(now))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }

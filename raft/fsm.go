@@ -22,10 +22,14 @@ import (
 // entries Badger has not seen and never reloads a snapshot it does not need.
 type FSM struct {
 	// hold, when set, runs before each ApplyBatch (tests hold the apply).
-	hold     atomic.Pointer[func()]
-	db       *badger.DB
-	applied  atomic.Uint64
-	onChange func([]resource.Change)
+	hold    atomic.Pointer[func()]
+	db      *badger.DB
+	applied appliedIndex
+	// published is the last index whose changes went to onChange, which
+	// happens before Badger holds them (ApplyBatch); reads wait for
+	// applied to reach it (Store.seePublished).
+	published atomic.Uint64
+	onChange  func([]resource.Change)
 	// onDeliveries is set before Raft starts, so it needs no lock.
 	onDeliveries func([]resource.DeliveryRef)
 	log          *slog.Logger
@@ -120,10 +124,12 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 			pending = 0
 		}
 	}
+	var last uint64 // the last entry applied here
 	for i, l := range logs {
 		if l.Index <= applied {
 			continue // replay of an entry Badger already holds
 		}
+		last = l.Index
 		if l.Type == hraft.LogCommand {
 			cmds, err := decodeEntry(l.Data)
 			if err != nil {
@@ -147,10 +153,19 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 			commit()
 		}
 	}
-	commit()
 	if len(t.changes) > 0 && f.onChange != nil {
+		// The live streams get the changes before Badger's commit: the
+		// entries are committed in Raft, so durable, and a replay after
+		// a crash applies them to the same changes. Badger's commit is a
+		// round trip to its write goroutine (a few tenths of a
+		// millisecond under the latency load) and now and then the wait
+		// for a new memtable. Reads on this node wait until Badger holds
+		// what was published (Store.seePublished): no client finds its
+		// feed behind an event it has seen.
+		f.published.Store(last)
 		f.onChange(t.changes)
 	}
+	commit()
 	if len(t.deliveries) > 0 && f.onDeliveries != nil {
 		f.onDeliveries(t.deliveries)
 	}
@@ -179,6 +194,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
+	f.published.Store(applied)
 	f.applied.Store(applied)
 	return nil
 }

@@ -15,6 +15,21 @@ import (
 // Reads come from this node's applied state. On the leader that includes
 // every acknowledged write; a follower may lag by the entries in flight.
 
+// seePublished returns once Badger holds every change this node's live
+// streams were given: the FSM hands a batch's changes to them before its
+// Badger commit (FSM.ApplyBatch), and a client that saw an event must
+// find it in the feed, the delta or its cursor's replay. Reads of
+// notifications and of the change log call it first; the wait, when there
+// is one, is the rest of one Badger commit.
+func (s *Store) seePublished() {
+	if s.fsm == nil {
+		return // a Store made around a bare Badger, in tests
+	}
+	if p := s.fsm.published.Load(); s.fsm.applied.Load() < p {
+		s.fsm.applied.wait(p, nil, s.closing)
+	}
+}
+
 func (s *Store) getJSON(key []byte, v any) (bool, error) {
 	var found bool
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -106,6 +121,7 @@ func (s *Store) Subscription(id string) (*resource.SubscriptionRecord, bool, err
 
 // Notification returns one of a user's notifications.
 func (s *Store) Notification(uid, nid string) (*resource.NotificationRecord, bool, error) {
+	s.seePublished()
 	var n *resource.NotificationRecord
 	var ok bool
 	err := s.db.View(func(txn *badger.Txn) (err error) {
@@ -231,11 +247,13 @@ func (s *Store) ListSubscriptions(uid string) ([]resource.SubscriptionRecord, er
 // ListNotifications pages through a user's notifications newest first,
 // keeping those keep accepts. after is the last id of the previous page.
 func (s *Store) ListNotifications(uid, after string, limit int, keep func(*resource.NotificationRecord) bool) (Page[resource.NotificationRecord], error) {
+	s.seePublished()
 	return list(s, notifPrefix(uid), after, true, limit, keep)
 }
 
 // LastSeq is the newest change-log sequence number of the whole state.
 func (s *Store) LastSeq() (uint64, error) {
+	s.seePublished()
 	v, _, err := s.getString([]byte(keySeq))
 	return getUint64([]byte(v)), err
 }
@@ -243,6 +261,7 @@ func (s *Store) LastSeq() (uint64, error) {
 // ChangeFloor is the highest sequence number trimmed from a user's change
 // log: a cursor below it has lost changes.
 func (s *Store) ChangeFloor(uid string) (uint64, error) {
+	s.seePublished()
 	v, _, err := s.getString(changeTrimKey(uid))
 	return getUint64([]byte(v)), err
 }
@@ -267,6 +286,7 @@ func (s *Store) ChangeHeads(uid string, after uint64, limit int) ([]resource.Cha
 }
 
 func (s *Store) changes(uid string, after uint64, limit int, withData bool) ([]resource.Change, error) {
+	s.seePublished()
 	var out []resource.Change
 	prefix := changePrefix(uid)
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -307,6 +327,7 @@ func (s *Store) changes(uid string, after uint64, limit int, withData bool) ([]r
 // subscription id order, with those of its pending live deliveries that
 // the notification holds (fanout).
 func (s *Store) Deliveries(uid, nid string) ([]resource.DeliveryRecord, error) {
+	s.seePublished()
 	var out []resource.DeliveryRecord
 	err := s.db.View(func(txn *badger.Txn) error {
 		err := scanTxn(txn, deliveryPrefix(uid, nid), "", false, func(k, v []byte) (bool, error) {
@@ -339,6 +360,7 @@ func (s *Store) Deliveries(uid, nid string) ([]resource.DeliveryRecord, error) {
 // Delivery returns one delivery record, or that of a pending live delivery
 // its notification holds.
 func (s *Store) Delivery(uid, nid, sid string) (*resource.DeliveryRecord, bool, error) {
+	s.seePublished()
 	var d resource.DeliveryRecord
 	var found bool
 	err := s.db.View(func(txn *badger.Txn) error {

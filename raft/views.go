@@ -187,6 +187,7 @@ type ViewPage struct {
 // page cache (pagecache.go): equal names for equal filters; a page of an
 // empty name is neither served from it nor kept.
 func (s *Store) NotificationViews(uid, after string, limit int, filter string, keep func(*NotificationView) bool) (ViewPage, error) {
+	s.seePublished()
 	c := s.cache
 	if filter == "" || c == nil {
 		p, _, err := s.readViews(uid, after, limit, keep, false)
@@ -290,6 +291,7 @@ func (s *Store) readViews(uid, after string, limit int, keep func(*NotificationV
 
 // NotificationView returns the view of one of a user's notifications.
 func (s *Store) NotificationView(uid, nid string) (*NotificationView, bool, error) {
+	s.seePublished()
 	var v *NotificationView
 	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(notifKey(uid, nid))

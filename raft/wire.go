@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/herald-notify/herald/resource"
 )
@@ -125,19 +124,11 @@ func decodeAs[T any](b []byte) (any, error) {
 // WaitApplied blocks until this node has applied index, so that a follower
 // answering a forwarded write shows that write to its next read.
 func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
-	if s.Applied() >= index {
+	if s.fsm.applied.wait(index, ctx.Done(), s.closing) {
 		return nil
 	}
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for s.Applied() < index {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.closing:
-			return ErrClosed
-		case <-tick.C:
-		}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	return nil
+	return ErrClosed
 }
