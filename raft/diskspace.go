@@ -121,7 +121,20 @@ type diskGuard struct {
 	// backing makes Badger's memtable logs real blocks, spending at most
 	// budget bytes (diskspace_linux.go); nil where there is no fallocate.
 	backing func(dir string, budget uint64) error
+	// roomFree and roomAt are roomFor's last reading and when it was
+	// taken; only the FSM's goroutine calls roomFor.
+	roomFree uint64
+	roomAt   time.Time
 }
+
+// roomFor reads the free space again before every batch only when the last
+// reading is older than roomRecheck or left less than roomSlack to spare:
+// a statfs a batch was a hundredth of a node's CPU under the latency load,
+// and nothing fills a gigabyte in ten milliseconds.
+const (
+	roomRecheck = 10 * time.Millisecond
+	roomSlack   = 1 << 30
+)
 
 const diskCheckEvery = time.Second
 
@@ -261,10 +274,18 @@ func (g *diskGuard) roomFor(need uint64) {
 	if g == nil || g.reserve == (DiskReserve{}) {
 		return
 	}
-	free, _, err := g.free()
-	if err != nil || free >= minApplyRoom(need)+g.ballastSize {
+	now := time.Now()
+	if now.Sub(g.roomAt) < roomRecheck && g.roomFree >= roomSlack+minApplyRoom(need)+g.ballastSize {
 		return
 	}
+	free, _, err := g.free()
+	if err != nil || free >= minApplyRoom(need)+g.ballastSize {
+		if err == nil {
+			g.roomFree, g.roomAt = free, now
+		}
+		return
+	}
+	g.roomAt = time.Time{}
 	warned := false
 	for {
 		st := g.check()

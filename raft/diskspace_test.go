@@ -166,6 +166,37 @@ func TestDiskGuardRoomForAWrite(t *testing.T) {
 	}
 }
 
+// With gigabytes to spare, roomFor reads the free space again only once
+// its last reading is roomRecheck old; short of roomSlack it reads it
+// before every write.
+func TestDiskGuardRoomForRereadsWhenShortOrStale(t *testing.T) {
+	var free, reads atomic.Uint64
+	const total = 64 << 30
+	free.Store(8 << 30)
+	g := newDiskGuard(t.TempDir(), DiskReserve{Bytes: 64 << 20}, func() (uint64, uint64, error) {
+		reads.Add(1)
+		return free.Load(), total, nil
+	}, quiet)
+	g.roomFor(4 << 10)
+	g.roomFor(4 << 10)
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("two writes with 8 GiB free read the free space %d times, want 1", n)
+	}
+	g.roomAt = g.roomAt.Add(-roomRecheck) // the reading is now stale
+	g.roomFor(4 << 10)
+	if n := reads.Load(); n != 2 {
+		t.Fatalf("a write after a stale reading: %d reads, want 2", n)
+	}
+	free.Store(roomSlack / 2)
+	g.roomAt = g.roomAt.Add(-roomRecheck)
+	for range 3 {
+		g.roomFor(4 << 10)
+	}
+	if n := reads.Load(); n != 5 {
+		t.Fatalf("three writes with half a gigabyte free: %d reads in all, want 5", n)
+	}
+}
+
 // Past the reserve with the ballast spent, only what keeps the cluster
 // whole or frees space is taken: sign-ins and delivery outcomes, which a
 // merely full disk still takes, are refused too.
