@@ -23,6 +23,10 @@ type applyCache struct {
 	subs     map[string][]resource.SubscriptionRecord // user id → its subscriptions
 	users    map[string]bool                          // user id → the user exists
 	counters map[string]counters                      // user id → its counters
+	// seq is the change log's last sequence number as the last batch
+	// committed it, when seqKnown: every batch starts from it.
+	seq      uint64
+	seqKnown bool
 }
 
 func newApplyCache() *applyCache {
@@ -34,6 +38,7 @@ func (c *applyCache) reset() {
 	clear(c.subs)
 	clear(c.users)
 	clear(c.counters)
+	c.seq, c.seqKnown = 0, false
 }
 
 // forget drops what a write of key may change (key layout: keys.go).

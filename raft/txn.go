@@ -162,7 +162,9 @@ func (t *tx) endChangeGroup() {
 
 func newTx(db *badger.DB, ac *applyCache) *tx {
 	t := &tx{db: db, txn: db.NewTransaction(true), ac: ac}
-	if v, ok := t.get([]byte(keySeq)); ok {
+	if ac.seqKnown {
+		t.seq = ac.seq
+	} else if v, ok := t.get([]byte(keySeq)); ok {
 		t.seq = getUint64(v)
 	}
 	return t
