@@ -450,7 +450,7 @@ func (t *tx) record(now int64, typ string, n *resource.NotificationRecord) (data
 		TargetHostName: n.TargetHostName, PlatformTypes: n.TargetPolicy.PlatformTypes}
 	var err error
 	if typ == resource.ChangeCreated || typ == resource.ChangeUpdated {
-		ch.Data = appendNotification(make([]byte, 0, 512), &n.Notification)
+		ch.Data = appendNotification(make([]byte, 0, notificationSize(&n.Notification)), &n.Notification)
 	} else {
 		reason := resource.ChangeDeleted
 		if typ == resource.ChangeExpired {

@@ -18,7 +18,9 @@ import (
 
 // encodeRecord returns n encoded, given data, its Notification encoded.
 func encodeRecord(data []byte, n *resource.NotificationRecord) []byte {
-	b := make([]byte, 0, len(data)+64+len(n.UserID)+len(n.AppID))
+	// A live target takes about 110 bytes (a subscription id, a
+	// platform, a sequence number and their names).
+	b := make([]byte, 0, len(data)+64+len(n.UserID)+len(n.AppID)+len(n.LiveTargets)*112)
 	return appendRecordTail(append(b, data[:len(data)-1]...), n)
 }
 

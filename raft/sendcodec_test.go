@@ -333,3 +333,28 @@ func TestSendRecordsMatchMarshal(t *testing.T) {
 		}
 	}
 }
+
+// A send's encodings are made in one buffer each: the size estimates
+// cover a notification of the bench's shape, and its record with a live
+// delivery to each of five streams.
+func TestSendEncodingsAllocateOnce(t *testing.T) {
+	now := time.Date(2026, 12, 5, 16, 30, 0, 0, time.UTC)
+	c := sendCmd(resource.NewGUID(), resource.NewGUID(), "bench-123456", now, now.Add(24*time.Hour))
+	n := c.Notif
+	raw := "b:123:456"
+	n.Payload.RawContent = &raw
+	n.Payload.VisualContent = &resource.VisualContent{Title: "Build 123456 finished", Body: "All 1432 tests passed."}
+	n.GroupName = "builds"
+	for range 5 {
+		n.LiveTargets = append(n.LiveTargets, resource.LiveTarget{SubscriptionID: resource.NewGUID(), PlatformType: "windows", PendingSeq: 1 << 40})
+	}
+	var data []byte
+	if a := testing.AllocsPerRun(100, func() {
+		data = appendNotification(make([]byte, 0, notificationSize(&n.Notification)), &n.Notification)
+	}); a != 1 {
+		t.Errorf("the notification's encoding allocated %v times, want 1 (%d bytes, estimated %d)", a, len(data), notificationSize(&n.Notification))
+	}
+	if a := testing.AllocsPerRun(100, func() { encodeRecord(data, n) }); a != 1 {
+		t.Errorf("the record's encoding allocated %v times, want 1 (%d bytes)", a, len(encodeRecord(data, n)))
+	}
+}
