@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -16,9 +17,17 @@ func TestAppliedIndexWakesItsWaiters(t *testing.T) {
 	}
 	woke := make(chan bool)
 	go func() { woke <- a.wait(5, nil, nil) }()
-	waitFor(t, "the waiter to block", func() bool { a.mu.Lock(); defer a.mu.Unlock(); return a.moved != nil })
+	waiting := func() error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.moved == nil {
+			return errors.New("no one waits")
+		}
+		return nil
+	}
+	pollUntil(t, "the waiter to block", waiting)
 	a.Store(4)
-	waitFor(t, "the waiter to wait again after 4", func() bool { a.mu.Lock(); defer a.mu.Unlock(); return a.moved != nil })
+	pollUntil(t, "the waiter to wait again after 4", waiting)
 	select {
 	case <-woke:
 		t.Fatal("wait for 5 returned at 4")
@@ -33,18 +42,6 @@ func TestAppliedIndexWakesItsWaiters(t *testing.T) {
 	close(done)
 	if <-woke {
 		t.Fatal("wait for 9 said true after it was given up")
-	}
-}
-
-// waitFor polls cond until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
