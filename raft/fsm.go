@@ -158,10 +158,10 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		// entries are committed in Raft, so durable, and a replay after
 		// a crash applies them to the same changes. Badger's commit is a
 		// round trip to its write goroutine (a few tenths of a
-		// millisecond under the latency load) and now and then the wait
-		// for a new memtable. Reads on this node wait until Badger holds
-		// what was published (Store.seePublished): no client finds its
-		// feed behind an event it has seen.
+		// millisecond under the latency load), and now and then also
+		// Badger starting a new memtable. Reads on this node wait until
+		// Badger holds what was published (Store.seePublished): no
+		// client finds its feed behind an event it has seen.
 		f.published.Store(last)
 		f.onChange(t.changes)
 	}
