@@ -66,9 +66,17 @@ func (t *connTracker) hook(c net.Conn, s http.ConnState) {
 		t.mu.Unlock()
 		return
 	}
-	// The public listener is a markListener: every connection is marked.
+	// The public listener is a markListener: its connections carry their
+	// state, and only another listener's are looked up under the lock.
 	if m := marked(c); m != nil {
 		m.state.set(s, time.Now())
+		return
+	}
+	t.mu.Lock()
+	cs := t.conns[c]
+	t.mu.Unlock()
+	if cs != nil {
+		cs.set(s, time.Now())
 	}
 }
 

@@ -23,8 +23,8 @@ type applyCache struct {
 	subs     map[string][]resource.SubscriptionRecord // user id → its subscriptions
 	users    map[string]bool                          // user id → the user exists
 	counters map[string]counters                      // user id → its counters
-	// seq is the change log's last sequence number as the last batch
-	// committed it, when seqKnown: every batch starts from it.
+	// seq is the change log's last sequence number as the last commit
+	// (tx.commit) wrote it, when seqKnown: every batch starts from it.
 	seq      uint64
 	seqKnown bool
 }

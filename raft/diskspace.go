@@ -279,13 +279,12 @@ func (g *diskGuard) roomFor(need uint64) {
 		return
 	}
 	free, _, err := g.free()
+	if err == nil {
+		g.roomFree, g.roomAt = free, now
+	}
 	if err != nil || free >= minApplyRoom(need)+g.ballastSize {
-		if err == nil {
-			g.roomFree, g.roomAt = free, now
-		}
 		return
 	}
-	g.roomAt = time.Time{}
 	warned := false
 	for {
 		st := g.check()

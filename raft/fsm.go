@@ -166,7 +166,6 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		f.onChange(t.changes)
 	}
 	commit()
-	f.ac.seq, f.ac.seqKnown = t.seq, true
 	if len(t.deliveries) > 0 && f.onDeliveries != nil {
 		f.onDeliveries(t.deliveries)
 	}

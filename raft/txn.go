@@ -321,6 +321,7 @@ func (t *tx) commit(applied uint64) {
 	t.set([]byte(keySeq), putUint64(t.seq))
 	t.set([]byte(keyApplied), putUint64(applied))
 	t.commitTxn()
+	t.ac.seq, t.ac.seqKnown = t.seq, true
 }
 
 func getValue(txn *badger.Txn, key []byte) ([]byte, bool, error) {
