@@ -41,6 +41,9 @@ type FSM struct {
 	disk *diskGuard
 	// ac is the batches' cache of what sends read (applycache.go).
 	ac *applyCache
+	// resume is where the replay of an entry committed only in part
+	// resumes (parts.go); read at start and after a restore, used once.
+	resume partMark
 	// applyTime observes each batch (timings.go; nil in tests that use
 	// the FSM alone).
 	applyTime prometheus.Histogram
@@ -48,12 +51,30 @@ type FSM struct {
 
 func newFSM(db *badger.DB, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
 	f := &FSM{db: db, onChange: onChange, log: log, ac: newApplyCache()}
-	err := db.View(func(txn *badger.Txn) error {
+	err := f.loadApplied()
+	return f, err
+}
+
+// loadApplied reads how far Badger has applied, and where a replay of the
+// next entry resumes if only its first parts are there.
+func (f *FSM) loadApplied() error {
+	return f.db.View(func(txn *badger.Txn) error {
 		v, _, err := getValue(txn, []byte(keyApplied))
-		f.applied.Store(getUint64(v))
+		if err != nil {
+			return err
+		}
+		applied := getUint64(v)
+		f.applied.Store(applied)
+		r, _, err := getValue(txn, []byte(keyResume))
+		if err != nil {
+			return err
+		}
+		m, err := readMark(r)
+		if m.Entry > applied {
+			f.resume = m
+		}
 		return err
 	})
-	return f, err
 }
 
 // Applied is the last Raft index whose effects are in Badger.
@@ -125,6 +146,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 		}
 	}
 	var last uint64 // the last entry applied here
+	t.done = applied
 	for i, l := range logs {
 		if l.Index <= applied {
 			continue // replay of an entry Badger already holds
@@ -140,15 +162,37 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 			} else {
 				res := make([]Result, len(cmds))
 				t.entry = l.Index
+				skip := 0
+				if f.resume.Entry == l.Index {
+					// Its first parts are in Badger already (parts.go).
+					skip = f.resume.Cmd
+					t.resumeAt(f.resume)
+				}
 				for j, c := range cmds {
+					t.cmd = j
+					if j < skip {
+						continue
+					}
+					if j > skip && t.partDue(50) {
+						t.endPart()
+					}
 					res[j] = t.applyOnce(c)
 				}
+				// Bounded, and not to be done twice: no part ends here.
+				t.inPart = true
 				t.forgetRequests(l.Index, cmds)
 				t.endGroup()
+				if t.marked {
+					t.del([]byte(keyResume))
+				}
+				t.inPart, t.marked, t.entry = false, false, 0
 				out[i] = res
 			}
 		}
-		pending = l.Index
+		if l.Index >= f.resume.Entry {
+			f.resume = partMark{}
+		}
+		pending, t.done = l.Index, l.Index
 		if t.written >= commitBytes {
 			commit()
 		}
@@ -191,6 +235,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	applied, err := loadSnapshot(f.db, rc)
 	f.cache.reset()
 	f.ac.reset()
+	f.resume = partMark{} // a snapshot holds whole entries
 	if err != nil {
 		return err
 	}

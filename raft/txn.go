@@ -42,8 +42,18 @@ type tx struct {
 	group    changeGroup
 	expiry   expiryGroup
 	requests requestGroup // dedup.go
-	// entry is the index of the Raft entry being applied.
-	entry uint64
+	// entry is the index of the Raft entry being applied and cmd the
+	// command of it under way; done is the last entry wholly applied
+	// before it, which a part stores as the applied index (parts.go).
+	entry  uint64
+	cmd    int
+	done   uint64
+	limits txnLimits
+	inPart bool // a part's own writes are being made
+	marked bool // a part of the entry stored its mark
+	// keysWritten counts the keys set or deleted since the last commit, as
+	// written counts their bytes.
+	keysWritten int
 }
 
 // indexGroup is one key of a time-ordered index as an entry fills it: its
@@ -161,7 +171,7 @@ func (t *tx) endChangeGroup() {
 }
 
 func newTx(db *badger.DB, ac *applyCache) *tx {
-	t := &tx{db: db, txn: db.NewTransaction(true), ac: ac}
+	t := &tx{db: db, txn: db.NewTransaction(true), ac: ac, limits: limitsOf(db)}
 	if ac.seqKnown {
 		t.seq = ac.seq
 	} else if v, ok := t.get([]byte(keySeq)); ok {
@@ -203,11 +213,14 @@ func (t *tx) getJSON(key []byte, v any) bool {
 }
 
 func (t *tx) setEntry(e *badger.Entry) {
+	if t.entry != 0 && !t.inPart && t.partDue(60) {
+		t.endPart() // within a command that writes a great deal
+	}
 	t.ac.forget(e.Key)
 	if cachedKey(e.Key) {
 		t.touched = append(t.touched, string(e.Key))
 	}
-	t.written += len(e.Key) + len(e.Value)
+	t.wrote(len(e.Key) + len(e.Value))
 	err := t.txn.SetEntry(e)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		t.flush()
@@ -218,6 +231,11 @@ func (t *tx) setEntry(e *badger.Entry) {
 
 func (t *tx) set(key, val []byte) { t.setEntry(badger.NewEntry(key, val)) }
 
+func (t *tx) wrote(n int) {
+	t.written += n + perKey
+	t.keysWritten++
+}
+
 func (t *tx) setJSON(key []byte, v any) {
 	b, err := json.Marshal(v)
 	t.must(err)
@@ -225,11 +243,14 @@ func (t *tx) setJSON(key []byte, v any) {
 }
 
 func (t *tx) del(key []byte) {
+	if t.entry != 0 && !t.inPart && t.partDue(60) {
+		t.endPart()
+	}
 	t.ac.forget(key)
 	if cachedKey(key) {
 		t.touched = append(t.touched, string(key))
 	}
-	t.written += len(key)
+	t.wrote(len(key))
 	err := t.txn.Delete(key)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		t.flush()
@@ -298,9 +319,15 @@ func (t *tx) putSub(s *resource.SubscriptionRecord) {
 	t.setJSON(subKey(s.ID), s)
 }
 
-// flush commits what is written so far and continues in a new transaction.
+// flush commits what is written so far and continues in a new
+// transaction: the last resort when a write does not fit, which the parts
+// (parts.go) should leave no occasion for. Unlike a part it marks no place
+// to resume.
 func (t *tx) flush() {
 	t.txn.Set([]byte(keySeq), putUint64(t.seq))
+	if t.done != 0 {
+		t.txn.Set([]byte(keyApplied), putUint64(t.done))
+	}
 	t.commitTxn()
 }
 
@@ -310,7 +337,7 @@ func (t *tx) commitTxn() {
 	err := t.txn.Commit()
 	t.cache.end(t.touched)
 	t.touched = t.touched[:0]
-	t.written = 0
+	t.written, t.keysWritten = 0, 0
 	t.must(err)
 	t.txn = t.db.NewTransaction(true)
 }

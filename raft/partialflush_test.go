@@ -1,0 +1,252 @@
+package raft
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// bigSendCmd is sendCmd with a body of about size bytes.
+func bigSendCmd(uid, appNotifID string, now time.Time, size int) *Command {
+	c := sendCmd(uid, "app", appNotifID, now, now.Add(time.Hour))
+	raw := strings.Repeat("x", size)
+	c.Notif.Payload.RawContent = &raw
+	return c
+}
+
+// crashAfterFlushes makes the FSM stop, as a crash would, right after its
+// n-th commit inside an entry: what that commit wrote stays in Badger, and
+// the rest of the entry, and the applied index, do not.
+func crashAfterFlushes(t *testing.T, n int) {
+	t.Helper()
+	left := n
+	testAfterPart = func() {
+		if left--; left == 0 {
+			panic(errCrash)
+		}
+	}
+	t.Cleanup(func() { testAfterPart = nil })
+}
+
+var errCrash = fmt.Errorf("simulated crash")
+
+func applyUntilCrash(t *testing.T, f *FSM, logs []*hraft.Log) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != errCrash {
+			t.Fatalf("the apply ended with %v, want the simulated crash", r)
+		}
+	}()
+	f.ApplyBatch(logs)
+}
+
+// An entry whose writes outgrow one Badger transaction is committed in
+// parts. A crash between two parts leaves Badger holding some of the
+// entry's commands but not its index, so the entry is applied again at the
+// next start, on top of them. That must come to what one application
+// writes: every notification counted once and in the change log once.
+func TestAnEntryCommittedInPartsIsReplayedExactly(t *testing.T) {
+	dir := t.TempDir()
+	f, db := openFSM(t, dir)
+	now := time.Now()
+	u := newUser("gail")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	const sends = 64 // of 48 KiB: 2.5 times Badger's transaction limit
+	var cmds []*Command
+	for i := range sends {
+		cmds = append(cmds, bigSendCmd(u.ID, fmt.Sprintf("n%d", i), now, 48<<10))
+	}
+	logs := []*hraft.Log{entry(t, 2, cmds...)}
+	crashAfterFlushes(t, 1)
+	applyUntilCrash(t, f, logs)
+	testAfterPart = nil
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	f, db = openFSM(t, dir)
+	defer db.Close()
+	if f.Applied() != 1 {
+		t.Fatalf("applied = %d after the crash, want 1", f.Applied())
+	}
+	f.ApplyBatch(logs) // the replay at start
+	if f.Applied() != 2 {
+		t.Fatalf("applied = %d, want 2", f.Applied())
+	}
+	s := &Store{db: db}
+	ch, err := s.Changes(u.ID, 0, 4*sends)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, c := range ch {
+		if c.Type != resource.ChangeCreated {
+			t.Errorf("change %d is %s, want only created ones", c.Seq, c.Type)
+		}
+		seen[c.NotificationID]++
+	}
+	if len(ch) != sends || len(seen) != sends {
+		t.Errorf("%d changes for %d notifications, want %d of each", len(ch), len(seen), sends)
+	}
+	for i, c := range ch {
+		if c.Seq != ch[0].Seq+uint64(i) {
+			t.Errorf("change %d has seq %d, want %d: a gap where a part was applied twice", i, c.Seq, ch[0].Seq+uint64(i))
+			break
+		}
+	}
+	v, ok, err := getValue(db.NewTransaction(false), countersKey(u.ID))
+	if err != nil || !ok {
+		t.Fatalf("counters: %v %v", ok, err)
+	}
+	if want := fmt.Sprintf(`"n":%d`, sends); !strings.Contains(string(v), want) {
+		t.Errorf("counters %s, want %s", v, want)
+	}
+}
+
+// The entries that share a transaction with the one cut in parts are in
+// its first part too: a replay must not apply them again either.
+func TestEntriesBeforeAPartAreNotAppliedAgain(t *testing.T) {
+	dir := t.TempDir()
+	f, db := openFSM(t, dir)
+	now := time.Now()
+	u := newUser("hal")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	small := entry(t, 2, sendCmd(u.ID, "app", "s0", now, now.Add(time.Hour)), sendCmd(u.ID, "app", "s1", now, now.Add(time.Hour)))
+	var cmds []*Command
+	for i := range 60 { // three parts
+		cmds = append(cmds, bigSendCmd(u.ID, fmt.Sprintf("b%d", i), now, 32<<10))
+	}
+	logs := []*hraft.Log{small, entry(t, 3, cmds...)}
+	crashAfterFlushes(t, 2) // in the middle of entry 3
+	applyUntilCrash(t, f, logs)
+	testAfterPart = nil
+	db.Close()
+
+	f, db = openFSM(t, dir)
+	defer db.Close()
+	if f.Applied() != 2 {
+		t.Fatalf("applied = %d after the crash, want 2: entry 2 is whole in the first part", f.Applied())
+	}
+	f.ApplyBatch(logs)
+	s := &Store{db: db}
+	ch, err := s.Changes(u.ID, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch) != 62 {
+		t.Fatalf("%d changes, want 62", len(ch))
+	}
+	if n := len(keysUnder(t, db, keyResume)); n != 0 {
+		t.Errorf("the resume mark is still stored after the entry's end")
+	}
+}
+
+// Where an entry's parts end decides what is stored (its index groups, the
+// resume mark), so it must not depend on how Raft hands the entries to the
+// FSM: replicas that applied the same entries in different batches hold the
+// same keys and values.
+func TestPartsLeaveTheSameStateHoweverEntriesAreBatched(t *testing.T) {
+	now := time.Now()
+	u := newUser("ida")
+	var logs []*hraft.Log
+	logs = append(logs, entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u}))
+	for e := range 6 {
+		var cmds []*Command
+		n := 3 + 100*(e%2) // small entries, and ones cut in parts
+		for i := range n {
+			size := 200
+			if e%2 == 1 {
+				size = 12 << 10
+			}
+			cmds = append(cmds, bigSendCmd(u.ID, fmt.Sprintf("e%d-%d", e, i), now.Add(time.Duration(e*100+i)*time.Millisecond), size))
+		}
+		logs = append(logs, entry(t, uint64(e+2), cmds...))
+	}
+	state := func(batches [][]*hraft.Log) map[string]string {
+		f, db := openFSM(t, t.TempDir())
+		defer db.Close()
+		for _, b := range batches {
+			f.ApplyBatch(b)
+		}
+		all := keysUnder(t, db, "")
+		delete(all, keyApplied)
+		return all
+	}
+	one := state([][]*hraft.Log{logs})
+	var each [][]*hraft.Log
+	for _, l := range logs {
+		each = append(each, []*hraft.Log{l})
+	}
+	alone := state(each)
+	if len(one) != len(alone) {
+		t.Errorf("%d keys applied in one batch, %d applied one entry at a time", len(one), len(alone))
+	}
+	for k, v := range one {
+		if w, ok := alone[k]; !ok {
+			t.Errorf("key %q only when applied in one batch", k)
+		} else if w != v {
+			t.Errorf("key %q differs between the batchings", k)
+		}
+	}
+}
+
+// Deleting a user with many notifications writes more than a transaction
+// takes, so it is cut in parts within the command; after a crash between
+// them, the deletion applied again over its first parts removes the rest,
+// and the send before it in the same entry stays counted once.
+func TestADeletionCutInPartsIsAppliedAgainToTheEnd(t *testing.T) {
+	dir := t.TempDir()
+	f, db := openFSM(t, dir)
+	now := time.Now()
+	big, other := newUser("jo"), newUser("kim")
+	index := uint64(1)
+	apply := func(cmds ...*Command) {
+		t.Helper()
+		f.ApplyBatch([]*hraft.Log{entry(t, index, cmds...)})
+		index++
+	}
+	apply(&Command{Op: OpCreateUser, Now: now.UnixNano(), User: big}, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: other})
+	const many = 4000
+	for i := 0; i < many; i += 200 {
+		var cmds []*Command
+		for j := i; j < i+200; j++ {
+			cmds = append(cmds, sendCmd(big.ID, "app", fmt.Sprintf("n%d", j), now, now.Add(time.Hour)))
+		}
+		apply(cmds...)
+	}
+	logs := []*hraft.Log{entry(t, index, sendCmd(other.ID, "app", "o1", now, now.Add(time.Hour)),
+		&Command{Op: OpDeleteUser, Now: now.UnixNano(), UserID: big.ID})}
+	crashAfterFlushes(t, 1)
+	applyUntilCrash(t, f, logs)
+	testAfterPart = nil
+	db.Close()
+
+	f, db = openFSM(t, dir)
+	defer db.Close()
+	f.ApplyBatch(logs)
+	if f.Applied() != index {
+		t.Fatalf("applied = %d, want %d", f.Applied(), index)
+	}
+	left := 0
+	for k := range keysWith(t, db, big.ID) {
+		if !strings.HasPrefix(k, "ce/") && !strings.HasPrefix(k, "ne/") { // left to the purge
+			left++
+		}
+	}
+	if left != 0 {
+		t.Errorf("%d of the deleted user's records remain", left)
+	}
+	v, ok, err := getValue(db.NewTransaction(false), countersKey(other.ID))
+	if err != nil || !ok || !strings.Contains(string(v), `"n":1`) {
+		t.Errorf("the other user's counters %s (%v %v), want one notification", v, ok, err)
+	}
+	s := &Store{db: db}
+	if ch, err := s.Changes(other.ID, 0, 10); err != nil || len(ch) != 1 {
+		t.Errorf("the other user's changes: %d (%v), want 1", len(ch), err)
+	}
+}

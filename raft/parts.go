@@ -1,0 +1,140 @@
+package raft
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/skl"
+)
+
+// An entry's writes can outgrow one Badger transaction (128 sends of
+// 70 KiB, or deleting a user with many notifications), so the FSM commits
+// a long entry in parts. The applied index moves only at an entry's end:
+// after a crash between two parts the entry is applied again at start, on
+// top of its first parts. Applying those commands again would count their
+// notifications twice and record each twice in the change log, the first
+// change left pointing at nothing (TestAnEntryCommittedInPartsIsReplayedExactly).
+//
+// So each part records, in the same commit, where a replay resumes
+// (keyResume): the entry, the command that comes next or is under way, and
+// the entry's index groups as they stand (txn.go), which the skipped
+// commands filled; and it stores as applied the entries before it, whole in
+// that part. A replay of the entry restores the groups and skips the
+// commands before the mark. The groups are not written early, so where a
+// part ends changes nothing that stays stored: replicas may cut an entry
+// at different places (the transaction also holds the entries before it,
+// as Raft happened to batch them) and still hold the same state.
+//
+// A part ends before a command once the transaction holds half of what
+// Badger takes in one (a command writes at most ~80 KiB, far less), or
+// within a command that alone writes more (deleting a user, a bulk delete)
+// at 60 %, leaving room for the write under way and the mark with its
+// groups; such commands are written to be applied again over their own
+// first parts.
+
+// txnLimits are Badger's bounds on one transaction, as Open derives them.
+type txnLimits struct{ bytes, keys int }
+
+func limitsOf(db *badger.DB) txnLimits {
+	size := db.Opts().MemTableSize * 15 / 100
+	return txnLimits{bytes: int(size), keys: int(size / int64(skl.MaxNodeSize))}
+}
+
+// perKey is what Badger adds to a write's size when it checks a
+// transaction against its limit.
+const perKey = 12
+
+// savedGroup is an index group as a part's mark keeps it.
+type savedGroup struct {
+	Refs []byte `json:"r,omitempty"`
+	N    int    `json:"n,omitempty"`
+	Ms   int64  `json:"m,omitempty"`
+}
+
+func saveGroup(g indexGroup) savedGroup {
+	return savedGroup{Refs: g.refs, N: g.n, Ms: g.ms}
+}
+
+func (s savedGroup) group() indexGroup {
+	return indexGroup{refs: s.Refs, n: s.N, ms: s.Ms}
+}
+
+// partMark is where the replay of a partly committed entry resumes.
+type partMark struct {
+	Entry uint64 `json:"e"`
+	Cmd   int    `json:"c"` // the first command not wholly applied
+
+	Change      savedGroup `json:"cg"`
+	ChangeFirst uint64     `json:"cf,omitempty"`
+
+	Expiry         savedGroup `json:"xg"`
+	ExpiryFirstMs  int64      `json:"xm,omitempty"`
+	ExpiryFirstSeq uint64     `json:"xs,omitempty"`
+	ExpiryUID      string     `json:"xu,omitempty"`
+	ExpiryNID      string     `json:"xn,omitempty"`
+
+	Requests      savedGroup `json:"rg"`
+	RequestsFirst string     `json:"rf,omitempty"`
+	RequestsK     int        `json:"rk,omitempty"`
+}
+
+const keyResume = "m/resume"
+
+func (t *tx) mark() partMark {
+	return partMark{Entry: t.entry, Cmd: t.cmd,
+		Change: saveGroup(t.group.indexGroup), ChangeFirst: t.group.firstSeq,
+		Expiry: saveGroup(t.expiry.indexGroup), ExpiryFirstMs: t.expiry.firstMs, ExpiryFirstSeq: t.expiry.firstSeq,
+		ExpiryUID: t.expiry.uid, ExpiryNID: t.expiry.nid,
+		Requests: saveGroup(t.requests.indexGroup), RequestsFirst: t.requests.first, RequestsK: t.requests.k}
+}
+
+// resumeAt restores the groups of m's entry, whose replay skips the
+// commands before m.Cmd.
+func (t *tx) resumeAt(m partMark) {
+	t.group = changeGroup{indexGroup: m.Change.group(), firstSeq: m.ChangeFirst}
+	t.expiry = expiryGroup{indexGroup: m.Expiry.group(), firstMs: m.ExpiryFirstMs, firstSeq: m.ExpiryFirstSeq,
+		uid: m.ExpiryUID, nid: m.ExpiryNID}
+	t.requests = requestGroup{indexGroup: m.Requests.group(), first: m.RequestsFirst, k: m.RequestsK}
+}
+
+func readMark(b []byte) (partMark, error) {
+	var m partMark
+	if len(b) == 0 {
+		return m, nil
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("decode %s: %w", keyResume, err)
+	}
+	return m, nil
+}
+
+// partDue reports whether the transaction holds more than the share
+// (in percent) of Badger's limits.
+func (t *tx) partDue(share int) bool {
+	return t.written*100 > t.limits.bytes*share || t.keysWritten*100 > t.limits.keys*share
+}
+
+// endPart commits the writes so far as a part of the entry under way that
+// a replay resumes from: before command t.cmd, or within it.
+func (t *tx) endPart() {
+	b, err := json.Marshal(t.mark())
+	t.must(err)
+	t.inPart = true
+	t.set([]byte(keySeq), putUint64(t.seq))
+	if t.done != 0 {
+		// The entries before this one are whole in this part.
+		t.set([]byte(keyApplied), putUint64(t.done))
+	}
+	t.set([]byte(keyResume), b)
+	t.inPart = false
+	t.marked = true
+	t.commitTxn()
+	if testAfterPart != nil {
+		testAfterPart()
+	}
+}
+
+// testAfterPart, when set, runs after each part's commit (tests: a crash
+// there).
+var testAfterPart func()
