@@ -167,13 +167,14 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 					// Its first parts are in Badger already (parts.go).
 					skip = f.resume.Cmd
 					t.resumeAt(f.resume)
+					t.marked = true // the mark goes with the entry's end
 				}
 				for j, c := range cmds {
 					t.cmd = j
 					if j < skip {
 						continue
 					}
-					if j > skip && t.partDue(50) {
+					if j > skip && t.partDue(40) {
 						t.endPart()
 					}
 					res[j] = t.applyOnce(c)

@@ -232,6 +232,9 @@ func TestADeletionCutInPartsIsAppliedAgainToTheEnd(t *testing.T) {
 	if f.Applied() != index {
 		t.Fatalf("applied = %d, want %d", f.Applied(), index)
 	}
+	if n := len(keysUnder(t, db, keyResume)); n != 0 {
+		t.Errorf("the resume mark is still stored after the entry's end")
+	}
 	left := 0
 	for k := range keysWith(t, db, big.ID) {
 		if !strings.HasPrefix(k, "ce/") && !strings.HasPrefix(k, "ne/") { // left to the purge

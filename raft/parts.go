@@ -26,12 +26,13 @@ import (
 // at different places (the transaction also holds the entries before it,
 // as Raft happened to batch them) and still hold the same state.
 //
-// A part ends before a command once the transaction holds half of what
-// Badger takes in one (a command writes at most ~80 KiB, far less), or
-// within a command that alone writes more (deleting a user, a bulk delete)
-// at 60 %, leaving room for the write under way and the mark with its
-// groups; such commands are written to be applied again over their own
-// first parts.
+// A part ends before a command once the transaction holds 40 % of what
+// Badger takes in one, or within a command that alone writes more
+// (deleting a user, a bulk delete) at 60 %, leaving room for the write
+// under way and the mark with its groups; such commands are written to be
+// applied again over their own first parts. Between the two lies a fifth
+// of the limit, 120 KiB even for the smallest memtable (4 MiB), more than
+// a send writes (at most ~80 KiB), so a send is never cut.
 
 // txnLimits are Badger's bounds on one transaction, as Open derives them.
 type txnLimits struct{ bytes, keys int }
