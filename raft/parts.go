@@ -113,7 +113,7 @@ func readMark(b []byte) (partMark, error) {
 // partDue reports whether the transaction holds more than the share
 // (in percent) of Badger's limits.
 func (t *tx) partDue(share int) bool {
-	return t.written*100 > t.limits.bytes*share || t.keysWritten*100 > t.limits.keys*share
+	return (t.written+perKey*t.keysWritten)*100 > t.limits.bytes*share || t.keysWritten*100 > t.limits.keys*share
 }
 
 // endPart commits the writes so far as a part of the entry under way that

@@ -232,7 +232,7 @@ func (t *tx) setEntry(e *badger.Entry) {
 func (t *tx) set(key, val []byte) { t.setEntry(badger.NewEntry(key, val)) }
 
 func (t *tx) wrote(n int) {
-	t.written += n + perKey
+	t.written += n
 	t.keysWritten++
 }
 
