@@ -236,8 +236,13 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	applied, err := loadSnapshot(f.db, rc)
 	f.cache.reset()
 	f.ac.reset()
-	f.resume = partMark{} // a snapshot holds whole entries
+	f.resume = partMark{}
 	if err != nil {
+		return err
+	}
+	// A snapshot streamed while an entry was between parts holds its
+	// first parts and their mark: the log that follows is the same.
+	if err := f.loadApplied(); err != nil {
 		return err
 	}
 	f.published.Store(applied)

@@ -1,11 +1,14 @@
 package raft
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/herald-notify/herald/resource"
@@ -78,34 +81,7 @@ func TestAnEntryCommittedInPartsIsReplayedExactly(t *testing.T) {
 	if f.Applied() != 2 {
 		t.Fatalf("applied = %d, want 2", f.Applied())
 	}
-	s := &Store{db: db}
-	ch, err := s.Changes(u.ID, 0, 4*sends)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]int{}
-	for _, c := range ch {
-		if c.Type != resource.ChangeCreated {
-			t.Errorf("change %d is %s, want only created ones", c.Seq, c.Type)
-		}
-		seen[c.NotificationID]++
-	}
-	if len(ch) != sends || len(seen) != sends {
-		t.Errorf("%d changes for %d notifications, want %d of each", len(ch), len(seen), sends)
-	}
-	for i, c := range ch {
-		if c.Seq != ch[0].Seq+uint64(i) {
-			t.Errorf("change %d has seq %d, want %d: a gap where a part was applied twice", i, c.Seq, ch[0].Seq+uint64(i))
-			break
-		}
-	}
-	v, ok, err := getValue(db.NewTransaction(false), countersKey(u.ID))
-	if err != nil || !ok {
-		t.Fatalf("counters: %v %v", ok, err)
-	}
-	if want := fmt.Sprintf(`"n":%d`, sends); !strings.Contains(string(v), want) {
-		t.Errorf("counters %s, want %s", v, want)
-	}
+	checkCountedOnce(t, db, u.ID, sends)
 }
 
 // The entries that share a transaction with the one cut in parts are in
@@ -251,5 +227,83 @@ func TestADeletionCutInPartsIsAppliedAgainToTheEnd(t *testing.T) {
 	s := &Store{db: db}
 	if ch, err := s.Changes(other.ID, 0, 10); err != nil || len(ch) != 1 {
 		t.Errorf("the other user's changes: %d (%v), want 1", len(ch), err)
+	}
+}
+
+// checkCountedOnce fails unless uid's sends notifications are each in the
+// change log once, in an unbroken run of seqs, and counted once.
+func checkCountedOnce(t *testing.T, db *badger.DB, uid string, sends int) {
+	t.Helper()
+	s := &Store{db: db}
+	ch, err := s.Changes(uid, 0, 4*sends)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, c := range ch {
+		if c.Type != resource.ChangeCreated {
+			t.Errorf("change %d is %s, want only created ones", c.Seq, c.Type)
+		}
+		seen[c.NotificationID]++
+	}
+	if len(ch) != sends || len(seen) != sends {
+		t.Errorf("%d changes for %d notifications, want %d of each", len(ch), len(seen), sends)
+	}
+	for i, c := range ch {
+		if c.Seq != ch[0].Seq+uint64(i) {
+			t.Errorf("change %d has seq %d, want %d: a gap where a part was applied twice", i, c.Seq, ch[0].Seq+uint64(i))
+			break
+		}
+	}
+	v, ok, err := getValue(db.NewTransaction(false), countersKey(uid))
+	if err != nil || !ok {
+		t.Fatalf("counters: %v %v", ok, err)
+	}
+	if want := fmt.Sprintf(`"n":%d`, sends); !strings.Contains(string(v), want) {
+		t.Errorf("counters %s, want %s", v, want)
+	}
+}
+
+// A snapshot streamed while an entry is between parts (Persist streams a
+// view as entries go on applying) holds its first parts and their mark; a
+// node that installs it resumes the entry from the same log. A backup
+// restored into a new cluster starts a new log, so the mark goes.
+func TestASnapshotBetweenPartsResumesTheEntry(t *testing.T) {
+	dir := t.TempDir()
+	f, db := openFSM(t, dir)
+	now := time.Now()
+	u := newUser("lee")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	const sends = 64
+	var cmds []*Command
+	for i := range sends {
+		cmds = append(cmds, bigSendCmd(u.ID, fmt.Sprintf("n%d", i), now, 48<<10))
+	}
+	logs := []*hraft.Log{entry(t, 2, cmds...)}
+	crashAfterFlushes(t, 1)
+	applyUntilCrash(t, f, logs)
+	testAfterPart = nil
+	var snap bytes.Buffer
+	if err := WriteBackup(db, &snap); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	g, gdb := openFSM(t, t.TempDir())
+	defer gdb.Close()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(snap.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	g.ApplyBatch(logs)
+	checkCountedOnce(t, gdb, u.ID, sends)
+
+	restored := t.TempDir()
+	if err := Restore(restored, bytes.NewReader(snap.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	h, hdb := openFSM(t, restored)
+	defer hdb.Close()
+	if h.resume.Entry != 0 || len(keysUnder(t, hdb, keyResume)) != 0 {
+		t.Errorf("a restored backup keeps the mark of entry %d of the old log", h.resume.Entry)
 	}
 }

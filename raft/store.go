@@ -830,8 +830,15 @@ func Restore(dir string, r io.Reader) error {
 		db.Close()
 		return err
 	}
-	// A fresh log starts at index 1: the applied index must not skip it.
-	err = db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyApplied), putUint64(0)) })
+	// A fresh log starts at index 1: the applied index must not skip it,
+	// and a mark of where to resume an entry (parts.go) names one of the
+	// old log.
+	err = db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete([]byte(keyResume)); err != nil {
+			return err
+		}
+		return txn.Set([]byte(keyApplied), putUint64(0))
+	})
 	if err = errors.Join(err, db.Close()); err != nil {
 		return err
 	}
