@@ -48,6 +48,30 @@ func applyUntilCrash(t *testing.T, f *FSM, logs []*hraft.Log) {
 	f.ApplyBatch(logs)
 }
 
+// bigSends of 48 KiB each make an entry of 2.5 times Badger's transaction
+// limit (with the default --memory).
+const bigSends = 64
+
+// crashInParts applies, in a store at dir, an entry of bigSends sends to a
+// new user and stops the FSM, as a crash would, after the entry's first
+// part. It returns the store, still open, the user and the logs to replay.
+func crashInParts(t *testing.T, dir string) (*badger.DB, string, []*hraft.Log) {
+	t.Helper()
+	f, db := openFSM(t, dir)
+	now := time.Now()
+	u := newUser("gail")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	var cmds []*Command
+	for i := range bigSends {
+		cmds = append(cmds, bigSendCmd(u.ID, fmt.Sprintf("n%d", i), now, 48<<10))
+	}
+	logs := []*hraft.Log{entry(t, 2, cmds...)}
+	crashAfterFlushes(t, 1)
+	applyUntilCrash(t, f, logs)
+	testAfterPart = nil
+	return db, u.ID, logs
+}
+
 // An entry whose writes outgrow one Badger transaction is committed in
 // parts. A crash between two parts leaves Badger holding some of the
 // entry's commands but not its index, so the entry is applied again at the
@@ -55,24 +79,12 @@ func applyUntilCrash(t *testing.T, f *FSM, logs []*hraft.Log) {
 // writes: every notification counted once and in the change log once.
 func TestAnEntryCommittedInPartsIsReplayedExactly(t *testing.T) {
 	dir := t.TempDir()
-	f, db := openFSM(t, dir)
-	now := time.Now()
-	u := newUser("gail")
-	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
-	const sends = 64 // of 48 KiB: 2.5 times Badger's transaction limit
-	var cmds []*Command
-	for i := range sends {
-		cmds = append(cmds, bigSendCmd(u.ID, fmt.Sprintf("n%d", i), now, 48<<10))
-	}
-	logs := []*hraft.Log{entry(t, 2, cmds...)}
-	crashAfterFlushes(t, 1)
-	applyUntilCrash(t, f, logs)
-	testAfterPart = nil
+	db, uid, logs := crashInParts(t, dir)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	f, db = openFSM(t, dir)
+	f, db := openFSM(t, dir)
 	defer db.Close()
 	if f.Applied() != 1 {
 		t.Fatalf("applied = %d after the crash, want 1", f.Applied())
@@ -81,7 +93,7 @@ func TestAnEntryCommittedInPartsIsReplayedExactly(t *testing.T) {
 	if f.Applied() != 2 {
 		t.Fatalf("applied = %d, want 2", f.Applied())
 	}
-	checkCountedOnce(t, db, u.ID, sends)
+	checkCountedOnce(t, db, uid, bigSends)
 }
 
 // The entries that share a transaction with the one cut in parts are in
@@ -269,20 +281,7 @@ func checkCountedOnce(t *testing.T, db *badger.DB, uid string, sends int) {
 // node that installs it resumes the entry from the same log. A backup
 // restored into a new cluster starts a new log, so the mark goes.
 func TestASnapshotBetweenPartsResumesTheEntry(t *testing.T) {
-	dir := t.TempDir()
-	f, db := openFSM(t, dir)
-	now := time.Now()
-	u := newUser("lee")
-	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
-	const sends = 64
-	var cmds []*Command
-	for i := range sends {
-		cmds = append(cmds, bigSendCmd(u.ID, fmt.Sprintf("n%d", i), now, 48<<10))
-	}
-	logs := []*hraft.Log{entry(t, 2, cmds...)}
-	crashAfterFlushes(t, 1)
-	applyUntilCrash(t, f, logs)
-	testAfterPart = nil
+	db, uid, logs := crashInParts(t, t.TempDir())
 	var snap bytes.Buffer
 	if err := WriteBackup(db, &snap); err != nil {
 		t.Fatal(err)
@@ -295,7 +294,7 @@ func TestASnapshotBetweenPartsResumesTheEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.ApplyBatch(logs)
-	checkCountedOnce(t, gdb, u.ID, sends)
+	checkCountedOnce(t, gdb, uid, bigSends)
 
 	restored := t.TempDir()
 	if err := Restore(restored, bytes.NewReader(snap.Bytes())); err != nil {
