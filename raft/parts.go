@@ -8,8 +8,9 @@ import (
 	"github.com/dgraph-io/badger/v4/skl"
 )
 
-// An entry's writes can outgrow one Badger transaction (128 sends of
-// 70 KiB, or deleting a user with many notifications), so the FSM commits
+// An entry's writes can outgrow one Badger transaction (15 % of a
+// memtable: 128 sends of the largest payload with the smallest --memory,
+// or deleting a user with many notifications at any), so the FSM commits
 // a long entry in parts. The applied index moves only at an entry's end:
 // after a crash between two parts the entry is applied again at start, on
 // top of its first parts. Applying those commands again would count their
@@ -32,7 +33,8 @@ import (
 // under way and the mark with its groups; such commands are written to be
 // applied again over their own first parts. Between the two lies a fifth
 // of the limit, 120 KiB even for the smallest memtable (4 MiB), more than
-// a send writes (at most ~80 KiB), so a send is never cut.
+// any other command writes (a send about 5 KiB, none over ~80 KiB), so
+// those are never cut.
 
 // txnLimits are Badger's bounds on one transaction, as Open derives them.
 type txnLimits struct{ bytes, keys int }
