@@ -630,6 +630,7 @@ func (t *tx) deleteNotifsBy(c *Command) Result {
 	for _, k := range t.keys(notifPrefix(c.UserID), 0) {
 		var n resource.NotificationRecord
 		if t.getJSON(k, &n) && n.AppID == c.AppID && n.GroupName == c.GroupName {
+			t.stepDone() // one deleted already is passed over (markDeleted)
 			t.markDeleted(c.Now, &n)
 		}
 	}

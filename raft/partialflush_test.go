@@ -306,3 +306,61 @@ func TestASnapshotBetweenPartsResumesTheEntry(t *testing.T) {
 		t.Errorf("a restored backup keeps the mark of entry %d of the old log", h.resume.Entry)
 	}
 }
+
+// Deleting a group of notifications is cut between notifications; the
+// replay deletes the rest, passing over those deleted already, so each
+// notification has one deleted change and none is counted twice.
+func TestAGroupDeletionCutInPartsIsAppliedAgainToTheEnd(t *testing.T) {
+	dir := t.TempDir()
+	f, db := openFSM(t, dir)
+	now := time.Now()
+	u := newUser("max")
+	index := uint64(1)
+	apply := func(cmds ...*Command) {
+		t.Helper()
+		f.ApplyBatch([]*hraft.Log{entry(t, index, cmds...)})
+		index++
+	}
+	apply(&Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})
+	const many = 2400
+	for i := 0; i < many; i += 200 {
+		var cmds []*Command
+		for j := i; j < i+200; j++ {
+			cmds = append(cmds, sendCmd(u.ID, "app", fmt.Sprintf("n%d", j), now, now.Add(time.Hour)))
+		}
+		apply(cmds...)
+	}
+	logs := []*hraft.Log{entry(t, index, &Command{Op: OpDeleteNotifsBy, Now: now.UnixNano(), UserID: u.ID, AppID: "app"})}
+	crashAfterFlushes(t, 2) // of three
+	applyUntilCrash(t, f, logs)
+	testAfterPart = nil
+	db.Close()
+
+	f, db = openFSM(t, dir)
+	defer db.Close()
+	f.ApplyBatch(logs)
+	s := &Store{db: db}
+	ch, err := s.Changes(u.ID, 0, 4*many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := map[string]int{}
+	for _, c := range ch {
+		if c.Type == resource.ChangeDeleted {
+			deleted[c.NotificationID]++
+		}
+	}
+	if len(deleted) != many {
+		t.Errorf("%d notifications have a deleted change, want %d", len(deleted), many)
+	}
+	for id, n := range deleted {
+		if n != 1 {
+			t.Errorf("notification %s has %d deleted changes", id, n)
+			break
+		}
+	}
+	v, ok, err := getValue(db.NewTransaction(false), countersKey(u.ID))
+	if err != nil || !ok || !strings.Contains(string(v), `"n":0`) {
+		t.Errorf("counters %s (%v %v), want no active notification", v, ok, err)
+	}
+}

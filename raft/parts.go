@@ -28,13 +28,18 @@ import (
 // as Raft happened to batch them) and still hold the same state.
 //
 // A part ends before a command once the transaction holds 40 % of what
-// Badger takes in one, or within a command that alone writes more
-// (deleting a user, a bulk delete) at 60 %, leaving room for the write
-// under way and the mark with its groups; such commands are written to be
-// applied again over their own first parts. Between the two lies a fifth
-// of the limit, 120 KiB even for the smallest memtable (4 MiB), more than
-// any other command writes (a send about 5 KiB, none over ~80 KiB), so
-// those are never cut.
+// Badger takes in one. Within a command it ends only between whole steps
+// of a command that a replay may apply again from its start and come to
+// the same state (stepDone): deleting a user's keys by prefix, one key or
+// subscription at a time, and deleting a group of notifications, one
+// notification at a time (one deleted already is passed over); there at
+// 60 %, leaving room for the step under way and the mark with its groups.
+// Between the two bounds lies a fifth of the limit, 120 KiB even for the
+// smallest memtable (4 MiB), more than any other command writes (a send
+// about 5 KiB). The purge (up to 1,000 expiries a run, several MiB) is not
+// cut: its counts would start again in a replay, so it takes Badger's
+// limit as it comes (tx.flush) and a crash there still applies it again
+// in full (BENCHMARKS.md, 5 December 2026).
 
 // txnLimits are Badger's bounds on one transaction, as Open derives them.
 type txnLimits struct{ bytes, keys int }
@@ -116,6 +121,14 @@ func readMark(b []byte) (partMark, error) {
 // (in percent) of Badger's limits.
 func (t *tx) partDue(share int) bool {
 	return (t.written+perKey*t.keysWritten)*100 > t.limits.bytes*share || t.keysWritten*100 > t.limits.keys*share
+}
+
+// stepDone ends a part, if one is due, between two steps of a command that
+// a replay may apply again from its start (see above).
+func (t *tx) stepDone() {
+	if t.entry != 0 && !t.inPart && t.partDue(60) {
+		t.endPart()
+	}
 }
 
 // endPart commits the writes so far as a part of the entry under way that

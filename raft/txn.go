@@ -213,9 +213,6 @@ func (t *tx) getJSON(key []byte, v any) bool {
 }
 
 func (t *tx) setEntry(e *badger.Entry) {
-	if t.entry != 0 && !t.inPart && t.partDue(60) {
-		t.endPart() // within a command that writes a great deal
-	}
 	t.ac.forget(e.Key)
 	if cachedKey(e.Key) {
 		t.touched = append(t.touched, string(e.Key))
@@ -243,9 +240,6 @@ func (t *tx) setJSON(key []byte, v any) {
 }
 
 func (t *tx) del(key []byte) {
-	if t.entry != 0 && !t.inPart && t.partDue(60) {
-		t.endPart()
-	}
 	t.ac.forget(key)
 	if cachedKey(key) {
 		t.touched = append(t.touched, string(key))
@@ -416,6 +410,7 @@ func (t *tx) eachKey(prefix []byte, fn func(k []byte)) {
 	for from := prefix; ; {
 		page := scanKeysFrom(t.txn, prefix, from, keysPage)
 		for _, k := range page {
+			t.stepDone()
 			fn(k)
 		}
 		if len(page) < keysPage {
