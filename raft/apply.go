@@ -675,19 +675,25 @@ func (t *tx) trimChange(uid string, seq uint64) int {
 // purge removes notifications whose expirationDateTime has passed and trims
 // change-log entries older than the retention, at most MaxItems of each.
 // It reads only the time-ordered indexes, so its cost follows what is due.
+//
+// A long purge is cut in parts between index keys (parts.go); a replay
+// resumes it at the phase and count where the cut was (t.phaseFrom).
 func (t *tx) purge(c *Command) Result {
 	nowMs := c.Now / int64(time.Millisecond)
-	purged := 0
-	for _, k := range t.due([]byte("ne/"), nowMs, c.MaxItems) {
+	p := t.phaseFrom(1, c.MaxItems)
+	purged := p.count
+	for _, k := range p.keys(t.due([]byte("ne/"), nowMs, p.limit)) {
 		if c.MaxItems > 0 && purged >= c.MaxItems {
 			break
 		}
+		p.step(purged)
 		// ne, ms, uid, nid: one notification (expiryKey); ne, ms, first
 		// seq: a group (expiryGroupKey).
 		parts := strings.SplitN(string(k), "/", 4)
 		if len(parts) == 4 {
 			t.del(k)
 			purged += t.expire(c.Now, nowMs, parts[2], parts[3])
+			p.done++
 			continue
 		}
 		if len(parts) != 3 {
@@ -699,19 +705,23 @@ func (t *tx) purge(c *Command) Result {
 		for rest, ok := nextRef(refs, ref); ok; rest, ok = nextRef(rest, ref) {
 			purged += t.expire(c.Now, nowMs, ref[0], ref[1])
 		}
+		p.done++
 	}
 	cutoff := nowMs - c.Retention/int64(time.Millisecond)
-	trimmed := 0
-	for _, k := range t.due([]byte("ce/"), cutoff, c.MaxItems) {
+	p = t.phaseFrom(2, c.MaxItems)
+	trimmed := p.count
+	for _, k := range p.keys(t.due([]byte("ce/"), cutoff, p.limit)) {
 		if c.MaxItems > 0 && trimmed >= c.MaxItems {
 			break
 		}
+		p.step(trimmed)
 		// ce, ms, first seq: a group (changeGroupKey); ce, ms, uid, seq:
 		// one change, as earlier versions indexed them.
 		parts := strings.SplitN(string(k), "/", 4)
 		if len(parts) == 4 {
 			t.del(k)
 			trimmed += t.trimChange(parts[2], uint64(hexMs(parts[3])))
+			p.done++
 			continue
 		}
 		if len(parts) != 3 {
@@ -722,9 +732,12 @@ func (t *tx) purge(c *Command) Result {
 		for uid, seq, rest, ok := nextChangeRef(refs); ok; uid, seq, rest, ok = nextChangeRef(rest) {
 			trimmed += t.trimChange(uid, seq)
 		}
+		p.done++
 	}
-	tokens := 0
-	for _, k := range t.due([]byte("te/"), nowMs, c.MaxItems) {
+	p = t.phaseFrom(3, c.MaxItems)
+	tokens := p.count
+	for _, k := range p.keys(t.due([]byte("te/"), nowMs, p.limit)) {
+		p.step(tokens)
 		parts := strings.SplitN(string(k), "/", 3) // te, ms, hash
 		if len(parts) != 3 {
 			break
@@ -734,12 +747,15 @@ func (t *tx) purge(c *Command) Result {
 		t.del(ownerTokenKey(string(owner), parts[2]))
 		t.del(k)
 		tokens++
+		p.done++
 	}
 	// Subscriptions are kept a while past their expiry, so a device that
 	// was offline can still renew; then they go, disabled ones too.
-	subs := 0
 	subCutoff := nowMs - SubscriptionRetention.Milliseconds()
-	for _, k := range t.due([]byte("se/"), subCutoff, c.MaxItems) {
+	p = t.phaseFrom(4, c.MaxItems)
+	subs := p.count
+	for _, k := range p.keys(t.due([]byte("se/"), subCutoff, p.limit)) {
+		p.step(subs)
 		parts := strings.SplitN(string(k), "/", 3) // se, ms, sid
 		if len(parts) != 3 {
 			break
@@ -750,14 +766,15 @@ func (t *tx) purge(c *Command) Result {
 		}
 		t.del(k)
 		subs++
+		p.done++
 	}
 	// Forwarded commands' remembered results (dedup.go); what one
 	// purge leaves, the next takes.
-	t.purgeRequests(nowMs, c.MaxItems)
-	sessions := t.purgeSessions(nowMs, c.MaxItems)
+	t.purgeRequestsFrom(t.phaseFrom(5, c.MaxItems), nowMs, c.MaxItems)
+	sessions := t.purgeSessions(t.phaseFrom(6, c.MaxItems), nowMs)
 	audit := 0
 	if c.AuditRetention > 0 {
-		audit = t.purgeAudit(nowMs-c.AuditRetention/int64(time.Millisecond), c.MaxItems)
+		audit = t.purgeAudit(t.phaseFrom(7, c.MaxItems), nowMs-c.AuditRetention/int64(time.Millisecond))
 	}
 	return ok(PurgeResult{Notifications: purged, Changes: trimmed, Tokens: tokens, Subscriptions: subs,
 		Sessions: sessions, Audit: audit})

@@ -134,25 +134,29 @@ func (t *tx) deleteSessionsOf(uid string) {
 	}
 }
 
-// purgeAudit deletes up to limit audit records older than the cutoff.
-func (t *tx) purgeAudit(cutoffMs int64, limit int) int {
-	n := 0
+// purgeAudit deletes up to the phase's limit of audit records older than
+// the cutoff.
+func (t *tx) purgeAudit(p *purgePhase, cutoffMs int64) int {
+	n := p.count
 	old := func(k []byte) bool {
 		ms, ok := resource.AuditIDTime(string(k[len("al/"):]))
 		return !ok || ms < cutoffMs
 	}
-	for _, k := range t.keysWhile([]byte("al/"), limit, old) {
+	for _, k := range p.keys(t.keysWhile([]byte("al/"), p.limit, old)) {
+		p.step(n)
 		t.del(k)
 		n++
+		p.done++
 	}
 	return n
 }
 
 // purgeSessions forgets up to limit sessions whose refresh tokens expired
 // by nowMs (the tokens themselves go by their own index).
-func (t *tx) purgeSessions(nowMs int64, limit int) int {
-	n := 0
-	for _, k := range t.due([]byte("sx/"), nowMs, limit) {
+func (t *tx) purgeSessions(p *purgePhase, nowMs int64) int {
+	n := p.count
+	for _, k := range p.keys(t.due([]byte("sx/"), nowMs, p.limit)) {
+		p.step(n)
 		parts := strings.SplitN(string(k), "/", 4) // sx, ms, uid, sid
 		if len(parts) != 4 {
 			break
@@ -160,6 +164,7 @@ func (t *tx) purgeSessions(nowMs int64, limit int) int {
 		t.del(sessionKey(parts[2], parts[3]))
 		t.del(k)
 		n++
+		p.done++
 	}
 	return n
 }

@@ -137,14 +137,22 @@ func (t *tx) forgetRequests(index uint64, cmds []*Command) {
 // purgeRequests deletes up to limit request records that expired by nowMs
 // and reports how many.
 func (t *tx) purgeRequests(nowMs int64, limit int) int {
-	n := 0
-	for _, k := range t.due([]byte("rqe/"), nowMs, limit) {
+	return t.purgeRequestsFrom(&purgePhase{limit: limit}, nowMs, limit)
+}
+
+// purgeRequestsFrom is purgeRequests as a phase of the purge, which a
+// replay may resume.
+func (t *tx) purgeRequestsFrom(p *purgePhase, nowMs int64, limit int) int {
+	n := p.count
+	for _, k := range p.keys(t.due([]byte("rqe/"), nowMs, p.limit)) {
 		parts := strings.SplitN(string(k), "/", 3) // rqe, ms, id or group
 		if len(parts) != 3 || (limit > 0 && n >= limit) {
 			break
 		}
+		p.step(n)
 		refs, _ := t.get(k)
 		t.del(k)
+		p.done++
 		if len(refs) == 0 {
 			t.del(requestKey(parts[2]))
 			n++

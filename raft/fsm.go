@@ -177,7 +177,11 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 					if j > skip && t.partDue(40) {
 						t.endPart()
 					}
+					if j == skip && f.resume.Entry == l.Index {
+						t.purgeFrom = f.resume.Purge
+					}
 					res[j] = t.applyOnce(c)
+					t.purgeFrom = purgeProgress{}
 				}
 				// Bounded, and not to be done twice: no part ends here.
 				t.inPart = true

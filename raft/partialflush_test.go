@@ -364,3 +364,66 @@ func TestAGroupDeletionCutInPartsIsAppliedAgainToTheEnd(t *testing.T) {
 		t.Errorf("counters %s (%v %v), want no active notification", v, ok, err)
 	}
 }
+
+// A purge of a large backlog is cut between its index keys; the replay
+// resumes it at the phase and counts of the cut, so the node that crashed
+// holds exactly what a node that did not holds: begun again, the purge
+// would have taken another full run.
+func TestAPurgeCutInPartsEndsWhereItWouldHave(t *testing.T) {
+	const many, maxItems = 2200, 2000
+	now := time.Now()
+	u := newUser("ned")
+	var logs []*hraft.Log
+	logs = append(logs, entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u}))
+	for i := 0; i < many; i += 250 {
+		var cmds []*Command
+		for j := i; j < i+250; j++ {
+			cmds = append(cmds, sendCmd(u.ID, "app", fmt.Sprintf("n%d", j), now, now.Add(time.Duration(j)*time.Millisecond+time.Second)))
+		}
+		logs = append(logs, entry(t, uint64(len(logs)+1), cmds...))
+	}
+	purge := entry(t, uint64(len(logs)+1), &Command{Op: OpPurge, Now: now.Add(time.Hour).UnixNano(),
+		MaxItems: maxItems, Retention: int64(time.Minute)})
+	state := func(db *badger.DB) map[string]string {
+		all := keysUnder(t, db, "")
+		delete(all, keyApplied)
+		return all
+	}
+	f, db := openFSM(t, t.TempDir())
+	f.ApplyBatch(logs)
+	parts := 0
+	testAfterPart = func() { parts++ }
+	f.ApplyBatch([]*hraft.Log{purge})
+	testAfterPart = nil
+	want := state(db)
+	db.Close()
+	t.Logf("the purge was committed in %d parts and a last commit", parts)
+
+	for _, crashAt := range []int{1, 3} {
+		dir := t.TempDir()
+		f, db := openFSM(t, dir)
+		f.ApplyBatch(logs)
+		crashAfterFlushes(t, crashAt)
+		applyUntilCrash(t, f, []*hraft.Log{purge})
+		testAfterPart = nil
+		db.Close()
+		f, db = openFSM(t, dir)
+		if f.resume.Purge.Phase == 0 {
+			t.Errorf("crash after part %d: the mark holds no purge progress", crashAt)
+		}
+		f.ApplyBatch([]*hraft.Log{purge})
+		got := state(db)
+		db.Close()
+		if len(got) != len(want) {
+			t.Errorf("crash after part %d: %d keys after the replay, %d without the crash", crashAt, len(got), len(want))
+		}
+		diff := 0
+		for k, v := range want {
+			if w, ok := got[k]; !ok || w != v {
+				if diff++; diff <= 3 {
+					t.Errorf("crash after part %d: key %q differs from the node that did not crash", crashAt, k)
+				}
+			}
+		}
+	}
+}

@@ -32,14 +32,13 @@ import (
 // of a command that a replay may apply again from its start and come to
 // the same state (stepDone): deleting a user's keys by prefix, one key or
 // subscription at a time, and deleting a group of notifications, one
-// notification at a time (one deleted already is passed over); there at
-// 60 %, leaving room for the step under way and the mark with its groups.
-// Between the two bounds lies a fifth of the limit, 120 KiB even for the
-// smallest memtable (4 MiB), more than any other command writes (a send
-// about 5 KiB). The purge (up to 1,000 expiries a run, several MiB) is not
-// cut: its counts would start again in a replay, so it takes Badger's
-// limit as it comes (tx.flush) and a crash there still applies it again
-// in full (BENCHMARKS.md, 5 December 2026).
+// notification at a time (one deleted already is passed over); and the
+// purge between index keys, whose phase and counts so far the mark keeps,
+// since a purge begun again would take a whole run more (purgePhase).
+// There at 60 %, leaving room for the step under way and the mark with its
+// groups. Between the two bounds lies a fifth of the limit, 120 KiB even
+// for the smallest memtable (4 MiB), more than any other command writes (a
+// send about 5 KiB).
 
 // txnLimits are Badger's bounds on one transaction, as Open derives them.
 type txnLimits struct{ bytes, keys int }
@@ -85,6 +84,66 @@ type partMark struct {
 	Requests      savedGroup `json:"rg"`
 	RequestsFirst string     `json:"rf,omitempty"`
 	RequestsK     int        `json:"rk,omitempty"`
+
+	Purge purgeProgress `json:"p"` // of command Cmd, a purge cut within
+}
+
+// purgeProgress is how far a purge cut within itself had come: its phase
+// (1 to 7, in the order purge runs them; 0: not a purge), the index keys
+// that phase had taken and what it had counted.
+type purgeProgress struct {
+	Phase int `json:"ph,omitempty"`
+	Done  int `json:"d,omitempty"`
+	Count int `json:"c,omitempty"`
+}
+
+// purgePhase is one phase of a purge: it takes at most limit index keys
+// (0: any number) and counts what it removes from count. A replay that
+// resumes the purge begins the phase of the cut where it was and passes
+// over the phases before it; each phase's keys, once taken, are gone, so
+// the next ones are those the first application would have taken.
+type purgePhase struct {
+	t     *tx // nil: not within a purge, never cut
+	n     int
+	limit int
+	done  int // keys taken, in this application and before the cut
+	count int
+	skip  bool // done before the cut
+}
+
+// phaseFrom begins phase n of a purge of at most max keys a phase.
+func (t *tx) phaseFrom(n, max int) *purgePhase {
+	p := &purgePhase{t: t, n: n, limit: max}
+	switch r := t.purgeFrom; {
+	case r.Phase == 0:
+	case n < r.Phase:
+		p.skip = true
+	case n == r.Phase:
+		p.done, p.count = r.Done, r.Count
+		if max > 0 {
+			p.limit = max - r.Done
+			p.skip = p.limit <= 0
+		}
+	}
+	return p
+}
+
+// keys is ks, or none when the phase was done before the cut.
+func (p *purgePhase) keys(ks [][]byte) [][]byte {
+	if p.skip {
+		return nil
+	}
+	return ks
+}
+
+// step ends a part, if one is due, before the phase's next key.
+func (p *purgePhase) step(count int) {
+	if p.t == nil {
+		return
+	}
+	p.t.purgeAt = purgeProgress{Phase: p.n, Done: p.done, Count: count}
+	p.t.stepDone()
+	p.t.purgeAt = purgeProgress{}
 }
 
 const keyResume = "m/resume"
@@ -94,7 +153,8 @@ func (t *tx) mark() partMark {
 		Change: saveGroup(t.group.indexGroup), ChangeFirst: t.group.firstSeq,
 		Expiry: saveGroup(t.expiry.indexGroup), ExpiryFirstMs: t.expiry.firstMs, ExpiryFirstSeq: t.expiry.firstSeq,
 		ExpiryUID: t.expiry.uid, ExpiryNID: t.expiry.nid,
-		Requests: saveGroup(t.requests.indexGroup), RequestsFirst: t.requests.first, RequestsK: t.requests.k}
+		Requests: saveGroup(t.requests.indexGroup), RequestsFirst: t.requests.first, RequestsK: t.requests.k,
+		Purge: t.purgeAt}
 }
 
 // resumeAt restores the groups of m's entry, whose replay skips the

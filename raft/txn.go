@@ -51,6 +51,9 @@ type tx struct {
 	limits txnLimits
 	inPart bool // a part's own writes are being made
 	marked bool // a part of the entry stored its mark
+	// purgeAt is where the purge under way is, while it may be cut;
+	// purgeFrom where a replay resumes the purge it applies again.
+	purgeAt, purgeFrom purgeProgress
 	// keysWritten counts the keys set or deleted since the last commit, as
 	// written counts their bytes.
 	keysWritten int
