@@ -699,12 +699,20 @@ func (t *tx) purge(c *Command) Result {
 		if len(parts) != 3 {
 			break
 		}
+		// A group names up to 512 notifications, a part's worth: a cut
+		// may fall between them, so its key goes last, and a replay takes
+		// the group again, passing over those gone (expire).
 		refs, _ := t.get(k)
-		t.del(k)
 		ref := make([]string, 2) // user, notification
+		first := true
 		for rest, ok := nextRef(refs, ref); ok; rest, ok = nextRef(rest, ref) {
+			if !first {
+				p.step(purged)
+			}
+			first = false
 			purged += t.expire(c.Now, nowMs, ref[0], ref[1])
 		}
+		t.del(k)
 		p.done++
 	}
 	cutoff := nowMs - c.Retention/int64(time.Millisecond)

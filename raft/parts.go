@@ -33,8 +33,9 @@ import (
 // the same state (stepDone): deleting a user's keys by prefix, one key or
 // subscription at a time, and deleting a group of notifications, one
 // notification at a time (one deleted already is passed over); and the
-// purge between index keys, whose phase and counts so far the mark keeps,
-// since a purge begun again would take a whole run more (purgePhase).
+// purge between index keys and between the notifications of an expiry
+// group, whose phase and counts so far the mark keeps, since a purge begun
+// again would take a whole run more (purgePhase).
 // There at 60 %, leaving room for the step under way and the mark with its
 // groups. Between the two bounds lies a fifth of the limit, 120 KiB even
 // for the smallest memtable (4 MiB), more than any other command writes (a
