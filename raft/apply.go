@@ -704,14 +704,16 @@ func (t *tx) purge(c *Command) Result {
 		// the group again, passing over those gone (expire).
 		refs, _ := t.get(k)
 		ref := make([]string, 2) // user, notification
-		first := true
+		start, first := purged, true
 		for rest, ok := nextRef(refs, ref); ok; rest, ok = nextRef(rest, ref) {
 			if !first {
-				p.step(purged)
+				p.stepWithin(start, purged-start)
 			}
 			first = false
 			purged += t.expire(c.Now, nowMs, ref[0], ref[1])
 		}
+		// Those expired before a cut within the group count as they did.
+		purged += p.takeWithin()
 		t.del(k)
 		p.done++
 	}

@@ -96,6 +96,10 @@ type purgeProgress struct {
 	Phase int `json:"ph,omitempty"`
 	Done  int `json:"d,omitempty"`
 	Count int `json:"c,omitempty"`
+	// Within counts the notifications of the expiry group under way that
+	// were expired before a cut within it (Count is the count before the
+	// group): the replay takes the group again, and those are gone.
+	Within int `json:"w,omitempty"`
 }
 
 // purgePhase is one phase of a purge: it takes at most limit index keys
@@ -104,12 +108,13 @@ type purgeProgress struct {
 // over the phases before it; each phase's keys, once taken, are gone, so
 // the next ones are those the first application would have taken.
 type purgePhase struct {
-	t     *tx // nil: not within a purge, never cut
-	n     int
-	limit int
-	done  int // keys taken, in this application and before the cut
-	count int
-	skip  bool // done before the cut
+	t      *tx // nil: not within a purge, never cut
+	n      int
+	limit  int
+	done   int // keys taken, in this application and before the cut
+	count  int
+	within int  // Within of the cut, for the first group taken again
+	skip   bool // done before the cut
 }
 
 // phaseFrom begins phase n of a purge of at most max keys a phase.
@@ -120,7 +125,7 @@ func (t *tx) phaseFrom(n, max int) *purgePhase {
 	case n < r.Phase:
 		p.skip = true
 	case n == r.Phase:
-		p.done, p.count = r.Done, r.Count
+		p.done, p.count, p.within = r.Done, r.Count, r.Within
 		if max > 0 {
 			p.limit = max - r.Done
 			p.skip = p.limit <= 0
@@ -138,13 +143,25 @@ func (p *purgePhase) keys(ks [][]byte) [][]byte {
 }
 
 // step ends a part, if one is due, before the phase's next key.
-func (p *purgePhase) step(count int) {
+func (p *purgePhase) step(count int) { p.stepWithin(count, 0) }
+
+// stepWithin ends a part, if one is due, within an expiry group: count
+// before the group, within since it began.
+func (p *purgePhase) stepWithin(count, within int) {
 	if p.t == nil {
 		return
 	}
-	p.t.purgeAt = purgeProgress{Phase: p.n, Done: p.done, Count: count}
+	p.t.purgeAt = purgeProgress{Phase: p.n, Done: p.done, Count: count, Within: within}
 	p.t.stepDone()
 	p.t.purgeAt = purgeProgress{}
+}
+
+// takeWithin returns, once, what the group a replay resumed in had
+// expired before the cut.
+func (p *purgePhase) takeWithin() int {
+	w := p.within
+	p.within = 0
+	return w
 }
 
 const keyResume = "m/resume"
