@@ -196,6 +196,7 @@ func (t *tx) deleteTokensOf(principal string) {
 	t.deleteSessionsOf(principal) // none for an application
 	prefix := "pt/" + principal + "/"
 	for _, k := range t.keys([]byte(prefix), 0) {
+		t.stepDone() // a token at a time; those gone are passed over
 		h := string(k[len(prefix):])
 		var r resource.TokenRecord
 		if t.getJSON(tokenKey(h), &r) {
@@ -239,6 +240,7 @@ func (t *tx) deleteApp(aid string) Result {
 	t.deleteTokensOf(aid)
 	prefix := "as/" + aid + "/"
 	for _, k := range t.keys([]byte(prefix), 0) {
+		t.stepDone() // a subscription at a time; those gone are passed over
 		var s resource.SubscriptionRecord
 		if t.getJSON(subKey(string(k[len(prefix):])), &s) {
 			t.deleteSub(s.UserID, s.ID)

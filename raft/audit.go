@@ -125,6 +125,7 @@ func (t *tx) delSession(s *resource.SessionRecord) {
 // deleteSessionsOf forgets every session record of a user.
 func (t *tx) deleteSessionsOf(uid string) {
 	for _, k := range t.keys(sessionPrefix(uid), 0) {
+		t.stepDone() // a session at a time; those gone are passed over
 		var s resource.SessionRecord
 		if t.getJSON(k, &s) {
 			t.delSession(&s)

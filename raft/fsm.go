@@ -174,7 +174,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 					if j < skip {
 						continue
 					}
-					if j > skip && t.partDue(40) {
+					if j > skip && t.partDue(40) || j >= skip && bulky(c) && t.written > 0 {
 						t.endPart()
 					}
 					if j == skip && f.resume.Entry == l.Index {

@@ -427,3 +427,36 @@ func TestAPurgeCutInPartsEndsWhereItWouldHave(t *testing.T) {
 		}
 	}
 }
+
+// A batch of delivery outcomes cannot be cut within (an outcome applied
+// twice would add its attempt twice), so it starts a transaction of its own
+// when it follows other commands in an entry.
+func TestABatchOfOutcomesStartsAPartOfItsOwn(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	u := newUser("ola")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	outcomes := make([]DeliveryOutcome, 65)
+	for i := range outcomes {
+		outcomes[i] = DeliveryOutcome{UserID: u.ID, NotificationID: fmt.Sprint("gone", i), SubscriptionID: "s",
+			Seq: 1, Outcome: OutcomeDelivered, At: now.UnixNano()}
+	}
+	parts := 0
+	testAfterPart = func() { parts++ }
+	t.Cleanup(func() { testAfterPart = nil })
+	f.ApplyBatch([]*hraft.Log{entry(t, 2, sendCmd(u.ID, "app", "a", now, now.Add(time.Hour)),
+		&Command{Op: OpDeliveryOutcomes, Now: now.UnixNano(), Outcomes: outcomes})})
+	if parts != 1 {
+		t.Errorf("%d parts before the batch of outcomes, want 1", parts)
+	}
+	parts = 0
+	f.ApplyBatch([]*hraft.Log{entry(t, 3, sendCmd(u.ID, "app", "b", now, now.Add(time.Hour)),
+		&Command{Op: OpDeliveryOutcomes, Now: now.UnixNano(), Outcomes: outcomes[:64]})})
+	if parts != 0 {
+		t.Errorf("%d parts before a batch of 64 outcomes, want none", parts)
+	}
+	if f.Applied() != 3 {
+		t.Fatalf("applied = %d, want 3", f.Applied())
+	}
+}

@@ -38,8 +38,10 @@ import (
 // again would take a whole run more (purgePhase).
 // There at 60 %, leaving room for the step under way and the mark with its
 // groups. Between the two bounds lies a fifth of the limit, 120 KiB even
-// for the smallest memtable (4 MiB), more than any other command writes (a
-// send about 5 KiB).
+// for the smallest memtable (4 MiB), more than a send (about 5 KiB) or
+// most other commands write; a batch of delivery outcomes (up to 512, a
+// record of up to about 1 KiB each) gets a transaction of its own instead
+// (bulky).
 
 // txnLimits are Badger's bounds on one transaction, as Open derives them.
 type txnLimits struct{ bytes, keys int }
@@ -199,6 +201,14 @@ func readMark(b []byte) (partMark, error) {
 // (in percent) of Badger's limits.
 func (t *tx) partDue(share int) bool {
 	return (t.written+perKey*t.keysWritten)*100 > t.limits.bytes*share || t.keysWritten*100 > t.limits.keys*share
+}
+
+// bulky reports whether c may write more than the room a part leaves, and
+// so starts a transaction of its own: a batch of delivery outcomes, each
+// rewriting a delivery record, which cannot be cut within (an outcome
+// applied twice would add an attempt twice).
+func bulky(c *Command) bool {
+	return c.Op == OpDeliveryOutcomes && len(c.Outcomes) > 64
 }
 
 // stepDone ends a part, if one is due, between two steps of a command that
