@@ -44,13 +44,15 @@ type FSM struct {
 	// resume is where the replay of an entry committed only in part
 	// resumes (parts.go); read at start and after a restore, used once.
 	resume partMark
+	// limits are Badger's bounds on a transaction, fixed when it opened.
+	limits txnLimits
 	// applyTime observes each batch (timings.go; nil in tests that use
 	// the FSM alone).
 	applyTime prometheus.Histogram
 }
 
 func newFSM(db *badger.DB, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
-	f := &FSM{db: db, onChange: onChange, log: log, ac: newApplyCache()}
+	f := &FSM{db: db, onChange: onChange, log: log, ac: newApplyCache(), limits: limitsOf(db)}
 	err := f.loadApplied()
 	return f, err
 }
@@ -135,6 +137,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	}
 	f.disk.roomFor(need) // diskspace.go
 	t := newTx(f.db, f.ac)
+	t.limits = f.limits
 	t.cache = f.cache
 	defer t.txn.Discard()
 	var pending uint64 // last index written but not yet committed
@@ -183,14 +186,12 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 					res[j] = t.applyOnce(c)
 					t.purgeFrom = purgeProgress{}
 				}
-				// Bounded, and not to be done twice: no part ends here.
-				t.inPart = true
 				t.forgetRequests(l.Index, cmds)
 				t.endGroup()
 				if t.marked {
 					t.del([]byte(keyResume))
 				}
-				t.inPart, t.marked, t.entry = false, false, 0
+				t.marked, t.entry = false, 0
 				out[i] = res
 			}
 		}

@@ -192,21 +192,7 @@ func TestADeletionCutInPartsIsAppliedAgainToTheEnd(t *testing.T) {
 	f, db := openFSM(t, dir)
 	now := time.Now()
 	big, other := newUser("jo"), newUser("kim")
-	index := uint64(1)
-	apply := func(cmds ...*Command) {
-		t.Helper()
-		f.ApplyBatch([]*hraft.Log{entry(t, index, cmds...)})
-		index++
-	}
-	apply(&Command{Op: OpCreateUser, Now: now.UnixNano(), User: big}, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: other})
-	const many = 4000
-	for i := 0; i < many; i += 200 {
-		var cmds []*Command
-		for j := i; j < i+200; j++ {
-			cmds = append(cmds, sendCmd(big.ID, "app", fmt.Sprintf("n%d", j), now, now.Add(time.Hour)))
-		}
-		apply(cmds...)
-	}
+	index := usersWithSends(t, f, now, 4000, big, other)
 	logs := []*hraft.Log{entry(t, index, sendCmd(other.ID, "app", "o1", now, now.Add(time.Hour)),
 		&Command{Op: OpDeleteUser, Now: now.UnixNano(), UserID: big.ID})}
 	crashAfterFlushes(t, 1)
@@ -315,21 +301,8 @@ func TestAGroupDeletionCutInPartsIsAppliedAgainToTheEnd(t *testing.T) {
 	f, db := openFSM(t, dir)
 	now := time.Now()
 	u := newUser("max")
-	index := uint64(1)
-	apply := func(cmds ...*Command) {
-		t.Helper()
-		f.ApplyBatch([]*hraft.Log{entry(t, index, cmds...)})
-		index++
-	}
-	apply(&Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})
 	const many = 2400
-	for i := 0; i < many; i += 200 {
-		var cmds []*Command
-		for j := i; j < i+200; j++ {
-			cmds = append(cmds, sendCmd(u.ID, "app", fmt.Sprintf("n%d", j), now, now.Add(time.Hour)))
-		}
-		apply(cmds...)
-	}
+	index := usersWithSends(t, f, now, many, u)
 	logs := []*hraft.Log{entry(t, index, &Command{Op: OpDeleteNotifsBy, Now: now.UnixNano(), UserID: u.ID, AppID: "app"})}
 	crashAfterFlushes(t, 2) // of three
 	applyUntilCrash(t, f, logs)
@@ -459,4 +432,25 @@ func TestABatchOfOutcomesStartsAPartOfItsOwn(t *testing.T) {
 	if f.Applied() != 3 {
 		t.Fatalf("applied = %d, want 3", f.Applied())
 	}
+}
+
+// usersWithSends creates users in entry 1 and gives the first of them many
+// notifications, 200 an entry; it returns the next entry's index.
+func usersWithSends(t *testing.T, f *FSM, now time.Time, many int, users ...*resource.UserRecord) uint64 {
+	t.Helper()
+	var create []*Command
+	for _, u := range users {
+		create = append(create, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})
+	}
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, create...)})
+	index := uint64(2)
+	for i := 0; i < many; i += 200 {
+		var cmds []*Command
+		for j := i; j < min(i+200, many); j++ {
+			cmds = append(cmds, sendCmd(users[0].ID, "app", fmt.Sprintf("n%d", j), now, now.Add(time.Hour)))
+		}
+		f.ApplyBatch([]*hraft.Log{entry(t, index, cmds...)})
+		index++
+	}
+	return index
 }

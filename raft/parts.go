@@ -214,7 +214,7 @@ func bulky(c *Command) bool {
 // stepDone ends a part, if one is due, between two steps of a command that
 // a replay may apply again from its start (see above).
 func (t *tx) stepDone() {
-	if t.entry != 0 && !t.inPart && t.partDue(60) {
+	if t.entry != 0 && t.partDue(60) {
 		t.endPart()
 	}
 }
@@ -224,14 +224,12 @@ func (t *tx) stepDone() {
 func (t *tx) endPart() {
 	b, err := json.Marshal(t.mark())
 	t.must(err)
-	t.inPart = true
 	t.set([]byte(keySeq), putUint64(t.seq))
 	if t.done != 0 {
 		// The entries before this one are whole in this part.
 		t.set([]byte(keyApplied), putUint64(t.done))
 	}
 	t.set([]byte(keyResume), b)
-	t.inPart = false
 	t.marked = true
 	t.commitTxn()
 	if testAfterPart != nil {

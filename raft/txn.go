@@ -49,7 +49,6 @@ type tx struct {
 	cmd    int
 	done   uint64
 	limits txnLimits
-	inPart bool // a part's own writes are being made
 	marked bool // a part of the entry stored its mark
 	// purgeAt is where the purge under way is, while it may be cut;
 	// purgeFrom where a replay resumes the purge it applies again.
@@ -174,7 +173,7 @@ func (t *tx) endChangeGroup() {
 }
 
 func newTx(db *badger.DB, ac *applyCache) *tx {
-	t := &tx{db: db, txn: db.NewTransaction(true), ac: ac, limits: limitsOf(db)}
+	t := &tx{db: db, txn: db.NewTransaction(true), ac: ac}
 	if ac.seqKnown {
 		t.seq = ac.seq
 	} else if v, ok := t.get([]byte(keySeq)); ok {
