@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -155,10 +157,34 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request, p *principal) er
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition",
 		`attachment; filename="herald-`+time.Now().UTC().Format("20060102T150405Z")+`.backup"`)
-	if err := s.opts.Ops.Backup(w); err != nil {
+	out := &sentBytes{w: w}
+	err := s.opts.Ops.Backup(out)
+	switch {
+	case err == nil:
+	case out.n == 0:
+		// Nothing is sent yet, so the client can still be told why.
+		w.Header().Del("Content-Disposition")
+		if errors.Is(err, raft.ErrEntryUnderWay) {
+			return unavailable("A large write (such as deleting a user with many notifications) is still being applied; "+
+				"a backup waits for it to end, and it did not end in time. Retry after the time in Retry-After.", 10*time.Second)
+		}
+		return err
+	default:
 		// The status line is gone; a truncated body fails the restore's
 		// checksum, so the damage cannot go unnoticed.
 		s.log.Error("backup failed mid-stream", "error", err)
 	}
 	return nil
+}
+
+// sentBytes counts what a handler has written to its response.
+type sentBytes struct {
+	w http.ResponseWriter
+	n int64
+}
+
+func (s *sentBytes) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	s.n += int64(n)
+	return n, err
 }

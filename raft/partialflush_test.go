@@ -2,9 +2,11 @@ package raft
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -269,9 +271,11 @@ func checkCountedOnce(t *testing.T, db *badger.DB, uid string, sends int) {
 func TestASnapshotBetweenPartsResumesTheEntry(t *testing.T) {
 	db, uid, logs := crashInParts(t, t.TempDir())
 	var snap bytes.Buffer
-	if err := WriteBackup(db, &snap); err != nil {
+	txn := db.NewTransaction(false)
+	if err := writeSnapshot(txn, &snap); err != nil { // as snapshotStore.Open streams it
 		t.Fatal(err)
 	}
+	txn.Discard()
 	db.Close()
 
 	g, gdb := openFSM(t, t.TempDir())
@@ -290,6 +294,73 @@ func TestASnapshotBetweenPartsResumesTheEntry(t *testing.T) {
 	defer hdb.Close()
 	if h.resume.Entry != 0 || len(keysUnder(t, hdb, keyResume)) != 0 {
 		t.Errorf("a restored backup keeps the mark of entry %d of the old log", h.resume.Entry)
+	}
+}
+
+// A backup taken while an entry is between parts waits for its end: a
+// restore starts a new log, so half an entry in a backup would stay half
+// applied for good.
+func TestABackupHoldsNoEntryHalfApplied(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	u := newUser("ida")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	var cmds []*Command
+	for i := range bigSends {
+		cmds = append(cmds, bigSendCmd(u.ID, fmt.Sprintf("n%d", i), now, 48<<10))
+	}
+
+	waiting := make(chan struct{})
+	var once sync.Once
+	testBackupWaits = func() { once.Do(func() { close(waiting) }) }
+	var backup bytes.Buffer
+	done := make(chan error, 1)
+	started := false
+	testAfterPart = func() {
+		if started {
+			return
+		}
+		started = true
+		go func() { done <- WriteBackup(db, &backup) }()
+		// The FSM goes on once the backup has seen the entry under way,
+		// or has ended without seeing it (and holds half of it).
+		select {
+		case <-waiting:
+		case err := <-done:
+			done <- err
+		case <-time.After(time.Minute):
+			t.Error("the backup neither waited nor ended")
+		}
+	}
+	defer func() { testAfterPart, testBackupWaits = nil, nil }()
+	f.ApplyBatch([]*hraft.Log{entry(t, 2, cmds...)})
+	if !started {
+		t.Fatal("the entry was committed whole: no part to take a backup between")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	if applied, err := snapshotApplied(bytes.NewReader(backup.Bytes())); err != nil || applied != 2 {
+		t.Errorf("the backup holds the state after entry %d (%v), want 2", applied, err)
+	}
+	dir := t.TempDir()
+	if err := Restore(dir, bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	_, rdb := openFSM(t, dir)
+	defer rdb.Close()
+	checkCountedOnce(t, rdb, u.ID, bigSends)
+}
+
+// A backup does not wait without end for an entry that stays between
+// parts (a node that stopped mid-entry, read before its replay).
+func TestABackupGivesUpOnAnEntryThatDoesNotEnd(t *testing.T) {
+	db, _, _ := crashInParts(t, t.TempDir())
+	defer db.Close()
+	if _, err := wholeEntries(db, 20*time.Millisecond); !errors.Is(err, ErrEntryUnderWay) {
+		t.Fatalf("err = %v, want ErrEntryUnderWay", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -69,12 +70,56 @@ func writeSnapshot(txn *badger.Txn, w io.Writer) error {
 }
 
 // WriteBackup streams a consistent copy of the state to w, in the snapshot
-// format.
+// format, once no entry is half applied (wholeEntries).
 func WriteBackup(db *badger.DB, w io.Writer) error {
-	txn := db.NewTransaction(false)
+	txn, err := wholeEntries(db, backupWait)
+	if err != nil {
+		return err
+	}
 	defer txn.Discard()
 	return writeSnapshot(txn, w)
 }
+
+// ErrEntryUnderWay means a backup found an entry half applied for longer
+// than it waits.
+var ErrEntryUnderWay = errors.New("an entry too large for one transaction is still being applied")
+
+// backupWait bounds how long a backup waits for an entry committed in
+// parts to end: a user with millions of notifications takes seconds to
+// delete.
+const backupWait = 30 * time.Second
+
+// wholeEntries opens a read of db at a version where no entry is between
+// two of its parts (parts.go). A snapshot for Raft may hold half an entry,
+// since the log it goes with holds the rest; a backup may not: a restore
+// starts a new log, and the rest of the entry is in neither.
+func wholeEntries(db *badger.DB, patience time.Duration) (*badger.Txn, error) {
+	deadline := time.Now().Add(patience)
+	pause := time.Millisecond
+	for {
+		txn := db.NewTransaction(false)
+		_, err := txn.Get([]byte(keyResume))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return txn, nil
+		}
+		txn.Discard()
+		if err != nil {
+			return nil, err
+		}
+		if testBackupWaits != nil {
+			testBackupWaits()
+		}
+		if time.Now().After(deadline) {
+			return nil, ErrEntryUnderWay
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+}
+
+// testBackupWaits, when set, runs each time a backup finds an entry under
+// way (tests).
+var testBackupWaits func()
 
 // snapshotApplied reads the applied index from a snapshot's header.
 func snapshotApplied(r io.Reader) (uint64, error) {
