@@ -5,10 +5,13 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald/credential"
+	"github.com/herald-notify/herald/internal/testnode"
 )
 
 // wantOAuthError checks an RFC 6749 §5.2 error answer of the token endpoint.
@@ -525,4 +528,49 @@ func toStrings(v any) []string {
 func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// A refresh is a Raft commit that leaves the access token it replaces
+// valid until it expires, and the API's request limit does not reach the
+// token endpoint: one principal's refreshes are bounded, by a bucket of its
+// own, and a refused refresh token is not used up.
+func TestRefreshesAreRateLimitedPerPrincipal(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	bob := n.newUser(t, "bob@example.com")
+	refresh := func(rt string) *resp {
+		return n.tokenRequest(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	}
+	rt, refused := bob.Refresh, (*resp)(nil)
+	for i := 0; i < 40 && refused == nil; i++ {
+		switch r := refresh(rt); r.Status {
+		case http.StatusOK:
+			var tk tokens
+			r.into(t, &tk)
+			rt = tk.Refresh
+		case http.StatusTooManyRequests:
+			refused = r
+		default:
+			t.Fatalf("refresh %d: %s", i, r)
+		}
+	}
+	if refused == nil {
+		t.Fatal("40 refreshes in a row were never refused")
+	}
+	wantError(t, refused, http.StatusTooManyRequests, "activityLimitReached")
+	if s, err := strconv.Atoi(refused.Header.Get("Retry-After")); err != nil || s < 1 {
+		t.Errorf("429 with Retry-After %q", refused.Header.Get("Retry-After"))
+	}
+
+	// Another principal refreshes meanwhile.
+	admin := n.login(t, "admin", testnode.AdminPassword)
+	refresh(admin.Refresh).expect(t, http.StatusOK)
+	// The refused token still works once the bucket refills.
+	eventually(t, 10*time.Second, "the refused refresh token taken once the bucket refilled", func() bool {
+		r := refresh(rt)
+		if r.Status != http.StatusOK && r.Status != http.StatusTooManyRequests {
+			t.Fatalf("refresh after the wait: %s", r)
+		}
+		return r.Status == http.StatusOK
+	})
 }

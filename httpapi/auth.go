@@ -221,7 +221,10 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 		if id == "" || secret == "" {
 			return nil, oauthFail(400, "invalid_request", "client_id and client_secret are required.")
 		}
-		if ok, wait := s.limits.allow("login:app:"+id, 5, 20, now); !ok {
+		// Per application and client address: an appId is no secret, and
+		// a bucket of its own would let anyone who knows it keep the
+		// application from its tokens by guessing.
+		if ok, wait := s.limits.allow("login:app:"+id+"\x00"+clientAddr(r), 5, 20, now); !ok {
 			return nil, &retryAfter{resource.Errorf(resource.CodeRateLimited, "Too many token requests."), wait}
 		}
 		a, found, err := s.state.AppBy(id)
@@ -330,6 +333,16 @@ func secretMatches(a *resource.ApplicationRecord, secret string, now time.Time) 
 	return match
 }
 
+// refreshRate and refreshBurst bound one principal's refreshes on a node.
+// Each is a Raft commit and leaves the access token it replaces valid until
+// it expires, and the API's request limit does not reach the token
+// endpoint: unbounded, one refresh token minted hundreds of live tokens a
+// second. A client refreshes about once an hour on each device.
+const (
+	refreshRate  = 1.0
+	refreshBurst = 10
+)
+
 // issue stores new tokens through Raft and returns them.
 func (s *Server) issue(r *http.Request, ptype, pid, session, consume string, refresh bool) (*tokenResponse, error) {
 	now := time.Now()
@@ -352,6 +365,12 @@ func (s *Server) issue(r *http.Request, ptype, pid, session, consume string, ref
 		cmd.Tokens = append(cmd.Tokens, raft.TokenGrant{Hash: credential.HashToken(resp.RefreshToken),
 			Record: resource.TokenRecord{Kind: resource.TokenRefresh, PrincipalType: ptype, PrincipalID: pid,
 				ExpiresAt: resource.At(now.Add(RefreshTokenTTL)), Session: session}})
+	}
+	if consume != "" {
+		if ok, wait := s.limits.allow("refresh:"+pid, refreshRate, refreshBurst, now); !ok {
+			return nil, &retryAfter{resource.Errorf(resource.CodeRateLimited,
+				"Too many token refreshes; retry after the time in Retry-After."), wait}
+		}
 	}
 	if _, err := s.state.Propose(r.Context(), cmd); err != nil {
 		var re *resource.Error

@@ -307,3 +307,42 @@ func TestSignInThrottledPerAddressAndPerAccount(t *testing.T) {
 		t.Fatalf("alice from another address while under attack: %d %v %s", r.status, err, r.body)
 	}
 }
+
+// An application's id is no secret: wrong secrets sent from one address
+// exhaust that address's attempts, not the application's own from another.
+func TestGuessingAnAppsSecretDoesNotLockTheAppOut(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	a := n.newApp(t, "tasks.contoso.com")
+	grant := func(c *http.Client, secret string) rawResp {
+		t.Helper()
+		form := url.Values{"grant_type": {"client_credentials"}, "client_id": {a.AppID}, "client_secret": {secret}}
+		res, err := c.Post(n.URL+"/oauth2/v2.0/token", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rawResp{res.StatusCode, res.Header, string(b)}
+	}
+	guesser, app := clientFrom("127.0.3.1"), clientFrom("127.0.3.2")
+	limited := false
+	for i := 0; i < 60 && !limited; i++ {
+		switch r := grant(guesser, "hs_wrong"); r.status {
+		case http.StatusUnauthorized:
+		case http.StatusTooManyRequests:
+			limited = true
+		default:
+			t.Fatalf("guess %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if !limited {
+		t.Fatal("60 wrong secrets from one address were never refused with 429")
+	}
+	if r := grant(app, a.Secret); r.status != http.StatusOK {
+		t.Fatalf("the application from its own address while another guesses: %d %s, want 200", r.status, r.body)
+	}
+}
