@@ -63,7 +63,7 @@ var ErrRefused = errors.New("outbound: destination refused")
 // with errors.Is.
 type RefusedError struct {
 	// Reason is short and readable, for a delivery record's lastError:
-	// "127.0.0.1 is a loopback address".
+	// "its host's address is a loopback address".
 	Reason string
 }
 
@@ -153,9 +153,27 @@ func controlPublicOnly(network, address string, _ syscall.RawConn) error {
 		return &RefusedError{Reason: fmt.Sprintf("cannot check address %q", address)}
 	}
 	if reason := Blocked(ap.Addr()); reason != "" {
-		return &RefusedError{Reason: ap.Addr().String() + " is " + reason}
+		// Not the address itself: the reason reaches the user who owns
+		// the subscription, to whom what the server's DNS says of an
+		// internal name is none of their business.
+		return &RefusedError{Reason: "its host's address is " + reason}
 	}
 	return nil
+}
+
+// WithoutResolver returns err with the resolver's address dropped from a
+// DNS failure in it ("lookup x.example: no such host"): a delivery's
+// lastError is shown to the user who owns the subscription, and the
+// server's resolver is not theirs to know. Other errors come back as
+// they are.
+func WithoutResolver(err error) error {
+	var de *net.DNSError
+	if !errors.As(err, &de) {
+		return err
+	}
+	c := *de
+	c.Server = ""
+	return &c
 }
 
 var (

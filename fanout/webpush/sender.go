@@ -274,7 +274,7 @@ func transportError(ctx context.Context, err error) fanout.Result {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return fanout.Result{Outcome: fanout.Retry, Err: "push service unreachable: " + err.Error()}
+	return fanout.Result{Outcome: fanout.Retry, Err: "push service unreachable: " + outbound.WithoutResolver(err).Error()}
 }
 
 func failed(s string) fanout.Result { return fanout.Result{Outcome: fanout.Failed, Err: s} }

@@ -290,7 +290,7 @@ func TestSendRefusesLoopbackUnderTheDefaultPolicy(t *testing.T) {
 	sub := f.sub()
 	sub.Channel.Endpoint = strings.Replace(sub.Channel.Endpoint, "http://", "https://", 1)
 	res := s.Send(context.Background(), sub, f.created())
-	if res.Outcome != fanout.Failed || res.Err != "endpoint refused: 127.0.0.1 is a loopback address" {
+	if res.Outcome != fanout.Failed || res.Err != "endpoint refused: its host's address is a loopback address" {
 		t.Fatalf("%+v", res)
 	}
 	if n := len(f.ps.Messages("")); n != 0 {

@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/herald-notify/herald/fanout/outbound"
 )
 
 // MaxBody is how much of any response a sender reads. A push service or
@@ -90,7 +92,7 @@ func TransportError(ctx context.Context, err error) string {
 	if ue != nil {
 		err = ue.Err
 	}
-	return "request failed: " + err.Error()
+	return "request failed: " + outbound.WithoutResolver(err).Error()
 }
 
 // Snippet returns the start of a response body as printable text for an

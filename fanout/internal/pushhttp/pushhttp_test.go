@@ -3,7 +3,9 @@ package pushhttp
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +61,19 @@ func TestTransportErrorSaysTimeoutAndHidesURL(t *testing.T) {
 	}
 	if got := TransportError(context.Background(), errors.New("boom")); got != "request failed: boom" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// A delivery's lastError reaches the subscription's owner: a DNS failure
+// names the host looked up, not the server's resolver.
+func TestTransportErrorHidesTheResolver(t *testing.T) {
+	dns := &net.DNSError{Err: "no such host", Name: "db.corp.example", Server: "10.255.255.53:53", IsNotFound: true}
+	err := &url.Error{Op: "Post", URL: "https://db.corp.example/hook", Err: &net.OpError{Op: "dial", Net: "tcp", Err: dns}}
+	got := TransportError(context.Background(), err)
+	if strings.Contains(got, "10.255.255.53") || !strings.Contains(got, "db.corp.example") || !strings.Contains(got, "no such host") {
+		t.Errorf("got %q, want the host and what failed without the resolver", got)
+	}
+	if dns.Server == "" {
+		t.Error("the caller's error was changed")
 	}
 }
