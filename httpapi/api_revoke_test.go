@@ -41,3 +41,42 @@ func TestRevokedTokenEndsOpenStream(t *testing.T) {
 	// Reconnecting with the old token is refused.
 	wantError(t, n.get(t, u.Token, "/v1.0/me/notifications/stream"), http.StatusUnauthorized, "unauthenticated")
 }
+
+// Revoking a session ends its open streams at once, not at their next
+// heartbeat: the FSM tells every node whose tokens it deleted.
+func TestRevokingASessionEndsItsStreamsAtOnce(t *testing.T) {
+	n := start(t, func(c *node.Config) { c.StreamHeartbeat = time.Hour })
+	u := n.newUser(t, "sam")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/v1.0/me/notifications/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+u.Token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("open stream: %v %v", res, err)
+	}
+	defer res.Body.Close()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, res.Body)
+		ended <- err
+	}()
+	var sid string
+	for _, s := range n.get(t, u.Token, "/v1.0/me/sessions").expect(t, http.StatusOK).value(t) {
+		if s["current"] == true {
+			sid = str(s, "id")
+		}
+	}
+	if sid == "" {
+		t.Fatal("no current session listed")
+	}
+	n.del(t, u.Token, "/v1.0/me/sessions/"+sid).expect(t, http.StatusNoContent)
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatalf("stream ended with %v, want a clean end", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the stream of the revoked session was still open 20 s later, with an hour's heartbeat")
+	}
+}

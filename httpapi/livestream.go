@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -195,6 +196,26 @@ func flag(due []*liveStream, set func(*liveStream)) {
 		ls.mu.Unlock()
 		ls.kick()
 	}
+}
+
+// RecheckStreams has the live streams of principals look their tokens up
+// at once rather than at their next heartbeat. The node calls it, on the
+// FSM goroutine, after a commit deleted tokens of theirs (a session
+// revoked, a password changed, an account disabled or deleted): a revoked
+// session then stops reading within moments on every node, not up to a
+// heartbeat later. A stream whose token still holds just beats early.
+func (s *Server) RecheckStreams(principals []string) {
+	var due []*liveStream
+	s.liveMu.Lock()
+	if s.beats.len() > 0 {
+		for _, ls := range s.beats.all(nil) {
+			if slices.Contains(principals, ls.uid) {
+				due = append(due, ls)
+			}
+		}
+	}
+	s.liveMu.Unlock()
+	flag(due, func(ls *liveStream) { ls.beatDue = true })
 }
 
 // sweep is the one heartbeat ticker of every stream: the streams whose

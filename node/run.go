@@ -164,6 +164,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	// The FSM may apply entries (a replay) before the engine exists; what
 	// it misses then, the engine reads from the pending index at start.
 	var engine atomic.Pointer[fanout.Engine]
+	var api atomic.Pointer[httpapi.Server] // likewise; no stream is open before it exists
 
 	reserve, err := raft.ParseDiskReserve(cfg.DiskReserve)
 	if err != nil {
@@ -194,6 +195,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		OnDeliveries: func(refs []resource.DeliveryRef) {
 			if e := engine.Load(); e != nil {
 				e.Notify(refs)
+			}
+		},
+		OnRevoked: func(principals []string) {
+			if a := api.Load(); a != nil {
+				a.RecheckStreams(principals)
 			}
 		},
 		ObserveBatch: func(cmds int, took time.Duration) {
@@ -284,6 +290,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 			}
 		},
 	})
+	api.Store(n.api)
 	n.cluster.ServeSignInLimits(func(a cluster.SignInAttempt, now time.Time) time.Duration {
 		return n.api.SignInCounters(a.Addr, a.User, a.Failed, now)
 	})

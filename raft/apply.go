@@ -324,6 +324,9 @@ func (t *tx) issueTokens(c *Command) Result {
 
 // delToken removes a token and its indexes.
 func (t *tx) delToken(hash string, r *resource.TokenRecord) {
+	if n := len(t.revoked); n == 0 || t.revoked[n-1] != r.PrincipalID {
+		t.revoked = append(t.revoked, r.PrincipalID)
+	}
 	t.del(tokenKey(hash))
 	t.del(ownerTokenKey(r.PrincipalID, hash))
 	t.del(tokenExpiryKey(r.ExpiresAt.UnixMilli(), hash))

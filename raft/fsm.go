@@ -32,6 +32,7 @@ type FSM struct {
 	onChange  func([]resource.Change)
 	// onDeliveries is set before Raft starts, so it needs no lock.
 	onDeliveries func([]resource.DeliveryRef)
+	onRevoked    func(principals []string) // likewise
 	log          *slog.Logger
 	// cache is told which cached records each batch wrote (set before
 	// Raft starts; nil in tests that use the FSM alone).
@@ -218,6 +219,10 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	commit()
 	if len(t.deliveries) > 0 && f.onDeliveries != nil {
 		f.onDeliveries(t.deliveries)
+	}
+	if len(t.revoked) > 0 && f.onRevoked != nil {
+		// After the commit: the streams look their tokens up again.
+		f.onRevoked(t.revoked)
 	}
 	return out
 }

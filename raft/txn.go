@@ -25,6 +25,7 @@ type tx struct {
 	seq        uint64                 // last change sequence number handed out
 	changes    []resource.Change      // to publish once committed
 	deliveries []resource.DeliveryRef // likewise, for the delivery engine
+	revoked    []string               // principals whose tokens were deleted, for their live streams
 	// ac holds the records every send reads, across batches when the
 	// FSM owns it (applycache.go).
 	ac *applyCache
