@@ -363,9 +363,11 @@ func TestAdminSendsToAnyUser(t *testing.T) {
 	e := newSendEnv(t, nil)
 	r := e.post(t, e.admin, "/v1.0/users/alice/notifications", visual("from admin", "targetHostName", e.tasks.Host)).expect(t, http.StatusCreated)
 	m := r.obj(t)
-	if m["targetHostName"] != e.tasks.Host || r.Header.Get("Location") != "/v1.0/me/notifications/"+str(m, "id") {
+	// Location is where the admin reads it back: under the user's path.
+	if m["targetHostName"] != e.tasks.Host || r.Header.Get("Location") != "/v1.0/users/"+e.alice.ID+"/notifications/"+str(m, "id") {
 		t.Errorf("admin send %v, Location %q", m, r.Header.Get("Location"))
 	}
+	e.get(t, e.admin, r.Header.Get("Location")).expect(t, http.StatusOK)
 	e.get(t, e.alice.Token, "/v1.0/me/notifications/"+str(m, "id")).expect(t, http.StatusOK)
 	// The sending application sees it as its own.
 	e.get(t, e.tasks.Token, "/v1.0/me/notifications/"+str(m, "id"), "X-UNS-ID", e.aliceTasks).expect(t, http.StatusOK)

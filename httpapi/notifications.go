@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/herald-notify/herald/raft"
@@ -44,7 +45,7 @@ func (s *Server) postNotification(w http.ResponseWriter, r *http.Request, p *pri
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	return s.send(w, r, &in, sub.UserID, p.app)
+	return s.send(w, r, &in, sub.UserID, p.app, "/v1.0/me/notifications/")
 }
 
 func (s *Server) adminSend(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -69,10 +70,13 @@ func (s *Server) adminSend(w http.ResponseWriter, r *http.Request, p *principal)
 	if !ok || app.TargetHostName != in.TargetHostName {
 		return resource.Invalid("targetHostName", "No application is registered for %s.", in.TargetHostName)
 	}
-	return s.send(w, r, &in, u.ID, app)
+	return s.send(w, r, &in, u.ID, app, "/v1.0/users/"+url.PathEscape(u.ID)+"/notifications/")
 }
 
-func (s *Server) send(w http.ResponseWriter, r *http.Request, in *resource.NotificationInput, uid string, app *resource.ApplicationRecord) error {
+// send stores in for uid; the answer's Location is under at, where the
+// caller reads the notification back: an application under /me (as
+// Graph), an admin under the user's own path.
+func (s *Server) send(w http.ResponseWriter, r *http.Request, in *resource.NotificationInput, uid string, app *resource.ApplicationRecord, at string) error {
 	now := time.Now()
 	if err := in.Validate(now, app.TargetHostName); err != nil {
 		return err
@@ -85,7 +89,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, in *resource.Notif
 		return err
 	}
 	res := v.(raft.SendResult)
-	w.Header().Set("Location", "/v1.0/me/notifications/"+res.Notification.ID)
+	w.Header().Set("Location", at+res.Notification.ID)
 	status := http.StatusOK
 	if res.Created {
 		status = http.StatusCreated
