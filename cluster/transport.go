@@ -127,7 +127,17 @@ func NewTransport(opts TransportOptions) (*Transport, error) {
 		ln.Close()
 		return nil, fmt.Errorf("--raft-addr must name a host other nodes can reach, not %s", opts.Bind)
 	}
-	t := &Transport{ln: ln, advertise: addr, key: opts.Key, server: server, client: client, dial: opts.Dial,
+	var advertise net.Addr = addr
+	if host, port, err := net.SplitHostPort(opts.Bind); err == nil && host != "" && net.ParseIP(host) == nil && port != "0" {
+		// A name (compose's service names, a DNS name) is advertised as
+		// given and resolved at each dial: the cluster's membership then
+		// outlives the addresses a restart hands out. Advertised as the
+		// address it resolved to, a whole cluster brought down and up
+		// again on a new network (docker compose down, up) found its
+		// voters at addresses no one answered and never elected a leader.
+		advertise = namedAddr(net.JoinHostPort(host, port))
+	}
+	t := &Transport{ln: ln, advertise: advertise, key: opts.Key, server: server, client: client, dial: opts.Dial,
 		log: opts.Logger, refusals: newThrottle(time.Minute), closed: make(chan struct{})}
 	t.raft = newConnListener(addr)
 	t.http = newConnListener(addr)
@@ -135,7 +145,14 @@ func NewTransport(opts TransportOptions) (*Transport, error) {
 	return t, nil
 }
 
-// Addr is the address the transport listens on.
+// namedAddr is a TCP address by host name.
+type namedAddr string
+
+func (namedAddr) Network() string  { return "tcp" }
+func (a namedAddr) String() string { return string(a) }
+
+// Addr is the address the transport is reached at: as --raft-addr names it
+// when that is a host name, else the address it listens on.
 func (t *Transport) Addr() string { return t.advertise.String() }
 
 // RaftLayer is the stream layer hashicorp/raft runs over.

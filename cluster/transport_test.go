@@ -281,3 +281,31 @@ func TestRequestMeantForAnotherNodeIsRefused(t *testing.T) {
 		t.Errorf("the handler ran %d times, want once", served)
 	}
 }
+
+// A --raft-addr that names a host is advertised by that name, which other
+// nodes resolve at each dial; an address by IP is advertised as bound.
+func TestTransportAdvertisesAHostNameAsGiven(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	l.Close()
+	named, err := NewTransport(TransportOptions{Bind: net.JoinHostPort("localhost", port), Key: []byte(testKey),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer named.Close()
+	if got, want := named.Addr(), "localhost:"+port; got != want {
+		t.Errorf("advertised %q, want %q", got, want)
+	}
+	if got := named.RaftLayer().Addr().String(); got != "localhost:"+port {
+		t.Errorf("Raft's layer advertises %q", got)
+	}
+	byIP := newTestTransport(t, testKey, TLSFiles{}, nil)
+	if host, _, _ := net.SplitHostPort(byIP.Addr()); host != "127.0.0.1" {
+		t.Errorf("advertised %q for 127.0.0.1:0", byIP.Addr())
+	}
+	roundTrip(t, byIP, named)
+}

@@ -371,6 +371,35 @@ func TestComposeClusterForms(t *testing.T) {
 			return nil
 		})
 	}
+
+	// Down and up again (the volumes kept): compose makes a new network,
+	// and a network made meanwhile takes the old one's range, so the
+	// containers come back at other addresses. The nodes find each other
+	// by their names, elect a leader and hold what was sent. Advertised
+	// by the addresses they had, they never elected one again.
+	before := run("ps", "-q", "node1")
+	oldIP := docker(t, nil, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", before)
+	run("down", "--timeout", "10")
+	decoy := randomName("heralde2edecoy")
+	docker(t, nil, "docker", "network", "create", decoy)
+	t.Cleanup(func() { dockerErr(nil, "docker", "network", "rm", decoy) })
+	run("up", "-d")
+	newIP := docker(t, nil, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", run("ps", "-q", "node1"))
+	t.Logf("node1 was at %s and is now at %s", strings.TrimSpace(oldIP), strings.TrimSpace(newIP))
+	node1 = &server{URL: "http://" + strings.Split(run("port", "node1", "8750"), "\n")[0]}
+	eventually(t, dockerTimeout, "node1 ready after down and up", func() error { return readyz(node1.URL) })
+	a1 = newAPI(node1)
+	eventually(t, dockerTimeout, "the notification after down and up", func() error {
+		var page notificationPage
+		r, err := a1.do("GET", "/v1.0/me/notifications", f.userToken, nil, nil)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(r.Body, &page); err != nil || len(page.Value) != 1 || page.Value[0].ID != sent.ID {
+			return fmt.Errorf("node1 answered %d %s", r.Status, r.Body)
+		}
+		return nil
+	})
 }
 
 func readyz(base string) error {
