@@ -574,3 +574,12 @@ func TestRefreshesAreRateLimitedPerPrincipal(t *testing.T) {
 		return r.Status == http.StatusOK
 	})
 }
+
+// A token request over the body limit is 413, as every other body is, not
+// a form "that could not be parsed".
+func TestTokenRequestOverTheBodyLimitIs413(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	big := url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {strings.Repeat("x", 70000)}}
+	wantError(t, n.tokenRequest(t, big), http.StatusRequestEntityTooLarge, "payloadTooLarge")
+}

@@ -208,6 +208,9 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 	}
 	r.Body = http.MaxBytesReader(nil, r.Body, MaxBodyBytes)
 	if err := r.ParseForm(); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, resource.Errorf(resource.CodePayloadTooLarge, "The token request is over %d bytes.", MaxBodyBytes)
+		}
 		return nil, oauthFail(400, "invalid_request", "The form could not be parsed.")
 	}
 	f := r.PostForm
