@@ -583,3 +583,26 @@ func TestTokenRequestOverTheBodyLimitIs413(t *testing.T) {
 	big := url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {strings.Repeat("x", 70000)}}
 	wantError(t, n.tokenRequest(t, big), http.StatusRequestEntityTooLarge, "payloadTooLarge")
 }
+
+// A path's {id} is an id or a name, the id looked up first: a user named
+// like another's id, or an application whose host name is another's id or
+// appId, would be shadowed by it, and an admin deleting it "by name"
+// would delete the other. Such names are refused.
+func TestNamesShapedLikeIdsAreRefused(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	victim := n.newUser(t, "victim")
+	wantInvalid(t, n.post(t, n.admin, "/v1.0/users", map[string]any{"userPrincipalName": victim.ID, "password": "12345678"}),
+		"userPrincipalName")
+	wantInvalid(t, n.post(t, n.admin, "/v1.0/users", map[string]any{"userPrincipalName": strings.ToUpper(victim.ID), "password": "12345678"}),
+		"userPrincipalName")
+	a := n.newApp(t, "tasks.contoso.com")
+	for _, id := range []string{a.ID, a.AppID} {
+		wantInvalid(t, n.post(t, n.admin, "/v1.0/applications", map[string]any{"displayName": "x", "targetHostName": id}),
+			"targetHostName")
+	}
+	n.get(t, n.admin, "/v1.0/users/"+victim.ID).expect(t, http.StatusOK)
+	// Names that only look a little like one are fine.
+	n.post(t, n.admin, "/v1.0/users", map[string]any{"userPrincipalName": victim.ID[:35], "password": "12345678"}).
+		expect(t, http.StatusCreated)
+}

@@ -118,6 +118,11 @@ func ValidateUPN(upn string) *Error {
 	if !upnPattern.MatchString(upn) {
 		return Invalid("userPrincipalName", "userPrincipalName must be 1 to 128 letters, digits or . _ @ + -, starting with a letter or digit.")
 	}
+	if IsGUID(upn) {
+		// A path's {id} is a user's id or userPrincipalName, the id
+		// looked up first: such a name would reach another user.
+		return Invalid("userPrincipalName", "userPrincipalName cannot have the shape of a user id (a GUID).")
+	}
 	return nil
 }
 
@@ -177,6 +182,11 @@ func ValidateHostName(field, host string) *Error {
 		if !hostLabel.MatchString(l) {
 			return Invalid(field, "%s must be a lower-case DNS name.", field)
 		}
+	}
+	if IsGUID(host) {
+		// An application is looked up by its id, appId or host name, in
+		// that order: such a name would reach another application.
+		return Invalid(field, "%s cannot have the shape of an application id (a GUID).", field)
 	}
 	return nil
 }

@@ -24,6 +24,26 @@ func NewGUID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
+// IsGUID reports whether s has the shape of a UUID (8-4-4-4-12 hex digits,
+// either case): the shape of user and application ids.
+func IsGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // NewNotificationID returns an id that sorts by creation time (to the
 // nanosecond) followed by 64 random bits, so the feed, newest first, is a
 // reverse scan of the ids.
