@@ -402,3 +402,29 @@ func TestNotificationQuotaIs507AndStoresNothing(t *testing.T) {
 	e.del(t, e.alice.Token, "/v1.0/me/notifications/"+first).expect(t, http.StatusNoContent)
 	e.sendOK(t, e.tasks, e.aliceTasks, visual("3"))
 }
+
+// A notification past its expirationDateTime is gone for every client at
+// once, not at the leader's next purge: it is not read, listed, changed or
+// revived under its id by a send with its appNotificationId.
+func TestANotificationPastItsExpiryIsGoneBeforeThePurge(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, func(c *node.Config) { c.PurgeInterval = time.Hour })
+	expires := time.Now().Add(1500 * time.Millisecond).UTC().Format("2006-01-02T15:04:05.000Z")
+	old := e.sendOK(t, e.tasks, e.aliceTasks, map[string]any{"appNotificationId": "short",
+		"payload": map[string]any{"rawContent": "x"}, "expirationDateTime": expires})
+	e.get(t, e.alice.Token, "/v1.0/me/notifications/"+old).expect(t, http.StatusOK)
+	eventually(t, 10*time.Second, "the notification gone once past its expiry", func() bool {
+		return e.get(t, e.alice.Token, "/v1.0/me/notifications/"+old).Status == http.StatusNotFound
+	})
+	if got := ids(e.get(t, e.alice.Token, "/v1.0/me/notifications").expect(t, http.StatusOK).value(t)); slices.Contains(got, old) {
+		t.Errorf("the feed lists %s past its expiry", old)
+	}
+	e.get(t, e.tasks.Token, "/v1.0/me/notifications/"+old, "X-UNS-ID", e.aliceTasks).expect(t, http.StatusNotFound)
+	wantError(t, e.patch(t, e.alice.Token, "/v1.0/me/notifications/"+old, map[string]any{"readState": "read"}),
+		http.StatusNotFound, "itemNotFound")
+	r := e.send(t, e.tasks, e.aliceTasks, map[string]any{"appNotificationId": "short", "payload": map[string]any{"rawContent": "new"}})
+	r.expect(t, http.StatusCreated)
+	if id := str(r.obj(t), "id"); id == old {
+		t.Errorf("the send revived %s instead of making a new notification", old)
+	}
+}

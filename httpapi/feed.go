@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,24 @@ func (f *feedFilter) name() string {
 
 func activeOnly(n *raft.NotificationView) bool { return n.Status == resource.StatusActive }
 
+// unexpired returns the views whose expiry is after nowMs; items is shared
+// with the store's cache, so a copy is made only when one goes.
+func unexpired(items []*raft.NotificationView, nowMs int64) []*raft.NotificationView {
+	for i, v := range items {
+		if v.ExpiresMs > nowMs {
+			continue
+		}
+		out := slices.Clone(items[:i])
+		for _, v := range items[i+1:] {
+			if v.ExpiresMs > nowMs {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	return items
+}
+
 // listNotifications is the user's feed, newest first, or for an
 // application what it sent to the X-UNS-ID's user.
 func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -94,6 +113,12 @@ func (s *Server) writeFeed(w http.ResponseWriter, r *http.Request, uid string, f
 	page, err := s.state.NotificationViews(uid, after, n, f.name(), f.keep)
 	if err != nil {
 		return err
+	}
+	if f.status == resource.StatusActive {
+		// Those past their expiry are gone, whether or not the purge
+		// took them yet. Dropped here, not by keep: the store caches
+		// pages until a write, and time passes without one.
+		page.Items = unexpired(page.Items, time.Now().UnixMilli())
 	}
 	var next string
 	if page.Next != "" {

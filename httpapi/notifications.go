@@ -130,7 +130,9 @@ func (s *Server) lookupNotification(r *http.Request, p *principal) (*resource.No
 	if err != nil {
 		return nil, err
 	}
-	if !ok || (appID != "" && n.AppID != appID) {
+	// One past its expiry is gone, whether or not the purge (every
+	// purge-interval) took it yet.
+	if !ok || (appID != "" && n.AppID != appID) || !n.ExpirationDateTime.After(time.Now()) {
 		return nil, resource.NotFound("notification")
 	}
 	return n, nil

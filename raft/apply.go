@@ -545,7 +545,13 @@ func (t *tx) send(c *Command) Result {
 		if id, found := t.get(appNotifKey(n.UserID, n.AppID, n.AppNotificationID)); found {
 			var old resource.NotificationRecord
 			if t.getJSON(notifKey(n.UserID, string(id)), &old) {
-				return t.replace(c, &old)
+				if !expiredBy(&old, c.Now) {
+					return t.replace(c, &old)
+				}
+				// Past its expiry but not purged yet: it goes as the
+				// purge would take it, and this send is a new one,
+				// not its revival under the same id.
+				t.expire(c.Now, c.Now/int64(time.Millisecond), n.UserID, string(id))
 			}
 		}
 	}
@@ -578,9 +584,17 @@ func (t *tx) replace(c *Command, old *resource.NotificationRecord) Result {
 	return ok(SendResult{Notification: n.Notification, Encoded: data})
 }
 
+// expiredBy reports whether n's expirationDateTime has come by now (Unix
+// nanoseconds, the command's time): the purge's rule (expire).
+func expiredBy(n *resource.NotificationRecord, now int64) bool {
+	return n.ExpirationDateTime.UnixMilli() <= now/int64(time.Millisecond)
+}
+
 func (t *tx) patchNotif(c *Command) Result {
 	var n resource.NotificationRecord
-	if !t.getJSON(notifKey(c.UserID, c.ID), &n) || n.Status != resource.StatusActive {
+	// One past its expiry is gone, whether or not the purge took it yet:
+	// a change to it would go out to the devices again.
+	if !t.getJSON(notifKey(c.UserID, c.ID), &n) || n.Status != resource.StatusActive || expiredBy(&n, c.Now) {
 		return fail(resource.NotFound("notification"))
 	}
 	p := c.NotifPatch

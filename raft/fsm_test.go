@@ -307,3 +307,49 @@ func TestEntriesOfOneBatchShareCommits(t *testing.T) {
 		t.Fatalf("changes = %d, want %d", len(ch), entries*perEntry)
 	}
 }
+
+// A notification past its expiry that the purge has not taken yet is gone
+// all the same: a patch finds nothing, and a send with its
+// appNotificationId makes a new notification, the old one recorded as
+// expired, instead of reviving it under its id.
+func TestANotificationPastItsExpiryIsNotChangedOrRevived(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	u := newUser("ivy")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	r := f.ApplyBatch([]*hraft.Log{entry(t, 2, sendCmd(u.ID, "app", "short", now, now.Add(time.Second)))})[0].([]Result)[0]
+	old := r.Value.(SendResult).Notification.ID
+	later := now.Add(2 * time.Second)
+	read := resource.ReadRead
+	r = f.ApplyBatch([]*hraft.Log{entry(t, 3, &Command{Op: OpPatchNotif, Now: later.UnixNano(), UserID: u.ID, ID: old,
+		NotifPatch: &resource.NotificationPatch{ReadState: &read}})})[0].([]Result)[0]
+	if e, ok := r.Err.(*resource.Error); !ok || e.Code != resource.CodeNotFound {
+		t.Fatalf("patch after the expiry: %v, want itemNotFound", r.Err)
+	}
+	again := sendCmd(u.ID, "app", "short", later, later.Add(time.Hour))
+	r = f.ApplyBatch([]*hraft.Log{entry(t, 4, again)})[0].([]Result)[0]
+	got := r.Value.(SendResult)
+	if !got.Created || got.Notification.ID == old {
+		t.Fatalf("send after the expiry = %+v, want a new notification, not %s revived", got, old)
+	}
+	s := &Store{db: db}
+	ch, err := s.Changes(u.ID, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch) != 3 || ch[1].Type != resource.ChangeExpired || ch[1].NotificationID != old ||
+		ch[2].Type != resource.ChangeCreated || ch[2].NotificationID != got.Notification.ID {
+		t.Fatalf("changes %+v, want created, expired (the old one), created (the new one)", ch)
+	}
+	// A resend replaces the new one, which has not expired.
+	r = f.ApplyBatch([]*hraft.Log{entry(t, 5, sendCmd(u.ID, "app", "short", later, later.Add(time.Hour)))})[0].([]Result)[0]
+	if res := r.Value.(SendResult); res.Created || res.Notification.ID != got.Notification.ID {
+		t.Fatalf("resend = %+v, want the replace of %s", res, got.Notification.ID)
+	}
+	// The purge passes over the old one's index.
+	f.ApplyBatch([]*hraft.Log{entry(t, 6, &Command{Op: OpPurge, Now: later.UnixNano(), MaxItems: 100, Retention: int64(time.Hour)})})
+	if v, _, _ := getValue(db.NewTransaction(false), countersKey(u.ID)); !strings.Contains(string(v), `"n":1`) {
+		t.Errorf("counters %s, want one active notification", v)
+	}
+}

@@ -19,6 +19,8 @@ type NotificationView struct {
 	ReadState, UserActionState, Status, TargetHostName, GroupName, AppID string
 	// Seq is the change the record is at.
 	Seq uint64
+	// ExpiresMs is the expirationDateTime in Unix milliseconds.
+	ExpiresMs int64
 	// JSON is the resource.Notification exactly as json.Marshal writes it
 	// (HTML characters escaped), ready to be copied into a response.
 	JSON []byte
@@ -46,7 +48,8 @@ func newNotificationView(b []byte) (*NotificationView, error) {
 		}
 	}
 	return &NotificationView{ReadState: intern(n.ReadState), UserActionState: intern(n.UserActionState),
-		Status: intern(n.Status), TargetHostName: n.TargetHostName, GroupName: n.GroupName, AppID: n.AppID, Seq: n.Seq, JSON: out}, nil
+		Status: intern(n.Status), TargetHostName: n.TargetHostName, GroupName: n.GroupName, AppID: n.AppID, Seq: n.Seq,
+		ExpiresMs: n.ExpirationDateTime.UnixMilli(), JSON: out}, nil
 }
 
 // intern shares the few values the state fields take, so that a cached view

@@ -225,7 +225,8 @@ func slowView(b []byte) (*NotificationView, error) {
 		return nil, err
 	}
 	return &NotificationView{ReadState: n.ReadState, UserActionState: n.UserActionState, Status: n.Status,
-		TargetHostName: n.TargetHostName, GroupName: n.GroupName, AppID: n.AppID, Seq: n.Seq, JSON: out}, nil
+		TargetHostName: n.TargetHostName, GroupName: n.GroupName, AppID: n.AppID, Seq: n.Seq,
+		ExpiresMs: n.ExpirationDateTime.UnixMilli(), JSON: out}, nil
 }
 
 // A view made by hand is the view encoding/json makes, for records as the
