@@ -322,6 +322,41 @@ func TestThreeNodeCluster(t *testing.T) {
 	pollUntil(t, "three members again", members(3))
 	send(victim, "after-readding")
 	sameEverywhere(nodes)
+
+	// The leader removed (through a follower) steps down and stays able to
+	// follow: added back, it is a working voter again, not one that no
+	// longer answers.
+	pollUntil(t, "a leader after the re-adding", func() error {
+		if leader, followers = leaderOf(nodes); leader == nil || len(followers) != 2 {
+			return errors.New("none yet")
+		}
+		return nil
+	})
+	victim, via = leader, followers[0]
+	adminVia = clientFor(t, via, adminToken)
+	if err := adminVia.Do(ctx, http.MethodDelete, "/v1.0/admin/cluster/nodes/"+victim.Config.NodeID, nil, nil); err != nil {
+		t.Fatalf("remove the leader %s: %v", victim.Config.NodeID, err)
+	}
+	var rest []*testnode.Node
+	for _, n := range nodes {
+		if n != victim {
+			rest = append(rest, n)
+		}
+	}
+	pollUntil(t, "a leader among the other two", func() error {
+		if leader, _ = leaderOf(rest); leader == nil {
+			return errors.New("none yet")
+		}
+		return nil
+	})
+	pollUntil(t, "two members without the old leader", members(2))
+	if err := adminVia.Do(ctx, http.MethodPost, "/v1.0/admin/cluster/nodes", map[string]string{"id": victim.Config.NodeID,
+		"raftAddr": victim.Store().RaftAddr(), "httpAddr": victim.Config.HTTPAddr}, nil); err != nil {
+		t.Fatalf("add the old leader %s back: %v", victim.Config.NodeID, err)
+	}
+	pollUntil(t, "three members with the old leader back", members(3))
+	send(via, "after-readding-the-leader")
+	sameEverywhere(nodes)
 }
 
 // A node whose cluster key differs cannot join: its join request is refused

@@ -250,6 +250,12 @@ func (s *Store) startRaft() error {
 	cfg.LocalID = hraft.ServerID(o.NodeID)
 	cfg.Logger = hlog
 	cfg.NoSnapshotRestoreOnStart = true
+	// A leader that removes itself steps down instead of shutting Raft
+	// down: shut down, the process served on with a dead Raft, and a
+	// "cluster join" that added it back made a voter that never answered.
+	// A removed node does not stand for election (it has no vote in the
+	// configuration), so staying up disrupts nothing.
+	cfg.ShutdownOnRemove = false
 	if o.HeartbeatTimeout > 0 {
 		cfg.HeartbeatTimeout = o.HeartbeatTimeout
 		cfg.LeaderLeaseTimeout = o.HeartbeatTimeout / 2
