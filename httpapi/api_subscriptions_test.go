@@ -156,6 +156,8 @@ func TestCreateSubscriptionRejectsInvalidInputWithoutStoringIt(t *testing.T) {
 		{"live with url", base("channel", map[string]any{"type": "live", "url": "https://x.example.com"}), "channel"},
 		{"webPush without keys", base("channel", map[string]any{"type": "webPush", "endpoint": "https://push.example.net/x"}), "channel.keys"},
 		{"webPush short p256dh", base("channel", wp("keys", map[string]any{"p256dh": "AAAA", "auth": auth})), "channel.keys.p256dh"},
+		// 65 bytes with the uncompressed prefix, but (0, 0) is on no curve.
+		{"webPush p256dh off the curve", base("channel", wp("keys", map[string]any{"p256dh": "B" + strings.Repeat("A", 86), "auth": auth})), "channel.keys.p256dh"},
 		{"webPush bad auth", base("channel", wp("keys", map[string]any{"p256dh": p256dh, "auth": "AAAA"})), "channel.keys.auth"},
 		{"webPush no endpoint", base("channel", wp("endpoint", "")), "channel.endpoint"},
 		{"webPush http endpoint", base("channel", wp("endpoint", "http://push.example.net/x")), "channel.endpoint"},

@@ -1,6 +1,7 @@
 package resource
 
 import (
+	"crypto/ecdh"
 	"encoding/base64"
 	"encoding/json"
 	"net/url"
@@ -201,6 +202,10 @@ func (c *Channel) Validate() *Error {
 		}
 		if b, err := decodeB64URL(c.Keys.P256dh); err != nil || len(b) != 65 || b[0] != 4 {
 			return Invalid("channel.keys.p256dh", "p256dh must be an uncompressed P-256 public key (65 bytes) in base64url.")
+		} else if _, err := ecdh.P256().NewPublicKey(b); err != nil {
+			// Of the right shape but not a point on the curve: every
+			// message to it would fail to encrypt.
+			return Invalid("channel.keys.p256dh", "p256dh is not a point on the P-256 curve.")
 		}
 		if b, err := decodeB64URL(c.Keys.Auth); err != nil || len(b) != 16 {
 			return Invalid("channel.keys.auth", "auth must be 16 bytes in base64url.")
