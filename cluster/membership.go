@@ -152,9 +152,17 @@ func (c *Cluster) removeNode(ctx context.Context, id string, forwarded bool) err
 	if err := f.Error(); err != nil {
 		return err
 	}
-	member := false
+	member, voters := false, 0
 	for _, s := range f.Configuration().Servers {
 		member = member || string(s.ID) == id
+		if s.Suffrage == hraft.Voter && string(s.ID) != id {
+			voters++
+		}
+	}
+	if member && voters == 0 {
+		// Raft refuses it, and a cluster of no one could not be asked
+		// for anything again: a definite no, before anything changes.
+		return resource.Errorf(resource.CodeInvalidRequest, "%s is the cluster's last voter; it cannot be removed.", id)
 	}
 	nodes, err := c.store.Nodes()
 	if err != nil {

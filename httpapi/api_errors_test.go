@@ -272,3 +272,23 @@ func TestBetaIsAnAliasOfV1(t *testing.T) {
 		t.Errorf("deltaLink under /beta points elsewhere: %s", link)
 	}
 }
+
+// The last voter cannot be removed: a definite 400, with nothing changed,
+// not a 503 that says the write may have been committed and invites a retry.
+func TestRemovingTheLastVoterIsRefused(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	before := n.get(t, n.admin, "/v1.0/admin/cluster").expect(t, http.StatusOK).obj(t)
+	id := str(before, "leaderId")
+	if id == "" {
+		t.Fatalf("no leader in %v", before)
+	}
+	wantInvalid(t, n.del(t, n.admin, "/v1.0/admin/cluster/nodes/"+id), "")
+	after := n.get(t, n.admin, "/v1.0/admin/cluster").expect(t, http.StatusOK).obj(t)
+	if str(after, "leaderId") != id || len(after["nodes"].([]any)) != 1 {
+		t.Errorf("after the refused removal: %v", after)
+	}
+	if nodes := after["nodes"].([]any); str(nodes[0].(map[string]any), "httpAddr") == "" {
+		t.Errorf("the node's addresses were dropped: %v", nodes[0])
+	}
+}
