@@ -13,12 +13,14 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/herald-notify/herald/internal/syncbuf"
+	"github.com/herald-notify/herald/internal/testcerts"
 	"github.com/herald-notify/herald/raft"
 )
 
@@ -311,6 +313,37 @@ func TestHealthcheckFollowsANodeThatServesHTTPS(t *testing.T) {
 		t.Errorf("exit %d, %q, %q", code, out, errOut)
 	}
 }
+
+// A node configured for HTTPS is probed over HTTPS at once: a plain
+// request first had the node log a TLS handshake error at every probe.
+func TestHealthcheckOfAnHTTPSNodeSendsNoPlainRequest(t *testing.T) {
+	var plain atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	}))
+	srv.Config.ErrorLog = log.New(writerFunc(func(p []byte) (int, error) {
+		if bytes.Contains(p, []byte("HTTP request to an HTTPS server")) {
+			plain.Add(1)
+		}
+		return len(p), nil
+	}), "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	files := testcerts.NewCA(t, "probe-ca").Server(t, "node", "127.0.0.1")
+	env := map[string]string{"HERALD_HTTP_ADDR": srv.Listener.Addr().String(),
+		"HERALD_TLS_CERT": files.Cert, "HERALD_TLS_KEY": files.Key}
+	code, out, errOut := runCLI(t, env, "healthcheck")
+	if code != 0 || !strings.HasPrefix(out, "https://") || !strings.Contains(out, "200 OK") {
+		t.Errorf("exit %d, %q, %q", code, out, errOut)
+	}
+	if n := plain.Load(); n != 0 {
+		t.Errorf("the probe sent %d plain HTTP requests to a node configured for HTTPS", n)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestSecondServeOnADataDirectoryInUseIsRefused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")

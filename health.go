@@ -59,7 +59,15 @@ func healthcheckCommand() *cli.Command {
 				if c.Bool("ready") {
 					path = "/readyz"
 				}
-				target = "http://" + probeHost(cfg.HTTPAddr) + path
+				// A node configured for HTTPS is asked over HTTPS at
+				// once: a plain request first made the node log a TLS
+				// handshake error at every probe (every 10 s under the
+				// image's HEALTHCHECK).
+				scheme := "http://"
+				if cfg.TLSCert != "" || len(cfg.ACMEDomain) > 0 {
+					scheme = "https://"
+				}
+				target = scheme + probeHost(cfg.HTTPAddr) + path
 				// A node that gets its certificates from ACME picks one by
 				// the name the client asks for, and refuses a handshake
 				// without a name: ask for the public one.
@@ -69,11 +77,11 @@ func healthcheckCommand() *cli.Command {
 			}
 			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			defer cancel()
-			status, err := probe(ctx, target, serverName)
+			status, answered, err := probe(ctx, target, serverName)
 			if err != nil {
-				return fmt.Errorf("healthcheck %s: %w", target, err)
+				return fmt.Errorf("healthcheck %s: %w", answered, err)
 			}
-			fmt.Fprintf(c.App.Writer, "%s: %s\n", target, status)
+			fmt.Fprintf(c.App.Writer, "%s: %s\n", answered, status)
 			return nil
 		},
 	}
@@ -94,10 +102,11 @@ func probeHost(listen string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// probe GETs target and succeeds on 200. A node that serves HTTPS answers
-// a plain HTTP request with Go's "Client sent an HTTP request to an HTTPS
-// server" 400; the probe then asks again over HTTPS.
-func probe(ctx context.Context, target, serverName string) (string, error) {
+// probe GETs target and succeeds on 200; it also returns the URL that
+// answered. A node that serves HTTPS answers a plain HTTP request with Go's
+// "Client sent an HTTP request to an HTTPS server" 400; the probe then asks
+// again over HTTPS.
+func probe(ctx context.Context, target, serverName string) (string, string, error) {
 	tr := &http.Transport{
 		Proxy: nil, // a probe of this machine must not go through a proxy
 		// The probe reaches the node by an address the certificate need
@@ -122,20 +131,21 @@ func probe(ctx context.Context, target, serverName string) (string, error) {
 	}
 	code, body, err := get(target)
 	if err == nil && code == http.StatusBadRequest && strings.Contains(body, "HTTPS server") && strings.HasPrefix(target, "http://") {
-		code, body, err = get("https://" + strings.TrimPrefix(target, "http://"))
+		target = "https://" + strings.TrimPrefix(target, "http://")
+		code, body, err = get(target)
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return "", errors.New("no answer in time")
+			return "", target, errors.New("no answer in time")
 		}
-		return "", err
+		return "", target, err
 	}
 	status := fmt.Sprintf("%d %s", code, http.StatusText(code))
 	if code != http.StatusOK {
 		if body != "" {
 			status += ": " + body
 		}
-		return "", errors.New(status)
+		return "", target, errors.New(status)
 	}
-	return status, nil
+	return status, target, nil
 }
