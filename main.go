@@ -605,8 +605,13 @@ func clusterCommand() *cli.Command {
 					fmt.Fprintln(tw, "ID\tSTATE\tVOTER\tHTTP\tRAFT\tAPPLIED\tSLOTS\tLIVE\tLAST CONTACT")
 					for _, n := range st.Nodes {
 						contact := fmt.Sprintf("%dms", n.LastContactMs)
-						if n.State == "leader" {
+						switch {
+						case n.State == "leader":
 							contact = "-"
+						case n.State == "unreachable" && n.LastContactMs == 0:
+							contact = "unknown" // not answering, and not known for how long
+						case n.State == "unreachable":
+							contact = fmt.Sprintf("%dms ago (by the leader)", n.LastContactMs)
 						}
 						fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%d\t%d\t%d\t%s\n", n.ID, n.State, n.Voter,
 							orDash(n.HTTPAddr), orDash(n.RaftAddr), n.AppliedIndex, n.Slots, n.LiveConnections, contact)

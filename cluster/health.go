@@ -34,6 +34,15 @@ func (h *peerHealth) down(now time.Time) map[string]bool {
 	return out
 }
 
+// failingSince is when the peer's current run of failed heartbeats began:
+// about when the leader last heard from it.
+func (h *peerHealth) failingSince(id string) (time.Time, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t, ok := h.failing[id]
+	return t, ok
+}
+
 // forget drops what is known of peers no longer voters: a removed peer's
 // replication stops without a "resumed", and a stale entry would count it
 // down at once if it were added back.

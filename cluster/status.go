@@ -157,6 +157,10 @@ func (c *Cluster) Status() ClusterStatus {
 				if err := c.callNode(ctx, ns.ID, ns.RaftAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err == nil {
 					ns.State, ns.AppliedIndex, ns.LiveConnections, ns.LastContactMs =
 						peer.State, peer.AppliedIndex, peer.LiveConnections, peer.LastContactMs
+				} else if since, ok := c.health.failingSince(ns.ID); ok && c.store.IsLeader() {
+					// The leader says how long it has not heard from
+					// it; 0 read as "just now".
+					ns.LastContactMs = time.Since(since).Milliseconds()
 				}
 				out.Nodes[i] = ns
 			}()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/cluster"
 	"github.com/herald-notify/herald/fanout/webhook/webhooktest"
 	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/internal/testnode"
@@ -550,6 +551,13 @@ func TestUnreachableVoterLosesItsSlotsUntilItReturns(t *testing.T) {
 	// The victim is still a voter: nobody removed it.
 	if servers := leader.Store().Raft().GetConfiguration().Configuration().Servers; len(servers) != 3 {
 		t.Fatalf("members %+v, want all three", servers)
+	}
+	// The leader's status says for how long it has not heard from it, at
+	// least the grace period, not 0 ("just now").
+	for _, ns := range leader.Cluster().(cluster.ClusterStatus).Nodes {
+		if ns.ID == victim.Config.NodeID && (ns.State != "unreachable" || ns.LastContactMs < grace.Milliseconds()) {
+			t.Errorf("the stopped node's status %+v, want unreachable for at least %v", ns, grace)
+		}
 	}
 	if got, _ := leader.Store().Slots(); !slices.Equal(got, next) {
 		t.Fatal("the table after the move is not the predicted rebalance over the two survivors")
