@@ -292,3 +292,21 @@ func TestRemovingTheLastVoterIsRefused(t *testing.T) {
 		t.Errorf("the node's addresses were dropped: %v", nodes[0])
 	}
 }
+
+// API answers hold users' data and, some, secrets shown once: no cache may
+// keep them, and no browser may read them as anything but what they say.
+func TestAPIAnswersAreNotCachedOrSniffed(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	for _, r := range []*resp{
+		n.get(t, n.admin, "/v1.0/me").expect(t, http.StatusOK),
+		n.post(t, n.admin, "/v1.0/applications", map[string]any{"displayName": "x", "targetHostName": "x.contoso.com"}).
+			expect(t, http.StatusCreated),
+		n.get(t, n.admin, "/beta/me").expect(t, http.StatusOK),
+		n.get(t, "", "/v1.0/me").expect(t, http.StatusUnauthorized),
+	} {
+		if r.Header.Get("Cache-Control") != "no-store" || r.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: Cache-Control %q, X-Content-Type-Options %q", r.what, r.Header.Get("Cache-Control"), r.Header.Get("X-Content-Type-Options"))
+		}
+	}
+}

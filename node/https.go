@@ -207,6 +207,13 @@ func securityHeaders(h http.Handler) http.Handler {
 		if strings.HasPrefix(r.URL.Path, "/ui/") {
 			ui.SecurityHeaders(w.Header())
 		}
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if strings.HasPrefix(r.URL.Path, "/v1.0/") || strings.HasPrefix(r.URL.Path, "/beta/") {
+			// API answers hold users' data, and some a secret shown once
+			// (a client secret, a webhook's): no cache may keep them.
+			// A handler may say otherwise (the live stream: no-cache).
+			w.Header().Set("Cache-Control", "no-store")
+		}
 		h.ServeHTTP(w, r)
 	})
 }
