@@ -50,6 +50,10 @@ func TestAuditRecordsEveryAdminAction(t *testing.T) {
 	n.del(t, n.admin, "/v1.0/applications/"+a.ID).expect(t, http.StatusNoContent)
 	n.del(t, n.admin, "/v1.0/users/dave").expect(t, http.StatusNoContent)
 	n.get(t, n.admin, "/v1.0/admin/backup").expect(t, http.StatusOK)
+	// A HEAD gives out no backup, so none is recorded (one record below).
+	if r := n.call(t, http.MethodHead, "/v1.0/admin/backup", n.admin, nil); r.Status != http.StatusOK || len(r.Body) != 0 {
+		t.Errorf("HEAD of the backup: %s", r)
+	}
 	// A membership change that fails (a lone node without a cluster key
 	// takes no members) is recorded with its outcome.
 	if r := n.post(t, n.admin, "/v1.0/admin/cluster/nodes", map[string]any{"id": "ghost", "raftAddr": "127.0.0.1:9", "httpAddr": "127.0.0.1:10"}); r.Status < 400 {
@@ -105,6 +109,9 @@ func TestAuditRecordsEveryAdminAction(t *testing.T) {
 			!strings.Contains(str(found, "detail"), c.detail) || str(found, "action") != c.action {
 			t.Errorf("%s: record %v", c.action, found)
 		}
+	}
+	if recs := n.auditRecords(t, "action=backup.download"); len(recs) != 1 {
+		t.Errorf("%d backup.download records for one GET and one HEAD, want 1", len(recs))
 	}
 	// The refused duplicate is recorded as a failure, with the reason.
 	creates := n.auditRecords(t, "action=user.create")
