@@ -5,6 +5,7 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // peerHealth is the leader's view of which voters answer its heartbeats.
@@ -112,3 +113,50 @@ func (c *Cluster) observe() {
 		}
 	}()
 }
+
+// peerCollector exports the leader's view of its peers: one series per
+// other voter while this node leads, none otherwise (only a leader sends
+// heartbeats, so only it knows).
+type peerCollector struct{ c *Cluster }
+
+var (
+	peerAnsweringDesc = prometheus.NewDesc("herald_cluster_peer_answering",
+		"1 while the leader's heartbeats to the peer succeed, 0 while they fail; exported by the leader only.",
+		[]string{"peer"}, nil)
+	peerSilentDesc = prometheus.NewDesc("herald_cluster_peer_silent_seconds",
+		"How long the leader's heartbeats to the peer have been failing (0 while it answers); exported by the leader only.",
+		[]string{"peer"}, nil)
+)
+
+func (p peerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- peerAnsweringDesc
+	ch <- peerSilentDesc
+}
+
+func (p peerCollector) Collect(ch chan<- prometheus.Metric) {
+	r := p.c.store.Raft()
+	if r.State() != hraft.Leader {
+		return
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	now := time.Now()
+	for _, s := range f.Configuration().Servers {
+		id := string(s.ID)
+		if id == p.c.id || s.Suffrage != hraft.Voter {
+			continue
+		}
+		answering, silent := 1.0, 0.0
+		if since, ok := p.c.health.failingSince(id); ok {
+			answering, silent = 0, now.Sub(since).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(peerAnsweringDesc, prometheus.GaugeValue, answering, id)
+		ch <- prometheus.MustNewConstMetric(peerSilentDesc, prometheus.GaugeValue, silent, id)
+	}
+}
+
+// PeerMetrics is the leader's view of its peers, for the node's registry:
+// a peer down shows there, not only as its own missing scrape.
+func (c *Cluster) PeerMetrics() prometheus.Collector { return peerCollector{c} }

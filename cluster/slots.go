@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -59,12 +62,33 @@ func (c *Cluster) Rebalance(ctx context.Context) error {
 		return err
 	}
 	c.health.forget(voters)
-	next := raft.Rebalance(table, raft.Reachable(voters, c.id, c.health.down(time.Now())))
+	down := c.health.down(time.Now())
+	next := raft.Rebalance(table, raft.Reachable(voters, c.id, down))
 	if slices.Equal(next, table) {
 		return nil
 	}
 	_, err = c.store.Propose(ctx, &raft.Command{Op: raft.OpSetSlots, Now: time.Now().UnixNano(), Slots: next})
+	if err == nil {
+		// The operator's record of why deliveries moved: a node that
+		// stopped answering loses its users to the others, and gets
+		// its share back when it answers again.
+		c.log.Info("slots moved", "owners", slotCounts(next), "not_answering", slices.Sorted(maps.Keys(down)))
+	}
 	return err
+}
+
+// slotCounts is how many slots each node owns in table, as "id=n" in id
+// order.
+func slotCounts(table []string) string {
+	n := map[string]int{}
+	for _, id := range table {
+		n[id]++
+	}
+	var out []string
+	for _, id := range slices.Sorted(maps.Keys(n)) {
+		out = append(out, fmt.Sprintf("%s=%d", id, n[id]))
+	}
+	return strings.Join(out, " ")
 }
 
 // termBarrier has a leader apply everything committed before its term,

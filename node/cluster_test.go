@@ -553,11 +553,18 @@ func TestUnreachableVoterLosesItsSlotsUntilItReturns(t *testing.T) {
 		t.Fatalf("members %+v, want all three", servers)
 	}
 	// The leader's status says for how long it has not heard from it, at
-	// least the grace period, not 0 ("just now").
+	// least the grace period, not 0 ("just now"), and so do its metrics.
 	for _, ns := range leader.Cluster().(cluster.ClusterStatus).Nodes {
 		if ns.ID == victim.Config.NodeID && (ns.State != "unreachable" || ns.LastContactMs < grace.Milliseconds()) {
 			t.Errorf("the stopped node's status %+v, want unreachable for at least %v", ns, grace)
 		}
+	}
+	peer := func(name, id string) float64 { return metric(t, leader, name+`{peer="`+id+`"}`) }
+	if a, s := peer("herald_cluster_peer_answering", victim.Config.NodeID), peer("herald_cluster_peer_silent_seconds", victim.Config.NodeID); a != 0 || s < grace.Seconds() {
+		t.Errorf("the leader's metrics of the stopped node: answering %v, silent %vs", a, s)
+	}
+	if a := peer("herald_cluster_peer_answering", heir.Config.NodeID); a != 1 {
+		t.Errorf("the leader's metrics of the heir: answering %v", a)
 	}
 	if got, _ := leader.Store().Slots(); !slices.Equal(got, next) {
 		t.Fatal("the table after the move is not the predicted rebalance over the two survivors")

@@ -263,6 +263,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		Logger:        logger, LiveConnections: n.hub.Open, Dial: cfg.Dial,
 		ObserveForward: func(cmds int) { forwarded.Observe(float64(cmds)) }})
 	reg.MustRegister(n.cluster.BarrierMetrics()...)
+	reg.MustRegister(n.cluster.PeerMetrics())
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_cluster_fenced",
 		Help: "1 while this node's external deliveries are stopped: it has not heard from a quorum within the fencing lease."},
 		func() float64 {
