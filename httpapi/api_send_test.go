@@ -428,3 +428,25 @@ func TestANotificationPastItsExpiryIsGoneBeforeThePurge(t *testing.T) {
 		t.Errorf("the send revived %s instead of making a new notification", old)
 	}
 }
+
+// Host names ignore case (DNS): a targetHostName in other letters names the
+// same application when sending, subscribing and filtering the feed.
+func TestTargetHostNamesIgnoreCase(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	upper := strings.ToUpper(e.tasks.Host)
+	id := e.sendOK(t, e.tasks, e.aliceTasks, map[string]any{"targetHostName": upper, "payload": map[string]any{"rawContent": "x"}})
+	got := e.get(t, e.alice.Token, "/v1.0/me/notifications/"+id).expect(t, http.StatusOK).obj(t)
+	if got["targetHostName"] != e.tasks.Host {
+		t.Errorf("stored targetHostName %v, want %s", got["targetHostName"], e.tasks.Host)
+	}
+	if ids := ids(e.get(t, e.alice.Token, "/v1.0/me/notifications?targetHostName="+upper).expect(t, http.StatusOK).value(t)); !slices.Contains(ids, id) {
+		t.Errorf("the feed filtered by %s: %v, want %s in it", upper, ids, id)
+	}
+	sub := e.post(t, e.alice.Token, "/v1.0/me/notificationSubscriptions", map[string]any{"targetHostName": upper,
+		"platformType": "web", "channel": map[string]any{"type": "live"}}).expect(t, http.StatusCreated).obj(t)
+	if sub["targetHostName"] != e.tasks.Host {
+		t.Errorf("subscription targetHostName %v, want %s", sub["targetHostName"], e.tasks.Host)
+	}
+	e.post(t, e.admin, "/v1.0/users/alice/notifications", visual("from admin", "targetHostName", upper)).expect(t, http.StatusCreated)
+}

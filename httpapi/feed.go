@@ -20,7 +20,7 @@ type feedFilter struct {
 func parseFeedFilter(r *http.Request) (*feedFilter, error) {
 	q := r.URL.Query()
 	f := &feedFilter{readState: q.Get("readState"), actionState: q.Get("userActionState"),
-		status: q.Get("status"), host: q.Get("targetHostName"), group: q.Get("groupName")}
+		status: q.Get("status"), host: strings.ToLower(q.Get("targetHostName")), group: q.Get("groupName")}
 	if f.readState != "" {
 		p := resource.NotificationPatch{ReadState: &f.readState}
 		if err := p.Validate(); err != nil {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/herald-notify/herald/raft"
@@ -60,6 +61,7 @@ func (s *Server) adminSend(w http.ResponseWriter, r *http.Request, p *principal)
 	if in.TargetHostName == "" {
 		return resource.Invalid("targetHostName", "targetHostName is required when an admin sends.")
 	}
+	in.TargetHostName = strings.ToLower(in.TargetHostName) // stored in lower case; DNS ignores case
 	app, ok, err := s.state.AppBy(in.TargetHostName)
 	if err == nil && (!ok || app.TargetHostName != in.TargetHostName) && s.lookAgain(r) {
 		app, ok, err = s.state.AppBy(in.TargetHostName)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/herald-notify/herald/fanout/outbound"
@@ -32,6 +33,7 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request, p *p
 	if err := s.checkDestination(in.Channel); err != nil {
 		return err
 	}
+	in.TargetHostName = strings.ToLower(in.TargetHostName) // stored in lower case; DNS ignores case
 	app, ok, err := s.state.AppBy(in.TargetHostName)
 	if err == nil && (!ok || app.TargetHostName != in.TargetHostName) && s.lookAgain(r) {
 		// Registered through another node a moment ago, perhaps.

@@ -222,7 +222,9 @@ func policyTargets(list []string, p string) bool {
 // Validate normalises in and checks every rule of API.md §5 at time now.
 // appHost is the sending application's targetHostName.
 func (in *NotificationInput) Validate(now time.Time, appHost string) *Error {
-	if in.TargetHostName != "" && in.TargetHostName != appHost {
+	// Host names are case-insensitive (DNS); the application's is stored
+	// in lower case.
+	if in.TargetHostName != "" && !strings.EqualFold(in.TargetHostName, appHost) {
 		return Invalid("targetHostName", "targetHostName must be the sending application's (%s).", appHost)
 	}
 	in.TargetHostName = appHost
