@@ -310,3 +310,20 @@ func TestAPIAnswersAreNotCachedOrSniffed(t *testing.T) {
 		}
 	}
 }
+
+// An OData option Herald does not implement is refused, not ignored: the
+// caller would take the unfiltered answer for a filtered one.
+func TestUnsupportedQueryOptionsAreRefused(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	for _, q := range []string{"$filter=readState%20eq%20'unread'", "$orderby=createdDateTime", "$skip=5", "%24select=id", "$count=true"} {
+		r := n.get(t, n.admin, "/v1.0/me/notifications?"+q)
+		e := wantError(t, r, http.StatusBadRequest, "invalidRequest")
+		if !strings.HasPrefix(e.target(), "$") {
+			t.Errorf("%s: target %q, want the option", q, e.target())
+		}
+	}
+	// The supported ones and the plain filters still work.
+	n.get(t, n.admin, "/v1.0/me/notifications?$top=5&readState=unread").expect(t, http.StatusOK)
+	n.get(t, n.admin, "/v1.0/users?%24top=5").expect(t, http.StatusOK)
+}

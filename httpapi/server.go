@@ -346,6 +346,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // wrap turns a handlerFunc into an http.Handler that writes its error,
 // recovers panics as 500s and counts the request by route and status.
+// unsupportedOption refuses an OData system query option Herald does not
+// implement ($filter, $orderby, $select, …) with 400, as Graph refuses one a
+// resource does not support: ignored, it would hand back an unfiltered
+// answer its caller takes for a filtered one.
+func unsupportedOption(r *http.Request) error {
+	raw := r.URL.RawQuery
+	if !strings.Contains(raw, "$") && !strings.Contains(raw, "%24") {
+		return nil
+	}
+	for k := range r.URL.Query() {
+		switch {
+		case !strings.HasPrefix(k, "$"), k == "$top", k == "$skiptoken", k == "$deltatoken":
+		default:
+			return resource.Invalid(k, "The query option %s is not supported; see the API's description of this resource.", k)
+		}
+	}
+	return nil
+}
+
 func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
@@ -374,6 +393,9 @@ func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 		}
 		r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes*16)
 		r, err := s.consistency(r)
+		if err == nil {
+			err = unsupportedOption(r)
+		}
 		if err == nil {
 			err = h(sw, r)
 		}
