@@ -60,9 +60,14 @@ func TestFeedListsNewestFirstAndFilters(t *testing.T) {
 	for _, c := range []struct{ query, target string }{
 		{"readState=maybe", "readState"}, {"userActionState=clicked", "userActionState"}, {"status=gone", "status"},
 		{"$top=0", "$top"}, {"$top=1001", "$top"}, {"$top=ten", "$top"}, {"$skiptoken=!!", "$skiptoken"},
+		// base64url of "hello": decodes, but names no notification.
+		{"$skiptoken=aGVsbG8", "$skiptoken"},
 	} {
 		wantInvalid(t, e.get(t, e.alice.Token, "/v1.0/me/notifications?"+c.query), c.target)
 	}
+	// Nor is it a user's or an application's id, after which those lists go on.
+	wantInvalid(t, e.get(t, e.admin, "/v1.0/users?$skiptoken=aGVsbG8"), "$skiptoken")
+	wantInvalid(t, e.get(t, e.admin, "/v1.0/applications?$skiptoken=aGVsbG8"), "$skiptoken")
 	if got := len(e.get(t, e.alice.Token, "/v1.0/me/notifications?$top=1000").expect(t, 200).value(t)); got != 3 {
 		t.Errorf("$top=1000 gave %d items", got)
 	}

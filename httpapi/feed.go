@@ -110,6 +110,10 @@ func (s *Server) writeFeed(w http.ResponseWriter, r *http.Request, uid string, f
 	if err != nil {
 		return err
 	}
+	if after != "" && !resource.IsNotificationID(after) {
+		// The feed continues after a notification's id.
+		return resource.Invalid("$skiptoken", "$skiptoken is not one this server made.")
+	}
 	page, err := s.state.NotificationViews(uid, after, n, f.name(), f.keep)
 	if err != nil {
 		return err

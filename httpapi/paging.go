@@ -105,6 +105,10 @@ func writePage[T, V any](s *Server, w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
+	if after != "" && !resource.IsGUID(after) {
+		// These listings continue after an id, a GUID.
+		return resource.Invalid("$skiptoken", "$skiptoken is not one this server made.")
+	}
 	page, err := list(after, n)
 	if err != nil {
 		return err

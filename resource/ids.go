@@ -54,6 +54,20 @@ func NewNotificationID(now time.Time) string {
 	return sortable.EncodeToString(b[:])
 }
 
+// IsNotificationID reports whether s has the shape of NewNotificationID's
+// ids: 26 characters of its sortable alphabet.
+func IsNotificationID(s string) bool {
+	if len(s) != 26 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'v') {
+			return false
+		}
+	}
+	return true
+}
+
 // NewSecret returns n random bytes in base64url, for UNSIDs, tokens and
 // client secrets.
 func NewSecret(n int) string {
