@@ -450,3 +450,18 @@ func TestTargetHostNamesIgnoreCase(t *testing.T) {
 	}
 	e.post(t, e.admin, "/v1.0/users/alice/notifications", visual("from admin", "targetHostName", upper)).expect(t, http.StatusCreated)
 }
+
+// A lone surrogate escape is refused as invalid UTF-8 is, rather than
+// stored as U+FFFD; a pair is the character it encodes.
+func TestLoneSurrogatesAreRefused(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	before := e.snapshot(t, e.alice.Token, feedAny)
+	wantInvalid(t, e.send(t, e.tasks, e.aliceTasks, []byte(`{"payload":{"rawContent":"\ud800"}}`)), "")
+	sameSnapshot(t, "alice's feed", before, e.snapshot(t, e.alice.Token, feedAny))
+	id := e.sendOK(t, e.tasks, e.aliceTasks, []byte(`{"payload":{"rawContent":"\ud83d\ude00"}}`))
+	got := e.get(t, e.alice.Token, "/v1.0/me/notifications/"+id).expect(t, http.StatusOK).obj(t)
+	if p := got["payload"].(map[string]any); p["rawContent"] != "😀" {
+		t.Errorf("rawContent %q, want the emoji", p["rawContent"])
+	}
+}

@@ -103,6 +103,11 @@ func decodeBytes(b []byte, v any) error {
 	if !utf8.Valid(trimmed) {
 		return resource.Invalid("", "The body is not valid UTF-8 (at byte %d).", invalidUTF8At(trimmed))
 	}
+	// The same for an escaped surrogate with no partner ("\ud800"): it
+	// stands for no character, and the decoders store U+FFFD for it.
+	if at := loneSurrogateAt(trimmed); at >= 0 {
+		return resource.Invalid("", "The body escapes a UTF-16 surrogate that has no partner (at byte %d); it is no character.", at)
+	}
 	// The fast path replaces the whole value, where encoding/json would
 	// merge into it: it takes only a value that is still zero.
 	if in, ok := v.(*resource.NotificationInput); ok && *in == (resource.NotificationInput{}) && readSendBody(trimmed, in) {
@@ -350,4 +355,57 @@ func invalidUTF8At(b []byte) int {
 		i += size
 	}
 	return len(b)
+}
+
+// loneSurrogateAt returns the offset of the first \u escape in b's strings
+// that is a UTF-16 surrogate not paired as the JSON grammar pairs them (a
+// high one, D800-DBFF, right before a low one, DC00-DFFF), or -1. Bodies
+// without a backslash, nearly all, cost one byte search.
+func loneSurrogateAt(b []byte) int {
+	if bytes.IndexByte(b, '\\') < 0 {
+		return -1
+	}
+	escape := func(i int) (rune, bool) { // b[i] is the backslash of \uXXXX?
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return 0, false
+		}
+		var r rune
+		for _, c := range b[i+2 : i+6] {
+			switch {
+			case '0' <= c && c <= '9':
+				r = r<<4 | rune(c-'0')
+			case 'a' <= c && c <= 'f':
+				r = r<<4 | rune(c-'a'+10)
+			case 'A' <= c && c <= 'F':
+				r = r<<4 | rune(c-'A'+10)
+			default:
+				return 0, false
+			}
+		}
+		return r, true
+	}
+	inString := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			inString = !inString
+		case c == '\\' && inString:
+			r, ok := escape(i)
+			switch {
+			case !ok:
+				i++ // another escape: skip the escaped byte
+			case 0xD800 <= r && r <= 0xDBFF:
+				if lo, ok := escape(i + 6); ok && 0xDC00 <= lo && lo <= 0xDFFF {
+					i += 11
+					continue
+				}
+				return i
+			case 0xDC00 <= r && r <= 0xDFFF:
+				return i
+			default:
+				i += 5
+			}
+		}
+	}
+	return -1
 }

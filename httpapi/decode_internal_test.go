@@ -20,3 +20,25 @@ func TestPropertyHolding(t *testing.T) {
 		}
 	}
 }
+
+// An escaped surrogate with no partner is no character: the decoders would
+// store U+FFFD for it, so the body is refused and says where.
+func TestLoneSurrogateEscapesAreFound(t *testing.T) {
+	for body, want := range map[string]int{
+		`{"a":"\ud800"}`:             6,
+		`{"a":"x\udc00"}`:            7,
+		`{"a":"\ud800\u0041"}`:       6,
+		`{"a":"\ud83d\ude00"}`:       -1, // a pair: one character
+		`{"a":"\\ud800"}`:            -1, // a backslash, then text
+		`{"a":"\u00e9\"\ud800"}`:     14,
+		`{"\ud800":1}`:               2,
+		`{"a":"plain"}`:              -1,
+		`{"a":"\ud83d\ude00\udc00"}`: 18,
+		`{"a":"\ud83d"} `:            6,
+		`{"a":"\uZZZZ\ud800"}`:       12,
+	} {
+		if got := loneSurrogateAt([]byte(body)); got != want {
+			t.Errorf("%s: %d, want %d", body, got, want)
+		}
+	}
+}
