@@ -327,3 +327,22 @@ func TestUnsupportedQueryOptionsAreRefused(t *testing.T) {
 	n.get(t, n.admin, "/v1.0/me/notifications?$top=5&readState=unread").expect(t, http.StatusOK)
 	n.get(t, n.admin, "/v1.0/users?%24top=5").expect(t, http.StatusOK)
 }
+
+// A path with empty, "." or ".." segments is answered in the API's error
+// shape, with a request-id, not with net/http's HTML redirect (which a POST
+// follows without its body).
+func TestPathsNotInCanonicalFormAreRefused(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	for _, c := range []struct{ method, path string }{
+		{http.MethodGet, "/v1.0//me"}, {http.MethodGet, "/v1.0/./me"}, {http.MethodGet, "/v1.0/users/../me"},
+		{http.MethodPost, "/v1.0//me/notifications"},
+	} {
+		r := n.call(t, c.method, c.path, n.admin, nil)
+		wantError(t, r, http.StatusNotFound, "itemNotFound")
+		if r.Header.Get("request-id") == "" {
+			t.Errorf("%s %s: no request-id", c.method, c.path)
+		}
+	}
+	n.get(t, n.admin, "/v1.0/me").expect(t, http.StatusOK)
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"runtime"
 	"slices"
 	"sort"
@@ -341,11 +342,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c := r.Header.Get("client-request-id"); c != "" && len(c) <= 256 {
 		w.Header().Set("client-request-id", c)
 	}
+	if p := r.URL.Path; p != CleanPath(p) {
+		// net/http's mux would redirect to the clean path with an HTML
+		// body (and for a POST, drop the body on the way): a client that
+		// builds "/v1.0//me" has a bug to be told of in the API's terms.
+		s.writeError(w, r, resource.Errorf(resource.CodeNotFound,
+			"No resource has the path %q: a path has no empty, \".\" or \"..\" segments.", p))
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
-// wrap turns a handlerFunc into an http.Handler that writes its error,
-// recovers panics as 500s and counts the request by route and status.
+// CleanPath is p as net/http's mux would redirect it: no empty, "." or ".."
+// segments, a trailing slash kept.
+func CleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
+}
+
 // unsupportedOption refuses an OData system query option Herald does not
 // implement ($filter, $orderby, $select, …) with 400, as Graph refuses one a
 // resource does not support: ignored, it would hand back an unfiltered
@@ -365,6 +388,8 @@ func unsupportedOption(r *http.Request) error {
 	return nil
 }
 
+// wrap turns a handlerFunc into an http.Handler that writes its error,
+// recovers panics as 500s and counts the request by route and status.
 func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}

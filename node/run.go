@@ -300,10 +300,19 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	// address is public; the others are served over the transport.
 	mux.Handle("/internal/cluster/", n.cluster.PublicHandler())
 	mux.Handle("/", n.api)
+	// A path that is not clean goes to the API whole, which answers it in
+	// its error shape; the mux would redirect it in HTML.
+	routes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != httpapi.CleanPath(r.URL.Path) {
+			n.api.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 	// No ReadTimeout or WriteTimeout: they would cut live streams, which
 	// last for hours. Bodies have their own deadline (httpapi), and
 	// streams their own write deadline.
-	n.http = &http.Server{Handler: securityHeaders(mux), ReadHeaderTimeout: l.HeaderTimeout, IdleTimeout: l.IdleTimeout,
+	n.http = &http.Server{Handler: securityHeaders(routes), ReadHeaderTimeout: l.HeaderTimeout, IdleTimeout: l.IdleTimeout,
 		MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		TLSConfig: tlsConfig, ConnState: n.conns.hook}
 	n.wg.Add(1)
