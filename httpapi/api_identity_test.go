@@ -606,3 +606,16 @@ func TestNamesShapedLikeIdsAreRefused(t *testing.T) {
 	n.post(t, n.admin, "/v1.0/users", map[string]any{"userPrincipalName": victim.ID[:35], "password": "12345678"}).
 		expect(t, http.StatusCreated)
 }
+
+// Display names show in lists, the audit log and the UI: no control
+// characters, as identifiers have none.
+func TestDisplayNamesRefuseControlCharacters(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	wantInvalid(t, n.post(t, n.admin, "/v1.0/users", map[string]any{"userPrincipalName": "eve", "displayName": "Eve\nadmin",
+		"password": "12345678"}), "displayName")
+	wantInvalid(t, n.post(t, n.admin, "/v1.0/applications", map[string]any{"displayName": "a\x00b", "targetHostName": "e.contoso.com"}),
+		"displayName")
+	n.newUser(t, "frank")
+	wantInvalid(t, n.patch(t, n.admin, "/v1.0/users/frank", map[string]any{"displayName": "F\x07"}), "displayName")
+}

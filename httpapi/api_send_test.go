@@ -165,6 +165,8 @@ func TestSendValidatesEveryPropertyAndStoresNothingOnRejection(t *testing.T) {
 		{"unknown priority", visual("x", "priority", "Urgent"), 400, "priority"},
 		{"negative displayTimeToLive", visual("x", "displayTimeToLive", -1), 400, "displayTimeToLive"},
 		{"displayTimeToLive over 30 days", visual("x", "displayTimeToLive", 2592001), 400, "displayTimeToLive"},
+		{"displayTimeToLive with a space", visual("x", "displayTimeToLive", " 60"), 400, "displayTimeToLive"},
+		{"displayTimeToLive with a sign", visual("x", "displayTimeToLive", "+60"), 400, "displayTimeToLive"},
 		{"displayTimeToLive not numeric", visual("x", "displayTimeToLive", "soon"), 400, "displayTimeToLive"},
 		{"displayTimeToLive fractional", visual("x", "displayTimeToLive", 1.5), 400, "displayTimeToLive"},
 		{"expirationDateTime past", visual("x", "expirationDateTime", now.Add(-time.Minute).Format(time.RFC3339)), 400, "expirationDateTime"},

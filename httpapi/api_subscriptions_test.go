@@ -176,6 +176,7 @@ func TestCreateSubscriptionRejectsInvalidInputWithoutStoringIt(t *testing.T) {
 		{"expiration in the past", base("expirationDateTime", time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)), "expirationDateTime"},
 		{"expiration not a time", base("expirationDateTime", "tomorrow"), "expirationDateTime"},
 		{"long deviceName", base("deviceName", strings.Repeat("d", 257)), "deviceName"},
+		{"deviceName with a NUL", base("deviceName", "a\x00b"), "deviceName"},
 		{"unknown property", base("resource", "/me"), "resource"},
 		{"unknown channel property", base("channel", map[string]any{"type": "live", "priority": 1}), "channel.priority"},
 		{"unknown key property", base("channel", wp("keys", map[string]any{"p256dh": p256dh, "auth": auth, "extra": "x"})), "channel.keys.extra"},

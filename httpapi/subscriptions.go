@@ -149,8 +149,10 @@ func (s *Server) patchSubscription(w http.ResponseWriter, r *http.Request, p *pr
 	if in.DeviceName == nil && in.ExpirationDateTime == nil {
 		return resource.Invalid("", "PATCH takes deviceName and/or expirationDateTime.")
 	}
-	if in.DeviceName != nil && len(*in.DeviceName) > 256 {
-		return resource.Invalid("deviceName", "deviceName must have at most 256 characters.")
+	if in.DeviceName != nil {
+		if err := resource.ValidateDeviceName(*in.DeviceName); err != nil {
+			return err
+		}
 	}
 	if in.ExpirationDateTime != nil {
 		exp, verr := resource.SubscriptionExpiry(in.ExpirationDateTime, now)

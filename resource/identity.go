@@ -165,6 +165,9 @@ func ValidateDisplayName(name string, required bool) *Error {
 	if len(name) > 256 {
 		return Invalid("displayName", "displayName must have at most 256 characters.")
 	}
+	if hasControl(name) {
+		return Invalid("displayName", "displayName may not hold control characters.")
+	}
 	return nil
 }
 

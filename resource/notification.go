@@ -96,10 +96,12 @@ func (s *Seconds) UnmarshalJSON(b []byte) error {
 		if err := json.Unmarshal(b, &str); err != nil {
 			return err
 		}
-		b = []byte(strings.TrimSpace(str))
+		b = []byte(str)
 	}
 	n, err := strconv.ParseInt(string(b), 10, 64)
-	if err != nil || n < 0 || n > MaxDisplayTimeToLive {
+	// Digits only, as the description's pattern says: ParseInt takes a
+	// sign too.
+	if err != nil || n < 0 || n > MaxDisplayTimeToLive || len(b) > 0 && (b[0] == '+' || b[0] == '-') {
 		return Invalid("displayTimeToLive", "displayTimeToLive must be whole seconds from 0 to %d.", MaxDisplayTimeToLive)
 	}
 	*s = Seconds(n)

@@ -155,8 +155,8 @@ func (in *SubscriptionInput) Validate(now time.Time) *Error {
 		return Invalid("platformType", "platformType must be windows, ios, android or web.")
 	}
 	in.PlatformType = p
-	if utf8.RuneCountInString(in.DeviceName) > 256 {
-		return Invalid("deviceName", "deviceName must have at most 256 characters.")
+	if err := ValidateDeviceName(in.DeviceName); err != nil {
+		return err
 	}
 	exp, err := SubscriptionExpiry(in.ExpirationDateTime, now)
 	if err != nil {
@@ -286,6 +286,18 @@ func isHex(s string) bool {
 		}
 	}
 	return true
+}
+
+// ValidateDeviceName checks a subscription's deviceName: shown in lists and
+// logs, so no control characters.
+func ValidateDeviceName(name string) *Error {
+	if utf8.RuneCountInString(name) > 256 {
+		return Invalid("deviceName", "deviceName must have at most 256 characters.")
+	}
+	if hasControl(name) {
+		return Invalid("deviceName", "deviceName may not hold control characters.")
+	}
+	return nil
 }
 
 // SubscriptionPatch is the body of PATCH .../notificationSubscriptions/{id}.
