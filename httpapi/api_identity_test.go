@@ -128,6 +128,7 @@ func TestTokenEndpointErrorsAreRFC6749Bodies(t *testing.T) {
 		code   string
 	}{
 		{"no grant_type", url.Values{"username": {"admin"}}, 400, "invalid_request"},
+		{"grant_type twice", url.Values{"grant_type": {"password", "password"}, "username": {"admin"}, "password": {"test-admin-password"}}, 400, "invalid_request"},
 		{"unknown grant_type", url.Values{"grant_type": {"authorization_code"}, "code": {"x"}}, 400, "unsupported_grant_type"},
 		{"password without username", url.Values{"grant_type": {"password"}, "password": {"x"}}, 400, "invalid_request"},
 		{"wrong password", url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {"wrong-password"}}, 400, "invalid_grant"},

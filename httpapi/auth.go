@@ -214,6 +214,13 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 		return nil, oauthFail(400, "invalid_request", "The form could not be parsed.")
 	}
 	f := r.PostForm
+	for k, v := range f {
+		if len(v) > 1 {
+			// RFC 6749 §3.1: no parameter more than once. Which copy
+			// counts would be the server's guess.
+			return nil, oauthFail(400, "invalid_request", "The parameter "+k+" is given more than once.")
+		}
+	}
 	now := time.Now()
 	switch f.Get("grant_type") {
 	case "client_credentials":
