@@ -348,7 +348,19 @@ func (t *tx) revokeSession(c *Command) Result {
 	if t.getJSON(sessionKey(c.UserID, resource.SessionID(key)), &s) {
 		t.delSession(&s)
 	}
-	prefix := "pt/" + c.UserID + "/"
+	t.delSessionTokens(c.UserID, key)
+	return ok(nil)
+}
+
+// endSession deletes a session's record and its tokens.
+func (t *tx) endSession(s *resource.SessionRecord) {
+	t.delSession(s)
+	t.delSessionTokens(s.UserID, s.Key)
+}
+
+// delSessionTokens deletes uid's tokens of the session whose key is key.
+func (t *tx) delSessionTokens(uid, key string) {
+	prefix := "pt/" + uid + "/"
 	for _, k := range t.keys([]byte(prefix), 0) {
 		h := string(k[len(prefix):])
 		var r resource.TokenRecord
@@ -356,7 +368,6 @@ func (t *tx) revokeSession(c *Command) Result {
 			t.delToken(h, &r)
 		}
 	}
-	return ok(nil)
 }
 
 // ---- subscriptions

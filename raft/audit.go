@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -86,6 +87,7 @@ func (t *tx) putSession(c *Command, g TokenGrant) {
 	if t.getJSON(sessionKey(r.PrincipalID, sid), &s) {
 		t.del(sessionExpiryKey(s.ExpiresAt.UnixMilli(), s.UserID, sid))
 	} else {
+		t.makeRoomForSession(r.PrincipalID)
 		s = resource.SessionRecord{Session: resource.Session{ID: sid, CreatedDateTime: now},
 			UserID: r.PrincipalID, Key: r.Session}
 	}
@@ -98,6 +100,34 @@ func (t *tx) putSession(c *Command, g TokenGrant) {
 	}
 	t.setJSON(sessionKey(s.UserID, sid), s)
 	t.set(sessionExpiryKey(s.ExpiresAt.UnixMilli(), s.UserID, sid), nil)
+}
+
+// MaxSessionsPerUser bounds a user's sign-in sessions: each holds tokens
+// and a record, and sign-ins that never sign out (a script, a device
+// that lost its refresh token) would add them for good. A new one past
+// the bound ends the least recently used, as a browser signed in long ago
+// on a machine no longer used.
+const MaxSessionsPerUser = 100
+
+// makeRoomForSession ends uid's least recently used session while uid has
+// MaxSessionsPerUser or more.
+func (t *tx) makeRoomForSession(uid string) {
+	keys := t.keys(sessionPrefix(uid), 0)
+	for n := len(keys); n >= MaxSessionsPerUser; n-- {
+		var oldest *resource.SessionRecord
+		for _, k := range keys {
+			var s resource.SessionRecord
+			if t.getJSON(k, &s) && (oldest == nil || s.LastUsedDateTime.Before(oldest.LastUsedDateTime.Time) ||
+				s.LastUsedDateTime.Equal(oldest.LastUsedDateTime.Time) && s.ID < oldest.ID) {
+				oldest = &s
+			}
+		}
+		if oldest == nil {
+			return
+		}
+		t.endSession(oldest)
+		keys = slices.DeleteFunc(keys, func(k []byte) bool { return string(k) == string(sessionKey(uid, oldest.ID)) })
+	}
 }
 
 // touchSession moves a session's lastUsedDateTime forward.

@@ -353,3 +353,55 @@ func TestANotificationPastItsExpiryIsNotChangedOrRevived(t *testing.T) {
 		t.Errorf("counters %s, want one active notification", v)
 	}
 }
+
+// A user's sessions are bounded: a sign-in past MaxSessionsPerUser ends the
+// least recently used one, its tokens with it.
+func TestANewSessionPastTheBoundEndsTheLeastRecentlyUsed(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	u := newUser("kim")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	signIn := func(index uint64, at time.Time, key string) {
+		t.Helper()
+		grant := func(hash, kind string) TokenGrant {
+			return TokenGrant{Hash: hash, Record: resource.TokenRecord{Kind: kind, PrincipalType: resource.PrincipalUser,
+				PrincipalID: u.ID, ExpiresAt: resource.At(at.Add(time.Hour)), Session: key}}
+		}
+		r := f.ApplyBatch([]*hraft.Log{entry(t, index, &Command{Op: OpIssueTokens, Now: at.UnixNano(),
+			Tokens: []TokenGrant{grant("a-"+key, resource.TokenAccess), grant("r-"+key, resource.TokenRefresh)}})})
+		if err := r[0].([]Result)[0].Err; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range MaxSessionsPerUser {
+		// Session 7 signed in first; the others in order after it.
+		at := now.Add(time.Duration(i+1) * time.Second)
+		if i == 7 {
+			at = now
+		}
+		signIn(uint64(2+i), at, fmt.Sprintf("key-%d", i))
+	}
+	s := &Store{db: db}
+	if got, _ := s.Sessions(u.ID); len(got) != MaxSessionsPerUser {
+		t.Fatalf("%d sessions, want %d", len(got), MaxSessionsPerUser)
+	}
+	signIn(uint64(2+MaxSessionsPerUser), now.Add(time.Hour), "key-new")
+	got, _ := s.Sessions(u.ID)
+	if len(got) != MaxSessionsPerUser {
+		t.Fatalf("%d sessions after one more sign-in, want %d", len(got), MaxSessionsPerUser)
+	}
+	for _, se := range got {
+		if se.Key == "key-7" {
+			t.Fatal("the least recently used session survived")
+		}
+	}
+	for _, h := range []string{"a-key-7", "r-key-7"} {
+		if _, ok, _ := s.Token(h); ok {
+			t.Errorf("token %s of the ended session still works", h)
+		}
+	}
+	if _, ok, _ := s.Token("a-key-8"); !ok {
+		t.Error("a token of a session that was not ended is gone")
+	}
+}
