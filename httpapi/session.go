@@ -210,6 +210,20 @@ func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) 
 	var ok bool
 	if found && strings.EqualFold(u.UserPrincipalName, name) {
 		ok, err = s.hashes.Check(r.Context(), u.PasswordHash, pw)
+		if err == nil && !ok && s.lookAgain(r) {
+			// The password may have been changed through another node a
+			// moment ago, as the password grant allows for. Looking
+			// again here too also gives a known name's wrong password
+			// the round trip an unknown name's costs on a follower,
+			// which would otherwise tell the two apart.
+			var fresh *resource.UserRecord
+			var there bool
+			if fresh, there, err = s.state.User(u.ID); err == nil && there && fresh.PasswordHash != u.PasswordHash {
+				if ok, err = s.hashes.Check(r.Context(), fresh.PasswordHash, pw); ok {
+					u = fresh
+				}
+			}
+		}
 	} else {
 		// Same cost as a real check, through the same pool.
 		found, err = false, s.hashes.CheckDecoy(r.Context(), pw)
