@@ -2,6 +2,9 @@ package resource
 
 import (
 	"bytes"
+	"crypto/ecdh"
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"math/rand/v2"
 	"strings"
@@ -68,7 +71,11 @@ func TestNotificationRulesNameTheField(t *testing.T) {
 }
 
 func TestChannelValidation(t *testing.T) {
-	key := "BOVFfCoBB_Mh2F_Xpxf3ZvUbb9zZ4tX_V3BtDo3aNb4zgx7zgaBbdq4pUZSdCqmRrXqTMJwjyEGdhwANpm2c6ys"
+	priv, err := ecdh.P256().GenerateKey(crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := base64.RawURLEncoding.EncodeToString(priv.PublicKey().Bytes())
 	good := []Channel{
 		{Type: "LIVE"},
 		{Type: "webPush", Endpoint: "https://push.example/x", Keys: &PushKeys{P256dh: key, Auth: "AAAAAAAAAAAAAAAAAAAAAA"}},
@@ -93,6 +100,11 @@ func TestChannelValidation(t *testing.T) {
 		if err := c.Validate(); err == nil || err.Target != target {
 			t.Errorf("%+v: %v, want an error on %s", c, err, target)
 		}
+	}
+	// 65 bytes with the uncompressed prefix, but (0, 0) is on no curve.
+	off := Channel{Type: "webPush", Endpoint: "https://push.example/x", Keys: &PushKeys{P256dh: "B" + strings.Repeat("A", 86), Auth: "AAAAAAAAAAAAAAAAAAAAAA"}}
+	if err := off.Validate(); err == nil || err.Target != "channel.keys.p256dh" {
+		t.Errorf("a p256dh off the curve: %v, want an error on channel.keys.p256dh", err)
 	}
 }
 
