@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -351,8 +352,11 @@ func TestThreeNodeCluster(t *testing.T) {
 		return nil
 	})
 	pollUntil(t, "two members without the old leader", members(2))
+	// Added back under a name rather than its address (docs/cluster.md:
+	// moving a cluster's members to names).
+	_, port, _ := net.SplitHostPort(victim.Store().RaftAddr())
 	if err := adminVia.Do(ctx, http.MethodPost, "/v1.0/admin/cluster/nodes", map[string]string{"id": victim.Config.NodeID,
-		"raftAddr": victim.Store().RaftAddr(), "httpAddr": victim.Config.HTTPAddr}, nil); err != nil {
+		"raftAddr": net.JoinHostPort("localhost", port), "httpAddr": victim.Config.HTTPAddr}, nil); err != nil {
 		t.Fatalf("add the old leader %s back: %v", victim.Config.NodeID, err)
 	}
 	pollUntil(t, "three members with the old leader back", members(3))
