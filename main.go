@@ -599,8 +599,8 @@ func clusterCommand() *cli.Command {
 				Action: clientAction(func(c *cli.Context, cl *client.Client) (*client.ClusterStatus, error) {
 					return cl.Cluster(c.Context)
 				}, func(c *cli.Context, st *client.ClusterStatus) error {
-					fmt.Fprintf(c.App.Writer, "leader: %s  term: %d  commit index: %d  slots: %d\n\n",
-						orDash(st.LeaderID), st.Term, st.CommitIndex, st.SlotCount)
+					fmt.Fprintf(c.App.Writer, "leader: %s  term: %d  commit index: %d  slots: %d  rules level: %d\n\n",
+						orDash(st.LeaderID), st.Term, st.CommitIndex, st.SlotCount, st.RulesLevel)
 					tw := newTable(c.App.Writer)
 					fmt.Fprintln(tw, "ID\tSTATE\tVOTER\tHTTP\tRAFT\tAPPLIED\tSLOTS\tLIVE\tLAST CONTACT")
 					for _, n := range st.Nodes {

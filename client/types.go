@@ -153,6 +153,8 @@ type ClusterStatus struct {
 	CommitIndex uint64        `json:"commitIndex"`
 	Nodes       []ClusterNode `json:"nodes"`
 	SlotCount   int           `json:"slotCount"`
+	// RulesLevel is the rules level the cluster's state machine applies.
+	RulesLevel int `json:"rulesLevel"`
 }
 
 // NewClusterNode is the body of POST /v1.0/admin/cluster/nodes.
@@ -173,4 +175,6 @@ type ClusterNode struct {
 	AppliedIndex    uint64 `json:"appliedIndex"`
 	Slots           int    `json:"slots"`
 	LiveConnections int    `json:"liveConnections"`
+	// RulesLevel is the newest rules level the node's binary knows.
+	RulesLevel int `json:"rulesLevel,omitempty"`
 }

@@ -51,6 +51,9 @@ type Options struct {
 	// The Transport has its own (TransportOptions.Dial); this one serves
 	// the plain-HTTP lookup of a peer's inter-node address.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// RulesLevel, when set, is the rules level this node says it knows
+	// instead of raft.RulesLevel: tests stand in an older binary with it.
+	RulesLevel func() int
 }
 
 // Cluster is this node's part in the cluster.
@@ -215,3 +218,11 @@ func (c *Cluster) HTTPAdvert() string { return c.opts.HTTPAdvert }
 // key or cluster certificates), without which no second member can be
 // added.
 func (c *Cluster) HasKey() bool { return c.tr != nil }
+
+// rulesLevel is the newest rules level this node says it knows.
+func (c *Cluster) rulesLevel() int {
+	if c.opts.RulesLevel != nil {
+		return c.opts.RulesLevel()
+	}
+	return raft.RulesLevel
+}

@@ -102,6 +102,9 @@ type ClusterStatus struct {
 	CommitIndex uint64       `json:"commitIndex"`
 	Nodes       []NodeStatus `json:"nodes"`
 	SlotCount   int          `json:"slotCount"`
+	// RulesLevel is the rules level the cluster's FSM applies entries
+	// under (raft/rules.go), as this node has applied it.
+	RulesLevel int `json:"rulesLevel"`
 }
 
 // NodeStatus is one member of the cluster.
@@ -115,6 +118,9 @@ type NodeStatus struct {
 	AppliedIndex    uint64 `json:"appliedIndex"`
 	Slots           int    `json:"slots"`
 	LiveConnections int    `json:"liveConnections"`
+	// RulesLevel is the newest rules level the node's binary knows; an
+	// older node does not say (0).
+	RulesLevel int `json:"rulesLevel,omitempty"`
 }
 
 // Status describes the cluster as this node sees it: the Raft
@@ -128,6 +134,7 @@ func (c *Cluster) Status() ClusterStatus {
 	commit, _ := strconv.ParseUint(stats["commit_index"], 10, 64)
 	_, leader := r.LeaderWithID()
 	out := ClusterStatus{LeaderID: string(leader), Term: term, CommitIndex: commit, SlotCount: SlotCount, Nodes: []NodeStatus{}}
+	out.RulesLevel, _ = c.store.Rules()
 	f := r.GetConfiguration()
 	if f.Error() != nil {
 		return out
@@ -155,8 +162,8 @@ func (c *Cluster) Status() ClusterStatus {
 				defer cancel()
 				var peer NodeStatus
 				if err := c.callNode(ctx, ns.ID, ns.RaftAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err == nil {
-					ns.State, ns.AppliedIndex, ns.LiveConnections, ns.LastContactMs =
-						peer.State, peer.AppliedIndex, peer.LiveConnections, peer.LastContactMs
+					ns.State, ns.AppliedIndex, ns.LiveConnections, ns.LastContactMs, ns.RulesLevel =
+						peer.State, peer.AppliedIndex, peer.LiveConnections, peer.LastContactMs, peer.RulesLevel
 				} else if since, ok := c.health.failingSince(ns.ID); ok && c.store.IsLeader() {
 					// The leader says how long it has not heard from
 					// it; 0 read as "just now".
@@ -179,7 +186,7 @@ func (c *Cluster) Status() ClusterStatus {
 func (c *Cluster) selfStatus() NodeStatus {
 	r := c.store.Raft()
 	ns := NodeStatus{ID: c.id, HTTPAddr: c.opts.HTTPAdvert, RaftAddr: c.store.RaftAddr(), State: stateName(r.State()),
-		AppliedIndex: c.store.Applied(), LiveConnections: c.opts.LiveConnections()}
+		AppliedIndex: c.store.Applied(), LiveConnections: c.opts.LiveConnections(), RulesLevel: c.rulesLevel()}
 	if r.State() != hraft.Leader {
 		if lc := r.LastContact(); !lc.IsZero() {
 			ns.LastContactMs = time.Since(lc).Milliseconds()

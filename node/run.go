@@ -260,7 +260,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		HTTPAdvert: cluster.AdvertiseHTTP(n.listener.Addr(), n.store.RaftAddr()),
 		Join:       cfg.Join, BootstrapExpect: cfg.BootstrapExpect, Transport: n.transport,
 		PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
-		Logger:        logger, LiveConnections: n.hub.Open, Dial: cfg.Dial,
+		Logger:        logger, LiveConnections: n.hub.Open, Dial: cfg.Dial, RulesLevel: cfg.RulesLevel,
 		ObserveForward: func(cmds int) { forwarded.Observe(float64(cmds)) }})
 	reg.MustRegister(n.cluster.BarrierMetrics()...)
 	reg.MustRegister(n.cluster.PeerMetrics())
@@ -699,6 +699,10 @@ func (n *Node) housekeeping() {
 			if err := n.cluster.Rebalance(ctx); err != nil {
 				n.log.Warn("could not rebalance the slots", "error", err)
 			}
+			// The last member upgraded: its rules can apply now.
+			if err := n.cluster.RaiseRules(ctx); err != nil {
+				n.log.Warn("could not raise the rules level", "error", err)
+			}
 			cancel()
 			n.rescanIfOwnershipChanged()
 		}
@@ -723,6 +727,9 @@ func (n *Node) rebalanceAndRescan() {
 	defer cancel()
 	if err := n.cluster.Rebalance(ctx); err != nil {
 		n.log.Warn("could not rebalance the slots", "error", err)
+	}
+	if err := n.cluster.RaiseRules(ctx); err != nil {
+		n.log.Warn("could not raise the rules level", "error", err)
 	}
 	// In a new cluster the first leader may lose its leadership before it
 	// created the first admin; whoever leads next does it.

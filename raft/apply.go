@@ -115,6 +115,8 @@ func (t *tx) applyOp(c *Command) Result {
 	case OpSetSlots:
 		t.setJSON([]byte(keySlots), c.Slots)
 		return ok(nil)
+	case OpSetRules:
+		return t.setRules(c)
 	case OpSetVAPID:
 		if !t.exists([]byte(keyVAPID)) {
 			t.set([]byte(keyVAPID), c.VAPID)
@@ -556,7 +558,7 @@ func (t *tx) send(c *Command) Result {
 		if id, found := t.get(appNotifKey(n.UserID, n.AppID, n.AppNotificationID)); found {
 			var old resource.NotificationRecord
 			if t.getJSON(notifKey(n.UserID, string(id)), &old) {
-				if !expiredBy(&old, c.Now) {
+				if t.rules() < 1 || !expiredBy(&old, c.Now) {
 					return t.replace(c, &old)
 				}
 				// Past its expiry but not purged yet: it goes as the
@@ -605,7 +607,7 @@ func (t *tx) patchNotif(c *Command) Result {
 	var n resource.NotificationRecord
 	// One past its expiry is gone, whether or not the purge took it yet:
 	// a change to it would go out to the devices again.
-	if !t.getJSON(notifKey(c.UserID, c.ID), &n) || n.Status != resource.StatusActive || expiredBy(&n, c.Now) {
+	if !t.getJSON(notifKey(c.UserID, c.ID), &n) || n.Status != resource.StatusActive || t.rules() >= 1 && expiredBy(&n, c.Now) {
 		return fail(resource.NotFound("notification"))
 	}
 	p := c.NotifPatch

@@ -87,7 +87,9 @@ func (t *tx) putSession(c *Command, g TokenGrant) {
 	if t.getJSON(sessionKey(r.PrincipalID, sid), &s) {
 		t.del(sessionExpiryKey(s.ExpiresAt.UnixMilli(), s.UserID, sid))
 	} else {
-		t.makeRoomForSession(r.PrincipalID)
+		if t.rules() >= 1 {
+			t.makeRoomForSession(r.PrincipalID)
+		}
 		s = resource.SessionRecord{Session: resource.Session{ID: sid, CreatedDateTime: now},
 			UserID: r.PrincipalID, Key: r.Session}
 	}

@@ -45,6 +45,9 @@ const (
 	// OpSetSlots replaces the slot table (DESIGN.md, Partitioning); the
 	// leader computes it, so applying it is a plain write.
 	OpSetSlots Op = "setSlots"
+	// OpSetRules raises the rules level the FSM applies entries under
+	// (rules.go): the leader proposes it once every member knows the level.
+	OpSetRules Op = "setRules"
 )
 
 // NodeRecord is a cluster member as the replicated state knows it.
@@ -80,6 +83,8 @@ type Command struct {
 	Outcomes   []DeliveryOutcome            `json:"outcomes,omitempty"`
 	Node       *NodeRecord                  `json:"node,omitempty"`
 	Slots      []string                     `json:"slots,omitempty"`
+	// Level is OpSetRules' rules level.
+	Level int `json:"level,omitempty"`
 	// Audit records the command's action in the audit log, in the same
 	// transaction as its effects (audit.go).
 	Audit []resource.AuditRecord `json:"audit,omitempty"`
@@ -160,6 +165,8 @@ func (c *Command) check() *resource.Error {
 		missing = len(c.Slots) != SlotCount
 	case OpAudit:
 		missing = len(c.Audit) == 0
+	case OpSetRules:
+		missing = c.Level <= 0
 	}
 	if missing {
 		return resource.Errorf(resource.CodeInvalidRequest, "command %s lacks its body", c.Op)

@@ -317,7 +317,8 @@ func TestANotificationPastItsExpiryIsNotChangedOrRevived(t *testing.T) {
 	defer db.Close()
 	now := time.Now()
 	u := newUser("ivy")
-	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u},
+		&Command{Op: OpSetRules, Now: now.UnixNano(), Level: 1})})
 	r := f.ApplyBatch([]*hraft.Log{entry(t, 2, sendCmd(u.ID, "app", "short", now, now.Add(time.Second)))})[0].([]Result)[0]
 	old := r.Value.(SendResult).Notification.ID
 	later := now.Add(2 * time.Second)
@@ -361,7 +362,8 @@ func TestANewSessionPastTheBoundEndsTheLeastRecentlyUsed(t *testing.T) {
 	defer db.Close()
 	now := time.Now()
 	u := newUser("kim")
-	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u},
+		&Command{Op: OpSetRules, Now: now.UnixNano(), Level: 1})})
 	signIn := func(index uint64, at time.Time, key string) {
 		t.Helper()
 		grant := func(hash, kind string) TokenGrant {
@@ -403,5 +405,52 @@ func TestANewSessionPastTheBoundEndsTheLeastRecentlyUsed(t *testing.T) {
 	}
 	if _, ok, _ := s.Token("a-key-8"); !ok {
 		t.Error("a token of a session that was not ended is gone")
+	}
+}
+
+// Rules that change what an entry writes wait for their level: under level
+// 0 (a cluster some of whose members run an older binary) a send revives a
+// notification past its expiry and a patch changes it, as every older node
+// does; raised, the level applies from the next entry on, and never falls.
+func TestNewRulesWaitForTheirLevel(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	now := time.Now()
+	u := newUser("lou")
+	f.ApplyBatch([]*hraft.Log{entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})})
+	r := f.ApplyBatch([]*hraft.Log{entry(t, 2, sendCmd(u.ID, "app", "short", now, now.Add(time.Second)))})[0].([]Result)[0]
+	old := r.Value.(SendResult).Notification.ID
+	later := now.Add(2 * time.Second)
+	read := resource.ReadRead
+	patch := func(index uint64) Result {
+		return f.ApplyBatch([]*hraft.Log{entry(t, index, &Command{Op: OpPatchNotif, Now: later.UnixNano(), UserID: u.ID, ID: old,
+			NotifPatch: &resource.NotificationPatch{ReadState: &read}})})[0].([]Result)[0]
+	}
+	if r := patch(3); r.Err != nil {
+		t.Fatalf("patch under level 0: %v, want the older rule's success", r.Err)
+	}
+	r = f.ApplyBatch([]*hraft.Log{entry(t, 4, sendCmd(u.ID, "app", "short", later, later.Add(time.Second)))})[0].([]Result)[0]
+	if got := r.Value.(SendResult); got.Created || got.Notification.ID != old {
+		t.Fatalf("send under level 0 = %+v, want %s replaced as the older rule does", got, old)
+	}
+	s := &Store{db: db}
+	raise := func(index uint64, level int) {
+		t.Helper()
+		r := f.ApplyBatch([]*hraft.Log{entry(t, index, &Command{Op: OpSetRules, Now: later.UnixNano(), Level: level})})[0].([]Result)[0]
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	raise(5, 1)
+	if got, _ := s.Rules(); got != 1 {
+		t.Fatalf("rules level %d, want 1", got)
+	}
+	later = later.Add(2 * time.Second)
+	if r := patch(6); r.Err == nil {
+		t.Fatal("patch past the expiry under level 1 succeeded")
+	}
+	// A raise to the level in force changes nothing.
+	if r := f.ApplyBatch([]*hraft.Log{entry(t, 7, &Command{Op: OpSetRules, Now: later.UnixNano(), Level: 1})})[0].([]Result)[0]; r.Value != 1 {
+		t.Fatalf("raise again: %v", r.Value)
 	}
 }

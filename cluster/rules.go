@@ -1,0 +1,92 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
+)
+
+// RaiseRules is the leader's: once every member of the configuration says
+// its binary knows a rules level above the cluster's (raft/rules.go), it
+// raises the cluster's to the lowest of theirs, through the log. A member
+// that does not answer, or an older one that does not say, holds it back:
+// it would apply the entries after the raise under the old rules. It does
+// nothing on a follower, or when the level is already the newest.
+func (c *Cluster) RaiseRules(ctx context.Context) error {
+	if !c.store.IsLeader() {
+		return nil
+	}
+	own := c.rulesLevel()
+	have, err := c.store.Rules()
+	if err != nil || have >= own {
+		return err
+	}
+	f := c.store.Raft().GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	var peers []int
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == c.id {
+			continue
+		}
+		askCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		var peer NodeStatus
+		err := c.callNode(askCtx, string(s.ID), string(s.Address), http.MethodGet, "/internal/cluster/status", nil, &peer, false)
+		cancel()
+		if err != nil {
+			return nil // asked again at the next housekeeping
+		}
+		peers = append(peers, peer.RulesLevel)
+	}
+	level := nextRules(have, own, peers)
+	if level == 0 {
+		return nil
+	}
+	if _, err := c.store.Propose(ctx, &raft.Command{Op: raft.OpSetRules, Now: time.Now().UnixNano(), Level: level}); err != nil {
+		return fmt.Errorf("raise the rules level to %d: %w", level, err)
+	}
+	c.log.Info("every member knows a newer rules level; the cluster applies it from here", "rules_level", level)
+	return nil
+}
+
+// checkJoinerRules refuses a node whose binary knows a lower rules level
+// than the cluster applies: it would apply the entries from its join on
+// under older rules than the others, and its state would part from theirs.
+// A node that cannot be asked yet is refused for now (it asks again).
+func (c *Cluster) checkJoinerRules(ctx context.Context, rec raft.NodeRecord) error {
+	have, err := c.store.Rules()
+	if err != nil || have == 0 {
+		return err
+	}
+	askCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var peer NodeStatus
+	if err := c.callNode(askCtx, rec.ID, rec.RaftAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err != nil {
+		return fmt.Errorf("ask %s which rules it knows: %w", rec.ID, err)
+	}
+	if peer.RulesLevel < have {
+		return resource.Errorf(resource.CodeInvalidRequest,
+			"node %s runs an older Herald than this cluster's (rules level %d, the cluster applies %d): upgrade it first",
+			rec.ID, peer.RulesLevel, have)
+	}
+	return nil
+}
+
+// nextRules is the level to raise the cluster's from have to, given the
+// leader's own and every other member's: the lowest of them, or 0 when
+// that raises nothing.
+func nextRules(have, own int, peers []int) int {
+	level := own
+	for _, p := range peers {
+		level = min(level, p)
+	}
+	if level <= have {
+		return 0
+	}
+	return level
+}

@@ -1,0 +1,71 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/internal/testnode"
+	"github.com/herald-notify/herald/node"
+)
+
+// A rolling upgrade: three nodes whose binaries know only the old rules
+// (level 0) form a cluster, which applies level 0 whatever else happens;
+// once every one of them knows level 1, the leader raises the cluster's
+// level through the log and every replica applies it. A node that knows
+// less than the cluster applies is then refused membership.
+func TestRulesLevelRisesOnceEveryMemberKnowsIt(t *testing.T) {
+	ctx := context.Background()
+	var levels [4]atomic.Int64
+	withLevel := func(c node.Config, i int) node.Config {
+		c.RulesLevel = func() int { return int(levels[i].Load()) }
+		return c
+	}
+	cfgs := []node.Config{withLevel(clusterConfig(t, "r1"), 0)}
+	cfgs = append(cfgs, withLevel(clusterConfig(t, "r2", cfgs[0].HTTPAddr), 1))
+	cfgs = append(cfgs, withLevel(clusterConfig(t, "r3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr), 2))
+	nodes, adminToken := startSignedIn(t, cfgs)
+	pollUntil(t, "three nodes with their slots", slotsEvenOver(cfgs)(nodes[0]))
+	level := func(n *testnode.Node) int {
+		l, err := n.Store().Rules()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	for _, n := range nodes {
+		if l := level(n); l != 0 {
+			t.Fatalf("%s applies rules level %d while every member knows only 0", n.Config.NodeID, l)
+		}
+	}
+
+	// Every member upgraded: the leader raises the level (nextRules, in
+	// cluster, holds it while any member knows less).
+	levels[0].Store(1)
+	levels[1].Store(1)
+	levels[2].Store(1)
+	for _, n := range nodes {
+		pollUntil(t, n.Config.NodeID+" at rules level 1", func() error {
+			if l := level(n); l != 1 {
+				return fmt.Errorf("level %d", l)
+			}
+			return nil
+		})
+	}
+
+	// A node whose binary knows only level 0 asks to join: refused, with
+	// the reason.
+	old := withLevel(clusterConfig(t, "r4"), 3)
+	n4 := testnode.Start(t, &old)
+	err := clientFor(t, nodes[0], adminToken).Do(ctx, http.MethodPost, "/v1.0/admin/cluster/nodes",
+		map[string]string{"id": "r4", "raftAddr": n4.Store().RaftAddr(), "httpAddr": old.HTTPAddr}, nil)
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusBadRequest || !strings.Contains(ce.Error(), "older Herald") {
+		t.Fatalf("adding a node that knows only rules level 0: %v, want 400 naming the older version", err)
+	}
+}
