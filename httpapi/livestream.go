@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -154,6 +153,11 @@ func (ls *liveStream) end() {
 	ls.s.releaseStream(ls.uid)
 	ls.s.liveMu.Lock()
 	ls.s.beats.remove(ls)
+	if m := ls.s.byUser[ls.uid]; m != nil {
+		if delete(m, ls); len(m) == 0 {
+			delete(ls.s.byUser, ls.uid)
+		}
+	}
 	ls.s.liveMu.Unlock()
 	select {
 	case ls.s.liveGone <- struct{}{}:
@@ -176,8 +180,13 @@ func (s *Server) goLive(ls *liveStream) {
 	s.liveMu.Lock()
 	if s.beats == nil {
 		s.beats = newBeatWheel(s.opts.Heartbeat, now)
+		s.byUser = map[string]map[*liveStream]struct{}{}
 	}
 	s.beats.add(ls, first)
+	if s.byUser[ls.uid] == nil {
+		s.byUser[ls.uid] = map[*liveStream]struct{}{}
+	}
+	s.byUser[ls.uid][ls] = struct{}{}
 	s.liveMu.Unlock()
 	select {
 	case <-s.stopping:
@@ -206,10 +215,12 @@ func flag(due []*liveStream, set func(*liveStream)) {
 // heartbeat later. A stream whose token still holds just beats early.
 func (s *Server) RecheckStreams(principals []string) {
 	var due []*liveStream
+	seen := make(map[string]bool, len(principals))
 	s.liveMu.Lock()
-	if s.beats.len() > 0 {
-		for _, ls := range s.beats.all(nil) {
-			if slices.Contains(principals, ls.uid) {
+	for _, p := range principals {
+		if !seen[p] { // a principal may come more than once
+			seen[p] = true
+			for ls := range s.byUser[p] {
 				due = append(due, ls)
 			}
 		}

@@ -173,6 +173,7 @@ type Server struct {
 	// The live streams, for heartbeats and shutdown (livestream.go).
 	liveMu    sync.Mutex
 	beats     *beatWheel    // every live stream, by when its heartbeat is due
+	byUser    map[string]map[*liveStream]struct{} // the same, by user, for RecheckStreams
 	liveGone  chan struct{} // a stream ended
 	sweepOnce sync.Once
 	stopOnce  sync.Once

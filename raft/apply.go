@@ -308,7 +308,7 @@ func (t *tx) issueTokens(c *Command) Result {
 	}
 	// Every check is done: only now consume the refresh token.
 	if c.ConsumeHash != "" {
-		t.delToken(c.ConsumeHash, &old)
+		t.dropToken(c.ConsumeHash, &old) // used up, not revoked: no stream holds a refresh token
 	}
 	// Tokens carry no Badger TTL: Badger would hide them by this node's
 	// clock, and Apply must not depend on a clock. The purge removes them
@@ -324,11 +324,17 @@ func (t *tx) issueTokens(c *Command) Result {
 	return ok(nil)
 }
 
-// delToken removes a token and its indexes.
+// delToken removes a token and its indexes, and has its principal's live
+// streams look their tokens up again (FSM.onRevoked).
 func (t *tx) delToken(hash string, r *resource.TokenRecord) {
 	if n := len(t.revoked); n == 0 || t.revoked[n-1] != r.PrincipalID {
 		t.revoked = append(t.revoked, r.PrincipalID)
 	}
+	t.dropToken(hash, r)
+}
+
+// dropToken removes a token and its indexes without telling the streams.
+func (t *tx) dropToken(hash string, r *resource.TokenRecord) {
 	t.del(tokenKey(hash))
 	t.del(ownerTokenKey(r.PrincipalID, hash))
 	t.del(tokenExpiryKey(r.ExpiresAt.UnixMilli(), hash))

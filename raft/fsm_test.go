@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -452,5 +453,34 @@ func TestNewRulesWaitForTheirLevel(t *testing.T) {
 	// A raise to the level in force changes nothing.
 	if r := f.ApplyBatch([]*hraft.Log{entry(t, 7, &Command{Op: OpSetRules, Now: later.UnixNano(), Level: 1})})[0].([]Result)[0]; r.Value != 1 {
 		t.Fatalf("raise again: %v", r.Value)
+	}
+}
+
+// The live streams are told of revoked tokens (a session ended), not of a
+// refresh token that a refresh used up: no stream holds one, and a recheck
+// of every stream of the user at every refresh would cost for nothing.
+func TestOnlyRevocationsReachTheStreams(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	var told [][]string
+	f.onRevoked = func(p []string) { told = append(told, slices.Clone(p)) }
+	now := time.Now()
+	u := newUser("max")
+	grant := func(hash, kind string) TokenGrant {
+		return TokenGrant{Hash: hash, Record: resource.TokenRecord{Kind: kind, PrincipalType: resource.PrincipalUser,
+			PrincipalID: u.ID, ExpiresAt: resource.At(now.Add(time.Hour)), Session: "s1"}}
+	}
+	f.ApplyBatch([]*hraft.Log{
+		entry(t, 1, &Command{Op: OpCreateUser, Now: now.UnixNano(), User: u}),
+		entry(t, 2, &Command{Op: OpIssueTokens, Now: now.UnixNano(), Tokens: []TokenGrant{grant("a1", resource.TokenAccess), grant("r1", resource.TokenRefresh)}}),
+		entry(t, 3, &Command{Op: OpIssueTokens, Now: now.UnixNano(), ConsumeHash: "r1",
+			Tokens: []TokenGrant{grant("a2", resource.TokenAccess), grant("r2", resource.TokenRefresh)}}),
+	})
+	if len(told) != 0 {
+		t.Fatalf("a sign-in and a refresh told the streams %v", told)
+	}
+	f.ApplyBatch([]*hraft.Log{entry(t, 4, &Command{Op: OpRevokeSession, Now: now.UnixNano(), UserID: u.ID, Session: "s1"})})
+	if len(told) != 1 || !slices.Contains(told[0], u.ID) {
+		t.Fatalf("ending the session told the streams %v, want %s once", told, u.ID)
 	}
 }

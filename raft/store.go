@@ -58,10 +58,11 @@ type Options struct {
 	// OnDeliveries receives each committed batch's deliveries that have a
 	// new message pending, on the FSM goroutine: it must not block.
 	OnDeliveries func([]resource.DeliveryRef)
-	// OnRevoked receives, after each committed batch that deleted tokens
-	// (a session revoked, a password changed, an account disabled or
-	// deleted, tokens expired), their principals, on the FSM goroutine:
-	// it must not block. A principal may be named more than once.
+	// OnRevoked receives, after each committed batch that revoked tokens
+	// (a session ended, a password changed, an account disabled or
+	// deleted), their principals, on the FSM goroutine: it must not
+	// block. A principal may be named more than once. Tokens that expire
+	// or a refresh uses up are not revoked.
 	OnRevoked func(principals []string)
 	// ObserveBatch is told the size of every group-committed entry and how
 	// long it took to commit and apply.
