@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/herald-notify/herald/resource"
 )
@@ -13,7 +14,7 @@ import (
 func (s *Server) deliveries(w http.ResponseWriter, r *http.Request, p *principal) error {
 	n, err := s.lookupNotification(r, p)
 	var re *resource.Error
-	if errors.As(err, &re) && re.Code == resource.CodeNotFound && p.isAdmin() {
+	if errors.As(err, &re) && re.Code == resource.CodeNotFound && p.isAdmin() && re != errExpiredNotification {
 		n, err = s.findAnyNotification(r, r.PathValue("id"))
 	}
 	if err != nil {
@@ -40,6 +41,9 @@ func (s *Server) findAnyNotification(r *http.Request, nid string) (*resource.Not
 					return nil, err
 				}
 				if ok {
+					if !n.ExpirationDateTime.After(time.Now()) {
+						return nil, errExpiredNotification // gone, as lookupNotification says
+					}
 					return n, nil
 				}
 			}

@@ -118,12 +118,10 @@ func (s *Server) writeFeed(w http.ResponseWriter, r *http.Request, uid string, f
 	if err != nil {
 		return err
 	}
-	if f.status == resource.StatusActive {
-		// Those past their expiry are gone, whether or not the purge
-		// took them yet. Dropped here, not by keep: the store caches
-		// pages until a write, and time passes without one.
-		page.Items = unexpired(page.Items, time.Now().UnixMilli())
-	}
+	// Those past their expiry are gone, whether or not the purge took
+	// them yet, and so are deleted ones then. Dropped here, not by keep:
+	// the store caches pages until a write, and time passes without one.
+	page.Items = unexpired(page.Items, time.Now().UnixMilli())
 	var next string
 	if page.Next != "" {
 		next = s.link(r, "$skiptoken", encodeToken(page.Next))
@@ -249,6 +247,7 @@ func (s *Server) deltaInitial(w http.ResponseWriter, r *http.Request, uid string
 	if err != nil {
 		return err
 	}
+	page.Items = unexpired(page.Items, time.Now().UnixMilli()) // as the feed (writeFeed)
 	if page.Next != "" {
 		writeViews(w, page.Items, s.link(r, "$skiptoken", deltaToken{initial: true, seq: tok.seq, after: page.Next}.String()), "")
 	} else {

@@ -132,13 +132,21 @@ func (s *Server) lookupNotification(r *http.Request, p *principal) (*resource.No
 	if err != nil {
 		return nil, err
 	}
+	if !ok || (appID != "" && n.AppID != appID) {
+		return nil, resource.NotFound("notification")
+	}
 	// One past its expiry is gone, whether or not the purge (every
 	// purge-interval) took it yet.
-	if !ok || (appID != "" && n.AppID != appID) || !n.ExpirationDateTime.After(time.Now()) {
-		return nil, resource.NotFound("notification")
+	if !n.ExpirationDateTime.After(time.Now()) {
+		return nil, errExpiredNotification
 	}
 	return n, nil
 }
+
+// errExpiredNotification is the 404 of a notification past its expiry,
+// told apart from one not found so that an admin's reading of deliveries
+// does not go looking for it among every user's (deliveries.go).
+var errExpiredNotification = resource.NotFound("notification")
 
 func (s *Server) getNotification(w http.ResponseWriter, r *http.Request, p *principal) error {
 	n, err := s.lookupNotification(r, p)
