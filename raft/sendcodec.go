@@ -53,7 +53,7 @@ func plainSend(c *Command) bool {
 		c.Audit == nil && c.Client == nil &&
 		c.UserID == "" && c.AppID == "" && c.ID == "" && c.ConsumeHash == "" &&
 		c.Session == "" && c.GroupName == "" && c.AppNotifID == "" &&
-		c.Retention == 0 && c.AuditRetention == 0
+		c.Retention == 0 && c.AuditRetention == 0 && c.Level == 0
 }
 
 // appendNotificationRecord appends n as json.Marshal encodes it.
