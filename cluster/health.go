@@ -19,6 +19,9 @@ type peerHealth struct {
 	// failing maps a peer to the first failed heartbeat of its current run
 	// of failures; a peer leaves it at its first successful heartbeat.
 	failing map[string]time.Time
+	// heard maps a failing peer to when the leader last heard from it, as
+	// Raft reports with the failure (before the first one was noticed).
+	heard map[string]time.Time
 }
 
 // down lists the peers whose heartbeats have failed for at least the grace
@@ -35,12 +38,16 @@ func (h *peerHealth) down(now time.Time) map[string]bool {
 	return out
 }
 
-// failingSince is when the peer's current run of failed heartbeats began:
-// about when the leader last heard from it.
+// failingSince is when the leader last heard from a peer whose heartbeats
+// are failing: as Raft reported with the first failure, or else when that
+// failure came.
 func (h *peerHealth) failingSince(id string) (time.Time, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t, ok := h.failing[id]
+	if heard, known := h.heard[id]; ok && known && heard.Before(t) {
+		t = heard
+	}
 	return t, ok
 }
 
@@ -57,6 +64,7 @@ func (h *peerHealth) forget(voters []string) {
 	for id := range h.failing {
 		if !keep[id] {
 			delete(h.failing, id)
+			delete(h.heard, id)
 		}
 	}
 }
@@ -95,6 +103,12 @@ func (c *Cluster) observe() {
 				case hraft.FailedHeartbeatObservation:
 					if _, ok := h.failing[string(d.PeerID)]; !ok {
 						h.failing[string(d.PeerID)] = time.Now()
+						if !d.LastContact.IsZero() {
+							if h.heard == nil {
+								h.heard = map[string]time.Time{}
+							}
+							h.heard[string(d.PeerID)] = d.LastContact
+						}
 						// Look again once the grace period is over; a
 						// "resumed" before then makes that look a no-op.
 						time.AfterFunc(h.grace, c.wake)
@@ -102,10 +116,12 @@ func (c *Cluster) observe() {
 				case hraft.ResumedHeartbeatObservation:
 					if _, ok := h.failing[string(d.PeerID)]; ok {
 						delete(h.failing, string(d.PeerID))
+						delete(h.heard, string(d.PeerID))
 						c.wake()
 					}
 				case hraft.LeaderObservation:
 					clear(h.failing)
+					clear(h.heard)
 					c.wake()
 				}
 				h.mu.Unlock()
