@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log"
@@ -378,7 +379,7 @@ func makeBackup(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	if err := raft.WriteBackup(db, &b); err != nil {
+	if err := raft.WriteBackup(context.Background(), db, &b); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()

@@ -163,7 +163,7 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request, p *principal) er
 	// token hash, so who took one matters even if the download breaks.
 	s.auditAlone(r, s.record(r, actorOf(p), actBackup, "the whole state", ""), nil)
 	out := &sentBytes{w: w}
-	err := s.opts.Ops.Backup(out)
+	err := s.opts.Ops.Backup(r.Context(), out)
 	switch {
 	case err == nil:
 	case out.n == 0:

@@ -77,7 +77,7 @@ type Ops interface {
 	// follower asks the leader.
 	AddNode(ctx context.Context, id, raftAddr, httpAddr string) error
 	RemoveNode(ctx context.Context, id string) error
-	Backup(w io.Writer) error
+	Backup(ctx context.Context, w io.Writer) error
 }
 
 // Options configure the API server.
@@ -172,9 +172,9 @@ type Server struct {
 
 	// The live streams, for heartbeats and shutdown (livestream.go).
 	liveMu    sync.Mutex
-	beats     *beatWheel    // every live stream, by when its heartbeat is due
+	beats     *beatWheel                          // every live stream, by when its heartbeat is due
 	byUser    map[string]map[*liveStream]struct{} // the same, by user, for RecheckStreams
-	liveGone  chan struct{} // a stream ended
+	liveGone  chan struct{}                       // a stream ended
 	sweepOnce sync.Once
 	stopOnce  sync.Once
 }

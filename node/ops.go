@@ -47,7 +47,7 @@ func (n *Node) AddNode(ctx context.Context, id, raftAddr, httpAddr string) error
 func (n *Node) RemoveNode(ctx context.Context, id string) error { return n.cluster.RemoveNode(ctx, id) }
 
 // Backup streams a consistent copy of the state.
-func (n *Node) Backup(w io.Writer) error { return n.store.Backup(w) }
+func (n *Node) Backup(ctx context.Context, w io.Writer) error { return n.store.Backup(ctx, w) }
 
 // ownershipChanged reports whether the set of slots this node owns, or its
 // leadership, or its fence, changed since it was last asked. Leadership

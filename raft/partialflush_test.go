@@ -2,6 +2,7 @@ package raft
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -322,7 +323,7 @@ func TestABackupHoldsNoEntryHalfApplied(t *testing.T) {
 			return
 		}
 		started = true
-		go func() { done <- WriteBackup(db, &backup) }()
+		go func() { done <- WriteBackup(context.Background(), db, &backup) }()
 		// The FSM goes on once the backup has seen the entry under way,
 		// or has ended without seeing it (and holds half of it).
 		select {
@@ -359,7 +360,7 @@ func TestABackupHoldsNoEntryHalfApplied(t *testing.T) {
 func TestABackupGivesUpOnAnEntryThatDoesNotEnd(t *testing.T) {
 	db, _, _ := crashInParts(t, t.TempDir())
 	defer db.Close()
-	if _, err := wholeEntries(db, 20*time.Millisecond); !errors.Is(err, ErrEntryUnderWay) {
+	if _, err := wholeEntries(context.Background(), db, 20*time.Millisecond); !errors.Is(err, ErrEntryUnderWay) {
 		t.Fatalf("err = %v, want ErrEntryUnderWay", err)
 	}
 }

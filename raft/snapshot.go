@@ -2,6 +2,7 @@ package raft
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -71,8 +72,8 @@ func writeSnapshot(txn *badger.Txn, w io.Writer) error {
 
 // WriteBackup streams a consistent copy of the state to w, in the snapshot
 // format, once no entry is half applied (wholeEntries).
-func WriteBackup(db *badger.DB, w io.Writer) error {
-	txn, err := wholeEntries(db, backupWait)
+func WriteBackup(ctx context.Context, db *badger.DB, w io.Writer) error {
+	txn, err := wholeEntries(ctx, db, backupWait)
 	if err != nil {
 		return err
 	}
@@ -93,7 +94,7 @@ const backupWait = 30 * time.Second
 // two of its parts (parts.go). A snapshot for Raft may hold half an entry,
 // since the log it goes with holds the rest; a backup may not: a restore
 // starts a new log, and the rest of the entry is in neither.
-func wholeEntries(db *badger.DB, patience time.Duration) (*badger.Txn, error) {
+func wholeEntries(ctx context.Context, db *badger.DB, patience time.Duration) (*badger.Txn, error) {
 	deadline := time.Now().Add(patience)
 	pause := time.Millisecond
 	for {
@@ -112,7 +113,11 @@ func wholeEntries(db *badger.DB, patience time.Duration) (*badger.Txn, error) {
 		if time.Now().After(deadline) {
 			return nil, ErrEntryUnderWay
 		}
-		time.Sleep(pause)
+		select {
+		case <-ctx.Done(): // the client went
+			return nil, ctx.Err()
+		case <-time.After(pause):
+		}
 		pause = min(2*pause, 50*time.Millisecond)
 	}
 }

@@ -128,10 +128,10 @@ func TestAJoinerGetsTheStateFromAReferenceSnapshot(t *testing.T) {
 		t.Fatalf("the joiner stored a reference (%v, %v); want the stream it received", ref, err)
 	}
 	var b1, b2 bytes.Buffer
-	if err := s1.Backup(&b1); err != nil {
+	if err := s1.Backup(context.Background(), &b1); err != nil {
 		t.Fatal(err)
 	}
-	if err := s2.Backup(&b2); err != nil {
+	if err := s2.Backup(context.Background(), &b2); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(b1.Bytes(), b2.Bytes()) {

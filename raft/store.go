@@ -663,7 +663,7 @@ func raftError(err error) error {
 }
 
 // Backup streams a consistent copy of the applied state.
-func (s *Store) Backup(w io.Writer) error { return WriteBackup(s.db, w) }
+func (s *Store) Backup(ctx context.Context, w io.Writer) error { return WriteBackup(ctx, s.db, w) }
 
 // Close is Shutdown without a deadline.
 func (s *Store) Close() error { return s.Shutdown(context.Background(), nil) }

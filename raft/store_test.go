@@ -156,7 +156,7 @@ func TestStateSurvivesRestartWithoutDuplicateChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	var backup bytes.Buffer
-	if err := s.Backup(&backup); err != nil {
+	if err := s.Backup(context.Background(), &backup); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -191,7 +191,7 @@ func TestRestoreRejectsDamagedBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	if err := s.Backup(&b); err != nil {
+	if err := s.Backup(context.Background(), &b); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
