@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -86,7 +87,7 @@ func (c *Cluster) checkJoin(ctx context.Context, rec raft.NodeRecord) (member bo
 	}
 	for _, s := range conf {
 		switch {
-		case s.ID == rec.ID && s.RaftAddr == rec.RaftAddr:
+		case s.ID == rec.ID && sameEndpoint(ctx, s.RaftAddr, rec.RaftAddr):
 			member = true
 		case s.ID == rec.ID:
 			if c.answersAs(ctx, s, nodes[s.ID].HTTPAddr) {
@@ -120,7 +121,38 @@ func (c *Cluster) answersAs(ctx context.Context, s raft.NodeRecord, httpAddr str
 	defer cancel()
 	var h hello
 	err := c.callAt(ctx, httpAddr, http.MethodGet, "/internal/cluster/hello", nil, &h)
-	return err == nil && h.ID == s.ID && h.RaftAddr == s.RaftAddr
+	return err == nil && h.ID == s.ID && sameEndpoint(ctx, h.RaftAddr, s.RaftAddr)
+}
+
+// sameEndpoint reports whether two Raft addresses reach the same place:
+// equal, or with the same port and a host address in common. A node now
+// names itself by host name where a cluster formed before names were kept
+// holds its IP address (transport.go).
+func sameEndpoint(ctx context.Context, a, b string) bool {
+	if a == b {
+		return true
+	}
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	ips := func(h string) []string {
+		if net.ParseIP(h) != nil {
+			return []string{net.ParseIP(h).String()}
+		}
+		addrs, _ := net.DefaultResolver.LookupHost(ctx, h)
+		return addrs
+	}
+	ia := ips(ha)
+	for _, x := range ips(hb) {
+		if slices.Contains(ia, x) {
+			return true
+		}
+	}
+	return false
 }
 
 func orNone(s string) string {

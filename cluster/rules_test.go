@@ -1,6 +1,9 @@
 package cluster
 
-import "testing"
+import (
+	"context"
+	"testing"
+)
 
 // The cluster's rules level rises to what every member knows, and waits for
 // the member that knows least: a member of an older version that does not
@@ -21,6 +24,28 @@ func TestRulesRiseToWhatEveryMemberKnows(t *testing.T) {
 	} {
 		if got := nextRules(c.have, c.own, c.peers); got != c.want {
 			t.Errorf("have %d, own %d, peers %v: %d, want %d", c.have, c.own, c.peers, got, c.want)
+		}
+	}
+}
+
+// A member's Raft address by name and by the address the name resolves to
+// are the same place; other ports or hosts are not.
+func TestSameEndpointSeesANameAndItsAddress(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"127.0.0.1:8751", "127.0.0.1:8751", true},
+		{"localhost:8751", "127.0.0.1:8751", true},
+		{"127.0.0.1:8751", "localhost:8751", true},
+		{"localhost:8751", "127.0.0.1:8752", false},
+		{"127.0.0.2:8751", "127.0.0.1:8751", false},
+		{"no-such-host.invalid:8751", "127.0.0.1:8751", false},
+		{"bad", "127.0.0.1:8751", false},
+	} {
+		if got := sameEndpoint(ctx, c.a, c.b); got != c.want {
+			t.Errorf("sameEndpoint(%s, %s) = %v, want %v", c.a, c.b, got, c.want)
 		}
 	}
 }

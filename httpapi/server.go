@@ -419,7 +419,7 @@ func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 		}
 		r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes*16)
 		r, err := s.consistency(r)
-		if err == nil {
+		if err == nil && route != "404" {
 			err = unsupportedOption(r)
 		}
 		if err == nil {
