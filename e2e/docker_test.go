@@ -349,18 +349,21 @@ func TestComposeClusterForms(t *testing.T) {
 	node2ID := run("ps", "-q", "node2")
 	ip := docker(t, nil, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", node2ID)
 	node2 := &server{URL: "http://" + strings.Fields(ip)[0] + ":8750"}
-	a2 := newAPI(node2)
-	eventually(t, dockerTimeout, "the notification on node2", func() error {
-		var page notificationPage
-		r, err := a2.do("GET", "/v1.0/me/notifications", f.userToken, nil, nil)
-		if err != nil {
-			return err
+	// holdsSent: the user's feed through a is the one notification sent.
+	holdsSent := func(a *api) func() error {
+		return func() error {
+			var page notificationPage
+			r, err := a.do("GET", "/v1.0/me/notifications", f.userToken, nil, nil)
+			if err != nil {
+				return err
+			}
+			if err := json.Unmarshal(r.Body, &page); err != nil || len(page.Value) != 1 || page.Value[0].ID != sent.ID {
+				return fmt.Errorf("answered %d %s", r.Status, r.Body)
+			}
+			return nil
 		}
-		if err := json.Unmarshal(r.Body, &page); err != nil || len(page.Value) != 1 || page.Value[0].ID != sent.ID {
-			return fmt.Errorf("node2 answered %d %s", r.Status, r.Body)
-		}
-		return nil
-	})
+	}
+	eventually(t, dockerTimeout, "the notification on node2", holdsSent(newAPI(node2)))
 
 	for _, svc := range []string{"node1", "node2", "node3"} {
 		id := run("ps", "-q", svc)
@@ -388,18 +391,7 @@ func TestComposeClusterForms(t *testing.T) {
 	t.Logf("node1 was at %s and is now at %s", strings.TrimSpace(oldIP), strings.TrimSpace(newIP))
 	node1 = &server{URL: "http://" + strings.Split(run("port", "node1", "8750"), "\n")[0]}
 	eventually(t, dockerTimeout, "node1 ready after down and up", func() error { return readyz(node1.URL) })
-	a1 = newAPI(node1)
-	eventually(t, dockerTimeout, "the notification after down and up", func() error {
-		var page notificationPage
-		r, err := a1.do("GET", "/v1.0/me/notifications", f.userToken, nil, nil)
-		if err != nil {
-			return err
-		}
-		if err := json.Unmarshal(r.Body, &page); err != nil || len(page.Value) != 1 || page.Value[0].ID != sent.ID {
-			return fmt.Errorf("node1 answered %d %s", r.Status, r.Body)
-		}
-		return nil
-	})
+	eventually(t, dockerTimeout, "the notification after down and up", holdsSent(newAPI(node1)))
 }
 
 func readyz(base string) error {

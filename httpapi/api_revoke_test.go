@@ -10,34 +10,46 @@ import (
 	"github.com/herald-notify/herald/node"
 )
 
-// A stream authenticates once, when it opens; revoking its token (here by a
-// password reset) must still end it, within a heartbeat.
-func TestRevokedTokenEndsOpenStream(t *testing.T) {
-	n := start(t, func(c *node.Config) { c.StreamHeartbeat = 100 * time.Millisecond })
-	u := n.newUser(t, "rita")
+// streamUntilEnd opens token's live stream on n and reads it; wait returns
+// once the server ends it, and fails the test with why if it has not
+// within 20 s.
+func streamUntilEnd(t *testing.T, n *hnode, token string) (wait func(why string)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/v1.0/me/notifications/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+u.Token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("open stream: %v %v", res, err)
 	}
-	defer res.Body.Close()
+	t.Cleanup(func() { res.Body.Close() })
 	ended := make(chan error, 1)
 	go func() {
 		_, err := io.Copy(io.Discard, res.Body)
 		ended <- err
 	}()
-	n.patch(t, n.admin, "/v1.0/users/"+u.ID, map[string]any{"password": "a-brand-new-password"}).expect(t, http.StatusOK)
-	select {
-	case err := <-ended:
-		if err != nil {
-			t.Fatalf("stream ended with %v, want a clean end", err)
+	return func(why string) {
+		t.Helper()
+		select {
+		case err := <-ended:
+			if err != nil {
+				t.Fatalf("stream ended with %v, want a clean end", err)
+			}
+		case <-ctx.Done():
+			t.Fatal(why)
 		}
-	case <-ctx.Done():
-		t.Fatal("the stream outlived its revoked token")
 	}
+}
+
+// A stream authenticates once, when it opens; revoking its token (here by a
+// password reset) must still end it, within a heartbeat.
+func TestRevokedTokenEndsOpenStream(t *testing.T) {
+	n := start(t, func(c *node.Config) { c.StreamHeartbeat = 100 * time.Millisecond })
+	u := n.newUser(t, "rita")
+	wait := streamUntilEnd(t, n, u.Token)
+	n.patch(t, n.admin, "/v1.0/users/"+u.ID, map[string]any{"password": "a-brand-new-password"}).expect(t, http.StatusOK)
+	wait("the stream outlived its revoked token")
 	// Reconnecting with the old token is refused.
 	wantError(t, n.get(t, u.Token, "/v1.0/me/notifications/stream"), http.StatusUnauthorized, "unauthenticated")
 }
@@ -47,20 +59,7 @@ func TestRevokedTokenEndsOpenStream(t *testing.T) {
 func TestRevokingASessionEndsItsStreamsAtOnce(t *testing.T) {
 	n := start(t, func(c *node.Config) { c.StreamHeartbeat = time.Hour })
 	u := n.newUser(t, "sam")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/v1.0/me/notifications/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+u.Token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("open stream: %v %v", res, err)
-	}
-	defer res.Body.Close()
-	ended := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(io.Discard, res.Body)
-		ended <- err
-	}()
+	wait := streamUntilEnd(t, n, u.Token)
 	var sid string
 	for _, s := range n.get(t, u.Token, "/v1.0/me/sessions").expect(t, http.StatusOK).value(t) {
 		if s["current"] == true {
@@ -71,12 +70,5 @@ func TestRevokingASessionEndsItsStreamsAtOnce(t *testing.T) {
 		t.Fatal("no current session listed")
 	}
 	n.del(t, u.Token, "/v1.0/me/sessions/"+sid).expect(t, http.StatusNoContent)
-	select {
-	case err := <-ended:
-		if err != nil {
-			t.Fatalf("stream ended with %v, want a clean end", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("the stream of the revoked session was still open 20 s later, with an hour's heartbeat")
-	}
+	wait("the stream of the revoked session was still open 20 s later, with an hour's heartbeat")
 }
