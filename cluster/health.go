@@ -140,7 +140,7 @@ var (
 		"1 while the leader's heartbeats to the peer succeed, 0 while they fail; exported by the leader only.",
 		[]string{"peer"}, nil)
 	peerSilentDesc = prometheus.NewDesc("herald_cluster_peer_silent_seconds",
-		"How long the leader's heartbeats to the peer have been failing (0 while it answers); exported by the leader only.",
+		"While the leader's heartbeats to the peer fail, how long since the leader last heard from it (0 while it answers); exported by the leader only.",
 		[]string{"peer"}, nil)
 )
 
