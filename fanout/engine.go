@@ -77,6 +77,9 @@ type Engine struct {
 	cancel    context.CancelFunc
 	workers   sync.WaitGroup // the dispatcher and the workers
 	recorder  sync.WaitGroup
+	// quitting is the recorder's own: once stopping, a batch that could
+	// not be recorded ends the recording (the rest stay pending).
+	quitting bool
 	stopOnce  sync.Once
 }
 
@@ -564,7 +567,9 @@ func (e *Engine) record() {
 				break drain
 			}
 		}
-		e.propose(batch)
+		if !e.quitting {
+			e.propose(batch)
+		}
 	}
 }
 
@@ -584,14 +589,18 @@ func (e *Engine) propose(batch []raft.DeliveryOutcome) {
 			}
 			return
 		}
-		e.log.Warn("recording delivery outcomes failed; retrying", "outcomes", len(batch), "error", err)
 		select {
 		case <-e.stop:
-			if try >= 2 {
-				return // shutting down: the records stay pending and are redone
-			}
+			// Shutting down without a leader to take them: the records
+			// stay pending and are redone, and so are the batches after
+			// this one. Each try waits out the forwarding's hold (5 s),
+			// so retries here held the node's shutdown to its timeout.
+			e.log.Warn("recording delivery outcomes failed at shutdown; they stay pending", "outcomes", len(batch), "error", err)
+			e.quitting = true
+			return
 		default:
 		}
+		e.log.Warn("recording delivery outcomes failed; retrying", "outcomes", len(batch), "error", err)
 		time.Sleep(min(5*time.Second, 100*time.Millisecond<<min(try, 6)))
 	}
 }
