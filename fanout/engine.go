@@ -77,10 +77,10 @@ type Engine struct {
 	cancel    context.CancelFunc
 	workers   sync.WaitGroup // the dispatcher and the workers
 	recorder  sync.WaitGroup
+	stopOnce  sync.Once
 	// quitting is the recorder's own: once stopping, a batch that could
 	// not be recorded ends the recording (the rest stay pending).
 	quitting bool
-	stopOnce  sync.Once
 }
 
 type taskKey struct{ uid, nid, sid string }
