@@ -25,23 +25,16 @@ func (c *Cluster) RaiseRules(ctx context.Context) error {
 	if err != nil || have >= own {
 		return err
 	}
-	f := c.store.Raft().GetConfiguration()
-	if err := f.Error(); err != nil {
-		return err
+	// Status asks every member; one that does not answer reports 0.
+	st := c.Status()
+	if len(st.Nodes) == 0 {
+		return nil // no configuration read: nobody to vouch for
 	}
 	var peers []int
-	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == c.id {
-			continue
+	for _, n := range st.Nodes {
+		if n.ID != c.id {
+			peers = append(peers, n.RulesLevel)
 		}
-		askCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		var peer NodeStatus
-		err := c.callNode(askCtx, string(s.ID), string(s.Address), http.MethodGet, "/internal/cluster/status", nil, &peer, false)
-		cancel()
-		if err != nil {
-			return nil // asked again at the next housekeeping
-		}
-		peers = append(peers, peer.RulesLevel)
 	}
 	level := nextRules(have, own, peers)
 	if level == 0 {

@@ -277,30 +277,13 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 			s.signInFailed(r, name, now)
 			return nil, wrong
 		}
-		ok, err := s.hashes.Check(r.Context(), u.PasswordHash, pw)
+		u, ok, err := s.checkUserPassword(r, u, pw)
 		if err != nil {
 			return nil, hashingErr(err)
 		}
 		if !ok {
-			// The password may have been changed through another node a
-			// moment ago: look again, and check once more only if the
-			// stored hash did change.
-			var fresh *resource.UserRecord
-			if s.lookAgain(r) {
-				if fresh, found, err = s.state.User(u.ID); err != nil {
-					return nil, err
-				}
-				if found && fresh.PasswordHash != u.PasswordHash {
-					if ok, err = s.hashes.Check(r.Context(), fresh.PasswordHash, pw); err != nil {
-						return nil, hashingErr(err)
-					}
-				}
-			}
-			if !ok {
-				s.signInFailed(r, name, now)
-				return nil, wrong
-			}
-			u = fresh
+			s.signInFailed(r, name, now)
+			return nil, wrong
 		}
 		if !u.AccountEnabled {
 			s.signInFailure(r, resource.ActorUser, name) // audit.go

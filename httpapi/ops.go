@@ -162,34 +162,16 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request, p *principal) er
 	// Recorded before it streams: a backup holds every password hash and
 	// token hash, so who took one matters even if the download breaks.
 	s.auditAlone(r, s.record(r, actorOf(p), actBackup, "the whole state", ""), nil)
-	out := &sentBytes{w: w}
-	err := s.opts.Ops.Backup(r.Context(), out)
-	switch {
-	case err == nil:
-	case out.n == 0:
-		// Nothing is sent yet, so the client can still be told why.
-		w.Header().Del("Content-Disposition")
-		if errors.Is(err, raft.ErrEntryUnderWay) {
-			return unavailable("A large write (such as deleting a user with many notifications) is still being applied; "+
-				"a backup waits for it to end, and it did not end in time. Retry after the time in Retry-After.", 10*time.Second)
-		}
-		return err
-	default:
-		// The status line is gone; a truncated body fails the restore's
-		// checksum, so the damage cannot go unnoticed.
-		s.log.Error("backup failed mid-stream", "error", err)
+	err := s.opts.Ops.Backup(r.Context(), w)
+	if errors.Is(err, raft.ErrEntryUnderWay) { // before the first byte
+		err = unavailable("A large write (such as deleting a user with many notifications) is still being applied; "+
+			"a backup waits for it to end, and it did not end in time. Retry after the time in Retry-After.", 10*time.Second)
 	}
-	return nil
-}
-
-// sentBytes counts what a handler has written to its response.
-type sentBytes struct {
-	w http.ResponseWriter
-	n int64
-}
-
-func (s *sentBytes) Write(p []byte) (int, error) {
-	n, err := s.w.Write(p)
-	s.n += int64(n)
-	return n, err
+	if err != nil {
+		// Before the first byte wrap answers with the error; after it the
+		// status line is gone, wrap logs it, and a truncated body fails
+		// the restore's checksum, so the damage cannot go unnoticed.
+		w.Header().Del("Content-Disposition")
+	}
+	return err
 }

@@ -209,21 +209,7 @@ func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) 
 	}
 	var ok bool
 	if found && strings.EqualFold(u.UserPrincipalName, name) {
-		ok, err = s.hashes.Check(r.Context(), u.PasswordHash, pw)
-		if err == nil && !ok && s.lookAgain(r) {
-			// The password may have been changed through another node a
-			// moment ago, as the password grant allows for. Looking
-			// again here too also gives a known name's wrong password
-			// the round trip an unknown name's costs on a follower,
-			// which would otherwise tell the two apart.
-			var fresh *resource.UserRecord
-			var there bool
-			if fresh, there, err = s.state.User(u.ID); err == nil && there && fresh.PasswordHash != u.PasswordHash {
-				if ok, err = s.hashes.Check(r.Context(), fresh.PasswordHash, pw); ok {
-					u = fresh
-				}
-			}
-		}
+		u, ok, err = s.checkUserPassword(r, u, pw)
 	} else {
 		// Same cost as a real check, through the same pool.
 		found, err = false, s.hashes.CheckDecoy(r.Context(), pw)
@@ -240,6 +226,25 @@ func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) 
 		return nil, unauthenticated("This account is disabled; ask an admin to enable it.")
 	}
 	return u, nil
+}
+
+// checkUserPassword checks pw against u's password hash. On a mismatch it
+// looks the user up again (consistency.go) and checks once more if the
+// hash changed: the password may have been changed through another node
+// a moment ago. Looking again also gives a known name's wrong password the
+// round trip an unknown name's costs on a follower, which would otherwise
+// tell the two apart. It returns the user as checked.
+func (s *Server) checkUserPassword(r *http.Request, u *resource.UserRecord, pw string) (*resource.UserRecord, bool, error) {
+	ok, err := s.hashes.Check(r.Context(), u.PasswordHash, pw)
+	if err != nil || ok || !s.lookAgain(r) {
+		return u, ok, err
+	}
+	fresh, found, err := s.state.User(u.ID)
+	if err != nil || !found || fresh.PasswordHash == u.PasswordHash {
+		return u, false, err
+	}
+	ok, err = s.hashes.Check(r.Context(), fresh.PasswordHash, pw)
+	return fresh, ok, err
 }
 
 // Sign-in throttling. In a cluster the leader's counters are the

@@ -41,6 +41,20 @@ func crashAfterFlushes(t *testing.T, n int) {
 
 var errCrash = fmt.Errorf("simulated crash")
 
+// crashAndReplay applies logs in f until the FSM stops after its n-th
+// part, as a crash would, then opens the store at dir again and replays
+// logs, as the next start does. The caller closes the store it returns.
+func crashAndReplay(t *testing.T, f *FSM, db *badger.DB, dir string, logs []*hraft.Log, n int) (*FSM, *badger.DB) {
+	t.Helper()
+	crashAfterFlushes(t, n)
+	applyUntilCrash(t, f, logs)
+	testAfterPart = nil
+	db.Close()
+	f, db = openFSM(t, dir)
+	f.ApplyBatch(logs)
+	return f, db
+}
+
 func applyUntilCrash(t *testing.T, f *FSM, logs []*hraft.Log) {
 	t.Helper()
 	defer func() {
@@ -198,14 +212,8 @@ func TestADeletionCutInPartsIsAppliedAgainToTheEnd(t *testing.T) {
 	index := usersWithSends(t, f, now, 4000, big, other)
 	logs := []*hraft.Log{entry(t, index, sendCmd(other.ID, "app", "o1", now, now.Add(time.Hour)),
 		&Command{Op: OpDeleteUser, Now: now.UnixNano(), UserID: big.ID})}
-	crashAfterFlushes(t, 1)
-	applyUntilCrash(t, f, logs)
-	testAfterPart = nil
-	db.Close()
-
-	f, db = openFSM(t, dir)
+	f, db = crashAndReplay(t, f, db, dir, logs, 1)
 	defer db.Close()
-	f.ApplyBatch(logs)
 	if f.Applied() != index {
 		t.Fatalf("applied = %d, want %d", f.Applied(), index)
 	}
@@ -376,14 +384,8 @@ func TestAGroupDeletionCutInPartsIsAppliedAgainToTheEnd(t *testing.T) {
 	const many = 2400
 	index := usersWithSends(t, f, now, many, u)
 	logs := []*hraft.Log{entry(t, index, &Command{Op: OpDeleteNotifsBy, Now: now.UnixNano(), UserID: u.ID, AppID: "app"})}
-	crashAfterFlushes(t, 2) // of three
-	applyUntilCrash(t, f, logs)
-	testAfterPart = nil
-	db.Close()
-
-	f, db = openFSM(t, dir)
+	f, db = crashAndReplay(t, f, db, dir, logs, 2) // of three
 	defer db.Close()
-	f.ApplyBatch(logs)
 	s := &Store{db: db}
 	ch, err := s.Changes(u.ID, 0, 4*many)
 	if err != nil {
