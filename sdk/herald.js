@@ -7,7 +7,9 @@
 //   await herald.markRead(id); await herald.dismiss(id);
 //
 // Tokens stay in memory (never in storage), and a 401 is answered by one
-// refresh with the rotated refresh token before it gives up. Live events
+// refresh with the rotated refresh token before it gives up; a refresh
+// that could not reach the server, or that it answered 429 or 5xx, keeps
+// the tokens for the next call. Live events
 // come over Server-Sent Events (or a WebSocket), resumed after a drop from
 // the last event's cursor, so nothing sent meanwhile is missed. Delta sync
 // keeps a local copy in step across page loads. Web Push registration and
@@ -30,7 +32,7 @@
 // requests under way have finished. Requests go with the cookies and no
 // Authorization header; those that change something carry X-CSRF-Token,
 // which the session endpoints hand out. A 401 gets one refresh and a
-// retry; when that fails the session is over and onSignedOut is called
+// retry; when the server refuses it the session is over and onSignedOut is called
 // (once; also after signOut, and when another tab of this browser signs
 // out). A 403 on a change first picks up the session's current CSRF token
 // (another tab may have signed in again) and retries once. The live stream
@@ -62,6 +64,21 @@ export class HeraldError extends Error {
     this.body = body;
     this.retryAfter = retryAfter;
   }
+}
+
+// temporary reports whether err leaves a sign-in standing: the server was
+// not reached, was busy (429) or failed (5xx), which says nothing of the
+// tokens.
+function temporary(err) {
+  return err instanceof HeraldError && (err.status === 0 || err.status === 429 || err.status >= 500);
+}
+
+// retryWait is how long to wait before retrying a 429 or 503: its
+// Retry-After (1 s when none, at most 30), spread by up to a quarter so
+// that callers refused together do not come back together.
+function retryWait(res) {
+  const s = Math.min(30, Number(res.headers.get('Retry-After')) || 1);
+  return s * 1000 * (1 + Math.random() / 4);
 }
 
 async function errorOf(res) {
@@ -153,12 +170,28 @@ export class Herald {
    * Ends the sign-in. In session mode it closes this Herald's streams, lets
    * the requests under way finish (ending the session under them would
    * fail them), then revokes the session on the server and calls
-   * onSignedOut. With tokens it forgets them.
+   * onSignedOut. With tokens it revokes its session on the server (the
+   * one /v1.0/me/sessions marks current), forgets them and calls
+   * onSignedOut; it throws when the server could not be told, after
+   * forgetting them.
    */
   async signOut() {
     for (const s of [...this._streams]) s.close();
     if (!this.session) {
-      this.accessToken = this.refreshToken = undefined;
+      while (this._inflight.size) await Promise.allSettled([...this._inflight]);
+      let failed = null;
+      if (this._signedIn()) {
+        try {
+          const list = await this.request('GET', '/v1.0/me/sessions');
+          const mine = ((list && list.value) || []).find((x) => x.current);
+          if (mine) await this.request('DELETE', '/v1.0/me/sessions/' + encodeURIComponent(mine.id));
+        } catch (e) {
+          // 401: the session had ended already.
+          if (!(e instanceof HeraldError && e.status === 401)) failed = e;
+        }
+      }
+      this._ended();
+      if (failed) throw failed;
       return;
     }
     while (this._inflight.size) await Promise.allSettled([...this._inflight]);
@@ -173,14 +206,22 @@ export class Herald {
     if (this._channel) this._channel.postMessage('signed-out');
   }
 
-  async _token(form) {
-    const res = await this._fetch(this.baseUrl + '/oauth2/v2.0/token', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams(form),
-    });
+  // _token asks the token endpoint; with retries, a 429 or 503 is tried
+  // again after its Retry-After that many times.
+  async _token(form, retries = 0) {
+    let res;
+    for (let attempt = 0; ; attempt++) {
+      res = await this._fetch(this.baseUrl + '/oauth2/v2.0/token', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams(form),
+      });
+      if ((res.status !== 429 && res.status !== 503) || attempt >= retries) break;
+      await drain(res);
+      await sleep(retryWait(res));
+    }
+    if (!res.ok) throw await errorOf(res);
     const body = await res.json().catch(() => null);
-    if (!res.ok) throw new HeraldError(res.status, body, res.headers.get('request-id'));
     this.accessToken = body.access_token;
     if (body.refresh_token) this.refreshToken = body.refresh_token;
     if (this.onTokens) this.onTokens({ accessToken: this.accessToken, refreshToken: this.refreshToken });
@@ -188,12 +229,18 @@ export class Herald {
 
   /**
    * Rotates the tokens (in session mode, the cookies); true when the
-   * sign-in goes on. However many callers ask at a time, it runs once.
+   * sign-in goes on, false when the server ended it. A failure that says
+   * nothing of the sign-in (the server unreachable, busy or failing)
+   * throws its HeraldError and keeps the tokens. However many callers ask
+   * at a time, it runs once.
    */
   refresh() {
     if (!this._refreshing) {
       this._refreshing = this._rotate()
-        .then((ok) => ok, () => false)
+        .then((ok) => ok, (err) => {
+          if (temporary(err)) throw err;
+          return false;
+        })
         // Callers that arrive just after share the answer too, rather
         // than rotating again.
         .finally(() => setTimeout(() => { this._refreshing = null; }, 0));
@@ -204,12 +251,19 @@ export class Herald {
   async _rotate() {
     if (!this.session) {
       if (!this.refreshToken) return false;
-      await this._token({ grant_type: 'refresh_token', refresh_token: this.refreshToken });
+      await this._token({ grant_type: 'refresh_token', refresh_token: this.refreshToken }, 3);
       return true;
     }
-    const res = await this._fetch(this.baseUrl + '/ui/session/refresh', { method: 'POST' });
-    if (!res.ok) {
+    let res;
+    for (let attempt = 0; ; attempt++) {
+      res = await this._fetch(this.baseUrl + '/ui/session/refresh', { method: 'POST' });
+      if ((res.status !== 429 && res.status !== 503) || attempt >= 3) break;
       await drain(res);
+      await sleep(retryWait(res));
+    }
+    if (!res.ok) {
+      const err = await errorOf(res);
+      if (temporary(err)) throw err;
       return false;
     }
     this._adopt(await res.json());
@@ -222,9 +276,15 @@ export class Herald {
   _adopt(info) {
     this.user = info.user;
     this._csrf = info.csrfToken;
-    clearTimeout(this._timer);
-    this._timer = setTimeout(() => this.refresh(), Math.max(30, (info.expiresIn || 3600) - 60) * 1000);
+    this._renewIn(Math.max(30, (info.expiresIn || 3600) - 60));
     return this.user;
+  }
+
+  // _renewIn refreshes the session after sec seconds; a refresh that
+  // could not reach the server or was refused for now tries again in 30.
+  _renewIn(sec) {
+    clearTimeout(this._timer);
+    this._timer = setTimeout(() => this.refresh().catch(() => this._renewIn(30)), sec * 1000);
   }
 
   // _resyncCsrf reports whether the session's CSRF token changed under
@@ -293,7 +353,14 @@ export class Herald {
       if (res.status === 401 && this._signedIn()) {
         if (!refreshed) {
           refreshed = true;
-          if (await this.refresh()) {
+          let renewed;
+          try {
+            renewed = await this.refresh();
+          } catch (e) {
+            await drain(res);
+            throw e; // the sign-in stands: the caller may try again
+          }
+          if (renewed) {
             await drain(res);
             continue;
           }
@@ -311,7 +378,7 @@ export class Herald {
       }
       if ((res.status === 429 || res.status === 503) && attempt < 3) {
         await drain(res);
-        await sleep(Math.min(30, Number(res.headers.get('Retry-After')) || 1) * 1000);
+        await sleep(retryWait(res));
         continue;
       }
       if (!res.ok) throw await errorOf(res);
@@ -330,7 +397,7 @@ export class Herald {
     const out = [];
     for (let next = path; next && out.length < max;) {
       const page = await this.request('GET', next);
-      out.push(...page.value);
+      out.push(...page.value.slice(0, max - out.length));
       next = page['@odata.nextLink'];
     }
     return out;
@@ -447,7 +514,7 @@ export class Herald {
       failures++;
       // A refused token (expired while the stream was down) is renewed
       // before the next try.
-      if (failures > 1) await this.refresh();
+      if (failures > 1) await this.refresh().catch(() => {});
       await new Promise((r) => {
         wake = r;
         setTimeout(r, Math.min(30000, 500 * 2 ** Math.min(failures, 6)) * (0.5 + Math.random() / 2));
@@ -629,7 +696,14 @@ export class Herald {
       }
       if (res.status === 401) {
         await drain(res);
-        if (await this.refresh()) later(0);
+        let renewed;
+        try {
+          renewed = await this.refresh();
+        } catch (e) {
+          later(e.retryAfter > 0 ? e.retryAfter * 1000 : backoff(), e); // the sign-in stands
+          return;
+        }
+        if (renewed) later(0);
         else this._ended(); // closes this stream too
         return;
       }
