@@ -437,8 +437,11 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 	if sender == nil {
 		return time.Time{}, false // not queued in the first place; see Notify
 	}
+	// The id names the change and the subscription: two subscriptions
+	// that get the same change get two messages, and a receiver that
+	// serves both drops an id it has seen (Standard Webhooks).
 	msg := &Message{Type: pending, Notification: n.Notification,
-		DeliveryID: "msg_" + k.nid + "_" + strconv.FormatUint(seq, 36)}
+		DeliveryID: "msg_" + k.nid + "_" + strconv.FormatUint(seq, 36) + "_" + k.sid}
 	switch msg.Type {
 	case resource.ChangeDeleted:
 		msg.Reason = resource.ChangeDeleted

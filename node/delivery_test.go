@@ -684,3 +684,68 @@ func TestLiveStreamWithSubscriptionIDMarksItsDeliveries(t *testing.T) {
 		t.Errorf("a live subscription without a stream: %+v, want pending", d)
 	}
 }
+
+// Every message has its own id: two subscriptions that get the same change
+// get it under two webhook-ids (and two apns-ids), since a receiver that
+// serves several subscriptions drops an id it has seen. A Web Push Topic
+// names one notification: an appNotificationId taken again after a
+// deletion gets a topic of its own, so that a push service does not let
+// the new notification replace the old one's deletion (or the other way
+// round) for a browser that is offline; a replace keeps the topic.
+func TestEachSubscriptionsMessageHasItsOwnID(t *testing.T) {
+	r := newDeliveryRig(t, nil)
+	wh1, url1 := r.webhook()
+	wh2, url2 := r.webhook()
+	ap1, dev1 := r.apnsDevice()
+	ap2, dev2 := r.apnsDevice()
+	wp, endpoint := r.webPush()
+
+	a := r.send(client.Notification{AppNotificationID: "reuse-1", Payload: visual("First", "")})
+	r.settled(a.ID, wh1.ID, wh2.ID, ap1.ID, ap2.ID, wp.ID)
+	h1, h2 := r.hooks.Delivered(url1), r.hooks.Delivered(url2)
+	if len(h1) != 1 || len(h2) != 1 || h1[0].ID == "" || h1[0].ID == h2[0].ID {
+		ids := func(rs []webhooktest.Request) (out []string) {
+			for _, r := range rs {
+				out = append(out, r.ID)
+			}
+			return out
+		}
+		t.Fatalf("webhook-ids %v and %v: two subscriptions' messages need two ids", ids(h1), ids(h2))
+	}
+	d1, d2 := r.apns.Requests(dev1), r.apns.Requests(dev2)
+	if len(d1) != 1 || len(d2) != 1 || d1[0].Header.Get("apns-id") == d2[0].Header.Get("apns-id") {
+		t.Fatalf("apns-ids of two devices for one change: %v and %v", d1[0].Header.Get("apns-id"), d2[0].Header.Get("apns-id"))
+	}
+
+	if err := r.user.Do(context.Background(), http.MethodDelete, "/v1.0/me/notifications/"+a.ID, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() (bool, string) {
+		n := len(r.push.Delivered(endpoint))
+		return n == 2, fmt.Sprintf("%d pushes, want the creation and the deletion", n)
+	})
+	b := r.send(client.Notification{AppNotificationID: "reuse-1", Payload: visual("Second", "")})
+	if b.ID == a.ID {
+		t.Fatal("a send after the deletion kept the deleted notification's id")
+	}
+	b2 := r.send(client.Notification{AppNotificationID: "reuse-1", Payload: visual("Second, changed", "")})
+	if b2.ID != b.ID {
+		t.Fatalf("a replace made a new notification %s, want %s", b2.ID, b.ID)
+	}
+	eventually(t, func() (bool, string) {
+		n := len(r.push.Delivered(endpoint))
+		return n == 4, fmt.Sprintf("%d pushes, want 4", n)
+	})
+	topics := map[string][]string{}
+	for _, m := range r.push.Delivered(endpoint) {
+		id, _ := m.JSON()["id"].(string)
+		topics[id] = append(topics[id], m.Topic)
+	}
+	ta, tb := topics[a.ID], topics[b.ID]
+	if len(ta) != 2 || len(tb) != 2 || ta[0] == "" || ta[0] != ta[1] || tb[0] != tb[1] {
+		t.Fatalf("topics by notification %v: each notification's messages share one topic", topics)
+	}
+	if ta[0] == tb[0] {
+		t.Fatalf("notifications %s and %s share the topic %s", a.ID, b.ID, ta[0])
+	}
+}

@@ -143,8 +143,8 @@ func (s *Sender) Send(ctx context.Context, sub *resource.SubscriptionRecord, msg
 	h["Content-Type"] = []string{"application/octet-stream"}
 	h["Ttl"] = []string{strconv.FormatInt(ttl(msg, now), 10)}
 	h["Urgency"] = []string{urgency(msg.Notification.Priority)}
-	if id := msg.Notification.AppNotificationID; id != "" {
-		h["Topic"] = []string{Topic(id)}
+	if app := msg.Notification.AppNotificationID; app != "" {
+		h["Topic"] = []string{Topic(app, msg.Notification.ID)}
 	}
 
 	resp, err := s.client.Do(req)
@@ -179,13 +179,16 @@ func urgency(priority string) string {
 	return "normal"
 }
 
-// Topic is the RFC 8030 §5.4 Topic for an appNotificationId: at most 32
-// characters of the URL-safe base64 alphabet. A hash, because the id may be
-// longer and hold any character, and because the push service need not
-// learn it. A later message with the same topic replaces an undelivered
-// one, so a device that was offline gets only the latest state.
-func Topic(appNotificationID string) string {
-	sum := sha256.Sum256([]byte(appNotificationID))
+// Topic is the RFC 8030 §5.4 Topic for a notification's appNotificationId:
+// at most 32 characters of the URL-safe base64 alphabet. A hash, because
+// the id may be longer and hold any character, and because the push
+// service need not learn it. A later message with the same topic replaces
+// an undelivered one, so a device that was offline gets only the latest
+// state. The notification's id is in it too: once a notification is
+// deleted its appNotificationId makes a new one, whose messages must not
+// replace the old one's deletion, nor be replaced by it.
+func Topic(appNotificationID, id string) string {
+	sum := sha256.Sum256([]byte(appNotificationID + "\x00" + id))
 	return base64.RawURLEncoding.EncodeToString(sum[:24]) // 24 bytes → 32 chars
 }
 

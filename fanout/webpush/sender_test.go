@@ -112,7 +112,7 @@ func TestSendDeliversWhatTheBrowserCanDecrypt(t *testing.T) {
 	if fmt.Sprint(p.JSON()) != fmt.Sprint(want) {
 		t.Errorf("plaintext\n got %v\nwant %v", p.JSON(), want)
 	}
-	if p.TTL != 3600 || p.Urgency != "high" || p.Topic != Topic("build-4711") {
+	if p.TTL != 3600 || p.Urgency != "high" || p.Topic != Topic("build-4711", "n1") {
 		t.Errorf("TTL %d, Urgency %q, Topic %q", p.TTL, p.Urgency, p.Topic)
 	}
 }
@@ -161,16 +161,19 @@ func TestSendDeletionIsCompact(t *testing.T) {
 
 func TestTopicIsShortURLSafeAndStable(t *testing.T) {
 	for _, id := range []string{"x", "build-4711", strings.Repeat("é/+=", 64)} {
-		tp := Topic(id)
+		tp := Topic(id, "n1")
 		if len(tp) > 32 || strings.Trim(tp, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
 			t.Errorf("Topic(%q) = %q", id, tp)
 		}
-		if Topic(id) != tp {
+		if Topic(id, "n1") != tp {
 			t.Errorf("Topic(%q) not stable", id)
 		}
 	}
-	if Topic("a") == Topic("b") {
-		t.Error("different ids share a topic")
+	if Topic("a", "n1") == Topic("b", "n1") {
+		t.Error("different appNotificationIds share a topic")
+	}
+	if Topic("a", "n1") == Topic("a", "n2") {
+		t.Error("two notifications that took the same appNotificationId in turn share a topic")
 	}
 }
 
