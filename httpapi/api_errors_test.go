@@ -7,6 +7,7 @@ import (
 	"compress/zlib"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -326,6 +327,35 @@ func TestUnsupportedQueryOptionsAreRefused(t *testing.T) {
 	// The supported ones and the plain filters still work.
 	n.get(t, n.admin, "/v1.0/me/notifications?$top=5&readState=unread").expect(t, http.StatusOK)
 	n.get(t, n.admin, "/v1.0/users?%24top=5").expect(t, http.StatusOK)
+}
+
+// On /beta, as on Graph's beta endpoint, a system query option may be
+// written without its "$": ?top=1 pages by one, and ?filter=… is refused
+// as $filter is rather than ignored. /v1.0 keeps the "$".
+func TestBetaTakesQueryOptionsWithoutTheirDollar(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	u := n.newUser(t, "betty")
+	a := n.newApp(t, "beta.contoso.com")
+	unsid := n.subscribe(t, u, a.Host)
+	for i := range 3 {
+		n.sendOK(t, a, unsid, visual(fmt.Sprint("n", i)))
+	}
+	page := n.get(t, u.Token, "/beta/me/notifications?top=1").expect(t, http.StatusOK).obj(t)
+	items, _ := page["value"].([]any)
+	next, _ := page["@odata.nextLink"].(string)
+	if len(items) != 1 || !strings.Contains(next, "skiptoken") {
+		t.Fatalf("/beta ?top=1: %d items, nextLink %q; want one and a link on", len(items), next)
+	}
+	rest, pages, _ := n.collect(t, u.Token, "/beta/me/notifications?top=1")
+	if len(rest) != 3 || pages != 3 {
+		t.Fatalf("/beta ?top=1 to the end: %d items in %d pages, want 3 in 3", len(rest), pages)
+	}
+	wantInvalid(t, n.get(t, u.Token, "/beta/me/notifications?filter=readState%20eq%20'read'"), "$filter")
+	wantInvalid(t, n.get(t, u.Token, "/beta/me/notifications?top=1&$top=2"), "$top")
+	if got := n.get(t, u.Token, "/v1.0/me/notifications?top=1").expect(t, http.StatusOK).value(t); len(got) != 3 {
+		t.Fatalf("/v1.0 ?top=1 gave %d items: only /beta drops the $", len(got))
+	}
 }
 
 // A path with empty, "." or ".." segments is answered in the API's error

@@ -389,6 +389,40 @@ func unsupportedOption(r *http.Request) error {
 	return nil
 }
 
+// odataOptions are OData's system query options, which Graph's beta
+// endpoint takes with or without their "$".
+var odataOptions = map[string]bool{"top": true, "skip": true, "skiptoken": true, "deltatoken": true,
+	"filter": true, "orderby": true, "select": true, "expand": true, "count": true, "search": true,
+	"format": true, "apply": true, "compute": true, "levels": true}
+
+// dollarOptional gives a /beta request's system query options written
+// without "$" their "$", as Graph's beta endpoint reads them: ?top=5 is
+// $top=5 (and ?filter=… is refused as $filter is, not ignored).
+func dollarOptional(r *http.Request) (*http.Request, error) {
+	q := r.URL.Query()
+	var bare []string
+	for k := range q {
+		if odataOptions[k] {
+			bare = append(bare, k)
+		}
+	}
+	if len(bare) == 0 {
+		return r, nil
+	}
+	for _, k := range bare {
+		if _, both := q["$"+k]; both {
+			return r, resource.Invalid("$"+k, "The query option $%s is given both with and without its $.", k)
+		}
+		q["$"+k] = q[k]
+		delete(q, k)
+	}
+	u := *r.URL
+	u.RawQuery = q.Encode()
+	r = r.Clone(r.Context())
+	r.URL = &u
+	return r, nil
+}
+
 // wrap turns a handlerFunc into an http.Handler that writes its error,
 // recovers panics as 500s and counts the request by route and status.
 func (s *Server) wrap(route string, h handlerFunc) http.Handler {
@@ -420,7 +454,12 @@ func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 		r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes*16)
 		r, err := s.consistency(r)
 		if err == nil && route != "404" {
-			err = unsupportedOption(r)
+			if strings.HasPrefix(r.URL.Path, "/beta/") {
+				r, err = dollarOptional(r)
+			}
+			if err == nil {
+				err = unsupportedOption(r)
+			}
 		}
 		if err == nil {
 			err = h(sw, r)
