@@ -474,3 +474,27 @@ func TestLoneSurrogatesAreRefused(t *testing.T) {
 		t.Errorf("rawContent %q, want the emoji", p["rawContent"])
 	}
 }
+
+// Graph's SDKs write "@odata.type" into the objects they send; Herald reads
+// past OData's control information, at any depth, and keeps a value that
+// only mentions it.
+func TestSendReadsPastODataAnnotations(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	body := `{"@odata.type":"#microsoft.graph.notification","targetHostName":"tasks.contoso.com",
+		"payload":{"@odata.type":"#microsoft.graph.payloadTypes","rawContent":"{\"@odata.type\":\"kept\"}",
+		"visualContent":{"@odata.type":"#microsoft.graph.visualProperties","title":"Annotated"}},
+		"targetPolicy":{"@odata.type":"#microsoft.graph.targetPolicyEndpoints","platformTypes":["web"]}}`
+	r := e.send(t, e.tasks, e.aliceTasks, body).expect(t, http.StatusCreated)
+	n := r.obj(t)
+	if strings.Contains(r.String(), `"@odata.type":"#`) {
+		t.Fatalf("the annotations were stored: %s", r)
+	}
+	p, _ := n["payload"].(map[string]any)
+	vis, _ := p["visualContent"].(map[string]any)
+	if vis["title"] != "Annotated" || p["rawContent"] != `{"@odata.type":"kept"}` {
+		t.Fatalf("payload %v", p)
+	}
+	// Any other unknown property is still refused.
+	wantInvalid(t, e.send(t, e.tasks, e.aliceTasks, `{"payload":{"rawContent":"x"},"odata.type":"y"}`), "odata.type")
+}

@@ -108,12 +108,65 @@ func decodeBytes(b []byte, v any) error {
 	if at := loneSurrogateAt(trimmed); at >= 0 {
 		return resource.Invalid("", "The body escapes a UTF-16 surrogate that has no partner (at byte %d); it is no character.", at)
 	}
+	if _, send := v.(*resource.NotificationInput); send && bytes.Contains(trimmed, []byte(`"@odata.`)) {
+		var err error
+		if trimmed, err = withoutAnnotations(trimmed); err != nil {
+			return err
+		}
+	}
 	// The fast path replaces the whole value, where encoding/json would
 	// merge into it: it takes only a value that is still zero.
 	if in, ok := v.(*resource.NotificationInput); ok && *in == (resource.NotificationInput{}) && readSendBody(trimmed, in) {
 		return nil // sendbody.go
 	}
 	return decodeStrict(trimmed, v)
+}
+
+// withoutAnnotations drops OData control information ("@odata.type" and
+// the like) from the objects of a notification's body: Graph's SDKs write
+// "@odata.type" into the objects they send, and Graph reads past it. Only the property names
+// are looked at, so a string value that holds "@odata." is kept whole.
+func withoutAnnotations(body []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, jsonError(err, body)
+	}
+	if !dropAnnotations(v) {
+		return body, nil
+	}
+	// Whatever follows the object is refused later, as without annotations.
+	rest := body[dec.InputOffset():]
+	out, err := json.Marshal(v)
+	if err != nil {
+		return nil, resource.Invalid("", "The body could not be decoded: %v.", err)
+	}
+	return append(out, rest...), nil
+}
+
+// dropAnnotations removes the "@odata." properties of v's objects, at any
+// depth, and reports whether there were any.
+func dropAnnotations(v any) bool {
+	dropped := false
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if strings.HasPrefix(k, "@odata.") {
+				delete(v, k)
+				dropped = true
+			} else if dropAnnotations(x) {
+				dropped = true
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if dropAnnotations(x) {
+				dropped = true
+			}
+		}
+	}
+	return dropped
 }
 
 // decodeStrict decodes trimmed, a body that is one JSON object in valid
