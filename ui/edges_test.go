@@ -164,3 +164,27 @@ func TestUIEdgesOnAPhone(t *testing.T) {
 	}
 	con.checkClean()
 }
+
+// A user who is not an admin is turned away by the console, and following a
+// console link (a change of the hash) leaves that page as it is: it threw
+// and asked the API for the users list, which is the admins'.
+func TestConsoleTurnsAwayAUserWhoIsNotAnAdmin(t *testing.T) {
+	n := testnode.Start(t, nil)
+	api := rest{t: t, base: n.URL}
+	admin := api.token("admin", testnode.AdminPassword)
+	api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": aliceUP, "password": alicePW, "roles": []string{"user"}}, nil)
+
+	p := newBrowser(t).newPage("not-an-admin", 1000, 700)
+	p.do("open the console", chromedp.Navigate(n.URL+"/ui/"))
+	signIn(p, aliceUP, alicePW)
+	p.waitFor("turned away", `document.querySelector('h1') && document.querySelector('h1').textContent === 'This console is for admins'`)
+	// A listener added after the console's runs after it, so once it has
+	// run, the console's has too.
+	p.do("follow a console link", chromedp.Evaluate[chromedp.Void](
+		`window.addEventListener('hashchange', () => { window.hashSeen = true; }); location.hash = '#/users';`))
+	p.waitFor("the hash change handled", `window.hashSeen === true`)
+	if got := eval[string](p, "the page", `document.querySelector('h1').textContent`); got != "This console is for admins" {
+		t.Fatalf("after the hash changed the page shows %q", got)
+	}
+	p.checkClean()
+}

@@ -157,7 +157,9 @@ onSignedOut(() => {
   current = null;
   start();
 });
-window.addEventListener('hashchange', () => { if (session.user && location.hash.startsWith('#/')) route(); });
+// Only the console's shell has views to route to: a user who is not an
+// admin sees a page without it, whatever the hash says.
+window.addEventListener('hashchange', () => { if (session.user && $('#main') && location.hash.startsWith('#/')) route(); });
 document.querySelector('.skip').addEventListener('click', (e) => {
   e.preventDefault();
   const m = $('#main');
