@@ -124,8 +124,9 @@ func decodeBytes(b []byte, v any) error {
 
 // withoutAnnotations drops OData control information ("@odata.type" and
 // the like) from the objects of a notification's body: Graph's SDKs write
-// "@odata.type" into the objects they send, and Graph reads past it. Only the property names
-// are looked at, so a string value that holds "@odata." is kept whole.
+// "@odata.type" into the objects they send, and Graph reads past it. Only
+// property names are looked at, so a string value that holds "@odata." is
+// kept whole.
 func withoutAnnotations(body []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
