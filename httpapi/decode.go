@@ -126,48 +126,92 @@ func decodeBytes(b []byte, v any) error {
 // the like) from the objects of a notification's body: Graph's SDKs write
 // "@odata.type" into the objects they send, and Graph reads past it. Only
 // property names are looked at, so a string value that holds "@odata." is
-// kept whole.
+// kept whole. The rest is copied token by token in its order, so that the
+// decoders read it as they would have without the annotations (which of
+// two same-named properties wins, two objects merged).
 func withoutAnnotations(body []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	out, err := copyWithout(dec, make([]byte, 0, len(body)), true)
+	if err != nil {
 		return nil, jsonError(err, body)
 	}
-	if !dropAnnotations(v) {
-		return body, nil
-	}
 	// Whatever follows the object is refused later, as without annotations.
-	rest := body[dec.InputOffset():]
-	out, err := json.Marshal(v)
-	if err != nil {
-		return nil, resource.Invalid("", "The body could not be decoded: %v.", err)
-	}
-	return append(out, rest...), nil
+	return append(out, body[dec.InputOffset():]...), nil
 }
 
-// dropAnnotations removes the "@odata." properties of v's objects, at any
-// depth, and reports whether there were any.
-func dropAnnotations(v any) bool {
-	dropped := false
-	switch v := v.(type) {
-	case map[string]any:
-		for k, x := range v {
-			if strings.HasPrefix(k, "@odata.") {
-				delete(v, k)
-				dropped = true
-			} else if dropAnnotations(x) {
-				dropped = true
+// copyWithout reads one value from dec and, when keep, appends it to out
+// without its objects' "@odata." members.
+func copyWithout(dec *json.Decoder, out []byte, keep bool) ([]byte, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return out, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		if keep {
+			out = append(out, byte(t))
+		}
+		first := true
+		for dec.More() {
+			if t == '{' {
+				k, err := dec.Token()
+				if err != nil {
+					return out, err
+				}
+				key, _ := k.(string)
+				if strings.HasPrefix(key, "@odata.") {
+					if out, err = copyWithout(dec, out, false); err != nil {
+						return out, err
+					}
+					continue
+				}
+				if keep {
+					if !first {
+						out = append(out, ',')
+					}
+					out = appendJSONString(out, key)
+					out = append(out, ':')
+				}
+			} else if keep && !first {
+				out = append(out, ',')
+			}
+			first = false
+			if out, err = copyWithout(dec, out, keep); err != nil {
+				return out, err
 			}
 		}
-	case []any:
-		for _, x := range v {
-			if dropAnnotations(x) {
-				dropped = true
-			}
+		end, err := dec.Token() // the closing delimiter
+		if err != nil {
+			return out, err
+		}
+		if keep {
+			out = append(out, byte(end.(json.Delim)))
+		}
+	case string:
+		if keep {
+			out = appendJSONString(out, t)
+		}
+	case json.Number:
+		if keep {
+			out = append(out, t...)
+		}
+	case bool:
+		if keep {
+			out = strconv.AppendBool(out, t)
+		}
+	case nil:
+		if keep {
+			out = append(out, "null"...)
 		}
 	}
-	return dropped
+	return out, nil
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(out []byte, s string) []byte {
+	b, _ := json.Marshal(s) // a string always encodes
+	return append(out, b...)
 }
 
 // decodeStrict decodes trimmed, a body that is one JSON object in valid

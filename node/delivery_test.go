@@ -728,6 +728,9 @@ func TestEachSubscriptionsMessageHasItsOwnID(t *testing.T) {
 	if b.ID == a.ID {
 		t.Fatal("a send after the deletion kept the deleted notification's id")
 	}
+	// Delivered before the replace: the engine sends a record's latest
+	// change, so a replace applied first would make the two one message.
+	r.settled(b.ID, wp.ID)
 	b2 := r.send(client.Notification{AppNotificationID: "reuse-1", Payload: visual("Second, changed", "")})
 	if b2.ID != b.ID {
 		t.Fatalf("a replace made a new notification %s, want %s", b2.ID, b.ID)
