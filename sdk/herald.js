@@ -117,6 +117,9 @@ export class Herald {
     this.user = null;
     this._csrf = null;
     this._refreshing = null;
+    // _gen counts the ends of sign-ins: an answer that arrives after the
+    // sign-in it was asked for ended is not taken.
+    this._gen = 0;
     this._timer = 0;
     this._inflight = new Set();
     this._streams = new Set();
@@ -155,7 +158,8 @@ export class Herald {
   /**
    * Session mode: picks up this browser's sign-in after a page load.
    * Answers the user, or null when signed out (which is not an error, and
-   * makes no failing request).
+   * makes no failing request). Throws a HeraldError when the server could
+   * not be asked, or could not answer for now (429, 5xx).
    */
   async restore() {
     const res = await this._fetch(this.baseUrl + '/ui/session', {});
@@ -184,7 +188,11 @@ export class Herald {
         try {
           const list = await this.request('GET', '/v1.0/me/sessions');
           const mine = ((list && list.value) || []).find((x) => x.current);
-          if (mine) await this.request('DELETE', '/v1.0/me/sessions/' + encodeURIComponent(mine.id));
+          if (!mine) {
+            throw new HeraldError(404, { error: { code: 'itemNotFound',
+              message: 'The server holds no session for these tokens (issued before sessions were recorded?); they are forgotten here and stay valid until they expire.' } });
+          }
+          await this.request('DELETE', '/v1.0/me/sessions/' + encodeURIComponent(mine.id));
         } catch (e) {
           // 401: the session had ended already.
           if (!(e instanceof HeraldError && e.status === 401)) failed = e;
@@ -207,8 +215,10 @@ export class Herald {
   }
 
   // _token asks the token endpoint; with retries, a 429 or 503 is tried
-  // again after its Retry-After that many times.
+  // again after its Retry-After that many times. False: the sign-in ended
+  // meanwhile, and the tokens were not taken.
   async _token(form, retries = 0) {
+    const gen = this._gen;
     let res;
     for (let attempt = 0; ; attempt++) {
       res = await this._fetch(this.baseUrl + '/oauth2/v2.0/token', {
@@ -222,9 +232,11 @@ export class Herald {
     }
     if (!res.ok) throw await errorOf(res);
     const body = await res.json().catch(() => null);
+    if (gen !== this._gen) return false;
     this.accessToken = body.access_token;
     if (body.refresh_token) this.refreshToken = body.refresh_token;
     if (this.onTokens) this.onTokens({ accessToken: this.accessToken, refreshToken: this.refreshToken });
+    return true;
   }
 
   /**
@@ -251,9 +263,9 @@ export class Herald {
   async _rotate() {
     if (!this.session) {
       if (!this.refreshToken) return false;
-      await this._token({ grant_type: 'refresh_token', refresh_token: this.refreshToken }, 3);
-      return true;
+      return this._token({ grant_type: 'refresh_token', refresh_token: this.refreshToken }, 3);
     }
+    const gen = this._gen;
     let res;
     for (let attempt = 0; ; attempt++) {
       res = await this._fetch(this.baseUrl + '/ui/session/refresh', { method: 'POST' });
@@ -266,7 +278,9 @@ export class Herald {
       if (temporary(err)) throw err;
       return false;
     }
-    this._adopt(await res.json());
+    const info = await res.json();
+    if (gen !== this._gen) return false;
+    this._adopt(info);
     return true;
   }
 
@@ -284,7 +298,7 @@ export class Herald {
   // could not reach the server or was refused for now tries again in 30.
   _renewIn(sec) {
     clearTimeout(this._timer);
-    this._timer = setTimeout(() => this.refresh().catch(() => this._renewIn(30)), sec * 1000);
+    this._timer = setTimeout(() => this.refresh().catch(() => { if (this._signedIn()) this._renewIn(30); }), sec * 1000);
   }
 
   // _resyncCsrf reports whether the session's CSRF token changed under
@@ -310,6 +324,7 @@ export class Herald {
   // _ended is the end of the sign-in, however it was noticed: the streams
   // close and onSignedOut is told, once.
   _ended() {
+    this._gen++;
     const was = this._signedIn();
     this.user = this._csrf = null;
     if (!this.session) this.accessToken = this.refreshToken = undefined;

@@ -2,8 +2,14 @@ package ui_test
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/chromedp/cdproto/network"
@@ -188,5 +194,50 @@ func TestConsoleTurnsAwayAUserWhoIsNotAnAdmin(t *testing.T) {
 	}
 	// What failed was an uncaught TypeError and a 403 for /v1.0/users,
 	// which checkClean reports.
+	p.checkClean()
+}
+
+// The console keeps its session when a refresh cannot reach the server: a
+// 401 whose refresh meets a dropped connection shows the view's error and
+// leaves the admin signed in (it ended the session and showed the sign-in
+// form), and the next visit, with the server back, works.
+func TestConsoleKeepsItsSessionWhenARefreshCannotReachTheServer(t *testing.T) {
+	n := testnode.Start(t, nil)
+	target, _ := url.Parse(n.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var down, usersUnauthorized atomic.Bool
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/ui/session/refresh" && down.Load():
+			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				c.Close()
+			}
+			return
+		case r.URL.Path == "/v1.0/users" && usersUnauthorized.CompareAndSwap(true, false):
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":{"code":"unauthenticated","message":"expired for the test"}}`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+
+	p := newBrowser(t).newPage("console-refresh", 1200, 800)
+	p.expect("/ui/session/refresh", "/v1.0/users")
+	p.do("open the console", chromedp.Navigate(proxy.URL+"/ui/"))
+	signIn(p, "admin", testnode.AdminPassword)
+	p.waitFor("signed in", `!!document.querySelector('#main h1')`)
+	down.Store(true)
+	usersUnauthorized.Store(true)
+	p.do("open the users", chromedp.Evaluate[chromedp.Void](`location.hash = '#/users'`))
+	p.waitFor("the error shown", `document.body.textContent.includes('Herald could not be reached')`)
+	if eval[bool](p, "still signed in", `!!document.querySelector('#signin-username') || !document.querySelector('#main')`) {
+		t.Fatal("a refresh that could not reach the server signed the console out")
+	}
+	down.Store(false)
+	p.do("back to the dashboard", chromedp.Evaluate[chromedp.Void](`location.hash = '#/dashboard'`))
+	p.do("open the users again", chromedp.Evaluate[chromedp.Void](`location.hash = '#/users'`))
+	p.waitFor("the users listed", `document.body.textContent.includes('admin') && !document.body.textContent.includes('Herald could not be reached')`)
 	p.checkClean()
 }

@@ -1,6 +1,7 @@
 package ui_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -62,8 +64,18 @@ func TestSDKKeepsItsSignInThroughATokenOutage(t *testing.T) {
 
 	target, _ := url.Parse(n.URL)
 	rp := httputil.NewSingleHostReverseProxy(target)
-	var tokenFault, sessionFault, meUnauthorized atomic.Int32
+	var tokenFault, sessionFault, meUnauthorized, streamUnauthorized atomic.Int32
 	var refreshTries atomic.Int32
+	var mu sync.Mutex
+	var streamCuts []context.CancelFunc
+	cutStreams := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range streamCuts {
+			c()
+		}
+		streamCuts = nil
+	}
 	fault := func(w http.ResponseWriter, f int32) bool {
 		switch f {
 		case unreachable:
@@ -104,6 +116,18 @@ func TestSDKKeepsItsSignInThroughATokenOutage(t *testing.T) {
 			if fault(w, sessionFault.Load()) {
 				return
 			}
+		case strings.HasSuffix(r.URL.Path, "/notifications/stream") && streamUnauthorized.Load() == 0:
+			ctx, cancel := context.WithCancel(r.Context())
+			mu.Lock()
+			streamCuts = append(streamCuts, cancel)
+			mu.Unlock()
+			rp.ServeHTTP(w, r.WithContext(ctx))
+			return
+		case strings.HasSuffix(r.URL.Path, "/notifications/stream") && streamUnauthorized.CompareAndSwap(1, 0):
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":{"code":"unauthenticated","message":"expired for the test"}}`)
+			return
 		case r.URL.Path == "/v1.0/me" && meUnauthorized.CompareAndSwap(1, 0):
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
@@ -115,7 +139,7 @@ func TestSDKKeepsItsSignInThroughATokenOutage(t *testing.T) {
 	t.Cleanup(proxy.Close)
 
 	p := newBrowser(t).newPage("sdk-refresh", 1000, 700)
-	p.expect("/favicon.ico", "/oauth2/v2.0/token", "/ui/session/refresh", "/v1.0/me")
+	p.expect("/favicon.ico", "/oauth2/v2.0/token", "/ui/session/refresh", "/v1.0/me", "/notifications/stream")
 	p.do("open the page", chromedp.Navigate(proxy.URL+"/sdk-refresh.html"))
 	p.waitFor("the module", `window.ready === true`)
 	type outcome struct {
@@ -211,6 +235,25 @@ func TestSDKKeepsItsSignInThroughATokenOutage(t *testing.T) {
 	if o := call("session me again", `() => window.s.me()`); !strings.Contains(o.OK, aliceUP) {
 		t.Fatalf("session me once the refresh answers: %+v", o)
 	}
+
+	// The session's live stream is refused (401) while its refresh cannot
+	// reach the server: it waits and reconnects rather than end the
+	// session, with no error left uncaught.
+	p.do("open a stream", chromedp.Evaluate[chromedp.Void](
+		`window.opens = 0; window.live = window.s.stream({ onOpen: () => { window.opens++; }, onEvent: () => {} });`))
+	p.waitFor("the stream open", `window.opens === 1`)
+	sessionFault.Store(unreachable)
+	streamUnauthorized.Store(1)
+	tries := refreshTries.Load()
+	cutStreams()
+	p.waitFor("back live", `window.opens === 2`)
+	if refreshTries.Load() == tries {
+		t.Fatal("the stream's 401 did not try a refresh")
+	}
+	if !eval[bool](p, "session kept", `window.s.user !== null && window.sessionSignedOut === 0`) {
+		t.Fatal("a stream's 401 whose refresh could not reach the server ended the session")
+	}
+	p.do("close the stream", chromedp.Evaluate[chromedp.Void](`window.live.close()`))
 	noErrors(t, p)
 	p.checkClean()
 }

@@ -72,11 +72,23 @@ export function beforeSignOut(fn) {
 }
 
 // api calls the REST API. A 401 gets one silent refresh of the session and
-// a retry; if that fails too, the session is over.
+// a retry; if the server refuses the refresh too, the session is over. A
+// refresh that could not reach the server, or was answered 429 or 5xx,
+// leaves the session and fails this call with its error.
 export async function api(method, path, body) {
   let res = await send(method, path, body);
   if (res.status === 401 && session.user) {
-    if (await refresh()) res = await send(method, path, body);
+    let renewed;
+    try {
+      renewed = await refresh();
+    } catch (e) {
+      await drain(res);
+      throw e;
+    }
+    if (renewed) {
+      await drain(res);
+      res = await send(method, path, body);
+    }
     if (res.status === 401) ended();
   }
   // A 403 on a write can mean this tab's CSRF token belongs to a session
@@ -119,24 +131,42 @@ function adopt(info) {
   session.csrf = info.csrfToken;
   // Refresh a minute before the access token expires, so that a live
   // stream that reconnects never finds its cookie gone.
-  clearTimeout(timer);
-  const ms = Math.max(30, (info.expiresIn || 3600) - 60) * 1000;
-  timer = setTimeout(() => refresh(), ms);
+  renewIn(Math.max(30, (info.expiresIn || 3600) - 60));
   return info.user;
 }
 
-// refresh rotates the session's tokens; true when the session goes on.
-// Concurrent callers share one request.
+// renewIn refreshes the session after sec seconds; a refresh the server
+// could not answer for now is tried again in 30.
+function renewIn(sec) {
+  clearTimeout(timer);
+  timer = setTimeout(() => refresh().catch(() => { if (session.user) renewIn(30); }), sec * 1000);
+}
+
+// refresh rotates the session's tokens: true when the session goes on,
+// false when the server ended it. An answer that says nothing of the
+// session (unreachable, 429, 5xx) throws its ApiError and leaves the
+// session as it was. Concurrent callers share one request.
 export function refresh() {
   if (!refreshing) {
+    const signedIn = session.user;
     refreshing = (async () => {
       try {
-        const res = await fetch('/ui/session/refresh', { method: 'POST', credentials: 'same-origin' });
-        if (!res.ok) return false;
-        adopt(await res.json());
+        let res;
+        try {
+          res = await fetch('/ui/session/refresh', { method: 'POST', credentials: 'same-origin' });
+        } catch {
+          throw networkError();
+        }
+        if (res.status === 0 || res.status === 429 || res.status >= 500) throw await toError(res);
+        if (!res.ok) {
+          await drain(res);
+          return false;
+        }
+        const info = await res.json();
+        // Signed out meanwhile (here or in another tab): that stands.
+        if (signedIn && !session.user) return false;
+        adopt(info);
         return true;
-      } catch {
-        return false;
       } finally {
         setTimeout(() => { refreshing = null; }, 0);
       }
