@@ -2,7 +2,6 @@ package ui_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -209,14 +208,10 @@ func TestConsoleKeepsItsSessionWhenARefreshCannotReachTheServer(t *testing.T) {
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/ui/session/refresh" && down.Load():
-			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
-				c.Close()
-			}
+			dropConnection(w)
 			return
 		case r.URL.Path == "/v1.0/users" && usersUnauthorized.CompareAndSwap(true, false):
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"error":{"code":"unauthenticated","message":"expired for the test"}}`)
+			unauthorized(w)
 			return
 		}
 		rp.ServeHTTP(w, r)

@@ -38,6 +38,21 @@ window.Herald = Herald;
 window.ready = true;
 </script>`
 
+// unauthorized answers as for an expired token.
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnauthorized)
+	io.WriteString(w, `{"error":{"code":"unauthenticated","message":"expired for the test"}}`)
+}
+
+// dropConnection closes the connection without an answer: to the page, a
+// network error.
+func dropConnection(w http.ResponseWriter) {
+	if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+		c.Close()
+	}
+}
+
 // The proxy's faults, switched by the test.
 const (
 	passThrough int32 = iota
@@ -79,10 +94,7 @@ func TestSDKKeepsItsSignInThroughATokenOutage(t *testing.T) {
 	fault := func(w http.ResponseWriter, f int32) bool {
 		switch f {
 		case unreachable:
-			c, _, err := http.NewResponseController(w).Hijack()
-			if err == nil {
-				c.Close()
-			}
+			dropConnection(w)
 			return true
 		case busy:
 			w.Header().Set("Retry-After", "1")
@@ -124,14 +136,10 @@ func TestSDKKeepsItsSignInThroughATokenOutage(t *testing.T) {
 			rp.ServeHTTP(w, r.WithContext(ctx))
 			return
 		case strings.HasSuffix(r.URL.Path, "/notifications/stream") && streamUnauthorized.CompareAndSwap(1, 0):
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"error":{"code":"unauthenticated","message":"expired for the test"}}`)
+			unauthorized(w)
 			return
 		case r.URL.Path == "/v1.0/me" && meUnauthorized.CompareAndSwap(1, 0):
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"error":{"code":"unauthenticated","message":"expired for the test"}}`)
+			unauthorized(w)
 			return
 		}
 		rp.ServeHTTP(w, r)
