@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/herald-notify/herald/credential"
 	"github.com/herald-notify/herald/internal/testnode"
+	"github.com/herald-notify/herald/raft"
 )
 
 // wantOAuthError checks an RFC 6749 §5.2 error answer of the token endpoint.
@@ -619,4 +621,23 @@ func TestDisplayNamesRefuseControlCharacters(t *testing.T) {
 		"displayName")
 	n.newUser(t, "frank")
 	wantInvalid(t, n.patch(t, n.admin, "/v1.0/users/frank", map[string]any{"displayName": "F\x07"}), "displayName")
+}
+
+// A node that holds no user yet (a cluster that has just formed, whose
+// first admin is created a moment later) answers a sign-in 503 with
+// Retry-After, not "the password is wrong": the admin's password is right.
+func TestSignInBeforeTheFirstAdminIsRetryLater(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	me := n.get(t, n.admin, "/v1.0/me").expect(t, http.StatusOK).obj(t)
+	if _, err := n.Store().Propose(context.Background(), &raft.Command{Op: raft.OpDeleteUser, UserID: str(me, "id")}); err != nil {
+		t.Fatalf("remove the only user, as if it were not made yet: %v", err)
+	}
+	r := n.tokenRequest(t, url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {testnode.AdminPassword}})
+	wantError(t, r, http.StatusServiceUnavailable, "serviceNotAvailable")
+	if r.Header.Get("Retry-After") == "" {
+		t.Fatalf("%s: no Retry-After", r)
+	}
+	ui := n.post(t, "", "/ui/session", map[string]string{"username": "admin", "password": testnode.AdminPassword})
+	wantError(t, ui, http.StatusServiceUnavailable, "serviceNotAvailable")
 }

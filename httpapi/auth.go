@@ -268,6 +268,9 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 			return nil, err
 		}
 		wrong := oauthFail(400, "invalid_grant", "The user name or password is wrong.")
+		if !found && s.noUsersYet() {
+			return nil, errFirstAdminPending
+		}
 		if !found || u.UserPrincipalName != name && !strings.EqualFold(u.UserPrincipalName, name) {
 			// Same cost as a real check, and through the same pool, so
 			// unknown names are bounded like known ones.

@@ -207,6 +207,9 @@ func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
+	if !found && s.noUsersYet() {
+		return nil, errFirstAdminPending
+	}
 	var ok bool
 	if found && strings.EqualFold(u.UserPrincipalName, name) {
 		u, ok, err = s.checkUserPassword(r, u, pw)
@@ -226,6 +229,17 @@ func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) 
 		return nil, unauthenticated("This account is disabled; ask an admin to enable it.")
 	}
 	return u, nil
+}
+
+// errFirstAdminPending answers a sign-in on a node that holds no user yet:
+// a cluster that has just formed creates its first admin a moment later,
+// and the admin's right password must not be called wrong meanwhile.
+var errFirstAdminPending = unavailable("Herald has no users yet: its first admin is being created. Retry after the time in Retry-After.", time.Second)
+
+// noUsersYet reports whether this node's state holds no user at all.
+func (s *Server) noUsersYet() bool {
+	p, err := s.state.ListUsers("", 1)
+	return err == nil && len(p.Items) == 0
 }
 
 // checkUserPassword checks pw against u's password hash. On a mismatch it
