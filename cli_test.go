@@ -614,3 +614,30 @@ func TestHealthcheckAsksForThePublicName(t *testing.T) {
 		t.Errorf("exit %d, %q; the node was asked for %q", code, errOut, asked)
 	}
 }
+
+// A command run right after the nodes start waits for a sign-in the server
+// cannot answer yet (503 with Retry-After: a cluster forming, or its first
+// admin not created) instead of failing.
+func TestCommandsWaitForASignInTheServerCannotAnswerYet(t *testing.T) {
+	var tries atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
+		if tries.Add(1) <= 2 {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"error":{"code":"serviceNotAvailable","message":"Herald has no users yet."}}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"token_type":"Bearer","access_token":"tok","expires_in":3600}`))
+	})
+	mux.HandleFunc("GET /v1.0/users", func(w http.ResponseWriter, r *http.Request) {
+		requireBearer(t, r, "tok")
+		_, _ = w.Write([]byte(`{"value":[{"id":"u-1","userPrincipalName":"admin","roles":["admin"]}]}`))
+	})
+	server := fakeServer(t, mux)
+	code, out, errOut := runCLI(t, nil, "users", "list", "--server", server, "--username", "admin", "--password", "admin-pw")
+	if code != 0 || !strings.Contains(out, "admin") || tries.Load() != 3 {
+		t.Fatalf("exit %d, out %q, err %q, %d sign-ins; want success after two 503s", code, out, errOut, tries.Load())
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -21,6 +22,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/herald-notify/herald/client"
 	"github.com/herald-notify/herald/node"
@@ -272,11 +274,37 @@ func connect(c *cli.Context) (*client.Client, error) {
 	if user == "" || pass == "" {
 		return nil, errors.New("no credentials: give --token (HERALD_TOKEN), or --username and --password (HERALD_USERNAME, HERALD_PASSWORD)")
 	}
-	tok, err := cl.PasswordToken(c.Context, user, pass)
+	tok, err := signInPatiently(c.Context, cl, user, pass, 15*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	return cl.With(client.WithToken(tok.AccessToken)), nil
+}
+
+// signInPatiently signs in, trying again for up to patience while the
+// server answers 503 with Retry-After (a cluster still forming, or its
+// first admin not created yet), so that a command run right after the
+// nodes start waits for them rather than fails.
+func signInPatiently(ctx context.Context, cl *client.Client, user, pass string, patience time.Duration) (*client.Token, error) {
+	deadline := time.Now().Add(patience)
+	for {
+		tok, err := cl.PasswordToken(ctx, user, pass)
+		var ce *client.Error
+		if err == nil || !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || ce.RetryAfter == 0 {
+			return tok, err
+		}
+		wait := min(ce.RetryAfter, 2*time.Second)
+		if time.Now().Add(wait).After(deadline) {
+			return tok, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // clientAction is the action of a client command that asks the server one
