@@ -177,6 +177,13 @@ func (c *Cluster) discover() error {
 	self := c.selfRecord()
 	c.log.Info("looking for the other nodes of a new cluster", "bootstrap_expect", c.opts.BootstrapExpect,
 		"join", strings.Join(c.opts.Join, ","))
+	if !slices.ContainsFunc(c.opts.Join, func(a string) bool { return strings.EqualFold(a, self.HTTPAddr) }) {
+		// The others find the members by --join: this node, not listed,
+		// is never asked, and waits without a word of why.
+		c.log.Warn("this node's address is not in --join: the other nodes will not find it, and the cluster may never form; "+
+			"give every node the same --join, listing each node's address, this one's included",
+			"address", self.HTTPAddr, "join", strings.Join(c.opts.Join, ","))
+	}
 	for {
 		if c.store.HasState() {
 			return nil

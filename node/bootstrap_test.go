@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
 	"github.com/herald-notify/herald/raft"
@@ -293,5 +295,23 @@ func TestBootstrapExpectNeedsJoinAndKey(t *testing.T) {
 		if !strings.Contains(err.Error(), c.want) {
 			t.Errorf("refusal %q does not name %s", err, c.want)
 		}
+	}
+}
+
+// A node of a new cluster whose own address is not in --join (a typo in
+// its port) says so at once: the others never ask it, and it waited
+// without a word of why.
+func TestANodeMissingFromItsOwnJoinSaysSo(t *testing.T) {
+	cfg := bootstrapConfigs(t, "m1")[0]
+	cfg.BootstrapExpect, cfg.Join = 3, []string{testnode.FreeAddr(t), testnode.FreeAddr(t)}
+	logs := &syncbuf.Buffer{}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if n, err := node.Start(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))); err == nil {
+		n.Close(context.Background())
+		t.Fatal("a cluster of three formed with one node")
+	}
+	if !strings.Contains(logs.String(), "this node's address is not in --join") || !strings.Contains(logs.String(), cfg.HTTPAddr) {
+		t.Fatalf("no word of the missing address %s in:\n%s", cfg.HTTPAddr, logs)
 	}
 }
