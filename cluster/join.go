@@ -173,20 +173,28 @@ func refusedForGood(err error) bool {
 }
 
 // discover is the join loop of --bootstrap-expect on a node without state.
+// unlistedWarnAfter is how long a node missing from its own --join waits
+// for a new cluster before it says so.
+const unlistedWarnAfter = 5 * time.Second
+
 func (c *Cluster) discover() error {
 	self := c.selfRecord()
 	c.log.Info("looking for the other nodes of a new cluster", "bootstrap_expect", c.opts.BootstrapExpect,
 		"join", strings.Join(c.opts.Join, ","))
-	if !slices.ContainsFunc(c.opts.Join, func(a string) bool { return strings.EqualFold(a, self.HTTPAddr) }) {
-		// The others find the members by --join: this node, not listed,
-		// is never asked, and waits without a word of why.
-		c.log.Warn("this node's address is not in --join: the other nodes will not find it, and the cluster may never form; "+
-			"give every node the same --join, listing each node's address, this one's included",
-			"address", self.HTTPAddr, "join", strings.Join(c.opts.Join, ","))
-	}
+	listed := slices.ContainsFunc(c.opts.Join, func(a string) bool { return strings.EqualFold(a, self.HTTPAddr) })
+	start := time.Now()
 	for {
 		if c.store.HasState() {
 			return nil
+		}
+		if !listed && time.Since(start) > unlistedWarnAfter {
+			// The others find the members by their --join lists: if
+			// theirs do not name this node either (a typo in a port),
+			// it is never asked, and waits without a word of why.
+			c.log.Warn("still no cluster, and this node's address is not in its --join: unless the other nodes' --join "+
+				"name it, they cannot find it; the simplest is the same --join on every node, each node's address in it",
+				"address", self.HTTPAddr, "join", strings.Join(c.opts.Join, ","))
+			listed = true // once
 		}
 		peers := c.askAll(self)
 		c.join.mu.Lock()
