@@ -53,7 +53,7 @@ func restoreCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "restored %s into %s; start it with: herald serve --data-dir %s\n", formatBytes(n), dir, dir)
+			fmt.Fprintf(c.App.Writer, "restored %s into %s; start it with: herald serve --data-dir %s (a cluster's node: with its usual --bootstrap-expect and --join, once every node is restored)\n", formatBytes(n), dir, dir)
 			return nil
 		},
 	}

@@ -283,6 +283,7 @@ func TestBootstrapExpectNeedsJoinAndKey(t *testing.T) {
 		{func(c *node.Config) { c.Join = nil }, "--join"},
 		{func(c *node.Config) { c.Join = []string{c.HTTPAddr} }, "--join"},
 		{func(c *node.Config) { c.ClusterKey = "" }, "--cluster-key"},
+		{func(c *node.Config) { c.ClusterKey, c.InsecureCluster = "", true }, "--insecure-cluster is not supported"},
 		{func(c *node.Config) { c.BootstrapExpect = -1 }, "--bootstrap-expect -1"},
 	} {
 		cc := cfg

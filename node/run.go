@@ -448,6 +448,10 @@ func checkBootstrapExpect(cfg Config) error {
 	case !slices.ContainsFunc(cfg.Join, func(a string) bool { return a != cfg.HTTPAddr }):
 		return fmt.Errorf("--bootstrap-expect %d needs --join with the HTTP addresses (host:port) of the other nodes, "+
 			"the same list on every node (it may include this node's own)", cfg.BootstrapExpect)
+	case cfg.ClusterKey == "" && cfg.ClusterTLSCert == "" && cfg.InsecureCluster:
+		return fmt.Errorf("--insecure-cluster is not supported: Raft traffic between nodes is always authenticated; " +
+			"give every node the same --cluster-key (HERALD_CLUSTER_KEY; herald cluster key prints a new one), " +
+			"or --cluster-tls-cert/--cluster-tls-key/--cluster-tls-ca")
 	case cfg.ClusterKey == "" && cfg.ClusterTLSCert == "":
 		return fmt.Errorf("--bootstrap-expect %d needs --cluster-key (HERALD_CLUSTER_KEY), the same on every node "+
 			"(herald cluster key prints a new one), or --cluster-tls-cert/--cluster-tls-key/--cluster-tls-ca", cfg.BootstrapExpect)
