@@ -16,6 +16,7 @@ var otherTools = map[string]bool{
 	"data-urlencode": true, // curl
 	"arg":            true, // jq
 	"now":            true, // systemctl enable --now
+	"stop-timeout":   true, // docker run
 	"help":           true, // every command's, from the cli package
 	// API-NOTES.md says these two do not exist.
 	"ca": true, "insecure": true,
