@@ -641,3 +641,19 @@ func TestCommandsWaitForASignInTheServerCannotAnswerYet(t *testing.T) {
 		t.Fatalf("exit %d, out %q, err %q, %d sign-ins; want success after two 503s", code, out, errOut, tries.Load())
 	}
 }
+
+// The connection errors an admin meets first say what to do: a node's own
+// certificate (SSL_CERT_FILE), and plain HTTP to a node that serves HTTPS.
+func TestConnectionErrorsSayWhatToDo(t *testing.T) {
+	ts := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(ts.Close)
+	_, _, errOut := runCLI(t, map[string]string{"HERALD_TOKEN": "tok"}, "users", "list", "--server", ts.URL)
+	if !strings.Contains(errOut, "SSL_CERT_FILE") {
+		t.Errorf("a certificate of an unknown authority: %q does not name SSL_CERT_FILE", errOut)
+	}
+	plain := strings.Replace(ts.URL, "https://", "http://", 1)
+	_, _, errOut = runCLI(t, map[string]string{"HERALD_TOKEN": "tok"}, "users", "list", "--server", plain)
+	if !strings.Contains(errOut, "https://") {
+		t.Errorf("plain HTTP to an HTTPS node: %q does not say to use https://", errOut)
+	}
+}

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -59,11 +60,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// describeError gives the "<code>: <message>" form for server errors.
+// describeError gives the "<code>: <message>" form for server errors,
+// and says what to do about the connection errors an admin meets first.
 func describeError(err error) string {
 	var e *client.Error
 	if errors.As(err, &e) {
+		if e.Status == http.StatusBadRequest && strings.Contains(e.Message, "HTTP request to an HTTPS server") {
+			return e.Error() + " (the node serves HTTPS: give --server https://HOST:PORT)"
+		}
 		return e.Error()
+	}
+	var unknownCA x509.UnknownAuthorityError
+	if errors.As(err, &unknownCA) {
+		return err.Error() + " (a certificate of your own CA, or self-signed: SSL_CERT_FILE=ca.pem herald ... makes this command trust it)"
 	}
 	return err.Error()
 }
