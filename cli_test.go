@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log"
 	"net"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/herald-notify/herald/client"
 	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/internal/testcerts"
 	"github.com/herald-notify/herald/raft"
@@ -655,5 +657,35 @@ func TestConnectionErrorsSayWhatToDo(t *testing.T) {
 	_, _, errOut = runCLI(t, map[string]string{"HERALD_TOKEN": "tok"}, "users", "list", "--server", plain)
 	if !strings.Contains(errOut, "https://") {
 		t.Errorf("plain HTTP to an HTTPS node: %q does not say to use https://", errOut)
+	}
+}
+
+// A server that keeps answering 503 gets its error back once the patience
+// is spent, with one line on standard error meanwhile.
+func TestSignInPatiencePassesAndTheErrorComesBack(t *testing.T) {
+	var tries atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
+		tries.Add(1)
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"error":{"code":"serviceNotAvailable","message":"not yet"}}`))
+	})
+	cl, err := client.New(fakeServer(t, mux))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var said bytes.Buffer
+	_, err = signInPatiently(context.Background(), cl, "admin", "pw", 2500*time.Millisecond, &said)
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable {
+		t.Fatalf("after the patience: %v, want the 503", err)
+	}
+	if n := tries.Load(); n < 2 || n > 3 {
+		t.Errorf("%d tries in 2.5 s with Retry-After: 1", n)
+	}
+	if strings.Count(said.String(), "trying again") != 1 {
+		t.Errorf("said %q, want one line", said.String())
 	}
 }

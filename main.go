@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -71,7 +72,9 @@ func describeError(err error) string {
 		return e.Error()
 	}
 	var unknownCA x509.UnknownAuthorityError
-	if errors.As(err, &unknownCA) {
+	// SSL_CERT_FILE is read where Go verifies with its own roots, not
+	// where it asks the system's verifier.
+	if errors.As(err, &unknownCA) && runtime.GOOS != "darwin" && runtime.GOOS != "windows" {
 		return err.Error() + " (a certificate of your own CA, or self-signed: SSL_CERT_FILE=ca.pem herald ... makes this command trust it)"
 	}
 	return err.Error()
@@ -283,7 +286,7 @@ func connect(c *cli.Context) (*client.Client, error) {
 	if user == "" || pass == "" {
 		return nil, errors.New("no credentials: give --token (HERALD_TOKEN), or --username and --password (HERALD_USERNAME, HERALD_PASSWORD)")
 	}
-	tok, err := signInPatiently(c.Context, cl, user, pass, 15*time.Second)
+	tok, err := signInPatiently(c.Context, cl, user, pass, 15*time.Second, c.App.ErrWriter)
 	if err != nil {
 		return nil, err
 	}
@@ -294,17 +297,22 @@ func connect(c *cli.Context) (*client.Client, error) {
 // server answers 503 with Retry-After (a cluster still forming, or its
 // first admin not created yet), so that a command run right after the
 // nodes start waits for them rather than fails.
-func signInPatiently(ctx context.Context, cl *client.Client, user, pass string, patience time.Duration) (*client.Token, error) {
-	deadline := time.Now().Add(patience)
-	for {
+func signInPatiently(ctx context.Context, cl *client.Client, user, pass string, patience time.Duration, say io.Writer) (*client.Token, error) {
+	ctx, cancel := context.WithTimeout(ctx, patience)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	for told := false; ; told = true {
 		tok, err := cl.PasswordToken(ctx, user, pass)
 		var ce *client.Error
 		if err == nil || !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || ce.RetryAfter == 0 {
 			return tok, err
 		}
-		wait := min(ce.RetryAfter, 2*time.Second)
+		wait := ce.RetryAfter
 		if time.Now().Add(wait).After(deadline) {
 			return tok, err
+		}
+		if !told {
+			fmt.Fprintf(say, "herald: the server cannot sign in yet (%s); trying again for up to %s\n", ce.Message, patience)
 		}
 		t := time.NewTimer(wait)
 		select {

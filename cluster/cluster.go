@@ -28,6 +28,9 @@ type Options struct {
 	// ID is this node's id; HTTPAdvert the HTTP address others reach it at.
 	ID         string
 	HTTPAdvert string
+	// HTTPAddr is --http-addr as given (a host name, say), which a node's
+	// own --join may name it by.
+	HTTPAddr string
 	// Join lists other nodes' HTTP addresses to ask for membership.
 	Join []string
 	// Transport is the inter-node port (transport.go), shared with Raft.

@@ -165,6 +165,19 @@ func joinProblem(err error) string {
 	return err.Error()
 }
 
+// unlistedAlone reports whether the answers of a node's --join say it is
+// missing from the others' lists: none of them is this node under another
+// name, none has formed a cluster it could join, and yet it is not part of
+// a proposal (or nobody answered at all).
+func unlistedAlone(self raft.NodeRecord, peers []hello) bool {
+	for _, p := range peers {
+		if p.ID == self.ID && p.RaftAddr == self.RaftAddr || len(p.Servers) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // refusedForGood tells a refusal that retrying cannot change (the id or the
 // address is taken by a live member) from a failure that may pass.
 func refusedForGood(err error) bool {
@@ -172,22 +185,25 @@ func refusedForGood(err error) bool {
 	return errors.As(err, &re) && re.Code == resource.CodeNameExists
 }
 
-// discover is the join loop of --bootstrap-expect on a node without state.
 // unlistedWarnAfter is how long a node missing from its own --join waits
 // for a new cluster before it says so.
 const unlistedWarnAfter = 5 * time.Second
 
+// discover is the join loop of --bootstrap-expect on a node without state.
 func (c *Cluster) discover() error {
 	self := c.selfRecord()
 	c.log.Info("looking for the other nodes of a new cluster", "bootstrap_expect", c.opts.BootstrapExpect,
 		"join", strings.Join(c.opts.Join, ","))
-	listed := slices.ContainsFunc(c.opts.Join, func(a string) bool { return strings.EqualFold(a, self.HTTPAddr) })
+	listed := slices.ContainsFunc(c.opts.Join, func(a string) bool {
+		return strings.EqualFold(a, self.HTTPAddr) || strings.EqualFold(a, c.opts.HTTPAddr)
+	})
 	start := time.Now()
 	for {
 		if c.store.HasState() {
 			return nil
 		}
-		if !listed && time.Since(start) > unlistedWarnAfter {
+		peers := c.askAll(self)
+		if !listed && time.Since(start) > unlistedWarnAfter && unlistedAlone(self, peers) {
 			// The others find the members by their --join lists: if
 			// theirs do not name this node either (a typo in a port),
 			// it is never asked, and waits without a word of why.
@@ -196,7 +212,6 @@ func (c *Cluster) discover() error {
 				"address", self.HTTPAddr, "join", strings.Join(c.opts.Join, ","))
 			listed = true // once
 		}
-		peers := c.askAll(self)
 		c.join.mu.Lock()
 		mine := c.join.proposal
 		c.join.mu.Unlock()

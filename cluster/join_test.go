@@ -80,3 +80,28 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+// A node missing from its own --join is warned only when the answers say
+// the others do not know it either: not when one of them is itself under
+// another name, nor when a cluster has formed that it can join.
+func TestUnlistedAloneOnlyWhenNoAnswerKnowsTheNode(t *testing.T) {
+	self := raft.NodeRecord{ID: "n3", HTTPAddr: "127.0.0.1:8770", RaftAddr: "127.0.0.1:8771"}
+	other := hello{ID: "n1", HTTPAddr: "127.0.0.1:8750", RaftAddr: "127.0.0.1:8751"}
+	formed := other
+	formed.Servers = []raft.NodeRecord{{ID: "n1"}, {ID: "n2"}}
+	itself := hello{ID: "n3", HTTPAddr: "localhost:8770", RaftAddr: "127.0.0.1:8771"}
+	for _, c := range []struct {
+		name  string
+		peers []hello
+		want  bool
+	}{
+		{"nobody answered", nil, true},
+		{"others forming without it", []hello{other}, true},
+		{"a cluster to join", []hello{other, formed}, false},
+		{"itself under another name", []hello{other, itself}, false},
+	} {
+		if got := unlistedAlone(self, c.peers); got != c.want {
+			t.Errorf("%s: unlistedAlone = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -234,7 +234,8 @@ func (s *Server) checkPassword(r *http.Request, name, pw string, now time.Time) 
 // errFirstAdminPending answers a sign-in on a node that holds no user yet:
 // a cluster that has just formed creates its first admin a moment later,
 // and the admin's right password must not be called wrong meanwhile.
-var errFirstAdminPending = unavailable("Herald has no users yet: its first admin is being created. Retry after the time in Retry-After.", time.Second)
+var errFirstAdminPending = unavailable("This node holds no users yet: a new cluster creates its first admin a moment after it forms, "+
+	"and a node that has just joined catches up. Retry after the time in Retry-After.", time.Second)
 
 // noUsersYet reports whether this node's state holds no user at all.
 func (s *Server) noUsersYet() bool {

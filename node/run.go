@@ -258,6 +258,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		Help: "Open connections of the public listener."}, func() float64 { return float64(connLimits.Open()) }))
 	n.cluster = cluster.New(cluster.Options{Store: n.store, ID: id,
 		HTTPAdvert: cluster.AdvertiseHTTP(n.listener.Addr(), n.store.RaftAddr()),
+		HTTPAddr:   n.cfg.HTTPAddr,
 		Join:       cfg.Join, BootstrapExpect: cfg.BootstrapExpect, Transport: n.transport,
 		PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
 		Logger:        logger, LiveConnections: n.hub.Open, Dial: cfg.Dial, RulesLevel: cfg.RulesLevel,
