@@ -24,6 +24,57 @@ import (
 // closed, so the sender always moves on.
 type pipelineTransport struct {
 	*hraft.NetworkTransport
+	beats *heartbeatGate
+}
+
+// SetHeartbeatHandler implements hraft.Transport. Raft handles a heartbeat
+// on the transport's connection goroutine, outside its own, and its
+// Shutdown does not wait for one under way: a heartbeat that passed Raft's
+// shutdown check could then write the term to a log store already closed,
+// and Raft panics on that ("failed to save current term: closed"; CI met
+// it once). Each heartbeat goes through the gate, which the store closes,
+// waiting for those under way, before it closes the log.
+func (t pipelineTransport) SetHeartbeatHandler(cb func(hraft.RPC)) {
+	if cb == nil || t.beats == nil {
+		t.NetworkTransport.SetHeartbeatHandler(cb)
+		return
+	}
+	t.NetworkTransport.SetHeartbeatHandler(func(rpc hraft.RPC) {
+		if !t.beats.enter() {
+			rpc.Respond(nil, hraft.ErrRaftShutdown)
+			return
+		}
+		defer t.beats.leave()
+		cb(rpc)
+	})
+}
+
+// heartbeatGate counts the heartbeats being handled; once closed it lets
+// none in.
+type heartbeatGate struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (g *heartbeatGate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+func (g *heartbeatGate) leave() { g.wg.Done() }
+
+// close lets no more heartbeats in and waits for those under way.
+func (g *heartbeatGate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
 }
 
 // AppendEntriesPipeline implements hraft.Transport.

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,4 +66,46 @@ func TestAPipelineSenderIsNotStuckAfterItsDecoderStops(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The heartbeat gate lets none in once closed, and its close returns only
+// when the heartbeats under way have left, so the store closes its log
+// after them (Raft writes the term from a heartbeat).
+func TestHeartbeatGateWaitsForHeartbeatsUnderWay(t *testing.T) {
+	var g heartbeatGate
+	if !g.enter() {
+		t.Fatal("an open gate refused a heartbeat")
+	}
+	done := make(chan struct{})
+	go func() {
+		g.close()
+		close(done)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g.mu.Lock()
+		closed := g.closed
+		g.mu.Unlock()
+		if closed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("close did not begin")
+		}
+		runtime.Gosched()
+	}
+	if g.enter() {
+		t.Fatal("a closing gate let a heartbeat in")
+	}
+	select {
+	case <-done:
+		t.Fatal("close returned while a heartbeat was under way")
+	default:
+	}
+	g.leave()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("close did not return after the heartbeat left")
+	}
 }

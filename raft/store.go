@@ -91,6 +91,7 @@ type Store struct {
 	fsm      *FSM
 	db       *badger.DB
 	logStore *raftwal.WAL
+	beats    *heartbeatGate // Raft's heartbeats under way (pipeline.go)
 	// gate is the log store as Raft writes it (logwrite.go).
 	gate      *writeGate
 	transport *hraft.NetworkTransport
@@ -176,7 +177,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	opts.Logger.Debug("opened badger", "took", time.Since(t0).Round(time.Millisecond))
 	disk.check() // backs the memtable log Badger just made, if there is room
-	s := &Store{opts: opts, db: db, timings: newTimings(),
+	s := &Store{opts: opts, db: db, timings: newTimings(), beats: &heartbeatGate{},
 		proposals: make(chan *proposal, 4096),
 		inflight:  make(chan *inflight, 64),
 		applied:   make(chan struct{}, 1),
@@ -290,7 +291,7 @@ func (s *Store) startRaft() error {
 		if !has {
 			conf := hraft.Configuration{Servers: []hraft.Server{{
 				ID: cfg.LocalID, Address: s.transport.LocalAddr(), Suffrage: hraft.Voter}}}
-			if err := hraft.BootstrapCluster(cfg, s.logStore, s.logStore, snaps, pipelineTransport{s.transport}, conf); err != nil {
+			if err := hraft.BootstrapCluster(cfg, s.logStore, s.logStore, snaps, pipelineTransport{s.transport, s.beats}, conf); err != nil {
 				return fmt.Errorf("bootstrap: %w", err)
 			}
 		}
@@ -298,7 +299,7 @@ func (s *Store) startRaft() error {
 	s.gate = newWriteGate(s.logStore)
 	s.gate.writeTime = s.timings.logWrite
 	raftStages() // before NewRaft, whose goroutines report to it
-	s.raft, err = hraft.NewRaft(cfg, s.fsm, s.gate, s.logStore, snaps, pipelineTransport{s.transport})
+	s.raft, err = hraft.NewRaft(cfg, s.fsm, s.gate, s.logStore, snaps, pipelineTransport{s.transport, s.beats})
 	if err != nil {
 		s.transport.Close()
 		return fmt.Errorf("start raft: %w", err)
@@ -698,6 +699,7 @@ func (s *Store) Shutdown(_ context.Context, stage func(name string)) error {
 		}
 		stage(StageTransport)
 		errs = append(errs, s.transport.Close())
+		s.beats.close()
 		stage(StageLog)
 		errs = append(errs, s.logStore.Close())
 		stage(StageBadger)
