@@ -165,10 +165,9 @@ func joinProblem(err error) string {
 	return err.Error()
 }
 
-// unlistedAlone reports whether the answers of a node's --join say it is
-// missing from the others' lists: none of them is this node under another
-// name, none has formed a cluster it could join, and yet it is not part of
-// a proposal (or nobody answered at all).
+// unlistedAlone reports whether the answers of a node's --join leave it
+// looking unlisted by the others: none of them is this node under another
+// name, and none has formed a cluster it could join (or nobody answered).
 func unlistedAlone(self raft.NodeRecord, peers []hello) bool {
 	for _, p := range peers {
 		if p.ID == self.ID && p.RaftAddr == self.RaftAddr || len(p.Servers) > 0 {
