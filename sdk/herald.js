@@ -214,22 +214,26 @@ export class Herald {
     if (this._channel) this._channel.postMessage('signed-out');
   }
 
-  // _token asks the token endpoint; with retries, a 429 or 503 is tried
-  // again after its Retry-After that many times. False: the sign-in ended
-  // meanwhile, and the tokens were not taken.
-  async _token(form, retries = 0) {
-    const gen = this._gen;
-    let res;
+  // _fetchRetrying is _fetch, a 429 or 503 tried again after its
+  // Retry-After up to retries times.
+  async _fetchRetrying(url, init, retries) {
     for (let attempt = 0; ; attempt++) {
-      res = await this._fetch(this.baseUrl + '/oauth2/v2.0/token', {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams(form),
-      });
-      if ((res.status !== 429 && res.status !== 503) || attempt >= retries) break;
+      const res = await this._fetch(url, init);
+      if ((res.status !== 429 && res.status !== 503) || attempt >= retries) return res;
       await drain(res);
       await sleep(retryWait(res));
     }
+  }
+
+  // _token asks the token endpoint, retrying a 429 or 503 retries times.
+  // False: the sign-in ended meanwhile, and the tokens were not taken.
+  async _token(form, retries = 0) {
+    const gen = this._gen;
+    const res = await this._fetchRetrying(this.baseUrl + '/oauth2/v2.0/token', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(form),
+    }, retries);
     if (!res.ok) throw await errorOf(res);
     const body = await res.json().catch(() => null);
     if (gen !== this._gen) return false;
@@ -266,13 +270,7 @@ export class Herald {
       return this._token({ grant_type: 'refresh_token', refresh_token: this.refreshToken }, 3);
     }
     const gen = this._gen;
-    let res;
-    for (let attempt = 0; ; attempt++) {
-      res = await this._fetch(this.baseUrl + '/ui/session/refresh', { method: 'POST' });
-      if ((res.status !== 429 && res.status !== 503) || attempt >= 3) break;
-      await drain(res);
-      await sleep(retryWait(res));
-    }
+    const res = await this._fetchRetrying(this.baseUrl + '/ui/session/refresh', { method: 'POST' }, 3);
     if (!res.ok) {
       const err = await errorOf(res);
       if (temporary(err)) throw err;
