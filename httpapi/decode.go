@@ -108,7 +108,8 @@ func decodeBytes(b []byte, v any) error {
 	if at := loneSurrogateAt(trimmed); at >= 0 {
 		return resource.Invalid("", "The body escapes a UTF-16 surrogate that has no partner (at byte %d); it is no character.", at)
 	}
-	if _, send := v.(*resource.NotificationInput); send && bytes.Contains(trimmed, []byte(`"@odata.`)) {
+	in, send := v.(*resource.NotificationInput)
+	if send && bytes.Contains(trimmed, []byte(`"@odata.`)) {
 		var err error
 		if trimmed, err = withoutAnnotations(trimmed); err != nil {
 			return err
@@ -116,7 +117,7 @@ func decodeBytes(b []byte, v any) error {
 	}
 	// The fast path replaces the whole value, where encoding/json would
 	// merge into it: it takes only a value that is still zero.
-	if in, ok := v.(*resource.NotificationInput); ok && *in == (resource.NotificationInput{}) && readSendBody(trimmed, in) {
+	if send && *in == (resource.NotificationInput{}) && readSendBody(trimmed, in) {
 		return nil // sendbody.go
 	}
 	return decodeStrict(trimmed, v)

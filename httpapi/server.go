@@ -399,6 +399,9 @@ var odataOptions = map[string]bool{"top": true, "skip": true, "skiptoken": true,
 // without "$" their "$", as Graph's beta endpoint reads them: ?top=5 is
 // $top=5 (and ?filter=… is refused as $filter is, not ignored).
 func dollarOptional(r *http.Request) (*http.Request, error) {
+	if r.URL.RawQuery == "" {
+		return r, nil
+	}
 	q := r.URL.Query()
 	var bare []string
 	for k := range q {

@@ -157,7 +157,7 @@ export function refresh() {
         } catch {
           throw networkError();
         }
-        if (res.status === 0 || res.status === 429 || res.status >= 500) throw await toError(res);
+        if (res.status === 429 || res.status >= 500) throw await toError(res);
         if (!res.ok) {
           await drain(res);
           return false;
