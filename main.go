@@ -644,8 +644,8 @@ func clusterCommand() *cli.Command {
 				Action: clientAction(func(c *cli.Context, cl *client.Client) (*client.ClusterStatus, error) {
 					return cl.Cluster(c.Context)
 				}, func(c *cli.Context, st *client.ClusterStatus) error {
-					fmt.Fprintf(c.App.Writer, "leader: %s  term: %d  commit index: %d  slots: %d  rules level: %d\n\n",
-						orDash(st.LeaderID), st.Term, st.CommitIndex, st.SlotCount, st.RulesLevel)
+					fmt.Fprintf(c.App.Writer, "leader: %s  term: %d  commit index: %d  slots: %d  rules level: %d  cluster: %s\n\n",
+						orDash(st.LeaderID), st.Term, st.CommitIndex, st.SlotCount, st.RulesLevel, orDash(st.ClusterID))
 					tw := newTable(c.App.Writer)
 					fmt.Fprintln(tw, "ID\tSTATE\tVOTER\tHTTP\tRAFT\tAPPLIED\tSLOTS\tLIVE\tLAST CONTACT")
 					for _, n := range st.Nodes {
@@ -661,7 +661,16 @@ func clusterCommand() *cli.Command {
 						fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%d\t%d\t%d\t%s\n", n.ID, n.State, n.Voter,
 							orDash(n.HTTPAddr), orDash(n.RaftAddr), n.AppliedIndex, n.Slots, n.LiveConnections, contact)
 					}
-					return tw.Flush()
+					if err := tw.Flush(); err != nil {
+						return err
+					}
+					for _, n := range st.Nodes {
+						if st.ClusterID != "" && n.ClusterID != "" && n.ClusterID != st.ClusterID {
+							fmt.Fprintf(c.App.Writer, "\n%s holds another cluster's data (cluster %s): the others refuse it. "+
+								"Empty its --data-dir, or restore it from the same backup as the others, and start it again.\n", n.ID, n.ClusterID)
+						}
+					}
+					return nil
 				}),
 			},
 			{

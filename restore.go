@@ -41,9 +41,11 @@ func restoreCommand() *cli.Command {
 			}
 			dir := c.String("data-dir")
 			var n int64
+			var id string
 			err := restoreDataDir(dir, c.Bool("force"), func(tmp string) error {
 				p := startProgress(c.App.ErrWriter, "restore: read")
-				err := raft.Restore(tmp, p.Reader(in))
+				var err error
+				id, err = raft.Restore(tmp, p.Reader(in))
 				n = p.Stop()
 				if err != nil {
 					return fmt.Errorf("restore from %s (after %s): %w", name, formatBytes(n), err)
@@ -53,7 +55,9 @@ func restoreCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "restored %s into %s; start it with: herald serve --data-dir %s (a cluster's node: with its usual --bootstrap-expect and --join, once every node is restored)\n", formatBytes(n), dir, dir)
+			fmt.Fprintf(c.App.Writer, "restored %s into %s as cluster %s; start it with: herald serve --data-dir %s "+
+				"(a cluster's node: with its usual --bootstrap-expect and --join, once every node is restored from this file; "+
+				"a node that keeps other data is refused)\n", formatBytes(n), dir, id, dir)
 			return nil
 		},
 	}

@@ -155,6 +155,9 @@ type ClusterStatus struct {
 	SlotCount   int           `json:"slotCount"`
 	// RulesLevel is the rules level the cluster's state machine applies.
 	RulesLevel int `json:"rulesLevel"`
+	// ClusterID is the identity of the cluster's history: made when the
+	// cluster reaches rules level 2, and anew by a restore.
+	ClusterID string `json:"clusterId,omitempty"`
 }
 
 // NewClusterNode is the body of POST /v1.0/admin/cluster/nodes.
@@ -177,4 +180,6 @@ type ClusterNode struct {
 	LiveConnections int    `json:"liveConnections"`
 	// RulesLevel is the newest rules level the node's binary knows.
 	RulesLevel int `json:"rulesLevel,omitempty"`
+	// ClusterID is the cluster whose data the node holds.
+	ClusterID string `json:"clusterId,omitempty"`
 }

@@ -42,6 +42,9 @@ type hello struct {
 	// Proposal is the configuration it would bootstrap, sorted by id; empty
 	// until it has heard from all the nodes it expects.
 	Proposal []raft.NodeRecord `json:"proposal,omitempty"`
+	// ClusterID is the cluster whose data it holds (identity.go): a
+	// restored node has one before it has Raft state.
+	ClusterID string `json:"clusterId,omitempty"`
 }
 
 // joinState is what the join loop shares with the rest of the node.
@@ -68,6 +71,7 @@ func (c *Cluster) hello() hello {
 	_, leader := c.store.Raft().LeaderWithID()
 	h.LeaderID = string(leader)
 	h.Servers, _ = c.store.Configuration()
+	h.ClusterID, _ = c.store.ClusterID()
 	c.join.mu.Lock()
 	h.Proposal = c.join.proposal
 	c.join.mu.Unlock()
@@ -119,6 +123,22 @@ func (c *Cluster) WaitMember(ctx context.Context) error {
 	}
 	return nil
 }
+
+// JoinRefused is why joining failed for good (a node id taken, another
+// cluster's data), once it has; nil until then.
+func (c *Cluster) JoinRefused() error {
+	select {
+	case <-c.join.failed:
+		c.join.mu.Lock()
+		defer c.join.mu.Unlock()
+		return c.join.err
+	default:
+		return nil
+	}
+}
+
+// JoinFailed is closed when joining failed for good.
+func (c *Cluster) JoinFailed() <-chan struct{} { return c.join.failed }
 
 // askToJoin asks the listed nodes to add this one until one of them has, or
 // the node stops. A restarted member asks again, which refreshes its
@@ -181,7 +201,7 @@ func unlistedAlone(self raft.NodeRecord, peers []hello) bool {
 // address is taken by a live member) from a failure that may pass.
 func refusedForGood(err error) bool {
 	var re *resource.Error
-	return errors.As(err, &re) && re.Code == resource.CodeNameExists
+	return errors.As(err, &re) && (re.Code == resource.CodeNameExists || re.Target == targetClusterID)
 }
 
 // unlistedWarnAfter is how long a node missing from its own --join waits
@@ -201,7 +221,17 @@ func (c *Cluster) discover() error {
 		if c.store.HasState() {
 			return nil
 		}
-		peers := c.askAll(self)
+		own, err := c.store.ClusterID()
+		if err != nil {
+			return err
+		}
+		peers, others := sameHistory(own, c.askAll(self))
+		for _, p := range others {
+			c.join.quiet.log(c.log, slog.LevelError, "other:"+p.ID+"|"+p.ClusterID,
+				"a node to join holds another cluster's data and is left out: empty its --data-dir, or restore it "+
+					"from the same backup as this node, and start it again",
+				"node", p.ID, "addr", p.HTTPAddr, "its_cluster", p.ClusterID, "this_cluster", own)
+		}
 		if !listed && time.Since(start) > unlistedWarnAfter && unlistedAlone(self, peers) {
 			// The others find the members by their --join lists: if
 			// theirs do not name this node either (a typo in a port),
@@ -214,7 +244,7 @@ func (c *Cluster) discover() error {
 		c.join.mu.Lock()
 		mine := c.join.proposal
 		c.join.mu.Unlock()
-		d := decide(self, c.opts.BootstrapExpect, peers, mine)
+		d := decide(self, own, c.opts.BootstrapExpect, peers, mine)
 		c.join.mu.Lock()
 		c.join.proposal = d.proposal
 		c.join.mu.Unlock()
@@ -256,6 +286,21 @@ func (c *Cluster) discover() error {
 			return err
 		}
 	}
+}
+
+// sameHistory splits the answers of the listed nodes into those a node of
+// cluster own may form a cluster with or join, and those that hold another
+// cluster's data. A node without an identity (new, or of a cluster below
+// raft.IdentityLevel) goes with any.
+func sameHistory(own string, peers []hello) (same, others []hello) {
+	for _, p := range peers {
+		if own != "" && p.ClusterID != "" && p.ClusterID != own {
+			others = append(others, p)
+		} else {
+			same = append(same, p)
+		}
+	}
+	return same, others
 }
 
 // askAll asks every listed node, at once, who it is. Nodes that do not
@@ -316,8 +361,9 @@ type decision struct {
 }
 
 // decide is one step of --bootstrap-expect, from what the listed nodes said
-// of themselves (peers, sorted by id) and this node's last proposal.
-func decide(self raft.NodeRecord, expect int, peers []hello, mine []raft.NodeRecord) decision {
+// of themselves (peers, sorted by id), the cluster whose data this node
+// holds (own: a restored node's, or none) and this node's last proposal.
+func decide(self raft.NodeRecord, own string, expect int, peers []hello, mine []raft.NodeRecord) decision {
 	others := make([]hello, 0, len(peers))
 	seen := map[string]hello{}
 	for _, p := range peers {
@@ -380,6 +426,13 @@ func decide(self raft.NodeRecord, expect int, peers []hello, mine []raft.NodeRec
 				"the node %s at %s has --bootstrap-expect %d, this one %d: give every node the same",
 				p.ID, p.HTTPAddr, p.BootstrapExpect, expect)}
 		}
+		if p.ClusterID != own {
+			// A new cluster starts with the data its nodes hold: restored
+			// from one backup on every node, or none on any.
+			return decision{kind: wait, misconfigured: true, why: fmt.Sprintf(
+				"the node %s at %s holds %s, this one %s: restore every node of a new cluster from the same backup, or none",
+				p.ID, p.HTTPAddr, restoredAs(p.ClusterID), restoredAs(own))}
+		}
 		proposal = append(proposal, raft.NodeRecord{ID: p.ID, RaftAddr: p.RaftAddr})
 	}
 	slices.SortFunc(proposal, func(a, b raft.NodeRecord) int { return strings.Compare(a.ID, b.ID) })
@@ -389,6 +442,13 @@ func decide(self raft.NodeRecord, expect int, peers []hello, mine []raft.NodeRec
 		}
 	}
 	return decision{kind: bootstrap, proposal: proposal}
+}
+
+func restoredAs(id string) string {
+	if id == "" {
+		return "no restored data"
+	}
+	return "the data of cluster " + id
 }
 
 // sameServers compares two configurations by id and Raft address, in any

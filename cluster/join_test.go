@@ -27,6 +27,10 @@ func TestDecide(t *testing.T) {
 	fresh := func(r raft.NodeRecord, proposal []raft.NodeRecord) hello {
 		return hello{ID: r.ID, HTTPAddr: r.HTTPAddr, RaftAddr: r.RaftAddr, BootstrapExpect: 3, Proposal: proposal}
 	}
+	restored := func(h hello, cluster string) hello {
+		h.ClusterID = cluster
+		return h
+	}
 	member := func(r raft.NodeRecord, leader string, servers []raft.NodeRecord) hello {
 		h := fresh(r, nil)
 		h.LeaderID, h.Servers = leader, servers
@@ -35,6 +39,7 @@ func TestDecide(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		self     raft.NodeRecord
+		own      string
 		peers    []hello
 		mine     []raft.NodeRecord
 		want     decisionKind
@@ -43,6 +48,14 @@ func TestDecide(t *testing.T) {
 		errHas   string
 	}{
 		{name: "too few", self: a, peers: []hello{fresh(b, nil)}, want: wait},
+		{name: "all restored from one backup", self: b, own: "R",
+			peers: []hello{restored(fresh(a, abc), "R"), restored(fresh(c, abc), "R")}, want: bootstrap, proposal: abc},
+		{name: "one node not restored", self: a, own: "R", peers: []hello{restored(fresh(b, abc), "R"), fresh(c, abc)},
+			want: wait, errHas: "no restored data"},
+		{name: "this node not restored", self: a, peers: []hello{restored(fresh(b, abc), "R"), restored(fresh(c, abc), "R")},
+			want: wait, errHas: "the data of cluster R"},
+		{name: "restored from two backups", self: a, own: "R", peers: []hello{restored(fresh(b, abc), "R"), restored(fresh(c, abc), "S")},
+			want: wait, errHas: "cluster S"},
 		{name: "all here, no agreement yet", self: a, peers: []hello{fresh(b, nil), fresh(c, abc)},
 			want: wait, proposal: abc},
 		{name: "all agree", self: b, peers: []hello{fresh(a, abc), fresh(c, abc)}, want: bootstrap, proposal: abc},
@@ -67,7 +80,7 @@ func TestDecide(t *testing.T) {
 			peers: []hello{member(a, "b", abc), member(b, "b", abc)}, want: joinVia, via: a.HTTPAddr},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := decide(tc.self, 3, tc.peers, tc.mine)
+			got := decide(tc.self, tc.own, 3, tc.peers, tc.mine)
 			if got.kind != tc.want || got.via != tc.via || !slices.Equal(got.proposal, tc.proposal) {
 				t.Fatalf("decide = %+v, want kind %d via %q proposal %v", got, tc.want, tc.via, tc.proposal)
 			}
@@ -76,6 +89,9 @@ func TestDecide(t *testing.T) {
 			}
 			if tc.want == wait && got.why == "" {
 				t.Fatal("a wait that does not say what for")
+			}
+			if tc.want == wait && tc.errHas != "" && (!got.misconfigured || !strings.Contains(got.why, tc.errHas)) {
+				t.Fatalf("wait %q (misconfigured %v), want an error naming %s", got.why, got.misconfigured, tc.errHas)
 			}
 		})
 	}
@@ -103,5 +119,28 @@ func TestUnlistedAloneOnlyWhenNoAnswerKnowsTheNode(t *testing.T) {
 		if got := unlistedAlone(self, c.peers); got != c.want {
 			t.Errorf("%s: unlistedAlone = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// A node restored from a backup neither joins nor waits for a node that
+// holds another cluster's data (one left out of the restore, which lists
+// this node in its old configuration); a node without an identity goes
+// with any.
+func TestSameHistory(t *testing.T) {
+	peers := []hello{{ID: "kept", ClusterID: "old"}, {ID: "restored", ClusterID: "new"}, {ID: "fresh"}}
+	ids := func(hs []hello) []string {
+		var out []string
+		for _, h := range hs {
+			out = append(out, h.ID)
+		}
+		return out
+	}
+	same, others := sameHistory("new", peers)
+	if !slices.Equal(ids(same), []string{"restored", "fresh"}) || !slices.Equal(ids(others), []string{"kept"}) {
+		t.Fatalf("restored node: same %v, others %v", ids(same), ids(others))
+	}
+	same, others = sameHistory("", peers)
+	if len(same) != 3 || len(others) != 0 {
+		t.Fatalf("node without an identity: same %v, others %v", ids(same), ids(others))
 	}
 }

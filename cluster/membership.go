@@ -48,11 +48,11 @@ func (c *Cluster) addNode(ctx context.Context, rec raft.NodeRecord, forwarded bo
 	if err != nil {
 		return err
 	}
+	if err := c.checkJoiner(ctx, rec, member); err != nil {
+		return err
+	}
 	// A member that restarted where it was asks again; its entry stands.
 	if !member {
-		if err := c.checkJoinerRules(ctx, rec); err != nil {
-			return err
-		}
 		if err := c.store.Raft().AddVoter(hraft.ServerID(rec.ID), hraft.ServerAddress(rec.RaftAddr), 0, 10*time.Second).Error(); err != nil {
 			if errors.Is(err, hraft.ErrNotLeader) || errors.Is(err, hraft.ErrLeadershipLost) {
 				return raft.ErrNotLeader

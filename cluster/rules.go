@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net/http"
 	"time"
@@ -22,8 +23,11 @@ func (c *Cluster) RaiseRules(ctx context.Context) error {
 	}
 	own := c.rulesLevel()
 	have, err := c.store.Rules()
-	if err != nil || have >= own {
+	if err != nil {
 		return err
+	}
+	if have >= own {
+		return c.nameCluster(ctx, have)
 	}
 	// Status asks every member; one that does not answer reports 0.
 	st := c.Status()
@@ -40,29 +44,46 @@ func (c *Cluster) RaiseRules(ctx context.Context) error {
 	if level == 0 {
 		return nil
 	}
-	if _, err := c.store.Propose(ctx, &raft.Command{Op: raft.OpSetRules, Now: time.Now().UnixNano(), Level: level}); err != nil {
+	// The raise to raft.IdentityLevel names the cluster; the FSM keeps a
+	// name it already has.
+	cmd := &raft.Command{Op: raft.OpSetRules, Now: time.Now().UnixNano(), Level: level, ID: newClusterID()}
+	if _, err := c.store.Propose(ctx, cmd); err != nil {
 		return fmt.Errorf("raise the rules level to %d: %w", level, err)
 	}
 	c.log.Info("every member knows a newer rules level; the cluster applies it from here", "rules_level", level)
 	return nil
 }
 
-// checkJoinerRules refuses a node whose binary knows a lower rules level
-// than the cluster applies: it would apply the entries from its join on
+// checkJoiner vets a node that asks to join, or that an admin adds, by what
+// it says of itself. A node that holds another cluster's data is refused
+// for good (identity.go), a member too: it would serve that data as this
+// cluster's. A new member whose binary knows a lower rules level than the
+// cluster applies is refused: it would apply the entries from its join on
 // under older rules than the others, and its state would part from theirs.
-// A node that cannot be asked yet is refused for now (it asks again).
-func (c *Cluster) checkJoinerRules(ctx context.Context, rec raft.NodeRecord) error {
+// A new member that cannot be asked yet is refused for now (it asks again);
+// a member that asks again is not held up by a failure to ask it.
+func (c *Cluster) checkJoiner(ctx context.Context, rec raft.NodeRecord, member bool) error {
 	have, err := c.store.Rules()
-	if err != nil || have == 0 {
+	if err != nil {
+		return err
+	}
+	own, err := c.store.ClusterID()
+	if err != nil || have == 0 && own == "" {
 		return err
 	}
 	askCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var peer NodeStatus
 	if err := c.callNode(askCtx, rec.ID, rec.RaftAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err != nil {
+		if member {
+			return nil
+		}
 		return fmt.Errorf("ask %s which rules it knows: %w", rec.ID, err)
 	}
-	if peer.RulesLevel < have {
+	if own != "" && peer.ClusterID != "" && peer.ClusterID != own {
+		return otherClusterError(rec.ID, peer.ClusterID, own)
+	}
+	if !member && peer.RulesLevel < have {
 		return resource.Errorf(resource.CodeInvalidRequest,
 			"node %s runs an older Herald than this cluster's (rules level %d, the cluster applies %d): upgrade it first",
 			rec.ID, peer.RulesLevel, have)
@@ -82,4 +103,24 @@ func nextRules(have, own int, peers []int) int {
 		return 0
 	}
 	return level
+}
+
+// nameCluster gives a cluster at raft.IdentityLevel without an id one. It
+// has one from the raise to that level, or from a restore; this mends a
+// state that got the level without it.
+func (c *Cluster) nameCluster(ctx context.Context, have int) error {
+	if have < raft.IdentityLevel {
+		return nil
+	}
+	if id, err := c.store.ClusterID(); err != nil || id != "" {
+		return err
+	}
+	_, err := c.store.Propose(ctx, &raft.Command{Op: raft.OpSetRules, Now: time.Now().UnixNano(), Level: have, ID: newClusterID()})
+	return err
+}
+
+// newClusterID is a new cluster's identity: 128 random bits and more, in
+// base32.
+func newClusterID() string {
+	return rand.Text()
 }

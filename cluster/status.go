@@ -105,6 +105,9 @@ type ClusterStatus struct {
 	// RulesLevel is the rules level the cluster's FSM applies entries
 	// under (raft/rules.go), as this node has applied it.
 	RulesLevel int `json:"rulesLevel"`
+	// ClusterID is the identity of the cluster's history (identity.go),
+	// empty below raft.IdentityLevel.
+	ClusterID string `json:"clusterId,omitempty"`
 }
 
 // NodeStatus is one member of the cluster.
@@ -121,6 +124,9 @@ type NodeStatus struct {
 	// RulesLevel is the newest rules level the node's binary knows; an
 	// older node does not say (0).
 	RulesLevel int `json:"rulesLevel,omitempty"`
+	// ClusterID is the cluster whose data the node holds: another than
+	// the cluster's marks a node left out of a restore.
+	ClusterID string `json:"clusterId,omitempty"`
 }
 
 // Status describes the cluster as this node sees it: the Raft
@@ -135,6 +141,7 @@ func (c *Cluster) Status() ClusterStatus {
 	_, leader := r.LeaderWithID()
 	out := ClusterStatus{LeaderID: string(leader), Term: term, CommitIndex: commit, SlotCount: SlotCount, Nodes: []NodeStatus{}}
 	out.RulesLevel, _ = c.store.Rules()
+	out.ClusterID, _ = c.store.ClusterID()
 	f := r.GetConfiguration()
 	if f.Error() != nil {
 		return out
@@ -162,8 +169,8 @@ func (c *Cluster) Status() ClusterStatus {
 				defer cancel()
 				var peer NodeStatus
 				if err := c.callNode(ctx, ns.ID, ns.RaftAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err == nil {
-					ns.State, ns.AppliedIndex, ns.LiveConnections, ns.LastContactMs, ns.RulesLevel =
-						peer.State, peer.AppliedIndex, peer.LiveConnections, peer.LastContactMs, peer.RulesLevel
+					ns.State, ns.AppliedIndex, ns.LiveConnections, ns.LastContactMs, ns.RulesLevel, ns.ClusterID =
+						peer.State, peer.AppliedIndex, peer.LiveConnections, peer.LastContactMs, peer.RulesLevel, peer.ClusterID
 				} else if since, ok := c.health.failingSince(ns.ID); ok && c.store.IsLeader() {
 					// The leader says how long it has not heard from
 					// it; 0 read as "just now".
@@ -187,6 +194,7 @@ func (c *Cluster) selfStatus() NodeStatus {
 	r := c.store.Raft()
 	ns := NodeStatus{ID: c.id, HTTPAddr: c.opts.HTTPAdvert, RaftAddr: c.store.RaftAddr(), State: stateName(r.State()),
 		AppliedIndex: c.store.Applied(), LiveConnections: c.opts.LiveConnections(), RulesLevel: c.rulesLevel()}
+	ns.ClusterID, _ = c.store.ClusterID()
 	if r.State() != hraft.Leader {
 		if lc := r.LastContact(); !lc.IsZero() {
 			ns.LastContactMs = time.Since(lc).Milliseconds()

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -36,7 +37,9 @@ import (
 //     a key (operator certificates only) the acceptor answers one constant
 //     byte once it has verified the dialer's certificate.
 //  3. dialer → acceptor: one byte choosing the protocol: Raft (handed to
-//     hashicorp/raft) or internal HTTP (served by the Cluster).
+//     hashicorp/raft) or internal HTTP (served by the Cluster). A node whose
+//     cluster has an identity chooses Raft with its cluster's id, which the
+//     acceptor checks (identity.go).
 //
 // A captured connection cannot be replayed: its TLS session, and with it
 // the proof, is bound to the randoms of both sides.
@@ -98,6 +101,8 @@ type Transport struct {
 
 	raft *connListener
 	http *connListener
+	// identity is where this node's cluster id is read (identity.go).
+	identity atomic.Pointer[func() (string, error)]
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -215,7 +220,8 @@ func (t *Transport) accept(raw net.Conn) {
 // port scan, a load balancer's probe).
 func (t *Transport) refused(remote net.Addr, err error) {
 	switch {
-	case errors.Is(err, ErrWrongKey), errors.Is(err, ErrUntrustedPeer), errors.Is(err, ErrHandshakeTimeout):
+	case errors.Is(err, ErrWrongKey), errors.Is(err, ErrUntrustedPeer), errors.Is(err, ErrHandshakeTimeout),
+		errors.Is(err, ErrOtherCluster):
 		kind := err.Error()
 		for _, e := range []error{ErrWrongKey, ErrUntrustedPeer, ErrHandshakeTimeout} {
 			if errors.Is(err, e) {
@@ -264,7 +270,14 @@ func (t *Transport) acceptHandshake(raw net.Conn) (byte, net.Conn, error) {
 	if _, err := io.ReadFull(conn, proto[:]); err != nil {
 		return 0, nil, classify(err)
 	}
-	if proto[0] != protoRaft && proto[0] != protoHTTP {
+	switch proto[0] {
+	case protoRaft, protoHTTP:
+	case protoRaftID:
+		if err := t.checkIdentity(conn); err != nil {
+			return 0, nil, classify(err)
+		}
+		proto[0] = protoRaft
+	default:
 		return 0, nil, fmt.Errorf("%w: unknown protocol %q", ErrHandshake, proto[0])
 	}
 	raw.SetDeadline(time.Time{})
@@ -341,7 +354,13 @@ func (t *Transport) dialHandshake(ctx context.Context, raw net.Conn, proto byte)
 			return nil, classify(err)
 		}
 	}
-	if _, err := conn.Write([]byte{proto}); err != nil {
+	var err error
+	if proto == protoRaft {
+		err = t.offerIdentity(conn)
+	} else {
+		_, err = conn.Write([]byte{proto})
+	}
+	if err != nil {
 		return nil, classify(err)
 	}
 	if ctx.Err() != nil {
@@ -372,7 +391,7 @@ func classify(err error) error {
 	var op *net.OpError
 	switch {
 	case errors.Is(err, ErrWrongKey), errors.Is(err, ErrUntrustedPeer), errors.Is(err, ErrHandshakeTimeout),
-		errors.Is(err, ErrHandshake):
+		errors.Is(err, ErrHandshake), errors.Is(err, ErrOtherCluster):
 		return err
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():

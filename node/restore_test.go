@@ -34,7 +34,7 @@ func TestNodesJoiningARestoredNodeGetTheBackup(t *testing.T) {
 	}
 
 	cfgs := []node.Config{clusterConfig(t, "r1")}
-	if err := raft.Restore(cfgs[0].DataDir, &backup); err != nil {
+	if _, err := raft.Restore(cfgs[0].DataDir, &backup); err != nil {
 		t.Fatal(err)
 	}
 	cfgs = append(cfgs, clusterConfig(t, "r2", cfgs[0].HTTPAddr))

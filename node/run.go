@@ -217,6 +217,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		}
 		return nil, err
 	}
+	if n.transport != nil {
+		n.transport.SetIdentity(n.store.ClusterID)
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_disk_free_bytes",
 		Help: "Free bytes on the data directory's filesystem, checked every second."},
 		func() float64 { return float64(n.store.DiskSpace().Free) }),
@@ -347,8 +350,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	// A node with Raft state that the cluster refused for good (it holds
+	// another cluster's data) has no leader to wait for.
+	go func() {
+		select {
+		case <-n.cluster.JoinFailed():
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
 	if err := n.store.WaitLeader(wctx); err != nil {
 		n.Close(context.Background())
+		if refused := n.cluster.JoinRefused(); refused != nil {
+			return nil, fmt.Errorf("the cluster refused this node: %w", refused)
+		}
 		return nil, fmt.Errorf("no raft leader: %w", err)
 	}
 	if err := n.cluster.Announce(wctx); err != nil {

@@ -484,3 +484,35 @@ func TestOnlyRevocationsReachTheStreams(t *testing.T) {
 		t.Fatalf("ending the session told the streams %v, want %s once", told, u.ID)
 	}
 }
+
+// The raise to IdentityLevel names the cluster, once: a later raise, or
+// one below the level, does not rename it.
+func TestTheRaiseToIdentityLevelNamesTheCluster(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	s := &Store{db: db}
+	raise := func(index uint64, level int, id string) {
+		t.Helper()
+		r := f.ApplyBatch([]*hraft.Log{entry(t, index, &Command{Op: OpSetRules, Now: time.Now().UnixNano(), Level: level, ID: id})})[0].([]Result)[0]
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	name := func() string {
+		t.Helper()
+		id, err := s.ClusterID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	raise(1, IdentityLevel-1, "early")
+	if got := name(); got != "" {
+		t.Fatalf("below the identity level the cluster is named %q", got)
+	}
+	raise(2, IdentityLevel, "first")
+	raise(3, IdentityLevel+1, "second")
+	if got := name(); got != "first" {
+		t.Fatalf("cluster id %q, want the first raise's", got)
+	}
+}

@@ -296,7 +296,7 @@ func TestASnapshotBetweenPartsResumesTheEntry(t *testing.T) {
 	checkCountedOnce(t, gdb, uid, bigSends)
 
 	restored := t.TempDir()
-	if err := Restore(restored, bytes.NewReader(snap.Bytes())); err != nil {
+	if _, err := Restore(restored, bytes.NewReader(snap.Bytes())); err != nil {
 		t.Fatal(err)
 	}
 	h, hdb := openFSM(t, restored)
@@ -355,7 +355,7 @@ func TestABackupHoldsNoEntryHalfApplied(t *testing.T) {
 		t.Errorf("the backup holds the state after entry %d (%v), want 2", applied, err)
 	}
 	dir := t.TempDir()
-	if err := Restore(dir, bytes.NewReader(backup.Bytes())); err != nil {
+	if _, err := Restore(dir, bytes.NewReader(backup.Bytes())); err != nil {
 		t.Fatal(err)
 	}
 	_, rdb := openFSM(t, dir)

@@ -15,7 +15,14 @@ package raft
 // Level 1 (5 December 2026): a notification past its expiry is gone to a
 // patch and to a send with its appNotificationId (apply.go, expiredBy), and
 // a user holds at most MaxSessionsPerUser sessions (audit.go).
-const RulesLevel = 1
+//
+// Level 2 (6 December 2026): the cluster has an identity (keyCluster), set
+// by the raise to level 2 and by a restore; nodes refuse Raft connections
+// and joins from a node that holds another cluster's data (cluster/identity.go).
+const RulesLevel = 2
+
+// IdentityLevel is the rules level from which a cluster has an identity.
+const IdentityLevel = 2
 
 // keyRules holds the cluster's rules level; absent is 0.
 const keyRules = "m/rules"
@@ -29,11 +36,21 @@ func (t *tx) rules() int {
 	return int(getUint64(v))
 }
 
+// keyCluster holds the cluster's identity: an id made once for its history,
+// when the cluster first reaches IdentityLevel or when a backup is restored.
+// Replicas hold it with the rest of the state, so snapshots carry it to new
+// members.
+const keyCluster = "m/cluster"
+
 // setRules raises the level to c.Level; it never lowers it. The result is
-// the level now in force.
+// the level now in force. The raise to IdentityLevel carries the cluster's
+// id in c.ID; a cluster that has one keeps it.
 func (t *tx) setRules(c *Command) Result {
 	level := max(t.rules(), c.Level)
 	t.set([]byte(keyRules), putUint64(uint64(level)))
+	if level >= IdentityLevel && c.ID != "" && !t.exists([]byte(keyCluster)) {
+		t.set([]byte(keyCluster), []byte(c.ID))
+	}
 	return ok(level)
 }
 
@@ -44,4 +61,11 @@ func (s *Store) Rules() (int, error) {
 		return 0, err
 	}
 	return int(getUint64([]byte(v))), nil
+}
+
+// ClusterID is the identity of the cluster whose state this node holds;
+// empty until the cluster reaches IdentityLevel.
+func (s *Store) ClusterID() (string, error) {
+	id, _, err := s.getString([]byte(keyCluster))
+	return id, err
 }

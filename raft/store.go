@@ -2,6 +2,8 @@ package raft
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -833,31 +835,59 @@ func (s *Store) observePeers() {
 // Restore loads a backup into an empty data directory, for `herald restore`:
 // the state is loaded into Badger and the Raft log starts fresh, so the node
 // comes up as a new one-node cluster holding the backup's data.
-func Restore(dir string, r io.Reader) error {
+//
+// The restored state starts a new history, so it gets a new cluster id: a
+// node that kept the replaced cluster's data holds the old one and is kept
+// out (cluster/identity.go). The id is derived from the backup's bytes, so
+// that every node restored from one file gets the same and the nodes form
+// one cluster. Restore returns it.
+func Restore(dir string, r io.Reader) (string, error) {
 	if hasLog(dir) {
-		return fmt.Errorf("%s already holds a node's data; restore needs an empty directory", dir)
+		return "", fmt.Errorf("%s already holds a node's data; restore needs an empty directory", dir)
 	}
 	db, err := badger.Open(badgerOptions(dir, DefaultMemory)) // as the node will open it
 	if err != nil {
-		return err
+		return "", err
 	}
-	if _, err := loadSnapshot(db, r); err != nil {
+	sum := sha256.New()
+	if _, err := loadSnapshot(db, io.TeeReader(r, sum)); err != nil {
 		db.Close()
-		return err
+		return "", err
 	}
+	id := restoredClusterID(sum.Sum(nil))
 	// A fresh log starts at index 1: the applied index must not skip it,
 	// and a mark of where to resume an entry (parts.go) names one of the
-	// old log.
+	// old log. The rules level is at least the one that knows identities:
+	// only a binary that knows it restored the state.
 	err = db.Update(func(txn *badger.Txn) error {
 		if err := txn.Delete([]byte(keyResume)); err != nil {
 			return err
 		}
-		return txn.Set([]byte(keyApplied), putUint64(0))
+		v, found, err := getValue(txn, []byte(keyRules))
+		if err != nil {
+			return err
+		}
+		level := uint64(IdentityLevel)
+		if found {
+			level = max(level, getUint64(v))
+		}
+		return errors.Join(txn.Set([]byte(keyRules), putUint64(level)),
+			txn.Set([]byte(keyCluster), []byte(id)),
+			txn.Set([]byte(keyApplied), putUint64(0)))
 	})
 	if err = errors.Join(err, db.Close()); err != nil {
-		return err
+		return "", err
 	}
-	return os.WriteFile(filepath.Join(dir, restoredMarker), []byte("restored from a backup; the node snapshots and compacts its log at its first start\n"), 0o600)
+	return id, os.WriteFile(filepath.Join(dir, restoredMarker), []byte("restored from a backup; the node snapshots and compacts its log at its first start\n"), 0o600)
+}
+
+// restoredClusterID is the id of a cluster restored from a backup whose
+// bytes hash to sum.
+func restoredClusterID(sum []byte) string {
+	h := sha256.New()
+	h.Write([]byte("herald restored cluster\x00"))
+	h.Write(sum)
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // restoredMarker is the file Restore leaves in a data directory: the

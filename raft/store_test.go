@@ -174,7 +174,7 @@ func TestStateSurvivesRestartWithoutDuplicateChanges(t *testing.T) {
 	}
 
 	restored := t.TempDir()
-	if err := Restore(restored, &backup); err != nil {
+	if _, err := Restore(restored, &backup); err != nil {
 		t.Fatal(err)
 	}
 	r := openTestStore(t, restored, nil)
@@ -197,7 +197,7 @@ func TestRestoreRejectsDamagedBackup(t *testing.T) {
 	s.Close()
 	data := b.Bytes()
 	data[len(data)-10] ^= 0xff
-	if err := Restore(t.TempDir(), bytes.NewReader(data)); !errors.Is(err, ErrBadSnapshot) {
+	if _, err := Restore(t.TempDir(), bytes.NewReader(data)); !errors.Is(err, ErrBadSnapshot) {
 		t.Fatalf("Restore of damaged backup: %v, want ErrBadSnapshot", err)
 	}
 }
@@ -395,5 +395,60 @@ func TestNodeReadsOneMembersRecord(t *testing.T) {
 	}
 	if _, ok, _ := s.Node("c"); ok {
 		t.Error("Node found a member never recorded")
+	}
+}
+
+// A restore starts a new history: the restored state names a new cluster,
+// the same for every node restored from one file and another for another
+// backup, at a rules level that knows identities.
+func TestRestoreNamesANewCluster(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), nil)
+	defer s.Close()
+	if _, err := s.Propose(context.Background(), &Command{Op: OpSetRules, Level: IdentityLevel, ID: "replaced"}); err != nil {
+		t.Fatal(err)
+	}
+	backup := func() []byte {
+		var b bytes.Buffer
+		if err := s.Backup(context.Background(), &b); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	first := backup()
+	if _, err := s.Propose(context.Background(), &Command{Op: OpCreateUser, User: newUser("dora")}); err != nil {
+		t.Fatal(err)
+	}
+	second := backup()
+	restore := func(b []byte) (string, int) {
+		t.Helper()
+		dir := t.TempDir()
+		id, err := Restore(dir, bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := openTestStore(t, dir, nil)
+		defer r.Close()
+		got, err := r.ClusterID()
+		if err != nil || got != id {
+			t.Fatalf("restored store's cluster %q, %v; Restore said %q", got, err, id)
+		}
+		level, err := r.Rules()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id, level
+	}
+	a, level := restore(first)
+	b, _ := restore(first)
+	c, _ := restore(second)
+	switch {
+	case a == "replaced" || a == "":
+		t.Fatalf("restored cluster %q, want a new id", a)
+	case a != b:
+		t.Fatalf("one file restored twice: %q and %q, want one id", a, b)
+	case a == c:
+		t.Fatalf("two backups restored as the same cluster %q", a)
+	case level < IdentityLevel:
+		t.Fatalf("restored rules level %d, want at least %d", level, IdentityLevel)
 	}
 }

@@ -1,0 +1,132 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/herald-notify/herald/resource"
+)
+
+// A cluster's identity (raft/rules.go, keyCluster) keeps nodes of different
+// histories apart. A node that kept its data through a restore of the others
+// (herald restore starts a new history) holds the old cluster's log and
+// state at the same addresses: let in, it would win elections with its
+// longer log and write the replaced history over the restored one, or, made
+// a member, skip the new entries up to its old applied index and serve
+// diverging data. The cluster key does not tell them apart: it is the same.
+//
+// So a node that has an identity opens Raft connections with protoRaftID
+// instead of protoRaft and names its cluster after the protocol byte:
+//
+//	dialer → acceptor: 'I', len (1 byte), id
+//	acceptor → dialer: identityOK, or identityOther, len, its own id
+//
+// and the acceptor refuses it when both have an identity and they differ.
+// A node without one (new, or of a cluster below raft.IdentityLevel, whose
+// every member may not know this protocol yet) dials with protoRaft as
+// before, and is let in: it has no history to confuse.
+
+const (
+	protoRaftID   byte = 'I'
+	identityOK    byte = 0x01
+	identityOther byte = 0x02
+)
+
+// ErrOtherCluster: the peer holds the data of another cluster than this
+// node's.
+var ErrOtherCluster = errors.New("the peer holds another cluster's data (a node left out of a restore, " +
+	"or a data directory from elsewhere): empty that node's --data-dir, or restore it from the same backup, and start it again")
+
+// SetIdentity gives the transport the source of this node's cluster id,
+// once the store is open. Until then it refuses connections that name a
+// cluster and dials none for Raft: it cannot tell whether they belong.
+func (t *Transport) SetIdentity(id func() (string, error)) {
+	t.identity.Store(&id)
+}
+
+// ownIdentity is this node's cluster id ("" for none); an error until the
+// store is open, or when it cannot be read.
+func (t *Transport) ownIdentity() (string, error) {
+	f := t.identity.Load()
+	if f == nil {
+		return "", errors.New("the node's state is not open yet")
+	}
+	return (*f)()
+}
+
+// offerIdentity is the dialer's side, after the proofs: it chooses the Raft
+// protocol and, when this node has an identity, has the acceptor check it.
+func (t *Transport) offerIdentity(conn net.Conn) error {
+	mine, err := t.ownIdentity()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	if mine == "" {
+		_, err := conn.Write([]byte{protoRaft})
+		return err
+	}
+	if len(mine) > 255 {
+		return fmt.Errorf("%w: a cluster id of %d bytes", ErrHandshake, len(mine))
+	}
+	if _, err := conn.Write(append([]byte{protoRaftID, byte(len(mine))}, mine...)); err != nil {
+		return err
+	}
+	var answer [1]byte
+	if _, err := io.ReadFull(conn, answer[:]); err != nil {
+		return err
+	}
+	switch answer[0] {
+	case identityOK:
+		return nil
+	case identityOther:
+		theirs, err := readIdentity(conn)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w (its cluster %s, this node's %s)", ErrOtherCluster, theirs, mine)
+	}
+	return fmt.Errorf("%w: unexpected answer %#x to the cluster's identity", ErrHandshake, answer[0])
+}
+
+// checkIdentity is the acceptor's side of protoRaftID.
+func (t *Transport) checkIdentity(conn net.Conn) error {
+	theirs, err := readIdentity(conn)
+	if err != nil {
+		return err
+	}
+	mine, err := t.ownIdentity()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	if mine != "" && theirs != mine {
+		conn.Write(append([]byte{identityOther, byte(len(mine))}, mine...))
+		return fmt.Errorf("%w (its cluster %s, this node's %s)", ErrOtherCluster, theirs, mine)
+	}
+	_, err = conn.Write([]byte{identityOK})
+	return err
+}
+
+// otherClusterError is the refusal of a join by a node that holds another
+// cluster's data; its target marks it as one that asking again cannot
+// change (refusedForGood).
+func otherClusterError(node, theirs, own string) error {
+	return resource.Invalid(targetClusterID, "node %s holds the data of another cluster (%s; this cluster is %s): "+
+		"a node left out of a restore, or a data directory from elsewhere. Empty its --data-dir, or restore it "+
+		"from the same backup as the others, and start it again", node, theirs, own)
+}
+
+const targetClusterID = "clusterId"
+
+func readIdentity(r io.Reader) (string, error) {
+	var n [1]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return "", err
+	}
+	b := make([]byte, n[0])
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", err
+	}
+	return string(b), nil
+}

@@ -1,0 +1,175 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/internal/syncbuf"
+	"github.com/herald-notify/herald/internal/testnode"
+	"github.com/herald-notify/herald/node"
+	"github.com/herald-notify/herald/raft"
+)
+
+// A node left out of a restore keeps the replaced cluster's log and state,
+// and the cluster key and addresses it always had. Started with its usual
+// line after the others were restored, it asked to join, was made a voter,
+// skipped the restored cluster's entries up to its own old applied index
+// and served the replaced data as ready. Every cluster now has an identity,
+// and a restore makes a new one: the left-out node is refused, whether it
+// asks to join or only campaigns in its old configuration, and the
+// restored cluster keeps the backup's data.
+func TestANodeLeftOutOfARestoreIsRefused(t *testing.T) {
+	ctx := context.Background()
+	cfgs := []node.Config{clusterConfig(t, "o1")}
+	cfgs = append(cfgs, clusterConfig(t, "o2", cfgs[0].HTTPAddr), clusterConfig(t, "o3", cfgs[0].HTTPAddr))
+	nodes, tok := startSignedIn(t, cfgs)
+	pollUntil(t, "three nodes with their slots", slotsEvenOver(cfgs)(nodes[0]))
+	original := clusterIDOf(t, nodes[0])
+	for _, n := range nodes[1:] {
+		pollUntil(t, n.Config.NodeID+" holding the cluster's id", func() error {
+			if id, err := n.Store().ClusterID(); err != nil || id != original {
+				return fmt.Errorf("%q, %v", id, err)
+			}
+			return nil
+		})
+	}
+	admin := clientFor(t, nodes[0], tok)
+	kept, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "in-the-backup", Password: "kept-password-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var backup bytes.Buffer
+	if _, err := admin.Backup(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	lost, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "after-the-backup", Password: "lost-password-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "o3 holding the user made after the backup", func() error {
+		if _, found, err := nodes[2].Store().User(lost.ID); err != nil || !found {
+			return fmt.Errorf("found %v, %v", found, err)
+		}
+		return nil
+	})
+	for _, n := range nodes {
+		if err := n.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// o1 and o2 are restored into empty directories at their addresses;
+	// o3 keeps its directory.
+	restored := []node.Config{cfgs[0], cfgs[1]}
+	var ids []string
+	for i := range restored {
+		restored[i].DataDir = t.TempDir()
+		id, err := raft.Restore(restored[i].DataDir, bytes.NewReader(backup.Bytes()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if ids[0] != ids[1] || ids[0] == original || ids[0] == "" {
+		t.Fatalf("restored ids %q, the replaced cluster %q: want one new id for both", ids, original)
+	}
+	logs := &syncbuf.Buffer{}
+	r1 := startWithLog(t, restored[0], logs)
+	r2 := testnode.Start(t, &restored[1])
+	pollUntil(t, "the restored cluster of two", func() error {
+		conf, err := r1.Store().Configuration()
+		if err != nil || len(conf) != 2 {
+			return fmt.Errorf("configuration %v, %v", conf, err)
+		}
+		return nil
+	})
+
+	// With its usual line: it asks to join, and is refused with the reason.
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if n, err := node.Start(sctx, cfgs[2], quietLogger()); err == nil {
+		n.Close(ctx)
+		t.Fatal("the node left out of the restore started as a member of the restored cluster")
+	} else if !strings.Contains(err.Error(), "another cluster") || !strings.Contains(err.Error(), ids[0]) {
+		t.Fatalf("the left-out node: %v, want a refusal naming another cluster and the restored one's id", err)
+	}
+
+	// Without --join it campaigns in its old configuration, which lists
+	// o1 and o2: their transports refuse it.
+	alone := cfgs[2]
+	alone.Join = nil
+	actx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		n, err := node.Start(actx, alone, quietLogger())
+		if err == nil {
+			n.Close(ctx)
+		}
+		done <- err
+	}()
+	pollUntil(t, "o1 refusing the left-out node's Raft connections", func() error {
+		if !strings.Contains(logs.String(), "refused an inter-node connection") || !strings.Contains(logs.String(), "another cluster") {
+			return fmt.Errorf("no refusal in o1's log")
+		}
+		return nil
+	})
+	stop()
+	if err := <-done; err == nil {
+		t.Fatal("the left-out node found a leader")
+	}
+
+	if !r1.Store().IsLeader() {
+		t.Error("o1 lost its leadership to the left-out node")
+	}
+	conf, err := r1.Store().Configuration()
+	if err != nil || len(conf) != 2 {
+		t.Errorf("the restored cluster's configuration: %v, %v, want o1 and o2 alone", conf, err)
+	}
+	for _, n := range []*testnode.Node{r1, r2} {
+		if _, found, err := n.Store().User(kept.ID); err != nil || !found {
+			t.Errorf("%s: the user in the backup: found %v, %v", n.Config.NodeID, found, err)
+		}
+		if _, found, err := n.Store().User(lost.ID); err != nil || found {
+			t.Errorf("%s: the user made after the backup: found %v, %v, want the backup's data alone", n.Config.NodeID, found, err)
+		}
+	}
+	var st client.ClusterStatus
+	if err := clientFor(t, r1, adminTokenOf(t, r1)).Do(ctx, "GET", "/v1.0/admin/cluster", nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.ClusterID != ids[0] {
+		t.Errorf("GET /v1.0/admin/cluster names cluster %q, want %q", st.ClusterID, ids[0])
+	}
+}
+
+func clusterIDOf(t *testing.T, n *testnode.Node) string {
+	t.Helper()
+	var id string
+	pollUntil(t, n.Config.NodeID+" with a cluster id", func() error {
+		var err error
+		if id, err = n.Store().ClusterID(); err != nil || id == "" {
+			return fmt.Errorf("%q, %v", id, err)
+		}
+		return nil
+	})
+	return id
+}
+
+// startWithLog is testnode.Start with the node's log in logs.
+func startWithLog(t *testing.T, cfg node.Config, logs *syncbuf.Buffer) *testnode.Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(context.Background()) })
+	return &testnode.Node{Node: n, URL: "http://" + n.Addr(), Config: cfg}
+}
