@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"time"
@@ -119,8 +120,10 @@ func (c *Cluster) nameCluster(ctx context.Context, have int) error {
 	return err
 }
 
-// newClusterID is a new cluster's identity: 128 random bits and more, in
-// base32.
+// newClusterID is a new cluster's identity: 128 random bits in hex, as a
+// restored cluster's (raft.Restore).
 func newClusterID() string {
-	return rand.Text()
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
