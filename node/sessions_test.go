@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/internal/testnode"
 )
 
 // A session revoked through one node of three is refused at once by the two
@@ -167,5 +168,41 @@ func TestRevokedSessionFailsAtOnceOnEveryNode(t *testing.T) {
 	}
 	if got := fmt.Sprint(log.Value); len(log.Value) != 4 {
 		t.Errorf("revocations in the audit log: %s", got)
+	}
+}
+
+// A client whose refresh answer was lost (a mobile network, a tab closed
+// mid-request) sends the refresh token it still has again: from rules
+// level 2 that works for a minute, and both answers' tokens work, where
+// the retry used to find the token used up and the sign-in over.
+func TestARefreshWhoseAnswerWasLostCanBeRetried(t *testing.T) {
+	ctx := context.Background()
+	n := testnode.Start(t, nil)
+	pollUntil(t, "rules level 2", func() error {
+		if l, err := n.Store().Rules(); err != nil || l < 2 {
+			return fmt.Errorf("level %d, %v", l, err)
+		}
+		return nil
+	})
+	c := clientFor(t, n, "")
+	tok, err := c.PasswordToken(ctx, "admin", testnode.AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, err := c.RefreshToken(ctx, tok.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	retried, err := c.RefreshToken(ctx, tok.RefreshToken)
+	if err != nil {
+		t.Fatalf("the same refresh token again, a moment later: %v, want new tokens", err)
+	}
+	for _, got := range []*client.Token{lost, retried} {
+		if _, err := plainClient(t, n, got.AccessToken).Me(ctx); err != nil {
+			t.Errorf("an access token of the two refreshes: %v", err)
+		}
+		if _, err := c.RefreshToken(ctx, got.RefreshToken); err != nil {
+			t.Errorf("a refresh token of the two refreshes: %v", err)
+		}
 	}
 }

@@ -285,12 +285,30 @@ func (t *tx) removePassword(c *Command) Result {
 
 // ---- tokens
 
+// RefreshReuseGrace is how long a rotated refresh token still works (from
+// rules level 2): a client whose refresh answer was lost (a mobile network,
+// a tab closed mid-request) retries with the token it has, and gets new
+// tokens again instead of losing its sign-in. After it, a use of the old
+// token means that two parties hold it, the client and whoever copied it
+// (RFC 9700, 4.14.2): the session ends, for both.
+const RefreshReuseGrace = time.Minute
+
+// ErrRefreshReused is the target of the invalid_grant that a refresh token
+// used again after RefreshReuseGrace gets, its session ended.
+const ErrRefreshReused = "refreshTokenReused"
+
 func (t *tx) issueTokens(c *Command) Result {
 	var old resource.TokenRecord
+	now := time.Unix(0, c.Now)
 	if c.ConsumeHash != "" {
 		if !t.getJSON(tokenKey(c.ConsumeHash), &old) || old.Kind != resource.TokenRefresh ||
-			!time.Unix(0, c.Now).Before(old.ExpiresAt.Time) {
+			!now.Before(old.ExpiresAt.Time) {
 			return fail(resource.Errorf("invalid_grant", "The refresh token is invalid, expired or already used."))
+		}
+		if !old.UsedAt.IsZero() && now.Sub(old.UsedAt.Time) > RefreshReuseGrace {
+			t.endSessionOf(c.ConsumeHash, &old)
+			return fail(&resource.Error{Code: "invalid_grant", Target: ErrRefreshReused,
+				Message: "The refresh token was already used; the sign-in it belongs to has ended. Sign in again."})
 		}
 	}
 	for _, g := range c.Tokens {
@@ -306,9 +324,15 @@ func (t *tx) issueTokens(c *Command) Result {
 			}
 		}
 	}
-	// Every check is done: only now consume the refresh token.
-	if c.ConsumeHash != "" {
+	// Every check is done: only now consume the refresh token. From level
+	// 2 its record stays, marked, until it expires or its session ends.
+	switch {
+	case c.ConsumeHash == "":
+	case t.rules() < 2:
 		t.dropToken(c.ConsumeHash, &old) // used up, not revoked: no stream holds a refresh token
+	case old.UsedAt.IsZero():
+		old.UsedAt = resource.At(now)
+		t.setJSON(tokenKey(c.ConsumeHash), old)
 	}
 	// Tokens carry no Badger TTL: Badger would hide them by this node's
 	// clock, and Apply must not depend on a clock. The purge removes them
@@ -358,6 +382,20 @@ func (t *tx) revokeSession(c *Command) Result {
 	}
 	t.delSessionTokens(c.UserID, key)
 	return ok(nil)
+}
+
+// endSessionOf ends the session a refresh token belongs to (its record and
+// every token of it), or drops the token alone when it has none.
+func (t *tx) endSessionOf(hash string, r *resource.TokenRecord) {
+	var s resource.SessionRecord
+	switch {
+	case r.Session == "" || r.PrincipalType != resource.PrincipalUser:
+		t.delToken(hash, r)
+	case t.getJSON(sessionKey(r.PrincipalID, resource.SessionID(r.Session)), &s):
+		t.endSession(&s)
+	default:
+		t.delSessionTokens(r.PrincipalID, r.Session)
+	}
 }
 
 // endSession deletes a session's record and its tokens.

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -514,5 +515,78 @@ func TestTheRaiseToIdentityLevelNamesTheCluster(t *testing.T) {
 	raise(3, IdentityLevel+1, "second")
 	if got := name(); got != "first" {
 		t.Fatalf("cluster id %q, want the first raise's", got)
+	}
+}
+
+// From rules level 2 a rotated refresh token works again for
+// RefreshReuseGrace (its answer may have been lost), and a use after that
+// ends its whole session: the old token, the tokens the rotations made
+// and the session's record. Below the level it is gone at its first use.
+func TestARefreshTokenUsedAgain(t *testing.T) {
+	for _, level := range []int{1, 2} {
+		t.Run(fmt.Sprintf("level %d", level), func(t *testing.T) {
+			f, db := openFSM(t, t.TempDir())
+			defer db.Close()
+			s := &Store{db: db}
+			now := time.Now()
+			u := newUser("ray")
+			grant := func(hash, kind string) TokenGrant {
+				return TokenGrant{Hash: hash, Record: resource.TokenRecord{Kind: kind, PrincipalType: resource.PrincipalUser,
+					PrincipalID: u.ID, ExpiresAt: resource.At(now.Add(time.Hour)), Session: "s1"}}
+			}
+			index := uint64(0)
+			apply := func(c *Command) Result {
+				index++
+				return f.ApplyBatch([]*hraft.Log{entry(t, index, c)})[0].([]Result)[0]
+			}
+			apply(&Command{Op: OpCreateUser, Now: now.UnixNano(), User: u})
+			apply(&Command{Op: OpSetRules, Now: now.UnixNano(), Level: level})
+			apply(&Command{Op: OpIssueTokens, Now: now.UnixNano(), Tokens: []TokenGrant{grant("a0", resource.TokenAccess), grant("r0", resource.TokenRefresh)}})
+			refresh := func(at time.Duration, consume, next string) Result {
+				return apply(&Command{Op: OpIssueTokens, Now: now.Add(at).UnixNano(), ConsumeHash: consume,
+					Tokens: []TokenGrant{grant("a"+next, resource.TokenAccess), grant("r"+next, resource.TokenRefresh)}})
+			}
+			has := func(hash string) bool {
+				_, found, err := s.Token(hash)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return found
+			}
+			if r := refresh(time.Second, "r0", "1"); r.Err != nil {
+				t.Fatalf("first refresh: %v", r.Err)
+			}
+			reused := func(r Result) bool {
+				var re *resource.Error
+				return errors.As(r.Err, &re) && re.Code == "invalid_grant" && re.Target == ErrRefreshReused
+			}
+			r := refresh(30*time.Second, "r0", "2")
+			if level < 2 {
+				if r.Err == nil || reused(r) || has("r0") || !has("r1") {
+					t.Fatalf("second use under level 1: %v; r0 kept %v, r1 kept %v; want a plain refusal, r0 gone, r1 kept",
+						r.Err, has("r0"), has("r1"))
+				}
+				return
+			}
+			if r.Err != nil {
+				t.Fatalf("second use within the grace: %v, want new tokens", r.Err)
+			}
+			if r := refresh(2*time.Minute, "r2", "3"); r.Err != nil {
+				t.Fatalf("the tokens the second use made: %v", r.Err)
+			}
+			r = refresh(2*time.Minute, "r0", "4")
+			if !reused(r) {
+				t.Fatalf("a use after the grace: %v, want invalid_grant marked reused", r.Err)
+			}
+			for _, h := range []string{"r0", "a0", "r1", "a1", "r2", "a2", "r3", "a3", "r4", "a4"} {
+				if has(h) {
+					t.Errorf("token %s outlived the session a reuse ended", h)
+				}
+			}
+			sessions, err := s.Sessions(u.ID)
+			if err != nil || len(sessions) != 0 {
+				t.Errorf("sessions after the reuse: %v, %v; want none", sessions, err)
+			}
+		})
 	}
 }

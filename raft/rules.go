@@ -19,6 +19,8 @@ package raft
 // Level 2 (6 December 2026): the cluster has an identity (keyCluster), set
 // by the raise to level 2 and by a restore; nodes refuse Raft connections
 // and joins from a node that holds another cluster's data (cluster/identity.go).
+// A rotated refresh token is kept, marked used: it works again for
+// RefreshReuseGrace, and a use after that ends its session (apply.go).
 const RulesLevel = 2
 
 // IdentityLevel is the rules level from which a cluster has an identity.

@@ -109,6 +109,11 @@ type TokenRecord struct {
 	// Session is shared by every token born of one sign-in, so that a web UI
 	// sign-out or a refresh-token reuse can end them together.
 	Session string `json:"session,omitempty"`
+	// UsedAt is when a refresh token was first rotated (from rules level
+	// 2): it is kept, not dropped, so that a client that lost the answer
+	// can use it again for a moment, and a use after that is told from
+	// an unknown token and ends its session (raft/apply.go, issueTokens).
+	UsedAt Time `json:"usedAt,omitzero"`
 }
 
 var upnPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$`)
