@@ -30,6 +30,22 @@ type hnode struct {
 
 // start runs a node for the test; configure, when set, changes its config
 // first (rate limits, quotas).
+// atRules waits until the node applies rules level level or later, which
+// a lone node raises itself at its first housekeeping tick.
+func (n *hnode) atRules(t *testing.T, level int) {
+	t.Helper()
+	eventually(t, 10*time.Second, fmt.Sprintf("rules level %d", level), func() bool {
+		l, _ := n.get(t, n.admin, "/v1.0/admin/cluster").expect(t, http.StatusOK).obj(t)["rulesLevel"].(float64)
+		return int(l) >= level
+	})
+}
+
+// movableClock is a clock a test moves forward.
+type movableClock struct{ ahead atomic.Int64 }
+
+func (c *movableClock) now() time.Time          { return time.Now().Add(time.Duration(c.ahead.Load())) }
+func (c *movableClock) forward(d time.Duration) { c.ahead.Add(int64(d)) }
+
 func start(t *testing.T, configure func(*node.Config)) *hnode {
 	t.Helper()
 	cfg := testnode.Config(t, t.TempDir())

@@ -13,6 +13,7 @@ import (
 
 	"github.com/herald-notify/herald/credential"
 	"github.com/herald-notify/herald/internal/testnode"
+	"github.com/herald-notify/herald/node"
 	"github.com/herald-notify/herald/raft"
 )
 
@@ -67,9 +68,15 @@ func TestTokenPasswordGrantIssuesUserTokensThatAreNotCached(t *testing.T) {
 	}
 }
 
-func TestRefreshTokenRotatesAndTheUsedOneStopsWorking(t *testing.T) {
+// A refresh token rotates at each use. The used one works again for a
+// minute (raft.RefreshReuseGrace: the client may have lost the answer);
+// used after that, it ends its whole session, the tokens of both answers
+// too: someone else holds it.
+func TestRefreshTokenRotatesAndAReuseEndsTheSession(t *testing.T) {
 	t.Parallel()
-	n := start(t, nil)
+	clock := &movableClock{}
+	n := start(t, func(c *node.Config) { c.TokenClock = clock.now })
+	n.atRules(t, 2)
 	first := n.login(t, "admin", "test-admin-password")
 
 	var second tokens
@@ -83,12 +90,25 @@ func TestRefreshTokenRotatesAndTheUsedOneStopsWorking(t *testing.T) {
 	}
 	n.get(t, second.Access, "/v1.0/me").expect(t, http.StatusOK)
 
-	wantOAuthError(t, n.tokenRequest(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.Refresh}}),
-		http.StatusBadRequest, "invalid_grant")
-	// The rotated one still works, once.
+	// Again within the minute: a lost answer's retry gets tokens too.
+	var retried tokens
+	n.tokenRequest(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.Refresh}}).expect(t, http.StatusOK).into(t, &retried)
+	n.get(t, retried.Access, "/v1.0/me").expect(t, http.StatusOK)
 	var third tokens
 	n.tokenRequest(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {second.Refresh}}).expect(t, http.StatusOK).into(t, &third)
 	n.get(t, third.Access, "/v1.0/me").expect(t, http.StatusOK)
+
+	// Past the minute the first token is a copy in other hands.
+	clock.forward(2 * time.Minute)
+	wantOAuthError(t, n.tokenRequest(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.Refresh}}),
+		http.StatusBadRequest, "invalid_grant")
+	for _, tk := range []tokens{second, retried, third} {
+		n.get(t, tk.Access, "/v1.0/me").expect(t, http.StatusUnauthorized)
+	}
+	wantOAuthError(t, n.tokenRequest(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {third.Refresh}}),
+		http.StatusBadRequest, "invalid_grant")
+	// Another sign-in of the same user is not touched.
+	n.get(t, n.admin, "/v1.0/me").expect(t, http.StatusOK)
 }
 
 func TestClientCredentialsGrantAcceptsFormAndHTTPBasic(t *testing.T) {

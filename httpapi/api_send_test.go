@@ -413,9 +413,7 @@ func TestANotificationPastItsExpiryIsGoneBeforeThePurge(t *testing.T) {
 	t.Parallel()
 	e := newSendEnv(t, func(c *node.Config) { c.PurgeInterval = time.Hour })
 	// The send's rule is rules level 1's, which a lone node raises itself.
-	eventually(t, 10*time.Second, "rules level 1", func() bool {
-		return e.get(t, e.admin, "/v1.0/admin/cluster").expect(t, http.StatusOK).obj(t)["rulesLevel"] == 1.0
-	})
+	e.atRules(t, 1)
 	expires := time.Now().Add(1500 * time.Millisecond).UTC().Format("2006-01-02T15:04:05.000Z")
 	old := e.sendOK(t, e.tasks, e.aliceTasks, map[string]any{"appNotificationId": "short",
 		"payload": map[string]any{"rawContent": "x"}, "expirationDateTime": expires})

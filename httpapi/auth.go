@@ -221,7 +221,7 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 			return nil, oauthFail(400, "invalid_request", "The parameter "+k+" is given more than once.")
 		}
 	}
-	now := time.Now()
+	now := s.tokenNow()
 	switch f.Get("grant_type") {
 	case "client_credentials":
 		id, secret, basic := r.BasicAuth()
@@ -341,9 +341,18 @@ const (
 	refreshBurst = 50
 )
 
+// tokenNow is the clock that tokens are issued, and refresh tokens judged,
+// by: time.Now unless a test moves it (Options.TokenClock).
+func (s *Server) tokenNow() time.Time {
+	if s.opts.TokenClock != nil {
+		return s.opts.TokenClock()
+	}
+	return time.Now()
+}
+
 // issue stores new tokens through Raft and returns them.
 func (s *Server) issue(r *http.Request, ptype, pid, session, consume string, refresh bool) (*tokenResponse, error) {
-	now := time.Now()
+	now := s.tokenNow()
 	access := resource.NewSecret(32)
 	cmd := &raft.Command{Op: raft.OpIssueTokens, Now: now.UnixNano(), ConsumeHash: consume,
 		Tokens: []raft.TokenGrant{{Hash: credential.HashToken(access), Record: resource.TokenRecord{

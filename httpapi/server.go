@@ -141,6 +141,9 @@ type Options struct {
 	// SignInClock, when set, is the sign-in throttle's clock instead of
 	// the callers' time.Now.
 	SignInClock func() time.Time
+	// TokenClock, when set, issues tokens and judges refresh tokens
+	// instead of time.Now.
+	TokenClock func() time.Time
 }
 
 // Server is the HTTP API of one node.

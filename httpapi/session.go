@@ -403,8 +403,11 @@ func (s *Server) signedOut(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		now := s.tokenNow()
+		// A used token past its grace would end the session, not
+		// refresh it.
 		refreshable = ok && rec.Kind == resource.TokenRefresh && rec.PrincipalType == resource.PrincipalUser &&
-			time.Now().Before(rec.ExpiresAt.Time)
+			now.Before(rec.ExpiresAt.Time) && (rec.UsedAt.IsZero() || now.Sub(rec.UsedAt.Time) <= raft.RefreshReuseGrace)
 	}
 	writeJSON(w, http.StatusOK, signedOutInfo{Refreshable: refreshable})
 	return nil
@@ -446,7 +449,7 @@ func (s *Server) refreshSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !ok || rec.Kind != resource.TokenRefresh || rec.PrincipalType != resource.PrincipalUser ||
-		!time.Now().Before(rec.ExpiresAt.Time) {
+		!s.tokenNow().Before(rec.ExpiresAt.Time) {
 		s.clearSessionCookies(w, r)
 		return unauthenticated("The session ended; sign in again.")
 	}
@@ -460,6 +463,12 @@ func (s *Server) refreshSession(w http.ResponseWriter, r *http.Request) error {
 	}
 	tr, err := s.issue(r, resource.PrincipalUser, u.ID, rec.Session, hash, true)
 	if err != nil {
+		var oe *oauthError
+		if errors.As(err, &oe) {
+			// Refused for good: used again past its grace, which ended
+			// the session, or ended meanwhile.
+			s.clearSessionCookies(w, r)
+		}
 		return oauthAsGraph(err)
 	}
 	s.setSessionCookies(w, r, tr)

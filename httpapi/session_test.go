@@ -9,8 +9,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald/internal/testnode"
+	"github.com/herald-notify/herald/node"
 )
 
 // uiSession is a signed-in browser as the server sees it: its cookies and
@@ -92,7 +94,9 @@ func TestUISessionSignInSetsHardenedCookies(t *testing.T) {
 // makes no failing request. "refreshable" says whether the refresh cookie
 // would renew the session, and reading it does not use the token up.
 func TestUISessionSignedOutIsNotAnError(t *testing.T) {
-	n := start(t, nil)
+	clock := &movableClock{}
+	n := start(t, func(c *node.Config) { c.TokenClock = clock.now })
+	n.atRules(t, 2)
 	type answer struct {
 		User        *struct{ UserPrincipalName string } `json:"user"`
 		Refreshable bool                                `json:"refreshable"`
@@ -120,10 +124,16 @@ func TestUISessionSignedOutIsNotAnError(t *testing.T) {
 	if a := probe("Cookie", "herald_session=no-such-token; herald_refresh=no-such-token"); a.User != nil || a.Refreshable {
 		t.Errorf("unknown tokens: %+v, want no user, not refreshable", a)
 	}
-	// The probe did not use the refresh token up.
+	// The probe did not use the refresh token up. Once used, it is
+	// refreshable for its minute of grace and not after (a refresh then
+	// would end the session).
 	n.post(t, "", "/ui/session/refresh", nil, "Cookie", "herald_refresh="+s.refresh).expect(t, 200)
+	if a := probe("Cookie", "herald_refresh="+s.refresh); a.User != nil || !a.Refreshable {
+		t.Errorf("a refresh token used a moment ago: %+v, want no user, refreshable", a)
+	}
+	clock.forward(2 * time.Minute)
 	if a := probe("Cookie", "herald_refresh="+s.refresh); a.User != nil || a.Refreshable {
-		t.Errorf("a refresh token used once: %+v, want not refreshable", a)
+		t.Errorf("a refresh token used over a minute ago: %+v, want not refreshable", a)
 	}
 	// A session cookie from another site is still refused, not taken for
 	// signed out.
@@ -230,7 +240,9 @@ func TestUISessionStateChangesNeedCSRFToken(t *testing.T) {
 }
 
 func TestUISessionRefreshKeepsCSRFTokenAndRotates(t *testing.T) {
-	n := start(t, nil)
+	clock := &movableClock{}
+	n := start(t, func(c *node.Config) { c.TokenClock = clock.now })
+	n.atRules(t, 2)
 	s := n.signIn(t, "admin", testnode.AdminPassword)
 	refresh := func(rt string) *resp {
 		return n.post(t, "", "/ui/session/refresh", nil, "Cookie", "herald_refresh="+rt)
@@ -244,8 +256,18 @@ func TestUISessionRefreshKeepsCSRFTokenAndRotates(t *testing.T) {
 	}
 	n.post(t, "", "/v1.0/applications", map[string]string{"displayName": "A", "targetHostName": "a.example"},
 		"Cookie", s2.cookie(), "X-CSRF-Token", s.csrf).expect(t, 201)
-	// A refresh token works once.
-	refresh(s.refresh).expect(t, 401)
+	// The used refresh token works again for a minute (two tabs that
+	// refresh at once); after that it ends the session and its cookies.
+	s3 := readSession(t, refresh(s.refresh).expect(t, 200))
+	clock.forward(2 * time.Minute)
+	r := refresh(s.refresh).expect(t, 401)
+	if cleared := r.Header.Values("Set-Cookie"); len(cleared) == 0 {
+		t.Error("the refused refresh left the session's cookies")
+	}
+	for _, s := range []uiSession{s2, s3} {
+		n.get(t, "", "/v1.0/me", "Cookie", s.cookie()).expect(t, 401)
+		refresh(s.refresh).expect(t, 401)
+	}
 	n.post(t, "", "/ui/session/refresh", nil).expect(t, 401)
 }
 

@@ -98,6 +98,10 @@ type Config struct {
 	// stop it, so that how fast a loaded machine hashes does not refill
 	// the buckets they mean to empty. Not configurable from outside.
 	SignInClock func() time.Time `yaml:"-"`
+	// TokenClock, when set, replaces the clock tokens are issued and
+	// refresh tokens judged by: tests move a refresh past its grace
+	// (raft.RefreshReuseGrace) with it. Not configurable from outside.
+	TokenClock func() time.Time `yaml:"-"`
 	// RulesLevel, when set, is the rules level the node says its binary
 	// knows (raft/rules.go): tests stand in an older binary with it. Not
 	// configurable from outside.

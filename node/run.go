@@ -288,7 +288,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		SignInLimits: func(ctx context.Context, addr, user string, failed bool) (time.Duration, bool, error) {
 			return n.cluster.SignInLimits(ctx, cluster.SignInAttempt{Addr: addr, User: user, Failed: failed})
 		},
-		AuditClock: cfg.AuditClock, SignInClock: cfg.SignInClock,
+		AuditClock: cfg.AuditClock, SignInClock: cfg.SignInClock, TokenClock: cfg.TokenClock,
 		UI: ui.Handler(), VAPIDPublicKey: n.vapidPublicKey, ReportDelivery: func(o raft.DeliveryOutcome) {
 			if e := engine.Load(); e != nil {
 				e.Report(o)
