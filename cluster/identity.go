@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -26,7 +27,14 @@ import (
 // and the acceptor refuses it when both have an identity and they differ.
 // A node without one (new, or of a cluster below raft.IdentityLevel, whose
 // every member may not know this protocol yet) dials with protoRaft as
-// before, and is let in: it has no history to confuse.
+// before. A node whose state is at raft.IdentityLevel refuses that: every
+// member of its cluster knows identities, and a peer that names none holds
+// a history from before its cluster had one (a node left out of a restore
+// of a cluster that never reached the level, whose longer log would win the
+// votes of restored nodes that have no configuration yet) or runs an older
+// release. A new member that has not applied its cluster's identity yet
+// only receives Raft connections, so nothing it needs is refused; its
+// requests for votes wait until it has.
 
 const (
 	protoRaftID   byte = 'I'
@@ -39,27 +47,47 @@ const (
 var ErrOtherCluster = errors.New("the peer holds another cluster's data (a node left out of a restore, " +
 	"or a data directory from elsewhere): empty that node's --data-dir, or restore it from the same backup, and start it again")
 
-// SetIdentity gives the transport the source of this node's cluster id,
-// once the store is open. Until then it refuses connections that name a
-// cluster and dials none for Raft: it cannot tell whether they belong.
-func (t *Transport) SetIdentity(id func() (string, error)) {
+// ErrNoIdentity: the peer names no cluster, and this node's has an
+// identity.
+var ErrNoIdentity = errors.New("the peer names no cluster, and this node's cluster has an identity: " +
+	"an older Herald (upgrade it), or a node with data from before its cluster had one, such as a node left out of " +
+	"a restore (empty its --data-dir, or restore it from the same backup, and start it again)")
+
+// SetIdentity gives the transport the source of this node's cluster id and
+// rules level (raft.Store.Identity), once the store is open. Until then it
+// neither takes nor dials Raft connections: it cannot tell whether they
+// belong.
+func (t *Transport) SetIdentity(id func() (string, int, error)) {
 	t.identity.Store(&id)
 }
 
-// ownIdentity is this node's cluster id ("" for none); an error until the
-// store is open, or when it cannot be read.
-func (t *Transport) ownIdentity() (string, error) {
+// ownIdentity is this node's cluster id ("" for none) and rules level; an
+// error until the store is open, or when it cannot be read.
+func (t *Transport) ownIdentity() (string, int, error) {
 	f := t.identity.Load()
 	if f == nil {
-		return "", errors.New("the node's state is not open yet")
+		return "", 0, errors.New("the node's state is not open yet")
 	}
 	return (*f)()
+}
+
+// checkPlainRaft is the acceptor's side of protoRaft: let in only while
+// this node's cluster has no identity.
+func (t *Transport) checkPlainRaft() error {
+	_, level, err := t.ownIdentity()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	if level >= raft.IdentityLevel {
+		return ErrNoIdentity
+	}
+	return nil
 }
 
 // offerIdentity is the dialer's side, after the proofs: it chooses the Raft
 // protocol and, when this node has an identity, has the acceptor check it.
 func (t *Transport) offerIdentity(conn net.Conn) error {
-	mine, err := t.ownIdentity()
+	mine, _, err := t.ownIdentity()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrHandshake, err)
 	}
@@ -96,7 +124,7 @@ func (t *Transport) checkIdentity(conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	mine, err := t.ownIdentity()
+	mine, _, err := t.ownIdentity()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrHandshake, err)
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -10,10 +11,11 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/internal/syncbuf"
+	"github.com/herald-notify/herald/raft"
 )
 
-func withIdentity(tr *Transport, id string) *Transport {
-	tr.SetIdentity(func() (string, error) { return id, nil })
+func withIdentity(tr *Transport, id string, level int) *Transport {
+	tr.SetIdentity(func() (string, int, error) { return id, level, nil })
 	return tr
 }
 
@@ -35,9 +37,19 @@ func raftDial(t *testing.T, from, to *Transport) error {
 		return err
 	}
 	defer c.Close()
+	// Plain Raft has no answer to its protocol byte: a refusal is the
+	// acceptor hanging up.
+	hungUp := make(chan error, 1)
+	go func() {
+		var b [1]byte
+		_, err := c.Read(b[:])
+		hungUp <- err
+	}()
 	var s net.Conn
 	select {
 	case s = <-accepted:
+	case err := <-hungUp:
+		return fmt.Errorf("the acceptor hung up: %v", err)
 	case <-ctx.Done():
 		t.Fatal("the acceptor never handed the connection to Raft")
 	}
@@ -54,26 +66,35 @@ func raftDial(t *testing.T, from, to *Transport) error {
 // same key and addresses as a member: only the cluster's identity tells it
 // apart, and a Raft connection between the two is refused, whichever side
 // dials, with both ids in the dialer's error and a warning on the acceptor.
-// A node without an identity (new, or of a cluster that has none yet) is
-// let in both ways; one whose state is not open yet lets no Raft
-// connection through.
+// A node that names no cluster (new, or of a cluster below the identity
+// level, or an older release) is let in only by nodes whose cluster has no
+// identity either: one left out of a restore of such a cluster would
+// otherwise win the votes of the restored nodes. It takes connections from
+// any node. One whose state is not open yet lets no Raft connection
+// through.
 func TestRaftConnectionsStayWithinOneCluster(t *testing.T) {
 	logs := &syncbuf.Buffer{}
-	restored := withIdentity(newTestTransport(t, testKey, TLSFiles{}, logs), "restored-cluster")
-	member := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "restored-cluster")
-	leftOut := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "replaced-cluster")
-	fresh := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "")
+	restored := withIdentity(newTestTransport(t, testKey, TLSFiles{}, logs), "restored-cluster", raft.IdentityLevel)
+	member := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "restored-cluster", raft.IdentityLevel)
+	leftOut := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "replaced-cluster", raft.IdentityLevel)
+	nameless := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "", raft.IdentityLevel-1)
+	older := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "", raft.IdentityLevel-1)
 	starting := newTestTransport(t, testKey, TLSFiles{}, nil)
 
 	for _, c := range []struct {
 		name     string
 		from, to *Transport
 	}{{"member to restored", member, restored}, {"restored to member", restored, member},
-		{"fresh to restored", fresh, restored}, {"restored to fresh", restored, fresh}} {
+		{"restored to a node that names no cluster", restored, nameless},
+		{"between nodes of a cluster below the level", nameless, older}} {
 		if err := raftDial(t, c.from, c.to); err != nil {
 			t.Errorf("%s: %v, want a Raft connection", c.name, err)
 		}
 	}
+	if err := raftDial(t, nameless, restored); err == nil {
+		t.Error("a node that names no cluster dialed Raft on a node whose cluster has an identity")
+	}
+	waitLog(t, logs, "names no cluster")
 
 	err := raftDial(t, leftOut, restored)
 	if !errors.Is(err, ErrOtherCluster) || !strings.Contains(err.Error(), "replaced-cluster") ||
@@ -83,13 +104,7 @@ func TestRaftConnectionsStayWithinOneCluster(t *testing.T) {
 	if err := raftDial(t, restored, leftOut); !errors.Is(err, ErrOtherCluster) {
 		t.Errorf("a restored node dials the left-out one: %v, want ErrOtherCluster", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), "another cluster") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the restored node did not log the refusal; logs:\n%s", logs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitLog(t, logs, "another cluster")
 
 	if err := raftDial(t, starting, restored); err == nil {
 		t.Error("a node whose state is not open dialed Raft")
@@ -97,7 +112,21 @@ func TestRaftConnectionsStayWithinOneCluster(t *testing.T) {
 	if err := raftDial(t, restored, starting); err == nil {
 		t.Error("a node whose state is not open took a Raft connection that names a cluster")
 	}
+	if err := raftDial(t, nameless, starting); err == nil {
+		t.Error("a node whose state is not open took a Raft connection")
+	}
 	// The internal HTTP side names no cluster: discovery asks any node
 	// who it is.
 	roundTrip(t, leftOut, restored)
+}
+
+func waitLog(t *testing.T, logs *syncbuf.Buffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log:\n%s", want, logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

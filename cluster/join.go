@@ -290,11 +290,13 @@ func (c *Cluster) discover() error {
 
 // sameHistory splits the answers of the listed nodes into those a node of
 // cluster own may form a cluster with or join, and those that hold another
-// cluster's data. A node without an identity (new, or of a cluster below
-// raft.IdentityLevel) goes with any.
+// cluster's data: another identity, or Raft state from before its cluster
+// had one (a node left out of a restore of a cluster below
+// raft.IdentityLevel). A node without an identity (new, or of a cluster
+// below the level) goes with any.
 func sameHistory(own string, peers []hello) (same, others []hello) {
 	for _, p := range peers {
-		if own != "" && p.ClusterID != "" && p.ClusterID != own {
+		if own != "" && (p.ClusterID != "" && p.ClusterID != own || p.ClusterID == "" && len(p.Servers) > 0) {
 			others = append(others, p)
 		} else {
 			same = append(same, p)
@@ -430,7 +432,9 @@ func decide(self raft.NodeRecord, own string, expect int, peers []hello, mine []
 			// A new cluster starts with the data its nodes hold: restored
 			// from one backup on every node, or none on any.
 			return decision{kind: wait, misconfigured: true, why: fmt.Sprintf(
-				"the node %s at %s holds %s, this one %s: restore every node of a new cluster from the same backup, or none",
+				"the node %s at %s holds %s, this one %s: restore every node of a new cluster from the same backup, or none "+
+					"(a node that cannot be restored joins later: give the restored ones --bootstrap-expect as many as they are, "+
+					"and start it, empty, once they have formed)",
 				p.ID, p.HTTPAddr, restoredAs(p.ClusterID), restoredAs(own))}
 		}
 		proposal = append(proposal, raft.NodeRecord{ID: p.ID, RaftAddr: p.RaftAddr})

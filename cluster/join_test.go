@@ -124,10 +124,12 @@ func TestUnlistedAloneOnlyWhenNoAnswerKnowsTheNode(t *testing.T) {
 
 // A node restored from a backup neither joins nor waits for a node that
 // holds another cluster's data (one left out of the restore, which lists
-// this node in its old configuration); a node without an identity goes
-// with any.
+// this node in its old configuration), or Raft state without an identity
+// (one left out of a restore of a cluster that never had one); a node
+// without an identity goes with any.
 func TestSameHistory(t *testing.T) {
-	peers := []hello{{ID: "kept", ClusterID: "old"}, {ID: "restored", ClusterID: "new"}, {ID: "fresh"}}
+	peers := []hello{{ID: "kept", ClusterID: "old"}, {ID: "restored", ClusterID: "new"}, {ID: "fresh"},
+		{ID: "nameless", Servers: []raft.NodeRecord{{ID: "nameless"}}}}
 	ids := func(hs []hello) []string {
 		var out []string
 		for _, h := range hs {
@@ -136,11 +138,11 @@ func TestSameHistory(t *testing.T) {
 		return out
 	}
 	same, others := sameHistory("new", peers)
-	if !slices.Equal(ids(same), []string{"restored", "fresh"}) || !slices.Equal(ids(others), []string{"kept"}) {
+	if !slices.Equal(ids(same), []string{"restored", "fresh"}) || !slices.Equal(ids(others), []string{"kept", "nameless"}) {
 		t.Fatalf("restored node: same %v, others %v", ids(same), ids(others))
 	}
 	same, others = sameHistory("", peers)
-	if len(same) != 3 || len(others) != 0 {
+	if len(same) != 4 || len(others) != 0 {
 		t.Fatalf("node without an identity: same %v, others %v", ids(same), ids(others))
 	}
 }

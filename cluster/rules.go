@@ -58,9 +58,11 @@ func (c *Cluster) RaiseRules(ctx context.Context) error {
 // checkJoiner vets a node that asks to join, or that an admin adds, by what
 // it says of itself. A node that holds another cluster's data is refused
 // for good (identity.go), a member too: it would serve that data as this
-// cluster's. A new member whose binary knows a lower rules level than the
-// cluster applies is refused: it would apply the entries from its join on
-// under older rules than the others, and its state would part from theirs.
+// cluster's. So is a new member with Raft state but no identity: data from
+// before its cluster had one. A node whose binary knows a lower rules level
+// than the cluster applies is refused, a member too (a binary gone back to
+// an older release): it would apply the entries from its join on under
+// older rules than the others, and its state would part from theirs.
 // A new member that cannot be asked yet is refused for now (it asks again);
 // a member that asks again is not held up by a failure to ask it.
 func (c *Cluster) checkJoiner(ctx context.Context, rec raft.NodeRecord, member bool) error {
@@ -84,7 +86,12 @@ func (c *Cluster) checkJoiner(ctx context.Context, rec raft.NodeRecord, member b
 	if own != "" && peer.ClusterID != "" && peer.ClusterID != own {
 		return otherClusterError(rec.ID, peer.ClusterID, own)
 	}
-	if !member && peer.RulesLevel < have {
+	if own != "" && peer.ClusterID == "" && peer.AppliedIndex > 0 && !member {
+		// Data from before its cluster had an identity. A member may
+		// just not have applied this cluster's yet.
+		return otherClusterError(rec.ID, "one without an identity", own)
+	}
+	if peer.RulesLevel < have {
 		return resource.Errorf(resource.CodeInvalidRequest,
 			"node %s runs an older Herald than this cluster's (rules level %d, the cluster applies %d): upgrade it first",
 			rec.ID, peer.RulesLevel, have)

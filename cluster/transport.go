@@ -102,7 +102,7 @@ type Transport struct {
 	raft *connListener
 	http *connListener
 	// identity is where this node's cluster id is read (identity.go).
-	identity atomic.Pointer[func() (string, error)]
+	identity atomic.Pointer[func() (string, int, error)]
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -221,9 +221,9 @@ func (t *Transport) accept(raw net.Conn) {
 func (t *Transport) refused(remote net.Addr, err error) {
 	switch {
 	case errors.Is(err, ErrWrongKey), errors.Is(err, ErrUntrustedPeer), errors.Is(err, ErrHandshakeTimeout),
-		errors.Is(err, ErrOtherCluster):
+		errors.Is(err, ErrOtherCluster), errors.Is(err, ErrNoIdentity):
 		kind := err.Error()
-		for _, e := range []error{ErrWrongKey, ErrUntrustedPeer, ErrHandshakeTimeout} {
+		for _, e := range []error{ErrWrongKey, ErrUntrustedPeer, ErrHandshakeTimeout, ErrNoIdentity} {
 			if errors.Is(err, e) {
 				kind = e.Error()
 			}
@@ -271,7 +271,11 @@ func (t *Transport) acceptHandshake(raw net.Conn) (byte, net.Conn, error) {
 		return 0, nil, classify(err)
 	}
 	switch proto[0] {
-	case protoRaft, protoHTTP:
+	case protoHTTP:
+	case protoRaft:
+		if err := t.checkPlainRaft(); err != nil {
+			return 0, nil, err
+		}
 	case protoRaftID:
 		if err := t.checkIdentity(conn); err != nil {
 			return 0, nil, classify(err)
@@ -391,7 +395,7 @@ func classify(err error) error {
 	var op *net.OpError
 	switch {
 	case errors.Is(err, ErrWrongKey), errors.Is(err, ErrUntrustedPeer), errors.Is(err, ErrHandshakeTimeout),
-		errors.Is(err, ErrHandshake), errors.Is(err, ErrOtherCluster):
+		errors.Is(err, ErrHandshake), errors.Is(err, ErrOtherCluster), errors.Is(err, ErrNoIdentity):
 		return err
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():

@@ -23,14 +23,30 @@ import (
 // and served the replaced data as ready. Every cluster now has an identity,
 // and a restore makes a new one: the left-out node is refused, whether it
 // asks to join or only campaigns in its old configuration, and the
-// restored cluster keeps the backup's data.
+// restored cluster keeps the backup's data. So is one of a cluster that
+// never had an identity (its nodes ran an older release): it names none.
 func TestANodeLeftOutOfARestoreIsRefused(t *testing.T) {
+	t.Run("of a cluster with an identity", func(t *testing.T) { leftOutOfARestore(t, nil) })
+	t.Run("of a cluster from before identities", func(t *testing.T) {
+		leftOutOfARestore(t, func() int { return raft.IdentityLevel - 1 })
+	})
+}
+
+// leftOutOfARestore runs the replaced cluster's nodes with the rules level
+// known, nil for this binary's.
+func leftOutOfARestore(t *testing.T, known func() int) {
 	ctx := context.Background()
 	cfgs := []node.Config{clusterConfig(t, "o1")}
 	cfgs = append(cfgs, clusterConfig(t, "o2", cfgs[0].HTTPAddr), clusterConfig(t, "o3", cfgs[0].HTTPAddr))
+	for i := range cfgs {
+		cfgs[i].RulesLevel = known
+	}
 	nodes, tok := startSignedIn(t, cfgs)
 	pollUntil(t, "three nodes with their slots", slotsEvenOver(cfgs)(nodes[0]))
-	original := clusterIDOf(t, nodes[0])
+	original := ""
+	if known == nil {
+		original = clusterIDOf(t, nodes[0])
+	}
 	for _, n := range nodes[1:] {
 		pollUntil(t, n.Config.NodeID+" holding the cluster's id", func() error {
 			if id, err := n.Store().ClusterID(); err != nil || id != original {
@@ -68,7 +84,11 @@ func TestANodeLeftOutOfARestoreIsRefused(t *testing.T) {
 	// o3 keeps its directory.
 	restored := []node.Config{cfgs[0], cfgs[1]}
 	var ids []string
+	for i := range cfgs {
+		cfgs[i].RulesLevel = nil // this binary, on every node, from here
+	}
 	for i := range restored {
+		restored[i].RulesLevel = nil
 		restored[i].DataDir = t.TempDir()
 		id, err := raft.Restore(restored[i].DataDir, bytes.NewReader(backup.Bytes()))
 		if err != nil {
@@ -114,7 +134,8 @@ func TestANodeLeftOutOfARestoreIsRefused(t *testing.T) {
 		done <- err
 	}()
 	pollUntil(t, "o1 refusing the left-out node's Raft connections", func() error {
-		if !strings.Contains(logs.String(), "refused an inter-node connection") || !strings.Contains(logs.String(), "another cluster") {
+		if !strings.Contains(logs.String(), "refused an inter-node connection") ||
+			!strings.Contains(logs.String(), "another cluster") && !strings.Contains(logs.String(), "names no cluster") {
 			return fmt.Errorf("no refusal in o1's log")
 		}
 		return nil

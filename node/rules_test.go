@@ -8,10 +8,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald/client"
 	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
+	"github.com/herald-notify/herald/raft"
 )
 
 // A rolling upgrade: three nodes whose binaries know only the old rules
@@ -67,5 +69,30 @@ func TestRulesLevelRisesOnceEveryMemberKnowsIt(t *testing.T) {
 	var ce *client.Error
 	if !errors.As(err, &ce) || ce.Status != http.StatusBadRequest || !strings.Contains(ce.Error(), "older Herald") {
 		t.Fatalf("adding a node that knows only rules level 0: %v, want 400 naming the older version", err)
+	}
+}
+
+// A binary refuses state written under rules newer than it knows (an
+// older release started on a newer one's data directory): every entry from
+// there on would apply under other rules than the other nodes'.
+func TestANodeRefusesStateUnderNewerRules(t *testing.T) {
+	ctx := context.Background()
+	cfg := testnode.Config(t, t.TempDir())
+	n := testnode.Start(t, &cfg)
+	if _, err := n.Store().Propose(ctx, &raft.Command{Op: raft.OpSetRules, Now: time.Now().UnixNano(), Level: raft.RulesLevel + 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	again, err := node.Start(sctx, cfg, quietLogger())
+	if err == nil {
+		again.Close(ctx)
+		t.Fatal("a node started on state under a rules level its binary does not know")
+	}
+	if !strings.Contains(err.Error(), "newer than this release knows") {
+		t.Fatalf("start: %v, want the reason", err)
 	}
 }

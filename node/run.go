@@ -217,8 +217,21 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		}
 		return nil, err
 	}
+	if level, err := n.store.Rules(); err != nil || level > raft.RulesLevel {
+		// Entries from here on would apply under rules this binary
+		// does not know, and its state would part from the others'.
+		n.store.Close()
+		if n.transport != nil {
+			n.transport.Close()
+		}
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%s holds state under rules level %d, newer than this release knows (%d): "+
+			"run the release that wrote it, or a later one", cfg.DataDir, level, raft.RulesLevel)
+	}
 	if n.transport != nil {
-		n.transport.SetIdentity(n.store.ClusterID)
+		n.transport.SetIdentity(n.store.Identity)
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_disk_free_bytes",
 		Help: "Free bytes on the data directory's filesystem, checked every second."},

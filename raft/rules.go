@@ -1,5 +1,7 @@
 package raft
 
+import "github.com/dgraph-io/badger/v4"
+
 // RulesLevel is the newest set of rules this binary's FSM applies.
 //
 // Every node applies every entry with its own binary. A change in what an
@@ -70,4 +72,23 @@ func (s *Store) Rules() (int, error) {
 func (s *Store) ClusterID() (string, error) {
 	id, _, err := s.getString([]byte(keyCluster))
 	return id, err
+}
+
+// Identity is the cluster's identity and the rules level this node's state
+// holds, read together: from IdentityLevel every member knows identities,
+// and a peer that names none is not of this cluster.
+func (s *Store) Identity() (id string, level int, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		b, _, err := getValue(txn, []byte(keyCluster))
+		if err != nil {
+			return err
+		}
+		id = string(b)
+		v, found, err := getValue(txn, []byte(keyRules))
+		if found {
+			level = int(getUint64(v))
+		}
+		return err
+	})
+	return id, level, err
 }
