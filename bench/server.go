@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -195,14 +197,28 @@ func (p *nodeProc) stop() {
 	}
 }
 
+// freeAddr is a loopback address whose port was free when asked, never
+// the same twice in one process: the kernel's choice for port 0 can hand
+// out a port again once it was closed, and a node given one port for two
+// listeners refuses to start (a CI run met it). Ports come from below the
+// ephemeral range (32768 and up on Linux), so that no outgoing
+// connection takes one as its source port before the node binds it.
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	for range 1000 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+mrand.IntN(12000)))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		l.Close()
+		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
+			return addr, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", errors.New("no free port between 20000 and 32000 on 127.0.0.1")
 }
+
+var handedOut sync.Map
 
 func randomString(n int) string {
 	b := make([]byte, n)
