@@ -50,6 +50,9 @@ type FSM struct {
 	// applyTime observes each batch (timings.go; nil in tests that use
 	// the FSM alone).
 	applyTime prometheus.Histogram
+	// restoring is set while Restore replaces the state, which reads as
+	// empty meanwhile (Store.Identity).
+	restoring atomic.Bool
 }
 
 func newFSM(db *badger.DB, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
@@ -243,6 +246,8 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 // Restore replaces the whole state with a snapshot's.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.restoring.Store(true)
+	defer f.restoring.Store(false)
 	applied, err := loadSnapshot(f.db, rc)
 	f.cache.reset()
 	f.ac.reset()

@@ -76,8 +76,15 @@ func (s *Store) ClusterID() (string, error) {
 
 // Identity is the cluster's identity and the rules level this node's state
 // holds, read together: from IdentityLevel every member knows identities,
-// and a peer that names none is not of this cluster.
+// and a peer that names none is not of this cluster. While a snapshot
+// replaces the state (which reads as empty until it has loaded) it is what
+// it was before.
 func (s *Store) Identity() (id string, level int, err error) {
+	if s.fsm != nil && s.fsm.restoring.Load() {
+		if last := s.identity.Load(); last != nil {
+			return last.id, last.level, nil
+		}
+	}
 	err = s.db.View(func(txn *badger.Txn) error {
 		b, _, err := getValue(txn, []byte(keyCluster))
 		if err != nil {
@@ -90,5 +97,14 @@ func (s *Store) Identity() (id string, level int, err error) {
 		}
 		return err
 	})
+	if err == nil && (s.fsm == nil || !s.fsm.restoring.Load()) {
+		s.identity.Store(&identity{id, level})
+	}
 	return id, level, err
+}
+
+// identity is what Store.Identity last read outside a restore.
+type identity struct {
+	id    string
+	level int
 }

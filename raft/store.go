@@ -88,10 +88,12 @@ type Options struct {
 // Store proposes commands through Raft and reads the applied state from
 // Badger.
 type Store struct {
-	opts     Options
-	raft     *hraft.Raft
-	fsm      *FSM
-	db       *badger.DB
+	opts Options
+	raft *hraft.Raft
+	fsm  *FSM
+	db   *badger.DB
+	// identity is the cluster's identity as last read (rules.go).
+	identity atomic.Pointer[identity]
 	logStore *raftwal.WAL
 	beats    *heartbeatGate // Raft's heartbeats under way (pipeline.go)
 	// gate is the log store as Raft writes it (logwrite.go).

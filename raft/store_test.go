@@ -452,3 +452,28 @@ func TestRestoreNamesANewCluster(t *testing.T) {
 		t.Fatalf("restored rules level %d, want at least %d", level, IdentityLevel)
 	}
 }
+
+// While a snapshot replaces the state, which reads as empty until it has
+// loaded, the node's identity is what it was: the transport would
+// otherwise let in any node meanwhile (cluster/identity.go).
+func TestIdentityHoldsWhileASnapshotLoads(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), nil)
+	defer s.Close()
+	if _, err := s.Propose(context.Background(), &Command{Op: OpSetRules, Level: IdentityLevel, ID: "ours"}); err != nil {
+		t.Fatal(err)
+	}
+	if id, level, err := s.Identity(); err != nil || id != "ours" || level != IdentityLevel {
+		t.Fatalf("identity %q at level %d, %v", id, level, err)
+	}
+	s.fsm.restoring.Store(true)
+	if err := s.db.DropAll(); err != nil { // as loadSnapshot does first
+		t.Fatal(err)
+	}
+	if id, level, err := s.Identity(); err != nil || id != "ours" || level != IdentityLevel {
+		t.Fatalf("during a restore: identity %q at level %d, %v; want the one before", id, level, err)
+	}
+	s.fsm.restoring.Store(false)
+	if id, _, err := s.Identity(); err != nil || id != "" {
+		t.Fatalf("after the restore: identity %q, %v; want the state's (none)", id, err)
+	}
+}
