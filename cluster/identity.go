@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 
-	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -27,14 +26,13 @@ import (
 // and the acceptor refuses it when both have an identity and they differ.
 // A node without one (new, or of a cluster below raft.IdentityLevel, whose
 // every member may not know this protocol yet) dials with protoRaft as
-// before. A node whose state is at raft.IdentityLevel refuses that: every
-// member of its cluster knows identities, and a peer that names none holds
-// a history from before its cluster had one (a node left out of a restore
-// of a cluster that never reached the level, whose longer log would win the
-// votes of restored nodes that have no configuration yet) or runs an older
-// release. A new member that has not applied its cluster's identity yet
-// only receives Raft connections, so nothing it needs is refused; its
-// requests for votes wait until it has.
+// before. A restored node refuses that until it has Raft state (a
+// configuration): a peer that names no cluster then holds a history from
+// before identities (a node left out of a restore of a cluster that never
+// had one), whose longer log would win the votes of a node without a
+// configuration. Once a node has one, Raft itself refuses the votes of
+// candidates outside it, and members that have not applied their cluster's
+// identity yet (one that lagged behind its raise) must still be heard.
 
 const (
 	protoRaftID   byte = 'I'
@@ -47,38 +45,38 @@ const (
 var ErrOtherCluster = errors.New("the peer holds another cluster's data (a node left out of a restore, " +
 	"or a data directory from elsewhere): empty that node's --data-dir, or restore it from the same backup, and start it again")
 
-// ErrNoIdentity: the peer names no cluster, and this node's has an
-// identity.
-var ErrNoIdentity = errors.New("the peer names no cluster, and this node's cluster has an identity: " +
-	"an older Herald (upgrade it), or a node with data from before its cluster had one, such as a node left out of " +
-	"a restore (empty its --data-dir, or restore it from the same backup, and start it again)")
+// ErrNoIdentity: the peer names no cluster, and this node was restored
+// and has no configuration yet.
+var ErrNoIdentity = errors.New("the peer names no cluster, and this node was restored from a backup: " +
+	"a node with data from before its cluster had an identity, such as a node left out of the restore " +
+	"(restore the same backup into it and start it again), or an older Herald (upgrade it)")
 
 // SetIdentity gives the transport the source of this node's cluster id and
-// rules level (raft.Store.Identity), once the store is open. Until then it
-// neither takes nor dials Raft connections: it cannot tell whether they
-// belong.
-func (t *Transport) SetIdentity(id func() (string, int, error)) {
+// whether it has Raft state (raft.Store.Identity), once the store is open.
+// Until then it neither takes nor dials Raft connections: it cannot tell
+// whether they belong.
+func (t *Transport) SetIdentity(id func() (string, bool, error)) {
 	t.identity.Store(&id)
 }
 
-// ownIdentity is this node's cluster id ("" for none) and rules level; an
-// error until the store is open, or when it cannot be read.
-func (t *Transport) ownIdentity() (string, int, error) {
+// ownIdentity is this node's cluster id ("" for none) and whether it has
+// Raft state; an error until the store is open, or when it cannot be read.
+func (t *Transport) ownIdentity() (string, bool, error) {
 	f := t.identity.Load()
 	if f == nil {
-		return "", 0, errors.New("the node's state is not open yet")
+		return "", false, errors.New("the node's state is not open yet")
 	}
 	return (*f)()
 }
 
-// checkPlainRaft is the acceptor's side of protoRaft: let in only while
-// this node's cluster has no identity.
+// checkPlainRaft is the acceptor's side of protoRaft: refused by a
+// restored node without a configuration.
 func (t *Transport) checkPlainRaft() error {
-	_, level, err := t.ownIdentity()
+	id, member, err := t.ownIdentity()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrHandshake, err)
 	}
-	if level >= raft.IdentityLevel {
+	if id != "" && !member {
 		return ErrNoIdentity
 	}
 	return nil
@@ -141,8 +139,9 @@ func (t *Transport) checkIdentity(conn net.Conn) error {
 // change (refusedForGood).
 func otherClusterError(node, theirs, own string) error {
 	return resource.Invalid(targetClusterID, "node %s holds the data of another cluster (%s; this cluster is %s): "+
-		"a node left out of a restore, or a data directory from elsewhere. Empty its --data-dir, or restore it "+
-		"from the same backup as the others, and start it again", node, theirs, own)
+		"a node left out of a restore, one removed before this cluster had an identity, or a data directory from "+
+		"elsewhere. Empty its --data-dir, or restore it from the same backup as the others, and start it again",
+		node, theirs, own)
 }
 
 const targetClusterID = "clusterId"

@@ -11,11 +11,10 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/internal/syncbuf"
-	"github.com/herald-notify/herald/raft"
 )
 
-func withIdentity(tr *Transport, id string, level int) *Transport {
-	tr.SetIdentity(func() (string, int, error) { return id, level, nil })
+func withIdentity(tr *Transport, id string, member bool) *Transport {
+	tr.SetIdentity(func() (string, bool, error) { return id, member, nil })
 	return tr
 }
 
@@ -66,19 +65,19 @@ func raftDial(t *testing.T, from, to *Transport) error {
 // same key and addresses as a member: only the cluster's identity tells it
 // apart, and a Raft connection between the two is refused, whichever side
 // dials, with both ids in the dialer's error and a warning on the acceptor.
-// A node that names no cluster (new, or of a cluster below the identity
-// level, or an older release) is let in only by nodes whose cluster has no
-// identity either: one left out of a restore of such a cluster would
-// otherwise win the votes of the restored nodes. It takes connections from
-// any node. One whose state is not open yet lets no Raft connection
+// A node that names no cluster (new, of a cluster from before identities,
+// or a member that has not applied its cluster's yet) is let in by any node
+// but a restored one without a configuration: one left out of a restore of
+// a cluster that never had an identity would otherwise win the votes of the
+// restored nodes, which Raft refuses to a stranger only once they have a
+// configuration. One whose state is not open yet lets no Raft connection
 // through.
 func TestRaftConnectionsStayWithinOneCluster(t *testing.T) {
 	logs := &syncbuf.Buffer{}
-	restored := withIdentity(newTestTransport(t, testKey, TLSFiles{}, logs), "restored-cluster", raft.IdentityLevel)
-	member := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "restored-cluster", raft.IdentityLevel)
-	leftOut := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "replaced-cluster", raft.IdentityLevel)
-	nameless := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "", raft.IdentityLevel-1)
-	older := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "", raft.IdentityLevel-1)
+	restored := withIdentity(newTestTransport(t, testKey, TLSFiles{}, logs), "restored-cluster", false)
+	member := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "restored-cluster", true)
+	leftOut := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "replaced-cluster", true)
+	nameless := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "", true)
 	starting := newTestTransport(t, testKey, TLSFiles{}, nil)
 
 	for _, c := range []struct {
@@ -86,13 +85,13 @@ func TestRaftConnectionsStayWithinOneCluster(t *testing.T) {
 		from, to *Transport
 	}{{"member to restored", member, restored}, {"restored to member", restored, member},
 		{"restored to a node that names no cluster", restored, nameless},
-		{"between nodes of a cluster below the level", nameless, older}} {
+		{"a node that names no cluster to a member", nameless, member}} {
 		if err := raftDial(t, c.from, c.to); err != nil {
 			t.Errorf("%s: %v, want a Raft connection", c.name, err)
 		}
 	}
 	if err := raftDial(t, nameless, restored); err == nil {
-		t.Error("a node that names no cluster dialed Raft on a node whose cluster has an identity")
+		t.Error("a node that names no cluster dialed Raft on a restored node without a configuration")
 	}
 	waitLog(t, logs, "names no cluster")
 

@@ -102,7 +102,7 @@ type Transport struct {
 	raft *connListener
 	http *connListener
 	// identity is where this node's cluster id is read (identity.go).
-	identity atomic.Pointer[func() (string, int, error)]
+	identity atomic.Pointer[func() (string, bool, error)]
 
 	closed    chan struct{}
 	closeOnce sync.Once

@@ -382,11 +382,6 @@ func (s *Server) issue(r *http.Request, ptype, pid, session, consume string, ref
 	if _, err := s.state.Propose(r.Context(), cmd); err != nil {
 		var re *resource.Error
 		if errors.As(err, &re) && (re.Code == "invalid_grant" || re.Code == "invalid_client") {
-			if re.Target == raft.ErrRefreshReused {
-				s.log.Warn("a refresh token was used again after it was rotated: its session was ended "+
-					"(a client that lost its tokens' answer for over a minute, or a copied token)",
-					"user", pid, "address", remoteIP(r), "user_agent", r.UserAgent())
-			}
 			status := 400
 			if re.Code == "invalid_client" {
 				status = 401

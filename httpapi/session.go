@@ -403,11 +403,8 @@ func (s *Server) signedOut(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		now := s.tokenNow()
-		// A used token past its grace would end the session, not
-		// refresh it.
 		refreshable = ok && rec.Kind == resource.TokenRefresh && rec.PrincipalType == resource.PrincipalUser &&
-			now.Before(rec.ExpiresAt.Time) && (rec.UsedAt.IsZero() || now.Sub(rec.UsedAt.Time) <= raft.RefreshReuseGrace)
+			s.tokenNow().Before(rec.ExpiresAt.Time)
 	}
 	writeJSON(w, http.StatusOK, signedOutInfo{Refreshable: refreshable})
 	return nil
@@ -465,8 +462,8 @@ func (s *Server) refreshSession(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		var oe *oauthError
 		if errors.As(err, &oe) {
-			// Refused for good: used again past its grace, which ended
-			// the session, or ended meanwhile.
+			// Refused for good: used past its grace, or its session
+			// ended meanwhile.
 			s.clearSessionCookies(w, r)
 		}
 		return oauthAsGraph(err)

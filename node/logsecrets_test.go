@@ -61,8 +61,14 @@ func TestSecretsNeverReachTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	secrets[rt.AccessToken], secrets[rt.RefreshToken] = "a refreshed access token", "a rotated refresh token"
+	// Using a token of the rotation ends the used one's grace.
+	rt2, err := anon.RefreshToken(ctx, rt.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets[rt2.AccessToken], secrets[rt2.RefreshToken] = "a refreshed access token", "a rotated refresh token"
 	if _, err := anon.RefreshToken(ctx, ut.RefreshToken); err == nil {
-		t.Fatal("a used refresh token worked again")
+		t.Fatal("a used refresh token worked again after a token of its rotation was used")
 	}
 
 	app, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: "Logs", TargetHostName: "logs.example.test"})

@@ -288,14 +288,12 @@ func (t *tx) removePassword(c *Command) Result {
 // RefreshReuseGrace is how long a rotated refresh token still works (from
 // rules level 2): a client whose refresh answer was lost (a mobile network,
 // a tab closed mid-request) retries with the token it has, and gets new
-// tokens again instead of losing its sign-in. After it, a use of the old
-// token means that two parties hold it, the client and whoever copied it
-// (RFC 9700, 4.14.2): the session ends, for both.
+// tokens again instead of losing its sign-in. The grace ends early once a
+// token the rotation made is used: the client has its answer. A copy used
+// within it gets tokens too, as any grace allows; kept longer, to tell
+// later copies from unknown tokens, used tokens would pile up for their
+// fourteen days at every refresh, and ending a session scans them all.
 const RefreshReuseGrace = time.Minute
-
-// ErrRefreshReused is the target of the invalid_grant that a refresh token
-// used again after RefreshReuseGrace gets, its session ended.
-const ErrRefreshReused = "refreshTokenReused"
 
 func (t *tx) issueTokens(c *Command) Result {
 	var old resource.TokenRecord
@@ -304,11 +302,6 @@ func (t *tx) issueTokens(c *Command) Result {
 		if !t.getJSON(tokenKey(c.ConsumeHash), &old) || old.Kind != resource.TokenRefresh ||
 			!now.Before(old.ExpiresAt.Time) {
 			return fail(resource.Errorf("invalid_grant", "The refresh token is invalid, expired or already used."))
-		}
-		if !old.UsedAt.IsZero() && now.Sub(old.UsedAt.Time) > RefreshReuseGrace {
-			t.endSessionOf(c.ConsumeHash, &old)
-			return fail(&resource.Error{Code: "invalid_grant", Target: ErrRefreshReused,
-				Message: "The refresh token was already used; the sign-in it belongs to has ended. Sign in again."})
 		}
 	}
 	for _, g := range c.Tokens {
@@ -324,15 +317,26 @@ func (t *tx) issueTokens(c *Command) Result {
 			}
 		}
 	}
-	// Every check is done: only now consume the refresh token. From level
-	// 2 its record stays, marked, until it expires or its session ends.
+	// Every check is done: only now consume the refresh token (used up,
+	// not revoked: no stream holds a refresh token). From level 2 it stays
+	// for its grace, and the token it was rotated from goes at its first
+	// use, if still there.
 	switch {
 	case c.ConsumeHash == "":
 	case t.rules() < 2:
-		t.dropToken(c.ConsumeHash, &old) // used up, not revoked: no stream holds a refresh token
+		t.dropToken(c.ConsumeHash, &old)
 	case old.UsedAt.IsZero():
+		var parent resource.TokenRecord
+		if old.Parent != "" && t.getJSON(tokenKey(old.Parent), &parent) {
+			t.dropToken(old.Parent, &parent)
+		}
+		t.del(tokenExpiryKey(old.ExpiresAt.UnixMilli(), c.ConsumeHash))
 		old.UsedAt = resource.At(now)
+		if end := resource.At(now.Add(RefreshReuseGrace)); end.Before(old.ExpiresAt.Time) {
+			old.ExpiresAt = end
+		}
 		t.setJSON(tokenKey(c.ConsumeHash), old)
+		t.set(tokenExpiryKey(old.ExpiresAt.UnixMilli(), c.ConsumeHash), []byte(old.PrincipalID))
 	}
 	// Tokens carry no Badger TTL: Badger would hide them by this node's
 	// clock, and Apply must not depend on a clock. The purge removes them
@@ -341,7 +345,11 @@ func (t *tx) issueTokens(c *Command) Result {
 		if g.Record.Session != "" && g.Record.PrincipalType == resource.PrincipalUser && g.Record.Kind == resource.TokenRefresh {
 			t.putSession(c, g)
 		}
-		t.setJSON(tokenKey(g.Hash), g.Record)
+		rec := g.Record
+		if c.ConsumeHash != "" && rec.Kind == resource.TokenRefresh && t.rules() >= 2 {
+			rec.Parent = c.ConsumeHash
+		}
+		t.setJSON(tokenKey(g.Hash), rec)
 		t.set(ownerTokenKey(g.Record.PrincipalID, g.Hash), nil)
 		t.set(tokenExpiryKey(g.Record.ExpiresAt.UnixMilli(), g.Hash), []byte(g.Record.PrincipalID))
 	}
@@ -382,20 +390,6 @@ func (t *tx) revokeSession(c *Command) Result {
 	}
 	t.delSessionTokens(c.UserID, key)
 	return ok(nil)
-}
-
-// endSessionOf ends the session a refresh token belongs to (its record and
-// every token of it), or drops the token alone when it has none.
-func (t *tx) endSessionOf(hash string, r *resource.TokenRecord) {
-	var s resource.SessionRecord
-	switch {
-	case r.Session == "" || r.PrincipalType != resource.PrincipalUser:
-		t.delToken(hash, r)
-	case t.getJSON(sessionKey(r.PrincipalID, resource.SessionID(r.Session)), &s):
-		t.endSession(&s)
-	default:
-		t.delSessionTokens(r.PrincipalID, r.Session)
-	}
 }
 
 // endSession deletes a session's record and its tokens.

@@ -239,7 +239,10 @@ func ClassifyPeerError(text string) PeerFailure {
 			"no such host", "connection reset", "broken pipe", "eof",
 			// Raft's pipeline to a peer that went away: its connection
 			// was closed on this side after the peer's end failed.
-			"use of closed network connection"}},
+			"use of closed network connection",
+			// A peer that is stopping answers a heartbeat so once its
+			// Raft has shut down (pipeline.go, heartbeatGate).
+			"raft is already shutdown"}},
 		// The inter-node transport (cluster/transport.go) names a wrong
 		// key and an untrusted certificate; TLS alerts say so too.
 		{PeerWrongKey, []string{"wrong cluster key", "not trusted", "cluster key mismatch", "bad certificate", "unknown certificate",

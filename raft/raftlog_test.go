@@ -20,6 +20,7 @@ func TestClassifyPeerError(t *testing.T) {
 		{"dial tcp 10.0.0.2:8751: connect: no route to host", PeerUnreachable},
 		{"read tcp 127.0.0.1:50122->127.0.0.1:8751: read: connection reset by peer", PeerUnreachable},
 		{"failed to pipeline appendEntries: use of closed network connection", PeerUnreachable},
+		{"failed to heartbeat: raft is already shutdown", PeerUnreachable},
 		{"read tcp 127.0.0.1:50122->127.0.0.1:8751: i/o timeout", PeerNotAnswering},
 		{"dial tcp 127.0.0.1:8751: i/o timeout", PeerNotAnswering},
 		{"context deadline exceeded", PeerNotAnswering},

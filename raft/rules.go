@@ -1,7 +1,5 @@
 package raft
 
-import "github.com/dgraph-io/badger/v4"
-
 // RulesLevel is the newest set of rules this binary's FSM applies.
 //
 // Every node applies every entry with its own binary. A change in what an
@@ -21,8 +19,8 @@ import "github.com/dgraph-io/badger/v4"
 // Level 2 (6 December 2026): the cluster has an identity (keyCluster), set
 // by the raise to level 2 and by a restore; nodes refuse Raft connections
 // and joins from a node that holds another cluster's data (cluster/identity.go).
-// A rotated refresh token is kept, marked used: it works again for
-// RefreshReuseGrace, and a use after that ends its session (apply.go).
+// A rotated refresh token works again for RefreshReuseGrace, until a token
+// of its rotation is used (apply.go).
 const RulesLevel = 2
 
 // IdentityLevel is the rules level from which a cluster has an identity.
@@ -74,37 +72,20 @@ func (s *Store) ClusterID() (string, error) {
 	return id, err
 }
 
-// Identity is the cluster's identity and the rules level this node's state
-// holds, read together: from IdentityLevel every member knows identities,
-// and a peer that names none is not of this cluster. While a snapshot
-// replaces the state (which reads as empty until it has loaded) it is what
-// it was before.
-func (s *Store) Identity() (id string, level int, err error) {
+// Identity is the cluster's identity, for the transport's checks
+// (cluster/identity.go), and whether this node has Raft state (a
+// configuration) yet. While a snapshot replaces the state, which reads as
+// empty until it has loaded, the identity is what it was before.
+func (s *Store) Identity() (id string, member bool, err error) {
+	member = s.HasState()
 	if s.fsm != nil && s.fsm.restoring.Load() {
 		if last := s.identity.Load(); last != nil {
-			return last.id, last.level, nil
+			return *last, member, nil
 		}
 	}
-	err = s.db.View(func(txn *badger.Txn) error {
-		b, _, err := getValue(txn, []byte(keyCluster))
-		if err != nil {
-			return err
-		}
-		id = string(b)
-		v, found, err := getValue(txn, []byte(keyRules))
-		if found {
-			level = int(getUint64(v))
-		}
-		return err
-	})
+	id, err = s.ClusterID()
 	if err == nil && (s.fsm == nil || !s.fsm.restoring.Load()) {
-		s.identity.Store(&identity{id, level})
+		s.identity.Store(&id)
 	}
-	return id, level, err
-}
-
-// identity is what Store.Identity last read outside a restore.
-type identity struct {
-	id    string
-	level int
+	return id, member, err
 }

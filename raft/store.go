@@ -93,7 +93,7 @@ type Store struct {
 	fsm  *FSM
 	db   *badger.DB
 	// identity is the cluster's identity as last read (rules.go).
-	identity atomic.Pointer[identity]
+	identity atomic.Pointer[string]
 	logStore *raftwal.WAL
 	beats    *heartbeatGate // Raft's heartbeats under way (pipeline.go)
 	// gate is the log store as Raft writes it (logwrite.go).

@@ -110,10 +110,13 @@ type TokenRecord struct {
 	// sign-out or a refresh-token reuse can end them together.
 	Session string `json:"session,omitempty"`
 	// UsedAt is when a refresh token was first rotated (from rules level
-	// 2): it is kept, not dropped, so that a client that lost the answer
-	// can use it again for a moment, and a use after that is told from
-	// an unknown token and ends its session (raft/apply.go, issueTokens).
+	// 2): it is kept until ExpiresAt, moved to a minute later, so that a
+	// client that lost the answer can use it again (raft/apply.go,
+	// RefreshReuseGrace).
 	UsedAt Time `json:"usedAt,omitzero"`
+	// Parent is the hash of the refresh token this one was rotated from;
+	// it goes at this one's first use.
+	Parent string `json:"parent,omitempty"`
 }
 
 var upnPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$`)
