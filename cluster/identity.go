@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -26,13 +27,14 @@ import (
 // and the acceptor refuses it when both have an identity and they differ.
 // A node without one (new, or of a cluster below raft.IdentityLevel, whose
 // every member may not know this protocol yet) dials with protoRaft as
-// before. A restored node refuses that until it has Raft state (a
-// configuration): a peer that names no cluster then holds a history from
-// before identities (a node left out of a restore of a cluster that never
-// had one), whose longer log would win the votes of a node without a
-// configuration. Once a node has one, Raft itself refuses the votes of
-// candidates outside it, and members that have not applied their cluster's
-// identity yet (one that lagged behind its raise) must still be heard.
+// before. A node of a cluster that began with a restore refuses that: its
+// identity was there from the start, so every member names it, and a peer
+// that names none holds a history from before identities (a node left out
+// of a restore of a cluster that never had one, or the rest of that cluster
+// still running), whose longer log or higher term would win the votes of
+// restored nodes without a configuration, or make them follow it. A
+// cluster that got its identity at the raise takes plain connections: a
+// member that has not applied the raise yet must still be heard.
 
 const (
 	protoRaftID   byte = 'I'
@@ -45,38 +47,38 @@ const (
 var ErrOtherCluster = errors.New("the peer holds another cluster's data (a node left out of a restore, " +
 	"or a data directory from elsewhere): empty that node's --data-dir, or restore it from the same backup, and start it again")
 
-// ErrNoIdentity: the peer names no cluster, and this node was restored
-// and has no configuration yet.
+// ErrNoIdentity: the peer names no cluster, and this node's cluster began
+// with a restore.
 var ErrNoIdentity = errors.New("the peer names no cluster, and this node was restored from a backup: " +
 	"a node with data from before its cluster had an identity, such as a node left out of the restore " +
 	"(restore the same backup into it and start it again), or an older Herald (upgrade it)")
 
-// SetIdentity gives the transport the source of this node's cluster id and
-// whether it has Raft state (raft.Store.Identity), once the store is open.
-// Until then it neither takes nor dials Raft connections: it cannot tell
-// whether they belong.
-func (t *Transport) SetIdentity(id func() (string, bool, error)) {
+// SetIdentity gives the transport the source of this node's cluster
+// identity (raft.Store.Identity), once the store is open. Until then it
+// neither takes nor dials Raft connections: it cannot tell whether they
+// belong.
+func (t *Transport) SetIdentity(id func() (raft.Identity, error)) {
 	t.identity.Store(&id)
 }
 
-// ownIdentity is this node's cluster id ("" for none) and whether it has
-// Raft state; an error until the store is open, or when it cannot be read.
-func (t *Transport) ownIdentity() (string, bool, error) {
+// ownIdentity is this node's cluster identity; an error until the store is
+// open, or when it cannot be read.
+func (t *Transport) ownIdentity() (raft.Identity, error) {
 	f := t.identity.Load()
 	if f == nil {
-		return "", false, errors.New("the node's state is not open yet")
+		return raft.Identity{}, errors.New("the node's state is not open yet")
 	}
 	return (*f)()
 }
 
-// checkPlainRaft is the acceptor's side of protoRaft: refused by a
-// restored node without a configuration.
+// checkPlainRaft is the acceptor's side of protoRaft: refused by a node of
+// a cluster that began with a restore.
 func (t *Transport) checkPlainRaft() error {
-	id, member, err := t.ownIdentity()
+	id, err := t.ownIdentity()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrHandshake, err)
 	}
-	if id != "" && !member {
+	if id.Restored {
 		return ErrNoIdentity
 	}
 	return nil
@@ -85,10 +87,11 @@ func (t *Transport) checkPlainRaft() error {
 // offerIdentity is the dialer's side, after the proofs: it chooses the Raft
 // protocol and, when this node has an identity, has the acceptor check it.
 func (t *Transport) offerIdentity(conn net.Conn) error {
-	mine, _, err := t.ownIdentity()
+	own, err := t.ownIdentity()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrHandshake, err)
 	}
+	mine := own.ID
 	if mine == "" {
 		_, err := conn.Write([]byte{protoRaft})
 		return err
@@ -122,11 +125,11 @@ func (t *Transport) checkIdentity(conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	mine, _, err := t.ownIdentity()
+	own, err := t.ownIdentity()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrHandshake, err)
 	}
-	if mine != "" && theirs != mine {
+	if mine := own.ID; mine != "" && theirs != mine {
 		conn.Write(append([]byte{identityOther, byte(len(mine))}, mine...))
 		return fmt.Errorf("%w (its cluster %s, this node's %s)", ErrOtherCluster, theirs, mine)
 	}

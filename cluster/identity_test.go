@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/internal/syncbuf"
+	"github.com/herald-notify/herald/raft"
 )
 
-func withIdentity(tr *Transport, id string, member bool) *Transport {
-	tr.SetIdentity(func() (string, bool, error) { return id, member, nil })
+func withIdentity(tr *Transport, id string, restored bool) *Transport {
+	tr.SetIdentity(func() (raft.Identity, error) { return raft.Identity{ID: id, Restored: restored}, nil })
 	return tr
 }
 
@@ -66,18 +67,19 @@ func raftDial(t *testing.T, from, to *Transport) error {
 // apart, and a Raft connection between the two is refused, whichever side
 // dials, with both ids in the dialer's error and a warning on the acceptor.
 // A node that names no cluster (new, of a cluster from before identities,
-// or a member that has not applied its cluster's yet) is let in by any node
-// but a restored one without a configuration: one left out of a restore of
-// a cluster that never had an identity would otherwise win the votes of the
-// restored nodes, which Raft refuses to a stranger only once they have a
-// configuration. One whose state is not open yet lets no Raft connection
-// through.
+// or a member that has not applied its cluster's raise yet) is let in by any
+// node but one of a cluster that began with a restore, whose members all
+// name it: a node left out of a restore of a cluster that never had an
+// identity, or the rest of that cluster still running, would otherwise win
+// the restored nodes' votes or make them follow. One whose state is not
+// open yet lets no Raft connection through.
 func TestRaftConnectionsStayWithinOneCluster(t *testing.T) {
 	logs := &syncbuf.Buffer{}
-	restored := withIdentity(newTestTransport(t, testKey, TLSFiles{}, logs), "restored-cluster", false)
+	restored := withIdentity(newTestTransport(t, testKey, TLSFiles{}, logs), "restored-cluster", true)
 	member := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "restored-cluster", true)
-	leftOut := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "replaced-cluster", true)
-	nameless := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "", true)
+	leftOut := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "replaced-cluster", false)
+	raised := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "raised-cluster", false)
+	nameless := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "", false)
 	starting := newTestTransport(t, testKey, TLSFiles{}, nil)
 
 	for _, c := range []struct {
@@ -85,13 +87,13 @@ func TestRaftConnectionsStayWithinOneCluster(t *testing.T) {
 		from, to *Transport
 	}{{"member to restored", member, restored}, {"restored to member", restored, member},
 		{"restored to a node that names no cluster", restored, nameless},
-		{"a node that names no cluster to a member", nameless, member}} {
+		{"a node that names no cluster to one whose cluster got its identity at the raise", nameless, raised}} {
 		if err := raftDial(t, c.from, c.to); err != nil {
 			t.Errorf("%s: %v, want a Raft connection", c.name, err)
 		}
 	}
 	if err := raftDial(t, nameless, restored); err == nil {
-		t.Error("a node that names no cluster dialed Raft on a restored node without a configuration")
+		t.Error("a node that names no cluster dialed Raft on a node of a restored cluster")
 	}
 	waitLog(t, logs, "names no cluster")
 

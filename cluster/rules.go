@@ -58,37 +58,47 @@ func (c *Cluster) RaiseRules(ctx context.Context) error {
 // checkJoiner vets a node that asks to join, or that an admin adds, by what
 // it says of itself. A node that holds another cluster's data is refused
 // for good (identity.go), a member too: it would serve that data as this
-// cluster's. So is a new member with Raft state but no identity: data from
-// before its cluster had one. A node whose binary knows a lower rules level
-// than the cluster applies is refused, a member too (a binary gone back to
-// an older release): it would apply the entries from its join on under
-// older rules than the others, and its state would part from theirs.
-// A new member that cannot be asked yet is refused for now (it asks again);
-// a member that asks again is not held up by a failure to ask it.
+// cluster's; and a new member with an identity joins no cluster without one
+// (a restored node, which would refuse the leader's plain connections and
+// stay a dead voter). A new member with Raft state but no identity is
+// refused by a cluster that began with a restore: data from before. A node
+// whose binary knows a lower rules level than the cluster applies is
+// refused, a member too (a binary gone back to an older release): it would
+// apply the entries from its join on under older rules than the others, and
+// its state would part from theirs. A new member that cannot be asked yet
+// is refused for now (it asks again) where there is anything to check; a
+// member that asks again is not held up by a failure to ask it.
 func (c *Cluster) checkJoiner(ctx context.Context, rec raft.NodeRecord, member bool) error {
 	have, err := c.store.Rules()
 	if err != nil {
 		return err
 	}
-	own, err := c.store.ClusterID()
-	if err != nil || have == 0 && own == "" {
+	id, err := c.store.Identity()
+	if err != nil {
 		return err
+	}
+	own := id.ID
+	if member && have == 0 && own == "" {
+		return nil
 	}
 	askCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var peer NodeStatus
 	if err := c.callNode(askCtx, rec.ID, rec.RaftAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err != nil {
-		if member {
+		if member || have == 0 && own == "" {
 			return nil
 		}
 		return fmt.Errorf("ask %s which rules it knows: %w", rec.ID, err)
 	}
-	if own != "" && peer.ClusterID != "" && peer.ClusterID != own {
+	if peer.ClusterID != "" && peer.ClusterID != own && (own != "" || !member) {
+		// A member may have applied the raise that this leader has
+		// not yet.
+		if own == "" {
+			own = "one without an identity"
+		}
 		return otherClusterError(rec.ID, peer.ClusterID, own)
 	}
-	if own != "" && peer.ClusterID == "" && peer.AppliedIndex > 0 && !member {
-		// Data from before its cluster had an identity. A member may
-		// just not have applied this cluster's yet.
+	if id.Restored && peer.ClusterID == "" && peer.AppliedIndex > 0 && !member {
 		return otherClusterError(rec.ID, "one without an identity", own)
 	}
 	if peer.RulesLevel < have {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+
+	"github.com/herald-notify/herald/raft"
 )
 
 // Every connection between two nodes goes to the Raft address (--raft-addr)
@@ -102,7 +104,7 @@ type Transport struct {
 	raft *connListener
 	http *connListener
 	// identity is where this node's cluster id is read (identity.go).
-	identity atomic.Pointer[func() (string, bool, error)]
+	identity atomic.Pointer[func() (raft.Identity, error)]
 
 	closed    chan struct{}
 	closeOnce sync.Once

@@ -460,12 +460,6 @@ func (s *Server) refreshSession(w http.ResponseWriter, r *http.Request) error {
 	}
 	tr, err := s.issue(r, resource.PrincipalUser, u.ID, rec.Session, hash, true)
 	if err != nil {
-		var oe *oauthError
-		if errors.As(err, &oe) {
-			// Refused for good: used past its grace, or its session
-			// ended meanwhile.
-			s.clearSessionCookies(w, r)
-		}
 		return oauthAsGraph(err)
 	}
 	s.setSessionCookies(w, r, tr)

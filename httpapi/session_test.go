@@ -259,8 +259,7 @@ func TestUISessionRefreshKeepsCSRFTokenAndRotates(t *testing.T) {
 	// refresh at once), and not after; the session goes on.
 	s3 := readSession(t, refresh(s.refresh).expect(t, 200))
 	clock.forward(2 * time.Minute)
-	r := refresh(s.refresh).expect(t, 401)
-	if cleared := r.Header.Values("Set-Cookie"); len(cleared) == 0 {
+	if cleared := refresh(s.refresh).expect(t, 401).Header.Values("Set-Cookie"); len(cleared) == 0 {
 		t.Error("the refused refresh left its cookies")
 	}
 	n.get(t, "", "/v1.0/me", "Cookie", s3.cookie()).expect(t, 200)

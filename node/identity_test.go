@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,15 +134,11 @@ func leftOutOfARestore(t *testing.T, known func() int) {
 		}
 		done <- err
 	}()
-	// A node that names another cluster is refused by the transport; one
-	// that names none (its cluster had no identity) by Raft, since it is
-	// not in o1's configuration.
-	pollUntil(t, "o1 refusing the left-out node", func() error {
+	pollUntil(t, "o1 refusing the left-out node's Raft connections", func() error {
 		l := logs.String()
-		if !strings.Contains(l, "refused an inter-node connection") || !strings.Contains(l, "another cluster") {
-			if !strings.Contains(l, "request since node is not in configuration") { // a vote or pre-vote
-				return fmt.Errorf("no refusal in o1's log")
-			}
+		if !strings.Contains(l, "refused an inter-node connection") ||
+			!strings.Contains(l, "another cluster") && !strings.Contains(l, "names no cluster") {
+			return fmt.Errorf("no refusal in o1's log")
 		}
 		return nil
 	})
@@ -314,4 +311,127 @@ func TestRestoredNodesWaitingForEachOtherRefuseALeftOutNode(t *testing.T) {
 			t.Errorf("%s: the user made after the backup: found %v, %v; want the backup's data alone", n.Store().RaftAddr(), found, err)
 		}
 	}
+}
+
+// namelessCluster starts nodes whose binary knows the rules level before
+// identities: a cluster of a release from before them.
+func namelessCluster(t *testing.T, ids ...string) ([]node.Config, []*testnode.Node, string) {
+	t.Helper()
+	cfgs := []node.Config{clusterConfig(t, ids[0])}
+	for _, id := range ids[1:] {
+		cfgs = append(cfgs, clusterConfig(t, id, cfgs[0].HTTPAddr))
+	}
+	for i := range cfgs {
+		cfgs[i].RulesLevel = func() int { return raft.IdentityLevel - 1 }
+	}
+	nodes, tok := startSignedIn(t, cfgs)
+	if len(cfgs) == 3 {
+		pollUntil(t, "the nodes with their slots", slotsEvenOver(cfgs)(nodes[0]))
+	}
+	return cfgs, nodes, tok
+}
+
+// One node of a cluster from before identities is restored while the rest
+// of that cluster runs on (an operator restoring the wrong node, or too
+// early). Its old leader's appends and heartbeats would make the restored
+// node follow and take the replaced history; the restored node refuses
+// them, and keeps the backup's data.
+func TestARestoredNodeRefusesTheRestOfItsOldCluster(t *testing.T) {
+	ctx := context.Background()
+	cfgs, nodes, tok := namelessCluster(t, "m1", "m2", "m3")
+	admin := clientFor(t, nodes[0], tok)
+	var backup bytes.Buffer
+	if _, err := admin.Backup(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	lost, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "after-the-backup", Password: "lost-password-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[0].Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := cfgs[0]
+	r.RulesLevel, r.Join, r.DataDir = nil, nil, t.TempDir()
+	if _, err := raft.Restore(r.DataDir, bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncbuf.Buffer{}
+	m1 := startWithLog(t, r, logs)
+	pollUntil(t, "m1 refusing its old cluster's Raft connections", func() error {
+		if !strings.Contains(logs.String(), "names no cluster") {
+			return fmt.Errorf("no refusal in m1's log")
+		}
+		return nil
+	})
+	conf, err := m1.Store().Configuration()
+	if err != nil || len(conf) != 1 || !m1.Store().IsLeader() {
+		t.Errorf("the restored node: configuration %v (%v), leader %v; want itself alone, leading", conf, err, m1.Store().IsLeader())
+	}
+	if _, found, err := m1.Store().User(lost.ID); err != nil || found {
+		t.Errorf("the restored node holds the user made after the backup: %v, %v", found, err)
+	}
+}
+
+// A restored node asked to join a cluster from before identities: made a
+// voter, it would refuse the leader's connections (they name no cluster)
+// and stay a dead voter, and the next node down would take the cluster's
+// majority with it. It is refused instead, and the cluster goes on.
+func TestARestoredNodeDoesNotJoinAClusterWithoutAnIdentity(t *testing.T) {
+	ctx := context.Background()
+	cfgs, nodes, tok := namelessCluster(t, "p1")
+	admin := clientFor(t, nodes[0], tok)
+	var backup bytes.Buffer
+	if _, err := admin.Backup(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	c2 := clusterConfig(t, "p2", cfgs[0].HTTPAddr)
+	if _, err := raft.Restore(c2.DataDir, bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if n, err := node.Start(sctx, c2, quietLogger()); err == nil {
+		n.Close(ctx)
+		t.Fatal("a restored node joined a cluster without an identity")
+	} else if !strings.Contains(err.Error(), "another cluster") {
+		t.Fatalf("the restored node: %v, want a refusal naming another cluster", err)
+	}
+	if conf, err := nodes[0].Store().Configuration(); err != nil || len(conf) != 1 {
+		t.Errorf("configuration %v, %v; want p1 alone", conf, err)
+	}
+	if _, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "still-writing", Password: "some-password-1"}); err != nil {
+		t.Errorf("a write after the refusal: %v", err)
+	}
+}
+
+// A node removed while its cluster had no identity, and added back once it
+// has one, still runs with the data it had: it is of the same history, and
+// follows again (a restored cluster would refuse it).
+func TestANodeRemovedBeforeTheRaiseIsAddedBack(t *testing.T) {
+	ctx := context.Background()
+	var level atomic.Int64
+	level.Store(int64(raft.IdentityLevel - 1))
+	cfgs := []node.Config{clusterConfig(t, "q1")}
+	cfgs = append(cfgs, clusterConfig(t, "q2", cfgs[0].HTTPAddr), clusterConfig(t, "q3", cfgs[0].HTTPAddr))
+	for i := range cfgs {
+		cfgs[i].RulesLevel = func() int { return int(level.Load()) }
+	}
+	nodes, tok := startSignedIn(t, cfgs)
+	pollUntil(t, "three nodes with their slots", slotsEvenOver(cfgs)(nodes[0]))
+	admin := clientFor(t, nodes[0], tok)
+	if err := admin.RemoveClusterNode(ctx, "q3"); err != nil {
+		t.Fatal(err)
+	}
+	level.Store(raft.IdentityLevel)
+	id := clusterIDOf(t, nodes[0])
+	if err := admin.AddClusterNode(ctx, client.NewClusterNode{ID: "q3", RaftAddr: nodes[2].Store().RaftAddr(), HTTPAddr: cfgs[2].HTTPAddr}); err != nil {
+		t.Fatalf("adding back the removed node: %v", err)
+	}
+	pollUntil(t, "q3 holding the cluster's identity", func() error {
+		if got, err := nodes[2].Store().ClusterID(); err != nil || got != id {
+			return fmt.Errorf("%q, %v", got, err)
+		}
+		return nil
+	})
 }

@@ -1,5 +1,7 @@
 package raft
 
+import "github.com/dgraph-io/badger/v4"
+
 // RulesLevel is the newest set of rules this binary's FSM applies.
 //
 // Every node applies every entry with its own binary. A change in what an
@@ -44,6 +46,11 @@ func (t *tx) rules() int {
 // members.
 const keyCluster = "m/cluster"
 
+// keyRestored marks state that a restore began (Restore): its identity was
+// there from the start, so every member holds it, and a node that names
+// none is not one of them (cluster/identity.go).
+const keyRestored = "m/restored"
+
 // setRules raises the level to c.Level; it never lowers it. The result is
 // the level now in force. The raise to IdentityLevel carries the cluster's
 // id in c.ID; a cluster that has one keeps it.
@@ -73,19 +80,35 @@ func (s *Store) ClusterID() (string, error) {
 }
 
 // Identity is the cluster's identity, for the transport's checks
-// (cluster/identity.go), and whether this node has Raft state (a
-// configuration) yet. While a snapshot replaces the state, which reads as
-// empty until it has loaded, the identity is what it was before.
-func (s *Store) Identity() (id string, member bool, err error) {
-	member = s.HasState()
+// (cluster/identity.go), and whether the cluster began with a restore. While
+// a snapshot replaces the state, which reads as empty until it has loaded,
+// it is what it was before.
+func (s *Store) Identity() (Identity, error) {
 	if s.fsm != nil && s.fsm.restoring.Load() {
 		if last := s.identity.Load(); last != nil {
-			return *last, member, nil
+			return *last, nil
 		}
 	}
-	id, err = s.ClusterID()
+	var id Identity
+	err := s.db.View(func(txn *badger.Txn) error {
+		b, _, err := getValue(txn, []byte(keyCluster))
+		if err != nil {
+			return err
+		}
+		id.ID = string(b)
+		_, id.Restored, err = getValue(txn, []byte(keyRestored))
+		return err
+	})
 	if err == nil && (s.fsm == nil || !s.fsm.restoring.Load()) {
 		s.identity.Store(&id)
 	}
-	return id, member, err
+	return id, err
+}
+
+// Identity is what Store.Identity reads.
+type Identity struct {
+	// ID is the cluster's id, empty below IdentityLevel.
+	ID string
+	// Restored: the cluster began with a restore.
+	Restored bool
 }

@@ -154,8 +154,14 @@ func loadSnapshot(db *badger.DB, r io.Reader) (uint64, error) {
 	if err := db.DropAll(); err != nil {
 		return 0, err
 	}
+	if afterDrop != nil {
+		afterDrop()
+	}
 	return readSnapshot(f, db)
 }
+
+// afterDrop, set by tests, runs while a snapshot load has emptied Badger.
+var afterDrop func()
 
 // verifySnapshot reads a whole snapshot and checks its structure and sum.
 func verifySnapshot(r io.Reader) error {

@@ -93,7 +93,7 @@ type Store struct {
 	fsm  *FSM
 	db   *badger.DB
 	// identity is the cluster's identity as last read (rules.go).
-	identity atomic.Pointer[string]
+	identity atomic.Pointer[Identity]
 	logStore *raftwal.WAL
 	beats    *heartbeatGate // Raft's heartbeats under way (pipeline.go)
 	// gate is the log store as Raft writes it (logwrite.go).
@@ -874,7 +874,7 @@ func Restore(dir string, r io.Reader) (string, error) {
 			level = max(level, getUint64(v))
 		}
 		return errors.Join(txn.Set([]byte(keyRules), putUint64(level)),
-			txn.Set([]byte(keyCluster), []byte(id)),
+			txn.Set([]byte(keyCluster), []byte(id)), txn.Set([]byte(keyRestored), []byte(id)),
 			txn.Set([]byte(keyApplied), putUint64(0)))
 	})
 	if err = errors.Join(err, db.Close()); err != nil {

@@ -455,25 +455,43 @@ func TestRestoreNamesANewCluster(t *testing.T) {
 
 // While a snapshot replaces the state, which reads as empty until it has
 // loaded, the node's identity is what it was: the transport would
-// otherwise let in any node meanwhile (cluster/identity.go).
+// otherwise let in any node meanwhile (cluster/identity.go). Once loaded,
+// it is the snapshot's.
 func TestIdentityHoldsWhileASnapshotLoads(t *testing.T) {
+	other := openTestStore(t, t.TempDir(), nil)
+	if _, err := other.Propose(context.Background(), &Command{Op: OpSetRules, Level: IdentityLevel, ID: "theirs"}); err != nil {
+		t.Fatal(err)
+	}
+	var snap bytes.Buffer
+	if err := other.Backup(context.Background(), &snap); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+
 	s := openTestStore(t, t.TempDir(), nil)
 	defer s.Close()
 	if _, err := s.Propose(context.Background(), &Command{Op: OpSetRules, Level: IdentityLevel, ID: "ours"}); err != nil {
 		t.Fatal(err)
 	}
-	if id, member, err := s.Identity(); err != nil || id != "ours" || !member {
-		t.Fatalf("identity %q (member %v), %v", id, member, err)
+	if id, err := s.Identity(); err != nil || id.ID != "ours" {
+		t.Fatalf("identity %+v, %v", id, err)
 	}
-	s.fsm.restoring.Store(true)
-	if err := s.db.DropAll(); err != nil { // as loadSnapshot does first
+	var during []string
+	afterDrop = func() {
+		id, err := s.Identity()
+		if err != nil {
+			t.Error(err)
+		}
+		during = append(during, id.ID)
+	}
+	defer func() { afterDrop = nil }()
+	if err := s.fsm.Restore(io.NopCloser(&snap)); err != nil {
 		t.Fatal(err)
 	}
-	if id, _, err := s.Identity(); err != nil || id != "ours" {
-		t.Fatalf("during a restore: identity %q, %v; want the one before", id, err)
+	if len(during) != 1 || during[0] != "ours" {
+		t.Fatalf("identity while the snapshot loaded: %q, want the one before", during)
 	}
-	s.fsm.restoring.Store(false)
-	if id, _, err := s.Identity(); err != nil || id != "" {
-		t.Fatalf("after the restore: identity %q, %v; want the state's (none)", id, err)
+	if id, err := s.Identity(); err != nil || id.ID != "theirs" {
+		t.Fatalf("after the load: identity %+v, %v; want the snapshot's", id, err)
 	}
 }

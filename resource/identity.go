@@ -106,8 +106,8 @@ type TokenRecord struct {
 	// PrincipalID is the user id, or the application's object id.
 	PrincipalID string `json:"principalId"`
 	ExpiresAt   Time   `json:"expiresAt"`
-	// Session is shared by every token born of one sign-in, so that a web UI
-	// sign-out or a refresh-token reuse can end them together.
+	// Session is shared by every token born of one sign-in, so that a
+	// sign-out or the sessions API can end them together.
 	Session string `json:"session,omitempty"`
 	// UsedAt is when a refresh token was first rotated (from rules level
 	// 2): it is kept until ExpiresAt, moved to a minute later, so that a
