@@ -21,10 +21,14 @@ import (
 // So a node that has an identity opens Raft connections with protoRaftID
 // instead of protoRaft and names its cluster after the protocol byte:
 //
-//	dialer → acceptor: 'I', len (1 byte), id
+//	dialer → acceptor: 'I', len (1 byte), id, flags (1 byte)
 //	acceptor → dialer: identityOK, or identityOther, len, its own id
 //
 // and the acceptor refuses it when both have an identity and they differ.
+// The flag identityRestored says the dialer's cluster began with a restore:
+// every member of it names the id, so an acceptor that names none but has
+// Raft state holds an older history (its old directory in a member's place)
+// and refuses; one without state is a new member, waiting for its snapshot.
 // A node without one (new, or of a cluster below raft.IdentityLevel, whose
 // every member may not know this protocol yet) dials with protoRaft as
 // before. A node of a cluster that began with a restore refuses that: its
@@ -40,6 +44,9 @@ const (
 	protoRaftID   byte = 'I'
 	identityOK    byte = 0x01
 	identityOther byte = 0x02
+	// identityRestored is the flag of a dialer whose cluster began with
+	// a restore.
+	identityRestored byte = 0x01
 )
 
 // ErrOtherCluster: the peer holds the data of another cluster than this
@@ -99,7 +106,11 @@ func (t *Transport) offerIdentity(conn net.Conn) error {
 	if len(mine) > 255 {
 		return fmt.Errorf("%w: a cluster id of %d bytes", ErrHandshake, len(mine))
 	}
-	if _, err := conn.Write(append([]byte{protoRaftID, byte(len(mine))}, mine...)); err != nil {
+	var flags byte
+	if own.Restored {
+		flags |= identityRestored
+	}
+	if _, err := conn.Write(append(append([]byte{protoRaftID, byte(len(mine))}, mine...), flags)); err != nil {
 		return err
 	}
 	var answer [1]byte
@@ -125,11 +136,18 @@ func (t *Transport) checkIdentity(conn net.Conn) error {
 	if err != nil {
 		return err
 	}
+	var flags [1]byte
+	if _, err := io.ReadFull(conn, flags[:]); err != nil {
+		return err
+	}
 	own, err := t.ownIdentity()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrHandshake, err)
 	}
-	if mine := own.ID; mine != "" && theirs != mine {
+	if mine := own.ID; mine != "" && theirs != mine || mine == "" && own.Member && flags[0]&identityRestored != 0 {
+		if mine == "" {
+			mine = "none, with Raft state from before"
+		}
 		conn.Write(append([]byte{identityOther, byte(len(mine))}, mine...))
 		return fmt.Errorf("%w (its cluster %s, this node's %s)", ErrOtherCluster, theirs, mine)
 	}

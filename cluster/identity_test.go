@@ -15,7 +15,7 @@ import (
 )
 
 func withIdentity(tr *Transport, id string, restored bool) *Transport {
-	tr.SetIdentity(func() (raft.Identity, error) { return raft.Identity{ID: id, Restored: restored}, nil })
+	tr.SetIdentity(func() (raft.Identity, error) { return raft.Identity{ID: id, Restored: restored, Member: true}, nil })
 	return tr
 }
 
@@ -80,13 +80,16 @@ func TestRaftConnectionsStayWithinOneCluster(t *testing.T) {
 	leftOut := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "replaced-cluster", false)
 	raised := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "raised-cluster", false)
 	nameless := withIdentity(newTestTransport(t, testKey, TLSFiles{}, nil), "", false)
+	fresh := newTestTransport(t, testKey, TLSFiles{}, nil)
+	fresh.SetIdentity(func() (raft.Identity, error) { return raft.Identity{}, nil })
 	starting := newTestTransport(t, testKey, TLSFiles{}, nil)
 
 	for _, c := range []struct {
 		name     string
 		from, to *Transport
 	}{{"member to restored", member, restored}, {"restored to member", restored, member},
-		{"restored to a node that names no cluster", restored, nameless},
+		{"restored to a new node, without state", restored, fresh},
+		{"a raised cluster's node to one that names no cluster", raised, nameless},
 		{"a node that names no cluster to one whose cluster got its identity at the raise", nameless, raised}} {
 		if err := raftDial(t, c.from, c.to); err != nil {
 			t.Errorf("%s: %v, want a Raft connection", c.name, err)
@@ -94,6 +97,11 @@ func TestRaftConnectionsStayWithinOneCluster(t *testing.T) {
 	}
 	if err := raftDial(t, nameless, restored); err == nil {
 		t.Error("a node that names no cluster dialed Raft on a node of a restored cluster")
+	}
+	// Every member of a restored cluster names it: a node with state that
+	// names none holds an older history in a member's place.
+	if err := raftDial(t, restored, nameless); !errors.Is(err, ErrOtherCluster) {
+		t.Errorf("a restored cluster's node dialed one with state that names no cluster: %v, want ErrOtherCluster", err)
 	}
 	waitLog(t, logs, "names no cluster")
 

@@ -60,8 +60,8 @@ func (c *Cluster) RaiseRules(ctx context.Context) error {
 // for good (identity.go), a member too: it would serve that data as this
 // cluster's; and a new member with an identity joins no cluster without one
 // (a restored node, which would refuse the leader's plain connections and
-// stay a dead voter). A new member with Raft state but no identity is
-// refused by a cluster that began with a restore: data from before. A node
+// stay a dead voter). A node with Raft state but no identity is refused by a
+// cluster that began with a restore, a member too: data from before. A node
 // whose binary knows a lower rules level than the cluster applies is
 // refused, a member too (a binary gone back to an older release): it would
 // apply the entries from its join on under older rules than the others, and
@@ -69,6 +69,11 @@ func (c *Cluster) RaiseRules(ctx context.Context) error {
 // is refused for now (it asks again) where there is anything to check; a
 // member that asks again is not held up by a failure to ask it.
 func (c *Cluster) checkJoiner(ctx context.Context, rec raft.NodeRecord, member bool) error {
+	// Apply everything committed first: a new leader that has not applied
+	// the raise yet would judge by an older level and identity.
+	if err := c.store.Raft().Barrier(5 * time.Second).Error(); err != nil {
+		return raft.ErrNotLeader
+	}
 	have, err := c.store.Rules()
 	if err != nil {
 		return err
@@ -98,7 +103,9 @@ func (c *Cluster) checkJoiner(ctx context.Context, rec raft.NodeRecord, member b
 		}
 		return otherClusterError(rec.ID, peer.ClusterID, own)
 	}
-	if id.Restored && peer.ClusterID == "" && peer.AppliedIndex > 0 && !member {
+	if id.Restored && peer.ClusterID == "" && peer.AppliedIndex > 0 {
+		// Every member of a restored cluster holds its identity, from
+		// the restore or the snapshot it joined with.
 		return otherClusterError(rec.ID, "one without an identity", own)
 	}
 	if peer.RulesLevel < have {

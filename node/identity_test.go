@@ -435,3 +435,72 @@ func TestANodeRemovedBeforeTheRaiseIsAddedBack(t *testing.T) {
 		return nil
 	})
 }
+
+// A member of a restored cluster started on its old directory (a restore
+// into the wrong path, a virtual machine rolled back) holds the replaced
+// history in a member's place: same id, same addresses. Every member of a
+// restored cluster names its identity, so one that names none is refused,
+// by the leader when it asks to join and by its own transport when the
+// leader calls.
+func TestAnOldDirectoryInARestoredMembersPlaceIsRefused(t *testing.T) {
+	ctx := context.Background()
+	cfgs, nodes, tok := namelessCluster(t, "o1", "o2", "o3")
+	admin := clientFor(t, nodes[0], tok)
+	var backup bytes.Buffer
+	if _, err := admin.Backup(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	lost, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "after-the-backup", Password: "lost-password-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "o3 holding the user made after the backup", func() error {
+		if _, found, err := nodes[2].Store().User(lost.ID); err != nil || !found {
+			return fmt.Errorf("found %v, %v", found, err)
+		}
+		return nil
+	})
+	for _, n := range nodes {
+		if err := n.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restored := make([]node.Config, 3)
+	for i := range cfgs {
+		restored[i] = cfgs[i]
+		restored[i].RulesLevel, restored[i].DataDir = nil, t.TempDir()
+		if _, err := raft.Restore(restored[i].DataDir, bytes.NewReader(backup.Bytes())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r1 := testnode.Start(t, &restored[0])
+	testnode.Start(t, &restored[1])
+	r3 := testnode.Start(t, &restored[2])
+	pollUntil(t, "the restored cluster of three", func() error {
+		if conf, err := r1.Store().Configuration(); err != nil || len(conf) != 3 {
+			return fmt.Errorf("configuration %v, %v", conf, err)
+		}
+		return nil
+	})
+	if err := r3.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	old := cfgs[2]
+	old.RulesLevel = nil
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if n, err := node.Start(sctx, old, quietLogger()); err == nil {
+		n.Close(ctx)
+		t.Fatal("o3's old directory started as a member of the restored cluster")
+	} else if !strings.Contains(err.Error(), "another cluster") {
+		t.Fatalf("o3 on its old directory: %v, want a refusal naming another cluster", err)
+	}
+	if _, found, err := r1.Store().User(lost.ID); err != nil || found {
+		t.Errorf("the restored leader holds the user made after the backup: %v, %v", found, err)
+	}
+	rc := clientFor(t, r1, adminTokenOf(t, r1))
+	if _, err := rc.CreateUser(ctx, client.NewUser{UserPrincipalName: "after-the-restore", Password: "some-password-1"}); err != nil {
+		t.Errorf("a write on the restored cluster: %v", err)
+	}
+}

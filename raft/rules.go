@@ -90,6 +90,7 @@ func (s *Store) Identity() (Identity, error) {
 		}
 	}
 	var id Identity
+	id.Member = s.HasState()
 	err := s.db.View(func(txn *badger.Txn) error {
 		b, _, err := getValue(txn, []byte(keyCluster))
 		if err != nil {
@@ -99,7 +100,12 @@ func (s *Store) Identity() (Identity, error) {
 		_, id.Restored, err = getValue(txn, []byte(keyRestored))
 		return err
 	})
-	if err == nil && (s.fsm == nil || !s.fsm.restoring.Load()) {
+	if s.fsm != nil && s.fsm.restoring.Load() {
+		// The load began while this read ran.
+		if last := s.identity.Load(); last != nil {
+			return *last, nil
+		}
+	} else if err == nil {
 		s.identity.Store(&id)
 	}
 	return id, err
@@ -111,4 +117,6 @@ type Identity struct {
 	ID string
 	// Restored: the cluster began with a restore.
 	Restored bool
+	// Member: this node has Raft state (a configuration).
+	Member bool
 }
