@@ -5,10 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/herald-notify/herald/internal/loopport"
 )
 
 // nodeProc is one Herald node the bench started: `herald serve` as a child
@@ -197,28 +196,10 @@ func (p *nodeProc) stop() {
 	}
 }
 
-// freeAddr is a loopback address whose port was free when asked, never
-// the same twice in one process: the kernel's choice for port 0 can hand
-// out a port again once it was closed, and a node given one port for two
-// listeners refuses to start (a CI run met it). Ports come from below the
-// ephemeral range (32768 and up on Linux), so that no outgoing
-// connection takes one as its source port before the node binds it.
-func freeAddr() (string, error) {
-	for range 1000 {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+mrand.IntN(12000)))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		l.Close()
-		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
-			return addr, nil
-		}
-	}
-	return "", errors.New("no free port between 20000 and 32000 on 127.0.0.1")
-}
-
-var handedOut sync.Map
+// freeAddr is a loopback address for a node's listener (loopport.Pick: a
+// CI run once got one port for a node's HTTP and metrics listeners from
+// the kernel's port 0).
+func freeAddr() (string, error) { return loopport.Pick() }
 
 func randomString(n int) string {
 	b := make([]byte, n)

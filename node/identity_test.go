@@ -61,25 +61,8 @@ func leftOutOfARestore(t *testing.T, known func() int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var backup bytes.Buffer
-	if _, err := admin.Backup(ctx, &backup); err != nil {
-		t.Fatal(err)
-	}
-	lost, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "after-the-backup", Password: "lost-password-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pollUntil(t, "o3 holding the user made after the backup", func() error {
-		if _, found, err := nodes[2].Store().User(lost.ID); err != nil || !found {
-			return fmt.Errorf("found %v, %v", found, err)
-		}
-		return nil
-	})
-	for _, n := range nodes {
-		if err := n.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	backup, lost := backupThenWrite(t, admin, nodes)
+	closeAll(t, nodes)
 
 	// o1 and o2 are restored into empty directories at their addresses;
 	// o3 keeps its directory.
@@ -340,14 +323,7 @@ func TestARestoredNodeRefusesTheRestOfItsOldCluster(t *testing.T) {
 	ctx := context.Background()
 	cfgs, nodes, tok := namelessCluster(t, "m1", "m2", "m3")
 	admin := clientFor(t, nodes[0], tok)
-	var backup bytes.Buffer
-	if _, err := admin.Backup(ctx, &backup); err != nil {
-		t.Fatal(err)
-	}
-	lost, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "after-the-backup", Password: "lost-password-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	backup, lost := backupThenWrite(t, admin, nodes)
 	if err := nodes[0].Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -446,25 +422,8 @@ func TestAnOldDirectoryInARestoredMembersPlaceIsRefused(t *testing.T) {
 	ctx := context.Background()
 	cfgs, nodes, tok := namelessCluster(t, "o1", "o2", "o3")
 	admin := clientFor(t, nodes[0], tok)
-	var backup bytes.Buffer
-	if _, err := admin.Backup(ctx, &backup); err != nil {
-		t.Fatal(err)
-	}
-	lost, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "after-the-backup", Password: "lost-password-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pollUntil(t, "o3 holding the user made after the backup", func() error {
-		if _, found, err := nodes[2].Store().User(lost.ID); err != nil || !found {
-			return fmt.Errorf("found %v, %v", found, err)
-		}
-		return nil
-	})
-	for _, n := range nodes {
-		if err := n.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	backup, lost := backupThenWrite(t, admin, nodes)
+	closeAll(t, nodes)
 	restored := make([]node.Config, 3)
 	for i := range cfgs {
 		restored[i] = cfgs[i]
@@ -502,5 +461,38 @@ func TestAnOldDirectoryInARestoredMembersPlaceIsRefused(t *testing.T) {
 	rc := clientFor(t, r1, adminTokenOf(t, r1))
 	if _, err := rc.CreateUser(ctx, client.NewUser{UserPrincipalName: "after-the-restore", Password: "some-password-1"}); err != nil {
 		t.Errorf("a write on the restored cluster: %v", err)
+	}
+}
+
+// backupThenWrite takes a backup through admin, then makes a user the
+// backup does not hold and waits until every node holds it: the replaced
+// history runs ahead of the backup.
+func backupThenWrite(t *testing.T, admin *client.Client, nodes []*testnode.Node) (*bytes.Buffer, *client.User) {
+	t.Helper()
+	var backup bytes.Buffer
+	if _, err := admin.Backup(context.Background(), &backup); err != nil {
+		t.Fatal(err)
+	}
+	lost, err := admin.CreateUser(context.Background(), client.NewUser{UserPrincipalName: "after-the-backup", Password: "lost-password-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		pollUntil(t, n.Config.NodeID+" holding the user made after the backup", func() error {
+			if _, found, err := n.Store().User(lost.ID); err != nil || !found {
+				return fmt.Errorf("found %v, %v", found, err)
+			}
+			return nil
+		})
+	}
+	return &backup, lost
+}
+
+func closeAll(t *testing.T, nodes []*testnode.Node) {
+	t.Helper()
+	for _, n := range nodes {
+		if err := n.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
