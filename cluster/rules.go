@@ -28,7 +28,7 @@ func (c *Cluster) RaiseRules(ctx context.Context) error {
 		return err
 	}
 	if have >= own {
-		return c.nameCluster(ctx, have)
+		return nil
 	}
 	// Status asks every member; one that does not answer reports 0.
 	st := c.Status()
@@ -128,20 +128,6 @@ func nextRules(have, own int, peers []int) int {
 		return 0
 	}
 	return level
-}
-
-// nameCluster gives a cluster at raft.IdentityLevel without an id one. It
-// has one from the raise to that level, or from a restore; this mends a
-// state that got the level without it.
-func (c *Cluster) nameCluster(ctx context.Context, have int) error {
-	if have < raft.IdentityLevel {
-		return nil
-	}
-	if id, err := c.store.ClusterID(); err != nil || id != "" {
-		return err
-	}
-	_, err := c.store.Propose(ctx, &raft.Command{Op: raft.OpSetRules, Now: time.Now().UnixNano(), Level: have, ID: newClusterID()})
-	return err
 }
 
 // newClusterID is a new cluster's identity: 128 random bits in hex, as a

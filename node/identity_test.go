@@ -108,15 +108,7 @@ func leftOutOfARestore(t *testing.T, known func() int) {
 	// o1 and o2: their transports refuse it.
 	alone := cfgs[2]
 	alone.Join = nil
-	actx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		n, err := node.Start(actx, alone, quietLogger())
-		if err == nil {
-			n.Close(ctx)
-		}
-		done <- err
-	}()
+	stop := startUntilStopped(alone)
 	pollUntil(t, "o1 refusing the left-out node's Raft connections", func() error {
 		l := logs.String()
 		if !strings.Contains(l, "refused an inter-node connection") ||
@@ -125,8 +117,7 @@ func leftOutOfARestore(t *testing.T, known func() int) {
 		}
 		return nil
 	})
-	stop()
-	if err := <-done; err == nil {
+	if err := stop(); err == nil {
 		t.Fatal("the left-out node found a leader")
 	}
 
@@ -261,15 +252,7 @@ func TestRestoredNodesWaitingForEachOtherRefuseALeftOutNode(t *testing.T) {
 	w2 := startAsync(t, restored[1])
 	leftOut := cfgs[2]
 	leftOut.RulesLevel = nil
-	lctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		n, err := node.Start(lctx, leftOut, quietLogger())
-		if err == nil {
-			n.Close(ctx)
-		}
-		done <- err
-	}()
+	stop := startUntilStopped(leftOut)
 	pollUntil(t, "w1 refusing the left-out node", func() error {
 		l := logs.String()
 		if !strings.Contains(l, "names no cluster") || !strings.Contains(l, "holds another cluster's data and is left out") {
@@ -277,8 +260,7 @@ func TestRestoredNodesWaitingForEachOtherRefuseALeftOutNode(t *testing.T) {
 		}
 		return nil
 	})
-	stop()
-	if err := <-done; err == nil {
+	if err := stop(); err == nil {
 		t.Fatal("the left-out node found a leader")
 	}
 
@@ -494,5 +476,24 @@ func closeAll(t *testing.T, nodes []*testnode.Node) {
 		if err := n.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// startUntilStopped starts a node that is not expected to find a leader;
+// stop ends the wait and returns Start's error (nil if it did start, and
+// the node is closed).
+func startUntilStopped(cfg node.Config) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		n, err := node.Start(ctx, cfg, quietLogger())
+		if err == nil {
+			n.Close(context.Background())
+		}
+		done <- err
+	}()
+	return func() error {
+		cancel()
+		return <-done
 	}
 }

@@ -321,9 +321,10 @@ func (t *tx) issueTokens(c *Command) Result {
 	// not revoked: no stream holds a refresh token). From level 2 it stays
 	// for its grace, and the token it was rotated from goes at its first
 	// use, if still there.
+	rotatedWithGrace := c.ConsumeHash != "" && t.rules() >= 2
 	switch {
 	case c.ConsumeHash == "":
-	case t.rules() < 2:
+	case !rotatedWithGrace:
 		t.dropToken(c.ConsumeHash, &old)
 	case old.UsedAt.IsZero():
 		var parent resource.TokenRecord
@@ -346,7 +347,7 @@ func (t *tx) issueTokens(c *Command) Result {
 			t.putSession(c, g)
 		}
 		rec := g.Record
-		if c.ConsumeHash != "" && rec.Kind == resource.TokenRefresh && t.rules() >= 2 {
+		if rotatedWithGrace && rec.Kind == resource.TokenRefresh {
 			rec.Parent = c.ConsumeHash
 		}
 		t.setJSON(tokenKey(g.Hash), rec)
