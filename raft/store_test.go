@@ -222,10 +222,14 @@ func (r *batchRig) send(t *testing.T) {
 	}
 }
 
-func newBatchRig(t *testing.T) *batchRig {
+func newBatchRig(t *testing.T) *batchRig { return newBatchRigWaving(t, 0) }
+
+// newBatchRigWaving is newBatchRig whose waves wait up to wave (0: as
+// built).
+func newBatchRigWaving(t *testing.T, wave time.Duration) *batchRig {
 	r := &batchRig{user: newUser("batch")}
 	record := false
-	s, err := Open(Options{Dir: t.TempDir(), NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
+	s, err := Open(Options{Dir: t.TempDir(), NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true, waveWait: wave,
 		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, Logger: quiet,
 		ObserveBatch: func(n int, _ time.Duration) {
 			r.mu.Lock()
@@ -288,6 +292,80 @@ func TestGroupCommitTakesWhatQueuedDuringTheLogWrite(t *testing.T) {
 	wg.Wait()
 	if got := s.batches(); got != fmt.Sprint([]int{1, queued}) {
 		t.Fatalf("entries carried %v commands, want [1 %d]", got, queued)
+	}
+}
+
+// Writers that each wait for their last write come back in a wave once a
+// large entry's results go out: the first back does not go alone while
+// the rest are on their way, but waits (up to waveWait) for half as many
+// as the large entry carried. Here the wait is a minute, so that the
+// entries' sizes show the rule and not the machine's speed.
+func TestASmallBatchAfterALargeEntryWaitsForTheWave(t *testing.T) {
+	s := newBatchRigWaving(t, time.Minute)
+
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hold := func() { once.Do(func() { close(held); <-release }) }
+	s.gate.hold.Store(&hold)
+	var wg sync.WaitGroup
+	propose := func() { defer wg.Done(); s.send(t) }
+	wg.Add(1)
+	go propose()
+	<-held
+	const large = 32
+	wg.Add(large)
+	for range large {
+		go propose()
+	}
+	pollUntil(t, "the large entry's commands queued", func() error {
+		if n := len(s.proposals); n < large-1 {
+			return fmt.Errorf("only %d proposals queued", n)
+		}
+		return nil
+	})
+	close(release)
+	wg.Wait()
+
+	// The wave: one comes back first and waits for the others.
+	wg.Add(1)
+	go propose()
+	pollUntil(t, "the first of the wave taken", func() error {
+		if n := len(s.proposals); n != 0 {
+			return fmt.Errorf("%d proposals queued", n)
+		}
+		return nil
+	})
+	wg.Add(large/2 - 1)
+	for range large/2 - 1 {
+		go propose()
+	}
+	wg.Wait()
+	if got, want := s.batches(), fmt.Sprint([]int{1, large, large / 2}); got != want {
+		t.Fatalf("entries carried %v commands, want %v", got, want)
+	}
+
+	// A store that closes while a batch waits for its wave answers it
+	// ErrClosed: the batch never went to Raft.
+	done := make(chan error, 1)
+	go func() {
+		now := time.Now()
+		_, err := s.Propose(context.Background(), sendCmd(s.user.ID, "app", "", now, now.Add(time.Hour)))
+		done <- err
+	}()
+	pollUntil(t, "the lone command taken", func() error {
+		if n := len(s.proposals); n != 0 || len(done) != 0 {
+			return fmt.Errorf("%d proposals queued, %d answered", n, len(done))
+		}
+		return nil
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("a command waiting for its wave got %v at close, want ErrClosed", err)
+	}
+	if got, want := s.batches(), fmt.Sprint([]int{1, large, large / 2}); got != want {
+		t.Fatalf("entries carried %v commands, want %v", got, want)
 	}
 }
 
