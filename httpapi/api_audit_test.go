@@ -210,6 +210,53 @@ func TestFailedSignInsAreAggregated(t *testing.T) {
 	}
 }
 
+// A refused refresh counts as a failed sign-in: of the user the token was
+// issued to while it is on record, else of an unknown refresh token (one
+// never issued, or gone with its session), so that a replayed token shows.
+func TestRefusedRefreshesAreFailedSignIns(t *testing.T) {
+	fixed := time.Now().UTC().Truncate(time.Minute).Add(30 * time.Second)
+	n := start(t, func(c *node.Config) { c.AuditClock = func() time.Time { return fixed } })
+	dana := n.newUser(t, "dana")
+	refresh := func(token string) {
+		t.Helper()
+		wantOAuthError(t, n.tokenRequest(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}}),
+			http.StatusBadRequest, "invalid_grant")
+	}
+	refresh(dana.Token) // an access token is on record, but no refresh token
+	refresh("never-issued-" + dana.Refresh)
+	var sessions struct {
+		Value []struct {
+			ID      string `json:"id"`
+			Current bool   `json:"current"`
+		} `json:"value"`
+	}
+	n.get(t, dana.Token, "/v1.0/me/sessions").expect(t, http.StatusOK).into(t, &sessions)
+	if len(sessions.Value) != 1 {
+		t.Fatalf("sessions %+v", sessions.Value)
+	}
+	n.del(t, dana.Token, "/v1.0/me/sessions/"+sessions.Value[0].ID).expect(t, http.StatusNoContent)
+	refresh(dana.Refresh) // gone with its session
+
+	want := map[string]int{"dana": 1, "(unknown refresh token)": 2}
+	var last []map[string]any
+	eventually(t, 10*time.Second, "refused refreshes in the audit log", func() bool {
+		last = n.auditRecords(t, "action=signInFailure")
+		got := map[string]int{}
+		for _, r := range last {
+			got[str(r, "target")] += int(r["count"].(float64))
+		}
+		return len(last) == 2 && got["dana"] == want["dana"] && got["(unknown refresh token)"] == want["(unknown refresh token)"]
+	})
+	for _, r := range last {
+		if str(r, "result") != "failure" || str(actorOf(r), "type") != "user" {
+			t.Errorf("record %v", r)
+		}
+		if strings.Contains(fmt.Sprint(r), dana.Refresh) || strings.Contains(fmt.Sprint(r), dana.Token) {
+			t.Errorf("a token in the audit log: %v", r)
+		}
+	}
+}
+
 // The leader's purge deletes records older than the retention and keeps
 // the others. The clock that dates records is moved instead of waiting.
 func TestAuditRetentionPrunesOldRecords(t *testing.T) {

@@ -181,6 +181,33 @@ func (s *Server) signInFailure(r *http.Request, actorType, name string) {
 	s.countEvent(r, countKey{action: actSignInFailure, actorType: actorType, name: name})
 }
 
+// unknownRefreshToken names a refused refresh token that names no one in
+// the audit log: a token never issued, or one that went when its session
+// ended or a minute after its rotation.
+const unknownRefreshToken = "(unknown refresh token)"
+
+// refreshRefused counts a refused refresh as a failed sign-in (a
+// non-interactive one), of the principal the token was issued to when it
+// is still on record (rec; nil when it is not): a refresh token replayed after its rotation's grace,
+// or used after its session ended, shows in the audit log as a wrong
+// password does. It does not count against the password-guess limits: a
+// refresh token is not guessed.
+func (s *Server) refreshRefused(r *http.Request, rec *resource.TokenRecord) {
+	if rec == nil || rec.PrincipalID == "" {
+		s.signInFailure(r, resource.ActorUser, unknownRefreshToken)
+		return
+	}
+	name := rec.PrincipalID
+	if rec.PrincipalType == resource.PrincipalApp {
+		s.signInFailure(r, resource.ActorApplication, name)
+		return
+	}
+	if u, ok, err := s.state.User(rec.PrincipalID); err == nil && ok {
+		name = u.UserPrincipalName
+	}
+	s.signInFailure(r, resource.ActorUser, name)
+}
+
 // appSignIn counts one client-credentials sign-in: services may take a
 // token for every few requests, so these are aggregated too.
 func (s *Server) appSignIn(r *http.Request, pid string) {

@@ -308,6 +308,10 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 			return nil, err
 		}
 		if !found || rec.Kind != resource.TokenRefresh || !now.Before(rec.ExpiresAt.Time) {
+			if !found {
+				rec = nil
+			}
+			s.refreshRefused(r, rec) // audit.go
 			return nil, oauthFail(400, "invalid_grant", "The refresh token is invalid, expired or already used.")
 		}
 		return s.issue(r, rec.PrincipalType, rec.PrincipalID, rec.Session, hash, true)
@@ -382,6 +386,10 @@ func (s *Server) issue(r *http.Request, ptype, pid, session, consume string, ref
 	if _, err := s.state.Propose(r.Context(), cmd); err != nil {
 		var re *resource.Error
 		if errors.As(err, &re) && (re.Code == "invalid_grant" || re.Code == "invalid_client") {
+			if consume != "" {
+				// Used up or revoked since it was looked up.
+				s.refreshRefused(r, &resource.TokenRecord{PrincipalType: ptype, PrincipalID: pid}) // audit.go
+			}
 			status := 400
 			if re.Code == "invalid_client" {
 				status = 401
