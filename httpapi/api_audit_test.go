@@ -210,10 +210,11 @@ func TestFailedSignInsAreAggregated(t *testing.T) {
 	}
 }
 
-// A refused refresh counts as a failed sign-in: of the user the token was
-// issued to while it is on record, else of an unknown refresh token (one
-// never issued, or gone with its session), so that a replayed token shows.
-func TestRefusedRefreshesAreFailedSignIns(t *testing.T) {
+// A refused refresh is counted like a failed sign-in, under its own action:
+// of the user the token was issued to while it is on record, else of an
+// unknown refresh token (one never issued, or gone with its session), so
+// that a replayed token shows. The web console's refresh counts alike.
+func TestRefusedRefreshesAreCountedInTheAuditLog(t *testing.T) {
 	fixed := time.Now().UTC().Truncate(time.Minute).Add(30 * time.Second)
 	n := start(t, func(c *node.Config) { c.AuditClock = func() time.Time { return fixed } })
 	dana := n.newUser(t, "dana")
@@ -222,12 +223,11 @@ func TestRefusedRefreshesAreFailedSignIns(t *testing.T) {
 		wantOAuthError(t, n.tokenRequest(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}}),
 			http.StatusBadRequest, "invalid_grant")
 	}
-	refresh(dana.Token) // an access token is on record, but no refresh token
+	refresh(dana.Token) // an access token is on record, but is no refresh token
 	refresh("never-issued-" + dana.Refresh)
 	var sessions struct {
 		Value []struct {
-			ID      string `json:"id"`
-			Current bool   `json:"current"`
+			ID string `json:"id"`
 		} `json:"value"`
 	}
 	n.get(t, dana.Token, "/v1.0/me/sessions").expect(t, http.StatusOK).into(t, &sessions)
@@ -236,11 +236,28 @@ func TestRefusedRefreshesAreFailedSignIns(t *testing.T) {
 	}
 	n.del(t, dana.Token, "/v1.0/me/sessions/"+sessions.Value[0].ID).expect(t, http.StatusNoContent)
 	refresh(dana.Refresh) // gone with its session
+	// The console's refresh, with a cookie that names no token.
+	req, err := http.NewRequest(http.MethodPost, n.URL+"/ui/session/refresh", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.AddCookie(&http.Cookie{Name: "herald_refresh", Value: "never-issued"})
+	res, err := n.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("console refresh with an unknown token: %d, want 401", res.StatusCode)
+	}
+	// A password sign-in under the unknown token's name is not one of them.
+	n.tokenRequest(t, url.Values{"grant_type": {"password"}, "username": {"(unknown refresh token)"}, "password": {"guess-one-two"}}).
+		expect(t, http.StatusBadRequest)
 
-	want := map[string]int{"dana": 1, "(unknown refresh token)": 2}
+	want := map[string]int{"dana": 1, "(unknown refresh token)": 3}
 	var last []map[string]any
 	eventually(t, 10*time.Second, "refused refreshes in the audit log", func() bool {
-		last = n.auditRecords(t, "action=signInFailure")
+		last = n.auditRecords(t, "action=refreshFailure")
 		got := map[string]int{}
 		for _, r := range last {
 			got[str(r, "target")] += int(r["count"].(float64))
@@ -248,13 +265,18 @@ func TestRefusedRefreshesAreFailedSignIns(t *testing.T) {
 		return len(last) == 2 && got["dana"] == want["dana"] && got["(unknown refresh token)"] == want["(unknown refresh token)"]
 	})
 	for _, r := range last {
-		if str(r, "result") != "failure" || str(actorOf(r), "type") != "user" {
+		a := actorOf(r)
+		if str(r, "result") != "failure" || str(a, "type") != "user" || (str(r, "target") == "dana") != (str(a, "id") == dana.ID) {
 			t.Errorf("record %v", r)
 		}
 		if strings.Contains(fmt.Sprint(r), dana.Refresh) || strings.Contains(fmt.Sprint(r), dana.Token) {
 			t.Errorf("a token in the audit log: %v", r)
 		}
 	}
+	eventually(t, 10*time.Second, "the password attempt as a failed sign-in", func() bool {
+		recs := n.auditRecords(t, "action=signInFailure")
+		return len(recs) == 1 && str(recs[0], "target") == "(unknown refresh token)"
+	})
 }
 
 // The leader's purge deletes records older than the retention and keeps

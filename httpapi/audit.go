@@ -27,6 +27,7 @@ import (
 const (
 	actSignIn          = "signIn"
 	actSignInFailure   = "signInFailure"
+	actRefreshFailure  = "refreshFailure"
 	actSignOut         = "signOut"
 	actSessionRevoke   = "session.revoke"
 	actUserCreate      = "user.create"
@@ -181,31 +182,33 @@ func (s *Server) signInFailure(r *http.Request, actorType, name string) {
 	s.countEvent(r, countKey{action: actSignInFailure, actorType: actorType, name: name})
 }
 
-// unknownRefreshToken names a refused refresh token that names no one in
-// the audit log: a token never issued, or one that went when its session
-// ended or a minute after its rotation.
+// unknownRefreshToken is the name of a refused refresh token that names
+// no one on record: a token never issued, or one gone with its session,
+// its user, or its expiry.
 const unknownRefreshToken = "(unknown refresh token)"
 
-// refreshRefused counts a refused refresh as a failed sign-in (a
-// non-interactive one), of the principal the token was issued to when it
-// is still on record (rec; nil when it is not): a refresh token replayed after its rotation's grace,
-// or used after its session ended, shows in the audit log as a wrong
-// password does. It does not count against the password-guess limits: a
-// refresh token is not guessed.
+// refreshRefused counts a refused refresh (rec: the token's record, nil
+// when there is none) under its own action, aggregated as failed sign-ins
+// are: a refresh token replayed after its rotation's minute, or used after
+// its session ended, shows in the audit log with its address. The name is
+// the userPrincipalName of the user the token was issued to while the user
+// is on record (an application's client id for an application's token),
+// so a name tried at a password sign-in cannot pass for one. It does not
+// count against the password-guess limits: a refresh token is not guessed.
 func (s *Server) refreshRefused(r *http.Request, rec *resource.TokenRecord) {
-	if rec == nil || rec.PrincipalID == "" {
-		s.signInFailure(r, resource.ActorUser, unknownRefreshToken)
-		return
+	actorType, id, name := resource.ActorUser, "", unknownRefreshToken
+	switch {
+	case rec == nil || rec.PrincipalID == "":
+	case rec.PrincipalType == resource.PrincipalApp:
+		if a, ok, err := s.state.App(rec.PrincipalID); err == nil && ok {
+			actorType, id, name = resource.ActorApplication, a.ID, a.AppID
+		}
+	default:
+		if u, ok, err := s.state.User(rec.PrincipalID); err == nil && ok {
+			id, name = u.ID, u.UserPrincipalName
+		}
 	}
-	name := rec.PrincipalID
-	if rec.PrincipalType == resource.PrincipalApp {
-		s.signInFailure(r, resource.ActorApplication, name)
-		return
-	}
-	if u, ok, err := s.state.User(rec.PrincipalID); err == nil && ok {
-		name = u.UserPrincipalName
-	}
-	s.signInFailure(r, resource.ActorUser, name)
+	s.countEvent(r, countKey{action: actRefreshFailure, actorType: actorType, actorID: id, name: name})
 }
 
 // appSignIn counts one client-credentials sign-in: services may take a

@@ -83,8 +83,11 @@ type Options struct {
 	// noShutdownSnapshot leaves the start-up snapshot alone to keep the
 	// log short, for its test.
 	noShutdownSnapshot bool
-	// waveWait replaces the wave's waveWait, for its tests.
-	waveWait time.Duration
+	// waveWait and waveWindow replace the wave's wait and the time after
+	// an entry's results that a wave is due (waveWait both), and onWave is
+	// called as a batch starts to wait for its wave: for their tests.
+	waveWait, waveWindow time.Duration
+	onWave               func()
 }
 
 // Store proposes commands through Raft and reads the applied state from
@@ -108,11 +111,13 @@ type Store struct {
 	// applied is signalled each time one comes back (group commit).
 	unapplied atomic.Int64
 	applied   chan struct{}
-	closing   chan struct{}
-	stopped   chan struct{} // closed once no proposal will be answered
-	wg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	// answeredAt is when the last entry's results began to go out (Unix ns).
+	answeredAt atomic.Int64
+	closing    chan struct{}
+	stopped    chan struct{} // closed once no proposal will be answered
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+	closeErr   error
 
 	// live is the running Raft, for the log bridge, which raft calls from
 	// its own goroutines, possibly before NewRaft has returned.
@@ -579,7 +584,7 @@ func (s *Store) batchLoop() {
 				break drain
 			}
 		}
-		if want := waveSize(prev, len(batch)); want > 0 {
+		if want := waveSize(prev, len(batch)); want > 0 && s.waveDue() {
 			var ok bool
 			if batch, ok = s.awaitWave(batch, want); !ok {
 				finish(batch, Result{Err: ErrClosed})
@@ -587,7 +592,6 @@ func (s *Store) batchLoop() {
 				return
 			}
 		}
-		prev = len(batch)
 		cmds := make([]*Command, len(batch))
 		for i, p := range batch {
 			cmds[i] = p.cmd
@@ -601,6 +605,7 @@ func (s *Store) batchLoop() {
 		after, _, _ = s.gate.state()
 		f := s.raft.Apply(data, 10*time.Second)
 		handedOver = true
+		prev = len(batch)
 		s.unapplied.Add(1)
 		s.inflight <- &inflight{future: f, batch: batch, start: start}
 	}
@@ -608,14 +613,15 @@ func (s *Store) batchLoop() {
 
 // A wave is the commands of writers that each wait for their last write
 // before the next: the results of a large entry go out together, and most
-// of its writers come back within a millisecond. Without a wait, the first to come back finds Raft idle
-// and goes alone, the rest queue behind its log write, and a closed loop
-// of writers settles into a large entry and one or two lone ones in turn:
-// two entries in five carried one command, each with an entry's cost
-// (a log write and fsync, a Badger commit). A small batch right after a
-// large entry therefore waits up to waveWait for half as many commands as
-// that entry carried. Under a light load entries are small and nothing
-// waits: the latency scenario's sends (one or two an entry) are not held.
+// of its writers come back within a millisecond. Without a wait, the first
+// to come back finds Raft idle and goes alone, the rest queue behind its
+// log write, and a closed loop of writers settles into a large entry and
+// one or two lone ones in turn: two entries in five carried one command,
+// each with an entry's cost (a log write and fsync, a Badger commit). A
+// small batch built while a large entry is out, or within waveWait of its
+// results, therefore waits up to waveWait for half as many commands as
+// that entry carried. Under a light load entries are small, and a write
+// long after a burst finds its wave gone: nothing waits.
 const (
 	waveAfter = 16 // commands in an entry that make the next a wave
 	waveWait  = time.Millisecond
@@ -630,12 +636,25 @@ func waveSize(prev, n int) int {
 	return prev / 2
 }
 
+// waveDue reports whether the last entry's writers may still be coming
+// back: it is out, or its results went out within the wave's wait.
+func (s *Store) waveDue() bool {
+	window := waveWait
+	if s.opts.waveWindow > 0 {
+		window = s.opts.waveWindow
+	}
+	return s.unapplied.Load() > 0 || time.Since(time.Unix(0, s.answeredAt.Load())) < window
+}
+
 // awaitWave adds proposals to batch until it holds want or waveWait has
 // passed; false: the store is closing.
 func (s *Store) awaitWave(batch []*proposal, want int) ([]*proposal, bool) {
 	wait := waveWait
 	if s.opts.waveWait > 0 {
 		wait = s.opts.waveWait
+	}
+	if s.opts.onWave != nil {
+		s.opts.onWave()
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -682,6 +701,9 @@ func (s *Store) resultLoop() {
 	defer s.wg.Done()
 	for in := range s.inflight {
 		err := in.future.Error()
+		// Before the entry stops counting as out: a writer it answers may
+		// be back before the loop below ends (waveDue).
+		s.answeredAt.Store(time.Now().UnixNano())
 		s.unapplied.Add(-1)
 		select {
 		case s.applied <- struct{}{}:

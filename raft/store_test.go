@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,14 +223,13 @@ func (r *batchRig) send(t *testing.T) {
 	}
 }
 
-func newBatchRig(t *testing.T) *batchRig { return newBatchRigWaving(t, 0) }
+func newBatchRig(t *testing.T) *batchRig { return newBatchRigWith(t, nil) }
 
-// newBatchRigWaving is newBatchRig whose waves wait up to wave (0: as
-// built).
-func newBatchRigWaving(t *testing.T, wave time.Duration) *batchRig {
+// newBatchRigWith is newBatchRig with options set by configure.
+func newBatchRigWith(t *testing.T, configure func(*Options)) *batchRig {
 	r := &batchRig{user: newUser("batch")}
 	record := false
-	s, err := Open(Options{Dir: t.TempDir(), NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true, waveWait: wave,
+	o := Options{Dir: t.TempDir(), NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
 		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, Logger: quiet,
 		ObserveBatch: func(n int, _ time.Duration) {
 			r.mu.Lock()
@@ -237,7 +237,11 @@ func newBatchRigWaving(t *testing.T, wave time.Duration) *batchRig {
 				r.sizes = append(r.sizes, n)
 			}
 			r.mu.Unlock()
-		}})
+		}}
+	if configure != nil {
+		configure(&o)
+	}
+	s, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,46 +299,53 @@ func TestGroupCommitTakesWhatQueuedDuringTheLogWrite(t *testing.T) {
 	}
 }
 
-// Writers that each wait for their last write come back in a wave once a
-// large entry's results go out: the first back does not go alone while
-// the rest are on their way, but waits (up to waveWait) for half as many
-// as the large entry carried. Here the wait is a minute, so that the
-// entries' sizes show the rule and not the machine's speed.
-func TestASmallBatchAfterALargeEntryWaitsForTheWave(t *testing.T) {
-	s := newBatchRigWaving(t, time.Minute)
-
+// largeEntry makes the rig's next entry carry large commands, with the
+// log-write hold: one entry goes first, and the rest queue during its write.
+func (r *batchRig) largeEntry(t *testing.T, large int) {
+	t.Helper()
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	hold := func() { once.Do(func() { close(held); <-release }) }
-	s.gate.hold.Store(&hold)
+	r.gate.hold.Store(&hold)
 	var wg sync.WaitGroup
-	propose := func() { defer wg.Done(); s.send(t) }
+	propose := func() { defer wg.Done(); r.send(t) }
 	wg.Add(1)
 	go propose()
 	<-held
-	const large = 32
 	wg.Add(large)
 	for range large {
 		go propose()
 	}
 	pollUntil(t, "the large entry's commands queued", func() error {
-		if n := len(s.proposals); n < large-1 {
+		if n := len(r.proposals); n < large-1 {
 			return fmt.Errorf("only %d proposals queued", n)
 		}
 		return nil
 	})
 	close(release)
 	wg.Wait()
+}
+
+// Writers that each wait for their last write come back in a wave once a
+// large entry's results go out: the first back does not go alone while
+// the rest are on their way, but waits (up to waveWait) for half as many
+// as the large entry carried. Here the wait is a minute, so that the
+// entries' sizes show the rule and not the machine's speed.
+func TestASmallBatchAfterALargeEntryWaitsForTheWave(t *testing.T) {
+	waves := make(chan struct{}, 4)
+	s := newBatchRigWith(t, func(o *Options) {
+		o.waveWait, o.waveWindow = time.Minute, time.Minute
+		o.onWave = func() { waves <- struct{}{} }
+	})
+	const large = 32
+	s.largeEntry(t, large)
 
 	// The wave: one comes back first and waits for the others.
+	var wg sync.WaitGroup
+	propose := func() { defer wg.Done(); s.send(t) }
 	wg.Add(1)
 	go propose()
-	pollUntil(t, "the first of the wave taken", func() error {
-		if n := len(s.proposals); n != 0 {
-			return fmt.Errorf("%d proposals queued", n)
-		}
-		return nil
-	})
+	<-waves
 	wg.Add(large/2 - 1)
 	for range large/2 - 1 {
 		go propose()
@@ -352,12 +363,7 @@ func TestASmallBatchAfterALargeEntryWaitsForTheWave(t *testing.T) {
 		_, err := s.Propose(context.Background(), sendCmd(s.user.ID, "app", "", now, now.Add(time.Hour)))
 		done <- err
 	}()
-	pollUntil(t, "the lone command taken", func() error {
-		if n := len(s.proposals); n != 0 || len(done) != 0 {
-			return fmt.Errorf("%d proposals queued, %d answered", n, len(done))
-		}
-		return nil
-	})
+	<-waves
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -366,6 +372,34 @@ func TestASmallBatchAfterALargeEntryWaitsForTheWave(t *testing.T) {
 	}
 	if got, want := s.batches(), fmt.Sprint([]int{1, large, large / 2}); got != want {
 		t.Fatalf("entries carried %v commands, want %v", got, want)
+	}
+}
+
+// A write that comes long after a large entry's results finds no wave to
+// wait for: it goes at once, even where a wave would wait a minute.
+func TestALoneWriteLongAfterALargeEntryDoesNotWait(t *testing.T) {
+	var waves atomic.Int64
+	s := newBatchRigWith(t, func(o *Options) {
+		o.waveWait, o.waveWindow = time.Minute, 5*time.Millisecond
+		o.onWave = func() { waves.Add(1) }
+	})
+	const large = 32
+	s.largeEntry(t, large)
+	pollUntil(t, "the large entry's writers gone", func() error {
+		if d := time.Since(time.Unix(0, s.answeredAt.Load())); d < 10*time.Millisecond {
+			return fmt.Errorf("answered %v ago", d)
+		}
+		return nil
+	})
+	done := make(chan struct{})
+	go func() { defer close(done); s.send(t) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a lone write long after a large entry waited for a wave")
+	}
+	if got, want := s.batches(), fmt.Sprint([]int{1, large, 1}); got != want || waves.Load() != 0 {
+		t.Fatalf("entries carried %v commands, want %v; %d waves", got, want, waves.Load())
 	}
 }
 

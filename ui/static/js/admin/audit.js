@@ -7,7 +7,7 @@ import { api } from '../api.js';
 import { pageHead, pill, table, loading, failure, select } from './common.js';
 
 const actions = [
-  'signIn', 'signInFailure', 'signOut', 'session.revoke',
+  'signIn', 'signInFailure', 'refreshFailure', 'signOut', 'session.revoke',
   'user.create', 'user.update', 'user.rolesChange', 'user.passwordReset', 'user.enable', 'user.disable', 'user.delete',
   'application.create', 'application.update', 'application.delete', 'application.addPassword', 'application.removePassword',
   'cluster.addNode', 'cluster.removeNode', 'backup.download',
