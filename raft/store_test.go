@@ -268,40 +268,17 @@ func (r *batchRig) batches() string {
 
 func TestGroupCommitTakesWhatQueuedDuringTheLogWrite(t *testing.T) {
 	s := newBatchRig(t)
-
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	hold := func() { once.Do(func() { close(held); <-release }) }
-	s.gate.hold.Store(&hold)
 	const queued = 20
-	var wg sync.WaitGroup
-	propose := func() { defer wg.Done(); s.send(t) }
-	wg.Add(1)
-	go propose()
-	<-held // the first entry's write is under way
-	wg.Add(queued)
-	for range queued {
-		go propose()
-	}
-	// The batch loop has taken one of them and waits for the write; the
-	// rest wait in the queue.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(s.proposals) < queued-1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d proposals queued", len(s.proposals))
-		}
-		time.Sleep(time.Millisecond)
-	}
-	close(release)
-	wg.Wait()
+	s.queueDuringALogWrite(t, queued)
 	if got := s.batches(); got != fmt.Sprint([]int{1, queued}) {
 		t.Fatalf("entries carried %v commands, want [1 %d]", got, queued)
 	}
 }
 
-// largeEntry makes the rig's next entry carry large commands, with the
-// log-write hold: one entry goes first, and the rest queue during its write.
-func (r *batchRig) largeEntry(t *testing.T, large int) {
+// queueDuringALogWrite sends one command, holds its entry's log write
+// while n more queue, and returns once all are answered: with the group
+// commit as built, the rig's next entries carry 1 and n commands.
+func (r *batchRig) queueDuringALogWrite(t *testing.T, n int) {
 	t.Helper()
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -311,14 +288,16 @@ func (r *batchRig) largeEntry(t *testing.T, large int) {
 	propose := func() { defer wg.Done(); r.send(t) }
 	wg.Add(1)
 	go propose()
-	<-held
-	wg.Add(large)
-	for range large {
+	<-held // the first entry's write is under way
+	wg.Add(n)
+	for range n {
 		go propose()
 	}
-	pollUntil(t, "the large entry's commands queued", func() error {
-		if n := len(r.proposals); n < large-1 {
-			return fmt.Errorf("only %d proposals queued", n)
+	// The batch loop has taken one of them and waits for the write; the
+	// rest wait in the queue.
+	pollUntil(t, "the commands queued during the write", func() error {
+		if q := len(r.proposals); q < n-1 {
+			return fmt.Errorf("only %d proposals queued", q)
 		}
 		return nil
 	})
@@ -338,7 +317,7 @@ func TestASmallBatchAfterALargeEntryWaitsForTheWave(t *testing.T) {
 		o.onWave = func() { waves <- struct{}{} }
 	})
 	const large = 32
-	s.largeEntry(t, large)
+	s.queueDuringALogWrite(t, large)
 
 	// The wave: one comes back first and waits for the others.
 	var wg sync.WaitGroup
@@ -384,7 +363,7 @@ func TestALoneWriteLongAfterALargeEntryDoesNotWait(t *testing.T) {
 		o.onWave = func() { waves.Add(1) }
 	})
 	const large = 32
-	s.largeEntry(t, large)
+	s.queueDuringALogWrite(t, large)
 	pollUntil(t, "the large entry's writers gone", func() error {
 		if d := time.Since(time.Unix(0, s.answeredAt.Load())); d < 10*time.Millisecond {
 			return fmt.Errorf("answered %v ago", d)
