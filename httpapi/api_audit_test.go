@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,6 +18,22 @@ func (n *hnode) auditRecords(t *testing.T, query string) []map[string]any {
 	t.Helper()
 	items, _, _ := n.collect(t, n.admin, "/v1.0/admin/auditLog?"+query)
 	return items
+}
+
+// awaitCounts waits until the aggregated records of action are one per
+// target of want, with want's counts, and returns them.
+func (n *hnode) awaitCounts(t *testing.T, action string, want map[string]int) []map[string]any {
+	t.Helper()
+	var last []map[string]any
+	eventually(t, 10*time.Second, action+" records in the audit log", func() bool {
+		last = n.auditRecords(t, "action="+action)
+		got := map[string]int{}
+		for _, r := range last {
+			got[str(r, "target")] += int(r["count"].(float64))
+		}
+		return len(last) == len(want) && maps.Equal(got, want)
+	})
+	return last
 }
 
 func actorOf(rec map[string]any) map[string]any {
@@ -187,15 +204,7 @@ func TestFailedSignInsAreAggregated(t *testing.T) {
 	n.post(t, "", "/ui/session", map[string]any{"username": "erin", "password": "guess-one-two"}).expect(t, http.StatusUnauthorized)
 
 	want := map[string]int{"erin": 2, "mallory": 1, "no-such-app": 1}
-	var last []map[string]any
-	eventually(t, 10*time.Second, "failed sign-ins in the audit log", func() bool {
-		last = n.auditRecords(t, "action=signInFailure")
-		got := map[string]int{}
-		for _, r := range last {
-			got[str(r, "target")] += int(r["count"].(float64))
-		}
-		return len(last) == 3 && got["erin"] == want["erin"] && got["mallory"] == want["mallory"] && got["no-such-app"] == want["no-such-app"]
-	})
+	last := n.awaitCounts(t, "signInFailure", want)
 	for _, r := range last {
 		if str(r, "result") != "failure" || str(r, "clientAddress") != "127.0.0.1" || str(r, "dateTime") != fixed.Truncate(time.Minute).Format("2006-01-02T15:04:05.000Z") ||
 			!strings.Contains(str(r, "detail"), fmt.Sprint(want[str(r, "target")])) {
@@ -254,16 +263,7 @@ func TestRefusedRefreshesAreCountedInTheAuditLog(t *testing.T) {
 	n.tokenRequest(t, url.Values{"grant_type": {"password"}, "username": {"(unknown refresh token)"}, "password": {"guess-one-two"}}).
 		expect(t, http.StatusBadRequest)
 
-	want := map[string]int{"dana": 1, "(unknown refresh token)": 3}
-	var last []map[string]any
-	eventually(t, 10*time.Second, "refused refreshes in the audit log", func() bool {
-		last = n.auditRecords(t, "action=refreshFailure")
-		got := map[string]int{}
-		for _, r := range last {
-			got[str(r, "target")] += int(r["count"].(float64))
-		}
-		return len(last) == 2 && got["dana"] == want["dana"] && got["(unknown refresh token)"] == want["(unknown refresh token)"]
-	})
+	last := n.awaitCounts(t, "refreshFailure", map[string]int{"dana": 1, "(unknown refresh token)": 3})
 	for _, r := range last {
 		a := actorOf(r)
 		if str(r, "result") != "failure" || str(a, "type") != "user" || (str(r, "target") == "dana") != (str(a, "id") == dana.ID) {

@@ -187,8 +187,8 @@ func (s *Server) signInFailure(r *http.Request, actorType, name string) {
 // its user, or its expiry.
 const unknownRefreshToken = "(unknown refresh token)"
 
-// refreshRefused counts a refused refresh (rec: the token's record, nil
-// when there is none) under its own action, aggregated as failed sign-ins
+// refreshRefused counts a refused refresh (rec: the token's record, nil or
+// naming no principal when there is none) under its own action, aggregated as failed sign-ins
 // are: a refresh token replayed after its rotation's minute, or used after
 // its session ended, shows in the audit log with its address. The name is
 // the userPrincipalName of the user the token was issued to while the user

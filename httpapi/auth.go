@@ -308,9 +308,6 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 			return nil, err
 		}
 		if !found || rec.Kind != resource.TokenRefresh || !now.Before(rec.ExpiresAt.Time) {
-			if !found {
-				rec = nil
-			}
 			s.refreshRefused(r, rec) // audit.go
 			return nil, oauthFail(400, "invalid_grant", "The refresh token is invalid, expired or already used.")
 		}

@@ -447,9 +447,6 @@ func (s *Server) refreshSession(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !ok || rec.Kind != resource.TokenRefresh || rec.PrincipalType != resource.PrincipalUser ||
 		!s.tokenNow().Before(rec.ExpiresAt.Time) {
-		if !ok {
-			rec = nil
-		}
 		s.refreshRefused(r, rec) // audit.go
 		s.clearSessionCookies(w, r)
 		return unauthenticated("The session ended; sign in again.")

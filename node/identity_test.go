@@ -95,12 +95,7 @@ func leftOutOfARestore(t *testing.T, known func() int) {
 	})
 
 	// With its usual line: it asks to join, and is refused with the reason.
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if n, err := node.Start(sctx, cfgs[2], quietLogger()); err == nil {
-		n.Close(ctx)
-		t.Fatal("the node left out of the restore started as a member of the restored cluster")
-	} else if !strings.Contains(err.Error(), "another cluster") || !strings.Contains(err.Error(), ids[0]) {
+	if err := startRefused(ctx, t, cfgs[2], "the node left out of the restore started as a member of the restored cluster"); !strings.Contains(err.Error(), "another cluster") || !strings.Contains(err.Error(), ids[0]) {
 		t.Fatalf("the left-out node: %v, want a refusal naming another cluster and the restored one's id", err)
 	}
 
@@ -347,12 +342,7 @@ func TestARestoredNodeDoesNotJoinAClusterWithoutAnIdentity(t *testing.T) {
 	if _, err := raft.Restore(c2.DataDir, bytes.NewReader(backup.Bytes())); err != nil {
 		t.Fatal(err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if n, err := node.Start(sctx, c2, quietLogger()); err == nil {
-		n.Close(ctx)
-		t.Fatal("a restored node joined a cluster without an identity")
-	} else if !strings.Contains(err.Error(), "another cluster") {
+	if err := startRefused(ctx, t, c2, "a restored node joined a cluster without an identity"); !strings.Contains(err.Error(), "another cluster") {
 		t.Fatalf("the restored node: %v, want a refusal naming another cluster", err)
 	}
 	if conf, err := nodes[0].Store().Configuration(); err != nil || len(conf) != 1 {
@@ -429,12 +419,7 @@ func TestAnOldDirectoryInARestoredMembersPlaceIsRefused(t *testing.T) {
 
 	old := cfgs[2]
 	old.RulesLevel = nil
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if n, err := node.Start(sctx, old, quietLogger()); err == nil {
-		n.Close(ctx)
-		t.Fatal("o3's old directory started as a member of the restored cluster")
-	} else if !strings.Contains(err.Error(), "another cluster") {
+	if err := startRefused(ctx, t, old, "o3's old directory started as a member of the restored cluster"); !strings.Contains(err.Error(), "another cluster") {
 		t.Fatalf("o3 on its old directory: %v, want a refusal naming another cluster", err)
 	}
 	if _, found, err := r1.Store().User(lost.ID); err != nil || found {
@@ -477,6 +462,21 @@ func closeAll(t *testing.T, nodes []*testnode.Node) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// startRefused starts cfg, which the cluster is expected to refuse within
+// 30 s, and returns Start's error; if the node starts, the test fails with
+// started.
+func startRefused(ctx context.Context, t *testing.T, cfg node.Config, started string) error {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	n, err := node.Start(sctx, cfg, quietLogger())
+	if err == nil {
+		n.Close(ctx)
+		t.Fatal(started)
+	}
+	return err
 }
 
 // startUntilStopped starts a node that is not expected to find a leader;
