@@ -2,6 +2,8 @@ package raft
 
 import (
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
@@ -139,4 +141,29 @@ func GoMemoryLimit(budget uint64) int64 {
 		budget = DefaultMemory
 	}
 	return int64(2*budget + 24<<20)
+}
+
+// dropEmptyMemtableLogs removes the empty memtable logs (*.mem) in dir.
+// Badger creates a memtable's log and then sizes it; a process killed
+// between the two leaves an empty file, and badger v4.9.6 refuses to open
+// a directory that holds one ("while opening fid: N err: Create a new
+// file"), so the node could not start again (a kill -9 in the e2e tests met
+// it). An empty log holds no write, and Badger's applied state is rebuilt
+// from the Raft log in any case, so the file goes.
+func dropEmptyMemtableLogs(dir string, log *slog.Logger) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.mem"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil || fi.Size() != 0 {
+			continue
+		}
+		if err := os.Remove(f); err != nil {
+			return fmt.Errorf("remove the empty memtable log %s: %w", f, err)
+		}
+		log.Warn("removed an empty memtable log left by a crash", "file", f)
+	}
+	return nil
 }
