@@ -174,7 +174,7 @@ func appendTime(b []byte, t resource.Time) []byte {
 		return append(b, "null"...)
 	}
 	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, resource.TimeLayout)
+	b = resource.AppendTime(b, t.Time)
 	return append(b, '"')
 }
 

@@ -22,7 +22,7 @@ type Time struct{ time.Time }
 // to what a client read back.
 func At(t time.Time) Time { return Time{t.UTC().Truncate(time.Millisecond)} }
 
-func (t Time) String() string { return t.UTC().Format(TimeLayout) }
+func (t Time) String() string { return string(AppendTime(nil, t.Time)) }
 
 // MarshalJSON encodes the zero time as null.
 func (t Time) MarshalJSON() ([]byte, error) {
@@ -31,8 +31,31 @@ func (t Time) MarshalJSON() ([]byte, error) {
 	}
 	b := make([]byte, 0, len(TimeLayout)+2)
 	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, TimeLayout)
+	b = AppendTime(b, t.Time)
 	return append(b, '"'), nil
+}
+
+// AppendTime appends t as TimeLayout. Every stored notification and every
+// answer to a send carries three times; time.AppendFormat interprets its
+// layout on each call, which was about 1 % of a node's CPU under ingest
+// (BENCHMARKS.md, 6 December 2026). Years outside 0–9999, which the layout
+// does not fit either, go to AppendFormat.
+func AppendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, TimeLayout)
+	}
+	hour, minute, sec := t.Clock()
+	ms := t.Nanosecond() / int(time.Millisecond)
+	return append(b,
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+int(month)/10), byte('0'+int(month)%10), '-',
+		byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':',
+		byte('0'+minute/10), byte('0'+minute%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.',
+		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
 }
 
 func (t *Time) UnmarshalJSON(b []byte) error {
