@@ -101,27 +101,31 @@ func pollUntil(t *testing.T, what string, f func() error) {
 // A kill between Badger's creating a memtable log and sizing it leaves an
 // empty *.mem file, which Badger refuses to open ("Create a new file"):
 // the store removes it and opens, with everything committed before.
-func TestAnEmptyMemtableLogLeftByACrashIsDropped(t *testing.T) {
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	s := openTestStoreAt(t, dir, addr, nil)
-	u := newUser("kept")
-	if _, err := s.Propose(context.Background(), &Command{Op: OpCreateUser, User: u}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	empty := filepath.Join(dir, "badger", "99999.mem")
-	if err := os.WriteFile(empty, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s = openTestStoreAt(t, dir, addr, nil)
-	defer s.Close()
-	if _, found, err := s.User(u.ID); err != nil || !found {
-		t.Fatalf("the user committed before: %v, %v", found, err)
-	}
-	if _, err := os.Stat(empty); !os.IsNotExist(err) {
-		t.Errorf("the empty memtable log is still there: %v", err)
+func TestEmptyLogsLeftByACrashAreDropped(t *testing.T) {
+	for _, name := range []string{"99999.mem", "000099.vlog"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			addr := freeAddr(t)
+			s := openTestStoreAt(t, dir, addr, nil)
+			u := newUser("kept")
+			if _, err := s.Propose(context.Background(), &Command{Op: OpCreateUser, User: u}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			empty := filepath.Join(dir, "badger", name)
+			if err := os.WriteFile(empty, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s = openTestStoreAt(t, dir, addr, nil)
+			defer s.Close()
+			if _, found, err := s.User(u.ID); err != nil || !found {
+				t.Fatalf("the user committed before: %v, %v", found, err)
+			}
+			if fi, err := os.Stat(empty); err == nil && fi.Size() == 0 {
+				t.Errorf("the empty log %s is still there", name)
+			}
+		})
 	}
 }

@@ -181,7 +181,7 @@ func Open(opts Options) (*Store, error) {
 			"which it writes through memory-mapped files; free space on that disk and start again", opts.Dir, mib(st.Free), mib(minStartRoom))
 	}
 	bopts := badgerOptions(opts.Dir, opts.Memory)
-	if err := dropEmptyMemtableLogs(bopts.Dir, opts.Logger); err != nil {
+	if err := dropEmptyLogs(bopts.Dir, opts.Logger); err != nil {
 		return nil, err
 	}
 	t0 := time.Now()
