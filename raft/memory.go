@@ -2,8 +2,6 @@ package raft
 
 import (
 	"fmt"
-	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
@@ -141,34 +139,4 @@ func GoMemoryLimit(budget uint64) int64 {
 		budget = DefaultMemory
 	}
 	return int64(2*budget + 24<<20)
-}
-
-// dropEmptyLogs removes the empty memtable logs (*.mem) and value logs
-// (*.vlog) in dir. Badger creates either file and then sizes it (a value
-// log at every open, a memtable log at every memtable); a process killed
-// between the two leaves an empty file, and badger v4.9.6 refuses to open
-// a directory that holds one ("while opening fid: N err: Create a new
-// file", "Open existing file: …vlog err: Create a new file"), so the node
-// could not start again (a kill -9 in the e2e tests met the first). An
-// empty file holds no write: Herald's values all stay in the LSM tree
-// (WithValueThreshold), and Badger's applied state is rebuilt from the Raft
-// log in any case, so the file goes.
-func dropEmptyLogs(dir string, log *slog.Logger) error {
-	for _, pattern := range []string{"*.mem", "*.vlog"} {
-		files, err := filepath.Glob(filepath.Join(dir, pattern))
-		if err != nil {
-			return err
-		}
-		for _, f := range files {
-			fi, err := os.Stat(f)
-			if err != nil || fi.Size() != 0 {
-				continue
-			}
-			if err := os.Remove(f); err != nil {
-				return fmt.Errorf("remove the empty log %s: %w", f, err)
-			}
-			log.Warn("removed an empty log file left by a crash", "file", f)
-		}
-	}
-	return nil
 }

@@ -245,6 +245,9 @@ func (s *Store) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)
 	}
+	if err := dropCrashLeftovers(o.Dir, o.Logger); err != nil {
+		return err
+	}
 	files, err := hraft.NewFileSnapshotStoreWithLogger(filepath.Join(o.Dir, "snapshots"), 2, hlog)
 	if err != nil {
 		return err
