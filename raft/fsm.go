@@ -4,6 +4,7 @@
 package raft
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -53,6 +54,9 @@ type FSM struct {
 	// restoring is set while Restore replaces the state, which reads as
 	// empty meanwhile (Store.Identity).
 	restoring atomic.Bool
+	// lost is set when a Restore dropped the state and did not load the
+	// snapshot, until one does (Restore).
+	lost atomic.Bool
 }
 
 func newFSM(db *badger.DB, onChange func([]resource.Change), log *slog.Logger) (*FSM, error) {
@@ -129,6 +133,13 @@ func (f *FSM) Apply(l *hraft.Log) any { return f.ApplyBatch([]*hraft.Log{l})[0] 
 func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	if h := f.hold.Load(); h != nil {
 		(*h)() // tests: hold the apply
+	}
+	if f.lost.Load() {
+		// Applied on what is left, an entry would also write the applied
+		// index, and the next start would keep the hole for good. A
+		// restart loads the snapshot again (catchUpFromSnapshot).
+		panic("herald: the state was dropped for a snapshot that did not load, and an entry came to apply on what is left; " +
+			"stopping so that the next start loads the snapshot again")
 	}
 	defer since(f.applyTime, time.Now())
 	out := make([]any, len(logs))
@@ -252,9 +263,16 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.cache.reset()
 	f.ac.reset()
 	f.resume = partMark{}
+	if errors.Is(err, errStateDropped) {
+		// A leader sends the snapshot again; an entry that comes first
+		// stops the node instead (ApplyBatch).
+		f.lost.Store(true)
+		f.log.Error("a snapshot did not load after the state was dropped for it; an entry that comes to apply before one does stops the node", "error", err)
+	}
 	if err != nil {
 		return err
 	}
+	f.lost.Store(false)
 	// A snapshot streamed while an entry was between parts holds its
 	// first parts and their mark: the log that follows is the same.
 	if err := f.loadApplied(); err != nil {

@@ -152,13 +152,21 @@ func loadSnapshot(db *badger.DB, r io.Reader) (uint64, error) {
 		return 0, err
 	}
 	if err := db.DropAll(); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w: %w", errStateDropped, err)
 	}
 	if afterDrop != nil {
 		afterDrop()
 	}
-	return readSnapshot(f, db)
+	applied, err := readSnapshot(f, db)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", errStateDropped, err)
+	}
+	return applied, nil
 }
+
+// errStateDropped wraps what failed a load once it had begun to drop the
+// state it replaces: what is left is neither the old state nor the new.
+var errStateDropped = errors.New("the state was dropped for a snapshot that did not load")
 
 // afterDrop, set by tests, runs while a snapshot load has emptied Badger.
 var afterDrop func()

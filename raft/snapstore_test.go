@@ -216,7 +216,8 @@ func TestStorageBehindAReferenceSnapshot(t *testing.T) {
 // its state: the next start compares that index with the snapshot's
 // (catchUpFromSnapshot), and would run with the rest missing for good. The
 // applied index is written after everything else, so a cut load reads as
-// applied through 0, and the next start loads the snapshot again.
+// applied through 0, and the next start loads the snapshot again; until
+// then no entry is applied on what is left.
 func TestASnapshotLoadCutShortDoesNotClaimItsAppliedIndex(t *testing.T) {
 	src := openTestStore(t, t.TempDir(), nil)
 	u := newUser("rowan")
@@ -245,6 +246,17 @@ func TestASnapshotLoadCutShortDoesNotClaimItsAppliedIndex(t *testing.T) {
 	if !errors.Is(err, errRestoreCut) {
 		t.Fatalf("the load was not cut (%v): the snapshot holds no notification after the applied index, and the test proves nothing", err)
 	}
+	// A load that fails in the process, not by a kill, must not have
+	// entries applied on what is left either: each would write the
+	// applied index.
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("an entry was applied on a state dropped for a snapshot that did not load")
+			}
+		}()
+		s.fsm.ApplyBatch([]*hraft.Log{entry(t, s.fsm.Applied()+1, &Command{Op: OpCreateUser, Now: time.Now().UnixNano(), User: newUser("late")})})
+	}()
 	s.Close()
 
 	s = openTestStoreAt(t, dir, addr, nil)
