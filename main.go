@@ -522,6 +522,7 @@ func usersCommand() *cli.Command {
 					return nil
 				},
 			},
+			resetPasswordCommand(),
 		},
 	}
 }

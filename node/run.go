@@ -57,8 +57,12 @@ type Node struct {
 	acme    *publictls.ACME
 	// acmeHTTP answers HTTP-01 challenges; metricsHTTP serves /metrics on
 	// --metrics-addr. Either may be nil.
-	acmeHTTP        *http.Server
-	metricsHTTP     *http.Server
+	acmeHTTP    *http.Server
+	metricsHTTP *http.Server
+	// localHTTP serves password resets on the data directory's socket
+	// (local.go); nil when it could not listen.
+	localHTTP       *http.Server
+	localPath       string
 	metricsListener net.Listener
 	stop            chan struct{}
 	wg              sync.WaitGroup
@@ -355,6 +359,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		n.Close(context.Background())
 		return nil, err
 	}
+	n.startLocalSocket()
 
 	n.cluster.Start()
 	if err := n.waitMember(ctx); err != nil {
@@ -564,7 +569,7 @@ func (n *Node) shutdown(ctx context.Context, stage func(string)) error {
 	if err := n.drainHTTP(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http drain: %w", err))
 	}
-	for _, srv := range []*http.Server{n.metricsHTTP, n.acmeHTTP} {
+	for _, srv := range []*http.Server{n.metricsHTTP, n.acmeHTTP, n.localHTTP} {
 		if srv != nil && srv.Shutdown(ctx) != nil {
 			srv.Close()
 		}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/herald-notify/herald/httpapi"
+	"github.com/herald-notify/herald/node"
+)
+
+// resetPasswordCommand gives a user a new password through the node that
+// runs on this machine, over the socket in its data directory: no sign-in,
+// since it is the way back in when the admin's password is lost.
+func resetPasswordCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "reset-password",
+		Usage:     "give a user a new password through the node on this machine, without signing in",
+		UsageText: "herald users reset-password [--data-dir DIR] [--user-password PASSWORD] [UPN]",
+		Description: "For the admin whose password is lost: run it on a machine where a node of the cluster\n" +
+			"runs, as a system user who may open that node's data directory (the user herald runs as, or\n" +
+			"root). UPN is the user to reset, admin when not given. Without --user-password a password is\n" +
+			"generated and printed once. The user's sessions end on every node, and the audit log\n" +
+			"records the reset.",
+		ArgsUsage: "[UPN]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Value: "./herald-data", EnvVars: []string{"HERALD_DATA_DIR"},
+				Usage: "`DIR` of the node running on this machine"},
+			&cli.StringFlag{Name: "user-password", Usage: "the new `PASSWORD` (at least 8 characters; default: generated)"},
+			jsonFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return fmt.Errorf("users reset-password: name one user, not %d", c.NArg())
+			}
+			upn := "admin"
+			if c.NArg() == 1 {
+				upn = c.Args().First()
+			}
+			out, err := localReset(c.Context, c.String("data-dir"),
+				httpapi.LocalResetRequest{UserPrincipalName: upn, Password: c.String("user-password")})
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, out)
+			}
+			if out.Password != "" {
+				fmt.Fprintf(c.App.Writer, "new password of %s (shown only this once): %s\n", out.UserPrincipalName, out.Password)
+			} else {
+				fmt.Fprintf(c.App.Writer, "set the password of %s\n", out.UserPrincipalName)
+			}
+			if !out.AccountEnabled {
+				fmt.Fprintf(c.App.ErrWriter, "note: %s is disabled; an admin enables it again (herald users, or the web console)\n", out.UserPrincipalName)
+			}
+			return nil
+		},
+	}
+}
+
+// localReset asks the node whose data directory is dir.
+func localReset(ctx context.Context, dir string, in httpapi.LocalResetRequest) (*httpapi.LocalResetAnswer, error) {
+	path := filepath.Join(dir, node.LocalSocket)
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}}
+	body, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://local/local/resetPassword", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	switch {
+	case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED):
+		return nil, fmt.Errorf("no node is running on data directory %s (no %s there to connect to); start it, or give its --data-dir", dir, path)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("%s may not be opened by this system user: run as the user herald runs as, or as root", path)
+	case err != nil:
+		return nil, fmt.Errorf("reach the node through %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+			return nil, fmt.Errorf("users reset-password: %s (%s)", e.Error.Message, e.Error.Code)
+		}
+		return nil, fmt.Errorf("users reset-password: the node answered %s", resp.Status)
+	}
+	var out httpapi.LocalResetAnswer
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("users reset-password: the node's answer: %w", err)
+	}
+	return &out, nil
+}
