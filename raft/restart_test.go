@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/herald-notify/herald/resource"
 )
 
 // A node restarted more often than its snapshot interval (here an hour)
@@ -98,19 +100,26 @@ func pollUntil(t *testing.T, what string, f func() error) {
 	}
 }
 
-// A kill between Badger's creating a memtable log and sizing it leaves an
-// empty *.mem file, which Badger refuses to open ("Create a new file"):
-// the store removes it and opens, with everything committed before.
+// storeWithAUser opens a store on a new directory and commits one user.
+func storeWithAUser(t *testing.T) (dir, addr string, s *Store, u *resource.UserRecord) {
+	t.Helper()
+	dir, addr = t.TempDir(), freeAddr(t)
+	s = openTestStoreAt(t, dir, addr, nil)
+	u = newUser("kept")
+	if _, err := s.Propose(context.Background(), &Command{Op: OpCreateUser, User: u}); err != nil {
+		t.Fatal(err)
+	}
+	return dir, addr, s, u
+}
+
+// A kill between Badger's creating a memtable or value log and sizing it
+// leaves an empty *.mem or *.vlog file, which Badger refuses to open
+// ("Create a new file"): the store removes it and opens, with everything
+// committed before.
 func TestEmptyLogsLeftByACrashAreDropped(t *testing.T) {
 	for _, name := range []string{"99999.mem", "000099.vlog"} {
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			addr := freeAddr(t)
-			s := openTestStoreAt(t, dir, addr, nil)
-			u := newUser("kept")
-			if _, err := s.Propose(context.Background(), &Command{Op: OpCreateUser, User: u}); err != nil {
-				t.Fatal(err)
-			}
+			dir, addr, s, u := storeWithAUser(t)
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -135,13 +144,7 @@ func TestEmptyLogsLeftByACrashAreDropped(t *testing.T) {
 // of its own at every start and keeps it): the next start removes both
 // kinds, and keeps the snapshots that count.
 func TestWhatAnInterruptedSnapshotLeftIsRemoved(t *testing.T) {
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	s := openTestStoreAt(t, dir, addr, nil)
-	u := newUser("kept")
-	if _, err := s.Propose(context.Background(), &Command{Op: OpCreateUser, User: u}); err != nil {
-		t.Fatal(err)
-	}
+	dir, addr, s, u := storeWithAUser(t)
 	if err := s.raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)
 	}
