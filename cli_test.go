@@ -452,6 +452,21 @@ func TestRestoreIsAllOrNothingAndNeedsForceToReplace(t *testing.T) {
 		t.Errorf("a failed restore left %v in an empty directory", names)
 	}
 
+	// What a stopped restore left (Ctrl-C kills it mid-load) does not make
+	// the directory hold anything, and goes.
+	stopped := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(stopped, ".restore-0123abcd.partial", "badger"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, nil, "restore", "--in", file, "--data-dir", stopped); code != 0 {
+		t.Fatalf("restore after a stopped one: exit %d, %q", code, errOut)
+	}
+	for _, name := range listDir(t, stopped) {
+		if strings.HasPrefix(name, ".") {
+			t.Errorf("after a restore over a stopped one, the directory holds %s", name)
+		}
+	}
+
 	// From standard input, into a new directory.
 	withStdin(t, string(backup))
 	code, out, errOut := runCLI(t, nil, "restore", "--in", "-", "--data-dir", dir)

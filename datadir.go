@@ -59,6 +59,9 @@ func dirEntries(dir string) ([]string, error) {
 	return names, nil
 }
 
+// A restore's work directory inside the data directory.
+const partialPrefix, partialSuffix = ".restore-", ".partial"
+
 // restoreDataDir fills dir with what load writes, so that dir holds either
 // everything it held before or the complete restored state, never a part:
 // load writes into a hidden directory inside dir (the same filesystem, and
@@ -66,9 +69,20 @@ func dirEntries(dir string) ([]string, error) {
 // are moved into place only once load succeeded. A dir that holds anything
 // is refused unless force is set, in which case its entries are replaced.
 func restoreDataDir(dir string, force bool, load func(tmp string) error) error {
-	existing, err := dirEntries(dir)
+	all, err := dirEntries(dir)
 	if err != nil {
 		return err
+	}
+	// What a restore that was stopped (Ctrl-C, a kill) left is no node's
+	// data: it does not make dir hold anything, and goes once the lock is
+	// ours, so that no other restore is writing it.
+	var existing, stale []string
+	for _, name := range all {
+		if strings.HasPrefix(name, partialPrefix) && strings.HasSuffix(name, partialSuffix) {
+			stale = append(stale, name)
+		} else {
+			existing = append(existing, name)
+		}
 	}
 	if len(existing) > 0 && !force {
 		return fmt.Errorf("%s is not empty (it holds %s): restore into an empty or new directory, or give --force to replace what it holds",
@@ -81,6 +95,11 @@ func restoreDataDir(dir string, force bool, load func(tmp string) error) error {
 		return err
 	}
 	defer release()
+	for _, name := range stale {
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("remove %s, left by a restore that was stopped: %w", name, err)
+		}
+	}
 	// A failed restore leaves dir as it found it: gone if it was not there,
 	// empty if it was empty.
 	undo := func() {
@@ -92,7 +111,7 @@ func restoreDataDir(dir string, force bool, load func(tmp string) error) error {
 		}
 	}
 
-	tmp := filepath.Join(dir, ".restore-"+randomSuffix()+".partial")
+	tmp := filepath.Join(dir, partialPrefix+randomSuffix()+partialSuffix)
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		undo()
 		return err
