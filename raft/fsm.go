@@ -272,12 +272,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
-	f.lost.Store(false)
 	// A snapshot streamed while an entry was between parts holds its
 	// first parts and their mark: the log that follows is the same.
 	if err := f.loadApplied(); err != nil {
 		return err
 	}
+	f.lost.Store(false)
 	f.published.Store(applied)
 	f.applied.Store(applied)
 	return nil

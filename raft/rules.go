@@ -82,9 +82,10 @@ func (s *Store) ClusterID() (string, error) {
 // Identity is the cluster's identity, for the transport's checks
 // (cluster/identity.go), and whether the cluster began with a restore. While
 // a snapshot replaces the state, which reads as empty until it has loaded,
-// it is what it was before.
+// it is what it was before, and so after a load that failed (FSM.lost):
+// read from what is left, it would refuse the leader's next send.
 func (s *Store) Identity() (Identity, error) {
-	if s.fsm != nil && s.fsm.restoring.Load() {
+	if s.fsm != nil && (s.fsm.restoring.Load() || s.fsm.lost.Load()) {
 		if last := s.identity.Load(); last != nil {
 			return *last, nil
 		}
@@ -100,7 +101,7 @@ func (s *Store) Identity() (Identity, error) {
 		_, id.Restored, err = getValue(txn, []byte(keyRestored))
 		return err
 	})
-	if s.fsm != nil && s.fsm.restoring.Load() {
+	if s.fsm != nil && (s.fsm.restoring.Load() || s.fsm.lost.Load()) {
 		// The load began while this read ran.
 		if last := s.identity.Load(); last != nil {
 			return *last, nil

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/herald-notify/herald/internal/syncbuf"
@@ -234,6 +235,18 @@ func TestASnapshotLoadCutShortDoesNotClaimItsAppliedIndex(t *testing.T) {
 
 	dir, addr := t.TempDir(), freeAddr(t)
 	s := openTestStoreAt(t, dir, addr, nil)
+	// A member of a cluster that began with a restore: read from what a
+	// failed load left, its identity would refuse the leader's next send
+	// of the snapshot (cluster/identity.go).
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return errors.Join(txn.Set([]byte(keyCluster), []byte("c1")), txn.Set([]byte(keyRestored), []byte("c1")))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.Identity()
+	if err != nil || before.ID != "c1" || !before.Restored {
+		t.Fatalf("identity before the load: %+v, %v", before, err)
+	}
 	var cut []byte
 	restoreCut = func(k []byte) bool {
 		if cut == nil && bytes.HasPrefix(k, []byte("n/")) {
@@ -241,10 +254,13 @@ func TestASnapshotLoadCutShortDoesNotClaimItsAppliedIndex(t *testing.T) {
 		}
 		return cut != nil
 	}
-	err := s.fsm.Restore(io.NopCloser(bytes.NewReader(snap.Bytes())))
+	err = s.fsm.Restore(io.NopCloser(bytes.NewReader(snap.Bytes())))
 	restoreCut = nil
 	if !errors.Is(err, errRestoreCut) {
 		t.Fatalf("the load was not cut (%v): the snapshot holds no notification after the applied index, and the test proves nothing", err)
+	}
+	if after, err := s.Identity(); err != nil || after != before {
+		t.Errorf("identity after the failed load: %+v, %v; want %+v as before it", after, err, before)
 	}
 	// A load that fails in the process, not by a kill, must not have
 	// entries applied on what is left either: each would write the
