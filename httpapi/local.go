@@ -53,6 +53,9 @@ func (s *Server) localResetPassword(w http.ResponseWriter, r *http.Request) erro
 		return resource.Invalid("userPrincipalName", "userPrincipalName names the user whose password is reset.")
 	}
 	u, found, err := s.state.UserByName(in.UserPrincipalName)
+	if err == nil && !found && s.lookAgain(r) { // this node may be behind (consistency.go)
+		u, found, err = s.state.UserByName(in.UserPrincipalName)
+	}
 	if err != nil {
 		return err
 	}
@@ -73,12 +76,17 @@ func (s *Server) localResetPassword(w http.ResponseWriter, r *http.Request) erro
 	rec := s.record(r, localActor, actUserPassword, u.UserPrincipalName,
 		"through the node's local socket; every session of the user ended")
 	rec.ClientAddress = "local"
-	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpUpdateUser, Now: time.Now().UnixNano(),
-		UserID: u.ID, UserPatch: &raft.UserPatch{PasswordHash: &h}, Audit: []resource.AuditRecord{rec}}); err != nil {
+	v, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpUpdateUser, Now: time.Now().UnixNano(),
+		UserID: u.ID, UserPatch: &raft.UserPatch{PasswordHash: &h}, Audit: []resource.AuditRecord{rec}})
+	if err != nil {
 		return err
 	}
 	s.waitReplicated(r) // the old password and sessions fail at once on every node
-	out := LocalResetAnswer{ID: u.ID, UserPrincipalName: u.UserPrincipalName, AccountEnabled: u.AccountEnabled, Roles: u.Roles}
+	now := u.User
+	if after, ok := v.(resource.User); ok { // as the reset left it
+		now = after
+	}
+	out := LocalResetAnswer{ID: now.ID, UserPrincipalName: now.UserPrincipalName, AccountEnabled: now.AccountEnabled, Roles: now.Roles}
 	if generated {
 		out.Password = pw
 	}

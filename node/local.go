@@ -1,41 +1,39 @@
+//go:build unix
+
 package node
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
-// LocalSocket is the name of the Unix socket in the data directory where a
-// node takes password resets from an operator on its machine, who signs in
-// with nothing but access to the directory (httpapi.LocalHandler; `herald
-// users reset-password`).
-const LocalSocket = "admin.sock"
-
-// startLocalSocket serves the local socket. A node that cannot (a path
-// longer than a socket's 107 bytes, a file system without sockets) runs
-// without it and says why: it is a way back in, not a reason to stay down.
+// startLocalSocket serves password resets on LocalSocket. A node that
+// cannot (a path longer than a socket's limit, about 100 bytes; a file
+// system without sockets) runs without it and says why: it is a way back
+// in, not a reason to stay down.
 func (n *Node) startLocalSocket() {
 	path := filepath.Join(n.cfg.DataDir, LocalSocket)
-	// One left by a node that was killed; the data directory's lock
-	// (datadir.go) says no other node uses it.
-	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+	if err := localDir(filepath.Dir(path)); err != nil {
 		n.log.Warn("no local socket for password resets", "path", path, "error", err)
 		return
+	}
+	// One left by a node that was killed; the data directory's lock
+	// (datadir.go) says no other node uses it.
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			n.log.Warn("no local socket for password resets: something else has its name", "path", path)
+			return
+		}
+		os.Remove(path)
 	}
 	l, err := net.Listen("unix", path)
 	if err != nil {
-		n.log.Warn("no local socket for password resets", "path", path, "error", err)
-		return
-	}
-	// Created under the process's umask (typically 0755: only the owner
-	// may connect, which needs write permission); 0600 says so whatever
-	// the umask.
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
 		n.log.Warn("no local socket for password resets", "path", path, "error", err)
 		return
 	}
@@ -43,4 +41,26 @@ func (n *Node) startLocalSocket() {
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute,
 		MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
 	n.serve(n.localHTTP, l, "local socket")
+}
+
+// localDir makes dir a directory that only this process's user may enter,
+// before the socket exists in it: a socket gets its mode from the umask
+// when it is made, and a connection made before a chmod would outlive it,
+// so the directory, not the socket, keeps others out.
+func localDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s is not a directory of this process's user", dir)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		return os.Chmod(dir, 0o700)
+	}
+	return nil
 }

@@ -359,7 +359,6 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		n.Close(context.Background())
 		return nil, err
 	}
-	n.startLocalSocket()
 
 	n.cluster.Start()
 	if err := n.waitMember(ctx); err != nil {
@@ -426,6 +425,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		n.Close(context.Background())
 		return nil, fmt.Errorf("delivery engine: %w", err)
 	}
+	n.startLocalSocket()
 	n.started.Store(true)
 	n.wg.Add(1)
 	go n.housekeeping()
