@@ -67,9 +67,20 @@ func resetPasswordCommand() *cli.Command {
 	}
 }
 
+// maxSocketPath is the longest path a Unix socket may have on Linux (the
+// 108 bytes of sun_path, one of them the terminating zero).
+const maxSocketPath = 107
+
 // localReset asks the node whose data directory is dir.
 func localReset(ctx context.Context, dir string, in httpapi.LocalResetRequest) (*httpapi.LocalResetAnswer, error) {
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real // as the node made it
+	}
 	path := filepath.Join(dir, node.LocalSocket)
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("the data directory's path %s is too long for a socket (over %d bytes), so the node serves none; "+
+			"move the data directory to a shorter path and restart the node", dir, maxSocketPath-len(node.LocalSocket)-1)
+	}
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)

@@ -14,12 +14,21 @@ import (
 )
 
 // startLocalSocket serves password resets on LocalSocket. A node that
-// cannot (a path longer than a socket's limit, about 100 bytes; a file
-// system without sockets) runs without it and says why: it is a way back
-// in, not a reason to stay down.
+// cannot (a data directory that other users could change, a path longer
+// than a socket's limit: over 90 bytes for the directory; a file system
+// without sockets) runs without it and says why: it is a way back in, not
+// a reason to stay down.
 func (n *Node) startLocalSocket() {
 	path := filepath.Join(n.cfg.DataDir, LocalSocket)
-	if err := localDir(filepath.Dir(path)); err != nil {
+	data, err := filepath.EvalSymlinks(n.cfg.DataDir)
+	if err == nil {
+		err = noOneElseWrites(data)
+	}
+	if err == nil {
+		path = filepath.Join(data, LocalSocket)
+		err = localDir(filepath.Dir(path))
+	}
+	if err != nil {
 		n.log.Warn("no local socket for password resets", "path", path, "error", err)
 		return
 	}
@@ -37,10 +46,40 @@ func (n *Node) startLocalSocket() {
 		n.log.Warn("no local socket for password resets", "path", path, "error", err)
 		return
 	}
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		l.Close()
+		n.log.Warn("no local socket for password resets: it is not where it was made", "path", path)
+		return
+	}
 	n.localHTTP = &http.Server{Handler: n.api.LocalHandler(), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute,
 		MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
 	n.serve(n.localHTTP, l, "local socket")
+}
+
+// noOneElseWrites checks that no other user can change the path to dir (a
+// path without symlinks): each directory on it belongs to this process's
+// user or root, and none lets others write unless its sticky bit keeps
+// them to their own entries (as /tmp's does). Otherwise one who could
+// would swap the socket's directory between its check and the socket's
+// creation for one of their own (a review did so under umask 0).
+func noOneElseWrites(dir string) error {
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok || (int(st.Uid) != os.Geteuid() && st.Uid != 0) {
+			return fmt.Errorf("%s belongs to another user", p)
+		}
+		if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+			return fmt.Errorf("%s may be written by other users (mode %v)", p, fi.Mode().Perm())
+		}
+		if filepath.Dir(p) == p {
+			return nil
+		}
+	}
 }
 
 // localDir makes dir a directory that only this process's user may enter,
