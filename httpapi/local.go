@@ -12,9 +12,9 @@ import (
 // directory (node/local.go): a user's password reset without signing in,
 // the way back in when the only admin's password is lost (its generated
 // password scrolled out of the log, or the one person who knew it left).
-// The socket's file permissions are the authority: whoever may open it may
-// also read, copy or replace the data directory itself, so it grants
-// nothing they lack. `herald users reset-password` is its client.
+// Reaching the socket is the authority: only the node's system user and
+// root can (node/local.go), and they may also read, copy or replace the
+// data directory itself, so it grants nothing they lack. `herald users reset-password` is its client.
 func (s *Server) LocalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /local/resetPassword", s.wrap("local resetPassword", s.localResetPassword))
