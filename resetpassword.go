@@ -7,14 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/herald-notify/herald/httpapi"
+	"github.com/herald-notify/herald/internal/localsock"
 	"github.com/herald-notify/herald/node"
 )
 
@@ -71,19 +74,49 @@ func resetPasswordCommand() *cli.Command {
 // 108 bytes of sun_path, one of them the terminating zero).
 const maxSocketPath = 107
 
-// localReset asks the node whose data directory is dir.
+// localReset asks the node whose data directory is dir, once it has
+// checked, as the node did, that no user but the node's and root could
+// have put a socket there, and that the process that answers is the
+// node's user's or root's: a password is not sent, nor an answer
+// believed, otherwise.
 func localReset(ctx context.Context, dir string, in httpapi.LocalResetRequest) (*httpapi.LocalResetAnswer, error) {
 	if real, err := filepath.EvalSymlinks(dir); err == nil {
 		dir = real // as the node made it
 	}
 	path := filepath.Join(dir, node.LocalSocket)
+	owner, err := localsock.Owner(filepath.Dir(path))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, noNode(dir, path)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, noAccess(path)
+	}
+	if err == nil {
+		_, err = localsock.CheckPath(filepath.Dir(path), owner, owner != os.Geteuid())
+	}
+	if err == nil {
+		if fi, serr := os.Lstat(filepath.Dir(path)); serr != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
+			err = fmt.Errorf("%s is not a directory only its owner may enter", filepath.Dir(path))
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s cannot be trusted to reach the node: %w", path, err)
+	}
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("the data directory's path %s is too long for a socket (over %d bytes), so the node serves none; "+
 			"move the data directory to a shorter path and restart the node", dir, maxSocketPath-len(node.LocalSocket)-1)
 	}
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
+		c, err := d.DialContext(ctx, "unix", path)
+		if err != nil {
+			return nil, err
+		}
+		if err := localsock.Trusted(c, owner); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("not the node: %w", err)
+		}
+		return c, nil
 	}}}
 	body, err := json.Marshal(in)
 	if err != nil {
@@ -97,9 +130,9 @@ func localReset(ctx context.Context, dir string, in httpapi.LocalResetRequest) (
 	resp, err := hc.Do(req)
 	switch {
 	case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED):
-		return nil, fmt.Errorf("no node is running on data directory %s (no %s there to connect to); start it, or give its --data-dir", dir, path)
+		return nil, noNode(dir, path)
 	case errors.Is(err, syscall.EACCES):
-		return nil, fmt.Errorf("%s may not be opened by this system user: run as the user herald runs as, or as root", path)
+		return nil, noAccess(path)
 	case err != nil:
 		return nil, fmt.Errorf("reach the node through %s: %w", path, err)
 	}
@@ -125,4 +158,12 @@ func localReset(ctx context.Context, dir string, in httpapi.LocalResetRequest) (
 		return nil, fmt.Errorf("users reset-password: the node's answer: %w", err)
 	}
 	return &out, nil
+}
+
+func noNode(dir, path string) error {
+	return fmt.Errorf("no node is running on data directory %s (no %s there to connect to); start it, or give its --data-dir", dir, path)
+}
+
+func noAccess(path string) error {
+	return fmt.Errorf("%s may not be opened by this system user: run as the user herald runs as, or as root", path)
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/herald-notify/herald/internal/localsock"
 )
 
 // startLocalSocket serves password resets on LocalSocket. A node that
@@ -20,10 +22,7 @@ import (
 // a reason to stay down.
 func (n *Node) startLocalSocket() {
 	path := filepath.Join(n.cfg.DataDir, LocalSocket)
-	data, err := filepath.EvalSymlinks(n.cfg.DataDir)
-	if err == nil {
-		err = noOneElseWrites(data)
-	}
+	data, err := localsock.CheckPath(n.cfg.DataDir, os.Geteuid(), false)
 	if err == nil {
 		path = filepath.Join(data, LocalSocket)
 		err = localDir(filepath.Dir(path))
@@ -51,35 +50,11 @@ func (n *Node) startLocalSocket() {
 		n.log.Warn("no local socket for password resets: it is not where it was made", "path", path)
 		return
 	}
+	l = trustedOnly{l, n.log}
 	n.localHTTP = &http.Server{Handler: n.api.LocalHandler(), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute,
 		MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
 	n.serve(n.localHTTP, l, "local socket")
-}
-
-// noOneElseWrites checks that no other user can change the path to dir (a
-// path without symlinks): each directory on it belongs to this process's
-// user or root, and none lets others write unless its sticky bit keeps
-// them to their own entries (as /tmp's does). Otherwise one who could
-// would swap the socket's directory between its check and the socket's
-// creation for one of their own (a review did so under umask 0).
-func noOneElseWrites(dir string) error {
-	for p := dir; ; p = filepath.Dir(p) {
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok || (int(st.Uid) != os.Geteuid() && st.Uid != 0) {
-			return fmt.Errorf("%s belongs to another user", p)
-		}
-		if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
-			return fmt.Errorf("%s may be written by other users (mode %v)", p, fi.Mode().Perm())
-		}
-		if filepath.Dir(p) == p {
-			return nil
-		}
-	}
 }
 
 // localDir makes dir a directory that only this process's user may enter,
@@ -102,4 +77,27 @@ func localDir(dir string) error {
 		return os.Chmod(dir, 0o700)
 	}
 	return nil
+}
+
+// trustedOnly closes connections from processes of other users than the
+// node's and root, where the system names them (localsock.Trusted): the
+// directory already keeps them out, and this holds should it not.
+type trustedOnly struct {
+	net.Listener
+	log *slog.Logger
+}
+
+func (t trustedOnly) Accept() (net.Conn, error) {
+	for {
+		c, err := t.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if err := localsock.Trusted(c, os.Geteuid()); err != nil {
+			t.log.Warn("refused a connection to the local socket", "error", err)
+			c.Close()
+			continue
+		}
+		return c, nil
+	}
 }
