@@ -80,27 +80,38 @@ const maxSocketPath = 107
 // node's user's or root's: a password is not sent, nor an answer
 // believed, otherwise.
 func localReset(ctx context.Context, dir string, in httpapi.LocalResetRequest) (*httpapi.LocalResetAnswer, error) {
-	if real, err := filepath.EvalSymlinks(dir); err == nil {
-		dir = real // as the node made it
+	given := filepath.Join(dir, filepath.Dir(node.LocalSocket))
+	// Whose the socket's directory is, where it leads; the checks below
+	// walk the path as given too, symlinks and all.
+	resolved, err := filepath.EvalSymlinks(given)
+	var owner int
+	if err == nil {
+		owner, err = localsock.Owner(resolved)
 	}
-	path := filepath.Join(dir, node.LocalSocket)
-	owner, err := localsock.Owner(filepath.Dir(path))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, noNode(dir, path)
+		// The node may run and have declined to serve the socket.
+		if o, oerr := localsock.Owner(dir); oerr == nil {
+			if _, cerr := localsock.CheckPath(dir, o, o != os.Geteuid()); cerr != nil {
+				return nil, fmt.Errorf("a node on %s serves no socket for resets: %w; let no other user write there (chmod go-w) and restart it", dir, cerr)
+			}
+		}
+		return nil, noNode(dir, filepath.Join(dir, node.LocalSocket))
 	case errors.Is(err, fs.ErrPermission):
-		return nil, noAccess(path)
+		return nil, noAccess(filepath.Join(dir, node.LocalSocket))
+	}
+	var real string
+	if err == nil {
+		real, err = localsock.CheckPath(given, owner, owner != os.Geteuid())
 	}
 	if err == nil {
-		_, err = localsock.CheckPath(filepath.Dir(path), owner, owner != os.Geteuid())
-	}
-	if err == nil {
-		if fi, serr := os.Lstat(filepath.Dir(path)); serr != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
-			err = fmt.Errorf("%s is not a directory only its owner may enter", filepath.Dir(path))
+		if fi, serr := os.Lstat(real); serr != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
+			err = fmt.Errorf("%s is not a directory only its owner may enter", real)
 		}
 	}
+	path := filepath.Join(real, filepath.Base(node.LocalSocket))
 	if err != nil {
-		return nil, fmt.Errorf("%s cannot be trusted to reach the node: %w", path, err)
+		return nil, fmt.Errorf("%s cannot be trusted to reach the node: %w", filepath.Join(dir, node.LocalSocket), err)
 	}
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("the data directory's path %s is too long for a socket (over %d bytes), so the node serves none; "+

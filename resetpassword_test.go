@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -132,5 +133,65 @@ func TestResetPasswordThroughTheDataDirectory(t *testing.T) {
 	}
 	if code, _, errOut = runCLI(t, nil, "users", "reset-password", "--data-dir", t.TempDir()); code == 0 || !strings.Contains(errOut, "no node is running") {
 		t.Errorf("a directory without a node: exit %d, %q", code, errOut)
+	}
+}
+
+// The command sends a password, and believes an answer, only through a
+// path no other user could have laid: here another user's directory, with
+// a socket in its local/, reached through their symlink in a sticky
+// directory anyone may write to (as /tmp). The socket is served by this
+// test's own process, so only the path check can refuse it.
+func TestResetPasswordTrustsNoSocketAnotherUserCouldHavePut(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("making another user's directory needs root")
+	}
+	const other = 65534
+	base := t.TempDir()
+	sticky := filepath.Join(base, "tmp")
+	theirs := filepath.Join(base, "theirs")
+	local := filepath.Join(theirs, "local")
+	for _, d := range []string{sticky, theirs, local} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(sticky, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{theirs, local} {
+		if err := os.Chown(d, other, other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", filepath.Join(local, "admin.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	reached := make(chan struct{}, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			reached <- struct{}{}
+			c.Close()
+		}
+	}()
+	link := filepath.Join(sticky, "herald-data")
+	if err := os.Symlink(theirs, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(link, other, other); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, nil, "users", "reset-password", "--data-dir", link, "--user-password", "not-for-them-1")
+	if code == 0 || !strings.Contains(errOut, "cannot be trusted") {
+		t.Errorf("through another user's symlink in a sticky directory: exit %d, %q", code, errOut)
+	}
+	select {
+	case <-reached:
+		t.Error("the command connected to a socket another user could have put there")
+	default:
 	}
 }

@@ -28,7 +28,8 @@ func (n *Node) startLocalSocket() {
 		err = localDir(filepath.Dir(path))
 	}
 	if err != nil {
-		n.log.Warn("no local socket for password resets", "path", path, "error", err)
+		n.log.Warn("no local socket for password resets", "path", path, "error", err,
+			"hint", "let no other user write to the data directory or a directory above it (chmod go-w), then restart")
 		return
 	}
 	// One left by a node that was killed; the data directory's lock
