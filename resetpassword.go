@@ -105,9 +105,7 @@ func localReset(ctx context.Context, dir string, in httpapi.LocalResetRequest) (
 		real, err = localsock.CheckPath(given, owner, owner != os.Geteuid())
 	}
 	if err == nil {
-		if fi, serr := os.Lstat(real); serr != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
-			err = fmt.Errorf("%s is not a directory only its owner may enter", real)
-		}
+		err = localsock.Private(real, owner)
 	}
 	path := filepath.Join(real, filepath.Base(node.LocalSocket))
 	if err != nil {

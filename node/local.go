@@ -3,13 +3,11 @@
 package node
 
 import (
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/herald-notify/herald/internal/localsock"
@@ -66,18 +64,16 @@ func localDir(dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
 		return err
 	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return err
+	// One of this user's left open (an older layout, or by hand) is
+	// closed; anything else is refused by Private.
+	if uid, err := localsock.Owner(dir); err == nil && uid == os.Geteuid() {
+		if fi, err := os.Lstat(dir); err == nil && fi.IsDir() && fi.Mode().Perm() != 0o700 {
+			if err := os.Chmod(dir, 0o700); err != nil {
+				return err
+			}
+		}
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("%s is not a directory of this process's user", dir)
-	}
-	if fi.Mode().Perm() != 0o700 {
-		return os.Chmod(dir, 0o700)
-	}
-	return nil
+	return localsock.Private(dir, os.Geteuid())
 }
 
 // trustedOnly closes connections from processes of other users than the

@@ -79,6 +79,20 @@ func Owner(path string) (int, error) {
 	return int(st.Uid), nil
 }
 
+// Private checks that dir is a directory of owner's that no other user may
+// enter: where the socket lives, so that the directory, not the socket's
+// own mode, keeps others out.
+func Private(dir string, owner int) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if uid, err := Owner(dir); err != nil || uid != owner || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s is not a directory only user %d may enter", dir, owner)
+	}
+	return nil
+}
+
 // Trusted reports whether the process at the other end of c runs as uid
 // or as root, where the system says who it is (peerUID).
 func Trusted(c net.Conn, uid int) error {
