@@ -662,7 +662,39 @@ func nodeID(cfg Config) (string, error) {
 	if host, err := os.Hostname(); err == nil && host != "" {
 		id = host
 	}
-	return id, os.WriteFile(path, []byte(id+"\n"), 0o600)
+	return id, writeSynced(path, []byte(id+"\n"))
+}
+
+// writeSynced puts data at path so that a power loss leaves either no file
+// or the whole one: a file written in place could come back empty, and a
+// node on a host without a name would then take a new id, one its cluster
+// does not know.
+func writeSynced(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // bootstrapAdmin creates the user admin on a cluster without users.
