@@ -448,13 +448,13 @@ func usersCommand() *cli.Command {
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "upn", Required: true, Usage: "userPrincipalName (the sign-in name)"},
 					&cli.StringFlag{Name: "display-name", Usage: "display name"},
-					&cli.StringFlag{Name: "user-password", Usage: "the new user's `PASSWORD` (at least 8 characters)"},
+					userPasswordFlag("the new user's `PASSWORD` (at least 8 characters)"),
 					&cli.BoolFlag{Name: "admin", Usage: "give the user the admin role"},
 					jsonFlag(),
 				}, clientFlags()...),
 				Action: func(c *cli.Context) error {
 					if c.String("user-password") == "" {
-						return errors.New("users add: give the new user's password with --user-password (--password is the password you sign in with, as in every command)")
+						return errors.New("users add: give the new user's password in HERALD_USER_PASSWORD or with --user-password (--password is the password you sign in with, as in every command)")
 					}
 					cl, err := connect(c)
 					if err != nil {

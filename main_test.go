@@ -16,7 +16,7 @@ import (
 // returns the exit code and what was printed.
 func runCLI(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	for _, k := range []string{"HERALD_SERVER", "HERALD_TOKEN", "HERALD_USERNAME", "HERALD_PASSWORD", "HERALD_DATA_DIR"} {
+	for _, k := range []string{"HERALD_SERVER", "HERALD_TOKEN", "HERALD_USERNAME", "HERALD_PASSWORD", "HERALD_DATA_DIR", "HERALD_USER_PASSWORD"} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}

@@ -64,6 +64,10 @@ func TestResetPasswordThroughTheDataDirectory(t *testing.T) {
 	if code != 0 || m == nil {
 		t.Fatalf("reset-password: exit %d, %q, %q", code, out, errOut)
 	}
+	real, _ := filepath.EvalSymlinks(dir)
+	if want := "through the node of data directory " + real + ", run by user "; !strings.Contains(errOut, want) {
+		t.Fatalf("reset-password does not say which node took it: %q, want %q", errOut, want)
+	}
 	if tok, why := signInAs(t, n.URL, "admin", m[1]); tok == "" {
 		t.Fatalf("the admin cannot sign in with the new password: %s", why)
 	}
@@ -71,9 +75,11 @@ func TestResetPasswordThroughTheDataDirectory(t *testing.T) {
 		t.Fatal("the old password still signs in")
 	}
 
-	code, out, errOut = runCLI(t, nil, "users", "reset-password", "--data-dir", dir, "--user-password", "chosen-password-1", "admin")
+	// From the environment, where other users of the machine cannot read
+	// it as they can a command line.
+	code, out, errOut = runCLI(t, map[string]string{"HERALD_USER_PASSWORD": "chosen-password-1"}, "users", "reset-password", "--data-dir", dir, "admin")
 	if code != 0 || !strings.Contains(out, "set the password of admin") {
-		t.Fatalf("reset-password --user-password: exit %d, %q, %q", code, out, errOut)
+		t.Fatalf("reset-password with HERALD_USER_PASSWORD: exit %d, %q, %q", code, out, errOut)
 	}
 	tok, why := signInAs(t, n.URL, "admin", "chosen-password-1")
 	if tok == "" {
@@ -131,7 +137,7 @@ func TestResetPasswordThroughTheDataDirectory(t *testing.T) {
 	if code, _, errOut = runCLI(t, nil, "users", "reset-password", "--data-dir", dir, "--user-password", "short", "admin"); code == 0 || !strings.Contains(errOut, "password") {
 		t.Errorf("a short password: exit %d, %q", code, errOut)
 	}
-	if code, _, errOut = runCLI(t, nil, "users", "reset-password", "--data-dir", t.TempDir()); code == 0 || !strings.Contains(errOut, "no node is running") {
+	if code, _, errOut = runCLI(t, nil, "users", "reset-password", "--data-dir", t.TempDir()); code == 0 || !strings.Contains(errOut, "none is running there") {
 		t.Errorf("a directory without a node: exit %d, %q", code, errOut)
 	}
 }
@@ -193,5 +199,41 @@ func TestResetPasswordTrustsNoSocketAnotherUserCouldHavePut(t *testing.T) {
 	case <-reached:
 		t.Error("the command connected to a socket another user could have put there")
 	default:
+	}
+}
+
+// A node that takes the request and never answers (stopped with SIGSTOP,
+// or stuck) does not hold the command for good: it gives up and says
+// what to check. The socket is this test's own, in a directory of its own.
+func TestResetPasswordGivesUpOnANodeThatDoesNotAnswer(t *testing.T) {
+	dir := t.TempDir()
+	local := filepath.Join(dir, "local")
+	if err := os.Mkdir(local, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", filepath.Join(local, "admin.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	held := make(chan net.Conn, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			held <- c // read nothing, answer nothing
+		}
+	}()
+	defer func() {
+		select {
+		case c := <-held:
+			c.Close()
+		default:
+		}
+	}()
+	before := localResetTimeout
+	localResetTimeout = 300 * time.Millisecond
+	defer func() { localResetTimeout = before }()
+	code, _, errOut := runCLI(t, nil, "users", "reset-password", "--data-dir", dir)
+	if code == 0 || !strings.Contains(errOut, "did not answer within 300ms") || !strings.Contains(errOut, "run this again") {
+		t.Fatalf("a node that never answers: exit %d, %q", code, errOut)
 	}
 }

@@ -226,7 +226,10 @@ func (g *diskGuard) tendBallast(st *DiskSpace) {
 // real blocks that its removal gives back.
 func writeBallast(path string, size uint64) error {
 	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	// Made anew, never opened through whatever has its name (a link
+	// left there would have the ballast written where it leads).
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}

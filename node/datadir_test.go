@@ -1,0 +1,124 @@
+//go:build unix
+
+package node_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/internal/testnode"
+	"github.com/herald-notify/herald/node"
+)
+
+// startOn starts a node on data and returns Start's error, closing the
+// node if it started.
+func startOn(t *testing.T, data string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, testnode.Config(t, data), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n.Close(ctx)
+	}
+	return err
+}
+
+// A data directory every user may write to is refused before the node
+// writes anything there; one of the node's own, reached through the node's
+// own link, is not.
+func TestADataDirectoryEveryoneMayWriteIsRefused(t *testing.T) {
+	base := t.TempDir()
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	err := startOn(t, open)
+	if err == nil || !strings.Contains(err.Error(), "may be written by every user") || !strings.Contains(err.Error(), "chmod o-w") {
+		t.Fatalf("start on a directory of mode 1777: %v, want a refusal that says chmod o-w", err)
+	}
+	if entries, _ := os.ReadDir(open); len(entries) != 0 {
+		t.Fatalf("the refused node wrote %d entries there, the first %s", len(entries), entries[0].Name())
+	}
+
+	own := filepath.Join(base, "own")
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(own, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(own, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := startOn(t, link); err != nil {
+		t.Fatalf("start on the node's own directory through its own link: %v", err)
+	}
+}
+
+// A data directory that another user made (a predictable name such as
+// /tmp/herald-data, or ./herald-data in /tmp) is theirs: they may plant
+// links in it before the node starts, and a root node wrote its disk
+// ballast through one into a file of root's (found by review). The node
+// refuses it, and writes nothing through it.
+func TestANodeWritesNothingThroughAnotherUsersDataDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the data directory to another user")
+	}
+	base := t.TempDir()
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(base, "roots-file")
+	if err := os.WriteFile(target, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(base, "herald-data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(data, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"disk-ballast.tmp", "node-id.tmp", "node-id"} {
+		link := filepath.Join(data, name)
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(link, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := startOn(t, data)
+	if err == nil || !strings.Contains(err.Error(), "belongs to another user") {
+		t.Errorf("start on a data directory of user 65534: %v, want a refusal", err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "precious" {
+		t.Fatalf("the node wrote %d bytes into %s through another user's link in its data directory", len(b), target)
+	}
+
+	// Their link to a directory of root's is refused as well: they could
+	// point it elsewhere between two of the node's opens.
+	roots := filepath.Join(base, "roots-data")
+	if err := os.Mkdir(roots, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	theirs := filepath.Join(data, "to-roots")
+	if err := os.Symlink(roots, theirs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := startOn(t, theirs); err == nil || !strings.Contains(err.Error(), "link of another user's") {
+		t.Fatalf("start through another user's link: %v, want a refusal", err)
+	}
+}
