@@ -385,6 +385,25 @@ func TestAdminSendsToAnyUser(t *testing.T) {
 	sameSnapshot(t, "alice's feed", before, e.snapshot(t, e.alice.Token, feedAny))
 }
 
+// A disabled account's devices get nothing more (found by review: sends
+// were stored and pushed to its subscriptions): sends to it, an
+// application's or an admin's, are refused until it is enabled again.
+func TestNothingIsSentToADisabledAccount(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	e.send(t, e.tasks, e.bobTasks, visual("before")).expect(t, http.StatusCreated)
+	e.patch(t, e.admin, "/v1.0/users/"+e.bob.ID, map[string]any{"accountEnabled": false}).expect(t, http.StatusOK)
+	before := e.snapshot(t, e.admin, "/v1.0/users/"+e.bob.ID+"/notifications?status=any")
+	wantError(t, e.send(t, e.tasks, e.bobTasks, visual("after")), http.StatusForbidden, "accessDenied")
+	wantError(t, e.post(t, e.admin, "/v1.0/users/"+e.bob.ID+"/notifications", visual("after", "targetHostName", e.tasks.Host)),
+		http.StatusForbidden, "accessDenied")
+	sameSnapshot(t, "bob's feed", before, e.snapshot(t, e.admin, "/v1.0/users/"+e.bob.ID+"/notifications?status=any"))
+	// Others are not held up by it.
+	e.send(t, e.tasks, e.aliceTasks, visual("alice")).expect(t, http.StatusCreated)
+	e.patch(t, e.admin, "/v1.0/users/"+e.bob.ID, map[string]any{"accountEnabled": true}).expect(t, http.StatusOK)
+	e.send(t, e.tasks, e.bobTasks, visual("enabled again")).expect(t, http.StatusCreated)
+}
+
 func TestNotificationQuotaIs507AndStoresNothing(t *testing.T) {
 	t.Parallel()
 	e := newSendEnv(t, func(c *node.Config) { c.Limits.MaxNotificationsPerUser = 2 })

@@ -83,6 +83,13 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, in *resource.Notif
 	if err := in.Validate(now, app.TargetHostName); err != nil {
 		return err
 	}
+	// A disabled account (someone who left) keeps its feed, but its
+	// devices get nothing more: its subscriptions would still deliver.
+	if u, ok, err := s.state.User(uid); err != nil {
+		return err
+	} else if ok && !u.AccountEnabled {
+		return denied("The user's account is disabled: nothing is sent to it until an admin enables it again.")
+	}
 	rec := &resource.NotificationRecord{Notification: in.NewNotification(resource.NewNotificationID(now), now),
 		UserID: uid, AppID: app.ID}
 	v, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpSend, Now: now.UnixNano(), Notif: rec,
