@@ -71,6 +71,13 @@ func TestWrongMethodIs405WithAllow(t *testing.T) {
 		{"GET", "/oauth2/v2.0/token", []string{"POST"}},
 		{"POST", "/healthz", []string{"GET"}},
 		{"DELETE", "/beta/me", []string{"GET"}},
+		// Outside /v1.0 as well (found by review: 404, and under /ui/ a page).
+		{"POST", "/openapi.json", []string{"GET"}},
+		{"DELETE", "/sdk/herald.js", []string{"GET"}},
+		{"PUT", "/ui/session", []string{"GET", "POST", "DELETE"}},
+		{"GET", "/ui/session/refresh", []string{"POST"}},
+		{"POST", "/ui/", []string{"GET"}},
+		{"DELETE", "/ui/index.html", []string{"GET"}},
 	} {
 		r := n.call(t, c.method, c.path, n.admin, nil)
 		wantError(t, r, http.StatusMethodNotAllowed, "methodNotAllowed")

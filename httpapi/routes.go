@@ -71,9 +71,11 @@ func (s *Server) routes() {
 		module.ServeHTTP(w, r)
 		return nil
 	})
-
 	if s.opts.UI != nil {
 		s.handle("/ui/", s.opts.UI)
+		// Files only to read: other methods get 405 with Allow
+		// (rt.finish), not a page.
+		rt.methods["/ui/"] = []string{http.MethodGet}
 	}
 	s.uiRoutes(rt)       // session.go
 	s.securityRoutes(rt) // sessions.go, audit.go

@@ -167,7 +167,8 @@ type Server struct {
 
 	// patterns lists every route registered through handle, for the
 	// authorisation test's check that it covers them all (Patterns).
-	patterns []string
+	patterns    []string
+	rootMethods map[string][]string // handleRoot's routes: path → methods
 
 	streamsMu sync.Mutex
 	streams   map[string]int // open streams per user
@@ -269,6 +270,12 @@ func (s *Server) Patterns() []string { return slices.Clone(s.patterns) }
 // metrics.
 func (s *Server) handleRoot(route, name string, h handlerFunc) {
 	s.handle(route, s.wrap(name, h))
+	if method, path, ok := strings.Cut(route, " "); ok {
+		if s.rootMethods == nil {
+			s.rootMethods = map[string][]string{}
+		}
+		s.rootMethods[path] = append(s.rootMethods[path], method)
+	}
 }
 
 // Routes lists the "METHOD /path" patterns the API serves, in the form of
@@ -294,6 +301,11 @@ func standardMethods() []string {
 }
 
 func (rt *router) finish() {
+	// The routes outside /v1.0 answer other methods with 405 too, not
+	// with the catch-all's 404.
+	for p, ms := range rt.s.rootMethods {
+		rt.methods[p] = append(rt.methods[p], ms...)
+	}
 	allowed := map[string]string{} // path pattern → Allow
 	for p, ms := range rt.methods {
 		allow := append([]string{}, ms...)
