@@ -56,7 +56,7 @@ func benchScenario(name string) *cli.Command {
 			&cli.IntFlag{Name: "notifications", Usage: "notifications stored per user (feed; default 1000)"},
 			&cli.IntFlag{Name: "subscriptions", Usage: "delivery endpoints of the one user (webpush, webhook; default 100)"},
 			&cli.StringFlag{Name: "profile", TakesFile: true, Usage: "write Go's profiles of the nodes over the load (CPU, allocations, blocking, locks, heap, a trace of its first 5 s; conns: heap and goroutines with the streams open) to `DIR`"},
-		}, clientFlags()...),
+		}, benchClientFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return fmt.Errorf("bench %s: unexpected %q (flags take the form --name value)", name, c.Args().First())
@@ -68,9 +68,8 @@ func benchScenario(name string) *cli.Command {
 				Notifications: c.Int("notifications"), Subscriptions: c.Int("subscriptions"),
 				Profile: c.String("profile"), Progress: c.App.ErrWriter,
 			}
-			// --server has a default for the client commands; the bench
-			// starts its own node unless it is given.
-			if c.IsSet("server") {
+			// The bench starts its own node unless --server is given.
+			if c.String("server") != "" {
 				server, err := serverURL(c)
 				if err != nil {
 					return err
@@ -92,4 +91,20 @@ func benchScenario(name string) *cli.Command {
 			return res.WriteTable(c.App.Writer)
 		},
 	}
+}
+
+// benchClientFlags are the client commands' connection flags, but with a
+// --server that has no default and is not read from HERALD_SERVER: a shell
+// set up for the client commands would otherwise turn "start a node of its
+// own" into a load test of that server.
+func benchClientFlags() []cli.Flag {
+	flags := clientFlags()
+	for i, f := range flags {
+		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == "server" {
+			flags[i] = &cli.StringFlag{Category: sf.Category, Name: "server",
+				Usage: "`URL` of a Herald server to measure (host:port means http://host:port); without it the bench starts " +
+					"nodes of its own. HERALD_SERVER is not read here"}
+		}
+	}
+	return flags
 }

@@ -285,6 +285,15 @@ func TestHealthcheckProbesTheLocalNode(t *testing.T) {
 		t.Errorf("healthcheck with serve's flags: exit %d, %q", code, errOut)
 	}
 
+	// --url with a server's address alone probes its /healthz or /readyz,
+	// not its / (found by review: a redirect to the web UI, exit 1).
+	if code, out, errOut = runCLI(t, hide, "healthcheck", "--url", srv.URL); code != 0 || !strings.Contains(out, "/healthz: 200 OK") {
+		t.Errorf("healthcheck --url %s: exit %d, %q, %q", srv.URL, code, out, errOut)
+	}
+	if code, out, errOut = runCLI(t, hide, "healthcheck", "--ready", "--url", srv.URL+"/"); code != 0 || !strings.Contains(out, "/readyz: 200 OK") {
+		t.Errorf("healthcheck --ready --url %s/: exit %d, %q, %q", srv.URL, code, out, errOut)
+	}
+
 	// Nothing listening.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -39,14 +39,24 @@ func healthcheckCommand() *cli.Command {
 		Usage: "exit 0 if the local node is up (/healthz), or ready with --ready (/readyz)",
 		Description: "The node is found the way serve finds its settings: --config, HERALD_HTTP_ADDR, --http-addr;\n" +
 			"a wildcard address (\":8750\", \"0.0.0.0:8750\") is probed on loopback. A node serving HTTPS is\n" +
-			"probed over HTTPS without checking its certificate: the probe sends no credentials.",
+			"probed over HTTPS without checking its certificate: the probe sends no credentials. It probes the\n" +
+			"node on this machine, or --url: HERALD_SERVER, the client commands' server, is not read.",
 		Flags: append(flags,
-			&cli.StringFlag{Name: "url", Usage: "probe this `URL` instead (its /healthz or /readyz is used as is)"},
+			&cli.StringFlag{Name: "url", Usage: "probe this `URL` instead: a path in it is used as is; without one, /healthz (or /readyz with --ready) of that server"},
 			&cli.BoolFlag{Name: "ready", Usage: "probe /readyz: the node has a leader and has caught up with it"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "give up after this long"},
 		),
 		Action: func(c *cli.Context) error {
 			target, serverName := c.String("url"), ""
+			if u, err := url.Parse(target); target != "" && err == nil && (u.Path == "" || u.Path == "/") {
+				// A server's address alone: its probe, not its / (a
+				// redirect to the web UI, which the probe counts as down).
+				u.Path = "/healthz"
+				if c.Bool("ready") {
+					u.Path = "/readyz"
+				}
+				target = u.String()
+			}
 			if target == "" {
 				cfg, err := loadConfig(c, cfgFlags)
 				if err != nil {

@@ -270,3 +270,23 @@ func TestBenchRefusesBadArguments(t *testing.T) {
 		}
 	}
 }
+
+// A shell set up for the client commands (HERALD_SERVER exported) does
+// not turn the bench's own node into a load test of that server (found by
+// review): only --server does.
+func TestBenchStartsItsOwnNodeWhateverHERALD_SERVERSays(t *testing.T) {
+	t.Setenv(serveChildEnv, "1")
+	code, out, errOut := runCLI(t, map[string]string{"HERALD_SERVER": "http://127.0.0.1:9"},
+		"bench", "ingest", "-d", "1s", "-c", "2", "--json")
+	if code != 0 {
+		t.Fatalf("bench with HERALD_SERVER exported: exit %d\n%s\n%s", code, out, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var res map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatalf("last line is not JSON: %v\n%s", err, out)
+	}
+	if res["server"] != "self" {
+		t.Errorf("server = %v, want the bench's own node (self)", res["server"])
+	}
+}
