@@ -597,12 +597,38 @@ func TestRefreshesAreRateLimitedPerPrincipal(t *testing.T) {
 }
 
 // A token request over the body limit is 413, as every other body is, not
-// a form "that could not be parsed".
+// a form "that could not be parsed"; its body is RFC 6749's, as every
+// answer of the token endpoint (found by review: it was Graph's).
 func TestTokenRequestOverTheBodyLimitIs413(t *testing.T) {
 	t.Parallel()
 	n := start(t, nil)
 	big := url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {strings.Repeat("x", 70000)}}
-	wantError(t, n.tokenRequest(t, big), http.StatusRequestEntityTooLarge, "payloadTooLarge")
+	wantOAuthError(t, n.tokenRequest(t, big), http.StatusRequestEntityTooLarge, "invalid_request")
+}
+
+// The token endpoint takes an encoded body as every other endpoint does
+// (API.md §1: gzip or deflate; another encoding is 415). Found by review:
+// a gzipped form was read as its compressed bytes ("grant_type is
+// required") and Content-Encoding: br was ignored.
+func TestTokenRequestBodiesMayBeCompressed(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	form := []byte(url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {testnode.AdminPassword}}.Encode())
+	for enc, as := range map[string]string{"gzip": "gzip", "zlib": "deflate", "raw-deflate": "deflate"} {
+		r := n.call(t, http.MethodPost, "/oauth2/v2.0/token", "", compress(t, enc, form),
+			"Content-Type", "application/x-www-form-urlencoded", "Content-Encoding", as)
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		r.expect(t, http.StatusOK).into(t, &tok)
+		if tok.AccessToken == "" {
+			t.Errorf("%s: no access token in %s", enc, r)
+		}
+	}
+	wantOAuthError(t, n.call(t, http.MethodPost, "/oauth2/v2.0/token", "", form,
+		"Content-Type", "application/x-www-form-urlencoded", "Content-Encoding", "br"), http.StatusUnsupportedMediaType, "invalid_request")
+	wantOAuthError(t, n.call(t, http.MethodPost, "/oauth2/v2.0/token", "", []byte("not gzip"),
+		"Content-Type", "application/x-www-form-urlencoded", "Content-Encoding", "gzip"), http.StatusBadRequest, "invalid_request")
 }
 
 // A path's {id} is an id or a name, the id looked up first: a user named

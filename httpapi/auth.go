@@ -3,8 +3,10 @@ package httpapi
 import (
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -206,14 +208,27 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 	if mt != "application/x-www-form-urlencoded" {
 		return nil, oauthFail(400, "invalid_request", "The token request must be application/x-www-form-urlencoded.")
 	}
-	r.Body = http.MaxBytesReader(nil, r.Body, MaxBodyBytes)
-	if err := r.ParseForm(); err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, resource.Errorf(resource.CodePayloadTooLarge, "The token request is over %d bytes.", MaxBodyBytes)
+	// Encoded as every other body may be (API.md §1), with the refusals
+	// in RFC 6749's shape, as every answer here.
+	body, err := decodedBody(r)
+	if err != nil {
+		var re *resource.Error
+		switch {
+		case !errors.As(err, &re):
+			return nil, oauthFail(400, "invalid_request", "The form could not be read.")
+		case re.Code == resource.CodePayloadTooLarge:
+			return nil, oauthFail(http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf("The token request is over %d bytes.", MaxBodyBytes))
+		case re.Code == resource.CodeUnsupportedMedia:
+			return nil, oauthFail(http.StatusUnsupportedMediaType, "invalid_request", re.Message)
+		default:
+			return nil, oauthFail(400, "invalid_request", re.Message)
 		}
+	}
+	f, err := url.ParseQuery(string(body))
+	if err != nil {
 		return nil, oauthFail(400, "invalid_request", "The form could not be parsed.")
 	}
-	f := r.PostForm
+	r.PostForm = f
 	for k, v := range f {
 		if len(v) > 1 {
 			// RFC 6749 §3.1: no parameter more than once. Which copy

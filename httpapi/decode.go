@@ -31,6 +31,12 @@ func readBody(r *http.Request) ([]byte, error) {
 	if err != nil || mt != "application/json" {
 		return nil, resource.Errorf(resource.CodeUnsupportedMedia, "The body must be application/json.")
 	}
+	return decodedBody(r)
+}
+
+// decodedBody returns the body decompressed per its Content-Encoding
+// (gzip or deflate; another is 415), at most MaxBodyBytes long (413).
+func decodedBody(r *http.Request) ([]byte, error) {
 	var src io.Reader = r.Body
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
