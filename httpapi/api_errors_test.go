@@ -127,6 +127,9 @@ func TestContentTypeAndContentEncodingRules(t *testing.T) {
 		{"no Content-Type", []string{"Content-Type", ""}},
 		{"brotli", []string{"Content-Encoding", "br"}},
 		{"compress", []string{"Content-Encoding", "compress"}},
+		// JSON is UTF-8; another charset would be read as UTF-8 anyway.
+		{"UTF-16", []string{"Content-Type", "application/json; charset=utf-16"}},
+		{"Latin-1", []string{"Content-Type", "application/json; charset=ISO-8859-1"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			wantError(t, n.post(t, n.admin, "/v1.0/users", body("rejected"), c.hdr...), http.StatusUnsupportedMediaType, "unsupportedMediaType")
@@ -137,6 +140,7 @@ func TestContentTypeAndContentEncodingRules(t *testing.T) {
 	sameSnapshot(t, "users", before, n.snapshot(t, n.admin, "/v1.0/users"))
 
 	n.post(t, n.admin, "/v1.0/users", body("charset"), "Content-Type", "application/json; charset=utf-8").expect(t, http.StatusCreated)
+	n.post(t, n.admin, "/v1.0/users", body("charset2"), "Content-Type", "application/json; charset=UTF-8").expect(t, http.StatusCreated)
 	n.post(t, n.admin, "/v1.0/users", compress(t, "gzip", body("gzipped")), "Content-Encoding", "gzip").expect(t, http.StatusCreated)
 	// HTTP's deflate is the zlib format (RFC 9110 §8.4.1.2); some clients
 	// send raw DEFLATE under the same name.

@@ -27,9 +27,14 @@ const MaxBodyBytes = 64 << 10
 // readBody checks the content type and encoding and returns the body,
 // decompressed and at most MaxBodyBytes long.
 func readBody(r *http.Request) ([]byte, error) {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return nil, resource.Errorf(resource.CodeUnsupportedMedia, "The body must be application/json.")
+	}
+	// JSON is UTF-8 (RFC 8259 §8.1); a body said to be in another charset
+	// would be read as UTF-8 all the same, and its text changed.
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return nil, resource.Errorf(resource.CodeUnsupportedMedia, "The body must be JSON in UTF-8, not charset %q.", cs)
 	}
 	return decodedBody(r)
 }
