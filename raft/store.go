@@ -316,7 +316,8 @@ func (s *Store) startRaft() error {
 	s.gate = newWriteGate(s.logStore)
 	s.gate.writeTime = s.timings.logWrite
 	raftStages() // before NewRaft, whose goroutines report to it
-	s.raft, err = hraft.NewRaft(cfg, s.fsm, s.gate, s.logStore, snaps, pipelineTransport{s.transport, s.beats})
+	votes := voteGuard{StableStore: s.logStore, holdsNothing: s.holdsNothing}
+	s.raft, err = hraft.NewRaft(cfg, s.fsm, s.gate, votes, snaps, pipelineTransport{s.transport, s.beats})
 	if err != nil {
 		s.transport.Close()
 		return fmt.Errorf("start raft: %w", err)
