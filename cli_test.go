@@ -293,6 +293,9 @@ func TestHealthcheckProbesTheLocalNode(t *testing.T) {
 	if code, out, errOut = runCLI(t, hide, "healthcheck", "--ready", "--url", srv.URL+"/"); code != 0 || !strings.Contains(out, "/readyz: 200 OK") {
 		t.Errorf("healthcheck --ready --url %s/: exit %d, %q, %q", srv.URL, code, out, errOut)
 	}
+	if code, out, errOut = runCLI(t, hide, "healthcheck", "--url", "127.0.0.1:"+port); code != 0 || !strings.Contains(out, "/healthz: 200 OK") {
+		t.Errorf("healthcheck --url host:port: exit %d, %q, %q", code, out, errOut)
+	}
 
 	// Nothing listening.
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/herald-notify/herald/node"
 )
 
 // lockName is the file in a data directory that a running herald holds
@@ -24,6 +26,11 @@ var errDirInUse = errors.New("data directory in use")
 // returned release is called (or the process ends: the kernel drops the
 // lock of a killed process, so a crash never leaves a stale lock).
 func lockDataDir(dir string) (release func(), err error) {
+	// Before anything is made there, the lock included: opened by name,
+	// it would follow a link another user planted.
+	if err := node.CheckDataDir(dir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}

@@ -48,6 +48,9 @@ func healthcheckCommand() *cli.Command {
 		),
 		Action: func(c *cli.Context) error {
 			target, serverName := c.String("url"), ""
+			if target != "" && !strings.Contains(target, "://") {
+				target = "http://" + target // host:port, as --server takes it
+			}
 			if u, err := url.Parse(target); target != "" && err == nil && (u.Path == "" || u.Path == "/") {
 				// A server's address alone: its probe, not its / (a
 				// redirect to the web UI, which the probe counts as down).

@@ -78,6 +78,7 @@ func TestWrongMethodIs405WithAllow(t *testing.T) {
 		{"GET", "/ui/session/refresh", []string{"POST"}},
 		{"POST", "/ui/", []string{"GET"}},
 		{"DELETE", "/ui/index.html", []string{"GET"}},
+		{"TRACE", "/ui/", []string{"GET"}},
 	} {
 		r := n.call(t, c.method, c.path, n.admin, nil)
 		wantError(t, r, http.StatusMethodNotAllowed, "methodNotAllowed")

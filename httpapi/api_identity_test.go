@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -627,6 +628,16 @@ func TestTokenRequestBodiesMayBeCompressed(t *testing.T) {
 	}
 	wantOAuthError(t, n.call(t, http.MethodPost, "/oauth2/v2.0/token", "", form,
 		"Content-Type", "application/x-www-form-urlencoded", "Content-Encoding", "br"), http.StatusUnsupportedMediaType, "invalid_request")
+	// Compressed bytes over the limit are 413 too, not a truncated
+	// stream's 400 (found by review).
+	noise := make([]byte, 200<<10)
+	rand.Read(noise)
+	big := compress(t, "gzip", append([]byte("grant_type=password&username=admin&password="), noise...))
+	if len(big) <= 64<<10 {
+		t.Fatalf("random bytes compressed to %d", len(big))
+	}
+	wantOAuthError(t, n.call(t, http.MethodPost, "/oauth2/v2.0/token", "", big,
+		"Content-Type", "application/x-www-form-urlencoded", "Content-Encoding", "gzip"), http.StatusRequestEntityTooLarge, "invalid_request")
 	wantOAuthError(t, n.call(t, http.MethodPost, "/oauth2/v2.0/token", "", []byte("not gzip"),
 		"Content-Type", "application/x-www-form-urlencoded", "Content-Encoding", "gzip"), http.StatusBadRequest, "invalid_request")
 }

@@ -33,7 +33,7 @@ func readBody(r *http.Request) ([]byte, error) {
 	}
 	// JSON is UTF-8 (RFC 8259 §8.1); a body said to be in another charset
 	// would be read as UTF-8 all the same, and its text changed.
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") && !strings.EqualFold(cs, "us-ascii") {
 		return nil, resource.Errorf(resource.CodeUnsupportedMedia, "The body must be JSON in UTF-8, not charset %q.", cs)
 	}
 	return decodedBody(r)
@@ -46,7 +46,7 @@ func decodedBody(r *http.Request) ([]byte, error) {
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip":
-		zr, err := gzip.NewReader(io.LimitReader(r.Body, MaxBodyBytes+1))
+		zr, err := gzip.NewReader(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
 		if err != nil {
 			return nil, resource.Invalid("", "The gzip body is malformed.")
 		}
@@ -56,7 +56,7 @@ func decodedBody(r *http.Request) ([]byte, error) {
 		// HTTP's deflate is the zlib format (RFC 9110 §8.4.1.2), but some
 		// clients send raw DEFLATE under that name; accept both, as
 		// browsers do.
-		br := bufio.NewReader(io.LimitReader(r.Body, MaxBodyBytes+1))
+		br := bufio.NewReader(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
 		if h, err := br.Peek(2); err == nil && h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 {
 			zr, err := zlib.NewReader(br)
 			if err != nil {

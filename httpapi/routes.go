@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/herald-notify/herald/openapi"
+	"github.com/herald-notify/herald/resource"
 	"github.com/herald-notify/herald/sdk"
 )
 
@@ -71,11 +72,20 @@ func (s *Server) routes() {
 		module.ServeHTTP(w, r)
 		return nil
 	})
-	if s.opts.UI != nil {
-		s.handle("/ui/", s.opts.UI)
-		// Files only to read: other methods get 405 with Allow
-		// (rt.finish), not a page.
-		rt.methods["/ui/"] = []string{http.MethodGet}
+	if ui := s.opts.UI; ui != nil {
+		// Files only to read: any other method gets 405 with Allow, not a
+		// page (TRACE and extension methods included).
+		refuse := s.wrap("405", func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Set("Allow", "GET, HEAD")
+			return resource.Errorf(resource.CodeMethodNotAllowed, "%s is not allowed here; use GET, HEAD.", r.Method)
+		})
+		s.handle("/ui/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				refuse.ServeHTTP(w, r)
+				return
+			}
+			ui.ServeHTTP(w, r)
+		}))
 	}
 	s.uiRoutes(rt)       // session.go
 	s.securityRoutes(rt) // sessions.go, audit.go

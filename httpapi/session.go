@@ -167,11 +167,16 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) error {
 	var in signInInput
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == "application/x-www-form-urlencoded" {
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-		if err := r.ParseForm(); err != nil {
+		// Decoded as every body is (Content-Encoding; 413 over the limit).
+		body, err := decodedBody(r)
+		if err != nil {
+			return err
+		}
+		f, err := url.ParseQuery(string(body))
+		if err != nil {
 			return resource.Errorf(resource.CodeInvalidRequest, "The sign-in form could not be read.")
 		}
-		in.Username, in.Password = r.PostForm.Get("username"), r.PostForm.Get("password")
+		in.Username, in.Password = f.Get("username"), f.Get("password")
 	} else if err := decodeJSON(r, &in); err != nil {
 		return err
 	}

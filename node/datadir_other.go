@@ -2,5 +2,5 @@
 
 package node
 
-// checkDataDir has no owners to compare where the system is not Unix.
-func checkDataDir(string) error { return nil }
+// CheckDataDir has no owners to compare where the system is not Unix.
+func CheckDataDir(string) error { return nil }

@@ -40,12 +40,12 @@ func TestADataDirectoryEveryoneMayWriteIsRefused(t *testing.T) {
 	if err := os.Mkdir(open, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(open, 0o1777); err != nil {
+	if err := os.Chmod(open, 0o777|os.ModeSticky); err != nil {
 		t.Fatal(err)
 	}
 	err := startOn(t, open)
-	if err == nil || !strings.Contains(err.Error(), "may be written by every user") || !strings.Contains(err.Error(), "chmod o-w") {
-		t.Fatalf("start on a directory of mode 1777: %v, want a refusal that says chmod o-w", err)
+	if err == nil || !strings.Contains(err.Error(), "may be written by every user (mode 1777)") || !strings.Contains(err.Error(), "chmod 0700") {
+		t.Fatalf("start on a directory of mode 1777: %v, want a refusal that says chmod 0700", err)
 	}
 	if entries, _ := os.ReadDir(open); len(entries) != 0 {
 		t.Fatalf("the refused node wrote %d entries there, the first %s", len(entries), entries[0].Name())
@@ -98,7 +98,7 @@ func TestANodeWritesNothingThroughAnotherUsersDataDirectory(t *testing.T) {
 		}
 	}
 	err := startOn(t, data)
-	if err == nil || !strings.Contains(err.Error(), "belongs to another user") {
+	if err == nil || !strings.Contains(err.Error(), "a directory of another user (uid 65534)") {
 		t.Errorf("start on a data directory of user 65534: %v, want a refusal", err)
 	}
 	if b, _ := os.ReadFile(target); string(b) != "precious" {
@@ -107,18 +107,31 @@ func TestANodeWritesNothingThroughAnotherUsersDataDirectory(t *testing.T) {
 
 	// Their link to a directory of root's is refused as well: they could
 	// point it elsewhere between two of the node's opens.
-	roots := filepath.Join(base, "roots-data")
-	if err := os.Mkdir(roots, 0o700); err != nil {
+	rootsData := filepath.Join(base, "roots-data")
+	if err := os.Mkdir(rootsData, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	theirs := filepath.Join(data, "to-roots")
-	if err := os.Symlink(roots, theirs); err != nil {
+	theirs := filepath.Join(base, "to-roots")
+	if err := os.Symlink(rootsData, theirs); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Lchown(theirs, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	if err := startOn(t, theirs); err == nil || !strings.Contains(err.Error(), "link of another user's") {
-		t.Fatalf("start through another user's link: %v, want a refusal", err)
+	// Nor does a trailing slash, or a link of root's to theirs, get past
+	// (found by review), and a directory of root's inside theirs is refused
+	// too: they could rename it and put their own in its place.
+	roots := filepath.Join(base, "roots-link")
+	if err := os.Symlink(theirs, roots); err != nil {
+		t.Fatal(err)
+	}
+	inside := filepath.Join(data, "roots-inside")
+	if err := os.Mkdir(inside, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{theirs, theirs + "/", roots, inside} {
+		if err := startOn(t, dir); err == nil || !strings.Contains(err.Error(), "of another user (uid 65534)") {
+			t.Errorf("start on %s: %v, want a refusal", dir, err)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -140,7 +141,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	if err := checkDataDir(cfg.DataDir); err != nil {
+	if err := CheckDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	id, err := nodeID(cfg)
@@ -693,6 +694,9 @@ func writeSynced(path string, data []byte) error {
 	if err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	if runtime.GOOS == "windows" {
+		return nil // a directory there is not opened for a sync (Access is denied); NTFS journals the rename
 	}
 	d, err := os.Open(filepath.Dir(path))
 	if err != nil {
