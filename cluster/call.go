@@ -185,11 +185,11 @@ func (c *Cluster) handler() http.Handler {
 	})
 	handle("POST "+forwardPath, c.serveForward)
 	handle("POST /internal/cluster/join", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
-		var rec raft.NodeRecord
-		if err := json.Unmarshal(body, &rec); err != nil {
+		var req joinRequest
+		if err := json.Unmarshal(body, &req); err != nil {
 			return nil, resource.Errorf(resource.CodeInvalidRequest, "node: %v", err)
 		}
-		return struct{}{}, c.addNode(ctx, rec, r.Header.Get(forwardedHeader) != "")
+		return struct{}{}, c.addNode(ctx, req, r.Header.Get(forwardedHeader) != "")
 	})
 	handle("POST /internal/cluster/remove", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
 		var rec raft.NodeRecord

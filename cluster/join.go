@@ -146,13 +146,14 @@ func (c *Cluster) JoinFailed() <-chan struct{} { return c.join.failed }
 // cannot change (this node's id is a live member's) ends it.
 func (c *Cluster) askToJoin() error {
 	rec := c.selfRecord()
+	req := joinRequest{NodeRecord: rec, HoldsState: c.store.HasState()}
 	for {
 		for _, addr := range c.opts.Join {
 			if addr == rec.HTTPAddr {
 				continue
 			}
 			ctx, cancel := c.stopContext(15 * time.Second)
-			err := c.callAt(ctx, addr, http.MethodPost, "/internal/cluster/join", rec, nil)
+			err := c.callAt(ctx, addr, http.MethodPost, "/internal/cluster/join", req, nil)
 			cancel()
 			if err == nil {
 				c.log.Info("joined the cluster", "via", addr)
@@ -198,11 +199,32 @@ func unlistedAlone(self raft.NodeRecord, peers []hello) bool {
 }
 
 // refusedForGood tells a refusal that retrying cannot change (the id or the
-// address is taken by a live member) from a failure that may pass.
+// address is taken by a live member, the node was removed) from a failure
+// that may pass.
 func refusedForGood(err error) bool {
 	var re *resource.Error
-	return errors.As(err, &re) && (re.Code == resource.CodeNameExists || re.Target == targetClusterID)
+	return errors.As(err, &re) && (re.Code == resource.CodeNameExists || re.Target == targetClusterID || re.Target == targetRemoved)
 }
+
+// joinRequest is a node's request to be added. HoldsState says it has Raft
+// state of its own: a member that restarts, or one that was removed. The
+// leader adds such a node only if it is a member already (perhaps at a new
+// address): a removed node that came back with its usual --join would
+// otherwise be a voter again at its next start, undoing the removal
+// without anyone asking (found by an operator's review). An admin's
+// "cluster join" sends no HoldsState, and adds it back.
+type joinRequest struct {
+	raft.NodeRecord
+	HoldsState bool `json:"holdsState,omitempty"`
+	// ByAdmin marks an admin's request (AddNode): the node may be down,
+	// as a removed node is (it stops when refused), and is then added
+	// unasked; what it runs and holds is checked when it starts and asks
+	// to join as a member.
+	ByAdmin bool `json:"byAdmin,omitempty"`
+}
+
+// targetRemoved marks the refusal of a removed node's own request to join.
+const targetRemoved = "removed"
 
 // unlistedWarnAfter is how long a node missing from its own --join waits
 // for a new cluster before it says so.

@@ -21,7 +21,7 @@ import (
 // AddNode adds a voter and records its addresses; on a follower it asks the
 // leader to.
 func (c *Cluster) AddNode(ctx context.Context, id, raftAddr, httpAddr string) error {
-	return c.addNode(ctx, raft.NodeRecord{ID: id, RaftAddr: raftAddr, HTTPAddr: httpAddr}, false)
+	return c.addNode(ctx, joinRequest{NodeRecord: raft.NodeRecord{ID: id, RaftAddr: raftAddr, HTTPAddr: httpAddr}, ByAdmin: true}, false)
 }
 
 // RemoveNode removes a member; on a follower it asks the leader to.
@@ -29,7 +29,8 @@ func (c *Cluster) RemoveNode(ctx context.Context, id string) error {
 	return c.removeNode(ctx, id, false)
 }
 
-func (c *Cluster) addNode(ctx context.Context, rec raft.NodeRecord, forwarded bool) error {
+func (c *Cluster) addNode(ctx context.Context, req joinRequest, forwarded bool) error {
+	rec := req.NodeRecord
 	if rec.ID == "" || !validHostPort(rec.RaftAddr) || !validHostPort(rec.HTTPAddr) {
 		return resource.Errorf(resource.CodeInvalidRequest, "a node needs an id, a raftAddr and an httpAddr (host:port)")
 	}
@@ -42,14 +43,20 @@ func (c *Cluster) addNode(ctx context.Context, rec raft.NodeRecord, forwarded bo
 		if forwarded {
 			return raft.ErrNotLeader
 		}
-		return c.callLeader(ctx, "/internal/cluster/join", rec, nil)
+		return c.callLeader(ctx, "/internal/cluster/join", req, nil)
 	}
 	member, err := c.checkJoin(ctx, rec)
 	if err != nil {
 		return err
 	}
-	if err := c.checkJoiner(ctx, rec, member); err != nil {
+	if err := c.checkJoiner(ctx, rec, member, req.ByAdmin); err != nil {
 		return err
+	}
+	if req.HoldsState && !c.isVoter(rec.ID) {
+		c.log.Warn("refused a removed node's request to join again", "node_id", rec.ID, "raft", rec.RaftAddr, "http", rec.HTTPAddr)
+		return resource.Invalid(targetRemoved, "node %s holds this cluster's data but is not a member: it was removed. "+
+			"To add it back, run on a member: herald cluster join --id %s --raft-addr %s --http-addr %s; "+
+			"to have it join as a new node instead, empty its data directory first", rec.ID, rec.ID, rec.RaftAddr, rec.HTTPAddr)
 	}
 	// A member that restarted where it was asks again; its entry stands.
 	if !member {
@@ -67,6 +74,16 @@ func (c *Cluster) addNode(ctx context.Context, rec raft.NodeRecord, forwarded bo
 	}
 	c.rebalanceSoon()
 	return nil
+}
+
+// isVoter reports whether id is in the latest configuration, at whatever
+// address.
+func (c *Cluster) isVoter(id string) bool {
+	conf, err := c.store.Configuration()
+	if err != nil {
+		return true // the join's other checks read it too, and would have failed
+	}
+	return slices.ContainsFunc(conf, func(s raft.NodeRecord) bool { return s.ID == id })
 }
 
 // checkJoin vets a join on the leader against the configuration. It

@@ -632,3 +632,63 @@ func (retryUnavailable) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 }
+
+// A removed node stays out when it restarts with its usual --join (found by
+// an operator's review: it asked to join again and the leader took it back
+// as a voter, undoing the removal). It stops with what to do; an admin's
+// "cluster join" adds it back, and then it starts as a member.
+func TestARemovedNodeDoesNotRejoinByItself(t *testing.T) {
+	ctx := context.Background()
+	cfgs := []node.Config{clusterConfig(t, "n1")}
+	cfgs = append(cfgs, clusterConfig(t, "n2", cfgs[0].HTTPAddr))
+	cfgs = append(cfgs, clusterConfig(t, "n3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr))
+	nodes, adminToken := startSignedIn(t, cfgs)
+	admin := clientFor(t, nodes[0], adminToken)
+	members := func(want int) func() error {
+		return func() error {
+			st, err := admin.Cluster(ctx)
+			if err != nil {
+				return err
+			}
+			if len(st.Nodes) != want {
+				return fmt.Errorf("%d members, want %d", len(st.Nodes), want)
+			}
+			return nil
+		}
+	}
+	pollUntil(t, "three members", members(3))
+	raftAddr := nodes[2].Store().RaftAddr()
+	pollUntil(t, "n3 removed", func() error {
+		err := admin.Do(ctx, http.MethodDelete, "/v1.0/admin/cluster/nodes/n3", nil, nil)
+		var ce *client.Error
+		if errors.As(err, &ce) && ce.Status == http.StatusNotFound {
+			return nil // an earlier try removed it
+		}
+		return err
+	})
+	pollUntil(t, "two members", members(2))
+	if err := nodes[2].Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	n, err := node.Start(sctx, cfgs[2], quietLogger())
+	if err == nil {
+		n.Close(ctx)
+		t.Fatal("the removed node started, and joined again by itself")
+	}
+	if !strings.Contains(err.Error(), "it was removed") || !strings.Contains(err.Error(), "herald cluster join --id n3") {
+		t.Fatalf("the removed node's start: %v; want the refusal that says how to add it back", err)
+	}
+	if err := members(2)(); err != nil {
+		t.Fatalf("after the removed node's restart: %v", err)
+	}
+
+	if err := admin.Do(ctx, http.MethodPost, "/v1.0/admin/cluster/nodes", map[string]string{"id": "n3",
+		"raftAddr": raftAddr, "httpAddr": cfgs[2].HTTPAddr}, nil); err != nil {
+		t.Fatalf("add n3 back: %v", err)
+	}
+	testnode.Start(t, &cfgs[2])
+	pollUntil(t, "three members again", members(3))
+}
