@@ -17,6 +17,9 @@ var otherTools = map[string]bool{
 	"arg":            true, // jq
 	"now":            true, // systemctl enable --now
 	"stop-timeout":   true, // docker run
+	"rm":             true, // docker run
+	"tmpfs":          true, // docker run
+	"no-deps":        true, // docker compose up
 	"help":           true, // every command's, from the cli package
 	// API-NOTES.md says these two do not exist.
 	"ca": true, "insecure": true,
