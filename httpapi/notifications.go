@@ -85,9 +85,9 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, in *resource.Notif
 	}
 	// A disabled account (someone who left) keeps its feed, but its
 	// devices get nothing more: its subscriptions would still deliver.
-	if u, ok, err := s.state.User(uid); err != nil {
+	if enabled, found, err := s.state.UserEnabled(uid); err != nil {
 		return err
-	} else if ok && !u.AccountEnabled {
+	} else if found && !enabled {
 		return denied("The user's account is disabled: nothing is sent to it until an admin enables it again.")
 	}
 	rec := &resource.NotificationRecord{Notification: in.NewNotification(resource.NewNotificationID(now), now),

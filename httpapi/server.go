@@ -30,6 +30,7 @@ type State interface {
 	Propose(ctx context.Context, cmd *raft.Command) (any, error)
 	Token(hash string) (*resource.TokenRecord, bool, error)
 	User(id string) (*resource.UserRecord, bool, error)
+	UserEnabled(id string) (enabled, found bool, err error)
 	UserByName(idOrUPN string) (*resource.UserRecord, bool, error)
 	ListUsers(after string, limit int) (raft.Page[resource.UserRecord], error)
 	App(id string) (*resource.ApplicationRecord, bool, error)

@@ -72,6 +72,22 @@ func (s *Store) User(id string) (*resource.UserRecord, bool, error) {
 	}, cloneUser)
 }
 
+// UserEnabled reports whether a user exists and whether its account is
+// enabled: what a send reads of its user, without the copy User makes of
+// the cached record (cached records are never changed in place, only
+// replaced).
+func (s *Store) UserEnabled(id string) (enabled, found bool, err error) {
+	u, ok, err := cached(s.cache, users, id, func() (*resource.UserRecord, bool, error) {
+		var u resource.UserRecord
+		ok, err := s.getJSON(userKey(id), &u)
+		return &u, ok, err
+	}, func(u *resource.UserRecord) *resource.UserRecord { return u })
+	if err != nil || !ok {
+		return false, false, err
+	}
+	return u.AccountEnabled, true, nil
+}
+
 // UserByName returns a user by id or userPrincipalName.
 func (s *Store) UserByName(idOrUPN string) (*resource.UserRecord, bool, error) {
 	if u, ok, err := s.User(idOrUPN); ok || err != nil {
