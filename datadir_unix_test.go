@@ -4,9 +4,10 @@ package main
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/herald-notify/herald/internal/testnode"
 )
 
 // The data directory is judged before its lock is made: opened by name, the
@@ -14,28 +15,7 @@ import (
 // to (found by review: /etc/nologin would keep every other user out).
 // serve and restore both lock through lockDataDir.
 func TestTheLockIsNotMadeThroughAnotherUsersLink(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to give the data directory to another user")
-	}
-	base := t.TempDir()
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	data := filepath.Join(base, "herald-data")
-	if err := os.Mkdir(data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(data, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
-	target := filepath.Join(base, "made-by-root")
-	link := filepath.Join(data, lockName)
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Lchown(link, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
+	data, target := testnode.AnotherUsersDataDir(t, lockName)
 	release, err := lockDataDir(data)
 	if err == nil {
 		release()

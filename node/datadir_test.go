@@ -70,32 +70,10 @@ func TestADataDirectoryEveryoneMayWriteIsRefused(t *testing.T) {
 // ballast through one into a file of root's (found by review). The node
 // refuses it, and writes nothing through it.
 func TestANodeWritesNothingThroughAnotherUsersDataDirectory(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to give the data directory to another user")
-	}
-	base := t.TempDir()
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	target := filepath.Join(base, "roots-file")
+	data, target := testnode.AnotherUsersDataDir(t, "disk-ballast.tmp", "node-id.tmp", "node-id")
+	base := filepath.Dir(data)
 	if err := os.WriteFile(target, []byte("precious"), 0o600); err != nil {
 		t.Fatal(err)
-	}
-	data := filepath.Join(base, "herald-data")
-	if err := os.Mkdir(data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(data, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"disk-ballast.tmp", "node-id.tmp", "node-id"} {
-		link := filepath.Join(data, name)
-		if err := os.Symlink(target, link); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Lchown(link, 65534, 65534); err != nil {
-			t.Fatal(err)
-		}
 	}
 	err := startOn(t, data)
 	if err == nil || !strings.Contains(err.Error(), "a directory of another user (uid 65534)") {
@@ -115,7 +93,7 @@ func TestANodeWritesNothingThroughAnotherUsersDataDirectory(t *testing.T) {
 	if err := os.Symlink(rootsData, theirs); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Lchown(theirs, 65534, 65534); err != nil {
+	if err := os.Lchown(theirs, testnode.OtherUID, testnode.OtherUID); err != nil {
 		t.Fatal(err)
 	}
 	// Nor does a trailing slash, or a link of root's to theirs, get past
