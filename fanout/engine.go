@@ -655,6 +655,15 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		unconfigured: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_delivery_unconfigured_total",
 			Help: "Deliveries held because their channel has no credentials configured."}, []string{"channel"}),
 	}
+	// Every series exists from the start at zero, so that an alert on
+	// increase() sees the first attempt or the first held delivery, not
+	// only the ones after a series appeared (found by review).
+	for _, ch := range []string{resource.ChannelWebPush, resource.ChannelWebhook, resource.ChannelFCM, resource.ChannelAPNs} {
+		for _, o := range []Outcome{Delivered, Retry, Disable, Failed} {
+			m.attempts.WithLabelValues(ch, o.String())
+		}
+		m.unconfigured.WithLabelValues(ch)
+	}
 	reg.MustRegister(m.attempts, m.latency, m.outcomeBatch, m.unconfigured)
 	return m
 }

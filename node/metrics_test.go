@@ -60,6 +60,15 @@ func TestOperatorMetricsExportedAndMove(t *testing.T) {
 	if v := metric(t, n, "herald_delivery_queue"); v != 0 {
 		t.Errorf("herald_delivery_queue %v before any delivery, want 0", v)
 	}
+	// The delivery counters are there at zero before the first delivery,
+	// so that an alert on increase() counts it (found by review).
+	for _, want := range []string{`herald_delivery_attempts_total{channel="webhook",outcome="failed"} 0`,
+		`herald_delivery_unconfigured_total{channel="apns"} 0`} {
+		name, _, _ := strings.Cut(want, "{")
+		if lines := metricLines(t, n, name); !strings.Contains(lines, want) {
+			t.Errorf("before any delivery: want %s among %s", want, lines)
+		}
+	}
 	commit := metric(t, n, "herald_raft_commit_index")
 
 	failing := make([]webhooktest.Answer, 15)
