@@ -215,7 +215,7 @@ const (
 func (k PeerFailure) describe() string {
 	switch k {
 	case PeerUnreachable:
-		return "unreachable (connection refused or closed: is it running?)"
+		return "unreachable (connection refused or closed, or its name does not resolve: is it running, at that address?)"
 	case PeerNotAnswering:
 		return "not answering (connected, but no reply in time: paused, overloaded or cut off)"
 	case PeerWrongKey:
