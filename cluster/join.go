@@ -233,7 +233,7 @@ const unlistedWarnAfter = 5 * time.Second
 // discover is the join loop of --bootstrap-expect on a node without state.
 func (c *Cluster) discover() error {
 	self := c.selfRecord()
-	c.log.Info("looking for the other nodes of a new cluster", "bootstrap_expect", c.opts.BootstrapExpect,
+	c.log.Info("asking the other nodes: joining their cluster if it exists, else forming a new one", "bootstrap_expect", c.opts.BootstrapExpect,
 		"join", strings.Join(c.opts.Join, ","))
 	listed := slices.ContainsFunc(c.opts.Join, func(a string) bool {
 		return strings.EqualFold(a, self.HTTPAddr) || strings.EqualFold(a, c.opts.HTTPAddr)
