@@ -212,15 +212,11 @@ func refusedForGood(err error) bool {
 // address): a removed node that came back with its usual --join would
 // otherwise be a voter again at its next start, undoing the removal
 // without anyone asking (found by an operator's review). An admin's
-// "cluster join" sends no HoldsState, and adds it back.
+// "cluster join" sends no HoldsState, and adds it back while it runs; a
+// stopped one joins anew once its data directory is emptied.
 type joinRequest struct {
 	raft.NodeRecord
 	HoldsState bool `json:"holdsState,omitempty"`
-	// ByAdmin marks an admin's request (AddNode): the node may be down,
-	// as a removed node is (it stops when refused), and is then added
-	// unasked; what it runs and holds is checked when it starts and asks
-	// to join as a member.
-	ByAdmin bool `json:"byAdmin,omitempty"`
 }
 
 // targetRemoved marks the refusal of a removed node's own request to join.

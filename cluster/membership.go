@@ -21,7 +21,7 @@ import (
 // AddNode adds a voter and records its addresses; on a follower it asks the
 // leader to.
 func (c *Cluster) AddNode(ctx context.Context, id, raftAddr, httpAddr string) error {
-	return c.addNode(ctx, joinRequest{NodeRecord: raft.NodeRecord{ID: id, RaftAddr: raftAddr, HTTPAddr: httpAddr}, ByAdmin: true}, false)
+	return c.addNode(ctx, joinRequest{NodeRecord: raft.NodeRecord{ID: id, RaftAddr: raftAddr, HTTPAddr: httpAddr}}, false)
 }
 
 // RemoveNode removes a member; on a follower it asks the leader to.
@@ -49,14 +49,13 @@ func (c *Cluster) addNode(ctx context.Context, req joinRequest, forwarded bool) 
 	if err != nil {
 		return err
 	}
-	if err := c.checkJoiner(ctx, rec, member, req.ByAdmin); err != nil {
+	if err := c.checkJoiner(ctx, rec, member); err != nil {
 		return err
 	}
 	if req.HoldsState && !c.isVoter(rec.ID) {
 		c.log.Warn("refused a removed node's request to join again", "node_id", rec.ID, "raft", rec.RaftAddr, "http", rec.HTTPAddr)
 		return resource.Invalid(targetRemoved, "node %s holds this cluster's data but is not a member: it was removed. "+
-			"To add it back, run on a member: herald cluster join --id %s --raft-addr %s --http-addr %s; "+
-			"to have it join as a new node instead, empty its data directory first", rec.ID, rec.ID, rec.RaftAddr, rec.HTTPAddr)
+			"To have it join again, empty its data directory and start it: it joins as a new node and is sent the data", rec.ID)
 	}
 	// A member that restarted where it was asks again; its entry stands.
 	if !member {

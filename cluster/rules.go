@@ -68,7 +68,7 @@ func (c *Cluster) RaiseRules(ctx context.Context) error {
 // its state would part from theirs. A new member that cannot be asked yet
 // is refused for now (it asks again) where there is anything to check; a
 // member that asks again is not held up by a failure to ask it.
-func (c *Cluster) checkJoiner(ctx context.Context, rec raft.NodeRecord, member, byAdmin bool) error {
+func (c *Cluster) checkJoiner(ctx context.Context, rec raft.NodeRecord, member bool) error {
 	// Apply everything committed first: a new leader that has not applied
 	// the raise yet would judge by an older level and identity.
 	if err := c.store.Raft().Barrier(5 * time.Second).Error(); err != nil {
@@ -91,11 +91,6 @@ func (c *Cluster) checkJoiner(ctx context.Context, rec raft.NodeRecord, member, 
 	var peer NodeStatus
 	if err := c.callNode(askCtx, rec.ID, rec.RaftAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err != nil {
 		if member || have == 0 && own == "" {
-			return nil
-		}
-		if byAdmin {
-			c.log.Warn("adding a node that does not answer; what it runs and holds is checked when it starts",
-				"node_id", rec.ID, "raft", rec.RaftAddr, "error", err)
 			return nil
 		}
 		return fmt.Errorf("ask %s which rules it knows: %w", rec.ID, err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -635,8 +636,8 @@ func (retryUnavailable) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // A removed node stays out when it restarts with its usual --join (found by
 // an operator's review: it asked to join again and the leader took it back
-// as a voter, undoing the removal). It stops with what to do; an admin's
-// "cluster join" adds it back, and then it starts as a member.
+// as a voter, undoing the removal). It stops with what to do: emptied, it
+// joins again as a new node.
 func TestARemovedNodeDoesNotRejoinByItself(t *testing.T) {
 	ctx := context.Background()
 	cfgs := []node.Config{clusterConfig(t, "n1")}
@@ -657,7 +658,6 @@ func TestARemovedNodeDoesNotRejoinByItself(t *testing.T) {
 		}
 	}
 	pollUntil(t, "three members", members(3))
-	raftAddr := nodes[2].Store().RaftAddr()
 	pollUntil(t, "n3 removed", func() error {
 		err := admin.Do(ctx, http.MethodDelete, "/v1.0/admin/cluster/nodes/n3", nil, nil)
 		var ce *client.Error
@@ -678,16 +678,16 @@ func TestARemovedNodeDoesNotRejoinByItself(t *testing.T) {
 		n.Close(ctx)
 		t.Fatal("the removed node started, and joined again by itself")
 	}
-	if !strings.Contains(err.Error(), "it was removed") || !strings.Contains(err.Error(), "herald cluster join --id n3") {
-		t.Fatalf("the removed node's start: %v; want the refusal that says how to add it back", err)
+	if !strings.Contains(err.Error(), "it was removed") || !strings.Contains(err.Error(), "empty its data directory") {
+		t.Fatalf("the removed node's start: %v; want the refusal that says how to have it join again", err)
 	}
 	if err := members(2)(); err != nil {
 		t.Fatalf("after the removed node's restart: %v", err)
 	}
 
-	if err := admin.Do(ctx, http.MethodPost, "/v1.0/admin/cluster/nodes", map[string]string{"id": "n3",
-		"raftAddr": raftAddr, "httpAddr": cfgs[2].HTTPAddr}, nil); err != nil {
-		t.Fatalf("add n3 back: %v", err)
+	// As the refusal says: emptied, it joins as a new node.
+	if err := os.RemoveAll(cfgs[2].DataDir); err != nil {
+		t.Fatal(err)
 	}
 	testnode.Start(t, &cfgs[2])
 	pollUntil(t, "three members again", members(3))
