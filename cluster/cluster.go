@@ -168,6 +168,7 @@ func (c *Cluster) Start() {
 		}()
 	}
 	c.startJoin()
+	c.learnCatchUpTarget()
 	c.observe()
 	c.batch.start()
 	c.watchFence()

@@ -3,8 +3,11 @@ package raft
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
+
+	hraft "github.com/hashicorp/raft"
 )
 
 // An emptied member's vote cannot elect a node that missed acknowledged
@@ -118,5 +121,73 @@ func TestAnEmptiedMemberDoesNotVoteAwayAcknowledgedWrites(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// A node that came up without Raft state votes only once its log reaches
+// the commit index it learned from the leader: a log caught up part way is
+// a prefix shorter than what it may have acknowledged before it lost its
+// data (found by review), and an unknown target keeps it from voting.
+func TestACatchingUpNodeVotesOnceItHoldsTheLeadersCommitIndex(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), NodeID: "n3", RaftAddr: freeAddr(t),
+		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.mayVote(); err == nil {
+		t.Fatal("an empty node may vote")
+	}
+	if !s.NeedsCatchUpTarget() {
+		t.Fatal("an empty node does not ask for its target")
+	}
+	if err := s.SetCatchUpTarget(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetCatchUpTarget(9); err != nil || s.NeedsCatchUpTarget() {
+		t.Fatalf("a second target: %v, still needed %v", err, s.NeedsCatchUpTarget())
+	}
+	store := func(from, to uint64) {
+		t.Helper()
+		var logs []*hraft.Log
+		for i := from; i <= to; i++ {
+			logs = append(logs, &hraft.Log{Index: i, Term: 1, Type: hraft.LogNoop})
+		}
+		if err := s.logStore.StoreLogs(logs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store(1, 2) // part way
+	if err := s.mayVote(); err == nil || !strings.Contains(err.Error(), "holds through index 2; must hold through 3") {
+		t.Fatalf("a node two entries into a target of three: %v; want a refusal", err)
+	}
+	store(3, 3)
+	if err := s.mayVote(); err != nil {
+		t.Fatalf("a node that holds its target: %v", err)
+	}
+	if catching, _, err := s.catchUp(); err != nil || catching {
+		t.Fatalf("the mark after catching up: %v, %v; want it lifted", catching, err)
+	}
+
+	// A restart keeps a mark that was not lifted.
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	open := func() *Store {
+		s, err := Open(Options{Dir: dir, NodeID: "n4", RaftAddr: addr, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s4 := open()
+	if err := s4.SetCatchUpTarget(7); err != nil {
+		t.Fatal(err)
+	}
+	s4.logStore.StoreLogs([]*hraft.Log{{Index: 1, Term: 1, Type: hraft.LogNoop}})
+	s4.Close()
+	s4 = open()
+	defer s4.Close()
+	if err := s4.mayVote(); err == nil || !strings.Contains(err.Error(), "must hold through 7") {
+		t.Fatalf("after a restart part way: %v; want the refusal with the target kept", err)
 	}
 }
