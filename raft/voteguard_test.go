@@ -66,7 +66,7 @@ func TestAnEmptiedMemberDoesNotVoteAwayAcknowledgedWrites(t *testing.T) {
 	})
 	// n1 leads from here on, so that n2 and n3 are the followers.
 	if l := leader(ids...); l != nodes["n1"] {
-		if err := l.Raft().LeadershipTransferToServer("n1", "").Error(); err != nil {
+		if err := l.Raft().LeadershipTransferToServer("n1", hraft.ServerAddress(addrs["n1"])).Error(); err != nil {
 			t.Fatal(err)
 		}
 		pollUntil(t, "n1 leading", func() error {
