@@ -715,4 +715,8 @@ func TestSignInPatiencePassesAndTheErrorComesBack(t *testing.T) {
 	if strings.Count(said.String(), "trying again") != 1 {
 		t.Errorf("said %q, want one line", said.String())
 	}
+	// It says what to do about it (operator review: a timeout was all).
+	if !strings.Contains(err.Error(), "not yet") || !strings.Contains(err.Error(), "--token") {
+		t.Errorf("the error %q does not carry the server's answer and what to do", err)
+	}
 }

@@ -301,15 +301,33 @@ func signInPatiently(ctx context.Context, cl *client.Client, user, pass string, 
 	ctx, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
+	var last *client.Error // the server's last 503
+	gaveUp := func(err error) error {
+		if last == nil {
+			return err
+		}
+		// A node cut off from its leader cannot sign anyone in; say so
+		// rather than leave a timeout (operator review).
+		if !errors.As(err, new(*client.Error)) {
+			err = fmt.Errorf("%w (its last answer: %s)", err, last.Message)
+		}
+		return fmt.Errorf("%w; the server could not sign in within %s: a node cut off from its cluster's leader "+
+			"signs no one in; ask another node, or use an admin token (--token), which needs no sign-in "+
+			"(herald healthcheck --ready --url SERVER says whether the node has a leader)", err, patience)
+	}
 	for told := false; ; told = true {
 		tok, err := cl.PasswordToken(ctx, user, pass)
 		var ce *client.Error
+		if err != nil && ctx.Err() != nil {
+			return nil, gaveUp(err)
+		}
 		if err == nil || !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || ce.RetryAfter == 0 {
 			return tok, err
 		}
+		last = ce
 		wait := ce.RetryAfter
 		if time.Now().Add(wait).After(deadline) {
-			return tok, err
+			return nil, gaveUp(err)
 		}
 		if !told {
 			fmt.Fprintf(say, "herald: the server cannot sign in yet (%s); trying again for up to %s\n", ce.Message, patience)
@@ -318,7 +336,7 @@ func signInPatiently(ctx context.Context, cl *client.Client, user, pass string, 
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			return nil, gaveUp(ctx.Err())
 		case <-t.C:
 		}
 	}
