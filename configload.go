@@ -120,6 +120,8 @@ func serveConfigFlags() []configFlag {
 
 		bindFlag(catCluster, "node-id", "this node's `ID` in the cluster (default: chosen by the node)", func(c *node.Config) *string { return &c.NodeID }),
 		bindFlag(catCluster, "raft-addr", "`ADDR` for Raft traffic between nodes", func(c *node.Config) *string { return &c.RaftAddr }),
+		bindFlag(catCluster, "raft-bind-addr", "`ADDR` to listen on for Raft traffic when not --raft-addr, which stays what the others dial "+
+			"(0.0.0.0:8751 for a container on several networks)", func(c *node.Config) *string { return &c.RaftBindAddr }),
 		bindFlag(catCluster, "join", "other nodes' HTTP addresses `ADDR,...` (host:port)", func(c *node.Config) *[]string { return &c.Join }),
 		bindFlag(catCluster, "bootstrap-expect", "form a new cluster once `N` nodes of --join (this one included) answer; a node with data ignores it", func(c *node.Config) *int { return &c.BootstrapExpect }),
 		bindFlag(catCluster, "cluster-key", "shared secret `KEY` that authenticates the nodes of one cluster (32 characters or more; \"herald cluster key\" makes one)", func(c *node.Config) *string { return &c.ClusterKey }),

@@ -80,6 +80,10 @@ var (
 type TransportOptions struct {
 	// Bind is the Raft address; it must name a host others can reach.
 	Bind string
+	// Listen, when set, is where to listen instead (a wildcard such as
+	// 0.0.0.0:8751 in a container on several networks, where the name in
+	// Bind resolves to one of them only); Bind stays what others dial.
+	Listen string
 	// Key is the cluster key; TLS the operator's certificates. At least
 	// one of them.
 	Key []byte
@@ -125,16 +129,31 @@ func NewTransport(opts TransportOptions) (*Transport, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	ln, err := net.Listen("tcp", opts.Bind)
+	listen := opts.Bind
+	if opts.Listen != "" {
+		listen = opts.Listen
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return nil, fmt.Errorf("inter-node listener on %s: %w", opts.Bind, err)
+		return nil, fmt.Errorf("inter-node listener on %s: %w", listen, err)
 	}
 	addr, ok := ln.Addr().(*net.TCPAddr)
-	if !ok || addr.IP.IsUnspecified() {
+	if !ok {
+		ln.Close()
+		return nil, fmt.Errorf("inter-node listener on %s: not TCP", listen)
+	}
+	var advertise net.Addr = addr
+	if opts.Listen != "" {
+		// What others dial is Bind, not where this node listens.
+		if advertise, err = net.ResolveTCPAddr("tcp", opts.Bind); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("--raft-addr %s: %w", opts.Bind, err)
+		}
+	}
+	if a, _ := advertise.(*net.TCPAddr); a == nil || a.IP.IsUnspecified() {
 		ln.Close()
 		return nil, fmt.Errorf("--raft-addr must name a host other nodes can reach, not %s", opts.Bind)
 	}
-	var advertise net.Addr = addr
 	if host, port, err := net.SplitHostPort(opts.Bind); err == nil && host != "" && net.ParseIP(host) == nil && port != "0" {
 		// A name (compose's service names, a DNS name) is advertised as
 		// given and resolved at each dial: the cluster's membership then

@@ -309,3 +309,34 @@ func TestTransportAdvertisesAHostNameAsGiven(t *testing.T) {
 	}
 	roundTrip(t, byIP, named)
 }
+
+// --raft-bind-addr: a node listens on every interface (a container on
+// several networks, where its name resolves to one of them only: found by
+// an operator's review) and still advertises --raft-addr, which the others
+// dial. A wildcard --raft-addr stays refused: no one could dial it.
+func TestTransportListensWhereToldAndAdvertisesItsAddress(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	l.Close()
+	wide, err := NewTransport(TransportOptions{Bind: net.JoinHostPort("localhost", port), Listen: net.JoinHostPort("0.0.0.0", port),
+		Key: []byte(testKey), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wide.Close()
+	if got, want := wide.Addr(), "localhost:"+port; got != want {
+		t.Errorf("advertised %q, want %q", got, want)
+	}
+	if got := wide.ln.Addr().(*net.TCPAddr); !got.IP.IsUnspecified() {
+		t.Errorf("listening on %v, want every interface", got)
+	}
+	roundTrip(t, newTestTransport(t, testKey, TLSFiles{}, nil), wide)
+
+	if _, err := NewTransport(TransportOptions{Bind: "0.0.0.0:0", Listen: "127.0.0.1:0", Key: []byte(testKey)}); err == nil ||
+		!strings.Contains(err.Error(), "must name a host other nodes can reach") {
+		t.Errorf("a wildcard --raft-addr with a bind address: %v, want the refusal", err)
+	}
+}

@@ -14,6 +14,7 @@ type Config struct {
 	HTTPAddr        string   `yaml:"http-addr"`
 	NodeID          string   `yaml:"node-id"`
 	RaftAddr        string   `yaml:"raft-addr"`
+	RaftBindAddr    string   `yaml:"raft-bind-addr"`
 	Join            []string `yaml:"join"`
 	BootstrapExpect int      `yaml:"bootstrap-expect"`
 	ClusterKey      string   `yaml:"cluster-key"`

@@ -185,7 +185,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	if secured {
 		// One inter-node port, the Raft address, carries Raft and the
 		// internal requests over TLS (cluster/transport.go).
-		n.transport, err = cluster.NewTransport(cluster.TransportOptions{Bind: cfg.RaftAddr,
+		n.transport, err = cluster.NewTransport(cluster.TransportOptions{Bind: cfg.RaftAddr, Listen: cfg.RaftBindAddr,
 			Key: []byte(cfg.ClusterKey), TLS: tlsFiles, Dial: cfg.Dial, Logger: logger})
 		if err != nil {
 			return nil, err
