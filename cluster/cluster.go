@@ -168,7 +168,6 @@ func (c *Cluster) Start() {
 		}()
 	}
 	c.startJoin()
-	c.learnCatchUpTarget()
 	c.observe()
 	c.batch.start()
 	c.watchFence()

@@ -186,6 +186,27 @@ func joinProblem(err error) string {
 	return err.Error()
 }
 
+// emptiedMember reports whether a node without Raft state finds itself,
+// by id, among the voters of the cluster its peers hold: a member whose
+// data directory was emptied (a lost disk, a machine rebuilt under the
+// same id), where hashicorp/raft lets an empty node vote for any
+// candidate. Found by an operator's review, where such a vote elected a
+// node that had missed acknowledged writes. A guard that refused an empty
+// node's votes was built and taken back: a node cannot tell an emptied
+// member from a new one, and a new member that refused its vote held up
+// elections while it took the log (a two-node cluster for good). So the
+// node says so, loudly, and the docs ask for "cluster remove" first.
+func emptiedMember(self raft.NodeRecord, peers []hello) bool {
+	for _, p := range peers {
+		for _, s := range p.Servers {
+			if s.ID == self.ID {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // unlistedAlone reports whether the answers of a node's --join leave it
 // looking unlisted by the others: none of them is this node under another
 // name, and none has formed a cluster it could join (or nobody answered).
@@ -249,6 +270,13 @@ func (c *Cluster) discover() error {
 				"a node to join holds another cluster's data and is left out: empty its --data-dir, or restore it "+
 					"from the same backup as this node, and start it again",
 				"node", p.ID, "addr", p.HTTPAddr, "its_cluster", p.ClusterID, "this_cluster", own)
+		}
+		if emptiedMember(self, peers) {
+			c.join.quiet.log(c.log, slog.LevelError, "emptied",
+				"this node starts without Raft state, yet the cluster lists it as a voter: its data directory was "+
+					"emptied or lost; a leader sends it the log again, but until then its vote could elect a node that "+
+					"missed acknowledged writes if the nodes that hold them are down: stop it, run herald cluster remove "+
+					"on a member, then start it again (docs/operations.md, Replace a node)", "node_id", self.ID)
 		}
 		if !listed && time.Since(start) > unlistedWarnAfter && unlistedAlone(self, peers) {
 			// The others find the members by their --join lists: if

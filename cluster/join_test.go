@@ -122,6 +122,32 @@ func TestUnlistedAloneOnlyWhenNoAnswerKnowsTheNode(t *testing.T) {
 	}
 }
 
+// A node without state that the cluster lists as a voter says its data was
+// lost; one the cluster does not list (a new member, or one of a cluster
+// not formed yet) does not.
+func TestAnEmptiedMemberIsToldApart(t *testing.T) {
+	self := raft.NodeRecord{ID: "n3", HTTPAddr: "127.0.0.1:8770", RaftAddr: "127.0.0.1:8771"}
+	forming := hello{ID: "n1", HTTPAddr: "127.0.0.1:8750", RaftAddr: "127.0.0.1:8751"}
+	without := forming
+	without.Servers = []raft.NodeRecord{{ID: "n1"}, {ID: "n2"}}
+	with := forming
+	with.Servers = []raft.NodeRecord{{ID: "n1"}, {ID: "n2"}, {ID: "n3", RaftAddr: "127.0.0.1:8771"}}
+	for _, c := range []struct {
+		name  string
+		peers []hello
+		want  bool
+	}{
+		{"nobody answered", nil, false},
+		{"a cluster forming", []hello{forming}, false},
+		{"a cluster without it", []hello{forming, without}, false},
+		{"a cluster that lists it", []hello{without, with}, true},
+	} {
+		if got := emptiedMember(self, c.peers); got != c.want {
+			t.Errorf("%s: emptiedMember = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
 // A node restored from a backup neither joins nor waits for a node that
 // holds another cluster's data (one left out of the restore, which lists
 // this node in its old configuration), or Raft state without an identity

@@ -52,6 +52,12 @@ func (c *Cluster) addNode(ctx context.Context, req joinRequest, forwarded bool) 
 	if err := c.checkJoiner(ctx, rec, member); err != nil {
 		return err
 	}
+	if member && !req.HoldsState && c.opts.HTTPAdvert != rec.HTTPAddr {
+		c.log.Error("a voter asked to join without Raft state: its data directory was emptied or lost; it is sent the "+
+			"log again, but until it holds it its vote could elect a node that missed acknowledged writes if the nodes "+
+			"that hold them are down; next time run herald cluster remove before starting a node on an empty directory",
+			"node_id", rec.ID, "raft", rec.RaftAddr)
+	}
 	if req.HoldsState && !c.isVoter(rec.ID) {
 		c.log.Warn("refused a removed node's request to join again", "node_id", rec.ID, "raft", rec.RaftAddr, "http", rec.HTTPAddr)
 		return resource.Invalid(targetRemoved, "node %s holds this cluster's data but is not a member: it was removed. "+

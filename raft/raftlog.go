@@ -97,12 +97,6 @@ func (b *raftLog) record(rec map[string]any) {
 	case "appendEntries rejected, sending older logs":
 		// A new or lagging follower being caught up: routine.
 		level = slog.LevelDebug
-	case "failed to persist vote":
-		// A node catching up refuses votes on purpose (voteguard.go):
-		// it says why once a minute, at the level of a state that heals.
-		if e, _ := rec["error"].(string); strings.Contains(e, errNotCaughtUp.Error()) {
-			level = slog.LevelWarn
-		}
 	case "failed to take snapshot":
 		// Our own snapshots at start and stop ask whether one is due;
 		// that none is, is not a failure.

@@ -316,17 +316,7 @@ func (s *Store) startRaft() error {
 	s.gate = newWriteGate(s.logStore)
 	s.gate.writeTime = s.timings.logWrite
 	raftStages() // before NewRaft, whose goroutines report to it
-	if has, err := hraft.HasExistingState(s.logStore, s.logStore, snaps); err != nil {
-		return err
-	} else if !has {
-		// Bootstrapped above when it would be; so a node that will be
-		// sent its state (raft/voteguard.go).
-		if err := s.markCatchingUp(); err != nil {
-			return err
-		}
-	}
-	votes := voteGuard{StableStore: s.logStore, mayVote: s.mayVote}
-	s.raft, err = hraft.NewRaft(cfg, s.fsm, s.gate, votes, snaps, pipelineTransport{s.transport, s.beats})
+	s.raft, err = hraft.NewRaft(cfg, s.fsm, s.gate, s.logStore, snaps, pipelineTransport{s.transport, s.beats})
 	if err != nil {
 		s.transport.Close()
 		return fmt.Errorf("start raft: %w", err)
@@ -477,12 +467,7 @@ func (s *Store) BootstrapCluster(servers []NodeRecord) error {
 	if errors.Is(err, hraft.ErrCantBootstrap) {
 		return ErrAlreadyBootstrapped
 	}
-	if err != nil {
-		return err
-	}
-	// It holds the cluster's first entry: nothing was committed before
-	// for it to miss (raft/voteguard.go).
-	return s.clearCatchingUp()
+	return err
 }
 
 // ErrAlreadyBootstrapped: BootstrapCluster on a node that has Raft state.
