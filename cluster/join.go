@@ -186,27 +186,6 @@ func joinProblem(err error) string {
 	return err.Error()
 }
 
-// emptiedMember reports whether a node without Raft state finds itself,
-// by id, among the voters of the cluster its peers hold: a member whose
-// data directory was emptied (a lost disk, a machine rebuilt under the
-// same id), where hashicorp/raft lets an empty node vote for any
-// candidate. Found by an operator's review, where such a vote elected a
-// node that had missed acknowledged writes. A guard that refused an empty
-// node's votes was built and taken back: a node cannot tell an emptied
-// member from a new one, and a new member that refused its vote held up
-// elections while it took the log (a two-node cluster for good). So the
-// node says so, loudly, and the docs ask for "cluster remove" first.
-func emptiedMember(self raft.NodeRecord, peers []hello) bool {
-	for _, p := range peers {
-		for _, s := range p.Servers {
-			if s.ID == self.ID {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // unlistedAlone reports whether the answers of a node's --join leave it
 // looking unlisted by the others: none of them is this node under another
 // name, and none has formed a cluster it could join (or nobody answered).
@@ -271,13 +250,6 @@ func (c *Cluster) discover() error {
 					"from the same backup as this node, and start it again",
 				"node", p.ID, "addr", p.HTTPAddr, "its_cluster", p.ClusterID, "this_cluster", own)
 		}
-		if emptiedMember(self, peers) {
-			c.join.quiet.log(c.log, slog.LevelError, "emptied",
-				"this node starts without Raft state, yet the cluster lists it as a voter: its data directory was "+
-					"emptied or lost; a leader sends it the log again, but until then its vote could elect a node that "+
-					"missed acknowledged writes if the nodes that hold them are down: stop it, run herald cluster remove "+
-					"on a member, then start it again (docs/operations.md, Replace a node)", "node_id", self.ID)
-		}
 		if !listed && time.Since(start) > unlistedWarnAfter && unlistedAlone(self, peers) {
 			// The others find the members by their --join lists: if
 			// theirs do not name this node either (a typo in a port),
@@ -294,6 +266,13 @@ func (c *Cluster) discover() error {
 		c.join.mu.Lock()
 		c.join.proposal = d.proposal
 		c.join.mu.Unlock()
+		if d.emptied {
+			c.join.quiet.log(c.log, slog.LevelError, "emptied",
+				"this node starts without Raft state, yet the cluster lists it as a voter: its data directory was "+
+					"emptied or lost; a leader sends it the log again, but until then its vote could elect a node that "+
+					"missed acknowledged writes if the nodes that hold them are down: stop it, run herald cluster remove "+
+					"on a member, then start it again (docs/operations.md, Replace a node)", "node_id", self.ID)
+		}
 		switch d.kind {
 		case fail:
 			return d.err
@@ -406,6 +385,16 @@ type decision struct {
 	why           string
 	misconfigured bool
 	err           error
+	// emptied: the cluster lists this node, which has no Raft state, as
+	// a voter it did not just form with: its data directory was emptied
+	// or lost (a disk, a machine rebuilt under the same id). hashicorp/raft
+	// lets an empty node vote for any candidate, and such a vote elected
+	// a node that had missed acknowledged writes (an operator's review).
+	// A guard that refused an empty node's votes was built and taken
+	// back: a node cannot tell it lost its data from being new, and a new
+	// member that refused its vote held elections up while it took the
+	// log (a two-node cluster for good). So the node says so, loudly.
+	emptied bool
 }
 
 // decide is one step of --bootstrap-expect, from what the listed nodes said
@@ -447,7 +436,7 @@ func decide(self raft.NodeRecord, own string, expect int, peers []hello, mine []
 				// It bootstrapped what this node proposed: do the same.
 				return decision{kind: bootstrap, proposal: mine}
 			}
-			return decision{kind: wait, proposal: mine, why: "this node is a member; the leader has not reached it yet"}
+			return decision{kind: wait, proposal: mine, why: "this node is a member; the leader has not reached it yet", emptied: true}
 		}
 		if p.LeaderID != "" {
 			return decision{kind: joinVia, via: p.HTTPAddr, proposal: mine}

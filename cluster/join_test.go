@@ -46,6 +46,7 @@ func TestDecide(t *testing.T) {
 		proposal []raft.NodeRecord
 		via      string
 		errHas   string
+		emptied  bool
 	}{
 		{name: "too few", self: a, peers: []hello{fresh(b, nil)}, want: wait},
 		{name: "all restored from one backup", self: b, own: "R",
@@ -70,8 +71,10 @@ func TestDecide(t *testing.T) {
 			want: fail, errHas: "--node-id"},
 		{name: "a peer bootstrapped what this node proposed", self: c, mine: abc,
 			peers: []hello{member(a, "", abc), fresh(b, abc)}, want: bootstrap, proposal: abc},
+		// A voter without state that did not just form with the others:
+		// its data was lost, and it says so.
 		{name: "member without a proposal waits for the leader", self: c,
-			peers: []hello{member(a, "a", abc), member(b, "a", abc)}, want: wait},
+			peers: []hello{member(a, "a", abc), member(b, "a", abc)}, want: wait, emptied: true},
 		{name: "a cluster with a leader", self: d, peers: []hello{member(a, "a", abc), member(b, "a", abc)},
 			want: joinVia, via: a.HTTPAddr},
 		{name: "a cluster without a leader", self: d, peers: []hello{member(a, "", abc), fresh(b, nil), fresh(c, nil)},
@@ -81,7 +84,7 @@ func TestDecide(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := decide(tc.self, tc.own, 3, tc.peers, tc.mine)
-			if got.kind != tc.want || got.via != tc.via || !slices.Equal(got.proposal, tc.proposal) {
+			if got.kind != tc.want || got.via != tc.via || !slices.Equal(got.proposal, tc.proposal) || got.emptied != tc.emptied {
 				t.Fatalf("decide = %+v, want kind %d via %q proposal %v", got, tc.want, tc.via, tc.proposal)
 			}
 			if tc.want == fail && (got.err == nil || !strings.Contains(got.err.Error(), tc.errHas)) {
@@ -118,32 +121,6 @@ func TestUnlistedAloneOnlyWhenNoAnswerKnowsTheNode(t *testing.T) {
 	} {
 		if got := unlistedAlone(self, c.peers); got != c.want {
 			t.Errorf("%s: unlistedAlone = %v, want %v", c.name, got, c.want)
-		}
-	}
-}
-
-// A node without state that the cluster lists as a voter says its data was
-// lost; one the cluster does not list (a new member, or one of a cluster
-// not formed yet) does not.
-func TestAnEmptiedMemberIsToldApart(t *testing.T) {
-	self := raft.NodeRecord{ID: "n3", HTTPAddr: "127.0.0.1:8770", RaftAddr: "127.0.0.1:8771"}
-	forming := hello{ID: "n1", HTTPAddr: "127.0.0.1:8750", RaftAddr: "127.0.0.1:8751"}
-	without := forming
-	without.Servers = []raft.NodeRecord{{ID: "n1"}, {ID: "n2"}}
-	with := forming
-	with.Servers = []raft.NodeRecord{{ID: "n1"}, {ID: "n2"}, {ID: "n3", RaftAddr: "127.0.0.1:8771"}}
-	for _, c := range []struct {
-		name  string
-		peers []hello
-		want  bool
-	}{
-		{"nobody answered", nil, false},
-		{"a cluster forming", []hello{forming}, false},
-		{"a cluster without it", []hello{forming, without}, false},
-		{"a cluster that lists it", []hello{without, with}, true},
-	} {
-		if got := emptiedMember(self, c.peers); got != c.want {
-			t.Errorf("%s: emptiedMember = %v, want %v", c.name, got, c.want)
 		}
 	}
 }
