@@ -285,12 +285,7 @@ func TestRequestMeantForAnotherNodeIsRefused(t *testing.T) {
 // A --raft-addr that names a host is advertised by that name, which other
 // nodes resolve at each dial; an address by IP is advertised as bound.
 func TestTransportAdvertisesAHostNameAsGiven(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	l.Close()
+	port := freePort(t)
 	named, err := NewTransport(TransportOptions{Bind: net.JoinHostPort("localhost", port), Key: []byte(testKey),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -315,12 +310,7 @@ func TestTransportAdvertisesAHostNameAsGiven(t *testing.T) {
 // an operator's review) and still advertises --raft-addr, which the others
 // dial. A wildcard --raft-addr stays refused: no one could dial it.
 func TestTransportListensWhereToldAndAdvertisesItsAddress(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	l.Close()
+	port := freePort(t)
 	wide, err := NewTransport(TransportOptions{Bind: net.JoinHostPort("localhost", port), Listen: net.JoinHostPort("0.0.0.0", port),
 		Key: []byte(testKey), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -339,4 +329,16 @@ func TestTransportListensWhereToldAndAdvertisesItsAddress(t *testing.T) {
 		!strings.Contains(err.Error(), "must name a host other nodes can reach") {
 		t.Errorf("a wildcard --raft-addr with a bind address: %v, want the refusal", err)
 	}
+}
+
+// freePort is a loopback port that was free when asked.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
 }
