@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald/internal/freeport"
 	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/internal/testcerts"
 )
@@ -331,14 +332,9 @@ func TestTransportListensWhereToldAndAdvertisesItsAddress(t *testing.T) {
 	}
 }
 
-// freePort is a loopback port that was free when asked.
+// freePort is a loopback port that was free when asked (freeport.Addr).
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
+	_, port, _ := net.SplitHostPort(freeport.Addr(t))
 	return port
 }
