@@ -146,7 +146,7 @@ func (c *Cluster) JoinFailed() <-chan struct{} { return c.join.failed }
 // cannot change (this node's id is a live member's) ends it.
 func (c *Cluster) askToJoin() error {
 	rec := c.selfRecord()
-	req := joinRequest{NodeRecord: rec, HoldsState: c.store.HasState()}
+	req := joinRequest{NodeRecord: rec, Own: true, HoldsState: c.store.HasState()}
 	for {
 		for _, addr := range c.opts.Join {
 			if addr == rec.HTTPAddr {
@@ -216,6 +216,9 @@ func refusedForGood(err error) bool {
 // stopped one joins anew once its data directory is emptied.
 type joinRequest struct {
 	raft.NodeRecord
+	// Own: the node asks for itself, at its start (an admin's "cluster
+	// join" asks for another); only then does HoldsState say anything.
+	Own        bool `json:"own,omitempty"`
 	HoldsState bool `json:"holdsState,omitempty"`
 }
 

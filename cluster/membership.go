@@ -52,7 +52,7 @@ func (c *Cluster) addNode(ctx context.Context, req joinRequest, forwarded bool) 
 	if err := c.checkJoiner(ctx, rec, member); err != nil {
 		return err
 	}
-	if member && !req.HoldsState && c.opts.HTTPAdvert != rec.HTTPAddr {
+	if member && req.Own && !req.HoldsState {
 		c.log.Error("a voter asked to join without Raft state: its data directory was emptied or lost; it is sent the "+
 			"log again, but until it holds it its vote could elect a node that missed acknowledged writes if the nodes "+
 			"that hold them are down; next time run herald cluster remove before starting a node on an empty directory",

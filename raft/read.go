@@ -65,11 +65,16 @@ func (s *Store) Token(hash string) (*resource.TokenRecord, bool, error) {
 
 // User returns a user by id.
 func (s *Store) User(id string) (*resource.UserRecord, bool, error) {
-	return cached(s.cache, users, id, func() (*resource.UserRecord, bool, error) {
+	return cached(s.cache, users, id, s.loadUser(id), cloneUser)
+}
+
+// loadUser reads a user's record from Badger, for the cache to keep.
+func (s *Store) loadUser(id string) func() (*resource.UserRecord, bool, error) {
+	return func() (*resource.UserRecord, bool, error) {
 		var u resource.UserRecord
 		ok, err := s.getJSON(userKey(id), &u)
 		return &u, ok, err
-	}, cloneUser)
+	}
 }
 
 // UserEnabled reports whether a user exists and whether its account is
@@ -77,11 +82,7 @@ func (s *Store) User(id string) (*resource.UserRecord, bool, error) {
 // the cached record (cached records are never changed in place, only
 // replaced).
 func (s *Store) UserEnabled(id string) (enabled, found bool, err error) {
-	u, ok, err := cached(s.cache, users, id, func() (*resource.UserRecord, bool, error) {
-		var u resource.UserRecord
-		ok, err := s.getJSON(userKey(id), &u)
-		return &u, ok, err
-	}, func(u *resource.UserRecord) *resource.UserRecord { return u })
+	u, ok, err := cached(s.cache, users, id, s.loadUser(id), func(u *resource.UserRecord) *resource.UserRecord { return u })
 	if err != nil || !ok {
 		return false, false, err
 	}
