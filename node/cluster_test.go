@@ -81,6 +81,22 @@ func startSignedIn(t *testing.T, cfgs []node.Config) ([]*testnode.Node, string) 
 	return nodes, tok.AccessToken
 }
 
+// pollFor is pollUntil with a deadline of its own.
+func pollFor(t *testing.T, within time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // pollUntil polls f until it returns nil or the deadline passes.
 func pollUntil(t *testing.T, what string, f func() error) {
 	t.Helper()

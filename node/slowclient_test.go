@@ -1,3 +1,5 @@
+//go:build unix
+
 package node_test
 
 import (
@@ -381,21 +383,5 @@ func TestInFlightAndPerAddressBounds(t *testing.T) {
 	}
 	if v := metric(t, n, `herald_http_connections_refused_total{limit="client"}`); v != 1 {
 		t.Errorf(`herald_http_connections_refused_total{limit="client"} = %v, want 1`, v)
-	}
-}
-
-// pollFor is pollUntil with a deadline of its own.
-func pollFor(t *testing.T, within time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
