@@ -476,8 +476,10 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 		out.Outcome = raft.OutcomeDisable
 	case Failed:
 		out.Outcome = raft.OutcomeFailed
+		out.FailingAgain = e.failingAgain(sub, end)
 	default:
-		if e.keptFailing(sub, end) {
+		out.FailingAgain = e.failingAgain(sub, end)
+		if !out.FailingAgain && e.keptFailing(sub, end) {
 			out.Outcome = raft.OutcomeDisable
 			out.Error = "the webhook kept failing for " + e.o.WebhookDisableAfter.String() + ": " + res.Err
 			break
@@ -536,6 +538,20 @@ func (e *Engine) backoff(attempts int) time.Duration {
 func (e *Engine) keptFailing(sub *resource.SubscriptionRecord, now time.Time) bool {
 	return sub.Channel.Type == resource.ChannelWebhook && sub.FailingSince != 0 &&
 		now.Sub(time.Unix(0, sub.FailingSince)) >= e.o.WebhookDisableAfter
+}
+
+// failingAgain reports whether a failure at now begins a new outage: the
+// failing clock runs, but no attempt failed or had a retry due for longer
+// than a retry may run late (behind a busy host), so nothing was owed in
+// between. A webhook that failed once before a quiet weekend must not be
+// disabled by Monday's first 503. A record of an earlier version has no
+// FailingUntil; its FailingSince stands in.
+func (e *Engine) failingAgain(sub *resource.SubscriptionRecord, now time.Time) bool {
+	if sub.FailingSince == 0 {
+		return false
+	}
+	last := max(sub.FailingUntil, sub.FailingSince)
+	return now.Sub(time.Unix(0, last)) > e.o.MaxBackoff+2*e.o.Timeout
 }
 
 // Report queues an outcome to record, such as a live stream's receipt.

@@ -485,3 +485,75 @@ func TestEngineMessageIDMatchesItsContent(t *testing.T) {
 		t.Fatalf("the delivered message is %s, want the patched state", last.Notification.ReadState)
 	}
 }
+
+// A webhook's failing clock measures an outage, not the quiet time after
+// one: a receiver that failed once, got nothing to do for longer than
+// WebhookDisableAfter, then answered one 503 is retried, not disabled.
+// The clock used to run from that first failure, so the first transient
+// error after any quiet spell disabled a working endpoint for good.
+func TestEngineQuietSpellDoesNotCountAsFailing(t *testing.T) {
+	f := newFixture(t)
+	const disableAfter = 400 * time.Millisecond
+	var attempts atomic.Int32
+	s := senderFunc(func(ctx context.Context, sub *resource.SubscriptionRecord, m *Message) Result {
+		if m.Notification.Payload.VisualContent.Title == "during the outage" {
+			return Result{Outcome: Retry, Err: "HTTP 503"}
+		}
+		if attempts.Add(1) == 1 {
+			return Result{Outcome: Retry, Err: "HTTP 503 (a deploy)"}
+		}
+		return Result{Outcome: Delivered}
+	})
+	e := f.open(func() *Engine {
+		return NewEngine(EngineOptions{Store: f.store, Senders: map[string]Sender{resource.ChannelWebhook: s},
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
+			WebhookDisableAfter: disableAfter, Logger: quiet})
+	})
+	defer f.store.Close()
+	defer e.Stop()
+	f.setup()
+	sid := f.subscribe("https://hooks.example/a")
+
+	// A short-lived notification gives up at its expiry while the receiver is down.
+	now := time.Now()
+	exp := resource.At(now.Add(100 * time.Millisecond))
+	in := resource.NotificationInput{Payload: &resource.Payload{VisualContent: &resource.VisualContent{Title: "during the outage"}},
+		ExpirationDateTime: &exp}
+	if err := in.Validate(now, "a.example"); err != nil {
+		t.Fatal(err)
+	}
+	n := &resource.NotificationRecord{Notification: in.NewNotification(resource.NewNotificationID(now), now), UserID: f.user, AppID: f.app.ID}
+	nid := f.propose(&raft.Command{Op: raft.OpSend, Notif: n}).(raft.SendResult).Notification.ID
+	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryFailed })
+
+	// Nothing to deliver for longer than the disable window.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sub, _, err := f.store.Subscription(sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sub.FailingSince != 0 && time.Since(time.Unix(0, sub.FailingUntil)) > 2*disableAfter {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the failing clock did not start: %+v", sub)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	nid = f.send("after the quiet spell")
+	d := f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.State != resource.DeliveryPending })
+	sub, _, _ := f.store.Subscription(sid)
+	if d.State != resource.DeliveryDelivered || sub.Status != resource.SubActive {
+		t.Fatalf("delivery %s, subscription %s (%s): one 503 after a quiet spell disabled the webhook",
+			d.State, sub.Status, deref(sub.StatusReason))
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

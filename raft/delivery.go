@@ -35,6 +35,11 @@ type DeliveryOutcome struct {
 	// fallback alert (Unix ns): it is sent then unless the device fetched
 	// the notification first.
 	FallbackAt int64 `json:"fallbackAt,omitempty"`
+	// FailingAgain, with a failed attempt, starts the subscription's
+	// failing clock again at At: nothing failed or waited for a retry
+	// for a long while before it, so the earlier failures and this one
+	// are two outages, not one.
+	FailingAgain bool `json:"failingAgain,omitempty"`
 }
 
 // PendingFallback is the PendingType of a delivery whose iOS fallback
@@ -172,23 +177,31 @@ func (t *tx) deliveryOutcomes(c *Command) Result {
 		if o.Outcome == OutcomeDisable {
 			t.disableSub(o.SubscriptionID, o.Error)
 		} else if o.Attempted {
-			t.trackFailing(o.SubscriptionID, o.Outcome == OutcomeDelivered, o.At)
+			t.trackFailing(o.SubscriptionID, o.Outcome == OutcomeDelivered, o.FailingAgain, o.At, o.NextAttempt)
 		}
 	}
 	return ok(nil)
 }
 
 // trackFailing starts a subscription's failing clock at its first failed
-// attempt and stops it at a success; it writes only when that changes.
-func (t *tx) trackFailing(sid string, delivered bool, at int64) {
+// attempt (or again, when the engine says the failures are a new outage)
+// and stops it at a success. Each failure also moves FailingUntil, by
+// which the engine tells a continuing outage from a new one.
+func (t *tx) trackFailing(sid string, delivered, again bool, at, next int64) {
 	var s resource.SubscriptionRecord
-	if !t.getJSON(subKey(sid), &s) || (s.FailingSince != 0) != delivered {
+	if !t.getJSON(subKey(sid), &s) {
 		return
 	}
-	if delivered {
-		s.FailingSince = 0
-	} else {
-		s.FailingSince = at
+	switch {
+	case delivered && s.FailingSince == 0:
+		return
+	case delivered:
+		s.FailingSince, s.FailingUntil = 0, 0
+	default:
+		if s.FailingSince == 0 || again {
+			s.FailingSince = at
+		}
+		s.FailingUntil = max(s.FailingUntil, at, next)
 	}
 	t.putSub(&s)
 }

@@ -105,6 +105,11 @@ type SubscriptionRecord struct {
 	// without a success since (Unix ns; 0: not failing). It is replicated so
 	// that a webhook's disable-after clock survives restarts.
 	FailingSince int64 `json:"failingSince,omitempty"`
+	// FailingUntil is the latest time a failed attempt left a retry due
+	// at, or ended at when none followed (Unix ns): a failure long after
+	// it is a new outage, and the clock starts again
+	// (DeliveryOutcome.FailingAgain).
+	FailingUntil int64 `json:"failingUntil,omitempty"`
 }
 
 // View is the API shape at time now: key material removed, and a lapsed
