@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -750,5 +752,37 @@ func TestEachSubscriptionsMessageHasItsOwnID(t *testing.T) {
 	}
 	if ta[0] == tb[0] {
 		t.Fatalf("notifications %s and %s share the topic %s", a.ID, b.ID, ta[0])
+	}
+}
+
+// --delivery-timeout is the time limit of one attempt, raised as well as
+// lowered: a receiver that takes longer than the senders' own defaults
+// (15 s for a webhook to answer) is delivered to when the operator allows
+// it the time. The senders used to keep their defaults whatever the
+// setting, and such a receiver got every attempt cut short until the
+// webhook was disabled for failing.
+func TestDeliveryTimeoutLetsASlowWebhookAnswer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a receiver that answers after 16 s")
+	}
+	const slow = 16 * time.Second
+	r := newDeliveryRig(t, func(c *node.Config) { c.Delivery.Timeout = 30 * time.Second })
+	var calls atomic.Int32
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, q *http.Request) {
+		calls.Add(1)
+		io.Copy(io.Discard, q.Body)
+		select {
+		case <-time.After(slow):
+			w.WriteHeader(http.StatusNoContent)
+		case <-q.Context().Done():
+		}
+	}))
+	defer recv.Close()
+	s := r.subscribe("windows", map[string]any{"type": "webhook", "url": recv.URL + "/hook"})
+	n := r.send(client.Notification{Payload: visual("Cold start", "")})
+	d := r.settled(n.ID, s.ID)[s.ID]
+	wantDelivered(t, "a webhook answering in 16 s with a 30 s delivery timeout", d, 1)
+	if k := calls.Load(); k != 1 {
+		t.Errorf("%d requests, want 1", k)
 	}
 }

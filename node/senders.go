@@ -25,13 +25,17 @@ func (n *Node) senders() (map[string]fanout.Sender, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Each sender has a time limit of its own; the operator's
+	// --delivery-timeout must be able to raise it, not only cut it short.
+	timeout := n.cfg.Delivery.Timeout
 	wp, err := webpush.New(webpush.Options{Keys: keys, Subject: n.cfg.WebPush.Subject,
-		Client: outbound.NewClient(outbound.Policy{AllowPrivate: n.cfg.WebPush.AllowPrivate})})
+		Client: outbound.NewClient(outbound.Policy{AllowPrivate: n.cfg.WebPush.AllowPrivate, Timeout: timeout})})
 	if err != nil {
 		return nil, fmt.Errorf("webPush: %w", err)
 	}
 	out[resource.ChannelWebPush] = wp
-	wh, err := webhook.New(webhook.Options{Client: outbound.NewClient(outbound.Policy{AllowPrivate: n.cfg.Webhook.AllowPrivate})})
+	wh, err := webhook.New(webhook.Options{Timeout: max(timeout, 0),
+		Client: outbound.NewClient(outbound.Policy{AllowPrivate: n.cfg.Webhook.AllowPrivate, Timeout: timeout})})
 	if err != nil {
 		return nil, fmt.Errorf("webhook: %w", err)
 	}
@@ -41,7 +45,7 @@ func (n *Node) senders() (map[string]fanout.Sender, error) {
 		if err != nil {
 			return nil, fmt.Errorf("fcm: %w", err)
 		}
-		s, err := fcm.New(fcm.Options{ServiceAccountJSON: key, Endpoint: f.Endpoint, TokenURL: f.TokenURL})
+		s, err := fcm.New(fcm.Options{ServiceAccountJSON: key, Endpoint: f.Endpoint, TokenURL: f.TokenURL, Timeout: max(timeout, 0)})
 		if err != nil {
 			return nil, fmt.Errorf("fcm: %w", err)
 		}
@@ -64,7 +68,7 @@ func (n *Node) senders() (map[string]fanout.Sender, error) {
 			}
 		}
 		s, err := apns.New(apns.Options{KeyPEM: key, KeyID: a.KeyID, TeamID: a.TeamID, ProductionURL: a.URL, SandboxURL: a.URL,
-			RootCAs: roots})
+			RootCAs: roots, Timeout: max(timeout, 0)})
 		if err != nil {
 			return nil, fmt.Errorf("apns: %w", err)
 		}

@@ -78,6 +78,9 @@ func NewClient(p Policy) *http.Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	// A client given a longer time limit waits that long for headers
+	// too: a receiver that takes 20 s to answer is not slow to start.
+	headerTimeout := max(responseHeaderTimeout, p.Timeout)
 	dialer := &net.Dialer{
 		Timeout:   dialTimeout,
 		KeepAlive: 30 * time.Second,
@@ -91,7 +94,7 @@ func NewClient(p Policy) *http.Client {
 		DialContext:            dialer.DialContext,
 		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:    tlsHandshakeTimeout,
-		ResponseHeaderTimeout:  responseHeaderTimeout,
+		ResponseHeaderTimeout:  headerTimeout,
 		ExpectContinueTimeout:  time.Second,
 		IdleConnTimeout:        idleConnTimeout,
 		MaxIdleConns:           maxIdleConns,
