@@ -459,18 +459,16 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 	cancel()
 	end := time.Now()
 	e.m.latency.WithLabelValues(t.channel).Observe(end.Sub(start).Seconds())
-	e.m.attempts.WithLabelValues(t.channel, res.Outcome.String()).Inc()
 	out.Attempted, out.Error, out.At = true, res.Err, end.UnixNano()
 	t.attempts++
+	var due time.Time
 	switch res.Outcome {
 	case Delivered:
 		out.Outcome = raft.OutcomeDelivered
 		if delay, ok := fallbackDelay(sub, n, pending); ok {
-			due := end.Add(delay)
+			due = end.Add(delay)
 			out.FallbackAt = due.UnixNano()
 			t.fallback = true
-			e.report(out)
-			return due, true
 		}
 	case Disable:
 		out.Outcome = raft.OutcomeDisable
@@ -491,11 +489,15 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 			break
 		}
 		out.Outcome, out.NextAttempt = raft.OutcomeRetry, next.UnixNano()
-		e.report(out)
-		return next, true
+		due = next
 	}
+	// Counted as recorded, not as the endpoint answered: a retry the
+	// engine ends (the webhook kept failing, the notification expired)
+	// is a disable or a failure in the delivery's history, and an alert
+	// on disables must see it too.
+	e.m.attempts.WithLabelValues(t.channel, out.Outcome).Inc()
 	e.report(out)
-	return time.Time{}, false
+	return due, !due.IsZero()
 }
 
 // fallbackDelay says whether a delivered message needs the iOS fallback of

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
 )
@@ -556,4 +558,54 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// herald_delivery_attempts_total counts each attempt under the outcome its
+// delivery records: the attempt that disables a webhook for failing too
+// long is a disable, in the metric as in attemptHistory, not a retry.
+func TestEngineCountsAttemptsAsRecorded(t *testing.T) {
+	f := newFixture(t)
+	reg := prometheus.NewRegistry()
+	s := &scriptSender{script: []Result{{Outcome: Retry, Err: "HTTP 503"}}}
+	e := f.open(func() *Engine {
+		return NewEngine(EngineOptions{Store: f.store, Senders: map[string]Sender{resource.ChannelWebhook: s},
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
+			WebhookDisableAfter: 100 * time.Millisecond, Registry: reg, Logger: quiet})
+	})
+	defer f.store.Close()
+	defer e.Stop()
+	f.setup()
+	sid := f.subscribe("https://hooks.example/a")
+	nid := f.send("nobody home")
+	d := f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryFailed })
+	if last := d.AttemptHistory[len(d.AttemptHistory)-1]; last.Outcome != raft.OutcomeDisable {
+		t.Fatalf("last attempt %+v, want disable", last)
+	}
+	count := func(outcome string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "herald_delivery_attempts_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["channel"] == resource.ChannelWebhook && labels["outcome"] == outcome {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return 0
+	}
+	if got, want := count(raft.OutcomeDisable), 1.0; got != want {
+		t.Errorf("disable attempts counted %v, want %v", got, want)
+	}
+	if got, want := count(raft.OutcomeRetry), float64(d.Attempts-1); got != want {
+		t.Errorf("retry attempts counted %v, want %v (of %d attempts)", got, want, d.Attempts)
+	}
 }
