@@ -255,7 +255,10 @@ func Build(msg *fanout.Message) (*Request, error) {
 	if err == nil && len(r.Body) > pushcontent.MaxPayload {
 		// A notification may hold 4 KiB of content, which with the rest
 		// does not fit APNs' 4 KiB: send what fits and let the app fetch.
-		return build(pushcontent.Shrink(msg), true)
+		small := pushcontent.Shrink(msg)
+		if r, err = build(small, true); err == nil && len(r.Body) > pushcontent.MaxPayload {
+			return build(pushcontent.CutTitle(small, len(r.Body)-pushcontent.MaxPayload), true)
+		}
 	}
 	return r, err
 }

@@ -373,3 +373,26 @@ func BenchmarkSend(b *testing.B) {
 		}
 	})
 }
+
+// A title may hold nearly all of the API's 4096 bytes of payload, and one
+// of characters that JSON escapes (&, <, >) grows sixfold when encoded:
+// dropping the raw content and the body is then not enough. The title is
+// cut to fit instead of the push being refused as PayloadTooLarge, which
+// failed the delivery for good.
+func TestOversizedTitleIsCutToFit(t *testing.T) {
+	r := newRig(t)
+	for name, title := range map[string]string{
+		"long":    strings.Repeat("é", 2000),
+		"escaped": strings.Repeat("&", 1000),
+	} {
+		msg := visual(r.clock.Now())
+		msg.Notification.Payload.VisualContent.Title = title
+		if res := r.s.Send(context.Background(), apnsSub(goodToken, ""), msg); res.Outcome != fanout.Delivered {
+			t.Errorf("%s title: %+v", name, res)
+		}
+		req, err := Build(msg)
+		if err != nil || len(req.Body) > 4096 || !strings.Contains(string(req.Body), `"truncated":"true"`) {
+			t.Errorf("%s title: body of %d bytes, %v", name, len(req.Body), err)
+		}
+	}
+}

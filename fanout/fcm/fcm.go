@@ -227,7 +227,10 @@ func Body(token string, msg *fanout.Message, now time.Time) ([]byte, error) {
 	if err == nil && len(b) > pushcontent.MaxPayload {
 		// FCM takes 4 KiB of message; a notification may hold 4 KiB of
 		// content alone. Send what fits and let the app fetch the rest.
-		return body(token, pushcontent.Shrink(msg), now, true)
+		small := pushcontent.Shrink(msg)
+		if b, err = body(token, small, now, true); err == nil && len(b) > pushcontent.MaxPayload {
+			return body(token, pushcontent.CutTitle(small, len(b)-pushcontent.MaxPayload), now, true)
+		}
 	}
 	return b, err
 }

@@ -351,3 +351,22 @@ func TestOversizedContentIsTruncatedToFit(t *testing.T) {
 		t.Fatalf("body of %d bytes is not the truncated form", len(b))
 	}
 }
+
+// A title may hold nearly all of the API's 4096 bytes of payload, and one
+// of characters that JSON escapes (&, <, >) grows sixfold when encoded:
+// dropping the raw content and the body is then not enough, and FCM
+// refuses a message over 4 KiB. The title is cut to fit.
+func TestOversizedTitleIsCutToFit(t *testing.T) {
+	for name, title := range map[string]string{
+		"long":    strings.Repeat("é", 2000),
+		"escaped": strings.Repeat("&", 1000),
+	} {
+		msg := &fanout.Message{Type: resource.ChangeCreated, DeliveryID: "msg_1", Notification: resource.Notification{
+			ID: "n1", Payload: resource.Payload{VisualContent: &resource.VisualContent{Title: title, Body: "B"}},
+			ExpirationDateTime: resource.At(time.Now().Add(time.Hour))}}
+		b, err := Body("token", msg, time.Now())
+		if err != nil || len(b) > 4096 || !strings.Contains(string(b), `"truncated":"true"`) {
+			t.Errorf("%s title: body of %d bytes, %v", name, len(b), err)
+		}
+	}
+}

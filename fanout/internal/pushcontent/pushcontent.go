@@ -5,6 +5,8 @@
 package pushcontent
 
 import (
+	"unicode/utf8"
+
 	"github.com/herald-notify/herald/fanout"
 	"github.com/herald-notify/herald/resource"
 )
@@ -106,5 +108,25 @@ func Shrink(msg *fanout.Message) *fanout.Message {
 	if v := m.Notification.Payload.VisualContent; v != nil {
 		m.Notification.Payload.VisualContent = &resource.VisualContent{Title: v.Title}
 	}
+	return &m
+}
+
+// CutTitle returns msg with the alert's title shorter by at least n bytes
+// and marked with an ellipsis: a push Shrink left too large has nothing
+// else to give, since the API's limit lets a title take 4 KiB alone. Each
+// byte cut shortens the encoded push by one byte or more (JSON may escape
+// it), so cutting what the push is over by makes it fit.
+func CutTitle(msg *fanout.Message, n int) *fanout.Message {
+	v := msg.Notification.Payload.VisualContent
+	if v == nil || v.Title == "" {
+		return msg
+	}
+	const ellipsis = "…"
+	keep := max(len(v.Title)-n-len(ellipsis), 0)
+	for keep > 0 && !utf8.RuneStart(v.Title[keep]) {
+		keep--
+	}
+	m := *msg
+	m.Notification.Payload.VisualContent = &resource.VisualContent{Title: v.Title[:keep] + ellipsis, Body: v.Body}
 	return &m
 }
