@@ -217,8 +217,13 @@ type notification struct {
 }
 
 type android struct {
-	Priority string `json:"priority"`
-	TTL      string `json:"ttl,omitempty"`
+	Priority     string               `json:"priority"`
+	TTL          string               `json:"ttl,omitempty"`
+	Notification *androidNotification `json:"notification,omitempty"`
+}
+
+type androidNotification struct {
+	Tag string `json:"tag"`
 }
 
 // Body encodes the FCM send request of msg to device token at time now.
@@ -242,6 +247,11 @@ func body(token string, msg *fanout.Message, now time.Time, truncated bool) ([]b
 	}
 	if a := pushcontent.Alert(msg); a != nil {
 		m.Notification = &notification{Title: a.Title, Body: a.Body}
+		// Android shows it without the app, which can then drop no
+		// repeat: the tag makes a retry, or a replace (same id), take
+		// the place of what the tray shows, and lets the app cancel it
+		// by id when it is read or deleted elsewhere.
+		m.Android.Notification = &androidNotification{Tag: msg.Notification.ID}
 	}
 	if pushcontent.Urgent(msg) {
 		m.Android.Priority = "high"

@@ -370,3 +370,28 @@ func TestOversizedTitleIsCutToFit(t *testing.T) {
 		}
 	}
 }
+
+// Android shows an FCM notification message itself while the app is in
+// the background, so the app cannot drop a repeat by id: the message must
+// carry the tag that makes the tray replace what it shows. Without one, a
+// replace (same appNotificationId, new content) and a retried send that FCM
+// had taken both showed a second notification, where iOS (collapse id) and
+// browsers (the worker's tag) show one.
+func TestAlertsReplaceByNotificationTag(t *testing.T) {
+	f := newFake(t)
+	now := time.Now().Truncate(time.Second)
+	s := newSender(t, f, func() time.Time { return now })
+	created := visual(now)
+	replaced := visual(now)
+	replaced.Type, replaced.DeliveryID = resource.ChangeUpdated, "d-2"
+	replaced.Notification.Payload.VisualContent = &resource.VisualContent{Title: "Review moved", Body: "Tomorrow"}
+	for name, msg := range map[string]*fanout.Message{"created": created, "retried": created, "replaced": replaced} {
+		if res := s.Send(context.Background(), fcmSub("device-1"), msg); res.Outcome != fanout.Delivered {
+			t.Fatalf("%s: %+v", name, res)
+		}
+		a := lastSend(t, f).Message.Android
+		if a.Notification == nil || a.Notification.Tag != "n-1" {
+			t.Errorf("%s: android %+v, want the notification's id as its tag", name, a)
+		}
+	}
+}

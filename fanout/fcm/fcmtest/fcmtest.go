@@ -80,8 +80,15 @@ type Notification struct {
 
 // Android is the Android-specific part of a message.
 type Android struct {
-	Priority string `json:"priority"`
-	TTL      string `json:"ttl,omitempty"`
+	Priority     string               `json:"priority"`
+	TTL          string               `json:"ttl,omitempty"`
+	Notification *AndroidNotification `json:"notification,omitempty"`
+}
+
+// AndroidNotification is android.notification, of which Herald sets the
+// tag: a notification with the tag of one shown replaces it.
+type AndroidNotification struct {
+	Tag string `json:"tag,omitempty"`
 }
 
 // Send is one messages:send request that passed every check, and the
