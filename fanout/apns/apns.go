@@ -7,6 +7,7 @@ package apns
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -280,7 +281,7 @@ func build(msg *fanout.Message, truncated bool) (*Request, error) {
 		if pushcontent.Urgent(msg) {
 			r.Priority = "10"
 		}
-		r.CollapseID = collapseID(n.AppNotificationID)
+		r.CollapseID = collapseID(cmp.Or(n.AppNotificationID, n.ID))
 	}
 	payload["aps"] = a
 	if !n.ExpirationDateTime.IsZero() {
@@ -292,8 +293,10 @@ func build(msg *fanout.Message, truncated bool) (*Request, error) {
 }
 
 // collapseID is the appNotificationId, so that a replaced notification
-// replaces the shown one; one longer than Apple's 64 bytes is hashed to
-// 64 hex digits, which keeps that property.
+// replaces the shown one, or else the notification's id, so that a
+// repeat of an alert iOS showed (delivery is at least once, and iOS shows
+// it without the app) does not show twice. One longer than Apple's 64
+// bytes is hashed to 64 hex digits, which keeps that property.
 func collapseID(appID string) string {
 	if len(appID) <= MaxCollapseID {
 		return appID

@@ -396,3 +396,21 @@ func TestOversizedTitleIsCutToFit(t *testing.T) {
 		}
 	}
 }
+
+// iOS shows an alert itself, so the app cannot drop a repeat by id: a
+// retry of a push APNs had taken (its answer lost to a timeout) must
+// collapse into the one shown. Without an appNotificationId the alert
+// had no collapse id, and such a repeat showed twice.
+func TestAlertWithoutAppNotificationIDCollapsesByID(t *testing.T) {
+	r := newRig(t)
+	msg := visual(r.clock.Now())
+	msg.Notification.AppNotificationID = ""
+	for i := 0; i < 2; i++ {
+		if res := r.s.Send(context.Background(), apnsSub(goodToken, "production"), msg); res.Outcome != fanout.Delivered {
+			t.Fatalf("attempt %d: %+v", i, res)
+		}
+		if c := last(t, r.fake).Header.Get("apns-collapse-id"); c != msg.Notification.ID {
+			t.Errorf("attempt %d: apns-collapse-id %q, want the notification's id %q", i, c, msg.Notification.ID)
+		}
+	}
+}
