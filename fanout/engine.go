@@ -546,14 +546,15 @@ func (e *Engine) keptFailing(sub *resource.SubscriptionRecord, now time.Time) bo
 // failing clock runs, but no attempt failed or had a retry due for longer
 // than a retry may run late (behind a busy host), so nothing was owed in
 // between. A webhook that failed once before a quiet weekend must not be
-// disabled by Monday's first 503. A record of an earlier version has no
-// FailingUntil; its FailingSince stands in.
+// disabled by Monday's first 503. A record without FailingUntil was
+// written under rules before level 3, which keep one clock for all
+// failures: without FailingUntil a long outage would look new at every
+// retry and never be disabled.
 func (e *Engine) failingAgain(sub *resource.SubscriptionRecord, now time.Time) bool {
-	if sub.FailingSince == 0 {
+	if sub.FailingSince == 0 || sub.FailingUntil == 0 {
 		return false
 	}
-	last := max(sub.FailingUntil, sub.FailingSince)
-	return now.Sub(time.Unix(0, last)) > e.o.MaxBackoff+2*e.o.Timeout
+	return now.Sub(time.Unix(0, sub.FailingUntil)) > e.o.MaxBackoff+2*e.o.Timeout
 }
 
 // Report queues an outcome to record, such as a live stream's receipt.

@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -111,6 +112,12 @@ func (f *fixture) setup() {
 	f.app = &resource.ApplicationRecord{ID: resource.NewGUID(), AppID: resource.NewGUID(), TargetHostName: "a.example"}
 	f.propose(&raft.Command{Op: raft.OpCreateUser, User: u})
 	f.propose(&raft.Command{Op: raft.OpCreateApp, App: f.app})
+}
+
+// rulesAt raises the store's rules level, as a cluster's leader does once
+// every member knows it.
+func (f *fixture) rulesAt(level int) {
+	f.propose(&raft.Command{Op: raft.OpSetRules, Level: level})
 }
 
 func (f *fixture) subscribe(url string) string {
@@ -514,6 +521,7 @@ func TestEngineQuietSpellDoesNotCountAsFailing(t *testing.T) {
 	defer f.store.Close()
 	defer e.Stop()
 	f.setup()
+	f.rulesAt(raft.RulesLevel)
 	sid := f.subscribe("https://hooks.example/a")
 
 	// A short-lived notification gives up at its expiry while the receiver is down.
@@ -562,8 +570,16 @@ func deref(s *string) string {
 
 // herald_delivery_attempts_total counts each attempt under the outcome its
 // delivery records: the attempt that disables a webhook for failing too
-// long is a disable, in the metric as in attemptHistory, not a retry.
+// long is a disable, in the metric as in attemptHistory, not a retry. A
+// long outage is disabled under the rules before level 3 too, whose
+// records have no FailingUntil.
 func TestEngineCountsAttemptsAsRecorded(t *testing.T) {
+	for _, level := range []int{2, raft.RulesLevel} {
+		t.Run(fmt.Sprintf("rules%d", level), func(t *testing.T) { countsAttemptsAsRecorded(t, level) })
+	}
+}
+
+func countsAttemptsAsRecorded(t *testing.T, level int) {
 	f := newFixture(t)
 	reg := prometheus.NewRegistry()
 	s := &scriptSender{script: []Result{{Outcome: Retry, Err: "HTTP 503"}}}
@@ -575,6 +591,7 @@ func TestEngineCountsAttemptsAsRecorded(t *testing.T) {
 	defer f.store.Close()
 	defer e.Stop()
 	f.setup()
+	f.rulesAt(level)
 	sid := f.subscribe("https://hooks.example/a")
 	nid := f.send("nobody home")
 	d := f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryFailed })

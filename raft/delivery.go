@@ -192,6 +192,19 @@ func (t *tx) trackFailing(sid string, delivered, again bool, at, next int64) {
 	if !t.getJSON(subKey(sid), &s) {
 		return
 	}
+	if t.rules() < 3 {
+		// As before level 3: no FailingUntil, so the engine keeps one
+		// clock for all failures (Engine.failingAgain).
+		if (s.FailingSince != 0) != delivered {
+			return
+		}
+		s.FailingSince = 0
+		if !delivered {
+			s.FailingSince = at
+		}
+		t.putSub(&s)
+		return
+	}
 	switch {
 	case delivered && s.FailingSince == 0:
 		return

@@ -23,7 +23,11 @@ import "github.com/dgraph-io/badger/v4"
 // and joins from a node that holds another cluster's data (cluster/identity.go).
 // A rotated refresh token works again for RefreshReuseGrace, until a token
 // of its rotation is used (apply.go).
-const RulesLevel = 2
+//
+// Level 3 (6 December 2026): a webhook's failing clock measures one outage:
+// each failure records FailingUntil, and a failure the engine marks
+// FailingAgain starts the clock again (delivery.go, trackFailing).
+const RulesLevel = 3
 
 // IdentityLevel is the rules level from which a cluster has an identity.
 const IdentityLevel = 2
