@@ -358,7 +358,7 @@ export class Herald {
    * Retry-After, a few times.
    */
   async request(method, path, body, headers = {}) {
-    const url = /^https?:/.test(path) ? path : this.baseUrl + path;
+    const url = this.baseUrl + (/^https?:/.test(path) ? pathOf(path) : path);
     let refreshed = false;
     let resynced = false;
     for (let attempt = 0; ; attempt++) {
@@ -834,6 +834,16 @@ export class Herald {
     const channel = await this.webPushChannel(reg);
     return this.subscribe({ targetHostName, platformType: 'web', deviceName, channel, expirationDateTime });
   }
+}
+
+// pathOf is a link the server gave, without its origin. The server names
+// its links by --public-url, else by the Host and scheme it saw: behind a
+// proxy that terminates TLS that is http://, or the proxy's name for the
+// node. The SDK follows them on baseUrl, the server it was given, so its
+// token or cookie never goes anywhere else, nor over plain HTTP.
+function pathOf(link) {
+  const u = new URL(link);
+  return u.pathname + u.search;
 }
 
 function base64url(s) {

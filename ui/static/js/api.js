@@ -45,11 +45,20 @@ function networkError() {
 // finish rather than have the browser cancel them.
 const inflight = new Set();
 
+// onOrigin keeps a request on this page's origin. The server names its
+// nextLinks by --public-url, else by the Host and scheme it saw, which
+// behind a proxy that terminates TLS is http:// (or the proxy's name for
+// the node); the session cookie and the CSP are for this origin alone.
+function onOrigin(path) {
+  const u = new URL(path, location.href);
+  return u.pathname + u.search;
+}
+
 async function send(method, path, body) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && method !== 'HEAD' && session.csrf) headers['X-CSRF-Token'] = session.csrf;
-  const req = fetch(path, {
+  const req = fetch(onOrigin(path), {
     method, headers, credentials: 'same-origin', cache: 'no-store',
     body: body === undefined ? undefined : JSON.stringify(body),
   });
