@@ -236,3 +236,14 @@ func TestConsoleKeepsItsSessionWhenARefreshCannotReachTheServer(t *testing.T) {
 	p.waitFor("the users listed", `document.body.textContent.includes('admin') && !document.body.textContent.includes('Herald could not be reached')`)
 	p.checkClean()
 }
+
+// A link whose address does not decode (a stray %) opens the console's
+// default view: decoding it threw, and the console stayed blank.
+func TestConsoleOpensAMalformedLink(t *testing.T) {
+	n := testnode.Start(t, nil)
+	p := newBrowser(t).newPage("malformed-link", 1200, 800)
+	p.do("open a malformed link", chromedp.Navigate(n.URL+"/ui/#/%E0"))
+	signIn(p, "admin", testnode.AdminPassword)
+	p.waitFor("the dashboard", `document.querySelector('#main h1')?.textContent === 'Dashboard'`)
+	p.checkClean()
+}

@@ -32,10 +32,20 @@ const sampler = new Sampler({ interval: 2000, keep: 300 });
 let current = null;
 let links = [];
 
+// decode leaves a segment that is not valid percent-encoding as it is: a
+// mistyped or truncated link must still open a view.
+function decode(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 function parseHash() {
   const raw = location.hash.startsWith('#/') ? location.hash.slice(2) : '';
   const [path, query] = raw.split('?');
-  const parts = (path || 'dashboard').split('/').map(decodeURIComponent);
+  const parts = (path || 'dashboard').split('/').map(decode);
   return { parts, params: new URLSearchParams(query || '') };
 }
 
