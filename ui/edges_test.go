@@ -247,3 +247,50 @@ func TestConsoleOpensAMalformedLink(t *testing.T) {
 	p.waitFor("the dashboard", `document.querySelector('#main h1')?.textContent === 'Dashboard'`)
 	p.checkClean()
 }
+
+// Long words that users, admins and applications choose (a group name, a
+// title, a display name: a hash or a URL with no space in it) wrap inside
+// their box. An application's one notification with a long group name
+// made every card in a phone's inbox thousands of pixels wide, its text
+// unreadable without scrolling sideways; the console's headings and lists
+// widened its pages the same way.
+func TestLongWordsDoNotWidenThePages(t *testing.T) {
+	n := testnode.Start(t, nil)
+	api := rest{t: t, base: n.URL}
+	admin := api.token("admin", testnode.AdminPassword)
+	long := strings.Repeat("W", 256)
+	api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": aliceUP, "displayName": long, "password": alicePW, "roles": []string{"user"}}, nil)
+	api.call("POST", "/v1.0/applications", admin, map[string]any{"displayName": long, "targetHostName": appHost}, nil)
+	var sent struct{ ID string }
+	api.call("POST", "/v1.0/users/alice/notifications", admin, map[string]any{"targetHostName": appHost, "groupName": long,
+		"payload": map[string]any{"visualContent": map[string]any{"title": strings.Repeat("T", 1000), "body": strings.Repeat("B", 2000)}}}, &sent)
+	api.call("POST", "/v1.0/users/alice/notifications", admin, map[string]any{"targetHostName": appHost,
+		"payload": map[string]any{"visualContent": map[string]any{"title": "Build 42 finished"}}}, nil)
+
+	const fits = `document.documentElement.scrollWidth <= innerWidth`
+	b := newBrowser(t)
+	inbox := b.newPage("inbox-phone", 390, 844)
+	inbox.do("open the inbox", chromedp.Navigate(n.URL+"/ui/inbox/?app="+appHost))
+	signIn(inbox, aliceUP, alicePW)
+	inbox.waitFor("load the feed", `document.querySelectorAll('#feed .notif').length === 2`)
+	if !eval[bool](inbox, "measure", fits) {
+		t.Errorf("the inbox is %d px wide on a %d px phone", eval[int](inbox, "width", `document.documentElement.scrollWidth`), 390)
+	}
+	inbox.checkClean()
+
+	con := b.newPage("console", 390, 844)
+	con.do("open the console", chromedp.Navigate(n.URL+"/ui/"))
+	signIn(con, "admin", testnode.AdminPassword)
+	con.waitFor("signed in", `!!document.querySelector('#main h1')`)
+	for _, width := range []int64{390, 1280} {
+		con.do("resize", chromedp.EmulateViewport(width, 844))
+		for _, hash := range []string{"#/users/alice", "#/apps", "#/compose?user=alice", "#/deliveries?user=alice", "#/deliveries?user=alice&n=" + sent.ID} {
+			con.do("open "+hash, chromedp.Evaluate[chromedp.Void](`location.hash = '#/dashboard'; location.hash = `+js(hash)))
+			con.waitFor("load "+hash, `!!document.querySelector('#main h1') && !document.querySelector('#main .loading')`)
+			if !eval[bool](con, "measure "+hash, fits) {
+				t.Errorf("%s is %d px wide in a %d px window", hash, eval[int](con, "width", `document.documentElement.scrollWidth`), width)
+			}
+		}
+	}
+	con.checkClean()
+}
