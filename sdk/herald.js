@@ -40,7 +40,9 @@
 // then go on or end) from a 410 (cursor too old: resync) from a 429/503
 // (wait for Retry-After); it resumes with a Last-Event-ID header. The
 // cookies are SameSite=Strict and the server refuses them on requests from
-// another origin, so this mode is for same-origin pages only.
+// another origin, so this mode is for same-origin pages only. A session
+// that this browser did not sign in (cookies planted from another port of
+// the host or a sibling subdomain) is not taken: restore answers null.
 //
 // The API is the Graph-shaped one that /openapi.json describes; the
 // reference is at /ui/api/.
@@ -152,7 +154,9 @@ export class Herald {
     }
     const res = await this._send('POST', this.baseUrl + '/ui/session', { username, password });
     if (!res.ok) throw await errorOf(res);
-    return this._adopt(await res.json());
+    const info = await res.json();
+    mark(info.csrfToken);
+    return this._adopt(info);
   }
 
   /**
@@ -165,7 +169,7 @@ export class Herald {
     const res = await this._fetch(this.baseUrl + '/ui/session', {});
     if (!res.ok) throw await errorOf(res);
     const info = await res.json();
-    if (info.user) return this._adopt(info);
+    if (info.user) return this._ours(info) ? this._adopt(info) : null;
     if (info.refreshable && (await this.refresh())) return this.user;
     return null;
   }
@@ -210,6 +214,7 @@ export class Herald {
     }
     if (!res.ok && res.status !== 401) throw await errorOf(res);
     await drain(res);
+    mark(null);
     this._ended();
     if (this._channel) this._channel.postMessage('signed-out');
   }
@@ -277,9 +282,15 @@ export class Herald {
       return false;
     }
     const info = await res.json();
-    if (gen !== this._gen) return false;
+    if (gen !== this._gen || !this._ours(info)) return false;
     this._adopt(info);
     return true;
+  }
+
+  // _ours tells whether a /ui/session answer is of this browser's sign-in
+  // (see mark below).
+  _ours(info) {
+    return Boolean(info.csrfToken) && (info.csrfToken === this._csrf || info.csrfToken === marked());
   }
 
   // _adopt takes a /ui/session answer: the user and the CSRF token. The
@@ -307,7 +318,7 @@ export class Herald {
       const res = await this._fetch(this.baseUrl + '/ui/session', {});
       if (!res.ok) return false;
       const info = await res.json();
-      if (!info.user) return false;
+      if (!info.user || !this._ours(info)) return false;
       this._adopt(info);
     } catch {
       return false;
@@ -834,6 +845,28 @@ export class Herald {
     const channel = await this.webPushChannel(reg);
     return this.subscribe({ targetHostName, platformType: 'web', deviceName, channel, expirationDateTime });
   }
+}
+
+// In session mode the SDK takes a session only if this browser signed it
+// in. Cookies are not kept apart by port, and a sibling subdomain, or
+// anyone on the path of a plain-HTTP request, can set them for Herald's
+// host as well: planted, the cookies of an attacker's own session would
+// sign the page in as the attacker, and the server cannot tell them from
+// its own. What marks this browser's sign-in is kept in the origin's
+// storage, which none of them can write (the CSRF token, which the page
+// holds anyway; Herald's own pages keep it under the same name). Without
+// storage a sign-in lasts as long as the page.
+const MARK = 'herald.session';
+
+function marked() {
+  try { return globalThis.localStorage.getItem(MARK); } catch { return null; }
+}
+
+function mark(csrf) {
+  try {
+    if (csrf) globalThis.localStorage.setItem(MARK, csrf);
+    else globalThis.localStorage.removeItem(MARK);
+  } catch { /* no storage */ }
 }
 
 // pathOf is a link the server gave, without its origin. The server names

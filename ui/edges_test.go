@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -293,4 +294,56 @@ func TestLongWordsDoNotWidenThePages(t *testing.T) {
 		}
 	}
 	con.checkClean()
+}
+
+// Cookies are not kept apart by port, and a sibling subdomain (or anyone
+// on the path of a plain-HTTP request) can set them for Herald's host
+// too: a page elsewhere plants the refresh cookie of the attacker's own
+// session. The server cannot tell it from one it set for this browser, so
+// the pages take a session only if this browser signed it in; they
+// showed the attacker's inbox, signed in, instead of the sign-in form.
+func TestPagesIgnoreASessionPlantedFromAnotherPort(t *testing.T) {
+	n := testnode.Start(t, nil)
+	api := rest{t: t, base: n.URL}
+	admin := api.token("admin", testnode.AdminPassword)
+	for _, u := range []string{aliceUP, "mallory"} {
+		api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": u, "password": u + "-password", "roles": []string{"admin"}}, nil)
+	}
+	// Mallory signs in to the UI herself and keeps her refresh cookie.
+	res, err := http.Post(n.URL+"/ui/session", "application/json", strings.NewReader(`{"username":"mallory","password":"mallory-password"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	var planted *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "herald_refresh" {
+			planted = &http.Cookie{Name: c.Name, Value: c.Value, Path: c.Path, MaxAge: 3600}
+		}
+	}
+	if planted == nil {
+		t.Fatalf("sign-in set no refresh cookie: %v", res.Header.Values("Set-Cookie"))
+	}
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, planted)
+		io.WriteString(w, "another service on the same host")
+	}))
+	t.Cleanup(elsewhere.Close)
+
+	b := newBrowser(t)
+	for _, path := range []string{"/ui/inbox/", "/ui/"} {
+		p := b.newPage("victim "+path, 1200, 800)
+		p.do("visit the other service", chromedp.Navigate(elsewhere.URL+"/"))
+		p.do("open "+path, chromedp.Navigate(n.URL+path))
+		p.waitFor("the sign-in form or a signed-in page", `!!document.querySelector('#signin-username') || !!document.querySelector('.whoami')`)
+		if who := eval[string](p, "who", `document.querySelector('.whoami') ? document.querySelector('.whoami').textContent : ''`); who != "" {
+			t.Fatalf("%s opened signed in with the planted cookie: %q", path, who)
+		}
+		// Signing in as oneself works as ever, and stays across a reload.
+		signIn(p, aliceUP, aliceUP+"-password")
+		p.waitFor("signed in", `!!document.querySelector('.whoami')`)
+		p.do("reload", chromedp.Reload())
+		p.waitFor("still signed in", `!!document.querySelector('.whoami') && document.querySelector('.whoami').textContent.includes('alice')`)
+		p.checkClean()
+	}
 }

@@ -135,6 +135,31 @@ export async function all(path, max = 1000) {
 let refreshing = null;
 let timer = 0;
 
+// The page takes a session only if this browser signed it in. Cookies are
+// not kept apart by port, and a sibling subdomain, or anyone on the path
+// of a plain-HTTP request, can set them for this host as well: planted,
+// the cookies of an attacker's own session would sign the page in as the
+// attacker, and the server cannot tell them from its own. What marks this
+// browser's sign-in is kept in this origin's storage, which none of them
+// can write (the CSRF token, which the page holds anyway). Without
+// storage a sign-in lasts as long as the page.
+const MARK = 'herald.session';
+
+function marked() {
+  try { return localStorage.getItem(MARK); } catch { return null; }
+}
+
+function mark(csrf) {
+  try {
+    if (csrf) localStorage.setItem(MARK, csrf);
+    else localStorage.removeItem(MARK);
+  } catch { /* no storage */ }
+}
+
+function ours(info) {
+  return Boolean(info.csrfToken) && (info.csrfToken === session.csrf || info.csrfToken === marked());
+}
+
 function adopt(info) {
   session.user = info.user;
   session.csrf = info.csrfToken;
@@ -174,6 +199,7 @@ export function refresh() {
         const info = await res.json();
         // Signed out meanwhile (here or in another tab): that stands.
         if (signedIn && !session.user) return false;
+        if (!ours(info)) return false;
         adopt(info);
         return true;
       } finally {
@@ -204,7 +230,7 @@ async function resync() {
     const res = await fetch('/ui/session', { credentials: 'same-origin', cache: 'no-store' });
     if (!res.ok) return false;
     const info = await res.json();
-    if (!info.user) return false;
+    if (!info.user || !ours(info)) return false;
     adopt(info);
   } catch {
     return false;
@@ -225,7 +251,7 @@ export async function restore() {
   }
   if (!res.ok) throw await toError(res);
   const info = await res.json();
-  if (info.user) return adopt(info);
+  if (info.user) return ours(info) ? adopt(info) : null;
   if (info.refreshable && await refresh()) return session.user;
   return null;
 }
@@ -233,7 +259,9 @@ export async function restore() {
 export async function signIn(username, password) {
   const res = await send('POST', '/ui/session', { username, password });
   if (!res.ok) throw await toError(res);
-  return adopt(await res.json());
+  const info = await res.json();
+  mark(info.csrfToken);
+  return adopt(info);
 }
 
 // signOut ends the session. A stale CSRF token (another tab refreshed the
@@ -251,6 +279,7 @@ export async function signOut() {
   if (res.status === 403 && await resync()) res = await send('DELETE', '/ui/session');
   if (!res.ok && res.status !== 401) throw await toError(res);
   await drain(res);
+  mark(null);
   ended();
   if (channel) channel.postMessage('signed-out');
 }
