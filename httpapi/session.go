@@ -68,19 +68,22 @@ func (s *Server) uiRoutes(rt *router) {
 // from other origins, and state-changing requests without the session's
 // CSRF token. A token it passes on is still checked by authenticate.
 func (s *Server) sessionToken(r *http.Request) (string, error) {
-	c, err := r.Cookie(sessionCookie)
-	if err != nil || c.Value == "" {
+	v, planted := cookieOnce(r, sessionCookie)
+	if planted {
+		return "", errPlanted
+	}
+	if v == "" {
 		return "", nil
 	}
 	if s.crossOrigin(r) {
 		return "", denied("The session cookie is not accepted on requests from another site.")
 	}
 	if safeMethod(r.Method) {
-		return c.Value, nil
+		return v, nil
 	}
-	rec, ok, err := s.state.Token(credential.HashToken(c.Value))
+	rec, ok, err := s.state.Token(credential.HashToken(v))
 	if err == nil && !ok && s.lookAgain(r) { // consistency.go
-		rec, ok, err = s.state.Token(credential.HashToken(c.Value))
+		rec, ok, err = s.state.Token(credential.HashToken(v))
 	}
 	if err != nil {
 		return "", err
@@ -94,8 +97,30 @@ func (s *Server) sessionToken(r *http.Request) (string, error) {
 	if !validCSRF(r.Header.Get(csrfHeader), rec.Session) {
 		return "", denied("The request lacks the page's X-CSRF-Token; reload the page and try again.")
 	}
-	return c.Value, nil
+	return v, nil
 }
+
+// cookieOnce is the value of the request's cookie name ("" without one),
+// and whether it came more than once. Herald sets each of its cookies
+// once, host-only, at one path; a second one of the same name was set by
+// someone else (another port of the host, a sibling subdomain, a plain
+// HTTP answer), with a longer path so that the browser sends it first.
+// Taking either could act as the planter's account, so neither is taken.
+func cookieOnce(r *http.Request, name string) (value string, planted bool) {
+	cs := r.CookiesNamed(name)
+	if len(cs) > 1 {
+		return "", true
+	}
+	if len(cs) == 0 {
+		return "", false
+	}
+	return cs[0].Value, false
+}
+
+// errPlanted is a 403, not a 401: a refresh would not cure it, and the
+// pages show a 403's words rather than refresh and retry for ever.
+var errPlanted = denied("The browser sent two Herald cookies of one name, one of them set by another site; " +
+	"clear this site's cookies in the browser and sign in again.")
 
 func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
@@ -399,7 +424,7 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
 // token. It only reads the refresh token (a GET must not rotate it).
 func (s *Server) signedOut(w http.ResponseWriter, r *http.Request) error {
 	refreshable := false
-	if rt := mustCookie(r, refreshCookie); rt != "" && !s.crossOrigin(r) {
+	if rt, _ := cookieOnce(r, refreshCookie); rt != "" && !s.crossOrigin(r) {
 		hash := credential.HashToken(rt)
 		rec, ok, err := s.state.Token(hash)
 		if err == nil && !ok && s.lookAgain(r) { // consistency.go
@@ -438,7 +463,11 @@ func (s *Server) refreshSession(w http.ResponseWriter, r *http.Request) error {
 	if s.crossOrigin(r) {
 		return denied("The session cannot be refreshed from another site.")
 	}
-	rt := mustCookie(r, refreshCookie)
+	rt, planted := cookieOnce(r, refreshCookie)
+	if planted {
+		// Clearing Herald's own cookies would leave the planted one.
+		return errPlanted
+	}
 	if rt == "" {
 		return unauthenticated("Not signed in.")
 	}
@@ -482,24 +511,30 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) error {
 		return denied("Sign out from Herald's own pages.")
 	}
 	// The access token may have expired while the refresh token still
-	// works; either one names the session to end.
+	// works; either one names the session to end. Of cookies planted
+	// beside them (cookieOnce), the page's CSRF token picks its own.
 	var rec *resource.TokenRecord
-	for _, name := range []string{sessionCookie, refreshCookie} {
-		if v := mustCookie(r, name); v != "" {
-			found, ok, err := s.state.Token(credential.HashToken(v))
-			if err != nil {
-				return err
-			}
-			if ok && found.Session != "" {
+	some := false
+	for _, c := range append(r.CookiesNamed(sessionCookie), r.CookiesNamed(refreshCookie)...) {
+		if c.Value == "" {
+			continue
+		}
+		found, ok, err := s.state.Token(credential.HashToken(c.Value))
+		if err != nil {
+			return err
+		}
+		if ok && found.Session != "" {
+			some = true
+			if validCSRF(r.Header.Get(csrfHeader), found.Session) {
 				rec = found
 				break
 			}
 		}
 	}
+	if some && rec == nil {
+		return denied("The request lacks the page's X-CSRF-Token; reload the page and try again.")
+	}
 	if rec != nil {
-		if !validCSRF(r.Header.Get(csrfHeader), rec.Session) {
-			return denied("The request lacks the page's X-CSRF-Token; reload the page and try again.")
-		}
 		actor := resource.AuditActor{Type: resource.ActorUser, ID: rec.PrincipalID}
 		if u, ok, _ := s.state.User(rec.PrincipalID); ok {
 			actor.Name = u.UserPrincipalName

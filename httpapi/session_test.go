@@ -298,3 +298,39 @@ func TestUISessionSignOutRevokesTheSession(t *testing.T) {
 	// Signing out again, or without a session, is harmless.
 	n.del(t, "", "/ui/session").expect(t, 204)
 }
+
+// Herald sets each of its cookies once, host-only, at one path. A second
+// cookie of the same name was planted (another port of the host, a
+// sibling subdomain, plain HTTP) with a longer path, so that the browser
+// sends it first: the server took it, and the signed-in browser read
+// the planter's feed and refreshed into the planter's session. Such a
+// request is refused; signing out still ends the browser's own session.
+func TestUISessionRefusesAPlantedSecondCookie(t *testing.T) {
+	n := start(t, nil)
+	n.post(t, n.admin, "/v1.0/users", map[string]any{"userPrincipalName": "mallory", "password": "mallory-password", "roles": []string{"user"}}).expect(t, 201)
+	own := n.signIn(t, "admin", testnode.AdminPassword)
+	planted := n.signIn(t, "mallory", "mallory-password")
+
+	both := "herald_session=" + planted.access + "; herald_session=" + own.access
+	twoRefresh := "herald_refresh=" + planted.refresh + "; herald_refresh=" + own.refresh
+	// A 403 that says why: a refresh would not cure it.
+	wantError(t, n.get(t, "", "/v1.0/me", "Cookie", both), http.StatusForbidden, "accessDenied")
+	wantError(t, n.get(t, "", "/ui/session", "Cookie", both), http.StatusForbidden, "accessDenied")
+	var info struct {
+		User        any  `json:"user"`
+		Refreshable bool `json:"refreshable"`
+	}
+	n.get(t, "", "/ui/session", "Cookie", twoRefresh).expect(t, 200).into(t, &info)
+	if info.User != nil || info.Refreshable {
+		t.Errorf("GET /ui/session with two refresh cookies: %+v, want signed out and not refreshable", info)
+	}
+	r := n.post(t, "", "/ui/session/refresh", nil, "Cookie", twoRefresh)
+	wantError(t, r, http.StatusForbidden, "accessDenied")
+	if len(cookies(r)) != 0 {
+		t.Errorf("a refused ambiguous refresh set cookies %v; clearing Herald's own would leave the planted one alone", r.Header.Values("Set-Cookie"))
+	}
+	n.get(t, "", "/v1.0/me", "Cookie", planted.cookie()).expect(t, 200) // nothing rotated
+
+	n.del(t, "", "/ui/session", "Cookie", both, "X-CSRF-Token", own.csrf).expect(t, 204)
+	n.get(t, "", "/v1.0/me", "Cookie", own.cookie()).expect(t, 401)
+}

@@ -302,6 +302,9 @@ func TestLongWordsDoNotWidenThePages(t *testing.T) {
 // session. The server cannot tell it from one it set for this browser, so
 // the pages take a session only if this browser signed it in; they
 // showed the attacker's inbox, signed in, instead of the sign-in form.
+// An access cookie planted beside the browser's own, at a longer path so
+// that it goes first, had the signed-in inbox read the attacker's feed;
+// now the inbox says what is wrong, and shows nothing of the attacker's.
 func TestPagesIgnoreASessionPlantedFromAnotherPort(t *testing.T) {
 	n := testnode.Start(t, nil)
 	api := rest{t: t, base: n.URL}
@@ -315,17 +318,20 @@ func TestPagesIgnoreASessionPlantedFromAnotherPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	var planted *http.Cookie
+	planted := map[string]*http.Cookie{}
 	for _, c := range res.Cookies() {
-		if c.Name == "herald_refresh" {
-			planted = &http.Cookie{Name: c.Name, Value: c.Value, Path: c.Path, MaxAge: 3600}
-		}
+		planted[c.Name] = &http.Cookie{Name: c.Name, Value: c.Value, Path: c.Path, MaxAge: 3600}
 	}
-	if planted == nil {
-		t.Fatalf("sign-in set no refresh cookie: %v", res.Header.Values("Set-Cookie"))
+	if planted["herald_refresh"] == nil || planted["herald_session"] == nil {
+		t.Fatalf("sign-in set no cookies: %v", res.Header.Values("Set-Cookie"))
 	}
+	planted["herald_session"].Path = "/v1.0/me/notifications"
+	mallory := api.token("mallory", "mallory-password")
+	api.call("POST", "/v1.0/applications", admin, map[string]any{"displayName": "Contoso Tasks", "targetHostName": appHost}, nil)
+	api.call("POST", "/v1.0/users/mallory/notifications", mallory, map[string]any{"targetHostName": appHost,
+		"payload": map[string]any{"visualContent": map[string]any{"title": "Mallory's bait"}}}, nil)
 	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.SetCookie(w, planted)
+		http.SetCookie(w, planted[r.URL.Query().Get("plant")])
 		io.WriteString(w, "another service on the same host")
 	}))
 	t.Cleanup(elsewhere.Close)
@@ -333,7 +339,7 @@ func TestPagesIgnoreASessionPlantedFromAnotherPort(t *testing.T) {
 	b := newBrowser(t)
 	for _, path := range []string{"/ui/inbox/", "/ui/"} {
 		p := b.newPage("victim "+path, 1200, 800)
-		p.do("visit the other service", chromedp.Navigate(elsewhere.URL+"/"))
+		p.do("visit the other service", chromedp.Navigate(elsewhere.URL+"/?plant=herald_refresh"))
 		p.do("open "+path, chromedp.Navigate(n.URL+path))
 		p.waitFor("the sign-in form or a signed-in page", `!!document.querySelector('#signin-username') || !!document.querySelector('.whoami')`)
 		if who := eval[string](p, "who", `document.querySelector('.whoami') ? document.querySelector('.whoami').textContent : ''`); who != "" {
@@ -346,4 +352,17 @@ func TestPagesIgnoreASessionPlantedFromAnotherPort(t *testing.T) {
 		p.waitFor("still signed in", `!!document.querySelector('.whoami') && document.querySelector('.whoami').textContent.includes('alice')`)
 		p.checkClean()
 	}
+
+	p := b.newPage("victim's inbox", 1200, 800)
+	p.do("open the inbox", chromedp.Navigate(n.URL+"/ui/inbox/"))
+	signIn(p, aliceUP, aliceUP+"-password")
+	p.waitFor("signed in", `document.querySelector('#feed')?.dataset.loaded === 'true'`)
+	p.do("visit the other service", chromedp.Navigate(elsewhere.URL+"/?plant=herald_session"))
+	p.expect("/v1.0/me/notifications")
+	p.do("open the inbox again", chromedp.Navigate(n.URL+"/ui/inbox/"))
+	p.waitFor("the reason shown", `document.body.textContent.includes('two Herald cookies')`)
+	if eval[bool](p, "the feed", `document.body.textContent.includes("Mallory's bait")`) {
+		t.Error("the inbox shows the planter's notification")
+	}
+	p.checkClean()
 }

@@ -422,6 +422,13 @@ class Inbox {
       onState: (s) => this.setState(s),
       onOpen: ({ resumed }) => { if (!resumed || !this.loaded) this.reload(); },
       onEvent: (type, data) => this.onEvent(type, data),
+      // The stream keeps trying; a refusal that trying again will not
+      // cure (two cookies of one name, one planted) is said once.
+      onError: (e) => {
+        if (e.status !== 403 || this.refused) return;
+        this.refused = true;
+        toast(inWords(e).message, 'error');
+      },
     });
   }
 
