@@ -113,7 +113,8 @@ func (c *Client) Stream(ctx context.Context, lastEventID string) (*Stream, error
 var ErrResyncRequired = errors.New("client: stream cursor too old; resync required")
 
 // Next blocks until the next event. It returns io.EOF when the server ends
-// the stream (a node shutting down: reconnect with the last ID).
+// the stream (a node shutting down: reconnect with the last ID). Events of
+// kinds other than created, updated and deleted are skipped.
 func (s *Stream) Next() (Event, error) {
 	var ev Event
 	var data strings.Builder
@@ -131,8 +132,19 @@ func (s *Stream) Next() (Event, error) {
 			if ev.Type == "" && data.Len() == 0 {
 				continue // a keep-alive comment's end, or a retry hint
 			}
-			if ev.Type == "resyncRequired" {
+			switch ev.Type {
+			case "resyncRequired":
 				return Event{}, ErrResyncRequired
+			case "shutdown":
+				// The node is going away and closes the stream next; as
+				// an event it would hand the caller an empty ID to
+				// resume with.
+				return Event{}, io.EOF
+			case "created", "updated", "deleted":
+			default:
+				ev = Event{} // a kind this client does not know
+				data.Reset()
+				continue
 			}
 			if err := json.Unmarshal([]byte(data.String()), &ev.Notification); err != nil {
 				return Event{}, fmt.Errorf("client: stream event %q: %w", ev.Type, err)

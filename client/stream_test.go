@@ -1,0 +1,63 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/internal/testnode"
+)
+
+// A node that shuts down says so on its streams (event: shutdown) before it
+// closes them. Next reports that as the end of the stream, io.EOF, as its
+// documentation says, and not as an event: a reader that keeps the last
+// event's ID to resume with would otherwise keep the shutdown's empty one
+// and come back with no replay, missing what was sent meanwhile.
+func TestStreamNextEndsAtNodeShutdown(t *testing.T) {
+	n := testnode.Start(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.New(n.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.PasswordToken(ctx, "admin", testnode.AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := c.With(client.WithToken(tok.AccessToken))
+	if _, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: "Tasks", TargetHostName: "tasks.contoso.com"}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := admin.Stream(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	sent, err := admin.SendToUser(ctx, "admin", &client.Notification{TargetHostName: "tasks.contoso.com",
+		Payload: &client.Payload{VisualContent: &client.VisualContent{Title: "Before the restart"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := stream.Next()
+	if err != nil || ev.Type != "created" || ev.Notification.ID != sent.ID || ev.ID == "" {
+		t.Fatalf("first event %+v, %v; want created %s with a cursor", ev, err, sent.ID)
+	}
+
+	closed := make(chan error, 1)
+	go func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer ccancel()
+		closed <- n.Close(cctx)
+	}()
+	ev, err = stream.Next()
+	if !errors.Is(err, io.EOF) {
+		t.Errorf("Next at the node's shutdown = %+v, %v; want io.EOF", ev, err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
