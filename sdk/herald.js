@@ -537,8 +537,14 @@ export class Herald {
       if (onError) onError(err);
       failures++;
       // A refused token (expired while the stream was down) is renewed
-      // before the next try.
-      if (failures > 1) await this.refresh().catch(() => {});
+      // before the next try. EventSource and WebSocket hide a 401, but a
+      // refresh the server refuses says the sign-in is over (a session
+      // revoked from another device): then, as request() does, it ends
+      // here rather than reconnecting for ever with dead tokens.
+      if (failures > 1 && this.refreshToken && (await this.refresh().catch(() => true)) === false) {
+        if (!closed) this._ended();
+        return;
+      }
       await new Promise((r) => {
         wake = r;
         setTimeout(r, Math.min(30000, 500 * 2 ** Math.min(failures, 6)) * (0.5 + Math.random() / 2));
