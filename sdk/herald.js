@@ -541,9 +541,13 @@ export class Herald {
       // refresh the server refuses says the sign-in is over (a session
       // revoked from another device): then, as request() does, it ends
       // here rather than reconnecting for ever with dead tokens.
-      if (failures > 1 && this.refreshToken && (await this.refresh().catch(() => true)) === false) {
-        if (!closed) this._ended();
-        return;
+      if (failures > 1) {
+        // Without a refresh token, refresh() answers false without asking.
+        const asks = this.session || Boolean(this.refreshToken);
+        if ((await this.refresh().catch(() => true)) === false && asks) {
+          if (!closed) this._ended();
+          return;
+        }
       }
       await new Promise((r) => {
         wake = r;
