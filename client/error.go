@@ -33,6 +33,13 @@ func (e *Error) Error() string {
 	return e.Code + ": " + e.Message
 }
 
+// Is lets errors.Is(err, ErrResyncRequired) tell a cursor or deltaLink the
+// server no longer has, which it answers 410 resyncRequired when the
+// stream opens or the delta is asked, from any other failure.
+func (e *Error) Is(target error) bool {
+	return target == ErrResyncRequired && e.Status == http.StatusGone
+}
+
 // maxErrorBody bounds what is read of an error answer; a proxy's HTML error
 // page must not fill memory.
 const maxErrorBody = 64 << 10

@@ -91,6 +91,8 @@ type Stream struct {
 // Stream opens the user's live stream. With lastEventID (an Event.ID seen
 // before) the server first replays every change after it, so a client that
 // lost its connection misses nothing; without one the stream starts live.
+// A lastEventID the server no longer has is an error that matches
+// ErrResyncRequired.
 // Cancelling ctx ends the stream.
 func (c *Client) Stream(ctx context.Context, lastEventID string) (*Stream, error) {
 	req, err := c.newRequest(ctx, http.MethodGet, "/v1.0/me/notifications/stream", nil)
@@ -108,8 +110,10 @@ func (c *Client) Stream(ctx context.Context, lastEventID string) (*Stream, error
 	return &Stream{body: resp.Body, r: bufio.NewReader(resp.Body)}, nil
 }
 
-// ErrResyncRequired is what Next returns when the server ends the stream
-// because the cursor is too old: sync with Delta, then open a new stream.
+// ErrResyncRequired says that a stream cursor or a deltaLink is too old or
+// unknown: sync with Delta from "", then open a new stream without a
+// cursor. The server answers so when the stream opens (Stream's *Error
+// with status 410 matches it with errors.Is), as Delta does.
 var ErrResyncRequired = errors.New("client: stream cursor too old; resync required")
 
 // Next blocks until the next event. It returns io.EOF when the server ends

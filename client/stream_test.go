@@ -61,3 +61,35 @@ func TestStreamNextEndsAtNodeShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A cursor the server no longer has (or never made) is refused when the
+// stream opens, with 410 resyncRequired; that is the case
+// ErrResyncRequired documents, so a reconnect loop that checks for it
+// resyncs rather than retrying the dead cursor for ever. A deltaLink too
+// old says the same.
+func TestStaleCursorIsErrResyncRequired(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.New(heraldURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := c.With(client.WithToken(adminToken()))
+	_, err = admin.Stream(ctx, "not-a-cursor")
+	if !errors.Is(err, client.ErrResyncRequired) {
+		t.Errorf("Stream with a cursor the server does not have: %v, want ErrResyncRequired", err)
+	}
+	var apiErr *client.Error
+	if !errors.As(err, &apiErr) || apiErr.Status != 410 || apiErr.Code != "resyncRequired" {
+		t.Errorf("Stream with a cursor the server does not have: %v, want *Error 410 resyncRequired", err)
+	}
+	_, _, err = admin.Delta(ctx, heraldURL+"/v1.0/me/notifications/delta?$deltatoken=ZC45OTk5OTk5")
+	if !errors.Is(err, client.ErrResyncRequired) {
+		t.Errorf("Delta with a deltaLink beyond the log: %v, want ErrResyncRequired", err)
+	}
+	// Another error is not one.
+	_, _, err = admin.Delta(ctx, "/v1.0/me/notifications/delta?$deltatoken=made-up")
+	if err == nil || errors.Is(err, client.ErrResyncRequired) {
+		t.Errorf("Delta with a made-up token: %v, want an error other than ErrResyncRequired", err)
+	}
+}
