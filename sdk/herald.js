@@ -835,6 +835,9 @@ export class Herald {
     if (Notification.permission !== 'granted' && (await Notification.requestPermission()) !== 'granted') {
       throw new Error('Notifications are not permitted on this device.');
     }
+    // A registration just made has its worker still installing, and the
+    // browser refuses to subscribe without an active one.
+    await activeWorker(registration);
     const pm = registration.pushManager;
     const push = (await pm.getSubscription())
       || (await pm.subscribe({ userVisibleOnly: true, applicationServerKey: base64url(await this.vapidPublicKey()) }));
@@ -887,6 +890,22 @@ function mark(csrf) {
 function pathOf(link) {
   const u = new URL(link);
   return u.pathname + u.search;
+}
+
+// activeWorker resolves once reg has an active worker; it rejects when the
+// worker failed to install.
+function activeWorker(reg) {
+  return new Promise((resolve, reject) => {
+    const w = reg.installing || reg.waiting;
+    if (reg.active || !w) return resolve();
+    const check = () => {
+      if (reg.active) resolve();
+      else if (w.state === 'redundant') reject(new Error('The service worker failed to install.'));
+      else return;
+      w.removeEventListener('statechange', check);
+    };
+    w.addEventListener('statechange', check);
+  });
 }
 
 function base64url(s) {

@@ -182,3 +182,98 @@ func TestSDKServiceWorkerHelperShowsAndClosesPushes(t *testing.T) {
 	p.waitFor("both closed", shown+` === ''`)
 	p.checkClean()
 }
+
+// sdkPushPage registers for Web Push the way the SDK's documentation
+// says, on a first visit: registerWebPush with the worker script's URL.
+// This machine has no push service, so the page stands one in where the
+// browser would reach it: a subscribe that the browser itself let through
+// (it checks the registration first) answers a subscription with real
+// P-256 keys and a public endpoint.
+const sdkPushPage = `<!doctype html>
+<meta charset="utf-8">
+<title>SDK Web Push registration</title>
+<script type="module">
+import { Herald } from '/sdk/herald.js';
+const real = PushManager.prototype.subscribe;
+PushManager.prototype.subscribe = async function (opts) {
+  try {
+    return await real.call(this, opts);
+  } catch (e) {
+    if (!/permission denied|push service/i.test(e.message)) throw e;
+  }
+  const pair = await crypto.subtle.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, true, ['deriveBits']);
+  const b64 = (b) => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  const keys = { p256dh: b64(await crypto.subtle.exportKey('raw', pair.publicKey)), auth: b64(crypto.getRandomValues(new Uint8Array(16))) };
+  return { toJSON: () => ({ endpoint: 'https://push.example.com/send/test-device', keys }) };
+};
+window.register = (username, password, host) => (async () => {
+  try {
+    const herald = await Herald.signIn({ username, password });
+    const sub = await herald.registerWebPush({ targetHostName: host, serviceWorker: '/sdk-sw.js', deviceName: 'first visit' });
+    window.registered = sub.channel.type + ':' + sub.status;
+  } catch (e) {
+    window.registered = 'error: ' + e.message;
+  }
+})();
+window.ready = true;
+</script>`
+
+// registerWebPush with the worker's URL, on a page that has no worker yet
+// (any first visit), registers it and subscribes once it is active: the
+// browser refuses a push subscription on a registration whose worker is
+// still installing ("no active Service Worker"), which is all a fresh
+// registration has while its worker precaches what it serves offline.
+func TestSDKRegisterWebPushOnFirstVisit(t *testing.T) {
+	n := testnode.Start(t, nil)
+	admin := apiToken(t, n.URL, url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {testnode.AdminPassword}})
+	apiJSON(t, n.URL, admin, "POST", "/v1.0/users", map[string]any{"userPrincipalName": aliceUP, "password": alicePW}, 201)
+	apiJSON(t, n.URL, admin, "POST", "/v1.0/applications", map[string]any{"displayName": "Tasks", "targetHostName": appHost}, 201)
+	target, _ := url.Parse(n.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/sdk-push.html":
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			io.WriteString(w, sdkPushPage)
+		case "/sdk-sw.js":
+			w.Header().Set("Content-Type", "text/javascript")
+			// An app's worker precaches its files as it installs.
+			io.WriteString(w, sdkWorker+"self.addEventListener('install', (e) => e.waitUntil(new Promise((r) => setTimeout(r, 1000))));\n")
+		default:
+			rp.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(proxy.Close)
+
+	p := newBrowser(t).newPage("push-register", 800, 600)
+	// Chromium says so of every push subscription in the test's own
+	// browser context, which the page's stand-in push service answers.
+	p.expect("/favicon.ico", "does not support the Push API in incognito mode")
+	if _, err := chromedp.CallBrowser(p.ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+		Permission: &cdpbrowser.PermissionDescriptor{Name: "notifications"}, Setting: cdpbrowser.PermissionSettingGranted,
+		Origin: proxy.URL, BrowserContextID: chromedp.FromContext(p.ctx).BrowserContextID}); err != nil {
+		t.Fatalf("grant notifications: %v", err)
+	}
+	p.do("open the page", chromedp.Navigate(proxy.URL+"/sdk-push.html"))
+	p.waitFor("the module", `window.ready === true`)
+	p.do("register for Web Push", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`window.register(%s, %s, %s)`, js(aliceUP), js(alicePW), js(appHost))))
+	p.waitFor("the registration", `window.registered !== undefined`)
+	if got := eval[string](p, "the registration", `window.registered`); got != "webPush:active" {
+		t.Fatalf("registerWebPush on a first visit: %s", got)
+	}
+	alice := apiToken(t, n.URL, url.Values{"grant_type": {"password"}, "username": {aliceUP}, "password": {alicePW}})
+	var subs struct {
+		Value []struct {
+			DeviceName string `json:"deviceName"`
+			Channel    struct {
+				Type     string `json:"type"`
+				Endpoint string `json:"endpoint"`
+			} `json:"channel"`
+		} `json:"value"`
+	}
+	apiJSON(t, n.URL, alice, "GET", "/v1.0/me/notificationSubscriptions", nil, 200).into(t, &subs)
+	if len(subs.Value) != 1 || subs.Value[0].Channel.Type != "webPush" || subs.Value[0].DeviceName != "first visit" {
+		t.Errorf("the server has %+v, want the one webPush subscription", subs.Value)
+	}
+	p.checkClean()
+}
