@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // The signed-in user's side of the API: the feed, read and dismissed
@@ -180,6 +181,9 @@ type NewSubscription struct {
 	PlatformType   string         `json:"platformType"`
 	DeviceName     string         `json:"deviceName,omitempty"`
 	Channel        map[string]any `json:"channel"`
+	// ExpirationDateTime is optional: the server's default is 30 days
+	// from now, its limit 90.
+	ExpirationDateTime time.Time `json:"expirationDateTime,omitzero"`
 }
 
 // Subscription is a device subscription. Its ID is the UNSID the user's
@@ -187,11 +191,19 @@ type NewSubscription struct {
 // shown only when it is created.
 type Subscription struct {
 	ID             string `json:"id"`
+	UserID         string `json:"userId"`
 	TargetHostName string `json:"targetHostName"`
 	PlatformType   string `json:"platformType"`
 	DeviceName     string `json:"deviceName"`
-	Status         string `json:"status"`
-	Secret         string `json:"secret,omitempty"`
+	// Channel is as it was given, without key material.
+	Channel      map[string]any `json:"channel"`
+	Status       string         `json:"status"`
+	StatusReason string         `json:"statusReason"`
+	Secret       string         `json:"secret,omitempty"`
+	// ExpirationDateTime is when the subscription stops receiving unless
+	// it is renewed before (PATCH expirationDateTime).
+	ExpirationDateTime time.Time `json:"expirationDateTime,omitzero"`
+	CreatedDateTime    time.Time `json:"createdDateTime,omitzero"`
 }
 
 // Subscribe registers a device subscription for the signed-in user.

@@ -93,3 +93,28 @@ func TestStaleCursorIsErrResyncRequired(t *testing.T) {
 		t.Errorf("Delta with a made-up token: %v, want an error other than ErrResyncRequired", err)
 	}
 }
+
+// A device keeps its subscription alive by renewing it before its
+// expirationDateTime (docs/migrating-from-graph.md, "The client"), so
+// Subscribe hands back when that is, and takes one, as the server does.
+func TestSubscribeReturnsExpiration(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	user := signIn("frank")
+	want := time.Now().Add(10 * 24 * time.Hour).UTC().Truncate(time.Millisecond)
+	s, err := user.Subscribe(ctx, client.NewSubscription{TargetHostName: "tasks.contoso.com", PlatformType: "web",
+		Channel: map[string]any{"type": "live"}, ExpirationDateTime: want})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := user.Do(ctx, "GET", "/v1.0/me/notificationSubscriptions/"+s.ID, nil, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if !s.ExpirationDateTime.Equal(want) || raw["expirationDateTime"] != want.Format("2006-01-02T15:04:05.000Z") {
+		t.Errorf("expirationDateTime %v, the server has %v; want %v", s.ExpirationDateTime, raw["expirationDateTime"], want)
+	}
+	if s.CreatedDateTime.IsZero() || s.UserID == "" || s.UserID != raw["userId"] || s.Channel["type"] != "live" {
+		t.Errorf("subscription %+v, the server has %v", s, raw)
+	}
+}
