@@ -43,7 +43,7 @@ func (c *Client) RefreshToken(ctx context.Context, refreshToken string) (*Token,
 func (c *Client) requestToken(ctx context.Context, form url.Values) (*Token, error) {
 	// The token endpoint takes a form, not JSON, and must not see a bearer
 	// token that c may carry from an earlier sign-in.
-	req, err := c.With(WithToken("")).newRequest(ctx, http.MethodPost, "/oauth2/v2.0/token", strings.NewReader(form.Encode()))
+	req, err := c.With(WithToken(""), WithUNSID("")).newRequest(ctx, http.MethodPost, "/oauth2/v2.0/token", strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
 	}

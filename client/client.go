@@ -15,7 +15,8 @@
 // user's client reads the feed (Notifications), marks read or dismissed
 // (MarkRead, Dismiss), syncs (Delta) and follows the live stream (Stream,
 // resumable with the last event's ID). Requests the package has no method
-// for go through Do. Errors from the server are *Error, with the HTTP
+// for go through Do; an application's calls about what it sent carry the
+// user's UNSID with WithUNSID. Errors from the server are *Error, with the HTTP
 // status and the API's error code.
 //
 // The herald command line, the end-to-end tests and the load generator use
@@ -41,6 +42,7 @@ type Client struct {
 	base  *url.URL
 	http  *http.Client
 	token string
+	unsid string
 }
 
 // Option configures a Client.
@@ -56,6 +58,14 @@ func WithHTTPClient(h *http.Client) Option {
 // WithToken sets the bearer token sent with every request.
 func WithToken(token string) Option {
 	return func(c *Client) { c.token = token }
+}
+
+// WithUNSID sets the X-UNS-ID header sent with every request. An
+// application's calls about what it sent to a user (list, get and delete
+// its notifications, by id, groupName or appNotificationId) name the user
+// by a subscription of theirs, as a send does; they go through Do.
+func WithUNSID(unsid string) Option {
+	return func(c *Client) { c.unsid = unsid }
 }
 
 // New returns a client of the server at baseURL, e.g. "http://127.0.0.1:8750".
@@ -142,6 +152,9 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body io.Re
 	req.Header.Set("Accept", "application/json")
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if c.unsid != "" {
+		req.Header.Set("X-UNS-ID", c.unsid)
 	}
 	return req, nil
 }

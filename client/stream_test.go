@@ -118,3 +118,41 @@ func TestSubscribeReturnsExpiration(t *testing.T) {
 		t.Errorf("subscription %+v, the server has %v", s, raw)
 	}
 }
+
+// An application manages what it sent with the same two headers as a send
+// (API.md section 5): its token and the X-UNS-ID. The package has no method
+// for those calls, and says they go through Do, so Do must be able to carry
+// the header: WithUNSID.
+func TestApplicationManagesWhatItSentThroughDo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	unsid := subscribedDevice("grace")
+	c, err := client.New(heraldURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.ClientCredentialsToken(ctx, appID, appSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := c.With(client.WithToken(tok.AccessToken))
+	for _, g := range []string{"builds", "builds", "deploys"} {
+		if _, err := app.Send(ctx, unsid, &client.Notification{GroupName: g,
+			Payload: &client.Payload{VisualContent: &client.VisualContent{Title: g}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mine := app.With(client.WithUNSID(unsid))
+	if err := mine.Do(ctx, "DELETE", "/v1.0/me/notifications?groupName=builds", nil, nil); err != nil {
+		t.Fatalf("delete the group: %v", err)
+	}
+	var page struct {
+		Value []client.Notification `json:"value"`
+	}
+	if err := mine.Do(ctx, "GET", "/v1.0/me/notifications", nil, &page); err != nil {
+		t.Fatalf("list what it sent: %v", err)
+	}
+	if len(page.Value) != 1 || page.Value[0].GroupName != "deploys" {
+		t.Errorf("what the application sent, after deleting a group: %+v", page.Value)
+	}
+}
