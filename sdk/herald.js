@@ -34,7 +34,7 @@
 // which the session endpoints hand out. A 401 gets one refresh and a
 // retry; when the server refuses it the session is over and onSignedOut is called
 // (once; also after signOut, and when another tab of this browser signs
-// out). A 403 on a change first picks up the session's current CSRF token
+// out, or signs in as another user, whose cookies these are then). A 403 on a change first picks up the session's current CSRF token
 // (another tab may have signed in again) and retries once. The live stream
 // reads Server-Sent Events with fetch, so that it can tell a 401 (refresh,
 // then go on or end) from a 410 (cursor too old: resync) from a 429/503
@@ -131,7 +131,10 @@ export class Herald {
       // origin: one tab's sign-out ends the others' at once. Herald's own
       // pages use the same channel.
       this._channel = new BroadcastChannel('herald-session');
-      this._channel.onmessage = (e) => { if (e.data === 'signed-out') this._ended(); };
+      this._channel.onmessage = (e) => {
+        if (e.data === 'signed-out') this._ended();
+        else if (typeof e.data === 'string' && e.data.startsWith('signed-in ') && !this._sameUser(e.data.slice(10))) this._ended();
+      };
     }
   }
 
@@ -156,7 +159,11 @@ export class Herald {
     if (!res.ok) throw await errorOf(res);
     const info = await res.json();
     mark(info.csrfToken);
-    return this._adopt(info);
+    const user = this._adopt(info);
+    // The cookies are this user's now in every tab; one signed in as
+    // someone else must stop acting as them.
+    if (this._channel && user) this._channel.postMessage('signed-in ' + user.id);
+    return user;
   }
 
   /**
@@ -283,6 +290,11 @@ export class Herald {
     }
     const info = await res.json();
     if (gen !== this._gen || !this._ours(info)) return false;
+    if (!this._sameUser(info.user && info.user.id)) {
+      // Another tab signed in as someone else: those cookies are theirs.
+      this._ended();
+      return false;
+    }
     this._adopt(info);
     return true;
   }
@@ -291,6 +303,12 @@ export class Herald {
   // (see mark below).
   _ours(info) {
     return Boolean(info.csrfToken) && (info.csrfToken === this._csrf || info.csrfToken === marked());
+  }
+
+  // _sameUser reports whether the cookies' user, by id, is the one this
+  // Herald signed in (or it has none).
+  _sameUser(id) {
+    return !this.user || this.user.id === id;
   }
 
   // _adopt takes a /ui/session answer: the user and the CSRF token. The
@@ -319,6 +337,10 @@ export class Herald {
       if (!res.ok) return false;
       const info = await res.json();
       if (!info.user || !this._ours(info)) return false;
+      if (!this._sameUser(info.user.id)) {
+        this._ended();
+        return false;
+      }
       this._adopt(info);
     } catch {
       return false;
