@@ -218,6 +218,11 @@ export class Herald {
     if (res.status === 403 && (await this._resyncCsrf())) {
       await drain(res);
       res = await this._send('DELETE', this.baseUrl + '/ui/session');
+    } else if (res.status === 403 && !this.user) {
+      // The cookies are another user's now (_resyncCsrf ended this
+      // sign-in): theirs is not this page's to end.
+      await drain(res);
+      return;
     }
     if (!res.ok && res.status !== 401) throw await errorOf(res);
     await drain(res);

@@ -58,7 +58,9 @@ func TestSDKSessionEndsWhenAnotherTabSignsInAsSomeoneElse(t *testing.T) {
 	t.Cleanup(proxy.Close)
 
 	p := newBrowser(t).newPage("sdk-tabs", 1000, 700)
-	p.expect("/favicon.ico", "/ui/session/refresh")
+	// The refresh and the sign-out over another user's cookies fail on
+	// purpose.
+	p.expect("/favicon.ico", "/ui/session")
 	p.do("open the page", chromedp.Navigate(proxy.URL+"/sdk-tabs.html"))
 	p.waitFor("the module", `window.ready === true`)
 	step := func(name, fn string) {
@@ -88,6 +90,20 @@ func TestSDKSessionEndsWhenAnotherTabSignsInAsSomeoneElse(t *testing.T) {
 	if !eval[bool](p, "state", `a.user === null && window.out.a === 2`) {
 		t.Errorf("alice's tab after its refresh found bob's session: user %v, signed out %v times",
 			eval[any](p, "user", `a.user && a.user.userPrincipalName`), eval[int](p, "out", `window.out.a`))
+	}
+
+	// Signing out a tab whose cookies became another user's signs out
+	// neither of them on the server: it ends its own sign-in only.
+	step("alice3", fmt.Sprintf(`return (await a.signIn({ username: %s, password: %s })).userPrincipalName;`, js(aliceUP), js(alicePW)))
+	step("otherSignIn2", `const r = await fetch('/ui/session', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+	  body: JSON.stringify({ username: 'bob', password: 'bob-password' }) }); return r.status;`)
+	step("signedOut", `await a.signOut(); return true;`)
+	step("still", `return (await (await fetch('/ui/session')).json()).user.userPrincipalName;`)
+	if got := eval[string](p, "who", `window.still`); got != "bob" {
+		t.Errorf("after alice's tab signed out over bob's cookies, the browser's session is %q's, want bob's", got)
+	}
+	if got := eval[int](p, "out", `window.out.a`); got != 3 {
+		t.Errorf("alice's tab told of %d sign-outs, want 3", got)
 	}
 	p.checkClean()
 }
