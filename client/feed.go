@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -96,7 +97,18 @@ type Stream struct {
 // ErrResyncRequired.
 // Cancelling ctx ends the stream.
 func (c *Client) Stream(ctx context.Context, lastEventID string) (*Stream, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, "/v1.0/me/notifications/stream", nil)
+	return c.stream(ctx, "/v1.0/me/notifications/stream", lastEventID)
+}
+
+// StreamFor is Stream for the device that holds the subscription
+// subscriptionID (a UNSID of the user's, a live one say): it carries what
+// that subscription receives, and its events count as delivered to it.
+func (c *Client) StreamFor(ctx context.Context, subscriptionID, lastEventID string) (*Stream, error) {
+	return c.stream(ctx, "/v1.0/me/notifications/stream?subscriptionId="+url.QueryEscape(subscriptionID), lastEventID)
+}
+
+func (c *Client) stream(ctx context.Context, path, lastEventID string) (*Stream, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -156,3 +156,50 @@ func TestApplicationManagesWhatItSentThroughDo(t *testing.T) {
 		t.Errorf("what the application sent, after deleting a group: %+v", page.Value)
 	}
 }
+
+// A device that registered a live subscription (the migration guide's
+// step 2) reads its stream for that subscription, so that what it receives
+// counts as delivered to it (API.md section 6), as the browser SDK's
+// stream({subscriptionId}) does; read through a plain stream, the
+// deliveries stay pending for good.
+func TestStreamForMarksDeliveries(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	user := signIn("heidi")
+	sub, err := user.Subscribe(ctx, client.NewSubscription{TargetHostName: "tasks.contoso.com", PlatformType: "windows",
+		Channel: map[string]any{"type": "live"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := user.StreamFor(ctx, sub.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	sent := send("heidi", "task-1", "Write the report")
+	ev, err := stream.Next()
+	if err != nil || ev.Type != "created" || ev.Notification.ID != sent.ID {
+		t.Fatalf("event %+v, %v; want created %s", ev, err, sent.ID)
+	}
+	var state string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var page struct {
+			Value []struct {
+				SubscriptionID string `json:"subscriptionId"`
+				State          string `json:"state"`
+			} `json:"value"`
+		}
+		if err := user.Do(ctx, "GET", "/v1.0/me/notifications/"+sent.ID+"/deliveries", nil, &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range page.Value {
+			if d.SubscriptionID == sub.ID {
+				state = d.State
+			}
+		}
+		if state == "delivered" {
+			return
+		}
+	}
+	t.Errorf("the delivery to the streaming subscription is %q, want delivered", state)
+}
