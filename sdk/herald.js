@@ -393,7 +393,8 @@ export class Herald {
    * Calls the API: path is '/v1.0/...' or an absolute link the server gave
    * (nextLink, deltaLink). Answers the decoded JSON, or null for 204. A 401
    * gets one refresh and a retry; a 429 or 503 is retried after its
-   * Retry-After, a few times.
+   * Retry-After, a few times, but not a POST whose 503 says the cluster
+   * may have taken it.
    */
   async request(method, path, body, headers = {}) {
     const url = this.baseUrl + (/^https?:/.test(path) ? pathOf(path) : path);
@@ -428,7 +429,15 @@ export class Herald {
         }
       }
       if ((res.status === 429 || res.status === 503) && attempt < 3) {
-        await drain(res);
+        if (res.status === 503 && method.toUpperCase() === 'POST') {
+          // A create that the cluster may have taken is not sent again:
+          // it would make a second one (docs/API-NOTES.md, "Writes
+          // during a leader change").
+          const err = await errorOf(res);
+          if (/^The write (may have been|was) committed/.test(err.message)) throw err;
+        } else {
+          await drain(res);
+        }
         await sleep(retryWait(res));
         continue;
       }
