@@ -107,3 +107,85 @@ func TestSDKSessionEndsWhenAnotherTabSignsInAsSomeoneElse(t *testing.T) {
 	}
 	p.checkClean()
 }
+
+// consoleTabsPage holds the console's client (ui/static/js/api.js) and an
+// SDK Herald, as a console tab and an inbox tab of one browser have.
+const consoleTabsPage = `<!doctype html>
+<meta charset="utf-8">
+<title>console and inbox tabs test</title>
+<script type="module">
+import * as api from '/ui/js/api.js';
+import { Herald } from '/sdk/herald.js';
+window.errors = [];
+window.out = { console: 0, inbox: 0 };
+window.run = async (step, fn) => {
+  try { window[step] = await fn(); } catch (e) { window.errors.push(step + ': ' + (e && e.message)); }
+};
+api.onSignedOut(() => { window.out.console++; });
+window.api = api;
+window.inbox = new Herald({ session: true, onSignedOut: () => { window.out.inbox++; } });
+window.ready = true;
+</script>`
+
+// The console shares the session cookies and the herald-session channel
+// with the SDK's pages. A sign-in as another user in either ends the
+// other's sign-in, and the console no more than the SDK adopts another
+// user at a refresh, nor signs them out.
+func TestConsoleSessionEndsWhenAnotherTabSignsInAsSomeoneElse(t *testing.T) {
+	n := testnode.Start(t, nil)
+	admin := apiToken(t, n.URL, url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {testnode.AdminPassword}})
+	apiJSON(t, n.URL, admin, "POST", "/v1.0/users", map[string]any{"userPrincipalName": aliceUP, "password": alicePW}, 201)
+
+	target, _ := url.Parse(n.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/console-tabs.html" {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			io.WriteString(w, consoleTabsPage)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+
+	p := newBrowser(t).newPage("console-tabs", 1000, 700)
+	p.expect("/favicon.ico", "/ui/session")
+	p.do("open the page", chromedp.Navigate(proxy.URL+"/console-tabs.html"))
+	p.waitFor("the modules", `window.ready === true`)
+	step := func(name, fn string) {
+		t.Helper()
+		p.do(name, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`window.run(%s, async () => { %s })`, js(name), fn)))
+		p.waitFor(name, fmt.Sprintf(`window[%s] !== undefined || window.errors.length > 0`, js(name)))
+		noErrors(t, p)
+	}
+	adminIn := fmt.Sprintf(`return (await api.signIn('admin', %s)).userPrincipalName;`, js(testnode.AdminPassword))
+	aliceIn := fmt.Sprintf(`return (await inbox.signIn({ username: %s, password: %s })).userPrincipalName;`, js(aliceUP), js(alicePW))
+
+	// The inbox signs in as alice: the console's admin sign-in is over.
+	step("admin1", adminIn)
+	step("alice1", aliceIn)
+	p.waitFor("the console signed out", `window.out.console === 1`)
+	// The console signs in as admin: the inbox's alice is over.
+	step("admin2", adminIn)
+	p.waitFor("the inbox signed out", `window.out.inbox === 1`)
+
+	// A sign-in the console does not hear of (a form post): its refresh
+	// finds another user and ends its sign-in rather than adopting them.
+	step("alice2", fmt.Sprintf(`const r = await fetch('/ui/session', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+	  body: JSON.stringify({ username: %s, password: %s }) }); return r.status;`, js(aliceUP), js(alicePW)))
+	step("refreshed", `return String(await api.refresh());`)
+	if got := eval[string](p, "refresh", `window.refreshed + ' ' + String(api.session.user) + ' ' + window.out.console`); got != "false null 2" {
+		t.Errorf("the console's refresh over alice's cookies: refreshed, user, sign-outs = %s, want false null 2", got)
+	}
+
+	// Signing the console out over alice's cookies leaves alice signed in.
+	step("admin3", adminIn)
+	step("alice3", fmt.Sprintf(`const r = await fetch('/ui/session', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+	  body: JSON.stringify({ username: %s, password: %s }) }); return r.status;`, js(aliceUP), js(alicePW)))
+	step("signedOut", `await api.signOut(); return true;`)
+	step("still", `return (await (await fetch('/ui/session')).json()).user.userPrincipalName;`)
+	if got := eval[string](p, "who", `window.still`); got != aliceUP {
+		t.Errorf("after the console signed out over alice's cookies, the browser's session is %q's, want alice's", got)
+	}
+	p.checkClean()
+}

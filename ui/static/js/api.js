@@ -200,6 +200,11 @@ export function refresh() {
         // Signed out meanwhile (here or in another tab): that stands.
         if (signedIn && !session.user) return false;
         if (!ours(info)) return false;
+        // Another tab signed in as someone else: the cookies are theirs.
+        if (!sameUser(info.user)) {
+          ended();
+          return false;
+        }
         adopt(info);
         return true;
       } finally {
@@ -213,7 +218,18 @@ export function refresh() {
 // Other tabs of this browser share the cookies; tell them at once when this
 // one signs out, rather than at their next request.
 const channel = 'BroadcastChannel' in self ? new BroadcastChannel('herald-session') : null;
-if (channel) channel.onmessage = (e) => { if (e.data === 'signed-out') ended(); };
+if (channel) {
+  channel.onmessage = (e) => {
+    if (e.data === 'signed-out') ended();
+    else if (typeof e.data === 'string' && e.data.startsWith('signed-in ') && !sameUser({ id: e.data.slice(10) })) ended();
+  };
+}
+
+// sameUser reports whether user is the one this tab signed in (or it has
+// none): another tab may have signed the browser in as someone else.
+function sameUser(user) {
+  return !session.user || Boolean(user && user.id === session.user.id);
+}
 
 function ended() {
   const was = session.user;
@@ -231,6 +247,10 @@ async function resync() {
     if (!res.ok) return false;
     const info = await res.json();
     if (!info.user || !ours(info)) return false;
+    if (!sameUser(info.user)) {
+      ended();
+      return false;
+    }
     adopt(info);
   } catch {
     return false;
@@ -261,7 +281,10 @@ export async function signIn(username, password) {
   if (!res.ok) throw await toError(res);
   const info = await res.json();
   mark(info.csrfToken);
-  return adopt(info);
+  const user = adopt(info);
+  // The cookies are this user's now in every tab (the inbox's too).
+  if (channel && user) channel.postMessage('signed-in ' + user.id);
+  return user;
 }
 
 // signOut ends the session. A stale CSRF token (another tab refreshed the
@@ -276,7 +299,14 @@ export async function signOut() {
   await Promise.allSettled([...quiet].map(async (fn) => fn()));
   while (inflight.size) await Promise.allSettled([...inflight]);
   let res = await send('DELETE', '/ui/session');
-  if (res.status === 403 && await resync()) res = await send('DELETE', '/ui/session');
+  if (res.status === 403 && await resync()) {
+    res = await send('DELETE', '/ui/session');
+  } else if (res.status === 403 && !session.user) {
+    // The cookies are another user's now (resync ended this tab's
+    // sign-in): theirs is not this page's to end.
+    await drain(res);
+    return;
+  }
   if (!res.ok && res.status !== 401) throw await toError(res);
   await drain(res);
   mark(null);
