@@ -294,10 +294,11 @@ export class Herald {
       return false;
     }
     const info = await res.json();
-    if (gen !== this._gen || !this._ours(info)) return false;
-    if (!this._sameUser(info.user && info.user.id)) {
-      // Another tab signed in as someone else: those cookies are theirs.
-      this._ended();
+    if (gen !== this._gen) return false;
+    if (!this._ours(info) || !this._sameUser(info.user && info.user.id)) {
+      // Another tab signed in as someone else, or the cookies were
+      // planted: they are not this sign-in's.
+      if (this.user) this._ended();
       return false;
     }
     this._adopt(info);
@@ -341,9 +342,9 @@ export class Herald {
       const res = await this._fetch(this.baseUrl + '/ui/session', {});
       if (!res.ok) return false;
       const info = await res.json();
-      if (!info.user || !this._ours(info)) return false;
-      if (!this._sameUser(info.user.id)) {
-        this._ended();
+      if (!info.user) return false;
+      if (!this._ours(info) || !this._sameUser(info.user.id)) {
+        if (this.user) this._ended();
         return false;
       }
       this._adopt(info);

@@ -199,10 +199,10 @@ export function refresh() {
         const info = await res.json();
         // Signed out meanwhile (here or in another tab): that stands.
         if (signedIn && !session.user) return false;
-        if (!ours(info)) return false;
-        // Another tab signed in as someone else: the cookies are theirs.
-        if (!sameUser(info.user)) {
-          ended();
+        // Another tab signed in as someone else, or the cookies were
+        // planted: they are not this sign-in's.
+        if (!ours(info) || !sameUser(info.user)) {
+          if (session.user) ended();
           return false;
         }
         adopt(info);
@@ -246,9 +246,9 @@ async function resync() {
     const res = await fetch('/ui/session', { credentials: 'same-origin', cache: 'no-store' });
     if (!res.ok) return false;
     const info = await res.json();
-    if (!info.user || !ours(info)) return false;
-    if (!sameUser(info.user)) {
-      ended();
+    if (!info.user) return false;
+    if (!ours(info) || !sameUser(info.user)) {
+      if (session.user) ended();
       return false;
     }
     adopt(info);
