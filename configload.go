@@ -245,7 +245,48 @@ func loadConfigSources(c *cli.Context, flags []configFlag) (node.Config, map[str
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		return cfg, sources, fmt.Errorf("log-format %q: want text or json", cfg.LogFormat)
 	}
+	if err := checkNumbers(&cfg, flags, sources); err != nil {
+		return cfg, sources, err
+	}
 	return cfg, sources, nil
+}
+
+// positiveSettings need a value above zero. Zero there either stops the
+// node (a ticker of no interval), makes every shutdown give up at once, or
+// was quietly replaced by the default while --print-config showed 0.
+var positiveSettings = map[string]bool{
+	"shutdown-timeout": true, "purge-interval": true, "stream-heartbeat": true,
+	"raft-heartbeat-timeout": true, "raft-election-timeout": true,
+	"raft-snapshot-interval": true, "raft-peer-down-after": true,
+	"delivery-workers": true, "delivery-per-host": true, "delivery-timeout": true,
+	"delivery-min-backoff": true, "delivery-max-backoff": true, "webhook-disable-after": true,
+}
+
+// checkNumbers refuses a negative count, rate, size or duration, and zero
+// where it means nothing (positiveSettings), naming the setting and where
+// its value came from.
+func checkNumbers(cfg *node.Config, flags []configFlag, sources map[string]string) error {
+	for _, f := range flags {
+		name := f.name()
+		v := reflect.ValueOf(f.field(cfg)).Elem()
+		var neg, zero bool
+		switch v.Kind() {
+		case reflect.Int, reflect.Int64: // time.Duration is an Int64
+			neg, zero = v.Int() < 0, v.Int() == 0
+		case reflect.Float64:
+			neg, zero = v.Float() < 0, v.Float() == 0
+		default:
+			continue
+		}
+		shown, _ := yamlValue(v.Interface())
+		switch {
+		case neg:
+			return fmt.Errorf("%s %s (%s): must not be negative", name, shown, sources[name])
+		case zero && positiveSettings[name]:
+			return fmt.Errorf("%s %s (%s): must be more than zero", name, shown, sources[name])
+		}
+	}
+	return nil
 }
 
 // argsKey is where run leaves the raw command line in the app's Metadata:

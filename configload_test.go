@@ -256,6 +256,34 @@ func TestConfigRejects(t *testing.T) {
 			wantErr: []string{`log-level "loud"`},
 		},
 		{
+			// A ticker of no interval panicked once the node led.
+			name:    "zero purge interval",
+			file:    "purge-interval: 0s\n",
+			wantErr: []string{"purge-interval 0s", "more than zero"},
+		},
+		{
+			// Every shutdown gave up at once and skipped closing the stores.
+			name:    "negative shutdown timeout from a flag",
+			args:    []string{"--shutdown-timeout", "-1s"},
+			wantErr: []string{"shutdown-timeout -1s", "negative"},
+		},
+		{
+			name:    "negative connection cap from the environment",
+			env:     map[string]string{"HERALD_MAX_CONNS": "-1"},
+			wantErr: []string{"max-conns -1", "env HERALD_MAX_CONNS", "negative"},
+		},
+		{
+			name:    "negative rate in a section of an earlier version",
+			file:    "limits:\n  app-rate: -5\n",
+			wantErr: []string{"app-rate -5", "negative"},
+		},
+		{
+			// Zero workers used to become 32 while --print-config said 0.
+			name:    "zero delivery workers",
+			file:    "delivery-workers: 0\n",
+			wantErr: []string{"delivery-workers 0", "more than zero"},
+		},
+		{
 			name:    "unparsable number in the environment",
 			env:     map[string]string{"HERALD_APP_BURST": "lots"},
 			wantErr: []string{"lots", "app-burst"},
