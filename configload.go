@@ -262,15 +262,25 @@ var positiveSettings = map[string]bool{
 	"delivery-min-backoff": true, "delivery-max-backoff": true, "webhook-disable-after": true,
 }
 
-// checkNumbers refuses a negative count, rate, size or duration, and zero
-// where it means nothing (positiveSettings), naming the setting and where
-// its value came from.
+// requiredSettings may not be empty: an empty http-addr listened on a
+// random port of every interface, and an empty data-dir or raft-addr failed
+// with a message that did not name the setting.
+var requiredSettings = map[string]bool{"data-dir": true, "http-addr": true, "raft-addr": true}
+
+// checkNumbers refuses a negative count, rate, size or duration, zero
+// where it means nothing (positiveSettings) and an empty required setting,
+// naming the setting and where its value came from.
 func checkNumbers(cfg *node.Config, flags []configFlag, sources map[string]string) error {
 	for _, f := range flags {
 		name := f.name()
 		v := reflect.ValueOf(f.field(cfg)).Elem()
 		var neg, zero bool
 		switch v.Kind() {
+		case reflect.String:
+			if requiredSettings[name] && strings.TrimSpace(v.String()) == "" {
+				return fmt.Errorf("%s is empty (%s): give it a value, or leave it out for the default", name, sources[name])
+			}
+			continue
 		case reflect.Int, reflect.Int64: // time.Duration is an Int64
 			neg, zero = v.Int() < 0, v.Int() == 0
 		case reflect.Float64:

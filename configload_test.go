@@ -284,6 +284,17 @@ func TestConfigRejects(t *testing.T) {
 			wantErr: []string{"delivery-workers 0", "more than zero"},
 		},
 		{
+			// An empty address listened on a random port of every interface.
+			name:    "empty http address from the environment",
+			env:     map[string]string{"HERALD_HTTP_ADDR": ""},
+			wantErr: []string{"http-addr is empty"},
+		},
+		{
+			name:    "empty data directory in the file",
+			file:    "data-dir: \"\"\n",
+			wantErr: []string{"data-dir is empty"},
+		},
+		{
 			name:    "unparsable number in the environment",
 			env:     map[string]string{"HERALD_APP_BURST": "lots"},
 			wantErr: []string{"lots", "app-burst"},
