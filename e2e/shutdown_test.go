@@ -63,3 +63,19 @@ func TestShutdownPastItsTimeoutExitsNonZero(t *testing.T) {
 		t.Errorf("no log line naming the stage that did not stop; log:\n%s", log)
 	}
 }
+
+// TestCleanShutdownSaysSo sends a lone node SIGTERM and checks that its log
+// ends by saying the stop finished: "shutting down" alone was also the last
+// line of a node killed in the middle of its shutdown.
+func TestCleanShutdownSaysSo(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{DataDir: t.TempDir(), Env: []string{"HERALD_ADMIN_PASSWORD=" + adminPassword}})
+	code, _ := s.terminate(t, 30*time.Second)
+	log := s.log.String()
+	if code != 0 {
+		t.Fatalf("exit status %d after SIGTERM; log:\n%s", code, log)
+	}
+	if !strings.Contains(log, `msg="stopped cleanly"`) {
+		t.Errorf("the log does not say the shutdown finished; log:\n%s", log)
+	}
+}

@@ -105,9 +105,16 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 	}
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	stopping := time.Now()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	err = n.Close(sctx)
+	if err == nil {
+		// Without it a clean stop and a process killed mid-shutdown
+		// (systemd's TimeoutStopSec, docker stop's grace) left the same
+		// last line in the log.
+		logger.Info("stopped cleanly", "took", time.Since(stopping).Round(time.Millisecond))
+	}
 	var te *ShutdownTimeoutError
 	if errors.As(err, &te) {
 		// The caller exits now, leaving the stuck stage behind: the Raft
