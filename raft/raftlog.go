@@ -278,6 +278,12 @@ func attrs(rec map[string]any) []slog.Attr {
 	out := make([]slog.Attr, 0, len(keys))
 	for _, k := range keys {
 		v := rec[k]
+		// raft passes itself as a field of its state changes ("entering
+		// leader state" leader=r), which hclog's JSON writes as {}:
+		// "leader=map[]" said nothing to the reader.
+		if m, ok := v.(map[string]any); ok && len(m) == 0 {
+			continue
+		}
 		// hclog writes a time.Duration as its nanoseconds.
 		if f, ok := v.(float64); ok && isDurationField(k) {
 			v = time.Duration(f).Round(time.Millisecond)

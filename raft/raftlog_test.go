@@ -106,6 +106,26 @@ func TestBridgeElectionLevel(t *testing.T) {
 	}
 }
 
+// raft's state changes carry raft itself as a field, which hclog's JSON
+// writes as {}; the line leaves it out rather than print "leader=map[]".
+func TestBridgeDropsEmptyFields(t *testing.T) {
+	r := newBridgeRig(voter("n1", "a:1"), voter("n2", "a:2"), voter("n3", "a:3"))
+	r.write(t, "info", "entering leader state", "leader", map[string]any{})
+	r.write(t, "info", "entering follower state", "follower", map[string]any{}, "leader-address", "a:2", "leader-id", "n2")
+	l := r.lines()
+	if len(l) != 2 {
+		t.Fatalf("lines: %q", l)
+	}
+	for _, line := range l {
+		if strings.Contains(line, "map[]") {
+			t.Errorf("empty field printed: %s", line)
+		}
+	}
+	if !strings.Contains(l[1], "leader-id=n2") {
+		t.Errorf("follower line lost its leader: %s", l[1])
+	}
+}
+
 // A down peer, heartbeated many times a second and named now by address,
 // now by Server, is one line until it answers again, which is one more; a
 // peer with another key is an error of its own, told apart.
