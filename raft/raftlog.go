@@ -74,6 +74,10 @@ func (b *raftLog) record(rec map[string]any) {
 		// leader went quiet, which an operator wants to see.
 		if b.alone() {
 			level = slog.LevelDebug
+		} else if id, _ := rec["last-leader-id"].(string); id == "" && level == slog.LevelWarn {
+			// No leader was ever heard: the first election of a cluster
+			// that forms or restarts, which every start of one logs.
+			level = slog.LevelInfo
 		}
 		b.log.LogAttrs(context.Background(), level, "raft: no leader heard within the heartbeat timeout; starting an election",
 			attrs(rec)...)
@@ -94,6 +98,12 @@ func (b *raftLog) record(rec map[string]any) {
 		// Listing snapshots while one is being written (LogStats, the
 		// start and stop snapshots ask) finds its temporary directory.
 		level = slog.LevelDebug
+	case "failed to decode incoming command":
+		// A command that arrived while this node's own transport was
+		// shutting down: part of every graceful stop, not an error.
+		if e, _ := rec["error"].(string); e == hraft.ErrTransportShutdown.Error() {
+			level = slog.LevelDebug
+		}
 	case "appendEntries rejected, sending older logs":
 		// A new or lagging follower being caught up: routine.
 		level = slog.LevelDebug

@@ -106,6 +106,29 @@ func TestBridgeElectionLevel(t *testing.T) {
 	}
 }
 
+// A graceful stop's transport shutdown, and the first election of a
+// cluster that has never had a leader, are routine: neither is an error or
+// a warning an admin should be woken for.
+func TestBridgeRoutineStopsAndFirstElections(t *testing.T) {
+	r := newBridgeRig(voter("n1", "a:1"), voter("n2", "a:2"), voter("n3", "a:3"))
+	r.write(t, "error", "failed to decode incoming command", "error", hraft.ErrTransportShutdown.Error())
+	r.write(t, "warn", "heartbeat timeout reached, starting election", "last-leader-addr", "", "last-leader-id", "")
+	r.write(t, "error", "failed to decode incoming command", "error", "unknown rpc type 9")
+	l := r.lines()
+	if len(l) != 3 {
+		t.Fatalf("lines: %q", l)
+	}
+	if !strings.Contains(l[0], "level=DEBUG") {
+		t.Errorf("transport shutdown: %s", l[0])
+	}
+	if !strings.Contains(l[1], "level=INFO") {
+		t.Errorf("first election: %s", l[1])
+	}
+	if !strings.Contains(l[2], "level=ERROR") {
+		t.Errorf("a real decode error: %s", l[2])
+	}
+}
+
 // raft's state changes carry raft itself as a field, which hclog's JSON
 // writes as {}; the line leaves it out rather than print "leader=map[]".
 func TestBridgeDropsEmptyFields(t *testing.T) {
