@@ -55,6 +55,25 @@ func TestUnknownCommandSaysSoAndListsTheCommands(t *testing.T) {
 	}
 }
 
+// A misspelt flag is named as typed, with the closest flag of that command,
+// as a config file's misspelt key is; it used to read "flag provided but
+// not defined: -tls-crt", with one dash and no hint.
+func TestUnknownFlagSuggestsTheClosest(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--tls-crt", "x.pem"}, "herald: unknown flag --tls-crt (did you mean --tls-cert?); herald serve --help lists the flags"},
+		{[]string{"users", "add", "--upm", "bob"}, "herald: unknown flag --upm (did you mean --upn?); herald users add --help lists the flags"},
+		{[]string{"backup", "--frobnicate"}, "herald: unknown flag --frobnicate; herald backup --help lists the flags"},
+	} {
+		code, out, errOut := runCLI(t, nil, tc.args...)
+		if code != 1 || out != "" || strings.TrimSpace(errOut) != tc.want {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+}
+
 func TestServerAcceptsHostAndPort(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1.0/users", func(w http.ResponseWriter, r *http.Request) {

@@ -162,8 +162,41 @@ func setUsageErrorHandler(cmds []*cli.Command) {
 }
 
 // returnUsageError makes a bad flag read like any other error, instead of
-// scrolling the message away under the whole help text.
-func returnUsageError(_ *cli.Context, err error, _ bool) error { return err }
+// scrolling the message away under the whole help text. An unknown flag is
+// named as typed, with the closest known one, as a config file's unknown
+// key is: "flag provided but not defined: -tls-crt" said neither.
+func returnUsageError(c *cli.Context, err error, _ bool) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok || c == nil {
+		return err
+	}
+	var known []string
+	flags := c.App.Flags
+	if c.Command != nil && c.Command.Name != "" {
+		flags = c.Command.Flags
+	}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if len(n) > 1 {
+				known = append(known, n)
+			}
+		}
+	}
+	path := "herald"
+	if c.Command != nil && c.Command.Name != "" {
+		path = c.Command.HelpName
+	}
+	dash := "--"
+	if len(name) == 1 {
+		dash = "-"
+	}
+	msg := fmt.Sprintf("unknown flag %s%s", dash, name)
+	if hint := suggest(name, known); strings.HasPrefix(hint, " (did you mean") {
+		best := strings.TrimSuffix(strings.TrimPrefix(hint, " (did you mean \""), "\"?)")
+		msg += fmt.Sprintf(" (did you mean --%s?)", best)
+	}
+	return fmt.Errorf("%s; %s --help lists the flags", msg, path)
+}
 
 func serveCommand() *cli.Command {
 	cfgFlags := serveConfigFlags()
