@@ -160,6 +160,51 @@ func TestHTTPSServesAndReloadsItsCertificate(t *testing.T) {
 	ask("after the failed reloads")
 }
 
+// The certificate's expiry is a metric, so that an alert can fire before a
+// pair the operator renews by hand runs out; it follows a reload.
+func TestCertificateExpiryIsAMetric(t *testing.T) {
+	ca := testcerts.NewCA(t, "public")
+	issued := time.Now().Unix()
+	first := ca.Server(t, "first", "127.0.0.1", "localhost")
+	for time.Now().Unix() == issued { // the second pair expires a second later at least
+		time.Sleep(10 * time.Millisecond)
+	}
+	second := ca.Server(t, "second", "127.0.0.1", "localhost")
+	cfg, certPath, keyPath := tlsConfigured(t, first)
+	n := testnode.Start(t, &cfg)
+	c := httpsClient(ca)
+	notAfter := func(f testcerts.Files) string {
+		pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("herald_tls_certificate_not_after_seconds %g", float64(pair.Leaf.NotAfter.Unix()))
+	}
+	scrape := func() string {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, n.URL+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+testnode.MetricsToken)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if m, want := scrape(), notAfter(first); !strings.Contains(m, want+"\n") {
+		t.Fatalf("metrics lack %q", want)
+	}
+	copyFile(t, second.Cert, certPath)
+	copyFile(t, second.Key, keyPath)
+	if err := n.ReloadTLS(); err != nil {
+		t.Fatal(err)
+	}
+	if m, want := scrape(), notAfter(second); !strings.Contains(m, want+"\n") {
+		t.Errorf("after the reload, metrics lack %q", want)
+	}
+}
+
 func TestHSTSOnlyOverTLS(t *testing.T) {
 	ca := testcerts.NewCA(t, "public")
 	cfg, _, _ := tlsConfigured(t, ca.Server(t, "srv", "127.0.0.1"))

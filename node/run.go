@@ -163,6 +163,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if kp := n.keyPair; kp != nil {
+		// The operator renews this pair; nothing else warns before it
+		// expires (ACME certificates are renewed by the node itself).
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_tls_certificate_not_after_seconds",
+			Help: "Expiry (Unix time) of the --tls-cert certificate the public listener serves."},
+			func() float64 { return float64(kp.Leaf().NotAfter.Unix()) }))
+	}
 	for _, c := range []prometheus.Collector{anonResident(), minorFaults()} {
 		if c != nil {
 			reg.MustRegister(c)
