@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -279,6 +280,14 @@ func checkNumbers(cfg *node.Config, flags []configFlag, sources map[string]strin
 		case reflect.String:
 			if requiredSettings[name] && strings.TrimSpace(v.String()) == "" {
 				return fmt.Errorf("%s is empty (%s): give it a value, or leave it out for the default", name, sources[name])
+			}
+			if name == "public-url" && v.String() != "" {
+				// Every nextLink and deltaLink starts with it, and an https
+				// one marks the UI's cookie Secure behind a TLS proxy.
+				u, err := url.Parse(v.String())
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+					return fmt.Errorf("public-url %q (%s): want the URL clients reach this server by, such as https://herald.example.com", v.String(), sources[name])
+				}
 			}
 			continue
 		case reflect.Int, reflect.Int64: // time.Duration is an Int64

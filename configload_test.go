@@ -295,6 +295,13 @@ func TestConfigRejects(t *testing.T) {
 			wantErr: []string{"data-dir is empty"},
 		},
 		{
+			// Without a scheme every nextLink and deltaLink was a relative
+			// path clients could not follow.
+			name:    "public URL without a scheme",
+			file:    "public-url: herald.example.com\n",
+			wantErr: []string{`public-url "herald.example.com"`, "https://"},
+		},
+		{
 			name:    "unparsable number in the environment",
 			env:     map[string]string{"HERALD_APP_BURST": "lots"},
 			wantErr: []string{"lots", "app-burst"},
@@ -382,6 +389,8 @@ func sampleValue(t *testing.T, f cli.Flag) string {
 			return "debug"
 		case "log-format":
 			return "json"
+		case "public-url":
+			return "https://sample.example"
 		}
 		return "sample-" + f.Name
 	case *cli.StringSliceFlag:
