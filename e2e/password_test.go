@@ -59,3 +59,25 @@ func TestFirstStartPrintsAdminPasswordOnce(t *testing.T) {
 	}
 	newAPI(srv).signIn(t, "admin", password)
 }
+
+// TestChangedAdminPasswordIsSaidToBeIgnored restarts a node with another
+// HERALD_ADMIN_PASSWORD, as an admin who lost the password might: the old
+// password still signs in, and the log says why the new one does not, and
+// what does reset it. It used to start without a word.
+func TestChangedAdminPasswordIsSaidToBeIgnored(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOpts{DataDir: t.TempDir(), Env: []string{"HERALD_ADMIN_PASSWORD=" + adminPassword}})
+	if strings.Contains(srv.log.String(), "is ignored") {
+		t.Errorf("the first start says the password is ignored:\n%s", srv.log.String())
+	}
+	if code, _ := srv.terminate(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	again := startServer(t, serverOpts{DataDir: srv.DataDir, HTTPAddr: srv.HTTPAddr, RaftAddr: srv.RaftAddr,
+		Env: []string{"HERALD_ADMIN_PASSWORD=a-changed-admin-password"}})
+	newAPI(again).signIn(t, "admin", adminPassword)
+	log := again.log.String()
+	if !strings.Contains(log, "HERALD_ADMIN_PASSWORD) is ignored") || !strings.Contains(log, "herald users reset-password") {
+		t.Errorf("the restart does not say the changed password is ignored:\n%s", log)
+	}
+}

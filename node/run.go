@@ -255,6 +255,14 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	if n.transport != nil {
 		n.transport.SetIdentity(n.store.Identity)
 	}
+	if cfg.AdminPassword != "" {
+		// Changing it in an environment file and restarting is a natural
+		// thing to try for a lost password; it did nothing, silently.
+		if page, err := n.store.ListUsers("", 1); err == nil && len(page.Items) > 0 {
+			logger.Info("admin-password (HERALD_ADMIN_PASSWORD) is ignored: it only sets the first admin's password, "+
+				"and this data directory has users already; herald users reset-password sets a new one", "data_dir", cfg.DataDir)
+		}
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_disk_free_bytes",
 		Help: "Free bytes on the data directory's filesystem, checked every second."},
 		func() float64 { return float64(n.store.DiskSpace().Free) }),
