@@ -856,7 +856,13 @@ func backupCommand() *cli.Command {
 func backupToFile(ctx context.Context, cl *client.Client, path string, force bool, p *progress) (int64, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.partial")
 	if err != nil {
-		return 0, err
+		// The error names the hidden partial file, which the admin never
+		// asked for; say what it is about: the directory of --out.
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return 0, fmt.Errorf("--out %s: cannot write in %s: %w", path, filepath.Dir(path), err)
 	}
 	n, err := cl.Backup(ctx, p.Writer(f))
 	if err == nil {

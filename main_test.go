@@ -210,4 +210,13 @@ func TestBackupWritesTheFileOnlyWhenComplete(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("directory holds %v, want only the backup", entries)
 	}
+
+	// An --out in a directory that does not exist is named as given, not
+	// by the hidden partial file the backup is first written to.
+	missing := filepath.Join(dir, "no-such-dir", "herald.backup")
+	code, _, errOut = runCLI(t, nil, "backup", "--server", server, "--token", "tok", "--out", missing)
+	want := "herald: --out " + missing + ": cannot write in " + filepath.Dir(missing) + ": no such file or directory\n"
+	if code != 1 || errOut != want {
+		t.Errorf("backup into a missing directory: exit %d, stderr %q, want %q", code, errOut, want)
+	}
 }
