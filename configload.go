@@ -305,6 +305,19 @@ func checkNumbers(cfg *node.Config, flags []configFlag, sources map[string]strin
 			return fmt.Errorf("%s %s (%s): must be more than zero", name, shown, sources[name])
 		}
 	}
+	// Raft refuses these itself, in its own words ("bootstrap:
+	// ElectionTimeout (500ms) must be equal or greater than Heartbeat
+	// Timeout (2s)", "LeaderLeaseTimeout is too low"), naming no setting.
+	if _, ok := sources["raft-heartbeat-timeout"]; ok {
+		hb, el := cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout
+		switch {
+		case hb < 10*time.Millisecond:
+			return fmt.Errorf("raft-heartbeat-timeout %s (%s): at least 10ms", hb, sources["raft-heartbeat-timeout"])
+		case el < hb:
+			return fmt.Errorf("raft-election-timeout %s (%s) is below raft-heartbeat-timeout %s (%s): raise it to %s or more, on every node",
+				el, sources["raft-election-timeout"], hb, sources["raft-heartbeat-timeout"], hb)
+		}
+	}
 	return nil
 }
 
