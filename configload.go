@@ -261,6 +261,9 @@ var positiveSettings = map[string]bool{
 	"raft-snapshot-interval": true, "raft-peer-down-after": true,
 	"delivery-workers": true, "delivery-per-host": true, "delivery-timeout": true,
 	"delivery-min-backoff": true, "delivery-max-backoff": true, "webhook-disable-after": true,
+	// Zero trimmed the whole change log at every purge, so every delta
+	// token and stream cursor got 410, where audit-retention: 0 keeps all.
+	"change-retention": true,
 }
 
 // requiredSettings may not be empty: an empty http-addr listened on a

@@ -308,6 +308,12 @@ func TestConfigRejects(t *testing.T) {
 			wantErr: []string{"raft-election-timeout 500ms", "below raft-heartbeat-timeout 2s", "on every node"},
 		},
 		{
+			// Zero kept nothing, where audit-retention: 0 keeps everything.
+			name:    "zero change retention",
+			file:    "change-retention: 0s\n",
+			wantErr: []string{"change-retention 0s", "more than zero"},
+		},
+		{
 			name:    "unparsable number in the environment",
 			env:     map[string]string{"HERALD_APP_BURST": "lots"},
 			wantErr: []string{"lots", "app-burst"},
