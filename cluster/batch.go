@@ -450,8 +450,7 @@ func (b *batcher) answerOnceApplied(done []*pendingWrite, results []writeResult,
 			if results[i].err == nil {
 				// A 2xx now would break read-after-write on this node; a
 				// 503 that says the write is done does not.
-				results[i] = writeResult{err: resource.Errorf(resource.CodeUnavailable,
-					"The write was committed, but this node has not caught up with it yet; read it again shortly.")}
+				results[i] = writeResult{err: &resource.Error{Code: resource.CodeUnavailable, Message: resource.MsgCommittedNotApplied}}
 			}
 		}
 	}

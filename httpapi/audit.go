@@ -157,8 +157,14 @@ func (s *Server) auditAlone(r *http.Request, rec resource.AuditRecord, failed er
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	if _, err := s.state.Propose(ctx, &raft.Command{Op: raft.OpAudit, Now: time.Now().UnixNano(),
-		Audit: []resource.AuditRecord{rec}}); err != nil {
+	_, err := s.state.Propose(ctx, &raft.Command{Op: raft.OpAudit, Now: time.Now().UnixNano(),
+		Audit: []resource.AuditRecord{rec}})
+	switch {
+	case resource.CommittedNotApplied(err):
+		// The record is written; only this node lags, as a node just
+		// removed through its own API does. Not a lost record.
+		s.log.Debug("audit record committed; this node has not applied it yet", "action", rec.Action)
+	case err != nil:
 		s.log.Warn("could not write an audit record", "action", rec.Action, "error", err)
 	}
 }

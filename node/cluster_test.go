@@ -708,3 +708,56 @@ func TestARemovedNodeDoesNotRejoinByItself(t *testing.T) {
 	testnode.Start(t, &cfgs[2])
 	pollUntil(t, "three members again", members(3))
 }
+
+// Removing a node through its own API, as docs/cluster.md removes n4 with
+// --server naming n4, records the removal, and the removed node, which
+// cannot apply the record any more, does not log it as lost: it used to
+// warn "could not write an audit record" for a record the others hold.
+func TestRemovingANodeThroughItselfRecordsIt(t *testing.T) {
+	ctx := context.Background()
+	cfgs := []node.Config{clusterConfig(t, "n1")}
+	cfgs = append(cfgs, clusterConfig(t, "n2", cfgs[0].HTTPAddr))
+	nodes, adminToken := startSignedIn(t, cfgs)
+	third := clusterConfig(t, "n3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr)
+	var out syncbuf.Buffer
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	n3, err := node.Start(sctx, third, slog.New(slog.NewTextHandler(&out, nil)))
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n3.Close(context.Background()) })
+	admin := clientFor(t, nodes[0], adminToken)
+	pollUntil(t, "three members", func() error {
+		st, err := admin.Cluster(ctx)
+		if err == nil && len(st.Nodes) != 3 {
+			err = fmt.Errorf("%d members", len(st.Nodes))
+		}
+		return err
+	})
+
+	through3, err := client.New("http://"+third.HTTPAddr, client.WithToken(adminToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := through3.Do(ctx, http.MethodDelete, "/v1.0/admin/cluster/nodes/n3", nil, nil); err != nil {
+		t.Fatalf("removing n3 through n3: %v", err)
+	}
+	pollUntil(t, "the removal in the audit log", func() error {
+		var page struct {
+			Value []struct {
+				Action, Target, Result string
+			} `json:"value"`
+		}
+		if err := admin.Do(ctx, http.MethodGet, "/v1.0/admin/auditLog?action=cluster.removeNode", nil, &page); err != nil {
+			return err
+		}
+		if len(page.Value) != 1 || page.Value[0].Result != "success" {
+			return fmt.Errorf("audit records %+v", page.Value)
+		}
+		return nil
+	})
+	if log := out.String(); strings.Contains(log, "could not write an audit record") {
+		t.Errorf("the removed node says the record it wrote is lost:\n%s", log)
+	}
+}

@@ -1,6 +1,9 @@
 package resource
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Error codes of API.md §1; the HTTP layer maps each to its status.
 const (
@@ -18,6 +21,17 @@ const (
 	CodeQuotaReached     = "quotaLimitReached"
 	CodeGeneralException = "generalException"
 )
+
+// MsgCommittedNotApplied is the message of the 503 a node answers for a
+// write that the cluster committed but that the node had not applied in
+// time: the write is done, only this node's copy of it lags.
+const MsgCommittedNotApplied = "The write was committed, but this node has not caught up with it yet; read it again shortly."
+
+// CommittedNotApplied reports whether err is that 503.
+func CommittedNotApplied(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == CodeUnavailable && e.Message == MsgCommittedNotApplied
+}
 
 // Error is a failure a client caused or must know about. It crosses package
 // boundaries (validation, the replicated state machine, handlers) unchanged,
