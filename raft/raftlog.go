@@ -98,6 +98,11 @@ func (b *raftLog) record(rec map[string]any) {
 		// Listing snapshots while one is being written (LogStats, the
 		// start and stop snapshots ask) finds its temporary directory.
 		level = slog.LevelDebug
+	case "no known peers, aborting election":
+		// A node waiting for the others of --bootstrap-expect, or to be
+		// let into a cluster, has no configuration yet: that is the wait
+		// the node already reports, not a fault.
+		level = slog.LevelInfo
 	case "failed to decode incoming command":
 		// A command that arrived while this node's own transport was
 		// shutting down: part of every graceful stop, not an error.

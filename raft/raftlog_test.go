@@ -106,16 +106,17 @@ func TestBridgeElectionLevel(t *testing.T) {
 	}
 }
 
-// A graceful stop's transport shutdown, and the first election of a
-// cluster that has never had a leader, are routine: neither is an error or
-// a warning an admin should be woken for.
+// A graceful stop's transport shutdown, the first election of a cluster
+// that has never had a leader, and a node waiting for its cluster to form
+// are routine: none is an error or a warning an admin should be woken for.
 func TestBridgeRoutineStopsAndFirstElections(t *testing.T) {
 	r := newBridgeRig(voter("n1", "a:1"), voter("n2", "a:2"), voter("n3", "a:3"))
 	r.write(t, "error", "failed to decode incoming command", "error", hraft.ErrTransportShutdown.Error())
 	r.write(t, "warn", "heartbeat timeout reached, starting election", "last-leader-addr", "", "last-leader-id", "")
 	r.write(t, "error", "failed to decode incoming command", "error", "unknown rpc type 9")
+	r.write(t, "warn", "no known peers, aborting election")
 	l := r.lines()
-	if len(l) != 3 {
+	if len(l) != 4 {
 		t.Fatalf("lines: %q", l)
 	}
 	if !strings.Contains(l[0], "level=DEBUG") {
@@ -126,6 +127,9 @@ func TestBridgeRoutineStopsAndFirstElections(t *testing.T) {
 	}
 	if !strings.Contains(l[2], "level=ERROR") {
 		t.Errorf("a real decode error: %s", l[2])
+	}
+	if !strings.Contains(l[3], "level=INFO") {
+		t.Errorf("a node waiting to form or join a cluster: %s", l[3])
 	}
 }
 
