@@ -75,6 +75,13 @@ func bindFlag[T any](category, name, usage string, field func(*node.Config) *T) 
 		field: func(cfg *node.Config) any { return field(cfg) },
 		decode: func(n *yaml.Node, cfg *node.Config) error {
 			var v T
+			if list, ok := any(&v).(*[]string); ok && n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+				// "join: a:8750,b:8750", as the flag and HERALD_JOIN take
+				// it, rather than a refusal in Go's words ("into []string").
+				*list = strings.Split(n.Value, ",")
+				*field(cfg) = v
+				return nil
+			}
 			if err := n.Decode(&v); err != nil {
 				return err
 			}

@@ -164,6 +164,18 @@ webhook:
 			},
 		},
 		{
+			// The list keys take the flag's and the variable's form too;
+			// it used to be refused with "cannot unmarshal !!str into
+			// []string".
+			name: "a list key written as the flag takes it",
+			file: "join: file-a:8750, file-b:8750\nacme-domain: a.example\n",
+			args: []string{"--config", "$FILE"},
+			want: func(c *node.Config) {
+				c.Join = []string{"file-a:8750", "file-b:8750"}
+				c.ACMEDomain = []string{"a.example"}
+			},
+		},
+		{
 			name: "empty file changes nothing",
 			file: "# all defaults\n",
 			args: []string{"--config", "$FILE"},
