@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,6 +83,13 @@ func bindFlag[T any](category, name, usage string, field func(*node.Config) *T) 
 				*list = strings.Split(n.Value, ",")
 				*field(cfg) = v
 				return nil
+			}
+			switch any(v).(type) {
+			case int, uint64:
+				// The decoder truncates "max-conns: 2.9" to 2, silently.
+				if f, err := strconv.ParseFloat(n.Value, 64); n.Tag == "!!float" && (err != nil || f != math.Trunc(f)) {
+					return fmt.Errorf("line %d: %s is not a whole number", n.Line, n.Value)
+				}
 			}
 			if err := n.Decode(&v); err != nil {
 				return err
@@ -553,8 +562,23 @@ func describeYAMLError(err error) string {
 	if !errors.As(err, &te) {
 		return err.Error()
 	}
-	return strings.Join(te.Errors, "; ")
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		msgs[i] = goTypeWords.Replace(m)
+	}
+	return strings.Join(msgs, "; ")
 }
+
+// goTypeWords says what the decoder's Go types want of the file's value.
+var goTypeWords = strings.NewReplacer(
+	"into time.Duration", "into a duration (with a unit: 15s, 2m, 1h)",
+	"into float64", "into a number",
+	"into uint64", "into a whole number of 0 or more",
+	"into int", "into a whole number",
+	"into bool", "into true or false",
+	"into []string", "into a list (a, b or [a, b])",
+	"into string", "into a single value",
+)
 
 // cleanList drops the empty entries that "a,,b", a trailing comma or an empty
 // HERALD_JOIN leave behind.

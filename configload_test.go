@@ -245,7 +245,17 @@ func TestConfigRejects(t *testing.T) {
 		{
 			name:    "duration without a unit",
 			file:    "shutdown-timeout: 15\n",
-			wantErr: []string{"line 1", "`15`", "Duration"},
+			wantErr: []string{"line 1", "`15`", "a duration (with a unit"},
+		},
+		{
+			name:    "a count that is not a whole number",
+			file:    "max-conns: 2.9\n",
+			wantErr: []string{"line 1", "2.9 is not a whole number", "max-conns"},
+		},
+		{
+			name:    "a rate that is not a number",
+			file:    "app-rate: abc\n",
+			wantErr: []string{"`abc` into a number"},
 		},
 		{
 			name:    "more than one document",
