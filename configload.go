@@ -262,7 +262,7 @@ func loadConfigSources(c *cli.Context, flags []configFlag) (node.Config, map[str
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		return cfg, sources, fmt.Errorf("log-format %q: want text or json", cfg.LogFormat)
 	}
-	if err := checkNumbers(&cfg, flags, sources); err != nil {
+	if err := checkSettings(&cfg, flags, sources); err != nil {
 		return cfg, sources, err
 	}
 	return cfg, sources, nil
@@ -287,10 +287,10 @@ var positiveSettings = map[string]bool{
 // with a message that did not name the setting.
 var requiredSettings = map[string]bool{"data-dir": true, "http-addr": true, "raft-addr": true}
 
-// checkNumbers refuses a negative count, rate, size or duration, zero
+// checkSettings refuses a negative count, rate, size or duration, zero
 // where it means nothing (positiveSettings) and an empty required setting,
 // naming the setting and where its value came from.
-func checkNumbers(cfg *node.Config, flags []configFlag, sources map[string]string) error {
+func checkSettings(cfg *node.Config, flags []configFlag, sources map[string]string) error {
 	for _, f := range flags {
 		name := f.name()
 		v := reflect.ValueOf(f.field(cfg)).Elem()
