@@ -274,7 +274,7 @@ func loadConfigSources(c *cli.Context, flags []configFlag) (node.Config, map[str
 var positiveSettings = map[string]bool{
 	"shutdown-timeout": true, "purge-interval": true, "stream-heartbeat": true,
 	"raft-heartbeat-timeout": true, "raft-election-timeout": true,
-	"raft-snapshot-interval": true, "raft-peer-down-after": true,
+	"raft-snapshot-interval": true, "raft-snapshot-threshold": true, "raft-peer-down-after": true,
 	"delivery-workers": true, "delivery-per-host": true, "delivery-timeout": true,
 	"delivery-min-backoff": true, "delivery-max-backoff": true, "webhook-disable-after": true,
 	// Zero trimmed the whole change log at every purge, so every delta
@@ -313,6 +313,8 @@ func checkSettings(cfg *node.Config, flags []configFlag, sources map[string]stri
 			neg, zero = v.Int() < 0, v.Int() == 0
 		case reflect.Float64:
 			neg, zero = v.Float() < 0, v.Float() == 0
+		case reflect.Uint64:
+			zero = v.Uint() == 0
 		default:
 			continue
 		}

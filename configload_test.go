@@ -330,6 +330,12 @@ func TestConfigRejects(t *testing.T) {
 			wantErr: []string{"raft-election-timeout 500ms", "below raft-heartbeat-timeout 2s", "on every node"},
 		},
 		{
+			// Zero became 8192 while --print-config said 0.
+			name:    "zero snapshot threshold",
+			env:     map[string]string{"HERALD_RAFT_SNAPSHOT_THRESHOLD": "0"},
+			wantErr: []string{"raft-snapshot-threshold 0", "more than zero"},
+		},
+		{
 			// Zero kept nothing, where audit-retention: 0 keeps everything.
 			name:    "zero change retention",
 			file:    "change-retention: 0s\n",
