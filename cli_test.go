@@ -66,6 +66,8 @@ func TestUnknownFlagSuggestsTheClosest(t *testing.T) {
 		{[]string{"serve", "--tls-crt", "x.pem"}, "herald: unknown flag --tls-crt (did you mean --tls-cert?); herald serve --help lists the flags"},
 		{[]string{"users", "add", "--upm", "bob"}, "herald: unknown flag --upm (did you mean --upn?); herald users add --help lists the flags"},
 		{[]string{"backup", "--frobnicate"}, "herald: unknown flag --frobnicate; herald backup --help lists the flags"},
+		{[]string{"backup", "--out"}, "herald: --out needs a value"},
+		{[]string{"serve", "--max-conns", "2.5"}, `herald: --max-conns "2.5": not a valid value for it`},
 	} {
 		code, out, errOut := runCLI(t, nil, tc.args...)
 		if code != 1 || out != "" || strings.TrimSpace(errOut) != tc.want {

@@ -166,6 +166,14 @@ func setUsageErrorHandler(cmds []*cli.Command) {
 // named as typed, with the closest known one, as a config file's unknown
 // key is: "flag provided but not defined: -tls-crt" said neither.
 func returnUsageError(c *cli.Context, err error, _ bool) error {
+	// The flag package names a flag with one dash, as the user did not.
+	if name, ok := strings.CutPrefix(err.Error(), "flag needs an argument: -"); ok && len(name) > 1 {
+		return fmt.Errorf("--%s needs a value", name)
+	}
+	if v, name, ok := strings.Cut(err.Error(), " for flag -"); ok && strings.HasPrefix(v, "invalid value ") {
+		name, _, _ = strings.Cut(name, ":")
+		return fmt.Errorf("--%s %s: not a valid value for it", name, strings.TrimPrefix(v, "invalid value "))
+	}
 	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
 	if !ok || c == nil {
 		return err
