@@ -76,6 +76,27 @@ func TestUnknownFlagSuggestsTheClosest(t *testing.T) {
 	}
 }
 
+// A required flag left out is named in one line; urfave/cli printed the
+// command's whole help first, and "Required flag \"out\" not set" last.
+func TestMissingRequiredFlagsAreNamedWithoutTheHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"backup"}, "herald: backup: --out is required (herald backup --help describes it)\n"},
+		{[]string{"cluster", "join", "--id", "n4"}, "herald: cluster join: --raft-addr, --http-addr are required (herald cluster join --help describes them)\n"},
+	} {
+		code, out, errOut := runCLI(t, nil, tc.args...)
+		if code != 1 || out != "" || errOut != tc.want {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+	// Help, and a flag given through its variable, are not refused here.
+	if code, out, _ := runCLI(t, nil, "backup", "--help"); code != 0 || !strings.Contains(out, "--out") {
+		t.Errorf("backup --help: exit %d, %q", code, out)
+	}
+}
+
 func TestServerAcceptsHostAndPort(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1.0/users", func(w http.ResponseWriter, r *http.Request) {

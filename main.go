@@ -119,9 +119,13 @@ func newApp() *cli.App {
 // which words are right.
 func checkCommand(app *cli.App, args []string) error {
 	cmds, path := app.Commands, "herald"
+	var leaf *cli.Command
 	for _, a := range args[1:] {
 		if strings.HasPrefix(a, "-") || len(cmds) == 0 {
-			return nil // flags and arguments: urfave/cli and the command check those
+			// flags and arguments: urfave/cli and the command check
+			// those, but for the required flags, which it reports
+			// under the whole help text.
+			return checkRequired(leaf, path, args)
 		}
 		var found *cli.Command
 		for _, c := range cmds {
@@ -147,9 +151,69 @@ func checkCommand(app *cli.App, args []string) error {
 			return fmt.Errorf("%sunknown command %q; the commands are: %s (%s --help describes them)",
 				prefix, a, strings.Join(names, ", "), path)
 		}
-		cmds, path = found.Subcommands, path+" "+found.Name
+		cmds, path, leaf = found.Subcommands, path+" "+found.Name, found
 	}
-	return nil
+	return checkRequired(leaf, path, args)
+}
+
+// checkRequired names the required flags of cmd that args and the
+// environment leave out, in one line; urfave/cli printed the command's
+// whole help before its "Required flag ... not set".
+func checkRequired(cmd *cli.Command, path string, args []string) error {
+	if cmd == nil || len(cmd.Subcommands) > 0 {
+		return nil
+	}
+	given := map[string]bool{}
+	for _, a := range args[1:] {
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		given[name] = true
+	}
+	if given["h"] || given["help"] || given["generate-bash-completion"] {
+		return nil
+	}
+	known := map[string]bool{}
+	for _, f := range cmd.Flags {
+		for _, n := range f.Names() {
+			known[n] = true
+		}
+	}
+	for n := range given {
+		if !known[n] {
+			return nil // urfave/cli names the unknown flag first
+		}
+	}
+	var missing []string
+	for _, f := range cmd.Flags {
+		if rf, ok := f.(cli.RequiredFlag); !ok || !rf.IsRequired() {
+			continue
+		}
+		set := false
+		for _, n := range f.Names() {
+			set = set || given[n]
+		}
+		if ef, ok := f.(interface{ GetEnvVars() []string }); ok {
+			for _, v := range ef.GetEnvVars() {
+				set = set || os.Getenv(v) != ""
+			}
+		}
+		if !set {
+			missing = append(missing, "--"+f.Names()[0])
+		}
+	}
+	name := strings.TrimPrefix(path, "herald ") // run prefixes "herald: "
+	switch len(missing) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf("%s: %s is required (%s --help describes it)", name, missing[0], path)
+	}
+	return fmt.Errorf("%s: %s are required (%s --help describes them)", name, strings.Join(missing, ", "), path)
 }
 
 // setUsageErrorHandler gives every subcommand the app's handling of bad
