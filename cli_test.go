@@ -84,6 +84,7 @@ func TestMissingRequiredFlagsAreNamedWithoutTheHelp(t *testing.T) {
 		want string
 	}{
 		{[]string{"backup"}, "herald: backup: --out is required (herald backup --help describes it)\n"},
+		{[]string{"restore", "--in", "-"}, "herald: restore: --data-dir is required (herald restore --help describes it)\n"},
 		{[]string{"cluster", "join", "--id", "n4"}, "herald: cluster join: --raft-addr, --http-addr are required (herald cluster join --help describes them)\n"},
 	} {
 		code, out, errOut := runCLI(t, nil, tc.args...)

@@ -168,7 +168,7 @@ func checkRequired(cmd *cli.Command, path string, args []string) error {
 		if a == "--" {
 			break
 		}
-		if !strings.HasPrefix(a, "-") {
+		if !strings.HasPrefix(a, "-") || a == "-" { // "-": standard input, a value
 			continue
 		}
 		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
