@@ -50,6 +50,17 @@ func (c *Cluster) addNode(ctx context.Context, req joinRequest, forwarded bool) 
 		return err
 	}
 	if err := c.checkJoiner(ctx, rec, member); err != nil {
+		var silent *silentJoinerError
+		if !req.Own && errors.As(err, &silent) {
+			// An admin's "cluster join" with a wrong address, or before
+			// the node runs, was told "the cluster has no leader".
+			if errors.Is(err, ErrWrongKey) || errors.Is(err, ErrUntrustedPeer) {
+				return resource.Errorf(resource.CodeInvalidRequest,
+					"node %s at %s does not hold this cluster's key or certificates: start it with the cluster's --cluster-key", rec.ID, rec.RaftAddr)
+			}
+			return resource.Errorf(resource.CodeInvalidRequest,
+				"node %s does not answer at %s (its --raft-addr): start it with this cluster's key first, or check the address", rec.ID, rec.RaftAddr)
+		}
 		return err
 	}
 	if member && req.Own && !req.HoldsState {

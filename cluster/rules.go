@@ -93,7 +93,7 @@ func (c *Cluster) checkJoiner(ctx context.Context, rec raft.NodeRecord, member b
 		if member || have == 0 && own == "" {
 			return nil
 		}
-		return fmt.Errorf("ask %s which rules it knows: %w", rec.ID, err)
+		return &silentJoinerError{rec: rec, err: fmt.Errorf("ask %s which rules it knows: %w", rec.ID, err)}
 	}
 	if peer.ClusterID != "" && peer.ClusterID != own && (own != "" || !member) {
 		// A member may have applied the raise that this leader has
@@ -137,3 +137,15 @@ func newClusterID() string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// silentJoinerError is a node to be added that did not answer the leader.
+// It unwraps to the call's error, which reads as "no leader" (callNode's
+// words for a peer it cannot reach), so a node's own join at its start
+// retries; an admin's join says what is wrong instead (addNode).
+type silentJoinerError struct {
+	rec raft.NodeRecord
+	err error
+}
+
+func (e *silentJoinerError) Error() string { return e.err.Error() }
+func (e *silentJoinerError) Unwrap() error { return e.err }

@@ -761,3 +761,26 @@ func TestRemovingANodeThroughItselfRecordsIt(t *testing.T) {
 		t.Errorf("the removed node says the record it wrote is lost:\n%s", log)
 	}
 }
+
+// An admin's "herald cluster join" naming a node that does not answer (a
+// typo in the address, or the node not started yet) is refused with what is
+// wrong; it used to read "the cluster has no leader right now", with a
+// Retry-After, on a cluster with a leader.
+func TestJoiningANodeThatDoesNotAnswerSaysSo(t *testing.T) {
+	ctx := context.Background()
+	cfg := clusterConfig(t, "n1")
+	nodes, adminToken := startSignedIn(t, []node.Config{cfg})
+	admin := clientFor(t, nodes[0], adminToken)
+	ghostRaft := testnode.FreeAddr(t)
+	err := admin.Do(ctx, http.MethodPost, "/v1.0/admin/cluster/nodes",
+		map[string]string{"id": "ghost", "raftAddr": ghostRaft, "httpAddr": testnode.FreeAddr(t)}, nil)
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusBadRequest ||
+		!strings.Contains(ce.Message, "does not answer at "+ghostRaft) {
+		t.Fatalf("adding a node that does not answer: %v; want 400 saying it does not answer", err)
+	}
+	st, err := admin.Cluster(ctx)
+	if err != nil || len(st.Nodes) != 1 {
+		t.Fatalf("after the refused join: %+v, %v; want the one member", st, err)
+	}
+}
