@@ -33,7 +33,7 @@ type KeyPair struct {
 }
 
 // LoadKeyPair reads the pair, refusing a key that does not match the
-// certificate or a certificate that has expired.
+// certificate or a certificate that has expired or is not valid yet.
 func LoadKeyPair(certFile, keyFile string) (*KeyPair, error) {
 	k := &KeyPair{certFile: certFile, keyFile: keyFile}
 	c, err := k.read()
@@ -50,8 +50,15 @@ func (k *KeyPair) read() (*tls.Certificate, error) {
 		return nil, fmt.Errorf("tls-cert %s and tls-key %s: %w", k.certFile, k.keyFile, err)
 	}
 	// LoadX509KeyPair fills Leaf since Go 1.23.
-	if now := time.Now(); now.After(c.Leaf.NotAfter) {
+	now := time.Now()
+	if now.After(c.Leaf.NotAfter) {
 		return nil, fmt.Errorf("tls-cert %s expired on %s", k.certFile, c.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	// Every client refuses it as well ("not yet valid"), and a reload
+	// would have dropped the good pair for it.
+	if now.Before(c.Leaf.NotBefore) {
+		return nil, fmt.Errorf("tls-cert %s is not valid before %s, and this machine's clock says %s",
+			k.certFile, c.Leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	return &c, nil
 }

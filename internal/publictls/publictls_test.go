@@ -81,6 +81,33 @@ func TestExpiredCertificateIsRefusedAtStartAndOnReload(t *testing.T) {
 	}
 }
 
+// A certificate that is not valid yet (a clock behind the CA's, a pair
+// staged early) is refused like an expired one: it used to be served, and
+// every client refused it.
+func TestNotYetValidCertificateIsRefusedAtStartAndOnReload(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	goodCert, goodKey := writePair(t, dir, "good.test", now.Add(-time.Hour), now.Add(time.Hour))
+	earlyCert, earlyKey := writePair(t, dir, "early.test", now.Add(48*time.Hour), now.Add(96*time.Hour))
+	if _, err := LoadKeyPair(earlyCert, earlyKey); err == nil || !strings.Contains(err.Error(), "is not valid before") {
+		t.Fatalf("a certificate not valid yet at start: %v", err)
+	}
+	k, err := LoadKeyPair(goodCert, goodKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range [][2]string{{earlyCert, goodCert}, {earlyKey, goodKey}} {
+		b, _ := os.ReadFile(f[0])
+		os.WriteFile(f[1], b, 0o600)
+	}
+	if err := k.Reload(); err == nil || !strings.Contains(err.Error(), "is not valid before") {
+		t.Errorf("reload of a pair not valid yet: %v", err)
+	}
+	if got := served(t, k); got != "good.test" {
+		t.Errorf("after a refused reload it serves %s", got)
+	}
+}
+
 func TestCheckDomain(t *testing.T) {
 	for d, ok := range map[string]bool{
 		"herald.example.com": true, "xn--bcher-kva.example": true, "herald.example.com.": true,
