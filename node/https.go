@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
@@ -216,6 +217,16 @@ func securityHeaders(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// openProfiling reports whether /debug/pprof/ is served without a token
+// on a metrics listener that other hosts may reach.
+func (n *Node) openProfiling() bool {
+	if n.metricsListener == nil || !n.cfg.Profiling || n.cfg.MetricsToken != "" {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(n.metricsListener.Addr().String())
+	return err != nil || !ap.Addr().IsLoopback()
 }
 
 // metricsWhere says in the start-up log where /metrics is served.

@@ -3,15 +3,20 @@ package node_test
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/herald-notify/herald/internal/syncbuf"
 	"github.com/herald-notify/herald/internal/testnode"
+	"github.com/herald-notify/herald/node"
 )
 
 func TestProfilesOnTheMetricsListener(t *testing.T) {
@@ -112,5 +117,39 @@ func TestProfilesOnTheMetricsListener(t *testing.T) {
 	p := testnode.Start(t, &plain)
 	if status, body := bearerDo(t, "GET", "http://"+p.MetricsAddr()+"/debug/pprof/heap?debug=1", tok); status != http.StatusNotFound || errorCode(t, "no profiling", body) != "itemNotFound" {
 		t.Errorf("metrics listener without --profiling: %d %.200s", status, body)
+	}
+}
+
+// Profiles served without a token beyond loopback are a warning at start,
+// not only the word "open" in the serving line; on loopback, or with the
+// metrics token, they are not.
+func TestOpenProfilingBeyondLoopbackIsAWarning(t *testing.T) {
+	for _, tc := range []struct {
+		addr, token string
+		warn        bool
+	}{
+		{"0.0.0.0:0", "", true},
+		{"127.0.0.1:0", "", false},
+		{"0.0.0.0:0", testnode.MetricsToken, false},
+	} {
+		cfg := testnode.Config(t, t.TempDir())
+		cfg.MetricsAddr, cfg.Profiling, cfg.MetricsToken = tc.addr, true, tc.token
+		var out syncbuf.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		n, err := node.Start(ctx, cfg, slog.New(slog.NewTextHandler(&out, nil)))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+		err = n.Close(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		warned := strings.Contains(out.String(), `level=WARN msg="--profiling serves /debug/pprof/`)
+		if warned != tc.warn {
+			t.Errorf("metrics on %s, token %q: warned %v, want %v:\n%s", tc.addr, tc.token, warned, tc.warn, out.String())
+		}
 	}
 }

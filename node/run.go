@@ -457,6 +457,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	go n.housekeeping()
 	logger.Info("herald node serving", "node_id", id, "http", n.listener.Addr().String(), "https", n.TLS(),
 		"metrics", n.metricsWhere(), "raft", cfg.RaftAddr, "data_dir", cfg.DataDir)
+	if n.openProfiling() {
+		// Documented, but easy to miss in one INFO line: a profile shows
+		// the code's paths and a heap dump may hold tokens in flight.
+		logger.Warn("--profiling serves /debug/pprof/ to anyone who can reach the metrics listener; "+
+			"set --metrics-token or bind --metrics-addr to loopback", "metrics_addr", n.metricsListener.Addr().String())
+	}
 	return n, nil
 }
 
