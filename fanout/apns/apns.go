@@ -435,10 +435,15 @@ func classify(code int, reason string, body []byte) fanout.Result {
 	case code == http.StatusForbidden && reason == "ExpiredProviderToken",
 		code == http.StatusTooManyRequests, code >= 500:
 		return fanout.Result{Outcome: fanout.Retry, Err: words}
+	case code == http.StatusForbidden && (reason == "InvalidProviderToken" || reason == "MissingProviderToken"):
+		// The node's own key is wrong (key id, team id, a revoked key):
+		// every message fails alike until the operator fixes it. Kept
+		// for retries, they go out once the node has a working key.
+		return fanout.Result{Outcome: fanout.Retry, Err: words + " (check the node's APNs key, key id and team id)"}
 	case code >= 300 && code < 400:
 		return fanout.Result{Outcome: fanout.Retry, Err: words + ": redirects are not followed"}
 	}
 	// Other 4xx: this message as sent will never be taken (PayloadTooLarge,
-	// BadTopic, TopicDisallowed, InvalidProviderToken...).
+	// BadTopic, TopicDisallowed...).
 	return fanout.Result{Outcome: fanout.Failed, Err: words}
 }

@@ -257,7 +257,8 @@ func TestAPNsAnswersLeadToOutcomes(t *testing.T) {
 		"baddevice":    {apnstest.Error(400, "BadDeviceToken"), fanout.Disable, 0, "BadDeviceToken"},
 		"nottopic":     {apnstest.Error(400, "DeviceTokenNotForTopic"), fanout.Disable, 0, "DeviceTokenNotForTopic"},
 		"badtopic":     {apnstest.Error(400, "BadTopic"), fanout.Failed, 0, "BadTopic"},
-		"invalidauth":  {apnstest.Error(403, "InvalidProviderToken"), fanout.Failed, 0, "InvalidProviderToken"},
+		"invalidauth":  {apnstest.Error(403, "InvalidProviderToken"), fanout.Retry, 0, "InvalidProviderToken"},
+		"missingauth":  {apnstest.Error(403, "MissingProviderToken"), fanout.Retry, 0, "check the node's APNs key"},
 		"toomany": {func(w http.ResponseWriter) {
 			w.Header().Set("Retry-After", "60")
 			apnstest.Error(429, "TooManyRequests")(w)

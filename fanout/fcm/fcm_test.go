@@ -125,6 +125,7 @@ func TestFCMErrorsLeadToOutcomes(t *testing.T) {
 	f.Script("notfound400", fcmtest.Error(400, "NOT_FOUND", "", "gone")) // status word decides
 	f.Script("invalid", fcmtest.Error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "Message is too big"))
 	f.Script("mismatch", fcmtest.Error(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH", "SenderId mismatch"))
+	f.Script("denied", fcmtest.Error(403, "PERMISSION_DENIED", "", "Permission 'cloudmessaging.messages.create' denied"))
 	f.Script("quota", func(w http.ResponseWriter) {
 		w.Header().Set("Retry-After", "30")
 		fcmtest.Error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota exceeded.")(w)
@@ -148,7 +149,8 @@ func TestFCMErrorsLeadToOutcomes(t *testing.T) {
 		{"bare404", fanout.Failed, 0, "404"},
 		{"notfound400", fanout.Failed, 0, "NOT_FOUND"},
 		{"invalid", fanout.Failed, 0, "INVALID_ARGUMENT: Message is too big"},
-		{"mismatch", fanout.Failed, 0, "SENDER_ID_MISMATCH"},
+		{"mismatch", fanout.Retry, 0, "SENDER_ID_MISMATCH"},
+		{"denied", fanout.Retry, 0, "PERMISSION_DENIED"},
 		{"quota", fanout.Retry, 30 * time.Second, "QUOTA_EXCEEDED"},
 		{"unavailable", fanout.Retry, 5 * time.Second, "UNAVAILABLE"},
 		{"internal", fanout.Retry, 0, "500"},
