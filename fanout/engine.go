@@ -474,9 +474,9 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 		out.Outcome = raft.OutcomeDisable
 	case Failed:
 		out.Outcome = raft.OutcomeFailed
-		out.FailingAgain = e.failingAgain(sub, end)
+		out.FailingAgain = e.failingAgain(sub, d, end)
 	default:
-		out.FailingAgain = e.failingAgain(sub, end)
+		out.FailingAgain = e.failingAgain(sub, d, end)
 		if !out.FailingAgain && e.keptFailing(sub, end) {
 			out.Outcome = raft.OutcomeDisable
 			out.Error = "the webhook kept failing for " + e.o.WebhookDisableAfter.String() + ": " + res.Err
@@ -546,12 +546,14 @@ func (e *Engine) keptFailing(sub *resource.SubscriptionRecord, now time.Time) bo
 // failing clock runs, but no attempt failed or had a retry due for longer
 // than a retry may run late (behind a busy host), so nothing was owed in
 // between. A webhook that failed once before a quiet weekend must not be
-// disabled by Monday's first 503. A record without FailingUntil was
-// written under rules before level 3, which keep one clock for all
-// failures: without FailingUntil a long outage would look new at every
-// retry and never be disabled.
-func (e *Engine) failingAgain(sub *resource.SubscriptionRecord, now time.Time) bool {
-	if sub.FailingSince == 0 || sub.FailingUntil == 0 {
+// disabled by Monday's first 503. A retry of d is owed however late it
+// runs (the node was down, the user's slot moved): its failure continues
+// the outage. A record without FailingUntil was written under rules
+// before level 3, which keep one clock for all failures: without
+// FailingUntil a long outage would look new at every retry and never be
+// disabled.
+func (e *Engine) failingAgain(sub *resource.SubscriptionRecord, d *resource.DeliveryRecord, now time.Time) bool {
+	if sub.FailingSince == 0 || sub.FailingUntil == 0 || trailingRetries(d.AttemptHistory) > 0 {
 		return false
 	}
 	return now.Sub(time.Unix(0, sub.FailingUntil)) > e.o.MaxBackoff+2*e.o.Timeout

@@ -626,3 +626,61 @@ func countsAttemptsAsRecorded(t *testing.T, level int) {
 		t.Errorf("retry attempts counted %v, want %v (of %d attempts)", got, want, d.Attempts)
 	}
 }
+
+// A retry that runs late because the node was down (or the user's slot was
+// moving) was owed all along: the outage did not end while nobody could
+// try. Its failure continues the failing clock, so a webhook that has
+// failed for longer than WebhookDisableAfter is disabled at the first
+// attempt after the restart. It used to count as a new outage whenever the
+// downtime exceeded MaxBackoff, and the clock started again from zero.
+func TestEngineOutageOutlastsNodeDowntime(t *testing.T) {
+	f := newFixture(t)
+	const disableAfter = 500 * time.Millisecond
+	opts := func() *Engine {
+		return NewEngine(EngineOptions{Store: f.store,
+			Senders:    map[string]Sender{resource.ChannelWebhook: &scriptSender{script: []Result{{Outcome: Retry, Err: "HTTP 503"}}}},
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
+			WebhookDisableAfter: disableAfter, Logger: quiet})
+	}
+	e := f.open(opts)
+	f.setup()
+	f.rulesAt(raft.RulesLevel)
+	sid := f.subscribe("https://hooks.example/a")
+	nid := f.send("nobody home")
+	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.Attempts >= 2 })
+	e.Stop()
+	d, _, err := f.store.Delivery(f.user, nid, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, _, err := f.store.Subscription(sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.State != resource.DeliveryPending || sub.Status != resource.SubActive || sub.FailingUntil == 0 {
+		t.Fatalf("before the downtime: delivery %s, subscription %s, failingUntil %d", d.State, sub.Status, sub.FailingUntil)
+	}
+	if err := f.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := len(d.AttemptHistory)
+
+	// The node stays down past the disable window and past MaxBackoff
+	// plus twice the timeout after the last retry came due.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Since(time.Unix(0, sub.FailingSince)) <= disableAfter ||
+		time.Since(time.Unix(0, sub.FailingUntil)) <= time.Second {
+		if time.Now().After(deadline) {
+			t.Fatal("the downtime did not pass")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	e = f.open(opts)
+	defer f.store.Close()
+	defer e.Stop()
+	d = f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryFailed })
+	if got := d.AttemptHistory[before]; got.Outcome != raft.OutcomeDisable {
+		t.Fatalf("first attempt after the restart: %s (%s), want disable: the downtime restarted the failing clock", got.Outcome, got.Error)
+	}
+}
