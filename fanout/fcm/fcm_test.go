@@ -397,3 +397,30 @@ func TestAlertsReplaceByNotificationTag(t *testing.T) {
 		}
 	}
 }
+
+// A title that JSON escapes heavily (&, <, > take six bytes each) is cut
+// by what its characters take in the push, not by its own bytes: cutting
+// the push's excess in title bytes left such a title as a lone "…" where
+// hundreds of its characters fit.
+func TestEscapedTitleIsCutNoShorterThanNeeded(t *testing.T) {
+	title := strings.Repeat("&", 1000)
+	msg := &fanout.Message{Type: resource.ChangeCreated, DeliveryID: "msg_1", Notification: resource.Notification{
+		ID: "n1", Payload: resource.Payload{VisualContent: &resource.VisualContent{Title: title}},
+		ExpirationDateTime: resource.At(time.Now().Add(time.Hour))}}
+	b, err := Body("token", msg, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req struct {
+		Message struct {
+			Notification struct{ Title string }
+		}
+	}
+	if err := json.Unmarshal(b, &req); err != nil {
+		t.Fatal(err)
+	}
+	got := req.Message.Notification.Title
+	if len(b) > 4096 || !strings.HasSuffix(got, "…") || len(b) < 4096-6-len("…") {
+		t.Fatalf("body of %d bytes with a title of %d bytes (%.20q...): want the longest cut that fits 4096", len(b), len(got), got)
+	}
+}

@@ -5,6 +5,7 @@
 package pushcontent
 
 import (
+	"encoding/json"
 	"unicode/utf8"
 
 	"github.com/herald-notify/herald/fanout"
@@ -112,21 +113,37 @@ func Shrink(msg *fanout.Message) *fanout.Message {
 }
 
 // CutTitle returns msg with the alert's title shorter by at least n bytes
-// and marked with an ellipsis: a push Shrink left too large has nothing
-// else to give, since the API's limit lets a title take 4 KiB alone. Each
-// byte cut shortens the encoded push by one byte or more (JSON may escape
-// it), so cutting what the push is over by makes it fit.
+// of its JSON encoding and marked with an ellipsis: a push Shrink left too
+// large has nothing else to give, since the API's limit lets a title take
+// 4 KiB alone. The cut counts what each character takes in the push (&, <,
+// > and control characters take six bytes escaped), so cutting what the
+// push is over by makes it fit, without cutting an escaped title to
+// nothing.
 func CutTitle(msg *fanout.Message, n int) *fanout.Message {
 	v := msg.Notification.Payload.VisualContent
 	if v == nil || v.Title == "" {
 		return msg
 	}
 	const ellipsis = "…"
-	keep := max(len(v.Title)-n-len(ellipsis), 0)
-	for keep > 0 && !utf8.RuneStart(v.Title[keep]) {
-		keep--
+	budget := encodedLen(v.Title) - n - encodedLen(ellipsis)
+	keep := 0
+	for keep < len(v.Title) {
+		_, size := utf8.DecodeRuneInString(v.Title[keep:])
+		if w := encodedLen(v.Title[keep : keep+size]); w <= budget {
+			budget -= w
+			keep += size
+			continue
+		}
+		break
 	}
 	m := *msg
 	m.Notification.Payload.VisualContent = &resource.VisualContent{Title: v.Title[:keep] + ellipsis, Body: v.Body}
 	return &m
+}
+
+// encodedLen is how many bytes s takes inside a JSON string, as
+// encoding/json writes it; it adds up character by character.
+func encodedLen(s string) int {
+	b, _ := json.Marshal(s)
+	return len(b) - 2
 }
