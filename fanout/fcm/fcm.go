@@ -367,21 +367,23 @@ func classify(code int, body []byte) fanout.Result {
 		// may be a wrong endpoint or a proxy, which must not disable every
 		// device of the server.
 		out = fanout.Disable
-	case code == http.StatusUnauthorized, code == http.StatusForbidden, code == http.StatusTooManyRequests, code >= 500,
-		code >= 300 && code < 400:
-		// 401 once the refresh failed too, 403 (the service account may
-		// not send, or belongs to another project than the apps'
-		// tokens: SENDER_ID_MISMATCH; the node's configuration, which
-		// the operator fixes, and then these go out), quota, Google's
-		// own trouble, and redirects (not followed): all worth another
-		// attempt later.
+	case code == http.StatusUnauthorized, code == http.StatusForbidden && fcmCode != "SENDER_ID_MISMATCH",
+		code == http.StatusTooManyRequests, code >= 500, code >= 300 && code < 400:
+		// 401 once the refresh failed too, 403 (the node's service
+		// account may not send: its configuration, which the operator
+		// fixes, and then these go out), quota, Google's own trouble,
+		// and redirects (not followed): all worth another attempt later.
 		out = fanout.Retry
 		if code < 400 {
 			words += ": redirects are not followed"
 		}
 	default:
 		// INVALID_ARGUMENT (a message FCM will never take, such as one
-		// over 4 KB) and other 4xx.
+		// over 4 KB), SENDER_ID_MISMATCH (a token of another project,
+		// such as an old install's: retried, it would be tried for the
+		// notification's whole life) and other 4xx. A sender-id mismatch
+		// is not taken as "unregistered": a misconfigured project would
+		// otherwise disable every subscription at once.
 		out = fanout.Failed
 	}
 	return fanout.Result{Outcome: out, Err: words}

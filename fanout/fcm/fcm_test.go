@@ -149,7 +149,7 @@ func TestFCMErrorsLeadToOutcomes(t *testing.T) {
 		{"bare404", fanout.Failed, 0, "404"},
 		{"notfound400", fanout.Failed, 0, "NOT_FOUND"},
 		{"invalid", fanout.Failed, 0, "INVALID_ARGUMENT: Message is too big"},
-		{"mismatch", fanout.Retry, 0, "SENDER_ID_MISMATCH"},
+		{"mismatch", fanout.Failed, 0, "SENDER_ID_MISMATCH"},
 		{"denied", fanout.Retry, 0, "PERMISSION_DENIED"},
 		{"quota", fanout.Retry, 30 * time.Second, "QUOTA_EXCEEDED"},
 		{"unavailable", fanout.Retry, 5 * time.Second, "UNAVAILABLE"},
