@@ -398,7 +398,7 @@ export class Herald {
    * may have taken it.
    */
   async request(method, path, body, headers = {}) {
-    const url = this.baseUrl + (/^https?:/.test(path) ? pathOf(path) : path);
+    const url = /^https?:/.test(path) ? onBase(this.baseUrl, path) : this.baseUrl + path;
     let refreshed = false;
     let resynced = false;
     for (let attempt = 0; ; attempt++) {
@@ -919,14 +919,19 @@ function mark(csrf) {
   } catch { /* no storage */ }
 }
 
-// pathOf is a link the server gave, without its origin. The server names
-// its links by --public-url, else by the Host and scheme it saw: behind a
-// proxy that terminates TLS that is http://, or the proxy's name for the
-// node. The SDK follows them on baseUrl, the server it was given, so its
-// token or cookie never goes anywhere else, nor over plain HTTP.
-function pathOf(link) {
+// onBase is a link the server gave, on baseUrl, the server the SDK was
+// given, so that its token or cookie never goes anywhere else, nor over
+// plain HTTP. The server names its links by --public-url, else by the Host
+// and scheme it saw: behind a proxy that terminates TLS that is http://,
+// or the proxy's name for the node. A --public-url with a path (a proxy
+// that serves the node under /herald) puts that path in the link, and
+// baseUrl has it too: it is not repeated.
+function onBase(baseUrl, link) {
   const u = new URL(link);
-  return u.pathname + u.search;
+  const prefix = new URL(baseUrl || '/', 'http://base.invalid').pathname.replace(/\/+$/, '');
+  const path = prefix && (u.pathname === prefix || u.pathname.startsWith(prefix + '/'))
+    ? u.pathname.slice(prefix.length) : u.pathname;
+  return baseUrl + path + u.search;
 }
 
 // activeWorker resolves once reg has an active worker; it rejects when the
