@@ -170,7 +170,8 @@ export class Herald {
    * Session mode: picks up this browser's sign-in after a page load.
    * Answers the user, or null when signed out (which is not an error, and
    * makes no failing request). Throws a HeraldError when the server could
-   * not be asked, or could not answer for now (429, 5xx).
+   * not be asked, or could not answer for now (429, 5xx), or refused the
+   * browser's cookies as planted (403; its message says to clear them).
    */
   async restore() {
     const res = await this._fetch(this.baseUrl + '/ui/session', {});
@@ -263,15 +264,16 @@ export class Herald {
   /**
    * Rotates the tokens (in session mode, the cookies); true when the
    * sign-in goes on, false when the server ended it. A failure that says
-   * nothing of the sign-in (the server unreachable, busy or failing)
-   * throws its HeraldError and keeps the tokens. However many callers ask
-   * at a time, it runs once.
+   * nothing of the sign-in (the server unreachable, busy or failing; in
+   * session mode a 403, cookies planted beside the browser's own, which
+   * the user must clear) throws its HeraldError and keeps the tokens.
+   * However many callers ask at a time, it runs once.
    */
   refresh() {
     if (!this._refreshing) {
       this._refreshing = this._rotate()
         .then((ok) => ok, (err) => {
-          if (temporary(err)) throw err;
+          if (temporary(err) || (this.session && err.status === 403)) throw err;
           return false;
         })
         // Callers that arrive just after share the answer too, rather
@@ -290,7 +292,10 @@ export class Herald {
     const res = await this._fetchRetrying(this.baseUrl + '/ui/session/refresh', { method: 'POST' }, 3);
     if (!res.ok) {
       const err = await errorOf(res);
-      if (temporary(err)) throw err;
+      // A 403 is a refresh cookie planted beside this browser's (the
+      // server takes neither): the session stands, but no refresh will
+      // work until the user clears the cookies, which its words say.
+      if (temporary(err) || res.status === 403) throw err;
       return false;
     }
     const info = await res.json();
@@ -331,7 +336,7 @@ export class Herald {
   // could not reach the server or was refused for now tries again in 30.
   _renewIn(sec) {
     clearTimeout(this._timer);
-    this._timer = setTimeout(() => this.refresh().catch(() => { if (this._signedIn()) this._renewIn(30); }), sec * 1000);
+    this._timer = setTimeout(() => this.refresh().catch((e) => { if (this._signedIn() && temporary(e)) this._renewIn(30); }), sec * 1000);
   }
 
   // _resyncCsrf reports whether the session's CSRF token changed under

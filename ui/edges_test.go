@@ -366,3 +366,60 @@ func TestPagesIgnoreASessionPlantedFromAnotherPort(t *testing.T) {
 	}
 	p.checkClean()
 }
+
+// A refresh cookie planted at a longer path than Herald's (its refresh
+// endpoint's) reaches only the refresh, which the server refuses with a
+// 403 that says what is wrong. The pages took that refusal for an ended
+// session: every hour, when the access cookie expired, the signed-in user
+// was shown the sign-in form without a word, and signing in again lasted
+// another hour. They show the server's words instead, as they do for a
+// planted access cookie.
+func TestPagesSayWhyARefreshWithAPlantedCookieIsRefused(t *testing.T) {
+	n := testnode.Start(t, nil)
+	api := rest{t: t, base: n.URL}
+	admin := api.token("admin", testnode.AdminPassword)
+	for _, u := range []string{aliceUP, "mallory"} {
+		api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": u, "password": u + "-password", "roles": []string{"admin"}}, nil)
+	}
+	res, err := http.Post(n.URL+"/ui/session", "application/json", strings.NewReader(`{"username":"mallory","password":"mallory-password"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	var planted *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "herald_refresh" {
+			planted = &http.Cookie{Name: c.Name, Value: c.Value, Path: "/ui/session/refresh", MaxAge: 3600}
+		}
+	}
+	if planted == nil {
+		t.Fatalf("sign-in set no refresh cookie: %v", res.Header.Values("Set-Cookie"))
+	}
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, planted)
+		io.WriteString(w, "another service on the same host")
+	}))
+	t.Cleanup(elsewhere.Close)
+
+	for _, path := range []string{"/ui/inbox/", "/ui/"} {
+		p := newBrowser(t).newPage("victim "+path, 1200, 800)
+		p.do("open "+path, chromedp.Navigate(n.URL+path))
+		signIn(p, aliceUP, aliceUP+"-password")
+		p.waitFor("signed in", `!!document.querySelector('.whoami')`)
+		p.do("visit the other service", chromedp.Navigate(elsewhere.URL+"/"))
+		// The access cookie expires.
+		ctx, cancel := context.WithTimeout(p.ctx, stepTimeout)
+		_, err := chromedp.Call(ctx, network.DeleteCookies, network.DeleteCookiesParams{Name: "herald_session", URL: n.URL + "/"})
+		cancel()
+		if err != nil {
+			t.Fatalf("delete the access cookie: %v", err)
+		}
+		p.expect("/ui/session/refresh")
+		p.do("open "+path+" again", chromedp.Navigate(n.URL+path))
+		p.waitFor("the reason or the sign-in form", `document.body.textContent.includes('two Herald cookies') || !!document.querySelector('#signin-username')`)
+		if eval[bool](p, "the form", `!!document.querySelector('#signin-username')`) {
+			t.Errorf("%s showed the sign-in form, not why its refresh was refused", path)
+		}
+		p.checkClean()
+	}
+}

@@ -173,13 +173,14 @@ function adopt(info) {
 // could not answer for now is tried again in 30.
 function renewIn(sec) {
   clearTimeout(timer);
-  timer = setTimeout(() => refresh().catch(() => { if (session.user) renewIn(30); }), sec * 1000);
+  timer = setTimeout(() => refresh().catch((e) => { if (session.user && e.status !== 403) renewIn(30); }), sec * 1000);
 }
 
 // refresh rotates the session's tokens: true when the session goes on,
 // false when the server ended it. An answer that says nothing of the
-// session (unreachable, 429, 5xx) throws its ApiError and leaves the
-// session as it was. Concurrent callers share one request.
+// session (unreachable, 429, 5xx, a 403 for a planted cookie) throws its
+// ApiError and leaves the session as it was. Concurrent callers share one
+// request.
 export function refresh() {
   if (!refreshing) {
     const signedIn = session.user;
@@ -191,7 +192,10 @@ export function refresh() {
         } catch {
           throw networkError();
         }
-        if (res.status === 429 || res.status >= 500) throw await toError(res);
+        // A 403 is a refresh cookie planted beside this browser's (the
+        // server takes neither): the session stands, and the page shows
+        // the server's words, which say to clear the cookies.
+        if (res.status === 403 || res.status === 429 || res.status >= 500) throw await toError(res);
         if (!res.ok) {
           await drain(res);
           return false;
