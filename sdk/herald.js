@@ -42,7 +42,8 @@
 // cookies are SameSite=Strict and the server refuses them on requests from
 // another origin, so this mode is for same-origin pages only. A session
 // that this browser did not sign in (cookies planted from another port of
-// the host or a sibling subdomain) is not taken: restore answers null.
+// the host or a sibling subdomain) is not taken: restore answers null, and
+// a stream checks again before it reconnects.
 //
 // The API is the Graph-shaped one that /openapi.json describes; the
 // reference is at /ui/api/.
@@ -359,6 +360,18 @@ export class Herald {
     return this._csrf !== before;
   }
 
+  // _stillMine reports whether, in session mode, the cookies are still this
+  // sign-in's; a stream asks before it reconnects. Another service on the
+  // host can overwrite them while the page is open, and a stream reopened
+  // on them would read the planter's feed into this page: cookies of
+  // another session end the sign-in. A server that could not answer is not
+  // a no (the reconnect meets the same).
+  async _stillMine() {
+    if (!this.session || !this.user) return true;
+    await this._resyncCsrf();
+    return Boolean(this.user);
+  }
+
   _signedIn() {
     return this.session ? Boolean(this.user) : Boolean(this.accessToken || this.refreshToken);
   }
@@ -596,7 +609,7 @@ export class Herald {
         setTimeout(r, Math.min(30000, 500 * 2 ** Math.min(failures, 6)) * (0.5 + Math.random() / 2));
       });
       wake = null;
-      if (!closed) open();
+      if (!closed && (await this._stillMine()) && !closed) open();
     };
     const open = () => {
       state('connecting');
@@ -752,11 +765,17 @@ export class Herald {
         }
       }
     };
+    let again = false;
     const connect = async () => {
       if (closed) return;
       state(failures ? 'reconnecting' : 'connecting');
       const mine = new AbortController();
       ctrl = mine;
+      if (again) {
+        await this._stillMine();
+        if (ctrl !== mine) return; // closed (the sign-in ended) or resynced meanwhile
+      }
+      again = true;
       const headers = { Accept: 'text/event-stream' };
       if (cursor) headers['Last-Event-ID'] = cursor;
       let res;

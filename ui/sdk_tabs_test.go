@@ -3,10 +3,13 @@ package ui_test
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -186,6 +189,112 @@ func TestConsoleSessionEndsWhenAnotherTabSignsInAsSomeoneElse(t *testing.T) {
 	step("still", `return (await (await fetch('/ui/session')).json()).user.userPrincipalName;`)
 	if got := eval[string](p, "who", `window.still`); got != aliceUP {
 		t.Errorf("after the console signed out over alice's cookies, the browser's session is %q's, want alice's", got)
+	}
+	p.checkClean()
+}
+
+// sdkStreamPage holds a cookie-session Herald with a live stream.
+const sdkStreamPage = `<!doctype html>
+<meta charset="utf-8">
+<title>SDK planted-cookie stream test</title>
+<script type="module">
+import { Herald } from '/sdk/herald.js';
+window.errors = [];
+window.out = 0;
+window.opened = 0;
+window.titles = [];
+window.run = async (step, fn) => {
+  try { window[step] = await fn(); } catch (e) { window.errors.push(step + ': ' + (e && e.message)); }
+};
+window.h = new Herald({ session: true, onSignedOut: () => { window.out++; } });
+window.listen = () => window.h.stream({
+  onOpen: () => { window.opened++; },
+  onEvent: (type, n) => { window.titles.push(n.payload && n.payload.visualContent && n.payload.visualContent.title); },
+});
+window.ready = true;
+</script>`
+
+// Another service on the host (any port) can overwrite the page's own
+// access cookie with one of the attacker's session while the page is
+// open. The check at restore does not see it; a stream that reconnected
+// (a network change, a node's restart) read the attacker's feed into the
+// user's page until the next refresh, up to an hour later. The SDK makes
+// sure, before it reconnects, that the cookies are still its sign-in's.
+func TestSDKStreamDoesNotReconnectOnAPlantedCookie(t *testing.T) {
+	n := testnode.Start(t, nil)
+	admin := apiToken(t, n.URL, url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {testnode.AdminPassword}})
+	for _, u := range []string{aliceUP, "mallory"} {
+		apiJSON(t, n.URL, admin, "POST", "/v1.0/users", map[string]any{"userPrincipalName": u, "password": u + "-password"}, 201)
+	}
+	res, err := http.Post(n.URL+"/ui/session", "application/json", strings.NewReader(`{"username":"mallory","password":"mallory-password"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	var planted *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "herald_session" {
+			planted = &http.Cookie{Name: c.Name, Value: c.Value, Path: "/", MaxAge: 3600, HttpOnly: true, SameSite: http.SameSiteStrictMode}
+		}
+	}
+	if planted == nil {
+		t.Fatalf("sign-in set no access cookie: %v", res.Header.Values("Set-Cookie"))
+	}
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, planted)
+		io.WriteString(w, "another service on the same host")
+	}))
+	t.Cleanup(elsewhere.Close)
+
+	target, _ := url.Parse(n.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.FlushInterval = -1
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	proxy := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/sdk-stream.html" {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			io.WriteString(w, sdkStreamPage)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	proxy.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch s {
+		case http.StateNew:
+			conns[c] = true
+		case http.StateClosed:
+			delete(conns, c)
+		}
+	}
+	proxy.Start()
+	t.Cleanup(proxy.Close)
+
+	p := newBrowser(t).newPage("sdk-stream", 1000, 700)
+	p.expect("/favicon.ico", "/notifications/stream")
+	p.do("open the page", chromedp.Navigate(proxy.URL+"/sdk-stream.html"))
+	p.waitFor("the module", `window.ready === true`)
+	p.do("sign in", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`window.run('signedIn', async () => (await h.signIn({ username: %s, password: %s })).userPrincipalName)`,
+		js(aliceUP), js(aliceUP+"-password"))))
+	p.waitFor("signed in", `window.signedIn !== undefined || window.errors.length > 0`)
+	noErrors(t, p)
+	p.do("listen", chromedp.Evaluate[chromedp.Void](`window.live = window.listen()`))
+	p.waitFor("live", `window.opened === 1`)
+
+	// A frame of the other service, as an ad or a widget of it would be.
+	p.do("visit the other service", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`window.run('planted', () => new Promise((resolve) => {
+	  const f = document.createElement('iframe'); f.onload = () => resolve(true); f.src = %s; document.body.append(f); }))`, js(elsewhere.URL+"/"))))
+	p.waitFor("the frame", `window.planted === true`)
+	mu.Lock()
+	for c := range conns {
+		c.Close()
+	}
+	mu.Unlock()
+	p.waitFor("signed out, or live again", `window.out > 0 || window.opened > 1`)
+	if got := eval[int](p, "opened", `window.opened`); got != 1 {
+		t.Errorf("the stream opened again over the planted cookie (%d opens, signed out %d times)", got, eval[int](p, "out", `window.out`))
 	}
 	p.checkClean()
 }
