@@ -178,7 +178,13 @@ export class Herald {
     const res = await this._fetch(this.baseUrl + '/ui/session', {});
     if (!res.ok) throw await errorOf(res);
     const info = await res.json();
-    if (info.user) return this._ours(info) ? this._adopt(info) : null;
+    if (info.user) {
+      if (this._ours(info) && this._sameUser(info.user.id)) return this._adopt(info);
+      // Not this browser's sign-in, or another user's: a sign-in this
+      // Herald held is over, as at a refresh.
+      if (this.user) this._ended();
+      return null;
+    }
     if (info.refreshable && (await this.refresh())) return this.user;
     return null;
   }
@@ -187,7 +193,8 @@ export class Herald {
    * Ends the sign-in. In session mode it closes this Herald's streams, lets
    * the requests under way finish (ending the session under them would
    * fail them), then revokes the session on the server and calls
-   * onSignedOut. With tokens it revokes its session on the server (the
+   * onSignedOut; when the cookies have become another user's (another tab
+   * signed in as them), it ends only this Herald's sign-in. With tokens it revokes its session on the server (the
    * one /v1.0/me/sessions marks current), forgets them and calls
    * onSignedOut; it throws when the server could not be told, after
    * forgetting them.

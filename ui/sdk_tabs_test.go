@@ -95,6 +95,17 @@ func TestSDKSessionEndsWhenAnotherTabSignsInAsSomeoneElse(t *testing.T) {
 			eval[any](p, "user", `a.user && a.user.userPrincipalName`), eval[int](p, "out", `window.out.a`))
 	}
 
+	// restore() on a Herald still signed in, over another user's cookies,
+	// answers null and ends its sign-in too: it left the Herald holding
+	// alice, refresh timer and streams running, while it said signed out.
+	step("alice4", fmt.Sprintf(`return (await a.signIn({ username: %s, password: %s })).userPrincipalName;`, js(aliceUP), js(alicePW)))
+	step("otherSignIn3", `const r = await fetch('/ui/session', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+	  body: JSON.stringify({ username: 'bob', password: 'bob-password' }) }); return r.status;`)
+	step("restored", `return String(await a.restore());`)
+	if got := eval[string](p, "restore", `window.restored + ' ' + String(a.user) + ' ' + window.out.a`); got != "null null 3" {
+		t.Errorf("restore over bob's cookies in alice's signed-in Herald: answer, user, sign-outs = %s, want null null 3", got)
+	}
+
 	// Signing out a tab whose cookies became another user's signs out
 	// neither of them on the server: it ends its own sign-in only.
 	step("alice3", fmt.Sprintf(`return (await a.signIn({ username: %s, password: %s })).userPrincipalName;`, js(aliceUP), js(alicePW)))
@@ -105,8 +116,8 @@ func TestSDKSessionEndsWhenAnotherTabSignsInAsSomeoneElse(t *testing.T) {
 	if got := eval[string](p, "who", `window.still`); got != "bob" {
 		t.Errorf("after alice's tab signed out over bob's cookies, the browser's session is %q's, want bob's", got)
 	}
-	if got := eval[int](p, "out", `window.out.a`); got != 3 {
-		t.Errorf("alice's tab told of %d sign-outs, want 3", got)
+	if got := eval[int](p, "out", `window.out.a`); got != 4 {
+		t.Errorf("alice's tab told of %d sign-outs, want 4", got)
 	}
 	p.checkClean()
 }
