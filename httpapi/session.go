@@ -424,7 +424,14 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
 // token. It only reads the refresh token (a GET must not rotate it).
 func (s *Server) signedOut(w http.ResponseWriter, r *http.Request) error {
 	refreshable := false
-	if rt, _ := cookieOnce(r, refreshCookie); rt != "" && !s.crossOrigin(r) {
+	rt, planted := cookieOnce(r, refreshCookie)
+	if planted && !s.crossOrigin(r) {
+		// As the refresh would be: "not refreshable" had the page show its
+		// sign-in form, without a word, at every load once the access
+		// cookie expired, and each new sign-in lasted only that long.
+		return errPlanted
+	}
+	if rt != "" && !s.crossOrigin(r) {
 		hash := credential.HashToken(rt)
 		rec, ok, err := s.state.Token(hash)
 		if err == nil && !ok && s.lookAgain(r) { // consistency.go

@@ -367,13 +367,14 @@ func TestPagesIgnoreASessionPlantedFromAnotherPort(t *testing.T) {
 	p.checkClean()
 }
 
-// A refresh cookie planted at a longer path than Herald's (its refresh
-// endpoint's) reaches only the refresh, which the server refuses with a
-// 403 that says what is wrong. The pages took that refusal for an ended
-// session: every hour, when the access cookie expired, the signed-in user
-// was shown the sign-in form without a word, and signing in again lasted
-// another hour. They show the server's words instead, as they do for a
-// planted access cookie.
+// A refresh cookie planted beside Herald's, at a longer path (its refresh
+// endpoint's) or a shorter one ("/"), makes the refresh, or GET
+// /ui/session that asks whether to refresh, refused with a 403 that says
+// what is wrong. The pages took the refusal for an ended session, and
+// the server called the cookies not refreshable: every hour, when the
+// access cookie expired, the signed-in user was shown the sign-in form
+// without a word, and signing in again lasted another hour. They show the
+// server's words instead, as they do for a planted access cookie.
 func TestPagesSayWhyARefreshWithAPlantedCookieIsRefused(t *testing.T) {
 	n := testnode.Start(t, nil)
 	api := rest{t: t, base: n.URL}
@@ -386,40 +387,42 @@ func TestPagesSayWhyARefreshWithAPlantedCookieIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	var planted *http.Cookie
+	var mallory string
 	for _, c := range res.Cookies() {
 		if c.Name == "herald_refresh" {
-			planted = &http.Cookie{Name: c.Name, Value: c.Value, Path: "/ui/session/refresh", MaxAge: 3600}
+			mallory = c.Value
 		}
 	}
-	if planted == nil {
+	if mallory == "" {
 		t.Fatalf("sign-in set no refresh cookie: %v", res.Header.Values("Set-Cookie"))
 	}
 	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.SetCookie(w, planted)
+		http.SetCookie(w, &http.Cookie{Name: "herald_refresh", Value: mallory, Path: r.URL.Query().Get("path"), MaxAge: 3600})
 		io.WriteString(w, "another service on the same host")
 	}))
 	t.Cleanup(elsewhere.Close)
 
-	for _, path := range []string{"/ui/inbox/", "/ui/"} {
-		p := newBrowser(t).newPage("victim "+path, 1200, 800)
-		p.do("open "+path, chromedp.Navigate(n.URL+path))
-		signIn(p, aliceUP, aliceUP+"-password")
-		p.waitFor("signed in", `!!document.querySelector('.whoami')`)
-		p.do("visit the other service", chromedp.Navigate(elsewhere.URL+"/"))
-		// The access cookie expires.
-		ctx, cancel := context.WithTimeout(p.ctx, stepTimeout)
-		_, err := chromedp.Call(ctx, network.DeleteCookies, network.DeleteCookiesParams{Name: "herald_session", URL: n.URL + "/"})
-		cancel()
-		if err != nil {
-			t.Fatalf("delete the access cookie: %v", err)
+	for _, planted := range []string{"/ui/session/refresh", "/"} {
+		for _, path := range []string{"/ui/inbox/", "/ui/"} {
+			p := newBrowser(t).newPage("victim "+path+" "+planted, 1200, 800)
+			p.do("open "+path, chromedp.Navigate(n.URL+path))
+			signIn(p, aliceUP, aliceUP+"-password")
+			p.waitFor("signed in", `!!document.querySelector('.whoami')`)
+			p.do("visit the other service", chromedp.Navigate(elsewhere.URL+"/?path="+url.QueryEscape(planted)))
+			// The access cookie expires.
+			ctx, cancel := context.WithTimeout(p.ctx, stepTimeout)
+			_, err := chromedp.Call(ctx, network.DeleteCookies, network.DeleteCookiesParams{Name: "herald_session", URL: n.URL + "/"})
+			cancel()
+			if err != nil {
+				t.Fatalf("delete the access cookie: %v", err)
+			}
+			p.expect("/ui/session")
+			p.do("open "+path+" again", chromedp.Navigate(n.URL+path))
+			p.waitFor("the reason or the sign-in form", `document.body.textContent.includes('two Herald cookies') || !!document.querySelector('#signin-username')`)
+			if eval[bool](p, "the form", `!!document.querySelector('#signin-username')`) {
+				t.Errorf("%s with a refresh cookie planted at %s showed the sign-in form, not why its refresh was refused", path, planted)
+			}
+			p.checkClean()
 		}
-		p.expect("/ui/session/refresh")
-		p.do("open "+path+" again", chromedp.Navigate(n.URL+path))
-		p.waitFor("the reason or the sign-in form", `document.body.textContent.includes('two Herald cookies') || !!document.querySelector('#signin-username')`)
-		if eval[bool](p, "the form", `!!document.querySelector('#signin-username')`) {
-			t.Errorf("%s showed the sign-in form, not why its refresh was refused", path)
-		}
-		p.checkClean()
 	}
 }
