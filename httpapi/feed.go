@@ -201,6 +201,13 @@ func (s *Server) checkSeq(r *http.Request, uid string, seq uint64) error {
 	if seq < floor || seq > last {
 		return resync("The token is too old or unknown; start again without one.")
 	}
+	lost, err := s.state.LostSeq(seq)
+	if err != nil {
+		return err
+	}
+	if lost {
+		return resync("The token has seen changes that a restore from a backup took back; start again without one.")
+	}
 	return nil
 }
 

@@ -48,6 +48,9 @@ type State interface {
 	NotificationView(uid, nid string) (*raft.NotificationView, bool, error)
 	LastSeq() (uint64, error)
 	ChangeFloor(uid string) (uint64, error)
+	// LostSeq says whether a cursor names a change that a restore from a
+	// backup took back.
+	LostSeq(seq uint64) (bool, error)
 	Changes(uid string, after uint64, limit int) ([]resource.Change, error)
 	ChangeHeads(uid string, after uint64, limit int) ([]resource.Change, error)
 	VAPID() ([]byte, bool, error)

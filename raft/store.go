@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -946,9 +948,20 @@ func Restore(dir string, r io.Reader) (string, error) {
 	// A fresh log starts at index 1: the applied index must not skip it,
 	// and a mark of where to resume an entry (parts.go) names one of the
 	// old log. The rules level is at least the one that knows identities:
-	// only a binary that knows it restored the state.
+	// only a binary that knows it restored the state. The change log goes
+	// on past a gap (lostSeqs), so that a cursor of a change made after the
+	// backup, which the restore took back, never names one made since.
 	err = db.Update(func(txn *badger.Txn) error {
 		if err := txn.Delete([]byte(keyResume)); err != nil {
+			return err
+		}
+		seq, _, err := getValue(txn, []byte(keySeq))
+		if err != nil {
+			return err
+		}
+		from := getUint64(seq)
+		if err := errors.Join(txn.Set(lostSeqsKey(from), putUint64(from+restoreSeqGap)),
+			txn.Set([]byte(keySeq), putUint64(from+restoreSeqGap))); err != nil {
 			return err
 		}
 		v, found, err := getValue(txn, []byte(keyRules))
@@ -967,6 +980,41 @@ func Restore(dir string, r io.Reader) (string, error) {
 		return "", err
 	}
 	return id, os.WriteFile(filepath.Join(dir, restoredMarker), []byte("restored from a backup; the node snapshots and compacts its log at its first start\n"), 0o600)
+}
+
+// restoreSeqGap is how far a restore moves the change log's sequence on:
+// further than the replaced cluster can have gone past its backup.
+const restoreSeqGap = 1 << 40
+
+// lostSeqsKey records that a restore took back the changes after seq from:
+// cursors in (from, value] are of a replaced history. Each restore adds one,
+// and backups carry them, so a cursor of any earlier history is known.
+func lostSeqsKey(from uint64) []byte { return fmt.Appendf(nil, "m/lostseq/%016x", from) }
+
+// LostSeq reports whether a change-log cursor names a change that a restore
+// took back (a client's delta or stream cursor of the replaced history).
+func (s *Store) LostSeq(seq uint64) (bool, error) {
+	s.seePublished()
+	lost := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("m/lostseq/")})
+		defer it.Close()
+		for it.Rewind(); it.Valid() && !lost; it.Next() {
+			from, err := strconv.ParseUint(strings.TrimPrefix(string(it.Item().Key()), "m/lostseq/"), 16, 64)
+			if err != nil {
+				return err
+			}
+			err = it.Item().Value(func(v []byte) error {
+				lost = seq > from && seq <= getUint64(v)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return lost, err
 }
 
 // restoredClusterID is the id of a cluster restored from a backup whose
