@@ -892,6 +892,8 @@ func backupCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "out", Required: true, TakesFile: true, Usage: "`FILE` to write, - for standard output"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out if it exists"},
+			&cli.BoolFlag{Name: "stale", Usage: "back up what the node holds even if it cannot confirm that it has every " +
+				"acknowledged write (a node that has lost its cluster)"},
 		}, clientFlags()...),
 		Action: func(c *cli.Context) error {
 			out := c.String("out")
@@ -905,13 +907,17 @@ func backupCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			backup := cl.Backup
+			if c.Bool("stale") {
+				backup = cl.StaleBackup
+			}
 			p := startProgress(c.App.ErrWriter, "backup: received")
 			if out == "-" {
-				_, err := cl.Backup(c.Context, p.Writer(c.App.Writer))
+				_, err := backup(c.Context, p.Writer(c.App.Writer))
 				p.Stop()
 				return err
 			}
-			_, err = backupToFile(c.Context, cl, out, force, p)
+			_, err = backupToFile(c.Context, backup, out, force, p)
 			n := p.Stop()
 			if err != nil {
 				return err
@@ -925,7 +931,7 @@ func backupCommand() *cli.Command {
 // backupToFile writes the backup beside path and renames it into place only
 // once it is complete and synced, so that a broken transfer never leaves a
 // truncated file under the name a restore would be pointed at.
-func backupToFile(ctx context.Context, cl *client.Client, path string, force bool, p *progress) (int64, error) {
+func backupToFile(ctx context.Context, backup func(context.Context, io.Writer) (int64, error), path string, force bool, p *progress) (int64, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.partial")
 	if err != nil {
 		// The error names the hidden partial file, which the admin never
@@ -936,7 +942,7 @@ func backupToFile(ctx context.Context, cl *client.Client, path string, force boo
 		}
 		return 0, fmt.Errorf("--out %s: cannot write in %s: %w", path, filepath.Dir(path), err)
 	}
-	n, err := cl.Backup(ctx, p.Writer(f))
+	n, err := backup(ctx, p.Writer(f))
 	if err == nil {
 		err = f.Sync()
 	}

@@ -168,9 +168,23 @@ func (c *Client) RemoveClusterNode(ctx context.Context, id string) error {
 // the number of bytes written (admin token). A backup cut short by a broken
 // connection returns an error, and what reached w is then incomplete.
 func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	return c.backup(ctx, w, "")
+}
+
+// StaleBackup is Backup of what the node holds, without its first making sure
+// that it holds everything the cluster has committed: for a node that has
+// lost its quorum, whose state is the best left.
+func (c *Client) StaleBackup(ctx context.Context, w io.Writer) (int64, error) {
+	return c.backup(ctx, w, "eventual")
+}
+
+func (c *Client) backup(ctx context.Context, w io.Writer, consistency string) (int64, error) {
 	req, err := c.newRequest(ctx, http.MethodGet, "/v1.0/admin/backup", nil)
 	if err != nil {
 		return 0, err
+	}
+	if consistency != "" {
+		req.Header.Set("ConsistencyLevel", consistency)
 	}
 	// The backup format is the server's business, not JSON.
 	req.Header.Set("Accept", "*/*")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -158,6 +159,19 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request, p *principal) er
 		// The mux answers HEAD with the GET handler: a HEAD took, and
 		// audited, a whole backup that nobody received.
 		return nil
+	}
+	// A backup is read from this node's replica: a follower may not have
+	// applied a write the cluster acknowledged before the backup was asked
+	// for. It runs the barrier a strong read does, unless asked for what
+	// the node holds (ConsistencyLevel: eventual: a node that has lost its
+	// quorum, whose state is the best left).
+	if !caughtUp(r) && !strings.EqualFold(r.Header.Get(consistencyHeader), "eventual") {
+		if err := s.state.Barrier(r.Context()); err != nil {
+			s.log.Debug("backup: barrier failed", "error", err)
+			return unavailable("This node could not confirm that it holds every write the cluster has acknowledged, "+
+				"so a backup of it could miss some; retry, or back up another node. Of a node that has lost its "+
+				"cluster, take what it holds with herald backup --stale (ConsistencyLevel: eventual).", time.Second)
+		}
 	}
 	// Recorded before it streams: a backup holds every password hash and
 	// token hash, so who took one matters even if the download breaks.

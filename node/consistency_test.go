@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -769,4 +770,79 @@ type heldConn struct {
 func (c *heldConn) Write(b []byte) (int, error) {
 	c.hold.wait()
 	return c.Conn.Write(b)
+}
+
+// A backup taken from a follower that has not applied a write the cluster
+// acknowledged must not be a good-looking file without it: the follower
+// answers 503 while it cannot catch up, and once it has, the backup holds
+// the write. A backup asked for as is (ConsistencyLevel: eventual, herald
+// backup --stale, for a node that has lost its quorum) is what it holds.
+func TestBackupOnALaggingFollowerHoldsEveryAcknowledgedWrite(t *testing.T) {
+	ctx := context.Background()
+	hold := newLinkHold()
+	var laggard string
+	nodes := startThree(t, func(i int, c *node.Config) {
+		if i == 2 {
+			laggard = c.RaftAddr
+			c.Raft.HeartbeatTimeout, c.Raft.ElectionTimeout = 30*time.Second, 30*time.Second
+		}
+		c.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			if err != nil || addr != laggard {
+				return conn, err
+			}
+			return &heldConn{Conn: conn, hold: hold}, nil
+		}
+	})
+	t.Cleanup(hold.release)
+	behind := nodes[2]
+	for _, n := range nodes {
+		pollUntil(t, "ready "+n.Config.NodeID, func() error { return readyz(n) })
+	}
+	adminToken := adminTokenOf(t, nodes[0])
+	if _, err := clientFor(t, nodes[0], adminToken).CreateApplication(ctx,
+		client.NewApplication{DisplayName: "Tasks", TargetHostName: "tasks.backup.test"}); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, behind.Config.NodeID+" applies what n1 has", func() error {
+		if have, want := behind.Store().Applied(), nodes[0].Store().Applied(); have < want {
+			return fmt.Errorf("applied %d of %d", have, want)
+		}
+		return nil
+	})
+
+	hold.hold()
+	last, err := clientFor(t, nodes[0], adminToken).SendToUser(ctx, "admin", &client.Notification{
+		TargetHostName: "tasks.backup.test", Payload: &client.Payload{RawContent: "acknowledged before the backup"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := behind.Store().Notification(mustUserID(t, behind, "admin"), last.ID); ok {
+		t.Fatal("the laggard holds the write although its links are held; the test proves nothing")
+	}
+	var b bytes.Buffer
+	_, err = plainClient(t, behind, adminToken).Backup(ctx, &b)
+	var ce *client.Error
+	if err == nil && !bytes.Contains(b.Bytes(), []byte(last.ID)) {
+		t.Fatalf("a backup from the laggard (%d bytes) misses notification %s, acknowledged before it began", b.Len(), last.ID)
+	}
+	if err != nil && (!errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || !strings.Contains(ce.Message, "another node")) {
+		t.Fatalf("a backup from the laggard: %v, want 503 naming what to do", err)
+	}
+	b.Reset()
+	if _, err := plainClient(t, behind, adminToken).StaleBackup(ctx, &b); err != nil || b.Len() == 0 {
+		t.Fatalf("a backup as is from the laggard: %d bytes, %v", b.Len(), err)
+	}
+
+	hold.release()
+	pollUntil(t, "a backup from the caught-up laggard with the write", func() error {
+		b.Reset()
+		if _, err := plainClient(t, behind, adminToken).Backup(ctx, &b); err != nil {
+			return err
+		}
+		if !bytes.Contains(b.Bytes(), []byte(last.ID)) {
+			return fmt.Errorf("the backup misses %s", last.ID)
+		}
+		return nil
+	})
 }
