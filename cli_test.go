@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -761,5 +762,52 @@ func TestSignInPatiencePassesAndTheErrorComesBack(t *testing.T) {
 	// It says what to do about it (operator review: a timeout was all).
 	if !strings.Contains(err.Error(), "not yet") || !strings.Contains(err.Error(), "--token") {
 		t.Errorf("the error %q does not carry the server's answer and what to do", err)
+	}
+}
+
+// A backup of a later release (its rules level newer than this binary
+// knows) is refused by restore, before it replaces anything: a node of this
+// release would refuse to start on it, so a --force restore into a node's
+// directory would leave the operator with neither its old data nor a node.
+func TestRestoreRefusesABackupOfALaterRelease(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	level := binary.BigEndian.AppendUint64(nil, raft.RulesLevel+1)
+	err = db.Update(func(txn *badger.Txn) error {
+		return errors.Join(txn.Set([]byte("test/key"), []byte("of a later release")), txn.Set([]byte("m/rules"), level))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var later bytes.Buffer
+	if err := raft.WriteBackup(context.Background(), db, &later); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	file := filepath.Join(t.TempDir(), "later.backup")
+	if err := os.WriteFile(file, later.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ours := filepath.Join(t.TempDir(), "ours.backup")
+	if err := os.WriteFile(ours, makeBackup(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "node")
+	if code, _, errOut := runCLI(t, nil, "restore", "--in", ours, "--data-dir", dir); code != 0 {
+		t.Fatalf("restore: exit %d, %q", code, errOut)
+	}
+	before := listDir(t, dir)
+
+	code, _, errOut := runCLI(t, nil, "restore", "--force", "--in", file, "--data-dir", dir)
+	if code != 1 || !strings.Contains(errOut, "newer than this release knows") {
+		t.Errorf("restore of a later release's backup: exit %d, %q; want it refused, naming the release", code, errOut)
+	}
+	if after := listDir(t, dir); !slices.Equal(before, after) {
+		t.Errorf("the refused restore changed %v to %v", before, after)
+	}
+	if v := restoredValue(t, dir); v != "restored value" {
+		t.Errorf("after the refused restore the node's data reads %q", v)
 	}
 }

@@ -972,6 +972,11 @@ func Restore(dir string, r io.Reader) (string, error) {
 		if found {
 			level = max(level, getUint64(v))
 		}
+		if level > RulesLevel {
+			// A node of this release would refuse to start on it.
+			return fmt.Errorf("the backup holds state under rules level %d, newer than this release knows (%d): "+
+				"restore it with the release that made it, or a later one", level, RulesLevel)
+		}
 		return errors.Join(txn.Set([]byte(keyRules), putUint64(level)),
 			txn.Set([]byte(keyCluster), []byte(id)), txn.Set([]byte(keyRestored), []byte(id)),
 			txn.Set([]byte(keyApplied), putUint64(0)))
