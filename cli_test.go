@@ -811,3 +811,42 @@ func TestRestoreRefusesABackupOfALaterRelease(t *testing.T) {
 		t.Errorf("after the refused restore the node's data reads %q", v)
 	}
 }
+
+// A restore with --force moves the directory's old entries aside, then the
+// restored ones in: killed in between, the directory holds part of one and
+// part of the other (the restored Badger without its marker, or nothing but
+// the old data aside, which a node would take for an empty directory and
+// start a new cluster in). A node refuses it, and a restore again makes it
+// whole.
+func TestServeRefusesADirectoryARestoreWasStoppedSwappingIn(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.backup")
+	if err := os.WriteFile(file, makeBackup(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, errOut := runCLI(t, nil, "restore", "--in", file, "--data-dir", dir); code != 0 {
+		t.Fatalf("restore: exit %d, %q", code, errOut)
+	}
+	// As a kill between the two steps leaves it: the old data aside, the
+	// restored Badger in place, its marker still in the work directory.
+	aside := filepath.Join(dir, ".replaced-0123abcd")
+	if err := os.MkdirAll(filepath.Join(aside, "raft-wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "restored")); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, nil, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(errOut, "restore again") || !strings.Contains(errOut, aside) {
+		t.Fatalf("serve on a half-swapped directory: exit %d, %q; want it refused, saying to restore again", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, nil, "restore", "--force", "--in", file, "--data-dir", dir); code != 0 {
+		t.Fatalf("restore again: exit %d, %q", code, errOut)
+	}
+	if names := listDir(t, dir); !slices.Equal(names, []string{"badger", lockName, "restored"}) {
+		t.Errorf("after the second restore the directory holds %v", names)
+	}
+	if v := restoredValue(t, dir); v != "restored value" {
+		t.Errorf("restored %q", v)
+	}
+}

@@ -66,6 +66,29 @@ func dirEntries(dir string) ([]string, error) {
 	return names, nil
 }
 
+// replacedPrefix names the directory inside the data directory that a
+// restore with --force moves the old entries to while it moves the restored
+// ones in.
+const replacedPrefix = ".replaced-"
+
+// checkSwapped refuses a data directory that a restore was stopped in while
+// it swapped the restored entries in: it holds part of the old state and part
+// of the new (or nothing, which a node would take for a new cluster).
+func checkSwapped(dir string) error {
+	names, err := dirEntries(dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, replacedPrefix) {
+			return fmt.Errorf("a restore into %s was stopped while it moved the restored data in: the directory holds "+
+				"part of it, and the old data is in %s; run the restore again (herald restore --force), or move the old "+
+				"data back", dir, filepath.Join(dir, name))
+		}
+	}
+	return nil
+}
+
 // A restore's work directory inside the data directory.
 const partialPrefix, partialSuffix = ".restore-", ".partial"
 
@@ -141,7 +164,7 @@ func restoreDataDir(dir string, force bool, load func(tmp string) error) error {
 	// Out of the way first, so that no old file stays beside new ones.
 	var old string
 	if len(existing) > 0 {
-		old = filepath.Join(dir, ".replaced-"+randomSuffix())
+		old = filepath.Join(dir, replacedPrefix+randomSuffix())
 		if err := os.Mkdir(old, 0o700); err != nil {
 			os.RemoveAll(tmp)
 			return err
@@ -165,7 +188,13 @@ func restoreDataDir(dir string, force bool, load func(tmp string) error) error {
 		return err
 	}
 	if old != "" {
-		return os.RemoveAll(old)
+		// Renamed first, to a name that is no node's data, so that a kill
+		// while it is removed does not leave a swap stopped half way.
+		done := filepath.Join(dir, partialPrefix+randomSuffix()+partialSuffix)
+		if err := os.Rename(old, done); err != nil {
+			return err
+		}
+		return os.RemoveAll(done)
 	}
 	return nil
 }

@@ -304,6 +304,9 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			defer release()
+			if err := checkSwapped(cfg.DataDir); err != nil {
+				return err
+			}
 			limit, set, err := memoryLimit(cfg.Memory, os.Getenv) // memlimit.go
 			if err != nil {
 				return err
