@@ -117,7 +117,16 @@ func TestRestoreRefusesCursorsOfTheLostHistory(t *testing.T) {
 	}
 	r := testnode.Start(t, &cfg)
 	restored := clientFor(t, r, tok) // the session is in the backup
+	// A sync begun on the restored node before it has a change of its own
+	// starts at the restored log's first position.
+	_, first, err := restored.Delta(ctx, "")
+	if err != nil {
+		t.Fatalf("a new sync on the restored node: %v", err)
+	}
 	fresh := send(restored, "after the restore", 6)
+	if got, _, err := restored.Delta(ctx, pathOf(first)); err != nil || len(got) != len(fresh) {
+		t.Errorf("the deltaLink of a sync begun after the restore: %d changes, %v; want the %d sent since", len(got), err, len(fresh))
+	}
 
 	got, _, err := restored.Delta(ctx, pathOf(before))
 	if err != nil {

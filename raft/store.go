@@ -992,7 +992,8 @@ func Restore(dir string, r io.Reader) (string, error) {
 const restoreSeqGap = 1 << 40
 
 // lostSeqsKey records that a restore took back the changes after seq from:
-// cursors in (from, value] are of a replaced history. Each restore adds one,
+// cursors in (from, value) are of a replaced history; value, where the
+// restored cluster's log goes on, is its first position. Each restore adds one,
 // and backups carry them, so a cursor of any earlier history is known.
 func lostSeqsKey(from uint64) []byte { return fmt.Appendf(nil, "m/lostseq/%016x", from) }
 
@@ -1010,7 +1011,7 @@ func (s *Store) LostSeq(seq uint64) (bool, error) {
 				return err
 			}
 			err = it.Item().Value(func(v []byte) error {
-				lost = seq > from && seq <= getUint64(v)
+				lost = seq > from && seq < getUint64(v)
 				return nil
 			})
 			if err != nil {
