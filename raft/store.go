@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -960,7 +958,12 @@ func Restore(dir string, r io.Reader) (string, error) {
 			return err
 		}
 		from := getUint64(seq)
-		if err := errors.Join(txn.Set(lostSeqsKey(from), putUint64(from+restoreSeqGap)),
+		lost, _, err := getValue(txn, []byte(keyLostSeqs))
+		if err != nil {
+			return err
+		}
+		lost = append(append(append([]byte(nil), lost...), putUint64(from)...), putUint64(from+restoreSeqGap)...)
+		if err := errors.Join(txn.Set([]byte(keyLostSeqs), lost),
 			txn.Set([]byte(keySeq), putUint64(from+restoreSeqGap))); err != nil {
 			return err
 		}
@@ -991,36 +994,28 @@ func Restore(dir string, r io.Reader) (string, error) {
 // further than the replaced cluster can have gone past its backup.
 const restoreSeqGap = 1 << 40
 
-// lostSeqsKey records that a restore took back the changes after seq from:
-// cursors in (from, value) are of a replaced history; value, where the
-// restored cluster's log goes on, is its first position. Each restore adds one,
-// and backups carry them, so a cursor of any earlier history is known.
-func lostSeqsKey(from uint64) []byte { return fmt.Appendf(nil, "m/lostseq/%016x", from) }
+// keyLostSeqs records the change-log ranges that restores took back: pairs
+// of big-endian (from, to), one pair a restore. Cursors in (from, to) are of
+// a replaced history; to, where the restored cluster's log goes on, is its
+// first position. Backups carry the key, so a cursor of any earlier history
+// is known. One key, not one per restore, so that a delta's check is a
+// point read, which the key's absence makes a bloom filter's miss.
+const keyLostSeqs = "m/lostseqs"
 
 // LostSeq reports whether a change-log cursor names a change that a restore
 // took back (a client's delta or stream cursor of the replaced history).
 func (s *Store) LostSeq(seq uint64) (bool, error) {
 	s.seePublished()
-	lost := false
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("m/lostseq/")})
-		defer it.Close()
-		for it.Rewind(); it.Valid() && !lost; it.Next() {
-			from, err := strconv.ParseUint(strings.TrimPrefix(string(it.Item().Key()), "m/lostseq/"), 16, 64)
-			if err != nil {
-				return err
-			}
-			err = it.Item().Value(func(v []byte) error {
-				lost = seq > from && seq < getUint64(v)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
+	v, _, err := s.getString([]byte(keyLostSeqs))
+	if err != nil {
+		return false, err
+	}
+	for b := []byte(v); len(b) >= 16; b = b[16:] {
+		if from, to := getUint64(b[:8]), getUint64(b[8:16]); seq > from && seq < to {
+			return true, nil
 		}
-		return nil
-	})
-	return lost, err
+	}
+	return false, nil
 }
 
 // restoredClusterID is the id of a cluster restored from a backup whose
