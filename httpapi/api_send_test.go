@@ -529,3 +529,28 @@ func TestSendReadsPastODataAnnotations(t *testing.T) {
 	// Any other unknown property is still refused.
 	wantInvalid(t, e.send(t, e.tasks, e.aliceTasks, `{"payload":{"rawContent":"x"},"odata.type":"y"}`), "odata.type")
 }
+
+// Reading past annotations recursed once per level of nesting, with no
+// bound: a 64 KiB body of '[' under an "@odata." name took about 32 MiB of
+// stack per request, and a well-formed one nested 32,000 deep was stored,
+// where encoding/json refuses anything past 10,000 levels. An annotated
+// body is read only as deep as a notification could go.
+func TestSendRefusesDeeplyNestedAnnotatedBodies(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	before := e.snapshot(t, e.alice.Token, feedAny)
+	const deep = 32000
+	for _, body := range []string{
+		`{"payload":{"rawContent":"x"},"@odata.x":` + strings.Repeat("[", deep) + strings.Repeat("]", deep) + `}`,
+		`{"@odata.type":"x","payload":` + strings.Repeat("[", 2*deep),
+		`{"@odata.type":"x","payload":{"rawContent":"x"},"extra":` + strings.Repeat(`{"a":`, deep/4),
+	} {
+		got := wantInvalid(t, e.send(t, e.tasks, e.aliceTasks, body), "")
+		if !strings.Contains(got.Message, "nests deeper than") {
+			t.Errorf("a body nested %d deep: %q, want it refused for its depth", deep, got.Message)
+		}
+	}
+	sameSnapshot(t, "alice's feed", before, e.snapshot(t, e.alice.Token, feedAny))
+	// A shallow annotated body still goes through.
+	e.send(t, e.tasks, e.aliceTasks, `{"@odata.type":"x","payload":{"@odata.type":"y","rawContent":"x"}}`).expect(t, http.StatusCreated)
+}
