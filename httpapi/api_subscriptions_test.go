@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/node"
+	"github.com/herald-notify/herald/raft"
 )
 
 // pushKeys returns a browser-like PushSubscription key pair in base64url.
@@ -331,4 +332,62 @@ func TestExpiredSubscriptionRefusesSendsUntilRenewed(t *testing.T) {
 		t.Errorf("renewed subscription %v, want status active", p)
 	}
 	n.sendOK(t, a, s.ID, visual("renewed"))
+}
+
+// Only active subscriptions count toward the quota, and a renewal was not
+// counted at all: a user made subscriptions that expired a moment later,
+// as many as the request rate allowed, and renewed them all, holding any
+// number of active ones (each a delivery record per notification) and any
+// number of expired ones (each read by every send to the user, and by the
+// next create, until the purge thirty days on).
+func TestSubscriptionsThatExpireAtOnceDoNotEscapeTheQuota(t *testing.T) {
+	t.Parallel()
+	const quota = 2
+	n := start(t, func(c *node.Config) { c.Limits.MaxSubscriptionsPerUser = quota })
+	a := n.newApp(t, "tasks.contoso.com")
+	alice := n.newUser(t, "alice")
+	subs := "/v1.0/me/notificationSubscriptions"
+	soon := func() map[string]any {
+		return map[string]any{"targetHostName": a.Host, "platformType": "web", "channel": map[string]any{"type": "live"},
+			"expirationDateTime": time.Now().Add(300 * time.Millisecond).UTC().Format(time.RFC3339Nano)}
+	}
+	// Create subscriptions that expire at once until the node refuses one;
+	// it must refuse before the user holds more than the documented bound.
+	held := raft.HeldSubsFactor * quota
+	var ids []string
+	for len(ids) <= held {
+		r := n.post(t, alice.Token, subs, soon())
+		if r.Status == http.StatusInsufficientStorage {
+			break
+		}
+		var s struct{ ID string }
+		r.expect(t, http.StatusCreated).into(t, &s)
+		ids = append(ids, s.ID)
+		eventually(t, 10*time.Second, "the subscription to expire", func() bool {
+			return n.get(t, alice.Token, subs+"/"+s.ID).expect(t, http.StatusOK).obj(t)["status"] == "expired"
+		})
+	}
+	if got := len(n.get(t, alice.Token, subs).expect(t, http.StatusOK).value(t)); got > held {
+		t.Fatalf("alice holds %d subscriptions, want at most %d", got, held)
+	}
+	// Renewing them makes them active again, up to the quota only.
+	renew := map[string]any{"expirationDateTime": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339Nano)}
+	renewed := 0
+	for _, id := range ids {
+		switch r := n.patch(t, alice.Token, subs+"/"+id, renew); r.Status {
+		case http.StatusOK:
+			renewed++
+		default:
+			wantError(t, r, http.StatusInsufficientStorage, "quotaLimitReached")
+		}
+	}
+	active := 0
+	for _, s := range n.get(t, alice.Token, subs).expect(t, http.StatusOK).value(t) {
+		if s["status"] == "active" {
+			active++
+		}
+	}
+	if renewed != quota || active != quota {
+		t.Errorf("%d renewals taken, %d subscriptions active; want %d each (the quota)", renewed, active, quota)
+	}
 }

@@ -162,7 +162,7 @@ func (s *Server) patchSubscription(w http.ResponseWriter, r *http.Request, p *pr
 		in.ExpirationDateTime = &exp
 	}
 	v, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpUpdateSub, Now: now.UnixNano(),
-		UserID: p.user.ID, ID: sub.ID, SubPatch: &in})
+		UserID: p.user.ID, ID: sub.ID, SubPatch: &in, MaxItems: s.opts.MaxSubscriptionsPerUser})
 	if err != nil {
 		return err
 	}

@@ -424,13 +424,16 @@ func (t *tx) createSub(c *Command) Result {
 	if c.MaxItems > 0 {
 		// Only active subscriptions count: a browser that re-subscribes
 		// after its old one expired or was disabled must not hit the quota.
-		active, now := 0, time.Unix(0, c.Now)
-		for _, x := range t.userSubs(s.UserID) {
-			if x.ActiveAt(now) {
-				active++
-			}
+		// But the others are kept until the purge, thirty days after they
+		// expire, and each is read here and by every send to the user: from
+		// level 4 they are bounded too, else one that expires a second after
+		// its creation makes room for the next, without end.
+		subs := t.userSubs(s.UserID)
+		if held := HeldSubsFactor * c.MaxItems; t.rules() >= 4 && len(subs) >= held {
+			return fail(resource.Errorf(resource.CodeQuotaReached,
+				"The user holds the most subscriptions allowed (%d), expired and disabled ones included until they are purged; delete some.", held))
 		}
-		if active >= c.MaxItems {
+		if activeSubs(subs, time.Unix(0, c.Now)) >= c.MaxItems {
 			return fail(resource.Errorf(resource.CodeQuotaReached, "The user has the most active subscriptions allowed (%d).", c.MaxItems))
 		}
 	}
@@ -463,6 +466,13 @@ func (t *tx) updateSub(c *Command) Result {
 		s.DeviceName = *c.SubPatch.DeviceName
 	}
 	if c.SubPatch.ExpirationDateTime != nil {
+		// A renewal brings an expired subscription back, so it counts
+		// toward the quota as a creation does (level 4): else subscriptions
+		// created to expire at once could all be renewed, past any quota.
+		if now := time.Unix(0, c.Now); c.MaxItems > 0 && t.rules() >= 4 && s.Status != resource.SubDisabled &&
+			!s.ActiveAt(now) && activeSubs(t.userSubs(s.UserID), now) >= c.MaxItems {
+			return fail(resource.Errorf(resource.CodeQuotaReached, "The user has the most active subscriptions allowed (%d).", c.MaxItems))
+		}
 		t.del(subExpiryKey(s.ExpirationDateTime.UnixMilli(), s.ID))
 		s.ExpirationDateTime = *c.SubPatch.ExpirationDateTime
 		t.set(subExpiryKey(s.ExpirationDateTime.UnixMilli(), s.ID), nil)
@@ -473,6 +483,20 @@ func (t *tx) updateSub(c *Command) Result {
 	}
 	t.putSub(&s)
 	return ok(s)
+}
+
+// HeldSubsFactor times the active quota is how many subscriptions a user may
+// hold in all (rules level 4).
+const HeldSubsFactor = 10
+
+func activeSubs(subs []resource.SubscriptionRecord, now time.Time) int {
+	n := 0
+	for _, x := range subs {
+		if x.ActiveAt(now) {
+			n++
+		}
+	}
+	return n
 }
 
 func (t *tx) deleteSub(uid, sid string) Result {
