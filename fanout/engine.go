@@ -36,7 +36,9 @@ type EngineOptions struct {
 	// owner of the user's slot). Nil: every user.
 	Owns func(userID string) bool
 	// Workers bounds concurrent attempts; PerHost bounds them per
-	// destination host, so one slow host cannot take every worker.
+	// destination host, so one slow host cannot take every worker; one
+	// user's deliveries get half the workers (userLimit), so its
+	// subscriptions to many slow hosts cannot take them all either.
 	Workers, PerHost int
 	// Timeout bounds one attempt.
 	Timeout time.Duration
@@ -64,8 +66,9 @@ type Engine struct {
 	hostBusy map[string]int
 	wake     chan struct{}
 
-	// waiting holds due tasks whose host is at its PerHost limit, in
-	// order; one is released each time an attempt on that host ends.
+	// waiting holds due tasks whose host or user is at its limit, in
+	// order, by hostBusy's key; one is released each time an attempt on
+	// that host, or for that user, ends.
 	waiting map[string][]*task
 
 	work      chan *task
@@ -271,6 +274,17 @@ func (e *Engine) hostLimit(t *task) int {
 	return e.o.PerHost
 }
 
+// userSlot is the key in hostBusy and waiting of t's user. No host name
+// holds a NUL.
+func userSlot(t *task) string { return "\x00user:" + t.key.uid }
+
+// userLimit is how many attempts one user's deliveries may run at once,
+// however many hosts its subscriptions name (a wildcard DNS name gives any
+// number): half the workers, so that one user's slow hosts leave the other
+// half to everyone else, and at least one more than a host gets, so that
+// one slow host of a user does not hold up its other devices.
+func (e *Engine) userLimit() int { return max(e.o.PerHost+1, e.o.Workers/2) }
+
 // dispatch hands due tasks to workers, holding back those whose host is at
 // its limit.
 func (e *Engine) dispatch() {
@@ -315,12 +329,19 @@ func (e *Engine) next() (*task, time.Duration) {
 			return nil, wait
 		}
 		heap.Pop(&e.queue)
+		full := ""
 		if e.hostBusy[t.host] >= e.hostLimit(t) {
+			full = t.host
+		} else if u := userSlot(t); e.hostBusy[u] >= e.userLimit() {
+			full = u
+		}
+		if full != "" {
 			t.waiting = true
-			e.waiting[t.host] = append(e.waiting[t.host], t)
+			e.waiting[full] = append(e.waiting[full], t)
 			continue
 		}
 		e.hostBusy[t.host]++
+		e.hostBusy[userSlot(t)]++
 		t.running = true
 		return t, 0
 	}
@@ -340,17 +361,23 @@ func (e *Engine) worker() {
 		if st.seq == t.seq {
 			t.attempts, t.fallback = st.attempts, st.fallback
 		}
-		e.hostBusy[t.host]--
-		if w := e.waiting[t.host]; len(w) > 0 {
-			// A slot on this host is free: the longest-waiting task goes next.
-			next := w[0]
-			w[0] = nil
-			if e.waiting[t.host] = w[1:]; len(w) == 1 {
-				delete(e.waiting, t.host)
+		for _, slot := range [2]string{t.host, userSlot(t)} {
+			if e.hostBusy[slot]--; e.hostBusy[slot] <= 0 {
+				delete(e.hostBusy, slot)
 			}
-			next.waiting = false
-			next.due = time.Now()
-			heap.Push(&e.queue, next)
+			if w := e.waiting[slot]; len(w) > 0 {
+				// A slot on this host, or for this user, is free: the
+				// longest-waiting task goes next (and waits again if its
+				// other limit is still reached).
+				next := w[0]
+				w[0] = nil
+				if e.waiting[slot] = w[1:]; len(w) == 1 {
+					delete(e.waiting, slot)
+				}
+				next.waiting = false
+				next.due = time.Now()
+				heap.Push(&e.queue, next)
+			}
 		}
 		t.running = false
 		switch {

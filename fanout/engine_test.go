@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -233,6 +234,46 @@ func TestEngineSlowHostDoesNotDelayOthers(t *testing.T) {
 	}
 	if got := len(slow.messages()); got != 0 {
 		t.Fatalf("the slow host finished %d sends while blocked", got)
+	}
+}
+
+// A user whose subscriptions name many slow hosts (a wildcard DNS name gives
+// any number) held every worker, since each host stayed under PerHost: every
+// other user's deliveries waited behind attempts that each took the whole
+// timeout. One user gets PerHost attempts at once, whatever the hosts.
+func TestEngineOneUsersSlowHostsDoNotHoldEveryWorker(t *testing.T) {
+	f := newFixture(t)
+	slow := &scriptSender{script: []Result{{Outcome: Delivered}}, block: make(chan struct{})}
+	fast := &scriptSender{script: []Result{{Outcome: Delivered}}}
+	router := senderFunc(func(ctx context.Context, sub *resource.SubscriptionRecord, m *Message) Result {
+		if strings.HasSuffix(sub.Channel.URL, ".slow.example/hook") {
+			return slow.Send(ctx, sub, m)
+		}
+		return fast.Send(ctx, sub, m)
+	})
+	e := f.open(func() *Engine {
+		return NewEngine(EngineOptions{Store: f.store, Senders: map[string]Sender{resource.ChannelWebhook: router},
+			Workers: 4, PerHost: 2, MinBackoff: time.Hour, Timeout: time.Hour, Logger: quiet})
+	})
+	defer f.store.Close()
+	defer e.Stop()
+	defer close(slow.block)
+	f.setup()
+	for i := 0; i < 6; i++ {
+		f.subscribe(fmt.Sprintf("https://h%d.slow.example/hook", i))
+	}
+	f.send("to the user with slow hosts")
+	// Another user, whose one host answers at once.
+	other := &resource.UserRecord{User: resource.User{ID: resource.NewGUID(), UserPrincipalName: "o" + resource.NewSecret(4), AccountEnabled: true}}
+	f.propose(&raft.Command{Op: raft.OpCreateUser, User: other})
+	f.user = other.ID
+	sid := f.subscribe("https://fast.example/hook")
+	for i := 0; i < 3; i++ {
+		nid := f.send("n")
+		f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryDelivered })
+	}
+	if got := len(slow.messages()); got != 0 {
+		t.Fatalf("the slow hosts finished %d sends while blocked", got)
 	}
 }
 
