@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"crypto/sha256"
 	"math"
 	"net"
 	"net/http"
@@ -25,6 +26,21 @@ type bucket struct {
 
 func newLimiter() *limiter { return &limiter{buckets: map[string]*bucket{}} }
 
+// maxKeyBytes bounds what a bucket's key keeps. Keys hold names a client
+// sends before it is known (a client_id, a user name, each up to the 64 KiB
+// of a form), and a bucket lives until it refills and the next sweep, a
+// minute or two: kept whole, requests with distinct long names held 60 KiB
+// each. A longer key is kept as its SHA-256.
+const maxKeyBytes = 256
+
+func bucketKey(key string) string {
+	if len(key) <= maxKeyBytes {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "\x00sha256:" + string(sum[:])
+}
+
 // allow takes one token from key's bucket of the given rate and burst. When
 // the bucket is empty it returns how long until a token is there.
 func (l *limiter) allow(key string, rate float64, burst int, now time.Time) (bool, time.Duration) {
@@ -48,6 +64,7 @@ func (l *limiter) refill(key string, rate float64, burst int, now time.Time) *bu
 	if now.Sub(l.sweep) > time.Minute {
 		l.dropFull(now)
 	}
+	key = bucketKey(key)
 	b := l.buckets[key]
 	if b == nil {
 		b = &bucket{tokens: float64(burst), last: now, rate: rate, burst: float64(burst)}
@@ -73,7 +90,7 @@ func (l *limiter) dropFull(now time.Time) {
 func (l *limiter) waitFor(key string, rate float64, now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buckets[key]
+	b := l.buckets[bucketKey(key)]
 	if b == nil || rate <= 0 {
 		return 0
 	}
