@@ -57,6 +57,12 @@ const (
 	// to the log. Beyond it, new names from an address count under the
 	// name "*", and beyond twice it, under address "*" too.
 	maxFailureKeys = 1024
+	// maxNamesPerAddress bounds the names one address gets records of per
+	// minute for failed sign-ins; further names from it count under "*".
+	// Without it one address alone, spraying client_ids (which no hash
+	// slows), filled maxFailureKeys records a minute: about a gigabyte a
+	// day kept for the audit retention, 90 days by default.
+	maxNamesPerAddress = 16
 	// sessionTouchEvery is how often a session's use is written through
 	// Raft: lastUsedDateTime is exact for sign-ins and refreshes, and
 	// within this for plain use of an access token.
@@ -71,9 +77,11 @@ type securityLog struct {
 	mu     sync.Mutex
 	counts map[countKey]int
 	armed  bool
-	// minute and seen are the minute being counted and its keys.
+	// minute and seen are the minute being counted and its keys; names
+	// counts the failed sign-in names of each address among them.
 	minute int64
 	seen   map[countKey]bool
+	names  map[string]int
 	// touched is when this node last wrote each session's use.
 	touched    map[string]time.Time
 	touchSlots chan struct{} // bounds the touches in flight
@@ -87,7 +95,7 @@ type countKey struct {
 }
 
 func newSecurityLog() *securityLog {
-	return &securityLog{counts: map[countKey]int{}, seen: map[countKey]bool{}, touched: map[string]time.Time{},
+	return &securityLog{counts: map[countKey]int{}, seen: map[countKey]bool{}, names: map[string]int{}, touched: map[string]time.Time{},
 		touchSlots: make(chan struct{}, 4)}
 }
 
@@ -237,12 +245,17 @@ func (s *Server) countEvent(r *http.Request, k countKey) {
 	if k.minute != l.minute {
 		l.minute = k.minute
 		clear(l.seen)
+		clear(l.names)
 	}
-	if !l.seen[k] && len(l.seen) >= maxFailureKeys {
+	failure := k.action == actSignInFailure
+	if !l.seen[k] && (len(l.seen) >= maxFailureKeys || failure && l.names[k.address] >= maxNamesPerAddress) {
 		k.name, k.actorID = "*", ""
 		if !l.seen[k] && len(l.seen) >= 2*maxFailureKeys {
 			k.address = "*"
 		}
+	}
+	if failure && !l.seen[k] && k.name != "*" {
+		l.names[k.address]++
 	}
 	l.seen[k] = true
 	l.counts[k]++

@@ -35,8 +35,8 @@ func TestFailedSignInCountsAreBoundedPerMinute(t *testing.T) {
 	if got, max := len(s.sec.counts), 2*maxFailureKeys+1; got > max {
 		t.Errorf("%d keys in one minute, want at most %d", got, max)
 	}
-	if n := s.sec.counts[countKey{action: actSignInFailure, actorType: "user", name: "*", address: "192.0.2.1", minute: now.Truncate(time.Minute).UnixMilli()}]; n != 2*maxFailureKeys {
-		t.Errorf("names past the bound from one address: %d under \"*\", want %d", n, 2*maxFailureKeys)
+	if n := s.sec.counts[countKey{action: actSignInFailure, actorType: "user", name: "*", address: "192.0.2.1", minute: now.Truncate(time.Minute).UnixMilli()}]; n != 3*maxFailureKeys-maxNamesPerAddress {
+		t.Errorf("names past the bound from one address: %d under \"*\", want %d", n, 3*maxFailureKeys-maxNamesPerAddress)
 	}
 	if n := s.sec.counts[countKey{action: actSignInFailure, actorType: "user", name: "*", address: "*", minute: now.Truncate(time.Minute).UnixMilli()}]; n == 0 {
 		t.Error("addresses past the bound are not counted under \"*\"")
@@ -46,5 +46,36 @@ func TestFailedSignInCountsAreBoundedPerMinute(t *testing.T) {
 	try("someone", "192.0.2.9")
 	if n := s.sec.counts[countKey{action: actSignInFailure, actorType: "user", name: "someone", address: "192.0.2.9", minute: now.Truncate(time.Minute).UnixMilli()}]; n != 1 {
 		t.Errorf("the next minute's first failure: %d", n)
+	}
+}
+
+// One address alone spraying names (client_ids cost no hash, so thousands
+// a second) filled maxFailureKeys records a minute, about 800 bytes each
+// and kept for the audit retention: a gigabyte a day. It gets
+// maxNamesPerAddress names a minute, and "*" for the rest, which still
+// counts every attempt; others' failures keep their own records.
+func TestOneAddressSprayingNamesAddsFewRecords(t *testing.T) {
+	now := time.Date(2026, 12, 2, 10, 0, 30, 0, time.UTC)
+	s := &Server{sec: newSecurityLog(), opts: Options{AuditClock: func() time.Time { return now }}}
+	s.sec.armed = true // no flush: this test reads the counts
+	try := func(actor, name, addr string) {
+		r := httptest.NewRequest("POST", "/oauth2/v2.0/token", nil)
+		r.RemoteAddr = addr + ":4000"
+		s.signInFailure(r, actor, name)
+	}
+	const sprayed = 5000
+	for i := range sprayed {
+		try("application", fmt.Sprintf("client-%d", i), "192.0.2.1")
+	}
+	try("user", "alice", "198.51.100.7")
+	if got, max := len(s.sec.counts), maxNamesPerAddress+2; got > max {
+		t.Errorf("%d records from one address's spray and one other failure, want at most %d", got, max)
+	}
+	minute := now.Truncate(time.Minute).UnixMilli()
+	if n := s.sec.counts[countKey{action: actSignInFailure, actorType: "application", name: "*", address: "192.0.2.1", minute: minute}]; n != sprayed-maxNamesPerAddress {
+		t.Errorf("%d of the spray counted under \"*\", want %d", n, sprayed-maxNamesPerAddress)
+	}
+	if n := s.sec.counts[countKey{action: actSignInFailure, actorType: "user", name: "alice", address: "198.51.100.7", minute: minute}]; n != 1 {
+		t.Errorf("another address's failure: %d under its own name, want 1", n)
 	}
 }
