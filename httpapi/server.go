@@ -450,6 +450,10 @@ func dollarOptional(r *http.Request) (*http.Request, error) {
 func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
+		if !strings.HasSuffix(route, "/notifications/stream") {
+			// Streams keep their own write deadline.
+			sw.rc = http.NewResponseController(w)
+		}
 		start := time.Now()
 		defer func() {
 			if p := recover(); p != nil {
@@ -516,7 +520,18 @@ type statusWriter struct {
 	http.ResponseWriter
 	code  int
 	wrote bool
+	// rc, when set, bounds each write: a client must take every
+	// writeChunk of the answer within writeTimeout. The server has no
+	// write timeout (streams last for hours), and a client that asked for
+	// a large page ($top=1000 of large notifications is 4 MiB) and read
+	// none of it held the page and a place among the requests in flight
+	// for as long as it kept the connection open.
+	rc *http.ResponseController
 }
+
+// writeChunk is how much of an answer a client must take within
+// writeTimeout: 6.4 KiB/s at the least.
+const writeChunk = 64 << 10
 
 func (w *statusWriter) WriteHeader(code int) {
 	if !w.wrote {
@@ -529,7 +544,36 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if !w.wrote {
 		w.code, w.wrote = http.StatusOK, true
 	}
-	return w.ResponseWriter.Write(b)
+	if w.rc == nil {
+		return w.ResponseWriter.Write(b)
+	}
+	// The deadline is the connection's, and net/http does not reset it
+	// for the next request when the server has no write timeout: each
+	// write clears what it set. What stays buffered after the last one is
+	// at most a buffer's worth, and the client has taken all before it.
+	defer w.rc.SetWriteDeadline(time.Time{})
+	written := 0
+	for len(b) > 0 {
+		chunk := b[:min(len(b), writeChunk)]
+		_ = w.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		n, err := w.ResponseWriter.Write(chunk)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		b = b[n:]
+	}
+	return written, nil
+}
+
+// FlushError flushes under the same deadline as a write.
+func (w *statusWriter) FlushError() error {
+	if w.rc == nil {
+		return http.NewResponseController(w.ResponseWriter).Flush()
+	}
+	defer w.rc.SetWriteDeadline(time.Time{})
+	_ = w.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return w.rc.Flush()
 }
 
 func (w *statusWriter) status() int {

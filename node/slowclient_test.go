@@ -5,6 +5,7 @@ package node_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -383,5 +384,78 @@ func TestInFlightAndPerAddressBounds(t *testing.T) {
 	}
 	if v := metric(t, n, `herald_http_connections_refused_total{limit="client"}`); v != 1 {
 		t.Errorf(`herald_http_connections_refused_total{limit="client"} = %v, want 1`, v)
+	}
+}
+
+// An ordinary answer had no write deadline: a client that asked for a page
+// of 1,000 large notifications (about 4 MiB) and read none of it held the
+// page in the node's memory and a place among the requests in flight for as
+// long as it kept the connection open (256 such from one address: about
+// 1.3 GiB, and every place when the bound is at its floor). Such a client is
+// cut off, as a stream that never reads is.
+func TestAnswerThatIsNeverReadIsCutOff(t *testing.T) {
+	n := slowNode(t, func(c *node.Config) { c.Limits.AppRate, c.Limits.UserRate = 0, 0 })
+	ctx := context.Background()
+	token := adminTokenOf(t, n)
+	admin := clientFor(t, n, token)
+	if _, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: "Tasks", TargetHostName: "tasks.slow.test"}); err != nil {
+		t.Fatal(err)
+	}
+	payload := strings.Repeat("p", resource.MaxPayloadBytes-100)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < 1000; i += 8 {
+				if _, err := admin.SendToUser(ctx, "admin", &client.Notification{TargetHostName: "tasks.slow.test",
+					Payload: &client.Payload{RawContent: payload}}); err != nil {
+					errs <- fmt.Errorf("send: %w", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+
+	// A small receive buffer, and nothing read: the node's writes block.
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return serr
+	}}
+	c, err := d.Dial("tcp", n.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /v1.0/me/notifications?$top=1000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", token)
+	pollUntil(t, "the page is being written", func() error {
+		if v := metric(t, n, "herald_http_requests_in_flight"); v != 1 {
+			return fmt.Errorf("herald_http_requests_in_flight = %v", v)
+		}
+		return nil
+	})
+	pollFor(t, time.Minute, "the node gives up the answer no one reads", func() error {
+		if v := metric(t, n, "herald_http_requests_in_flight"); v != 0 {
+			return fmt.Errorf("herald_http_requests_in_flight = %v", v)
+		}
+		return nil
+	})
+	healthy(t, n, "after the answer was cut off")
+	// A client that reads gets the whole page.
+	req, _ := http.NewRequest(http.MethodGet, n.URL+"/v1.0/me/notifications?$top=1000", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct{ Value []json.RawMessage }
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil || len(page.Value) != 1000 {
+		t.Errorf("a page read at once: %d notifications, %v; want 1000", len(page.Value), err)
 	}
 }
