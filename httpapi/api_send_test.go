@@ -533,8 +533,8 @@ func TestSendReadsPastODataAnnotations(t *testing.T) {
 // Reading past annotations recursed once per level of nesting, with no
 // bound: a 64 KiB body of '[' under an "@odata." name took about 32 MiB of
 // stack per request, and a well-formed one nested 32,000 deep was stored,
-// where encoding/json refuses anything past 10,000 levels. An annotated
-// body is read only as deep as a notification could go.
+// where encoding/json refuses anything past 10,000 levels. A body is read
+// only as deep as a notification could go.
 func TestSendRefusesDeeplyNestedAnnotatedBodies(t *testing.T) {
 	t.Parallel()
 	e := newSendEnv(t, nil)
@@ -544,6 +544,9 @@ func TestSendRefusesDeeplyNestedAnnotatedBodies(t *testing.T) {
 		`{"payload":{"rawContent":"x"},"@odata.x":` + strings.Repeat("[", deep) + strings.Repeat("]", deep) + `}`,
 		`{"@odata.type":"x","payload":` + strings.Repeat("[", 2*deep),
 		`{"@odata.type":"x","payload":{"rawContent":"x"},"extra":` + strings.Repeat(`{"a":`, deep/4),
+		// Without annotations, as deep as encoding/json takes: the search
+		// for the unknown property's path built a map for each level.
+		`{"payload":{"rawContent":"x"},"zz":` + strings.Repeat(`{"a":`, 9990) + "1" + strings.Repeat("}", 9990) + "}",
 	} {
 		got := wantInvalid(t, e.send(t, e.tasks, e.aliceTasks, body), "")
 		if !strings.Contains(got.Message, "nests deeper than") {

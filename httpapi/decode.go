@@ -119,6 +119,14 @@ func decodeBytes(b []byte, v any) error {
 	if at := loneSurrogateAt(trimmed); at >= 0 {
 		return resource.Invalid("", "The body escapes a UTF-16 surrogate that has no partner (at byte %d); it is no character.", at)
 	}
+	// Nothing Herald takes nests deeper than a few levels, and reading a
+	// deep body costs memory for each level: encoding/json's decoder and
+	// the search for an unknown property's path build one value per level
+	// (about 3 MiB for 10,000 of them, encoding/json's own bound), for
+	// each request in flight.
+	if nestsDeeperThan(trimmed, maxBodyDepth) {
+		return resource.Invalid("", "The body nests deeper than %d levels.", maxBodyDepth)
+	}
 	in, send := v.(*resource.NotificationInput)
 	if send && bytes.Contains(trimmed, []byte(`"@odata.`)) {
 		var err error
@@ -152,11 +160,38 @@ func withoutAnnotations(body []byte) ([]byte, error) {
 	return append(out, body[dec.InputOffset():]...), nil
 }
 
-// maxAnnotatedDepth bounds how deep copyWithout goes. It recurses once per
-// level, and a 64 KiB body of '[' is 65,000 levels: about 32 MiB of stack for
-// one request, for as many requests as are in flight. A notification nests
-// three levels; encoding/json would refuse anything past 10,000 anyway.
-const maxAnnotatedDepth = 64
+// nestsDeeperThan reports whether the JSON text b opens more than max
+// objects and arrays inside one another. Brackets within strings do not
+// count.
+func nestsDeeperThan(b []byte, max int) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			if escaped {
+				escaped = false
+			} else if c == '\\' {
+				escaped = true
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			if depth++; depth > max {
+				return true
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return false
+}
+
+// maxBodyDepth bounds how deep a body may nest. copyWithout recurses once
+// per level, and a 64 KiB body of '[' is 65,000 levels: about 32 MiB of
+// stack for one request. A notification nests three levels.
+const maxBodyDepth = 64
 
 // copyWithout reads one value from dec, depth levels down, and, when keep,
 // appends it to out without its objects' "@odata." members.
@@ -167,8 +202,8 @@ func copyWithout(dec *json.Decoder, out []byte, keep bool, depth int) ([]byte, e
 	}
 	switch t := tok.(type) {
 	case json.Delim:
-		if depth++; depth > maxAnnotatedDepth {
-			return out, resource.Invalid("", "The body nests deeper than %d levels.", maxAnnotatedDepth)
+		if depth++; depth > maxBodyDepth {
+			return out, resource.Invalid("", "The body nests deeper than %d levels.", maxBodyDepth)
 		}
 		if keep {
 			out = append(out, byte(t))
