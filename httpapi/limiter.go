@@ -33,6 +33,13 @@ func newLimiter() *limiter { return &limiter{buckets: map[string]*bucket{}} }
 // each. A longer key is kept as its SHA-256.
 const maxKeyBytes = 256
 
+// sweepAbove is how many buckets make the sweep run every second rather
+// than every minute: a key a request names before it is known (a
+// client_id) costs a bucket, and requests with distinct ones, at the ten
+// thousand a second a node answers them, held hundreds of megabytes until
+// the minute's sweep. Most of those buckets refill within a second.
+const sweepAbove = 4096
+
 func bucketKey(key string) string {
 	if len(key) <= maxKeyBytes {
 		return key
@@ -61,7 +68,7 @@ func (l *limiter) allow(key string, rate float64, burst int, now time.Time) (boo
 // since it was last used. l.mu is held.
 func (l *limiter) refill(key string, rate float64, burst int, now time.Time) *bucket {
 	burst = max(burst, 1)
-	if now.Sub(l.sweep) > time.Minute {
+	if since := now.Sub(l.sweep); since > time.Minute || len(l.buckets) > sweepAbove && since > time.Second {
 		l.dropFull(now)
 	}
 	key = bucketKey(key)

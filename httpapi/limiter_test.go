@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -45,5 +46,24 @@ func TestClientAddr(t *testing.T) {
 		if got := clientAddr(&http.Request{RemoteAddr: remote}); got != want {
 			t.Errorf("clientAddr(%q) = %q, want %q", remote, got, want)
 		}
+	}
+}
+
+// Requests that each name a new key (a client_id no one has) add a bucket
+// apiece; swept only once a minute, ten thousand a second held 600,000 of
+// them. Past sweepAbove buckets the sweep runs every second.
+func TestLimiterBucketsOfNewKeysAreSweptSoon(t *testing.T) {
+	l := newLimiter()
+	now := time.Unix(1000, 0)
+	most := 0
+	for i := range 100_000 { // ten seconds at 10,000 a second
+		now = now.Add(100 * time.Microsecond)
+		if ok, _ := l.allow(fmt.Sprintf("login:app:%d\x00192.0.2.1", i), 5, 20, now); !ok {
+			t.Fatalf("a new key's first request was refused")
+		}
+		most = max(most, len(l.buckets))
+	}
+	if bound := sweepAbove + 2*10_000; most > bound {
+		t.Errorf("%d buckets held at once, want at most %d", most, bound)
 	}
 }
