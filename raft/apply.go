@@ -426,10 +426,10 @@ func (t *tx) createSub(c *Command) Result {
 		// after its old one expired or was disabled must not hit the quota.
 		// But the others are kept until the purge, thirty days after they
 		// expire, and each is read here and by every send to the user: from
-		// level 4 they are bounded too, else one that expires a second after
+		// level 3 they are bounded too, else one that expires a second after
 		// its creation makes room for the next, without end.
 		subs := t.userSubs(s.UserID)
-		if held := HeldSubsFactor * c.MaxItems; t.rules() >= 4 && len(subs) >= held {
+		if held := HeldSubsFactor * c.MaxItems; t.rules() >= 3 && len(subs) >= held {
 			return fail(resource.Errorf(resource.CodeQuotaReached,
 				"The user holds the most subscriptions allowed (%d), expired and disabled ones included until they are purged; delete some.", held))
 		}
@@ -467,9 +467,9 @@ func (t *tx) updateSub(c *Command) Result {
 	}
 	if c.SubPatch.ExpirationDateTime != nil {
 		// A renewal brings an expired subscription back, so it counts
-		// toward the quota as a creation does (level 4): else subscriptions
+		// toward the quota as a creation does (level 3): else subscriptions
 		// created to expire at once could all be renewed, past any quota.
-		if now := time.Unix(0, c.Now); c.MaxItems > 0 && t.rules() >= 4 && s.Status != resource.SubDisabled &&
+		if now := time.Unix(0, c.Now); c.MaxItems > 0 && t.rules() >= 3 && s.Status != resource.SubDisabled &&
 			!s.ActiveAt(now) && activeSubs(t.userSubs(s.UserID), now) >= c.MaxItems {
 			return fail(resource.Errorf(resource.CodeQuotaReached, "The user has the most active subscriptions allowed (%d).", c.MaxItems))
 		}
@@ -486,7 +486,7 @@ func (t *tx) updateSub(c *Command) Result {
 }
 
 // HeldSubsFactor times the active quota is how many subscriptions a user may
-// hold in all (rules level 4).
+// hold in all (rules level 3).
 const HeldSubsFactor = 10
 
 func activeSubs(subs []resource.SubscriptionRecord, now time.Time) int {

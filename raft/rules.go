@@ -26,13 +26,12 @@ import "github.com/dgraph-io/badger/v4"
 //
 // Level 3 (6 December 2026): a webhook's failing clock measures one outage:
 // each failure records FailingUntil, and a failure the engine marks
-// FailingAgain starts the clock again (delivery.go, trackFailing).
-//
-// Level 4 (6 December 2026): renewing an expired subscription counts toward
-// the active quota as creating one does, and a user holds at most
-// HeldSubsFactor times that quota of subscriptions, expired and disabled ones
-// included (apply.go, createSub and updateSub).
-const RulesLevel = 4
+// FailingAgain starts the clock again (delivery.go, trackFailing). Renewing
+// an expired subscription counts toward the active quota as creating one
+// does, and a user holds at most HeldSubsFactor times that quota of
+// subscriptions, expired and disabled ones included (apply.go, createSub and
+// updateSub).
+const RulesLevel = 3
 
 // IdentityLevel is the rules level from which a cluster has an identity.
 const IdentityLevel = 2
