@@ -527,11 +527,19 @@ type statusWriter struct {
 	// none of it held the page and a place among the requests in flight
 	// for as long as it kept the connection open.
 	rc *http.ResponseController
+	// buffered counts what was written while the whole answer still fit
+	// net/http's buffer (smallAnswer): such a write never reaches the
+	// socket, so it needs no deadline (a send's answer, most answers).
+	buffered int
 }
 
 // writeChunk is how much of an answer a client must take within
 // writeTimeout: 6.4 KiB/s at the least.
 const writeChunk = 64 << 10
+
+// smallAnswer is what net/http buffers of an answer before it writes to the
+// connection (its chunking threshold; the connection's buffer is larger).
+const smallAnswer = 2 << 10
 
 func (w *statusWriter) WriteHeader(code int) {
 	if !w.wrote {
@@ -547,6 +555,12 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.rc == nil {
 		return w.ResponseWriter.Write(b)
 	}
+	if w.buffered >= 0 && w.buffered+len(b) <= smallAnswer {
+		n, err := w.ResponseWriter.Write(b)
+		w.buffered += n
+		return n, err
+	}
+	w.buffered = -1
 	// The deadline is the connection's, and net/http does not reset it
 	// for the next request when the server has no write timeout: each
 	// write clears what it set. What stays buffered after the last one is
