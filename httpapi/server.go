@@ -449,11 +449,8 @@ func dollarOptional(r *http.Request) (*http.Request, error) {
 // recovers panics as 500s and counts the request by route and status.
 func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w}
-		if !strings.HasSuffix(route, "/notifications/stream") {
-			// Streams keep their own write deadline.
-			sw.rc = http.NewResponseController(w)
-		}
+		// Streams keep their own write deadline.
+		sw := &statusWriter{ResponseWriter: w, bounded: !strings.HasSuffix(route, "/notifications/stream")}
 		start := time.Now()
 		defer func() {
 			if p := recover(); p != nil {
@@ -520,12 +517,15 @@ type statusWriter struct {
 	http.ResponseWriter
 	code  int
 	wrote bool
-	// rc, when set, bounds each write: a client must take every
+	// bounded says each write is bounded: a client must take every
 	// writeChunk of the answer within writeTimeout. The server has no
 	// write timeout (streams last for hours), and a client that asked for
 	// a large page ($top=1000 of large notifications is 4 MiB) and read
 	// none of it held the page and a place among the requests in flight
 	// for as long as it kept the connection open.
+	bounded bool
+	// rc sets the deadlines; made at the first write that needs one, so
+	// that a small answer costs no allocation for it.
 	rc *http.ResponseController
 	// buffered counts what was written while the whole answer still fit
 	// net/http's buffer (smallAnswer): such a write never reaches the
@@ -552,7 +552,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if !w.wrote {
 		w.code, w.wrote = http.StatusOK, true
 	}
-	if w.rc == nil {
+	if !w.bounded {
 		return w.ResponseWriter.Write(b)
 	}
 	if w.buffered >= 0 && w.buffered+len(b) <= smallAnswer {
@@ -561,6 +561,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 		return n, err
 	}
 	w.buffered = -1
+	if w.rc == nil {
+		w.rc = http.NewResponseController(w.ResponseWriter)
+	}
 	// The deadline is the connection's, and net/http does not reset it
 	// for the next request when the server has no write timeout: each
 	// write clears what it set. What stays buffered after the last one is
@@ -583,7 +586,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // FlushError flushes under the same deadline as a write.
 func (w *statusWriter) FlushError() error {
 	if w.rc == nil {
-		return http.NewResponseController(w.ResponseWriter).Flush()
+		w.rc = http.NewResponseController(w.ResponseWriter)
+	}
+	if !w.bounded {
+		return w.rc.Flush()
 	}
 	defer w.rc.SetWriteDeadline(time.Time{})
 	_ = w.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
