@@ -36,7 +36,22 @@ type writeGate struct {
 	hold atomic.Pointer[func()]
 	// writeTime observes each write (timings.go).
 	writeTime prometheus.Histogram
+	// recent holds the last entries written, by index modulo its length.
+	// Each is read back at once: by a leader's replication for every
+	// follower (and as the entry before, for its term), and by a
+	// follower's apply; from the WAL each read is a pread and a decode,
+	// 2-3 % of each node's CPU under ingest through three nodes
+	// (BENCHMARKS.md, 6 December 2026). Raft keeps these entries alive
+	// until they are applied anyway. hashicorp/raft's LogCache would do
+	// the same but wraps the log's errors in text, and the API answers a
+	// full disk (syscall.ENOSPC) by what the error is.
+	recentMu sync.RWMutex
+	recent   [recentLogs]*hraft.Log
 }
+
+// recentLogs is more than the entries a leader has out to a follower at
+// once under load (two in flight, at most 64 commands each).
+const recentLogs = 64
 
 func newWriteGate(w *raftwal.WAL) *writeGate {
 	return &writeGate{WAL: w, changed: make(chan struct{})}
@@ -52,7 +67,25 @@ func (g *writeGate) StoreLogs(logs []*hraft.Log) error {
 		(*h)()
 	}
 	defer since(g.writeTime, time.Now())
-	return g.WAL.StoreLogs(logs)
+	if err := g.WAL.StoreLogs(logs); err != nil {
+		return err
+	}
+	g.recentMu.Lock()
+	for _, l := range logs {
+		g.recent[l.Index%recentLogs] = l
+	}
+	g.recentMu.Unlock()
+	return nil
+}
+
+// DeleteRange forgets the recent entries first: a follower whose log
+// conflicts with a new leader's deletes its tail and writes other
+// entries at the same indexes.
+func (g *writeGate) DeleteRange(min, max uint64) error {
+	g.recentMu.Lock()
+	g.recent = [recentLogs]*hraft.Log{}
+	g.recentMu.Unlock()
+	return g.WAL.DeleteRange(min, max)
 }
 
 func (g *writeGate) set(busy bool) {
