@@ -170,6 +170,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 			continue // replay of an entry Badger already holds
 		}
 		last = l.Index
+		newer := 0 // a raise past the rules this binary knows
 		if l.Type == hraft.LogCommand {
 			cmds, err := decodeEntry(l.Data)
 			if err != nil {
@@ -200,6 +201,9 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 					}
 					res[j] = t.applyOnce(c)
 					t.purgeFrom = purgeProgress{}
+					if c.Op == OpSetRules && c.Level > RulesLevel {
+						newer = c.Level
+					}
 				}
 				t.forgetRequests(l.Index, cmds)
 				t.endGroup()
@@ -214,6 +218,19 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 			f.resume = partMark{}
 		}
 		pending, t.done = l.Index, l.Index
+		if newer > 0 {
+			// Every member said it knows the level when the leader raised
+			// it, so this node's binary was replaced by an older one since
+			// (or it was rebuilt from an older image under a member's id).
+			// Applied under its own rules, the entries from here on would
+			// part its state from the others' for good. The raise itself
+			// writes what every replica writes; committed, it has the next
+			// start refuse the state with the reason (node.Start).
+			commit()
+			panic(fmt.Sprintf("herald: the cluster raised its rules level to %d, and this binary knows only level %d: "+
+				"it would apply the entries from here under older rules than the other nodes; "+
+				"stopping: start this node with the release the other nodes run", newer, RulesLevel))
+		}
 		if t.written >= commitBytes {
 			commit()
 		}
@@ -280,6 +297,16 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.lost.Store(false)
 	f.published.Store(applied)
 	f.applied.Store(applied)
+	if level, err := rulesIn(f.db); err == nil && level > RulesLevel {
+		// A leader of a newer release sent its state (this node was
+		// rebuilt from an older image, or its binary replaced by an older
+		// one, and then sent a snapshot). Loaded, it has the next start
+		// refuse it with the reason (node.Start); applying the entries
+		// that follow under this binary's rules would part this node's
+		// state from the others' for good.
+		panic(fmt.Sprintf("herald: the snapshot this node was sent holds state under rules level %d, and this binary knows "+
+			"only level %d: stopping: start this node with the release the other nodes run", level, RulesLevel))
+	}
 	return nil
 }
 

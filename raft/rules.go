@@ -72,12 +72,19 @@ func (t *tx) setRules(c *Command) Result {
 }
 
 // Rules is the cluster's rules level as this node has applied it.
-func (s *Store) Rules() (int, error) {
-	v, found, err := s.getString([]byte(keyRules))
-	if err != nil || !found {
-		return 0, err
-	}
-	return int(getUint64([]byte(v))), nil
+func (s *Store) Rules() (int, error) { return rulesIn(s.db) }
+
+// rulesIn is the rules level that db holds; absent is 0.
+func rulesIn(db *badger.DB) (int, error) {
+	var level int
+	err := db.View(func(txn *badger.Txn) error {
+		v, found, err := getValue(txn, []byte(keyRules))
+		if found {
+			level = int(getUint64(v))
+		}
+		return err
+	})
+	return level, err
 }
 
 // ClusterID is the identity of the cluster whose state this node holds;
