@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 // The cluster's rules level rises to what every member knows, and waits for
@@ -47,5 +48,20 @@ func TestSameEndpointSeesANameAndItsAddress(t *testing.T) {
 		if got := sameEndpoint(ctx, c.a, c.b); got != c.want {
 			t.Errorf("sameEndpoint(%s, %s) = %v, want %v", c.a, c.b, got, c.want)
 		}
+	}
+}
+
+// A peer that answers the leader's status call but not its heartbeats (a
+// node started with an older Herald after the raise, which cannot take the
+// leader's connections) says it last heard from a leader 0 ms ago, having
+// heard from none since it started: the leader reports its own silence
+// instead, and keeps a peer's own figure when that is the longer.
+func TestALeaderReportsThePeerSilenceItSees(t *testing.T) {
+	now := time.Now()
+	if got := silentFor(0, now.Add(-42*time.Second), now); got != 42000 {
+		t.Errorf("a peer that says 0 ms, failing for 42 s: %d ms, want 42000", got)
+	}
+	if got := silentFor(90000, now.Add(-42*time.Second), now); got != 90000 {
+		t.Errorf("a peer that says 90 s, failing for 42 s: %d ms, want 90000", got)
 	}
 }

@@ -171,6 +171,9 @@ func (c *Cluster) Status() ClusterStatus {
 				if err := c.callNode(ctx, ns.ID, ns.RaftAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err == nil {
 					ns.State, ns.AppliedIndex, ns.LiveConnections, ns.LastContactMs, ns.RulesLevel, ns.ClusterID =
 						peer.State, peer.AppliedIndex, peer.LiveConnections, peer.LastContactMs, peer.RulesLevel, peer.ClusterID
+					if since, ok := c.health.failingSince(ns.ID); ok && c.store.IsLeader() {
+						ns.LastContactMs = silentFor(ns.LastContactMs, since, time.Now())
+					}
 				} else if since, ok := c.health.failingSince(ns.ID); ok && c.store.IsLeader() {
 					// The leader says how long it has not heard from
 					// it; 0 read as "just now".
@@ -187,6 +190,17 @@ func (c *Cluster) Status() ClusterStatus {
 	}
 	wg.Wait()
 	return out
+}
+
+// silentFor is a peer's lastContactMs as the leader reports it: what the
+// peer says of itself (0 when it has not heard from a leader since it
+// started: an older Herald the leader cannot reach, a node that cannot take
+// the leader's connections), or, when the leader's heartbeats to it have
+// been failing longer, how long since the leader last heard from it. A
+// peer that answers the leader's status call but not its heartbeats read as
+// "0ms", just heard from.
+func silentFor(peerMs int64, since, now time.Time) int64 {
+	return max(peerMs, now.Sub(since).Milliseconds())
 }
 
 // selfStatus is this node as it sees itself.
