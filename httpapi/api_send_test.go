@@ -557,3 +557,35 @@ func TestSendRefusesDeeplyNestedAnnotatedBodies(t *testing.T) {
 	// A shallow annotated body still goes through.
 	e.send(t, e.tasks, e.aliceTasks, `{"@odata.type":"x","payload":{"@odata.type":"y","rawContent":"x"}}`).expect(t, http.StatusCreated)
 }
+
+// Graph's own "Create and send a notification" page writes the request as
+// POST https://graph.microsoft.com/beta/me/notifications/ (a trailing
+// slash), and a sender ported from it keeps that URL: the slash is read
+// past on every API path, as Graph did, and the answer and its links name
+// the path without it.
+func TestATrailingSlashIsReadPastAsGraphDid(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	for _, base := range []string{"/beta", "/v1.0"} {
+		r := e.post(t, e.tasks.Token, base+"/me/notifications/", visual("slash "+base), "X-UNS-ID", e.aliceTasks).expect(t, http.StatusCreated)
+		id := str(r.obj(t), "id")
+		if r.Header.Get("Location") != "/v1.0/me/notifications/"+id {
+			t.Errorf("POST %s/me/notifications/: Location %q", base, r.Header.Get("Location"))
+		}
+		e.get(t, e.alice.Token, base+"/me/notifications/"+id+"/").expect(t, http.StatusOK)
+		e.patch(t, e.alice.Token, base+"/me/notifications/"+id+"/", map[string]any{"readState": "read"}).expect(t, http.StatusOK)
+	}
+	page := e.get(t, e.alice.Token, "/v1.0/me/notifications/?$top=1").expect(t, http.StatusOK).obj(t)
+	if next := str(page, "@odata.nextLink"); !strings.Contains(next, "/v1.0/me/notifications?") {
+		t.Errorf("nextLink %q of a request with a trailing slash", next)
+	}
+	e.get(t, e.alice.Token, "/v1.0/me/notifications/delta/").expect(t, http.StatusOK)
+	e.get(t, e.alice.Token, "/v1.0/me/").expect(t, http.StatusOK)
+	// Still refused: the slash is not a segment of its own, and a wrong
+	// method on the path is 405 with or without it.
+	wantError(t, e.get(t, e.alice.Token, "/v1.0/me/notifications//"), http.StatusNotFound, "itemNotFound")
+	wantError(t, e.get(t, e.alice.Token, "/v1.0/"), http.StatusNotFound, "itemNotFound")
+	if r := e.call(t, http.MethodPut, "/v1.0/me/notifications/", e.alice.Token, map[string]any{}); r.Status != http.StatusMethodNotAllowed || r.Header.Get("Allow") == "" {
+		t.Errorf("PUT /v1.0/me/notifications/: %s, Allow %q", r, r.Header.Get("Allow"))
+	}
+}

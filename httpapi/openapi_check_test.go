@@ -106,13 +106,19 @@ func outsideAPI(p string) bool {
 }
 
 // canonical is the request as the description names it: /beta is an alias
-// of /v1.0, and HEAD is GET without a body.
+// of /v1.0, an API path's trailing slash is read past, and HEAD is GET
+// without a body.
 func (c0 *specCheck) canonical(req *http.Request, body []byte) *http.Request {
 	c := req.Clone(req.Context())
 	u := *req.URL
 	u.Scheme, u.Host, c.Host = "http", specHost, specHost
 	if rest, ok := strings.CutPrefix(u.Path, "/beta/"); ok {
 		u.Path = "/v1.0/" + rest
+		u.RawPath = ""
+	}
+	if len(u.Path) > len("/v1.0/") && strings.HasPrefix(u.Path, "/v1.0/") && strings.HasSuffix(u.Path, "/") &&
+		!strings.HasSuffix(u.Path, "//") {
+		u.Path = strings.TrimSuffix(u.Path, "/")
 		u.RawPath = ""
 	}
 	c.URL = &u

@@ -370,6 +370,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"No resource has the path %q: a path has no empty, \".\" or \"..\" segments.", p))
 		return
 	}
+	if p := r.URL.Path; len(p) > len("/v1.0/") && p[len(p)-1] == '/' &&
+		(strings.HasPrefix(p, "/v1.0/") || strings.HasPrefix(p, "/beta/")) {
+		// Graph reads past a trailing slash, and its own page for sending
+		// writes POST .../me/notifications/: a sender ported from it must
+		// not get a 404. The path is served, and its links built, as the
+		// one without.
+		u := *r.URL
+		u.Path = strings.TrimSuffix(u.Path, "/")
+		u.RawPath = strings.TrimSuffix(u.RawPath, "/")
+		r = r.WithContext(r.Context())
+		r.URL = &u
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
