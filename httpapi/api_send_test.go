@@ -589,3 +589,24 @@ func TestATrailingSlashIsReadPastAsGraphDid(t *testing.T) {
 		t.Errorf("PUT /v1.0/me/notifications/: %s, Allow %q", r, r.Header.Get("Allow"))
 	}
 }
+
+// An expirationDateTime of year 1 is a time in the past, not an absent
+// one: it is what a .NET client sends for a DateTimeOffset it never set
+// (DateTimeOffset.MinValue), and taking it for "the default" would store
+// a notification or renew a subscription the caller meant otherwise. It is
+// refused as every other past time is; leaving the property out still
+// means the default.
+func TestAnExpiryOfYearOneIsInThePastNotTheDefault(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	feed := e.snapshot(t, e.alice.Token, feedAny)
+	for _, v := range []string{"0001-01-01T00:00:00Z", "0001-01-01T00:00:00+00:00", "0001-01-01T00:00:00.0000000+00:00"} {
+		wantInvalid(t, e.send(t, e.tasks, e.aliceTasks, visual("year one", "expirationDateTime", v)), "expirationDateTime")
+		wantInvalid(t, e.post(t, e.alice.Token, "/v1.0/me/notificationSubscriptions", map[string]any{
+			"targetHostName": e.tasks.Host, "platformType": "web", "channel": map[string]any{"type": "live"},
+			"expirationDateTime": v}), "expirationDateTime")
+		wantInvalid(t, e.patch(t, e.alice.Token, "/v1.0/me/notificationSubscriptions/"+e.aliceTasks,
+			map[string]any{"expirationDateTime": v}), "expirationDateTime")
+	}
+	sameSnapshot(t, "the feed", feed, e.snapshot(t, e.alice.Token, feedAny))
+}

@@ -264,7 +264,7 @@ func (in *NotificationInput) Validate(now time.Time, appHost string) *Error {
 		return Invalid("priority", "priority must be None, High or Low.")
 	}
 	switch {
-	case in.ExpirationDateTime == nil || in.ExpirationDateTime.IsZero():
+	case in.ExpirationDateTime == nil: // year 1 is a past time, not an absent one
 		t := At(now.Add(DefaultNotificationTTL))
 		in.ExpirationDateTime = &t
 	case !in.ExpirationDateTime.After(now):

@@ -177,7 +177,7 @@ func (in *SubscriptionInput) Validate(now time.Time) *Error {
 // SubscriptionExpiry applies the default and bounds of a subscription's
 // expirationDateTime.
 func SubscriptionExpiry(t *Time, now time.Time) (Time, *Error) {
-	if t == nil || t.IsZero() {
+	if t == nil { // year 1 is a past time, not an absent one
 		return At(now.Add(DefaultSubscriptionTTL)), nil
 	}
 	if !t.After(now) {
