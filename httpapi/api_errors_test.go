@@ -341,6 +341,29 @@ func TestUnsupportedQueryOptionsAreRefused(t *testing.T) {
 	n.get(t, n.admin, "/v1.0/users?%24top=5").expect(t, http.StatusOK)
 }
 
+// OData allows each system query option once, and Graph refuses a second
+// ("Query option '$top' was specified more than once"): taking the first
+// and ignoring the rest would page, or resume, by a value the caller did
+// not mean.
+func TestAQueryOptionGivenTwiceIsRefused(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	for _, path := range []string{
+		"/v1.0/me/notifications?$top=2&$top=3",
+		"/v1.0/me/notifications?$top=2&%24top=3",
+		"/v1.0/me/notifications/delta?$top=1&$top=1",
+		"/beta/me/notifications?top=2&top=3",
+		"/v1.0/users?$skiptoken=a&$skiptoken=b",
+		"/v1.0/me/notifications/delta?$deltatoken=ZC4x&$deltatoken=ZC4y",
+	} {
+		e := wantError(t, n.get(t, n.admin, path), http.StatusBadRequest, "invalidRequest")
+		if !strings.HasPrefix(e.target(), "$") {
+			t.Errorf("%s: target %q, want the option", path, e.target())
+		}
+	}
+	n.get(t, n.admin, "/v1.0/me/notifications?$top=2&readState=unread").expect(t, http.StatusOK)
+}
+
 // On /beta, as on Graph's beta endpoint, a system query option may be
 // written without its "$": ?top=1 pages by one, and ?filter=… is refused
 // as $filter is rather than ignored. /v1.0 keeps the "$".

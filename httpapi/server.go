@@ -410,9 +410,15 @@ func unsupportedOption(r *http.Request) error {
 	if !strings.Contains(raw, "$") && !strings.Contains(raw, "%24") {
 		return nil
 	}
-	for k := range r.URL.Query() {
+	for k, vs := range r.URL.Query() {
 		switch {
-		case !strings.HasPrefix(k, "$"), k == "$top", k == "$skiptoken", k == "$deltatoken":
+		case !strings.HasPrefix(k, "$"):
+		case k == "$top", k == "$skiptoken", k == "$deltatoken":
+			// OData allows each once, and Graph refuses a second: the
+			// first alone would page by a value the caller did not mean.
+			if len(vs) > 1 {
+				return resource.Invalid(k, "The query option %s is given more than once.", k)
+			}
 		default:
 			return resource.Invalid(k, "The query option %s is not supported; see the API's description of this resource.", k)
 		}
