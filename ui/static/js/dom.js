@@ -58,7 +58,13 @@ export const $ = (sel, root = document) => root.querySelector(sel);
 
 // ---- times
 
-const absFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+// An exact time always names its zone: an admin reading the audit log on a
+// server in another zone, or comparing with a log file in UTC, must not
+// have to guess. (dateStyle cannot be combined with timeZoneName, so the
+// fields are spelt out.)
+const absFmt = new Intl.DateTimeFormat(undefined, {
+  year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short',
+});
 
 export function fmtTime(iso) {
   if (!iso) return '—';

@@ -17,7 +17,7 @@
 // and Web Push registration.
 
 import { Herald, HeraldError } from '/sdk/herald.js';
-import { h, replace, $, toast, errorBox, field, busy } from './dom.js';
+import { h, replace, $, toast, errorBox, field, busy, fmtTime } from './dom.js';
 import { explain, unreachable } from './errors.js';
 import { signInForm } from './signin.js';
 import { notificationCard, titleOf } from './card.js';
@@ -252,7 +252,7 @@ async function showSessions() {
       const p = await herald.sessions();
       replace(list, h('ul', { class: 'session-list' }, p.value.map((x) => h('li', { dataset: { session: x.id, current: String(x.current) } },
         h('div', h('strong', x.current ? 'This browser' : (x.userAgent || 'Unknown client')),
-          h('div', { class: 'muted small' }, `from ${x.clientAddress || 'an unknown address'} · signed in ${new Date(x.createdDateTime).toLocaleString()} · last used ${new Date(x.lastUsedDateTime).toLocaleString()}`)),
+          h('div', { class: 'muted small' }, `from ${x.clientAddress || 'an unknown address'} · signed in ${fmtTime(x.createdDateTime)} · last used ${fmtTime(x.lastUsedDateTime)}`)),
         x.current ? null : h('button', {
           type: 'button', class: 'btn btn-small btn-danger-outline', 'aria-label': `Sign out the session from ${x.clientAddress}`,
           on: {

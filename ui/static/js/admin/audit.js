@@ -2,7 +2,7 @@
 // first. Failed sign-ins come one row per name, address and minute, with
 // how many there were.
 
-import { h, replace, timeEl } from '../dom.js';
+import { h, replace, fmtTime, relTime } from '../dom.js';
 import { api } from '../api.js';
 import { pageHead, pill, table, loading, failure, select } from './common.js';
 
@@ -69,7 +69,10 @@ export function view({ params, go }) {
       next = p['@odata.nextLink'];
       more.hidden = !next;
       replace(tableSlot, table([
-        { label: 'When', cell: (r) => timeEl(r.dateTime) },
+        // An audit record is evidence: the exact time, with its zone, is
+        // on the page (not only in a tooltip that a keyboard, a screen
+        // reader or a phone never shows), and how long ago under it.
+        { label: 'When', cell: (r) => h('div', h('time', { datetime: r.dateTime }, fmtTime(r.dateTime)), h('div', { class: 'muted small' }, relTime(r.dateTime))) },
         { label: 'Actor', cell: (r) => h('div', h('strong', r.actor.name || r.actor.id || '—'), h('div', { class: 'muted small' }, r.actor.type)) },
         { label: 'Action', cell: (r) => h('span', { class: 'mono' }, r.action) },
         { label: 'Target', cell: (r) => r.target || '—' },

@@ -1,7 +1,7 @@
 // Users: create, disable or enable, reset a password; and one user's
 // subscriptions with their last delivery, and their sign-in sessions.
 
-import { h, replace, errorBox, field, busy, toast, timeEl, submitter } from '../dom.js';
+import { h, replace, errorBox, field, busy, toast, timeEl, fmtTime, submitter } from '../dom.js';
 import { api } from '../api.js';
 import { pageHead, pill, table, loading, failure, select, dialog, users as loadUsers, userLabel } from './common.js';
 
@@ -118,7 +118,7 @@ function lastDeliveryCell(d) {
 function endSession(u, sess, done) {
   dialog({
     title: `End this session of ${u.userPrincipalName}?`,
-    body: [h('p', `Signed in ${new Date(sess.createdDateTime).toLocaleString()} from ${sess.clientAddress || 'an unknown address'}. The device is signed out at once; the user can sign in again.`)],
+    body: [h('p', `Signed in ${fmtTime(sess.createdDateTime)} from ${sess.clientAddress || 'an unknown address'}. The device is signed out at once; the user can sign in again.`)],
     submitLabel: 'End session',
     danger: true,
     onSubmit: async () => {
