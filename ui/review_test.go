@@ -9,10 +9,12 @@ package ui_test
 import (
 	"context"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/herald-notify/herald/internal/testnode"
 )
@@ -50,5 +52,66 @@ func TestTimesNameTheirZone(t *testing.T) {
 	if title := eval[string](p, "read the creation time", `document.querySelector('tr[data-upn="gina"] time').title`); !zone.MatchString(title) {
 		t.Errorf("a user's creation time reads %q on hover; want its zone (GMT+5:30)", title)
 	}
+	p.checkClean()
+}
+
+// Disabling a user signs them out everywhere: the console asks first, in
+// a dialog named by its question, and gives the focus back where the
+// admin was, whether they cancel or confirm.
+func TestDisablingAUserAsksFirst(t *testing.T) {
+	b := newBrowser(t)
+	n := testnode.Start(t, nil)
+	api := rest{t: t, base: n.URL}
+	admin := api.token("admin", testnode.AdminPassword)
+	api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": "bob", "password": "bob-password", "roles": []string{"user"}}, nil)
+	enabled := func() bool {
+		var u struct{ AccountEnabled bool }
+		api.call("GET", "/v1.0/users/bob", admin, nil, &u)
+		return u.AccountEnabled
+	}
+
+	p := b.newPage("admin", 1280, 800)
+	p.do("open the users", chromedp.Navigate(n.URL+"/ui/#/users"))
+	signIn(p, "admin", testnode.AdminPassword)
+	disable := `tr[data-upn="bob"] [aria-label="Disable bob"]`
+	p.do("press Disable",
+		chromedp.WaitVisible(chromedp.CSS(disable)),
+		chromedp.Focus(chromedp.CSS(disable)),
+		chromedp.KeyEvent("\r"),
+	)
+	p.waitFor("see a question", `document.querySelector('dialog[open]') !== null`)
+	name := eval[string](p, "read the dialog's name", `(() => {
+		const d = document.querySelector('dialog[open]');
+		const id = d.getAttribute('aria-labelledby');
+		return id && document.getElementById(id) ? document.getElementById(id).textContent : '';
+	})()`)
+	if !strings.Contains(name, "Disable bob") {
+		t.Errorf("the dialog is named %q; want the question it asks", name)
+	}
+	if !enabled() {
+		t.Fatal("bob was disabled before the admin confirmed")
+	}
+	p.do("cancel", chromedp.KeyEvent(kb.Escape))
+	p.waitFor("be back on Disable", `document.querySelector('dialog') === null && document.activeElement === document.querySelector(`+js(disable)+`)`)
+	if !enabled() {
+		t.Fatal("bob was disabled after the admin cancelled")
+	}
+
+	p.do("press Disable again", chromedp.KeyEvent("\r"))
+	p.do("confirm", chromedp.WaitVisible(chromedp.CSS(`dialog[open] button[type="submit"]`)), chromedp.Click(chromedp.CSS(`dialog[open] button[type="submit"]`)))
+	p.waitFor("see bob disabled", `document.querySelector('dialog') === null && document.querySelector('tr[data-upn="bob"] .pill-bad') !== null`)
+	if enabled() {
+		t.Error("bob is still enabled after the admin confirmed")
+	}
+	p.waitFor("have the focus on Enable", `document.activeElement === document.querySelector('tr[data-upn="bob"] [aria-label="Enable bob"]')`)
+
+	p.do("reset bob's password", chromedp.Click(chromedp.CSS(`[aria-label="Reset the password of bob"]`)))
+	p.waitFor("see the reset dialog named", `(() => {
+		const d = document.querySelector('dialog[open]');
+		const l = d && document.getElementById(d.getAttribute('aria-labelledby'));
+		return Boolean(l && l.textContent.includes('Reset the password of bob'));
+	})()`)
+	p.do("cancel it", chromedp.KeyEvent(kb.Escape))
+	p.waitFor("be back on Reset password", `document.activeElement === document.querySelector('[aria-label="Reset the password of bob"]')`)
 	p.checkClean()
 }

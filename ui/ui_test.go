@@ -297,6 +297,8 @@ func TestConsoleManagesUsersAndSecrets(t *testing.T) {
 	signIn(p, "admin", testnode.AdminPassword)
 	p.do("disable bob",
 		chromedp.Click(chromedp.CSS(`tr[data-upn="bob"] [aria-label="Disable bob"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`dialog[open] button[type="submit"]`)),
+		chromedp.Click(chromedp.CSS(`dialog[open] button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-upn="bob"] .pill-bad`)),
 	)
 	if enabled() {

@@ -55,7 +55,7 @@ function appCard(app, reload, showSecret) {
               onSubmit: async () => {
                 await api('POST', `/v1.0/applications/${encodeURIComponent(app.id)}/removePassword`, { keyId: c.keyId });
                 toast('The secret was removed.');
-                reload();
+                await reload();
               },
             }),
           },

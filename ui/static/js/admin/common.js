@@ -66,7 +66,15 @@ export function appOptions(list, placeholder = 'Choose an application…') {
 
 // dialog opens a modal form: showModal traps focus inside and Escape
 // closes it. onSubmit returns a promise; an error stays in the dialog.
-export function dialog({ title, body = [], submitLabel = 'Save', danger = false, onSubmit }) {
+// The dialog is named by its title, and on closing gives the focus back to
+// the control that opened it, or, when the view was redrawn meanwhile, to
+// the control that took its place (returnTo, else the same name) or the
+// view's heading: a keyboard user never lands at the top of the page.
+let dialogs = 0;
+export function dialog({ title, body = [], submitLabel = 'Save', danger = false, onSubmit, returnTo }) {
+  const opener = document.activeElement;
+  const openerName = opener && opener.getAttribute ? opener.getAttribute('aria-label') : null;
+  const titleId = `dialog-title-${++dialogs}`;
   const err = errorBox();
   const ok = h('button', { type: 'submit', class: ['btn', danger ? 'btn-danger' : 'btn-primary'] }, submitLabel);
   const cancel = h('button', { type: 'button', class: 'btn', on: { click: () => d.close() } }, 'Cancel');
@@ -78,8 +86,22 @@ export function dialog({ title, body = [], submitLabel = 'Save', danger = false,
         d.close();
       }),
     },
-  }, h('h2', title), body, err, h('div', { class: 'actions' }, cancel, ok));
-  const d = h('dialog', { class: 'modal', on: { close: () => d.remove() } }, form);
+  }, h('h2', { id: titleId }, title), body, err, h('div', { class: 'actions' }, cancel, ok));
+  const d = h('dialog', {
+    class: 'modal', 'aria-labelledby': titleId,
+    on: {
+      close: () => {
+        d.remove();
+        // Signed out meanwhile: the sign-in form has the focus.
+        if (!document.querySelector('#main')) return;
+        let to = opener && opener.isConnected && !opener.disabled ? opener : null;
+        if (!to && returnTo) to = returnTo();
+        if (!to && openerName) to = [...document.querySelectorAll('#main [aria-label]')].find((x) => x.getAttribute('aria-label') === openerName);
+        if (!to) to = document.querySelector('#main h1');
+        if (to) to.focus();
+      },
+    },
+  }, form);
   document.body.append(d);
   d.showModal();
   const first = form.querySelector('input, select, textarea');

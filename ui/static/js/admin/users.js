@@ -18,14 +18,28 @@ function resetPassword(u) {
   });
 }
 
-async function setEnabled(u, enabled, after) {
-  try {
-    await api('PATCH', `/v1.0/users/${encodeURIComponent(u.id)}`, { accountEnabled: enabled });
-    toast(enabled ? `${u.userPrincipalName} can sign in again.` : `${u.userPrincipalName} is disabled and signed out everywhere.`);
-    after();
-  } catch (e) {
-    toast(e.message, 'error');
+// setEnabled enables an account at once. Disabling signs the user out of
+// every device, so it asks first; the answer is awaited, so that the list
+// is redrawn before the dialog hands the focus back.
+function setEnabled(u, enabled, after) {
+  const done = () => toast(enabled ? `${u.userPrincipalName} can sign in again.` : `${u.userPrincipalName} is disabled and signed out everywhere.`);
+  const change = () => api('PATCH', `/v1.0/users/${encodeURIComponent(u.id)}`, { accountEnabled: enabled });
+  if (enabled) {
+    return change().then(() => { done(); return after(); }, (e) => toast(e.message, 'error'));
   }
+  dialog({
+    title: `Disable ${u.userPrincipalName}?`,
+    body: [h('p', `${userLabel(u)} is signed out on every device at once and cannot sign in until an admin enables the account again. Their notifications and subscriptions are kept.`)],
+    submitLabel: 'Disable',
+    danger: true,
+    returnTo: () => document.querySelector(`#main [data-enable="${CSS.escape(u.id)}"]`),
+    onSubmit: async () => {
+      await change();
+      done();
+      await after();
+    },
+  });
+  return null;
 }
 
 function actions(u, go, after) {
@@ -36,7 +50,8 @@ function actions(u, go, after) {
     h('a', { class: 'btn btn-small', href: `#/feed?user=${encodeURIComponent(u.id)}` }, 'Feed'),
     h('button', {
       type: 'button', class: ['btn', 'btn-small', enabled ? 'btn-danger-outline' : ''], 'aria-label': `${enabled ? 'Disable' : 'Enable'} ${u.userPrincipalName}`,
-      on: { click: (e) => busy(e.currentTarget, () => setEnabled(u, !enabled, after)) },
+      dataset: { enable: u.id },
+      on: { click: (e) => (enabled ? setEnabled(u, false, after) : busy(e.currentTarget, () => setEnabled(u, true, after))) },
     }, enabled ? 'Disable' : 'Enable'),
     h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Reset the password of ${u.userPrincipalName}`, on: { click: () => resetPassword(u) } }, 'Reset password'));
 }
@@ -124,7 +139,7 @@ function endSession(u, sess, done) {
     onSubmit: async () => {
       await api('DELETE', `/v1.0/users/${encodeURIComponent(u.id)}/sessions/${encodeURIComponent(sess.id)}`);
       toast('The session was ended.');
-      done();
+      await done();
     },
   });
 }
