@@ -115,3 +115,38 @@ func TestDisablingAUserAsksFirst(t *testing.T) {
 	p.waitFor("be back on Reset password", `document.activeElement === document.querySelector('[aria-label="Reset the password of bob"]')`)
 	p.checkClean()
 }
+
+// Changing a filter with the keyboard (an arrow key on a select changes it
+// at once) keeps the focus on the filter, on the audit log and in the feed
+// explorer, so the admin can go on to the next value.
+func TestFiltersKeepTheKeyboardFocus(t *testing.T) {
+	b := newBrowser(t)
+	n := testnode.Start(t, nil)
+	api := rest{t: t, base: n.URL}
+	admin := api.token("admin", testnode.AdminPassword)
+	api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": aliceUP, "password": alicePW}, nil)
+
+	p := b.newPage("admin", 1280, 800)
+	p.do("open the audit log", chromedp.Navigate(n.URL+"/ui/#/audit"))
+	signIn(p, "admin", testnode.AdminPassword)
+	p.do("step through the actions",
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-action]`)),
+		chromedp.Focus(chromedp.CSS(`#audit-action`)),
+		chromedp.KeyEvent(kb.ArrowDown),
+	)
+	p.waitFor("filter by the first action", `location.hash.includes('action=signIn')`)
+	p.waitFor("keep the focus on the action filter", `document.activeElement && document.activeElement.id === 'audit-action'`)
+	p.do("go on to the next action", chromedp.KeyEvent(kb.ArrowDown))
+	p.waitFor("filter by the next action", `location.hash.includes('action=signInFailure')`)
+	p.waitFor("still on the action filter", `document.activeElement && document.activeElement.id === 'audit-action' && document.activeElement.value === 'signInFailure'`)
+
+	p.do("open alice's feed", chromedp.Navigate(n.URL+"/ui/#/feed?user=alice"))
+	p.do("step through read states",
+		chromedp.WaitVisible(chromedp.CSS(`select[name="readState"]`)),
+		chromedp.Focus(chromedp.CSS(`select[name="readState"]`)),
+		chromedp.KeyEvent(kb.ArrowDown),
+	)
+	p.waitFor("filter unread", `location.hash.includes('readState=unread')`)
+	p.waitFor("keep the focus on the read filter", `document.activeElement && document.activeElement.name === 'readState' && document.activeElement.value === 'unread'`)
+	p.checkClean()
+}

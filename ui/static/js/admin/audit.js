@@ -44,7 +44,7 @@ export function view({ params, go }) {
   h('label', 'Actor ', actor),
   h('label', 'Action ', action),
   h('label', 'During ', period),
-  h('button', { type: 'submit', class: 'btn btn-small' }, 'Filter'));
+  h('button', { type: 'submit', class: 'btn btn-small', id: 'audit-filter' }, 'Filter'));
   action.addEventListener('change', apply);
   period.addEventListener('change', apply);
 

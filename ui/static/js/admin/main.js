@@ -58,6 +58,32 @@ export function go(...segments) {
   location.hash = '#/' + segments.map(encodeURIComponent).join('/') + params;
 }
 
+// keepFocus gives the focus back to the control that had it before the
+// view was redrawn for a new address of the same view: a filter that
+// changed the address (an arrow key on a select changes it at once). The
+// view may draw its controls only after loading, so this waits for them.
+let refocus = null;
+function keepFocus(main, active) {
+  const sel = active.id ? `#${CSS.escape(active.id)}` : `${active.tagName.toLowerCase()}[name="${CSS.escape(active.name)}"]`;
+  const tryFocus = () => {
+    const el = main.querySelector(sel);
+    if (!el) return false;
+    el.focus({ preventScroll: true });
+    return true;
+  };
+  if (tryFocus()) return;
+  const obs = new MutationObserver(() => { if (tryFocus()) stop(); });
+  const t = setTimeout(() => stop(), 10000);
+  function stop() {
+    obs.disconnect();
+    clearTimeout(t);
+    refocus = null;
+  }
+  obs.observe(main, { childList: true, subtree: true });
+  refocus = stop;
+}
+
+let routed = '';
 function route() {
   const { parts, params } = parseHash();
   let entry = nav.find((n) => n.path === parts[0]);
@@ -71,8 +97,16 @@ function route() {
     if (a.dataset.path === (entry ? entry.path : parts[0])) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  if (current && current.dispose) current.dispose();
+  if (refocus) refocus();
   const main = $('#main');
+  // Only the query changed (a filter), and the focus is on one of the
+  // view's named controls: it stays there.
+  const place = parts.join('/');
+  const active = document.activeElement;
+  const stay = route.painted && place === routed && active && main.contains(active) && active !== main &&
+    (active.id || active.name) && /^(INPUT|SELECT|TEXTAREA|BUTTON)$/.test(active.tagName) ? active : null;
+  routed = place;
+  if (current && current.dispose) current.dispose();
   try {
     current = view({ parts, params, sampler, go });
   } catch (e) {
@@ -80,6 +114,10 @@ function route() {
   }
   replace(main, current.el);
   document.title = `${current.title || (entry && entry.label) || 'Herald'} · Herald admin`;
+  if (stay) {
+    keepFocus(main, stay);
+    return;
+  }
   // Move focus to the new view's heading, unless this is the first paint.
   if (route.painted) {
     const h1 = main.querySelector('h1');
