@@ -150,3 +150,35 @@ func TestFiltersKeepTheKeyboardFocus(t *testing.T) {
 	p.waitFor("keep the focus on the read filter", `document.activeElement && document.activeElement.name === 'readState' && document.activeElement.value === 'unread'`)
 	p.checkClean()
 }
+
+// The inbox's Delete takes a second press; a screen reader user is told
+// so, by the button's name and by an announcement.
+func TestInboxDeletePromptIsAnnounced(t *testing.T) {
+	b := newBrowser(t)
+	n := testnode.Start(t, nil)
+	api := rest{t: t, base: n.URL}
+	admin := api.token("admin", testnode.AdminPassword)
+	api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": aliceUP, "password": alicePW}, nil)
+	api.call("POST", "/v1.0/applications", admin, map[string]any{"displayName": "Contoso Tasks", "targetHostName": appHost}, nil)
+	var sent struct{ ID string }
+	api.call("POST", "/v1.0/users/alice/notifications", admin, map[string]any{"targetHostName": appHost,
+		"payload": map[string]any{"visualContent": map[string]any{"title": "Budget review"}}}, &sent)
+
+	p := b.newPage("inbox", 1280, 800)
+	p.do("open the inbox", chromedp.Navigate(n.URL+"/ui/inbox/?app="+appHost))
+	signIn(p, aliceUP, alicePW)
+	del := `.notif[data-id="` + sent.ID + `"] [data-role="delete"]`
+	p.do("press Delete once",
+		chromedp.WaitVisible(chromedp.CSS(del)),
+		chromedp.Focus(chromedp.CSS(del)),
+		chromedp.KeyEvent("\r"),
+	)
+	p.waitFor("be asked to press again", `document.querySelector(`+js(del)+`).dataset.armed === 'true'`)
+	if name := eval[string](p, "read the button's name", `document.querySelector(`+js(del)+`).getAttribute('aria-label')`); !strings.Contains(name, "again") {
+		t.Errorf("after one press the Delete button is named %q; a screen reader user is not told to press again", name)
+	}
+	p.waitFor("hear the prompt", `[...document.querySelectorAll('[aria-live] .toast, [role="status"] .toast')].some((x) => x.textContent.includes('again'))`)
+	p.do("press it again", chromedp.KeyEvent("\r"))
+	p.waitFor("see it deleted", `document.querySelector('.notif[data-id="`+sent.ID+`"]') === null`)
+	p.checkClean()
+}

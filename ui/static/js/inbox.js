@@ -574,13 +574,24 @@ class Inbox {
         click: (e) => {
           e.stopPropagation();
           // Deleting cannot be undone, so it takes a second press.
+          // The button's name says so too (its aria-label, not only its
+          // text), and the prompt is announced: a screen reader user hears
+          // why nothing was deleted yet.
           if (del.dataset.armed) {
             busy(del, () => this.remove(n));
             return;
           }
           del.dataset.armed = 'true';
           del.textContent = 'Press again to delete';
-          setTimeout(() => { if (del.isConnected) { delete del.dataset.armed; del.textContent = 'Delete'; } }, 4000);
+          del.setAttribute('aria-label', `Press again to delete: ${t}`);
+          toast(`Press Delete again to delete “${t}”.`);
+          setTimeout(() => {
+            if (del.isConnected) {
+              delete del.dataset.armed;
+              del.textContent = 'Delete';
+              del.setAttribute('aria-label', `Delete: ${t}`);
+            }
+          }, 4000);
         },
       },
     }, 'Delete');
