@@ -8,6 +8,7 @@ package ui_test
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -180,5 +181,36 @@ func TestInboxDeletePromptIsAnnounced(t *testing.T) {
 	p.waitFor("hear the prompt", `[...document.querySelectorAll('[aria-live] .toast, [role="status"] .toast')].some((x) => x.textContent.includes('again'))`)
 	p.do("press it again", chromedp.KeyEvent("\r"))
 	p.waitFor("see it deleted", `document.querySelector('.notif[data-id="`+sent.ID+`"]') === null`)
+	p.checkClean()
+}
+
+// "Show older notifications" moves the focus to the first older card: the
+// button goes away on the last page and must not take the focus with it.
+func TestInboxShowOlderMovesTheFocusToTheOlderCards(t *testing.T) {
+	b := newBrowser(t)
+	n := testnode.Start(t, nil)
+	api := rest{t: t, base: n.URL}
+	admin := api.token("admin", testnode.AdminPassword)
+	api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": aliceUP, "password": alicePW}, nil)
+	api.call("POST", "/v1.0/applications", admin, map[string]any{"displayName": "Contoso Tasks", "targetHostName": appHost}, nil)
+	var ids []string
+	for i := range 51 { // the inbox reads 50 at a time
+		var sent struct{ ID string }
+		api.call("POST", "/v1.0/users/alice/notifications", admin, map[string]any{"targetHostName": appHost,
+			"payload": map[string]any{"visualContent": map[string]any{"title": fmt.Sprintf("Notification %d", i+1)}}}, &sent)
+		ids = append(ids, sent.ID)
+	}
+
+	p := b.newPage("inbox", 1280, 800)
+	p.do("open the inbox", chromedp.Navigate(n.URL+"/ui/inbox/?app="+appHost))
+	signIn(p, aliceUP, alicePW)
+	p.waitFor("load the first page", `document.querySelectorAll('#feed .notif').length === 50`)
+	p.do("show older ones",
+		chromedp.WaitVisible(chromedp.CSS(`#show-older`)),
+		chromedp.Focus(chromedp.CSS(`#show-older`)),
+		chromedp.KeyEvent("\r"),
+	)
+	p.waitFor("see all 51", `document.querySelectorAll('#feed .notif').length === 51`)
+	p.waitFor("have the focus on the oldest", `document.activeElement && document.activeElement.dataset.id === `+js(ids[0]))
 	p.checkClean()
 }

@@ -305,7 +305,7 @@ class Inbox {
     this.count = h('span', { class: 'count', id: 'unread-count', dataset: { count: '0' }, 'aria-label': '0 unread' }, '0');
     this.list = h('div', { class: 'notif-list', id: 'feed', 'aria-live': 'polite', 'aria-relevant': 'additions' });
     this.empty = h('div', { class: 'empty card', id: 'empty', hidden: true });
-    this.more = h('button', { type: 'button', class: 'btn', hidden: true, on: { click: (e) => busy(e.currentTarget, () => this.loadMore()) } }, 'Show older notifications');
+    this.more = h('button', { type: 'button', class: 'btn', id: 'show-older', hidden: true, on: { click: (e) => busy(e.currentTarget, () => this.loadMore()) } }, 'Show older notifications');
     this.pushSlot = h('span', { class: 'push-slot' });
     this.subInfo = h('span', { class: 'muted small', id: 'sub-info' });
     const toggle = h('button', {
@@ -463,13 +463,24 @@ class Inbox {
     this.render();
   }
 
+  // loadMore shows the next page and moves the focus to its first card:
+  // the button the keyboard user pressed may be gone (no more pages), and
+  // the first older notification is where they were going.
   async loadMore() {
     if (!this.next) return;
     try {
       const page = await herald.request('GET', this.next);
-      for (const n of page.value) if (!this.items.has(n.id)) this.items.set(n.id, n);
+      const added = [];
+      for (const n of page.value) {
+        if (!this.items.has(n.id)) {
+          this.items.set(n.id, n);
+          added.push(n.id);
+        }
+      }
       this.next = page['@odata.nextLink'] || null;
       this.render();
+      const first = this.sorted().find((n) => added.includes(n.id) && this.cards.get(n.id) && this.cards.get(n.id).el.isConnected);
+      if (first) this.cards.get(first.id).el.focus();
     } catch (e) {
       toast(e.message, 'error');
     }
