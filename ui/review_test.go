@@ -214,3 +214,44 @@ func TestInboxShowOlderMovesTheFocusToTheOlderCards(t *testing.T) {
 	p.waitFor("have the focus on the oldest", `document.activeElement && document.activeElement.dataset.id === `+js(ids[0]))
 	p.checkClean()
 }
+
+// A session that ends while a dialog is open (expired, or revoked from
+// another device) closes the dialog: the sign-in form is not left under a
+// modal whose action can no longer be done.
+func TestSessionEndClosesTheOpenDialog(t *testing.T) {
+	b := newBrowser(t)
+	n := testnode.Start(t, nil)
+	api := rest{t: t, base: n.URL}
+	admin := api.token("admin", testnode.AdminPassword)
+	api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": "bob", "password": "bob-password"}, nil)
+
+	p := b.newPage("admin", 1280, 800)
+	p.do("open the users", chromedp.Navigate(n.URL+"/ui/#/users"))
+	signIn(p, "admin", testnode.AdminPassword)
+	p.do("open the reset dialog",
+		chromedp.WaitVisible(chromedp.CSS(`[aria-label="Reset the password of bob"]`)),
+		chromedp.Click(chromedp.CSS(`[aria-label="Reset the password of bob"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`dialog[open] input[name="password"]`)),
+	)
+	// Every other session of the admin ends, the browser's included.
+	var sessions struct {
+		Value []struct {
+			ID      string
+			Current bool
+		}
+	}
+	api.call("GET", "/v1.0/me/sessions", admin, nil, &sessions)
+	for _, s := range sessions.Value {
+		if !s.Current {
+			api.call("DELETE", "/v1.0/me/sessions/"+s.ID, admin, nil, nil)
+		}
+	}
+	p.expect("401")
+	p.do("submit the reset",
+		chromedp.SendKeys(chromedp.CSS(`dialog[open] input[name="password"]`), "bob-new-password"),
+		chromedp.Click(chromedp.CSS(`dialog[open] button[type="submit"]`)),
+	)
+	p.waitFor("see the sign-in form", `document.querySelector('#signin-username') !== null`)
+	p.waitFor("see no dialog over it", `document.querySelector('dialog[open]') === null`)
+	p.checkClean()
+}

@@ -58,6 +58,8 @@ class InboxHerald extends Herald {
 const herald = new InboxHerald({
   session: true,
   onSignedOut: () => {
+    // An open dialog (Sessions) would cover the sign-in form.
+    for (const d of document.querySelectorAll('dialog[open]')) d.close();
     if (current) current.stop();
     current = null;
     start();

@@ -109,6 +109,13 @@ export function dialog({ title, body = [], submitLabel = 'Save', danger = false,
   return d;
 }
 
+// closeDialogs closes every open dialog: when the session ends, what they
+// were about to do cannot be done any more, and they would cover the
+// sign-in form.
+export function closeDialogs() {
+  for (const d of document.querySelectorAll('dialog[open]')) d.close();
+}
+
 export function userLabel(u) {
   return u.displayName && u.displayName !== u.userPrincipalName ? `${u.displayName} (${u.userPrincipalName})` : u.userPrincipalName;
 }

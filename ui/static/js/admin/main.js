@@ -6,7 +6,7 @@ import { h, replace, $, toast, busy } from '../dom.js';
 import { restore, onSignedOut, beforeSignOut, signOut, signIn, session } from '../api.js';
 import { signInForm } from '../signin.js';
 import { Sampler } from '../metrics.js';
-import { failure } from './common.js';
+import { failure, closeDialogs } from './common.js';
 import * as dashboard from './dashboard.js';
 import * as users from './users.js';
 import * as apps from './apps.js';
@@ -200,6 +200,7 @@ beforeSignOut(() => {
   current = null;
 });
 onSignedOut(() => {
+  closeDialogs();
   sampler.stop();
   if (current && current.dispose) current.dispose();
   current = null;
