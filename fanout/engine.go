@@ -474,7 +474,12 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 		msg.Reason = resource.ChangeDeleted
 	case raft.PendingFallback:
 		// The raw push went out and the device has not fetched the
-		// notification since: show the fallback content as an alert.
+		// notification since: show the fallback content as an alert. A
+		// deleted notification shows none: from rules level 4 its
+		// tombstone holds no fallbackPolicy.
+		if n.Status != resource.StatusActive || n.FallbackPolicy == nil || n.FallbackPolicy.EndpointFallback == nil {
+			return finish(raft.OutcomeSkipped, "the notification was deleted before its fallback was due")
+		}
 		ef := n.FallbackPolicy.EndpointFallback
 		msg.Type = resource.ChangeCreated
 		msg.DeliveryID += "_fallback"

@@ -176,6 +176,12 @@ func TestDeletedNotificationStaysVisibleAsDeleted(t *testing.T) {
 	if len(del) != 1 || str(del[0], "id") != gone || del[0]["status"] != "deleted" {
 		t.Errorf("status=deleted %v", del)
 	}
+	// The tombstone keeps no content (rules level 4): what the user
+	// deleted is gone from the server, and a sender that deletes what it
+	// sends cannot fill the disk with copies until the expiry.
+	if p, _ := del[0]["payload"].(map[string]any); len(p) != 0 || del[0]["fallbackPolicy"] != nil {
+		t.Errorf("the tombstone holds %v", del[0])
+	}
 	if got := ids(e.get(t, e.alice.Token, "/v1.0/me/notifications?status=any").expect(t, 200).value(t)); !slices.Equal(got, []string{gone, keep}) {
 		t.Errorf("status=any %v", got)
 	}

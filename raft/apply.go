@@ -696,6 +696,16 @@ func (t *tx) markDeleted(now int64, n *resource.NotificationRecord) {
 	}
 	n.Status = resource.StatusDeleted
 	n.LastModifiedDateTime = resource.At(time.Unix(0, now))
+	if t.rules() >= ContentlessTombstoneLevel {
+		// The tombstone keeps what a feed of deleted notifications, a
+		// delta and the purge need, not what the notification said: it
+		// stays until the notification expires, up to 30 days, and
+		// tombstones count toward no quota, so a sender that deletes what
+		// it sends would otherwise fill the disk at its rate limit. The
+		// change log keeps its copy (record, keepChangeData) for the
+		// log's retention, so that a replay shows each change as it was.
+		n.Payload, n.FallbackPolicy = resource.Payload{}, nil
+	}
 	if n.AppNotificationID != "" {
 		t.del(appNotifKey(n.UserID, n.AppID, n.AppNotificationID))
 	}

@@ -31,7 +31,19 @@ import "github.com/dgraph-io/badger/v4"
 // does, and a user holds at most HeldSubsFactor times that quota of
 // subscriptions, expired and disabled ones included (apply.go, createSub and
 // updateSub).
-const RulesLevel = 3
+//
+// Level 4 (6 December 2026): a deleted notification's tombstone holds no
+// content, no payload and no fallbackPolicy (apply.go, markDeleted): it
+// stays until the notification expires, up to 30 days, outside every
+// quota, and a sender that deletes what it sends, within its rate limit,
+// kept a copy of each notification on the disk for that long. The change
+// log keeps its copy for the log's retention, as before, so that a replay
+// shows each change as it was.
+const RulesLevel = 4
+
+// ContentlessTombstoneLevel is the rules level from which a deleted
+// notification keeps no content.
+const ContentlessTombstoneLevel = 4
 
 // IdentityLevel is the rules level from which a cluster has an identity.
 const IdentityLevel = 2
