@@ -456,6 +456,29 @@ func TestANotificationPastItsExpiryIsGoneBeforeThePurge(t *testing.T) {
 	}
 }
 
+// A delta round that follows a deltaLink reports a notification past its
+// expiry as removed ("expired"), as the feed and a get by id already treat
+// it, not as the active notification it was before the leader's purge.
+func TestADeltaRoundReportsANotificationPastItsExpiryAsRemoved(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, func(c *node.Config) { c.PurgeInterval = time.Hour })
+	_, link := e.deltaRound(t, e.alice.Token, "/v1.0/me/notifications/delta")
+	expires := time.Now().Add(1500 * time.Millisecond).UTC().Format("2006-01-02T15:04:05.000Z")
+	old := e.sendOK(t, e.tasks, e.aliceTasks, map[string]any{"payload": map[string]any{"rawContent": "short-lived"},
+		"expirationDateTime": expires})
+	eventually(t, 10*time.Second, "the notification gone once past its expiry", func() bool {
+		return e.get(t, e.alice.Token, "/v1.0/me/notifications/"+old).Status == http.StatusNotFound
+	})
+	items, _ := e.deltaRound(t, e.alice.Token, link)
+	if len(items) != 1 || str(items[0], "id") != old {
+		t.Fatalf("the delta round %v, want %s alone", items, old)
+	}
+	removed, _ := items[0]["@removed"].(map[string]any)
+	if removed["reason"] != "expired" || items[0]["payload"] != nil {
+		t.Errorf("the delta round reports %v past its expiry, want it removed as expired", items[0])
+	}
+}
+
 // Host names ignore case (DNS): a targetHostName in other letters names the
 // same application when sending, subscribing and filtering the feed.
 func TestTargetHostNamesIgnoreCase(t *testing.T) {

@@ -309,11 +309,15 @@ func (s *Server) deltaItem(uid string, c *resource.Change) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ok && n.Status == resource.StatusActive {
-		return n.JSON, nil
-	}
 	reason := "expired"
-	if ok || c.Type == resource.ChangeDeleted {
+	switch {
+	case ok && n.Status == resource.StatusActive:
+		// One past its expiry is gone, whether or not the purge took it
+		// yet, as in the feed (unexpired) and a get by id.
+		if n.ExpiresMs > time.Now().UnixMilli() {
+			return n.JSON, nil
+		}
+	case ok || c.Type == resource.ChangeDeleted:
 		reason = "deleted"
 	}
 	return json.Marshal(resource.Removed{ID: c.NotificationID, Removed: resource.RemovedReason{Reason: reason}})
