@@ -413,6 +413,35 @@ func TestEngineFetchCancelsIOSFallback(t *testing.T) {
 	}
 }
 
+// A fallback that falls due on a deleted notification is not shown: a
+// subscription inactive at the deletion kept its pending fallback, and
+// renewed before it fell due, it showed the deleted notification's alert;
+// from rules level 4 the tombstone holds no fallbackPolicy at all.
+func TestEngineSkipsTheFallbackOfADeletedNotification(t *testing.T) {
+	for _, level := range []int{3, raft.RulesLevel} {
+		t.Run(fmt.Sprintf("rules%d", level), func(t *testing.T) {
+			f := newFixture(t)
+			s := &scriptSender{script: []Result{{Outcome: Delivered}}}
+			e := f.open(apnsEngine(f, s))
+			defer f.store.Close()
+			defer e.Stop()
+			f.setup()
+			f.rulesAt(level)
+			sid := f.subscribeAPNs()
+			nid := f.sendRaw(2)
+			f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.PendingType == raft.PendingFallback })
+			past, later := resource.At(time.Now().Add(-time.Second)), resource.At(time.Now().Add(time.Hour))
+			f.propose(&raft.Command{Op: raft.OpUpdateSub, UserID: f.user, ID: sid, SubPatch: &resource.SubscriptionPatch{ExpirationDateTime: &past}})
+			f.propose(&raft.Command{Op: raft.OpDeleteNotif, UserID: f.user, ID: nid})
+			f.propose(&raft.Command{Op: raft.OpUpdateSub, UserID: f.user, ID: sid, SubPatch: &resource.SubscriptionPatch{ExpirationDateTime: &later}})
+			d := f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.PendingSeq == 0 })
+			if n := len(s.messages()); n != 1 || d.State != resource.DeliverySkipped {
+				t.Fatalf("%d messages, the delivery %s; want the raw push alone and the fallback skipped", n, d.State)
+			}
+		})
+	}
+}
+
 // Live subscriptions are the live stream's to deliver: the engine queues
 // nothing for them, and their records stay pending until a stream with
 // their subscriptionId passes the change on.
