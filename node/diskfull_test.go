@@ -170,6 +170,11 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 	if !strings.Contains(metrics.String(), "\nherald_disk_full 1\n") || !strings.Contains(metrics.String(), "herald_disk_free_bytes ") {
 		t.Fatalf("metrics on a full disk do not say so:\n%s", grepLines(metrics.String(), "herald_disk"))
 	}
+	// The reserve is exported beside the free space, so that an alert
+	// can compare the two (docs/operations.md, "Disk filling").
+	if free, reserve := metric(t, n, "herald_disk_free_bytes"), metric(t, n, "herald_disk_reserve_bytes"); reserve != float64(n.Store().DiskSpace().Reserve) || reserve == 0 || free >= reserve {
+		t.Fatalf("metrics on a full disk: free %v, reserve %v, want the reserve %d above the free space", free, reserve, n.Store().DiskSpace().Reserve)
+	}
 
 	// A node restarted on the full disk starts, serves reads, and still
 	// refuses writes (its first reading is taken before Badger opens).

@@ -266,6 +266,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_disk_free_bytes",
 		Help: "Free bytes on the data directory's filesystem, checked every second."},
 		func() float64 { return float64(n.store.DiskSpace().Free) }),
+		// The reserve scales with the disk (2 % by default): an alert
+		// on free space needs it, as no fixed figure fits every disk.
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_disk_reserve_bytes",
+			Help: "Free bytes the data directory's filesystem keeps (--disk-reserve); below them writes that add data get 507."},
+			func() float64 { return float64(n.store.DiskSpace().Reserve) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_disk_full",
 			Help: "1 while free space is below --disk-reserve and writes that add data get 507."},
 			func() float64 {

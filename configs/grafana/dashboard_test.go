@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -152,9 +153,12 @@ func TestDashboardQueriesNameExportedMetrics(t *testing.T) {
 }
 
 // clusterOnly are the metrics a lone node, which the test starts, has no
-// series of: a leader's per-follower timings. node's
-// TestRaftStagesAreTimedOnEveryNode finds them on a three-node cluster.
-var clusterOnly = map[string]bool{"herald_raft_replication_seconds_bucket": true}
+// series of: a leader's per-follower timings and views of its peers. node's
+// TestRaftStagesAreTimedOnEveryNode and
+// TestUnreachableVoterLosesItsSlotsUntilItReturns find them on a three-node
+// cluster.
+var clusterOnly = map[string]bool{"herald_raft_replication_seconds_bucket": true,
+	"herald_cluster_peer_answering": true, "herald_cluster_peer_silent_seconds": true}
 
 // exportedAfterTraffic starts a node, drives traffic through it and
 // returns the names in its /metrics, with a histogram's _bucket, _sum and
@@ -389,6 +393,98 @@ func TestMetricNamesInPromQL(t *testing.T) {
 	} {
 		if got := metricNames(tc.expr); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("metricNames(%q) = %q, want %q", tc.expr, got, tc.want)
+		}
+	}
+}
+
+// operationsAlerts returns the expressions of docs/operations.md's "What to
+// alert on" table, and the metric names of its metrics table.
+func operationsDoc(t *testing.T) (alerts []query, documented []string) {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := ""
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "#") {
+			section = line
+			continue
+		}
+		if !strings.HasPrefix(line, "|") || strings.HasPrefix(line, "| ---") {
+			continue
+		}
+		// A cell's "\|" is a pipe inside it (PromQL's alternation).
+		cells := strings.Split(strings.ReplaceAll(line, `\|`, "\x00"), "|")
+		if len(cells) < 3 {
+			continue
+		}
+		for i := range cells {
+			cells[i] = strings.TrimSpace(strings.ReplaceAll(cells[i], "\x00", "|"))
+		}
+		switch section {
+		case "### What to alert on":
+			name := cells[1]
+			if name == "alert" {
+				continue
+			}
+			// The expression is the cell's first code span; an
+			// explanation may follow it.
+			expr := cells[2]
+			if i := strings.Index(expr, "`"); i >= 0 {
+				expr = expr[i+1:]
+				if j := strings.Index(expr, "`"); j >= 0 {
+					expr = expr[:j]
+				}
+			}
+			alerts = append(alerts, query{"alert " + name, expr})
+		case "## Metrics":
+			for _, f := range strings.Split(cells[1], "`") {
+				if strings.HasPrefix(f, "herald_") && !strings.HasSuffix(f, "_") {
+					if i := strings.IndexAny(f, "{ "); i >= 0 {
+						f = f[:i]
+					}
+					documented = append(documented, f)
+				}
+			}
+		}
+	}
+	if len(alerts) < 10 || len(documented) < 20 {
+		t.Fatalf("operations.md: found %d alerts and %d metrics; did its tables move?", len(alerts), len(documented))
+	}
+	return alerts, documented
+}
+
+// optionalSeries are documented metrics a node exports only in some
+// setups: a certificate, or a refused connection.
+var optionalSeries = map[string]bool{
+	"herald_tls_certificate_not_after_seconds": true, // with --tls-cert
+	"herald_http_connections_refused_total":    true, // after the first refusal
+}
+
+// Every alert of docs/operations.md names metrics the server exports (or
+// Prometheus's own up), and so does every row of its metrics table: an
+// alert on a metric that does not exist never fires.
+func TestOperationsDocNamesExportedMetrics(t *testing.T) {
+	alerts, documented := operationsDoc(t)
+	exported := exportedAfterTraffic(t)
+	for _, n := range documented {
+		if !exported[n] && !exported[n+"_bucket"] && !clusterOnly[n] && !clusterOnly[n+"_bucket"] && !optionalSeries[n] {
+			t.Errorf("operations.md documents %s, which the server does not export", n)
+		}
+	}
+	placeholder := regexp.MustCompile(`<[^>]*>`) // "<the node's memory limit>"
+	for _, a := range alerts {
+		names := metricNames(placeholder.ReplaceAllString(a.expr, "1"))
+		if len(names) == 0 {
+			t.Errorf("%s: no metric in %q", a.where, a.expr)
+		}
+		for _, n := range names {
+			if n == "up" || n == "process_resident_memory_bytes" || exported[n] || clusterOnly[n] || optionalSeries[n] {
+				continue
+			}
+			t.Errorf("%s: %q is not a metric the server exports (expression %q)", a.where, n, a.expr)
 		}
 	}
 }
