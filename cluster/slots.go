@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -63,6 +65,7 @@ func (c *Cluster) Rebalance(ctx context.Context) error {
 	}
 	c.health.forget(voters)
 	down := c.health.down(time.Now())
+	c.unheardWithoutSlots(ctx, table, f.Configuration().Servers, down)
 	next := raft.Rebalance(table, raft.Reachable(voters, c.id, down))
 	if slices.Equal(next, table) {
 		return nil
@@ -75,6 +78,43 @@ func (c *Cluster) Rebalance(ctx context.Context) error {
 		c.log.Info("slots moved", "owners", slotCounts(next), "not_answering", slices.Sorted(maps.Keys(down)))
 	}
 	return err
+}
+
+// unheardWithoutSlots adds to down the voters that own no slot in a table
+// where others do and that do not answer when asked now. A voter without
+// slots most likely lost them for being silent under an earlier leader (or
+// this one in an earlier term): a leader's view of its peers starts empty at
+// each term, so without asking, a new leader would hand a stopped node its
+// share at once and leave those users' deliveries waiting for it for another
+// grace period. A node that answers, such as one just joined, gets its share.
+// One that does not is asked again at the next rebalance: its heartbeats'
+// recovery wakes one.
+func (c *Cluster) unheardWithoutSlots(ctx context.Context, table []string, servers []hraft.Server, down map[string]bool) {
+	if len(table) == 0 {
+		return
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, s := range servers {
+		id, addr := string(s.ID), string(s.Address)
+		if s.Suffrage != hraft.Voter || id == c.id || down[id] || slices.Contains(table, id) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			var peer NodeStatus
+			if err := c.callNode(cctx, id, addr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err != nil {
+				c.log.Debug("rebalance: a voter without slots does not answer; it gets none yet", "peer", id, "error", err)
+				mu.Lock()
+				down[id] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // slotCounts is how many slots each node owns in table, as "id=n" in id

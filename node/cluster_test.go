@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	hraft "github.com/hashicorp/raft"
+
 	"github.com/herald-notify/herald/client"
 	"github.com/herald-notify/herald/cluster"
 	"github.com/herald-notify/herald/fanout/webhook/webhooktest"
@@ -782,5 +784,72 @@ func TestJoiningANodeThatDoesNotAnswerSaysSo(t *testing.T) {
 	st, err := admin.Cluster(ctx)
 	if err != nil || len(st.Nodes) != 1 {
 		t.Fatalf("after the refused join: %+v, %v; want the one member", st, err)
+	}
+}
+
+// A voter whose slots moved away because it stopped answering does not get
+// them back from a new leader that has not heard from it: the new leader's
+// view of its peers starts empty, and it used to hand the stopped node its
+// share at once (its first rebalance, "slots moved ... not_answering=[]"),
+// stalling those users' deliveries for another grace period. Here the
+// leadership moves between the two survivors while the third is stopped.
+func TestNewLeaderDoesNotGiveSlotsBackToAStoppedVoter(t *testing.T) {
+	ctx := context.Background()
+	const grace = time.Second
+	edit := func(c node.Config) node.Config {
+		c.Raft.PeerDownAfter = grace
+		c.PurgeInterval = time.Hour // only the health observer rebalances
+		return c
+	}
+	cfgs := []node.Config{edit(clusterConfig(t, "g1"))}
+	cfgs = append(cfgs, edit(clusterConfig(t, "g2", cfgs[0].HTTPAddr)))
+	cfgs = append(cfgs, edit(clusterConfig(t, "g3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr)))
+	nodes, _ := startSignedIn(t, cfgs)
+	pollUntil(t, "three nodes with their slots", slotsEvenOver(cfgs)(nodes[0]))
+	var leader, victim, heir *testnode.Node
+	for _, n := range nodes {
+		switch {
+		case n.Store().IsLeader():
+			leader = n
+		case victim == nil:
+			victim = n
+		default:
+			heir = n
+		}
+	}
+	if leader == nil || heir == nil {
+		t.Fatal("no leader")
+	}
+	if err := victim.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	owns := func(n *testnode.Node) int {
+		table, _ := n.Store().Slots()
+		return slices.Index(table, victim.Config.NodeID)
+	}
+	pollUntil(t, "the stopped node's slots moved", func() error {
+		if i := owns(leader); i >= 0 {
+			return fmt.Errorf("it still owns slot %d", i)
+		}
+		return nil
+	})
+	if err := leader.Store().Raft().LeadershipTransferToServer(hraft.ServerID(heir.Config.NodeID),
+		hraft.ServerAddress(heir.Store().RaftAddr())).Error(); err != nil {
+		t.Fatalf("leadership transfer: %v", err)
+	}
+	pollUntil(t, "the heir leads", func() error {
+		if !heir.Store().IsLeader() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	// The old view would have the stopped node back within moments, for
+	// at least the grace period; watch for three of them.
+	until := time.Now().Add(3 * grace)
+	for time.Now().Before(until) {
+		if i := owns(heir); i >= 0 {
+			t.Fatalf("the new leader gave the stopped node slot %d back", i)
+		}
+		time.Sleep(10 * time.Millisecond) // sampling the table, not waiting for luck
 	}
 }
