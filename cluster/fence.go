@@ -149,9 +149,10 @@ func (c *Cluster) watchFence() {
 		timer := time.NewTimer(fencedTick)
 		defer timer.Stop()
 		var (
-			lastContact time.Time
-			everLifted  bool // at start the fence is up quietly
-			dropLogged  bool
+			lastContact  time.Time
+			lastFollower bool // the look that read lastContact was a follower's
+			everLifted   bool // at start the fence is up quietly
+			dropLogged   bool
 		)
 		for {
 			select {
@@ -177,12 +178,19 @@ func (c *Cluster) watchFence() {
 				}
 			}
 			ok, why := c.inLease(now)
-			if lc := r.LastContact(); r.State() == hraft.Follower && !lastContact.IsZero() && lc.Sub(lastContact) > f.lease {
+			state := r.State()
+			if lc := r.LastContact(); state == hraft.Follower && !lastContact.IsZero() && lc.Sub(lastContact) > f.lease {
 				// Contact came back before this look, but the gap was
 				// longer than the lease: the slots may have moved meanwhile.
 				ok, why = false, "no contact with the leader for "+lc.Sub(lastContact).Round(time.Millisecond).String()
+				if !lastFollower {
+					// The gap spans this node's own leadership
+					// (LastContact is a follower's): it was not
+					// out of contact, it stopped leading.
+					why = "this node stopped leading"
+				}
 			}
-			lastContact = r.LastContact()
+			lastContact, lastFollower = r.LastContact(), state == hraft.Follower
 			if !ok {
 				if !f.fenced.Swap(true) {
 					c.wake()

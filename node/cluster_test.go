@@ -853,3 +853,81 @@ func TestNewLeaderDoesNotGiveSlotsBackToAStoppedVoter(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // sampling the table, not waiting for luck
 	}
 }
+
+// A leader that hands over (here a leadership transfer) fences itself until
+// it has caught up with the new leader, and says why in terms that are true:
+// it stopped leading. It used to measure the gap from the last contact it had
+// as a follower, before its term, and log "no contact with the leader for"
+// that long, sending the operator after a network fault that never was.
+func TestAStepDownIsNotLoggedAsALostContact(t *testing.T) {
+	ctx := context.Background()
+	const grace = time.Second // a lease of 500 ms
+	cfgs := []node.Config{clusterConfig(t, "s1")}
+	cfgs = append(cfgs, clusterConfig(t, "s2", cfgs[0].HTTPAddr))
+	cfgs = append(cfgs, clusterConfig(t, "s3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr))
+	logs := make([]*syncbuf.Buffer, len(cfgs))
+	nodes := make([]*node.Node, len(cfgs))
+	for i := range cfgs {
+		cfgs[i].Raft.PeerDownAfter = grace
+		logs[i] = &syncbuf.Buffer{}
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		n, err := node.Start(sctx, cfgs[i], slog.New(slog.NewTextHandler(logs[i], nil)))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close(context.Background()) })
+		nodes[i] = n
+	}
+	leaderIndex := func() int {
+		for i, n := range nodes {
+			if n.Store().IsLeader() {
+				return i
+			}
+		}
+		return -1
+	}
+	// transfer hands the leadership from the leader to the next node and
+	// returns the new leader's index.
+	transfer := func() int {
+		t.Helper()
+		var from int
+		pollUntil(t, "a leader", func() error {
+			if from = leaderIndex(); from < 0 {
+				return errors.New("none")
+			}
+			return nil
+		})
+		to := (from + 1) % len(nodes)
+		if err := nodes[from].Store().Raft().LeadershipTransferToServer(hraft.ServerID(cfgs[to].NodeID),
+			hraft.ServerAddress(nodes[to].Store().RaftAddr())).Error(); err != nil {
+			t.Fatalf("leadership transfer: %v", err)
+		}
+		pollUntil(t, "the new leader leads", func() error {
+			if !nodes[to].Store().IsLeader() {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+		return to
+	}
+	// The next leader was a follower in contact with the first one; it
+	// leads for longer than the lease.
+	led := transfer()
+	for start := time.Now(); time.Since(start) < 2*grace; {
+		time.Sleep(20 * time.Millisecond) // leading for longer than the lease is the point
+	}
+	before := len(logs[led].String())
+	transfer()
+	pollUntil(t, "the old leader fences itself", func() error {
+		if !strings.Contains(logs[led].String()[before:], "external deliveries stopped") {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	for _, line := range strings.Split(logs[led].String()[before:], "\n") {
+		if strings.Contains(line, "external deliveries stopped") && strings.Contains(line, "no contact with the leader for") {
+			t.Errorf("the old leader logs a lost contact: %s", line)
+		}
+	}
+}
