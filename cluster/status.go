@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -22,6 +23,12 @@ const SlotCount = raft.SlotCount
 // commit index would not do, since a node cut off from the leader, or one
 // catching up, knows only an old one.
 func (c *Cluster) Ready(ctx context.Context) error {
+	if servers := c.store.Raft().GetConfiguration().Configuration().Servers; len(servers) > 0 &&
+		!slices.ContainsFunc(servers, func(s hraft.Server) bool { return string(s.ID) == c.id }) {
+		// A removed node runs on outside the cluster (cluster.md); "no
+		// leader" would send its operator looking for a lost quorum.
+		return errors.New("this node is not a member of the cluster (it was removed): herald cluster join adds it back")
+	}
 	if addr, _ := c.store.Raft().LeaderWithID(); addr == "" {
 		return errors.New("no leader")
 	}

@@ -685,6 +685,15 @@ func TestARemovedNodeDoesNotRejoinByItself(t *testing.T) {
 		return err
 	})
 	pollUntil(t, "two members", members(2))
+	// While it runs outside the cluster, its /readyz says so, not only
+	// "no leader", which sends an operator looking for a lost quorum.
+	pollUntil(t, "the removed node's /readyz says it was removed", func() error {
+		var body bytes.Buffer
+		if code := httpGet(t, nodes[2].URL+"/readyz", &body); code != http.StatusServiceUnavailable || !strings.Contains(body.String(), "not a member of the cluster") {
+			return fmt.Errorf("%d %s", code, body.String())
+		}
+		return nil
+	})
 	if err := nodes[2].Close(ctx); err != nil {
 		t.Fatal(err)
 	}
