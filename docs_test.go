@@ -5,9 +5,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"testing"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/herald-notify/herald/raft"
 )
 
 // otherTools' long options appear in the docs' commands too (curl, docker,
@@ -75,6 +78,24 @@ func TestDocsNameOnlyRealFlags(t *testing.T) {
 		sort.Strings(names)
 		if len(names) > 0 {
 			t.Errorf("%s names flags herald does not have: %v", file, names)
+		}
+	}
+}
+
+// The sample output of `herald cluster status` in docs/cluster.md shows the
+// rules level a new cluster forms at: the newest this release knows.
+func TestClusterDocShowsTheCurrentRulesLevel(t *testing.T) {
+	b, err := os.ReadFile("docs/cluster.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`rules level: (\d+)`).FindAllStringSubmatch(string(b), -1)
+	if len(m) == 0 {
+		t.Fatal("docs/cluster.md shows no cluster status")
+	}
+	for _, x := range m {
+		if x[1] != strconv.Itoa(raft.RulesLevel) {
+			t.Errorf("docs/cluster.md shows rules level %s; a new cluster forms at %d", x[1], raft.RulesLevel)
 		}
 	}
 }
