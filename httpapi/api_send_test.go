@@ -633,3 +633,17 @@ func TestAnExpiryOfYearOneIsInThePastNotTheDefault(t *testing.T) {
 	}
 	sameSnapshot(t, "the feed", feed, e.snapshot(t, e.alice.Token, feedAny))
 }
+
+// Only a real trailing slash is read past: an escaped one (%2F) is part of
+// the last segment, an id that ends in "/", and names no resource. Read as
+// a trailing slash it named another: DELETE …/{id}%2F deleted {id}.
+func TestAnEscapedTrailingSlashIsPartOfTheID(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	id := e.sendOK(t, e.tasks, e.aliceTasks, visual("kept"))
+	for _, base := range []string{"/v1.0", "/beta"} {
+		wantError(t, e.get(t, e.alice.Token, base+"/me/notifications/"+id+"%2F"), http.StatusNotFound, "itemNotFound")
+		wantError(t, e.call(t, http.MethodDelete, base+"/me/notifications/"+id+"%2f", e.alice.Token, nil), http.StatusNotFound, "itemNotFound")
+	}
+	e.get(t, e.alice.Token, "/v1.0/me/notifications/"+id).expect(t, http.StatusOK)
+}

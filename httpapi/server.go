@@ -371,11 +371,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p := r.URL.Path; len(p) > len("/v1.0/") && p[len(p)-1] == '/' &&
-		(strings.HasPrefix(p, "/v1.0/") || strings.HasPrefix(p, "/beta/")) {
+		(strings.HasPrefix(p, "/v1.0/") || strings.HasPrefix(p, "/beta/")) &&
+		(r.URL.RawPath == "" || strings.HasSuffix(r.URL.RawPath, "/")) {
 		// Graph reads past a trailing slash, and its own page for sending
 		// writes POST .../me/notifications/: a sender ported from it must
 		// not get a 404. The path is served, and its links built, as the
-		// one without.
+		// one without. An escaped slash (%2F) is not one: it ends the last
+		// segment, an id, and without it …/{id}%2F would name {id}.
 		u := *r.URL
 		u.Path = strings.TrimSuffix(u.Path, "/")
 		u.RawPath = strings.TrimSuffix(u.RawPath, "/")
