@@ -467,8 +467,17 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 	// The id names the change and the subscription: two subscriptions
 	// that get the same change get two messages, and a receiver that
 	// serves both drops an id it has seen (Standard Webhooks).
+	msgSeq := seq
+	if n.Status == resource.StatusDeleted && (pending == resource.ChangeCreated || pending == resource.ChangeUpdated) {
+		// The deletion did not fan out to this subscription (it was
+		// inactive then), so the change pending here is older than the
+		// notification's state: it goes out as the deletion, under the
+		// deletion's change, not as a change of a deleted notification
+		// (whose tombstone holds no content from rules level 4).
+		pending, msgSeq = resource.ChangeDeleted, max(seq, n.Seq)
+	}
 	msg := &Message{Type: pending, Notification: n.Notification,
-		DeliveryID: "msg_" + k.nid + "_" + strconv.FormatUint(seq, 36) + "_" + k.sid}
+		DeliveryID: "msg_" + k.nid + "_" + strconv.FormatUint(msgSeq, 36) + "_" + k.sid}
 	switch msg.Type {
 	case resource.ChangeDeleted:
 		msg.Reason = resource.ChangeDeleted

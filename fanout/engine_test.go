@@ -754,3 +754,42 @@ func TestEngineOutageOutlastsNodeDowntime(t *testing.T) {
 		t.Fatalf("first attempt after the restart: %s (%s), want disable: the downtime restarted the failing clock", got.Outcome, got.Error)
 	}
 }
+
+// A change still pending for a subscription that was inactive when its
+// notification was deleted (the deletion fans out to active subscriptions
+// only) goes out as the deletion, not as the change: sent as it was
+// pending, a webhook retrying a creation got a "created" message for a
+// deleted notification, with the tombstone's empty payload from rules
+// level 4 (and its deleted content before).
+func TestEngineSendsADeletionForAChangePendingPastItsDeletion(t *testing.T) {
+	for _, level := range []int{3, raft.RulesLevel} {
+		t.Run(fmt.Sprintf("rules%d", level), func(t *testing.T) {
+			f := newFixture(t)
+			s := &scriptSender{script: []Result{{Outcome: Retry, Err: "HTTP 503"}, {Outcome: Delivered}}}
+			e := f.open(func() *Engine {
+				return NewEngine(EngineOptions{Store: f.store, Senders: map[string]Sender{resource.ChannelWebhook: s},
+					MinBackoff: 2 * time.Second, MaxBackoff: 2 * time.Second, Timeout: 200 * time.Millisecond, Logger: quiet})
+			})
+			defer f.store.Close()
+			defer e.Stop()
+			f.setup()
+			f.rulesAt(level)
+			sid := f.subscribe("https://hooks.example/a")
+			nid := f.send("soon deleted")
+			f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.Attempts == 1 && d.PendingSeq != 0 })
+			past, later := resource.At(time.Now().Add(-time.Second)), resource.At(time.Now().Add(time.Hour))
+			f.propose(&raft.Command{Op: raft.OpUpdateSub, UserID: f.user, ID: sid, SubPatch: &resource.SubscriptionPatch{ExpirationDateTime: &past}})
+			f.propose(&raft.Command{Op: raft.OpDeleteNotif, UserID: f.user, ID: nid})
+			f.propose(&raft.Command{Op: raft.OpUpdateSub, UserID: f.user, ID: sid, SubPatch: &resource.SubscriptionPatch{ExpirationDateTime: &later}})
+			f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.PendingSeq == 0 })
+			msgs := s.messages()
+			if len(msgs) != 2 {
+				t.Fatalf("%d messages, want the creation's attempt and one more", len(msgs))
+			}
+			if m := msgs[1]; m.Type != resource.ChangeDeleted || m.Reason != resource.ChangeDeleted || m.DeliveryID == msgs[0].DeliveryID {
+				t.Fatalf("after the deletion the webhook got a %q message (reason %q, id %s after %s) with payload %+v; want the deletion, under an id of its own",
+					m.Type, m.Reason, m.DeliveryID, msgs[0].DeliveryID, m.Notification.Payload)
+			}
+		})
+	}
+}
