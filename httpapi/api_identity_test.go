@@ -696,3 +696,28 @@ func TestSignInBeforeTheFirstAdminIsRetryLater(t *testing.T) {
 	ui := n.post(t, "", "/ui/session", map[string]string{"username": "admin", "password": testnode.AdminPassword})
 	wantError(t, ui, http.StatusServiceUnavailable, "serviceNotAvailable")
 }
+
+// A secret's endDateTime whose offset carries it past the year 9999 in UTC
+// ("9999-12-31T23:59:59-23:59" is 10000-01-01T23:58:59Z) is refused: it
+// was accepted, written into the Raft entry in five-digit years that no
+// node could read back, and the entry skipped with a 500 for the request
+// and for every other command batched into it.
+func TestAddPasswordRefusesAnEndDateTimeBeyondTheYear9999(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	a := n.newApp(t, "far.contoso.com")
+	for _, end := range []string{"9999-12-31T23:59:59-23:59", "9999-12-31T23:59:59.999-00:01"} {
+		wantInvalid(t, n.post(t, n.admin, "/v1.0/applications/"+a.ID+"/addPassword",
+			map[string]any{"displayName": "far", "endDateTime": end}), "endDateTime")
+	}
+	add := n.post(t, n.admin, "/v1.0/applications/"+a.ID+"/addPassword",
+		map[string]any{"displayName": "last", "endDateTime": "9999-12-31T23:59:59.999+01:00"}).expect(t, http.StatusOK).obj(t)
+	if add["endDateTime"] != "9999-12-31T22:59:59.999Z" {
+		t.Errorf("endDateTime %v", add["endDateTime"])
+	}
+	var view struct{ PasswordCredentials []map[string]any }
+	n.get(t, n.admin, "/v1.0/applications/"+a.ID).expect(t, http.StatusOK).into(t, &view)
+	if len(view.PasswordCredentials) != 2 {
+		t.Errorf("app has %d credentials, want 2", len(view.PasswordCredentials))
+	}
+}

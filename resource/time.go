@@ -72,12 +72,24 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 		}
 	}
 	v, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	// An offset can carry a time that RFC 3339 allows past the years it
+	// can write: "9999-12-31T23:59:59-01:00" is in the year 10000 in UTC,
+	// which MarshalJSON writes in five digits and no reader (this one
+	// included) parses back. A Raft entry holding one could not be read,
+	// and would take the other commands of its entry with it.
+	if err != nil || v.Before(minTime) || !v.Before(maxTime) {
 		return &json.UnmarshalTypeError{Value: fmt.Sprintf("%q", s), Type: reflect.TypeFor[Time]()}
 	}
 	*t = At(v)
 	return nil
 }
+
+// minTime and maxTime bound the times that TimeLayout writes and reads:
+// the years 0000 to 9999, in UTC.
+var (
+	minTime = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
 // plainString returns the string the JSON b holds when it is quoted
 // printable ASCII without escapes, as every time Herald writes is; ok is
