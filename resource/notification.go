@@ -72,6 +72,12 @@ type FallbackPolicy struct {
 type StringOrList []string
 
 func (s *StringOrList) UnmarshalJSON(b []byte) error {
+	// A null leaves the list as it is, as encoding/json does with a
+	// slice: json.Unmarshal into a string takes null too, and made it
+	// [""], which is written back as a list and read as another value.
+	if string(bytes.TrimSpace(b)) == "null" {
+		return nil
+	}
 	var one string
 	if err := json.Unmarshal(b, &one); err == nil {
 		*s = StringOrList{one}

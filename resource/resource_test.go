@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -193,6 +194,37 @@ func TestPayloadSizeIsTheEncodedLength(t *testing.T) {
 		if got, want := payloadSize(&p), encoded(&p); got != want {
 			b, _ := json.Marshal(p)
 			t.Fatalf("payloadSize %d, the encoder wrote %d bytes: %s", got, want, b)
+		}
+	}
+}
+
+// StringOrList reads as encoding/json reads a []string, and also a lone
+// string: a null is no list, not [""] (which json.Marshal then wrote as a
+// list of one, so that a command did not read back as it was written).
+func TestStringOrListReadsNullAsNoList(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want StringOrList
+	}{
+		{`{"platformTypes":null}`, nil},
+		{`{"platformTypes": null }`, nil},
+		{`{}`, nil},
+		{`{"platformTypes":"iOS"}`, StringOrList{"iOS"}},
+		{`{"platformTypes":""}`, StringOrList{""}},
+		{`{"platformTypes":[]}`, StringOrList{}},
+		{`{"platformTypes":["iOS","x"]}`, StringOrList{"iOS", "x"}},
+	} {
+		var ef EndpointFallback
+		if err := json.Unmarshal([]byte(c.in), &ef); err != nil {
+			t.Fatalf("%s: %v", c.in, err)
+		}
+		if !reflect.DeepEqual(ef.PlatformTypes, c.want) {
+			t.Errorf("%s read as %#v, want %#v", c.in, ef.PlatformTypes, c.want)
+		}
+		b, _ := json.Marshal(ef)
+		var back EndpointFallback
+		if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, ef) {
+			t.Errorf("%s written as %s, read back as %#v (%v)", c.in, b, back, err)
 		}
 	}
 }
