@@ -290,6 +290,42 @@ func FuzzEntryRoundTrip(f *testing.F) {
 	})
 }
 
+// FuzzDecodeSendResult: a follower reads a forwarded send's result (and
+// the FSM a remembered one) as encoding/json reads it, and the bytes it
+// keeps to answer with are that notification.
+func FuzzDecodeSendResult(f *testing.F) {
+	r := rand.New(rand.NewPCG(17, 18))
+	for i := range 8 {
+		n := randomSend(r).Notif.Notification
+		if i%2 == 0 {
+			n = canonicalSend(i).Notif.Notification
+		}
+		f.Add(encodeSendResult(SendResult{Notification: n, Created: i%3 == 0, Encoded: appendNotification(nil, &n)}))
+	}
+	f.Add([]byte(`{"Notification":{"id":"a\u00e9","readState":"unread"},"Created":true}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := decodeSendResult(b)
+		var want SendResult
+		werr := json.Unmarshal(b, &want)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("%q: error %v, encoding/json %v", b, err, werr)
+		}
+		if err != nil {
+			return
+		}
+		got := v.(SendResult)
+		if !reflect.DeepEqual(got.Notification, want.Notification) || got.Created != want.Created {
+			t.Fatalf("%q\n got %+v\nwant %+v", b, got, want)
+		}
+		if got.Encoded != nil {
+			var n resource.Notification
+			if err := json.Unmarshal(got.Encoded, &n); err != nil || !reflect.DeepEqual(n, got.Notification) {
+				t.Fatalf("%q: keeps %s, which reads as %+v (%v)", b, got.Encoded, n, err)
+			}
+		}
+	})
+}
+
 // BenchmarkEntryCodec encodes and decodes an entry of 64 sends, by hand
 // and with encoding/json; one op is one send.
 func BenchmarkEntryCodec(b *testing.B) {

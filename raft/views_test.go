@@ -284,5 +284,20 @@ func FuzzNotificationView(f *testing.F) {
 		if (werr == nil) != (gerr == nil) || werr == nil && !reflect.DeepEqual(got, want) {
 			t.Fatalf("record %q\n got %+v (%v)\nwant %+v (%v)", b, got, gerr, want, werr)
 		}
+		if gerr != nil {
+			return
+		}
+		// What a page, a delta and a stream event copy as they are: valid
+		// JSON, written as json.Marshal writes it, and a view of its own.
+		var n resource.Notification
+		if err := json.Unmarshal(got.JSON, &n); err != nil {
+			t.Fatalf("record %q: the view's JSON %s does not decode: %v", b, got.JSON, err)
+		}
+		if again, err := json.Marshal(&n); err != nil || !bytes.Equal(again, got.JSON) {
+			t.Fatalf("record %q: the view's JSON %s is written again as %s (%v)", b, got.JSON, again, err)
+		}
+		if v, err := newNotificationView(got.JSON); err != nil || !bytes.Equal(v.JSON, got.JSON) {
+			t.Fatalf("record %q: the view's JSON %s viewed again: %v", b, got.JSON, err)
+		}
 	})
 }
