@@ -67,6 +67,31 @@ func TestLinearizabilityCheckerCatchesAStaleRead(t *testing.T) {
 	}
 }
 
+// From rules level 4 a deleted notification reads without its content;
+// a tombstone read with another notification's content is still stale.
+func TestLinearizabilityCheckerReadsATombstoneWithoutContent(t *testing.T) {
+	w1 := putOp(0, 0, "v1", 0, 10, 201, "n1")
+	w2 := putOp(1, 0, "v2", 20, 30, 200, "n1")
+	del := &op{ID: 2, Client: 0, Kind: opDelete, Key: "k", NID: "n1", Start: at(40), End: at(50), Status: 204}
+	tomb := func(content string) *op {
+		o := getOp(3, 1, content, 60, 70, "n1")
+		o.Result.Status = "deleted"
+		return o
+	}
+	check := func(ops []*op) porcupine.CheckResult {
+		res, _, _ := checkLinearizable(ops, primaries(facts(ops)), 10*time.Second)
+		return res
+	}
+	for _, c := range []string{"", "v2"} {
+		if got := check([]*op{w1, w2, del, tomb(c)}); got != porcupine.Ok {
+			t.Errorf("a tombstone read with content %q: %s, want Ok", c, got)
+		}
+	}
+	if got := check([]*op{w1, w2, del, tomb("v1")}); got != porcupine.Illegal {
+		t.Errorf("a tombstone read with the content v2 replaced: %s, want Illegal", got)
+	}
+}
+
 func TestStoreCheckerCatchesLossAndDuplicates(t *testing.T) {
 	u := []*user{{idx: 0, upn: "u0"}}
 	ops := []*op{putOp(0, 0, "v1", 0, 10, 201, "n1")}
