@@ -944,3 +944,19 @@ func TestAStepDownIsNotLoggedAsALostContact(t *testing.T) {
 		}
 	}
 }
+
+// httpGet answers the status of a GET of url and copies its body to body
+// (discarded when nil).
+func httpGet(t *testing.T, url string, body io.Writer) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if body == nil {
+		body = io.Discard
+	}
+	io.Copy(body, resp.Body)
+	return resp.StatusCode
+}

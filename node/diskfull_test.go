@@ -239,20 +239,6 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 	})
 }
 
-func httpGet(t *testing.T, url string, body io.Writer) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if body == nil {
-		body = io.Discard
-	}
-	io.Copy(body, resp.Body)
-	return resp.StatusCode
-}
-
 func grepLines(s, word string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
