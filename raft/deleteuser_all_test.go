@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	hraft "github.com/hashicorp/raft"
-
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -26,18 +24,7 @@ func TestDeletingAUserLeavesNothingOfTheirsInTheStoreOrABackup(t *testing.T) {
 	now := time.Now()
 	u := newUser("erin")
 	app := &resource.ApplicationRecord{ID: "app", AppID: "appid", TargetHostName: "a.example"}
-	index := uint64(1)
-	apply := func(cmds ...*Command) []Result {
-		t.Helper()
-		rs := f.ApplyBatch([]*hraft.Log{entry(t, index, cmds...)})[0].([]Result)
-		for i, r := range rs {
-			if r.Err != nil {
-				t.Fatalf("entry %d, command %d: %v", index, i, r.Err)
-			}
-		}
-		index++
-		return rs
-	}
+	apply := entries(t, f)
 	apply(&Command{Op: OpSetRules, Now: now.UnixNano(), Level: RulesLevel},
 		&Command{Op: OpCreateUser, Now: now.UnixNano(), User: u}, &Command{Op: OpCreateApp, Now: now.UnixNano(), App: app})
 	sub := func(id string, ch resource.Channel) *Command {
