@@ -888,6 +888,40 @@ func (s *Store) LogStats() LogStats {
 	return st
 }
 
+// HandOff passes the leadership to the most caught-up other voter before
+// this node stops, so that the others need not wait out a heartbeat timeout
+// and an election for a leader: writes forwarded meanwhile are resent to
+// the new leader (cluster/batch.go) instead of waiting. It answers the new
+// leader's id, or "" with a nil error when there was nothing to hand off
+// (this node does not lead, or no other voter exists). hashicorp/raft
+// gives the attempt an election timeout; ctx bounds the wait for it.
+func (s *Store) HandOff(ctx context.Context) (string, error) {
+	if !s.IsLeader() {
+		return "", nil
+	}
+	others := 0
+	for _, srv := range s.servers() {
+		if srv.Suffrage == hraft.Voter && string(srv.ID) != s.opts.NodeID {
+			others++
+		}
+	}
+	if others == 0 {
+		return "", nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.raft.LeadershipTransfer().Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return "", err
+		}
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	_, id := s.raft.LeaderWithID()
+	return string(id), nil
+}
+
 // servers is the latest Raft configuration, for the log bridge.
 func (s *Store) servers() []hraft.Server {
 	r := s.live.Load()
