@@ -796,6 +796,10 @@ func clusterCommand() *cli.Command {
 							fmt.Fprintf(c.App.Writer, "\n%s holds another cluster's data (cluster %s): the others refuse it. "+
 								"Empty its --data-dir, or restore it from the same backup as the others, and start it again.\n", n.ID, n.ClusterID)
 						}
+						if n.Disk == "full" {
+							fmt.Fprintf(c.App.Writer, "\n%s: its disk is below --disk-reserve; it refuses writes that add data (507) "+
+								"while it leads, and hands the leadership to a node with room. Free space on it.\n", n.ID)
+						}
 					}
 					return nil
 				}),

@@ -182,4 +182,7 @@ type ClusterNode struct {
 	RulesLevel int `json:"rulesLevel,omitempty"`
 	// ClusterID is the cluster whose data the node holds.
 	ClusterID string `json:"clusterId,omitempty"`
+	// Disk is "full" while the node refuses writes that add data for
+	// want of space (below --disk-reserve), "ok" otherwise.
+	Disk string `json:"disk,omitempty"`
 }

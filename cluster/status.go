@@ -134,6 +134,10 @@ type NodeStatus struct {
 	// ClusterID is the cluster whose data the node holds: another than
 	// the cluster's marks a node left out of a restore.
 	ClusterID string `json:"clusterId,omitempty"`
+	// Disk is "full" while the node's data directory is below its
+	// --disk-reserve (it refuses writes that add data), else "ok"; a node
+	// that does not answer, or predates it, does not say.
+	Disk string `json:"disk,omitempty"`
 }
 
 // Status describes the cluster as this node sees it: the Raft
@@ -176,8 +180,8 @@ func (c *Cluster) Status() ClusterStatus {
 				defer cancel()
 				var peer NodeStatus
 				if err := c.callNode(ctx, ns.ID, ns.RaftAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err == nil {
-					ns.State, ns.AppliedIndex, ns.LiveConnections, ns.LastContactMs, ns.RulesLevel, ns.ClusterID =
-						peer.State, peer.AppliedIndex, peer.LiveConnections, peer.LastContactMs, peer.RulesLevel, peer.ClusterID
+					ns.State, ns.AppliedIndex, ns.LiveConnections, ns.LastContactMs, ns.RulesLevel, ns.ClusterID, ns.Disk =
+						peer.State, peer.AppliedIndex, peer.LiveConnections, peer.LastContactMs, peer.RulesLevel, peer.ClusterID, peer.Disk
 					if since, ok := c.health.failingSince(ns.ID); ok && c.store.IsLeader() {
 						ns.LastContactMs = silentFor(ns.LastContactMs, since, time.Now())
 					}
@@ -216,6 +220,7 @@ func (c *Cluster) selfStatus() NodeStatus {
 	ns := NodeStatus{ID: c.id, HTTPAddr: c.opts.HTTPAdvert, RaftAddr: c.store.RaftAddr(), State: stateName(r.State()),
 		AppliedIndex: c.store.Applied(), LiveConnections: c.opts.LiveConnections(), RulesLevel: c.rulesLevel()}
 	ns.ClusterID, _ = c.store.ClusterID()
+	ns.Disk = diskState(c.store.DiskSpace())
 	if r.State() != hraft.Leader {
 		if lc := r.LastContact(); !lc.IsZero() {
 			ns.LastContactMs = time.Since(lc).Milliseconds()
@@ -234,4 +239,49 @@ func stateName(s hraft.RaftState) string {
 		return "follower"
 	}
 	return "unreachable"
+}
+
+func diskState(d raft.DiskSpace) string {
+	if d.Full {
+		return "full"
+	}
+	return "ok"
+}
+
+// HandOffFull passes the leadership of a leader whose disk is full to the
+// most caught-up voter that says it has room: a full leader refuses every
+// write that adds data for the whole cluster, though the others could take
+// them. It answers the node it handed to, or "" when this node does not
+// lead, has room, or no voter says it has room (a node that predates the
+// disk field does not say, so it is not chosen).
+func (c *Cluster) HandOffFull(ctx context.Context) (string, error) {
+	if !c.store.IsLeader() || !c.store.DiskSpace().Full {
+		return "", nil
+	}
+	var best *NodeStatus
+	st := c.Status()
+	for i, n := range st.Nodes {
+		if n.ID == c.id || !n.Voter || n.State != "follower" || n.Disk != "ok" {
+			continue
+		}
+		if best == nil || n.AppliedIndex > best.AppliedIndex {
+			best = &st.Nodes[i]
+		}
+	}
+	if best == nil {
+		return "", nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- c.store.Raft().LeadershipTransferToServer(hraft.ServerID(best.ID), hraft.ServerAddress(best.RaftAddr)).Error()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return "", err
+		}
+		return best.ID, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 }

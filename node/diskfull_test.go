@@ -467,3 +467,80 @@ func TestStartOnADiskWithNoRoomSaysSo(t *testing.T) {
 		t.Fatalf("/readyz once space is freed: %d", code)
 	}
 }
+
+// A full leader refused every write that adds data for the whole cluster,
+// though the other nodes had room, until its disk was freed or it was
+// restarted. It now hands the leadership to a voter with room, and the
+// writes are taken again without anyone's help; the full node says so.
+func TestAFullLeaderHandsOffToANodeWithRoom(t *testing.T) {
+	ctx := context.Background()
+	cfgs := []node.Config{clusterConfig(t, "f1")}
+	cfgs = append(cfgs, clusterConfig(t, "f2", cfgs[0].HTTPAddr))
+	cfgs = append(cfgs, clusterConfig(t, "f3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr))
+	for i := range cfgs {
+		cfgs[i].DataDir = mountTmpfs(t, "64m")
+		cfgs[i].DiskReserve = "16MiB"
+	}
+	nodes, adminToken := startSignedIn(t, cfgs)
+	var leader *testnode.Node
+	var via *testnode.Node
+	pollUntil(t, "a leader and a follower that knows the admin's token", func() error {
+		leader, via = nil, nil
+		for _, n := range nodes {
+			if n.Store().IsLeader() {
+				leader = n
+			} else if n.Store().HasState() {
+				via = n
+			}
+		}
+		if leader == nil || via == nil {
+			return errors.New("not yet")
+		}
+		_, err := clientFor(t, via, adminToken).Cluster(ctx)
+		return err
+	})
+	admin, err := client.New(via.URL, client.WithToken(adminToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	createUser := func(name string) error {
+		_, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: name, Password: name + "-password-1"})
+		return err
+	}
+	if err := createUser("before"); err != nil {
+		t.Fatal(err)
+	}
+
+	fill(t, filepath.Join(filepath.Dir(leader.Config.DataDir), "filler"), 4<<20)
+	pollUntil(t, "the leader sees its disk full, and says so in the cluster view", func() error {
+		st, err := clientFor(t, via, adminToken).Cluster(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			want := "ok"
+			if n.ID == leader.Config.NodeID {
+				want = "full"
+			}
+			if n.Disk != want && !(n.ID == leader.Config.NodeID && n.State != "leader") {
+				return fmt.Errorf("%s (%s): disk %q", n.ID, n.State, n.Disk)
+			}
+		}
+		return nil
+	})
+	pollUntil(t, "writes through a follower taken again", func() error { return createUser("while-one-is-full") })
+	if leader.Store().IsLeader() {
+		t.Fatal("the full node still leads")
+	}
+	users, err := admin.ListUsers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, u := range users {
+		names = append(names, u.UserPrincipalName)
+	}
+	if !slices.Contains(names, "before") || !slices.Contains(names, "while-one-is-full") {
+		t.Fatalf("users %v", names)
+	}
+}

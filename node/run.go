@@ -820,12 +820,23 @@ func (n *Node) housekeeping() {
 	// deliveries soon rather than at the next purge tick.
 	owners := time.NewTicker(min(n.cfg.PurgeInterval, ownershipPoll))
 	defer owners.Stop()
+	full := time.NewTicker(fullLeaderCheck)
+	defer full.Stop()
+	var lastHandOff time.Time
+	saidNoRoom := false // once a spell of being full, not every retry
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-owners.C:
 			n.rescanIfOwnershipChanged()
+		case <-full.C:
+			if !n.store.IsLeader() || !n.store.DiskSpace().Full {
+				saidNoRoom = false
+			} else if time.Since(lastHandOff) >= fullLeaderRetry {
+				lastHandOff = time.Now()
+				saidNoRoom = n.handOffFull(saidNoRoom)
+			}
 		case <-n.cluster.Changes():
 			// A new leader (maybe this node) rebalances away from what
 			// the old one left, or a peer went down past the grace period
@@ -850,6 +861,32 @@ func (n *Node) housekeeping() {
 			n.rescanIfOwnershipChanged()
 		}
 	}
+}
+
+// A leader whose disk is full refuses every write that adds data, for
+// the whole cluster; it looks this often whether it should hand off, and
+// tries again no sooner than fullLeaderRetry, so that two nodes that both
+// fill do not pass the leadership back and forth.
+const (
+	fullLeaderCheck = time.Second
+	fullLeaderRetry = 10 * time.Second
+)
+
+// handOffFull answers whether it has said that no voter has room.
+func (n *Node) handOffFull(saidNoRoom bool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	to, err := n.cluster.HandOffFull(ctx)
+	switch {
+	case err != nil:
+		n.log.Warn("the disk is full and this node leads: could not hand the leadership to a node with room", "err", err)
+	case to != "":
+		n.log.Warn("the disk is full: handed the leadership to a node with room, which takes the writes", "to", to)
+	case !saidNoRoom && len(n.store.Raft().GetConfiguration().Configuration().Servers) > 1:
+		n.log.Warn("the disk is full and this node leads: no other voter says it has room, so writes that add data get 507")
+		return true
+	}
+	return saidNoRoom
 }
 
 // peerDownAfter is the grace period before a silent voter loses its slots:
