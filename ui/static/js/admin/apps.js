@@ -1,5 +1,5 @@
 // Applications: register one, see its secret once, add and remove secrets,
-// and hand users the link to an inbox connected to it.
+// delete one, and hand users the link to an inbox connected to it.
 
 import { h, replace, errorBox, field, toast, timeEl, copyButton, fmtTime, submitter } from '../dom.js';
 import { api } from '../api.js';
@@ -35,7 +35,22 @@ function appCard(app, reload, showSecret) {
   return h('article', { class: 'card app', 'data-host': app.targetHostName, 'aria-labelledby': `app-${app.id}` },
     h('header', { class: 'section-head' },
       h('div', h('h2', { id: `app-${app.id}` }, app.displayName), h('div', { class: 'muted mono small' }, app.targetHostName)),
-      h('span', { class: 'muted small' }, 'registered ', timeEl(app.createdDateTime))),
+      h('div', { class: 'stack' },
+        h('span', { class: 'muted small' }, 'registered ', timeEl(app.createdDateTime)),
+        h('button', {
+          type: 'button', class: 'btn btn-small btn-danger-outline', 'aria-label': `Delete the application ${app.displayName}`,
+          on: {
+            click: () => dialog({
+              title: `Delete ${app.displayName}?`, danger: true, submitLabel: 'Delete application',
+              body: [h('p', `Services that use its client id can no longer get tokens, the tokens they hold stop working, and every subscription users registered for ${app.targetHostName} is removed. Notifications already in users’ feeds stay until they expire.`)],
+              onSubmit: async () => {
+                await api('DELETE', `/v1.0/applications/${encodeURIComponent(app.id)}`);
+                toast(`${app.displayName} was deleted.`);
+                await reload();
+              },
+            }),
+          },
+        }, 'Delete'))),
     h('dl', { class: 'kv' },
       h('dt', 'Client id'), h('dd', h('code', app.appId)),
       h('dt', 'Inbox link for users'), h('dd', linkCode, ' ', copyButton(link, linkCode))),

@@ -1,4 +1,5 @@
-// Users: create, disable or enable, reset a password; and one user's
+// Users: create, disable or enable, reset a password, change the role,
+// delete; and one user's
 // subscriptions with their last delivery, and their sign-in sessions.
 
 import { h, replace, errorBox, field, busy, toast, timeEl, fmtTime, submitter } from '../dom.js';
@@ -42,7 +43,38 @@ function setEnabled(u, enabled, after) {
   return null;
 }
 
-function actions(u, go, after) {
+// deleteUser asks, then deletes u for good; afterDelete runs once it is
+// gone (the list reloads; a user's own page goes back to the list).
+function deleteUser(u, afterDelete) {
+  dialog({
+    title: `Delete ${u.userPrincipalName}?`,
+    body: [h('p', `${userLabel(u)} is signed out on every device, and their notifications, subscriptions and sessions are removed for good. To keep them, disable the account instead.`)],
+    submitLabel: 'Delete user',
+    danger: true,
+    onSubmit: async () => {
+      await api('DELETE', `/v1.0/users/${encodeURIComponent(u.id)}`);
+      toast(`${u.userPrincipalName} was deleted.`);
+      await afterDelete();
+    },
+  });
+}
+
+function changeRole(u, after) {
+  const current = (u.roles || []).includes('admin') ? 'admin' : 'user';
+  const role = select([{ value: 'user', label: 'User' }, { value: 'admin', label: 'Admin' }], current, { name: 'role' });
+  dialog({
+    title: `Change the role of ${u.userPrincipalName}`,
+    body: [field('Role', role, 'Admins manage users, applications and the cluster; users read their own notifications.')],
+    submitLabel: 'Save role',
+    onSubmit: async () => {
+      const updated = await api('PATCH', `/v1.0/users/${encodeURIComponent(u.id)}`, { roles: [role.value] });
+      toast(`${u.userPrincipalName} is now ${(updated.roles || [role.value]).join(', ')}.`);
+      await after();
+    },
+  });
+}
+
+function actions(u, go, after, afterDelete = after) {
   const enabled = u.accountEnabled;
   return h('div', { class: 'row-actions' },
     h('a', { class: 'btn btn-small', href: `#/users/${encodeURIComponent(u.userPrincipalName)}` }, 'Subscriptions'),
@@ -53,7 +85,9 @@ function actions(u, go, after) {
       dataset: { enable: u.id },
       on: { click: (e) => (enabled ? setEnabled(u, false, after) : busy(e.currentTarget, () => setEnabled(u, true, after))) },
     }, enabled ? 'Disable' : 'Enable'),
-    h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Reset the password of ${u.userPrincipalName}`, on: { click: () => resetPassword(u) } }, 'Reset password'));
+    h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Reset the password of ${u.userPrincipalName}`, on: { click: () => resetPassword(u) } }, 'Reset password'),
+    h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Change the role of ${u.userPrincipalName}`, on: { click: () => changeRole(u, after) } }, 'Role'),
+    h('button', { type: 'button', class: 'btn btn-small btn-danger-outline', 'aria-label': `Delete ${u.userPrincipalName}`, on: { click: () => deleteUser(u, afterDelete) } }, 'Delete'));
 }
 
 function createForm(onCreated) {
@@ -158,7 +192,7 @@ export function detail({ parts }) {
       ]);
       const byID = new Map(last.value.map((d) => [d.subscriptionId, { ...d, userId: u.id }]));
       replace(head, pageHead(userLabel(u), `${(u.roles || []).join(', ')} · ${u.accountEnabled ? 'enabled' : 'disabled'} · created ${new Date(u.createdDateTime).toLocaleDateString()}`,
-        actions(u, null, load)));
+        actions(u, null, load, () => { location.hash = '#/users'; })));
       replace(body,
         h('h2', 'Subscriptions'),
         h('p', { class: 'muted' }, 'Each device or endpoint that registered for this user’s notifications.'),
