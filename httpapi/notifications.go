@@ -1,9 +1,12 @@
 package httpapi
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/herald-notify/herald/raft"
@@ -221,10 +224,95 @@ func (s *Server) deleteNotifications(w http.ResponseWriter, r *http.Request, p *
 	if (group == "") == (anid == "") {
 		return resource.Invalid("groupName", "Give exactly one of groupName and appNotificationId.")
 	}
+	if group != "" {
+		return s.deleteGroup(w, r, sub.UserID, p.app.ID, group)
+	}
 	if _, err := s.state.Propose(r.Context(), &raft.Command{Op: raft.OpDeleteNotifsBy, Now: time.Now().UnixNano(),
 		UserID: sub.UserID, AppID: p.app.ID, GroupName: group, AppNotifID: anid}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// groupDeleteWorkers is how many deletes of one group are proposed at once.
+const groupDeleteWorkers = 16
+
+// deleteGroup deletes an application's active notifications of one group
+// for a user. The ids are found here, on the request's goroutine, from the
+// feed's views, and deleted one by one (OpDeleteNotif, which checks the
+// application again): the FSM's OpDeleteNotifsBy by groupName reads and
+// decodes every notification of the user, tombstones included, on the one
+// goroutine that applies every write of the cluster, and an application
+// that repeated it for a user of 10,000 notifications held every write of
+// every node for most of a second each time, within its rate limit.
+func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, uid, appID, group string) error {
+	// What this replica holds must include every send answered before
+	// this request arrived, whichever node took it.
+	if err := s.state.Barrier(r.Context()); err != nil {
+		s.log.Debug("group delete: barrier failed", "error", err)
+		return unavailable("This node could not confirm that it holds the leader's latest state in time; retry.", time.Second)
+	}
+	keep := func(v *raft.NotificationView) bool {
+		return v.Status == resource.StatusActive && v.AppID == appID && v.GroupName == group
+	}
+	var ids []string
+	for after := ""; ; {
+		page, err := s.state.NotificationViews(uid, after, 1000, "", keep)
+		if err != nil {
+			return err
+		}
+		for _, v := range page.Items {
+			ids = append(ids, v.ID)
+		}
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	if err := s.deleteEach(r.Context(), uid, appID, ids); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// deleteEach proposes the deletes of ids, a few at a time, and returns the
+// first failure other than a notification gone meanwhile.
+func (s *Server) deleteEach(ctx context.Context, uid, appID string, ids []string) error {
+	var (
+		mu    sync.Mutex
+		first error
+		next  int
+		wg    sync.WaitGroup
+	)
+	work := func() {
+		defer wg.Done()
+		for {
+			mu.Lock()
+			if first != nil || next == len(ids) {
+				mu.Unlock()
+				return
+			}
+			id := ids[next]
+			next++
+			mu.Unlock()
+			_, err := s.state.Propose(ctx, &raft.Command{Op: raft.OpDeleteNotif, Now: time.Now().UnixNano(),
+				UserID: uid, AppID: appID, ID: id})
+			var re *resource.Error
+			if err != nil && !(errors.As(err, &re) && re.Code == resource.CodeNotFound) {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}
+	}
+	for range min(groupDeleteWorkers, len(ids)) {
+		wg.Add(1)
+		go work()
+	}
+	wg.Wait()
+	return first
 }

@@ -16,7 +16,7 @@ import (
 // fields its filters compare and its API form, encoded once. Views are
 // shared between requests: nobody may change one.
 type NotificationView struct {
-	ReadState, UserActionState, Status, TargetHostName, GroupName, AppID string
+	ID, ReadState, UserActionState, Status, TargetHostName, GroupName, AppID string
 	// Seq is the change the record is at.
 	Seq uint64
 	// ExpiresMs is the expirationDateTime in Unix milliseconds.
@@ -47,7 +47,7 @@ func newNotificationView(b []byte) (*NotificationView, error) {
 			return nil, err
 		}
 	}
-	return &NotificationView{ReadState: intern(n.ReadState), UserActionState: intern(n.UserActionState),
+	return &NotificationView{ID: n.ID, ReadState: intern(n.ReadState), UserActionState: intern(n.UserActionState),
 		Status: intern(n.Status), TargetHostName: n.TargetHostName, GroupName: n.GroupName, AppID: n.AppID, Seq: n.Seq,
 		ExpiresMs: n.ExpirationDateTime.UnixMilli(), JSON: out}, nil
 }

@@ -224,7 +224,7 @@ func slowView(b []byte) (*NotificationView, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &NotificationView{ReadState: n.ReadState, UserActionState: n.UserActionState, Status: n.Status,
+	return &NotificationView{ID: n.ID, ReadState: n.ReadState, UserActionState: n.UserActionState, Status: n.Status,
 		TargetHostName: n.TargetHostName, GroupName: n.GroupName, AppID: n.AppID, Seq: n.Seq,
 		ExpiresMs: n.ExpirationDateTime.UnixMilli(), JSON: out}, nil
 }
