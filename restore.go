@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -47,6 +48,10 @@ func restoreCommand() *cli.Command {
 				var err error
 				id, err = raft.Restore(tmp, p.Reader(in))
 				n = p.Stop()
+				if errors.Is(err, raft.ErrBadSnapshot) {
+					return fmt.Errorf("restore from %s (after %s): %w; the file is damaged or cut short, and %s is left "+
+						"as it was: restore another copy of the backup, or take a new one", name, formatBytes(n), err, c.String("data-dir"))
+				}
 				if err != nil {
 					return fmt.Errorf("restore from %s (after %s): %w", name, formatBytes(n), err)
 				}

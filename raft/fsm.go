@@ -276,7 +276,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	f.restoring.Store(true)
 	defer f.restoring.Store(false)
-	applied, err := loadSnapshot(f.db, rc)
+	applied, err := loadSnapshot(f.db, rc, false)
 	f.cache.reset()
 	f.ac.reset()
 	f.resume = partMark{}

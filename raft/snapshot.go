@@ -138,14 +138,16 @@ func snapshotApplied(r io.Reader) (uint64, error) {
 // loadSnapshot replaces everything in db with the snapshot in r and returns
 // the applied index it carries. The snapshot is copied to a file and its
 // checksum verified first, so a damaged one leaves the state untouched.
-func loadSnapshot(db *badger.DB, r io.Reader) (uint64, error) {
+// With whole set (a backup file, which holds one snapshot and nothing
+// else), bytes after the checksum make it damaged too.
+func loadSnapshot(db *badger.DB, r io.Reader, whole bool) (uint64, error) {
 	f, err := os.CreateTemp(filepath.Dir(db.Opts().Dir), "restore-*.tmp")
 	if err != nil {
 		return 0, err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	if err := verifySnapshot(io.TeeReader(r, f)); err != nil {
+	if err := verifySnapshot(io.TeeReader(r, f), whole); err != nil {
 		return 0, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -171,10 +173,23 @@ var errStateDropped = errors.New("the state was dropped for a snapshot that did 
 // afterDrop, set by tests, runs while a snapshot load has emptied Badger.
 var afterDrop func()
 
-// verifySnapshot reads a whole snapshot and checks its structure and sum.
-func verifySnapshot(r io.Reader) error {
-	_, err := readSnapshot(r, nil)
-	return err
+// verifySnapshot reads a whole snapshot and checks its structure and sum,
+// and with whole set, that nothing follows the sum.
+func verifySnapshot(r io.Reader, whole bool) error {
+	br := bufio.NewReaderSize(r, 256<<10)
+	if _, err := readSnapshot(br, nil); err != nil {
+		return err
+	}
+	if !whole {
+		return nil
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return fmt.Errorf("%w: after its checksum: %v", ErrBadSnapshot, err)
+		}
+		return fmt.Errorf("%w: it goes on after its checksum (two files joined, or one written over a longer one)", ErrBadSnapshot)
+	}
+	return nil
 }
 
 // readSnapshot parses a snapshot, writing its entries to db when db is set.

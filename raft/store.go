@@ -972,7 +972,7 @@ func Restore(dir string, r io.Reader) (string, error) {
 		return "", err
 	}
 	sum := sha256.New()
-	if _, err := loadSnapshot(db, io.TeeReader(r, sum)); err != nil {
+	if _, err := loadSnapshot(db, io.TeeReader(r, sum), true); err != nil {
 		db.Close()
 		return "", err
 	}

@@ -203,6 +203,36 @@ func TestRestoreRejectsDamagedBackup(t *testing.T) {
 	}
 }
 
+// A backup file holds one snapshot and nothing after it: bytes past the
+// checksum (two backups joined by >>, a file written over a longer one
+// without truncating it) are a damaged file, not a good one with a tail to
+// ignore; the restored cluster's id, which hashes the file, would also
+// differ from that of the nodes restored from the intact copy.
+func TestRestoreRejectsABackupThatGoesOnAfterItsChecksum(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), nil)
+	if _, err := s.Propose(context.Background(), &Command{Op: OpCreateUser, User: newUser("carol")}); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := s.Backup(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	good := b.Bytes()
+	for name, data := range map[string][]byte{
+		"one byte more":   append(bytes.Clone(good), 0),
+		"a line appended": append(bytes.Clone(good), "garbage\n"...),
+		"two backups":     append(bytes.Clone(good), good...),
+	} {
+		if _, err := Restore(t.TempDir(), bytes.NewReader(data)); !errors.Is(err, ErrBadSnapshot) {
+			t.Errorf("Restore of a backup with %s: %v, want ErrBadSnapshot", name, err)
+		}
+	}
+	if _, err := Restore(t.TempDir(), bytes.NewReader(good)); err != nil {
+		t.Fatalf("Restore of the intact backup: %v", err)
+	}
+}
+
 // Commands that queue while Raft writes an entry to its log all go into
 // the next entry, not one of them alone: the batch loop builds the next
 // entry when the write ends rather than when Raft takes the entry.
