@@ -215,3 +215,12 @@ func randomSuffix() string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// lockStoppedDataDir locks the existing data directory dir of a node that
+// must not be running, for a command that reads it in its place.
+func lockStoppedDataDir(dir string) (release func(), err error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	return lockDataDir(dir)
+}

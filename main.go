@@ -28,6 +28,7 @@ import (
 
 	"github.com/herald-notify/herald/client"
 	"github.com/herald-notify/herald/node"
+	"github.com/herald-notify/herald/raft"
 	"github.com/urfave/cli/v2"
 )
 
@@ -893,14 +894,17 @@ func backupCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "backup",
 		Usage:     "save a consistent backup of the cluster's state (as an admin)",
-		UsageText: "herald backup --out FILE [--force]",
+		UsageText: "herald backup --out FILE [--force] [--stale | --data-dir DIR]",
 		Description: "The file appears only once the whole backup has arrived and is on disk; an existing\n" +
-			"file is kept unless --force is given.",
+			"file is kept unless --force is given. With --data-dir, the backup is read from a stopped\n" +
+			"node's data directory on this machine, with no server and no sign-in.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "out", Required: true, TakesFile: true, Usage: "`FILE` to write, - for standard output"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out if it exists"},
 			&cli.BoolFlag{Name: "stale", Usage: "back up what the node holds even if it cannot confirm that it has every " +
 				"acknowledged write (a node that has lost its cluster)"},
+			&cli.StringFlag{Name: "data-dir", Usage: "back up the data directory `DIR` of a stopped node on this machine, " +
+				"without a server or sign-in (a node whose cluster has lost its quorum, where no one can sign in)"},
 		}, clientFlags()...),
 		Action: func(c *cli.Context) error {
 			out := c.String("out")
@@ -910,13 +914,25 @@ func backupCommand() *cli.Command {
 					return fmt.Errorf("backup: %s exists; give --force to replace it, or another --out", out)
 				}
 			}
-			cl, err := connect(c)
-			if err != nil {
-				return err
-			}
-			backup := cl.Backup
-			if c.Bool("stale") {
-				backup = cl.StaleBackup
+			var backup func(context.Context, io.Writer) (int64, error)
+			if dir := c.String("data-dir"); dir != "" {
+				release, err := lockStoppedDataDir(dir)
+				if err != nil {
+					return err
+				}
+				defer release()
+				backup = func(ctx context.Context, w io.Writer) (int64, error) {
+					return 0, raft.BackupDir(ctx, dir, w)
+				}
+			} else {
+				cl, err := connect(c)
+				if err != nil {
+					return err
+				}
+				backup = cl.Backup
+				if c.Bool("stale") {
+					backup = cl.StaleBackup
+				}
 			}
 			p := startProgress(c.App.ErrWriter, "backup: received")
 			if out == "-" {
@@ -924,7 +940,7 @@ func backupCommand() *cli.Command {
 				p.Stop()
 				return err
 			}
-			_, err = backupToFile(c.Context, backup, out, force, p)
+			_, err := backupToFile(c.Context, backup, out, force, p)
 			n := p.Stop()
 			if err != nil {
 				return err

@@ -1024,6 +1024,33 @@ func Restore(dir string, r io.Reader) (string, error) {
 	return id, os.WriteFile(filepath.Join(dir, restoredMarker), []byte("restored from a backup; the node snapshots and compacts its log at its first start\n"), 0o600)
 }
 
+// BackupDir writes a backup of the state held in the data directory dir of
+// a stopped node, for `herald backup --data-dir`: the way to save what a node
+// holds once its cluster has lost its quorum, when no one can sign in to ask
+// it for a backup. It is what the node has applied (as a backup with
+// --stale is); the caller holds the directory's lock.
+func BackupDir(ctx context.Context, dir string, w io.Writer) error {
+	if _, err := os.Stat(filepath.Join(dir, "badger")); err != nil {
+		return fmt.Errorf("%s holds no node's data (no badger directory): name the --data-dir of the node to back up", dir)
+	}
+	db, err := badger.Open(badgerOptions(dir, DefaultMemory)) // as the node opens it
+	if err != nil {
+		return err
+	}
+	// A stopped node has no entry under way that will end while we wait:
+	// one left half applied ends when the node applies its log again.
+	txn, err := wholeEntries(ctx, db, 0)
+	if errors.Is(err, ErrEntryUnderWay) {
+		err = fmt.Errorf("%w: the node stopped while it applied it; start the node and stop it again once it has "+
+			"finished (its log ends it), then back it up", err)
+	}
+	if err == nil {
+		err = writeSnapshot(txn, w)
+		txn.Discard()
+	}
+	return errors.Join(err, db.Close())
+}
+
 // restoreSeqGap is how far a restore moves the change log's sequence on:
 // further than the replaced cluster can have gone past its backup.
 const restoreSeqGap = 1 << 40
