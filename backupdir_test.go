@@ -47,6 +47,11 @@ func TestBackupOfAStoppedNodesDataDirectory(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "holds no node's data") {
 		t.Errorf("backup of an empty directory: exit %d, %q", code, errOut)
 	}
+	// --stale asks a server; with --data-dir it would be ignored.
+	code, _, errOut = runCLI(t, nil, "backup", "--data-dir", cfg.DataDir, "--stale", "--out", out)
+	if code != 1 || !strings.Contains(errOut, "give one of them") {
+		t.Errorf("backup with --data-dir and --stale: exit %d, %q", code, errOut)
+	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := n.Close(closeCtx); err != nil {

@@ -916,6 +916,9 @@ func backupCommand() *cli.Command {
 			}
 			var backup func(context.Context, io.Writer) (int64, error)
 			if dir := c.String("data-dir"); dir != "" {
+				if c.Bool("stale") {
+					return fmt.Errorf("backup: --stale asks a running node; --data-dir reads a stopped node's directory itself: give one of them")
+				}
 				release, err := lockStoppedDataDir(dir)
 				if err != nil {
 					return err
