@@ -271,17 +271,8 @@ func (c *Cluster) HandOffFull(ctx context.Context) (string, error) {
 	if best == nil {
 		return "", nil
 	}
-	done := make(chan error, 1)
-	go func() {
-		done <- c.store.Raft().LeadershipTransferToServer(hraft.ServerID(best.ID), hraft.ServerAddress(best.RaftAddr)).Error()
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			return "", err
-		}
-		return best.ID, nil
-	case <-ctx.Done():
-		return "", ctx.Err()
+	if err := c.store.TransferTo(ctx, best.ID, best.RaftAddr); err != nil {
+		return "", err
 	}
+	return best.ID, nil
 }

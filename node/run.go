@@ -651,12 +651,15 @@ func (n *Node) handOff(ctx context.Context) {
 		defer cancel()
 	}
 	start := time.Now()
-	to, err := n.store.HandOff(hctx)
+	to, handed, err := n.store.HandOff(hctx)
 	switch {
 	case err != nil:
 		n.log.Warn("could not hand the leadership to another node before stopping; the others elect one after their heartbeat timeout",
 			"err", err)
-	case to != "":
+	case handed:
+		if to == "" {
+			to = "(not heard from yet)"
+		}
 		n.log.Info("handed the leadership to another node before stopping", "to", to,
 			"took", time.Since(start).Round(time.Millisecond))
 	}

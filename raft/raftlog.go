@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -28,6 +29,9 @@ type raftLog struct {
 	// Raft's loop (the log is written from inside it); nil or empty while
 	// Raft is not running yet.
 	servers func() []hraft.Server
+	// handingOff is when (Unix ns) a hand-off of the leadership that this
+	// node asked for stops explaining its own step-down (Store.HandOff).
+	handingOff atomic.Int64
 }
 
 func newRaftLog(log *slog.Logger, every time.Duration, servers func() []hraft.Server) *raftLog {
@@ -108,6 +112,12 @@ func (b *raftLog) record(rec map[string]any) {
 		// shutting down: part of every graceful stop, not an error.
 		if e, _ := rec["error"].(string); e == hraft.ErrTransportShutdown.Error() {
 			level = slog.LevelDebug
+		}
+	case "peer has newer term, stopping replication":
+		// The leader handed its leadership on (a stop, a full disk): the
+		// peer's newer term is the hand-off working, not a deposed leader.
+		if time.Now().UnixNano() < b.handingOff.Load() {
+			level = slog.LevelInfo
 		}
 	case "appendEntries rejected, sending older logs":
 		// A new or lagging follower being caught up: routine.

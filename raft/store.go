@@ -891,13 +891,14 @@ func (s *Store) LogStats() LogStats {
 // HandOff passes the leadership to the most caught-up other voter before
 // this node stops, so that the others need not wait out a heartbeat timeout
 // and an election for a leader: writes forwarded meanwhile are resent to
-// the new leader (cluster/batch.go) instead of waiting. It answers the new
-// leader's id, or "" with a nil error when there was nothing to hand off
-// (this node does not lead, or no other voter exists). hashicorp/raft
-// gives the attempt an election timeout; ctx bounds the wait for it.
-func (s *Store) HandOff(ctx context.Context) (string, error) {
+// the new leader (cluster/batch.go) instead of waiting. handed is false
+// when there was nothing to hand off (this node does not lead, or no other
+// voter exists); to is the new leader's id when this node has heard of it
+// already. hashicorp/raft gives the attempt an election timeout; ctx bounds
+// the wait for it.
+func (s *Store) HandOff(ctx context.Context) (to string, handed bool, err error) {
 	if !s.IsLeader() {
-		return "", nil
+		return "", false, nil
 	}
 	others := 0
 	for _, srv := range s.servers() {
@@ -906,21 +907,38 @@ func (s *Store) HandOff(ctx context.Context) (string, error) {
 		}
 	}
 	if others == 0 {
-		return "", nil
+		return "", false, nil
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.raft.LeadershipTransfer().Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return "", err
-		}
-	case <-ctx.Done():
-		return "", ctx.Err()
+	if err := s.transfer(ctx, func() hraft.Future { return s.raft.LeadershipTransfer() }); err != nil {
+		return "", false, err
 	}
 	_, id := s.raft.LeaderWithID()
-	return string(id), nil
+	return string(id), true, nil
 }
+
+// TransferTo hands this leader's leadership to the voter id at addr.
+func (s *Store) TransferTo(ctx context.Context, id, addr string) error {
+	return s.transfer(ctx, func() hraft.Future {
+		return s.raft.LeadershipTransferToServer(hraft.ServerID(id), hraft.ServerAddress(addr))
+	})
+}
+
+func (s *Store) transfer(ctx context.Context, start func() hraft.Future) error {
+	// hashicorp/raft logs the step-down that follows as an error.
+	s.rlog.handingOff.Store(time.Now().Add(handOffLogWindow).UnixNano())
+	done := make(chan error, 1)
+	go func() { done <- start().Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// handOffLogWindow covers a hand-off and the replication goroutines that
+// notice the new term after it.
+const handOffLogWindow = 5 * time.Second
 
 // servers is the latest Raft configuration, for the log bridge.
 func (s *Store) servers() []hraft.Server {
