@@ -47,6 +47,9 @@ type faultRecord struct {
 	// FullFrom..FullTo: a full disk, while the node said so.
 	FullFrom, FullTo time.Time
 	OnLeader         bool // the full node led when the fault began
+	// HandedOff: a full leader was seen to lead no more while full (it
+	// hands the leadership to a node with room).
+	HandedOff bool
 }
 
 func (f faultRecord) String() string {
