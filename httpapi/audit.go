@@ -82,8 +82,11 @@ type securityLog struct {
 	minute int64
 	seen   map[countKey]bool
 	names  map[string]int
-	// touched is when this node last wrote each session's use.
+	// touched is when this node last wrote each session's use; entries
+	// older than sessionTouchEvery say nothing (the next use writes
+	// anyway) and go at the next sweep, at most one per sessionTouchEvery.
 	touched    map[string]time.Time
+	touchSweep time.Time
 	touchSlots chan struct{} // bounds the touches in flight
 }
 
@@ -303,17 +306,14 @@ func (s *Server) flushCounts(wait time.Duration) {
 // touchSession writes that a session was used, at most once per
 // sessionTouchEvery per node, off the request's path.
 func (s *Server) touchSession(r *http.Request, uid, key string) {
-	now := time.Now()
+	now := s.tokenNow()
 	l := s.sec
 	l.mu.Lock()
 	if last, ok := l.touched[key]; ok && now.Sub(last) < sessionTouchEvery {
 		l.mu.Unlock()
 		return
 	}
-	if len(l.touched) >= 100_000 {
-		clear(l.touched)
-	}
-	l.touched[key] = now
+	l.noteTouch(key, now)
 	l.mu.Unlock()
 	select {
 	case l.touchSlots <- struct{}{}:
@@ -336,8 +336,32 @@ func (s *Server) touchSession(r *http.Request, uid, key string) {
 // already.
 func (s *Server) sessionStarted(key string) {
 	s.sec.mu.Lock()
-	s.sec.touched[key] = time.Now()
+	s.sec.noteTouch(key, s.tokenNow())
 	s.sec.mu.Unlock()
+}
+
+// maxTouched bounds the sessions touched holds between sweeps.
+const maxTouched = 100_000
+
+// noteTouch records that key's use was written at now (l.mu is held).
+// Every sessionTouchEvery it drops the entries that have aged past it:
+// without that, each session a node ever saw stayed in the map (a
+// sign-in or refresh adds one, and the bound below was checked only
+// when a use found no fresh entry), so it grew with the node's history
+// of sign-ins rather than with the sessions in use.
+func (l *securityLog) noteTouch(key string, now time.Time) {
+	if now.Sub(l.touchSweep) >= sessionTouchEvery {
+		l.touchSweep = now
+		for k, t := range l.touched {
+			if now.Sub(t) >= sessionTouchEvery {
+				delete(l.touched, k)
+			}
+		}
+	}
+	if len(l.touched) >= maxTouched {
+		clear(l.touched)
+	}
+	l.touched[key] = now
 }
 
 // auditLog is GET /v1.0/admin/auditLog: newest first, paged, filtered by

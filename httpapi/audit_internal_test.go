@@ -79,3 +79,39 @@ func TestOneAddressSprayingNamesAddsFewRecords(t *testing.T) {
 		t.Errorf("another address's failure: %d under its own name, want 1", n)
 	}
 }
+
+// A node remembers when it last wrote each session's use, so that a
+// session in use costs one write per sessionTouchEvery. Sign-ins of
+// sessions that are then used only briefly (a script, a test run, a
+// client that signs in for every job) each left an entry for good: the
+// map grew with the node's history of sign-ins. Once the churn ends it
+// holds no more than the sessions seen within the last two intervals.
+func TestTouchedSessionsAreForgotten(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	s := &Server{sec: newSecurityLog(), opts: Options{TokenClock: func() time.Time { return now }}}
+	const signIns = 20_000
+	for i := range signIns {
+		s.sessionStarted(fmt.Sprintf("session-%d", i)) // a sign-in...
+		s.sec.mu.Lock()                                // ...and a use within the interval (touchSession's check)
+		_, fresh := s.sec.touched[fmt.Sprintf("session-%d", i)]
+		held := len(s.sec.touched)
+		s.sec.mu.Unlock()
+		if !fresh {
+			t.Fatalf("session %d not remembered right after its sign-in", i)
+		}
+		// At most the sessions of the last two intervals: 3,000 here.
+		if max := int(2*sessionTouchEvery/(200*time.Millisecond)) + 1; held > max {
+			t.Fatalf("%d sessions remembered during the churn, want at most %d", held, max)
+		}
+		now = now.Add(200 * time.Millisecond) // 20,000 sign-ins over 67 minutes
+	}
+	// The churn is over; one more sign-in half an hour later.
+	now = now.Add(30 * time.Minute)
+	s.sessionStarted("late")
+	s.sec.mu.Lock()
+	n := len(s.sec.touched)
+	s.sec.mu.Unlock()
+	if n > 1 {
+		t.Errorf("%d sessions remembered 30 minutes after %d sign-ins ended, want only the last one", n, signIns)
+	}
+}
