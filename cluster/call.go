@@ -204,6 +204,7 @@ func (c *Cluster) handler() http.Handler {
 	handle("POST "+readIndexPath, c.serveReadIndex)     // barrier.go
 	handle("POST "+leaderCheckPath, c.serveLeaderCheck) // barrier.go
 	handle("POST "+signInPath, c.serveSignIn)           // signin.go
+	handle("POST "+rateLimitsPath, c.serveRateLimits)   // ratelimits.go
 	handle("GET /internal/cluster/hello", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
 		return c.hello(), nil
 	})

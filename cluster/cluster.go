@@ -92,6 +92,10 @@ type Cluster struct {
 	// be asked about them.
 	signIn    atomic.Pointer[SignInCounters]
 	signInLog *logthrottle.Logger
+	// rates are this node's request buckets, shared with the other nodes
+	// (ratelimits.go); ratePeers is how many other members it last saw.
+	rates     atomic.Pointer[RateLimits]
+	ratePeers atomic.Int32
 	// changed wakes the node's housekeeping: a leader change, or a peer
 	// down past the grace period or back (see Changes).
 	changed chan struct{}
@@ -168,6 +172,11 @@ func (c *Cluster) Start() {
 		}()
 	}
 	c.startJoin()
+	if c.tr != nil {
+		// Without a transport there is no other node to tell.
+		c.wg.Add(1)
+		go c.shareRates()
+	}
 	c.observe()
 	c.batch.start()
 	c.watchFence()

@@ -96,7 +96,7 @@ func (s *Server) authenticate(r *http.Request, allowQuery bool) (*principal, err
 			return nil, unauthenticated("The access token's user no longer exists or is disabled.")
 		}
 		p.user = u
-		key, rate, burst = "u:"+u.ID, s.opts.UserRate, s.opts.UserBurst
+		key, rate, burst = userKeyPrefix+u.ID, s.opts.UserRate, s.opts.UserBurst
 		if rec.Session != "" {
 			s.touchSession(r, u.ID, rec.Session) // audit.go
 		}
@@ -109,11 +109,11 @@ func (s *Server) authenticate(r *http.Request, allowQuery bool) (*principal, err
 			return nil, unauthenticated("The access token's application no longer exists.")
 		}
 		p.app = a
-		key, rate, burst = "a:"+a.ID, s.opts.AppRate, s.opts.AppBurst
+		key, rate, burst = appKeyPrefix+a.ID, s.opts.AppRate, s.opts.AppBurst
 	default:
 		return nil, unauthenticated("The access token is unknown or expired.")
 	}
-	if allowed, wait := s.limits.allow(key, rate, burst, now); !allowed {
+	if allowed, wait := s.limits.allowShared(key, rate, burst, now); !allowed { // ratelimits.go
 		return nil, &retryAfter{resource.Errorf(resource.CodeRateLimited,
 			"Too many requests; retry after the time in Retry-After."), wait}
 	}

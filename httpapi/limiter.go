@@ -15,6 +15,10 @@ type limiter struct {
 	mu      sync.Mutex
 	buckets map[string]*bucket
 	sweep   time.Time
+	// admitted counts, per key, the requests allowShared let through since
+	// the cluster last took the counts (takeAdmitted); nil while there is
+	// no other node to tell, so a lone node counts nothing.
+	admitted map[string]int
 }
 
 type bucket struct {
@@ -51,6 +55,17 @@ func bucketKey(key string) string {
 // allow takes one token from key's bucket of the given rate and burst. When
 // the bucket is empty it returns how long until a token is there.
 func (l *limiter) allow(key string, rate float64, burst int, now time.Time) (bool, time.Duration) {
+	return l.take(key, rate, burst, now, false)
+}
+
+// allowShared is allow for the limits the cluster shares (an application's
+// and a user's requests): while other nodes are told (takeAdmitted), what
+// it lets through is counted for them.
+func (l *limiter) allowShared(key string, rate float64, burst int, now time.Time) (bool, time.Duration) {
+	return l.take(key, rate, burst, now, true)
+}
+
+func (l *limiter) take(key string, rate float64, burst int, now time.Time, shared bool) (bool, time.Duration) {
 	if rate <= 0 {
 		return true, 0
 	}
@@ -59,9 +74,41 @@ func (l *limiter) allow(key string, rate float64, burst int, now time.Time) (boo
 	b := l.refill(key, rate, burst, now)
 	if b.tokens >= 1 {
 		b.tokens--
+		if shared && l.admitted != nil {
+			l.admitted[key]++
+		}
 		return true, 0
 	}
 	return false, time.Duration((1 - b.tokens) / rate * float64(time.Second))
+}
+
+// takeAdmitted returns what allowShared let through since the last call,
+// per key, and counts from now on while count is true (other nodes are to
+// be told). Without counting it returns nil.
+func (l *limiter) takeAdmitted(count bool) map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.admitted
+	l.admitted = nil
+	if count {
+		l.admitted = map[string]int{}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// chargeN takes n tokens from key's bucket for requests another node let
+// through, even when it is empty, down to a debt of debt bursts.
+func (l *limiter) chargeN(key string, rate float64, burst, n, debt int, now time.Time) {
+	if rate <= 0 || n <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.refill(key, rate, burst, now)
+	b.tokens = math.Max(b.tokens-float64(n), -float64(max(debt, 1))*b.burst)
 }
 
 // refill returns key's bucket, made full if new, with the tokens earned

@@ -67,3 +67,41 @@ func TestLimiterBucketsOfNewKeysAreSweptSoon(t *testing.T) {
 		t.Errorf("%d buckets held at once, want at most %d", most, bound)
 	}
 }
+
+// TestLimiterSharedCounts: allowShared counts what it admits only while the
+// cluster takes the counts (a lone node counts nothing), other keys are
+// never counted, and another node's admissions run a bucket into a debt of
+// at most the given number of bursts.
+func TestLimiterSharedCounts(t *testing.T) {
+	l := newLimiter()
+	now := time.Unix(1000, 0)
+	l.allowShared("a:app", 10, 3, now)
+	if got := l.takeAdmitted(true); got != nil {
+		t.Fatalf("counted while alone: %v", got)
+	}
+	l.allowShared("a:app", 10, 3, now)
+	l.allowShared("a:app", 10, 3, now)
+	l.allow("login:pair:x", 10, 5, now)
+	l.allowShared("a:off", 0, 0, now) // no limit, nothing to share
+	if got := l.takeAdmitted(true); len(got) != 1 || got["a:app"] != 2 {
+		t.Fatalf("counts %v, want a:app 2", got)
+	}
+	for range 3 { // the bucket (3) is spent: refused, not counted
+		l.allowShared("a:app", 10, 3, now)
+	}
+	if got := l.takeAdmitted(false); got != nil {
+		t.Fatalf("refusals counted: %v", got)
+	}
+	l.allowShared("a:app", 10, 3, now.Add(time.Second))
+	if got := l.takeAdmitted(false); got != nil {
+		t.Fatalf("counted after counting stopped: %v", got)
+	}
+
+	l.chargeN("u:user", 1, 3, 100, 2, now)
+	if w := l.waitFor("u:user", 1, now); w != 7*time.Second {
+		t.Fatalf("charged past two bursts: wait %v, want 7s", w)
+	}
+	if ok, _ := l.allowShared("u:user", 1, 3, now.Add(7*time.Second)); !ok {
+		t.Fatal("the debt repaid, a request is still refused")
+	}
+}

@@ -347,6 +347,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 	n.cluster.ServeSignInLimits(func(a cluster.SignInAttempt, now time.Time) time.Duration {
 		return n.api.SignInCounters(a.Addr, a.User, a.Failed, now)
 	})
+	n.cluster.ShareRateLimits(cluster.RateLimits{
+		Take: func(count bool) cluster.RateReport {
+			apps, users := n.api.TakeAdmitted(count)
+			return cluster.RateReport{Apps: apps, Users: users}
+		},
+		Charge: func(r cluster.RateReport, debt int) { n.api.ChargeAdmitted(r.Apps, r.Users, debt) },
+	})
 	mux := http.NewServeMux()
 	// Of the inter-node routes only the lookup of a node's inter-node
 	// address is public; the others are served over the transport.
