@@ -190,6 +190,12 @@ func (t *tx) deleteUser(uid string) Result {
 	t.del(changeTrimKey(uid))
 	t.del(countersKey(uid))
 	t.del(upnKey(u.UserPrincipalName))
+	if t.indexesSessions() {
+		// deleteTokensOf took the index with the tokens; this takes what
+		// else is left.
+		t.eachKey(principalSessionTokenPrefix(uid), t.del)
+		t.del(sessionIndexedKey(uid))
+	}
 	t.del(userKey(uid))
 	return ok(nil)
 }
@@ -321,7 +327,9 @@ func (t *tx) issueTokens(c *Command) Result {
 	// not revoked: no stream holds a refresh token). From level 2 it stays
 	// for its grace, and the token it was rotated from goes at its first
 	// use, if still there.
-	rotatedWithGrace := c.ConsumeHash != "" && t.rules() >= 2
+	level := t.rules()
+	rotatedWithGrace := c.ConsumeHash != "" && level >= 2
+	indexed := level >= TokenSessionIndexLevel
 	switch {
 	case c.ConsumeHash == "":
 	case !rotatedWithGrace:
@@ -337,7 +345,7 @@ func (t *tx) issueTokens(c *Command) Result {
 			old.ExpiresAt = end
 		}
 		t.setJSON(tokenKey(c.ConsumeHash), old)
-		t.set(tokenExpiryKey(old.ExpiresAt.UnixMilli(), c.ConsumeHash), []byte(old.PrincipalID))
+		t.set(tokenExpiryKey(old.ExpiresAt.UnixMilli(), c.ConsumeHash), tokenExpiryValue(&old, indexed))
 	}
 	// Tokens carry no Badger TTL: Badger would hide them by this node's
 	// clock, and Apply must not depend on a clock. The purge removes them
@@ -352,7 +360,10 @@ func (t *tx) issueTokens(c *Command) Result {
 		}
 		t.setJSON(tokenKey(g.Hash), rec)
 		t.set(ownerTokenKey(g.Record.PrincipalID, g.Hash), nil)
-		t.set(tokenExpiryKey(g.Record.ExpiresAt.UnixMilli(), g.Hash), []byte(g.Record.PrincipalID))
+		t.set(tokenExpiryKey(g.Record.ExpiresAt.UnixMilli(), g.Hash), tokenExpiryValue(&rec, indexed))
+		if indexed && rec.Session != "" {
+			t.set(sessionTokenKey(rec.PrincipalID, resource.SessionID(rec.Session), g.Hash), nil)
+		}
 	}
 	return ok(nil)
 }
@@ -371,6 +382,9 @@ func (t *tx) dropToken(hash string, r *resource.TokenRecord) {
 	t.del(tokenKey(hash))
 	t.del(ownerTokenKey(r.PrincipalID, hash))
 	t.del(tokenExpiryKey(r.ExpiresAt.UnixMilli(), hash))
+	if r.Session != "" && t.indexesSessions() {
+		t.del(sessionTokenKey(r.PrincipalID, resource.SessionID(r.Session), hash))
+	}
 }
 
 // revokeSession deletes the tokens of one sign-in session of a user, named
@@ -385,6 +399,17 @@ func (t *tx) revokeSession(c *Command) Result {
 		}
 		key = s.Key
 	}
+	if t.indexesSessions() {
+		// The tokens first: their deletion may be cut in parts, and a
+		// replay, which begins the command again, finds the session by
+		// its record.
+		t.delIndexedSessionTokens(c.UserID, key)
+		var s resource.SessionRecord
+		if t.getJSON(sessionKey(c.UserID, resource.SessionID(key)), &s) {
+			t.delSession(&s)
+		}
+		return ok(nil)
+	}
 	var s resource.SessionRecord
 	if t.getJSON(sessionKey(c.UserID, resource.SessionID(key)), &s) {
 		t.delSession(&s)
@@ -395,16 +420,25 @@ func (t *tx) revokeSession(c *Command) Result {
 
 // endSession deletes a session's record and its tokens.
 func (t *tx) endSession(s *resource.SessionRecord) {
+	if t.indexesSessions() {
+		t.delIndexedSessionTokens(s.UserID, s.Key) // before the record, as in revokeSession
+		t.delSession(s)
+		return
+	}
 	t.delSession(s)
 	t.delSessionTokens(s.UserID, s.Key)
 }
 
-// delSessionTokens deletes uid's tokens of the session whose key is key.
+// delSessionTokens deletes uid's tokens of the session whose key is key,
+// reading every token of uid (below TokenSessionIndexLevel).
 func (t *tx) delSessionTokens(uid, key string) {
 	prefix := "pt/" + uid + "/"
 	for _, k := range t.keys([]byte(prefix), 0) {
 		h := string(k[len(prefix):])
 		var r resource.TokenRecord
+		if testReadToken != nil {
+			testReadToken()
+		}
 		if t.getJSON(tokenKey(h), &r) && r.Session == key {
 			t.delToken(h, &r)
 		}
@@ -857,13 +891,20 @@ func (t *tx) purge(c *Command) Result {
 		if len(parts) != 3 {
 			break
 		}
-		owner, _ := t.get(k)
+		// The value is the owner, and from TokenSessionIndexLevel the
+		// session's id after a '/' (tokenExpiryValue).
+		v, _ := t.get(k)
+		owner, sid, indexed := strings.Cut(string(v), "/")
 		t.del(tokenKey(parts[2]))
-		t.del(ownerTokenKey(string(owner), parts[2]))
+		t.del(ownerTokenKey(owner, parts[2]))
+		if indexed {
+			t.del(sessionTokenKey(owner, sid, parts[2]))
+		}
 		t.del(k)
 		tokens++
 		p.done++
 	}
+	t.endTokenIndexLegacy()
 	// Subscriptions are kept a while past their expiry, so a device that
 	// was offline can still renew; then they go, disabled ones too.
 	subCutoff := nowMs - SubscriptionRetention.Milliseconds()
