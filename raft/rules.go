@@ -40,7 +40,7 @@ import "github.com/dgraph-io/badger/v4"
 // log keeps its copy for the log's retention, as before, so that a replay
 // shows each change as it was.
 //
-// Level 5 (7 December 2026): each token of a sign-in session is indexed by
+// Level 5 (6 December 2026): each token of a sign-in session is indexed by
 // its session (st/, tokenindex.go), so that ending a session reads only that
 // session's tokens. It read every token of its user, on the goroutine that
 // applies every write: with 40,000 tokens (a client refreshing ten times a
