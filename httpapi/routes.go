@@ -89,6 +89,16 @@ func (s *Server) routes() {
 	}
 	s.uiRoutes(rt)       // session.go
 	s.securityRoutes(rt) // sessions.go, audit.go
+	if peer := s.opts.ClusterPeer; peer != nil {
+		// The nodes' route, not the API's: Routes (the OpenAPI
+		// description's operations) leaves it out.
+		const route = "GET /internal/cluster/peer"
+		s.handle(route, s.wrap(route, func(w http.ResponseWriter, r *http.Request) error {
+			peer.ServeHTTP(w, r)
+			return nil
+		}))
+		rt.methods["/internal/cluster/peer"] = []string{http.MethodGet}
+	}
 	rt.finish()
 }
 

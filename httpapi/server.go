@@ -115,6 +115,12 @@ type Options struct {
 	ReportDelivery func(raft.DeliveryOutcome)
 	// UI serves /ui/; nil leaves it out.
 	UI http.Handler
+	// ClusterPeer serves GET /internal/cluster/peer, the one inter-node
+	// route of the public listener (a joining node's lookup of this node's
+	// inter-node address); nil leaves it out. Served here, it answers with
+	// a request-id like every other path, and the other methods and the
+	// other /internal/cluster/ paths get the API's 405 and 404.
+	ClusterPeer http.Handler
 	// MaxInFlight bounds the requests this node works on at once, live
 	// streams and /healthz aside; beyond it a request gets 503 at once.
 	// The bound in force is lower while replicated writes are slow
@@ -285,12 +291,12 @@ func (s *Server) handleRoot(route, name string, h handlerFunc) {
 // Routes lists the "METHOD /path" patterns the API serves, in the form of
 // the paths of its OpenAPI description: paths under /v1.0 stand for their
 // /beta aliases too, and HEAD is implied by GET. The web UI's static files
-// are not part of it.
+// and the nodes' own /internal/ route are not part of it.
 func (s *Server) Routes() []string {
 	var out []string
 	for _, p := range s.patterns {
 		method, path, ok := strings.Cut(p, " ")
-		if ok && method != "" && !strings.HasPrefix(path, "/beta/") {
+		if ok && method != "" && !strings.HasPrefix(path, "/beta/") && !strings.HasPrefix(path, "/internal/") {
 			out = append(out, p)
 		}
 	}
@@ -521,9 +527,11 @@ func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 // streams, which last for hours and have their own per-user cap; /healthz,
 // which must keep answering when the server is busy so that a supervisor
 // does not restart a node for being loaded; and /metrics, so that
-// monitoring sees the overload rather than a gap.
+// monitoring sees the overload rather than a gap; and the inter-node
+// address lookup, which a joining node needs and costs nothing.
 func longOrCheap(route string) bool {
 	return strings.HasSuffix(route, "/notifications/stream") || route == "GET /healthz" || route == "GET /metrics" ||
+		route == "GET /internal/cluster/peer" ||
 		strings.HasPrefix(route, "GET /debug/pprof/")
 }
 

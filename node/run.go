@@ -337,7 +337,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 			return n.cluster.SignInLimits(ctx, cluster.SignInAttempt{Addr: addr, User: user, Failed: failed})
 		},
 		AuditClock: cfg.AuditClock, SignInClock: cfg.SignInClock, TokenClock: cfg.TokenClock,
-		UI: ui.Handler(), VAPIDPublicKey: n.vapidPublicKey, ReportDelivery: func(o raft.DeliveryOutcome) {
+		UI: ui.Handler(), ClusterPeer: n.cluster.PublicHandler(), VAPIDPublicKey: n.vapidPublicKey, ReportDelivery: func(o raft.DeliveryOutcome) {
 			if e := engine.Load(); e != nil {
 				e.Report(o)
 			}
@@ -354,10 +354,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		},
 		Charge: func(r cluster.RateReport, debt int) { n.api.ChargeAdmitted(r.Apps, r.Users, debt) },
 	})
-	mux := http.NewServeMux()
 	// Of the inter-node routes only the lookup of a node's inter-node
-	// address is public; the others are served over the transport.
-	mux.Handle("/internal/cluster/", n.cluster.PublicHandler())
+	// address is public (the API serves it, ClusterPeer); the others are
+	// served over the transport.
+	mux := http.NewServeMux()
 	mux.Handle("/", n.api)
 	// A path that is not clean goes to the API whole, which answers it in
 	// its error shape; the mux would redirect it in HTML.
