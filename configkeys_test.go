@@ -129,3 +129,32 @@ func TestExampleConfigUsesTheFlagNames(t *testing.T) {
 		}
 	}
 }
+
+// API.md §9: every serve flag is also an environment variable HERALD_<FLAG>.
+// --print-config too: HERALD_PRINT_CONFIG=true prints the merged settings
+// and exits, as the flag does (it is no key of the file, which cannot ask
+// to be printed instead of served).
+func TestEveryServeFlagIsAnEnvironmentVariable(t *testing.T) {
+	for _, f := range serveCommand().Flags {
+		if v, ok := f.(cli.VisibleFlag); ok && !v.IsVisible() {
+			continue // a test harness's, not listed
+		}
+		name := f.Names()[0]
+		env, ok := f.(interface{ GetEnvVars() []string })
+		if !ok || !reflect.DeepEqual(env.GetEnvVars(), []string{envName(name)}) {
+			t.Errorf("serve --%s: environment variables %v, want [%s]", name, env.GetEnvVars(), envName(name))
+		}
+	}
+	for _, f := range serveConfigFlags() {
+		t.Setenv(envName(f.name()), "")
+		os.Unsetenv(envName(f.name()))
+	}
+	// Were the variable not read, serve would start: a data directory that
+	// is a file, and addresses of the system's choosing, make that fail at once.
+	notADir := writeFile(t, "")
+	code, out, errOut := runCLI(t, map[string]string{"HERALD_PRINT_CONFIG": "true", "HERALD_APP_RATE": "7"},
+		"serve", "--data-dir", notADir, "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
+	if code != 0 || errOut != "" || !strings.Contains(out, "app-rate: 7") || !strings.Contains(out, "# env HERALD_APP_RATE") {
+		t.Errorf("HERALD_PRINT_CONFIG=true serve: exit %d, stderr %q, stdout\n%s", code, errOut, out)
+	}
+}

@@ -274,7 +274,7 @@ func returnUsageError(c *cli.Context, err error, _ bool) error {
 func serveCommand() *cli.Command {
 	cfgFlags := serveConfigFlags()
 	flags := []cli.Flag{configFileFlag(), peerDialFlag(), &cli.BoolFlag{Category: "Node", Name: "print-config",
-		Usage: "print the merged settings and where each came from (default, file, env, flag), and exit"}}
+		Usage: "print the merged settings and where each came from (default, file, env, flag), and exit", EnvVars: []string{envName("print-config")}}}
 	for _, f := range cfgFlags {
 		flags = append(flags, f.flag)
 	}
