@@ -1051,7 +1051,14 @@ func BackupDir(ctx context.Context, dir string, w io.Writer) error {
 	if _, err := os.Stat(filepath.Join(dir, "badger")); err != nil {
 		return fmt.Errorf("%s holds no node's data (no badger directory): name the --data-dir of the node to back up", dir)
 	}
-	db, err := badger.Open(badgerOptions(dir, DefaultMemory)) // as the node opens it
+	// Opened as the node opens it, with what a kill -9 leaves cleared
+	// first (a node killed is what this is for): like a start, it may
+	// finish what the crash left in the directory.
+	bopts := badgerOptions(dir, DefaultMemory)
+	if err := dropEmptyLogs(bopts.Dir, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
+		return err
+	}
+	db, err := badger.Open(bopts)
 	if err != nil {
 		return err
 	}
