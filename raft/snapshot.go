@@ -176,7 +176,11 @@ var afterDrop func()
 // verifySnapshot reads a whole snapshot and checks its structure and sum,
 // and with whole set, that nothing follows the sum.
 func verifySnapshot(r io.Reader, whole bool) error {
-	br := bufio.NewReaderSize(r, 256<<10)
+	// readSnapshot buffers its reader with bufio.NewReaderSize(r,
+	// snapshotBuffer), which hands back br itself (as large already), so
+	// what it has not parsed is still in br for the check below; a reader
+	// of its own would read past the sum and hide a short tail.
+	br := bufio.NewReaderSize(r, snapshotBuffer)
 	if _, err := readSnapshot(br, nil); err != nil {
 		return err
 	}
@@ -192,9 +196,12 @@ func verifySnapshot(r io.Reader, whole bool) error {
 	return nil
 }
 
+// snapshotBuffer is the read buffer of a snapshot's parse.
+const snapshotBuffer = 256 << 10
+
 // readSnapshot parses a snapshot, writing its entries to db when db is set.
 func readSnapshot(r io.Reader, db *badger.DB) (uint64, error) {
-	br := &crcReader{r: bufio.NewReaderSize(r, 256<<10), h: crc32.New(crcTable)}
+	br := &crcReader{r: bufio.NewReaderSize(r, snapshotBuffer), h: crc32.New(crcTable)}
 	applied, err := snapshotApplied(br)
 	if err != nil {
 		return 0, err

@@ -123,6 +123,8 @@ type Store struct {
 	// its own goroutines, possibly before NewRaft has returned.
 	live  atomic.Pointer[hraft.Raft]
 	rlog  *raftLog
+	// transferMu makes leadership hand-offs one at a time (transfer).
+	transferMu sync.Mutex
 	snaps hraft.SnapshotStore
 	// snapshotting counts the start-up snapshot, which Shutdown waits for.
 	snapshotting sync.WaitGroup
@@ -924,6 +926,13 @@ func (s *Store) TransferTo(ctx context.Context, id, addr string) error {
 }
 
 func (s *Store) transfer(ctx context.Context, start func() hraft.Future) error {
+	// A stop's hand-off and a full disk's can meet; the second has nothing
+	// left to do, rather than a "transfer in progress" error to report.
+	s.transferMu.Lock()
+	defer s.transferMu.Unlock()
+	if !s.IsLeader() {
+		return nil
+	}
 	// hashicorp/raft logs the step-down that follows as an error.
 	s.rlog.handingOff.Store(time.Now().Add(handOffLogWindow).UnixNano())
 	done := make(chan error, 1)
