@@ -282,14 +282,7 @@ func TestFullDiskThroughAFollower(t *testing.T) {
 		_, err := clientFor(t, follower, tok.AccessToken).Cluster(ctx)
 		return err
 	})
-	admin, err := client.New(follower.URL, client.WithToken(tok.AccessToken))
-	if err != nil {
-		t.Fatal(err)
-	}
-	createUser := func(name string) error {
-		_, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: name, Password: name + "-password-1"})
-		return err
-	}
+	admin, createUser := userCreator(t, follower, tok.AccessToken)
 	if err := createUser("before"); err != nil {
 		t.Fatal(err)
 	}
@@ -328,6 +321,20 @@ func TestFullDiskThroughAFollower(t *testing.T) {
 		}
 	}
 	pollUntil(t, "writes through the follower resume once space is freed", func() error { return createUser("after") })
+}
+
+// userCreator is an admin's client of n, with no retries (a 507 is an
+// answer here), and a function that creates a user through it.
+func userCreator(t *testing.T, n *testnode.Node, token string) (*client.Client, func(name string) error) {
+	t.Helper()
+	admin, err := client.New(n.URL, client.WithToken(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return admin, func(name string) error {
+		_, err := admin.CreateUser(context.Background(), client.NewUser{UserPrincipalName: name, Password: name + "-password-1"})
+		return err
+	}
 }
 
 func TestBadDiskReserveIsRefusedAtStart(t *testing.T) {
@@ -499,14 +506,7 @@ func TestAFullLeaderHandsOffToANodeWithRoom(t *testing.T) {
 		_, err := clientFor(t, via, adminToken).Cluster(ctx)
 		return err
 	})
-	admin, err := client.New(via.URL, client.WithToken(adminToken))
-	if err != nil {
-		t.Fatal(err)
-	}
-	createUser := func(name string) error {
-		_, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: name, Password: name + "-password-1"})
-		return err
-	}
+	admin, createUser := userCreator(t, via, adminToken)
 	if err := createUser("before"); err != nil {
 		t.Fatal(err)
 	}

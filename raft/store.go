@@ -121,11 +121,11 @@ type Store struct {
 
 	// live is the running Raft, for the log bridge, which raft calls from
 	// its own goroutines, possibly before NewRaft has returned.
-	live  atomic.Pointer[hraft.Raft]
-	rlog  *raftLog
+	live atomic.Pointer[hraft.Raft]
+	rlog *raftLog
 	// transferMu makes leadership hand-offs one at a time (transfer).
 	transferMu sync.Mutex
-	snaps hraft.SnapshotStore
+	snaps      hraft.SnapshotStore
 	// snapshotting counts the start-up snapshot, which Shutdown waits for.
 	snapshotting sync.WaitGroup
 	disk         *diskGuard

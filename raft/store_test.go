@@ -186,7 +186,9 @@ func TestStateSurvivesRestartWithoutDuplicateChanges(t *testing.T) {
 	}
 }
 
-func TestRestoreRejectsDamagedBackup(t *testing.T) {
+// backupOfCarol is the backup of a store that holds one user.
+func backupOfCarol(t *testing.T) []byte {
+	t.Helper()
 	s := openTestStore(t, t.TempDir(), nil)
 	if _, err := s.Propose(context.Background(), &Command{Op: OpCreateUser, User: newUser("carol")}); err != nil {
 		t.Fatal(err)
@@ -196,7 +198,11 @@ func TestRestoreRejectsDamagedBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	data := b.Bytes()
+	return b.Bytes()
+}
+
+func TestRestoreRejectsDamagedBackup(t *testing.T) {
+	data := backupOfCarol(t)
 	data[len(data)-10] ^= 0xff
 	if _, err := Restore(t.TempDir(), bytes.NewReader(data)); !errors.Is(err, ErrBadSnapshot) {
 		t.Fatalf("Restore of damaged backup: %v, want ErrBadSnapshot", err)
@@ -209,16 +215,7 @@ func TestRestoreRejectsDamagedBackup(t *testing.T) {
 // ignore; the restored cluster's id, which hashes the file, would also
 // differ from that of the nodes restored from the intact copy.
 func TestRestoreRejectsABackupThatGoesOnAfterItsChecksum(t *testing.T) {
-	s := openTestStore(t, t.TempDir(), nil)
-	if _, err := s.Propose(context.Background(), &Command{Op: OpCreateUser, User: newUser("carol")}); err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := s.Backup(context.Background(), &b); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	good := b.Bytes()
+	good := backupOfCarol(t)
 	for name, data := range map[string][]byte{
 		"one byte more":   append(bytes.Clone(good), 0),
 		"a line appended": append(bytes.Clone(good), "garbage\n"...),
