@@ -117,6 +117,40 @@ type notifPage struct {
 	Value []client.Notification `json:"value"`
 }
 
+// liveSender makes, through n, a user upn (password upn+"-password-1") and an
+// application of host, signs both in, and subscribes the user's device
+// to the application live: what an application needs to send to the user.
+func liveSender(t *testing.T, n *testnode.Node, adminToken, upn, host string) (userToken, appToken, unsid string) {
+	t.Helper()
+	ctx := context.Background()
+	admin := clientFor(t, n, adminToken)
+	if _, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: upn, Password: upn + "-password-1"}); err != nil {
+		t.Fatal(err)
+	}
+	app, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: host, TargetHostName: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon := clientFor(t, n, "")
+	ut, err := anon.PasswordToken(ctx, upn, upn+"-password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := anon.ClientCredentialsToken(ctx, app.AppID, app.PasswordCredentials[0].SecretText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sub struct {
+		ID string `json:"id"`
+	}
+	if err := clientFor(t, n, ut.AccessToken).Do(ctx, http.MethodPost, "/v1.0/me/notificationSubscriptions",
+		map[string]any{"targetHostName": host, "platformType": "web", "deviceName": "d",
+			"channel": map[string]any{"type": "live"}}, &sub); err != nil || sub.ID == "" {
+		t.Fatalf("subscribe: %q, %v", sub.ID, err)
+	}
+	return ut.AccessToken, at.AccessToken, sub.ID
+}
+
 // appNotificationIds lists the user's feed on one node.
 func appNotificationIds(ctx context.Context, c *client.Client) ([]string, error) {
 	var page notifPage

@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -54,34 +53,11 @@ func TestAStoppedLeaderHandsOffItsLeadership(t *testing.T) {
 	}
 	via := survivors[0]
 
-	admin := clientFor(t, via, adminToken)
-	if _, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "rolling", Password: "rolling-password-1"}); err != nil {
-		t.Fatal(err)
-	}
-	app, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: "Ops", TargetHostName: "ops.handoff.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ut, err := clientFor(t, via, "").PasswordToken(ctx, "rolling", "rolling-password-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	at, err := clientFor(t, via, "").ClientCredentialsToken(ctx, app.AppID, app.PasswordCredentials[0].SecretText)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sub struct {
-		ID string `json:"id"`
-	}
-	if err := clientFor(t, via, ut.AccessToken).Do(ctx, http.MethodPost, "/v1.0/me/notificationSubscriptions",
-		map[string]any{"targetHostName": "ops.handoff.test", "platformType": "web", "deviceName": "d",
-			"channel": map[string]any{"type": "live"}}, &sub); err != nil || sub.ID == "" {
-		t.Fatalf("subscribe: %q, %v", sub.ID, err)
-	}
+	userToken, appToken, unsid := liveSender(t, via, adminToken, "rolling", "ops.handoff.test")
 
 	// Writes through a follower for the whole stop, with a client that
 	// retries nothing: a 503 is a failure here.
-	sender, err := client.New(via.URL, client.WithToken(at.AccessToken))
+	sender, err := client.New(via.URL, client.WithToken(appToken))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +78,7 @@ func TestAStoppedLeaderHandsOffItsLeadership(t *testing.T) {
 			}
 			id := fmt.Sprintf("w%d", i)
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := sender.Send(sctx, sub.ID, &client.Notification{AppNotificationID: id,
+			_, err := sender.Send(sctx, unsid, &client.Notification{AppNotificationID: id,
 				Payload: &client.Payload{RawContent: id}})
 			cancel()
 			mu.Lock()
@@ -161,7 +137,7 @@ func TestAStoppedLeaderHandsOffItsLeadership(t *testing.T) {
 	slices.Sort(want)
 	for _, n := range survivors {
 		pollUntil(t, "every acknowledged write on "+n.Config.NodeID, func() error {
-			feed, err := clientFor(t, n, ut.AccessToken).Notifications(ctx)
+			feed, err := clientFor(t, n, userToken).Notifications(ctx)
 			if err != nil {
 				return err
 			}

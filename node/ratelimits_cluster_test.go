@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-notify/herald/client"
 	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
 )
@@ -33,36 +32,12 @@ func TestAppRateLimitIsSharedByTheCluster(t *testing.T) {
 	}
 	nodes, adminToken := startSignedIn(t, cfgs)
 
-	admin := clientFor(t, nodes[0], adminToken)
-	if _, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "carol", Password: "carol-password-1"}); err != nil {
-		t.Fatal(err)
-	}
-	app, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: "Alerts", TargetHostName: "alerts.cluster.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	anon := clientFor(t, nodes[0], "")
-	ut, err := anon.PasswordToken(ctx, "carol", "carol-password-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	at, err := anon.ClientCredentialsToken(ctx, app.AppID, app.PasswordCredentials[0].SecretText)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sub struct {
-		ID string `json:"id"`
-	}
-	if err := clientFor(t, nodes[0], ut.AccessToken).Do(ctx, http.MethodPost, "/v1.0/me/notificationSubscriptions",
-		map[string]any{"targetHostName": "alerts.cluster.test", "platformType": "web", "deviceName": "d",
-			"channel": map[string]any{"type": "live"}}, &sub); err != nil || sub.ID == "" {
-		t.Fatalf("subscribe: %q, %v", sub.ID, err)
-	}
+	userToken, appToken, unsid := liveSender(t, nodes[0], adminToken, "carol", "alerts.cluster.test")
 	// Every node has the subscription before the sends begin (the user's
 	// requests are not limited), so that none is refused for a lag.
 	for _, n := range nodes {
 		pollUntil(t, "the subscription on "+n.Config.NodeID, func() error {
-			return clientFor(t, n, ut.AccessToken).Do(ctx, http.MethodGet, "/v1.0/me/notificationSubscriptions/"+sub.ID, nil, nil)
+			return clientFor(t, n, userToken).Do(ctx, http.MethodGet, "/v1.0/me/notificationSubscriptions/"+unsid, nil, nil)
 		})
 	}
 
@@ -77,9 +52,9 @@ func TestAppRateLimitIsSharedByTheCluster(t *testing.T) {
 		if err != nil {
 			return 0, "", err
 		}
-		req.Header.Set("Authorization", "Bearer "+at.AccessToken)
+		req.Header.Set("Authorization", "Bearer "+appToken)
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-UNS-ID", sub.ID)
+		req.Header.Set("X-UNS-ID", unsid)
 		resp, err := hc.Do(req)
 		if err != nil {
 			return 0, "", err
