@@ -559,20 +559,8 @@ func TestUnreachableVoterLosesItsSlotsUntilItReturns(t *testing.T) {
 	// third.
 	evenOverThree := slotsEvenOver(cfgs)
 	pollUntil(t, "three nodes with their slots", evenOverThree(nodes[0]))
-	var leader, victim, heir *testnode.Node
-	for _, n := range nodes {
-		switch {
-		case n.Store().IsLeader():
-			leader = n
-		case victim == nil:
-			victim = n
-		default:
-			heir = n
-		}
-	}
-	if leader == nil || heir == nil {
-		t.Fatal("no leader")
-	}
+	leader, followers := leaderAndFollowers(t, nodes)
+	victim, heir := followers[0], followers[1]
 	table, _ := leader.Store().Slots()
 	// The health-aware rebalance is a pure function of the table and the
 	// reachable voters, so the test predicts where the victim's slots go,
@@ -849,20 +837,8 @@ func TestNewLeaderDoesNotGiveSlotsBackToAStoppedVoter(t *testing.T) {
 	cfgs = append(cfgs, edit(clusterConfig(t, "g3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr)))
 	nodes, _ := startSignedIn(t, cfgs)
 	pollUntil(t, "three nodes with their slots", slotsEvenOver(cfgs)(nodes[0]))
-	var leader, victim, heir *testnode.Node
-	for _, n := range nodes {
-		switch {
-		case n.Store().IsLeader():
-			leader = n
-		case victim == nil:
-			victim = n
-		default:
-			heir = n
-		}
-	}
-	if leader == nil || heir == nil {
-		t.Fatal("no leader")
-	}
+	leader, followers := leaderAndFollowers(t, nodes)
+	victim, heir := followers[0], followers[1]
 	if err := victim.Close(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -86,38 +86,15 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := clientFor(t, n, tok.AccessToken)
-	if _, err := admin.CreateUser(ctx, client.NewUser{UserPrincipalName: "bob", Password: "bob-password-1"}); err != nil {
-		t.Fatal(err)
-	}
-	app, err := admin.CreateApplication(ctx, client.NewApplication{DisplayName: "Tasks", TargetHostName: "tasks.disk.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ut, err := anon.PasswordToken(ctx, "bob", "bob-password-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	at, err := anon.ClientCredentialsToken(ctx, app.AppID, app.PasswordCredentials[0].SecretText)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sub struct {
-		ID string `json:"id"`
-	}
-	if err := clientFor(t, n, ut.AccessToken).Do(ctx, http.MethodPost, "/v1.0/me/notificationSubscriptions",
-		map[string]any{"targetHostName": "tasks.disk.test", "platformType": "web", "deviceName": "d",
-			"channel": map[string]any{"type": "live"}}, &sub); err != nil {
-		t.Fatal(err)
-	}
+	userToken, appToken, unsid := liveSender(t, n, tok.AccessToken, "bob", "tasks.disk.test")
 	// No retries: a 507 must reach the test as it reached the client.
-	sender, err := client.New(n.URL, client.WithToken(at.AccessToken))
+	sender, err := client.New(n.URL, client.WithToken(appToken))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var acked []string
 	send := func(id string) error {
-		got, err := sender.Send(ctx, sub.ID, &client.Notification{AppNotificationID: id, Payload: &client.Payload{RawContent: id}})
+		got, err := sender.Send(ctx, unsid, &client.Notification{AppNotificationID: id, Payload: &client.Payload{RawContent: id}})
 		if err == nil {
 			if got.AppNotificationID != id {
 				t.Fatalf("send %s returned %+v", id, got)
@@ -146,7 +123,7 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 		!strings.Contains(ce.Message, "disk is full") {
 		t.Fatalf("send on a full disk: want 507 quotaLimitReached saying the disk is full, got %v", err)
 	}
-	bob := clientFor(t, n, ut.AccessToken)
+	bob := clientFor(t, n, userToken)
 	if ids, err := appNotificationIds(ctx, bob); err != nil || len(ids) != 5 {
 		t.Fatalf("read on a full disk: %v, %v", ids, err)
 	}
@@ -186,7 +163,7 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 			t.Fatal(err)
 		}
 		n = testnode.Start(t, &cfg)
-		if sender, err = client.New(n.URL, client.WithToken(at.AccessToken)); err != nil {
+		if sender, err = client.New(n.URL, client.WithToken(appToken)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -195,7 +172,7 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 		t.Fatalf("restarted on a full disk, the node does not count it full: %+v", n.Store().DiskSpace())
 	}
 	pollUntil(t, "reads after a restart on a full disk", func() error {
-		ids, err := appNotificationIds(ctx, clientFor(t, n, ut.AccessToken))
+		ids, err := appNotificationIds(ctx, clientFor(t, n, userToken))
 		if err == nil && len(ids) != 5 {
 			err = fmt.Errorf("%d notifications", len(ids))
 		}
@@ -226,7 +203,7 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 
 	restart()
 	pollUntil(t, "every acknowledged write exactly once after a restart", func() error {
-		ids, err := appNotificationIds(ctx, clientFor(t, n, ut.AccessToken))
+		ids, err := appNotificationIds(ctx, clientFor(t, n, userToken))
 		if err != nil {
 			return err
 		}

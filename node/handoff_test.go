@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/client"
-	"github.com/herald-notify/herald/internal/testnode"
 	"github.com/herald-notify/herald/node"
 )
 
@@ -39,18 +38,7 @@ func TestAStoppedLeaderHandsOffItsLeadership(t *testing.T) {
 		}
 		return nil
 	})
-	var leader *testnode.Node
-	var survivors []*testnode.Node
-	for _, n := range nodes {
-		if n.Store().IsLeader() {
-			leader = n
-		} else {
-			survivors = append(survivors, n)
-		}
-	}
-	if leader == nil || len(survivors) != 2 {
-		t.Fatalf("leader %v, %d followers", leader != nil, len(survivors))
-	}
+	leader, survivors := leaderAndFollowers(t, nodes)
 	via := survivors[0]
 
 	userToken, appToken, unsid := liveSender(t, via, adminToken, "rolling", "ops.handoff.test")
