@@ -30,6 +30,10 @@ const (
 	// take it, across elections and resends. An election takes 1–2 s with
 	// the default timers.
 	forwardHold = 5 * time.Second
+	// drainHold is what a stopping node still gives a forwarded write
+	// that has no leader (Cluster.Drain): enough for the leadership
+	// hand-off of a rolling restart (tens of milliseconds) to be seen.
+	drainHold = time.Second
 	// forwardSenders is how many batches may be on their way to the
 	// leader at once: one fills while others wait for their entries.
 	forwardSenders = 4
@@ -182,6 +186,8 @@ func (b *batcher) forward(batch []*pendingWrite) {
 		select {
 		case <-b.c.stop:
 			cancel()
+		case <-b.c.drainOver:
+			cancel()
 		case <-ctx.Done():
 		}
 	}()
@@ -225,7 +231,7 @@ func (b *batcher) expire(pending []*pendingWrite, lastErr error) []*pendingWrite
 		switch {
 		case p.ctx.Err() != nil:
 			// The caller has answered already.
-		case b.c.isStopping():
+		case b.c.isStopping(), b.c.drained():
 			p.done <- writeResult{err: outcome(p, raft.ErrClosed, lastErr)}
 		case now.After(p.deadline):
 			p.done <- writeResult{err: outcome(p, raft.ErrNotLeader, lastErr)}
@@ -440,6 +446,8 @@ func (b *batcher) answerOnceApplied(done []*pendingWrite, results []writeResult,
 	go func() {
 		select {
 		case <-b.c.stop:
+			cancel()
+		case <-b.c.drainOver:
 			cancel()
 		case <-ctx.Done():
 		}

@@ -100,6 +100,10 @@ type Cluster struct {
 	// down past the grace period or back (see Changes).
 	changed chan struct{}
 	stop    chan struct{}
+	// drainOver closes drainHold after Drain: from then on a forwarded
+	// write still waiting for a leader is answered at once.
+	drainOver chan struct{}
+	drainOnce sync.Once
 	// stopped ends with Close, and with it every request to another node
 	// still waiting: a peer that stopped answering must not hold a
 	// shutdown.
@@ -127,12 +131,13 @@ func New(opts Options) *Cluster {
 		lookup.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return opts.Dial(ctx, addr) }
 	}
 	c := &Cluster{opts: opts, log: opts.Logger, id: opts.ID, store: opts.Store, tr: opts.Transport,
-		lookup:  &http.Client{Timeout: 10 * time.Second, Transport: lookup},
-		health:  &peerHealth{grace: opts.PeerDownAfter, failing: map[string]time.Time{}},
-		join:    &joinState{failed: make(chan struct{})},
-		fence:   newFence(opts.PeerDownAfter),
-		changed: make(chan struct{}, 1),
-		stop:    make(chan struct{})}
+		lookup:    &http.Client{Timeout: 10 * time.Second, Transport: lookup},
+		health:    &peerHealth{grace: opts.PeerDownAfter, failing: map[string]time.Time{}},
+		join:      &joinState{failed: make(chan struct{})},
+		fence:     newFence(opts.PeerDownAfter),
+		changed:   make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		drainOver: make(chan struct{})}
 	c.stopped, c.cancelStopped = context.WithCancel(context.Background())
 	// Keep-alive connections to the leader carry the forwarded writes, so
 	// a follower holds a long-lived connection to it. They have a pool of
@@ -180,6 +185,29 @@ func (c *Cluster) Start() {
 	c.observe()
 	c.batch.start()
 	c.watchFence()
+}
+
+// Drain tells the cluster that the node is stopping and is draining its
+// requests. Writes forwarded to the leader go on as before, but one that
+// still finds no leader drainHold after it is answered 503 (the node is
+// shutting down) rather than after its whole hold: when the whole cluster
+// stops, the last node has no leader to wait for, and its drain would
+// otherwise last forwardHold. A client gets its answer sooner and can
+// retry elsewhere; a node stopping in a rolling restart still has a leader
+// and answers as usual.
+func (c *Cluster) Drain() {
+	c.drainOnce.Do(func() {
+		time.AfterFunc(drainHold, func() { close(c.drainOver) })
+	})
+}
+
+func (c *Cluster) drained() bool {
+	select {
+	case <-c.drainOver:
+		return true
+	default:
+		return false
+	}
 }
 
 // Close stops the background work and the inter-node HTTP server, letting

@@ -609,6 +609,9 @@ func (e *ShutdownTimeoutError) Is(target error) bool { return target == ErrShutd
 func (n *Node) shutdown(ctx context.Context, stage func(string)) error {
 	close(n.stop)
 	stage(StageHTTP)
+	if n.cluster != nil {
+		n.cluster.Drain()
+	}
 	n.api.Stop()
 	var errs []error
 	if err := n.drainHTTP(ctx); err != nil {
