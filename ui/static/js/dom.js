@@ -85,8 +85,31 @@ export function relTime(iso) {
 }
 
 // timeEl is a <time> showing a relative time, with the exact one on hover.
+// The relative text is kept current: a page left open (an inbox on a second
+// screen, the console's deliveries) would otherwise say "just now" for ever.
 export function timeEl(iso) {
-  return h('time', { datetime: iso, title: fmtTime(iso) }, relTime(iso) || '—');
+  keepTimesCurrent();
+  return h('time', { datetime: iso, title: fmtTime(iso), 'data-rel': '' }, relTime(iso) || '—');
+}
+
+// refreshTimes rewrites every relative time on the page.
+export function refreshTimes() {
+  for (const t of document.querySelectorAll('time[data-rel]')) {
+    const text = relTime(t.getAttribute('datetime')) || '—';
+    if (t.textContent !== text) t.textContent = text;
+  }
+}
+
+let refreshing = false;
+
+// keepTimesCurrent refreshes the page's relative times every 30 s, the
+// finest step relTime shows being a minute, and at once when a hidden tab
+// comes back (browsers slow a hidden tab's timers down).
+function keepTimesCurrent() {
+  if (refreshing) return;
+  refreshing = true;
+  setInterval(() => { if (!document.hidden) refreshTimes(); }, 30000);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) refreshTimes(); });
 }
 
 // ---- announcements
