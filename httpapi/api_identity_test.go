@@ -579,7 +579,7 @@ func TestRefreshesAreRateLimitedPerPrincipal(t *testing.T) {
 	if refused == nil {
 		t.Fatal("200 refreshes in a row were never refused")
 	}
-	wantError(t, refused, http.StatusTooManyRequests, "activityLimitReached")
+	wantOAuthError(t, refused, http.StatusTooManyRequests, "temporarily_unavailable")
 	if s, err := strconv.Atoi(refused.Header.Get("Retry-After")); err != nil || s < 1 {
 		t.Errorf("429 with Retry-After %q", refused.Header.Get("Retry-After"))
 	}
@@ -689,7 +689,7 @@ func TestSignInBeforeTheFirstAdminIsRetryLater(t *testing.T) {
 		t.Fatalf("remove the only user, as if it were not made yet: %v", err)
 	}
 	r := n.tokenRequest(t, url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {testnode.AdminPassword}})
-	wantError(t, r, http.StatusServiceUnavailable, "serviceNotAvailable")
+	wantOAuthError(t, r, http.StatusServiceUnavailable, "temporarily_unavailable")
 	if r.Header.Get("Retry-After") == "" {
 		t.Fatalf("%s: no Retry-After", r)
 	}

@@ -197,7 +197,18 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if err != nil {
-		return err
+		// Refused for the server's sake (a limit, no leader, a full pool
+		// of password hashes): still in RFC 6749's shape, as every answer
+		// of this endpoint, so that an OAuth client library reads it.
+		// Microsoft's identity platform answers its throttling the same
+		// way.
+		status, re := s.classify(w, r, err)
+		code := "server_error"
+		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+			code = "temporarily_unavailable"
+		}
+		writeJSON(w, status, oauthFail(status, code, re.Message))
+		return nil
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil

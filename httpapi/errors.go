@@ -68,6 +68,14 @@ type innerError struct {
 // writeError answers with the contract's error body. Anything that is not a
 // client error is logged and answered as generalException without detail.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, re := s.classify(w, r, err)
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: re.Code, Message: re.Message, Target: re.Target,
+		InnerError: innerError{RequestID: w.Header().Get("request-id"), Date: resource.At(time.Now()).String()}}})
+}
+
+// classify is err's status and error, logging what the client is not told
+// and setting the headers that go with the status.
+func (s *Server) classify(w http.ResponseWriter, r *http.Request, err error) (int, *resource.Error) {
 	var re *resource.Error
 	var ra *retryAfter
 	switch {
@@ -105,8 +113,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Retry-After", "1")
 		}
 	}
-	writeJSON(w, status, errorBody{Error: errorDetail{Code: re.Code, Message: re.Message, Target: re.Target,
-		InnerError: innerError{RequestID: w.Header().Get("request-id"), Date: resource.At(time.Now()).String()}}})
+	return status, re
 }
 
 // unavailableMessage says whether a write that failed for the cluster's

@@ -189,8 +189,8 @@ func TestSignInFloodOfUnknownNamesKeepsMemoryBounded(t *testing.T) {
 			if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
 				t.Errorf("flood request %d: 503 with Retry-After %q", i, r.header.Get("Retry-After"))
 			}
-			if !strings.Contains(r.body, `"serviceNotAvailable"`) {
-				t.Errorf("flood request %d: 503 %s, want serviceNotAvailable", i, r.body)
+			if !strings.Contains(r.body, `"temporarily_unavailable"`) {
+				t.Errorf("flood request %d: 503 %s, want temporarily_unavailable", i, r.body)
 			}
 		default:
 			t.Errorf("flood request %d: status %d %s", i, r.status, r.body)
@@ -285,7 +285,7 @@ func TestSignInThrottledPerAddressAndPerAccount(t *testing.T) {
 		if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
 			t.Errorf("429 with Retry-After %q", r.header.Get("Retry-After"))
 		}
-		if !strings.Contains(r.body, `"activityLimitReached"`) {
+		if !strings.Contains(r.body, `"temporarily_unavailable"`) {
 			t.Errorf("429 body %s", r.body)
 		}
 	}
