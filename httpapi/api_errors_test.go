@@ -79,6 +79,9 @@ func TestWrongMethodIs405WithAllow(t *testing.T) {
 		{"POST", "/ui/", []string{"GET"}},
 		{"DELETE", "/ui/index.html", []string{"GET"}},
 		{"TRACE", "/ui/", []string{"GET"}},
+		// "/" only redirects a read to the web UI.
+		{"POST", "/", []string{"GET", "HEAD"}},
+		{"DELETE", "/", []string{"GET", "HEAD"}},
 	} {
 		r := n.call(t, c.method, c.path, n.admin, nil)
 		wantError(t, r, http.StatusMethodNotAllowed, "methodNotAllowed")

@@ -339,6 +339,13 @@ func (rt *router) finish() {
 	}
 	rt.s.mux.Handle("/", rt.s.wrap("404", func(w http.ResponseWriter, r *http.Request) error {
 		if r.URL.Path == "/" {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				// A form or a client posting to the bare host is not
+				// sent on to the web UI, where a browser would turn
+				// its POST into a GET.
+				w.Header().Set("Allow", "GET, HEAD")
+				return resource.Errorf(resource.CodeMethodNotAllowed, "%s is not allowed here; use GET, HEAD.", r.Method)
+			}
 			http.Redirect(w, r, "/ui/", http.StatusFound)
 			return nil
 		}
