@@ -14,6 +14,48 @@ import (
 	"github.com/herald-notify/herald/node"
 )
 
+// metricSum is the value of an unlabelled metric of the node.
+func (n *hnode) metricSum(t *testing.T, name string) float64 {
+	t.Helper()
+	body := n.get(t, testnode.MetricsToken, "/metrics").expect(t, http.StatusOK).Body
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s %q: %v", name, v, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s in /metrics", name)
+	return 0
+}
+
+// A group delete with ConsistencyLevel: strong waits for the leader's
+// commit index once: the strong read's barrier already covers every send
+// answered before the request, which is what the delete's own barrier is
+// for. It ran both.
+func TestStrongGroupDeleteRunsOneBarrier(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, func(c *node.Config) { c.Limits.AppRate = 0 })
+	id := e.sendOK(t, e.tasks, e.aliceTasks, visual("drop", "groupName", "drop"))
+	before := e.metricSum(t, "herald_read_barriers_total")
+	e.del(t, e.tasks.Token, "/v1.0/me/notifications?groupName=drop", "X-UNS-ID", e.aliceTasks,
+		"ConsistencyLevel", "strong").expect(t, http.StatusNoContent)
+	if got := e.metricSum(t, "herald_read_barriers_total") - before; got != 1 {
+		t.Errorf("a strong group delete asked %v read barriers; want 1", got)
+	}
+	if st := str(e.get(t, e.alice.Token, "/v1.0/me/notifications/"+id).expect(t, http.StatusOK).obj(t), "status"); st != "deleted" {
+		t.Errorf("the group's notification is %q after the delete", st)
+	}
+	before = e.metricSum(t, "herald_read_barriers_total")
+	e.del(t, e.tasks.Token, "/v1.0/me/notifications?groupName=other", "X-UNS-ID", e.aliceTasks).expect(t, http.StatusNoContent)
+	if got := e.metricSum(t, "herald_read_barriers_total") - before; got != 1 {
+		t.Errorf("a group delete asked %v read barriers; want its own 1", got)
+	}
+}
+
 // commandsProposed is how many commands the node's leader has put in the
 // Raft log (herald_raft_batch_commands_sum).
 func (n *hnode) commandsProposed(t *testing.T) float64 {

@@ -248,10 +248,13 @@ const groupDeleteWorkers = 16
 // every node for most of a second each time, within its rate limit.
 func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, uid, appID, group string) error {
 	// What this replica holds must include every send answered before
-	// this request arrived, whichever node took it.
-	if err := s.state.Barrier(r.Context()); err != nil {
-		s.log.Debug("group delete: barrier failed", "error", err)
-		return unavailable("This node could not confirm that it holds the leader's latest state in time; retry.", time.Second)
+	// this request arrived, whichever node took it; a strong read's
+	// barrier (ConsistencyLevel: strong) has made sure of that already.
+	if b, _ := r.Context().Value(readBarrierKey{}).(*readBarrier); b == nil || !b.confirmed {
+		if err := s.state.Barrier(r.Context()); err != nil {
+			s.log.Debug("group delete: barrier failed", "error", err)
+			return unavailable("This node could not confirm that it holds the leader's latest state in time; retry.", time.Second)
+		}
 	}
 	keep := func(v *raft.NotificationView) bool {
 		return v.Status == resource.StatusActive && v.AppID == appID && v.GroupName == group
