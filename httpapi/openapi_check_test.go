@@ -112,6 +112,9 @@ func (c0 *specCheck) canonical(req *http.Request, body []byte) *http.Request {
 	c := req.Clone(req.Context())
 	u := *req.URL
 	u.Scheme, u.Host, c.Host = "http", specHost, specHost
+	if p, ok := c0.respelled(u.Path); ok {
+		u.Path, u.RawPath = p, ""
+	}
 	if rest, ok := strings.CutPrefix(u.Path, "/beta/"); ok {
 		u.Path = "/v1.0/" + rest
 		u.RawPath = ""
@@ -133,6 +136,57 @@ func (c0 *specCheck) canonical(req *http.Request, body []byte) *http.Request {
 	c.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(plain)), nil }
 	c.ContentLength = int64(len(plain))
 	return c
+}
+
+// respelled gives an API path's fixed segments the description's spelling:
+// the server, like Graph, matches them without regard to case under /v1.0
+// and /beta (the description says so; a path template cannot). Of the
+// templates a path matches so, the one with the most fixed segments
+// speaks for it, as net/http's mux prefers the most specific pattern.
+func (c *specCheck) respelled(p string) (string, bool) {
+	// A trailing slash is read past (canonical), so the path without it
+	// names the template.
+	trimmed := strings.TrimSuffix(p, "/")
+	slash := p[len(trimmed):]
+	segs := strings.Split(trimmed, "/")
+	if len(segs) < 2 {
+		return p, false
+	}
+	switch {
+	case strings.EqualFold(segs[1], "v1.0"):
+		segs[1] = "v1.0"
+	case strings.EqualFold(segs[1], "beta"):
+		segs[1] = "beta"
+	default:
+		return p, false
+	}
+	best, fixed := []string(nil), -1
+	for tpl := range c.doc.Paths.Map() {
+		ts := strings.Split(tpl, "/")
+		if len(ts) != len(segs) || ts[1] != "v1.0" {
+			continue
+		}
+		n := 0
+		for i := 2; i < len(ts) && n >= 0; i++ {
+			switch {
+			case strings.HasPrefix(ts[i], "{"):
+			case strings.EqualFold(ts[i], segs[i]):
+				n++
+			default:
+				n = -1
+			}
+		}
+		if n > fixed {
+			best, fixed = ts, n
+		}
+	}
+	for i := 2; best != nil && i < len(best); i++ {
+		if !strings.HasPrefix(best[i], "{") {
+			segs[i] = best[i]
+		}
+	}
+	out := strings.Join(segs, "/") + slash
+	return out, out != p
 }
 
 // spelled gives the properties of a JSON body the description's spelling:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path"
 	"runtime"
 	"slices"
@@ -179,6 +180,9 @@ type Server struct {
 	// authorisation test's check that it covers them all (Patterns).
 	patterns    []string
 	rootMethods map[string][]string // handleRoot's routes: path → methods
+	// fold respells the fixed segments of /v1.0 and /beta paths
+	// (pathcase.go).
+	fold *segmentFold
 
 	streamsMu sync.Mutex
 	streams   map[string]int // open streams per user
@@ -317,7 +321,11 @@ func (rt *router) finish() {
 		rt.methods[p] = append(rt.methods[p], ms...)
 	}
 	allowed := map[string]string{} // path pattern → Allow
+	rt.s.fold = newSegmentFold()
 	for p, ms := range rt.methods {
+		if strings.HasPrefix(p, "/v1.0/") || strings.HasPrefix(p, "/beta/") {
+			rt.s.fold.add(p)
+		}
 		allow := append([]string{}, ms...)
 		if slices.Contains(ms, http.MethodGet) {
 			allow = append(allow, http.MethodHead)
@@ -383,6 +391,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"No resource has the path %q: a path has no empty, \".\" or \"..\" segments.", p))
 		return
 	}
+	if r2, ok := s.respelled(r); ok {
+		r = r2
+	}
 	if p := r.URL.Path; len(p) > len("/v1.0/") && p[len(p)-1] == '/' &&
 		(strings.HasPrefix(p, "/v1.0/") || strings.HasPrefix(p, "/beta/")) &&
 		(r.URL.RawPath == "" || strings.HasSuffix(r.URL.RawPath, "/")) {
@@ -398,6 +409,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL = &u
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// respelled returns r with the fixed segments of its API path spelled as
+// the routes spell them (segmentFold), or false when they are already.
+// The request is served as if sent so, and its links name that path.
+func (s *Server) respelled(r *http.Request) (*http.Request, bool) {
+	path, raw := r.URL.Path, r.URL.RawPath
+	var changed bool
+	if raw == "" {
+		path, changed = s.fold.respell(path, false)
+	} else if raw, changed = s.fold.respell(raw, true); changed {
+		var err error
+		if path, err = url.PathUnescape(raw); err != nil {
+			return r, false
+		}
+	}
+	if !changed {
+		return r, false
+	}
+	u := *r.URL
+	u.Path, u.RawPath = path, raw
+	r = r.WithContext(r.Context())
+	r.URL = &u
+	return r, true
 }
 
 // CleanPath is p as net/http's mux would redirect it: no empty, "." or ".."
