@@ -127,8 +127,7 @@ func decodeBytes(b []byte, v any) error {
 	if nestsDeeperThan(trimmed, maxBodyDepth) {
 		return resource.Invalid("", "The body nests deeper than %d levels.", maxBodyDepth)
 	}
-	in, send := v.(*resource.NotificationInput)
-	if send && bytes.Contains(trimmed, []byte(`"@odata.`)) {
+	if bytes.Contains(trimmed, []byte(`"@odata.`)) {
 		var err error
 		if trimmed, err = withoutAnnotations(trimmed); err != nil {
 			return err
@@ -136,17 +135,18 @@ func decodeBytes(b []byte, v any) error {
 	}
 	// The fast path replaces the whole value, where encoding/json would
 	// merge into it: it takes only a value that is still zero.
-	if send && *in == (resource.NotificationInput{}) && readSendBody(trimmed, in) {
+	if in, send := v.(*resource.NotificationInput); send && *in == (resource.NotificationInput{}) && readSendBody(trimmed, in) {
 		return nil // sendbody.go
 	}
 	return decodeStrict(trimmed, v)
 }
 
 // withoutAnnotations drops OData control information ("@odata.type" and
-// the like) from the objects of a notification's body: Graph's SDKs write
-// "@odata.type" into the objects they send, and Graph reads past it. Only
-// property names are looked at, so a string value that holds "@odata." is
-// kept whole. The rest is copied token by token in its order, so that the
+// the like) from the objects of a body, whichever resource it is: Graph's
+// SDKs write "@odata.type" into every object they send (a PATCH of a
+// notification, a user, a subscription as much as a send), and Graph
+// reads past it. Only property names are looked at, so a string value
+// that holds "@odata." is kept whole. The rest is copied token by token in its order, so that the
 // decoders read it as they would have without the annotations (which of
 // two same-named properties wins, two objects merged).
 func withoutAnnotations(body []byte) ([]byte, error) {
