@@ -5,9 +5,12 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-notify/herald/node"
 )
 
 func TestFeedListsNewestFirstAndFilters(t *testing.T) {
@@ -345,4 +348,94 @@ func TestDeltaWithAnUnknownTokenIs410AndAMalformedOne400(t *testing.T) {
 	if !strings.Contains(link, "/v1.0/me/notifications/delta?") {
 		t.Errorf("deltaLink %q is not a delta URL", link)
 	}
+}
+
+// deltaTokenOf is the raw text of the $skiptoken or $deltatoken of a link.
+func deltaTokenOf(t *testing.T, link string) string {
+	t.Helper()
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := u.Query().Get("$skiptoken") + u.Query().Get("$deltatoken")
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		t.Fatalf("token of %s: %v", link, err)
+	}
+	return string(b)
+}
+
+// A delta token is plain text that a client can write by hand. One the
+// server did not make for this user, or cannot honour, is 410 (too old,
+// ahead of the log, continuing after no notification of the user's) or 400
+// (no server's shape): never a page that silently leaves notifications out,
+// never a 500. The server's own links keep working, a deleted notification
+// as the place to continue after included.
+func TestDeltaRefusesForgedTokens(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, nil)
+	var sent []string
+	for range 3 {
+		sent = append(sent, e.sendOK(t, e.tasks, e.aliceTasks, visual("n")))
+	}
+	bobs := e.sendOK(t, e.tasks, e.bobTasks, visual("bob's"))
+	first := e.get(t, e.alice.Token, "/v1.0/me/notifications/delta?$top=1").expect(t, http.StatusOK).obj(t)
+	next := str(first, "@odata.nextLink")
+	parts := strings.Split(deltaTokenOf(t, next), ".")
+	if len(parts) != 3 || parts[0] != "i" || parts[2] != sent[2] {
+		t.Fatalf("the first page's nextLink carries %v; want i.<seq>.%s", parts, sent[2])
+	}
+	seq, _ := strconv.ParseUint(parts[1], 10, 64)
+	at := func(s uint64) string { return strconv.FormatUint(s, 10) }
+
+	forged := func(param, tok string) *resp {
+		return e.get(t, e.alice.Token, "/v1.0/me/notifications/delta?"+param+"="+base64.RawURLEncoding.EncodeToString([]byte(tok)))
+	}
+	for _, param := range []string{"$skiptoken", "$deltatoken"} {
+		for _, tok := range []string{
+			"i." + at(seq+1) + "." + sent[2],               // ahead of the log
+			"i." + at(seq+1000) + "." + sent[2],            // far ahead
+			"d." + at(seq+1),                               // a deltaLink from the future
+			"i." + at(seq) + ".00000000000000000000000000", // an id sorting below all: an "empty" feed
+			"i." + at(seq) + ".vvvvvvvvvvvvvvvvvvvvvvvvvv", // one above all: the enumeration again
+			"i." + at(seq) + "." + bobs,                    // another user's notification
+		} {
+			wantError(t, forged(param, tok), http.StatusGone, "resyncRequired")
+		}
+		// Continuing after something that is not a notification id is no
+		// token of any server.
+		for _, tok := range []string{"i." + at(seq) + ".0", "i." + at(seq) + ".zzzz", "i." + at(seq) + "." + e.alice.ID} {
+			wantInvalid(t, forged(param, tok), param)
+		}
+	}
+
+	// The real nextLink still leads on, though the notification it
+	// continues after was deleted meanwhile.
+	e.del(t, e.alice.Token, "/v1.0/me/notifications/"+sent[2]).expect(t, http.StatusNoContent)
+	items, _, last := e.collect(t, e.alice.Token, next)
+	if got := ids(items); !slices.Equal(got, []string{sent[1], sent[0]}) {
+		t.Errorf("following the real nextLink: %v, want [%s %s]", got, sent[1], sent[0])
+	}
+	if changes, _ := e.deltaRound(t, e.alice.Token, str(last, "@odata.deltaLink")); len(changes) != 1 || removedReason(changes[0]) != "deleted" {
+		t.Errorf("the round after: %v, want the deletion", changes)
+	}
+}
+
+// A token older than the change log's retention is 410, the server's own
+// deltaLink and one written by hand alike.
+func TestDeltaTokenOlderThanRetentionIs410(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, func(c *node.Config) {
+		c.Limits.ChangeRetention = 200 * time.Millisecond
+		c.PurgeInterval = 50 * time.Millisecond
+	})
+	e.sendOK(t, e.tasks, e.aliceTasks, visual("one"))
+	_, link := e.deltaRound(t, e.alice.Token, "/v1.0/me/notifications/delta")
+	e.sendOK(t, e.tasks, e.aliceTasks, visual("two"))
+	eventually(t, 15*time.Second, "the deltaLink refused once its changes are trimmed", func() bool {
+		return e.get(t, e.alice.Token, link).Status == http.StatusGone
+	})
+	wantError(t, e.get(t, e.alice.Token, link), http.StatusGone, "resyncRequired")
+	wantError(t, e.get(t, e.alice.Token, "/v1.0/me/notifications/delta?$deltatoken="+base64.RawURLEncoding.EncodeToString([]byte("d.0"))),
+		http.StatusGone, "resyncRequired")
 }

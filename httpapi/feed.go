@@ -134,6 +134,11 @@ func (s *Server) writeFeed(w http.ResponseWriter, r *http.Request, uid string, f
 // A nextLink of the first, full enumeration carries "i.<seq>.<lastId>": the
 // seq its deltaLink will carry and the id to continue after. A nextLink of
 // a delta round carries "d.<seq>" too, the last change it consumed.
+//
+// They are not signed, and the server made every one of these forms:
+// checkSeq and checkContinuation hold one written by hand to what the
+// state knows (docs/API-NOTES.md, "Delta and the live stream", says why
+// there is no key).
 type deltaToken struct {
 	initial bool
 	seq     uint64
@@ -160,7 +165,10 @@ func parseDeltaToken(s string) (deltaToken, bool) {
 	switch {
 	case parts[0] == "d" && len(parts) == 2:
 		return deltaToken{seq: seq}, true
-	case parts[0] == "i" && len(parts) == 3 && isKey(parts[2]):
+	case parts[0] == "i" && len(parts) == 3 && resource.IsNotificationID(parts[2]):
+		// The enumeration continues after a notification's id, and every
+		// id has this one shape: another key would end it early, or start
+		// it again, with nothing to tell the client.
 		return deltaToken{initial: true, seq: seq, after: parts[2]}, true
 	}
 	return deltaToken{}, false
@@ -174,6 +182,34 @@ func safeIndex(s []string, i int) string {
 }
 
 func resync(msg string) error { return resource.Errorf(resource.CodeResyncRequired, "%s", msg) }
+
+// checkContinuation refuses an enumeration's nextLink that does not
+// continue after one of uid's notifications. The token is not signed (see
+// API-NOTES, "Delta tokens"), and its id is where the next page starts: one
+// the server never listed for this user (another user's, or made up) would
+// end the enumeration early or start it again, and the client could not
+// tell. A deleted one still counts (its tombstone keeps its place), so a
+// real nextLink fails only if its notification expired and was purged
+// between two pages, and its client starts again, as it must for a token
+// too old. A notification this node has not applied yet may be another
+// node's newest: it looks again after a barrier, and without one (the
+// leader out of reach) answers 503 as checkSeq does, not 410.
+func (s *Server) checkContinuation(r *http.Request, uid, after string) error {
+	_, found, err := s.state.NotificationView(uid, after)
+	if err == nil && !found && s.lookAgain(r) {
+		_, found, err = s.state.NotificationView(uid, after)
+	}
+	switch {
+	case err != nil:
+		return err
+	case found:
+		return nil
+	case !caughtUp(r):
+		return unavailable("This node is behind the cluster and cannot reach its leader to catch up; "+
+			"retry shortly, or on another node.", time.Second)
+	}
+	return resync("The token continues after no notification of this user; start again without one.")
+}
 
 // checkSeq refuses a cursor whose changes were trimmed, or that no node
 // handed out. One beyond this replica's last change may come from a node
@@ -242,6 +278,9 @@ func (s *Server) delta(w http.ResponseWriter, r *http.Request, p *principal) err
 		return err
 	}
 	if tok.initial {
+		if err := s.checkContinuation(r, uid, tok.after); err != nil {
+			return err
+		}
 		return s.deltaInitial(w, r, uid, tok, n)
 	}
 	return s.deltaChanges(w, r, uid, tok.seq, n)
