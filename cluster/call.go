@@ -199,7 +199,9 @@ func (c *Cluster) handler() http.Handler {
 		return struct{}{}, c.removeNode(ctx, rec.ID, r.Header.Get(forwardedHeader) != "")
 	})
 	handle("GET /internal/cluster/status", func(ctx context.Context, r *http.Request, body []byte) (any, error) {
-		return c.selfStatus(), nil
+		ns := c.selfStatus()
+		ns.ClockMs = c.clockMs()
+		return ns, nil
 	})
 	handle("POST "+readIndexPath, c.serveReadIndex)     // barrier.go
 	handle("POST "+leaderCheckPath, c.serveLeaderCheck) // barrier.go

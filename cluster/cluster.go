@@ -57,6 +57,10 @@ type Options struct {
 	// RulesLevel, when set, is the rules level this node says it knows
 	// instead of raft.RulesLevel: tests stand in an older binary with it.
 	RulesLevel func() int
+	// Clock, when set, replaces this node's wall clock where the cluster
+	// reads it against the other nodes' (clock.go): tests set one node's
+	// clock off with it.
+	Clock func() time.Time
 }
 
 // Cluster is this node's part in the cluster.

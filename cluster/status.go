@@ -138,6 +138,9 @@ type NodeStatus struct {
 	// --disk-reserve (it refuses writes that add data), else "ok"; a node
 	// that does not answer, or predates it, does not say.
 	Disk string `json:"disk,omitempty"`
+	// ClockMs is the node's wall clock (Unix ms) when it answered another
+	// node's status call (clock.go); the cluster's status does not show it.
+	ClockMs int64 `json:"clockMs,omitempty"`
 }
 
 // Status describes the cluster as this node sees it: the Raft

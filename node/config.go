@@ -103,6 +103,11 @@ type Config struct {
 	// refresh tokens judged by: tests move a refresh past its grace
 	// (raft.RefreshReuseGrace) with it. Not configurable from outside.
 	TokenClock func() time.Time `yaml:"-"`
+	// Clock, when set, replaces the node's wall clock where it is read
+	// against the other nodes' and where the leader dates its purge, and
+	// is the token clock unless TokenClock is set: tests set one node's
+	// clock off with it. Not configurable from outside.
+	Clock func() time.Time `yaml:"-"`
 	// RulesLevel, when set, is the rules level the node says its binary
 	// knows (raft/rules.go): tests stand in an older binary with it. Not
 	// configurable from outside.

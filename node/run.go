@@ -312,7 +312,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		HTTPAddr:   n.cfg.HTTPAddr,
 		Join:       cfg.Join, BootstrapExpect: cfg.BootstrapExpect, Transport: n.transport,
 		PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
-		Logger:        logger, LiveConnections: n.hub.Open, Dial: cfg.Dial, RulesLevel: cfg.RulesLevel,
+		Logger:        logger, LiveConnections: n.hub.Open, Dial: cfg.Dial, RulesLevel: cfg.RulesLevel, Clock: cfg.Clock,
 		ObserveForward: func(cmds int) { forwarded.Observe(float64(cmds)) }})
 	reg.MustRegister(n.cluster.BarrierMetrics()...)
 	reg.MustRegister(n.cluster.PeerMetrics())
@@ -325,6 +325,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 			return 0
 		}))
 	l := cfg.Limits
+	tokenClock := cfg.TokenClock
+	if tokenClock == nil {
+		tokenClock = cfg.Clock
+	}
 	n.api = httpapi.New(httpapi.Options{
 		State: n.cluster.State(), Hub: n.hub, Ops: n, Logger: logger, Registry: reg, Gatherer: reg,
 		PublicURL: cfg.PublicURL, AppRate: l.AppRate, AppBurst: l.AppBurst, UserRate: l.UserRate, UserBurst: l.UserBurst,
@@ -336,7 +340,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		SignInLimits: func(ctx context.Context, addr, user string, failed bool) (time.Duration, bool, error) {
 			return n.cluster.SignInLimits(ctx, cluster.SignInAttempt{Addr: addr, User: user, Failed: failed})
 		},
-		AuditClock: cfg.AuditClock, SignInClock: cfg.SignInClock, TokenClock: cfg.TokenClock,
+		AuditClock: cfg.AuditClock, SignInClock: cfg.SignInClock, TokenClock: tokenClock,
 		UI: ui.Handler(), ClusterPeer: n.cluster.PublicHandler(), VAPIDPublicKey: n.vapidPublicKey, ReportDelivery: func(o raft.DeliveryOutcome) {
 			if e := engine.Load(); e != nil {
 				e.Report(o)
@@ -942,7 +946,10 @@ func (n *Node) purge() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
-		v, err := n.store.Propose(ctx, &raft.Command{Op: raft.OpPurge, Now: time.Now().UnixNano(),
+		// The cluster's clock, not this node's alone: a leader whose
+		// clock runs ahead would purge early for everyone (cluster/clock.go).
+		now := n.cluster.ClusterNow(ctx)
+		v, err := n.store.Propose(ctx, &raft.Command{Op: raft.OpPurge, Now: now.UnixNano(),
 			MaxItems: purgeBatch, Retention: int64(n.cfg.Limits.ChangeRetention),
 			AuditRetention: int64(max(n.cfg.AuditRetention, 0))})
 		if err != nil {

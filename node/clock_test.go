@@ -1,0 +1,102 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/internal/testnode"
+	"github.com/herald-notify/herald/node"
+)
+
+// skewedCluster is a three-node cluster whose nodes read their wall clocks
+// through offsets the test moves (node.Config.Clock), purging every
+// purgeEvery.
+func skewedCluster(t *testing.T, purgeEvery time.Duration) (nodes []*testnode.Node, offsets []*atomic.Int64, adminToken string) {
+	t.Helper()
+	cfgs := []node.Config{clusterConfig(t, "k1")}
+	cfgs = append(cfgs, clusterConfig(t, "k2", cfgs[0].HTTPAddr))
+	cfgs = append(cfgs, clusterConfig(t, "k3", cfgs[0].HTTPAddr, cfgs[1].HTTPAddr))
+	offsets = make([]*atomic.Int64, len(cfgs))
+	for i := range cfgs {
+		off := new(atomic.Int64)
+		offsets[i] = off
+		cfgs[i].Clock = func() time.Time { return time.Now().Add(time.Duration(off.Load())) }
+		cfgs[i].PurgeInterval = purgeEvery
+	}
+	nodes, adminToken = startSignedIn(t, cfgs)
+	for _, n := range nodes {
+		pollUntil(t, "three members on "+n.Config.NodeID, func() error {
+			st, err := clientFor(t, n, adminToken).Cluster(context.Background())
+			if err != nil {
+				return err
+			}
+			for _, m := range st.Nodes {
+				if m.State != "leader" && m.State != "follower" {
+					return fmt.Errorf("member %+v", m)
+				}
+			}
+			if len(st.Nodes) != 3 {
+				return fmt.Errorf("%d members", len(st.Nodes))
+			}
+			return nil
+		})
+	}
+	return nodes, offsets, adminToken
+}
+
+// offsetOf is the clock offset of n among nodes.
+func offsetOf(nodes []*testnode.Node, offsets []*atomic.Int64, n *testnode.Node) *atomic.Int64 {
+	for i := range nodes {
+		if nodes[i] == n {
+			return offsets[i]
+		}
+	}
+	panic("not a node of the cluster")
+}
+
+// A leader whose clock runs an hour ahead purges by the cluster's clock,
+// not its own: a notification with half an hour to live stays, while one
+// due in seconds goes when it is due. The leader purged both at once, and
+// with them every token with less than an hour left.
+func TestALeaderAheadDoesNotPurgeEarly(t *testing.T) {
+	nodes, offsets, adminToken := skewedCluster(t, 100*time.Millisecond)
+	leader, _ := leaderAndFollowers(t, nodes)
+	ctx := context.Background()
+	userToken, appToken, unsid := liveSender(t, leader, adminToken, "carol", "clock.example.com")
+	me, err := clientFor(t, leader, userToken).Me(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := clientFor(t, leader, appToken)
+	send := func(ttl time.Duration) string {
+		n, err := app.Send(ctx, unsid, &client.Notification{Payload: &client.Payload{RawContent: "x"},
+			ExpirationDateTime: time.Now().Add(ttl)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.ID
+	}
+	later, soon := send(30*time.Minute), send(2*time.Second)
+
+	offsetOf(nodes, offsets, leader).Store(int64(time.Hour))
+	pollUntil(t, "the notification due in seconds purged", func() error {
+		if _, ok, err := leader.Store().Notification(me.ID, soon); err != nil || ok {
+			return fmt.Errorf("still there (%v)", err)
+		}
+		return nil
+	})
+	if !leader.Store().IsLeader() {
+		t.Skip("the leadership moved during the test; the purge may have run elsewhere")
+	}
+	if _, ok, err := leader.Store().Notification(me.ID, later); err != nil || !ok {
+		t.Fatalf("the notification with half an hour to live was purged by the leader's clock, an hour ahead (%v)", err)
+	}
+	if _, err := clientFor(t, leader, userToken).Me(ctx); err != nil {
+		t.Fatalf("the user's token, with an hour to live, was purged: %v", errors.Unwrap(err))
+	}
+}
