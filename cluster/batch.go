@@ -276,7 +276,7 @@ func (b *batcher) proposeHere(ctx context.Context, pending []*pendingWrite) ([]*
 	for i, p := range pending {
 		cmds[i] = p.cmd
 	}
-	res := b.c.store.ProposeAll(ctx, cmds)
+	res := b.c.proposeChecked(ctx, cmds)
 	var retry []*pendingWrite
 	var lastErr error
 	for i, p := range pending {
@@ -512,7 +512,7 @@ func (c *Cluster) serveForward(ctx context.Context, r *http.Request, body []byte
 	if !c.store.IsLeader() {
 		return nil, raft.ErrNotLeader
 	}
-	res := c.store.ProposeAll(ctx, cmds)
+	res := c.proposeChecked(ctx, cmds)
 	out := forwardResponse{Results: make([]*raft.WireResult, len(res)), Applied: c.store.Applied()}
 	for i, r := range res {
 		w, err := raft.EncodeResult(r.Value, r.Err, 0)
@@ -526,6 +526,25 @@ func (c *Cluster) serveForward(ctx context.Context, r *http.Request, body []byte
 		return b, nil
 	}
 	return out, nil
+}
+
+// proposeChecked proposes the commands that pass checkClock together and
+// answers the others with its refusal, each result in its command's place.
+func (c *Cluster) proposeChecked(ctx context.Context, cmds []*raft.Command) []raft.Result {
+	pass, at, refused := c.checkClocks(cmds)
+	if refused == nil {
+		return c.store.ProposeAll(ctx, cmds)
+	}
+	res := make([]raft.Result, len(cmds))
+	for i, err := range refused {
+		res[i].Err = err
+	}
+	if len(pass) > 0 {
+		for i, r := range c.store.ProposeAll(ctx, pass) {
+			res[at[i]] = r
+		}
+	}
+	return res
 }
 
 // encode is json.Marshal(r) when every result's is written by hand, as a

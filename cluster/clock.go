@@ -8,6 +8,9 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+
+	"github.com/herald-notify/herald/raft"
+	"github.com/herald-notify/herald/resource"
 )
 
 // Wall clocks (docs/cluster.md, Clocks). Every replicated time comes from
@@ -98,5 +101,108 @@ func (c *Cluster) ClusterNow(ctx context.Context) time.Time {
 		all = append(all, off)
 	}
 	slices.Sort(all)
-	return now.Add(all[(len(all)-1)/2])
+	mid := all[(len(all)-1)/2]
+	if c.store.IsLeader() {
+		c.clockRef.Store(&clockReading{offset: mid, at: time.Now()})
+	}
+	return now.Add(mid)
+}
+
+// MaxClockOffset is how far the time of a write (raft.Command.Now) may lie
+// from the cluster's clock. Past it the write is refused: its time would
+// land in the replicated state for every node to judge by their clocks. A
+// node an hour behind issued access tokens that were expired on every other
+// node, a node an hour ahead ones that lived two hours, and a node a week
+// behind wrote changes that the next purge trimmed, taking every delta
+// token of their users with them (410). The bound covers a forwarded
+// write's hold across an election (forwardHold) with room to spare; an
+// offset this large is a broken clock, not NTP's drift.
+const MaxClockOffset = 30 * time.Second
+
+// clockReadEvery is how old a leader's reading of the voters' clocks may
+// grow before a write asks for a new one; clockReadFor how long it serves
+// at most, since clocks get stepped.
+const (
+	clockReadEvery = 10 * time.Second
+	clockReadFor   = time.Minute
+)
+
+// clockReading is the offset of the cluster's clock (ClusterNow) from this
+// node's, and when it was read (this node's monotonic clock).
+type clockReading struct {
+	offset time.Duration
+	at     time.Time
+}
+
+// clockExempt are the commands whose time is the cluster's own plumbing or
+// already bounded: the purge's is ClusterNow; membership, slots and rules
+// keep the cluster running and record no time of a user's; a refused
+// delivery outcome would have its owner send again (deliveries are at
+// least once, but a receiver would see each twice).
+var clockExempt = map[raft.Op]bool{raft.OpPurge: true, raft.OpSetNode: true, raft.OpRemoveNode: true,
+	raft.OpSetSlots: true, raft.OpSetRules: true, raft.OpSetVAPID: true, raft.OpBootstrapAdmin: true,
+	raft.OpDeliveryOutcomes: true}
+
+// checkClock refuses, on the leader, a command whose time lies more than
+// MaxClockOffset from the cluster's clock. Without a recent reading of the
+// voters' clocks (a new leader) it lets the command through and has one
+// taken, rather than judge by the leader's clock alone, which may be the
+// one that is off.
+func (c *Cluster) checkClock(cmd *raft.Command) error {
+	if clockExempt[cmd.Op] || cmd.Now == 0 {
+		return nil
+	}
+	r := c.clockRef.Load()
+	if r == nil || time.Since(r.at) >= clockReadEvery {
+		c.readClocksSoon()
+	}
+	if r == nil || time.Since(r.at) >= clockReadFor {
+		return nil
+	}
+	off := time.Unix(0, cmd.Now).Sub(c.now().Add(r.offset))
+	if off.Abs() <= MaxClockOffset {
+		return nil
+	}
+	return resource.Errorf(resource.CodeUnavailable,
+		"The write was not made: the clock of the server node that took it is %s %s the cluster's, and the times it would store would be wrong on every node. An operator must set that node's clock right (NTP); meanwhile retry through another node.",
+		off.Abs().Round(time.Second), aheadOrBehind(off))
+}
+
+func aheadOrBehind(off time.Duration) string {
+	if off > 0 {
+		return "ahead of"
+	}
+	return "behind"
+}
+
+// readClocksSoon has the voters' clocks read in the background, once at a
+// time.
+func (c *Cluster) readClocksSoon() {
+	if !c.readingClocks.CompareAndSwap(false, true) {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.readingClocks.Store(false)
+		ctx, cancel := context.WithTimeout(c.stopped, 2*clockPeerTimeout)
+		defer cancel()
+		c.ClusterNow(ctx)
+	}()
+}
+
+// checkClocks is checkClock for each of cmds: the commands it lets through
+// and the index of each in cmds, and an error for each it refuses.
+func (c *Cluster) checkClocks(cmds []*raft.Command) (pass []*raft.Command, at []int, refused map[int]error) {
+	for i, cmd := range cmds {
+		if err := c.checkClock(cmd); err != nil {
+			if refused == nil {
+				refused = map[int]error{}
+			}
+			refused[i] = err
+			continue
+		}
+		pass, at = append(pass, cmd), append(at, i)
+	}
+	return pass, at, refused
 }

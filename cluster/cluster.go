@@ -94,8 +94,12 @@ type Cluster struct {
 	// signIn holds this node's sign-in counters, which are the cluster's
 	// while it leads (signin.go); signInLog reports a leader that cannot
 	// be asked about them.
-	signIn    atomic.Pointer[SignInCounters]
-	signInLog *logthrottle.Logger
+	signIn atomic.Pointer[SignInCounters]
+	// clockRef is this node's latest reading, as leader, of the voters'
+	// clocks; readingClocks is set while one is taken (clock.go).
+	clockRef      atomic.Pointer[clockReading]
+	readingClocks atomic.Bool
+	signInLog     *logthrottle.Logger
 	// rates are this node's request buckets, shared with the other nodes
 	// (ratelimits.go); ratePeers is how many other members it last saw.
 	rates     atomic.Pointer[RateLimits]

@@ -21,6 +21,9 @@ type forwarder struct {
 // sees its write.
 func (f forwarder) Propose(ctx context.Context, cmd *raft.Command) (any, error) {
 	if f.Store.IsLeader() {
+		if err := f.c.checkClock(cmd); err != nil {
+			return nil, err
+		}
 		v, err := f.Store.Propose(ctx, cmd)
 		// ErrNotLeader means Raft refused the entry: nothing was
 		// committed, so the next leader may take it.
