@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"sync"
@@ -26,7 +28,7 @@ const ClockOffsetWarn = time.Second
 
 // clockPeerTimeout bounds one peer's answer to a clock reading; a slower
 // answer would say little of when the clock was read.
-const clockPeerTimeout = 500 * time.Millisecond
+const clockPeerTimeout = time.Second
 
 // now is this node's wall clock (Options.Clock in tests).
 func (c *Cluster) now() time.Time {
@@ -39,33 +41,55 @@ func (c *Cluster) now() time.Time {
 // clockMs is what this node reports of its clock in its status.
 func (c *Cluster) clockMs() int64 { return c.now().UnixMilli() }
 
+// clockBase is one reading of this node's wall clock, and the moment of
+// it on the monotonic clock. Offsets are measured against it and times
+// derived from it by elapsed monotonic time, so that a step of the wall
+// clock in the middle of a measurement (a VM resumed, NTP stepping) does
+// not skew the measurement.
+type clockBase struct {
+	wall time.Time // this node's clock, monotonic reading stripped
+	mono time.Time // time.Now, for its monotonic reading
+}
+
+func (c *Cluster) clockBase() clockBase {
+	return clockBase{wall: c.now().Round(0), mono: time.Now()}
+}
+
+// at is this node's clock as of the base, d after it.
+func (b clockBase) at(d time.Duration) time.Time { return b.wall.Add(d) }
+
 // askStatus asks a node its status and measures its clock's offset from
-// this node's: its reported clock minus the middle of the call, within half
-// the call's time. ok is false when it did not answer or did not report a
-// clock (an older node).
-func (c *Cluster) askStatus(ctx context.Context, id, raftAddr string) (peer NodeStatus, offset time.Duration, ok bool, err error) {
-	start := c.now()
+// this node's (as of base): its reported clock minus the middle of the
+// call, within half the call's time. clocked is false when it did not
+// answer or did not report a clock (an older node).
+func (c *Cluster) askStatus(ctx context.Context, base clockBase, id, raftAddr string) (peer NodeStatus, offset time.Duration, clocked bool, err error) {
+	start := time.Since(base.mono)
 	err = c.callNode(ctx, id, raftAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false)
 	if err != nil || peer.ClockMs == 0 {
 		return peer, 0, false, err
 	}
-	end := c.now()
-	mid := start.Add(end.Sub(start) / 2)
+	mid := base.at((start + time.Since(base.mono)) / 2)
 	return peer, time.UnixMilli(peer.ClockMs).Sub(mid), true, nil
 }
 
-// voterClocks is the offset from this node's clock of each voter that
-// answers (this node's own is 0), measured now.
-func (c *Cluster) voterClocks(ctx context.Context) map[string]time.Duration {
-	out := map[string]time.Duration{c.id: 0}
+// voterClocks is the offset from base of each voter's clock that answers
+// (this node's own is 0), and the number of voters. A voter that answers
+// without a clock (an older node) counts as agreeing with this node, as
+// every node did before clocks were read.
+func (c *Cluster) voterClocks(ctx context.Context, base clockBase) (offsets []time.Duration, voters int) {
 	f := c.store.Raft().GetConfiguration()
 	if f.Error() != nil {
-		return out
+		return nil, 0
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == c.id || s.Suffrage != hraft.Voter {
+		if s.Suffrage != hraft.Voter {
+			continue
+		}
+		voters++
+		if string(s.ID) == c.id {
+			offsets = append(offsets, 0)
 			continue
 		}
 		wg.Add(1)
@@ -73,39 +97,52 @@ func (c *Cluster) voterClocks(ctx context.Context) map[string]time.Duration {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, clockPeerTimeout)
 			defer cancel()
-			if _, off, ok, _ := c.askStatus(cctx, id, addr); ok {
-				mu.Lock()
-				out[id] = off
-				mu.Unlock()
+			_, off, clocked, err := c.askStatus(cctx, base, id, addr)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if clocked {
+				offsets = append(offsets, off)
+			} else {
+				offsets = append(offsets, 0)
 			}
 		}(string(s.ID), string(s.Address))
 	}
 	wg.Wait()
-	return out
+	return offsets, voters
 }
 
+// ErrNoClockQuorum says that fewer than a majority of the voters told their
+// clocks, so the cluster's time is not known.
+var ErrNoClockQuorum = errors.New("fewer than a majority of the voters told their clocks")
+
 // ClusterNow is the time a leader's purge runs at: the lower middle of the
-// clocks of the voters that answer, this node's included. One node's clock,
-// however far ahead, then cannot move it: a leader an hour ahead purged
-// every notification an hour before its expirationDateTime, and every token
-// with less than an hour to live; a day ahead, the change log a day early,
-// so that devices got 410 resyncRequired. With only half the voters
-// answering the earlier clock counts, since a purge that comes late loses
-// nothing. A node alone, or whose peers do not report a clock, has only its
-// own.
-func (c *Cluster) ClusterNow(ctx context.Context) time.Time {
-	offsets := c.voterClocks(ctx)
-	now := c.now()
-	all := make([]time.Duration, 0, len(offsets))
-	for _, off := range offsets {
-		all = append(all, off)
+// clocks of the voters that answer, this node's included, once a majority
+// of the voters have. One node's clock, however far off, then cannot move
+// it: a leader an hour ahead purged every notification an hour before its
+// expirationDateTime, and every token with less than an hour to live; a
+// day ahead, the change log a day early, so that devices got 410
+// resyncRequired. With only half the voters answering the earlier clock
+// counts, since a purge that comes late loses nothing. Without a majority
+// it answers ErrNoClockQuorum: this node's clock alone may be the one off.
+func (c *Cluster) ClusterNow(ctx context.Context) (time.Time, error) {
+	base := c.clockBase()
+	offsets, voters := c.voterClocks(ctx, base)
+	if voters == 0 {
+		// Not a member (yet): nothing else to go by.
+		return c.now(), nil
 	}
-	slices.Sort(all)
-	mid := all[(len(all)-1)/2]
+	if len(offsets) <= voters/2 {
+		return time.Time{}, fmt.Errorf("%w (%d of %d)", ErrNoClockQuorum, len(offsets), voters)
+	}
+	slices.Sort(offsets)
+	r := &clockReading{cluster: base.wall.Add(offsets[(len(offsets)-1)/2]), at: base.mono}
 	if c.store.IsLeader() {
-		c.clockRef.Store(&clockReading{offset: mid, at: time.Now()})
+		c.clockRef.Store(r)
 	}
-	return now.Add(mid)
+	return r.now(), nil
 }
 
 // MaxClockOffset is how far the time of a write (raft.Command.Now) may lie
@@ -127,12 +164,15 @@ const (
 	clockReadFor   = time.Minute
 )
 
-// clockReading is the offset of the cluster's clock (ClusterNow) from this
-// node's, and when it was read (this node's monotonic clock).
+// clockReading is the cluster's clock (ClusterNow) as read at at (for its
+// monotonic reading): it goes on from there by the monotonic clock, so a
+// step of this node's wall clock does not move it.
 type clockReading struct {
-	offset time.Duration
-	at     time.Time
+	cluster time.Time
+	at      time.Time
 }
+
+func (r *clockReading) now() time.Time { return r.cluster.Add(time.Since(r.at)) }
 
 // clockExempt are the commands whose time is the cluster's own plumbing or
 // already bounded: the purge's is ClusterNow; membership, slots and rules
@@ -159,7 +199,7 @@ func (c *Cluster) checkClock(cmd *raft.Command) error {
 	if r == nil || time.Since(r.at) >= clockReadFor {
 		return nil
 	}
-	off := time.Unix(0, cmd.Now).Sub(c.now().Add(r.offset))
+	off := time.Unix(0, cmd.Now).Sub(r.now())
 	if off.Abs() <= MaxClockOffset {
 		return nil
 	}
@@ -187,7 +227,9 @@ func (c *Cluster) readClocksSoon() {
 		defer c.readingClocks.Store(false)
 		ctx, cancel := context.WithTimeout(c.stopped, 2*clockPeerTimeout)
 		defer cancel()
-		c.ClusterNow(ctx)
+		if _, err := c.ClusterNow(ctx); err != nil {
+			c.log.Debug("could not read the voters' clocks", "error", err)
+		}
 	}()
 }
 

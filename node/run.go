@@ -948,7 +948,11 @@ func (n *Node) purge() {
 	for {
 		// The cluster's clock, not this node's alone: a leader whose
 		// clock runs ahead would purge early for everyone (cluster/clock.go).
-		now := n.cluster.ClusterNow(ctx)
+		now, err := n.cluster.ClusterNow(ctx)
+		if err != nil {
+			n.log.Warn("purge postponed: the cluster's clock is not known", "error", err)
+			return
+		}
 		v, err := n.store.Propose(ctx, &raft.Command{Op: raft.OpPurge, Now: now.UnixNano(),
 			MaxItems: purgeBatch, Retention: int64(n.cfg.Limits.ChangeRetention),
 			AuditRetention: int64(max(n.cfg.AuditRetention, 0))})
