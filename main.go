@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/cluster"
 	"github.com/herald-notify/herald/node"
 	"github.com/herald-notify/herald/raft"
 	"github.com/urfave/cli/v2"
@@ -760,6 +761,14 @@ func appsCommand() *cli.Command {
 	}
 }
 
+// aheadOf words the sign of a clock offset from the leader's.
+func aheadOf(ms int64) string {
+	if ms > 0 {
+		return "ahead of"
+	}
+	return "behind"
+}
+
 func clusterCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cluster",
@@ -800,6 +809,14 @@ func clusterCommand() *cli.Command {
 						if n.Disk == "full" {
 							fmt.Fprintf(c.App.Writer, "\n%s: its disk is below --disk-reserve; it refuses writes that add data (507) "+
 								"while it leads, and hands the leadership to a node with room. Free space on it.\n", n.ID)
+						}
+						if n.ClockOffsetMs == nil {
+							continue
+						}
+						if off := time.Duration(*n.ClockOffsetMs) * time.Millisecond; off.Abs() > cluster.ClockOffsetWarn {
+							fmt.Fprintf(c.App.Writer, "\n%s: its clock is %s %s the leader's. Set the clocks right (NTP): "+
+								"a node more than %s off the middle of the voters' clocks has its writes refused (503).\n",
+								n.ID, off.Abs(), aheadOf(*n.ClockOffsetMs), cluster.MaxClockOffset)
 						}
 					}
 					return nil

@@ -185,4 +185,7 @@ type ClusterNode struct {
 	// Disk is "full" while the node refuses writes that add data for
 	// want of space (below --disk-reserve), "ok" otherwise.
 	Disk string `json:"disk,omitempty"`
+	// ClockOffsetMs is how far the node's clock is ahead of the leader's
+	// (behind when negative), in ms; nil when not measured.
+	ClockOffsetMs *int64 `json:"clockOffsetMs,omitempty"`
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -138,6 +137,10 @@ type NodeStatus struct {
 	// --disk-reserve (it refuses writes that add data), else "ok"; a node
 	// that does not answer, or predates it, does not say.
 	Disk string `json:"disk,omitempty"`
+	// ClockOffsetMs is how far the node's clock is ahead of the leader's
+	// (behind when negative), in ms, as the answering node measured it
+	// (clock.go); absent when the node or the leader did not answer.
+	ClockOffsetMs *int64 `json:"clockOffsetMs,omitempty"`
 	// ClockMs is the node's wall clock (Unix ms) when it answered another
 	// node's status call (clock.go); the cluster's status does not show it.
 	ClockMs int64 `json:"clockMs,omitempty"`
@@ -168,6 +171,10 @@ func (c *Cluster) Status() ClusterStatus {
 	}
 	servers := f.Configuration().Servers
 	out.Nodes = make([]NodeStatus, len(servers))
+	// Each clock's offset from this node's, to give it from the leader's
+	// once all are in.
+	offsets := make([]*time.Duration, len(servers))
+	base := c.clockBase()
 	var wg sync.WaitGroup
 	for i, s := range servers {
 		ns := NodeStatus{ID: string(s.ID), RaftAddr: string(s.Address), HTTPAddr: recs[string(s.ID)].HTTPAddr,
@@ -175,14 +182,18 @@ func (c *Cluster) Status() ClusterStatus {
 		if string(s.ID) == c.id {
 			ns = c.selfStatus()
 			ns.Voter, ns.Slots = s.Suffrage == hraft.Voter, owned[c.id]
+			offsets[i] = new(time.Duration)
 		} else if ns.RaftAddr != "" {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 				defer cancel()
-				var peer NodeStatus
-				if err := c.callNode(ctx, ns.ID, ns.RaftAddr, http.MethodGet, "/internal/cluster/status", nil, &peer, false); err == nil {
+				peer, off, clocked, err := c.askStatus(ctx, base, ns.ID, ns.RaftAddr)
+				if clocked {
+					offsets[i] = &off
+				}
+				if err == nil {
 					ns.State, ns.AppliedIndex, ns.LiveConnections, ns.LastContactMs, ns.RulesLevel, ns.ClusterID, ns.Disk =
 						peer.State, peer.AppliedIndex, peer.LiveConnections, peer.LastContactMs, peer.RulesLevel, peer.ClusterID, peer.Disk
 					if since, ok := c.health.failingSince(ns.ID); ok && c.store.IsLeader() {
@@ -203,6 +214,14 @@ func (c *Cluster) Status() ClusterStatus {
 		out.Nodes[i] = ns
 	}
 	wg.Wait()
+	if at := slices.IndexFunc(out.Nodes, func(n NodeStatus) bool { return n.ID == out.LeaderID }); at >= 0 && offsets[at] != nil {
+		for i := range out.Nodes {
+			if offsets[i] != nil {
+				ms := (*offsets[i] - *offsets[at]).Milliseconds()
+				out.Nodes[i].ClockOffsetMs = &ms
+			}
+		}
+	}
 	return out
 }
 

@@ -132,6 +132,26 @@ func TestANodeBehindIssuesNoTokens(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Status != 503 || ce.Code != "serviceNotAvailable" || !strings.Contains(ce.Message, "clock") {
 		t.Fatalf("sign-in through the node behind: %v, want 503 serviceNotAvailable naming the clock", err)
 	}
+	// The operator sees it in the cluster's status, on any node.
+	pollUntil(t, "the offset of the node behind in the status", func() error {
+		st, err := clientFor(t, followers[1], adminToken).Cluster(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range st.Nodes {
+			if m.ClockOffsetMs == nil {
+				return fmt.Errorf("%s: no clockOffsetMs", m.ID)
+			}
+			want := time.Duration(0)
+			if m.ID == skewed.Config.NodeID {
+				want = -2 * time.Hour
+			}
+			if got := time.Duration(*m.ClockOffsetMs) * time.Millisecond; (got - want).Abs() > time.Second {
+				return fmt.Errorf("%s: clockOffsetMs %d, want about %d", m.ID, *m.ClockOffsetMs, want.Milliseconds())
+			}
+		}
+		return nil
+	})
 	tok, err = clientFor(t, leader, "").PasswordToken(ctx, "dave", "dave-password-1")
 	if err != nil {
 		t.Fatal(err)
