@@ -89,7 +89,9 @@ func (c *Cluster) voterClocks(ctx context.Context, base clockBase) (offsets []ti
 		}
 		voters++
 		if string(s.ID) == c.id {
+			mu.Lock() // the peers asked before it may be answering
 			offsets = append(offsets, 0)
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)
