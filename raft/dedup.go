@@ -25,8 +25,10 @@ import (
 
 // RequestWindow is how long a command's result is remembered. A follower
 // resends for at most its hold time (seconds); the rest covers clocks of
-// different proposers that disagree, by up to a minute (inter-node
-// requests older than that are refused anyway).
+// different proposers that disagree: the leader refuses a command whose
+// time lies more than cluster.MaxClockOffset (30 s) from the cluster's
+// clock, without which one node's clock far ahead made the FSM forget
+// every other node's results at once.
 const RequestWindow = 2 * time.Minute
 
 // requestRecord is a remembered result.
