@@ -140,7 +140,7 @@ func (c *Cluster) ClusterNow(ctx context.Context) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%w (%d of %d)", ErrNoClockQuorum, len(offsets), voters)
 	}
 	slices.Sort(offsets)
-	r := &clockReading{cluster: base.wall.Add(offsets[(len(offsets)-1)/2]), at: base.mono}
+	r := &clockReading{cluster: base.wall.Add(offsets[(len(offsets)-1)/2]), at: base.mono, own: base.wall}
 	if c.store.IsLeader() {
 		c.clockRef.Store(r)
 	}
@@ -172,9 +172,20 @@ const (
 type clockReading struct {
 	cluster time.Time
 	at      time.Time
+	own     time.Time // this node's wall clock at the reading
 }
 
 func (r *clockReading) now() time.Time { return r.cluster.Add(time.Since(r.at)) }
+
+// current reports whether the reading still holds: young enough, and this
+// node's wall clock gone on with the monotonic one. The monotonic clock
+// stops while a VM is suspended and the wall clock does not, so the two
+// part after a resume; a step of the wall clock parts them too, and the
+// reading would survive it, but the two cannot be told apart here.
+func (r *clockReading) current(own time.Time) bool {
+	since := time.Since(r.at)
+	return since < clockReadFor && (own.Sub(r.own)-since).Abs() <= time.Second
+}
 
 // clockExempt are the commands whose time is the cluster's own plumbing or
 // already bounded: the purge's is ClusterNow; membership, slots and rules
@@ -195,10 +206,11 @@ func (c *Cluster) checkClock(cmd *raft.Command) error {
 		return nil
 	}
 	r := c.clockRef.Load()
-	if r == nil || time.Since(r.at) >= clockReadEvery {
+	current := r != nil && r.current(c.now())
+	if !current || time.Since(r.at) >= clockReadEvery {
 		c.readClocksSoon()
 	}
-	if r == nil || time.Since(r.at) >= clockReadFor {
+	if !current {
 		return nil
 	}
 	off := time.Unix(0, cmd.Now).Sub(r.now())
