@@ -79,3 +79,31 @@ func TestClusterJoinAndRemove(t *testing.T) {
 		t.Errorf("removed %v", removed)
 	}
 }
+
+// herald cluster status says which node's clock is off the leader's, and
+// by how much, past a second; a node within it, or not measured, passes.
+func TestClusterStatusWarnsOfAClockOff(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1.0/admin/cluster", func(w http.ResponseWriter, r *http.Request) {
+		requireBearer(t, r, "tok")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"leaderId":"n1","term":2,"commitIndex":9,"slotCount":1024,"rulesLevel":5,"nodes":[
+			{"id":"n1","state":"leader","voter":true,"clockOffsetMs":0},
+			{"id":"n2","state":"follower","voter":true,"clockOffsetMs":-7200000},
+			{"id":"n3","state":"follower","voter":true,"clockOffsetMs":400},
+			{"id":"n4","state":"unreachable","voter":true}]}`))
+	})
+	env := map[string]string{"HERALD_SERVER": fakeServer(t, mux), "HERALD_TOKEN": "tok"}
+	code, out, errOut := runCLI(t, env, "cluster", "status")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "n2: its clock is 2h0m0s behind the leader's") {
+		t.Fatalf("no warning for n2, two hours behind:\n%s", out)
+	}
+	for _, id := range []string{"n1", "n3", "n4"} {
+		if strings.Contains(out, id+": its clock") {
+			t.Fatalf("a warning for %s:\n%s", id, out)
+		}
+	}
+}
