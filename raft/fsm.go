@@ -154,7 +154,12 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []any {
 	t := newTx(f.db, f.ac)
 	t.limits = f.limits
 	t.cache = f.cache
-	defer t.txn.Discard()
+	// Each commit opens the next transaction (commitTxn): the one to end is
+	// whichever is open when the batch returns, not the first. Left open,
+	// it held Badger's read watermark, so no compaction dropped an old
+	// version or a deleted key again and Badger kept a record of every
+	// later read.
+	defer func() { t.txn.Discard() }()
 	var pending uint64 // last index written but not yet committed
 	commit := func() {
 		if pending != 0 {
