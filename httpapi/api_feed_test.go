@@ -2,11 +2,15 @@ package httpapi_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -438,4 +442,140 @@ func TestDeltaTokenOlderThanRetentionIs410(t *testing.T) {
 	wantError(t, e.get(t, e.alice.Token, link), http.StatusGone, "resyncRequired")
 	wantError(t, e.get(t, e.alice.Token, "/v1.0/me/notifications/delta?$deltatoken="+base64.RawURLEncoding.EncodeToString([]byte("d.0"))),
 		http.StatusGone, "resyncRequired")
+}
+
+// feedExamined is the most notifications one page of the feed reads
+// (docs/API-NOTES.md, "Sending and the feed").
+const feedExamined = 2000
+
+// A filter that matches a few notifications of a large feed reads at most
+// feedExamined of them a page: pages end short, even empty, with a nextLink
+// that goes on after the last one read, and following the nextLinks to the
+// end returns every match once, newest first. Pages that every
+// notification fills are as they were: full.
+func TestFilteredFeedReadsABoundedPartEachPage(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, func(c *node.Config) { c.Limits.AppRate, c.Limits.UserRate = 0, 0 })
+	const total = 5000
+	rare := map[string]bool{}
+	mail := map[string]bool{}
+	var mu sync.Mutex
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < total; i = int(next.Add(1)) - 1 {
+				// Two of groupName rare, far apart, and five of mail's.
+				a, unsid, body := e.tasks, e.aliceTasks, visual(fmt.Sprint(i))
+				if i == 100 || i == total-100 {
+					body["groupName"] = "rare"
+				}
+				if i%1000 == 500 {
+					a, unsid = e.mail, e.aliceMail
+				}
+				r := e.send(t, a, unsid, body)
+				var n struct{ ID string }
+				if err := json.Unmarshal(r.Body, &n); r.Status != http.StatusCreated || err != nil || n.ID == "" {
+					errs <- fmt.Errorf("%s", r)
+					return
+				}
+				mu.Lock()
+				if body["groupName"] == "rare" {
+					rare[n.ID] = true
+				}
+				if a.Host == e.mail.Host {
+					mail[n.ID] = true
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	// The whole feed, in full pages: its order is the one every walk
+	// below must keep.
+	all, pages, _ := e.collect(t, e.alice.Token, "/v1.0/me/notifications?status=any&$top=1000")
+	if len(all) != total || pages != total/1000 {
+		t.Fatalf("the whole feed: %d notifications in %d pages, want %d in %d full pages", len(all), pages, total, total/1000)
+	}
+	pos := map[string]int{}
+	var wantRare, wantMail []string
+	for i, n := range all {
+		id := str(n, "id")
+		pos[id] = i
+		if rare[id] {
+			wantRare = append(wantRare, id)
+		}
+		if mail[id] {
+			wantMail = append(wantMail, id)
+		}
+	}
+	if len(wantRare) != 2 || len(wantMail) != total/1000 {
+		t.Fatalf("%d rare and %d of mail's in the feed", len(wantRare), len(wantMail))
+	}
+
+	// walk follows the nextLinks from path and returns the ids, the pages
+	// and how many of them were empty with a nextLink. A nextLink's
+	// $skiptoken names where its page stopped reading: no further than
+	// feedExamined notifications beyond where it started.
+	walk := func(token, path string, hdr ...string) (got []string, pages, empty int) {
+		t.Helper()
+		start := -1
+		for link := path; link != ""; {
+			if pages++; pages > total {
+				t.Fatalf("paging from %s did not end", path)
+			}
+			r := e.get(t, token, link, hdr...).expect(t, http.StatusOK)
+			items := r.value(t)
+			got = append(got, ids(items)...)
+			link = str(r.obj(t), "@odata.nextLink")
+			if link == "" {
+				break
+			}
+			if len(items) == 0 {
+				empty++
+			}
+			u, err := url.Parse(link)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after, err := base64.RawURLEncoding.DecodeString(u.Query().Get("$skiptoken"))
+			stop, ok := pos[string(after)]
+			if err != nil || !ok || stop <= start || stop-start > feedExamined {
+				t.Fatalf("%s: a page that started after %d stopped at %q (%d, %v): more than %d notifications read",
+					path, start, after, stop, ok, feedExamined)
+			}
+			start = stop
+		}
+		return got, pages, empty
+	}
+	aliceFeed := "/v1.0/users/" + e.alice.ID + "/notifications"
+	for _, c := range []struct {
+		name, token, path string
+		hdr               []string
+		want              []string
+	}{
+		{"groupName", e.alice.Token, "/v1.0/me/notifications?groupName=rare&$top=2", nil, wantRare},
+		{"targetHostName", e.alice.Token, "/v1.0/me/notifications?targetHostName=mail.contoso.com&$top=2", nil, wantMail},
+		{"an application's own", e.mail.Token, "/v1.0/me/notifications?$top=2", []string{"X-UNS-ID", e.aliceMail}, wantMail},
+		{"an admin's view", e.admin, aliceFeed + "?groupName=rare&$top=2", nil, wantRare},
+	} {
+		got, pages, empty := walk(c.token, c.path, c.hdr...)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+		if pages < total/feedExamined+1 {
+			t.Errorf("%s: %d pages over %d notifications", c.name, pages, total)
+		}
+		// 4,800 notifications lie between the two rare ones: at least
+		// one page reads only them.
+		if c.want[0] == wantRare[0] && empty == 0 {
+			t.Errorf("%s: no page was empty with a nextLink", c.name)
+		}
+	}
 }

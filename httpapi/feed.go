@@ -99,6 +99,18 @@ func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request, p *pr
 	return s.writeFeed(w, r, uid, f)
 }
 
+// feedExamined bounds the notifications one page of the feed or of the
+// delta's first round reads. A filter that matches few of a large feed
+// (?readState=unread over a mostly read one, or the default status=active
+// over many tombstones) otherwise walked the whole feed for every page,
+// and any user could poll one. A page that reaches it ends short, even
+// empty, with a nextLink that goes on after the last notification read
+// (docs/API-NOTES.md). Twice the largest $top, so that a page of
+// $top=1000 that keeps half of what it reads still fills. Reading 2,000
+// cached views took 2.7-5.8 ms here, a full page of $top=1000 1.0-3.7 ms,
+// and a whole feed of 10,000 19-103 ms (BENCHMARKS.md, 6 December 2026).
+const feedExamined = 2000
+
 // writeFeed answers a page of uid's notifications that f keeps, as
 // writePage would, from the notifications' cached encodings.
 func (s *Server) writeFeed(w http.ResponseWriter, r *http.Request, uid string, f *feedFilter) error {
@@ -111,10 +123,11 @@ func (s *Server) writeFeed(w http.ResponseWriter, r *http.Request, uid string, f
 		return err
 	}
 	if after != "" && !resource.IsNotificationID(after) {
-		// The feed continues after a notification's id.
+		// The feed continues after a notification's id: the last one a
+		// page returned, or the last it read (feedExamined).
 		return resource.Invalid("$skiptoken", "$skiptoken is not one this server made.")
 	}
-	page, err := s.state.NotificationViews(uid, after, n, f.name(), f.keep)
+	page, err := s.state.NotificationViews(uid, after, n, feedExamined, f.name(), f.keep)
 	if err != nil {
 		return err
 	}
@@ -289,7 +302,7 @@ func (s *Server) delta(w http.ResponseWriter, r *http.Request, p *principal) err
 // deltaInitial pages through every active notification. Whatever changes
 // meanwhile has a seq above tok.seq, so the deltaLink round reports it.
 func (s *Server) deltaInitial(w http.ResponseWriter, r *http.Request, uid string, tok deltaToken, n int) error {
-	page, err := s.state.NotificationViews(uid, tok.after, n, "active", activeOnly)
+	page, err := s.state.NotificationViews(uid, tok.after, n, feedExamined, "active", activeOnly)
 	if err != nil {
 		return err
 	}

@@ -261,7 +261,8 @@ func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, uid, appID,
 	}
 	var ids []string
 	for after := ""; ; {
-		page, err := s.state.NotificationViews(uid, after, 1000, "", keep)
+		// Unbounded: it reads to the end either way.
+		page, err := s.state.NotificationViews(uid, after, 1000, 0, "", keep)
 		if err != nil {
 			return err
 		}

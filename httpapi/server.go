@@ -44,8 +44,9 @@ type State interface {
 	// NotificationViews and NotificationView read notifications in their
 	// API form, encoded once and cached, for the feed and the delta. filter
 	// names keep for the cache of pages: equal names, equal filters; a page
-	// of an empty name is not cached.
-	NotificationViews(uid, after string, limit int, filter string, keep func(*raft.NotificationView) bool) (raft.ViewPage, error)
+	// of an empty name is not cached. examine, above zero, bounds the
+	// notifications a page reads: one that reaches it ends short.
+	NotificationViews(uid, after string, limit, examine int, filter string, keep func(*raft.NotificationView) bool) (raft.ViewPage, error)
 	NotificationView(uid, nid string) (*raft.NotificationView, bool, error)
 	LastSeq() (uint64, error)
 	ChangeFloor(uid string) (uint64, error)

@@ -72,7 +72,7 @@ func TestReadsAfterAnEventSeeIt(t *testing.T) {
 				}
 				if r.err == nil {
 					var p ViewPage
-					p, r.err = s.NotificationViews(ch.UserID, "", 50, "all", nil)
+					p, r.err = s.NotificationViews(ch.UserID, "", 50, 0, "all", nil)
 					for _, v := range p.Items {
 						r.feed = r.feed || v.Seq == ch.Seq
 					}

@@ -43,9 +43,16 @@ func newPageCache(limit int) *pageCache {
 }
 
 // pageKey names a page: the filter that picked its items, where it
-// starts and how many it holds at most.
-func pageKey(filter, after string, limit int) string {
-	return filter + "\x00" + after + "\x00" + strconv.Itoa(limit)
+// starts, how many it holds at most and how many notifications its read
+// could examine (NotificationViews).
+func pageKey(filter, after string, limit, examine int) string {
+	// Built in place: strconv.Itoa allocates for numbers from 100 up, and
+	// a page from the cache makes a handful of allocations in all.
+	var buf [128]byte
+	b := append(append(buf[:0], filter...), 0)
+	b = append(append(b, after...), 0)
+	b = append(strconv.AppendInt(b, int64(limit), 10), 0)
+	return string(strconv.AppendInt(b, int64(examine), 10))
 }
 
 // page returns the cached page, or nil and the generation a reader must

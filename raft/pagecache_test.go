@@ -35,14 +35,14 @@ func TestFeedPagesCachedUntilTheUsersNotificationsChange(t *testing.T) {
 	send(bob, "b0")
 	page := func() ViewPage {
 		t.Helper()
-		p, err := s.NotificationViews(alice.ID, "", 2, "all", nil)
+		p, err := s.NotificationViews(alice.ID, "", 2, 0, "all", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
 	cached := func() *cachedPage {
-		cp, _ := s.cache.page(alice.ID, pageKey("all", "", 2))
+		cp, _ := s.cache.page(alice.ID, pageKey("all", "", 2, 0))
 		return cp
 	}
 	if p := page(); len(p.Items) != 2 || p.Next != ids[1] {
@@ -85,7 +85,7 @@ func TestFeedPagesCachedUntilTheUsersNotificationsChange(t *testing.T) {
 	if p := page(); p.Items[0].Status != resource.StatusDeleted {
 		t.Fatalf("after a delete the first item is %q", p.Items[0].Status)
 	}
-	p, err := s.NotificationViews(alice.ID, "", 2, "active", func(v *NotificationView) bool { return v.Status == resource.StatusActive })
+	p, err := s.NotificationViews(alice.ID, "", 2, 0, "active", func(v *NotificationView) bool { return v.Status == resource.StatusActive })
 	if err != nil || len(p.Items) != 2 || p.Next != ids[1] {
 		t.Fatalf("active page after a delete: %d items, next %q, %v", len(p.Items), p.Next, err)
 	}
@@ -156,7 +156,7 @@ func TestFeedPagesNeverOutliveAReturnedWrite(t *testing.T) {
 	app := newApp()
 	proposeAll(t, s, &Command{Op: OpCreateUser, User: u}, &Command{Op: OpCreateApp, App: app})
 	first := func() ViewPage {
-		p, err := s.NotificationViews(u.ID, "", 5, "all", nil)
+		p, err := s.NotificationViews(u.ID, "", 5, 0, "all", nil)
 		if err != nil {
 			t.Error(err)
 		}
@@ -200,12 +200,13 @@ func TestFeedPagesNeverOutliveAReturnedWrite(t *testing.T) {
 	for range 4 {
 		<-done
 	}
-	cached, err := s.NotificationViews(u.ID, "", 5, "all", nil)
+	cached, err := s.NotificationViews(u.ID, "", 5, 0, "all", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	direct, err := s.NotificationViews(u.ID, "", 5, "", nil)
-	if err != nil || !reflect.DeepEqual(cached, direct) {
+	direct, err := s.NotificationViews(u.ID, "", 5, 0, "", nil)
+	// Examined differs: the cached page was read by an earlier call.
+	if err != nil || !reflect.DeepEqual(cached.Items, direct.Items) || cached.Next != direct.Next {
 		t.Fatalf("the cached page differs from Badger's (%v)", err)
 	}
 }

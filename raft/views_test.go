@@ -72,7 +72,7 @@ func TestNotificationViewsFollowWrites(t *testing.T) {
 	}
 	all := func() []*NotificationView {
 		t.Helper()
-		p, err := s.NotificationViews(u.ID, "", 10, "all", nil)
+		p, err := s.NotificationViews(u.ID, "", 10, 0, "all", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,16 +105,16 @@ func TestNotificationViewsFollowWrites(t *testing.T) {
 	if v, ok, _ := s.NotificationView(u.ID, ids[1]); ok && v.Status != resource.StatusDeleted {
 		t.Fatalf("a deleted notification's view: %+v", v)
 	}
-	p, err := s.NotificationViews(u.ID, "", 10, "active", func(v *NotificationView) bool { return v.Status == resource.StatusActive })
+	p, err := s.NotificationViews(u.ID, "", 10, 0, "active", func(v *NotificationView) bool { return v.Status == resource.StatusActive })
 	if err != nil || len(p.Items) != 2 {
 		t.Fatalf("active after the delete: %d %v", len(p.Items), err)
 	}
 	// Paging: continue after the first.
-	p, err = s.NotificationViews(u.ID, "", 1, "all", nil)
+	p, err = s.NotificationViews(u.ID, "", 1, 0, "all", nil)
 	if err != nil || len(p.Items) != 1 || p.Next != ids[2] {
 		t.Fatalf("first page: %d items, next %q, %v", len(p.Items), p.Next, err)
 	}
-	p, err = s.NotificationViews(u.ID, p.Next, 5, "all", nil)
+	p, err = s.NotificationViews(u.ID, p.Next, 5, 0, "all", nil)
 	if err != nil || len(p.Items) != 2 || p.Next != "" {
 		t.Fatalf("second page: %d items, next %q, %v", len(p.Items), p.Next, err)
 	}
@@ -187,7 +187,7 @@ func TestNotificationViewsPageAllocs(t *testing.T) {
 		}
 	}
 	page := func() {
-		p, err := s.NotificationViews(u.ID, "", 50, "", nil)
+		p, err := s.NotificationViews(u.ID, "", 50, 0, "", nil)
 		if err != nil || len(p.Items) != 50 {
 			t.Fatalf("%d views, %v", len(p.Items), err)
 		}
@@ -201,7 +201,7 @@ func TestNotificationViewsPageAllocs(t *testing.T) {
 	// From the page cache: the page's key, its items and one key to look
 	// each view up in. Measured 4.
 	cachedPage := func() {
-		p, err := s.NotificationViews(u.ID, "", 50, "all", nil)
+		p, err := s.NotificationViews(u.ID, "", 50, 0, "all", nil)
 		if err != nil || len(p.Items) != 50 {
 			t.Fatalf("%d views, %v", len(p.Items), err)
 		}
