@@ -66,6 +66,17 @@ const herald = new InboxHerald({
   },
 });
 
+// skipEmpty follows a few nextLinks past pages that hold nothing: a page
+// of a filtered feed reads at most 2,000 notifications and may come back
+// empty with a nextLink (docs/API-NOTES.md), and the inbox would say
+// "No notifications yet" above "Show older notifications".
+async function skipEmpty(page) {
+  for (let i = 0; i < 5 && !page.value.length && page['@odata.nextLink']; i++) {
+    page = await herald.request('GET', page['@odata.nextLink']);
+  }
+  return page;
+}
+
 const RENEW_BEFORE = 15 * 86400e3; // renew a subscription with less left than this
 const LIFETIME = 30 * 86400e3;
 
@@ -450,7 +461,7 @@ class Inbox {
   async reload() {
     this.pending = [];
     try {
-      const page = await herald.notifications({ top: 50, targetHostName: this.host && this.sub ? this.host : undefined });
+      const page = await skipEmpty(await herald.notifications({ top: 50, targetHostName: this.host && this.sub ? this.host : undefined }));
       this.items.clear();
       for (const n of page.value) this.items.set(n.id, n);
       this.next = page['@odata.nextLink'] || null;
@@ -471,7 +482,7 @@ class Inbox {
   async loadMore() {
     if (!this.next) return;
     try {
-      const page = await herald.request('GET', this.next);
+      const page = await skipEmpty(await herald.request('GET', this.next));
       const added = [];
       for (const n of page.value) {
         if (!this.items.has(n.id)) {

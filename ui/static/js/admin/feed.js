@@ -52,7 +52,11 @@ export function view({ params, go }) {
     async function page() {
       try {
         more.disabled = true;
-        const p = await api('GET', next);
+        let p = await api('GET', next);
+        // A page of a filtered feed reads at most 2,000 notifications and
+        // may be empty with a nextLink: "No notifications match." above
+        // "Load more" would mislead, so a few such pages are passed.
+        for (let i = 0; i < 5 && !p.value.length && p['@odata.nextLink']; i++) p = await api('GET', p['@odata.nextLink']);
         rows.push(...p.value);
         next = p['@odata.nextLink'];
         more.hidden = !next;
