@@ -182,11 +182,13 @@ func (b *batcher) failQueued(carry *pendingWrite) {
 func (b *batcher) forward(batch []*pendingWrite) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Not on drainOver: a send under way reached a leader, whose answer
+	// says what became of the writes; cancelled, they would have an
+	// unknown outcome. The loop below looks again every 50 ms, and expire
+	// answers a drained node's writes once a try found no leader.
 	go func() {
 		select {
 		case <-b.c.stop:
-			cancel()
-		case <-b.c.drainOver:
 			cancel()
 		case <-ctx.Done():
 		}
@@ -231,7 +233,10 @@ func (b *batcher) expire(pending []*pendingWrite, lastErr error) []*pendingWrite
 		switch {
 		case p.ctx.Err() != nil:
 			// The caller has answered already.
-		case b.c.isStopping(), b.c.drained():
+		case b.c.isStopping(), b.c.drained() && lastErr != nil:
+			// Drained, only a write that a try left without a leader is
+			// given up: one in a rolling restart, whose leader is fine,
+			// goes on (Cluster.Drain).
 			p.done <- writeResult{err: outcome(p, raft.ErrClosed, lastErr)}
 		case now.After(p.deadline):
 			p.done <- writeResult{err: outcome(p, raft.ErrNotLeader, lastErr)}

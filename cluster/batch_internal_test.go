@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -167,5 +168,34 @@ func TestLeaderCacheEndsWithTheLeader(t *testing.T) {
 	w.fire()
 	if _, ok := c.get("n1", w.changed(), t0); ok {
 		t.Fatal("the record outlived a leader change, to the same leader")
+	}
+}
+
+// Once a stopping node's drain grace is over (Cluster.Drain), a forwarded
+// write is given up only after a try found no leader to take it: a write
+// that a request still in flight queues during a rolling restart, whose
+// leader is fine, is sent and answered as usual, not refused 503.
+func TestDrainedNodeGivesUpOnlyWritesWithoutALeader(t *testing.T) {
+	c := &Cluster{stop: make(chan struct{}), drainOver: make(chan struct{})}
+	close(c.drainOver)
+	b := &batcher{c: c}
+	fresh := func() *pendingWrite {
+		return &pendingWrite{ctx: context.Background(), deadline: time.Now().Add(forwardHold), done: make(chan writeResult, 1)}
+	}
+	p := fresh()
+	if kept := b.expire([]*pendingWrite{p}, nil); len(kept) != 1 {
+		select {
+		case r := <-p.done:
+			t.Fatalf("a write not yet tried was answered %v after the drain grace; want it sent to the leader", r.err)
+		default:
+			t.Fatal("a write not yet tried was dropped after the drain grace")
+		}
+	}
+	p = fresh()
+	if kept := b.expire([]*pendingWrite{p}, raft.ErrNotLeader); len(kept) != 0 {
+		t.Fatal("a write that found no leader was kept after the drain grace")
+	}
+	if r := <-p.done; !errors.Is(r.err, raft.ErrClosed) {
+		t.Fatalf("a write that found no leader was answered %v; want ErrClosed (shutting down)", r.err)
 	}
 }
