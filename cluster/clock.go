@@ -139,12 +139,25 @@ func (c *Cluster) ClusterNow(ctx context.Context) (time.Time, error) {
 	if len(offsets) <= voters/2 {
 		return time.Time{}, fmt.Errorf("%w (%d of %d)", ErrNoClockQuorum, len(offsets), voters)
 	}
-	slices.Sort(offsets)
-	r := &clockReading{cluster: base.wall.Add(offsets[(len(offsets)-1)/2]), at: base.mono, own: base.wall}
+	r := newClockReading(base, offsets)
 	if c.store.IsLeader() {
 		c.clockRef.Store(r)
 	}
 	return r.now(), nil
+}
+
+// newClockReading is the reading of the clocks at offsets from base: their
+// lower middle. With an even number of them there is no middle clock, and
+// when the two in the middle are further apart than MaxClockOffset it
+// cannot tell which is off (two of three voters answering, one of them an
+// hour behind): the reading serves the purge, for which the earlier clock
+// is the safe one, but judges no write (undecided), or the node whose clock
+// is right would have its writes refused and the one off let through.
+func newClockReading(base clockBase, offsets []time.Duration) *clockReading {
+	slices.Sort(offsets)
+	lo := (len(offsets) - 1) / 2
+	undecided := len(offsets)%2 == 0 && offsets[lo+1]-offsets[lo] > MaxClockOffset
+	return &clockReading{cluster: base.wall.Add(offsets[lo]), at: base.mono, own: base.wall, undecided: undecided}
 }
 
 // MaxClockOffset is how far the time of a write (raft.Command.Now) may lie
@@ -173,6 +186,9 @@ type clockReading struct {
 	cluster time.Time
 	at      time.Time
 	own     time.Time // this node's wall clock at the reading
+	// undecided: the clocks read disagree too much to tell which is
+	// right (newClockReading); no write is judged by it.
+	undecided bool
 }
 
 func (r *clockReading) now() time.Time { return r.cluster.Add(time.Since(r.at)) }
@@ -210,7 +226,7 @@ func (c *Cluster) checkClock(cmd *raft.Command) error {
 	if !current || time.Since(r.at) >= clockReadEvery {
 		c.readClocksSoon()
 	}
-	if !current {
+	if !current || r.undecided {
 		return nil
 	}
 	off := time.Unix(0, cmd.Now).Sub(r.now())
