@@ -397,14 +397,30 @@ func TestDeltaRefusesForgedTokens(t *testing.T) {
 	}
 	for _, param := range []string{"$skiptoken", "$deltatoken"} {
 		for _, tok := range []string{
-			"i." + at(seq+1) + "." + sent[2],               // ahead of the log
-			"i." + at(seq+1000) + "." + sent[2],            // far ahead
-			"d." + at(seq+1),                               // a deltaLink from the future
-			"i." + at(seq) + ".00000000000000000000000000", // an id sorting below all: an "empty" feed
-			"i." + at(seq) + ".vvvvvvvvvvvvvvvvvvvvvvvvvv", // one above all: the enumeration again
-			"i." + at(seq) + "." + bobs,                    // another user's notification
+			"i." + at(seq+1) + "." + sent[2],    // ahead of the log
+			"i." + at(seq+1000) + "." + sent[2], // far ahead
+			"d." + at(seq+1),                    // a deltaLink from the future
 		} {
 			wantError(t, forged(param, tok), http.StatusGone, "resyncRequired")
+		}
+		// A well-formed id is a position in the caller's own feed, as a
+		// real nextLink's is once its notification is purged: a made-up
+		// one moves the caller within its own notifications and never
+		// reaches another user's.
+		for tok, want := range map[string][]string{
+			"i." + at(seq) + ".00000000000000000000000000": nil,                         // below all
+			"i." + at(seq) + ".vvvvvvvvvvvvvvvvvvvvvvvvvv": {sent[2], sent[1], sent[0]}, // above all
+			"i." + at(seq) + "." + bobs:                    nil,                         // another user's: a position only
+		} {
+			items, _, _ := e.collect(t, e.alice.Token, "/v1.0/me/notifications/delta?"+param+"="+
+				base64.RawURLEncoding.EncodeToString([]byte(tok)))
+			got := ids(items)
+			if slices.Contains(got, bobs) {
+				t.Errorf("%s %s listed another user's notification: %v", param, tok, got)
+			}
+			if want != nil && !slices.Equal(got, want) {
+				t.Errorf("%s %s: %v, want %v", param, tok, got, want)
+			}
 		}
 		// Continuing after something that is not a notification id is no
 		// token of any server.
@@ -422,6 +438,29 @@ func TestDeltaRefusesForgedTokens(t *testing.T) {
 	}
 	if changes, _ := e.deltaRound(t, e.alice.Token, str(last, "@odata.deltaLink")); len(changes) != 1 || removedReason(changes[0]) != "deleted" {
 		t.Errorf("the round after: %v, want the deletion", changes)
+	}
+}
+
+// A real nextLink of the first round goes on after its notification has
+// expired and been purged between two pages: the id it carries is a
+// position, not a notification that must still be there.
+func TestDeltaNextLinkOutlivesItsPurgedNotification(t *testing.T) {
+	t.Parallel()
+	e := newSendEnv(t, func(c *node.Config) { c.PurgeInterval = 50 * time.Millisecond })
+	older := []string{e.sendOK(t, e.tasks, e.aliceTasks, visual("a")), e.sendOK(t, e.tasks, e.aliceTasks, visual("b"))}
+	brief := e.sendOK(t, e.tasks, e.aliceTasks, visual("brief",
+		"expirationDateTime", time.Now().Add(1500*time.Millisecond).UTC().Format(time.RFC3339Nano)))
+	first := e.get(t, e.alice.Token, "/v1.0/me/notifications/delta?$top=1").expect(t, http.StatusOK)
+	if got := ids(first.value(t)); !slices.Equal(got, []string{brief}) {
+		t.Fatalf("first page %v, want [%s]", got, brief)
+	}
+	eventually(t, 15*time.Second, "the brief notification purged", func() bool {
+		_, found, err := e.Store().Notification(e.alice.ID, brief)
+		return err == nil && !found
+	})
+	items, _, _ := e.collect(t, e.alice.Token, str(first.obj(t), "@odata.nextLink"))
+	if got := ids(items); !slices.Equal(got, []string{older[1], older[0]}) {
+		t.Errorf("following the nextLink after the purge: %v, want [%s %s]", got, older[1], older[0])
 	}
 }
 
