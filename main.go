@@ -434,6 +434,11 @@ func signInPatiently(ctx context.Context, cl *client.Client, user, pass string, 
 		if err == nil || !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || ce.RetryAfter == 0 {
 			return tok, err
 		}
+		if strings.Contains(ce.Message, "clock") {
+			// Refused for this node's clock (cluster/clock.go): asking it
+			// again will not help, and the message says what will.
+			return tok, err
+		}
 		last = ce
 		wait := ce.RetryAfter
 		if time.Now().Add(wait).After(deadline) {

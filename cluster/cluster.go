@@ -61,6 +61,10 @@ type Options struct {
 	// reads it against the other nodes' (clock.go): tests set one node's
 	// clock off with it.
 	Clock func() time.Time
+	// UncheckedTimes, when set, lets the leader take writes whatever
+	// their time: tests that date tokens or audit records away from the
+	// node's clock on purpose (node.Config.TokenClock, AuditClock) set it.
+	UncheckedTimes bool
 }
 
 // Cluster is this node's part in the cluster.

@@ -204,8 +204,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		// way.
 		status, re := s.classify(w, r, err)
 		code := "server_error"
-		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		switch {
+		case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable ||
+			status == http.StatusInsufficientStorage:
 			code = "temporarily_unavailable"
+		case status < 500:
+			code = "invalid_request"
 		}
 		writeJSON(w, status, oauthFail(status, code, re.Message))
 		return nil

@@ -313,6 +313,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		Join:       cfg.Join, BootstrapExpect: cfg.BootstrapExpect, Transport: n.transport,
 		PeerDownAfter: peerDownAfter(cfg.Raft.PeerDownAfter),
 		Logger:        logger, LiveConnections: n.hub.Open, Dial: cfg.Dial, RulesLevel: cfg.RulesLevel, Clock: cfg.Clock,
+		// Tests that move the token or audit clock mean the times they
+		// store to lie away from the node's clock.
+		UncheckedTimes: cfg.TokenClock != nil || cfg.AuditClock != nil,
 		ObserveForward: func(cmds int) { forwarded.Observe(float64(cmds)) }})
 	reg.MustRegister(n.cluster.BarrierMetrics()...)
 	reg.MustRegister(n.cluster.PeerMetrics())
