@@ -60,19 +60,7 @@ func TestStrongGroupDeleteRunsOneBarrier(t *testing.T) {
 // Raft log (herald_raft_batch_commands_sum).
 func (n *hnode) commandsProposed(t *testing.T) float64 {
 	t.Helper()
-	body := n.get(t, testnode.MetricsToken, "/metrics").expect(t, http.StatusOK).Body
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "herald_raft_batch_commands_sum "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("herald_raft_batch_commands_sum %q: %v", v, err)
-			}
-			return f
-		}
-	}
-	t.Fatal("no herald_raft_batch_commands_sum in /metrics")
-	return 0
+	return n.metricSum(t, "herald_raft_batch_commands_sum")
 }
 
 // An application's DELETE ?groupName= must not make the state machine read

@@ -83,6 +83,21 @@ func startSignedIn(t *testing.T, cfgs []node.Config) ([]*testnode.Node, string) 
 	return nodes, tok.AccessToken
 }
 
+// pollThreeVoters waits until n's cluster status lists three nodes.
+func pollThreeVoters(t *testing.T, n *testnode.Node, adminToken string) {
+	t.Helper()
+	pollUntil(t, "three voters", func() error {
+		st, err := clientFor(t, n, adminToken).Cluster(context.Background())
+		if err != nil {
+			return err
+		}
+		if len(st.Nodes) != 3 {
+			return fmt.Errorf("%d nodes", len(st.Nodes))
+		}
+		return nil
+	})
+}
+
 // pollFor is pollUntil with a deadline of its own.
 func pollFor(t *testing.T, within time.Duration, what string, f func() error) {
 	t.Helper()

@@ -26,16 +26,7 @@ func TestAStoppingNodeDoesNotHoldWritesForALeader(t *testing.T) {
 	c = append(c, clusterConfig(t, "d3", c[0].HTTPAddr, c[1].HTTPAddr))
 	m := newMesh(t, c)
 	nodes, adminToken := startSignedIn(t, c)
-	pollUntil(t, "three voters", func() error {
-		st, err := clientFor(t, nodes[0], adminToken).Cluster(ctx)
-		if err != nil {
-			return err
-		}
-		if len(st.Nodes) != 3 {
-			return fmt.Errorf("%d nodes", len(st.Nodes))
-		}
-		return nil
-	})
+	pollThreeVoters(t, nodes[0], adminToken)
 	_, followers := leaderAndFollowers(t, nodes)
 	last := followers[0]
 	_, appToken, unsid := liveSender(t, last, adminToken, "drain", "ops.drain.test")

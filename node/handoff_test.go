@@ -28,16 +28,7 @@ func TestAStoppedLeaderHandsOffItsLeadership(t *testing.T) {
 		cfgs[i].Raft.HeartbeatTimeout, cfgs[i].Raft.ElectionTimeout = 3*time.Second, 3*time.Second
 	}
 	nodes, adminToken := startSignedIn(t, cfgs)
-	pollUntil(t, "three voters", func() error {
-		st, err := clientFor(t, nodes[0], adminToken).Cluster(ctx)
-		if err != nil {
-			return err
-		}
-		if len(st.Nodes) != 3 {
-			return fmt.Errorf("%d nodes", len(st.Nodes))
-		}
-		return nil
-	})
+	pollThreeVoters(t, nodes[0], adminToken)
 	leader, survivors := leaderAndFollowers(t, nodes)
 	via := survivors[0]
 
