@@ -731,25 +731,34 @@ func TestConnectionErrorsSayWhatToDo(t *testing.T) {
 	}
 }
 
-// A node that refuses a sign-in for its own clock (cluster/clock.go) is
-// not asked again: it would refuse for as long as its clock is off, and
-// its message says what to do.
-func TestSignInRefusedForTheNodesClockIsNotRetried(t *testing.T) {
-	var tries atomic.Int32
+// refusingSignIn is a client of a server whose token endpoint answers
+// every sign-in 503 with Retry-After: 1 and body, and the count of its
+// sign-ins.
+func refusingSignIn(t *testing.T, body string) (*client.Client, *atomic.Int32) {
+	t.Helper()
+	tries := new(atomic.Int32)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
 		tries.Add(1)
 		w.Header().Set("Retry-After", "1")
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"The write was not made: the clock of the server node that took it is 1h0m0s ahead of the cluster's."}`))
+		_, _ = w.Write([]byte(body))
 	})
 	cl, err := client.New(fakeServer(t, mux))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cl, tries
+}
+
+// A node that refuses a sign-in for its own clock (cluster/clock.go) is
+// not asked again: it would refuse for as long as its clock is off, and
+// its message says what to do.
+func TestSignInRefusedForTheNodesClockIsNotRetried(t *testing.T) {
+	cl, tries := refusingSignIn(t, `{"error":"temporarily_unavailable","error_description":"The write was not made: the clock of the server node that took it is 1h0m0s ahead of the cluster's."}`)
 	var said bytes.Buffer
-	_, err = signInPatiently(context.Background(), cl, "admin", "pw", 10*time.Second, &said)
+	_, err := signInPatiently(context.Background(), cl, "admin", "pw", 10*time.Second, &said)
 	var ce *client.Error
 	if !errors.As(err, &ce) || !strings.Contains(ce.Message, "clock") {
 		t.Fatalf("%v, want the node's refusal naming its clock", err)
@@ -762,21 +771,9 @@ func TestSignInRefusedForTheNodesClockIsNotRetried(t *testing.T) {
 // A server that keeps answering 503 gets its error back once the patience
 // is spent, with one line on standard error meanwhile.
 func TestSignInPatiencePassesAndTheErrorComesBack(t *testing.T) {
-	var tries atomic.Int32
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
-		tries.Add(1)
-		w.Header().Set("Retry-After", "1")
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"error":{"code":"serviceNotAvailable","message":"not yet"}}`))
-	})
-	cl, err := client.New(fakeServer(t, mux))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, tries := refusingSignIn(t, `{"error":{"code":"serviceNotAvailable","message":"not yet"}}`)
 	var said bytes.Buffer
-	_, err = signInPatiently(context.Background(), cl, "admin", "pw", 2500*time.Millisecond, &said)
+	_, err := signInPatiently(context.Background(), cl, "admin", "pw", 2500*time.Millisecond, &said)
 	var ce *client.Error
 	if !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable {
 		t.Fatalf("after the patience: %v, want the 503", err)

@@ -13,8 +13,6 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/herald-notify/herald/internal/testnode"
 )
 
 // sseRelay stands between the browser and the node's live stream. It passes
@@ -162,17 +160,7 @@ func (s *sseRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // it was away, each notification once, and does not reload the feed.
 func TestInboxUsesSDKAndResumesAfterServerEndsStream(t *testing.T) {
 	b := newBrowser(t)
-	n := testnode.Start(t, nil)
-	api := rest{t: t, base: n.URL}
-	admin := api.token("admin", testnode.AdminPassword)
-	api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": aliceUP, "password": alicePW, "roles": []string{"user"}}, nil)
-	api.call("POST", "/v1.0/applications", admin, map[string]any{"displayName": "Contoso Tasks", "targetHostName": appHost}, nil)
-	send := func(title string) string {
-		var out struct{ ID string }
-		api.call("POST", "/v1.0/users/alice/notifications", admin, map[string]any{"targetHostName": appHost,
-			"payload": map[string]any{"visualContent": map[string]any{"title": title}}}, &out)
-		return out.ID
-	}
+	n, send := aliceInbox(t)
 
 	target, _ := url.Parse(n.URL)
 	relay := &sseRelay{target: target, created: map[string]int{}, ends: map[int]chan struct{}{}}

@@ -4,8 +4,6 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/herald-notify/herald/internal/testnode"
 )
 
 // An inbox left open keeps its relative times current: a notification that
@@ -14,20 +12,14 @@ import (
 // refreshes at once, as the 30 s timer would later).
 func TestInboxRelativeTimesStayCurrent(t *testing.T) {
 	b := newBrowser(t)
-	n := testnode.Start(t, nil)
-	api := rest{t: t, base: n.URL}
-	admin := api.token("admin", testnode.AdminPassword)
-	api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": aliceUP, "password": alicePW, "roles": []string{"user"}}, nil)
-	api.call("POST", "/v1.0/applications", admin, map[string]any{"displayName": "Contoso Tasks", "targetHostName": appHost}, nil)
+	n, send := aliceInbox(t)
 
 	p := b.newPage("inbox", 1280, 800)
 	p.do("open the inbox", chromedp.Navigate(n.URL+"/ui/inbox/?app="+appHost))
 	signIn(p, aliceUP, alicePW)
 	p.do("go live", chromedp.WaitVisible(chromedp.CSS(`#live-status[data-state="live"]`)))
-	var out struct{ ID string }
-	api.call("POST", "/v1.0/users/alice/notifications", admin, map[string]any{"targetHostName": appHost,
-		"payload": map[string]any{"visualContent": map[string]any{"title": "Standup moved"}}}, &out)
-	timeOf := `document.querySelector(` + js(`.notif[data-id="`+out.ID+`"] time`) + `)`
+	id := send("Standup moved")
+	timeOf := `document.querySelector(` + js(`.notif[data-id="`+id+`"] time`) + `)`
 	p.waitFor("receive it just now", timeOf+` !== null && `+timeOf+`.textContent === 'just now'`)
 
 	eval[bool](p, "move the clock two hours on", `(() => {

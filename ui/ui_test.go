@@ -23,6 +23,24 @@ const (
 	alicePW = "alice-password"
 )
 
+// aliceInbox starts a node with the user alice and the application of
+// appHost, and returns the node and a function that sends alice a
+// notification of that title as the admin, answering its id.
+func aliceInbox(t *testing.T) (*testnode.Node, func(title string) string) {
+	t.Helper()
+	n := testnode.Start(t, nil)
+	api := rest{t: t, base: n.URL}
+	admin := api.token("admin", testnode.AdminPassword)
+	api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": aliceUP, "password": alicePW, "roles": []string{"user"}}, nil)
+	api.call("POST", "/v1.0/applications", admin, map[string]any{"displayName": "Contoso Tasks", "targetHostName": appHost}, nil)
+	return n, func(title string) string {
+		var out struct{ ID string }
+		api.call("POST", "/v1.0/users/alice/notifications", admin, map[string]any{"targetHostName": appHost,
+			"payload": map[string]any{"visualContent": map[string]any{"title": title}}}, &out)
+		return out.ID
+	}
+}
+
 // signIn fills the sign-in form that both pages show.
 func signIn(p *page, user, password string) {
 	p.t.Helper()
@@ -206,17 +224,7 @@ func TestUIServesStrictCSP(t *testing.T) {
 // reload of the feed.
 func TestInboxResumesAfterReconnect(t *testing.T) {
 	b := newBrowser(t)
-	n := testnode.Start(t, nil)
-	api := rest{t: t, base: n.URL}
-	admin := api.token("admin", testnode.AdminPassword)
-	api.call("POST", "/v1.0/users", admin, map[string]any{"userPrincipalName": aliceUP, "password": alicePW, "roles": []string{"user"}}, nil)
-	api.call("POST", "/v1.0/applications", admin, map[string]any{"displayName": "Contoso Tasks", "targetHostName": appHost}, nil)
-	send := func(title string) string {
-		var out struct{ ID string }
-		api.call("POST", "/v1.0/users/alice/notifications", admin, map[string]any{"targetHostName": appHost,
-			"payload": map[string]any{"visualContent": map[string]any{"title": title}}}, &out)
-		return out.ID
-	}
+	n, send := aliceInbox(t)
 
 	// The browser reaches the node through a proxy whose connections the
 	// test can cut, as a flaky network would.
