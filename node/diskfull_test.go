@@ -397,6 +397,27 @@ func TestFullDiskRefusalOfAResendIsNotANo(t *testing.T) {
 		return errors.New("the leader has not applied the write")
 	}
 	pollUntil(t, "the leader applies the forwarded write", hasUser)
+	// The followers' disks fill first, and the leader learns so: a full
+	// leader hands the leadership to a follower with room (node/run.go,
+	// handOffFull), which would answer the resend with the first send's
+	// result. Then the leader's fills, and no node can take the resend.
+	for i := range cfgs {
+		if i != li {
+			fill(t, filepath.Join(filepath.Dir(cfgs[i].DataDir), "filler"), 4<<20)
+		}
+	}
+	pollUntil(t, "the leader sees every follower's disk full", func() error {
+		st, err := leaderAdmin.Cluster(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			if n.ID != leader.Config.NodeID && n.Disk != "full" {
+				return fmt.Errorf("%s: disk %q", n.ID, n.Disk)
+			}
+		}
+		return nil
+	})
 	fill(t, filepath.Join(filepath.Dir(cfgs[li].DataDir), "filler"), 4<<20)
 	pollUntil(t, "the leader sees its disk full", func() error {
 		if !leader.Store().DiskSpace().Full {
@@ -411,7 +432,13 @@ func TestFullDiskRefusalOfAResendIsNotANo(t *testing.T) {
 	err = <-done
 	var ce *client.Error
 	if !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || !strings.Contains(ce.Message, "may have been committed") {
-		t.Fatalf("a resend refused by a full leader after the first send committed: want 503 \"may have been committed\", got %v", err)
+		leads := ""
+		for _, n := range nodes {
+			if n.Store().IsLeader() {
+				leads = n.Config.NodeID
+			}
+		}
+		t.Fatalf("a resend refused by a full leader after the first send committed: want 503 \"may have been committed\", got %v (%s led before the write, %q now)", err, leader.Config.NodeID, leads)
 	}
 	if err := hasUser(); err != nil {
 		t.Fatal(err)
