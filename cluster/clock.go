@@ -10,6 +10,7 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-notify/herald/raft"
 	"github.com/herald-notify/herald/resource"
@@ -72,11 +73,17 @@ func (c *Cluster) askStatus(ctx context.Context, base clockBase, id, raftAddr st
 	return peer, time.UnixMilli(peer.ClockMs).Sub(mid), true, nil
 }
 
+// voterClock is one voter's clock: its offset from a base.
+type voterClock struct {
+	id  string
+	off time.Duration
+}
+
 // voterClocks is the offset from base of each voter's clock that answers
 // (this node's own is 0), and the number of voters. A voter that answers
 // without a clock (an older node) counts as agreeing with this node, as
 // every node did before clocks were read.
-func (c *Cluster) voterClocks(ctx context.Context, base clockBase) (offsets []time.Duration, voters int) {
+func (c *Cluster) voterClocks(ctx context.Context, base clockBase) (clocks []voterClock, voters int) {
 	f := c.store.Raft().GetConfiguration()
 	if f.Error() != nil {
 		return nil, 0
@@ -90,7 +97,7 @@ func (c *Cluster) voterClocks(ctx context.Context, base clockBase) (offsets []ti
 		voters++
 		if string(s.ID) == c.id {
 			mu.Lock() // the peers asked before it may be answering
-			offsets = append(offsets, 0)
+			clocks = append(clocks, voterClock{id: c.id})
 			mu.Unlock()
 			continue
 		}
@@ -103,17 +110,16 @@ func (c *Cluster) voterClocks(ctx context.Context, base clockBase) (offsets []ti
 			if err != nil {
 				return
 			}
+			if !clocked {
+				off = 0
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			if clocked {
-				offsets = append(offsets, off)
-			} else {
-				offsets = append(offsets, 0)
-			}
+			clocks = append(clocks, voterClock{id: id, off: off})
 		}(string(s.ID), string(s.Address))
 	}
 	wg.Wait()
-	return offsets, voters
+	return clocks, voters
 }
 
 // ErrNoClockQuorum says that fewer than a majority of the voters told their
@@ -131,15 +137,23 @@ var ErrNoClockQuorum = errors.New("fewer than a majority of the voters told thei
 // it answers ErrNoClockQuorum: this node's clock alone may be the one off.
 func (c *Cluster) ClusterNow(ctx context.Context) (time.Time, error) {
 	base := c.clockBase()
-	offsets, voters := c.voterClocks(ctx, base)
+	clocks, voters := c.voterClocks(ctx, base)
 	if voters == 0 {
 		// Not a member (yet): nothing else to go by.
 		return c.now(), nil
 	}
-	if len(offsets) <= voters/2 {
-		return time.Time{}, fmt.Errorf("%w (%d of %d)", ErrNoClockQuorum, len(offsets), voters)
+	if len(clocks) <= voters/2 {
+		return time.Time{}, fmt.Errorf("%w (%d of %d)", ErrNoClockQuorum, len(clocks), voters)
+	}
+	offsets := make([]time.Duration, len(clocks))
+	for i, vc := range clocks {
+		offsets[i] = vc.off
 	}
 	r := newClockReading(base, offsets)
+	r.voters = make(map[string]time.Duration, len(clocks))
+	for _, vc := range clocks {
+		r.voters[vc.id] = base.wall.Add(vc.off).Sub(r.cluster)
+	}
 	if c.store.IsLeader() {
 		c.clockRef.Store(r)
 	}
@@ -189,6 +203,9 @@ type clockReading struct {
 	// undecided: the clocks read disagree too much to tell which is
 	// right (newClockReading); no write is judged by it.
 	undecided bool
+	// voters is each answering voter's clock ahead of the cluster's
+	// (behind when negative), for the metric (clockCollector).
+	voters map[string]time.Duration
 }
 
 func (r *clockReading) now() time.Time { return r.cluster.Add(time.Since(r.at)) }
@@ -251,6 +268,12 @@ func (c *Cluster) readClocksSoon() {
 	if !c.readingClocks.CompareAndSwap(false, true) {
 		return
 	}
+	if c.stopped.Err() != nil {
+		// Closing: a write or a scrape that comes now starts nothing
+		// that Close would not wait for.
+		c.readingClocks.Store(false)
+		return
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -278,3 +301,39 @@ func (c *Cluster) checkClocks(cmds []*raft.Command) (pass []*raft.Command, at []
 	}
 	return pass, at, refused
 }
+
+var clockOffsetDesc = prometheus.NewDesc("herald_cluster_clock_offset_seconds",
+	"How far each voter's wall clock is ahead of the cluster's clock (the lower middle of the voters' clocks; behind when negative), as the leader last read them; exported by the leader only.",
+	[]string{"node"}, nil)
+
+// clockMetricFor is how old a reading the metric still gives. Scrapes come
+// every 15 s to a minute, and each has a new reading taken once the last
+// is older than clockReadEvery, for the next scrape to give.
+const clockMetricFor = 5 * time.Minute
+
+// clockCollector exports the leader's latest reading of the voters'
+// clocks: a node whose clock is off has its writes refused past
+// MaxClockOffset, and an operator wants to hear of it well before.
+type clockCollector struct{ c *Cluster }
+
+func (k clockCollector) Describe(ch chan<- *prometheus.Desc) { ch <- clockOffsetDesc }
+
+func (k clockCollector) Collect(ch chan<- prometheus.Metric) {
+	if !k.c.store.IsLeader() {
+		return
+	}
+	r := k.c.clockRef.Load()
+	if r == nil || time.Since(r.at) >= clockReadEvery {
+		k.c.readClocksSoon()
+	}
+	if r == nil || time.Since(r.at) >= clockMetricFor {
+		return
+	}
+	for id, off := range r.voters {
+		ch <- prometheus.MustNewConstMetric(clockOffsetDesc, prometheus.GaugeValue, off.Seconds(), id)
+	}
+}
+
+// ClockMetrics is the leader's view of the voters' clocks, for the node's
+// registry.
+func (c *Cluster) ClockMetrics() prometheus.Collector { return clockCollector{c} }

@@ -128,3 +128,41 @@ func TestALeaderAheadDoesNotPurgeEarly(t *testing.T) {
 		t.Fatalf("a send through a follower whose clock is right: %v", err)
 	}
 }
+
+// The leader exports each voter's clock offset from the cluster's clock,
+// so that an operator's alert fires long before the node's writes are
+// refused: a follower 20 s ahead shows as 20 s ahead, the others near 0,
+// and a follower exports none (only the leader reads the clocks).
+func TestTheLeaderExportsEachVotersClockOffset(t *testing.T) {
+	nodes, offsets, adminToken := skewedCluster(t, time.Hour)
+	leader, followers := leaderAndFollowers(t, nodes)
+	ahead := followers[0]
+	offsetOf(nodes, offsets, ahead).Store(int64(20 * time.Second))
+	series := func(n *testnode.Node) string {
+		return fmt.Sprintf("herald_cluster_clock_offset_seconds{node=%q}", n.Config.NodeID)
+	}
+	pollUntil(t, "the leader's metric shows the follower 20 s ahead", func() error {
+		if !leader.Store().IsLeader() {
+			leader, followers = leaderAndFollowers(t, nodes)
+		}
+		for _, n := range nodes {
+			v, err := metricValue(t, leader, adminToken, series(n))
+			if err != nil {
+				return err
+			}
+			want := 0.0
+			if n == ahead {
+				want = 20
+			}
+			if v < want-1 || v > want+1 {
+				return fmt.Errorf("%s: %v s, want %v", n.Config.NodeID, v, want)
+			}
+		}
+		return nil
+	})
+	for _, f := range followers {
+		if _, err := metricValue(t, f, adminToken, series(ahead)); err == nil && !f.Store().IsLeader() {
+			t.Errorf("follower %s exports the clock offsets", f.Config.NodeID)
+		}
+	}
+}

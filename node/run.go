@@ -318,7 +318,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) 
 		UncheckedTimes: cfg.TokenClock != nil || cfg.AuditClock != nil,
 		ObserveForward: func(cmds int) { forwarded.Observe(float64(cmds)) }})
 	reg.MustRegister(n.cluster.BarrierMetrics()...)
-	reg.MustRegister(n.cluster.PeerMetrics())
+	reg.MustRegister(n.cluster.PeerMetrics(), n.cluster.ClockMetrics())
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_cluster_fenced",
 		Help: "1 while this node's external deliveries are stopped: it has not heard from a quorum within the fencing lease."},
 		func() float64 {

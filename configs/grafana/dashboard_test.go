@@ -153,12 +153,14 @@ func TestDashboardQueriesNameExportedMetrics(t *testing.T) {
 }
 
 // clusterOnly are the metrics a lone node, which the test starts, has no
-// series of: a leader's per-follower timings and views of its peers. node's
-// TestRaftStagesAreTimedOnEveryNode and
-// TestUnreachableVoterLosesItsSlotsUntilItReturns find them on a three-node
+// series of (or none yet): a leader's per-follower timings and views of its
+// peers and of their clocks. node's TestRaftStagesAreTimedOnEveryNode,
+// TestUnreachableVoterLosesItsSlotsUntilItReturns and
+// TestTheLeaderExportsEachVotersClockOffset find them on a three-node
 // cluster.
 var clusterOnly = map[string]bool{"herald_raft_replication_seconds_bucket": true,
-	"herald_cluster_peer_answering": true, "herald_cluster_peer_silent_seconds": true}
+	"herald_cluster_peer_answering": true, "herald_cluster_peer_silent_seconds": true,
+	"herald_cluster_clock_offset_seconds": true}
 
 // exportedAfterTraffic starts a node, drives traffic through it and
 // returns the names in its /metrics, with a histogram's _bucket, _sum and
