@@ -35,9 +35,22 @@ type Logger struct {
 // run is one Key's current stretch of failures.
 type run struct {
 	first   time.Time // first failure of the stretch
+	last    time.Time // latest failure of the stretch
 	emitted time.Time // when a line was last written for it
 	held    int       // failures since that line, not yet reported
 	total   int
+}
+
+// over reports whether r ended without a Recover: nothing failed for a
+// whole interval. Many stretches never see one: a leader's heartbeat
+// failures are followed by a "resumed" only if it still leads when the
+// peer answers, and some failures (a lease check, a report to a peer) have
+// no recovery signal at all. Kept, such a stretch made the next failure of
+// its key, hours later, a throttled repeat with a failing_for that counted
+// from the first (the soak of three nodes saw "failing_for=3m29s" for a
+// peer paused 15 s), or held it back entirely.
+func (r *run) over(now time.Time, every time.Duration) bool {
+	return now.Sub(r.last) >= every
 }
 
 // New returns a Logger writing to log that, after the first line of a
@@ -59,9 +72,10 @@ func (l *Logger) SetClock(now func() time.Time) { l.now = now }
 func (l *Logger) Fail(key Key, level slog.Level, msg string, attrs ...slog.Attr) bool {
 	now := l.now()
 	l.mu.Lock()
+	l.dropOver(now)
 	r, ok := l.failing[key]
 	if !ok {
-		r = &run{first: now, emitted: now, total: 1}
+		r = &run{first: now, last: now, emitted: now, total: 1}
 		l.failing[key] = r
 		l.mu.Unlock()
 		l.log.LogAttrs(context.Background(), level, msg, attrs...)
@@ -69,6 +83,7 @@ func (l *Logger) Fail(key Key, level slog.Level, msg string, attrs ...slog.Attr)
 	}
 	r.total++
 	r.held++
+	r.last = now
 	if now.Sub(r.emitted) < l.every {
 		l.mu.Unlock()
 		return false
@@ -82,12 +97,24 @@ func (l *Logger) Fail(key Key, level slog.Level, msg string, attrs ...slog.Attr)
 	return true
 }
 
+// dropOver forgets the stretches that are over, so that the map holds no
+// more than what fails now. l.mu is held.
+func (l *Logger) dropOver(now time.Time) {
+	for k, r := range l.failing {
+		if r.over(now, l.every) {
+			delete(l.failing, k)
+		}
+	}
+}
+
 // Recover ends every stretch of failures of subject (whatever their kind)
 // and, if there was one, logs at Info that it is over, with how long it
 // lasted and how many failures it counted. It reports whether there was.
+// A stretch already over (nothing failed for an interval) ends quietly.
 func (l *Logger) Recover(subject, msg string, attrs ...slog.Attr) bool {
 	now := l.now()
 	l.mu.Lock()
+	l.dropOver(now)
 	var first time.Time
 	total := 0
 	for k, r := range l.failing {
@@ -111,12 +138,13 @@ func (l *Logger) Recover(subject, msg string, attrs ...slog.Attr) bool {
 }
 
 // Failing reports whether subject has a stretch of failures that has not
-// been recovered.
+// been recovered and is not over.
 func (l *Logger) Failing(subject string) bool {
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for k := range l.failing {
-		if k.Subject == subject {
+	for k, r := range l.failing {
+		if k.Subject == subject && !r.over(now, l.every) {
 			return true
 		}
 	}

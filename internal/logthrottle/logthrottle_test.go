@@ -112,3 +112,59 @@ func TestSingleFailureAndSpuriousRecovery(t *testing.T) {
 		t.Errorf("%d lines, want 2:\n%s", len(got), buf.String())
 	}
 }
+
+// A leader that saw a peer fail and then stopped leading never hears that
+// the peer answers again (only a leader heartbeats), so the stretch gets
+// no Recover. Minutes later the peer fails for 15 s and recovers, seen by
+// this node as leader again: the soak of three nodes logged that as a
+// throttled repeat, "answering again failing_for=3m29s failures=7".
+func TestStretchWithoutRecoverEndsAfterAQuietInterval(t *testing.T) {
+	var buf bytes.Buffer
+	c := &clock{t: time.Unix(1_000_000, 0)}
+	l := New(newLogger(&buf), time.Minute)
+	l.SetClock(c.now)
+	key := Key{Subject: "n1", Kind: "not-answering"}
+	for range 5 {
+		l.Fail(key, slog.LevelWarn, "peer n1 not answering")
+		c.advance(250 * time.Millisecond)
+	}
+	// No failure for 3 minutes, and no recovery.
+	c.advance(3 * time.Minute)
+	if l.Failing("n1") {
+		t.Error("a stretch with no failure for 3 minutes still counts as failing")
+	}
+	buf.Reset()
+	if !l.Fail(key, slog.LevelWarn, "peer n1 not answering") {
+		t.Fatal("the first failure of a new stretch was held back")
+	}
+	if got := lines(&buf); len(got) != 1 || strings.Contains(got[0], "times in the last") || strings.Contains(got[0], "failing_for") {
+		t.Errorf("first failure of a new stretch: %q, want the plain message", got)
+	}
+	for range 5 {
+		c.advance(3 * time.Second)
+		l.Fail(key, slog.LevelWarn, "peer n1 not answering")
+	}
+	c.advance(time.Second)
+	if !l.Recover("n1", "peer n1 answering again") {
+		t.Fatal("no recovery line")
+	}
+	got := lines(&buf)
+	if last := got[len(got)-1]; !strings.Contains(last, "failing_for=16s") || !strings.Contains(last, "failures=6") {
+		t.Errorf("recovery line %q: want failing_for=16s and failures=6 (this stretch only)", last)
+	}
+
+	// A stretch that is over ends quietly: no "answering again" for a
+	// failure a minute old or more, and its key is not kept.
+	buf.Reset()
+	l.Fail(Key{Subject: "raft", Kind: "failed to contact quorum"}, slog.LevelWarn, "stepping down")
+	c.advance(2 * time.Minute)
+	if l.Recover("raft", "raft fine") {
+		t.Errorf("recovery logged for a stretch over for a minute: %q", lines(&buf))
+	}
+	l.mu.Lock()
+	n := len(l.failing)
+	l.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d stretches kept, want 0", n)
+	}
+}
