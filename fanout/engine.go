@@ -647,6 +647,12 @@ func (e *Engine) propose(batch []raft.DeliveryOutcome) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_, err := e.o.Store.Propose(ctx, &raft.Command{Op: raft.OpDeliveryOutcomes, Now: time.Now().UnixNano(), Outcomes: batch})
 		cancel()
+		if resource.CommittedNotApplied(err) {
+			// Recorded: only this node's copy lags (a follower just back
+			// from a pause). Called a failure, it read as deliveries to
+			// be made again.
+			return
+		}
 		var re *resource.Error
 		if err == nil || errors.As(err, &re) || errors.Is(err, raft.ErrClosed) {
 			if err != nil {

@@ -793,3 +793,61 @@ func TestEngineSendsADeletionForAChangePendingPastItsDeletion(t *testing.T) {
 		})
 	}
 }
+
+// laggingRecorder commits the engine's delivery outcomes through the real
+// store, then answers as a follower does whose write the leader committed
+// but which had not applied it within the forwarding's wait
+// (cluster/batch.go): the 503 that says the write is done.
+type laggingRecorder struct {
+	EngineStore
+	lagged atomic.Int32
+}
+
+func (l *laggingRecorder) Propose(ctx context.Context, c *raft.Command) (any, error) {
+	v, err := l.EngineStore.Propose(ctx, c)
+	if err == nil && c.Op == raft.OpDeliveryOutcomes {
+		l.lagged.Add(1)
+		return nil, &resource.Error{Code: resource.CodeUnavailable, Message: resource.MsgCommittedNotApplied}
+	}
+	return v, err
+}
+
+// A follower resumed after a SIGSTOP in the three-node soak logged
+// "recording delivery outcomes failed" at WARN for outcomes the same line
+// said were committed: an operator reads that deliveries will be sent
+// again, while nothing was lost.
+func TestEngineCommittedButNotAppliedOutcomesAreRecorded(t *testing.T) {
+	f := newFixture(t)
+	s := &scriptSender{script: []Result{{Outcome: Delivered}}}
+	store := &laggingRecorder{}
+	var logs strings.Builder
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	e := f.open(func() *Engine {
+		store.EngineStore = f.store
+		return NewEngine(EngineOptions{Store: store, Senders: map[string]Sender{resource.ChannelWebhook: s},
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Logger: logger})
+	})
+	defer f.store.Close()
+	defer e.Stop()
+	f.setup()
+	sid := f.subscribe("https://hooks.example/a")
+	nid := f.send("hello")
+	f.waitDelivery(nid, sid, func(d *resource.DeliveryRecord) bool { return d.State == resource.DeliveryDelivered })
+	if store.lagged.Load() == 0 {
+		t.Fatal("no outcome was answered as committed but not applied")
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("outcomes that committed were logged as a failure:\n%s", logs.String())
+	}
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
