@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -784,5 +785,68 @@ func TestDeliveryTimeoutLetsASlowWebhookAnswer(t *testing.T) {
 	wantDelivered(t, "a webhook answering in 16 s with a 30 s delivery timeout", d, 1)
 	if k := calls.Load(); k != 1 {
 		t.Errorf("%d requests, want 1", k)
+	}
+}
+
+// An iOS app that takes its pushes through FCM (Flutter, React Native)
+// registers an fcm channel with platformType ios. FCM hands such a message
+// to APNs with the apns block's headers, and without them with its own
+// defaults: priority 10 and a 30-day apns-expiration. A notification due
+// to expire in an hour then still showed weeks later, and a dismissal,
+// sent as data only with no content-available, never woke the app to
+// remove what it showed.
+func TestIOSDeviceThroughFCMGetsAPNsHeaders(t *testing.T) {
+	r := newDeliveryRig(t, nil)
+	iosToken := "fcm-ios-" + randomHex(t, 16)
+	ios := r.subscribe("ios", map[string]any{"type": "fcm", "token": iosToken})
+	android, androidToken := r.fcmDevice()
+
+	exp := time.Now().Add(2 * time.Hour).Truncate(time.Millisecond)
+	n := r.send(client.Notification{AppNotificationID: "task-7", GroupName: "tasks", ExpirationDateTime: exp,
+		Payload: visual("Review due", "Today"), Priority: "High"})
+	r.settled(n.ID, ios.ID, android.ID)
+	if err := r.user.Do(context.Background(), http.MethodPatch, "/v1.0/me/notifications/"+n.ID,
+		map[string]string{"userActionState": "dismissed"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() (bool, string) {
+		k := len(r.fcm.Sends(iosToken))
+		return k == 2, fmt.Sprintf("%d sends to the iOS token", k)
+	})
+
+	wantExp := strconv.FormatInt(exp.Unix(), 10)
+	sends := r.fcm.Sends(iosToken)
+	for i, want := range []struct{ pushType, priority, collapse string }{
+		{"alert", "10", "task-7"},
+		{"background", "5", ""},
+	} {
+		a := sends[i].Message.APNs
+		if a == nil {
+			t.Fatalf("send %d to an iOS device has no apns block: FCM's defaults apply", i)
+		}
+		h := a.Headers
+		if h["apns-push-type"] != want.pushType || h["apns-priority"] != want.priority ||
+			h["apns-expiration"] != wantExp || h["apns-collapse-id"] != want.collapse {
+			t.Errorf("send %d: apns headers %v, want %s, priority %s, expiration %s, collapse id %q",
+				i, h, want.pushType, want.priority, wantExp, want.collapse)
+		}
+		aps, _ := a.Payload["aps"].(map[string]any)
+		switch want.pushType {
+		case "alert":
+			if alert, _ := aps["alert"].(map[string]any); alert["title"] != "Review due" || aps["thread-id"] != "tasks" {
+				t.Errorf("alert aps %v", aps)
+			}
+		case "background":
+			if aps["content-available"] != float64(1) {
+				t.Errorf("background aps %v", aps)
+			}
+		}
+	}
+	// Android's message is what it was: FCM ignores an apns block for an
+	// Android token, but it would take room from the 4 KiB.
+	for _, s := range r.fcm.Sends(androidToken) {
+		if s.Message.APNs != nil {
+			t.Errorf("android send with an apns block %+v", s.Message.APNs)
+		}
 	}
 }

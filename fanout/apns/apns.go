@@ -7,7 +7,6 @@ package apns
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -43,7 +42,7 @@ const (
 	// inside Apple's window of 20 to 60 minutes, with room for clock skew.
 	TokenRefresh = 40 * time.Minute
 	// MaxCollapseID is the longest apns-collapse-id Apple accepts, in bytes.
-	MaxCollapseID = 64
+	MaxCollapseID = pushcontent.MaxCollapseID
 )
 
 // Options configure a Sender.
@@ -281,7 +280,7 @@ func build(msg *fanout.Message, truncated bool) (*Request, error) {
 		if pushcontent.Urgent(msg) {
 			r.Priority = "10"
 		}
-		r.CollapseID = collapseID(cmp.Or(n.AppNotificationID, n.ID))
+		r.CollapseID = pushcontent.CollapseID(n)
 	}
 	payload["aps"] = a
 	if !n.ExpirationDateTime.IsZero() {
@@ -290,19 +289,6 @@ func build(msg *fanout.Message, truncated bool) (*Request, error) {
 	var err error
 	r.Body, err = json.Marshal(payload)
 	return r, err
-}
-
-// collapseID is the appNotificationId, so that a replaced notification
-// replaces the shown one, or else the notification's id, so that a
-// repeat of an alert iOS showed (delivery is at least once, and iOS shows
-// it without the app) does not show twice. One longer than Apple's 64
-// bytes is hashed to 64 hex digits, which keeps that property.
-func collapseID(appID string) string {
-	if len(appID) <= MaxCollapseID {
-		return appID
-	}
-	sum := sha256.Sum256([]byte(appID))
-	return hex.EncodeToString(sum[:])
 }
 
 // apnsID is DeliveryID as a UUID, so that APNs' own logs and answers name

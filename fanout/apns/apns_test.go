@@ -19,6 +19,7 @@ import (
 
 	"github.com/herald-notify/herald/fanout"
 	"github.com/herald-notify/herald/fanout/apns/apnstest"
+	"github.com/herald-notify/herald/fanout/internal/pushcontent"
 	"github.com/herald-notify/herald/resource"
 )
 
@@ -304,7 +305,7 @@ func TestOversizedPayloadAndLongCollapseID(t *testing.T) {
 	if res := r.s.Send(context.Background(), apnsSub(goodToken, ""), msg); res.Outcome != fanout.Delivered {
 		t.Fatalf("long appNotificationId: %+v", res)
 	}
-	if c := last(t, r.fake).Header.Get("apns-collapse-id"); len(c) != 64 || c != collapseID(msg.Notification.AppNotificationID) {
+	if c := last(t, r.fake).Header.Get("apns-collapse-id"); len(c) != 64 || c != pushcontent.CollapseID(&msg.Notification) {
 		t.Errorf("collapse id %q", c)
 	}
 }

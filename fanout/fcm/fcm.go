@@ -209,6 +209,26 @@ type message struct {
 	Data         map[string]string `json:"data"`
 	Notification *notification     `json:"notification,omitempty"`
 	Android      android           `json:"android"`
+	APNs         *apnsConfig       `json:"apns,omitempty"`
+}
+
+// apnsConfig is what FCM passes on to APNs for an iOS token. Without it
+// FCM sends with its own defaults (priority 10, a 30-day expiration),
+// which neither end a notification at its expiry nor let a silent
+// message wake the app.
+type apnsConfig struct {
+	Headers map[string]string `json:"headers"`
+	Payload apnsPayload       `json:"payload"`
+}
+
+type apnsPayload struct {
+	APS aps `json:"aps"`
+}
+
+type aps struct {
+	Alert            *notification `json:"alert,omitempty"`
+	ThreadID         string        `json:"thread-id,omitempty"`
+	ContentAvailable int           `json:"content-available,omitempty"`
 }
 
 type notification struct {
@@ -227,20 +247,26 @@ type androidNotification struct {
 }
 
 // Body encodes the FCM send request of msg to device token at time now.
-func Body(token string, msg *fanout.Message, now time.Time) ([]byte, error) {
-	b, err := body(token, msg, now, false)
+// ios adds the apns block that an iOS app's token needs (a subscription
+// with platformType ios).
+func Body(token string, ios bool, msg *fanout.Message, now time.Time) ([]byte, error) {
+	b, err := body(token, ios, msg, now, false)
 	if err == nil && len(b) > pushcontent.MaxPayload {
 		// FCM takes 4 KiB of message; a notification may hold 4 KiB of
 		// content alone. Send what fits and let the app fetch the rest.
 		small := pushcontent.Shrink(msg)
-		if b, err = body(token, small, now, true); err == nil && len(b) > pushcontent.MaxPayload {
-			return body(token, pushcontent.CutTitle(small, len(b)-pushcontent.MaxPayload), now, true)
+		if b, err = body(token, ios, small, now, true); err == nil && len(b) > pushcontent.MaxPayload {
+			over := len(b) - pushcontent.MaxPayload
+			if ios {
+				over = (over + 1) / 2 // the title is there twice: FCM's and the aps alert's
+			}
+			return body(token, ios, pushcontent.CutTitle(small, over), now, true)
 		}
 	}
 	return b, err
 }
 
-func body(token string, msg *fanout.Message, now time.Time, truncated bool) ([]byte, error) {
+func body(token string, ios bool, msg *fanout.Message, now time.Time, truncated bool) ([]byte, error) {
 	m := message{Token: token, Data: pushcontent.Data(msg), Android: android{Priority: "normal"}}
 	if truncated {
 		m.Data["truncated"] = "true"
@@ -262,7 +288,34 @@ func body(token string, msg *fanout.Message, now time.Time, truncated bool) ([]b
 		ttl := min(max(exp.Sub(now), 0), MaxTTL)
 		m.Android.TTL = strconv.FormatInt(int64(ttl/time.Second), 10) + "s"
 	}
+	if ios {
+		m.APNs = apnsBlock(msg)
+	}
 	return json.Marshal(&sendRequest{Message: m})
+}
+
+// apnsBlock shapes msg for APNs as the apns sender does: an alert push
+// for what the device shows, a background push (priority 5, as Apple
+// requires) for the rest, ending at the notification's expiry. The data
+// keys reach the app anyway: FCM adds them to the APNs payload.
+func apnsBlock(msg *fanout.Message) *apnsConfig {
+	n := &msg.Notification
+	a := &apnsConfig{Headers: map[string]string{"apns-push-type": "background", "apns-priority": "5"},
+		Payload: apnsPayload{APS: aps{ContentAvailable: 1}}}
+	if v := pushcontent.Alert(msg); v != nil {
+		a.Headers["apns-push-type"] = "alert"
+		if pushcontent.Urgent(msg) {
+			a.Headers["apns-priority"] = "10"
+		}
+		a.Headers["apns-collapse-id"] = pushcontent.CollapseID(n)
+		// The payload's aps takes the place of the notification's title
+		// and body for APNs, so it carries them itself.
+		a.Payload.APS = aps{Alert: &notification{Title: v.Title, Body: v.Body}, ThreadID: n.GroupName}
+	}
+	if !n.ExpirationDateTime.IsZero() {
+		a.Headers["apns-expiration"] = strconv.FormatInt(n.ExpirationDateTime.Unix(), 10)
+	}
+	return a
 }
 
 // Send makes one delivery attempt.
@@ -270,7 +323,7 @@ func (s *Sender) Send(ctx context.Context, sub *resource.SubscriptionRecord, msg
 	if sub.Channel.Token == "" {
 		return fanout.Result{Outcome: fanout.Failed, Err: "the subscription has no FCM registration token"}
 	}
-	body, err := Body(sub.Channel.Token, msg, s.now())
+	body, err := Body(sub.Channel.Token, sub.PlatformType == resource.PlatformIOS, msg, s.now())
 	if err != nil {
 		return fanout.Result{Outcome: fanout.Failed, Err: err.Error()}
 	}

@@ -345,12 +345,14 @@ func TestOversizedContentIsTruncatedToFit(t *testing.T) {
 	msg := &fanout.Message{Type: resource.ChangeCreated, DeliveryID: "msg_1", Notification: resource.Notification{
 		ID: "n1", Payload: resource.Payload{RawContent: &big, VisualContent: &resource.VisualContent{Title: "T", Body: "B"}},
 		Priority: resource.PriorityHigh, ExpirationDateTime: resource.At(time.Now().Add(time.Hour))}}
-	b, err := Body("token", msg, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) > 4096 || strings.Contains(string(b), big) || !strings.Contains(string(b), `"truncated":"true"`) {
-		t.Fatalf("body of %d bytes is not the truncated form", len(b))
+	for _, ios := range []bool{false, true} {
+		b, err := Body("token", ios, msg, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 4096 || strings.Contains(string(b), big) || !strings.Contains(string(b), `"truncated":"true"`) {
+			t.Fatalf("ios %v: body of %d bytes is not the truncated form", ios, len(b))
+		}
 	}
 }
 
@@ -366,9 +368,11 @@ func TestOversizedTitleIsCutToFit(t *testing.T) {
 		msg := &fanout.Message{Type: resource.ChangeCreated, DeliveryID: "msg_1", Notification: resource.Notification{
 			ID: "n1", Payload: resource.Payload{VisualContent: &resource.VisualContent{Title: title, Body: "B"}},
 			ExpirationDateTime: resource.At(time.Now().Add(time.Hour))}}
-		b, err := Body("token", msg, time.Now())
-		if err != nil || len(b) > 4096 || !strings.Contains(string(b), `"truncated":"true"`) {
-			t.Errorf("%s title: body of %d bytes, %v", name, len(b), err)
+		for _, ios := range []bool{false, true} {
+			b, err := Body("token", ios, msg, time.Now())
+			if err != nil || len(b) > 4096 || !strings.Contains(string(b), `"truncated":"true"`) {
+				t.Errorf("%s title, ios %v: body of %d bytes, %v", name, ios, len(b), err)
+			}
 		}
 	}
 }
@@ -407,20 +411,28 @@ func TestEscapedTitleIsCutNoShorterThanNeeded(t *testing.T) {
 	msg := &fanout.Message{Type: resource.ChangeCreated, DeliveryID: "msg_1", Notification: resource.Notification{
 		ID: "n1", Payload: resource.Payload{VisualContent: &resource.VisualContent{Title: title}},
 		ExpirationDateTime: resource.At(time.Now().Add(time.Hour))}}
-	b, err := Body("token", msg, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var req struct {
-		Message struct {
-			Notification struct{ Title string }
+	for _, ios := range []bool{false, true} {
+		b, err := Body("token", ios, msg, time.Now())
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err := json.Unmarshal(b, &req); err != nil {
-		t.Fatal(err)
-	}
-	got := req.Message.Notification.Title
-	if len(b) > 4096 || !strings.HasSuffix(got, "…") || len(b) < 4096-6-len("…") {
-		t.Fatalf("body of %d bytes with a title of %d bytes (%.20q...): want the longest cut that fits 4096", len(b), len(got), got)
+		var req struct {
+			Message struct {
+				Notification struct{ Title string }
+			}
+		}
+		if err := json.Unmarshal(b, &req); err != nil {
+			t.Fatal(err)
+		}
+		// An iOS token's message holds the title twice (the aps alert's
+		// too), so one character less takes twice the room.
+		slack := 6 + len("…")
+		if ios {
+			slack *= 2
+		}
+		got := req.Message.Notification.Title
+		if len(b) > 4096 || !strings.HasSuffix(got, "…") || len(b) < 4096-slack {
+			t.Fatalf("ios %v: body of %d bytes with a title of %d bytes (%.20q...): want the longest cut that fits 4096", ios, len(b), len(got), got)
+		}
 	}
 }

@@ -14,9 +14,11 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -70,6 +72,15 @@ type Message struct {
 	Data         map[string]string `json:"data"`
 	Notification *Notification     `json:"notification,omitempty"`
 	Android      Android           `json:"android"`
+	// APNs is what FCM passes on to Apple for an iOS device's token.
+	APNs *APNs `json:"apns,omitempty"`
+}
+
+// APNs is the v1 message's apns block: APNs request headers, and the APNs
+// payload, whose aps dictionary FCM hands to Apple as it is.
+type APNs struct {
+	Headers map[string]string `json:"headers,omitempty"`
+	Payload map[string]any    `json:"payload,omitempty"`
 }
 
 // Notification is the displayed part of a message.
@@ -320,6 +331,10 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		Error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "ttl "+ttl)(w)
 		return
 	}
+	if err := checkAPNs(req.Message.APNs); err != nil {
+		Error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "apns: "+err.Error())(w)
+		return
+	}
 	s.mu.Lock()
 	answer := Accept()
 	if sc := s.scripts[req.Message.Token]; sc != nil && len(sc.answers) > 0 {
@@ -339,4 +354,51 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(rec.Code)
 	w.Write(rec.Body.Bytes())
+}
+
+// checkAPNs refuses what Apple would refuse of the headers and aps
+// dictionary FCM passes on: a background push must be priority 5 and
+// content-available without an alert; an alert push has an alert.
+func checkAPNs(a *APNs) error {
+	if a == nil {
+		return nil
+	}
+	for k, v := range a.Headers {
+		switch k {
+		case "apns-priority":
+			if v != "10" && v != "5" && v != "1" {
+				return fmt.Errorf("apns-priority %q", v)
+			}
+		case "apns-push-type":
+			if v != "alert" && v != "background" {
+				return fmt.Errorf("apns-push-type %q", v)
+			}
+		case "apns-expiration":
+			if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+				return fmt.Errorf("apns-expiration %q", v)
+			}
+		case "apns-collapse-id":
+			if len(v) > 64 {
+				return fmt.Errorf("apns-collapse-id of %d bytes", len(v))
+			}
+		default:
+			return fmt.Errorf("header %q", k)
+		}
+	}
+	aps, _ := a.Payload["aps"].(map[string]any)
+	if aps == nil {
+		return errors.New("payload without aps")
+	}
+	_, hasAlert := aps["alert"]
+	switch a.Headers["apns-push-type"] {
+	case "background":
+		if a.Headers["apns-priority"] != "5" || aps["content-available"] != float64(1) || hasAlert {
+			return fmt.Errorf("background push with priority %q and aps %v", a.Headers["apns-priority"], aps)
+		}
+	case "alert":
+		if !hasAlert {
+			return fmt.Errorf("alert push with aps %v", aps)
+		}
+	}
+	return nil
 }

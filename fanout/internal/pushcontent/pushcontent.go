@@ -5,6 +5,9 @@
 package pushcontent
 
 import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"unicode/utf8"
 
@@ -146,4 +149,23 @@ func CutTitle(msg *fanout.Message, n int) *fanout.Message {
 func encodedLen(s string) int {
 	b, _ := json.Marshal(s)
 	return len(b) - 2
+}
+
+// MaxCollapseID is the longest apns-collapse-id Apple accepts, in bytes.
+const MaxCollapseID = 64
+
+// CollapseID is the apns-collapse-id of an alert: the appNotificationId,
+// so that a replaced notification replaces the shown one, or else the
+// notification's id, so that a repeat of an alert iOS showed (delivery is
+// at least once, and iOS shows it without the app) does not show twice.
+// One longer than Apple's 64 bytes is hashed to 64 hex digits, which keeps
+// that property. Both the APNs sender and FCM's apns block use it, so that
+// an iOS device collapses alike through either.
+func CollapseID(n *resource.Notification) string {
+	key := cmp.Or(n.AppNotificationID, n.ID)
+	if len(key) <= MaxCollapseID {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
 }
