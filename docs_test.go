@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
@@ -97,5 +98,24 @@ func TestClusterDocShowsTheCurrentRulesLevel(t *testing.T) {
 		if x[1] != strconv.Itoa(raft.RulesLevel) {
 			t.Errorf("docs/cluster.md shows rules level %s; a new cluster forms at %d", x[1], raft.RulesLevel)
 		}
+	}
+}
+
+// API-NOTES.md shows a webhook receiver to copy; the copy must be the code
+// that a test runs against a real node (node's
+// TestWebhookReceiverFromTheDocsVerifiesDeliveries).
+func TestWebhookReceiverInTheDocsIsTheTestedOne(t *testing.T) {
+	src, err := os.ReadFile("docs/examples/webhookverify/webhookverify.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("docs/API-NOTES.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := string(src)
+	code = code[strings.Index(code, "import ("):]
+	if !strings.Contains(string(doc), "```go\n"+code+"```\n") {
+		t.Error("docs/API-NOTES.md does not hold docs/examples/webhookverify/webhookverify.go from its imports on, as a go block")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/client"
+	"github.com/herald-notify/herald/docs/examples/webhookverify"
 	"github.com/herald-notify/herald/fanout/apns/apnstest"
 	"github.com/herald-notify/herald/fanout/fcm/fcmtest"
 	"github.com/herald-notify/herald/fanout/webhook/webhooktest"
@@ -848,5 +849,41 @@ func TestIOSDeviceThroughFCMGetsAPNsHeaders(t *testing.T) {
 		if s.Message.APNs != nil {
 			t.Errorf("android send with an apns block %+v", s.Message.APNs)
 		}
+	}
+}
+
+// The receiver docs/API-NOTES.md shows ("Receiving webhooks") takes what a
+// node sends: the snippet a developer copies is one that works.
+func TestWebhookReceiverFromTheDocsVerifiesDeliveries(t *testing.T) {
+	r := newDeliveryRig(t, nil)
+	var secret atomic.Pointer[string]
+	got := make(chan string, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, q *http.Request) {
+		s := secret.Load()
+		if s == nil {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
+		webhookverify.Handler(*s, func(id string, body []byte) error {
+			got <- id + " " + string(body)
+			return nil
+		}).ServeHTTP(w, q)
+	}))
+	defer srv.Close()
+	sub := r.subscribe("windows", map[string]any{"type": "webhook", "url": srv.URL + "/hook"})
+	secret.Store(&sub.Secret)
+
+	n := r.send(client.Notification{Payload: visual("Verified", "by the docs' receiver")})
+	d := r.settled(n.ID, sub.ID)[sub.ID]
+	if d.State != resource.DeliveryDelivered {
+		t.Fatalf("delivery %+v: the docs' receiver refused what the node sent", d)
+	}
+	select {
+	case m := <-got:
+		if !strings.HasPrefix(m, "msg_") || !strings.Contains(m, `"type":"notification.created"`) || !strings.Contains(m, n.ID) {
+			t.Errorf("the receiver got %s", m)
+		}
+	default:
+		t.Fatal("delivered, but the receiver's handler never ran")
 	}
 }
