@@ -71,6 +71,13 @@ type Engine struct {
 	// that host, or for that user, ends.
 	waiting map[string][]*task
 
+	// quiet holds, by subscription, until when its endpoint asked not to
+	// be sent to (Retry-After). It is every message's to that endpoint,
+	// not only the answered one's: a throttled receiver is not to get the
+	// next notification at once. In memory only: after a restart the
+	// stored retry times still space the pending messages.
+	quiet map[string]time.Time
+
 	work      chan *task
 	outcomes  chan raft.DeliveryOutcome
 	outMu     sync.RWMutex // guards outClosed against sends on a closed channel
@@ -133,7 +140,7 @@ func NewEngine(o EngineOptions) *Engine {
 	e := &Engine{o: o, log: o.Logger, m: newEngineMetrics(o.Registry),
 		tasks: map[taskKey]*task{}, hostBusy: map[string]int{}, wake: make(chan struct{}, 1),
 		work: make(chan *task), outcomes: make(chan raft.DeliveryOutcome, 4096),
-		stop: make(chan struct{}), waiting: map[string][]*task{}}
+		stop: make(chan struct{}), waiting: map[string][]*task{}, quiet: map[string]time.Time{}}
 	// The queue an operator alerts on: deliveries owed and not yet done,
 	// whether waiting for their time, their host, or a worker.
 	o.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_delivery_queue",
@@ -329,6 +336,14 @@ func (e *Engine) next() (*task, time.Duration) {
 			return nil, wait
 		}
 		heap.Pop(&e.queue)
+		if until, ok := e.quiet[t.key.sid]; ok {
+			if now.Before(until) {
+				t.due = until
+				heap.Push(&e.queue, t)
+				continue
+			}
+			delete(e.quiet, t.key.sid)
+		}
 		full := ""
 		if e.hostBusy[t.host] >= e.hostLimit(t) {
 			full = t.host
@@ -523,6 +538,9 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 			out.Error = "the webhook kept failing for " + e.o.WebhookDisableAfter.String() + ": " + res.Err
 			break
 		}
+		if res.RetryAfter > 0 {
+			e.holdQuiet(k.sid, end.Add(res.RetryAfter))
+		}
 		next := end.Add(max(e.backoff(t.attempts), res.RetryAfter))
 		if !next.Before(n.ExpirationDateTime.Time) {
 			out.Outcome = raft.OutcomeFailed
@@ -539,6 +557,25 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 	e.m.attempts.WithLabelValues(t.channel, out.Outcome).Inc()
 	e.report(out)
 	return due, !due.IsZero()
+}
+
+// holdQuiet keeps every message to subscription sid back until until.
+func (e *Engine) holdQuiet(sid string, until time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.quiet) >= 4096 {
+		// An entry goes when a message of its subscription is next due;
+		// one whose subscription gets no more would stay.
+		now := time.Now()
+		for id, u := range e.quiet {
+			if !now.Before(u) {
+				delete(e.quiet, id)
+			}
+		}
+	}
+	if until.After(e.quiet[sid]) {
+		e.quiet[sid] = until
+	}
 }
 
 // fallbackDelay says whether a delivered message needs the iOS fallback of

@@ -887,3 +887,30 @@ func TestWebhookReceiverFromTheDocsVerifiesDeliveries(t *testing.T) {
 		t.Fatal("delivered, but the receiver's handler never ran")
 	}
 }
+
+// A receiver that answers 429 with Retry-After asks for quiet, not for one
+// message to wait: the next notification to the same subscription waits
+// too. Each message kept its own schedule, so a second notification went
+// out at once, into the throttle.
+func TestRetryAfterHoldsEveryMessageToTheSubscription(t *testing.T) {
+	r := newDeliveryRig(t, nil)
+	s, url := r.webhook(webhooktest.Answer{Status: http.StatusTooManyRequests, RetryAfter: "2"}, webhooktest.Answer{})
+	first := r.send(client.Notification{Payload: visual("First", "")})
+	eventually(t, func() (bool, string) {
+		k := len(r.hooks.Requests(url))
+		return k >= 1, fmt.Sprintf("%d requests", k)
+	})
+	second := r.send(client.Notification{Payload: visual("Second", "")})
+	r.settled(first.ID, s.ID)
+	r.settled(second.ID, s.ID)
+
+	q := r.hooks.Requests(url)
+	if len(q) != 3 || q[0].Status != http.StatusTooManyRequests {
+		t.Fatalf("%d requests, the first answered %d; want 3, the first throttled", len(q), q[0].Status)
+	}
+	for _, later := range q[1:] {
+		if gap := later.At.Sub(q[0].At); gap < 1950*time.Millisecond {
+			t.Errorf("%s went %v after the answer asking for 2 s of quiet", later.Event.Type, gap)
+		}
+	}
+}
