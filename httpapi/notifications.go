@@ -32,9 +32,29 @@ func (s *Server) appContext(r *http.Request, p *principal) (*resource.Subscripti
 		return nil, err
 	}
 	if !usable(sub, ok) {
+		if ok && sub.AppID == p.app.ID {
+			return nil, denied(inactiveWhy(sub))
+		}
 		return nil, denied("The X-UNS-ID is not an active subscription of this application.")
 	}
 	return sub, nil
+}
+
+// inactiveWhy words why the application's own subscription takes no
+// sends. The application cannot read subscriptions, and what it does next
+// differs: a device a push service called gone must register again, an
+// expired subscription may be renewed by its device.
+func inactiveWhy(sub *resource.SubscriptionRecord) string {
+	if sub.Status == resource.SubDisabled {
+		why := ""
+		if sub.StatusReason != nil && *sub.StatusReason != "" {
+			why = " (" + *sub.StatusReason + ")"
+		}
+		return "The X-UNS-ID names a subscription that is disabled" + why +
+			": the device must register again, and its new UNSID replace this one."
+	}
+	return "The X-UNS-ID names a subscription that expired at " + sub.ExpirationDateTime.String() +
+		": the device must renew it (PATCH expirationDateTime) or register again."
 }
 
 func (s *Server) postNotification(w http.ResponseWriter, r *http.Request, p *principal) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -912,5 +913,29 @@ func TestRetryAfterHoldsEveryMessageToTheSubscription(t *testing.T) {
 		if gap := later.At.Sub(q[0].At); gap < 1950*time.Millisecond {
 			t.Errorf("%s went %v after the answer asking for 2 s of quiet", later.Event.Type, gap)
 		}
+	}
+}
+
+// An application's backend keeps the UNSIDs its devices gave it. When a
+// push service said a device is gone, the send with that UNSID is 403 as
+// the contract says, and the answer says why, so that the backend drops
+// the UNSID rather than retrying it or suspecting its own credentials: it
+// cannot read the subscription itself.
+func TestSendToADisabledSubscriptionSaysWhy(t *testing.T) {
+	r := newDeliveryRig(t, nil)
+	gone, _ := r.fcmDevice(fcmtest.Error(404, "NOT_FOUND", "UNREGISTERED", "Requested entity was not found."))
+	n := r.send(client.Notification{Payload: visual("To a phone that is gone", "")})
+	r.settled(n.ID, gone.ID)
+	if s := r.subscription(gone.ID); s.Status != resource.SubDisabled {
+		t.Fatalf("subscription %s, want disabled", s.Status)
+	}
+	_, err := r.app.Send(context.Background(), gone.ID, &client.Notification{Payload: visual("Again", "")})
+	var apiErr *client.Error
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusForbidden || apiErr.Code != "accessDenied" {
+		t.Fatalf("send with a disabled UNSID: %v, want 403 accessDenied", err)
+	}
+	if !strings.Contains(apiErr.Message, "disabled") || !strings.Contains(apiErr.Message, "UNREGISTERED") ||
+		!strings.Contains(apiErr.Message, "register again") {
+		t.Errorf("the 403 says %q: not that the device is gone, nor why", apiErr.Message)
 	}
 }
