@@ -580,10 +580,13 @@ func (e *Engine) holdQuiet(sid string, until time.Time) {
 
 // fallbackDelay says whether a delivered message needs the iOS fallback of
 // Graph's fallbackPolicy, and after how long: a high-priority raw
-// notification sent to an APNs device as a silent push, which iOS may never
-// hand to the app.
+// notification sent to an iOS device as a silent push, which iOS may never
+// hand to the app, whether through APNs or through FCM (which hands it to
+// APNs as a background push).
 func fallbackDelay(sub *resource.SubscriptionRecord, n *resource.NotificationRecord, pendingType string) (time.Duration, bool) {
-	if sub.Channel.Type != resource.ChannelAPNs || pendingType != resource.ChangeCreated ||
+	ios := sub.Channel.Type == resource.ChannelAPNs ||
+		sub.Channel.Type == resource.ChannelFCM && sub.PlatformType == resource.PlatformIOS
+	if !ios || pendingType != resource.ChangeCreated ||
 		n.FallbackPolicy == nil || n.FallbackPolicy.EndpointFallback == nil ||
 		n.Priority != resource.PriorityHigh || n.Payload.RawContent == nil || n.Payload.VisualContent != nil {
 		return 0, false

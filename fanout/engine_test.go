@@ -386,6 +386,38 @@ func TestEngineSendsIOSFallbackWhenRawIsNotFetched(t *testing.T) {
 	}
 }
 
+// An iOS app may take its pushes through FCM (platformType ios, an fcm
+// channel): its raw push reaches iOS as a background push all the same,
+// which iOS may hold back, so the fallback alert is owed to it too. Only
+// an apns channel got it.
+func TestEngineSendsIOSFallbackThroughFCM(t *testing.T) {
+	f := newFixture(t)
+	s := &scriptSender{script: []Result{{Outcome: Delivered}}}
+	e := f.open(func() *Engine {
+		return NewEngine(EngineOptions{Store: f.store, Senders: map[string]Sender{resource.ChannelFCM: s},
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: quiet})
+	})
+	defer f.store.Close()
+	defer e.Stop()
+	f.setup()
+	sub := &resource.SubscriptionRecord{Subscription: resource.Subscription{ID: resource.NewSecret(18), UserID: f.user,
+		TargetHostName: "a.example", PlatformType: resource.PlatformIOS, Status: resource.SubActive,
+		Channel:            resource.Channel{Type: resource.ChannelFCM, Token: "fcm-ios"},
+		ExpirationDateTime: resource.At(time.Now().Add(time.Hour))}, AppID: f.app.ID}
+	f.propose(&raft.Command{Op: raft.OpCreateSub, Sub: sub})
+	nid := f.sendRaw(0)
+	f.waitDelivery(nid, sub.ID, func(d *resource.DeliveryRecord) bool {
+		return d.State == resource.DeliveryDelivered && d.PendingSeq == 0
+	})
+	msgs := s.messages()
+	if len(msgs) != 2 {
+		t.Fatalf("got %d messages, want the raw push and the fallback alert", len(msgs))
+	}
+	if fb := msgs[1].Notification.Payload; fb.VisualContent == nil || fb.VisualContent.Title != "You have a new message" {
+		t.Fatalf("second message %+v is not the fallback alert", fb)
+	}
+}
+
 func TestEngineFetchCancelsIOSFallback(t *testing.T) {
 	f := newFixture(t)
 	s := &scriptSender{script: []Result{{Outcome: Delivered}}}
