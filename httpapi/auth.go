@@ -79,6 +79,11 @@ func (s *Server) authenticate(r *http.Request, allowQuery bool) (*principal, err
 		return nil, err
 	}
 	now := time.Now()
+	if !ok {
+		if err := unknownToken(r); err != nil { // consistency.go
+			return nil, err
+		}
+	}
 	if !ok || rec.Kind != resource.TokenAccess || !now.Before(rec.ExpiresAt.Time) {
 		return nil, unauthenticated("The access token is unknown or expired.")
 	}
@@ -336,6 +341,11 @@ func (s *Server) grant(r *http.Request) (*tokenResponse, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if !found {
+			if err := unknownToken(r); err != nil { // consistency.go
+				return nil, err
+			}
 		}
 		if !found || rec.Kind != resource.TokenRefresh || !now.Before(rec.ExpiresAt.Time) {
 			s.refreshRefused(r, rec) // audit.go

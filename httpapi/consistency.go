@@ -79,6 +79,18 @@ func (s *Server) lookAgain(r *http.Request) bool {
 	return true
 }
 
+// unknownToken is nil once the request's barrier completed, so that a
+// token this node does not hold is unknown to the cluster and gets its 401;
+// otherwise (the leader out of reach) the 503 that has the client retry:
+// the token may have been issued or rotated through a node further ahead,
+// and a 401 would have the client throw away a token that works there.
+func unknownToken(r *http.Request) error {
+	if caughtUp(r) {
+		return nil
+	}
+	return unavailable("This node cannot reach the cluster's leader to check the token; retry, or use another node.", time.Second)
+}
+
 // caughtUp reports whether the request's barrier completed: only then is
 // "not here" a fact about the cluster rather than about this replica.
 func caughtUp(r *http.Request) bool {

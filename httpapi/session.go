@@ -92,6 +92,9 @@ func (s *Server) sessionToken(r *http.Request) (string, error) {
 	// in again (a CSRF error would not); it must not go on to authenticate,
 	// which could find it on a second look and skip the CSRF check.
 	if !ok {
+		if err := unknownToken(r); err != nil { // consistency.go
+			return "", err
+		}
 		return "", unauthenticated("The access token is unknown or expired.")
 	}
 	if !validCSRF(r.Header.Get(csrfHeader), rec.Session) {
@@ -440,6 +443,11 @@ func (s *Server) signedOut(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		if !ok {
+			if err := unknownToken(r); err != nil { // consistency.go
+				return err
+			}
+		}
 		refreshable = ok && rec.Kind == resource.TokenRefresh && rec.PrincipalType == resource.PrincipalUser &&
 			s.tokenNow().Before(rec.ExpiresAt.Time)
 	}
@@ -485,6 +493,12 @@ func (s *Server) refreshSession(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err != nil {
 		return err
+	}
+	if !ok {
+		// Cookies kept: the session may live on a node further ahead.
+		if err := unknownToken(r); err != nil { // consistency.go
+			return err
+		}
 	}
 	if !ok || rec.Kind != resource.TokenRefresh || rec.PrincipalType != resource.PrincipalUser ||
 		!s.tokenNow().Before(rec.ExpiresAt.Time) {

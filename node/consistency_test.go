@@ -681,6 +681,21 @@ func TestReadyzIsUnavailableWhileBehindTheLeader(t *testing.T) {
 		ce.Status != http.StatusServiceUnavailable || ce.RetryAfter <= 0 {
 		t.Fatalf("n1's delta token on the laggard: %v, want 503 with Retry-After", err)
 	}
+	// So is a token issued through n1 meanwhile: 503 to retry, never a
+	// 401, which has a client throw away a token that works on n1 (and a
+	// refresh token with it: the three-node soak saw clients signed out).
+	fresh, err := plainClient(t, nodes[0], "").PasswordToken(ctx, "admin", testnode.AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plainClient(t, behind, fresh.AccessToken).Do(ctx, http.MethodGet, "/v1.0/me", nil, nil); !errors.As(err, &ce) ||
+		ce.Status != http.StatusServiceUnavailable || ce.RetryAfter <= 0 {
+		t.Fatalf("n1's new access token on the laggard: %v, want 503 with Retry-After", err)
+	}
+	if _, err := plainClient(t, behind, "").RefreshToken(ctx, fresh.RefreshToken); !errors.As(err, &ce) ||
+		ce.Status != http.StatusServiceUnavailable {
+		t.Fatalf("n1's new refresh token on the laggard: %v, want 503", err)
+	}
 
 	hold.release()
 	pollUntil(t, "ready again "+behind.Config.NodeID, func() error { return readyz(behind) })
