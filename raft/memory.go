@@ -50,7 +50,11 @@ func badgerOptions(dir string, budget uint64) badger.Options {
 		WithLogger(nil).
 		WithSyncWrites(false). // the Raft log is the durable record; see DESIGN.md
 		WithNumVersionsToKeep(1).
-		WithCompactL0OnClose(true).
+		// A stop only flushes the memtables: compacting level 0 on close
+		// held a stop for up to 11 s after a busy half hour (the
+		// three-node soak in BENCHMARKS.md), past Docker's default 10 s
+		// grace, for work the compactors do after the next start anyway.
+		WithCompactL0OnClose(false).
 		// Only the FSM writes, one transaction at a time, so there is
 		// nothing to detect; tracking every read key costs each apply.
 		WithDetectConflicts(false).
