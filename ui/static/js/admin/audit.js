@@ -64,7 +64,11 @@ export function view({ params, go }) {
   async function page() {
     try {
       more.disabled = true;
-      const p = await api('GET', next);
+      let p = await api('GET', next);
+      // A page reads at most 5,000 records, so a rare action's page may be
+      // empty with a nextLink; a few such pages are passed rather than
+      // shown as "No records match." above "Load more".
+      for (let i = 0; i < 5 && !p.value.length && p['@odata.nextLink']; i++) p = await api('GET', p['@odata.nextLink']);
       rows.push(...p.value);
       next = p['@odata.nextLink'];
       more.hidden = !next;
