@@ -4,7 +4,7 @@
 
 import { h, replace, errorBox, field, busy, toast, timeEl, fmtTime, submitter } from '../dom.js';
 import { api } from '../api.js';
-import { pageHead, pill, table, loading, failure, select, dialog, users as loadUsers, userLabel } from './common.js';
+import { pageHead, pill, table, loading, failure, select, dialog, userLabel } from './common.js';
 
 function resetPassword(u) {
   const pw = h('input', { type: 'password', name: 'password', minlength: 8, required: true, autocomplete: 'new-password' });
@@ -123,27 +123,46 @@ function createForm(onCreated) {
 
 export function list({ go }) {
   const body = h('div', loading());
-  async function load() {
+  const more = h('button', { type: 'button', class: 'btn', id: 'users-more', hidden: true }, 'Load more');
+  let rows = [];
+  let next = '';
+  // A page of 200 at a time: a large tenant's tens of thousands of users
+  // took 25 requests before the list showed anything, and every user past
+  // the 5,000th was missing from it.
+  async function page() {
     try {
-      const list = await loadUsers();
+      more.disabled = true;
+      const p = await api('GET', next);
+      rows.push(...p.value);
+      next = p['@odata.nextLink'];
+      more.hidden = !next;
       replace(body, table([
         { label: 'User', cell: (u) => h('div', h('strong', u.displayName || u.userPrincipalName), h('div', { class: 'muted small' }, u.userPrincipalName)) },
         { label: 'Roles', cell: (u) => (u.roles || []).join(', ') },
         { label: 'Status', cell: (u) => pill(u.accountEnabled ? 'enabled' : 'disabled') },
         { label: 'Created', cell: (u) => timeEl(u.createdDateTime) },
         { label: 'Actions', cell: (u) => actions(u, go, load) },
-      ], list, { caption: 'Users', empty: 'No users yet.', rowAttrs: (u) => ({ 'data-upn': u.userPrincipalName }) }));
+      ], rows, { caption: 'Users', empty: 'No users yet.', rowAttrs: (u) => ({ 'data-upn': u.userPrincipalName }) }));
     } catch (e) {
-      replace(body, failure(e, load));
+      replace(body, failure(e, page));
+    } finally {
+      more.disabled = false;
     }
   }
+  async function load() {
+    rows = [];
+    next = '/v1.0/users?$top=200';
+    more.hidden = true;
+    await page();
+  }
+  more.addEventListener('click', page);
   load();
   return {
     title: 'Users',
     el: h('div', { class: 'view' },
       pageHead('Users', 'People who sign in to Herald and receive notifications.'),
       createForm(load),
-      h('section', { class: 'card', 'aria-label': 'All users' }, body)),
+      h('section', { class: 'card', 'aria-label': 'All users' }, body, more)),
   };
 }
 
