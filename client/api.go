@@ -83,7 +83,8 @@ func (c *Client) CreateUser(ctx context.Context, u NewUser) (*User, error) {
 
 // ListUsers returns every user, following the server's paging.
 func (c *Client) ListUsers(ctx context.Context) ([]User, error) {
-	return list[User](ctx, c, "/v1.0/users")
+	// The largest page: a tenant of 50,000 users is 50 requests, not 500.
+	return list[User](ctx, c, "/v1.0/users?$top=1000")
 }
 
 // DeleteUser deletes a user by id or userPrincipalName, with the user's
@@ -104,7 +105,7 @@ func (c *Client) CreateApplication(ctx context.Context, a NewApplication) (*Appl
 
 // ListApplications returns every application, following the server's paging.
 func (c *Client) ListApplications(ctx context.Context) ([]Application, error) {
-	return list[Application](ctx, c, "/v1.0/applications")
+	return list[Application](ctx, c, "/v1.0/applications?$top=1000")
 }
 
 // AddPassword adds a client secret to the application with the given id

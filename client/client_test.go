@@ -227,7 +227,7 @@ func TestListUsersFollowsNextLinkOnSameServer(t *testing.T) {
 	if !reflect.DeepEqual(users, want) {
 		t.Errorf("users = %+v\nwant %+v", users, want)
 	}
-	if !reflect.DeepEqual(pages, []string{"", "$skiptoken=p2"}) {
+	if !reflect.DeepEqual(pages, []string{"$top=1000", "$skiptoken=p2"}) {
 		t.Errorf("pages requested = %q", pages)
 	}
 }
