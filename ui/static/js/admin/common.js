@@ -1,9 +1,20 @@
 // Pieces the console's views share.
 
 import { h, errorBox, submitter } from '../dom.js';
-import { all } from '../api.js';
+import { all, api } from '../api.js';
 
-export const users = () => all('/v1.0/users?$top=200', 5000);
+// users is the pickers' list: the first 5,000 users, and the one that
+// chosen (an id from a link, such as the Users page's Send and Feed) names
+// if it is past them, so that a large tenant's later users can be chosen.
+export async function users(chosen) {
+  const list = await all('/v1.0/users?$top=200', 5000);
+  if (!chosen || list.some((u) => u.id === chosen)) return list;
+  try {
+    return [...list, await api('GET', `/v1.0/users/${encodeURIComponent(chosen)}`)];
+  } catch {
+    return list;
+  }
+}
 export const apps = () => all('/v1.0/applications?$top=200', 5000);
 
 // pageHead is a view's heading; the router focuses the h1 after a

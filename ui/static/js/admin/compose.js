@@ -38,7 +38,7 @@ export function view({ params }) {
     let users;
     let apps;
     try {
-      [users, apps] = await Promise.all([loadUsers(), loadApps()]);
+      [users, apps] = await Promise.all([loadUsers(params.get('user')), loadApps()]);
     } catch (e) {
       replace(root, failure(e, load));
       return;

@@ -19,7 +19,7 @@ export function view({ params, go }) {
   async function load() {
     let users;
     try {
-      users = await loadUsers();
+      users = await loadUsers(user);
     } catch (e) {
       replace(root, failure(e, load));
       return;

@@ -14,7 +14,7 @@ export function view({ params, go }) {
     let users;
     let apps;
     try {
-      [users, apps] = await Promise.all([loadUsers(), loadApps()]);
+      [users, apps] = await Promise.all([loadUsers(params.get('user')), loadApps()]);
     } catch (e) {
       replace(root, failure(e, load));
       return;
