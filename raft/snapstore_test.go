@@ -88,8 +88,22 @@ func TestASnapshotDoesNotCopyTheState(t *testing.T) {
 // byte-for-byte comparison of the two states shows.
 func TestAJoinerGetsTheStateFromAReferenceSnapshot(t *testing.T) {
 	ctx := context.Background()
-	s1 := openTestStore(t, t.TempDir(), nil)
+	// Two voters: the leader keeps its lease only while the joiner answers,
+	// and the joiner is busy taking the snapshot. With the 100 ms timers of
+	// the one-node tests a loaded machine under -race lost the leadership
+	// in the middle of the sends.
+	const beat = time.Second
+	s1, err := Open(Options{Dir: t.TempDir(), NodeID: "n1", RaftAddr: freeAddr(t), Bootstrap: true,
+		HeartbeatTimeout: beat, ElectionTimeout: beat, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s1.Close()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s1.WaitLeader(wctx); err != nil {
+		t.Fatal(err)
+	}
 	u := newUser("petra")
 	if _, err := s1.Propose(ctx, &Command{Op: OpCreateUser, Now: time.Now().UnixNano(), User: u}); err != nil {
 		t.Fatal(err)
@@ -104,7 +118,7 @@ func TestAJoinerGetsTheStateFromAReferenceSnapshot(t *testing.T) {
 
 	addr2 := freeAddr(t)
 	s2, err := Open(Options{Dir: t.TempDir(), NodeID: "n2", RaftAddr: addr2,
-		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, Logger: quiet})
+		HeartbeatTimeout: beat, ElectionTimeout: beat, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
