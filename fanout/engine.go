@@ -77,6 +77,11 @@ type Engine struct {
 	// next notification at once. In memory only: after a restart the
 	// stored retry times still space the pending messages.
 	quiet map[string]time.Time
+	// quietSweep is the size of quiet at which holdQuiet next drops the
+	// holds that ended: twice what the last sweep left (at least
+	// quietSweepMin), so that the sweeps cost O(1) per hold however many
+	// subscriptions are held at once.
+	quietSweep int
 
 	work      chan *task
 	outcomes  chan raft.DeliveryOutcome
@@ -563,20 +568,28 @@ func (e *Engine) attempt(t *task) (time.Time, bool) {
 func (e *Engine) holdQuiet(sid string, until time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.quiet) >= 4096 {
+	if len(e.quiet) >= max(e.quietSweep, quietSweepMin) {
 		// An entry goes when a message of its subscription is next due;
-		// one whose subscription gets no more would stay.
+		// one whose subscription gets no more would stay. Swept at every
+		// hold once the map reached a fixed size, thousands of held
+		// subscriptions (a push service throttling a project) made each
+		// hold a scan of them all under e.mu.
 		now := time.Now()
 		for id, u := range e.quiet {
 			if !now.Before(u) {
 				delete(e.quiet, id)
 			}
 		}
+		e.quietSweep = 2 * len(e.quiet)
 	}
 	if until.After(e.quiet[sid]) {
 		e.quiet[sid] = until
 	}
 }
+
+// quietSweepMin is the size of Engine.quiet below which holdQuiet does not
+// sweep it.
+const quietSweepMin = 4096
 
 // fallbackDelay says whether a delivered message needs the iOS fallback of
 // Graph's fallbackPolicy, and after how long: a high-priority raw

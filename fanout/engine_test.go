@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -883,3 +884,37 @@ func TestEngineCommittedButNotAppliedOutcomesAreRecorded(t *testing.T) {
 type writerFunc func(p []byte) (int, error)
 
 func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
+
+// Thousands of subscriptions held at once (a push service throttling a
+// whole project) must not make every further hold scan them all: the
+// sweep runs again only once the map doubled, and it still drops the
+// holds that ended.
+func TestHoldQuietSweepsAmortized(t *testing.T) {
+	e := &Engine{quiet: map[string]time.Time{}}
+	later := time.Now().Add(time.Hour)
+	for i := range quietSweepMin {
+		e.holdQuiet("held-"+strconv.Itoa(i), later)
+	}
+	sweeps := 0
+	for i := range quietSweepMin {
+		before := e.quietSweep
+		e.holdQuiet("more-"+strconv.Itoa(i), later)
+		if e.quietSweep != before {
+			sweeps++
+		}
+	}
+	if sweeps > 1 {
+		t.Errorf("%d sweeps for %d holds past the threshold, want at most 1", sweeps, quietSweepMin)
+	}
+	// Ended holds still go at the next sweep.
+	past := time.Now().Add(-time.Second)
+	for id := range e.quiet {
+		e.quiet[id] = past
+	}
+	for i := 0; len(e.quiet) > 1 && i < 4*quietSweepMin; i++ {
+		e.holdQuiet("new-"+strconv.Itoa(i), later)
+	}
+	if len(e.quiet) > quietSweepMin {
+		t.Errorf("%d holds kept after they ended", len(e.quiet))
+	}
+}
