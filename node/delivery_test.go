@@ -897,9 +897,13 @@ func TestRetryAfterHoldsEveryMessageToTheSubscription(t *testing.T) {
 	r := newDeliveryRig(t, nil)
 	s, url := r.webhook(webhooktest.Answer{Status: http.StatusTooManyRequests, RetryAfter: "2"}, webhooktest.Answer{})
 	first := r.send(client.Notification{Payload: visual("First", "")})
+	// Wait for the 429 to be recorded, not only received: the engine
+	// holds the subscription once the answer is back, and a second send
+	// made between the receiver's seeing the request and that could
+	// go out at once and fail this test for no fault of the hold.
 	eventually(t, func() (bool, string) {
-		k := len(r.hooks.Requests(url))
-		return k >= 1, fmt.Sprintf("%d requests", k)
+		d := r.deliveries(first.ID)[s.ID]
+		return d.Attempts >= 1, fmt.Sprintf("first delivery %+v", d)
 	})
 	second := r.send(client.Notification{Payload: visual("Second", "")})
 	r.settled(first.ID, s.ID)
