@@ -21,8 +21,14 @@ import (
 // the subscription's secret ("whsec_..."), less than five minutes ago.
 // body must be the request body exactly as received.
 func Verify(secret string, h http.Header, body []byte, now time.Time) error {
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	// Herald issues standard base64; secrets of its earlier versions
+	// may be base64url, padded or not.
+	enc := strings.TrimRight(strings.TrimPrefix(secret, "whsec_"), "=")
+	key, err := base64.RawStdEncoding.DecodeString(enc)
 	if err != nil {
+		key, err = base64.RawURLEncoding.DecodeString(enc)
+	}
+	if err != nil || len(key) == 0 {
 		return errors.New("the secret is not whsec_ and base64")
 	}
 	id, ts := h.Get("webhook-id"), h.Get("webhook-timestamp")

@@ -41,6 +41,18 @@ func TestVerifyAgreesWithHeraldsSigner(t *testing.T) {
 	}
 }
 
+// A secret of an earlier Herald version may be base64url (with - or _),
+// which Herald still signs with: the docs' receiver, which says it takes
+// either, must verify with it too.
+func TestVerifyTakesABase64URLSecret(t *testing.T) {
+	const secret = "whsec_-_-_aGVsbG8gd29ybGQgc2VjcmV0IGtleSE_-w"
+	now := time.Now()
+	body := []byte(`{"type":"notification.created"}`)
+	if err := Verify(secret, signed(t, secret, "msg_2", now, body), body, now); err != nil {
+		t.Errorf("a base64url secret Herald signs with: %v", err)
+	}
+}
+
 func signed(t *testing.T, secret, id string, at time.Time, body []byte) http.Header {
 	t.Helper()
 	sig, err := webhook.Sign(secret, id, at, body)
