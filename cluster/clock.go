@@ -73,10 +73,12 @@ func (c *Cluster) askStatus(ctx context.Context, base clockBase, id, raftAddr st
 	return peer, time.UnixMilli(peer.ClockMs).Sub(mid), true, nil
 }
 
-// voterClock is one voter's clock: its offset from a base.
+// voterClock is one voter's clock: its offset from a base; unknown for an
+// older node that reports none, taken as agreeing.
 type voterClock struct {
-	id  string
-	off time.Duration
+	id      string
+	off     time.Duration
+	unknown bool
 }
 
 // voterClocks is the offset from base of each voter's clock that answers
@@ -115,7 +117,7 @@ func (c *Cluster) voterClocks(ctx context.Context, base clockBase) (clocks []vot
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			clocks = append(clocks, voterClock{id: id, off: off})
+			clocks = append(clocks, voterClock{id: id, off: off, unknown: !clocked})
 		}(string(s.ID), string(s.Address))
 	}
 	wg.Wait()
@@ -152,7 +154,9 @@ func (c *Cluster) ClusterNow(ctx context.Context) (time.Time, error) {
 	r := newClockReading(base, offsets)
 	r.voters = make(map[string]time.Duration, len(clocks))
 	for _, vc := range clocks {
-		r.voters[vc.id] = base.wall.Add(vc.off).Sub(r.cluster)
+		if !vc.unknown { // the metric gives only clocks measured
+			r.voters[vc.id] = base.wall.Add(vc.off).Sub(r.cluster)
+		}
 	}
 	if c.store.IsLeader() {
 		c.clockRef.Store(r)

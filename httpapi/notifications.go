@@ -48,7 +48,10 @@ func inactiveWhy(sub *resource.SubscriptionRecord) string {
 	if sub.Status == resource.SubDisabled {
 		why := ""
 		if sub.StatusReason != nil && *sub.StatusReason != "" {
-			why = " (" + *sub.StatusReason + ")"
+			// Up to the answer's own words: a webhook's are the user's
+			// receiver's body, not the application's to read.
+			code, _, _ := strings.Cut(*sub.StatusReason, ": ")
+			why = " (" + code + ")"
 		}
 		return "The X-UNS-ID names a subscription that is disabled" + why +
 			": the device must register again, and its new UNSID replace this one."

@@ -943,3 +943,24 @@ func TestSendToADisabledSubscriptionSaysWhy(t *testing.T) {
 		t.Errorf("the 403 says %q: not that the device is gone, nor why", apiErr.Message)
 	}
 }
+
+// A webhook's receiver belongs to the user, and what its body said is not
+// the application's to read: the 403 names the receiver's status alone.
+func TestSendToADisabledWebhookKeepsTheReceiversWordsFromTheApp(t *testing.T) {
+	r := newDeliveryRig(t, nil)
+	gone, _ := r.webhook(webhooktest.Answer{Status: http.StatusGone, Body: "tenant 42 offboarded by ops"})
+	n := r.send(client.Notification{Payload: visual("To a receiver that is gone", "")})
+	r.settled(n.ID, gone.ID)
+	if s := r.subscription(gone.ID); s.Status != resource.SubDisabled || s.StatusReason == nil ||
+		!strings.Contains(*s.StatusReason, "offboarded") {
+		t.Fatalf("subscription %s (%v), want disabled with the receiver's answer for its owner", s.Status, s.StatusReason)
+	}
+	_, err := r.app.Send(context.Background(), gone.ID, &client.Notification{Payload: visual("Again", "")})
+	var apiErr *client.Error
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusForbidden {
+		t.Fatalf("send with a disabled UNSID: %v, want 403", err)
+	}
+	if !strings.Contains(apiErr.Message, "410") || strings.Contains(apiErr.Message, "offboarded") {
+		t.Errorf("the 403 says %q: want the receiver's status without its words", apiErr.Message)
+	}
+}
