@@ -41,8 +41,14 @@ type run struct {
 	total   int
 }
 
-// over reports whether r ended without a Recover: nothing failed for a
-// whole interval. Many stretches never see one: a leader's heartbeat
+// quietIntervals is how many intervals without a failure end a stretch
+// that no Recover ended: more than one, so that failures a few minutes
+// apart (sign-ins while the leader is out of reach) stay one stretch and
+// still get their recovery line.
+const quietIntervals = 5
+
+// over reports whether r ended without a Recover: nothing failed for
+// quietIntervals intervals. Many stretches never see one: a leader's heartbeat
 // failures are followed by a "resumed" only if it still leads when the
 // peer answers, and some failures (a lease check, a report to a peer) have
 // no recovery signal at all. Kept, such a stretch made the next failure of
@@ -50,7 +56,7 @@ type run struct {
 // from the first (the soak of three nodes saw "failing_for=3m29s" for a
 // peer paused 15 s), or held it back entirely.
 func (r *run) over(now time.Time, every time.Duration) bool {
-	return now.Sub(r.last) >= every
+	return now.Sub(r.last) >= quietIntervals*every
 }
 
 // New returns a Logger writing to log that, after the first line of a
@@ -110,7 +116,8 @@ func (l *Logger) dropOver(now time.Time) {
 // Recover ends every stretch of failures of subject (whatever their kind)
 // and, if there was one, logs at Info that it is over, with how long it
 // lasted and how many failures it counted. It reports whether there was.
-// A stretch already over (nothing failed for an interval) ends quietly.
+// A stretch already over (nothing failed for quietIntervals intervals)
+// ends quietly.
 func (l *Logger) Recover(subject, msg string, attrs ...slog.Attr) bool {
 	now := l.now()
 	l.mu.Lock()
