@@ -109,16 +109,13 @@ func (c *Cluster) readIndex(ctx context.Context) (uint64, error) {
 	}
 	round := rr.next
 	if !rr.running {
-		select {
-		case <-c.stop:
-			rr.mu.Unlock()
-			return 0, raft.ErrClosed
-		default:
-		}
 		// Close waits for the rounds, so none reads the store after it
 		// is closed.
+		if !c.track() {
+			rr.mu.Unlock()
+			return 0, raft.ErrClosed
+		}
 		rr.running = true
-		c.wg.Add(1)
 		go c.runRounds()
 	}
 	rr.mu.Unlock()

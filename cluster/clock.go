@@ -272,13 +272,11 @@ func (c *Cluster) readClocksSoon() {
 	if !c.readingClocks.CompareAndSwap(false, true) {
 		return
 	}
-	if c.stopped.Err() != nil {
-		// Closing: a write or a scrape that comes now starts nothing
-		// that Close would not wait for.
+	if !c.track() {
+		// Closing: a write or a scrape that comes now starts nothing.
 		c.readingClocks.Store(false)
 		return
 	}
-	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer c.readingClocks.Store(false)

@@ -122,7 +122,24 @@ type Cluster struct {
 	stopped       context.Context
 	cancelStopped context.CancelFunc
 	wg            sync.WaitGroup
-	once          sync.Once
+	// wgMu orders the work a request starts (track) against Close's
+	// Wait: once closed is set, nothing is added that Wait would miss.
+	wgMu   sync.Mutex
+	closed bool
+	once   sync.Once
+}
+
+// track counts one piece of background work that a request starts, for
+// Close to wait for, unless the cluster is closing: then it reports false
+// and the caller starts nothing. The caller calls c.wg.Done when done.
+func (c *Cluster) track() bool {
+	c.wgMu.Lock()
+	defer c.wgMu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	return true
 }
 
 // New makes a Cluster over an open store. Start begins its background work.
@@ -226,6 +243,9 @@ func (c *Cluster) drained() bool {
 // requests in flight finish for a moment. The Transport is the caller's.
 func (c *Cluster) Close() {
 	c.once.Do(func() {
+		c.wgMu.Lock()
+		c.closed = true
+		c.wgMu.Unlock()
 		close(c.stop)
 		c.cancelStopped()
 		if c.internal != nil {
