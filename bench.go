@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -18,6 +19,7 @@ func benchCommand() *cli.Command {
 	for _, name := range bench.Scenarios {
 		subs = append(subs, benchScenario(name))
 	}
+	subs = append(subs, fanoutServerCommand())
 	return &cli.Command{
 		Name:      "bench",
 		Usage:     "measure Herald: " + strings.Join(bench.Scenarios, ", "),
@@ -26,7 +28,8 @@ func benchCommand() *cli.Command {
 			"application and subscriptions through the public API, runs the scenario with a progress line\n" +
 			"on standard error, and prints a table (or with --json one JSON object on the last line).\n" +
 			"Every scenario also measures the same client against a bare net/http handler that answers\n" +
-			"the same request: this machine's ceiling.\n\n" +
+			"the same request: this machine's ceiling. The latency scenario also runs its load against\n" +
+			"a bare fan-out server that stores nothing: the publish→receipt times this machine gives.\n\n" +
 			"With --server the bench signs in as an admin and measures that server. Its limits apply:\n" +
 			"start it with --app-rate 0 --user-rate 0 --max-notifications-per-user 0\n" +
 			"--max-subscriptions-per-user 0 --max-streams-per-user 0 --max-conns 0 (and, for webpush and\n" +
@@ -107,4 +110,22 @@ func benchClientFlags() []cli.Flag {
 		}
 	}
 	return flags
+}
+
+// fanoutServerCommand is the latency scenario's ceiling, a bare fan-out
+// server the bench starts as a child process (bench.ServeFanout); hidden,
+// it is not for people.
+func fanoutServerCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "fanout-server",
+		Hidden: true,
+		Flags:  []cli.Flag{&cli.StringFlag{Name: "listen", Required: true}},
+		Action: func(c *cli.Context) error {
+			l, err := net.Listen("tcp", c.String("listen"))
+			if err != nil {
+				return err
+			}
+			return bench.ServeFanout(c.Context, l)
+		},
+	}
 }

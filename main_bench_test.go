@@ -159,6 +159,16 @@ func TestBenchScenariosTiny(t *testing.T) {
 				if ms, _ := res["replicationMeanMs"].(float64); ms <= 0 {
 					t.Errorf("replicationMeanMs %v: the leader's AppendEntries not timed", res["replicationMeanMs"])
 				}
+			case "latency-sse", "latency-ws":
+				// The fan-out ceiling ran the same load: every one of its
+				// deliveries arrived, and it timed them.
+				exp, got := res["ceilingExpected"].(float64), res["ceilingReceived"].(float64)
+				if exp <= 0 || got != exp {
+					t.Errorf("fan-out ceiling: received %v of %v expected", got, exp)
+				}
+				if p50, p99 := res["ceilingLatencyP50Ms"].(float64), res["ceilingLatencyP99Ms"].(float64); !(p50 > 0 && p50 <= p99) {
+					t.Errorf("fan-out ceiling: p50 %v, p99 %v", p50, p99)
+				}
 			case "conns", "conns-ws":
 				if res["streams"] != exp || res["bytesPerStream"] == nil {
 					t.Errorf("streams %v, bytesPerStream %v", res["streams"], res["bytesPerStream"])

@@ -2,7 +2,8 @@
 // (or uses --server), sets up users, an application and subscriptions
 // through the public API, drives one scenario's load, and reports what it
 // measured beside the ceiling of the same run: the same client against a
-// bare net/http handler that answers the same request.
+// bare net/http handler that answers the same request (and, for latency,
+// a bare fan-out server at the same load: fanout.go).
 package bench
 
 import (
@@ -152,6 +153,16 @@ type Result struct {
 	CeilingUnit  string  `json:"ceilingUnit"`
 	CeilingP50Ms float64 `json:"ceilingP50Ms"`
 	CeilingP99Ms float64 `json:"ceilingP99Ms"`
+	// The latency scenario's second ceiling (fanout.go): publish→receipt
+	// through a bare fan-out server that stores nothing, at the same load
+	// with the same client; the sends it kept up and the deliveries.
+	CeilingLatencyP50Ms float64 `json:"ceilingLatencyP50Ms,omitempty"`
+	CeilingLatencyP90Ms float64 `json:"ceilingLatencyP90Ms,omitempty"`
+	CeilingLatencyP99Ms float64 `json:"ceilingLatencyP99Ms,omitempty"`
+	CeilingLatencyMaxMs float64 `json:"ceilingLatencyMaxMs,omitempty"`
+	CeilingSendRate     float64 `json:"ceilingSendRate,omitempty"`
+	CeilingExpected     int64   `json:"ceilingExpected,omitempty"`
+	CeilingReceived     int64   `json:"ceilingReceived,omitempty"`
 	// LatencyOf says what P50Ms..MaxMs time.
 	LatencyOf string  `json:"latencyOf"`
 	P50Ms     float64 `json:"p50Ms"`

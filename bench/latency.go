@@ -18,6 +18,13 @@ func latency(ctx context.Context, e *env, res *Result) error {
 	o := e.o
 	prog := newProgress(o.Progress, e.rss)
 	defer prog.close()
+	sends := int(o.Rate*o.Duration.Seconds()) + 1
+	// The fan-out ceiling runs first, while the node is idle, and its
+	// streams are closed before the node's open: together they would
+	// take the client past the 20,000 files a process may hold here.
+	if err := fanoutCeiling(ctx, e, res, prog, sends); err != nil {
+		return err
+	}
 	started := time.Now()
 	f, err := liveFixture(ctx, e, prog)
 	if err != nil {
@@ -25,7 +32,6 @@ func latency(ctx context.Context, e *env, res *Result) error {
 	}
 	defer f.cleanup()
 	perUser := streamsPerUser(o.Streams, o.Users)
-	sends := int(o.Rate*o.Duration.Seconds()) + 1
 	t := newTally(sends + 1)
 	st := newStreams(o.Transport, o.Streams, e.urls[0], t.event)
 	defer st.close()

@@ -1,0 +1,102 @@
+package bench
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// The fan-out ceiling delivers each send to every open stream of its user,
+// over SSE and WebSocket, as the latency scenario's client reads a node's;
+// a stream that went away takes nothing from the others.
+func TestTheFanoutCeilingDeliversToEveryStreamOfTheUser(t *testing.T) {
+	for _, transport := range []string{"sse", "ws"} {
+		t.Run(transport, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := make(chan error, 1)
+			go func() { served <- ServeFanout(ctx, l) }()
+			base := "http://" + l.Addr().String()
+
+			tl := newTally(8)
+			st := newStreams(transport, 4, base, tl.event)
+			defer st.close()
+			// Streams 0..2 are user a's, 3 user b's.
+			for j, user := range []string{"a", "a", "a", "b"} {
+				if err := st.openOne(ctx, j, base, user); err != nil {
+					t.Fatalf("open stream %d: %v", j, err)
+				}
+			}
+			f := &fixture{appToken: "ceiling"}
+			hc := newLoadClient(2)
+			defer hc.CloseIdleConnections()
+			send := func(seq int64, user string, want int) {
+				t.Helper()
+				body, err := do(ctx, hc, base, f.sendCall(&benchUser{unsid: user}, seq, time.Now()), http.StatusCreated)
+				if err != nil {
+					t.Fatalf("send %d: %v", seq, err)
+				}
+				if s, _, ok := parseMark(body); !ok || s != seq {
+					t.Fatalf("send %d answered %q", seq, body)
+				}
+				tl.expect(seq, want)
+			}
+			send(0, "a", 3)
+			send(1, "b", 1)
+			send(2, "nobody", 0)
+			waitReceived(t, tl, 4)
+
+			// Close user a's first stream; the next send reaches the
+			// other two once the server has let the closed one go.
+			st.mu.Lock()
+			first := st.closers[0]
+			st.mu.Unlock()
+			first()
+			deadline := time.Now().Add(10 * time.Second)
+			for st.ended.Load() < 1 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			send(3, "a", 2)
+			waitReceived(t, tl, 6)
+			if _, _, dups := tl.counts(); dups != 0 || tl.unmatched.Load() != 0 {
+				t.Fatalf("%d duplicates, %d unmatched events", dups, tl.unmatched.Load())
+			}
+			if got := tl.got[2].Load(); got != 0 {
+				t.Fatalf("a send to a user with no stream was received %d times", got)
+			}
+
+			cancel()
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Fatalf("ServeFanout: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("ServeFanout did not return once its context ended")
+			}
+		})
+	}
+}
+
+// waitReceived waits until the tally has want deliveries and every expected
+// one, or fails.
+func waitReceived(t *testing.T, tl *tally, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		exp, got, _ := tl.counts()
+		if got == want && exp == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("received %d of %d expected, want %d", got, exp, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
