@@ -161,8 +161,11 @@ type Result struct {
 	CeilingLatencyP99Ms float64 `json:"ceilingLatencyP99Ms,omitempty"`
 	CeilingLatencyMaxMs float64 `json:"ceilingLatencyMaxMs,omitempty"`
 	CeilingSendRate     float64 `json:"ceilingSendRate,omitempty"`
-	CeilingExpected     int64   `json:"ceilingExpected,omitempty"`
-	CeilingReceived     int64   `json:"ceilingReceived,omitempty"`
+	// CeilingCPUUsPerRequest is the fan-out server's CPU time per send
+	// over its load (Linux), beside the nodes' CPUUsPerRequest.
+	CeilingCPUUsPerRequest float64 `json:"ceilingCpuUsPerRequest,omitempty"`
+	CeilingExpected        int64   `json:"ceilingExpected,omitempty"`
+	CeilingReceived        int64   `json:"ceilingReceived,omitempty"`
 	// LatencyOf says what P50Ms..MaxMs time.
 	LatencyOf string  `json:"latencyOf"`
 	P50Ms     float64 `json:"p50Ms"`

@@ -1,12 +1,15 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -80,11 +83,33 @@ func (f *fanoutServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the user's key) open until the client goes.
 func (f *fanoutServer) stream(w http.ResponseWriter, r *http.Request) {
 	u := f.user(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
-	s := &fanStream{}
+	// The stream is the user's before the client sees it open: a send
+	// right after waits on mu until its first bytes are out.
+	s := &fanStream{write: func(_, _ []byte) error { return net.ErrClosed }}
+	s.mu.Lock()
+	u.mu.Lock()
+	u.streams = append(u.streams, s)
+	u.mu.Unlock()
+	defer func() {
+		u.mu.Lock()
+		for i, o := range u.streams {
+			if o == s {
+				u.streams = append(u.streams[:i], u.streams[i+1:]...)
+				break
+			}
+		}
+		u.mu.Unlock()
+		// A send holding the stream finishes its write before the
+		// handler returns and the writer goes.
+		s.mu.Lock()
+		s.write = func(_, _ []byte) error { return net.ErrClosed }
+		s.mu.Unlock()
+	}()
 	ctx := r.Context()
 	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		conn, err := websocket.Accept(w, r, nil)
 		if err != nil {
+			s.mu.Unlock()
 			return
 		}
 		defer conn.CloseNow()
@@ -95,6 +120,7 @@ func (f *fanoutServer) stream(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")
 		if _, err := io.WriteString(w, "retry: 2000\n: connected\n\n"); err != nil || rc.Flush() != nil {
+			s.mu.Unlock()
 			return
 		}
 		s.write = func(sse, _ []byte) error {
@@ -104,23 +130,8 @@ func (f *fanoutServer) stream(w http.ResponseWriter, r *http.Request) {
 			return rc.Flush()
 		}
 	}
-	u.mu.Lock()
-	u.streams = append(u.streams, s)
-	u.mu.Unlock()
-	<-ctx.Done()
-	u.mu.Lock()
-	for i, o := range u.streams {
-		if o == s {
-			u.streams = append(u.streams[:i], u.streams[i+1:]...)
-			break
-		}
-	}
-	u.mu.Unlock()
-	// A send holding the stream finishes its write before the handler
-	// returns and the writer goes.
-	s.mu.Lock()
-	s.write = func(_, _ []byte) error { return net.ErrClosed }
 	s.mu.Unlock()
+	<-ctx.Done()
 }
 
 // send writes the POST's body, as the notification, to every stream of the
@@ -186,7 +197,8 @@ func fanoutCeiling(ctx context.Context, e *env, res *Result, prog *progress, sen
 	hc := newLoadClient(o.Concurrency)
 	defer hc.CloseIdleConnections()
 	prog.phase("ceiling: latency")
-	_, okN, _, elapsed := paced(ctx, o.Concurrency, sends, o.Rate, o.Duration, prog, func(ctx context.Context, i int) error {
+	cpu0, cpuOK := procCPU(srv.cmd.Process.Pid)
+	_, okN, failed, elapsed := paced(ctx, o.Concurrency, sends, o.Rate, o.Duration, prog, func(ctx context.Context, i int) error {
 		u := i % len(users)
 		_, err := do(ctx, hc, srv.url, f.sendCall(users[u], int64(i), time.Now()), http.StatusCreated)
 		if err == nil {
@@ -196,10 +208,39 @@ func fanoutCeiling(ctx context.Context, e *env, res *Result, prog *progress, sen
 	})
 	expected, _, _ := t.counts()
 	t.waitAll(ctx, expected, 10*time.Second)
+	if cpu1, ok := procCPU(srv.cmd.Process.Pid); ok && cpuOK && okN+failed > 0 {
+		res.CeilingCPUUsPerRequest = (cpu1 - cpu0) * 1e6 / float64(okN+failed)
+	}
 	expected, received, _ := t.counts()
 	p := summarize(t.latencies())
 	res.CeilingLatencyP50Ms, res.CeilingLatencyP90Ms, res.CeilingLatencyP99Ms, res.CeilingLatencyMaxMs = p.p50, p.p90, p.p99, p.max
 	res.CeilingSendRate = float64(okN) / elapsed.Seconds()
 	res.CeilingExpected, res.CeilingReceived = expected, received
 	return nil
+}
+
+// procCPU is process pid's CPU time in seconds, user and system, from
+// /proc (Linux; false elsewhere). The kernel counts it in ticks of 1/100 s
+// (USER_HZ, 100 on every Linux the bench runs on).
+func procCPU(pid int) (float64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name, in parentheses, may hold spaces: the fields
+	// counted here start after its closing one.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64)
+	stime, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return float64(utime+stime) / 100, true
 }

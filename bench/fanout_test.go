@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -98,5 +100,34 @@ func waitReceived(t *testing.T, tl *tally, want int64) {
 			t.Fatalf("received %d of %d expected, want %d", got, exp, want)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// procCPU reads a process's CPU time, which grows as it works (Linux).
+func TestProcCPUCountsWhatTheProcessSpends(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("procCPU reads /proc")
+	}
+	before, ok := procCPU(os.Getpid())
+	if !ok {
+		t.Fatal("no CPU time read for this process")
+	}
+	// Spin until at least 50 ms more is counted, or fail after 10 s.
+	deadline := time.Now().Add(10 * time.Second)
+	x := uint64(1)
+	for {
+		for range 1 << 20 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		now, ok := procCPU(os.Getpid())
+		if ok && now-before >= 0.05 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time went from %.2f s to %.2f s over 10 s of spinning (%d)", before, now, x)
+		}
+	}
+	if _, ok := procCPU(1 << 30); ok {
+		t.Fatal("a process that does not exist has a CPU time")
 	}
 }
