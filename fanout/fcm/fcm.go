@@ -385,6 +385,10 @@ type apiError struct {
 		Details []struct {
 			Type      string `json:"@type"`
 			ErrorCode string `json:"errorCode"`
+			// google.rpc.BadRequest's: which request field was wrong.
+			FieldViolations []struct {
+				Field string `json:"field"`
+			} `json:"fieldViolations"`
 		} `json:"details"`
 	} `json:"error"`
 }
@@ -414,7 +418,7 @@ func classify(code int, body []byte) fanout.Result {
 	}
 	out := fanout.Failed
 	switch {
-	case fcmCode == "UNREGISTERED":
+	case fcmCode == "UNREGISTERED", badToken(&e):
 		// The app was uninstalled or the token expired: the token will
 		// never work again. Only FCM's own error code says so: a bare 404
 		// may be a wrong endpoint or a proxy, which must not disable every
@@ -431,8 +435,8 @@ func classify(code int, body []byte) fanout.Result {
 			words += ": redirects are not followed"
 		}
 	default:
-		// INVALID_ARGUMENT (a message FCM will never take, such as one
-		// over 4 KB), SENDER_ID_MISMATCH (a token of another project,
+		// INVALID_ARGUMENT of the message (one FCM will never take, such
+		// as one over 4 KB), SENDER_ID_MISMATCH (a token of another project,
 		// such as an old install's: retried, it would be tried for the
 		// notification's whole life) and other 4xx. A sender-id mismatch
 		// is not taken as "unregistered": a misconfigured project would
@@ -440,6 +444,31 @@ func classify(code int, body []byte) fanout.Result {
 		out = fanout.Failed
 	}
 	return fanout.Result{Outcome: out, Err: words}
+}
+
+// badToken reports whether an INVALID_ARGUMENT answer is about the
+// registration token rather than the message: a token that is not one
+// (cut short, another service's, an old format) will never work, and FCM's
+// guide to managing tokens says to delete it. FCM names it in its message
+// ("The registration token is not a valid FCM registration token"), or in
+// a BadRequest detail's field. Any other INVALID_ARGUMENT, such as a
+// message too big, stays a failure of that one message: taken for a bad
+// token, a fault of the sender's would disable every device at once.
+func badToken(e *apiError) bool {
+	if e.Error.Status != "INVALID_ARGUMENT" {
+		return false
+	}
+	if strings.Contains(strings.ToLower(e.Error.Message), "registration token") {
+		return true
+	}
+	for _, d := range e.Error.Details {
+		for _, v := range d.FieldViolations {
+			if v.Field == "message.token" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // accessToken returns a cached token, or exchanges a new JWT for one. A

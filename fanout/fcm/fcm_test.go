@@ -125,6 +125,22 @@ func TestFCMErrorsLeadToOutcomes(t *testing.T) {
 	f.Script("notfound400", fcmtest.Error(400, "NOT_FOUND", "", "gone")) // status word decides
 	f.Script("invalid", fcmtest.Error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "Message is too big"))
 	f.Script("mismatch", fcmtest.Error(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH", "SenderId mismatch"))
+	// FCM's answer to a token that is not one, as it comes, and with the
+	// field named in a BadRequest detail instead of the message.
+	f.Script("notatoken", fcmtest.Error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token"))
+	f.Script("tokenfield", func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(400)
+		io.WriteString(w, `{"error":{"code":400,"message":"Request contains an invalid argument.","status":"INVALID_ARGUMENT","details":[`+
+			`{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"INVALID_ARGUMENT"},`+
+			`{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.token","description":"Invalid registration token"}]}]}}`)
+	})
+	f.Script("datafield", func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(400)
+		io.WriteString(w, `{"error":{"code":400,"message":"Request contains an invalid argument.","status":"INVALID_ARGUMENT","details":[`+
+			`{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.data[0].key","description":"Invalid data key: from"}]}]}}`)
+	})
 	f.Script("denied", fcmtest.Error(403, "PERMISSION_DENIED", "", "Permission 'cloudmessaging.messages.create' denied"))
 	f.Script("quota", func(w http.ResponseWriter) {
 		w.Header().Set("Retry-After", "30")
@@ -150,6 +166,9 @@ func TestFCMErrorsLeadToOutcomes(t *testing.T) {
 		{"notfound400", fanout.Failed, 0, "NOT_FOUND"},
 		{"invalid", fanout.Failed, 0, "INVALID_ARGUMENT: Message is too big"},
 		{"mismatch", fanout.Failed, 0, "SENDER_ID_MISMATCH"},
+		{"notatoken", fanout.Disable, 0, "INVALID_ARGUMENT: The registration token is not a valid FCM registration token"},
+		{"tokenfield", fanout.Disable, 0, "INVALID_ARGUMENT"},
+		{"datafield", fanout.Failed, 0, "INVALID_ARGUMENT"},
 		{"denied", fanout.Retry, 0, "PERMISSION_DENIED"},
 		{"quota", fanout.Retry, 30 * time.Second, "QUOTA_EXCEEDED"},
 		{"unavailable", fanout.Retry, 5 * time.Second, "UNAVAILABLE"},
