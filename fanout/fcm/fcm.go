@@ -448,27 +448,31 @@ func classify(code int, body []byte) fanout.Result {
 
 // badToken reports whether an INVALID_ARGUMENT answer is about the
 // registration token rather than the message: a token that is not one
-// (cut short, another service's, an old format) will never work, and FCM's
-// guide to managing tokens says to delete it. FCM names it in its message
-// ("The registration token is not a valid FCM registration token"), or in
-// a BadRequest detail's field. Any other INVALID_ARGUMENT, such as a
-// message too big, stays a failure of that one message: taken for a bad
-// token, a fault of the sender's would disable every device at once.
+// (cut short, another service's, an old format) will never work. FCM's
+// guide to managing tokens says to delete such a token when the message
+// is certainly valid; what stands in for that certainty here is FCM's own
+// sentence about the token ("The registration token is not a valid FCM
+// registration token", as it answers a malformed token), or a BadRequest
+// detail whose only field is message.token. FCM's messages repeat request
+// values ("Invalid value at 'message.data[0].value' …"), so only that
+// sentence at the start counts, and a violation on any other field says
+// the message is at fault. Any other INVALID_ARGUMENT, such as a message
+// too big, stays a failure of that one message: taken for a bad token, a
+// fault of the sender's would disable every device at once.
 func badToken(e *apiError) bool {
 	if e.Error.Status != "INVALID_ARGUMENT" {
 		return false
 	}
-	if strings.Contains(strings.ToLower(e.Error.Message), "registration token") {
-		return true
-	}
+	token := false
 	for _, d := range e.Error.Details {
 		for _, v := range d.FieldViolations {
-			if v.Field == "message.token" {
-				return true
+			if v.Field != "message.token" {
+				return false
 			}
+			token = true
 		}
 	}
-	return false
+	return token || strings.HasPrefix(strings.ToLower(e.Error.Message), "the registration token is not a valid fcm registration token")
 }
 
 // accessToken returns a cached token, or exchanges a new JWT for one. A

@@ -141,6 +141,15 @@ func TestFCMErrorsLeadToOutcomes(t *testing.T) {
 		io.WriteString(w, `{"error":{"code":400,"message":"Request contains an invalid argument.","status":"INVALID_ARGUMENT","details":[`+
 			`{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.data[0].key","description":"Invalid data key: from"}]}]}}`)
 	})
+	// A message at fault whose words quote a value about tokens: the
+	// field named is not the token.
+	f.Script("quoted", func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(400)
+		io.WriteString(w, `{"error":{"code":400,"message":"Invalid value at 'message.data[0].value' (TYPE_STRING), the registration token is not a valid FCM registration token","status":"INVALID_ARGUMENT","details":[`+
+			`{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.data[0].value","description":"Invalid value"}]}]}}`)
+	})
+	f.Script("quotedbare", fcmtest.Error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "Invalid value at 'message.data[0].value': The registration token is not a valid FCM registration token"))
 	f.Script("denied", fcmtest.Error(403, "PERMISSION_DENIED", "", "Permission 'cloudmessaging.messages.create' denied"))
 	f.Script("quota", func(w http.ResponseWriter) {
 		w.Header().Set("Retry-After", "30")
@@ -169,6 +178,8 @@ func TestFCMErrorsLeadToOutcomes(t *testing.T) {
 		{"notatoken", fanout.Disable, 0, "INVALID_ARGUMENT: The registration token is not a valid FCM registration token"},
 		{"tokenfield", fanout.Disable, 0, "INVALID_ARGUMENT"},
 		{"datafield", fanout.Failed, 0, "INVALID_ARGUMENT"},
+		{"quoted", fanout.Failed, 0, "INVALID_ARGUMENT"},
+		{"quotedbare", fanout.Failed, 0, "INVALID_ARGUMENT"},
 		{"denied", fanout.Retry, 0, "PERMISSION_DENIED"},
 		{"quota", fanout.Retry, 30 * time.Second, "QUOTA_EXCEEDED"},
 		{"unavailable", fanout.Retry, 5 * time.Second, "UNAVAILABLE"},
