@@ -29,7 +29,8 @@ func benchCommand() *cli.Command {
 			"on standard error, and prints a table (or with --json one JSON object on the last line).\n" +
 			"Every scenario also measures the same client against a bare net/http handler that answers\n" +
 			"the same request: this machine's ceiling. The latency scenario also runs its load against\n" +
-			"a bare fan-out server that stores nothing: the publish→receipt times this machine gives.\n\n" +
+			"a bare fan-out server that stores nothing: the publish→receipt times this machine gives\n" +
+			"(not with --server, which may be elsewhere).\n\n" +
 			"With --server the bench signs in as an admin and measures that server. Its limits apply:\n" +
 			"start it with --app-rate 0 --user-rate 0 --max-notifications-per-user 0\n" +
 			"--max-subscriptions-per-user 0 --max-streams-per-user 0 --max-conns 0 (and, for webpush and\n" +

@@ -162,11 +162,17 @@ func TestBenchScenariosTiny(t *testing.T) {
 			case "latency-sse", "latency-ws":
 				// The fan-out ceiling ran the same load: every one of its
 				// deliveries arrived, and it timed them.
-				exp, got := res["ceilingExpected"].(float64), res["ceilingReceived"].(float64)
+				exp, _ := res["ceilingExpected"].(float64)
+				got, _ := res["ceilingReceived"].(float64)
 				if exp <= 0 || got != exp {
 					t.Errorf("fan-out ceiling: received %v of %v expected", got, exp)
 				}
-				if p50, p99 := res["ceilingLatencyP50Ms"].(float64), res["ceilingLatencyP99Ms"].(float64); !(p50 > 0 && p50 <= p99) {
+				if e, ok := res["ceilingErrors"].(float64); !ok || e != 0 {
+					t.Errorf("fan-out ceiling: errors %v", res["ceilingErrors"])
+				}
+				p50, _ := res["ceilingLatencyP50Ms"].(float64)
+				p99, _ := res["ceilingLatencyP99Ms"].(float64)
+				if !(p50 > 0 && p50 <= p99) {
 					t.Errorf("fan-out ceiling: p50 %v, p99 %v", p50, p99)
 				}
 			case "conns", "conns-ws":

@@ -166,6 +166,9 @@ type Result struct {
 	CeilingCPUUsPerRequest float64 `json:"ceilingCpuUsPerRequest,omitempty"`
 	CeilingExpected        int64   `json:"ceilingExpected,omitempty"`
 	CeilingReceived        int64   `json:"ceilingReceived,omitempty"`
+	// CeilingErrors are the fan-out server's failed sends, unmatched and
+	// duplicate events, and streams that ended during its run.
+	CeilingErrors int64 `json:"ceilingErrors"`
 	// LatencyOf says what P50Ms..MaxMs time.
 	LatencyOf string  `json:"latencyOf"`
 	P50Ms     float64 `json:"p50Ms"`

@@ -43,7 +43,14 @@ type fanStream struct {
 
 // ServeFanout serves the bare fan-out server on l until ctx ends.
 func ServeFanout(ctx context.Context, l net.Listener) error {
-	f := &fanoutServer{users: map[string]*fanUser{}}
+	return newFanoutServer().serve(ctx, l)
+}
+
+func newFanoutServer() *fanoutServer {
+	return &fanoutServer{users: map[string]*fanUser{}}
+}
+
+func (f *fanoutServer) serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -163,19 +170,11 @@ func (f *fanoutServer) send(w http.ResponseWriter, r *http.Request) {
 // as many users, the same sends at the same rate from as many senders.
 func fanoutCeiling(ctx context.Context, e *env, res *Result, prog *progress, sends int) error {
 	o := e.o
-	addr, err := freeAddr()
+	srv, err := startFanout(ctx, o)
 	if err != nil {
-		return err
-	}
-	srv, err := startProc(o, []string{"bench", "fanout-server", "--listen", addr}, "", false)
-	if err != nil {
-		return err
-	}
-	srv.url = "http://" + addr
-	defer srv.stop()
-	if err := srv.waitReady(ctx, 30*time.Second); err != nil {
 		return fmt.Errorf("the fan-out ceiling: %w", err)
 	}
+	defer srv.stop()
 	users := make([]*benchUser, o.Users)
 	for i := range users {
 		k := fmt.Sprintf("ceiling-%d", i)
@@ -211,12 +210,38 @@ func fanoutCeiling(ctx context.Context, e *env, res *Result, prog *progress, sen
 	if cpu1, ok := procCPU(srv.cmd.Process.Pid); ok && cpuOK && okN+failed > 0 {
 		res.CeilingCPUUsPerRequest = (cpu1 - cpu0) * 1e6 / float64(okN+failed)
 	}
-	expected, received, _ := t.counts()
+	expected, received, dups := t.counts()
 	p := summarize(t.latencies())
 	res.CeilingLatencyP50Ms, res.CeilingLatencyP90Ms, res.CeilingLatencyP99Ms, res.CeilingLatencyMaxMs = p.p50, p.p90, p.p99, p.max
 	res.CeilingSendRate = float64(okN) / elapsed.Seconds()
 	res.CeilingExpected, res.CeilingReceived = expected, received
+	res.CeilingErrors = failed + t.unmatched.Load() + dups + max(0, int64(o.Streams)-st.live())
 	return nil
+}
+
+// startFanout starts the bare fan-out server and waits until it serves. A
+// port freeAddr found free can be taken before the child binds it (as for
+// the nodes, selfNodes): then it tries a fresh one.
+func startFanout(ctx context.Context, o *Options) (*nodeProc, error) {
+	for attempt := 1; ; attempt++ {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		p, err := startProc(o, []string{"bench", "fanout-server", "--listen", addr}, "", false)
+		if err != nil {
+			return nil, err
+		}
+		p.url = "http://" + addr
+		err = p.waitReady(ctx, 30*time.Second)
+		if err == nil {
+			return p, nil
+		}
+		p.stop()
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return nil, err
+		}
+	}
 }
 
 // procCPU is process pid's CPU time in seconds, user and system, from

@@ -22,8 +22,9 @@ func TestTheFanoutCeilingDeliversToEveryStreamOfTheUser(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			f := newFanoutServer()
 			served := make(chan error, 1)
-			go func() { served <- ServeFanout(ctx, l) }()
+			go func() { served <- f.serve(ctx, l) }()
 			base := "http://" + l.Addr().String()
 
 			tl := newTally(8)
@@ -35,12 +36,12 @@ func TestTheFanoutCeilingDeliversToEveryStreamOfTheUser(t *testing.T) {
 					t.Fatalf("open stream %d: %v", j, err)
 				}
 			}
-			f := &fixture{appToken: "ceiling"}
+			fx := &fixture{appToken: "ceiling"}
 			hc := newLoadClient(2)
 			defer hc.CloseIdleConnections()
 			send := func(seq int64, user string, want int) {
 				t.Helper()
-				body, err := do(ctx, hc, base, f.sendCall(&benchUser{unsid: user}, seq, time.Now()), http.StatusCreated)
+				body, err := do(ctx, hc, base, fx.sendCall(&benchUser{unsid: user}, seq, time.Now()), http.StatusCreated)
 				if err != nil {
 					t.Fatalf("send %d: %v", seq, err)
 				}
@@ -54,14 +55,23 @@ func TestTheFanoutCeilingDeliversToEveryStreamOfTheUser(t *testing.T) {
 			send(2, "nobody", 0)
 			waitReceived(t, tl, 4)
 
-			// Close user a's first stream; the next send reaches the
-			// other two once the server has let the closed one go.
+			// Close user a's first stream: the server lets it go, and
+			// the next send reaches the other two.
 			st.mu.Lock()
 			first := st.closers[0]
 			st.mu.Unlock()
 			first()
+			a := f.user("a")
+			open := func() int {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				return len(a.streams)
+			}
 			deadline := time.Now().Add(10 * time.Second)
-			for st.ended.Load() < 1 && time.Now().Before(deadline) {
+			for open() != 2 {
+				if time.Now().After(deadline) {
+					t.Fatalf("the server holds %d streams of user a after one of three closed, want 2", open())
+				}
 				time.Sleep(5 * time.Millisecond)
 			}
 			send(3, "a", 2)

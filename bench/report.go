@@ -30,9 +30,13 @@ func (r *Result) WriteTable(w io.Writer) error {
 		row("of ceiling", "%.2f ×", r.Rate/r.CeilingRate)
 	}
 	row("latency", "p50 %.2f  p90 %.2f  p99 %.2f  max %.2f ms: %s", r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.LatencyOf)
-	if r.CeilingExpected > 0 {
-		row("ceiling latency", "p50 %.2f  p90 %.2f  p99 %.2f  max %.2f ms (bare fan-out server, nothing stored; %s sends/s, %d of %d received, %.0f µs of its CPU a send)",
-			r.CeilingLatencyP50Ms, r.CeilingLatencyP90Ms, r.CeilingLatencyP99Ms, r.CeilingLatencyMaxMs, num(r.CeilingSendRate), r.CeilingReceived, r.CeilingExpected, r.CeilingCPUUsPerRequest)
+	if r.CeilingExpected > 0 || r.CeilingErrors > 0 {
+		cpu := ""
+		if r.CeilingCPUUsPerRequest > 0 {
+			cpu = fmt.Sprintf(", %.0f µs of its CPU a send", r.CeilingCPUUsPerRequest)
+		}
+		row("ceiling latency", "p50 %.2f  p90 %.2f  p99 %.2f  max %.2f ms (bare fan-out server, nothing stored; %s sends/s, %d of %d received, %d errors%s)",
+			r.CeilingLatencyP50Ms, r.CeilingLatencyP90Ms, r.CeilingLatencyP99Ms, r.CeilingLatencyMaxMs, num(r.CeilingSendRate), r.CeilingReceived, r.CeilingExpected, r.CeilingErrors, cpu)
 	}
 	if r.SendRate > 0 {
 		row("sends", "%s/s; POST→201 p50 %.2f ms, p99 %.2f ms", num(r.SendRate), r.AckP50Ms, r.AckP99Ms)

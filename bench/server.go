@@ -174,20 +174,31 @@ func (p *nodeProc) waitReady(ctx context.Context, within time.Duration) error {
 		}
 		select {
 		case <-p.out:
-			return fmt.Errorf("the bench's node exited before it was ready: %s\n%s", p.cmd.ProcessState, p.log.tail())
+			return fmt.Errorf("the bench's %s exited before it was ready: %s\n%s", p.name(), p.cmd.ProcessState, p.log.tail())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the bench's node at %s was not ready within %s:\n%s", p.url, within, p.log.tail())
+			return fmt.Errorf("the bench's %s at %s was not ready within %s:\n%s", p.name(), p.url, within, p.log.tail())
 		}
 	}
 }
 
-// stop asks for a graceful shutdown and kills the node if it does not end.
+// name is what the process is, for errors: a node, or the fan-out server.
+func (p *nodeProc) name() string {
+	if len(p.cmd.Args) > 1 && p.cmd.Args[1] == "bench" {
+		return "fan-out server"
+	}
+	return "node"
+}
+
+// stop asks for a graceful shutdown and kills the node if it does not end
+// (at once where there is no SIGTERM to send: Windows).
 func (p *nodeProc) stop() {
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	if p.cmd.Process.Signal(syscall.SIGTERM) != nil {
+		p.cmd.Process.Kill()
+	}
 	select {
 	case <-p.out:
 	case <-time.After(20 * time.Second):
