@@ -219,11 +219,10 @@ func fanoutCeiling(ctx context.Context, e *env, res *Result, prog *progress, sen
 	return nil
 }
 
-// startFanout starts the bare fan-out server and waits until it serves. A
-// port freeAddr found free can be taken before the child binds it (as for
-// the nodes, selfNodes): then it tries a fresh one.
+// startFanout starts the bare fan-out server and waits until it serves,
+// on fresh ports if its first is taken before the child binds it.
 func startFanout(ctx context.Context, o *Options) (*nodeProc, error) {
-	for attempt := 1; ; attempt++ {
+	return onFreshPorts(func() (*nodeProc, error) {
 		addr, err := freeAddr()
 		if err != nil {
 			return nil, err
@@ -233,15 +232,12 @@ func startFanout(ctx context.Context, o *Options) (*nodeProc, error) {
 			return nil, err
 		}
 		p.url = "http://" + addr
-		err = p.waitReady(ctx, 30*time.Second)
-		if err == nil {
-			return p, nil
-		}
-		p.stop()
-		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+		if err := p.waitReady(ctx, 30*time.Second); err != nil {
+			p.stop()
 			return nil, err
 		}
-	}
+		return p, nil
+	})
 }
 
 // procCPU is process pid's CPU time in seconds, user and system, from

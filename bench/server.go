@@ -42,15 +42,21 @@ type started struct {
 // until every one is ready. Every limit that would throttle the bench is
 // lifted: the application and user rates, the per-user quotas, the
 // connection caps; loopback receivers are allowed for webPush and webhooks.
-func selfNodes(ctx context.Context, o *Options, n int) (nodes started, err error) {
+func selfNodes(ctx context.Context, o *Options, n int) (started, error) {
 	// A port freeAddr found free can be taken before the node binds it,
 	// by another process or by an outgoing connection's ephemeral port
 	// (the nodes of a cluster dial each other): then start again on
 	// fresh ports.
+	return onFreshPorts(func() (started, error) { return selfNodesOnce(ctx, o, n) })
+}
+
+// onFreshPorts calls start, which picks its ports with freeAddr, up to
+// three times while it fails because a port was taken before it was bound.
+func onFreshPorts[T any](start func() (T, error)) (T, error) {
 	for attempt := 1; ; attempt++ {
-		nodes, err = selfNodesOnce(ctx, o, n)
+		v, err := start()
 		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
-			return nodes, err
+			return v, err
 		}
 	}
 }

@@ -160,9 +160,19 @@ func (f *fixture) waitDelivery(nid, sid string, ok func(*resource.DeliveryRecord
 }
 
 func engineWith(f *fixture, s Sender) func() *Engine {
+	return engineOver(f, s, quiet, nil)
+}
+
+// engineOver is engineWith logging to logger, over the store wrap makes of
+// the fixture's (nil: the fixture's own).
+func engineOver(f *fixture, s Sender, logger *slog.Logger, wrap func(EngineStore) EngineStore) func() *Engine {
 	return func() *Engine {
-		return NewEngine(EngineOptions{Store: f.store, Senders: map[string]Sender{resource.ChannelWebhook: s},
-			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Logger: quiet})
+		var store EngineStore = f.store
+		if wrap != nil {
+			store = wrap(store)
+		}
+		return NewEngine(EngineOptions{Store: store, Senders: map[string]Sender{resource.ChannelWebhook: s},
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Logger: logger})
 	}
 }
 
@@ -574,11 +584,7 @@ func TestEngineMessageIDMatchesItsContent(t *testing.T) {
 	f := newFixture(t)
 	s := &scriptSender{script: []Result{{Outcome: Retry, Err: "503"}, {Outcome: Delivered}}}
 	store := &changeBetweenReads{f: f, nth: 2}
-	e := f.open(func() *Engine {
-		store.EngineStore = f.store
-		return NewEngine(EngineOptions{Store: store, Senders: map[string]Sender{resource.ChannelWebhook: s},
-			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Logger: quiet})
-	})
+	e := f.open(engineOver(f, s, quiet, func(es EngineStore) EngineStore { store.EngineStore = es; return store }))
 	defer f.store.Close()
 	defer e.Stop()
 	f.setup()
@@ -860,11 +866,7 @@ func TestEngineCommittedButNotAppliedOutcomesAreRecorded(t *testing.T) {
 		defer logMu.Unlock()
 		return logs.Write(p)
 	}), nil))
-	e := f.open(func() *Engine {
-		store.EngineStore = f.store
-		return NewEngine(EngineOptions{Store: store, Senders: map[string]Sender{resource.ChannelWebhook: s},
-			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Logger: logger})
-	})
+	e := f.open(engineOver(f, s, logger, func(es EngineStore) EngineStore { store.EngineStore = es; return store }))
 	defer f.store.Close()
 	defer e.Stop()
 	f.setup()
